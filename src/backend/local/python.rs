@@ -1,0 +1,231 @@
+//! Finding a Python with jupyter_server and ipykernel, or building a managed venv once.
+//!
+//! The venv lives in the user's cache dir, keyed by the pinned versions. It is built in a temp
+//! dir and renamed into place under an exclusive file lock, so concurrent processes and tests
+//! never see a half-built one and never build it twice.
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::error::Error;
+
+/// Names a Python that already has jupyter_server and ipykernel; skips the managed venv.
+pub const PYTHON_ENV: &str = "E2B_LOCAL_PYTHON";
+/// Overrides where the managed venv is kept (default: the user's cache dir).
+pub const CACHE_ENV: &str = "E2B_LOCAL_CACHE";
+
+/// Pinned versions the managed venv is built with (measured in the reference notes).
+const PINS: &[&str] = &["jupyter_server==2.21.1", "ipykernel==7.4.0"];
+/// Bump when the venv's layout or pins change, so an old venv is never reused.
+const LAYOUT: &str = "v1";
+const MARKER: &str = ".e2b-blocking-complete";
+
+/// The interpreter that runs `python -m jupyter_server`.
+#[derive(Debug, Clone)]
+pub(crate) struct Python {
+    pub(crate) exe: PathBuf,
+    /// The managed venv it lives in, if the SDK built it (extra packages may go there).
+    pub(crate) managed: Option<PathBuf>,
+}
+
+/// Resolves the interpreter: `E2B_LOCAL_PYTHON`, else the managed venv (built if missing).
+pub(crate) fn resolve() -> Result<Python, Error> {
+    if let Some(exe) = std::env::var_os(PYTHON_ENV).filter(|v| !v.is_empty()) {
+        let exe = PathBuf::from(exe);
+        check_imports(&exe, &["jupyter_server", "ipykernel"]).map_err(|missing| {
+            Error::setup_msg(format!(
+                "{PYTHON_ENV}={} cannot import {missing}",
+                exe.display()
+            ))
+        })?;
+        return Ok(Python { exe, managed: None });
+    }
+    let venv = cache_dir()?.join(format!("venv-{LAYOUT}-{}", tag()));
+    ensure_venv(&venv)?;
+    Ok(Python {
+        exe: venv.join("bin").join("python"),
+        managed: Some(venv),
+    })
+}
+
+/// Installs extra packages into the managed venv when they are not importable yet.
+pub(crate) fn ensure_packages(python: &Python, packages: &[String]) -> Result<(), Error> {
+    let missing: Vec<&String> = packages
+        .iter()
+        .filter(|p| check_imports(&python.exe, &[import_name(p)]).is_err())
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let Some(venv) = &python.managed else {
+        return Err(Error::setup_msg(format!(
+            "{} lacks {missing:?}; install them there or unset {PYTHON_ENV}",
+            python.exe.display()
+        )));
+    };
+    let _lock = lock(venv.parent().unwrap_or(venv))?;
+    log::info!("installing {missing:?} into {}", venv.display());
+    let args: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
+    pip_install(&python.exe, &args)
+}
+
+/// `scikit-learn` imports as `sklearn` and so on; the common cases are enough here.
+fn import_name(package: &str) -> &str {
+    let base = package
+        .split(['=', '<', '>', '[', '~', '!'])
+        .next()
+        .unwrap_or(package)
+        .trim();
+    match base {
+        "scikit-learn" => "sklearn",
+        "pillow" | "Pillow" => "PIL",
+        "beautifulsoup4" => "bs4",
+        other => other,
+    }
+}
+
+fn tag() -> String {
+    PINS.join("-")
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '_' })
+        .collect()
+}
+
+fn cache_dir() -> Result<PathBuf, Error> {
+    let base = match std::env::var_os(CACHE_ENV).filter(|v| !v.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => dirs::cache_dir()
+            .unwrap_or_else(std::env::temp_dir)
+            .join("e2b-blocking"),
+    };
+    fs::create_dir_all(&base)
+        .map_err(|e| Error::setup(format!("cannot create {}", base.display()), e))?;
+    Ok(base)
+}
+
+fn lock(dir: &Path) -> Result<File, Error> {
+    let path = dir.join("venv.lock");
+    let file = File::create(&path)
+        .map_err(|e| Error::setup(format!("cannot open {}", path.display()), e))?;
+    file.lock()
+        .map_err(|e| Error::setup(format!("cannot lock {}", path.display()), e))?;
+    Ok(file)
+}
+
+fn ensure_venv(venv: &Path) -> Result<(), Error> {
+    if venv.join(MARKER).exists() {
+        return Ok(());
+    }
+    let parent = venv.parent().unwrap_or(venv);
+    let _lock = lock(parent)?;
+    if venv.join(MARKER).exists() {
+        return Ok(()); // another process built it while we waited
+    }
+    let base = base_python()?;
+    let tmp = parent.join(format!(
+        ".build-{}-{}",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    ));
+    log::info!(
+        "building the local sandbox's Python environment in {} (once; ~20 s)",
+        venv.display()
+    );
+    let result = (|| {
+        run(
+            Command::new(&base).args(["-m", "venv"]).arg(&tmp),
+            "create a venv",
+        )?;
+        let py = tmp.join("bin").join("python");
+        pip_install(&py, PINS)?;
+        fs::write(tmp.join(MARKER), PINS.join("\n"))
+            .map_err(|e| Error::setup("cannot write the venv marker", e))?;
+        if venv.exists() {
+            // A leftover without a marker: an interrupted build of an older version.
+            let _ = fs::remove_dir_all(venv);
+        }
+        fs::rename(&tmp, venv).map_err(|e| Error::setup("cannot move the venv into place", e))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_dir_all(&tmp);
+    }
+    result?;
+    log::info!("local sandbox Python environment ready");
+    Ok(())
+}
+
+fn base_python() -> Result<PathBuf, Error> {
+    for candidate in ["python3", "python"] {
+        let ok = Command::new(candidate)
+            .args(["-c", "import sys, venv; assert sys.version_info >= (3, 9)"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok {
+            return Ok(PathBuf::from(candidate));
+        }
+    }
+    Err(Error::setup_msg(format!(
+        "no python3 (>= 3.9, with venv) on PATH; install one or set {PYTHON_ENV}"
+    )))
+}
+
+fn pip_install(python: &Path, packages: &[&str]) -> Result<(), Error> {
+    log::info!("pip install {}", packages.join(" "));
+    run(
+        Command::new(python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--disable-pip-version-check",
+                "--no-input",
+                "-q",
+            ])
+            .args(packages),
+        "pip install",
+    )
+}
+
+fn check_imports(python: &Path, modules: &[&str]) -> Result<(), String> {
+    let code = format!("import {}", modules.join(", "));
+    let ok = Command::new(python)
+        .args(["-c", &code])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok { Ok(()) } else { Err(modules.join(", ")) }
+}
+
+fn run(cmd: &mut Command, what: &str) -> Result<(), Error> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| Error::setup(format!("cannot {what}"), e))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let tail: Vec<&str> = stderr.lines().rev().take(15).collect();
+    let tail: Vec<&str> = tail.into_iter().rev().collect();
+    Err(Error::setup_msg(format!(
+        "{what} failed ({}): {}",
+        out.status,
+        tail.join("\n")
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn import_names() {
+        assert_eq!(import_name("matplotlib==3.9"), "matplotlib");
+        assert_eq!(import_name("scikit-learn"), "sklearn");
+        assert!(tag().contains("jupyter_server"));
+    }
+}

@@ -1,0 +1,312 @@
+//! Running `jupyter server` as a child process: start in a fresh directory, wait until it
+//! answers, and kill it together with every kernel it started.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::backend::local::python::Python;
+use crate::config::{Secret, Timeouts};
+use crate::error::{Error, TimeoutPhase};
+use crate::http::{Endpoint, Http, Method};
+
+/// Loaded by jupyter_server from the config dir. It lifts the IOPub rate limits (which would
+/// otherwise drop large output) and kills the server and its kernels if the SDK's process
+/// dies without running `Drop`.
+const SERVER_CONFIG: &str = r#"
+import os, signal, threading, time
+c.ZMQChannelsWebsocketConnection.limit_rate = False
+c.FileContentsManager.delete_to_trash = False
+c.ServerApp.open_browser = False
+_parent = int(os.environ.get("E2B_BLOCKING_PARENT_PID", "0") or 0)
+
+def _descendants(root):
+    kids = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                kids.setdefault(ppid, []).append(int(d))
+            except Exception:
+                pass
+    out, todo = [], [root]
+    while todo:
+        for k in kids.get(todo.pop(), []):
+            out.append(k)
+            todo.append(k)
+    return out
+
+def _watch_parent():
+    while True:
+        time.sleep(0.5)
+        if os.getppid() != _parent:
+            for pid in _descendants(os.getpid()):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except Exception:
+                    pass
+            os.killpg(0, signal.SIGKILL)
+
+if _parent:
+    threading.Thread(target=_watch_parent, daemon=True, name="e2b-parent-watch").start()
+"#;
+
+/// A running local jupyter_server.
+#[derive(Debug)]
+pub(crate) struct LocalServer {
+    child: Mutex<Child>,
+    pid: u32,
+    dir: PathBuf,
+    root: PathBuf,
+    runtime: PathBuf,
+    endpoint: Endpoint,
+}
+
+impl LocalServer {
+    pub(crate) fn start(
+        python: &Python,
+        token: &Secret,
+        envs: &[(String, String)],
+        timeouts: &Timeouts,
+    ) -> Result<LocalServer, Error> {
+        let dir = std::env::temp_dir().join(format!(
+            "e2b-local-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        let sub = |name: &str| dir.join(name);
+        for d in ["root", "runtime", "config", "data", "ipython"] {
+            fs::create_dir_all(sub(d))
+                .map_err(|e| Error::setup(format!("cannot create {}", sub(d).display()), e))?;
+        }
+        let result = Self::spawn(python, token, envs, timeouts, &dir);
+        if result.is_err() {
+            let _ = fs::remove_dir_all(&dir);
+        }
+        result
+    }
+
+    fn spawn(
+        python: &Python,
+        token: &Secret,
+        envs: &[(String, String)],
+        timeouts: &Timeouts,
+        dir: &Path,
+    ) -> Result<LocalServer, Error> {
+        let root = dir.join("root");
+        let runtime = dir.join("runtime");
+        fs::write(dir.join("config").join("jupyter_server_config.py"), SERVER_CONFIG)
+            .map_err(|e| Error::setup("cannot write the server config", e))?;
+        let log = fs::File::create(dir.join("server.log"))
+            .map_err(|e| Error::setup("cannot create the server log", e))?;
+        let log_err = log
+            .try_clone()
+            .map_err(|e| Error::setup("cannot create the server log", e))?;
+        let mut cmd = Command::new(&python.exe);
+        cmd.args(["-m", "jupyter_server"])
+            .arg("--ServerApp.ip=127.0.0.1")
+            .arg("--ServerApp.port=0")
+            .arg("--ServerApp.port_retries=0")
+            .arg(format!("--ServerApp.root_dir={}", root.display()))
+            .arg("--IdentityProvider.token")
+            .arg(token.expose())
+            .arg("--allow-root")
+            .env("JUPYTER_RUNTIME_DIR", &runtime)
+            .env("JUPYTER_CONFIG_DIR", dir.join("config"))
+            .env("JUPYTER_DATA_DIR", dir.join("data"))
+            .env("IPYTHONDIR", dir.join("ipython"))
+            .env("JUPYTER_PLATFORM_DIRS", "1")
+            .env("E2B_BLOCKING_PARENT_PID", std::process::id().to_string())
+            .env("PYTHONUNBUFFERED", "1")
+            .envs(envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .current_dir(&root)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err);
+        #[cfg(unix)]
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let child = cmd
+            .spawn()
+            .map_err(|e| Error::setup(format!("cannot run {}", python.exe.display()), e))?;
+        let pid = child.id();
+        log::debug!("started jupyter_server pid {pid} in {}", dir.display());
+        let server = LocalServer {
+            child: Mutex::new(child),
+            pid,
+            dir: dir.to_path_buf(),
+            root,
+            runtime,
+            endpoint: Endpoint::new("http://127.0.0.1:1")?,
+        };
+        // From here on, dropping `server` cleans up the process and the directory.
+        server.wait_ready(token, timeouts)
+    }
+
+    /// Waits for the runtime file naming the port, then for the API to answer.
+    fn wait_ready(mut self, token: &Secret, timeouts: &Timeouts) -> Result<LocalServer, Error> {
+        let started = Instant::now();
+        let deadline = started + timeouts.start;
+        let info = self.runtime.join(format!("jpserver-{}.json", self.pid));
+        let port = loop {
+            self.check_alive()?;
+            if let Some(port) = read_port(&info) {
+                break port;
+            }
+            if Instant::now() >= deadline {
+                return Err(self.start_timeout(timeouts.start));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        self.endpoint =
+            Endpoint::new(&format!("http://127.0.0.1:{port}"))?.with_jupyter_token(token);
+        let probe = Http::new(
+            self.endpoint.clone(),
+            &Timeouts::default().request(Duration::from_secs(2)),
+        );
+        loop {
+            self.check_alive()?;
+            match probe.send(Method::Get, "/api/status", None) {
+                Ok(r) if r.is_success() => break,
+                Ok(r) if matches!(r.status, 401 | 403) => return Err(r.into_error()),
+                _ => {}
+            }
+            if Instant::now() >= deadline {
+                return Err(self.start_timeout(timeouts.start));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        log::debug!(
+            "jupyter_server pid {} ready on port {port} after {:?}",
+            self.pid,
+            started.elapsed()
+        );
+        Ok(self)
+    }
+
+    fn start_timeout(&self, after: Duration) -> Error {
+        log::warn!("jupyter_server did not start: {}", self.log_tail());
+        Error::Timeout {
+            phase: TimeoutPhase::SandboxStart,
+            after,
+        }
+    }
+
+    fn check_alive(&self) -> Result<(), Error> {
+        if self.is_alive() {
+            return Ok(());
+        }
+        Err(Error::setup_msg(format!(
+            "jupyter_server exited during start-up: {}",
+            self.log_tail()
+        )))
+    }
+
+    fn log_tail(&self) -> String {
+        let text = fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(12)..].join("\n")
+    }
+
+    pub(crate) fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// The directory the contents API serves.
+    pub(crate) fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where kernel connection files are written.
+    pub(crate) fn runtime_dir(&self) -> &Path {
+        &self.runtime
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    pub(crate) fn is_alive(&self) -> bool {
+        let mut child = match self.child.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        matches!(child.try_wait(), Ok(None))
+    }
+
+    /// Kills every descendant (kernels run in their own sessions, so the process group alone
+    /// misses them), then the server's group, reaps the server and removes the directory.
+    pub(crate) fn kill(&self) {
+        use nix::sys::signal::{Signal, kill, killpg};
+        use nix::unistd::Pid;
+        let mut child = match self.child.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if matches!(child.try_wait(), Ok(None)) {
+            for pid in descendants(self.pid) {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+            if let Ok(pid) = i32::try_from(self.pid) {
+                let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            log::debug!("killed jupyter_server pid {}", self.pid);
+        }
+        drop(child);
+        if self.dir.exists()
+            && let Err(e) = fs::remove_dir_all(&self.dir)
+        {
+            log::warn!("could not remove {}: {e}", self.dir.display());
+        }
+    }
+}
+
+impl Drop for LocalServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn read_port(info: &Path) -> Option<u16> {
+    let text = fs::read_to_string(info).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    v.get("port")?.as_u64().and_then(|p| u16::try_from(p).ok())
+}
+
+/// Every process below `root`, from /proc (Linux); empty elsewhere.
+fn descendants(root: u32) -> Vec<i32> {
+    let mut children: std::collections::HashMap<u32, Vec<u32>> = Default::default();
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // The command name may hold spaces and parentheses; fields resume after the last ')'.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|s| s.parse::<u32>().ok());
+        if let Some(ppid) = ppid {
+            children.entry(ppid).or_default().push(pid);
+        }
+    }
+    let mut out = Vec::new();
+    let mut todo = vec![root];
+    while let Some(p) = todo.pop() {
+        for &c in children.get(&p).map(Vec::as_slice).unwrap_or(&[]) {
+            if let Ok(c32) = i32::try_from(c) {
+                out.push(c32);
+            }
+            todo.push(c);
+        }
+    }
+    out
+}

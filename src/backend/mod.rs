@@ -1,0 +1,38 @@
+//! The kinds of sandbox: how one comes to exist, how to tell whether it still does, how it dies.
+//!
+//! Everything after "here is a Jupyter base URL with its headers" is shared; a backend only
+//! supplies that endpoint and its own life cycle.
+
+pub(crate) mod local;
+
+use std::fmt;
+
+use crate::error::Error;
+use crate::http::Endpoint;
+
+/// Whether a sandbox still exists, as far as its backend can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Liveness {
+    Alive,
+    Gone,
+    Unknown,
+}
+
+/// The life cycle of one sandbox.
+pub(crate) trait Backend: Send + Sync + fmt::Debug {
+    /// The id used in errors and logs: the E2B sandbox id, or a local or server name.
+    fn sandbox_id(&self) -> &str;
+
+    /// Where the sandbox's Jupyter server answers, with the headers it needs.
+    fn jupyter(&self) -> &Endpoint;
+
+    /// Asked after a connection is lost for good, to tell `SandboxNotFound` from a network fault.
+    fn probe(&self) -> Liveness;
+
+    /// True when [`Backend::shutdown`] takes the server, and so every kernel, with it (local,
+    /// E2B). False for a server the user runs: then `Sandbox` shuts down the kernels it started.
+    fn owns_server(&self) -> bool;
+
+    /// Tears the sandbox down. Called once, from `close()` or `Drop`; must not hang.
+    fn shutdown(&self) -> Result<(), Error>;
+}

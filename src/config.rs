@@ -1,0 +1,247 @@
+//! Timeouts, the reconnect policy and secrets: plain structs with `Default` and chainable setters.
+
+use std::fmt;
+use std::time::Duration;
+
+/// How long each kind of call may take. Separate from how long a cloud sandbox *lives*
+/// (that is the sandbox's lifetime, set on the E2B builder).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Timeouts {
+    pub(crate) connect: Duration,
+    pub(crate) request: Duration,
+    pub(crate) execution: Option<Duration>,
+    pub(crate) start: Duration,
+    pub(crate) close: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(10),
+            request: Duration::from_secs(30),
+            execution: Some(Duration::from_secs(300)),
+            start: Duration::from_secs(120),
+            close: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Timeouts {
+    /// Deadline for opening one TCP connection plus its HTTP or websocket handshake.
+    /// Defaults to 10 s.
+    pub fn connect(mut self, d: Duration) -> Self {
+        self.connect = d;
+        self
+    }
+
+    /// Deadline for one HTTP request/response (REST, contents API, control plane).
+    /// Defaults to 30 s.
+    pub fn request(mut self, d: Duration) -> Self {
+        self.request = d;
+        self
+    }
+
+    /// Default deadline for one code execution; `None` waits as long as the kernel runs.
+    /// On expiry the kernel is interrupted. Defaults to 300 s (E2B's default).
+    pub fn execution(mut self, d: Option<Duration>) -> Self {
+        self.execution = d;
+        self
+    }
+
+    /// Deadline for a sandbox to become usable: the local server answering, or a cloud sandbox
+    /// created. Does not include building the local Python environment the first time.
+    /// Defaults to 120 s.
+    pub fn start(mut self, d: Duration) -> Self {
+        self.start = d;
+        self
+    }
+
+    /// How long `close()` and `Drop` wait for workers and the backend before giving up.
+    /// Defaults to 5 s.
+    pub fn close(mut self, d: Duration) -> Self {
+        self.close = d;
+        self
+    }
+}
+
+/// How a kernel connection is re-established after it breaks.
+///
+/// The first retry happens at once; later ones wait an exponentially growing, jittered delay up
+/// to `max_delay`. Retrying stops when either `max_attempts` or `max_elapsed` is used up; both
+/// reset after every successful connect.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReconnectPolicy {
+    pub(crate) first_delay: Duration,
+    pub(crate) max_delay: Duration,
+    pub(crate) multiplier: f64,
+    pub(crate) jitter: f64,
+    pub(crate) max_attempts: u32,
+    pub(crate) max_elapsed: Duration,
+}
+
+impl Default for ReconnectPolicy {
+    fn default() -> Self {
+        ReconnectPolicy {
+            first_delay: Duration::from_millis(5),
+            max_delay: Duration::from_millis(500),
+            multiplier: 2.0,
+            jitter: 0.5,
+            max_attempts: 40,
+            max_elapsed: Duration::from_secs(15),
+        }
+    }
+}
+
+impl ReconnectPolicy {
+    /// Never reconnect: the first break fails pending calls.
+    pub fn disabled() -> Self {
+        ReconnectPolicy {
+            max_attempts: 0,
+            ..ReconnectPolicy::default()
+        }
+    }
+
+    /// Delay before the second attempt (the first is immediate). Defaults to 5 ms.
+    pub fn first_delay(mut self, d: Duration) -> Self {
+        self.first_delay = d;
+        self
+    }
+
+    /// Upper bound for one delay. Defaults to 500 ms.
+    pub fn max_delay(mut self, d: Duration) -> Self {
+        self.max_delay = d;
+        self
+    }
+
+    /// Growth factor between delays, at least 1. Defaults to 2.
+    pub fn multiplier(mut self, m: f64) -> Self {
+        self.multiplier = m.max(1.0);
+        self
+    }
+
+    /// Randomisation of each delay, from 0 (none) to 1 (±100 %). Defaults to 0.5.
+    pub fn jitter(mut self, j: f64) -> Self {
+        self.jitter = j.clamp(0.0, 1.0);
+        self
+    }
+
+    /// Attempts per outage before giving up; 0 disables reconnecting. Defaults to 40.
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.max_attempts = n;
+        self
+    }
+
+    /// Time per outage before giving up. Defaults to 15 s.
+    pub fn max_elapsed(mut self, d: Duration) -> Self {
+        self.max_elapsed = d;
+        self
+    }
+}
+
+/// Keep-alive of the kernel websocket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keepalive {
+    pub(crate) idle_ping: Duration,
+    pub(crate) pong_timeout: Duration,
+}
+
+impl Default for Keepalive {
+    fn default() -> Self {
+        Keepalive {
+            idle_ping: Duration::from_secs(5),
+            pong_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+impl Keepalive {
+    /// Send a ping after this long without any frame from the server. Defaults to 5 s.
+    pub fn idle_ping(mut self, d: Duration) -> Self {
+        self.idle_ping = d;
+        self
+    }
+
+    /// Treat the connection as dead when nothing arrives this long after a ping (a half-open
+    /// TCP connection never reports an error by itself). Defaults to 3 s.
+    pub fn pong_timeout(mut self, d: Duration) -> Self {
+        self.pong_timeout = d;
+        self
+    }
+}
+
+/// Everything that shapes one kernel connection.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionConfig {
+    pub(crate) timeouts: Timeouts,
+    pub(crate) reconnect: ReconnectPolicy,
+    pub(crate) keepalive: Keepalive,
+}
+
+impl ConnectionConfig {
+    /// Call deadlines. Defaults to [`Timeouts::default`].
+    pub fn timeouts(mut self, t: Timeouts) -> Self {
+        self.timeouts = t;
+        self
+    }
+
+    /// Reconnect behaviour. Defaults to [`ReconnectPolicy::default`].
+    pub fn reconnect(mut self, r: ReconnectPolicy) -> Self {
+        self.reconnect = r;
+        self
+    }
+
+    /// Keep-alive pings. Defaults to [`Keepalive::default`].
+    pub fn keepalive(mut self, k: Keepalive) -> Self {
+        self.keepalive = k;
+        self
+    }
+}
+
+/// A token or API key. Its `Debug` and `Display` never show the value.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "***" })
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Self {
+        Secret::new(s)
+    }
+}
+
+impl From<String> for Secret {
+    fn from(s: String) -> Self {
+        Secret(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_never_debugs() {
+        let s = Secret::new("tok-123");
+        assert_eq!(format!("{s:?}"), "***");
+        assert!(!format!("{:?}", (s, 1)).contains("tok"));
+    }
+}

@@ -1,0 +1,139 @@
+//! Contexts: each one is its own kernel, with its own state, working directory and connection.
+
+use crate::error::Error;
+use crate::jupyter::rest::KernelSpecs;
+
+/// A handle on one kernel of the sandbox, as returned by `create_context`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct Context {
+    /// The kernel id.
+    pub id: String,
+    /// The language the kernel runs (`python`, `javascript`, …).
+    pub language: String,
+    /// The working directory it was created with, if one was given.
+    pub cwd: Option<String>,
+}
+
+/// Options for `Sandbox::create_context`.
+#[derive(Debug, Clone, Default)]
+pub struct ContextOptions {
+    pub(crate) language: Option<String>,
+    pub(crate) cwd: Option<String>,
+    pub(crate) envs: Vec<(String, String)>,
+}
+
+impl ContextOptions {
+    /// Options with every default.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Kernel language (`python`, `javascript`, `r`, `bash`, `java`) or a kernelspec name.
+    /// Defaults to `python`.
+    pub fn language(mut self, language: impl Into<String>) -> Self {
+        self.language = Some(language.into());
+        self
+    }
+
+    /// Working directory of the kernel, relative to the sandbox root or absolute.
+    /// Defaults to the server's root directory.
+    pub fn cwd(mut self, cwd: impl Into<String>) -> Self {
+        self.cwd = Some(cwd.into());
+        self
+    }
+
+    /// Environment variables set in this context for its whole life (after the sandbox's own).
+    /// Defaults to none.
+    pub fn envs<I, K, V>(mut self, envs: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        self.envs
+            .extend(envs.into_iter().map(|(k, v)| (k.into(), v.into())));
+        self
+    }
+}
+
+/// Normalises the language names E2B accepts.
+pub(crate) fn normalize_language(language: &str) -> String {
+    match language.trim().to_ascii_lowercase().as_str() {
+        "" | "py" | "python3" => "python".into(),
+        "js" | "node" | "ts" | "typescript" => "javascript".into(),
+        "sh" | "shell" => "bash".into(),
+        other => other.to_string(),
+    }
+}
+
+/// Picks the kernelspec for a language: the server's default if it speaks it, else the first
+/// spec that does, else a spec with that exact name.
+pub(crate) fn spec_for(specs: &KernelSpecs, language: &str) -> Result<(String, String), Error> {
+    let wanted = normalize_language(language);
+    let speaks = |name: &str| {
+        specs
+            .kernelspecs
+            .get(name)
+            .is_some_and(|s| normalize_language(&s.spec.language) == wanted)
+    };
+    if speaks(&specs.default) {
+        return Ok((specs.default.clone(), wanted));
+    }
+    if let Some(name) = specs.kernelspecs.keys().find(|n| speaks(n)) {
+        return Ok((name.clone(), wanted));
+    }
+    if let Some(s) = specs.kernelspecs.get(language) {
+        return Ok((language.to_string(), normalize_language(&s.spec.language)));
+    }
+    let available: Vec<String> = specs
+        .kernelspecs
+        .iter()
+        .map(|(name, s)| format!("{name} ({})", s.spec.language))
+        .collect();
+    Err(Error::InvalidArgument(format!(
+        "no kernel for language {language:?} on this server; available: {}",
+        available.join(", ")
+    )))
+}
+
+/// Code that changes the working directory, per language.
+pub(crate) fn chdir_code(language: &str, cwd: &str) -> Result<String, Error> {
+    let quoted = serde_json::Value::String(cwd.to_string()).to_string();
+    Ok(match language {
+        "python" => format!("import os as __e2b_os\n__e2b_os.chdir({quoted})\ndel __e2b_os"),
+        "javascript" => format!("process.chdir({quoted})"),
+        "r" => format!("setwd({quoted})"),
+        "bash" => format!("cd {quoted}"),
+        other => {
+            return Err(Error::InvalidArgument(format!(
+                "cwd is not supported for {other} contexts"
+            )));
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn specs() -> KernelSpecs {
+        serde_json::from_value(serde_json::json!({
+            "default": "python3",
+            "kernelspecs": {
+                "python3": {"spec": {"language": "python"}},
+                "ir": {"spec": {"language": "R"}},
+            }
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn languages_map_to_specs() {
+        assert_eq!(spec_for(&specs(), "python").unwrap().0, "python3");
+        assert_eq!(spec_for(&specs(), "r").unwrap().0, "ir");
+        assert_eq!(spec_for(&specs(), "python3").unwrap().0, "python3");
+        let err = spec_for(&specs(), "java").unwrap_err().to_string();
+        assert!(err.contains("python3 (python)"), "{err}");
+    }
+}

@@ -1,0 +1,280 @@
+//! The crate's one error type.
+
+use std::fmt;
+use std::time::Duration;
+
+/// A boxed error kept as the [`source`](std::error::Error::source) of an [`Error`].
+///
+/// The wrapped types (`std::io::Error`, `ureq::Error`, `tungstenite::Error`, …) are not part of
+/// this crate's API; inspect them only for diagnostics.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Everything that can go wrong in this crate.
+///
+/// Each variant says what a caller can do about it. The underlying cause, if any, is available
+/// through [`std::error::Error::source`] and is not repeated in the message.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The sandbox no longer exists (killed, timed out, or its local process died).
+    /// Fatal for this handle: create a new sandbox.
+    #[error("sandbox {sandbox_id} not found: it was killed or has exited")]
+    SandboxNotFound {
+        /// The sandbox's id.
+        sandbox_id: String,
+    },
+
+    /// A deadline passed. `phase` says which one; for [`TimeoutPhase::Execution`] the kernel has
+    /// been interrupted already and is usable again.
+    #[error("timed out after {after:?} while {phase}")]
+    Timeout {
+        /// What was being waited for.
+        phase: TimeoutPhase,
+        /// The deadline that passed.
+        after: Duration,
+    },
+
+    /// The websocket to a kernel was lost and could not be re-established within the reconnect
+    /// budget, while the sandbox itself still seemed to exist. Retrying later may work.
+    #[error("connection to kernel {kernel_id} lost")]
+    ConnectionLost {
+        /// The kernel whose connection was lost.
+        kernel_id: String,
+        /// What broke the connection last.
+        #[source]
+        source: Option<BoxError>,
+    },
+
+    /// The server rejected the credentials (HTTP 401 or 403). Fix the token or API key.
+    #[error("authentication failed: HTTP {status} from {endpoint}")]
+    Authentication {
+        /// The HTTP status code.
+        status: u16,
+        /// Method and path of the request (never the query string, which may hold a token).
+        endpoint: String,
+    },
+
+    /// The server asked the client to slow down (HTTP 429).
+    #[error("rate limited by {endpoint}")]
+    RateLimited {
+        /// Method and path of the request.
+        endpoint: String,
+        /// How long the server asked to wait, when it said.
+        retry_after: Option<Duration>,
+    },
+
+    /// The kernel does not exist (any more).
+    #[error("kernel {kernel_id} not found")]
+    KernelNotFound {
+        /// The kernel id.
+        kernel_id: String,
+    },
+
+    /// The kernel died or was restarted while a request was in flight; the request's output is
+    /// incomplete and kernel state may be lost. The next call runs on the restarted kernel.
+    #[error("kernel {kernel_id} {event} during the request")]
+    KernelDisrupted {
+        /// The kernel id.
+        kernel_id: String,
+        /// What happened.
+        event: KernelEvent,
+    },
+
+    /// The server answered an HTTP request with an unexpected status.
+    #[error("HTTP {status} from {endpoint}: {message}")]
+    Http {
+        /// The HTTP status code.
+        status: u16,
+        /// Method and path of the request.
+        endpoint: String,
+        /// The server's message, shortened.
+        message: String,
+    },
+
+    /// The network failed below HTTP or websocket level (refused, reset, DNS, TLS).
+    #[error("could not reach {endpoint}")]
+    Transport {
+        /// Method and path, or the host, that could not be reached.
+        endpoint: String,
+        /// The I/O, TLS or HTTP client error.
+        #[source]
+        source: BoxError,
+    },
+
+    /// The server sent something this client cannot understand (malformed JSON, a bad frame,
+    /// an HTML page where JSON was expected, an oversize message).
+    #[error("protocol error: {message}")]
+    Protocol {
+        /// What was wrong, without the offending payload.
+        message: String,
+        /// The parser's error, when there is one.
+        #[source]
+        source: Option<BoxError>,
+    },
+
+    /// A file or directory in the sandbox does not exist.
+    #[error("{path}: no such file or directory")]
+    FileNotFound {
+        /// The path, relative to the sandbox root.
+        path: String,
+    },
+
+    /// A path that must be a directory is a file, or the other way round.
+    #[error("{path}: not a directory")]
+    NotADirectory {
+        /// The path, relative to the sandbox root.
+        path: String,
+    },
+
+    /// The sandbox refused access to a path.
+    #[error("{path}: permission denied")]
+    PermissionDenied {
+        /// The path, relative to the sandbox root.
+        path: String,
+    },
+
+    /// The caller passed something this crate cannot act on. Fix the call.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+
+    /// Setting up the local sandbox failed: no suitable Python, the venv could not be built, or
+    /// the server did not start. The message says which step; the cause is the source.
+    #[error("local sandbox setup failed: {message}")]
+    Setup {
+        /// The step that failed.
+        message: String,
+        /// What made it fail.
+        #[source]
+        source: Option<BoxError>,
+    },
+
+    /// A user callback panicked. The execution was abandoned; the connection is unaffected.
+    #[error("a {callback} callback panicked: {message}")]
+    CallbackPanicked {
+        /// Which callback.
+        callback: &'static str,
+        /// The panic message, when it was a string.
+        message: String,
+    },
+
+    /// The handle was closed; create a new sandbox.
+    #[error("the sandbox handle is closed")]
+    Closed,
+}
+
+/// What was being waited for when a [`Error::Timeout`] happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TimeoutPhase {
+    /// Starting the local server or creating a cloud sandbox.
+    SandboxStart,
+    /// Opening a TCP or websocket connection.
+    Connect,
+    /// An HTTP request/response.
+    Request,
+    /// A code execution (the kernel has been interrupted).
+    Execution,
+    /// Waiting for a kernel reply other than an execution.
+    KernelReply,
+    /// Shutting down.
+    Close,
+}
+
+impl fmt::Display for TimeoutPhase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TimeoutPhase::SandboxStart => "starting the sandbox",
+            TimeoutPhase::Connect => "connecting",
+            TimeoutPhase::Request => "waiting for an HTTP response",
+            TimeoutPhase::Execution => "executing code",
+            TimeoutPhase::KernelReply => "waiting for a kernel reply",
+            TimeoutPhase::Close => "closing",
+        })
+    }
+}
+
+/// A kernel life-cycle event that ends in-flight requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KernelEvent {
+    /// The kernel process died and the server is restarting it.
+    Restarting,
+    /// The kernel died and the server gave up restarting it.
+    Dead,
+    /// The kernel was shut down or restarted on request.
+    Shutdown,
+}
+
+impl fmt::Display for KernelEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            KernelEvent::Restarting => "died and is restarting",
+            KernelEvent::Dead => "died",
+            KernelEvent::Shutdown => "was shut down or restarted",
+        })
+    }
+}
+
+impl Error {
+    pub(crate) fn protocol(message: impl Into<String>) -> Error {
+        Error::Protocol {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    pub(crate) fn protocol_from(message: impl Into<String>, source: impl Into<BoxError>) -> Error {
+        Error::Protocol {
+            message: message.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    pub(crate) fn setup(message: impl Into<String>, source: impl Into<BoxError>) -> Error {
+        Error::Setup {
+            message: message.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    pub(crate) fn setup_msg(message: impl Into<String>) -> Error {
+        Error::Setup {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// True when this handle cannot be used any more ([`Error::Closed`],
+    /// [`Error::SandboxNotFound`]).
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, Error::Closed | Error::SandboxNotFound { .. })
+    }
+
+    /// True for a [`Error::Timeout`].
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Error::Timeout { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_stays_small() {
+        let size = std::mem::size_of::<Error>();
+        assert!(size <= 80, "Error is {size} bytes");
+    }
+
+    #[test]
+    fn cause_is_source_not_message() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let err = Error::Transport {
+            endpoint: "GET /api".into(),
+            source: Box::new(io),
+        };
+        assert_eq!(err.to_string(), "could not reach GET /api");
+        let source = std::error::Error::source(&err).map(|s| s.to_string());
+        assert_eq!(source.as_deref(), Some("refused"));
+    }
+}

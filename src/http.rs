@@ -1,0 +1,378 @@
+//! One `ureq::Agent` per sandbox, with the base URL and auth headers of one server, and the
+//! mapping from HTTP outcomes to [`Error`].
+
+use std::fmt;
+use std::io::Read;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::config::{Secret, Timeouts};
+use crate::error::{BoxError, Error, TimeoutPhase};
+
+/// A server's base URL plus the headers every request to it carries. Header values are secrets.
+#[derive(Clone)]
+pub(crate) struct Endpoint {
+    base: String,
+    headers: Vec<(String, Secret)>,
+}
+
+impl fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
+        f.debug_struct("Endpoint")
+            .field("base", &self.base)
+            .field("headers", &names)
+            .finish()
+    }
+}
+
+impl Endpoint {
+    /// `base` is `http(s)://host:port[/prefix]`; a trailing slash is dropped.
+    pub(crate) fn new(base: &str) -> Result<Endpoint, Error> {
+        let base = base.trim_end_matches('/').to_string();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(Error::InvalidArgument(format!(
+                "server URL must start with http:// or https://, got {base:?}"
+            )));
+        }
+        if base.contains('?') || base.contains('#') {
+            return Err(Error::InvalidArgument(
+                "server URL must not carry a query or fragment; pass the token separately".into(),
+            ));
+        }
+        Ok(Endpoint {
+            base,
+            headers: Vec::new(),
+        })
+    }
+
+    pub(crate) fn with_header(mut self, name: &str, value: Secret) -> Endpoint {
+        if !value.is_empty() {
+            self.headers.push((name.to_string(), value));
+        }
+        self
+    }
+
+    /// Jupyter's own scheme: `Authorization: token …`.
+    pub(crate) fn with_jupyter_token(self, token: &Secret) -> Endpoint {
+        if token.is_empty() {
+            return self;
+        }
+        let value = Secret::new(format!("token {}", token.expose()));
+        self.with_header("Authorization", value)
+    }
+
+    pub(crate) fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub(crate) fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.headers.iter().map(|(n, v)| (n.as_str(), v.expose()))
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// The same URL with `ws://` or `wss://`.
+    pub(crate) fn ws_url(&self, path: &str) -> String {
+        let url = self.url(path);
+        match url.strip_prefix("https://") {
+            Some(rest) => format!("wss://{rest}"),
+            None => format!("ws://{}", url.trim_start_matches("http://")),
+        }
+    }
+}
+
+/// HTTP method, kept to what the Jupyter and E2B APIs use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Method {
+    Get,
+    Post,
+    Put,
+    Patch,
+    Delete,
+}
+
+impl Method {
+    fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Patch => "PATCH",
+            Method::Delete => "DELETE",
+        }
+    }
+}
+
+/// A response whose status the caller still has to judge.
+#[derive(Debug)]
+pub(crate) struct Response {
+    pub(crate) status: u16,
+    pub(crate) body: Vec<u8>,
+    pub(crate) content_type: String,
+    pub(crate) endpoint: String,
+    pub(crate) retry_after: Option<Duration>,
+}
+
+impl Response {
+    pub(crate) fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// Turns a non-2xx status into the matching error.
+    pub(crate) fn error_for_status(self) -> Result<Response, Error> {
+        if self.is_success() {
+            return Ok(self);
+        }
+        Err(self.into_error())
+    }
+
+    pub(crate) fn into_error(self) -> Error {
+        match self.status {
+            401 | 403 => Error::Authentication {
+                status: self.status,
+                endpoint: self.endpoint,
+            },
+            429 => Error::RateLimited {
+                endpoint: self.endpoint,
+                retry_after: self.retry_after,
+            },
+            status => Error::Http {
+                status,
+                message: self.message(),
+                endpoint: self.endpoint,
+            },
+        }
+    }
+
+    /// The server's own message: `message`/`reason` of a JSON body, or the start of the text.
+    pub(crate) fn message(&self) -> String {
+        if let Ok(v) = serde_json::from_slice::<Value>(&self.body) {
+            for key in ["message", "reason", "detail", "error"] {
+                if let Some(s) = v.get(key).and_then(Value::as_str) {
+                    return shorten(s);
+                }
+            }
+        }
+        if self.content_type.contains("html") {
+            return format!("{} byte HTML page", self.body.len());
+        }
+        shorten(&String::from_utf8_lossy(&self.body))
+    }
+
+    pub(crate) fn json<T: DeserializeOwned>(&self) -> Result<T, Error> {
+        if self.content_type.contains("html") {
+            return Err(Error::protocol(format!(
+                "{} answered an HTML page where JSON was expected",
+                self.endpoint
+            )));
+        }
+        serde_json::from_slice(&self.body)
+            .map_err(|e| Error::protocol_from(format!("bad JSON from {}", self.endpoint), e))
+    }
+}
+
+fn shorten(s: &str) -> String {
+    const MAX: usize = 300;
+    let s = s.trim();
+    match s.char_indices().nth(MAX) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+/// A blocking HTTP client bound to one [`Endpoint`].
+#[derive(Clone)]
+pub(crate) struct Http {
+    agent: ureq::Agent,
+    endpoint: Endpoint,
+    request_timeout: Duration,
+}
+
+impl fmt::Debug for Http {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Http")
+            .field("endpoint", &self.endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Largest response body read into memory by the JSON helpers.
+const MAX_BODY: u64 = 256 * 1024 * 1024;
+
+impl Http {
+    pub(crate) fn new(endpoint: Endpoint, timeouts: &Timeouts) -> Http {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(timeouts.connect))
+            .timeout_global(Some(timeouts.request))
+            .user_agent(concat!("e2b-blocking/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .into();
+        Http {
+            agent,
+            endpoint,
+            request_timeout: timeouts.request,
+        }
+    }
+
+    pub(crate) fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// Sends a request and reads the whole body, whatever the status.
+    pub(crate) fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Response, Error> {
+        let url = self.endpoint.url(path);
+        let endpoint = describe(method, path);
+        log::trace!("{endpoint}");
+        let result = match method {
+            Method::Get | Method::Delete => {
+                let mut req = match method {
+                    Method::Get => self.agent.get(&url),
+                    _ => self.agent.delete(&url),
+                };
+                for (name, value) in self.endpoint.headers() {
+                    req = req.header(name, value);
+                }
+                req.call()
+            }
+            Method::Post | Method::Put | Method::Patch => {
+                let mut req = match method {
+                    Method::Post => self.agent.post(&url),
+                    Method::Put => self.agent.put(&url),
+                    _ => self.agent.patch(&url),
+                };
+                for (name, value) in self.endpoint.headers() {
+                    req = req.header(name, value);
+                }
+                let body = body.map_or_else(|| "{}".to_string(), Value::to_string);
+                req.header("Content-Type", "application/json").send(body)
+            }
+        };
+        let mut resp = result.map_err(|e| self.transport_error(&endpoint, e))?;
+        let status = resp.status().as_u16();
+        let content_type = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let retry_after = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let mut bytes = Vec::new();
+        resp.body_mut()
+            .as_reader()
+            .take(MAX_BODY)
+            .read_to_end(&mut bytes)
+            .map_err(|e| self.transport_error(&endpoint, ureq::Error::Io(e)))?;
+        Ok(Response {
+            status,
+            body: bytes,
+            content_type,
+            endpoint,
+            retry_after,
+        })
+    }
+
+    /// Sends and parses a 2xx JSON body; any other status becomes an error.
+    pub(crate) fn json<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<T, Error> {
+        self.send(method, path, body)?.error_for_status()?.json()
+    }
+
+    fn transport_error(&self, endpoint: &str, e: ureq::Error) -> Error {
+        match e {
+            ureq::Error::Timeout(_) => Error::Timeout {
+                phase: TimeoutPhase::Request,
+                after: self.request_timeout,
+            },
+            other => Error::Transport {
+                endpoint: format!("{endpoint} at {}", self.endpoint.base()),
+                source: BoxError::from(other),
+            },
+        }
+    }
+}
+
+/// `METHOD /path` without the query string, for error messages and logs.
+pub(crate) fn describe(method: Method, path: &str) -> String {
+    let path = path.split('?').next().unwrap_or(path);
+    format!("{} {}", method.as_str(), path)
+}
+
+/// Percent-encodes one path segment or query value.
+pub(crate) fn encode_component(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_debug_hides_header_values() {
+        let e = Endpoint::new("http://127.0.0.1:1/")
+            .unwrap()
+            .with_jupyter_token(&Secret::new("sekrit"));
+        let dbg = format!("{e:?}");
+        assert!(dbg.contains("Authorization"));
+        assert!(!dbg.contains("sekrit"));
+        assert_eq!(e.ws_url("/api/x"), "ws://127.0.0.1:1/api/x");
+    }
+
+    #[test]
+    fn endpoint_rejects_tokens_in_url() {
+        assert!(Endpoint::new("http://h/?token=x").is_err());
+        assert!(Endpoint::new("ftp://h").is_err());
+    }
+
+    #[test]
+    fn describe_drops_query() {
+        assert_eq!(
+            describe(Method::Get, "/api/contents/a?token=x"),
+            "GET /api/contents/a"
+        );
+        assert_eq!(encode_component("a b/c"), "a%20b%2Fc");
+    }
+
+    #[test]
+    fn html_body_is_a_protocol_error() {
+        let r = Response {
+            status: 200,
+            body: b"<html></html>".to_vec(),
+            content_type: "text/html; charset=utf-8".into(),
+            endpoint: "GET /api/kernels".into(),
+            retry_after: None,
+        };
+        assert!(matches!(
+            r.json::<Value>(),
+            Err(Error::Protocol { .. })
+        ));
+    }
+}

@@ -1,0 +1,180 @@
+//! The handle to one kernel connection. A background thread ([`Worker`]) owns the websocket;
+//! the handle queues requests over a channel and wakes the worker at once through a
+//! `mio::Waker`, so sending never waits for a read timeout.
+
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender};
+use mio::{Poll, Waker};
+
+use crate::backend::Backend;
+use crate::config::ConnectionConfig;
+use crate::error::{Error, TimeoutPhase};
+use crate::jupyter::delivery::Delivery;
+use crate::jupyter::state::{ConnectionState, StateCell};
+use crate::jupyter::transport::{self, Target};
+use crate::jupyter::wire::Outgoing;
+use crate::jupyter::worker::{Command, FailureSlot, WAKE, Worker};
+
+pub(crate) struct Connection {
+    commands: Sender<Command>,
+    waker: Arc<Waker>,
+    state: Arc<StateCell>,
+    failure: FailureSlot,
+    worker: Mutex<Option<JoinHandle<()>>>,
+    /// Disconnects when the worker thread ends (its sender is dropped then).
+    stopped: Receiver<()>,
+    kernel_id: String,
+    session_id: String,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("kernel_id", &self.kernel_id)
+            .field("state", &self.state.get())
+            .finish_non_exhaustive()
+    }
+}
+
+fn io_setup(e: std::io::Error) -> Error {
+    Error::Transport {
+        endpoint: "local event loop".into(),
+        source: Box::new(e),
+    }
+}
+
+impl Connection {
+    /// Connects on the caller's thread, so handshake errors come back directly, then hands the
+    /// socket to a new worker thread.
+    pub(crate) fn open(
+        target: Target,
+        config: ConnectionConfig,
+        backend: Arc<dyn Backend>,
+    ) -> Result<Connection, Error> {
+        let state = Arc::new(StateCell::new(&target.kernel_id));
+        let socket = transport::connect(&target, config.timeouts.connect, None)?;
+        let poll = Poll::new().map_err(io_setup)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKE).map_err(io_setup)?);
+        let (commands, command_rx) = crossbeam_channel::unbounded();
+        let (stopped_tx, stopped) = crossbeam_channel::bounded::<()>(0);
+        let failure = FailureSlot::default();
+        let kernel_id = target.kernel_id.clone();
+        let session_id = target.session_id.clone();
+        let mut worker = Worker::new(
+            target,
+            config,
+            backend,
+            command_rx,
+            poll,
+            state.clone(),
+            failure.clone(),
+        );
+        worker.adopt(socket).map_err(io_setup)?;
+        let short: String = kernel_id.chars().take(8).collect();
+        let handle = std::thread::Builder::new()
+            .name(format!("e2b-kernel-{short}"))
+            .spawn(move || {
+                let _stopped = stopped_tx;
+                worker.run();
+            })
+            .map_err(io_setup)?;
+        Ok(Connection {
+            commands,
+            waker,
+            state,
+            failure,
+            worker: Mutex::new(Some(handle)),
+            stopped,
+            kernel_id,
+            session_id,
+        })
+    }
+
+    pub(crate) fn session_id(&self) -> &str {
+        &self.session_id
+    }
+
+    /// Queues a request; its replies arrive on the returned channel.
+    pub(crate) fn send(&self, msg: Outgoing) -> Result<Receiver<Delivery>, Error> {
+        if let Some(f) = self.failure() {
+            return Err(f.to_error());
+        }
+        let (tx, rx) = crossbeam_channel::unbounded();
+        self.commands
+            .send(Command::Send { msg, reply: tx })
+            .map_err(|_| Error::Closed)?;
+        self.wake();
+        Ok(rx)
+    }
+
+    /// Stops routing replies of a request the caller no longer waits for.
+    pub(crate) fn forget(&self, msg_id: &str) {
+        let _ = self.commands.send(Command::Forget {
+            msg_id: msg_id.to_string(),
+        });
+        self.wake();
+    }
+
+    pub(crate) fn state(&self) -> ConnectionState {
+        self.state.get()
+    }
+
+    pub(crate) fn watch(&self) -> Receiver<ConnectionState> {
+        self.state.watch()
+    }
+
+    /// The error calls get once the connection is gone for good.
+    pub(crate) fn failure(&self) -> Option<crate::jupyter::delivery::Failure> {
+        match self.failure.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    fn wake(&self) {
+        if let Err(e) = self.waker.wake() {
+            log::warn!("kernel {}: wake failed: {e}", self.kernel_id);
+        }
+    }
+
+    /// Stops the worker, waiting at most `timeout`. Idempotent.
+    pub(crate) fn close(&self, timeout: Duration) -> Result<(), Error> {
+        let handle = match self.worker.lock() {
+            Ok(mut g) => g.take(),
+            Err(p) => p.into_inner().take(),
+        };
+        let Some(handle) = handle else {
+            return Ok(());
+        };
+        let _ = self.commands.send(Command::Shutdown);
+        self.wake();
+        match self.stopped.recv_timeout(timeout) {
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) | Ok(()) => {
+                // The worker has returned from run(); joining cannot block for long.
+                if std::thread::current().id() != handle.thread().id() {
+                    let _ = handle.join();
+                }
+                Ok(())
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                log::warn!(
+                    "kernel {}: worker did not stop within {timeout:?}; detaching it",
+                    self.kernel_id
+                );
+                Err(Error::Timeout {
+                    phase: TimeoutPhase::Close,
+                    after: timeout,
+                })
+            }
+        }
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        let _ = self.close(Duration::from_secs(2));
+    }
+}

@@ -1,0 +1,65 @@
+//! What the connection worker hands to a caller waiting on one request.
+
+use std::fmt;
+
+use crate::error::{Error, KernelEvent};
+use crate::jupyter::wire::Incoming;
+
+/// One item on a request's reply channel.
+#[derive(Debug)]
+pub(crate) enum Delivery {
+    Message(Incoming),
+    Failed(Failure),
+}
+
+/// Why the worker ended a request: cheap to clone, so one outage can fail many requests, and
+/// turned into a fresh [`Error`] for each of them.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Failure {
+    Closed,
+    SandboxGone { sandbox_id: String },
+    KernelGone { kernel_id: String },
+    Lost { kernel_id: String, cause: String },
+    Kernel { kernel_id: String, event: KernelEvent },
+    Unauthorized { status: u16, endpoint: String },
+    Protocol { message: String },
+}
+
+impl Failure {
+    pub(crate) fn to_error(&self) -> Error {
+        match self {
+            Failure::Closed => Error::Closed,
+            Failure::SandboxGone { sandbox_id } => Error::SandboxNotFound {
+                sandbox_id: sandbox_id.clone(),
+            },
+            Failure::KernelGone { kernel_id } => Error::KernelNotFound {
+                kernel_id: kernel_id.clone(),
+            },
+            Failure::Lost { kernel_id, cause } => Error::ConnectionLost {
+                kernel_id: kernel_id.clone(),
+                source: Some(Box::new(Cause(cause.clone()))),
+            },
+            Failure::Kernel { kernel_id, event } => Error::KernelDisrupted {
+                kernel_id: kernel_id.clone(),
+                event: *event,
+            },
+            Failure::Unauthorized { status, endpoint } => Error::Authentication {
+                status: *status,
+                endpoint: endpoint.clone(),
+            },
+            Failure::Protocol { message } => Error::protocol(message.clone()),
+        }
+    }
+}
+
+/// The last transport error of a lost connection, kept as text so it can be shared.
+#[derive(Debug)]
+struct Cause(String);
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Cause {}

@@ -1,0 +1,10 @@
+//! Everything Jupyter-specific: REST calls, message framing, and the connection worker.
+
+pub(crate) mod connection;
+pub(crate) mod delivery;
+pub(crate) mod rest;
+pub(crate) mod routes;
+pub(crate) mod state;
+pub(crate) mod transport;
+pub(crate) mod wire;
+pub(crate) mod worker;

@@ -1,0 +1,164 @@
+//! Who is waiting for which request, and which message ids were already delivered.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use crossbeam_channel::Sender;
+
+use crate::jupyter::delivery::{Delivery, Failure};
+use crate::jupyter::wire::Incoming;
+
+/// A request is finished once its shell reply and its iopub `idle` have both arrived; they
+/// travel on different sockets inside the server and come in either order.
+#[derive(Debug)]
+struct Route {
+    tx: Sender<Delivery>,
+    replied: bool,
+    idle: bool,
+}
+
+/// Pending requests by `msg_id`.
+#[derive(Debug, Default)]
+pub(crate) struct Routes {
+    routes: HashMap<String, Route>,
+}
+
+impl Routes {
+    pub(crate) fn add(&mut self, msg_id: String, tx: Sender<Delivery>) {
+        self.routes.insert(
+            msg_id,
+            Route {
+                tx,
+                replied: false,
+                idle: false,
+            },
+        );
+    }
+
+    pub(crate) fn remove(&mut self, msg_id: &str) {
+        self.routes.remove(msg_id);
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+
+    /// Hands a message to whoever waits for its parent. Returns false when nobody does.
+    pub(crate) fn deliver(&mut self, msg: Incoming) -> bool {
+        let Some(route) = self.routes.get_mut(&msg.parent_id) else {
+            return false;
+        };
+        if msg.channel == "shell" && msg.msg_type.ends_with("_reply") {
+            route.replied = true;
+        }
+        if msg.msg_type == "status" && msg.content["execution_state"] == "idle" {
+            route.idle = true;
+        }
+        let finished = route.replied && route.idle;
+        let parent = msg.parent_id.clone();
+        let gone = route.tx.send(Delivery::Message(msg)).is_err();
+        if finished || gone {
+            self.routes.remove(&parent);
+        }
+        true
+    }
+
+    /// Ends every pending request with `failure`.
+    pub(crate) fn fail_all(&mut self, failure: &Failure) {
+        for (_, route) in self.routes.drain() {
+            let _ = route.tx.send(Delivery::Failed(failure.clone()));
+        }
+    }
+}
+
+/// The last `capacity` message ids seen, to drop what a replay delivers twice.
+#[derive(Debug)]
+pub(crate) struct Seen {
+    set: HashSet<String>,
+    order: VecDeque<String>,
+    capacity: usize,
+}
+
+impl Seen {
+    pub(crate) fn new(capacity: usize) -> Seen {
+        Seen {
+            set: HashSet::with_capacity(capacity),
+            order: VecDeque::with_capacity(capacity),
+            capacity,
+        }
+    }
+
+    /// True the first time an id is offered.
+    pub(crate) fn first_time(&mut self, msg_id: &str) -> bool {
+        if msg_id.is_empty() {
+            return true;
+        }
+        if self.set.contains(msg_id) {
+            return false;
+        }
+        if self.order.len() == self.capacity
+            && let Some(old) = self.order.pop_front()
+        {
+            self.set.remove(&old);
+        }
+        self.set.insert(msg_id.to_string());
+        self.order.push_back(msg_id.to_string());
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn msg(channel: &str, msg_type: &str, parent: &str, content: serde_json::Value) -> Incoming {
+        Incoming {
+            channel: channel.into(),
+            msg_id: format!("{msg_type}-{parent}"),
+            msg_type: msg_type.into(),
+            parent_id: parent.into(),
+            parent_type: "execute_request".into(),
+            date: None,
+            content,
+        }
+    }
+
+    #[test]
+    fn finishes_after_reply_and_idle_in_either_order() {
+        for reply_first in [true, false] {
+            let mut r = Routes::default();
+            let (tx, rx) = crossbeam_channel::unbounded();
+            r.add("p".into(), tx);
+            let reply = msg("shell", "execute_reply", "p", json!({"status": "ok"}));
+            let idle = msg("iopub", "status", "p", json!({"execution_state": "idle"}));
+            let (a, b) = if reply_first {
+                (reply, idle)
+            } else {
+                (idle, reply)
+            };
+            assert!(r.deliver(a));
+            assert!(!r.is_empty());
+            assert!(r.deliver(b));
+            assert!(r.is_empty());
+            assert_eq!(rx.len(), 2);
+        }
+    }
+
+    #[test]
+    fn unknown_parent_is_not_delivered() {
+        let mut r = Routes::default();
+        assert!(!r.deliver(msg("iopub", "status", "nudge", json!({}))));
+    }
+
+    #[test]
+    fn seen_forgets_oldest() {
+        let mut s = Seen::new(2);
+        assert!(s.first_time("a"));
+        assert!(!s.first_time("a"));
+        assert!(s.first_time("b"));
+        assert!(s.first_time("c"));
+        assert!(s.first_time("a"));
+        assert!(s.first_time(""));
+        assert!(s.first_time(""));
+    }
+}

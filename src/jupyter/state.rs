@@ -1,0 +1,87 @@
+//! The observable state of a kernel connection.
+
+use std::sync::Mutex;
+
+use crossbeam_channel::{Receiver, Sender};
+
+/// Where a kernel connection stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConnectionState {
+    /// The first connect is under way.
+    Connecting,
+    /// The websocket is open.
+    Connected,
+    /// The websocket broke; `attempt` counts the reconnect attempts of this outage (from 1).
+    Reconnecting {
+        /// Attempt number within the current outage.
+        attempt: u32,
+    },
+    /// The connection is gone for good.
+    Closed {
+        /// Why.
+        reason: CloseReason,
+    },
+}
+
+/// Why a connection ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// `close()` or `Drop`.
+    Requested,
+    /// The sandbox no longer exists.
+    SandboxGone,
+    /// The kernel no longer exists on the server.
+    KernelGone,
+    /// The server refused the credentials.
+    Unauthorized,
+    /// The reconnect budget ran out while the sandbox still seemed to exist.
+    GaveUp,
+}
+
+/// The current state plus everyone watching it. Transitions are logged at `debug`.
+#[derive(Debug)]
+pub(crate) struct StateCell {
+    kernel_id: String,
+    inner: Mutex<(ConnectionState, Vec<Sender<ConnectionState>>)>,
+}
+
+impl StateCell {
+    pub(crate) fn new(kernel_id: &str) -> StateCell {
+        StateCell {
+            kernel_id: kernel_id.to_string(),
+            inner: Mutex::new((ConnectionState::Connecting, Vec::new())),
+        }
+    }
+
+    pub(crate) fn get(&self) -> ConnectionState {
+        match self.inner.lock() {
+            Ok(g) => g.0.clone(),
+            Err(p) => p.into_inner().0.clone(),
+        }
+    }
+
+    pub(crate) fn set(&self, next: ConnectionState) {
+        let mut g = match self.inner.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if g.0 == next {
+            return;
+        }
+        log::debug!("kernel {}: {:?} -> {:?}", self.kernel_id, g.0, next);
+        g.0 = next.clone();
+        g.1.retain(|tx| tx.send(next.clone()).is_ok());
+    }
+
+    /// A receiver of every later transition; dropping it unsubscribes.
+    pub(crate) fn watch(&self) -> Receiver<ConnectionState> {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        match self.inner.lock() {
+            Ok(mut g) => g.1.push(tx),
+            Err(p) => p.into_inner().1.push(tx),
+        }
+        rx
+    }
+}

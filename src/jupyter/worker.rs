@@ -1,0 +1,584 @@
+//! The thread that owns one kernel websocket: it sends what callers queue, reads and routes
+//! what the kernel sends, answers and sends pings, and reconnects with the same session id so
+//! the server replays what it buffered meanwhile.
+
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use backoff::backoff::Backoff;
+use crossbeam_channel::{Receiver, Sender};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use tungstenite::Message;
+
+use crate::backend::{Backend, Liveness};
+use crate::config::ConnectionConfig;
+use crate::error::{Error, KernelEvent};
+use crate::jupyter::delivery::{Delivery, Failure};
+use crate::jupyter::routes::{Routes, Seen};
+use crate::jupyter::state::{CloseReason, ConnectionState, StateCell};
+use crate::jupyter::transport::{self, Socket, Target};
+use crate::jupyter::wire::{self, Framing, Incoming, Outgoing};
+
+pub(crate) const SOCKET: Token = Token(0);
+pub(crate) const WAKE: Token = Token(1);
+
+/// Messages read per batch before they are routed.
+const BATCH: usize = 256;
+/// Message ids remembered for duplicate detection.
+const SEEN_CAPACITY: usize = 32 * 1024;
+/// Least time between two liveness probes of the backend during one outage.
+const PROBE_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Requests from the handle to the worker.
+pub(crate) enum Command {
+    Send {
+        msg: Outgoing,
+        reply: Sender<Delivery>,
+    },
+    Forget {
+        msg_id: String,
+    },
+    Shutdown,
+}
+
+/// Shared between the handle and the worker: set once, when the connection is gone for good.
+pub(crate) type FailureSlot = Arc<Mutex<Option<Failure>>>;
+
+pub(crate) struct Worker {
+    pub(crate) target: Target,
+    pub(crate) config: ConnectionConfig,
+    pub(crate) backend: Arc<dyn Backend>,
+    pub(crate) commands: Receiver<Command>,
+    pub(crate) poll: Poll,
+    pub(crate) socket: Option<Socket>,
+    pub(crate) state: Arc<StateCell>,
+    pub(crate) failure: FailureSlot,
+    pub(crate) framing: Option<Framing>,
+    pub(crate) routes: Routes,
+    pub(crate) seen: Seen,
+    pub(crate) queued: VecDeque<Outgoing>,
+    pub(crate) want_write: bool,
+    pub(crate) last_rx: Instant,
+    pub(crate) ping_sent: Option<Instant>,
+    pub(crate) outage: Option<Outage>,
+}
+
+/// Book-keeping for one period of being disconnected.
+pub(crate) struct Outage {
+    started: Instant,
+    attempt: u32,
+    next_attempt: Instant,
+    backoff: backoff::ExponentialBackoff,
+    last_probe: Option<Instant>,
+    last_cause: String,
+}
+
+impl Worker {
+    pub(crate) fn new(
+        target: Target,
+        config: ConnectionConfig,
+        backend: Arc<dyn Backend>,
+        commands: Receiver<Command>,
+        poll: Poll,
+        state: Arc<StateCell>,
+        failure: FailureSlot,
+    ) -> Worker {
+        Worker {
+            target,
+            config,
+            backend,
+            commands,
+            poll,
+            socket: None,
+            state,
+            failure,
+            framing: None,
+            routes: Routes::default(),
+            seen: Seen::new(SEEN_CAPACITY),
+            queued: VecDeque::new(),
+            want_write: false,
+            last_rx: Instant::now(),
+            ping_sent: None,
+            outage: None,
+        }
+    }
+
+    /// Takes over a socket opened by the caller's thread.
+    pub(crate) fn adopt(&mut self, socket: Socket) -> io::Result<()> {
+        self.poll.registry().register(
+            &mut SourceFd(&socket.raw.as_raw_fd()),
+            SOCKET,
+            Interest::READABLE,
+        )?;
+        self.framing = Some(socket.framing);
+        self.socket = Some(socket);
+        self.want_write = false;
+        self.last_rx = Instant::now();
+        self.ping_sent = None;
+        self.state.set(ConnectionState::Connected);
+        Ok(())
+    }
+
+    pub(crate) fn run(mut self) {
+        let mut events = Events::with_capacity(16);
+        loop {
+            if !self.drain_commands() {
+                break;
+            }
+            if self.socket.is_some() {
+                if let Err(cause) = self.pump() {
+                    self.lost(cause);
+                }
+            } else if self.outage.as_ref().is_some_and(|o| Instant::now() >= o.next_attempt) {
+                self.reconnect_once();
+            }
+            if let Some(s) = &self.socket {
+                transport::quickack(&s.raw);
+            }
+            let timeout = self.poll_timeout();
+            if let Err(e) = self.poll.poll(&mut events, timeout)
+                && e.kind() != io::ErrorKind::Interrupted
+            {
+                log::warn!("kernel {}: poll failed: {e}", self.target.kernel_id);
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        self.finish();
+    }
+
+    /// Returns false once a shutdown was asked for.
+    fn drain_commands(&mut self) -> bool {
+        loop {
+            match self.commands.try_recv() {
+                Ok(Command::Send { msg, reply }) => self.submit(msg, reply),
+                Ok(Command::Forget { msg_id }) => {
+                    self.routes.remove(&msg_id);
+                    self.queued.retain(|m| m.msg_id != msg_id);
+                }
+                Ok(Command::Shutdown) => return false,
+                Err(crossbeam_channel::TryRecvError::Empty) => return true,
+                // Every handle is gone: nobody can ever ask for anything again.
+                Err(crossbeam_channel::TryRecvError::Disconnected) => return false,
+            }
+        }
+    }
+
+    fn submit(&mut self, msg: Outgoing, reply: Sender<Delivery>) {
+        if let Some(f) = self.current_failure() {
+            let _ = reply.send(Delivery::Failed(f));
+            return;
+        }
+        self.routes.add(msg.msg_id.clone(), reply);
+        if self.socket.is_some() {
+            if let Err(cause) = self.write(&msg) {
+                self.queued.push_back(msg);
+                self.lost(cause);
+            }
+        } else {
+            self.queued.push_back(msg);
+        }
+    }
+
+    fn current_failure(&self) -> Option<Failure> {
+        match self.failure.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    fn write(&mut self, msg: &Outgoing) -> Result<(), String> {
+        let Some(sock) = self.socket.as_mut() else {
+            return Err("not connected".into());
+        };
+        let frame = match sock.framing {
+            Framing::V1 => Message::Binary(msg.encode_v1().into()),
+            Framing::Legacy => Message::Text(msg.encode_text().into()),
+        };
+        log::trace!(
+            "kernel {}: send {} {}",
+            self.target.kernel_id,
+            msg.channel,
+            msg.msg_id
+        );
+        match sock.ws.write(frame) {
+            Ok(()) => Ok(()),
+            Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
+            Err(e) => Err(format!("write failed: {e}")),
+        }
+    }
+
+    /// Reads everything available, routes it, flushes, and keeps the link alive.
+    fn pump(&mut self) -> Result<(), String> {
+        loop {
+            let (batch, drained) = self.read_batch()?;
+            for m in batch {
+                self.on_frame(m)?;
+            }
+            if drained {
+                break;
+            }
+        }
+        self.flush()?;
+        self.keepalive()
+    }
+
+    fn read_batch(&mut self) -> Result<(Vec<Message>, bool), String> {
+        let Some(sock) = self.socket.as_mut() else {
+            return Err("not connected".into());
+        };
+        let mut batch = Vec::new();
+        while batch.len() < BATCH {
+            transport::quickack(&sock.raw);
+            match sock.ws.read() {
+                Ok(m) => batch.push(m),
+                Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return Ok((batch, true));
+                }
+                Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if batch.is_empty() => return Err(format!("read failed: {e}")),
+                // Route what arrived before the error first; the next read reports it again.
+                Err(_) => return Ok((batch, false)),
+            }
+        }
+        Ok((batch, false))
+    }
+
+    fn on_frame(&mut self, frame: Message) -> Result<(), String> {
+        self.last_rx = Instant::now();
+        self.ping_sent = None;
+        let framing = self.socket.as_ref().map_or(Framing::Legacy, |s| s.framing);
+        let decoded = match frame {
+            Message::Text(t) => wire::decode_text(t.as_str()),
+            Message::Binary(b) => wire::decode_binary(&b, framing),
+            Message::Close(c) => {
+                return Err(match c {
+                    Some(c) => format!("server closed the websocket ({})", c.code),
+                    None => "server closed the websocket".into(),
+                });
+            }
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => return Ok(()),
+        };
+        match decoded {
+            Ok(msg) => self.dispatch(msg),
+            Err(e) => {
+                log::warn!("kernel {}: {e}", self.target.kernel_id);
+                // The stream cannot be trusted to finish any pending request now.
+                self.routes.fail_all(&Failure::Protocol {
+                    message: e.to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn dispatch(&mut self, msg: Incoming) {
+        if !self.seen.first_time(&msg.msg_id) {
+            log::trace!("kernel {}: duplicate {}", self.target.kernel_id, msg.msg_id);
+            return;
+        }
+        log::trace!(
+            "kernel {}: recv {} {} parent {}",
+            self.target.kernel_id,
+            msg.channel,
+            msg.msg_type,
+            msg.parent_id
+        );
+        if let Some(event) = kernel_event(&msg) {
+            log::debug!("kernel {}: {event:?}", self.target.kernel_id);
+            self.routes.fail_all(&Failure::Kernel {
+                kernel_id: self.target.kernel_id.clone(),
+                event,
+            });
+            return;
+        }
+        self.routes.deliver(msg);
+    }
+
+    fn flush(&mut self) -> Result<(), String> {
+        let Some(sock) = self.socket.as_mut() else {
+            return Ok(());
+        };
+        let want = match sock.ws.flush() {
+            Ok(()) => false,
+            Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => true,
+            Err(e) => return Err(format!("flush failed: {e}")),
+        };
+        if want != self.want_write {
+            let interest = if want {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            self.poll
+                .registry()
+                .reregister(&mut SourceFd(&sock.raw.as_raw_fd()), SOCKET, interest)
+                .map_err(|e| format!("reregister failed: {e}"))?;
+            self.want_write = want;
+        }
+        Ok(())
+    }
+
+    /// Pings after a quiet spell; a missing answer means a half-open connection.
+    fn keepalive(&mut self) -> Result<(), String> {
+        let k = &self.config.keepalive;
+        let now = Instant::now();
+        match self.ping_sent {
+            Some(sent) if now.duration_since(sent) >= k.pong_timeout => {
+                Err(format!("no answer to a ping within {:?}", k.pong_timeout))
+            }
+            None if now.duration_since(self.last_rx) >= k.idle_ping => {
+                if let Some(sock) = self.socket.as_mut() {
+                    match sock.ws.write(Message::Ping(Vec::new().into())) {
+                        Ok(()) => {}
+                        Err(tungstenite::Error::Io(e))
+                            if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(e) => return Err(format!("ping failed: {e}")),
+                    }
+                }
+                self.ping_sent = Some(now);
+                self.flush()
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Duration> {
+        let now = Instant::now();
+        if let Some(o) = &self.outage {
+            return Some(o.next_attempt.saturating_duration_since(now));
+        }
+        self.socket.as_ref()?;
+        let k = &self.config.keepalive;
+        let due = match self.ping_sent {
+            Some(sent) => sent + k.pong_timeout,
+            None => self.last_rx + k.idle_ping,
+        };
+        Some(due.saturating_duration_since(now) + Duration::from_millis(1))
+    }
+
+    fn drop_socket(&mut self) {
+        if let Some(sock) = self.socket.take() {
+            let _ = self
+                .poll
+                .registry()
+                .deregister(&mut SourceFd(&sock.raw.as_raw_fd()));
+            let _ = sock.raw.shutdown(std::net::Shutdown::Both);
+        }
+        self.want_write = false;
+        self.ping_sent = None;
+    }
+
+    fn lost(&mut self, cause: String) {
+        self.drop_socket();
+        log::debug!(
+            "kernel {}: connection lost: {cause}",
+            self.target.kernel_id
+        );
+        let policy = &self.config.reconnect;
+        if policy.max_attempts == 0 {
+            let failure = self.unreachable_failure(cause);
+            self.give_up(failure);
+            return;
+        }
+        let backoff = backoff::ExponentialBackoff {
+            current_interval: policy.first_delay,
+            initial_interval: policy.first_delay,
+            randomization_factor: policy.jitter,
+            multiplier: policy.multiplier,
+            max_interval: policy.max_delay,
+            max_elapsed_time: None,
+            ..backoff::ExponentialBackoff::default()
+        };
+        let now = Instant::now();
+        self.outage = Some(Outage {
+            started: now,
+            attempt: 0,
+            next_attempt: now,
+            backoff,
+            last_probe: None,
+            last_cause: cause,
+        });
+        self.state.set(ConnectionState::Reconnecting { attempt: 1 });
+    }
+
+    fn reconnect_once(&mut self) {
+        let Some(outage) = self.outage.as_mut() else {
+            return;
+        };
+        outage.attempt += 1;
+        let attempt = outage.attempt;
+        self.state.set(ConnectionState::Reconnecting { attempt });
+        let policy = self.config.reconnect.clone();
+        let left = policy
+            .max_elapsed
+            .saturating_sub(outage.started.elapsed())
+            .max(Duration::from_millis(50));
+        let timeout = self.config.timeouts.connect.min(left);
+        match transport::connect(&self.target, timeout, self.framing) {
+            Ok(socket) => {
+                let took = outage.started.elapsed();
+                self.outage = None;
+                if let Err(e) = self.adopt(socket) {
+                    self.lost(format!("register failed: {e}"));
+                    return;
+                }
+                log::debug!(
+                    "kernel {}: reconnected after {attempt} attempt(s) in {took:?}",
+                    self.target.kernel_id
+                );
+                while let Some(msg) = self.queued.pop_front() {
+                    if let Err(cause) = self.write(&msg) {
+                        self.queued.push_front(msg);
+                        self.lost(cause);
+                        return;
+                    }
+                }
+            }
+            Err(e) => self.attempt_failed(e, attempt, &policy),
+        }
+    }
+
+    fn attempt_failed(&mut self, e: Error, attempt: u32, policy: &crate::ReconnectPolicy) {
+        log::debug!(
+            "kernel {}: reconnect attempt {attempt} failed: {e}",
+            self.target.kernel_id
+        );
+        match e {
+            Error::Authentication { status, endpoint } => {
+                self.give_up(Failure::Unauthorized { status, endpoint });
+                return;
+            }
+            Error::KernelNotFound { .. } => {
+                let f = match self.backend.probe() {
+                    Liveness::Gone => self.sandbox_gone(),
+                    _ => Failure::KernelGone {
+                        kernel_id: self.target.kernel_id.clone(),
+                    },
+                };
+                self.give_up(f);
+                return;
+            }
+            _ => {}
+        }
+        let Some(outage) = self.outage.as_mut() else {
+            return;
+        };
+        outage.last_cause = e.to_string();
+        let now = Instant::now();
+        let probe_due = outage
+            .last_probe
+            .is_none_or(|t| now.duration_since(t) >= PROBE_INTERVAL);
+        if probe_due {
+            outage.last_probe = Some(now);
+            if self.backend.probe() == Liveness::Gone {
+                let f = self.sandbox_gone();
+                self.give_up(f);
+                return;
+            }
+        }
+        let Some(outage) = self.outage.as_mut() else {
+            return;
+        };
+        let exhausted =
+            attempt >= policy.max_attempts || outage.started.elapsed() >= policy.max_elapsed;
+        if exhausted {
+            let cause = outage.last_cause.clone();
+            let f = self.unreachable_failure(cause);
+            self.give_up(f);
+            return;
+        }
+        let delay = if attempt == 1 {
+            policy.first_delay
+        } else {
+            outage.backoff.next_backoff().unwrap_or(policy.max_delay)
+        };
+        outage.next_attempt = Instant::now() + delay;
+    }
+
+    fn sandbox_gone(&self) -> Failure {
+        Failure::SandboxGone {
+            sandbox_id: self.backend.sandbox_id().to_string(),
+        }
+    }
+
+    /// The failure for a connection that cannot be re-established: `SandboxGone` when the
+    /// backend says the sandbox is gone, otherwise `Lost`.
+    fn unreachable_failure(&self, cause: String) -> Failure {
+        match self.backend.probe() {
+            Liveness::Gone => self.sandbox_gone(),
+            _ => Failure::Lost {
+                kernel_id: self.target.kernel_id.clone(),
+                cause,
+            },
+        }
+    }
+
+    fn give_up(&mut self, failure: Failure) {
+        self.drop_socket();
+        self.outage = None;
+        let reason = match &failure {
+            Failure::SandboxGone { .. } => CloseReason::SandboxGone,
+            Failure::KernelGone { .. } => CloseReason::KernelGone,
+            Failure::Unauthorized { .. } => CloseReason::Unauthorized,
+            Failure::Closed => CloseReason::Requested,
+            _ => CloseReason::GaveUp,
+        };
+        log::debug!(
+            "kernel {}: giving up: {failure:?}",
+            self.target.kernel_id
+        );
+        match self.failure.lock() {
+            Ok(mut g) => *g = Some(failure.clone()),
+            Err(p) => *p.into_inner() = Some(failure.clone()),
+        }
+        self.routes.fail_all(&failure);
+        self.queued.clear();
+        self.state.set(ConnectionState::Closed { reason });
+    }
+
+    fn finish(mut self) {
+        if let Some(sock) = self.socket.as_mut() {
+            // Best effort: a polite close frame if the socket takes it right away.
+            let _ = sock.ws.close(None);
+            let _ = sock.ws.flush();
+        }
+        self.drop_socket();
+        let mut slot = match self.failure.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if slot.is_none() {
+            *slot = Some(Failure::Closed);
+        }
+        drop(slot);
+        self.routes.fail_all(&Failure::Closed);
+        if !matches!(self.state.get(), ConnectionState::Closed { .. }) {
+            self.state.set(ConnectionState::Closed {
+                reason: CloseReason::Requested,
+            });
+        }
+        log::debug!("kernel {}: worker stopped", self.target.kernel_id);
+    }
+}
+
+/// Server-sent iopub events that end every in-flight request of the kernel.
+fn kernel_event(msg: &Incoming) -> Option<KernelEvent> {
+    if msg.channel != "iopub" {
+        return None;
+    }
+    match msg.msg_type.as_str() {
+        "status" if msg.parent_id.is_empty() => {
+            match msg.content["execution_state"].as_str() {
+                Some("restarting") => Some(KernelEvent::Restarting),
+                Some("dead") => Some(KernelEvent::Dead),
+                _ => None,
+            }
+        }
+        "shutdown_reply" => Some(KernelEvent::Shutdown),
+        _ => None,
+    }
+}

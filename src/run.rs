@@ -1,0 +1,372 @@
+//! `sandbox.run(code)`: the options of one execution and the wait for its result, with user
+//! callbacks called on the caller's thread as output arrives.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::RecvTimeoutError;
+
+use crate::context::Context;
+use crate::error::{Error, TimeoutPhase};
+use crate::execution::{Execution, ExecutionError, OutputMessage, Result as RichResult};
+use crate::jupyter::delivery::Delivery;
+use crate::jupyter::wire::{Incoming, Outgoing};
+use crate::kernel::Kernel;
+use crate::sandbox::Sandbox;
+
+/// How long to keep reading after interrupting a timed-out or abandoned execution, so the
+/// kernel is idle again before the next call.
+const INTERRUPT_GRACE: Duration = Duration::from_secs(5);
+
+type Callback<'a, T> = Box<dyn FnMut(&T) + 'a>;
+
+/// Options of one execution; finish with [`RunBuilder::send`].
+#[must_use = "nothing runs until .send() is called"]
+pub struct RunBuilder<'a> {
+    sandbox: &'a Sandbox,
+    code: String,
+    context: Option<&'a Context>,
+    language: Option<String>,
+    envs: Vec<(String, String)>,
+    timeout: Option<Option<Duration>>,
+    on_stdout: Option<Callback<'a, OutputMessage>>,
+    on_stderr: Option<Callback<'a, OutputMessage>>,
+    on_result: Option<Callback<'a, RichResult>>,
+    on_error: Option<Callback<'a, ExecutionError>>,
+}
+
+impl std::fmt::Debug for RunBuilder<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunBuilder")
+            .field("code", &self.code)
+            .field("context", &self.context.map(|c| &c.id))
+            .field("language", &self.language)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> RunBuilder<'a> {
+    pub(crate) fn new(sandbox: &'a Sandbox, code: String) -> Self {
+        RunBuilder {
+            sandbox,
+            code,
+            context: None,
+            language: None,
+            envs: Vec::new(),
+            timeout: None,
+            on_stdout: None,
+            on_stderr: None,
+            on_result: None,
+            on_error: None,
+        }
+    }
+
+    /// Runs in this context instead of the default Python one. Not combinable with
+    /// [`RunBuilder::language`].
+    pub fn context(mut self, context: &'a Context) -> Self {
+        self.context = Some(context);
+        self
+    }
+
+    /// Runs in the sandbox's default context for this language (`python`, `javascript`, `r`,
+    /// `bash`, `java`, where the server has the kernel). Defaults to `python`.
+    pub fn language(mut self, language: impl Into<String>) -> Self {
+        self.language = Some(language.into());
+        self
+    }
+
+    /// Environment variables visible to this execution only. Defaults to none.
+    pub fn envs<I, K, V>(mut self, envs: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        self.envs
+            .extend(envs.into_iter().map(|(k, v)| (k.into(), v.into())));
+        self
+    }
+
+    /// Deadline for this execution; `None` waits as long as the kernel runs. On expiry the
+    /// kernel is interrupted and the call returns [`Error::Timeout`]. Defaults to the sandbox's
+    /// execution timeout (300 s unless configured).
+    pub fn timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.timeout = Some(timeout.into());
+        self
+    }
+
+    /// Called with each stdout chunk as it arrives, on the calling thread.
+    pub fn on_stdout(mut self, f: impl FnMut(&OutputMessage) + 'a) -> Self {
+        self.on_stdout = Some(Box::new(f));
+        self
+    }
+
+    /// Called with each stderr chunk as it arrives, on the calling thread.
+    pub fn on_stderr(mut self, f: impl FnMut(&OutputMessage) + 'a) -> Self {
+        self.on_stderr = Some(Box::new(f));
+        self
+    }
+
+    /// Called with each rich result (display output and the main result) as it arrives.
+    pub fn on_result(mut self, f: impl FnMut(&RichResult) + 'a) -> Self {
+        self.on_result = Some(Box::new(f));
+        self
+    }
+
+    /// Called when the code raises.
+    pub fn on_error(mut self, f: impl FnMut(&ExecutionError) + 'a) -> Self {
+        self.on_error = Some(Box::new(f));
+        self
+    }
+
+    /// Runs the code and waits for it to finish.
+    pub fn send(mut self) -> Result<Execution, Error> {
+        if self.context.is_some() && self.language.is_some() {
+            return Err(Error::InvalidArgument(
+                "pass either a context or a language, not both".into(),
+            ));
+        }
+        let sandbox = self.sandbox;
+        let kernel = match (self.context, self.language.as_deref()) {
+            (Some(ctx), _) => sandbox.kernel_of(ctx)?,
+            (None, Some(lang)) => sandbox.default_kernel_for(lang)?,
+            (None, None) => sandbox.default_kernel_for("python")?,
+        };
+        let timeout = self
+            .timeout
+            .unwrap_or(sandbox.config().timeouts.execution);
+        let envs = std::mem::take(&mut self.envs);
+        let restore = crate::envs::apply(&kernel, &envs, sandbox.config().timeouts.request)?;
+        let result = self.execute(&kernel, timeout);
+        if let Some(code) = restore {
+            // The variables must not leak into the next execution, even after an error.
+            if let Err(e) = kernel.run_silent(&code, sandbox.config().timeouts.request) {
+                log::warn!("could not restore env vars in kernel {}: {e}", kernel.id);
+            }
+        }
+        result
+    }
+
+    fn execute(&mut self, kernel: &Kernel, timeout: Option<Duration>) -> Result<Execution, Error> {
+        let msg = Outgoing::execute(kernel.conn.session_id(), &self.code, false);
+        let msg_id = msg.msg_id.clone();
+        let rx = kernel.conn.send(msg)?;
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut acc = Accumulator::default();
+        let mut panicked: Option<Error> = None;
+        let mut timed_out = false;
+        let mut grace_until: Option<Instant> = None;
+        loop {
+            let wait_until = grace_until.or(deadline);
+            let next = match wait_until {
+                Some(d) => rx.recv_deadline(d),
+                None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            };
+            match next {
+                Ok(Delivery::Message(m)) => {
+                    let event = acc.apply(m);
+                    if panicked.is_none() && grace_until.is_none() {
+                        panicked = self.notify(event).err();
+                        if panicked.is_some() {
+                            // Stop the cell so the kernel does not keep working for nobody.
+                            self.sandbox.interrupt_kernel(kernel);
+                            grace_until = Some(Instant::now() + INTERRUPT_GRACE);
+                        }
+                    }
+                    if acc.finished() {
+                        return match (panicked, timed_out) {
+                            (Some(p), _) => Err(p),
+                            (None, true) => Err(timeout_error(timeout)),
+                            (None, false) => Ok(acc.execution),
+                        };
+                    }
+                }
+                Ok(Delivery::Failed(f)) => return Err(f.to_error()),
+                Err(RecvTimeoutError::Timeout) if grace_until.is_none() => {
+                    log::debug!("execution {msg_id} timed out; interrupting kernel {}", kernel.id);
+                    timed_out = true;
+                    self.sandbox.interrupt_kernel(kernel);
+                    grace_until = Some(Instant::now() + INTERRUPT_GRACE);
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    log::warn!("kernel {} did not settle after an interrupt", kernel.id);
+                    kernel.conn.forget(&msg_id);
+                    return Err(panicked.unwrap_or_else(|| timeout_error(timeout)));
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(kernel
+                        .conn
+                        .failure()
+                        .map(|f| f.to_error())
+                        .unwrap_or(Error::Closed));
+                }
+            }
+        }
+    }
+
+    /// Calls the user's callback for one event; a panic becomes an error, never unwinds further.
+    fn notify(&mut self, event: Event) -> Result<(), Error> {
+        let (name, outcome) = match event {
+            Event::None => return Ok(()),
+            Event::Stdout(m) => (
+                "on_stdout",
+                self.on_stdout
+                    .as_mut()
+                    .map(|f| catch_unwind(AssertUnwindSafe(|| f(&m)))),
+            ),
+            Event::Stderr(m) => (
+                "on_stderr",
+                self.on_stderr
+                    .as_mut()
+                    .map(|f| catch_unwind(AssertUnwindSafe(|| f(&m)))),
+            ),
+            Event::Result(r) => (
+                "on_result",
+                self.on_result
+                    .as_mut()
+                    .map(|f| catch_unwind(AssertUnwindSafe(|| f(&r)))),
+            ),
+            Event::Error(e) => (
+                "on_error",
+                self.on_error
+                    .as_mut()
+                    .map(|f| catch_unwind(AssertUnwindSafe(|| f(&e)))),
+            ),
+        };
+        match outcome {
+            Some(Err(payload)) => Err(Error::CallbackPanicked {
+                callback: name,
+                message: panic_message(payload.as_ref()),
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn timeout_error(timeout: Option<Duration>) -> Error {
+    Error::Timeout {
+        phase: TimeoutPhase::Execution,
+        after: timeout.unwrap_or_default(),
+    }
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".into()
+    }
+}
+
+/// What a message means to the user's callbacks.
+enum Event {
+    None,
+    Stdout(OutputMessage),
+    Stderr(OutputMessage),
+    Result(RichResult),
+    Error(ExecutionError),
+}
+
+/// Builds an [`Execution`] from the messages of one request.
+#[derive(Default)]
+struct Accumulator {
+    execution: Execution,
+    replied: bool,
+    idle: bool,
+}
+
+impl Accumulator {
+    fn finished(&self) -> bool {
+        self.replied && self.idle
+    }
+
+    fn apply(&mut self, m: Incoming) -> Event {
+        let c = &m.content;
+        match m.msg_type.as_str() {
+            "stream" => {
+                let line = c["text"].as_str().unwrap_or("").to_string();
+                let error = c["name"] == "stderr";
+                let msg = OutputMessage {
+                    line: line.clone(),
+                    timestamp: m.date.clone(),
+                    error,
+                };
+                if error {
+                    self.execution.logs.stderr.push(line);
+                    Event::Stderr(msg)
+                } else {
+                    self.execution.logs.stdout.push(line);
+                    Event::Stdout(msg)
+                }
+            }
+            "display_data" | "execute_result" => {
+                let r = RichResult::from_bundle(&c["data"], m.msg_type == "execute_result");
+                self.execution.results.push(r.clone());
+                Event::Result(r)
+            }
+            "error" => {
+                let e = error_from(c);
+                self.execution.error = Some(e.clone());
+                Event::Error(e)
+            }
+            "execute_input" => {
+                self.set_count(c);
+                Event::None
+            }
+            "execute_reply" => {
+                self.replied = true;
+                self.set_count(c);
+                match c["status"].as_str() {
+                    Some("error") if self.execution.error.is_none() => {
+                        let e = error_from(c);
+                        self.execution.error = Some(e.clone());
+                        Event::Error(e)
+                    }
+                    Some("aborted") if self.execution.error.is_none() => {
+                        let e = ExecutionError {
+                            name: "ExecutionAborted".into(),
+                            value: "the kernel aborted the execution".into(),
+                            traceback: String::new(),
+                        };
+                        self.execution.error = Some(e.clone());
+                        Event::Error(e)
+                    }
+                    _ => Event::None,
+                }
+            }
+            "status" => {
+                if c["execution_state"] == "idle" {
+                    self.idle = true;
+                }
+                Event::None
+            }
+            _ => Event::None,
+        }
+    }
+
+    fn set_count(&mut self, c: &serde_json::Value) {
+        if let Some(n) = c["execution_count"].as_u64().and_then(|n| u32::try_from(n).ok()) {
+            self.execution.execution_count = Some(n);
+        }
+    }
+}
+
+fn error_from(c: &serde_json::Value) -> ExecutionError {
+    let traceback = match &c["traceback"] {
+        serde_json::Value::Array(lines) => lines
+            .iter()
+            .filter_map(|l| l.as_str())
+            .collect::<Vec<_>>()
+            .join("\n"),
+        serde_json::Value::String(s) => s.clone(),
+        _ => String::new(),
+    };
+    ExecutionError {
+        name: c["ename"].as_str().unwrap_or("").to_string(),
+        value: c["evalue"].as_str().unwrap_or("").to_string(),
+        traceback,
+    }
+}

@@ -1,0 +1,406 @@
+//! `Sandbox`: the blocking facade over one sandbox's kernels, whatever its backend.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use crossbeam_channel::Receiver;
+
+use crate::backend::Backend;
+use crate::backend::local::{LocalBackend, LocalOptions};
+use crate::config::{ConnectionConfig, Keepalive, ReconnectPolicy, Timeouts};
+use crate::context::{self, Context, ContextOptions};
+use crate::error::Error;
+use crate::execution::Execution;
+use crate::http::Http;
+use crate::jupyter::rest::{self, KernelSpecs};
+use crate::jupyter::state::ConnectionState;
+use crate::kernel::Kernel;
+use crate::run::RunBuilder;
+
+/// Settings every sandbox has, whatever its backend.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SandboxConfig {
+    pub(crate) timeouts: Timeouts,
+    pub(crate) connection: ConnectionConfig,
+    pub(crate) envs: Vec<(String, String)>,
+}
+
+/// Builds a [`Sandbox`]: set the shared options, then pick the backend.
+#[derive(Debug, Clone, Default)]
+#[must_use = "a builder does nothing until a backend method such as .local() is called"]
+pub struct SandboxBuilder {
+    config: SandboxConfig,
+}
+
+impl SandboxBuilder {
+    /// Call deadlines. Defaults to [`Timeouts::default`].
+    pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.config.timeouts = timeouts.clone();
+        self.config.connection = self.config.connection.timeouts(timeouts);
+        self
+    }
+
+    /// How broken kernel connections are re-established. Defaults to
+    /// [`ReconnectPolicy::default`].
+    pub fn reconnect(mut self, policy: ReconnectPolicy) -> Self {
+        self.config.connection = self.config.connection.reconnect(policy);
+        self
+    }
+
+    /// Keep-alive pings on kernel connections. Defaults to [`Keepalive::default`].
+    pub fn keepalive(mut self, keepalive: Keepalive) -> Self {
+        self.config.connection = self.config.connection.keepalive(keepalive);
+        self
+    }
+
+    /// Environment variables set in every context of the sandbox. Defaults to none.
+    pub fn envs<I, K, V>(mut self, envs: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        self.config
+            .envs
+            .extend(envs.into_iter().map(|(k, v)| (k.into(), v.into())));
+        self
+    }
+
+    /// Starts a local sandbox with default [`LocalOptions`].
+    pub fn local(self) -> Result<Sandbox, Error> {
+        self.local_with(LocalOptions::default())
+    }
+
+    /// Starts a local sandbox: a `jupyter server` child process on 127.0.0.1.
+    pub fn local_with(self, options: LocalOptions) -> Result<Sandbox, Error> {
+        let backend = Arc::new(LocalBackend::start(
+            &options,
+            &self.config.envs,
+            &self.config.timeouts,
+        )?);
+        let local = backend.clone();
+        Sandbox::open(backend, self.config, Some(local))
+    }
+}
+
+/// A code-interpreter sandbox: stateful kernels, their output, and the sandbox's lifetime.
+///
+/// `Sandbox` is `Send + Sync`; calls from several threads are fine (executions on one context
+/// run one after another in the kernel). Dropping it tears the sandbox down; [`Sandbox::close`]
+/// does the same and returns the error instead of logging it.
+pub struct Sandbox {
+    backend: Arc<dyn Backend>,
+    local: Option<Arc<LocalBackend>>,
+    http: Http,
+    config: SandboxConfig,
+    kernels: Mutex<Kernels>,
+    specs: OnceLock<KernelSpecs>,
+    closed: AtomicBool,
+}
+
+#[derive(Debug, Default)]
+struct Kernels {
+    by_id: HashMap<String, Arc<Kernel>>,
+    /// The default context of each language, by normalised language name.
+    defaults: HashMap<String, String>,
+    /// Ids in creation order, for listing.
+    order: Vec<String>,
+}
+
+impl std::fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sandbox")
+            .field("sandbox_id", &self.backend.sandbox_id())
+            .field("jupyter", self.backend.jupyter())
+            .field("closed", &self.closed.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sandbox {
+    /// Starts a local sandbox with every default. See [`SandboxBuilder::local_with`].
+    pub fn local() -> Result<Sandbox, Error> {
+        Sandbox::builder().local()
+    }
+
+    /// A builder for options shared by every backend.
+    pub fn builder() -> SandboxBuilder {
+        SandboxBuilder::default()
+    }
+
+    pub(crate) fn open(
+        backend: Arc<dyn Backend>,
+        config: SandboxConfig,
+        local: Option<Arc<LocalBackend>>,
+    ) -> Result<Sandbox, Error> {
+        let http = Http::new(backend.jupyter().clone(), &config.timeouts);
+        let sandbox = Sandbox {
+            backend,
+            local,
+            http,
+            config,
+            kernels: Mutex::new(Kernels::default()),
+            specs: OnceLock::new(),
+            closed: AtomicBool::new(false),
+        };
+        // The default Python context is made up front, as E2B's sandbox does, so the first
+        // run_code does not pay for a kernel start.
+        sandbox.default_kernel_for("python")?;
+        Ok(sandbox)
+    }
+
+    /// The sandbox's id: the E2B sandbox id, or `local-<pid>` for a local sandbox.
+    pub fn sandbox_id(&self) -> &str {
+        self.backend.sandbox_id()
+    }
+
+    /// Runs code in the default Python context and waits for it. Equivalent to
+    /// `self.run(code).send()`.
+    pub fn run_code(&self, code: impl Into<String>) -> Result<Execution, Error> {
+        self.run(code).send()
+    }
+
+    /// Starts describing an execution: callbacks, timeout, context, env vars.
+    pub fn run(&self, code: impl Into<String>) -> RunBuilder<'_> {
+        RunBuilder::new(self, code.into())
+    }
+
+    /// Creates a new context: its own kernel with its own state.
+    pub fn create_context(&self, options: ContextOptions) -> Result<Context, Error> {
+        let language = options.language.as_deref().unwrap_or("python");
+        let kernel = self.start_kernel(language, options.cwd.as_deref(), &options.envs)?;
+        let ctx = context_of(&kernel);
+        let mut k = self.lock_kernels();
+        k.order.push(kernel.id.clone());
+        k.by_id.insert(kernel.id.clone(), kernel);
+        Ok(ctx)
+    }
+
+    /// Every live context, default ones included, in creation order.
+    pub fn list_contexts(&self) -> Result<Vec<Context>, Error> {
+        self.ensure_open()?;
+        let k = self.lock_kernels();
+        Ok(k.order
+            .iter()
+            .filter_map(|id| k.by_id.get(id))
+            .map(|kernel| context_of(kernel))
+            .collect())
+    }
+
+    /// Restarts a context's kernel: its state is lost; cwd and env vars are set again.
+    pub fn restart_context(&self, context: &Context) -> Result<(), Error> {
+        let kernel = self.kernel_of(context)?;
+        rest::restart_kernel(&self.http, &kernel.id)?;
+        self.prepare(&kernel, kernel.cwd.as_deref(), &[])
+    }
+
+    /// Interrupts whatever a context is running.
+    pub fn interrupt(&self, context: &Context) -> Result<(), Error> {
+        let kernel = self.kernel_of(context)?;
+        rest::interrupt_kernel(&self.http, &kernel.id)
+    }
+
+    /// Shuts a context's kernel down and forgets it.
+    pub fn remove_context(&self, context: &Context) -> Result<(), Error> {
+        let kernel = self.kernel_of(context)?;
+        {
+            let mut k = self.lock_kernels();
+            k.by_id.remove(&kernel.id);
+            k.order.retain(|id| id != &kernel.id);
+            k.defaults.retain(|_, id| id != &kernel.id);
+        }
+        let _ = kernel.conn.close(self.config.timeouts.close);
+        rest::shutdown_kernel(&self.http, &kernel.id)
+    }
+
+    /// State of the default Python context's connection.
+    pub fn connection_state(&self) -> ConnectionState {
+        match self.default_kernel_for("python") {
+            Ok(k) => k.state(),
+            Err(_) => ConnectionState::Closed {
+                reason: crate::CloseReason::Requested,
+            },
+        }
+    }
+
+    /// Every later state change of the default Python context's connection.
+    pub fn watch_connection(&self) -> Result<Receiver<ConnectionState>, Error> {
+        Ok(self.default_kernel_for("python")?.conn.watch())
+    }
+
+    /// For a local sandbox, the directory its files live in.
+    pub fn local_root(&self) -> Option<&Path> {
+        self.local.as_deref().map(LocalBackend::root)
+    }
+
+    /// For a local sandbox, where kernel connection files are (direct ZMQ access).
+    pub fn local_runtime_dir(&self) -> Option<&Path> {
+        self.local.as_deref().map(LocalBackend::runtime_dir)
+    }
+
+    /// For a local sandbox, the server's process id.
+    pub fn local_pid(&self) -> Option<u32> {
+        self.local.as_deref().map(LocalBackend::pid)
+    }
+
+    /// Tears the sandbox down now, from any thread: in-flight calls fail with
+    /// [`Error::Closed`], and later calls too. Idempotent.
+    pub fn kill(&self) -> Result<(), Error> {
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        log::debug!("closing sandbox {}", self.sandbox_id());
+        let kernels: Vec<Arc<Kernel>> = {
+            let mut k = self.lock_kernels();
+            k.order.clear();
+            k.defaults.clear();
+            k.by_id.drain().map(|(_, v)| v).collect()
+        };
+        let mut first_err = None;
+        for kernel in &kernels {
+            if let Err(e) = kernel.conn.close(self.config.timeouts.close) {
+                first_err.get_or_insert(e);
+            }
+        }
+        if !self.backend.owns_server() {
+            let quick = Http::new(
+                self.backend.jupyter().clone(),
+                &self.config.timeouts.clone().request(self.config.timeouts.close),
+            );
+            for kernel in &kernels {
+                if let Err(e) = rest::shutdown_kernel(&quick, &kernel.id) {
+                    log::debug!("could not shut down kernel {}: {e}", kernel.id);
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        if let Err(e) = self.backend.shutdown() {
+            first_err.get_or_insert(e);
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// Tears the sandbox down, returning any error that `Drop` would only log.
+    pub fn close(self) -> Result<(), Error> {
+        self.kill()
+    }
+
+    // ----- crate-internal plumbing -----
+
+    pub(crate) fn config(&self) -> &SandboxConfig {
+        &self.config
+    }
+
+    pub(crate) fn http(&self) -> &Http {
+        &self.http
+    }
+
+    fn ensure_open(&self) -> Result<(), Error> {
+        if self.closed.load(Ordering::SeqCst) {
+            Err(Error::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn lock_kernels(&self) -> MutexGuard<'_, Kernels> {
+        match self.kernels.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    pub(crate) fn kernel_of(&self, context: &Context) -> Result<Arc<Kernel>, Error> {
+        self.ensure_open()?;
+        self.lock_kernels()
+            .by_id
+            .get(&context.id)
+            .cloned()
+            .ok_or_else(|| Error::KernelNotFound {
+                kernel_id: context.id.clone(),
+            })
+    }
+
+    pub(crate) fn default_kernel_for(&self, language: &str) -> Result<Arc<Kernel>, Error> {
+        self.ensure_open()?;
+        let lang = context::normalize_language(language);
+        let mut k = self.lock_kernels();
+        if let Some(kernel) = k.defaults.get(&lang).and_then(|id| k.by_id.get(id)) {
+            return Ok(kernel.clone());
+        }
+        // Held across the start so two threads never both create the same default.
+        let kernel = self.start_kernel(&lang, None, &[])?;
+        k.defaults.insert(lang, kernel.id.clone());
+        k.order.push(kernel.id.clone());
+        k.by_id.insert(kernel.id.clone(), kernel.clone());
+        Ok(kernel)
+    }
+
+    fn kernel_specs(&self) -> Result<&KernelSpecs, Error> {
+        if let Some(s) = self.specs.get() {
+            return Ok(s);
+        }
+        let specs = rest::kernel_specs(&self.http)?;
+        Ok(self.specs.get_or_init(|| specs))
+    }
+
+    fn start_kernel(
+        &self,
+        language: &str,
+        cwd: Option<&str>,
+        envs: &[(String, String)],
+    ) -> Result<Arc<Kernel>, Error> {
+        self.ensure_open()?;
+        let (spec, lang) = context::spec_for(self.kernel_specs()?, language)?;
+        let mut kernel =
+            Kernel::start(&self.http, &self.backend, &spec, &lang, &self.config.connection)?;
+        kernel.cwd = cwd.map(str::to_string);
+        let kernel = Arc::new(kernel);
+        if let Err(e) = self.prepare(&kernel, cwd, envs) {
+            let _ = kernel.conn.close(self.config.timeouts.close);
+            let _ = rest::shutdown_kernel(&self.http, &kernel.id);
+            return Err(e);
+        }
+        Ok(kernel)
+    }
+
+    /// Applies the sandbox's env vars, the context's own, and its cwd.
+    fn prepare(
+        &self,
+        kernel: &Kernel,
+        cwd: Option<&str>,
+        envs: &[(String, String)],
+    ) -> Result<(), Error> {
+        let timeout = self.config.timeouts.request;
+        let all: Vec<(String, String)> = self.config.envs.iter().chain(envs).cloned().collect();
+        crate::envs::set(kernel, &all, timeout)?;
+        if let Some(cwd) = cwd {
+            kernel.run_silent(&context::chdir_code(&kernel.language, cwd)?, timeout)?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn interrupt_kernel(&self, kernel: &Kernel) {
+        if let Err(e) = rest::interrupt_kernel(&self.http, &kernel.id) {
+            log::warn!("could not interrupt kernel {}: {e}", kernel.id);
+        }
+    }
+}
+
+fn context_of(kernel: &Kernel) -> Context {
+    Context {
+        id: kernel.id.clone(),
+        language: kernel.language.clone(),
+        cwd: kernel.cwd.clone(),
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if let Err(e) = self.kill() {
+            log::warn!("closing sandbox {}: {e}", self.sandbox_id());
+        }
+    }
+}
