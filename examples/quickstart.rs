@@ -12,7 +12,11 @@ fn main() -> Result<(), Error> {
 
     let started = Instant::now();
     let sbx = Sandbox::local()?;
-    println!("sandbox {} ready in {:?}", sbx.sandbox_id(), started.elapsed());
+    println!(
+        "sandbox {} ready in {:?}",
+        sbx.sandbox_id(),
+        started.elapsed()
+    );
 
     // State persists across calls.
     sbx.run_code("x = 40")?;
@@ -28,7 +32,9 @@ fn main() -> Result<(), Error> {
     println!("{} stdout chunks", exec.logs.stdout.len());
 
     // Rich results carry every MIME type the kernel sent.
-    let exec = sbx.run_code("from IPython.display import HTML, display\ndisplay(HTML('<b>bold</b>'))\n{'answer': 42}")?;
+    let exec = sbx.run_code(
+        "from IPython.display import HTML, display\ndisplay(HTML('<b>bold</b>'))\n{'answer': 42}",
+    )?;
     for r in &exec.results {
         println!(
             "result (main: {}): formats {:?}, html {:?}, text {:?}",

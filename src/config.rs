@@ -207,6 +207,11 @@ impl Secret {
         Secret(value.into())
     }
 
+    /// The value itself. Keep it out of logs.
+    pub fn expose_secret(&self) -> &str {
+        &self.0
+    }
+
     pub(crate) fn expose(&self) -> &str {
         &self.0
     }

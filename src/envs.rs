@@ -29,13 +29,20 @@ fn validate(pairs: &[(String, String)]) -> Result<(), Error> {
 }
 
 /// Sets variables for good (sandbox-level env vars).
-pub(crate) fn set(kernel: &Kernel, pairs: &[(String, String)], timeout: Duration) -> Result<(), Error> {
+pub(crate) fn set(
+    kernel: &Kernel,
+    pairs: &[(String, String)],
+    timeout: Duration,
+) -> Result<(), Error> {
     if pairs.is_empty() {
         return Ok(());
     }
     validate(pairs)?;
     let code = match kernel.language.as_str() {
-        "python" => format!("import os as __e2b_os\n__e2b_os.environ.update({})\ndel __e2b_os", py_dict(pairs)),
+        "python" => format!(
+            "import os as __e2b_os\n__e2b_os.environ.update({})\ndel __e2b_os",
+            py_dict(pairs)
+        ),
         "bash" => pairs
             .iter()
             .map(|(k, v)| format!("export {k}={}", sh_quote(v)))
@@ -58,7 +65,10 @@ pub(crate) fn apply(
     validate(pairs)?;
     let (setup, restore) = match kernel.language.as_str() {
         "python" => {
-            let keys: Vec<Value> = pairs.iter().map(|(k, _)| Value::String(k.clone())).collect();
+            let keys: Vec<Value> = pairs
+                .iter()
+                .map(|(k, _)| Value::String(k.clone()))
+                .collect();
             (
                 format!(
                     "import os as __e2b_os\n__e2b_saved_env = {{k: __e2b_os.environ.get(k) for k in {}}}\n__e2b_os.environ.update({})",

@@ -233,14 +233,14 @@ mod tests {
             &json!({
                 "text/plain": "42",
                 "text/html": ["<b>", "x</b>"],
-                "image/png": "iVBO\nRw0K",
+                "image/png": "iVBO\nRw0KGgo=",
                 "application/vnd.custom+json": {"a": 1},
             }),
             true,
         );
         assert_eq!(r.text.as_deref(), Some("42"));
         assert_eq!(r.html.as_deref(), Some("<b>x</b>"));
-        assert_eq!(r.png.as_deref(), Some("iVBORw0K"));
+        assert_eq!(r.png.as_deref(), Some("iVBORw0KGgo="));
         assert_eq!(
             r.formats(),
             ["text", "html", "png", "application/vnd.custom+json"]

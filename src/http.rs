@@ -91,7 +91,9 @@ impl Endpoint {
 pub(crate) enum Method {
     Get,
     Post,
+    #[allow(dead_code)] // used by the contents API
     Put,
+    #[allow(dead_code)] // used by the contents API
     Patch,
     Delete,
 }
@@ -370,9 +372,6 @@ mod tests {
             endpoint: "GET /api/kernels".into(),
             retry_after: None,
         };
-        assert!(matches!(
-            r.json::<Value>(),
-            Err(Error::Protocol { .. })
-        ));
+        assert!(matches!(r.json::<Value>(), Err(Error::Protocol { .. })));
     }
 }

@@ -133,9 +133,7 @@ impl<'a> RunBuilder<'a> {
             (None, Some(lang)) => sandbox.default_kernel_for(lang)?,
             (None, None) => sandbox.default_kernel_for("python")?,
         };
-        let timeout = self
-            .timeout
-            .unwrap_or(sandbox.config().timeouts.execution);
+        let timeout = self.timeout.unwrap_or(sandbox.config().timeouts.execution);
         let envs = std::mem::take(&mut self.envs);
         let restore = crate::envs::apply(&kernel, &envs, sandbox.config().timeouts.request)?;
         let result = self.execute(&kernel, timeout);
@@ -184,7 +182,10 @@ impl<'a> RunBuilder<'a> {
                 }
                 Ok(Delivery::Failed(f)) => return Err(f.to_error()),
                 Err(RecvTimeoutError::Timeout) if grace_until.is_none() => {
-                    log::debug!("execution {msg_id} timed out; interrupting kernel {}", kernel.id);
+                    log::debug!(
+                        "execution {msg_id} timed out; interrupting kernel {}",
+                        kernel.id
+                    );
                     timed_out = true;
                     self.sandbox.interrupt_kernel(kernel);
                     grace_until = Some(Instant::now() + INTERRUPT_GRACE);
@@ -266,7 +267,7 @@ enum Event {
     None,
     Stdout(OutputMessage),
     Stderr(OutputMessage),
-    Result(RichResult),
+    Result(Box<RichResult>),
     Error(ExecutionError),
 }
 
@@ -305,7 +306,7 @@ impl Accumulator {
             "display_data" | "execute_result" => {
                 let r = RichResult::from_bundle(&c["data"], m.msg_type == "execute_result");
                 self.execution.results.push(r.clone());
-                Event::Result(r)
+                Event::Result(Box::new(r))
             }
             "error" => {
                 let e = error_from(c);
@@ -348,7 +349,10 @@ impl Accumulator {
     }
 
     fn set_count(&mut self, c: &serde_json::Value) {
-        if let Some(n) = c["execution_count"].as_u64().and_then(|n| u32::try_from(n).ok()) {
+        if let Some(n) = c["execution_count"]
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+        {
             self.execution.execution_count = Some(n);
         }
     }

@@ -9,7 +9,7 @@ use crossbeam_channel::Receiver;
 
 use crate::backend::Backend;
 use crate::backend::local::{LocalBackend, LocalOptions};
-use crate::config::{ConnectionConfig, Keepalive, ReconnectPolicy, Timeouts};
+use crate::config::{ConnectionConfig, Keepalive, ReconnectPolicy, Secret, Timeouts};
 use crate::context::{self, Context, ContextOptions};
 use crate::error::Error;
 use crate::execution::Execution;
@@ -230,6 +230,22 @@ impl Sandbox {
         Ok(self.default_kernel_for("python")?.conn.watch())
     }
 
+    /// Base URL of the sandbox's Jupyter server, for tools of your own (JupyterLab, a peer
+    /// client in a benchmark).
+    pub fn jupyter_url(&self) -> &str {
+        self.backend.jupyter().base()
+    }
+
+    /// The headers every request to [`Sandbox::jupyter_url`] needs (for example
+    /// `Authorization: token …`). Values are [`Secret`]s.
+    pub fn jupyter_headers(&self) -> Vec<(String, Secret)> {
+        self.backend
+            .jupyter()
+            .headers()
+            .map(|(n, v)| (n.to_string(), Secret::new(v)))
+            .collect()
+    }
+
     /// For a local sandbox, the directory its files live in.
     pub fn local_root(&self) -> Option<&Path> {
         self.local.as_deref().map(LocalBackend::root)
@@ -267,7 +283,11 @@ impl Sandbox {
         if !self.backend.owns_server() {
             let quick = Http::new(
                 self.backend.jupyter().clone(),
-                &self.config.timeouts.clone().request(self.config.timeouts.close),
+                &self
+                    .config
+                    .timeouts
+                    .clone()
+                    .request(self.config.timeouts.close),
             );
             for kernel in &kernels {
                 if let Err(e) = rest::shutdown_kernel(&quick, &kernel.id) {
@@ -291,10 +311,6 @@ impl Sandbox {
 
     pub(crate) fn config(&self) -> &SandboxConfig {
         &self.config
-    }
-
-    pub(crate) fn http(&self) -> &Http {
-        &self.http
     }
 
     fn ensure_open(&self) -> Result<(), Error> {
@@ -354,8 +370,13 @@ impl Sandbox {
     ) -> Result<Arc<Kernel>, Error> {
         self.ensure_open()?;
         let (spec, lang) = context::spec_for(self.kernel_specs()?, language)?;
-        let mut kernel =
-            Kernel::start(&self.http, &self.backend, &spec, &lang, &self.config.connection)?;
+        let mut kernel = Kernel::start(
+            &self.http,
+            &self.backend,
+            &spec,
+            &lang,
+            &self.config.connection,
+        )?;
         kernel.cwd = cwd.map(str::to_string);
         let kernel = Arc::new(kernel);
         if let Err(e) = self.prepare(&kernel, cwd, envs) {

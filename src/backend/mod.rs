@@ -15,6 +15,8 @@ use crate::http::Endpoint;
 pub(crate) enum Liveness {
     Alive,
     Gone,
+    /// The backend could not tell (its own API did not answer).
+    #[allow(dead_code)] // produced by backends whose probe is a network call
     Unknown,
 }
 

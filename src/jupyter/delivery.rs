@@ -17,12 +17,27 @@ pub(crate) enum Delivery {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Failure {
     Closed,
-    SandboxGone { sandbox_id: String },
-    KernelGone { kernel_id: String },
-    Lost { kernel_id: String, cause: String },
-    Kernel { kernel_id: String, event: KernelEvent },
-    Unauthorized { status: u16, endpoint: String },
-    Protocol { message: String },
+    SandboxGone {
+        sandbox_id: String,
+    },
+    KernelGone {
+        kernel_id: String,
+    },
+    Lost {
+        kernel_id: String,
+        cause: String,
+    },
+    Kernel {
+        kernel_id: String,
+        event: KernelEvent,
+    },
+    Unauthorized {
+        status: u16,
+        endpoint: String,
+    },
+    Protocol {
+        message: String,
+    },
 }
 
 impl Failure {

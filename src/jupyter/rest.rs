@@ -52,7 +52,11 @@ fn kernel_call(http: &Http, method: Method, id: &str, rest: &str) -> Result<(), 
     resp.error_for_status().map(drop)
 }
 
-pub(crate) fn start_kernel(http: &Http, name: &str, env: &[(String, String)]) -> Result<KernelModel, Error> {
+pub(crate) fn start_kernel(
+    http: &Http,
+    name: &str,
+    env: &[(String, String)],
+) -> Result<KernelModel, Error> {
     let mut body = json!({ "name": name });
     if !env.is_empty() {
         let env: serde_json::Map<String, Value> = env
@@ -81,10 +85,6 @@ pub(crate) fn restart_kernel(http: &Http, id: &str) -> Result<(), Error> {
 pub(crate) fn shutdown_kernel(http: &Http, id: &str) -> Result<(), Error> {
     log::debug!("shutting down kernel {id}");
     kernel_call(http, Method::Delete, id, "")
-}
-
-pub(crate) fn list_kernels(http: &Http) -> Result<Vec<KernelModel>, Error> {
-    http.json(Method::Get, "/api/kernels", None)
 }
 
 pub(crate) fn kernel_specs(http: &Http) -> Result<KernelSpecs, Error> {

@@ -38,6 +38,7 @@ impl Routes {
         self.routes.remove(msg_id);
     }
 
+    #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
         self.routes.is_empty()
     }

@@ -106,10 +106,18 @@ fn handshake(
         );
     }
     let uri = request.uri();
-    let host = uri.host().unwrap_or("").trim_matches(['[', ']']).to_string();
+    let host = uri
+        .host()
+        .unwrap_or("")
+        .trim_matches(['[', ']'])
+        .to_string();
     let port = uri
         .port_u16()
-        .unwrap_or(if uri.scheme_str() == Some("wss") { 443 } else { 80 });
+        .unwrap_or(if uri.scheme_str() == Some("wss") {
+            443
+        } else {
+            80
+        });
     let timeout_err = || {
         Attempt::Failed(Error::Timeout {
             phase: TimeoutPhase::Connect,

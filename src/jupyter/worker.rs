@@ -133,7 +133,11 @@ impl Worker {
                 if let Err(cause) = self.pump() {
                     self.lost(cause);
                 }
-            } else if self.outage.as_ref().is_some_and(|o| Instant::now() >= o.next_attempt) {
+            } else if self
+                .outage
+                .as_ref()
+                .is_some_and(|o| Instant::now() >= o.next_attempt)
+            {
                 self.reconnect_once();
             }
             if let Some(s) = &self.socket {
@@ -334,8 +338,8 @@ impl Worker {
                 if let Some(sock) = self.socket.as_mut() {
                     match sock.ws.write(Message::Ping(Vec::new().into())) {
                         Ok(()) => {}
-                        Err(tungstenite::Error::Io(e))
-                            if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                        }
                         Err(e) => return Err(format!("ping failed: {e}")),
                     }
                 }
@@ -374,10 +378,7 @@ impl Worker {
 
     fn lost(&mut self, cause: String) {
         self.drop_socket();
-        log::debug!(
-            "kernel {}: connection lost: {cause}",
-            self.target.kernel_id
-        );
+        log::debug!("kernel {}: connection lost: {cause}", self.target.kernel_id);
         let policy = &self.config.reconnect;
         if policy.max_attempts == 0 {
             let failure = self.unreachable_failure(cause);
@@ -527,10 +528,7 @@ impl Worker {
             Failure::Closed => CloseReason::Requested,
             _ => CloseReason::GaveUp,
         };
-        log::debug!(
-            "kernel {}: giving up: {failure:?}",
-            self.target.kernel_id
-        );
+        log::debug!("kernel {}: giving up: {failure:?}", self.target.kernel_id);
         match self.failure.lock() {
             Ok(mut g) => *g = Some(failure.clone()),
             Err(p) => *p.into_inner() = Some(failure.clone()),
@@ -571,13 +569,11 @@ fn kernel_event(msg: &Incoming) -> Option<KernelEvent> {
         return None;
     }
     match msg.msg_type.as_str() {
-        "status" if msg.parent_id.is_empty() => {
-            match msg.content["execution_state"].as_str() {
-                Some("restarting") => Some(KernelEvent::Restarting),
-                Some("dead") => Some(KernelEvent::Dead),
-                _ => None,
-            }
-        }
+        "status" if msg.parent_id.is_empty() => match msg.content["execution_state"].as_str() {
+            Some("restarting") => Some(KernelEvent::Restarting),
+            Some("dead") => Some(KernelEvent::Dead),
+            _ => None,
+        },
         "shutdown_reply" => Some(KernelEvent::Shutdown),
         _ => None,
     }

@@ -88,7 +88,13 @@ fn import_name(package: &str) -> &str {
 fn tag() -> String {
     PINS.join("-")
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 

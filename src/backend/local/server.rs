@@ -54,6 +54,11 @@ if _parent:
     threading.Thread(target=_watch_parent, daemon=True, name="e2b-parent-watch").start()
 "#;
 
+/// Plain tracebacks, as in E2B's template (ANSI colours make `ExecutionError` hard to read),
+/// and history in memory: the sandbox is throw-away, and a SQLite write per cell costs latency.
+const KERNEL_CONFIG: &str =
+    "c.InteractiveShell.colors = 'nocolor'\nc.HistoryManager.hist_file = ':memory:'\n";
+
 /// A running local jupyter_server.
 #[derive(Debug)]
 pub(crate) struct LocalServer {
@@ -72,10 +77,7 @@ impl LocalServer {
         envs: &[(String, String)],
         timeouts: &Timeouts,
     ) -> Result<LocalServer, Error> {
-        let dir = std::env::temp_dir().join(format!(
-            "e2b-local-{}",
-            uuid::Uuid::new_v4().simple()
-        ));
+        let dir = std::env::temp_dir().join(format!("e2b-local-{}", uuid::Uuid::new_v4().simple()));
         let sub = |name: &str| dir.join(name);
         for d in ["root", "runtime", "config", "data", "ipython"] {
             fs::create_dir_all(sub(d))
@@ -97,8 +99,15 @@ impl LocalServer {
     ) -> Result<LocalServer, Error> {
         let root = dir.join("root");
         let runtime = dir.join("runtime");
-        fs::write(dir.join("config").join("jupyter_server_config.py"), SERVER_CONFIG)
-            .map_err(|e| Error::setup("cannot write the server config", e))?;
+        fs::write(
+            dir.join("config").join("jupyter_server_config.py"),
+            SERVER_CONFIG,
+        )
+        .map_err(|e| Error::setup("cannot write the server config", e))?;
+        let profile = dir.join("ipython").join("profile_default");
+        fs::create_dir_all(&profile)
+            .and_then(|()| fs::write(profile.join("ipython_kernel_config.py"), KERNEL_CONFIG))
+            .map_err(|e| Error::setup("cannot write the kernel config", e))?;
         let log = fs::File::create(dir.join("server.log"))
             .map_err(|e| Error::setup("cannot create the server log", e))?;
         let log_err = log
@@ -283,7 +292,11 @@ fn descendants(root: u32) -> Vec<i32> {
         return Vec::new();
     };
     for entry in entries.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
             continue;
         };
         let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {

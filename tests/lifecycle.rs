@@ -1,0 +1,68 @@
+//! Sandboxes come and go without leaving processes, threads or directories behind, and
+//! tearing one down never hangs. One test per binary: it counts this process's threads.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use e2b_blocking::Error;
+use support::{alive, deadline, descendants, local, thread_count, within};
+
+#[test]
+fn sandboxes_leave_nothing_behind_and_drop_never_hangs() {
+    deadline(|| {
+        // Warm the venv so thread counts are not disturbed by the first build.
+        drop(local());
+        let threads_before = thread_count();
+
+        let mut pids = Vec::new();
+        let mut dirs = Vec::new();
+        for _ in 0..20 {
+            let sbx = local();
+            assert_eq!(sbx.run_code("1 + 1").unwrap().text(), Some("2"));
+            let pid = sbx.local_pid().unwrap();
+            pids.push(pid);
+            pids.extend(descendants(pid));
+            dirs.push(sbx.local_root().unwrap().parent().unwrap().to_path_buf());
+            drop(sbx);
+        }
+        let survivors: Vec<u32> = pids.iter().copied().filter(|&p| alive(p)).collect();
+        assert!(survivors.is_empty(), "processes left behind: {survivors:?}");
+        for d in &dirs {
+            assert!(!d.exists(), "{} left behind", d.display());
+        }
+        assert_eq!(thread_count(), threads_before, "threads left behind");
+
+        // Kill from another thread while an execution is in flight: it ends at once.
+        let sbx = Arc::new(local());
+        let runner = {
+            let sbx = sbx.clone();
+            std::thread::spawn(move || sbx.run("import time\ntime.sleep(60)").send())
+        };
+        std::thread::sleep(Duration::from_millis(300));
+        within(Duration::from_secs(10), {
+            let sbx = sbx.clone();
+            move || sbx.kill().unwrap()
+        });
+        let result = within(Duration::from_secs(5), move || runner.join().unwrap());
+        assert!(matches!(result, Err(Error::Closed)), "{result:?}");
+        drop(sbx);
+
+        // Drop while the kernel is stuck in a cell that ignores interrupts.
+        let sbx = local();
+        let err = sbx
+            .run(
+                "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\ntime.sleep(60)",
+            )
+            .timeout(Duration::from_millis(200))
+            .send()
+            .unwrap_err();
+        assert!(err.is_timeout(), "{err:?}");
+        let pid = sbx.local_pid().unwrap();
+        let kernels = descendants(pid);
+        within(Duration::from_secs(10), move || drop(sbx));
+        assert!(!alive(pid));
+        assert!(kernels.iter().all(|&k| !alive(k)));
+    });
+}

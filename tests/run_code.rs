@@ -1,0 +1,187 @@
+//! run_code against a real local jupyter_server: state, streams, rich results, errors,
+//! callbacks and timeouts.
+
+mod support;
+
+use std::cell::RefCell;
+use std::time::Duration;
+
+use e2b_blocking::{Error, TimeoutPhase};
+use support::{deadline, local};
+
+#[test]
+fn state_persists_across_calls() {
+    deadline(|| {
+        let sbx = local();
+        sbx.run_code("x = 20").unwrap();
+        sbx.run_code("x += 1").unwrap();
+        let exec = sbx.run_code("x * 2").unwrap();
+        assert_eq!(exec.text(), Some("42"));
+        assert!(exec.error.is_none());
+        let first = exec.execution_count.unwrap();
+        let next = sbx.run_code("x").unwrap().execution_count.unwrap();
+        assert_eq!(next, first + 1);
+    });
+}
+
+#[test]
+fn streams_results_and_callbacks_arrive_in_order() {
+    deadline(|| {
+        let sbx = local();
+        let seen = RefCell::new(Vec::new());
+        let code = "import sys\nfrom IPython.display import display, HTML\n\
+                    print('out1')\nprint('err1', file=sys.stderr)\n\
+                    display(HTML('<i>shown</i>'))\nprint('out2')\n6 * 7";
+        let exec = sbx
+            .run(code)
+            .on_stdout(|m| seen.borrow_mut().push(format!("stdout:{}", m.line.trim())))
+            .on_stderr(|m| {
+                assert!(m.error);
+                seen.borrow_mut().push(format!("stderr:{}", m.line.trim()))
+            })
+            .on_result(|r| {
+                seen.borrow_mut().push(format!(
+                    "result:{}:{}",
+                    r.is_main_result,
+                    r.formats().join(",")
+                ))
+            })
+            .send()
+            .unwrap();
+        assert_eq!(exec.logs.stdout.concat(), "out1\nout2\n");
+        assert_eq!(exec.logs.stderr.concat(), "err1\n");
+        assert_eq!(exec.results.len(), 2);
+        assert!(!exec.results[0].is_main_result);
+        assert_eq!(exec.results[0].html.as_deref(), Some("<i>shown</i>"));
+        assert!(exec.results[1].is_main_result);
+        assert_eq!(exec.text(), Some("42"));
+        assert_eq!(
+            seen.into_inner(),
+            [
+                "stdout:out1",
+                "stderr:err1",
+                "result:false:text,html",
+                "stdout:out2",
+                "result:true:text"
+            ]
+        );
+    });
+}
+
+#[test]
+fn exception_is_execution_error_not_err() {
+    deadline(|| {
+        let sbx = local();
+        let mut called = 0;
+        let exec = sbx
+            .run("def f():\n    raise ValueError('bad value')\nf()")
+            .on_error(|e| {
+                assert_eq!(e.name, "ValueError");
+                called += 1;
+            })
+            .send()
+            .unwrap();
+        assert_eq!(called, 1);
+        let err = exec.error.expect("an error");
+        assert_eq!(err.name, "ValueError");
+        assert_eq!(err.value, "bad value");
+        assert!(
+            err.traceback.contains("raise ValueError"),
+            "{}",
+            err.traceback
+        );
+        // The kernel is fine afterwards.
+        assert_eq!(sbx.run_code("1 + 1").unwrap().text(), Some("2"));
+    });
+}
+
+#[test]
+fn timeout_interrupts_and_the_next_call_works_at_once() {
+    deadline(|| {
+        let sbx = local();
+        sbx.run_code("y = 5").unwrap();
+        let err = sbx
+            .run("import time\ntime.sleep(60)")
+            .timeout(Duration::from_millis(500))
+            .send()
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Timeout {
+                    phase: TimeoutPhase::Execution,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        // A one-second deadline on the next call: it must not queue behind the sleep.
+        let exec = sbx.run("y").timeout(Duration::from_secs(1)).send().unwrap();
+        assert_eq!(exec.text(), Some("5"));
+    });
+}
+
+#[test]
+fn panicking_callback_is_an_error_and_the_sandbox_survives() {
+    deadline(|| {
+        let sbx = local();
+        let err = sbx
+            .run("print('boom')")
+            .on_stdout(|_| panic!("callback exploded"))
+            .send()
+            .unwrap_err();
+        match err {
+            Error::CallbackPanicked { callback, message } => {
+                assert_eq!(callback, "on_stdout");
+                assert_eq!(message, "callback exploded");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(sbx.run_code("3").unwrap().text(), Some("3"));
+    });
+}
+
+#[test]
+fn large_output_arrives_whole() {
+    deadline(|| {
+        let sbx = local();
+        // 5 MB in one message: beyond the server's default IOPub data-rate limit.
+        let exec = sbx.run_code("print('x' * 5_000_000)").unwrap();
+        let total: usize = exec.logs.stdout.iter().map(String::len).sum();
+        assert_eq!(total, 5_000_001);
+        // Many small messages: beyond the default message-rate limit.
+        let exec = sbx.run_code("for i in range(5000): print(i)").unwrap();
+        let text = exec.logs.stdout.concat();
+        assert_eq!(text.lines().count(), 5000);
+        assert_eq!(text.lines().last(), Some("4999"));
+    });
+}
+
+#[test]
+fn calls_from_several_threads_share_one_sandbox() {
+    deadline(|| {
+        let sbx = local();
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4)
+                .map(|i| {
+                    let sbx = &sbx;
+                    s.spawn(move || sbx.run_code(format!("{i} * 10")).unwrap())
+                })
+                .collect();
+            for (i, h) in handles.into_iter().enumerate() {
+                let exec = h.join().unwrap();
+                assert_eq!(exec.text(), Some((i * 10).to_string().as_str()));
+            }
+        });
+    });
+}
+
+#[test]
+fn calls_after_close_fail_with_closed() {
+    deadline(|| {
+        let sbx = local();
+        sbx.kill().unwrap();
+        assert!(matches!(sbx.run_code("1"), Err(Error::Closed)));
+        assert!(sbx.kill().is_ok(), "kill is idempotent");
+    });
+}

@@ -1,0 +1,106 @@
+//! Shared helpers for the integration tests: deadlines and sandbox set-up.
+// Each test binary uses a different subset of these helpers.
+#![allow(dead_code)]
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use e2b_blocking::Sandbox;
+
+/// Deadline for a whole test. Generous: the first test on a fresh machine builds the local
+/// Python environment (about 30 s) while the others wait for it.
+pub const TEST_DEADLINE: Duration = Duration::from_secs(300);
+
+/// Runs `f` on its own thread and fails the test if it does not finish within `limit`, so a
+/// bug shows up as a failure, never as a hang. Panics inside `f` propagate.
+pub fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    let handle = std::thread::spawn(move || {
+        let out = f();
+        let _ = tx.send(());
+        out
+    });
+    match rx.recv_timeout(limit) {
+        Ok(()) => handle
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p)),
+        Err(mpsc::RecvTimeoutError::Disconnected) => {
+            // `f` panicked: surface its panic.
+            match handle.join() {
+                Ok(v) => v,
+                Err(p) => std::panic::resume_unwind(p),
+            }
+        }
+        Err(mpsc::RecvTimeoutError::Timeout) => panic!("test did not finish within {limit:?}"),
+    }
+}
+
+/// `within(TEST_DEADLINE, f)`.
+pub fn deadline<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    within(TEST_DEADLINE, f)
+}
+
+/// A local sandbox with default options; logs go to the test output when RUST_LOG is set.
+pub fn local() -> Sandbox {
+    init_logs();
+    Sandbox::local().expect("local sandbox starts")
+}
+
+pub fn init_logs() {
+    let _ = env_logger::builder().is_test(true).try_init();
+}
+
+/// Pids of every process below `root`, from /proc.
+pub fn descendants(root: u32) -> Vec<u32> {
+    let mut children: std::collections::HashMap<u32, Vec<u32>> = Default::default();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        if let Some(ppid) = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|s| s.parse::<u32>().ok())
+        {
+            children.entry(ppid).or_default().push(pid);
+        }
+    }
+    let mut out = Vec::new();
+    let mut todo = vec![root];
+    while let Some(p) = todo.pop() {
+        for &c in children.get(&p).map(Vec::as_slice).unwrap_or(&[]) {
+            out.push(c);
+            todo.push(c);
+        }
+    }
+    out
+}
+
+/// True while a process exists and is not a zombie.
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// Threads of this process, from /proc/self/status.
+pub fn thread_count() -> usize {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Threads:"))
+                .and_then(|n| n.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
