@@ -80,6 +80,16 @@ pub enum Error {
         event: KernelEvent,
     },
 
+    /// Output of an execution was lost in a connection cut and could not be fetched again (the
+    /// kernel's replay ring had dropped it). `partial` holds what did arrive; the code ran.
+    #[error("output of the execution was lost in a connection cut ({} message(s) missing)", missing.map_or_else(|| "unknown".to_string(), |n| n.to_string()))]
+    OutputLost {
+        /// How many messages are missing, when known.
+        missing: Option<u64>,
+        /// Everything that did arrive.
+        partial: Box<crate::execution::Execution>,
+    },
+
     /// The server answered an HTTP request with an unexpected status.
     #[error("HTTP {status} from {endpoint}: {message}")]
     Http {

@@ -22,6 +22,25 @@ pub struct Execution {
     pub error: Option<ExecutionError>,
     /// The kernel's execution counter for this cell.
     pub execution_count: Option<u32>,
+    /// Whether the output is known to be complete despite connection cuts.
+    pub continuity: Continuity,
+}
+
+/// How sure the SDK is that an [`Execution`]'s output is complete.
+///
+/// Output known to be incomplete is never returned as an `Execution`: that is
+/// [`Error::OutputLost`](crate::Error::OutputLost).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub enum Continuity {
+    /// Every message arrived in order, checked against the kernel's numbering where available.
+    #[default]
+    Intact,
+    /// The connection broke and messages lost in the cut were fetched again from the kernel.
+    Recovered,
+    /// The connection broke and the kernel has no numbering hook (not a Python kernel), so
+    /// completeness cannot be checked.
+    Unverified,
 }
 
 impl Execution {

@@ -1,6 +1,7 @@
 //! One kernel the SDK started, with its connection: the unit a context wraps.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -21,7 +22,13 @@ pub(crate) struct Kernel {
     pub(crate) id: String,
     pub(crate) language: String,
     pub(crate) cwd: Option<String>,
+    /// The context's own env vars, set again after every restart.
+    pub(crate) envs: Vec<(String, String)>,
     pub(crate) conn: Connection,
+    /// `conn.kernel_events()` when set-up (hook, env vars, cwd) last ran; a different count
+    /// means the kernel restarted and set-up must run again.
+    prepared_at: AtomicU64,
+    hooked: AtomicBool,
 }
 
 impl Kernel {
@@ -50,12 +57,74 @@ impl Kernel {
             id: model.id,
             language: language.to_string(),
             cwd: None,
+            envs: Vec::new(),
             conn,
+            prepared_at: AtomicU64::new(u64::MAX),
+            hooked: AtomicBool::new(false),
         })
+    }
+
+    /// Whether the output-numbering hook is installed (Python kernels).
+    pub(crate) fn hooked(&self) -> bool {
+        self.hooked.load(Ordering::SeqCst)
+    }
+
+    /// True when set-up has not run since the kernel last (re)started.
+    pub(crate) fn needs_prepare(&self) -> bool {
+        self.prepared_at.load(Ordering::SeqCst) != self.conn.kernel_events()
+    }
+
+    /// Installs the output-numbering hook (Python only) and records that set-up ran.
+    pub(crate) fn install_hook(&self, timeout: Duration) -> Result<(), Error> {
+        let events = self.conn.kernel_events();
+        if self.language == "python" {
+            self.run_silent(&crate::recovery::install_code(), timeout)?;
+            self.hooked.store(true, Ordering::SeqCst);
+        }
+        self.prepared_at.store(events, Ordering::SeqCst);
+        Ok(())
     }
 
     pub(crate) fn state(&self) -> ConnectionState {
         self.conn.state()
+    }
+
+    /// Waits until the kernel answers a `kernel_info_request`, asking again every half second:
+    /// a request sent while the server is restarting the kernel can be dropped.
+    pub(crate) fn wait_ready(&self, timeout: Duration) -> Result<(), Error> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let msg = Outgoing::request(
+                "shell",
+                "kernel_info_request",
+                self.conn.session_id(),
+                serde_json::json!({}),
+            );
+            let msg_id = msg.msg_id.clone();
+            let rx = self.conn.send(msg)?;
+            let attempt_until = (Instant::now() + Duration::from_millis(500)).min(deadline);
+            loop {
+                match rx.recv_deadline(attempt_until) {
+                    Ok(Delivery::Message(m)) if m.msg_type == "kernel_info_reply" => {
+                        self.conn.forget(&msg_id);
+                        return Ok(());
+                    }
+                    Ok(Delivery::Failed(f)) => return Err(f.to_error()),
+                    Ok(_) => {}
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => break,
+                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                        return Err(Error::Closed);
+                    }
+                }
+            }
+            self.conn.forget(&msg_id);
+            if Instant::now() >= deadline {
+                return Err(Error::Timeout {
+                    phase: TimeoutPhase::KernelReply,
+                    after: timeout,
+                });
+            }
+        }
     }
 
     /// Runs code silently (no history, no execute_input) and returns the reply's content.
@@ -88,6 +157,7 @@ impl Kernel {
                     }
                 }
                 Ok(Delivery::Failed(f)) => return Err(f.to_error()),
+                Ok(Delivery::Reconnected) => {}
                 Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
                     self.conn.forget(&msg_id);
                     return Err(Error::Timeout {

@@ -56,6 +56,7 @@ mod execution;
 mod http;
 mod jupyter;
 mod kernel;
+mod recovery;
 mod run;
 mod sandbox;
 
@@ -63,7 +64,7 @@ pub use backend::local::{CACHE_ENV, LocalOptions, PYTHON_ENV};
 pub use config::{ConnectionConfig, Keepalive, ReconnectPolicy, Secret, Timeouts};
 pub use context::{Context, ContextOptions};
 pub use error::{BoxError, Error, KernelEvent, TimeoutPhase};
-pub use execution::{Execution, ExecutionError, Logs, OutputMessage, Result};
+pub use execution::{Continuity, Execution, ExecutionError, Logs, OutputMessage, Result};
 pub use jupyter::state::{CloseReason, ConnectionState};
 pub use run::RunBuilder;
 pub use sandbox::{Sandbox, SandboxBuilder};

@@ -8,10 +8,13 @@ use crossbeam_channel::RecvTimeoutError;
 
 use crate::context::Context;
 use crate::error::{Error, TimeoutPhase};
-use crate::execution::{Execution, ExecutionError, OutputMessage, Result as RichResult};
+use crate::execution::{
+    Continuity, Execution, ExecutionError, OutputMessage, Result as RichResult,
+};
 use crate::jupyter::delivery::Delivery;
 use crate::jupyter::wire::{Incoming, Outgoing};
 use crate::kernel::Kernel;
+use crate::recovery::{Replay, Sequencer, replay_request};
 use crate::sandbox::Sandbox;
 
 /// How long to keep reading after interrupting a timed-out or abandoned execution, so the
@@ -134,6 +137,7 @@ impl<'a> RunBuilder<'a> {
             (None, None) => sandbox.default_kernel_for("python")?,
         };
         let timeout = self.timeout.unwrap_or(sandbox.config().timeouts.execution);
+        sandbox.ensure_prepared(&kernel)?;
         let envs = std::mem::take(&mut self.envs);
         let restore = crate::envs::apply(&kernel, &envs, sandbox.config().timeouts.request)?;
         let result = self.execute(&kernel, timeout);
@@ -147,38 +151,63 @@ impl<'a> RunBuilder<'a> {
     }
 
     fn execute(&mut self, kernel: &Kernel, timeout: Option<Duration>) -> Result<Execution, Error> {
-        let msg = Outgoing::execute(kernel.conn.session_id(), &self.code, false);
-        let msg_id = msg.msg_id.clone();
-        let rx = kernel.conn.send(msg)?;
+        let session = kernel.conn.session_id().to_string();
+        let request = Outgoing::execute(&session, &self.code, false);
+        let msg_id = request.msg_id.clone();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        kernel.conn.send_on(request.clone(), tx.clone())?;
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut acc = Accumulator::default();
+        let mut order = Sequencer::default();
         let mut panicked: Option<Error> = None;
         let mut timed_out = false;
         let mut grace_until: Option<Instant> = None;
+        let mut reconnected = false;
+        let mut need_replay = false;
+        let mut replay_pending = false;
+        // Set once a replay record arrived: it describes a finished execution.
+        let mut record_final = false;
         loop {
             let wait_until = grace_until.or(deadline);
             let next = match wait_until {
                 Some(d) => rx.recv_deadline(d),
                 None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
             };
-            match next {
+            let ready = match next {
+                Ok(Delivery::Message(m)) if m.parent_id == msg_id => {
+                    let ready = order.offer(m);
+                    need_replay |= order.has_gap() && !replay_pending;
+                    ready
+                }
                 Ok(Delivery::Message(m)) => {
-                    let event = acc.apply(m);
-                    if panicked.is_none() && grace_until.is_none() {
-                        panicked = self.notify(event).err();
-                        if panicked.is_some() {
-                            // Stop the cell so the kernel does not keep working for nobody.
-                            self.sandbox.interrupt_kernel(kernel);
-                            grace_until = Some(Instant::now() + INTERRUPT_GRACE);
+                    // A replay request's own messages: only its record matters.
+                    match (
+                        m.msg_type.as_str(),
+                        Replay::from_bundle(&m.content["data"], &msg_id),
+                    ) {
+                        ("display_data", Some(Replay::Unknown)) => {
+                            log::debug!(
+                                "execution {msg_id} never reached the kernel; sending it again"
+                            );
+                            replay_pending = false;
+                            kernel.conn.send_on(request.clone(), tx.clone())?;
+                            Vec::new()
                         }
+                        ("display_data", Some(Replay::Evicted)) => {
+                            return Err(output_lost(None, acc.execution));
+                        }
+                        ("display_data", Some(record)) => {
+                            replay_pending = false;
+                            record_final = true;
+                            order.merge(&msg_id, &record)
+                        }
+                        _ => Vec::new(),
                     }
-                    if acc.finished() {
-                        return match (panicked, timed_out) {
-                            (Some(p), _) => Err(p),
-                            (None, true) => Err(timeout_error(timeout)),
-                            (None, false) => Ok(acc.execution),
-                        };
-                    }
+                }
+                Ok(Delivery::Reconnected) => {
+                    reconnected = true;
+                    need_replay = true;
+                    Vec::new()
                 }
                 Ok(Delivery::Failed(f)) => return Err(f.to_error()),
                 Err(RecvTimeoutError::Timeout) if grace_until.is_none() => {
@@ -189,6 +218,7 @@ impl<'a> RunBuilder<'a> {
                     timed_out = true;
                     self.sandbox.interrupt_kernel(kernel);
                     grace_until = Some(Instant::now() + INTERRUPT_GRACE);
+                    Vec::new()
                 }
                 Err(RecvTimeoutError::Timeout) => {
                     log::warn!("kernel {} did not settle after an interrupt", kernel.id);
@@ -202,6 +232,46 @@ impl<'a> RunBuilder<'a> {
                         .map(|f| f.to_error())
                         .unwrap_or(Error::Closed));
                 }
+            };
+            for m in ready {
+                let event = acc.apply(m);
+                if panicked.is_none() && grace_until.is_none() {
+                    panicked = self.notify(event).err();
+                    if panicked.is_some() {
+                        // Stop the cell so the kernel does not keep working for nobody.
+                        self.sandbox.interrupt_kernel(kernel);
+                        grace_until = Some(Instant::now() + INTERRUPT_GRACE);
+                    }
+                }
+            }
+            if record_final && !acc.finished() {
+                // The execution ended in the kernel, yet its reply or idle never came back.
+                return Err(output_lost(Some(order.lost().max(1)), acc.execution));
+            }
+            if acc.finished() {
+                if order.lost() > 0 {
+                    return Err(output_lost(Some(order.lost()), acc.execution));
+                }
+                acc.execution.continuity = if order.recovered() > 0 {
+                    Continuity::Recovered
+                } else if reconnected && !order.numbered() {
+                    Continuity::Unverified
+                } else {
+                    Continuity::Intact
+                };
+                return match (panicked, timed_out) {
+                    (Some(p), _) => Err(p),
+                    (None, true) => Err(timeout_error(timeout)),
+                    (None, false) => Ok(acc.execution),
+                };
+            }
+            // Ask the kernel's hook for what went missing once the burst is handled; the
+            // request queues behind this execution, so its answer is complete.
+            if need_replay && kernel.hooked() && rx.is_empty() {
+                let replay = replay_request(&session, &msg_id, order.next());
+                kernel.conn.send_on(replay, tx.clone())?;
+                need_replay = false;
+                replay_pending = true;
             }
         }
     }
@@ -242,6 +312,13 @@ impl<'a> RunBuilder<'a> {
             }),
             _ => Ok(()),
         }
+    }
+}
+
+fn output_lost(missing: Option<u64>, partial: Execution) -> Error {
+    Error::OutputLost {
+        missing,
+        partial: Box::new(partial),
     }
 }
 

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use crossbeam_channel::Receiver;
 
 use crate::backend::Backend;
+use crate::backend::jupyter::JupyterBackend;
 use crate::backend::local::{LocalBackend, LocalOptions};
 use crate::config::{ConnectionConfig, Keepalive, ReconnectPolicy, Secret, Timeouts};
 use crate::context::{self, Context, ContextOptions};
@@ -73,6 +74,14 @@ impl SandboxBuilder {
         self.local_with(LocalOptions::default())
     }
 
+    /// Uses an existing Jupyter server (jupyter_server, Jupyter Kernel Gateway, Enterprise
+    /// Gateway). The token goes in the `Authorization` header; an empty token sends none.
+    /// The sandbox starts its own kernels and shuts down only those when closed.
+    pub fn jupyter(self, url: &str, token: impl Into<Secret>) -> Result<Sandbox, Error> {
+        let backend = JupyterBackend::connect(url, &token.into(), &self.config.timeouts)?;
+        Sandbox::open(Arc::new(backend), self.config, None)
+    }
+
     /// Starts a local sandbox: a `jupyter server` child process on 127.0.0.1.
     pub fn local_with(self, options: LocalOptions) -> Result<Sandbox, Error> {
         let backend = Arc::new(LocalBackend::start(
@@ -123,6 +132,11 @@ impl Sandbox {
     /// Starts a local sandbox with every default. See [`SandboxBuilder::local_with`].
     pub fn local() -> Result<Sandbox, Error> {
         Sandbox::builder().local()
+    }
+
+    /// Uses an existing Jupyter server with default options. See [`SandboxBuilder::jupyter`].
+    pub fn jupyter(url: &str, token: impl Into<Secret>) -> Result<Sandbox, Error> {
+        Sandbox::builder().jupyter(url, token)
     }
 
     /// A builder for options shared by every backend.
@@ -193,7 +207,7 @@ impl Sandbox {
     pub fn restart_context(&self, context: &Context) -> Result<(), Error> {
         let kernel = self.kernel_of(context)?;
         rest::restart_kernel(&self.http, &kernel.id)?;
-        self.prepare(&kernel, kernel.cwd.as_deref(), &[])
+        self.prepare(&kernel)
     }
 
     /// Interrupts whatever a context is running.
@@ -378,8 +392,9 @@ impl Sandbox {
             &self.config.connection,
         )?;
         kernel.cwd = cwd.map(str::to_string);
+        kernel.envs = envs.to_vec();
         let kernel = Arc::new(kernel);
-        if let Err(e) = self.prepare(&kernel, cwd, envs) {
+        if let Err(e) = self.prepare(&kernel) {
             let _ = kernel.conn.close(self.config.timeouts.close);
             let _ = rest::shutdown_kernel(&self.http, &kernel.id);
             return Err(e);
@@ -388,17 +403,29 @@ impl Sandbox {
     }
 
     /// Applies the sandbox's env vars, the context's own, and its cwd.
-    fn prepare(
-        &self,
-        kernel: &Kernel,
-        cwd: Option<&str>,
-        envs: &[(String, String)],
-    ) -> Result<(), Error> {
+    fn prepare(&self, kernel: &Kernel) -> Result<(), Error> {
         let timeout = self.config.timeouts.request;
-        let all: Vec<(String, String)> = self.config.envs.iter().chain(envs).cloned().collect();
+        kernel.install_hook(timeout)?;
+        let all: Vec<(String, String)> = self
+            .config
+            .envs
+            .iter()
+            .chain(&kernel.envs)
+            .cloned()
+            .collect();
         crate::envs::set(kernel, &all, timeout)?;
-        if let Some(cwd) = cwd {
+        if let Some(cwd) = kernel.cwd.as_deref() {
             kernel.run_silent(&context::chdir_code(&kernel.language, cwd)?, timeout)?;
+        }
+        Ok(())
+    }
+
+    /// Redoes set-up after the kernel restarted by itself (it died and the server revived it).
+    pub(crate) fn ensure_prepared(&self, kernel: &Kernel) -> Result<(), Error> {
+        if kernel.needs_prepare() {
+            log::debug!("kernel {} restarted; setting it up again", kernel.id);
+            kernel.wait_ready(self.config.timeouts.start)?;
+            self.prepare(kernel)?;
         }
         Ok(())
     }

@@ -3,6 +3,7 @@
 //! Everything after "here is a Jupyter base URL with its headers" is shared; a backend only
 //! supplies that endpoint and its own life cycle.
 
+pub(crate) mod jupyter;
 pub(crate) mod local;
 
 use std::fmt;
@@ -16,7 +17,6 @@ pub(crate) enum Liveness {
     Alive,
     Gone,
     /// The backend could not tell (its own API did not answer).
-    #[allow(dead_code)] // produced by backends whose probe is a network call
     Unknown,
 }
 

@@ -2,6 +2,7 @@
 //! the handle queues requests over a channel and wakes the worker at once through a
 //! `mio::Waker`, so sending never waits for a read timeout.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -28,6 +29,7 @@ pub(crate) struct Connection {
     stopped: Receiver<()>,
     kernel_id: String,
     session_id: String,
+    kernel_events: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -63,6 +65,7 @@ impl Connection {
         let failure = FailureSlot::default();
         let kernel_id = target.kernel_id.clone();
         let session_id = target.session_id.clone();
+        let kernel_events = Arc::new(AtomicU64::new(0));
         let mut worker = Worker::new(
             target,
             config,
@@ -71,6 +74,7 @@ impl Connection {
             poll,
             state.clone(),
             failure.clone(),
+            kernel_events.clone(),
         );
         worker.adopt(socket).map_err(io_setup)?;
         let short: String = kernel_id.chars().take(8).collect();
@@ -90,7 +94,13 @@ impl Connection {
             stopped,
             kernel_id,
             session_id,
+            kernel_events,
         })
+    }
+
+    /// How many times the kernel restarted, died or shut down since the connection opened.
+    pub(crate) fn kernel_events(&self) -> u64 {
+        self.kernel_events.load(Ordering::SeqCst)
     }
 
     pub(crate) fn session_id(&self) -> &str {
@@ -99,15 +109,21 @@ impl Connection {
 
     /// Queues a request; its replies arrive on the returned channel.
     pub(crate) fn send(&self, msg: Outgoing) -> Result<Receiver<Delivery>, Error> {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        self.send_on(msg, tx)?;
+        Ok(rx)
+    }
+
+    /// Queues a request whose replies go to an existing channel (several requests, one waiter).
+    pub(crate) fn send_on(&self, msg: Outgoing, reply: Sender<Delivery>) -> Result<(), Error> {
         if let Some(f) = self.failure() {
             return Err(f.to_error());
         }
-        let (tx, rx) = crossbeam_channel::unbounded();
         self.commands
-            .send(Command::Send { msg, reply: tx })
+            .send(Command::Send { msg, reply })
             .map_err(|_| Error::Closed)?;
         self.wake();
-        Ok(rx)
+        Ok(())
     }
 
     /// Stops routing replies of a request the caller no longer waits for.

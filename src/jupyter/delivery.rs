@@ -9,6 +9,9 @@ use crate::jupyter::wire::Incoming;
 #[derive(Debug)]
 pub(crate) enum Delivery {
     Message(Incoming),
+    /// The websocket was re-established while the request was pending: anything the server
+    /// wrote into the old socket may be lost, so the waiter should check for gaps.
+    Reconnected,
     Failed(Failure),
 }
 

@@ -63,6 +63,13 @@ impl Routes {
         true
     }
 
+    /// Tells every pending request that the connection was re-established.
+    pub(crate) fn notify_reconnected(&self) {
+        for route in self.routes.values() {
+            let _ = route.tx.send(Delivery::Reconnected);
+        }
+    }
+
     /// Ends every pending request with `failure`.
     pub(crate) fn fail_all(&mut self, failure: &Failure) {
         for (_, route) in self.routes.drain() {
@@ -121,6 +128,7 @@ mod tests {
             parent_type: "execute_request".into(),
             date: None,
             content,
+            seq: None,
         }
     }
 

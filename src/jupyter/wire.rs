@@ -31,6 +31,8 @@ pub(crate) struct Incoming {
     pub(crate) parent_type: String,
     pub(crate) date: Option<String>,
     pub(crate) content: Value,
+    /// The kernel hook's sequence number within the parent request, when the hook is installed.
+    pub(crate) seq: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -43,11 +45,20 @@ struct Header {
     date: Option<String>,
 }
 
+/// The only metadata the client reads: the hook's sequence number.
+#[derive(Deserialize, Default)]
+struct Metadata {
+    #[serde(default)]
+    e2b_seq: Option<u64>,
+}
+
 #[derive(Deserialize)]
 struct LegacyMessage {
     header: Header,
     #[serde(default)]
     parent_header: Option<Header>,
+    #[serde(default)]
+    metadata: Option<Metadata>,
     #[serde(default)]
     content: Value,
     #[serde(default)]
@@ -55,7 +66,13 @@ struct LegacyMessage {
 }
 
 impl Incoming {
-    fn from_parts(channel: String, header: Header, parent: Option<Header>, content: Value) -> Self {
+    fn from_parts(
+        channel: String,
+        header: Header,
+        parent: Option<Header>,
+        metadata: Option<Metadata>,
+        content: Value,
+    ) -> Self {
         let parent = parent.unwrap_or_default();
         Incoming {
             channel,
@@ -65,6 +82,7 @@ impl Incoming {
             parent_type: parent.msg_type,
             date: header.date,
             content,
+            seq: metadata.and_then(|m| m.e2b_seq),
         }
     }
 }
@@ -78,6 +96,7 @@ pub(crate) fn decode_text(text: &str) -> Result<Incoming, Error> {
         channel,
         m.header,
         m.parent_header,
+        m.metadata,
         m.content,
     ))
 }
@@ -117,8 +136,12 @@ fn decode_v1(frame: &[u8]) -> Result<Incoming, Error> {
         .to_string();
     let header: Header = parse_part(part(1), "header")?;
     let parent: Option<Header> = parse_part(part(2), "parent_header")?;
+    // Metadata the client cannot read is not worth failing the message for.
+    let metadata: Option<Metadata> = serde_json::from_slice(part(3)).ok();
     let content: Value = parse_part(part(4), "content")?;
-    Ok(Incoming::from_parts(channel, header, parent, content))
+    Ok(Incoming::from_parts(
+        channel, header, parent, metadata, content,
+    ))
 }
 
 fn decode_legacy_binary(frame: &[u8]) -> Result<Incoming, Error> {

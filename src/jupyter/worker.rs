@@ -65,6 +65,8 @@ pub(crate) struct Worker {
     pub(crate) last_rx: Instant,
     pub(crate) ping_sent: Option<Instant>,
     pub(crate) outage: Option<Outage>,
+    /// Counts restarts, deaths and shutdowns of the kernel, so set-up can be redone.
+    pub(crate) kernel_events: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Book-keeping for one period of being disconnected.
@@ -86,6 +88,7 @@ impl Worker {
         poll: Poll,
         state: Arc<StateCell>,
         failure: FailureSlot,
+        kernel_events: Arc<std::sync::atomic::AtomicU64>,
     ) -> Worker {
         Worker {
             target,
@@ -104,6 +107,7 @@ impl Worker {
             last_rx: Instant::now(),
             ping_sent: None,
             outage: None,
+            kernel_events,
         }
     }
 
@@ -285,14 +289,17 @@ impl Worker {
             return;
         }
         log::trace!(
-            "kernel {}: recv {} {} parent {}",
+            "kernel {}: recv {} {} parent {} seq {:?}",
             self.target.kernel_id,
             msg.channel,
             msg.msg_type,
-            msg.parent_id
+            msg.parent_id,
+            msg.seq
         );
         if let Some(event) = kernel_event(&msg) {
             log::debug!("kernel {}: {event:?}", self.target.kernel_id);
+            self.kernel_events
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             self.routes.fail_all(&Failure::Kernel {
                 kernel_id: self.target.kernel_id.clone(),
                 event,
@@ -431,6 +438,7 @@ impl Worker {
                     "kernel {}: reconnected after {attempt} attempt(s) in {took:?}",
                     self.target.kernel_id
                 );
+                self.routes.notify_reconnected();
                 while let Some(msg) = self.queued.pop_front() {
                     if let Err(cause) = self.write(&msg) {
                         self.queued.push_front(msg);

@@ -20,6 +20,8 @@ import os, signal, threading, time
 c.ZMQChannelsWebsocketConnection.limit_rate = False
 c.FileContentsManager.delete_to_trash = False
 c.ServerApp.open_browser = False
+# Notice a dead kernel within half a second instead of three, so in-flight calls fail fast.
+c.KernelRestarter.time_to_dead = 0.5
 _parent = int(os.environ.get("E2B_BLOCKING_PARENT_PID", "0") or 0)
 
 def _descendants(root):

@@ -1,0 +1,70 @@
+//! An existing Jupyter server (jupyter_server, Jupyter Kernel Gateway, Enterprise Gateway):
+//! nothing to create; the SDK starts its own kernels and shuts down only those.
+
+use crate::backend::{Backend, Liveness};
+use crate::config::{Secret, Timeouts};
+use crate::error::Error;
+use crate::http::{Endpoint, Http, Method};
+
+#[derive(Debug)]
+pub(crate) struct JupyterBackend {
+    id: String,
+    endpoint: Endpoint,
+    probe: Http,
+}
+
+impl JupyterBackend {
+    /// Checks that the server answers and accepts the token before anything else happens.
+    pub(crate) fn connect(url: &str, token: &Secret, timeouts: &Timeouts) -> Result<Self, Error> {
+        let endpoint = Endpoint::new(url)?.with_jupyter_token(token);
+        let id = endpoint
+            .base()
+            .split("://")
+            .nth(1)
+            .unwrap_or(endpoint.base())
+            .to_string();
+        let http = Http::new(endpoint.clone(), timeouts);
+        // Both jupyter_server and Kernel Gateway guard this with the token.
+        http.send(Method::Get, "/api/kernelspecs", None)?
+            .error_for_status()?;
+        let probe = Http::new(
+            endpoint.clone(),
+            &timeouts
+                .clone()
+                .request(timeouts.connect.min(timeouts.request)),
+        );
+        log::debug!("using the Jupyter server at {}", endpoint.base());
+        Ok(JupyterBackend {
+            id,
+            endpoint,
+            probe,
+        })
+    }
+}
+
+impl Backend for JupyterBackend {
+    fn sandbox_id(&self) -> &str {
+        &self.id
+    }
+
+    fn jupyter(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// A server that does not answer may come back; only the kernel's own 404 is final, and
+    /// the connection reports that itself.
+    fn probe(&self) -> Liveness {
+        match self.probe.send(Method::Get, "/api", None) {
+            Ok(r) if r.is_success() => Liveness::Alive,
+            _ => Liveness::Unknown,
+        }
+    }
+
+    fn owns_server(&self) -> bool {
+        false
+    }
+
+    fn shutdown(&self) -> Result<(), Error> {
+        Ok(())
+    }
+}

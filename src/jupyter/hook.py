@@ -1,0 +1,147 @@
+# Installed by e2b-blocking into every Python kernel it starts (silently, once per kernel start).
+#
+# jupyter_server replays what it buffered while a client was away, but the message it wrote
+# into the dying socket is gone, and nothing in the Jupyter protocol numbers messages. This hook
+# numbers every message the kernel sends for an execute_request (metadata "e2b_seq": 1, 2, ...,
+# including execute_reply) and keeps a bounded ring of recent ones, so the client sees a gap in
+# the numbers and can fetch what is missing with replay().
+import collections
+import sys
+import threading
+import types
+
+
+def _install():
+    existing = sys.modules.get("__e2b_hook")
+    if existing is not None and getattr(existing, "session", None) is get_ipython().kernel.session:
+        return
+    session = get_ipython().kernel.session
+    lock = threading.RLock()
+    records = collections.OrderedDict()  # parent msg_id -> _Record, oldest first
+    seen = collections.OrderedDict()  # parent msg_ids that reached the kernel
+    limits = {"records": 64, "seen": 8192, "bytes": 64 << 20}
+    totals = {"bytes": 0}
+    numbered = {
+        "status", "stream", "display_data", "execute_result", "error", "execute_input",
+        "clear_output", "update_display_data", "execute_reply",
+    }
+    original = session.send
+
+    class _Record:
+        __slots__ = ("next", "msgs", "lost_below", "size")
+
+        def __init__(self):
+            self.next = 1
+            self.msgs = collections.deque()
+            self.lost_below = 1
+            self.size = 0
+
+    def _size(content):
+        if isinstance(content, dict):
+            return 64 + sum(_size(v) for v in content.values())
+        if isinstance(content, (list, tuple)):
+            return 16 + sum(_size(v) for v in content)
+        if isinstance(content, (str, bytes)):
+            return len(content)
+        return 16
+
+    def _evict():
+        while len(records) > limits["records"]:
+            _, rec = records.popitem(last=False)
+            totals["bytes"] -= rec.size
+        while totals["bytes"] > limits["bytes"] and records:
+            pid, rec = next(iter(records.items()))
+            if len(records) > 1:
+                records.pop(pid)
+                totals["bytes"] -= rec.size
+                continue
+            while rec.msgs and totals["bytes"] > limits["bytes"]:
+                seq, _, size = rec.msgs.popleft()
+                rec.size -= size
+                totals["bytes"] -= size
+                rec.lost_below = seq + 1
+            break
+
+    def _parent_id(msg_or_type, parent):
+        if isinstance(msg_or_type, dict):
+            header = msg_or_type.get("parent_header") or {}
+            kind = msg_or_type.get("header", {}).get("msg_type")
+        else:
+            header = parent.get("header", parent) if isinstance(parent, dict) else {}
+            kind = msg_or_type
+        if kind in numbered and isinstance(header, dict) and header.get("msg_type") == "execute_request":
+            return header.get("msg_id")
+        return None
+
+    def send(stream, msg_or_type, content=None, parent=None, ident=None, buffers=None,
+             track=False, header=None, metadata=None):
+        try:
+            pid = _parent_id(msg_or_type, parent)
+        except Exception:
+            pid = None
+        if not pid:
+            return original(stream, msg_or_type, content=content, parent=parent, ident=ident,
+                            buffers=buffers, track=track, header=header, metadata=metadata)
+        with lock:
+            rec = records.get(pid)
+            if rec is None:
+                rec = records[pid] = _Record()
+                seen[pid] = True
+                while len(seen) > limits["seen"]:
+                    seen.popitem(last=False)
+            seq = rec.next
+            rec.next += 1
+            if isinstance(msg_or_type, dict):
+                msg_or_type.setdefault("metadata", {})["e2b_seq"] = seq
+            else:
+                metadata = dict(metadata or {})
+                metadata["e2b_seq"] = seq
+            msg = original(stream, msg_or_type, content=content, parent=parent, ident=ident,
+                           buffers=buffers, track=track, header=header, metadata=metadata)
+            try:
+                hdr = msg["header"]
+                date = hdr.get("date")
+                entry = {
+                    "seq": seq,
+                    "msg_type": hdr.get("msg_type"),
+                    "channel": "shell" if hdr.get("msg_type") == "execute_reply" else "iopub",
+                    "content": msg.get("content", {}),
+                    "date": date.isoformat() if hasattr(date, "isoformat") else date,
+                }
+                size = _size(entry["content"]) + 128
+                rec.msgs.append((seq, entry, size))
+                rec.size += size
+                totals["bytes"] += size
+                _evict()
+            except Exception:
+                pass
+            return msg
+
+    def replay(pid, from_seq):
+        with lock:
+            if pid not in seen:
+                out = {"state": "unknown"}
+            elif pid not in records:
+                out = {"state": "evicted"}
+            else:
+                rec = records[pid]
+                out = {
+                    "state": "known",
+                    "lost_below": rec.lost_below,
+                    "next": rec.next,
+                    "messages": [m for s, m, _ in rec.msgs if s >= from_seq],
+                }
+        out["parent"] = pid
+        from IPython.display import publish_display_data
+        publish_display_data({"application/x-e2b-replay+json": out})
+
+    mod = types.ModuleType("__e2b_hook")
+    mod.session = session
+    mod.replay = replay
+    mod.limits = limits
+    session.send = send
+    sys.modules["__e2b_hook"] = mod
+
+
+_install()
+del _install

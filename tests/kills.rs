@@ -1,0 +1,125 @@
+//! A dead server or kernel ends in-flight calls at once with a precise, typed error.
+
+mod support;
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use e2b_blocking::{Error, KernelEvent};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use support::{alive, deadline, descendants, local};
+
+fn sigkill(pid: u32) {
+    kill(Pid::from_raw(pid as i32), Signal::SIGKILL).expect("kill");
+}
+
+fn kernel_pids(server: u32) -> Vec<u32> {
+    descendants(server)
+        .into_iter()
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/cmdline"))
+                .is_ok_and(|c| c.contains("ipykernel_launcher"))
+        })
+        .collect()
+}
+
+#[test]
+fn killing_the_server_mid_execution_is_sandbox_not_found_within_a_second() {
+    deadline(|| {
+        let sbx = local();
+        let pid = sbx.local_pid().unwrap();
+        let kernels = kernel_pids(pid);
+        assert!(!kernels.is_empty());
+        let (tx, rx) = mpsc::channel();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let r = sbx
+                    .run("import time\nprint('started', flush=True)\ntime.sleep(60)")
+                    .on_stdout(|_| {
+                        let _ = tx.send(None);
+                    })
+                    .send();
+                let _ = tx.send(Some(r));
+            });
+            assert!(matches!(rx.recv_timeout(Duration::from_secs(30)), Ok(None)));
+            sigkill(pid);
+            let result = rx
+                .recv_timeout(Duration::from_secs(1))
+                .expect("the call ends within a second of the kill")
+                .expect("a result");
+            match result {
+                Err(Error::SandboxNotFound { sandbox_id }) => {
+                    assert_eq!(sandbox_id, sbx.sandbox_id())
+                }
+                other => panic!("expected SandboxNotFound, got {other:?}"),
+            }
+        });
+        // Later calls fail the same way at once.
+        assert!(matches!(
+            sbx.run_code("1"),
+            Err(Error::SandboxNotFound { .. })
+        ));
+        drop(sbx);
+        // Orphaned kernels notice their server is gone and exit by themselves.
+        for _ in 0..100 {
+            if kernels.iter().all(|&k| !alive(k)) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(
+            kernels.iter().all(|&k| !alive(k)),
+            "kernels outlived the server"
+        );
+    });
+}
+
+#[test]
+fn killing_the_kernel_is_a_kernel_error_and_the_next_call_works() {
+    deadline(|| {
+        let sbx = local();
+        sbx.run_code("state = 1").unwrap();
+        let pid = sbx.local_pid().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let r = sbx
+                    .run("import time\nprint('started', flush=True)\ntime.sleep(60)")
+                    .on_stdout(|_| {
+                        let _ = tx.send(None);
+                    })
+                    .send();
+                let _ = tx.send(Some(r));
+            });
+            assert!(matches!(rx.recv_timeout(Duration::from_secs(30)), Ok(None)));
+            for k in kernel_pids(pid) {
+                sigkill(k);
+            }
+            // The server polls kernel liveness (every 0.5 s on the local sandbox).
+            let result = rx
+                .recv_timeout(Duration::from_secs(10))
+                .expect("the call ends promptly")
+                .expect("a result");
+            assert!(
+                matches!(
+                    result,
+                    Err(Error::KernelDisrupted {
+                        event: KernelEvent::Restarting,
+                        ..
+                    })
+                ),
+                "{result:?}"
+            );
+        });
+        // The server restarted the kernel: state is gone, calls work.
+        let exec = sbx.run_code("'state' in globals()").unwrap();
+        assert_eq!(exec.text(), Some("False"));
+        let exec = sbx
+            .run("print('again')")
+            .timeout(Duration::from_secs(30))
+            .send()
+            .unwrap();
+        assert_eq!(exec.logs.stdout.concat(), "again\n");
+    });
+}
