@@ -2,7 +2,7 @@
 //! the handle queues requests over a channel and wakes the worker at once through a
 //! `mio::Waker`, so sending never waits for a read timeout.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -14,29 +14,27 @@ use crate::backend::Backend;
 use crate::config::ConnectionConfig;
 use crate::error::{Error, TimeoutPhase};
 use crate::jupyter::delivery::Delivery;
-use crate::jupyter::state::{ConnectionState, StateCell};
+use crate::jupyter::state::ConnectionState;
 use crate::jupyter::transport::{self, Target};
 use crate::jupyter::wire::Outgoing;
-use crate::jupyter::worker::{Command, FailureSlot, WAKE, Worker};
+use crate::jupyter::worker::{Command, Shared, WAKE, Worker};
 
 pub(crate) struct Connection {
     commands: Sender<Command>,
     waker: Arc<Waker>,
-    state: Arc<StateCell>,
-    failure: FailureSlot,
+    shared: Arc<Shared>,
     worker: Mutex<Option<JoinHandle<()>>>,
     /// Disconnects when the worker thread ends (its sender is dropped then).
     stopped: Receiver<()>,
     kernel_id: String,
     session_id: String,
-    kernel_events: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Connection")
             .field("kernel_id", &self.kernel_id)
-            .field("state", &self.state.get())
+            .field("state", &self.shared.state.get())
             .finish_non_exhaustive()
     }
 }
@@ -56,26 +54,15 @@ impl Connection {
         config: ConnectionConfig,
         backend: Arc<dyn Backend>,
     ) -> Result<Connection, Error> {
-        let state = Arc::new(StateCell::new(&target.kernel_id));
+        let shared = Arc::new(Shared::new(&target.kernel_id));
         let socket = transport::connect(&target, config.timeouts.connect, None)?;
         let poll = Poll::new().map_err(io_setup)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKE).map_err(io_setup)?);
         let (commands, command_rx) = crossbeam_channel::unbounded();
         let (stopped_tx, stopped) = crossbeam_channel::bounded::<()>(0);
-        let failure = FailureSlot::default();
         let kernel_id = target.kernel_id.clone();
         let session_id = target.session_id.clone();
-        let kernel_events = Arc::new(AtomicU64::new(0));
-        let mut worker = Worker::new(
-            target,
-            config,
-            backend,
-            command_rx,
-            poll,
-            state.clone(),
-            failure.clone(),
-            kernel_events.clone(),
-        );
+        let mut worker = Worker::new(target, config, backend, command_rx, poll, shared.clone());
         worker.adopt(socket).map_err(io_setup)?;
         let short: String = kernel_id.chars().take(8).collect();
         let handle = std::thread::Builder::new()
@@ -88,19 +75,17 @@ impl Connection {
         Ok(Connection {
             commands,
             waker,
-            state,
-            failure,
+            shared,
             worker: Mutex::new(Some(handle)),
             stopped,
             kernel_id,
             session_id,
-            kernel_events,
         })
     }
 
     /// How many times the kernel restarted, died or shut down since the connection opened.
     pub(crate) fn kernel_events(&self) -> u64 {
-        self.kernel_events.load(Ordering::SeqCst)
+        self.shared.kernel_events.load(Ordering::SeqCst)
     }
 
     pub(crate) fn session_id(&self) -> &str {
@@ -135,19 +120,16 @@ impl Connection {
     }
 
     pub(crate) fn state(&self) -> ConnectionState {
-        self.state.get()
+        self.shared.state.get()
     }
 
     pub(crate) fn watch(&self) -> Receiver<ConnectionState> {
-        self.state.watch()
+        self.shared.state.watch()
     }
 
     /// The error calls get once the connection is gone for good.
     pub(crate) fn failure(&self) -> Option<crate::jupyter::delivery::Failure> {
-        match self.failure.lock() {
-            Ok(g) => g.clone(),
-            Err(p) => p.into_inner().clone(),
-        }
+        self.shared.failure()
     }
 
     fn wake(&self) {

@@ -5,6 +5,7 @@
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -45,8 +46,39 @@ pub(crate) enum Command {
     Shutdown,
 }
 
-/// Shared between the handle and the worker: set once, when the connection is gone for good.
-pub(crate) type FailureSlot = Arc<Mutex<Option<Failure>>>;
+/// What the handle and the worker both see.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) state: StateCell,
+    /// Set once, when the connection is gone for good.
+    pub(crate) failure: Mutex<Option<Failure>>,
+    /// Counts restarts, deaths and shutdowns of the kernel, so set-up can be redone.
+    pub(crate) kernel_events: AtomicU64,
+}
+
+impl Shared {
+    pub(crate) fn new(kernel_id: &str) -> Shared {
+        Shared {
+            state: StateCell::new(kernel_id),
+            failure: Mutex::new(None),
+            kernel_events: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn failure(&self) -> Option<Failure> {
+        match self.failure.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    fn set_failure(&self, failure: Failure) {
+        match self.failure.lock() {
+            Ok(mut g) => *g = Some(failure),
+            Err(p) => *p.into_inner() = Some(failure),
+        }
+    }
+}
 
 pub(crate) struct Worker {
     pub(crate) target: Target,
@@ -55,8 +87,7 @@ pub(crate) struct Worker {
     pub(crate) commands: Receiver<Command>,
     pub(crate) poll: Poll,
     pub(crate) socket: Option<Socket>,
-    pub(crate) state: Arc<StateCell>,
-    pub(crate) failure: FailureSlot,
+    pub(crate) shared: Arc<Shared>,
     pub(crate) framing: Option<Framing>,
     pub(crate) routes: Routes,
     pub(crate) seen: Seen,
@@ -65,8 +96,6 @@ pub(crate) struct Worker {
     pub(crate) last_rx: Instant,
     pub(crate) ping_sent: Option<Instant>,
     pub(crate) outage: Option<Outage>,
-    /// Counts restarts, deaths and shutdowns of the kernel, so set-up can be redone.
-    pub(crate) kernel_events: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Book-keeping for one period of being disconnected.
@@ -86,9 +115,7 @@ impl Worker {
         backend: Arc<dyn Backend>,
         commands: Receiver<Command>,
         poll: Poll,
-        state: Arc<StateCell>,
-        failure: FailureSlot,
-        kernel_events: Arc<std::sync::atomic::AtomicU64>,
+        shared: Arc<Shared>,
     ) -> Worker {
         Worker {
             target,
@@ -97,8 +124,7 @@ impl Worker {
             commands,
             poll,
             socket: None,
-            state,
-            failure,
+            shared,
             framing: None,
             routes: Routes::default(),
             seen: Seen::new(SEEN_CAPACITY),
@@ -107,7 +133,6 @@ impl Worker {
             last_rx: Instant::now(),
             ping_sent: None,
             outage: None,
-            kernel_events,
         }
     }
 
@@ -123,7 +148,7 @@ impl Worker {
         self.want_write = false;
         self.last_rx = Instant::now();
         self.ping_sent = None;
-        self.state.set(ConnectionState::Connected);
+        self.shared.state.set(ConnectionState::Connected);
         Ok(())
     }
 
@@ -176,7 +201,7 @@ impl Worker {
     }
 
     fn submit(&mut self, msg: Outgoing, reply: Sender<Delivery>) {
-        if let Some(f) = self.current_failure() {
+        if let Some(f) = self.shared.failure() {
             let _ = reply.send(Delivery::Failed(f));
             return;
         }
@@ -188,13 +213,6 @@ impl Worker {
             }
         } else {
             self.queued.push_back(msg);
-        }
-    }
-
-    fn current_failure(&self) -> Option<Failure> {
-        match self.failure.lock() {
-            Ok(g) => g.clone(),
-            Err(p) => p.into_inner().clone(),
         }
     }
 
@@ -298,8 +316,9 @@ impl Worker {
         );
         if let Some(event) = kernel_event(&msg) {
             log::debug!("kernel {}: {event:?}", self.target.kernel_id);
-            self.kernel_events
-                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.shared
+                .kernel_events
+                .fetch_add(1, AtomicOrdering::SeqCst);
             self.routes.fail_all(&Failure::Kernel {
                 kernel_id: self.target.kernel_id.clone(),
                 event,
@@ -410,7 +429,9 @@ impl Worker {
             last_probe: None,
             last_cause: cause,
         });
-        self.state.set(ConnectionState::Reconnecting { attempt: 1 });
+        self.shared
+            .state
+            .set(ConnectionState::Reconnecting { attempt: 1 });
     }
 
     fn reconnect_once(&mut self) {
@@ -419,7 +440,9 @@ impl Worker {
         };
         outage.attempt += 1;
         let attempt = outage.attempt;
-        self.state.set(ConnectionState::Reconnecting { attempt });
+        self.shared
+            .state
+            .set(ConnectionState::Reconnecting { attempt });
         let policy = self.config.reconnect.clone();
         let left = policy
             .max_elapsed
@@ -537,13 +560,10 @@ impl Worker {
             _ => CloseReason::GaveUp,
         };
         log::debug!("kernel {}: giving up: {failure:?}", self.target.kernel_id);
-        match self.failure.lock() {
-            Ok(mut g) => *g = Some(failure.clone()),
-            Err(p) => *p.into_inner() = Some(failure.clone()),
-        }
+        self.shared.set_failure(failure.clone());
         self.routes.fail_all(&failure);
         self.queued.clear();
-        self.state.set(ConnectionState::Closed { reason });
+        self.shared.state.set(ConnectionState::Closed { reason });
     }
 
     fn finish(mut self) {
@@ -553,17 +573,12 @@ impl Worker {
             let _ = sock.ws.flush();
         }
         self.drop_socket();
-        let mut slot = match self.failure.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        if slot.is_none() {
-            *slot = Some(Failure::Closed);
+        if self.shared.failure().is_none() {
+            self.shared.set_failure(Failure::Closed);
         }
-        drop(slot);
         self.routes.fail_all(&Failure::Closed);
-        if !matches!(self.state.get(), ConnectionState::Closed { .. }) {
-            self.state.set(ConnectionState::Closed {
+        if !matches!(self.shared.state.get(), ConnectionState::Closed { .. }) {
+            self.shared.state.set(ConnectionState::Closed {
                 reason: CloseReason::Requested,
             });
         }
