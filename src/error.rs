@@ -143,6 +143,16 @@ pub enum Error {
         path: String,
     },
 
+    /// A local file operation failed (saving an image, reading a file to upload).
+    #[error("{path}: local I/O failed")]
+    Io {
+        /// The local path.
+        path: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+
     /// The caller passed something this crate cannot act on. Fix the call.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

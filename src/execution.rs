@@ -212,6 +212,27 @@ impl Result {
         decode(self.jpeg.as_deref(), "image/jpeg")
     }
 
+    /// Decodes the PNG (or else the JPEG) image and writes it to `path`. Returns false when the
+    /// result holds no such image.
+    pub fn save_image(
+        &self,
+        path: impl AsRef<std::path::Path>,
+    ) -> std::result::Result<bool, Error> {
+        let bytes = match self.png_bytes()? {
+            Some(b) => b,
+            None => match self.jpeg_bytes()? {
+                Some(b) => b,
+                None => return Ok(false),
+            },
+        };
+        let path = path.as_ref();
+        std::fs::write(path, bytes).map_err(|e| Error::Io {
+            path: path.display().to_string(),
+            source: e,
+        })?;
+        Ok(true)
+    }
+
     /// The PDF decoded from base64.
     pub fn pdf_bytes(&self) -> std::result::Result<Option<Vec<u8>>, Error> {
         decode(self.pdf.as_deref(), "application/pdf")

@@ -61,6 +61,9 @@ if _parent:
 const KERNEL_CONFIG: &str =
     "c.InteractiveShell.colors = 'nocolor'\nc.HistoryManager.hist_file = ':memory:'\n";
 
+/// Registers the `e2b/data` and `e2b/chart` rich formats in every kernel.
+const STARTUP: &str = include_str!("startup.py");
+
 /// A running local jupyter_server.
 #[derive(Debug)]
 pub(crate) struct LocalServer {
@@ -109,6 +112,8 @@ impl LocalServer {
         let profile = dir.join("ipython").join("profile_default");
         fs::create_dir_all(&profile)
             .and_then(|()| fs::write(profile.join("ipython_kernel_config.py"), KERNEL_CONFIG))
+            .and_then(|()| fs::create_dir_all(profile.join("startup")))
+            .and_then(|()| fs::write(profile.join("startup").join("00-e2b-formats.py"), STARTUP))
             .map_err(|e| Error::setup("cannot write the kernel config", e))?;
         let log = fs::File::create(dir.join("server.log"))
             .map_err(|e| Error::setup("cannot create the server log", e))?;

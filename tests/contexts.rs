@@ -1,0 +1,225 @@
+//! Contexts, env vars, working directories and language selection on the local sandbox.
+
+mod support;
+
+use std::time::Duration;
+
+use e2b_blocking::{ContextOptions, Error, Sandbox};
+use support::{deadline, init_logs, local};
+
+#[test]
+fn contexts_have_independent_state_and_restart_clears_it() {
+    deadline(|| {
+        let sbx = local();
+        let a = sbx.create_context(ContextOptions::new()).unwrap();
+        let b = sbx
+            .create_context(ContextOptions::new().language("python"))
+            .unwrap();
+        assert_ne!(a.id, b.id);
+        sbx.run("v = 'a'").context(&a).send().unwrap();
+        sbx.run("v = 'b'").context(&b).send().unwrap();
+        assert_eq!(sbx.run("v").context(&a).send().unwrap().text(), Some("'a'"));
+        assert_eq!(sbx.run("v").context(&b).send().unwrap().text(), Some("'b'"));
+        let default = sbx.run_code("'v' in globals()").unwrap();
+        assert_eq!(default.text(), Some("False"));
+
+        sbx.restart_context(&a).unwrap();
+        let after = sbx.run("'v' in globals()").context(&a).send().unwrap();
+        assert_eq!(after.text(), Some("False"));
+        assert_eq!(sbx.run("v").context(&b).send().unwrap().text(), Some("'b'"));
+    });
+}
+
+#[test]
+fn removed_contexts_are_gone() {
+    deadline(|| {
+        let sbx = local();
+        let ctx = sbx.create_context(ContextOptions::new()).unwrap();
+        let ids: Vec<String> = sbx
+            .list_contexts()
+            .unwrap()
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        assert_eq!(ids.len(), 2, "default + created: {ids:?}");
+        assert!(ids.contains(&ctx.id));
+        sbx.remove_context(&ctx).unwrap();
+        let ids: Vec<String> = sbx
+            .list_contexts()
+            .unwrap()
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        assert!(!ids.contains(&ctx.id));
+        let err = sbx.run("1").context(&ctx).send().unwrap_err();
+        assert!(matches!(err, Error::KernelNotFound { .. }), "{err:?}");
+    });
+}
+
+#[test]
+fn cwd_per_context_and_shell_escapes() {
+    deadline(|| {
+        let sbx = local();
+        sbx.run_code("import os\nos.makedirs('work/sub', exist_ok=True)")
+            .unwrap();
+        let ctx = sbx
+            .create_context(ContextOptions::new().cwd("work/sub"))
+            .unwrap();
+        assert_eq!(ctx.cwd.as_deref(), Some("work/sub"));
+        let exec = sbx
+            .run("import os\nos.getcwd()")
+            .context(&ctx)
+            .send()
+            .unwrap();
+        assert!(
+            exec.text().unwrap().ends_with("work/sub'"),
+            "{:?}",
+            exec.text()
+        );
+        let exec = sbx.run("!pwd").context(&ctx).send().unwrap();
+        assert!(
+            exec.logs.stdout.concat().trim_end().ends_with("work/sub"),
+            "{exec:?}"
+        );
+        // The default context keeps the sandbox root.
+        let root = sbx.run_code("import os\nos.getcwd()").unwrap();
+        assert!(!root.text().unwrap().contains("work/sub"));
+        // The cwd survives a restart.
+        sbx.restart_context(&ctx).unwrap();
+        let exec = sbx
+            .run("import os\nos.getcwd()")
+            .context(&ctx)
+            .send()
+            .unwrap();
+        assert!(
+            exec.text().unwrap().ends_with("work/sub'"),
+            "{:?}",
+            exec.text()
+        );
+    });
+}
+
+#[test]
+fn env_vars_per_sandbox_context_and_execution() {
+    deadline(|| {
+        init_logs();
+        let sbx = Sandbox::builder()
+            .envs([("SBX_VAR", "sandbox")])
+            .local()
+            .unwrap();
+        let read = "import os\n(os.environ.get('SBX_VAR'), os.environ.get('RUN_VAR'))";
+        assert_eq!(
+            sbx.run_code(read).unwrap().text(),
+            Some("('sandbox', None)")
+        );
+
+        let exec = sbx.run(read).envs([("RUN_VAR", "once")]).send().unwrap();
+        assert_eq!(exec.text(), Some("('sandbox', 'once')"));
+        // Gone again, and an override of a sandbox variable is undone too.
+        assert_eq!(
+            sbx.run_code(read).unwrap().text(),
+            Some("('sandbox', None)")
+        );
+        let exec = sbx.run(read).envs([("SBX_VAR", "shadow")]).send().unwrap();
+        assert_eq!(exec.text(), Some("('shadow', None)"));
+        assert_eq!(
+            sbx.run_code(read).unwrap().text(),
+            Some("('sandbox', None)")
+        );
+        // Subprocesses see them as well.
+        let exec = sbx
+            .run("!echo $RUN_VAR")
+            .envs([("RUN_VAR", "shell")])
+            .send()
+            .unwrap();
+        assert_eq!(exec.logs.stdout.concat().trim(), "shell");
+
+        let ctx = sbx
+            .create_context(ContextOptions::new().envs([("CTX_VAR", "ctx")]))
+            .unwrap();
+        let exec = sbx
+            .run("import os\n(os.environ.get('SBX_VAR'), os.environ.get('CTX_VAR'))")
+            .context(&ctx)
+            .send()
+            .unwrap();
+        assert_eq!(exec.text(), Some("('sandbox', 'ctx')"));
+    });
+}
+
+#[test]
+fn language_selection_errors_are_clear() {
+    deadline(|| {
+        let sbx = local();
+        let ctx = sbx.create_context(ContextOptions::new()).unwrap();
+        let err = sbx
+            .run("1")
+            .context(&ctx)
+            .language("python")
+            .send()
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+        let err = sbx.run("1").language("cobol").send().unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("cobol") && msg.contains("python3"), "{msg}");
+        let exec = sbx.run("1 + 1").language("python").send().unwrap();
+        assert_eq!(exec.text(), Some("2"));
+    });
+}
+
+#[test]
+fn images_decode_and_display_precedes_the_main_result() {
+    deadline(|| {
+        let sbx = local();
+        // A 1x1 PNG built with the standard library, shown with display() before a value.
+        let code = r#"
+import struct, zlib
+from IPython.display import Image, display
+def chunk(t, d):
+    return struct.pack('>I', len(d)) + t + d + struct.pack('>I', zlib.crc32(t + d))
+png = b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', 1, 1, 8, 2, 0, 0, 0)) \
+    + chunk(b'IDAT', zlib.compress(b'\x00\xff\x00\x00')) + chunk(b'IEND', b'')
+display(Image(data=png))
+'done'
+"#;
+        let exec = sbx.run(code).send().unwrap();
+        assert_eq!(exec.results.len(), 2);
+        let image = &exec.results[0];
+        assert!(!image.is_main_result);
+        assert!(image.formats().contains(&"png".to_string()));
+        let bytes = image.png_bytes().unwrap().unwrap();
+        assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+        assert_eq!(&bytes[12..16], b"IHDR");
+        assert!(exec.results[1].is_main_result);
+        assert_eq!(exec.text(), Some("'done'"));
+
+        let dir = std::env::temp_dir().join(format!("e2b-img-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("dot.png");
+        assert!(image.save_image(&path).unwrap());
+        assert_eq!(std::fs::read(&path).unwrap(), bytes);
+        std::fs::remove_dir_all(&dir).unwrap();
+    });
+}
+
+#[test]
+fn interrupting_a_context_keeps_it_usable() {
+    deadline(|| {
+        let sbx = local();
+        let ctx = sbx.create_context(ContextOptions::new()).unwrap();
+        sbx.run("keep = 7").context(&ctx).send().unwrap();
+        let err = sbx
+            .run("import time\ntime.sleep(30)")
+            .context(&ctx)
+            .timeout(Duration::from_millis(300))
+            .send()
+            .unwrap_err();
+        assert!(err.is_timeout());
+        let exec = sbx
+            .run("keep")
+            .context(&ctx)
+            .timeout(Duration::from_secs(1))
+            .send()
+            .unwrap();
+        assert_eq!(exec.text(), Some("7"));
+    });
+}
