@@ -48,11 +48,13 @@
 #![warn(missing_debug_implementations)]
 
 mod backend;
+mod commands;
 mod config;
 mod context;
 mod envs;
 mod error;
 mod execution;
+mod files;
 mod http;
 mod jupyter;
 mod kernel;
@@ -61,10 +63,14 @@ mod run;
 mod sandbox;
 
 pub use backend::local::{CACHE_ENV, LocalOptions, PYTHON_ENV};
+pub use commands::{
+    CommandBuilder, CommandHandle, CommandOutput, CommandResult, Commands, OutputIter,
+};
 pub use config::{ConnectionConfig, Keepalive, ReconnectPolicy, Secret, Timeouts};
 pub use context::{Context, ContextOptions};
 pub use error::{BoxError, Error, KernelEvent, TimeoutPhase};
 pub use execution::{Continuity, Execution, ExecutionError, Logs, OutputMessage, Result};
+pub use files::{Download, EntryInfo, FileType, Files, Upload};
 pub use jupyter::state::{CloseReason, ConnectionState};
 pub use run::RunBuilder;
 pub use sandbox::{Sandbox, SandboxBuilder};

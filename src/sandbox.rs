@@ -107,6 +107,8 @@ pub struct Sandbox {
     kernels: Mutex<Kernels>,
     specs: OnceLock<KernelSpecs>,
     closed: AtomicBool,
+    /// Private kernels that run commands (`sandbox.commands()`), apart from user contexts.
+    system: crate::commands::SystemKernels,
 }
 
 #[derive(Debug, Default)]
@@ -158,6 +160,7 @@ impl Sandbox {
             kernels: Mutex::new(Kernels::default()),
             specs: OnceLock::new(),
             closed: AtomicBool::new(false),
+            system: Default::default(),
         };
         // The default Python context is made up front, as E2B's sandbox does, so the first
         // run_code does not pay for a kernel start.
@@ -260,6 +263,16 @@ impl Sandbox {
             .collect()
     }
 
+    /// Files in the sandbox: read, write, list, rename, remove (over the Jupyter contents API).
+    pub fn files(&self) -> crate::files::Files<'_> {
+        crate::files::Files::new(self)
+    }
+
+    /// Shell commands in the sandbox: run one and wait, or spawn one and keep a handle.
+    pub fn commands(&self) -> crate::commands::Commands<'_> {
+        crate::commands::Commands::new(self)
+    }
+
     /// For a local sandbox, the directory its files live in.
     pub fn local_root(&self) -> Option<&Path> {
         self.local.as_deref().map(LocalBackend::root)
@@ -282,12 +295,13 @@ impl Sandbox {
             return Ok(());
         }
         log::debug!("closing sandbox {}", self.sandbox_id());
-        let kernels: Vec<Arc<Kernel>> = {
+        let mut kernels: Vec<Arc<Kernel>> = {
             let mut k = self.lock_kernels();
             k.order.clear();
             k.defaults.clear();
             k.by_id.drain().map(|(_, v)| v).collect()
         };
+        kernels.extend(self.system.drain());
         let mut first_err = None;
         for kernel in &kernels {
             if let Err(e) = kernel.conn.close(self.config.timeouts.close) {
@@ -322,6 +336,19 @@ impl Sandbox {
     }
 
     // ----- crate-internal plumbing -----
+
+    pub(crate) fn http(&self) -> &Http {
+        &self.http
+    }
+
+    pub(crate) fn system_kernels(&self) -> &crate::commands::SystemKernels {
+        &self.system
+    }
+
+    /// A Python kernel set up like a context (hook, sandbox env vars) but not listed as one.
+    pub(crate) fn start_system_kernel(&self) -> Result<Arc<Kernel>, Error> {
+        self.start_kernel("python", None, &[])
+    }
 
     pub(crate) fn config(&self) -> &SandboxConfig {
         &self.config
