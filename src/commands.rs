@@ -327,6 +327,7 @@ impl<'a> CommandBuilder<'a> {
             on_stderr: self.on_stderr,
             queue: VecDeque::new(),
             queueing: false,
+            starting: true,
         };
         let started_by = Instant::now() + sandbox.config().timeouts.request;
         while handle.pid.is_none() && handle.ending.is_none() {
@@ -339,6 +340,7 @@ impl<'a> CommandBuilder<'a> {
                 });
             }
         }
+        handle.starting = false;
         if let Some(Ending::Failed(e)) = &handle.ending {
             return Err(e.to_error(&handle.stdout, &handle.stderr));
         }
@@ -445,6 +447,8 @@ pub struct CommandHandle<'a> {
     on_stderr: Option<Callback<'a>>,
     queue: VecDeque<CommandOutput>,
     queueing: bool,
+    /// Set while `spawn` waits for the start record.
+    starting: bool,
 }
 
 impl std::fmt::Debug for CommandHandle<'_> {
@@ -546,7 +550,10 @@ impl<'a> CommandHandle<'a> {
     /// is queued.
     fn pump(&mut self, until: Option<Instant>) {
         loop {
-            if self.ending.is_some() || (self.queueing && !self.queue.is_empty()) {
+            if self.ending.is_some()
+                || (self.queueing && !self.queue.is_empty())
+                || (self.starting && self.pid.is_some())
+            {
                 return;
             }
             let guard = self.settle_until.or(self.backstop);
