@@ -781,6 +781,7 @@ fn contents_error(resp: Response, rel: &str) -> Error {
         400 if message.contains("not a directory") => Error::NotADirectory { path },
         400 if message.contains("non-file") => Error::IsADirectory { path },
         500 if message.contains("not a directory") => Error::NotADirectory { path },
+        500 if message.contains("is a directory") => Error::IsADirectory { path },
         500 if message.contains("permission denied") => Error::PermissionDenied { path },
         _ => resp.into_error(),
     }

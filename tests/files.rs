@@ -303,7 +303,10 @@ fn missing_paths_and_wrong_kinds_are_typed_errors() {
         ));
         assert!(matches!(files.read("dir"), Err(Error::IsADirectory { .. })));
         assert!(matches!(files.read(""), Err(Error::IsADirectory { .. })));
-        assert!(matches!(files.write("dir", "x"), Err(_)));
+        assert!(matches!(
+            files.write("dir", "x"),
+            Err(Error::IsADirectory { .. })
+        ));
         // Renaming onto an existing file is refused by jupyter_server (409).
         files.write("other.txt", "y").unwrap();
         assert!(matches!(
