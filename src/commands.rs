@@ -1,51 +1,5 @@
-//! `sandbox.commands()`: shell commands in the sandbox, run to completion or spawned.
-//!
-//! # How a command runs
-//!
-//! Each command runs in a private Python kernel of the sandbox (a *system* kernel, started on
-//! first use and never listed as a context), as one cell that starts
-//! `/bin/bash -c <cmd>` with `subprocess.Popen(start_new_session=True)` and pipes, reads stdout
-//! and stderr with `selectors`, and writes what it reads to the cell's own `sys.stdout` and
-//! `sys.stderr` (decoded as UTF-8 with `errors="replace"`). Its start (pid) and its end (exit
-//! code) are published as display data of a private MIME type. Consequences:
-//!
-//! - **stdout and stderr stay apart**: they arrive as separate `stream` messages.
-//! - **Output survives connection cuts like `run_code` output**: it travels over the kernel
-//!   websocket, so it is buffered and replayed by the server on reconnect, numbered by the
-//!   kernel hook, and gaps are filled from the hook's ring (see `recovery`).
-//! - **The timeout is enforced in the sandbox**: the cell kills the process group when it
-//!   expires, even if the client is gone. The client keeps a later deadline of its own as a
-//!   backstop and interrupts the kernel if the sandbox side never reports.
-//! - **Killing** interrupts that kernel (`POST /api/kernels/{id}/interrupt`); the cell turns
-//!   the `KeyboardInterrupt` into `killpg(SIGKILL)`. The command's own process group is a new
-//!   session, so the interrupt itself never reaches the command.
-//! - **It works on every backend that runs kernels**, Jupyter Kernel Gateway included.
-//! - **Concurrency**: a kernel runs one cell at a time, so each running command holds a kernel
-//!   of a small pool; finished commands return theirs (two idle kernels are kept).
-//!
-//! Why not the terminals API: a PTY merges stdout and stderr into one stream with ANSI noise
-//! and no exit code; terminado replays its last 1000 chunks to *every* client that reconnects,
-//! so a client cannot resume exactly where it was cut; and Jupyter Kernel Gateway has no
-//! terminals at all.
-//!
-//! A non-zero exit code is data ([`CommandResult::exit_code`]), not an `Err`;
-//! [`CommandResult::check`] turns it into [`Error::CommandFailed`] when that is what you want.
-//!
-//! ```no_run
-//! # let sbx = e2b_blocking::Sandbox::local()?;
-//! let out = sbx.commands().run("echo hi; echo oops >&2; exit 3")?;
-//! assert_eq!((out.stdout.as_str(), out.stderr.as_str(), out.exit_code), ("hi\n", "oops\n", 3));
-//!
-//! let mut server = sbx
-//!     .commands()
-//!     .cmd("python3 -m http.server 8000")
-//!     .cwd("site")
-//!     .timeout(None)
-//!     .spawn()?;
-//! // ... later
-//! server.kill()?;
-//! # Ok::<(), e2b_blocking::Error>(())
-//! ```
+//! `sandbox.commands()`: shell commands in the sandbox, run to completion or spawned. See
+//! [`Commands`] for how they run and why.
 
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -65,7 +19,7 @@ use crate::kernel::Kernel;
 use crate::recovery::{Replay, Sequencer, replay_request};
 use crate::sandbox::Sandbox;
 
-/// The cell-side runner (see the module docs).
+/// The cell-side runner (see [`Commands`]).
 const RUNNER: &str = include_str!("commands.py");
 /// MIME type of the runner's start, exit and error records.
 const COMMAND_MIME: &str = "application/x-e2b-command+json";
@@ -139,6 +93,53 @@ impl CommandOutput {
 }
 
 /// Shell commands in the sandbox. Get one with [`Sandbox::commands`].
+///
+/// # How a command runs
+///
+/// Each command runs in a private Python kernel of the sandbox (a *system* kernel, started on
+/// first use and never listed as a context), as one cell that starts
+/// `/bin/bash -c <cmd>` with `subprocess.Popen(start_new_session=True)` and pipes, reads stdout
+/// and stderr with `selectors`, and writes what it reads to the cell's own `sys.stdout` and
+/// `sys.stderr` (decoded as UTF-8 with `errors="replace"`). Its start (pid) and its end (exit
+/// code) are published as display data of a private MIME type. Consequences:
+///
+/// - **stdout and stderr stay apart**: they arrive as separate `stream` messages.
+/// - **Output survives connection cuts like `run_code` output**: it travels over the kernel
+///   websocket, so it is buffered and replayed by the server on reconnect, numbered by the
+///   kernel hook, and gaps are filled from the hook's ring (the same recovery as `run_code`).
+/// - **The timeout is enforced in the sandbox**: the cell kills the process group when it
+///   expires, even if the client is gone. The client keeps a later deadline of its own as a
+///   backstop and interrupts the kernel if the sandbox side never reports.
+/// - **Killing** interrupts that kernel (`POST /api/kernels/{id}/interrupt`); the cell turns
+///   the `KeyboardInterrupt` into `killpg(SIGKILL)`. The command's own process group is a new
+///   session, so the interrupt itself never reaches the command.
+/// - **It works on every backend that runs kernels**, Jupyter Kernel Gateway included.
+/// - **Concurrency**: a kernel runs one cell at a time, so each running command holds a kernel
+///   of a small pool; finished commands return theirs (two idle kernels are kept).
+///
+/// Why not the terminals API: a PTY merges stdout and stderr into one stream with ANSI noise
+/// and no exit code; terminado replays its last 1000 chunks to *every* client that reconnects,
+/// so a client cannot resume exactly where it was cut; and Jupyter Kernel Gateway has no
+/// terminals at all.
+///
+/// A non-zero exit code is data ([`CommandResult::exit_code`]), not an `Err`;
+/// [`CommandResult::check`] turns it into [`Error::CommandFailed`] when that is what you want.
+///
+/// ```no_run
+/// # let sbx = e2b_blocking::Sandbox::local()?;
+/// let out = sbx.commands().run("echo hi; echo oops >&2; exit 3")?;
+/// assert_eq!((out.stdout.as_str(), out.stderr.as_str(), out.exit_code), ("hi\n", "oops\n", 3));
+///
+/// let mut server = sbx
+///     .commands()
+///     .cmd("python3 -m http.server 8000")
+///     .cwd("site")
+///     .timeout(None)
+///     .spawn()?;
+/// // ... later
+/// server.kill()?;
+/// # Ok::<(), e2b_blocking::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct Commands<'a> {
     sandbox: &'a Sandbox,

@@ -1,42 +1,4 @@
-//! `sandbox.files()`: files in the sandbox over the Jupyter contents API.
-//!
-//! Paths are relative to the sandbox root (the directory the Jupyter server serves). `.` and
-//! `..` are resolved on the client, and a path that would leave the root is refused with
-//! [`Error::InvalidArgument`] before any request is sent. An absolute path is accepted when it
-//! lies inside the root and the client knows where the root is (the local sandbox); otherwise it
-//! is refused too.
-//!
-//! # Large files
-//!
-//! - **Up**: content that fits in one chunk goes in one `PUT` (written atomically by the
-//!   server). Anything larger goes in chunks of [`Upload::chunk_size`] (8 MiB by default) with the
-//!   contents API's chunked protocol: `PUT {"chunk": 1}` creates the file, `2, 3, …` append and
-//!   `-1` appends the last chunk. At most two chunks and one base64 body are held in memory,
-//!   whatever the file's size. A failed chunked upload leaves a truncated file behind, and a
-//!   reader may see the file grow while it is being uploaded.
-//! - **Down**: `GET /files/<path>` streams the raw bytes into a [`Write`] sink in 256 KiB
-//!   pieces; [`Files::read_bytes`] reserves the final size up front, so a download is held in
-//!   memory once at most.
-//! - Each request has the sandbox's request timeout *per read or write on the socket* (and for
-//!   the server's answer), not for the whole transfer, so a large transfer over a slow link
-//!   does not time out while data keeps flowing.
-//!
-//! Progress of either direction is reported to a callback on the caller's thread:
-//!
-//! ```no_run
-//! # let sbx = e2b_blocking::Sandbox::local()?;
-//! let data = vec![7u8; 64 << 20];
-//! sbx.files()
-//!     .upload("data/big.bin")
-//!     .on_progress(|done, total| eprintln!("{done} of {total:?} bytes"))
-//!     .bytes(&data)?;
-//! let mut local = std::fs::File::create("/tmp/big.bin").expect("local file");
-//! sbx.files().download("data/big.bin").to_writer(&mut local)?;
-//! # Ok::<(), e2b_blocking::Error>(())
-//! ```
-//!
-//! Hidden files (`.env`) need the server's `ContentsManager.allow_hidden`; the local sandbox
-//! turns it on. Jupyter Kernel Gateway has no contents API at all.
+//! `sandbox.files()`: files in the sandbox over the Jupyter contents API. See [`Files`].
 
 use std::io::{self, Read, Write};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -134,6 +96,44 @@ impl Model {
 }
 
 /// Files in the sandbox. Get one with [`Sandbox::files`].
+///
+/// Paths are relative to the sandbox root (the directory the Jupyter server serves). `.` and
+/// `..` are resolved on the client, and a path that would leave the root is refused with
+/// [`Error::InvalidArgument`] before any request is sent. An absolute path is accepted when it
+/// lies inside the root and the client knows where the root is (the local sandbox); otherwise it
+/// is refused too.
+///
+/// # Large files
+///
+/// - **Up**: content that fits in one chunk goes in one `PUT` (written atomically by the
+///   server). Anything larger goes in chunks of [`Upload::chunk_size`] (8 MiB by default) with the
+///   contents API's chunked protocol: `PUT {"chunk": 1}` creates the file, `2, 3, …` append and
+///   `-1` appends the last chunk. At most two chunks and one base64 body are held in memory,
+///   whatever the file's size. A failed chunked upload leaves a truncated file behind, and a
+///   reader may see the file grow while it is being uploaded.
+/// - **Down**: `GET /files/<path>` streams the raw bytes into a [`Write`] sink in 256 KiB
+///   pieces; [`Files::read_bytes`] reserves the final size up front, so a download is held in
+///   memory once at most.
+/// - Each request has the sandbox's request timeout *per read or write on the socket* (and for
+///   the server's answer), not for the whole transfer, so a large transfer over a slow link
+///   does not time out while data keeps flowing.
+///
+/// Progress of either direction is reported to a callback on the caller's thread:
+///
+/// ```no_run
+/// # let sbx = e2b_blocking::Sandbox::local()?;
+/// let data = vec![7u8; 64 << 20];
+/// sbx.files()
+///     .upload("data/big.bin")
+///     .on_progress(|done, total| eprintln!("{done} of {total:?} bytes"))
+///     .bytes(&data)?;
+/// let mut local = std::fs::File::create("/tmp/big.bin").expect("local file");
+/// sbx.files().download("data/big.bin").to_writer(&mut local)?;
+/// # Ok::<(), e2b_blocking::Error>(())
+/// ```
+///
+/// Hidden files (`.env`) need the server's `ContentsManager.allow_hidden`; the local sandbox
+/// turns it on. Jupyter Kernel Gateway has no contents API at all.
 #[derive(Debug, Clone, Copy)]
 pub struct Files<'a> {
     sandbox: &'a Sandbox,
@@ -149,6 +149,7 @@ impl<'a> Files<'a> {
     }
 
     fn path(&self, path: &str) -> Result<String, Error> {
+        self.sandbox.ensure_open()?;
         normalize(path, self.sandbox.local_root())
     }
 

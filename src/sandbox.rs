@@ -354,7 +354,7 @@ impl Sandbox {
         &self.config
     }
 
-    fn ensure_open(&self) -> Result<(), Error> {
+    pub(crate) fn ensure_open(&self) -> Result<(), Error> {
         if self.closed.load(Ordering::SeqCst) {
             Err(Error::Closed)
         } else {

@@ -280,11 +280,35 @@ fn spawned_commands_run_concurrently_and_stream_through_an_iterator() {
 }
 
 #[test]
-fn commands_fail_with_closed_after_the_sandbox_is_killed() {
+fn commands_and_files_fail_with_closed_after_the_sandbox_is_killed() {
     deadline(|| {
         let sbx = local();
         assert_eq!(sbx.commands().run("echo up").unwrap().stdout, "up\n");
-        sbx.kill().unwrap();
+        // A command in flight ends at once when another thread kills the sandbox.
+        let mut h = sbx
+            .commands()
+            .cmd("sleep 60")
+            .timeout(None)
+            .spawn()
+            .unwrap();
+        let pid = h.pid().unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                std::thread::sleep(Duration::from_millis(300));
+                sbx.kill().unwrap();
+            });
+            let started = Instant::now();
+            let err = h.wait().unwrap_err();
+            assert!(err.is_fatal(), "{err:?}");
+            assert!(started.elapsed() < Duration::from_secs(5));
+        });
+        assert!(gone(pid), "the command outlived its sandbox");
+        drop(h);
         assert!(matches!(sbx.commands().run("echo up"), Err(Error::Closed)));
+        assert!(matches!(sbx.files().read("x.txt"), Err(Error::Closed)));
+        assert!(matches!(
+            sbx.files().write("x.txt", "x"),
+            Err(Error::Closed)
+        ));
     });
 }
