@@ -335,6 +335,7 @@ impl<'a> CommandBuilder<'a> {
             handle.pump(Some(started_by));
             if handle.pid.is_none() && handle.ending.is_none() && Instant::now() >= started_by {
                 // Dropping the handle kills whatever did start.
+                handle.starting = false;
                 return Err(Error::Timeout {
                     phase: TimeoutPhase::KernelReply,
                     after: sandbox.config().timeouts.request,
@@ -515,6 +516,12 @@ impl<'a> CommandHandle<'a> {
         let deadline = Instant::now() + SETTLE;
         self.settle_until = Some(deadline);
         while self.ending.is_none() {
+            if Instant::now() >= deadline {
+                log::warn!("command {} did not end after a kill", self.msg_id);
+                let after = self.timeout.unwrap_or(SETTLE);
+                self.end(Ending::Failed(Fault::Timeout(after)), false);
+                break;
+            }
             if let Some(kernel) = &self.kernel
                 && let Err(e) = rest::interrupt_kernel(self.sandbox.http(), &kernel.id)
             {
