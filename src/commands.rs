@@ -285,8 +285,7 @@ impl<'a> CommandBuilder<'a> {
             "envs": envs,
             "timeout": self.timeout.map(|t| t.as_secs_f64()),
         });
-        let literal = Value::String(spec.to_string());
-        let code = format!("{RUNNER}\n_e2b_command(__import__('json').loads({literal}))\n");
+        let code = command_cell(&spec);
         let session = kernel.conn.session_id().to_string();
         let mut request = Outgoing::execute(&session, &code, false);
         request.content["store_history"] = Value::Bool(false);
@@ -883,6 +882,20 @@ impl Drop for OutputIter<'_, '_> {
     }
 }
 
+/// The cell that runs one command. The runner is installed as a module on first use in a
+/// kernel (again after a restart); its source travels as one string literal, which IPython's
+/// input transformers pass over cheaply, and is compiled only when it is missing.
+fn command_cell(spec: &Value) -> String {
+    let source = Value::String(RUNNER.to_string());
+    let spec = Value::String(spec.to_string());
+    format!(
+        "import sys as __e2b_sys\n\
+         if '__e2b_command' not in __e2b_sys.modules:\n    \
+         exec({source}, {{'__name__': '__e2b_command_install'}})\n\
+         __e2b_sys.modules['__e2b_command'].run(__import__('json').loads({spec}))\n"
+    )
+}
+
 pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         s.to_string()
@@ -1003,5 +1016,8 @@ mod tests {
     fn runner_source_is_embedded() {
         assert!(RUNNER.contains("def _e2b_command(spec)"));
         assert!(RUNNER.contains(COMMAND_MIME));
+        let cell = command_cell(&json!({"cmd": "echo 'hi'\n", "envs": {}}));
+        assert_eq!(cell.lines().count(), 4, "{cell}");
+        assert!(cell.contains(r#"\"cmd\":\"echo 'hi'\\n\""#), "{cell}");
     }
 }

@@ -312,3 +312,25 @@ fn commands_and_files_fail_with_closed_after_the_sandbox_is_killed() {
         ));
     });
 }
+
+#[test]
+fn a_panicking_callback_kills_the_command_and_is_an_error() {
+    deadline(|| {
+        let sbx = local();
+        let started = Instant::now();
+        let err = sbx
+            .commands()
+            .cmd("echo first; sleep 30")
+            .on_stdout(|_| panic!("callback bug"))
+            .run()
+            .unwrap_err();
+        match err {
+            Error::CallbackPanicked { callback, message } => {
+                assert_eq!((callback, message.as_str()), ("on_stdout", "callback bug"))
+            }
+            other => panic!("expected CallbackPanicked, got {other:?}"),
+        }
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert_eq!(sbx.commands().run("echo fine").unwrap().stdout, "fine\n");
+    });
+}
