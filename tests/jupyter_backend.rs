@@ -104,12 +104,14 @@ fn unreachable_server_fails_within_the_connect_timeout() {
 struct Gateway {
     child: Child,
     url: String,
+    dir: std::path::PathBuf,
 }
 
 impl Drop for Gateway {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -152,7 +154,7 @@ fn start_gateway(token: &str) -> Gateway {
             // Any HTTP answer means it is up (without the token, /api answers 401).
             let answer = ureq::get(&format!("{url}/api")).call();
             if matches!(answer, Ok(_) | Err(ureq::Error::StatusCode(_))) {
-                return Gateway { child, url };
+                return Gateway { child, url, dir };
             }
             std::thread::sleep(Duration::from_millis(50));
         }
