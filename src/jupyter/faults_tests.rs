@@ -52,6 +52,7 @@ fn serve(script: impl FnOnce(WebSocket<TcpStream>) + Send + 'static) -> (u16, Jo
             let (tcp, _) = listener.accept().unwrap();
             tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
             let mut offered_v1 = false;
+            #[allow(clippy::result_large_err)] // the error type is tungstenite's
             let callback = |req: &Request, resp: Response| {
                 offered_v1 = req.headers().contains_key("Sec-WebSocket-Protocol");
                 Ok(resp)
