@@ -7,15 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use e2b_blocking::{Error, LocalOptions, Sandbox, Secret, Timeouts};
-use support::{deadline, init_logs, local};
-
-fn token_of(sbx: &Sandbox) -> String {
-    sbx.jupyter_headers()
-        .into_iter()
-        .find(|(name, _)| name == "Authorization")
-        .and_then(|(_, v)| v.expose_secret().strip_prefix("token ").map(str::to_string))
-        .expect("a token header")
-}
+use support::{deadline, init_logs, local, token_of};
 
 fn kernel_ids(url: &str, token: &str) -> Vec<String> {
     let body = ureq::get(&format!("{url}/api/kernels"))
