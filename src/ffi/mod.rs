@@ -16,14 +16,15 @@ mod options;
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::ffi::{CStr, CString, c_char, c_void};
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde::Serialize;
 
-pub use error::E2bErrorCode;
-use error::{E2bErrorCode::*, FfiError, guard, guard_infallible};
+use error::E2bErrorCode::{self, *};
+use error::{FfiError, guard, guard_infallible};
 use options::{LocalJson, RunJson};
 
 use crate::Sandbox;
@@ -445,8 +446,9 @@ struct Abort {
 }
 
 /// The unwind payload that carries a callback's "stop" through the run loop, which catches
-/// it and abandons the run. Raised with `resume_unwind`, so no panic hook runs.
-struct StopRun;
+/// it (as it catches any callback panic) and abandons the run. Raised with `resume_unwind`,
+/// so no panic hook prints anything.
+struct StopRun(Abort);
 
 /// Calls one C callback; a non-zero return records why and stops the run.
 fn deliver(
@@ -463,8 +465,9 @@ fn deliver(
     // signature; `buf` outlives the call.
     let returned = unsafe { f(buf.as_ptr().cast(), data.len(), user_data) };
     if returned != 0 {
-        abort.set(Some(Abort { callback, returned }));
-        std::panic::resume_unwind(Box::new(StopRun));
+        let stop = Abort { callback, returned };
+        abort.set(Some(stop));
+        resume_unwind(Box::new(StopRun(stop)));
     }
 }
 
@@ -538,7 +541,19 @@ pub unsafe extern "C" fn e2b_run(
                 run = run.on_error(move |e| deliver("on_error", f, &to_json_bytes(e), ud, abort));
             }
         }
-        let result = run.send();
+        // The run loop catches callback unwinds itself (and the abort is recorded in `abort`);
+        // should one ever get past it, a stop still ends as E2B_ERR_CALLBACK here, and
+        // anything else goes on to `guard` as a panic.
+        let result = match catch_unwind(AssertUnwindSafe(|| run.send())) {
+            Ok(result) => Some(result),
+            Err(payload) => match payload.downcast::<StopRun>() {
+                Ok(stop) => {
+                    abort.set(Some(stop.0));
+                    None
+                }
+                Err(other) => resume_unwind(other),
+            },
+        };
         if let Some(a) = abort.get() {
             return Err(FfiError::new(
                 E2B_ERR_CALLBACK,
@@ -549,6 +564,12 @@ pub unsafe extern "C" fn e2b_run(
                 ),
             ));
         }
+        let Some(result) = result else {
+            return Err(FfiError::new(
+                E2B_ERR_OTHER,
+                "the run ended without a result",
+            ));
+        };
         let exec = result?;
         if !out_json.is_null() {
             let json = into_c_string(exec.to_json())?;
