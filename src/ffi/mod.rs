@@ -13,6 +13,10 @@
 mod error;
 mod options;
 
+// Panics become E2B_ERR_PANIC and callbacks stop runs by unwinding: both need unwinding.
+#[cfg(panic = "abort")]
+compile_error!("the `ffi` feature needs panic = \"unwind\" (the default)");
+
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::ffi::{CStr, CString, c_char, c_void};
