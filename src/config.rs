@@ -170,14 +170,33 @@ impl Keepalive {
 }
 
 /// Everything that shapes one kernel connection.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ConnectionConfig {
     pub(crate) timeouts: Timeouts,
     pub(crate) reconnect: ReconnectPolicy,
     pub(crate) keepalive: Keepalive,
+    pub(crate) max_message_size: usize,
+}
+
+impl Default for ConnectionConfig {
+    fn default() -> Self {
+        ConnectionConfig {
+            timeouts: Timeouts::default(),
+            reconnect: ReconnectPolicy::default(),
+            keepalive: Keepalive::default(),
+            max_message_size: 256 << 20,
+        }
+    }
 }
 
 impl ConnectionConfig {
+    /// Largest websocket message accepted from the server; a larger one fails the pending
+    /// requests with a protocol error. Defaults to 256 MiB.
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = bytes;
+        self
+    }
+
     /// Call deadlines. Defaults to [`Timeouts::default`].
     pub fn timeouts(mut self, t: Timeouts) -> Self {
         self.timeouts = t;

@@ -43,7 +43,7 @@
 //! Through the `log` crate: `debug` for connects, reconnects and closes, `trace` per message,
 //! `warn` for handled oddities. Tokens and API keys never appear in logs or `Debug` output.
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations)]
 
@@ -54,6 +54,9 @@ mod context;
 mod envs;
 mod error;
 mod execution;
+#[cfg(feature = "ffi")]
+#[allow(unsafe_code)] // the C ABI must take raw pointers and export unmangled symbols
+mod ffi;
 mod files;
 mod http;
 mod jupyter;

@@ -247,6 +247,16 @@ impl Sandbox {
         Ok(self.default_kernel_for("python")?.conn.watch())
     }
 
+    /// State of a context's connection.
+    pub fn context_state(&self, context: &Context) -> Result<ConnectionState, Error> {
+        Ok(self.kernel_of(context)?.state())
+    }
+
+    /// Every later state change of a context's connection.
+    pub fn watch_context(&self, context: &Context) -> Result<Receiver<ConnectionState>, Error> {
+        Ok(self.kernel_of(context)?.conn.watch())
+    }
+
     /// Base URL of the sandbox's Jupyter server, for tools of your own (JupyterLab, a peer
     /// client in a benchmark).
     pub fn jupyter_url(&self) -> &str {

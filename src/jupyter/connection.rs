@@ -55,7 +55,12 @@ impl Connection {
         backend: Arc<dyn Backend>,
     ) -> Result<Connection, Error> {
         let shared = Arc::new(Shared::new(&target.kernel_id));
-        let socket = transport::connect(&target, config.timeouts.connect, None)?;
+        let socket = transport::connect(
+            &target,
+            config.timeouts.connect,
+            None,
+            config.max_message_size,
+        )?;
         let poll = Poll::new().map_err(io_setup)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKE).map_err(io_setup)?);
         let (commands, command_rx) = crossbeam_channel::unbounded();

@@ -8,3 +8,6 @@ pub(crate) mod state;
 pub(crate) mod transport;
 pub(crate) mod wire;
 pub(crate) mod worker;
+
+#[cfg(test)]
+mod faults_tests;

@@ -22,9 +22,6 @@ pub(crate) struct Socket {
     pub(crate) framing: Framing,
 }
 
-/// Largest message accepted from the server.
-const MAX_MESSAGE: usize = 256 << 20;
-
 /// Where and how to connect to one kernel's channels.
 #[derive(Debug, Clone)]
 pub(crate) struct Target {
@@ -49,17 +46,21 @@ pub(crate) fn connect(
     target: &Target,
     timeout: Duration,
     framing: Option<Framing>,
+    max_message: usize,
 ) -> Result<Socket, Error> {
     let deadline = Instant::now() + timeout;
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(max_message))
+        .max_frame_size(Some(max_message));
     if framing != Some(Framing::Legacy) {
-        match handshake(target, deadline, timeout, true) {
+        match handshake(target, deadline, timeout, true, config) {
             Err(Attempt::SubprotocolRefused) => {
                 log::debug!("server declined {V1_SUBPROTOCOL}; using legacy JSON framing");
             }
             other => return other.map_err(Attempt::into_error),
         }
     }
-    handshake(target, deadline, timeout, false).map_err(Attempt::into_error)
+    handshake(target, deadline, timeout, false, config).map_err(Attempt::into_error)
 }
 
 enum Attempt {
@@ -81,6 +82,7 @@ fn handshake(
     deadline: Instant,
     timeout: Duration,
     offer_v1: bool,
+    config: WebSocketConfig,
 ) -> Result<Socket, Attempt> {
     let url = target.url();
     let endpoint = format!("websocket of kernel {}", target.kernel_id);
@@ -143,9 +145,6 @@ fn handshake(
     tcp.set_write_timeout(Some(remaining)).map_err(transport)?;
     let raw = tcp.try_clone().map_err(transport)?;
 
-    let config = WebSocketConfig::default()
-        .max_message_size(Some(MAX_MESSAGE))
-        .max_frame_size(Some(MAX_MESSAGE));
     let (ws, response) = match tungstenite::client_tls_with_config(request, tcp, Some(config), None)
     {
         Ok(pair) => pair,

@@ -34,6 +34,15 @@ const SEEN_CAPACITY: usize = 32 * 1024;
 /// Least time between two liveness probes of the backend during one outage.
 const PROBE_INTERVAL: Duration = Duration::from_millis(200);
 
+/// How a read batch ended.
+enum ReadOutcome {
+    /// Nothing more to read until the socket is readable again.
+    Drained,
+    /// The batch is full; read on.
+    More,
+    Failed(tungstenite::Error),
+}
+
 /// Requests from the handle to the worker.
 pub(crate) enum Command {
     Send {
@@ -240,37 +249,45 @@ impl Worker {
     /// Reads everything available, routes it, flushes, and keeps the link alive.
     fn pump(&mut self) -> Result<(), String> {
         loop {
-            let (batch, drained) = self.read_batch()?;
+            let (batch, outcome) = self.read_batch();
             for m in batch {
                 self.on_frame(m)?;
             }
-            if drained {
-                break;
+            match outcome {
+                ReadOutcome::Drained => break,
+                ReadOutcome::More => {}
+                ReadOutcome::Failed(tungstenite::Error::Capacity(e)) => {
+                    // The oversize message belonged to some request; none can be trusted now.
+                    let message = format!("the server sent a message over the size limit: {e}");
+                    log::warn!("kernel {}: {message}", self.target.kernel_id);
+                    self.routes.fail_all(&Failure::Protocol { message });
+                    return Err("oversize message".into());
+                }
+                ReadOutcome::Failed(e) => return Err(format!("read failed: {e}")),
             }
         }
         self.flush()?;
         self.keepalive()
     }
 
-    fn read_batch(&mut self) -> Result<(Vec<Message>, bool), String> {
-        let Some(sock) = self.socket.as_mut() else {
-            return Err("not connected".into());
-        };
+    /// Reads up to a batch of frames; what arrived before an error is returned with it.
+    fn read_batch(&mut self) -> (Vec<Message>, ReadOutcome) {
         let mut batch = Vec::new();
+        let Some(sock) = self.socket.as_mut() else {
+            return (batch, ReadOutcome::Drained);
+        };
         while batch.len() < BATCH {
             transport::quickack(&sock.raw);
             match sock.ws.read() {
                 Ok(m) => batch.push(m),
                 Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
-                    return Ok((batch, true));
+                    return (batch, ReadOutcome::Drained);
                 }
                 Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if batch.is_empty() => return Err(format!("read failed: {e}")),
-                // Route what arrived before the error first; the next read reports it again.
-                Err(_) => return Ok((batch, false)),
+                Err(e) => return (batch, ReadOutcome::Failed(e)),
             }
         }
-        Ok((batch, false))
+        (batch, ReadOutcome::More)
     }
 
     fn on_frame(&mut self, frame: Message) -> Result<(), String> {
@@ -449,7 +466,12 @@ impl Worker {
             .saturating_sub(outage.started.elapsed())
             .max(Duration::from_millis(50));
         let timeout = self.config.timeouts.connect.min(left);
-        match transport::connect(&self.target, timeout, self.framing) {
+        match transport::connect(
+            &self.target,
+            timeout,
+            self.framing,
+            self.config.max_message_size,
+        ) {
             Ok(socket) => {
                 let took = outage.started.elapsed();
                 self.outage = None;

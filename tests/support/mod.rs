@@ -2,6 +2,8 @@
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
+pub mod fault_proxy;
+
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -48,6 +50,23 @@ pub fn local() -> Sandbox {
 
 pub fn init_logs() {
     let _ = env_logger::builder().is_test(true).try_init();
+}
+
+/// The bare token of a sandbox's Jupyter server (from its `Authorization: token …` header).
+pub fn token_of(sbx: &Sandbox) -> String {
+    sbx.jupyter_headers()
+        .into_iter()
+        .find(|(name, _)| name == "Authorization")
+        .and_then(|(_, v)| v.expose_secret().strip_prefix("token ").map(str::to_string))
+        .expect("a token header")
+}
+
+/// The `host:port` a sandbox's Jupyter server listens on.
+pub fn server_addr(sbx: &Sandbox) -> std::net::SocketAddr {
+    sbx.jupyter_url()
+        .trim_start_matches("http://")
+        .parse()
+        .expect("a host:port URL")
 }
 
 /// Pids of every process below `root`, from /proc.

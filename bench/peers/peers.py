@@ -1,0 +1,470 @@
+#!/usr/bin/env python3
+"""Python peer clients for the e2b-blocking side-by-side benchmark.
+
+    python peers.py <peer> <measurement> --url http://127.0.0.1:PORT --token TOKEN
+                    --kernel KERNEL_ID [--connection-file PATH] [--iterations N]
+                    [--warmup N] [--mb N] [--timeout S]
+
+peer:        zmq | websocket-client | e2b-ws
+measurement: roundtrip | stream | reconnect
+
+Prints exactly one JSON object on stdout (everything else goes to stderr).
+Exit 0 on success or "unsupported", 1 on error (the JSON then has an "error" key),
+2 on bad usage (argparse).  See README.md in this folder for the schema.
+"""
+
+import argparse
+import json
+import math
+import os
+import platform
+import resource
+import sys
+import time
+import uuid
+from datetime import datetime, timezone
+
+SCHEMA_VERSION = 1
+PEERS = ("zmq", "websocket-client", "e2b-ws")
+MEASUREMENTS = ("roundtrip", "stream", "reconnect")
+# measurement -> (iterations, warmup) when not given on the command line
+DEFAULTS = {"roundtrip": (200, 20), "stream": (3, 1), "reconnect": (50, 5)}
+CHUNK = 65536  # bytes per write in the stream cell ('x' * 65535 + '\n')
+
+# The JSON goes to the real stdout; anything a library prints goes to stderr.
+_REAL_STDOUT = sys.stdout
+sys.stdout = sys.stderr
+
+
+class PeerError(Exception):
+    pass
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def now():
+    return time.perf_counter()
+
+
+def ms(seconds):
+    return round(seconds * 1000.0, 4)
+
+
+def maxrss_kib():
+    # Linux: ru_maxrss is in KiB.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def pct(sorted_vals, p):
+    """Nearest-rank percentile."""
+    if not sorted_vals:
+        return None
+    k = max(1, math.ceil(p / 100.0 * len(sorted_vals)))
+    return sorted_vals[k - 1]
+
+
+def summary(samples, prefix=""):
+    s = sorted(samples)
+    if not s:
+        return {}
+    return {
+        prefix + "p50_ms": pct(s, 50),
+        prefix + "p90_ms": pct(s, 90),
+        prefix + "p99_ms": pct(s, 99),
+        prefix + "min_ms": s[0],
+        prefix + "max_ms": s[-1],
+        prefix + "mean_ms": round(sum(s) / len(s), 4),
+    }
+
+
+def stream_code(mib):
+    n = int(mib) * (1024 * 1024 // CHUNK)
+    return (
+        "import sys\n"
+        "chunk = 'x' * 65535 + '\\n'\n"
+        f"for _ in range({n}):\n"
+        "    sys.stdout.write(chunk)\n"
+        "    sys.stdout.flush()\n"
+    )
+
+
+def ws_base(url):
+    url = url.rstrip("/")
+    if url.startswith("https://"):
+        return "wss://" + url[len("https://"):]
+    if url.startswith("http://"):
+        return "ws://" + url[len("http://"):]
+    return url
+
+
+def versions():
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    for pkg in ("jupyter_client", "pyzmq", "websocket-client", "websockets", "e2b",
+                "e2b-code-interpreter"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def emit(obj, code=0):
+    _REAL_STDOUT.write(json.dumps(obj) + "\n")
+    _REAL_STDOUT.flush()
+    # os._exit: do not wait for the e2b client's daemon threads / pyzmq teardown.
+    os._exit(code)
+
+
+def new_execute_msg(session, code, store_history=False):
+    msg_id = uuid.uuid4().hex
+    msg = {
+        "header": {
+            "msg_id": msg_id,
+            "msg_type": "execute_request",
+            "username": "bench",
+            "session": session,
+            "date": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
+            "version": "5.3",
+        },
+        "parent_header": {},
+        "metadata": {},
+        "content": {
+            "code": code,
+            "silent": False,
+            "store_history": store_history,
+            "user_expressions": {},
+            "allow_stdin": False,
+            "stop_on_error": True,
+        },
+        "channel": "shell",
+    }
+    return msg_id, json.dumps(msg)
+
+
+class Tally:
+    """Per-execution counters for stdout stream traffic."""
+
+    def __init__(self):
+        self.bytes = 0
+        self.messages = 0
+
+    def add(self, text):
+        self.bytes += len(text.encode("utf-8"))
+        self.messages += 1
+
+
+# --------------------------------------------------------------------------- zmq peer
+
+
+class ZmqPeer:
+    """jupyter_client.BlockingKernelClient straight to the kernel's ZMQ sockets."""
+
+    name = "zmq"
+    completion = "execute_reply+idle"
+
+    def __init__(self, args):
+        path = args.connection_file
+        if not path:
+            rt = os.environ.get("JUPYTER_RUNTIME_DIR")
+            if rt:
+                path = os.path.join(rt, f"kernel-{args.kernel}.json")
+        if not path or not os.path.exists(path):
+            raise PeerError(
+                f"connection file not found ({path!r}); pass --connection-file "
+                "or set JUPYTER_RUNTIME_DIR"
+            )
+        from jupyter_client import BlockingKernelClient
+
+        self.timeout = args.timeout
+        self.kc = BlockingKernelClient()
+        self.kc.load_connection_file(path)
+        self.kc.start_channels()
+        self.kc.wait_for_ready(timeout=args.timeout)
+
+    def execute(self, code, tally=None):
+        msg_id = self.kc.execute(code, store_history=False)
+        deadline = now() + self.timeout
+        idle = reply = False
+        # IOPub first (so the PUB/SUB queue is drained while the cell runs), then shell.
+        while not idle:
+            msg = self.kc.get_iopub_msg(timeout=max(0.001, deadline - now()))
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            t = msg["msg_type"]
+            c = msg["content"]
+            if t == "stream" and tally is not None and c.get("name") == "stdout":
+                tally.add(c["text"])
+            elif t == "status":
+                if c["execution_state"] == "idle":
+                    idle = True
+                elif c["execution_state"] in ("dead", "restarting"):
+                    raise PeerError(f"kernel {c['execution_state']}")
+        while not reply:
+            msg = self.kc.get_shell_msg(timeout=max(0.001, deadline - now()))
+            if (msg["parent_header"].get("msg_id") == msg_id
+                    and msg["msg_type"] == "execute_reply"):
+                reply = True
+
+    def reconnect(self):
+        raise NotImplementedError
+
+    def close(self):
+        try:
+            self.kc.stop_channels()
+        except Exception:
+            pass
+
+
+# --------------------------------------------------------------------------- websocket-client peer
+
+
+class WebsocketClientPeer:
+    """Plain websocket-client, legacy JSON framing, token header, no TCP_QUICKACK."""
+
+    name = "websocket-client"
+    completion = "execute_reply+idle"
+
+    def __init__(self, args):
+        import websocket
+
+        self.websocket = websocket
+        self.timeout = args.timeout
+        self.session = uuid.uuid4().hex
+        self.url = (f"{ws_base(args.url)}/api/kernels/{args.kernel}/channels"
+                    f"?session_id={self.session}")
+        self.header = [f"Authorization: token {args.token}"]
+        self.ws = None
+        self.connect()
+
+    def connect(self):
+        self.ws = self.websocket.create_connection(
+            self.url, header=self.header, timeout=self.timeout)
+
+    def execute(self, code, tally=None):
+        msg_id, frame = new_execute_msg(self.session, code)
+        self.ws.send(frame)
+        idle = reply = False
+        while not (idle and reply):
+            data = self.ws.recv()
+            if not isinstance(data, str):
+                if data == b"" or data is None:
+                    raise PeerError("websocket closed")
+                continue  # binary-buffer message; not ours
+            msg = json.loads(data)
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            t = msg["msg_type"]
+            c = msg["content"]
+            if t == "stream" and tally is not None and c.get("name") == "stdout":
+                tally.add(c["text"])
+            elif t == "execute_reply":
+                reply = True
+            elif t == "status":
+                if c["execution_state"] == "idle":
+                    idle = True
+                elif c["execution_state"] in ("dead", "restarting"):
+                    raise PeerError(f"kernel {c['execution_state']}")
+
+    def reconnect(self):
+        """Close, reconnect with the same session_id; returns (close_s, handshake_s)."""
+        t0 = now()
+        self.ws.close()
+        t1 = now()
+        self.connect()
+        t2 = now()
+        return t1 - t0, t2 - t1
+
+    def close(self):
+        try:
+            self.ws.close()
+        except Exception:
+            pass
+
+
+# --------------------------------------------------------------------------- e2b peer
+
+
+class E2bWsPeer:
+    """e2b_code_interpreter 0.0.10 messaging.JupyterKernelWebSocket (the WS-era client).
+
+    URL as E2B builds it (no session_id query), plus ?token= for the local server.
+    send_execution_message(code, on_stdout=...) -> msg_id (str);
+    get_result(msg_id, timeout) -> Execution, resolved on iopub idle after
+    execute_input (E2B does not wait for execute_reply).
+    """
+
+    name = "e2b-ws"
+    completion = "idle-after-execute_input (E2B semantics; execute_reply not awaited)"
+
+    def __init__(self, args):
+        from e2b_code_interpreter.messaging import JupyterKernelWebSocket
+
+        self.cls = JupyterKernelWebSocket
+        self.timeout = args.timeout
+        self.url = (f"{ws_base(args.url)}/api/kernels/{args.kernel}/channels"
+                    f"?token={args.token}")
+        self.ws = None
+        self.connect()
+
+    def connect(self):
+        # E2B's JupyterExtension uses a fresh uuid4 session per websocket.
+        self.ws = self.cls(url=self.url, session_id=str(uuid.uuid4()))
+        self.ws.connect(timeout=self.timeout)
+
+    def execute(self, code, tally=None):
+        cb = None
+        if tally is not None:
+            cb = lambda m: tally.add(m.line)  # noqa: E731  (ProcessMessage.line)
+        msg_id = self.ws.send_execution_message(code, on_stdout=cb)
+        execution = self.ws.get_result(msg_id, timeout=self.timeout)
+        if execution.error is not None:
+            raise PeerError(f"cell failed: {execution.error.name}: {execution.error.value}")
+
+    def reconnect(self):
+        """close() + new JupyterKernelWebSocket + connect() (new session, no replay)."""
+        t0 = now()
+        self.ws.close()
+        t1 = now()
+        self.connect()
+        t2 = now()
+        return t1 - t0, t2 - t1
+
+    def close(self):
+        try:
+            self.ws.close()
+            time.sleep(0.2)  # let its websocket thread send the close frame
+        except Exception:
+            pass
+
+
+PEER_CLASSES = {"zmq": ZmqPeer, "websocket-client": WebsocketClientPeer, "e2b-ws": E2bWsPeer}
+
+
+# --------------------------------------------------------------------------- measurements
+
+
+def m_roundtrip(peer, args, out):
+    for _ in range(args.warmup):
+        peer.execute("1")
+    samples = []
+    for _ in range(args.iterations):
+        t0 = now()
+        peer.execute("1")
+        samples.append(ms(now() - t0))
+    out["samples_ms"] = samples
+    out.update(summary(samples))
+
+
+def m_stream(peer, args, out):
+    code = stream_code(args.mb)
+    expected = int(args.mb) * 1024 * 1024
+    out["rss_before_kib"] = maxrss_kib()
+    for _ in range(args.warmup):
+        peer.execute(code, Tally())
+    samples, got, nmsgs, rates = [], [], [], []
+    for _ in range(args.iterations):
+        tally = Tally()
+        t0 = now()
+        peer.execute(code, tally)
+        dt = now() - t0
+        samples.append(ms(dt))
+        got.append(tally.bytes)
+        nmsgs.append(tally.messages)
+        rates.append(round(tally.bytes / (1024 * 1024) / dt, 3))
+    out["samples_ms"] = samples
+    out.update(summary(samples))
+    out["mib"] = int(args.mb)
+    out["chunk_bytes"] = CHUNK
+    out["bytes_expected"] = expected
+    out["bytes_received"] = got
+    out["stream_messages"] = nmsgs
+    out["complete"] = all(b == expected for b in got)
+    out["mib_per_s"] = rates
+    out["mib_per_s_p50"] = pct(sorted(rates), 50)
+    out["peak_rss_kib"] = maxrss_kib()
+
+
+def m_reconnect(peer, args, out):
+    if isinstance(peer, ZmqPeer):
+        raise NotImplementedError
+    out["same_session"] = isinstance(peer, WebsocketClientPeer)
+    for _ in range(args.warmup):
+        peer.reconnect()
+        peer.execute("1")
+    total, closes, handshakes = [], [], []
+    for _ in range(args.iterations):
+        t0 = now()
+        c, h = peer.reconnect()
+        peer.execute("1")
+        total.append(ms(now() - t0))
+        closes.append(ms(c))
+        handshakes.append(ms(h))
+    out["samples_ms"] = total
+    out.update(summary(total))
+    out["close_samples_ms"] = closes
+    out.update(summary(closes, "close_"))
+    out["handshake_samples_ms"] = handshakes
+    out.update(summary(handshakes, "handshake_"))
+
+
+MEASURE_FNS = {"roundtrip": m_roundtrip, "stream": m_stream, "reconnect": m_reconnect}
+
+UNSUPPORTED = {
+    ("zmq", "reconnect"): "zmq peer has no websocket; ZMQ sockets reconnect transparently, "
+                          "so there is no close/reconnect cycle to measure",
+}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("peer", choices=PEERS)
+    ap.add_argument("measurement", choices=MEASUREMENTS)
+    ap.add_argument("--url", required=True, help="jupyter_server base URL, http://127.0.0.1:PORT")
+    ap.add_argument("--token", required=True)
+    ap.add_argument("--kernel", required=True, help="kernel id")
+    ap.add_argument("--connection-file", help="kernel-<id>.json (zmq peer); default "
+                    "$JUPYTER_RUNTIME_DIR/kernel-<id>.json")
+    ap.add_argument("--iterations", type=int)
+    ap.add_argument("--warmup", type=int)
+    ap.add_argument("--mb", type=int, default=20, help="MiB printed by the stream cell")
+    ap.add_argument("--timeout", type=float, default=120.0,
+                    help="seconds, per execute and per connect")
+    args = ap.parse_args(argv)
+    it, wu = DEFAULTS[args.measurement]
+    args.iterations = it if args.iterations is None else args.iterations
+    args.warmup = wu if args.warmup is None else args.warmup
+
+    out = {"schema": SCHEMA_VERSION, "peer": args.peer, "measurement": args.measurement}
+    reason = UNSUPPORTED.get((args.peer, args.measurement))
+    if reason:
+        out["unsupported"] = reason
+        emit(out, 0)
+
+    out.update(iterations=args.iterations, warmup=args.warmup)
+    peer = None
+    code = 0
+    try:
+        t0 = now()
+        peer = PEER_CLASSES[args.peer](args)
+        out["connect_ms"] = ms(now() - t0)
+        out["completion"] = peer.completion
+        MEASURE_FNS[args.measurement](peer, args, out)
+    except NotImplementedError:
+        out = {k: out[k] for k in ("schema", "peer", "measurement")}
+        out["unsupported"] = f"{args.peer} cannot do {args.measurement}"
+    except Exception as e:  # still exactly one JSON object
+        out["error"] = f"{type(e).__name__}: {e}"
+        code = 1
+    if peer is not None:
+        peer.close()
+    if "unsupported" not in out:
+        out.setdefault("peak_rss_kib", maxrss_kib())
+        out["versions"] = versions()
+        out["pid"] = os.getpid()
+    emit(out, code)
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,172 @@
+"""Quick start for the C ABI from Python, with nothing but ctypes.
+
+    cargo build --release --features ffi
+    python3 examples/python/quickstart.py [path/to/libe2b_blocking.so]
+
+The library path defaults to $E2B_BLOCKING_LIB, else target/release/libe2b_blocking.so.
+A local sandbox computes a value, streams printed output through a callback, shows how a
+callback stops a run, and is destroyed. Every call is checked: a failure raises E2bError.
+"""
+
+import ctypes
+import json
+import os
+import sys
+
+E2B_OK = 0
+E2B_ERR_CLOSED = 11
+E2B_ERR_CALLBACK = 12
+
+# int32_t (*e2b_output_fn)(const char *data, size_t len, void *user_data)
+OUTPUT_FN = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p)
+
+
+class RunCallbacks(ctypes.Structure):
+    """e2b_run_callbacks_t"""
+
+    _fields_ = [
+        ("on_stdout", OUTPUT_FN),
+        ("on_stderr", OUTPUT_FN),
+        ("on_result", OUTPUT_FN),
+        ("on_error", OUTPUT_FN),
+        ("user_data", ctypes.c_void_p),
+    ]
+
+
+class E2bError(Exception):
+    """A call returned something other than E2B_OK."""
+
+    def __init__(self, code, name, message):
+        super().__init__(f"{name}: {message}")
+        self.code = code
+
+
+def load(path):
+    lib = ctypes.CDLL(path)
+    sandbox = ctypes.c_uint64
+    out_str = ctypes.POINTER(ctypes.c_void_p)  # char **: kept as a raw pointer to free it
+    signatures = {
+        "e2b_version": ([], ctypes.c_char_p),
+        "e2b_error_code_name": ([ctypes.c_int32], ctypes.c_char_p),
+        "e2b_last_error_code": ([], ctypes.c_int32),
+        "e2b_last_error_message": ([], ctypes.c_char_p),
+        "e2b_string_free": ([ctypes.c_void_p], None),
+        "e2b_sandbox_local": ([ctypes.c_char_p, ctypes.POINTER(sandbox)], ctypes.c_int32),
+        "e2b_sandbox_destroy": ([sandbox], ctypes.c_int32),
+        "e2b_run_code": ([sandbox, ctypes.c_char_p, out_str], ctypes.c_int32),
+        "e2b_run": (
+            [sandbox, ctypes.c_char_p, ctypes.c_char_p, ctypes.POINTER(RunCallbacks), out_str],
+            ctypes.c_int32,
+        ),
+    }
+    for name, (argtypes, restype) in signatures.items():
+        fn = getattr(lib, name)
+        fn.argtypes = argtypes
+        fn.restype = restype
+    return lib
+
+
+class Sandbox:
+    """A local sandbox; use it in a `with` block so it is always destroyed."""
+
+    def __init__(self, lib, options=None):
+        self.lib = lib
+        self.handle = ctypes.c_uint64(0)
+        opts = json.dumps(options).encode() if options is not None else None
+        self._check(lib.e2b_sandbox_local(opts, ctypes.byref(self.handle)))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.destroy()
+
+    def destroy(self):
+        if self.handle.value:
+            code = self.lib.e2b_sandbox_destroy(self.handle)
+            self.handle = ctypes.c_uint64(0)
+            self._check(code)
+
+    def run_code(self, code):
+        """The execution as a dict: results, logs, error, execution_count."""
+        out = ctypes.c_void_p()
+        self._check(self.lib.e2b_run_code(self.handle, code.encode(), ctypes.byref(out)))
+        return self._take_json(out)
+
+    def run(self, code, on_stdout=None, timeout_ms=None):
+        """Streams stdout to on_stdout(text) -> bool; returning False stops the run."""
+
+        def stdout(data, length, _user_data):
+            try:
+                keep_going = on_stdout(ctypes.string_at(data, length).decode("utf-8", "replace"))
+                return 0 if keep_going is not False else 1
+            except BaseException:  # never let an exception vanish inside ctypes
+                return 2
+
+        callbacks = RunCallbacks()
+        if on_stdout is not None:
+            callbacks.on_stdout = OUTPUT_FN(stdout)  # kept alive by `callbacks` for the call
+        options = {} if timeout_ms is None else {"timeout_ms": timeout_ms}
+        out = ctypes.c_void_p()
+        code_ = self.lib.e2b_run(
+            self.handle,
+            code.encode(),
+            json.dumps(options).encode(),
+            ctypes.byref(callbacks),
+            ctypes.byref(out),
+        )
+        self._check(code_)
+        return self._take_json(out)
+
+    def _take_json(self, out):
+        try:
+            return json.loads(ctypes.string_at(out.value).decode())
+        finally:
+            self.lib.e2b_string_free(out)
+
+    def _check(self, code):
+        if code != E2B_OK:
+            name = self.lib.e2b_error_code_name(code).decode()
+            message = self.lib.e2b_last_error_message().decode()
+            raise E2bError(code, name, message)
+
+
+def main():
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    default = os.path.join(root, "target", "release", "libe2b_blocking.so")
+    path = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("E2B_BLOCKING_LIB", default)
+    lib = load(path)
+    print("e2b-blocking", lib.e2b_version().decode())
+
+    with Sandbox(lib, {"timeouts": {"execution_ms": 60000}}) as sbx:
+        execution = sbx.run_code("x = 41\nx + 1")
+        main_result = next(r for r in execution["results"] if r["is_main_result"])
+        print("result:", main_result["text"])
+
+        chunks = []
+        sbx.run(
+            "for i in range(3):\n    print(f'line {i}', flush=True)",
+            on_stdout=lambda text: chunks.append(text) or True,
+            timeout_ms=30000,
+        )
+        print("streamed:", "".join(chunks).split())
+
+        # A callback that returns False stops the run; the kernel stays usable.
+        try:
+            sbx.run("import time\nprint('go', flush=True)\ntime.sleep(60)", on_stdout=lambda _: False)
+        except E2bError as e:
+            assert e.code == E2B_ERR_CALLBACK, e
+            print("stopped by callback:", e)
+        print("after stop:", sbx.run_code("'still here'")["results"][0]["text"])
+
+        handle = sbx.handle.value
+    # The handle is retired: using it again is an error code, not a crash.
+    out = ctypes.c_void_p()
+    code = lib.e2b_run_code(handle, b"1", ctypes.byref(out))
+    assert code == E2B_ERR_CLOSED and not out.value, code
+    print("after destroy:", lib.e2b_error_code_name(code).decode())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,679 @@
+//! The C ABI (feature `ffi`): the functions declared in `include/e2b_blocking.h`.
+//!
+//! The header is generated from this module by cbindgen (`tests/ffi_header.rs` checks it is up
+//! to date), so the doc comments here are the C documentation. The rules every function keeps:
+//!
+//! - no panic crosses the boundary: each body runs in [`error::guard`], which turns a panic
+//!   into `E2B_ERR_PANIC`;
+//! - NULL, a 0 handle and invalid UTF-8 give error codes, never undefined behaviour;
+//! - sandboxes are integer ids in a registry, never pointers, so a destroyed or made-up handle
+//!   gives `E2B_ERR_CLOSED` instead of a use-after-free;
+//! - every string returned is owned by the caller and freed with `e2b_string_free`.
+
+mod error;
+mod options;
+
+// Panics become E2B_ERR_PANIC and callbacks stop runs by unwinding: both need unwinding.
+#[cfg(panic = "abort")]
+compile_error!("the `ffi` feature needs panic = \"unwind\" (the default)");
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::ffi::{CStr, CString, c_char, c_void};
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use error::E2bErrorCode::{self, *};
+use error::{FfiError, guard, guard_infallible};
+use options::{LocalJson, RunJson};
+
+use crate::Sandbox;
+
+/// A sandbox handle: an opaque, non-zero id. 0 is never a valid handle.
+///
+/// Thread safety: a handle may be used from any number of threads at once. Executions on the
+/// same sandbox run one after another in its kernel. Handles are never reused: after
+/// `e2b_sandbox_destroy()`, every call with the old value returns `E2B_ERR_CLOSED`.
+pub type E2bSandbox = u64;
+
+/// Receives one piece of streamed output during `e2b_run()`.
+///
+/// `data` points to `len` bytes followed by a NUL byte, so it can be used as a C string (the
+/// bytes may themselves contain NUL if the program printed one). It is valid only until the
+/// callback returns: copy what you want to keep. `user_data` is the value from
+/// `e2b_run_callbacks_t`.
+///
+/// Return 0 to continue. Any other value abandons the run: no further callbacks are made, the
+/// kernel is interrupted, and `e2b_run()` returns `E2B_ERR_CALLBACK`.
+///
+/// Callbacks run on the thread that called `e2b_run()`, one at a time. They must not unwind
+/// (C++ exceptions, `longjmp`) through the library, and must not start another run on the same
+/// sandbox (it would wait for this one).
+pub type E2bOutputFn =
+    Option<unsafe extern "C" fn(data: *const c_char, len: usize, user_data: *mut c_void) -> i32>;
+
+/// Streaming callbacks for `e2b_run()`. Any of them may be NULL. Zero-initialise the struct
+/// (`e2b_run_callbacks_t cb = {0};`) and set the ones you need.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct E2bRunCallbacks {
+    /// Each chunk the code writes to stdout, as UTF-8 text.
+    pub on_stdout: E2bOutputFn,
+    /// Each chunk the code writes to stderr, as UTF-8 text.
+    pub on_stderr: E2bOutputFn,
+    /// Each rich result (`display()` output and the cell's value), as a JSON object with the
+    /// same fields as the entries of the execution JSON's `results`.
+    pub on_result: E2bOutputFn,
+    /// The exception the code raised, as a JSON object `{"name", "value", "traceback"}`.
+    pub on_error: E2bOutputFn,
+    /// Passed unchanged to every callback; the library never dereferences it.
+    pub user_data: *mut c_void,
+}
+
+// ----- the sandbox registry -----
+
+static SANDBOXES: Mutex<BTreeMap<u64, Arc<Sandbox>>> = Mutex::new(BTreeMap::new());
+static NEXT_HANDLE: AtomicU64 = AtomicU64::new(1);
+
+fn sandboxes() -> MutexGuard<'static, BTreeMap<u64, Arc<Sandbox>>> {
+    // Nothing panics while holding the lock, but a poisoned map is still consistent.
+    SANDBOXES.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn register(sandbox: Sandbox) -> E2bSandbox {
+    let handle = NEXT_HANDLE.fetch_add(1, Ordering::Relaxed);
+    sandboxes().insert(handle, Arc::new(sandbox));
+    handle
+}
+
+fn lookup(handle: E2bSandbox) -> Result<Arc<Sandbox>, FfiError> {
+    if handle == 0 {
+        return Err(FfiError::null("sandbox handle"));
+    }
+    sandboxes()
+        .get(&handle)
+        .cloned()
+        .ok_or_else(|| not_live(handle))
+}
+
+fn not_live(handle: E2bSandbox) -> FfiError {
+    FfiError::new(
+        E2B_ERR_CLOSED,
+        format!("sandbox handle {handle} is not live (destroyed, or never created)"),
+    )
+}
+
+// ----- argument helpers -----
+
+/// # Safety
+/// `p` is NULL or points to a NUL-terminated string that stays valid for `'a`.
+unsafe fn str_arg<'a>(p: *const c_char, what: &str) -> Result<&'a str, FfiError> {
+    if p.is_null() {
+        return Err(FfiError::null(what));
+    }
+    // SAFETY: non-NULL and NUL-terminated, as the caller promises.
+    let c = unsafe { CStr::from_ptr(p) };
+    c.to_str().map_err(|e| {
+        FfiError::new(
+            E2B_ERR_INVALID_UTF8,
+            format!("{what} is not valid UTF-8: {e}"),
+        )
+    })
+}
+
+/// Like [`str_arg`], but NULL is allowed and gives `None`.
+///
+/// # Safety
+/// As for [`str_arg`].
+unsafe fn opt_str_arg<'a>(p: *const c_char, what: &str) -> Result<Option<&'a str>, FfiError> {
+    if p.is_null() {
+        Ok(None)
+    } else {
+        // SAFETY: forwarded from the caller.
+        unsafe { str_arg(p, what) }.map(Some)
+    }
+}
+
+/// Clears an out-parameter up front, so it holds a defined value whatever happens next.
+///
+/// # Safety
+/// `out` is NULL or valid for writes of `T` and aligned.
+unsafe fn clear_out<T>(out: *mut T, empty: T, what: &str) -> Result<(), FfiError> {
+    if out.is_null() {
+        return Err(FfiError::null(what));
+    }
+    // SAFETY: non-NULL, writable and aligned, as the caller promises.
+    unsafe { out.write(empty) };
+    Ok(())
+}
+
+/// A string handed to the caller, who frees it with `e2b_string_free`.
+fn into_c_string(s: String) -> Result<*mut c_char, FfiError> {
+    CString::new(s).map(CString::into_raw).map_err(|_| {
+        FfiError::new(
+            E2B_ERR_OTHER,
+            "a returned string contained a NUL byte and cannot be passed to C",
+        )
+    })
+}
+
+fn to_json_bytes<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec())
+}
+
+// ----- version and errors -----
+
+/// The library's version, e.g. `"0.1.0"`. A static string: do not free it.
+#[unsafe(no_mangle)]
+pub extern "C" fn e2b_version() -> *const c_char {
+    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+}
+
+/// The name of an error code, e.g. `"E2B_ERR_TIMEOUT"`, or `"E2B_ERR_OTHER"` for a number this
+/// version does not know. A static string: do not free it.
+#[unsafe(no_mangle)]
+pub extern "C" fn e2b_error_code_name(code: i32) -> *const c_char {
+    let known = E2bErrorCode::ALL.into_iter().find(|c| *c as i32 == code);
+    known.unwrap_or(E2B_ERR_OTHER).name().as_ptr().cast()
+}
+
+/// The code of the most recent fallible `e2b_*` call on this thread: `E2B_OK` after a success.
+///
+/// Every function that returns an `e2b_error_code_t` records its outcome for its thread; the
+/// `e2b_last_error_*` functions, `e2b_version`, `e2b_error_code_name` and `e2b_string_free`
+/// do not.
+#[unsafe(no_mangle)]
+pub extern "C" fn e2b_last_error_code() -> E2bErrorCode {
+    guard_infallible(E2B_OK, error::last_code)
+}
+
+/// The message of the most recent fallible `e2b_*` call on this thread (UTF-8, never NULL;
+/// `""` after a success).
+///
+/// Owned by the library: do not free it. It stays valid until the next call on this thread
+/// that returns an `e2b_error_code_t`; copy it (or use `e2b_last_error_message_copy`) to keep
+/// it longer.
+#[unsafe(no_mangle)]
+pub extern "C" fn e2b_last_error_message() -> *const c_char {
+    guard_infallible(c"".as_ptr(), error::last_message_ptr)
+}
+
+/// Copies the last error message of this thread into `buf`, like `snprintf`: at most
+/// `buf_len - 1` bytes and a terminating NUL (nothing when `buf_len` is 0; `buf` may then be
+/// NULL). Returns the full message length without the NUL, so a return value `>= buf_len`
+/// means the copy was truncated.
+///
+/// # Safety
+/// `buf` must be valid for writes of `buf_len` bytes, or `buf_len` must be 0.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn e2b_last_error_message_copy(buf: *mut c_char, buf_len: usize) -> usize {
+    let copy = move |msg: &[u8]| {
+        if !buf.is_null() && buf_len > 0 {
+            let n = msg.len().min(buf_len - 1);
+            // SAFETY: `buf` holds `buf_len > n` writable bytes, as the caller promises, and
+            // cannot overlap the library's own message.
+            unsafe {
+                std::ptr::copy_nonoverlapping(msg.as_ptr(), buf.cast::<u8>(), n);
+                buf.add(n).write(0);
+            }
+        }
+        msg.len()
+    };
+    guard_infallible(0, move || error::with_last_message(copy).unwrap_or(0))
+}
+
+/// Frees a string returned by this library (execution JSON, ids, URLs). NULL is ignored.
+///
+/// # Safety
+/// `s` must be NULL or a string this library returned that has not been freed yet. From any
+/// thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn e2b_string_free(s: *mut c_char) {
+    if s.is_null() {
+        return;
+    }
+    guard_infallible((), move || {
+        // SAFETY: `s` came from `CString::into_raw` in `into_c_string` and is freed once, as
+        // the caller promises.
+        drop(unsafe { CString::from_raw(s) });
+    })
+}
+
+// ----- creating and destroying sandboxes -----
+
+/// Starts a local sandbox: a `jupyter server` child process on 127.0.0.1 with a random token.
+/// Blocks until its default Python kernel is ready (seconds; the very first use on a machine
+/// also builds a Python venv, about 30 s).
+///
+/// `options_json` may be NULL or `""` for every default, or a JSON object with any of:
+/// - `"python"`: path of a Python that has jupyter_server and ipykernel (default:
+///   `$E2B_LOCAL_PYTHON`, else a venv the library builds once in the user's cache dir);
+/// - `"packages"`: extra PyPI packages to make importable, e.g. `["numpy"]`;
+/// - `"envs"`: `{"NAME": "value"}` environment variables of every context;
+/// - `"timeouts"`: `{"connect_ms", "request_ms", "execution_ms", "start_ms", "close_ms"}`,
+///   each a number of milliseconds; `"execution_ms": null` means executions have no deadline.
+///
+/// Unknown keys are `E2B_ERR_INVALID_ARGUMENT`. On success `*out` is the new handle; on
+/// failure it is 0. Destroy the handle with `e2b_sandbox_destroy()`: that kills the server.
+///
+/// # Safety
+/// `options_json` is NULL or a NUL-terminated string; `out` is valid for one write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn e2b_sandbox_local(
+    options_json: *const c_char,
+    out: *mut E2bSandbox,
+) -> E2bErrorCode {
+    guard(|| {
+        // SAFETY: forwarded from the caller.
+        unsafe { clear_out(out, 0, "out")? };
+        // SAFETY: forwarded from the caller.
+        let json = unsafe { opt_str_arg(options_json, "options_json")? };
+        let opts: LocalJson = options::parse(json, "local sandbox options")?;
+        let sandbox = Sandbox::builder()
+            .timeouts(opts.timeouts.to_timeouts())
+            .envs(opts.envs.clone())
+            .local_with(opts.local_options())?;
+        let handle = register(sandbox);
+        // SAFETY: checked non-NULL above.
+        unsafe { out.write(handle) };
+        Ok(())
+    })
+}
+
+/// Creates an E2B cloud sandbox. **Not available yet**: the E2B backend is still being
+/// written, so this always returns `E2B_ERR_UNSUPPORTED` (after checking its arguments) and
+/// sets `*out` to 0. The signature is final: `options_json` (NULL for defaults) will take the
+/// template, API key, lifetime and timeouts.
+///
+/// # Safety
+/// `options_json` is NULL or a NUL-terminated string; `out` is valid for one write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn e2b_sandbox_create(
+    options_json: *const c_char,
+    out: *mut E2bSandbox,
+) -> E2bErrorCode {
+    guard(|| {
+        // SAFETY: forwarded from the caller.
+        unsafe { clear_out(out, 0, "out")? };
+        // SAFETY: forwarded from the caller.
+        unsafe { opt_str_arg(options_json, "options_json")? };
+        Err(FfiError::new(
+            E2B_ERR_UNSUPPORTED,
+            "e2b_sandbox_create: the E2B cloud backend is not available in this version",
+        ))
+    })
+}
+
+/// Uses an existing Jupyter server (jupyter_server, Kernel Gateway, Enterprise Gateway) as a
+/// sandbox. **Not available yet**: this backend is still being written, so this always returns
+/// `E2B_ERR_UNSUPPORTED` (after checking its arguments) and sets `*out` to 0. The signature is
+/// final: `url` is the server's base URL (required), `token` may be NULL, `options_json` may be
+/// NULL for defaults.
+///
+/// # Safety
+/// `url` is a NUL-terminated string; `token` and `options_json` are NULL or NUL-terminated
+/// strings; `out` is valid for one write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn e2b_sandbox_connect_jupyter(
+    url: *const c_char,
+    token: *const c_char,
+    options_json: *const c_char,
+    out: *mut E2bSandbox,
+) -> E2bErrorCode {
+    guard(|| {
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            clear_out(out, 0, "out")?;
+            str_arg(url, "url")?;
+            opt_str_arg(token, "token")?;
+            opt_str_arg(options_json, "options_json")?;
+        }
+        Err(FfiError::new(
+            E2B_ERR_UNSUPPORTED,
+            "e2b_sandbox_connect_jupyter: the Jupyter server backend is not available in this \
+             version",
+        ))
+    })
+}
+
+/// Tears the sandbox down now (kills the local server, or the cloud sandbox), from any thread.
+/// Runs on other threads fail with `E2B_ERR_CLOSED`, and so do later calls with this handle.
+/// Idempotent. The handle still needs `e2b_sandbox_destroy()` to free it.
+#[unsafe(no_mangle)]
+pub extern "C" fn e2b_sandbox_kill(sandbox: E2bSandbox) -> E2bErrorCode {
+    guard(|| Ok(lookup(sandbox)?.kill()?))
+}
+
+/// Tears the sandbox down (as `e2b_sandbox_kill()`) and frees the handle; calls on other
+/// threads that are using it fail at once with `E2B_ERR_CLOSED`.
+///
+/// 0 is ignored (returns `E2B_OK`), so destroying an unset handle is safe. Destroying a handle
+/// twice returns `E2B_ERR_CLOSED` the second time and does nothing else. If tearing down
+/// reports an error, the handle is freed all the same and that error is returned.
+#[unsafe(no_mangle)]
+pub extern "C" fn e2b_sandbox_destroy(sandbox: E2bSandbox) -> E2bErrorCode {
+    guard(|| {
+        if sandbox == 0 {
+            return Ok(());
+        }
+        let removed = sandboxes().remove(&sandbox);
+        let sbx = removed.ok_or_else(|| not_live(sandbox))?;
+        let result = sbx.kill();
+        // The Sandbox itself is dropped here, or when the last in-flight call returns.
+        drop(sbx);
+        Ok(result?)
+    })
+}
+
+/// The sandbox's id (`local-<pid>` for a local sandbox) in `*out`: a new string the caller
+/// frees with `e2b_string_free()`. `*out` is NULL on failure.
+///
+/// # Safety
+/// `out` is valid for one write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn e2b_sandbox_id(
+    sandbox: E2bSandbox,
+    out: *mut *mut c_char,
+) -> E2bErrorCode {
+    guard(|| {
+        // SAFETY: forwarded from the caller.
+        unsafe { clear_out(out, std::ptr::null_mut(), "out")? };
+        let s = into_c_string(lookup(sandbox)?.sandbox_id().to_string())?;
+        // SAFETY: checked non-NULL above.
+        unsafe { out.write(s) };
+        Ok(())
+    })
+}
+
+/// Base URL of the sandbox's Jupyter server in `*out`: a new string the caller frees with
+/// `e2b_string_free()`. `*out` is NULL on failure.
+///
+/// # Safety
+/// `out` is valid for one write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn e2b_sandbox_jupyter_url(
+    sandbox: E2bSandbox,
+    out: *mut *mut c_char,
+) -> E2bErrorCode {
+    guard(|| {
+        // SAFETY: forwarded from the caller.
+        unsafe { clear_out(out, std::ptr::null_mut(), "out")? };
+        let s = into_c_string(lookup(sandbox)?.jupyter_url().to_string())?;
+        // SAFETY: checked non-NULL above.
+        unsafe { out.write(s) };
+        Ok(())
+    })
+}
+
+// ----- running code -----
+
+/// Runs `code` in the sandbox's default Python context and waits for it, with the sandbox's
+/// default execution timeout.
+///
+/// On `E2B_OK`, `*out_json` is the execution as a JSON object: a new string the caller frees
+/// with `e2b_string_free()`. Its shape:
+/// `{"results": [{"text", "html", "png", …, "is_main_result"}], "logs": {"stdout": [...],
+/// "stderr": [...]}, "error": null | {"name", "value", "traceback"}, "execution_count"}`.
+/// An exception raised by the code is not a failure: it is the `"error"` field.
+/// On failure `*out_json` is NULL.
+///
+/// # Safety
+/// `code` is a NUL-terminated string; `out_json` is valid for one write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn e2b_run_code(
+    sandbox: E2bSandbox,
+    code: *const c_char,
+    out_json: *mut *mut c_char,
+) -> E2bErrorCode {
+    guard(|| {
+        // SAFETY: forwarded from the caller.
+        unsafe { clear_out(out_json, std::ptr::null_mut(), "out_json")? };
+        // SAFETY: forwarded from the caller.
+        let code = unsafe { str_arg(code, "code")? };
+        let exec = lookup(sandbox)?.run_code(code)?;
+        let json = into_c_string(exec.to_json())?;
+        // SAFETY: checked non-NULL above.
+        unsafe { out_json.write(json) };
+        Ok(())
+    })
+}
+
+/// Which callback ended a run, and with what value.
+#[derive(Debug, Clone, Copy)]
+struct Abort {
+    callback: &'static str,
+    returned: i32,
+}
+
+/// The unwind payload that carries a callback's "stop" through the run loop, which catches
+/// it (as it catches any callback panic) and abandons the run. Raised with `resume_unwind`,
+/// so no panic hook prints anything.
+struct StopRun(Abort);
+
+/// Calls one C callback; a non-zero return records why and stops the run.
+fn deliver(
+    callback: &'static str,
+    f: unsafe extern "C" fn(*const c_char, usize, *mut c_void) -> i32,
+    data: &[u8],
+    user_data: *mut c_void,
+    abort: &Cell<Option<Abort>>,
+) {
+    let mut buf = Vec::with_capacity(data.len() + 1);
+    buf.extend_from_slice(data);
+    buf.push(0);
+    // SAFETY: the caller of `e2b_run` gave us this function for exactly this call, with this
+    // signature; `buf` outlives the call.
+    let returned = unsafe { f(buf.as_ptr().cast(), data.len(), user_data) };
+    if returned != 0 {
+        let stop = Abort { callback, returned };
+        abort.set(Some(stop));
+        resume_unwind(Box::new(StopRun(stop)));
+    }
+}
+
+/// Runs `code` and waits for it, streaming output to `callbacks` as it arrives.
+///
+/// `options_json` may be NULL or `""` for defaults, or a JSON object with any of:
+/// - `"timeout_ms"`: deadline in milliseconds, or `null` for none (default: the sandbox's
+///   execution timeout, 300 s unless configured). On expiry the kernel is interrupted and the
+///   call returns `E2B_ERR_TIMEOUT`;
+/// - `"language"`: run in the sandbox's default context for this language (default
+///   `"python"`);
+/// - `"envs"`: `{"NAME": "value"}` environment variables for this run only.
+///
+/// `callbacks` may be NULL, as may any of its members; they are called on this thread, see
+/// `e2b_output_fn`. A callback returning non-zero ends the run with `E2B_ERR_CALLBACK`.
+///
+/// `out_json` may be NULL if you do not want the execution JSON; otherwise on `E2B_OK` it gets
+/// the same JSON as `e2b_run_code()`, which the caller frees with `e2b_string_free()`, and NULL
+/// on failure.
+///
+/// # Safety
+/// `code` is a NUL-terminated string; `options_json` is NULL or a NUL-terminated string;
+/// `callbacks` is NULL or points to a valid `e2b_run_callbacks_t` (read once, at the start);
+/// `out_json` is NULL or valid for one write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn e2b_run(
+    sandbox: E2bSandbox,
+    code: *const c_char,
+    options_json: *const c_char,
+    callbacks: *const E2bRunCallbacks,
+    out_json: *mut *mut c_char,
+) -> E2bErrorCode {
+    guard(|| {
+        if !out_json.is_null() {
+            // SAFETY: forwarded from the caller.
+            unsafe { clear_out(out_json, std::ptr::null_mut(), "out_json")? };
+        }
+        // SAFETY: forwarded from the caller.
+        let code = unsafe { str_arg(code, "code")? };
+        // SAFETY: forwarded from the caller.
+        let json = unsafe { opt_str_arg(options_json, "options_json")? };
+        let opts: RunJson = options::parse(json, "run options")?;
+        // SAFETY: NULL or a valid struct, as the caller promises; it is Copy.
+        let cbs = unsafe { callbacks.as_ref() }.copied();
+        let sbx = lookup(sandbox)?;
+
+        let abort: Cell<Option<Abort>> = Cell::new(None);
+        let abort = &abort;
+        let mut run = sbx.run(code);
+        if let Some(language) = opts.language {
+            run = run.language(language);
+        }
+        if let Some(timeout) = opts.timeout_ms {
+            run = run.timeout(timeout.map(Duration::from_millis));
+        }
+        if !opts.envs.is_empty() {
+            run = run.envs(opts.envs);
+        }
+        if let Some(cbs) = cbs {
+            let ud = cbs.user_data;
+            if let Some(f) = cbs.on_stdout {
+                run = run.on_stdout(move |m| deliver("on_stdout", f, m.line.as_bytes(), ud, abort));
+            }
+            if let Some(f) = cbs.on_stderr {
+                run = run.on_stderr(move |m| deliver("on_stderr", f, m.line.as_bytes(), ud, abort));
+            }
+            if let Some(f) = cbs.on_result {
+                run = run.on_result(move |r| deliver("on_result", f, &to_json_bytes(r), ud, abort));
+            }
+            if let Some(f) = cbs.on_error {
+                run = run.on_error(move |e| deliver("on_error", f, &to_json_bytes(e), ud, abort));
+            }
+        }
+        // The run loop catches callback unwinds itself (and the abort is recorded in `abort`);
+        // should one ever get past it, a stop still ends as E2B_ERR_CALLBACK here, and
+        // anything else goes on to `guard` as a panic.
+        let result = match catch_unwind(AssertUnwindSafe(|| run.send())) {
+            Ok(result) => Some(result),
+            Err(payload) => match payload.downcast::<StopRun>() {
+                Ok(stop) => {
+                    abort.set(Some(stop.0));
+                    None
+                }
+                Err(other) => resume_unwind(other),
+            },
+        };
+        if let Some(a) = abort.get() {
+            return Err(FfiError::new(
+                E2B_ERR_CALLBACK,
+                format!(
+                    "the {} callback returned {}: the run was abandoned and its kernel \
+                     interrupted",
+                    a.callback, a.returned
+                ),
+            ));
+        }
+        let Some(result) = result else {
+            return Err(FfiError::new(
+                E2B_ERR_OTHER,
+                "the run ended without a result",
+            ));
+        };
+        let exec = result?;
+        if !out_json.is_null() {
+            let json = into_c_string(exec.to_json())?;
+            // SAFETY: checked non-NULL above.
+            unsafe { out_json.write(json) };
+        }
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn last_message() -> String {
+        // SAFETY: the library's own message pointer, read at once.
+        unsafe { CStr::from_ptr(e2b_last_error_message()) }
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    #[test]
+    fn null_and_zero_arguments_are_error_codes() {
+        // SAFETY: every pointer is NULL or valid.
+        unsafe {
+            assert_eq!(
+                e2b_sandbox_local(std::ptr::null(), std::ptr::null_mut()),
+                E2B_ERR_NULL_ARG
+            );
+            assert!(last_message().contains("out is NULL"));
+            let mut out: *mut c_char = std::ptr::null_mut();
+            assert_eq!(e2b_run_code(0, c"1".as_ptr(), &mut out), E2B_ERR_NULL_ARG);
+            assert_eq!(
+                e2b_run_code(12345678, c"1".as_ptr(), &mut out),
+                E2B_ERR_CLOSED
+            );
+            assert!(out.is_null());
+            assert_eq!(e2b_sandbox_destroy(0), E2B_OK);
+            assert_eq!(e2b_sandbox_destroy(12345678), E2B_ERR_CLOSED);
+            e2b_string_free(std::ptr::null_mut());
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_is_an_error_code() {
+        let bad = [0x7bu8, 0xff, 0xfe, 0];
+        let mut out = 7;
+        // SAFETY: `bad` is NUL-terminated; `out` is writable.
+        let code = unsafe { e2b_sandbox_local(bad.as_ptr().cast(), &mut out) };
+        assert_eq!(code, E2B_ERR_INVALID_UTF8);
+        assert_eq!(out, 0);
+        assert_eq!(e2b_last_error_code(), E2B_ERR_INVALID_UTF8);
+    }
+
+    #[test]
+    fn message_copy_behaves_like_snprintf() {
+        error::set_last(E2B_ERR_OTHER, "hello");
+        let mut buf = [0x55 as c_char; 4];
+        // SAFETY: `buf` has 4 writable bytes; NULL with length 0 is allowed.
+        unsafe {
+            assert_eq!(e2b_last_error_message_copy(buf.as_mut_ptr(), buf.len()), 5);
+            assert_eq!(CStr::from_ptr(buf.as_ptr()).to_bytes(), b"hel");
+            assert_eq!(e2b_last_error_message_copy(std::ptr::null_mut(), 0), 5);
+        }
+    }
+
+    #[test]
+    fn unsupported_backends_say_so() {
+        let mut out = 7;
+        // SAFETY: valid pointers.
+        unsafe {
+            assert_eq!(
+                e2b_sandbox_create(std::ptr::null(), &mut out),
+                E2B_ERR_UNSUPPORTED
+            );
+            assert_eq!(out, 0);
+            assert_eq!(
+                e2b_sandbox_connect_jupyter(
+                    std::ptr::null(),
+                    std::ptr::null(),
+                    std::ptr::null(),
+                    &mut out
+                ),
+                E2B_ERR_NULL_ARG
+            );
+        }
+    }
+
+    #[test]
+    fn code_names_cover_unknown_numbers() {
+        // SAFETY: static strings.
+        let name = |c| {
+            unsafe { CStr::from_ptr(e2b_error_code_name(c)) }
+                .to_str()
+                .unwrap()
+        };
+        assert_eq!(name(4), "E2B_ERR_TIMEOUT");
+        assert_eq!(name(-5), "E2B_ERR_OTHER");
+        // SAFETY: a static string.
+        let version = unsafe { CStr::from_ptr(e2b_version()) };
+        assert_eq!(version.to_str().unwrap(), env!("CARGO_PKG_VERSION"));
+    }
+}

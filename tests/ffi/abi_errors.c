@@ -1,0 +1,316 @@
+/*
+ * Error paths across the C ABI, run by tests/ffi_c.rs (also under valgrind): NULL and 0
+ * arguments, invalid UTF-8, bad options, unsupported backends, callbacks that stop a run, a
+ * timeout, calls after kill and destroy, concurrent use, and the per-thread last error.
+ * Exits 0 when every check holds; prints each failed check to stderr.
+ */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime, nanosleep */
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "e2b_blocking.h"
+
+static int checks = 0;
+static int failures = 0;
+
+#define CHECK(cond)                                                                          \
+    do {                                                                                     \
+        checks++;                                                                            \
+        if (!(cond)) {                                                                       \
+            failures++;                                                                      \
+            fprintf(stderr, "FAILED %s:%d: %s (last error: %s: %s)\n", __FILE__, __LINE__,   \
+                    #cond, e2b_error_code_name(e2b_last_error_code()),                       \
+                    e2b_last_error_message());                                               \
+        }                                                                                    \
+    } while (0)
+
+#define CHECK_CODE(call, expected) CHECK((call) == (expected))
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void sleep_ms(long ms) {
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static int contains(const char *haystack, const char *needle) {
+    return haystack != NULL && strstr(haystack, needle) != NULL;
+}
+
+/* ----- without a sandbox ----- */
+
+static void *other_thread_errors(void *arg) {
+    (void)arg;
+    /* A new thread starts with no error, whatever other threads did. */
+    CHECK(e2b_last_error_code() == E2B_OK);
+    CHECK(strcmp(e2b_last_error_message(), "") == 0);
+    e2b_sandbox_t out = 0;
+    CHECK_CODE(e2b_sandbox_create(NULL, &out), E2B_ERR_UNSUPPORTED);
+    CHECK(e2b_last_error_code() == E2B_ERR_UNSUPPORTED);
+    return NULL;
+}
+
+static void without_sandbox(void) {
+    CHECK(contains(e2b_version(), "."));
+    CHECK(strcmp(e2b_error_code_name(E2B_ERR_TIMEOUT), "E2B_ERR_TIMEOUT") == 0);
+    CHECK(strcmp(e2b_error_code_name(12345), "E2B_ERR_OTHER") == 0);
+
+    /* NULL out-parameter. */
+    CHECK_CODE(e2b_sandbox_local(NULL, NULL), E2B_ERR_NULL_ARG);
+    CHECK(e2b_last_error_code() == E2B_ERR_NULL_ARG);
+    CHECK(contains(e2b_last_error_message(), "out is NULL"));
+
+    /* Invalid UTF-8 and bad JSON; the out-parameter is reset to 0. */
+    e2b_sandbox_t out = 123;
+    CHECK_CODE(e2b_sandbox_local("{\"python\": \"\xff\xfe\"}", &out), E2B_ERR_INVALID_UTF8);
+    CHECK(out == 0);
+    CHECK_CODE(e2b_sandbox_local("{not json", &out), E2B_ERR_INVALID_ARGUMENT);
+    CHECK_CODE(e2b_sandbox_local("{\"pythn\": \"x\"}", &out), E2B_ERR_INVALID_ARGUMENT);
+    CHECK(contains(e2b_last_error_message(), "pythn"));
+    CHECK_CODE(e2b_sandbox_local("{\"timeouts\": {\"start_ms\": -1}}", &out),
+               E2B_ERR_INVALID_ARGUMENT);
+
+    /* Backends that are not there yet say so and do not pretend to succeed. */
+    out = 123;
+    CHECK_CODE(e2b_sandbox_create(NULL, &out), E2B_ERR_UNSUPPORTED);
+    CHECK(out == 0);
+    CHECK_CODE(e2b_sandbox_connect_jupyter("http://127.0.0.1:8888", NULL, NULL, &out),
+               E2B_ERR_UNSUPPORTED);
+    CHECK_CODE(e2b_sandbox_connect_jupyter(NULL, "token", NULL, &out), E2B_ERR_NULL_ARG);
+
+    /* 0 and made-up handles. */
+    char *json = (char *)"not touched";
+    CHECK_CODE(e2b_run_code(0, "1", &json), E2B_ERR_NULL_ARG);
+    CHECK(json == NULL);
+    CHECK_CODE(e2b_run_code(987654321, "1", &json), E2B_ERR_CLOSED);
+    CHECK(json == NULL);
+    CHECK_CODE(e2b_run(987654321, "1", NULL, NULL, NULL), E2B_ERR_CLOSED);
+    CHECK_CODE(e2b_sandbox_kill(987654321), E2B_ERR_CLOSED);
+    CHECK_CODE(e2b_sandbox_destroy(0), E2B_OK);
+    CHECK_CODE(e2b_sandbox_destroy(987654321), E2B_ERR_CLOSED);
+    e2b_string_free(NULL);
+
+    /* The last error stays until the next fallible call, and copies like snprintf. */
+    CHECK_CODE(e2b_sandbox_kill(987654321), E2B_ERR_CLOSED);
+    size_t len = e2b_last_error_message_copy(NULL, 0);
+    CHECK(len == strlen(e2b_last_error_message()) && len > 10);
+    char small[8];
+    memset(small, 'x', sizeof small);
+    CHECK(e2b_last_error_message_copy(small, sizeof small) == len);
+    CHECK(strlen(small) == sizeof small - 1);
+    CHECK(strncmp(small, e2b_last_error_message(), sizeof small - 1) == 0);
+
+    /* Each thread has its own last error. */
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, other_thread_errors, NULL) == 0);
+    pthread_join(t, NULL);
+    CHECK(e2b_last_error_code() == E2B_ERR_CLOSED);
+}
+
+/* ----- with a sandbox ----- */
+
+struct stop_after {
+    int calls;      /* how many times the callback ran */
+    int stop_at;    /* return non-zero on this call (1-based) */
+    int returned;   /* what to return then */
+    size_t last_len;
+    int last_terminated; /* data[len] == '\0' */
+    char last[256];
+};
+
+static int32_t stop_after_cb(const char *data, size_t len, void *user_data) {
+    struct stop_after *s = user_data;
+    s->calls++;
+    s->last_len = len;
+    s->last_terminated = data[len] == '\0';
+    size_t n = len < sizeof s->last - 1 ? len : sizeof s->last - 1;
+    memcpy(s->last, data, n);
+    s->last[n] = '\0';
+    return s->calls == s->stop_at ? s->returned : 0;
+}
+
+struct run_args {
+    e2b_sandbox_t sbx;
+    const char *code;
+    int code_out;
+    double seconds;
+    char *json;
+};
+
+static void *run_in_thread(void *arg) {
+    struct run_args *a = arg;
+    double t0 = now();
+    a->code_out = e2b_run_code(a->sbx, a->code, &a->json);
+    a->seconds = now() - t0;
+    return NULL;
+}
+
+static void with_sandbox(void) {
+    e2b_sandbox_t sbx = 0;
+    CHECK_CODE(e2b_sandbox_local("{\"envs\": {\"E2B_FFI_TEST\": \"yes\"}, "
+                                 "\"timeouts\": {\"execution_ms\": 120000}}",
+                                 &sbx),
+               E2B_OK);
+    if (sbx == 0) {
+        return;
+    }
+    CHECK(e2b_last_error_code() == E2B_OK && strcmp(e2b_last_error_message(), "") == 0);
+
+    char *s = NULL;
+    CHECK_CODE(e2b_sandbox_id(sbx, &s), E2B_OK);
+    CHECK(contains(s, "local-"));
+    e2b_string_free(s);
+    CHECK_CODE(e2b_sandbox_jupyter_url(sbx, &s), E2B_OK);
+    CHECK(contains(s, "http://127.0.0.1:"));
+    e2b_string_free(s);
+    CHECK_CODE(e2b_sandbox_id(sbx, NULL), E2B_ERR_NULL_ARG);
+
+    /* Bad arguments to run. */
+    char *json = NULL;
+    CHECK_CODE(e2b_run_code(sbx, NULL, &json), E2B_ERR_NULL_ARG);
+    CHECK(contains(e2b_last_error_message(), "code is NULL"));
+    CHECK_CODE(e2b_run_code(sbx, "print('\xc3\x28')", &json), E2B_ERR_INVALID_UTF8);
+    CHECK(json == NULL);
+    CHECK_CODE(e2b_run_code(sbx, "1", NULL), E2B_ERR_NULL_ARG);
+    CHECK_CODE(e2b_run(sbx, "1", "{\"timeout\": 5}", NULL, NULL), E2B_ERR_INVALID_ARGUMENT);
+    CHECK_CODE(e2b_run(sbx, "1", "[]", NULL, NULL), E2B_ERR_INVALID_ARGUMENT);
+
+    /* The sandbox's env vars, and a run's own. */
+    CHECK_CODE(e2b_run_code(sbx, "import os; os.environ['E2B_FFI_TEST']", &json), E2B_OK);
+    CHECK(contains(json, "\"text\":\"'yes'\""));
+    e2b_string_free(json);
+    CHECK_CODE(e2b_run(sbx, "os.environ['ONLY_HERE']", "{\"envs\": {\"ONLY_HERE\": \"1\"}}",
+                       NULL, &json),
+               E2B_OK);
+    CHECK(contains(json, "\"text\":\"'1'\""));
+    e2b_string_free(json);
+
+    /* A callback that returns non-zero stops the run at once and the kernel is usable. */
+    struct stop_after stop = {0, 1, 7, 0, 0, {0}};
+    e2b_run_callbacks_t cb = {0};
+    cb.on_stdout = stop_after_cb;
+    cb.user_data = &stop;
+    double t0 = now();
+    json = (char *)"not touched";
+    CHECK_CODE(e2b_run(sbx, "import time\nprint('first', flush=True)\ntime.sleep(60)\nprint('x')",
+                       NULL, &cb, &json),
+               E2B_ERR_CALLBACK);
+    CHECK(now() - t0 < 30.0);
+    CHECK(json == NULL);
+    CHECK(stop.calls == 1);
+    CHECK(contains(stop.last, "first"));
+    CHECK(contains(e2b_last_error_message(), "on_stdout callback returned 7"));
+    CHECK_CODE(e2b_run_code(sbx, "1 + 1", &json), E2B_OK);
+    CHECK(contains(json, "\"text\":\"2\""));
+    e2b_string_free(json);
+
+    /* Every kind of callback gets its data; NUL bytes in output are passed with their length. */
+    struct stop_after out = {0, 0, 0, 0, 0, {0}}, err = out, res = out, exc = out;
+    e2b_run_callbacks_t all = {0};
+    all.on_stdout = stop_after_cb;
+    all.user_data = &out;
+    CHECK_CODE(e2b_run(sbx, "print('a\\0b')", NULL, &all, NULL), E2B_OK);
+    CHECK(out.calls == 1 && out.last_len == 4 && out.last_terminated);
+    all.on_stdout = NULL;
+    all.on_stderr = stop_after_cb;
+    all.user_data = &err;
+    CHECK_CODE(e2b_run(sbx, "import sys; sys.stderr.write('oops\\n')", NULL, &all, NULL), E2B_OK);
+    CHECK(err.calls >= 1 && contains(err.last, "oops"));
+    all.on_stderr = NULL;
+    all.on_result = stop_after_cb;
+    all.user_data = &res;
+    CHECK_CODE(e2b_run(sbx, "6 * 7", NULL, &all, NULL), E2B_OK);
+    CHECK(res.calls == 1 && contains(res.last, "\"text\":\"42\"") &&
+          contains(res.last, "\"is_main_result\":true"));
+    all.on_result = NULL;
+    all.on_error = stop_after_cb;
+    all.user_data = &exc;
+    exc.stop_at = 1;
+    exc.returned = -1;
+    CHECK_CODE(e2b_run(sbx, "raise ValueError('bad')", NULL, &all, NULL), E2B_ERR_CALLBACK);
+    CHECK(exc.calls == 1 && contains(exc.last, "\"name\":\"ValueError\""));
+    CHECK(contains(e2b_last_error_message(), "on_error callback returned -1"));
+
+    /* A Python exception without an on_error callback is data, not an error code. */
+    CHECK_CODE(e2b_run_code(sbx, "1 / 0", &json), E2B_OK);
+    CHECK(contains(json, "ZeroDivisionError"));
+    e2b_string_free(json);
+
+    /* A timeout interrupts the kernel; the next run works. */
+    t0 = now();
+    CHECK_CODE(e2b_run(sbx, "import time; time.sleep(60)", "{\"timeout_ms\": 500}", NULL, &json),
+               E2B_ERR_TIMEOUT);
+    CHECK(now() - t0 < 30.0);
+    CHECK(json == NULL);
+    CHECK_CODE(e2b_run_code(sbx, "'after timeout'", &json), E2B_OK);
+    CHECK(contains(json, "after timeout"));
+    e2b_string_free(json);
+
+    /* Two threads on one handle at once. */
+    struct run_args a = {sbx, "import time; time.sleep(0.2); 'a'", -1, 0, NULL};
+    struct run_args b = {sbx, "'b'", -1, 0, NULL};
+    pthread_t ta, tb;
+    CHECK(pthread_create(&ta, NULL, run_in_thread, &a) == 0);
+    CHECK(pthread_create(&tb, NULL, run_in_thread, &b) == 0);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    CHECK(a.code_out == E2B_OK && contains(a.json, "'a'"));
+    CHECK(b.code_out == E2B_OK && contains(b.json, "'b'"));
+    e2b_string_free(a.json);
+    e2b_string_free(b.json);
+
+    /* Destroying a handle another thread is running on ends that run at once. */
+    struct run_args slow = {sbx, "import time; time.sleep(60)", -1, 0, NULL};
+    pthread_t ts;
+    CHECK(pthread_create(&ts, NULL, run_in_thread, &slow) == 0);
+    sleep_ms(1000);
+    e2b_error_code_t destroyed = e2b_sandbox_destroy(sbx);
+    CHECK(destroyed == E2B_OK);
+    pthread_join(ts, NULL);
+    CHECK(slow.code_out == E2B_ERR_CLOSED);
+    CHECK(slow.seconds < 30.0);
+    CHECK(slow.json == NULL);
+
+    /* The handle is retired for good. */
+    CHECK_CODE(e2b_run_code(sbx, "1", &json), E2B_ERR_CLOSED);
+    CHECK(contains(e2b_last_error_message(), "not live"));
+    CHECK_CODE(e2b_sandbox_destroy(sbx), E2B_ERR_CLOSED);
+}
+
+static void kill_then_destroy(void) {
+    e2b_sandbox_t sbx = 0;
+    CHECK_CODE(e2b_sandbox_local("", &sbx), E2B_OK);
+    if (sbx == 0) {
+        return;
+    }
+    CHECK_CODE(e2b_sandbox_kill(sbx), E2B_OK);
+    CHECK_CODE(e2b_sandbox_kill(sbx), E2B_OK); /* idempotent */
+    char *json = NULL;
+    CHECK_CODE(e2b_run_code(sbx, "1", &json), E2B_ERR_CLOSED);
+    CHECK(json == NULL);
+    char *id = NULL;
+    CHECK_CODE(e2b_sandbox_id(sbx, &id), E2B_OK); /* still readable until destroyed */
+    e2b_string_free(id);
+    CHECK_CODE(e2b_sandbox_destroy(sbx), E2B_OK);
+    CHECK_CODE(e2b_sandbox_kill(sbx), E2B_ERR_CLOSED);
+}
+
+int main(void) {
+    without_sandbox();
+    with_sandbox();
+    kill_then_destroy();
+    if (failures != 0) {
+        fprintf(stderr, "abi_errors: %d of %d checks failed\n", failures, checks);
+        return 1;
+    }
+    printf("abi_errors: all %d checks hold\n", checks);
+    return 0;
+}

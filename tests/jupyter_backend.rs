@@ -1,0 +1,196 @@
+//! The existing-server backend against a real jupyter_server and a real Jupyter Kernel Gateway.
+
+mod support;
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use e2b_blocking::{Error, LocalOptions, Sandbox, Secret, Timeouts};
+use support::{deadline, init_logs, local, token_of};
+
+fn kernel_ids(url: &str, token: &str) -> Vec<String> {
+    let body = ureq::get(&format!("{url}/api/kernels"))
+        .header("Authorization", &format!("token {token}"))
+        .call()
+        .expect("list kernels")
+        .body_mut()
+        .read_to_string()
+        .expect("body");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn drives_a_token_protected_jupyter_server_and_shuts_down_only_its_kernels() {
+    deadline(|| {
+        let owner = local();
+        let url = owner.jupyter_url().to_string();
+        let token = token_of(&owner);
+        let before = kernel_ids(&url, &token);
+
+        let sbx = Sandbox::jupyter(&url, token.as_str()).unwrap();
+        assert!(
+            !format!("{sbx:?}").contains(&token),
+            "token in Debug output"
+        );
+        sbx.run_code("z = 6").unwrap();
+        assert_eq!(sbx.run_code("z * 7").unwrap().text(), Some("42"));
+        let during = kernel_ids(&url, &token);
+        assert_eq!(during.len(), before.len() + 1);
+        drop(sbx);
+
+        // Its own kernel is gone; the owner's kernels and server are untouched.
+        assert_eq!(kernel_ids(&url, &token), before);
+        assert_eq!(owner.run_code("1 + 1").unwrap().text(), Some("2"));
+    });
+}
+
+#[test]
+fn wrong_token_is_an_authentication_error() {
+    deadline(|| {
+        let owner = local();
+        let err = Sandbox::jupyter(owner.jupyter_url(), "not-the-token").unwrap_err();
+        assert!(
+            matches!(err, Error::Authentication { status: 403, .. }),
+            "{err:?}"
+        );
+        assert!(!err.to_string().contains("not-the-token"));
+    });
+}
+
+#[test]
+fn unreachable_server_fails_within_the_connect_timeout() {
+    deadline(|| {
+        init_logs();
+        // A port that was just free: nothing listens there.
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let started = Instant::now();
+        let err = Sandbox::builder()
+            .timeouts(Timeouts::default().connect(Duration::from_secs(2)))
+            .jupyter(&format!("http://127.0.0.1:{port}"), Secret::new("t"))
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::Transport { .. } | Error::Timeout { .. }),
+            "{err:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "took {:?}",
+            started.elapsed()
+        );
+        let err = Sandbox::jupyter("127.0.0.1:1", "t").unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+    });
+}
+
+/// A Jupyter Kernel Gateway from PyPI, installed into the local sandbox's managed venv.
+struct Gateway {
+    child: Child,
+    url: String,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn start_gateway(token: &str) -> Gateway {
+    // The venv's interpreter, asked from inside a local sandbox that made sure the package is there.
+    let sbx = Sandbox::builder()
+        .local_with(LocalOptions::new().packages(["jupyter_kernel_gateway"]))
+        .unwrap();
+    let exec = sbx.run_code("import sys\nsys.executable").unwrap();
+    let python = exec.text().unwrap().trim_matches('\'').to_string();
+    drop(sbx);
+    let dir = std::env::temp_dir().join(format!("e2b-kg-{}-{}", std::process::id(), token));
+    std::fs::create_dir_all(&dir).unwrap();
+    for _ in 0..5 {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut child = Command::new(&python)
+            .args(["-m", "kernel_gateway", "--KernelGatewayApp.ip=127.0.0.1"])
+            .arg(format!("--KernelGatewayApp.port={port}"))
+            .arg("--KernelGatewayApp.port_retries=0")
+            .arg(format!("--KernelGatewayApp.auth_token={token}"))
+            .arg("--JupyterWebsocketPersonality.list_kernels=True")
+            .env("JUPYTER_RUNTIME_DIR", dir.join("runtime"))
+            .env("JUPYTER_DATA_DIR", dir.join("data"))
+            .env("JUPYTER_CONFIG_DIR", dir.join("config"))
+            .current_dir(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        let ready_by = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < ready_by {
+            if let Ok(Some(_)) = child.try_wait() {
+                break; // lost the port race; try another
+            }
+            // Any HTTP answer means it is up (without the token, /api answers 401).
+            let answer = ureq::get(&format!("{url}/api")).call();
+            if matches!(answer, Ok(_) | Err(ureq::Error::StatusCode(_))) {
+                return Gateway { child, url, dir };
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    panic!("kernel gateway did not start");
+}
+
+#[test]
+fn drives_a_jupyter_kernel_gateway() {
+    deadline(|| {
+        init_logs();
+        let gw = start_gateway("kg-token");
+        let err = Sandbox::jupyter(&gw.url, "wrong").unwrap_err();
+        assert!(
+            matches!(err, Error::Authentication { status: 401, .. }),
+            "{err:?}"
+        );
+
+        let sbx = Sandbox::jupyter(&gw.url, "kg-token").unwrap();
+        let exec = sbx
+            .run("import sys\nprint('via gateway')\nprint('warn', file=sys.stderr)\n2 ** 10")
+            .send()
+            .unwrap();
+        assert_eq!(exec.text(), Some("1024"));
+        assert_eq!(exec.logs.stdout.concat(), "via gateway\n");
+        assert_eq!(exec.logs.stderr.concat(), "warn\n");
+        let err = sbx
+            .run("import time\ntime.sleep(30)")
+            .timeout(Duration::from_millis(300))
+            .send()
+            .unwrap_err();
+        assert!(err.is_timeout());
+        assert_eq!(
+            sbx.run("40 + 2")
+                .timeout(Duration::from_secs(2))
+                .send()
+                .unwrap()
+                .text(),
+            Some("42")
+        );
+        assert_eq!(kernel_ids(&gw.url, "kg-token").len(), 1);
+        drop(sbx);
+        assert!(kernel_ids(&gw.url, "kg-token").is_empty());
+    });
+}
