@@ -6,8 +6,9 @@ mod support;
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
-use e2b_blocking::{CommandOutput, Error, Sandbox, TimeoutPhase};
-use support::{alive, deadline, descendants, init_logs, local};
+use e2b_blocking::{CommandOutput, Error, ReconnectPolicy, Sandbox, TimeoutPhase};
+use support::fault_proxy::FaultProxy;
+use support::{alive, deadline, descendants, init_logs, local, server_addr, token_of};
 
 /// Waits up to 5 s for a process to be gone (reaped or a zombie).
 fn gone(pid: u32) -> bool {
@@ -332,5 +333,48 @@ fn a_panicking_callback_kills_the_command_and_is_an_error() {
         }
         assert!(started.elapsed() < Duration::from_secs(10));
         assert_eq!(sbx.commands().run("echo fine").unwrap().stdout, "fine\n");
+    });
+}
+
+#[test]
+fn command_output_survives_connection_cuts() {
+    deadline(|| {
+        init_logs();
+        let owner = local();
+        let proxy = FaultProxy::start(server_addr(&owner)).unwrap();
+        let sbx = Sandbox::builder()
+            .reconnect(ReconnectPolicy::default().max_elapsed(Duration::from_secs(30)))
+            .jupyter(
+                &format!("http://{}", proxy.addr()),
+                token_of(&owner).as_str(),
+            )
+            .unwrap();
+        // Start the command kernel before the cuts: REST calls are not retried.
+        assert_eq!(sbx.commands().run("echo warm").unwrap().stdout, "warm\n");
+        let chaos = proxy.start_random_cuts(
+            Duration::from_millis(100),
+            Duration::from_millis(400),
+            0xc0de,
+        );
+        for n in 0..6 {
+            let streamed = RefCell::new(String::new());
+            let out = sbx
+                .commands()
+                .cmd(format!(
+                    "for i in $(seq 1 30); do echo c{n} out $i; echo c{n} err $i >&2; sleep 0.03; done; exit {n}"
+                ))
+                .on_stdout(|s| streamed.borrow_mut().push_str(s))
+                .run()
+                .unwrap_or_else(|e| panic!("command {n}: {e:?}"));
+            let want: String = (1..=30).map(|i| format!("c{n} out {i}\n")).collect();
+            let want_err: String = (1..=30).map(|i| format!("c{n} err {i}\n")).collect();
+            assert_eq!(out.stdout, want, "command {n}");
+            assert_eq!(out.stderr, want_err, "command {n}");
+            assert_eq!(streamed.into_inner(), want, "command {n}: callbacks");
+            assert_eq!(out.exit_code, n);
+        }
+        drop(chaos);
+        println!("{} cuts", proxy.cuts());
+        assert!(proxy.cuts() >= 5, "only {} cuts", proxy.cuts());
     });
 }
