@@ -465,7 +465,7 @@ def main(argv=None):
         out = {k: out[k] for k in ("schema", "peer", "measurement")}
         out["unsupported"] = f"{args.peer} cannot do {args.measurement}"
     except Exception as e:  # still exactly one JSON object
-        out["error"] = f"{type(e).__name__}: {e}"
+        out["error"] = f"{type(e).__name__}: {e}"[:1000]
         code = 1
     if peer is not None:
         peer.close()

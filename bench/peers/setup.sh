@@ -45,8 +45,9 @@ fi
 
 # One builder at a time for this venv path.
 if command -v flock >/dev/null 2>&1; then
-    exec 9>"$VENV.lock"
+    exec 9>"$(dirname "$VENV")/.$(basename "$VENV").lock"
     flock 9
+    HAVE_LOCK=1
     if up_to_date; then
         log "up to date (built by a concurrent run): $VENV"
         echo "$VENV/bin/python"
@@ -58,6 +59,11 @@ TMP="$(dirname "$VENV")/.$(basename "$VENV").tmp.$$"
 OLD="$(dirname "$VENV")/.$(basename "$VENV").old.$$"
 cleanup() { rm -rf "$TMP" "$OLD"; }
 trap cleanup EXIT
+trap 'exit 130' INT TERM HUP
+# Leftovers of a build that was killed outright (only safe to remove while holding the lock).
+if [[ -n "${HAVE_LOCK:-}" ]]; then
+    rm -rf "$(dirname "$VENV")/.$(basename "$VENV")".tmp.* "$(dirname "$VENV")/.$(basename "$VENV")".old.*
+fi
 
 log "creating venv in $TMP"
 rm -rf "$TMP"
