@@ -50,7 +50,6 @@ def _e2b_command(spec):
         return report("error", kind="permission_denied", path=spec.get("cwd") or shell, message=str(e))
     except OSError as e:
         return report("error", kind="os", message=str(e))
-    report("start", pid=proc.pid)
 
     def kill_group():
         try:
@@ -58,17 +57,15 @@ def _e2b_command(spec):
         except OSError:
             pass
 
-    outs = {
-        proc.stdout.fileno(): [sys.stdout, codecs.getincrementaldecoder("utf-8")("replace")],
-        proc.stderr.fileno(): [sys.stderr, codecs.getincrementaldecoder("utf-8")("replace")],
-    }
     timeout = spec.get("timeout")
     deadline = None if timeout is None else time.monotonic() + timeout
     outcome = "exited"
     code = None
     sel = selectors.DefaultSelector()
-    for fd in outs:
-        sel.register(fd, selectors.EVENT_READ)
+    outs = {
+        proc.stdout.fileno(): [sys.stdout, codecs.getincrementaldecoder("utf-8")("replace")],
+        proc.stderr.fileno(): [sys.stderr, codecs.getincrementaldecoder("utf-8")("replace")],
+    }
 
     def emit(fd, data, final=False):
         out, decoder = outs[fd]
@@ -77,8 +74,13 @@ def _e2b_command(spec):
             out.write(text)
             out.flush()
 
+    # Everything from here on is inside the try, so that a kill (KeyboardInterrupt) landing at
+    # any point, even while the start record is being sent, still kills the process group.
     try:
         try:
+            for fd in outs:
+                sel.register(fd, selectors.EVENT_READ)
+            report("start", pid=proc.pid)
             exited_at = None
             while sel.get_map():
                 now = time.monotonic()

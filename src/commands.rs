@@ -328,6 +328,7 @@ impl<'a> CommandBuilder<'a> {
             queue: VecDeque::new(),
             queueing: false,
             starting: true,
+            killing: false,
         };
         let started_by = Instant::now() + sandbox.config().timeouts.request;
         while handle.pid.is_none() && handle.ending.is_none() {
@@ -450,6 +451,8 @@ pub struct CommandHandle<'a> {
     queueing: bool,
     /// Set while `spawn` waits for the start record.
     starting: bool,
+    /// Set while `kill` drives the wait (it keeps its own deadline and fallback).
+    killing: bool,
 }
 
 impl std::fmt::Debug for CommandHandle<'_> {
@@ -512,10 +515,24 @@ impl<'a> CommandHandle<'a> {
             return Ok(false);
         }
         self.kill_requested = true;
-        let deadline = Instant::now() + SETTLE;
+        let mut deadline = Instant::now() + SETTLE;
         self.settle_until = Some(deadline);
+        let mut fallback = self.pid;
+        self.killing = true;
         while self.ending.is_none() {
             if Instant::now() >= deadline {
+                if let Some(pid) = fallback.take() {
+                    // The kernel did not turn the interrupt into a kill in time: kill the
+                    // process group from another kernel, then give this one time to report.
+                    log::warn!(
+                        "command {} ignored the interrupt; killing pid {pid} directly",
+                        self.msg_id
+                    );
+                    self.kill_from_elsewhere(pid);
+                    deadline = Instant::now() + SETTLE;
+                    self.settle_until = Some(deadline);
+                    continue;
+                }
                 log::warn!("command {} did not end after a kill", self.msg_id);
                 let after = self.timeout.unwrap_or(SETTLE);
                 self.end(Ending::Failed(Fault::Timeout(after)), false);
@@ -526,16 +543,39 @@ impl<'a> CommandHandle<'a> {
             {
                 log::debug!("interrupting kernel {} to kill a command: {e}", kernel.id);
                 if e.is_fatal() || matches!(e, Error::KernelNotFound { .. }) {
+                    self.killing = false;
                     self.end(Ending::Failed(Fault::Closed), false);
                     return Err(e);
                 }
             }
             self.pump(Some((Instant::now() + REINTERRUPT).min(deadline)));
         }
+        self.killing = false;
         match &self.ending {
             Some(Ending::Exited(_)) => Ok(true),
             Some(Ending::Failed(f)) => Err(f.to_error(&self.stdout, &self.stderr)),
             None => Ok(true),
+        }
+    }
+
+    /// `killpg(pid, SIGKILL)` run in another system kernel.
+    fn kill_from_elsewhere(&self, pid: u32) {
+        let sandbox = self.sandbox;
+        let pool = sandbox.system_kernels();
+        match pool.acquire(sandbox) {
+            Ok(kernel) => {
+                let code = format!(
+                    "import os as __e2b_os, signal as __e2b_signal\n\
+                     try:\n    __e2b_os.killpg({pid}, __e2b_signal.SIGKILL)\n\
+                     except OSError:\n    pass"
+                );
+                let done = kernel.run_silent(&code, sandbox.config().timeouts.request);
+                if let Err(e) = &done {
+                    log::warn!("could not kill pid {pid} from kernel {}: {e}", kernel.id);
+                }
+                pool.release(sandbox, kernel, done.is_ok());
+            }
+            Err(e) => log::warn!("no kernel to kill pid {pid} from: {e}"),
         }
     }
 
@@ -578,6 +618,7 @@ impl<'a> CommandHandle<'a> {
                     let now = Instant::now();
                     if let Some(settle) = self.settle_until
                         && now >= settle
+                        && !self.killing
                     {
                         let kernel = self.kernel.as_ref().map_or("?", |k| k.id.as_str());
                         log::warn!("kernel {kernel} did not settle after an interrupt");
