@@ -65,6 +65,10 @@ mod recovery;
 mod run;
 mod sandbox;
 
+pub use backend::e2b::{
+    DEFAULT_DOMAIN, DEFAULT_LIFETIME, DEFAULT_TEMPLATE, E2bClient, E2bConfig, E2bOptions,
+    ListQuery, SandboxAccess, SandboxInfo, SandboxLifecycle, SandboxPage, SandboxState,
+};
 pub use backend::local::{CACHE_ENV, LocalOptions, PYTHON_ENV};
 pub use commands::{
     CommandBuilder, CommandHandle, CommandOutput, CommandResult, Commands, OutputIter,

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use crossbeam_channel::Receiver;
 
 use crate::backend::Backend;
+use crate::backend::e2b::{DEFAULT_LIFETIME, E2bBackend, E2bConfig, E2bOptions, SandboxInfo};
 use crate::backend::jupyter::JupyterBackend;
 use crate::backend::local::{LocalBackend, LocalOptions};
 use crate::config::{ConnectionConfig, Keepalive, ReconnectPolicy, Secret, Timeouts};
@@ -82,6 +83,29 @@ impl SandboxBuilder {
         Sandbox::open(Arc::new(backend), self.config, None)
     }
 
+    /// Creates an E2B sandbox with [`E2bConfig::from_env`] and default [`E2bOptions`].
+    pub fn e2b(self) -> Result<Sandbox, Error> {
+        self.e2b_with(&E2bConfig::from_env(), &E2bOptions::default())
+    }
+
+    /// Creates an E2B sandbox; closing the handle kills it.
+    pub fn e2b_with(self, config: &E2bConfig, options: &E2bOptions) -> Result<Sandbox, Error> {
+        let backend = Arc::new(E2bBackend::create(config, options, &self.config.timeouts)?);
+        Sandbox::open_e2b(backend, self.config)
+    }
+
+    /// Connects to a running or paused E2B sandbox by id; closing the handle leaves it
+    /// running (see [`Sandbox::set_kill_on_close`]).
+    pub fn e2b_connect(self, config: &E2bConfig, sandbox_id: &str) -> Result<Sandbox, Error> {
+        let backend = Arc::new(E2bBackend::connect(
+            config,
+            sandbox_id,
+            DEFAULT_LIFETIME,
+            &self.config.timeouts,
+        )?);
+        Sandbox::open_e2b(backend, self.config)
+    }
+
     /// Starts a local sandbox: a `jupyter server` child process on 127.0.0.1.
     pub fn local_with(self, options: LocalOptions) -> Result<Sandbox, Error> {
         let backend = Arc::new(LocalBackend::start(
@@ -102,6 +126,7 @@ impl SandboxBuilder {
 pub struct Sandbox {
     backend: Arc<dyn Backend>,
     local: Option<Arc<LocalBackend>>,
+    e2b: Option<Arc<E2bBackend>>,
     http: Http,
     config: SandboxConfig,
     kernels: Mutex<Kernels>,
@@ -141,6 +166,50 @@ impl Sandbox {
         Sandbox::builder().jupyter(url, token)
     }
 
+    /// Creates an E2B sandbox from the environment (`E2B_API_KEY`, …) with default options.
+    pub fn create() -> Result<Sandbox, Error> {
+        Sandbox::builder().e2b()
+    }
+
+    fn open_e2b(backend: Arc<E2bBackend>, config: SandboxConfig) -> Result<Sandbox, Error> {
+        let mut sandbox = Sandbox::open(backend.clone(), config, None)?;
+        sandbox.e2b = Some(backend);
+        Ok(sandbox)
+    }
+
+    fn e2b_backend(&self) -> Result<&E2bBackend, Error> {
+        self.e2b
+            .as_deref()
+            .ok_or_else(|| Error::InvalidArgument("not an E2B sandbox".into()))
+    }
+
+    /// E2B: sets how long the sandbox lives from now.
+    pub fn set_timeout(&self, lifetime: std::time::Duration) -> Result<(), Error> {
+        self.e2b_backend()?.set_timeout(lifetime)
+    }
+
+    /// E2B: the sandbox as the control plane sees it.
+    pub fn get_info(&self) -> Result<SandboxInfo, Error> {
+        self.e2b_backend()?.info()
+    }
+
+    /// E2B: whether closing this handle kills the sandbox.
+    pub fn set_kill_on_close(&self, kill: bool) -> Result<(), Error> {
+        self.e2b_backend()?.set_kill_on_close(kill);
+        Ok(())
+    }
+
+    /// E2B: whether closing this handle kills the sandbox (`None` for other backends).
+    pub fn kills_on_close(&self) -> Option<bool> {
+        self.e2b.as_deref().map(E2bBackend::kills_on_close)
+    }
+
+    /// E2B: what the control plane returned when the sandbox was created or connected to
+    /// (ids, envd version, tokens as [`Secret`]s).
+    pub fn e2b_access(&self) -> Option<&crate::backend::e2b::SandboxAccess> {
+        self.e2b.as_deref().map(E2bBackend::access)
+    }
+
     /// A builder for options shared by every backend.
     pub fn builder() -> SandboxBuilder {
         SandboxBuilder::default()
@@ -155,6 +224,7 @@ impl Sandbox {
         let sandbox = Sandbox {
             backend,
             local,
+            e2b: None,
             http,
             config,
             kernels: Mutex::new(Kernels::default()),
