@@ -4,6 +4,7 @@
 
 mod support;
 
+use std::ffi::{CStr, CString, c_char};
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -15,107 +16,79 @@ use support::scripted_ws::{HttpAnswer, Options, ScriptedWs};
 use support::{deadline, local};
 
 /// A tokenless jupyter_server from the local sandbox's venv, as E2B's template runs it.
-struct TemplateServer {
-    child: Child,
-    url: String,
-    dir: std::path::PathBuf,
+fn template_server() -> PythonServer {
+    PythonServer::start(&venv_python(&[]), |port, dir| {
+        let root = dir.join("root");
+        let _ = std::fs::create_dir_all(&root);
+        vec![
+            "-m".into(),
+            "jupyter_server".into(),
+            "--ServerApp.ip=127.0.0.1".into(),
+            "--allow-root".into(),
+            format!("--ServerApp.port={port}"),
+            "--ServerApp.port_retries=0".into(),
+            "--IdentityProvider.token=".into(),
+            "--ServerApp.disable_check_xsrf=True".into(),
+            format!("--ServerApp.root_dir={}", root.display()),
+        ]
+    })
 }
 
-impl Drop for TemplateServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+/// A control plane that creates `sbx-local` for the key `e2b_test` and records each request
+/// as "METHOD /target".
+fn control_plane() -> (ScriptedWs, Arc<Mutex<Vec<String>>>) {
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let log = seen.clone();
+    let plane = ScriptedWs::start_with(
+        Options::new().http_with(move |req| {
+            log.lock()
+                .unwrap()
+                .push(format!("{} {}", req.method, req.target));
+            let key_ok = req
+                .headers
+                .iter()
+                .any(|(n, v)| n.eq_ignore_ascii_case("x-api-key") && v == "e2b_test");
+            if !key_ok {
+                return Some(HttpAnswer::json(
+                    401,
+                    &json!({"code": 401, "message": "bad key"}),
+                ));
+            }
+            match (req.method.as_str(), req.target.as_str()) {
+                ("POST", "/sandboxes") => Some(HttpAnswer::json(
+                    201,
+                    &json!({"sandboxID": "sbx-local", "templateID": "code-interpreter-v1",
+                            "clientID": "c", "envdVersion": "0.2.0"}),
+                )),
+                ("DELETE", "/sandboxes/sbx-local") => Some(HttpAnswer::text(204, "")),
+                _ => None,
+            }
+        }),
+        |_| {},
+    )
+    .unwrap();
+    (plane, seen)
 }
 
-fn template_server() -> TemplateServer {
-    let python = {
-        let sbx = local();
-        let exec = sbx.run_code("import sys\nsys.executable").unwrap();
-        exec.text().unwrap().trim_matches('\'').to_string()
-    };
-    let dir = std::env::temp_dir().join(format!("e2b-template-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(dir.join("root")).unwrap();
-    for _ in 0..5 {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut child = Command::new(&python)
-            .args([
-                "-m",
-                "jupyter_server",
-                "--ServerApp.ip=127.0.0.1",
-                "--allow-root",
-            ])
-            .arg(format!("--ServerApp.port={port}"))
-            .arg("--ServerApp.port_retries=0")
-            .arg("--IdentityProvider.token=")
-            .arg("--ServerApp.disable_check_xsrf=True")
-            .arg(format!(
-                "--ServerApp.root_dir={}",
-                dir.join("root").display()
-            ))
-            .env("JUPYTER_RUNTIME_DIR", dir.join("runtime"))
-            .env("JUPYTER_CONFIG_DIR", dir.join("config"))
-            .env("JUPYTER_DATA_DIR", dir.join("data"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let url = format!("http://127.0.0.1:{port}");
-        let ready_by = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < ready_by {
-            if let Ok(Some(_)) = child.try_wait() {
-                break;
-            }
-            if ureq::get(&format!("{url}/api/status")).call().is_ok() {
-                return TemplateServer { child, url, dir };
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    panic!("template server did not start");
+fn assert_created_then_killed(seen: &Mutex<Vec<String>>) {
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen.first().map(String::as_str),
+        Some("POST /sandboxes"),
+        "{seen:?}"
+    );
+    assert_eq!(
+        seen.last().map(String::as_str),
+        Some("DELETE /sandboxes/sbx-local"),
+        "{seen:?}"
+    );
 }
 
 #[test]
 fn create_run_and_drop_kills_the_sandbox() {
     deadline(|| {
         let jupyter = template_server();
-        let seen: Arc<Mutex<Vec<String>>> = Arc::default();
-        let log = seen.clone();
-        let plane = ScriptedWs::start_with(
-            Options::new().http_with(move |req| {
-                log.lock()
-                    .unwrap()
-                    .push(format!("{} {}", req.method, req.target));
-                let key_ok = req
-                    .headers
-                    .iter()
-                    .any(|(n, v)| n.eq_ignore_ascii_case("x-api-key") && v == "e2b_test");
-                if !key_ok {
-                    return Some(HttpAnswer::json(
-                        401,
-                        &json!({"code": 401, "message": "bad key"}),
-                    ));
-                }
-                match (req.method.as_str(), req.target.as_str()) {
-                    ("POST", "/sandboxes") => Some(HttpAnswer::json(
-                        201,
-                        &json!({"sandboxID": "sbx-local", "templateID": "code-interpreter-v1",
-                                "clientID": "c", "envdVersion": "0.2.0"}),
-                    )),
-                    ("DELETE", "/sandboxes/sbx-local") => Some(HttpAnswer::text(204, "")),
-                    _ => None,
-                }
-            }),
-            |_| {},
-        )
-        .unwrap();
+        let (plane, seen) = control_plane();
         let config = E2bConfig::default()
             .api_key("e2b_test")
             .api_url(plane.http_url())
@@ -132,16 +105,49 @@ fn create_run_and_drop_kills_the_sandbox() {
         assert_eq!(exec.text(), Some("42"));
         assert_eq!(exec.logs.stdout.concat(), "in the sandbox\n");
         drop(sbx);
-        let seen = seen.lock().unwrap().clone();
-        assert_eq!(
-            seen.first().map(String::as_str),
-            Some("POST /sandboxes"),
-            "{seen:?}"
-        );
-        assert_eq!(
-            seen.last().map(String::as_str),
-            Some("DELETE /sandboxes/sbx-local"),
-            "{seen:?}"
-        );
+        assert_created_then_killed(&seen);
+    });
+}
+
+// The C ABI, linked from this crate built with the `ffi` feature (a dev-dependency).
+unsafe extern "C" {
+    fn e2b_sandbox_create(options_json: *const c_char, out: *mut u64) -> i32;
+    fn e2b_run_code(sandbox: u64, code: *const c_char, out_json: *mut *mut c_char) -> i32;
+    fn e2b_string_free(s: *mut c_char);
+    fn e2b_sandbox_destroy(sandbox: u64) -> i32;
+}
+
+#[test]
+fn the_c_abi_creates_runs_and_destroys_an_e2b_sandbox() {
+    deadline(|| {
+        let jupyter = template_server();
+        let (plane, seen) = control_plane();
+        let options = CString::new(
+            json!({
+                "api_key": "e2b_test",
+                "api_url": plane.http_url(),
+                "sandbox_url": jupyter.url,
+                "template": "code-interpreter-v1",
+                "lifetime_ms": 60_000,
+            })
+            .to_string(),
+        )
+        .unwrap();
+        let code = CString::new("6 * 7").unwrap();
+        // SAFETY: NUL-terminated strings and writable out-parameters; the returned string is
+        // freed once with e2b_string_free.
+        unsafe {
+            let mut sbx = 0;
+            assert_eq!(e2b_sandbox_create(options.as_ptr(), &mut sbx), 0);
+            assert_ne!(sbx, 0);
+            let mut out = std::ptr::null_mut();
+            assert_eq!(e2b_run_code(sbx, code.as_ptr(), &mut out), 0);
+            let exec: serde_json::Value =
+                serde_json::from_slice(CStr::from_ptr(out).to_bytes()).unwrap();
+            e2b_string_free(out);
+            assert_eq!(exec["results"][0]["text"], "42", "{exec}");
+            assert_eq!(e2b_sandbox_destroy(sbx), 0);
+        }
+        assert_created_then_killed(&seen);
     });
 }

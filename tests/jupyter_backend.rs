@@ -93,67 +93,19 @@ fn unreachable_server_fails_within_the_connect_timeout() {
 }
 
 /// A Jupyter Kernel Gateway from PyPI, installed into the local sandbox's managed venv.
-struct Gateway {
-    child: Child,
-    url: String,
-    dir: std::path::PathBuf,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn start_gateway(token: &str) -> Gateway {
-    // The venv's interpreter, asked from inside a local sandbox that made sure the package is there.
-    let sbx = Sandbox::builder()
-        .local_with(LocalOptions::new().packages(["jupyter_kernel_gateway"]))
-        .unwrap();
-    let exec = sbx.run_code("import sys\nsys.executable").unwrap();
-    let python = exec.text().unwrap().trim_matches('\'').to_string();
-    drop(sbx);
-    let dir = std::env::temp_dir().join(format!("e2b-kg-{}-{}", std::process::id(), token));
-    std::fs::create_dir_all(&dir).unwrap();
-    for _ in 0..5 {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut child = Command::new(&python)
-            .args(["-m", "kernel_gateway", "--KernelGatewayApp.ip=127.0.0.1"])
-            .arg(format!("--KernelGatewayApp.port={port}"))
-            .arg("--KernelGatewayApp.port_retries=0")
-            .arg(format!("--KernelGatewayApp.auth_token={token}"))
-            .arg("--JupyterWebsocketPersonality.list_kernels=True")
-            .env("JUPYTER_RUNTIME_DIR", dir.join("runtime"))
-            .env("JUPYTER_DATA_DIR", dir.join("data"))
-            .env("JUPYTER_CONFIG_DIR", dir.join("config"))
-            .current_dir(&dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let url = format!("http://127.0.0.1:{port}");
-        let ready_by = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < ready_by {
-            if let Ok(Some(_)) = child.try_wait() {
-                break; // lost the port race; try another
-            }
-            // Any HTTP answer means it is up (without the token, /api answers 401).
-            let answer = ureq::get(&format!("{url}/api")).call();
-            if matches!(answer, Ok(_) | Err(ureq::Error::StatusCode(_))) {
-                return Gateway { child, url, dir };
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    panic!("kernel gateway did not start");
+fn start_gateway(token: &str) -> PythonServer {
+    let python = venv_python(&["jupyter_kernel_gateway"]);
+    PythonServer::start(&python, |port, _| {
+        vec![
+            "-m".into(),
+            "kernel_gateway".into(),
+            "--KernelGatewayApp.ip=127.0.0.1".into(),
+            format!("--KernelGatewayApp.port={port}"),
+            "--KernelGatewayApp.port_retries=0".into(),
+            format!("--KernelGatewayApp.auth_token={token}"),
+            "--JupyterWebsocketPersonality.list_kernels=True".into(),
+        ]
+    })
 }
 
 #[test]

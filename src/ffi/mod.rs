@@ -30,7 +30,7 @@ use serde::Serialize;
 
 use error::E2bErrorCode::{self, *};
 use error::{FfiError, guard, guard_infallible};
-use options::{CommandJson, JupyterJson, LocalJson, RunJson};
+use options::{CommandJson, E2bJson, JupyterJson, LocalJson, RunJson};
 
 use crate::Sandbox;
 
@@ -287,10 +287,24 @@ pub unsafe extern "C" fn e2b_sandbox_local(
     })
 }
 
-/// Creates an E2B cloud sandbox. **Not available yet**: the E2B backend is still being
-/// written, so this always returns `E2B_ERR_UNSUPPORTED` (after checking its arguments) and
-/// sets `*out` to 0. The signature is final: `options_json` (NULL for defaults) will take the
-/// template, API key, lifetime and timeouts.
+/// Creates an E2B cloud sandbox from E2B's code-interpreter template and connects to its
+/// Jupyter server; blocks until its default Python kernel is ready.
+///
+/// `options_json` may be NULL or `""` for every default, or a JSON object with any of:
+/// - control plane: `"api_key"` (default `$E2B_API_KEY`), `"domain"` (`$E2B_DOMAIN`, else
+///   `e2b.app`), `"api_url"`, `"sandbox_url"` (base URL of the sandbox's Jupyter server),
+///   `"debug"` (E2B's local stack; `$E2B_DEBUG`), `"request_timeout_ms"` (60000);
+/// - the sandbox: `"template"` (`code-interpreter-v1`), `"lifetime_ms"` (how long it lives,
+///   300000), `"metadata"` and `"sandbox_envs"` (`{"NAME": "value"}` objects), `"secure"`
+///   (true), `"auto_pause"`, `"allow_internet_access"`, `"allow_public_traffic"`,
+///   `"kill_on_close"` (true: `e2b_sandbox_destroy()` kills the sandbox; false leaves it
+///   running for a later connect);
+/// - as for `e2b_sandbox_local()`: `"envs"` (environment variables of every context) and
+///   `"timeouts"`.
+///
+/// Unknown keys are `E2B_ERR_INVALID_ARGUMENT`. A rejected API key is
+/// `E2B_ERR_AUTHENTICATION`; an unknown template is `E2B_ERR_HTTP`. The API key is never
+/// logged and no function returns it. On success `*out` is the new handle; on failure it is 0.
 ///
 /// # Safety
 /// `options_json` is NULL or a NUL-terminated string; `out` is valid for one write.
@@ -303,11 +317,19 @@ pub unsafe extern "C" fn e2b_sandbox_create(
         // SAFETY: forwarded from the caller.
         unsafe { clear_out(out, 0, "out")? };
         // SAFETY: forwarded from the caller.
-        unsafe { opt_str_arg(options_json, "options_json")? };
-        Err(FfiError::new(
-            E2B_ERR_UNSUPPORTED,
-            "e2b_sandbox_create: the E2B cloud backend is not available in this version",
-        ))
+        let json = unsafe { opt_str_arg(options_json, "options_json")? };
+        let opts: E2bJson = options::parse(json, "E2B sandbox options")?;
+        let sandbox = Sandbox::builder()
+            .timeouts(opts.timeouts.to_timeouts())
+            .envs(opts.envs.clone())
+            .e2b_with(&opts.config(), &opts.options())?;
+        if let Some(kill) = opts.kill_on_close() {
+            sandbox.set_kill_on_close(kill)?;
+        }
+        let handle = register(sandbox);
+        // SAFETY: checked non-NULL above.
+        unsafe { out.write(handle) };
+        Ok(())
     })
 }
 
@@ -1050,16 +1072,25 @@ mod tests {
     }
 
     #[test]
-    fn unsupported_backends_say_so() {
+    fn e2b_create_fails_fast_on_an_unreachable_control_plane() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap();
+        let opts = CString::new(format!(
+            r#"{{"api_key": "e2b_k", "api_url": "http://127.0.0.1:{port}", "request_timeout_ms": 2000}}"#
+        ))
+        .unwrap();
         let mut out = 7;
         // SAFETY: valid pointers.
-        unsafe {
-            assert_eq!(
-                e2b_sandbox_create(std::ptr::null(), &mut out),
-                E2B_ERR_UNSUPPORTED
-            );
-            assert_eq!(out, 0);
-        }
+        let code = unsafe { e2b_sandbox_create(opts.as_ptr(), &mut out) };
+        let message = error::with_last_message(|m| String::from_utf8_lossy(m).into_owned());
+        assert_eq!(code, E2B_ERR_TRANSPORT, "{message:?}");
+        assert_eq!(out, 0);
+        let bad = CString::new(r#"{"template": 5}"#).unwrap();
+        // SAFETY: valid pointers.
+        let code = unsafe { e2b_sandbox_create(bad.as_ptr(), &mut out) };
+        assert_eq!(code, E2B_ERR_INVALID_ARGUMENT);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 use super::error::{E2bErrorCode, FfiError};
-use crate::{LocalOptions, Timeouts};
+use crate::{E2bConfig, E2bOptions, LocalOptions, Timeouts};
 
 /// Options of `e2b_sandbox_local`.
 #[derive(Debug, Default, Deserialize)]
@@ -47,6 +47,97 @@ pub(crate) struct JupyterJson {
     /// Call deadlines.
     #[serde(default)]
     pub(crate) timeouts: TimeoutsJson,
+}
+
+/// Options of `e2b_sandbox_create`: where the control plane is, what to create, and the
+/// sandbox's call deadlines. Absent keys keep the Rust API's defaults.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct E2bJson {
+    /// Overrides `$E2B_API_KEY`.
+    api_key: Option<String>,
+    domain: Option<String>,
+    api_url: Option<String>,
+    sandbox_url: Option<String>,
+    debug: Option<bool>,
+    /// Deadline of one control-plane request.
+    request_timeout_ms: Option<u64>,
+    template: Option<String>,
+    /// How long the sandbox lives unless extended.
+    lifetime_ms: Option<u64>,
+    #[serde(default)]
+    metadata: BTreeMap<String, String>,
+    /// The sandbox's own environment variables (the API's `envVars`).
+    #[serde(default)]
+    sandbox_envs: BTreeMap<String, String>,
+    secure: Option<bool>,
+    auto_pause: Option<bool>,
+    allow_internet_access: Option<bool>,
+    allow_public_traffic: Option<bool>,
+    /// `false` leaves the sandbox running after `e2b_sandbox_destroy()`.
+    kill_on_close: Option<bool>,
+    /// Environment variables of every context.
+    #[serde(default)]
+    pub(crate) envs: BTreeMap<String, String>,
+    /// Call deadlines.
+    #[serde(default)]
+    pub(crate) timeouts: TimeoutsJson,
+}
+
+impl E2bJson {
+    /// The control-plane config: the environment (`E2B_API_KEY`, `E2B_DOMAIN`, …), then the
+    /// keys given.
+    pub(crate) fn config(&self) -> E2bConfig {
+        let mut c = E2bConfig::from_env();
+        if let Some(v) = &self.api_key {
+            c = c.api_key(v.as_str());
+        }
+        if let Some(v) = &self.domain {
+            c = c.domain(v);
+        }
+        if let Some(v) = &self.api_url {
+            c = c.api_url(v);
+        }
+        if let Some(v) = &self.sandbox_url {
+            c = c.sandbox_url(v);
+        }
+        if let Some(v) = self.debug {
+            c = c.debug(v);
+        }
+        if let Some(v) = self.request_timeout_ms {
+            c = c.request_timeout(Duration::from_millis(v));
+        }
+        c
+    }
+
+    pub(crate) fn options(&self) -> E2bOptions {
+        let mut o = E2bOptions::new()
+            .metadata(self.metadata.clone())
+            .envs(self.sandbox_envs.clone());
+        if let Some(v) = &self.template {
+            o = o.template(v);
+        }
+        if let Some(v) = self.lifetime_ms {
+            o = o.lifetime(Duration::from_millis(v));
+        }
+        if let Some(v) = self.secure {
+            o = o.secure(v);
+        }
+        if let Some(v) = self.auto_pause {
+            o = o.auto_pause(v);
+        }
+        if let Some(v) = self.allow_internet_access {
+            o = o.allow_internet_access(v);
+        }
+        if let Some(v) = self.allow_public_traffic {
+            o = o.allow_public_traffic(v);
+        }
+        o
+    }
+
+    pub(crate) fn kill_on_close(&self) -> Option<bool> {
+        self.kill_on_close
+    }
 }
 
 /// Deadlines in milliseconds; an absent key keeps the default.
@@ -188,6 +279,36 @@ mod tests {
             let e = parse::<JupyterJson>(Some(bad), "jupyter options").unwrap_err();
             assert_eq!(e.code, E2bErrorCode::E2B_ERR_INVALID_ARGUMENT, "{bad}");
         }
+    }
+
+    #[test]
+    fn e2b_options_override_the_defaults() {
+        let o: E2bJson = parse(
+            Some(
+                r#"{"api_key": "k", "api_url": "http://127.0.0.1:9", "template": "t",
+                    "lifetime_ms": 60000, "metadata": {"m": "1"}, "sandbox_envs": {"S": "2"},
+                    "secure": false, "kill_on_close": false, "envs": {"A": "3"},
+                    "timeouts": {"connect_ms": 10}}"#,
+            ),
+            "E2B options",
+        )
+        .unwrap();
+        let expected = E2bOptions::new()
+            .template("t")
+            .lifetime(Duration::from_secs(60))
+            .metadata([("m", "1")])
+            .envs([("S", "2")])
+            .secure(false);
+        assert_eq!(o.options(), expected);
+        assert_eq!(o.kill_on_close(), Some(false));
+        let config = o.config();
+        assert_eq!(config.api_key.expose_secret(), "k");
+        assert_eq!(config.api_url.as_deref(), Some("http://127.0.0.1:9"));
+        assert!(!format!("{config:?}").contains("\"k\""));
+        let o: E2bJson = parse(None, "E2B options").unwrap();
+        assert_eq!(o.options(), E2bOptions::default());
+        let e = parse::<E2bJson>(Some(r#"{"apikey": "k"}"#), "E2B options").unwrap_err();
+        assert_eq!(e.code, E2bErrorCode::E2B_ERR_INVALID_ARGUMENT);
     }
 
     #[test]

@@ -54,8 +54,8 @@ static void *other_thread_errors(void *arg) {
     CHECK(e2b_last_error_code() == E2B_OK);
     CHECK(strcmp(e2b_last_error_message(), "") == 0);
     e2b_sandbox_t out = 0;
-    CHECK_CODE(e2b_sandbox_create(NULL, &out), E2B_ERR_UNSUPPORTED);
-    CHECK(e2b_last_error_code() == E2B_ERR_UNSUPPORTED);
+    CHECK_CODE(e2b_sandbox_create("{\"templat\": \"x\"}", &out), E2B_ERR_INVALID_ARGUMENT);
+    CHECK(e2b_last_error_code() == E2B_ERR_INVALID_ARGUMENT);
     return NULL;
 }
 
@@ -79,10 +79,17 @@ static void without_sandbox(void) {
     CHECK_CODE(e2b_sandbox_local("{\"timeouts\": {\"start_ms\": -1}}", &out),
                E2B_ERR_INVALID_ARGUMENT);
 
-    /* The cloud backend is not there yet: it says so and does not pretend to succeed. */
+    /* E2B: options are checked before anything is sent; an unreachable control plane is a
+     * transport error (tests/e2b_local.rs drives a scripted one end to end). */
     out = 123;
-    CHECK_CODE(e2b_sandbox_create(NULL, &out), E2B_ERR_UNSUPPORTED);
+    CHECK_CODE(e2b_sandbox_create("{\"lifetime_ms\": \"long\"}", &out), E2B_ERR_INVALID_ARGUMENT);
     CHECK(out == 0);
+    out = 123;
+    CHECK_CODE(e2b_sandbox_create("{\"api_key\": \"e2b_secret\", \"api_url\": \"http://127.0.0.1:9\"}",
+                                  &out),
+               E2B_ERR_TRANSPORT);
+    CHECK(out == 0);
+    CHECK(!contains(e2b_last_error_message(), "e2b_secret"));
 
     /* An existing Jupyter server: arguments are checked before anything is sent, and an
      * unreachable server is a transport error (tests/ffi/connect_jupyter.c drives a real one). */

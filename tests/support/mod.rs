@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod fault_proxy;
+pub mod python_server;
 pub mod scripted_ws;
 
 use std::sync::mpsc;

@@ -1,0 +1,78 @@
+//! Jupyter-like servers from PyPI started by tests (a tokenless jupyter_server as E2B's
+//! template runs it, a Kernel Gateway), on a free port of 127.0.0.1.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use e2b_blocking::{LocalOptions, Sandbox};
+
+/// A server child process; `Drop` kills it and removes its directory.
+pub struct PythonServer {
+    child: Child,
+    /// Base URL, `http://127.0.0.1:PORT`.
+    pub url: String,
+    dir: PathBuf,
+}
+
+impl Drop for PythonServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The interpreter of the local sandbox's managed venv, with `packages` installed into it.
+pub fn venv_python(packages: &[&str]) -> String {
+    let sbx = Sandbox::builder()
+        .local_with(LocalOptions::new().packages(packages.iter().copied()))
+        .unwrap();
+    let exec = sbx.run_code("import sys\nsys.executable").unwrap();
+    exec.text().unwrap().trim_matches('\'').to_string()
+}
+
+impl PythonServer {
+    /// Runs `python` with `args(port, dir)` in a fresh directory `dir` that also holds its
+    /// Jupyter runtime, data and config dirs, until `/api` gives any HTTP answer. A server
+    /// that exits early lost the race for its port: it is retried on another one.
+    pub fn start(python: &str, args: impl Fn(u16, &Path) -> Vec<String>) -> PythonServer {
+        let dir = std::env::temp_dir().join(format!("e2b-server-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for _ in 0..5 {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let mut child = Command::new(python)
+                .args(args(port, &dir))
+                .env("JUPYTER_RUNTIME_DIR", dir.join("runtime"))
+                .env("JUPYTER_DATA_DIR", dir.join("data"))
+                .env("JUPYTER_CONFIG_DIR", dir.join("config"))
+                .current_dir(&dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            let url = format!("http://127.0.0.1:{port}");
+            let ready_by = Instant::now() + Duration::from_secs(60);
+            while Instant::now() < ready_by {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                // Any HTTP answer means it is up (with a token and without it, /api is 401).
+                let answer = ureq::get(&format!("{url}/api")).call();
+                if matches!(answer, Ok(_) | Err(ureq::Error::StatusCode(_))) {
+                    return PythonServer { child, url, dir };
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        panic!("{python} {:?} did not start", args(0, &dir));
+    }
+}
