@@ -48,6 +48,8 @@ pub(crate) enum Command {
     Send {
         msg: Outgoing,
         reply: Sender<Delivery>,
+        /// The thread to unpark when a reply arrives.
+        waiter: std::thread::Thread,
     },
     Forget {
         msg_id: String,
@@ -178,6 +180,7 @@ impl Worker {
             {
                 self.reconnect_once();
             }
+            // Once per sleep is enough: see transport::quickack.
             if let Some(s) = &self.socket {
                 transport::quickack(&s.raw);
             }
@@ -196,7 +199,7 @@ impl Worker {
     fn drain_commands(&mut self) -> bool {
         loop {
             match self.commands.try_recv() {
-                Ok(Command::Send { msg, reply }) => self.submit(msg, reply),
+                Ok(Command::Send { msg, reply, waiter }) => self.submit(msg, reply, waiter),
                 Ok(Command::Forget { msg_id }) => {
                     self.routes.remove(&msg_id);
                     self.queued.retain(|m| m.msg_id != msg_id);
@@ -209,12 +212,13 @@ impl Worker {
         }
     }
 
-    fn submit(&mut self, msg: Outgoing, reply: Sender<Delivery>) {
+    fn submit(&mut self, msg: Outgoing, reply: Sender<Delivery>, waiter: std::thread::Thread) {
         if let Some(f) = self.shared.failure() {
             let _ = reply.send(Delivery::Failed(f));
+            waiter.unpark();
             return;
         }
-        self.routes.add(msg.msg_id.clone(), reply);
+        self.routes.add(msg.msg_id.clone(), reply, waiter);
         if self.socket.is_some() {
             if let Err(cause) = self.write(&msg) {
                 self.queued.push_back(msg);
@@ -250,9 +254,10 @@ impl Worker {
     fn pump(&mut self) -> Result<(), String> {
         loop {
             let (batch, outcome) = self.read_batch();
-            for m in batch {
-                self.on_frame(m)?;
-            }
+            let routed = batch.into_iter().try_for_each(|m| self.on_frame(m));
+            // One wake-up per waiter per batch, after everything in it is queued.
+            self.routes.wake();
+            routed?;
             match outcome {
                 ReadOutcome::Drained => break,
                 ReadOutcome::More => {}
@@ -277,7 +282,6 @@ impl Worker {
             return (batch, ReadOutcome::Drained);
         };
         while batch.len() < BATCH {
-            transport::quickack(&sock.raw);
             match sock.ws.read() {
                 Ok(m) => batch.push(m),
                 Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
