@@ -64,6 +64,34 @@ def proc_status(key):
     return None
 
 
+def task_cpu_ns(pid):
+    """CPU time (ns) of every thread of `pid` so far, from /proc/PID/task/*/schedstat."""
+    if not pid:
+        return None
+    try:
+        total = 0
+        for t in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{t}/schedstat") as f:
+                total += int(f.read().split()[0])
+        return total
+    except OSError:
+        return None
+
+
+def kernel_pid(kernel_id):
+    """The pid whose command line names kernel-<id>.json, or None."""
+    needle = f"kernel-{kernel_id}.json".encode()
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/cmdline", "rb") as f:
+                    if needle in f.read():
+                        return int(d)
+            except OSError:
+                pass
+    return None
+
+
 def rest(args, method, path, body=None):
     """One Jupyter REST call with the token header; returns the decoded JSON (or None)."""
     import urllib.request
@@ -391,10 +419,21 @@ def m_roundtrip(peer, args, out):
     for _ in range(args.warmup):
         peer.execute("1")
     samples = []
+    # CPU time per measured execute, in µs, of this process (all threads) and, when found in
+    # /proc, of the kernel and of the server (pid in $E2B_BENCH_SERVER_PID).
+    pids = {"server": os.environ.get("E2B_BENCH_SERVER_PID"), "kernel": kernel_pid(args.kernel)}
+    cpu0 = {k: task_cpu_ns(p) for k, p in pids.items()}
+    t_cpu = time.process_time()
     for _ in range(args.iterations):
         t0 = now()
         peer.execute("1")
         samples.append(ms(now() - t0))
+    n = max(1, args.iterations)
+    out["client_cpu_us_per_iter"] = round((time.process_time() - t_cpu) * 1e6 / n)
+    for k, p in pids.items():
+        c1 = task_cpu_ns(p)
+        if cpu0[k] is not None and c1 is not None:
+            out[f"{k}_cpu_us_per_iter"] = round((c1 - cpu0[k]) / 1e3 / n)
     out["samples_ms"] = samples
     out.update(summary(samples))
 
@@ -518,7 +557,9 @@ def m_concurrent(args, out):
         a.kernel = k
         a.connection_file = None
         peers.append(PEER_CLASSES[args.peer](a))
-    time.sleep(0.5)  # let background threads settle
+    for p in peers:  # one execute each, then let kernels and background threads settle
+        p.execute("1")
+    time.sleep(2.0)
     out["rss_connected_kib"] = proc_status("VmRSS")
     out["threads_connected"] = proc_status("Threads")
     n = len(kernels)

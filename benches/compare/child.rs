@@ -112,15 +112,40 @@ fn put_samples(out: &mut serde_json::Map<String, Value>, key: &str, prefix: &str
     out.extend(summary(s, prefix));
 }
 
-fn timed(iterations: usize, warmup: usize, mut f: impl FnMut() -> Res<()>) -> Res<Vec<f64>> {
+/// Runs `f` `warmup` times, then `iterations` timed times. Also puts into `out` the CPU time
+/// per timed iteration (µs, all threads) of this process, of the server and of `kernel`.
+fn timed(
+    out: &mut serde_json::Map<String, Value>,
+    kernel: Option<&str>,
+    iterations: usize,
+    warmup: usize,
+    mut f: impl FnMut() -> Res<()>,
+) -> Res<Vec<f64>> {
     for _ in 0..warmup {
         f()?;
     }
+    let kernel_pid = kernel
+        .and_then(crate::util::kernel_and_server_pid)
+        .map(|p| p.0);
+    let pids = [
+        Some(std::process::id()),
+        crate::util::server_pid(),
+        kernel_pid,
+    ];
+    let read = || pids.map(|p| p.map(cpu_ns));
+    let cpu0 = read();
     let mut samples = Vec::with_capacity(iterations);
     for _ in 0..iterations {
         let t = Instant::now();
         f()?;
         samples.push(ms(t.elapsed()));
+    }
+    let cpu1 = read();
+    for (i, key) in ["client", "server", "kernel"].iter().enumerate() {
+        if let (Some(a), Some(b)) = (cpu0[i], cpu1[i]) {
+            let us = b.saturating_sub(a) as f64 / 1e3 / iterations.max(1) as f64;
+            out.insert(format!("{key}_cpu_us_per_iter"), json!(us.round()));
+        }
     }
     Ok(samples)
 }
@@ -128,7 +153,8 @@ fn timed(iterations: usize, warmup: usize, mut f: impl FnMut() -> Res<()>) -> Re
 fn ours_roundtrip(a: &Args, out: &mut serde_json::Map<String, Value>) -> Res<()> {
     let sbx = sandbox(a)?;
     let (n, w) = (a.count("iterations", 200), a.count("warmup", 20));
-    let s = timed(n, w, || {
+    let kernel = sbx.list_contexts()?.remove(0).id;
+    let s = timed(out, Some(&kernel), n, w, || {
         sbx.run_code("1")?;
         Ok(())
     })?;
@@ -145,7 +171,8 @@ fn raw_roundtrip(a: &Args, out: &mut serde_json::Map<String, Value>) -> Res<()> 
         raw.install_hook()?;
     }
     let (n, w) = (a.count("iterations", 200), a.count("warmup", 20));
-    let s = timed(n, w, || {
+    let kernel = a.kernel()?.to_string();
+    let s = timed(out, Some(&kernel), n, w, || {
         raw.execute("1")?;
         Ok(())
     })?;
@@ -225,13 +252,15 @@ fn ours_stream(a: &Args, out: &mut serde_json::Map<String, Value>) -> Res<()> {
 
 fn raw_stream(a: &Args, out: &mut serde_json::Map<String, Value>) -> Res<()> {
     let mut raw = Raw::connect(&a.url, &a.token, a.kernel()?)?;
+    raw.parse = a.flag("parse");
     if a.flag("hook") {
         raw.install_hook()?;
     }
     raw.execute("1")?;
     out.insert(
         "variant".into(),
-        json!({"hook": a.flag("hook"), "counts": "content part bytes (JSON), not parsed"}),
+        json!({"hook": a.flag("hook"), "parse": a.flag("parse"),
+               "counts": "content part bytes (JSON)"}),
     );
     let r = stream_common(a, out, |code| {
         let d = raw.execute_with(code, false, |_| {})?;
@@ -336,7 +365,11 @@ fn ours_concurrent(a: &Args, out: &mut serde_json::Map<String, Value>) -> Res<()
         return Err(e.into());
     }
     let contexts = made.into_inner()?;
-    std::thread::sleep(Duration::from_millis(500));
+    // One execution each, then a pause, so kernel start-up work is over (as for the peers).
+    for ctx in &contexts {
+        sbx.run("1").context(ctx).send()?;
+    }
+    std::thread::sleep(Duration::from_secs(2));
     let rss1 = proc_status("VmRSS").unwrap_or(0);
     let thr1 = proc_status("Threads").unwrap_or(0);
     out.insert("connections".into(), json!(n));

@@ -9,7 +9,11 @@
 //!
 //! Environment: E2B_BENCH_ONLY=roundtrip,stream,reconnect,create,concurrent (subset),
 //! E2B_BENCH_QUICK=1 (fewer rounds and iterations, for a smoke run),
-//! E2B_BENCH_ROUNDS=N (round-trip rounds, default 5), E2B_BENCH_NO_DOCS=1 (print only).
+//! E2B_BENCH_ROUNDS=N (round-trip rounds, default 5), E2B_BENCH_NO_DOCS=1 (print only),
+//! E2B_BENCH_CLIENTS=a,b (round trip, stream, reconnect: only clients whose name contains one),
+//! E2B_BENCH_BASELINE=PATH (this bench built against an older commit of the SDK: its
+//! `--child ours` runs join round trip, stream and reconnect as "e2b-blocking (baseline)",
+//! for before/after numbers from one run).
 
 mod child;
 #[path = "../../tests/support/fault_proxy.rs"]
@@ -53,6 +57,8 @@ fn main() {
 pub enum Kind {
     /// This binary with `--child ours …`: the SDK's public API.
     Ours,
+    /// The same from the E2B_BENCH_BASELINE binary (an older SDK).
+    Baseline,
     /// This binary with `--child raw …` on a fresh kernel.
     Raw,
     /// bench/peers/peers.py with this peer name, on a fresh kernel.
@@ -76,6 +82,8 @@ fn client(name: &'static str, kind: Kind, extra: &[&'static str]) -> Client {
 
 pub struct Bench {
     exe: PathBuf,
+    server_pid: u32,
+    baseline: Option<PathBuf>,
     python: PathBuf,
     peers_py: PathBuf,
     url: String,
@@ -96,12 +104,16 @@ impl Bench {
         limit: Duration,
     ) -> Value {
         let mut cmd = match &c.kind {
-            Kind::Ours | Kind::Raw => {
-                let mut cmd = Command::new(&self.exe);
-                let who = if matches!(c.kind, Kind::Ours) {
-                    "ours"
-                } else {
+            Kind::Ours | Kind::Raw | Kind::Baseline => {
+                let exe = match (&c.kind, &self.baseline) {
+                    (Kind::Baseline, Some(b)) => b,
+                    _ => &self.exe,
+                };
+                let mut cmd = Command::new(exe);
+                let who = if matches!(c.kind, Kind::Raw) {
                     "raw"
+                } else {
+                    "ours"
                 };
                 cmd.args(["--child", who, measurement]);
                 cmd
@@ -125,6 +137,7 @@ impl Bench {
             .env("E2B_BENCH_URL", &self.url)
             .env("E2B_BENCH_TOKEN", &self.token)
             .env("JUPYTER_RUNTIME_DIR", &self.runtime)
+            .env("E2B_BENCH_SERVER_PID", self.server_pid.to_string())
             .env("PYTHONWARNINGS", "ignore");
         let log = self.logs.join(format!(
             "{}-{}.log",
@@ -154,7 +167,7 @@ impl Bench {
     /// Like `run`, on a kernel started for this run alone (except for ours, which starts its
     /// own through the SDK) and shut down afterwards.
     fn run_fresh(&self, c: &Client, measurement: &str, args: &[String], limit: Duration) -> Value {
-        if matches!(c.kind, Kind::Ours) {
+        if matches!(c.kind, Kind::Ours | Kind::Baseline) {
             return self.run(c, measurement, None, args, limit);
         }
         let kernel = match self.rest.start_kernel() {
@@ -221,6 +234,8 @@ fn orchestrate() -> Res<()> {
         .ok_or("no token header")?;
     let bench = Bench {
         exe: std::env::current_exe()?,
+        server_pid: sbx.local_pid().ok_or("no server pid")?,
+        baseline: std::env::var_os("E2B_BENCH_BASELINE").map(PathBuf::from),
         python,
         peers_py: repo.join("bench/peers/peers.py"),
         url: sbx.jupyter_url().to_string(),
@@ -352,13 +367,21 @@ fn rounds(
     args: &[String],
     limit: Duration,
 ) {
+    // E2B_BENCH_CLIENTS=a,b: only clients whose name contains one of these.
+    let clients: Vec<&Client> = match std::env::var("E2B_BENCH_CLIENTS") {
+        Ok(f) if !f.is_empty() => clients
+            .iter()
+            .filter(|c| f.split(',').any(|p| c.name.contains(p.trim())))
+            .collect(),
+        _ => clients.iter().collect(),
+    };
     eprintln!(
         "compare: {measurement}: {n_rounds} round(s) of {} clients",
         clients.len()
     );
     for r in 0..n_rounds {
         for i in 0..clients.len() {
-            let c = &clients[(i + r) % clients.len()];
+            let c = clients[(i + r) % clients.len()];
             let v = bench.run_fresh(c, measurement, args, limit);
             results
                 .entry(measurement.to_string())
@@ -373,21 +396,34 @@ fn rounds(
 pub const OURS: &str = "e2b-blocking";
 pub const RAW_HOOK: &str = "raw tungstenite (hooked kernel)";
 pub const RAW_BARE: &str = "raw tungstenite (plain kernel)";
+pub const RAW_PARSE: &str = "raw tungstenite + decode and keep text (hooked)";
 pub const ZMQ: &str = "zmq (jupyter_client)";
 pub const WSC: &str = "websocket-client";
 pub const WSC_FAST: &str = "websocket-client (skip utf8 check)";
 pub const E2B: &str = "e2b-ws (e2b-code-interpreter 0.0.10)";
 pub const OURS_LOCAL: &str = "e2b-blocking Sandbox::local()";
+pub const BASELINE: &str = "e2b-blocking (baseline)";
+
+/// Adds the baseline SDK as a client when E2B_BENCH_BASELINE is set.
+fn with_baseline(bench: &Bench, mut clients: Vec<Client>) -> Vec<Client> {
+    if bench.baseline.is_some() {
+        clients.insert(1, client(BASELINE, Kind::Baseline, &[]));
+    }
+    clients
+}
 
 fn roundtrip(bench: &Bench, results: &mut Results, quick: bool) {
-    let clients = [
-        client(OURS, Kind::Ours, &[]),
-        client(ZMQ, Kind::Peer("zmq"), &[]),
-        client(WSC, Kind::Peer("websocket-client"), &[]),
-        client(E2B, Kind::Peer("e2b-ws"), &[]),
-        client(RAW_HOOK, Kind::Raw, &["--hook"]),
-        client(RAW_BARE, Kind::Raw, &[]),
-    ];
+    let clients = with_baseline(
+        bench,
+        vec![
+            client(OURS, Kind::Ours, &[]),
+            client(ZMQ, Kind::Peer("zmq"), &[]),
+            client(WSC, Kind::Peer("websocket-client"), &[]),
+            client(E2B, Kind::Peer("e2b-ws"), &[]),
+            client(RAW_HOOK, Kind::Raw, &["--hook"]),
+            client(RAW_BARE, Kind::Raw, &[]),
+        ],
+    );
     let n = env_num("E2B_BENCH_ROUNDS", if quick { 1 } else { 5 });
     let it = if quick { "30" } else { "100" };
     let args = strings(&["--iterations", it, "--warmup", "10"]);
@@ -403,20 +439,25 @@ fn roundtrip(bench: &Bench, results: &mut Results, quick: bool) {
 }
 
 fn stream(bench: &Bench, results: &mut Results, quick: bool) {
-    let clients = [
-        client(OURS, Kind::Ours, &[]),
-        client(RAW_HOOK, Kind::Raw, &["--hook"]),
-        client(RAW_BARE, Kind::Raw, &[]),
-        client(ZMQ, Kind::Peer("zmq"), &[]),
-        client(WSC, Kind::Peer("websocket-client"), &[]),
-        client(
-            WSC_FAST,
-            Kind::Peer("websocket-client"),
-            &["--skip-utf8-validation"],
-        ),
-        client(E2B, Kind::Peer("e2b-ws"), &[]),
-    ];
+    let clients = with_baseline(
+        bench,
+        vec![
+            client(OURS, Kind::Ours, &[]),
+            client(RAW_HOOK, Kind::Raw, &["--hook"]),
+            client(RAW_PARSE, Kind::Raw, &["--hook", "--parse"]),
+            client(RAW_BARE, Kind::Raw, &[]),
+            client(ZMQ, Kind::Peer("zmq"), &[]),
+            client(WSC, Kind::Peer("websocket-client"), &[]),
+            client(
+                WSC_FAST,
+                Kind::Peer("websocket-client"),
+                &["--skip-utf8-validation"],
+            ),
+            client(E2B, Kind::Peer("e2b-ws"), &[]),
+        ],
+    );
     let (n, it) = if quick { (1, "1") } else { (2, "2") };
+    let n = env_num("E2B_BENCH_STREAM_ROUNDS", n);
     let args = strings(&["--iterations", it, "--warmup", "1", "--mb", "20"]);
     rounds(
         bench,
@@ -430,12 +471,15 @@ fn stream(bench: &Bench, results: &mut Results, quick: bool) {
 }
 
 fn reconnect(bench: &Bench, results: &mut Results, quick: bool) {
-    let clients = [
-        client(OURS, Kind::Ours, &[]),
-        client(WSC, Kind::Peer("websocket-client"), &[]),
-        client(E2B, Kind::Peer("e2b-ws"), &[]),
-        client(ZMQ, Kind::Peer("zmq"), &[]),
-    ];
+    let clients = with_baseline(
+        bench,
+        vec![
+            client(OURS, Kind::Ours, &[]),
+            client(WSC, Kind::Peer("websocket-client"), &[]),
+            client(E2B, Kind::Peer("e2b-ws"), &[]),
+            client(ZMQ, Kind::Peer("zmq"), &[]),
+        ],
+    );
     let (n, it) = if quick { (1, "20") } else { (2, "50") };
     let args = strings(&["--iterations", it, "--warmup", "5"]);
     rounds(
@@ -493,7 +537,7 @@ fn concurrent(bench: &Bench, results: &mut Results, quick: bool) {
         "--duration",
         duration,
         "--settle",
-        "1",
+        "2",
     ]);
     eprintln!("compare: concurrent: {conns} connections");
     let ours = client(OURS, Kind::Ours, &[]);
@@ -519,7 +563,7 @@ fn concurrent(bench: &Bench, results: &mut Results, quick: bool) {
                 &c,
                 "concurrent",
                 Some(&list),
-                &args,
+                &args[2..],
                 Duration::from_secs(900),
             );
             push(results, "concurrent", name, v);

@@ -24,6 +24,9 @@ pub struct Raw {
     pub store_history: bool,
     /// Put an ISO-8601 `date` in request headers (jupyter_client and the SDK do).
     pub date: bool,
+    /// Also decode every stream message's content and keep its text until the execution ends
+    /// (the work the SDK must do for its `Execution`), on this one thread.
+    pub parse: bool,
 }
 
 /// What one execution delivered.
@@ -74,6 +77,7 @@ impl Raw {
             session,
             store_history: true,
             date: false,
+            parse: false,
         })
     }
 
@@ -113,6 +117,7 @@ impl Raw {
         let deadline = Instant::now() + Duration::from_secs(300);
         let (mut replied, mut idle) = (false, false);
         let mut done = Done::default();
+        let mut kept: Vec<String> = Vec::new();
         while !(replied && idle) {
             if Instant::now() > deadline {
                 return Err("raw execute timed out".into());
@@ -129,6 +134,12 @@ impl Raw {
             let hdr: Header = serde_json::from_slice(parts[1])?;
             match hdr.msg_type.as_str() {
                 "stream" => {
+                    if self.parse {
+                        let mut c: Value = serde_json::from_slice(parts[4])?;
+                        if let Value::String(s) = c["text"].take() {
+                            kept.push(s);
+                        }
+                    }
                     done.stream_bytes += parts[4].len();
                     done.stream_messages += 1;
                     on_stream(parts[4].len());

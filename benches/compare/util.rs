@@ -158,6 +158,11 @@ pub fn cpu_ns(pid: u32) -> u64 {
         .sum()
 }
 
+/// The jupyter_server's pid, which the orchestrator passes in E2B_BENCH_SERVER_PID.
+pub fn server_pid() -> Option<u32> {
+    std::env::var("E2B_BENCH_SERVER_PID").ok()?.parse().ok()
+}
+
 /// The process running kernel `id` (its argv names `kernel-<id>.json`) and its parent, the
 /// jupyter_server.
 pub fn kernel_and_server_pid(id: &str) -> Option<(u32, u32)> {

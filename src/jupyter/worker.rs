@@ -29,6 +29,11 @@ pub(crate) const WAKE: Token = Token(1);
 
 /// Messages read per batch before they are routed.
 const BATCH: usize = 256;
+/// Bytes read per batch before they are routed: bounds the raw frames held at once when a
+/// burst of large output sits in the socket buffer (up to 256 × 64 KiB before).
+const BATCH_BYTES: usize = 1 << 20;
+/// Bytes of routed messages after which waiters are woken without waiting for the batch end.
+const WAKE_BYTES: usize = 32 * 1024;
 /// Message ids remembered for duplicate detection.
 const SEEN_CAPACITY: usize = 32 * 1024;
 /// Least time between two liveness probes of the backend during one outage.
@@ -254,8 +259,19 @@ impl Worker {
     fn pump(&mut self) -> Result<(), String> {
         loop {
             let (batch, outcome) = self.read_batch();
-            let routed = batch.into_iter().try_for_each(|m| self.on_frame(m));
-            // One wake-up per waiter per batch, after everything in it is queued.
+            // Waiters are woken once per batch of small messages (a burst such as
+            // execute_result + execute_reply costs one wake-up, not one each), and after every
+            // WAKE_BYTES of output, so callers work on large output while the rest decodes.
+            let mut unannounced = 0;
+            let routed = batch.into_iter().try_for_each(|m| {
+                unannounced += m.len();
+                let r = self.on_frame(m);
+                if unannounced >= WAKE_BYTES {
+                    self.routes.wake();
+                    unannounced = 0;
+                }
+                r
+            });
             self.routes.wake();
             routed?;
             match outcome {
@@ -281,9 +297,13 @@ impl Worker {
         let Some(sock) = self.socket.as_mut() else {
             return (batch, ReadOutcome::Drained);
         };
-        while batch.len() < BATCH {
+        let mut bytes = 0;
+        while batch.len() < BATCH && bytes < BATCH_BYTES {
             match sock.ws.read() {
-                Ok(m) => batch.push(m),
+                Ok(m) => {
+                    bytes += m.len();
+                    batch.push(m);
+                }
                 Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
                     return (batch, ReadOutcome::Drained);
                 }
