@@ -12,19 +12,21 @@
  * NULL pointers, a 0 handle and strings that are not UTF-8 are reported as error codes. No Rust
  * panic ever crosses into C: one would be reported as E2B_ERR_PANIC.
  *
- * OWNERSHIP. Strings passed in are borrowed for the duration of the call only. Every `char *`
- * handed out through an out-parameter is owned by the caller and must be freed with
- * e2b_string_free() (not free()). Pointers returned directly as `const char *` are owned by
- * the library (static strings, or the last error message) and must not be freed. Callback data
- * is valid only during the callback. Out-parameters are set on failure too (to 0 or NULL), so
- * they can always be freed or destroyed.
+ * OWNERSHIP. Strings and buffers passed in are borrowed for the duration of the call only.
+ * Every `char *` handed out through an out-parameter is owned by the caller and must be freed
+ * with e2b_string_free() (not free()); the byte buffers of e2b_files_read() with
+ * e2b_bytes_free(). Pointers returned directly as `const char *` are owned by the library
+ * (static strings, or the last error message) and must not be freed. Callback data is valid
+ * only during the callback. Out-parameters are set on failure too (to 0 or NULL), so they can
+ * always be freed or destroyed.
  *
  * HANDLES AND THREADS. A sandbox is an e2b_sandbox_t: an integer id in the library's registry,
  * not a pointer. Any handle can be used from any thread, concurrently; executions on one
- * sandbox run one after another in its kernel. e2b_sandbox_destroy() kills the sandbox and
- * retires the id for good: calls with it afterwards (or with an id that was never issued)
- * return E2B_ERR_CLOSED instead of touching freed memory. Callbacks run on the thread that
- * called e2b_run(). Destroy every handle before the process exits, or local servers outlive it.
+ * sandbox run one after another in its kernel, commands each in a private kernel of their own.
+ * e2b_sandbox_destroy() kills the sandbox and retires the id for good: calls with it afterwards
+ * (or with an id that was never issued) return E2B_ERR_CLOSED instead of touching freed
+ * memory. Callbacks run on the thread that called e2b_run() or e2b_commands_run(). Destroy
+ * every handle before the process exits, or local servers outlive it.
  */
 
 
@@ -131,13 +133,34 @@ enum e2b_error_code_t
    */
   E2B_ERR_FILE_NOT_FOUND = 18,
   /**
-   * A path that must be a directory is not one, or the other way round.
+   * A path that must be a directory is a file (listing a file, a file where a parent
+   * directory should be). The other way round is `E2B_ERR_IS_A_DIRECTORY`.
    */
   E2B_ERR_NOT_A_DIRECTORY = 19,
   /**
    * The sandbox refused access to a path.
    */
   E2B_ERR_PERMISSION_DENIED = 20,
+  /**
+   * A path that must be a file is a directory (reading a directory).
+   */
+  E2B_ERR_IS_A_DIRECTORY = 21,
+  /**
+   * Output of an execution or command was lost in a connection cut and could not be fetched
+   * again. The code ran (or the command may still have run to its end); what it printed is
+   * incomplete.
+   */
+  E2B_ERR_OUTPUT_LOST = 22,
+  /**
+   * A local file operation failed (reading or writing a file on this machine, not in the
+   * sandbox).
+   */
+  E2B_ERR_IO = 23,
+  /**
+   * A command exited with a non-zero code where success was required. `e2b_commands_run()`
+   * never returns it: there a non-zero exit code is data (`"exit_code"`), not an error.
+   */
+  E2B_ERR_COMMAND_FAILED = 24,
   /**
    * Any other failure; the message says what.
    */
@@ -161,26 +184,28 @@ typedef int32_t e2b_error_code_t;
 typedef uint64_t e2b_sandbox_t;
 
 /**
- * Receives one piece of streamed output during `e2b_run()`.
+ * Receives one piece of streamed output during `e2b_run()` or `e2b_commands_run()`.
  *
  * `data` points to `len` bytes followed by a NUL byte, so it can be used as a C string (the
  * bytes may themselves contain NUL if the program printed one). It is valid only until the
  * callback returns: copy what you want to keep. `user_data` is the value from
  * `e2b_run_callbacks_t`.
  *
- * Return 0 to continue. Any other value abandons the run: no further callbacks are made, the
- * kernel is interrupted, and `e2b_run()` returns `E2B_ERR_CALLBACK`.
+ * Return 0 to continue. Any other value abandons the call: no further callbacks are made, the
+ * kernel is interrupted (for `e2b_commands_run()`, the command's process group is killed),
+ * and the call returns `E2B_ERR_CALLBACK`.
  *
- * Callbacks run on the thread that called `e2b_run()`, one at a time. They must not unwind
- * (C++ exceptions, `longjmp`) through the library, and must not start another run on the same
- * sandbox (it would wait for this one).
+ * Callbacks run on the thread that called `e2b_run()` or `e2b_commands_run()`, one at a time.
+ * They must not unwind (C++ exceptions, `longjmp`) through the library, and must not start
+ * another run on the same sandbox (it would wait for this one).
  */
 typedef int32_t (*e2b_output_fn)(const char *data,
                                  size_t len,
                                  void *user_data);
 
 /**
- * Streaming callbacks for `e2b_run()`. Any of them may be NULL. Zero-initialise the struct
+ * Streaming callbacks for `e2b_run()` and `e2b_commands_run()` (which uses `on_stdout` and
+ * `on_stderr` only). Any of them may be NULL. Zero-initialise the struct
  * (`e2b_run_callbacks_t cb = {0};`) and set the ones you need.
  */
 typedef struct {
@@ -226,8 +251,8 @@ const char *e2b_error_code_name(int32_t code);
  * The code of the most recent fallible `e2b_*` call on this thread: `E2B_OK` after a success.
  *
  * Every function that returns an `e2b_error_code_t` records its outcome for its thread; the
- * `e2b_last_error_*` functions, `e2b_version`, `e2b_error_code_name` and `e2b_string_free`
- * do not.
+ * `e2b_last_error_*` functions, `e2b_version`, `e2b_error_code_name`, `e2b_string_free` and
+ * `e2b_bytes_free` do not.
  */
 e2b_error_code_t e2b_last_error_code(void);
 
@@ -297,11 +322,24 @@ e2b_error_code_t e2b_sandbox_create(const char *options_json,
                                     e2b_sandbox_t *out);
 
 /**
- * Uses an existing Jupyter server (jupyter_server, Kernel Gateway, Enterprise Gateway) as a
- * sandbox. **Not available yet**: this backend is still being written, so this always returns
- * `E2B_ERR_UNSUPPORTED` (after checking its arguments) and sets `*out` to 0. The signature is
- * final: `url` is the server's base URL (required), `token` may be NULL, `options_json` may be
- * NULL for defaults.
+ * Uses an existing Jupyter server (jupyter_server, Jupyter Kernel Gateway, Enterprise
+ * Gateway) as a sandbox. Checks that the server answers and accepts the token, then starts
+ * the sandbox's default Python kernel on it; blocks until that kernel is ready.
+ *
+ * - `url`: the server's base URL, `http://` or `https://`, without a query or fragment
+ *   (e.g. `"http://127.0.0.1:8888"`); anything else is `E2B_ERR_INVALID_ARGUMENT`.
+ * - `token`: the server's token, sent as `Authorization: token <token>`; NULL or `""` sends
+ *   none. The library keeps it to itself: it is never logged, and no function returns it.
+ *   A token the server rejects is `E2B_ERR_AUTHENTICATION`.
+ * - `options_json`: NULL or `""` for every default, or a JSON object with the keys of
+ *   `e2b_sandbox_local()` that apply to a server someone else runs: `"envs"` and `"timeouts"`
+ *   (`"python"` and `"packages"` are `E2B_ERR_INVALID_ARGUMENT` here, as are unknown keys).
+ *
+ * An unreachable server is `E2B_ERR_TRANSPORT` (or `E2B_ERR_TIMEOUT` after
+ * `"timeouts": {"connect_ms"}`). On success `*out` is the new handle; on failure it is 0.
+ * `e2b_sandbox_destroy()` shuts down the kernels this sandbox started and leaves the server
+ * and its other kernels alone. Files work where the server has the contents API (not on
+ * Kernel Gateway), with paths relative to the server's root; commands work everywhere.
  *
  * # Safety
  * `url` is a NUL-terminated string; `token` and `options_json` are NULL or NUL-terminated
@@ -313,7 +351,8 @@ e2b_error_code_t e2b_sandbox_connect_jupyter(const char *url,
                                              e2b_sandbox_t *out);
 
 /**
- * Tears the sandbox down now (kills the local server, or the cloud sandbox), from any thread.
+ * Tears the sandbox down now, from any thread: kills the local server, or shuts down the
+ * kernels this sandbox started on a Jupyter server.
  * Runs on other threads fail with `E2B_ERR_CLOSED`, and so do later calls with this handle.
  * Idempotent. The handle still needs `e2b_sandbox_destroy()` to free it.
  */
@@ -330,7 +369,8 @@ e2b_error_code_t e2b_sandbox_kill(e2b_sandbox_t sandbox);
 e2b_error_code_t e2b_sandbox_destroy(e2b_sandbox_t sandbox);
 
 /**
- * The sandbox's id (`local-<pid>` for a local sandbox) in `*out`: a new string the caller
+ * The sandbox's id (`local-<pid>` for a local sandbox, the server's `host:port` for a Jupyter
+ * server) in `*out`: a new string the caller
  * frees with `e2b_string_free()`. `*out` is NULL on failure.
  *
  * # Safety
@@ -395,6 +435,167 @@ e2b_error_code_t e2b_run(e2b_sandbox_t sandbox,
                          const char *options_json,
                          const e2b_run_callbacks_t *callbacks,
                          char **out_json);
+
+/**
+ * Reads a whole file of the sandbox into memory.
+ *
+ * `path` is relative to the sandbox root (`"data/x.csv"`); `.` and `..` are resolved, and a
+ * path that would climb above the root is `E2B_ERR_INVALID_ARGUMENT`. An absolute path is
+ * accepted for a local sandbox when it lies inside its root directory.
+ *
+ * On `E2B_OK`, `*out_data` points to `*out_len` bytes followed by one NUL byte (not counted in
+ * `*out_len`), so a text file can be used as a C string. The buffer is owned by the caller,
+ * who frees it with `e2b_bytes_free(*out_data, *out_len)`; an empty file gives a valid
+ * buffer of length 0 that still needs freeing. On failure `*out_data` is NULL and `*out_len`
+ * is 0. A missing file is `E2B_ERR_FILE_NOT_FOUND`, a directory `E2B_ERR_IS_A_DIRECTORY`.
+ *
+ * From any thread, concurrently with any other call on the same handle.
+ *
+ * # Safety
+ * `path` is a NUL-terminated string; `out_data` and `out_len` are each valid for one write.
+ */
+e2b_error_code_t e2b_files_read(e2b_sandbox_t sandbox,
+                                const char *path,
+                                uint8_t **out_data,
+                                size_t *out_len);
+
+/**
+ * Frees a buffer returned by `e2b_files_read()`. `len` is the length that came with it.
+ * NULL is ignored. From any thread.
+ *
+ * # Safety
+ * `data` must be NULL or a buffer this library returned that has not been freed yet, and
+ * `len` its length as the library gave it.
+ */
+void e2b_bytes_free(uint8_t *data,
+                    size_t len);
+
+/**
+ * Writes a file of the sandbox, replacing it if it exists and creating missing parent
+ * directories. `data` holds `len` bytes (any bytes, NULs included); it may be NULL when `len`
+ * is 0, which writes an empty file. Paths as for `e2b_files_read()`; a path whose parent is a
+ * file is `E2B_ERR_NOT_A_DIRECTORY`.
+ *
+ * From any thread, concurrently with any other call on the same handle; two writes to the
+ * same path at once leave one of the two contents.
+ *
+ * # Safety
+ * `path` is a NUL-terminated string; `data` is valid for reads of `len` bytes (or `len` is
+ * 0), and is only read during the call.
+ */
+e2b_error_code_t e2b_files_write(e2b_sandbox_t sandbox,
+                                 const char *path,
+                                 const uint8_t *data,
+                                 size_t len);
+
+/**
+ * Lists a directory of the sandbox (`""` or `"."` for the root), sorted by name.
+ *
+ * On `E2B_OK`, `*out_json` is a JSON array with one object per entry:
+ * `{"name": "x.csv", "path": "data/x.csv", "type": "file" | "dir", "size": 123 | null,
+ * "modified": 1717000000000 | null}`: `path` is relative to the sandbox root, `size` is in
+ * bytes (`null` for directories), `modified` is in milliseconds since the Unix epoch
+ * (`null` when the server does not say). A new string the caller frees with
+ * `e2b_string_free()`; NULL on failure. Listing a file is `E2B_ERR_NOT_A_DIRECTORY`, a
+ * missing path `E2B_ERR_FILE_NOT_FOUND`.
+ *
+ * From any thread, concurrently with any other call on the same handle.
+ *
+ * # Safety
+ * `path` is a NUL-terminated string; `out_json` is valid for one write.
+ */
+e2b_error_code_t e2b_files_list(e2b_sandbox_t sandbox,
+                                const char *path,
+                                char **out_json);
+
+/**
+ * Sets `*out` to 1 when a file or directory exists at `path`, else 0 (a missing path is not
+ * an error). `*out` is 0 on failure too; check the returned code.
+ *
+ * From any thread, concurrently with any other call on the same handle.
+ *
+ * # Safety
+ * `path` is a NUL-terminated string; `out` is valid for one write.
+ */
+e2b_error_code_t e2b_files_exists(e2b_sandbox_t sandbox,
+                                  const char *path,
+                                  int *out);
+
+/**
+ * Removes a file, or a directory with everything in it. A missing path is
+ * `E2B_ERR_FILE_NOT_FOUND`; the sandbox root cannot be removed (`E2B_ERR_INVALID_ARGUMENT`).
+ *
+ * From any thread, concurrently with any other call on the same handle.
+ *
+ * # Safety
+ * `path` is a NUL-terminated string.
+ */
+e2b_error_code_t e2b_files_remove(e2b_sandbox_t sandbox,
+                                  const char *path);
+
+/**
+ * Renames or moves a file or directory from `from` to `to`, creating missing parent
+ * directories of `to`. A missing `from` is `E2B_ERR_FILE_NOT_FOUND`; an existing `to` is an
+ * error (`E2B_ERR_HTTP`, status 409, from jupyter_server).
+ *
+ * From any thread, concurrently with any other call on the same handle.
+ *
+ * # Safety
+ * `from` and `to` are NUL-terminated strings.
+ */
+e2b_error_code_t e2b_files_rename(e2b_sandbox_t sandbox,
+                                  const char *from,
+                                  const char *to);
+
+/**
+ * Creates a directory and any missing parents (`mkdir -p`). `out_created` may be NULL;
+ * otherwise it is set to 1 when the directory was created, 0 when it existed already (and
+ * 0 on failure). A file in the way is `E2B_ERR_NOT_A_DIRECTORY`.
+ *
+ * From any thread, concurrently with any other call on the same handle.
+ *
+ * # Safety
+ * `path` is a NUL-terminated string; `out_created` is NULL or valid for one write.
+ */
+e2b_error_code_t e2b_files_make_dir(e2b_sandbox_t sandbox,
+                                    const char *path,
+                                    int *out_created);
+
+/**
+ * Runs a shell command in the sandbox (`/bin/bash -c <cmd>`) and waits for it to end.
+ *
+ * `options_json` may be NULL or `""` for defaults, or a JSON object with any of:
+ * - `"cwd"`: working directory, relative to the sandbox root or absolute (default: the
+ *   root). A missing one is `E2B_ERR_FILE_NOT_FOUND`;
+ * - `"envs"`: `{"NAME": "value"}` environment variables for this command, on top of the
+ *   sandbox's own;
+ * - `"timeout_ms"`: deadline in milliseconds, or `null` for none (default 60000). On expiry
+ *   the command's process group is killed and the call returns `E2B_ERR_TIMEOUT`.
+ *
+ * `callbacks` may be NULL; of its members only `on_stdout` and `on_stderr` are used (each
+ * chunk of output as it arrives, on this thread, see `e2b_output_fn`), `on_result` and
+ * `on_error` are ignored. A callback returning non-zero kills the command and ends the call
+ * with `E2B_ERR_CALLBACK`.
+ *
+ * A non-zero exit code is data, not an error: the call returns `E2B_OK`. `out_json` may be
+ * NULL if you do not want the result; otherwise on `E2B_OK` it gets
+ * `{"stdout": "...", "stderr": "...", "exit_code": 3}` (the whole output; invalid UTF-8
+ * replaced by U+FFFD; `exit_code` is negative when a signal ended the command), a new string
+ * the caller frees with `e2b_string_free()`, and NULL on failure.
+ *
+ * From any thread, concurrently with other calls on the same handle: each running command
+ * has a private kernel of its own, apart from the contexts `e2b_run()` uses.
+ *
+ * # Safety
+ * `cmd` is a NUL-terminated string; `options_json` is NULL or a NUL-terminated string;
+ * `callbacks` is NULL or points to a valid `e2b_run_callbacks_t` (read once, at the start);
+ * `out_json` is NULL or valid for one write.
+ */
+e2b_error_code_t e2b_commands_run(e2b_sandbox_t sandbox,
+                                  const char *cmd,
+                                  const char *options_json,
+                                  const e2b_run_callbacks_t *callbacks,
+                                  char **out_json);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -136,6 +136,13 @@ pub enum Error {
         path: String,
     },
 
+    /// A path that must be a file is a directory (reading or downloading a directory).
+    #[error("{path}: is a directory")]
+    IsADirectory {
+        /// The path, relative to the sandbox root.
+        path: String,
+    },
+
     /// The sandbox refused access to a path.
     #[error("{path}: permission denied")]
     PermissionDenied {
@@ -151,6 +158,18 @@ pub enum Error {
         /// The OS error.
         #[source]
         source: std::io::Error,
+    },
+
+    /// A command exited with a non-zero code. Only produced on request, by
+    /// `CommandResult::check`: a non-zero exit code is data, not an error, until then.
+    #[error("command exited with code {exit_code}{}", last_line(stderr))]
+    CommandFailed {
+        /// The exit code; negative when a signal killed the process (`-9` for SIGKILL).
+        exit_code: i32,
+        /// Everything the command wrote to stdout.
+        stdout: String,
+        /// Everything the command wrote to stderr.
+        stderr: String,
     },
 
     /// The caller passed something this crate cannot act on. Fix the call.
@@ -196,6 +215,8 @@ pub enum TimeoutPhase {
     Execution,
     /// Waiting for a kernel reply other than an execution.
     KernelReply,
+    /// A command in the sandbox ran past its timeout; its process group has been killed.
+    Command,
     /// Shutting down.
     Close,
 }
@@ -208,6 +229,7 @@ impl fmt::Display for TimeoutPhase {
             TimeoutPhase::Request => "waiting for an HTTP response",
             TimeoutPhase::Execution => "executing code",
             TimeoutPhase::KernelReply => "waiting for a kernel reply",
+            TimeoutPhase::Command => "running a command (it was killed)",
             TimeoutPhase::Close => "closing",
         })
     }
@@ -232,6 +254,18 @@ impl fmt::Display for KernelEvent {
             KernelEvent::Dead => "died",
             KernelEvent::Shutdown => "was shut down or restarted",
         })
+    }
+}
+
+/// `": <last non-empty line of stderr>"`, shortened, for [`Error::CommandFailed`]'s message.
+fn last_line(stderr: &str) -> String {
+    const MAX: usize = 200;
+    match stderr.lines().rev().map(str::trim).find(|l| !l.is_empty()) {
+        Some(line) if line.chars().count() > MAX => {
+            format!(": {}…", line.chars().take(MAX).collect::<String>())
+        }
+        Some(line) => format!(": {line}"),
+        None => String::new(),
     }
 }
 

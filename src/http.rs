@@ -226,6 +226,17 @@ impl Http {
         &self.endpoint
     }
 
+    /// The agent, for requests the helpers above do not cover (streamed bodies, per-request
+    /// timeouts). Callers add the endpoint's headers themselves.
+    pub(crate) fn agent(&self) -> &ureq::Agent {
+        &self.agent
+    }
+
+    /// The per-request deadline this client was built with.
+    pub(crate) fn request_timeout(&self) -> Duration {
+        self.request_timeout
+    }
+
     /// Sends a request and reads the whole body, whatever the status.
     pub(crate) fn send(
         &self,
@@ -299,7 +310,7 @@ impl Http {
         self.send(method, path, body)?.error_for_status()?.json()
     }
 
-    fn transport_error(&self, endpoint: &str, e: ureq::Error) -> Error {
+    pub(crate) fn transport_error(&self, endpoint: &str, e: ureq::Error) -> Error {
         match e {
             ureq::Error::Timeout(_) => Error::Timeout {
                 phase: TimeoutPhase::Request,

@@ -48,6 +48,7 @@
 #![warn(missing_debug_implementations)]
 
 mod backend;
+mod commands;
 mod config;
 mod context;
 mod envs;
@@ -56,6 +57,7 @@ mod execution;
 #[cfg(feature = "ffi")]
 #[allow(unsafe_code)] // the C ABI must take raw pointers and export unmangled symbols
 mod ffi;
+mod files;
 mod http;
 mod jupyter;
 mod kernel;
@@ -63,11 +65,19 @@ mod recovery;
 mod run;
 mod sandbox;
 
+pub use backend::e2b::{
+    DEFAULT_DOMAIN, DEFAULT_LIFETIME, DEFAULT_TEMPLATE, E2bClient, E2bConfig, E2bOptions,
+    ListQuery, SandboxAccess, SandboxInfo, SandboxLifecycle, SandboxPage, SandboxState,
+};
 pub use backend::local::{CACHE_ENV, LocalOptions, PYTHON_ENV};
+pub use commands::{
+    CommandBuilder, CommandHandle, CommandOutput, CommandResult, Commands, OutputIter,
+};
 pub use config::{ConnectionConfig, Keepalive, ReconnectPolicy, Secret, Timeouts};
 pub use context::{Context, ContextOptions};
 pub use error::{BoxError, Error, KernelEvent, TimeoutPhase};
 pub use execution::{Continuity, Execution, ExecutionError, Logs, OutputMessage, Result};
+pub use files::{Download, EntryInfo, FileType, Files, Upload};
 pub use jupyter::state::{CloseReason, ConnectionState};
 pub use run::RunBuilder;
 pub use sandbox::{Sandbox, SandboxBuilder};

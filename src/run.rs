@@ -21,6 +21,9 @@ use crate::sandbox::Sandbox;
 /// kernel is idle again before the next call.
 const INTERRUPT_GRACE: Duration = Duration::from_secs(5);
 
+/// How long a cell whose callback failed may take to end by itself before it is interrupted.
+const SETTLE: Duration = Duration::from_millis(500);
+
 type Callback<'a, T> = Box<dyn FnMut(&T) + 'a>;
 
 /// Options of one execution; finish with [`RunBuilder::send`].
@@ -162,6 +165,8 @@ impl<'a> RunBuilder<'a> {
         let mut panicked: Option<Error> = None;
         let mut timed_out = false;
         let mut grace_until: Option<Instant> = None;
+        // A callback failed: interrupt the cell unless it ends within SETTLE.
+        let mut interrupt_due = false;
         let mut reconnected = false;
         let mut need_replay = false;
         let mut replay_pending = false;
@@ -217,6 +222,12 @@ impl<'a> RunBuilder<'a> {
                     grace_until = Some(Instant::now() + INTERRUPT_GRACE);
                     Vec::new()
                 }
+                Err(RecvTimeoutError::Timeout) if interrupt_due => {
+                    interrupt_due = false;
+                    self.sandbox.interrupt_kernel(kernel);
+                    grace_until = Some(Instant::now() + INTERRUPT_GRACE);
+                    Vec::new()
+                }
                 Err(RecvTimeoutError::Timeout) => {
                     log::warn!("kernel {} did not settle after an interrupt", kernel.id);
                     kernel.conn.forget(&msg_id);
@@ -235,9 +246,10 @@ impl<'a> RunBuilder<'a> {
                 if panicked.is_none() && grace_until.is_none() {
                     panicked = self.notify(&event).err();
                     if panicked.is_some() {
-                        // Stop the cell so the kernel does not keep working for nobody.
-                        self.sandbox.interrupt_kernel(kernel);
-                        grace_until = Some(Instant::now() + INTERRUPT_GRACE);
+                        // Give the cell a moment to end by itself: an interrupt sent after it
+                        // ended would land in the next execution. Then stop it.
+                        interrupt_due = true;
+                        grace_until = Some(Instant::now() + SETTLE);
                     }
                 }
                 acc.keep(event);

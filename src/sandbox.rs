@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use crossbeam_channel::Receiver;
 
 use crate::backend::Backend;
+use crate::backend::e2b::{DEFAULT_LIFETIME, E2bBackend, E2bConfig, E2bOptions, SandboxInfo};
 use crate::backend::jupyter::JupyterBackend;
 use crate::backend::local::{LocalBackend, LocalOptions};
 use crate::config::{ConnectionConfig, Keepalive, ReconnectPolicy, Secret, Timeouts};
@@ -82,6 +83,29 @@ impl SandboxBuilder {
         Sandbox::open(Arc::new(backend), self.config, None)
     }
 
+    /// Creates an E2B sandbox with [`E2bConfig::from_env`] and default [`E2bOptions`].
+    pub fn e2b(self) -> Result<Sandbox, Error> {
+        self.e2b_with(&E2bConfig::from_env(), &E2bOptions::default())
+    }
+
+    /// Creates an E2B sandbox; closing the handle kills it.
+    pub fn e2b_with(self, config: &E2bConfig, options: &E2bOptions) -> Result<Sandbox, Error> {
+        let backend = Arc::new(E2bBackend::create(config, options, &self.config.timeouts)?);
+        Sandbox::open_e2b(backend, self.config)
+    }
+
+    /// Connects to a running or paused E2B sandbox by id; closing the handle leaves it
+    /// running (see [`Sandbox::set_kill_on_close`]).
+    pub fn e2b_connect(self, config: &E2bConfig, sandbox_id: &str) -> Result<Sandbox, Error> {
+        let backend = Arc::new(E2bBackend::connect(
+            config,
+            sandbox_id,
+            DEFAULT_LIFETIME,
+            &self.config.timeouts,
+        )?);
+        Sandbox::open_e2b(backend, self.config)
+    }
+
     /// Starts a local sandbox: a `jupyter server` child process on 127.0.0.1.
     pub fn local_with(self, options: LocalOptions) -> Result<Sandbox, Error> {
         let backend = Arc::new(LocalBackend::start(
@@ -102,11 +126,14 @@ impl SandboxBuilder {
 pub struct Sandbox {
     backend: Arc<dyn Backend>,
     local: Option<Arc<LocalBackend>>,
+    e2b: Option<Arc<E2bBackend>>,
     http: Http,
     config: SandboxConfig,
     kernels: Mutex<Kernels>,
     specs: OnceLock<KernelSpecs>,
     closed: AtomicBool,
+    /// Private kernels that run commands (`sandbox.commands()`), apart from user contexts.
+    system: crate::commands::SystemKernels,
 }
 
 #[derive(Debug, Default)]
@@ -139,6 +166,50 @@ impl Sandbox {
         Sandbox::builder().jupyter(url, token)
     }
 
+    /// Creates an E2B sandbox from the environment (`E2B_API_KEY`, …) with default options.
+    pub fn create() -> Result<Sandbox, Error> {
+        Sandbox::builder().e2b()
+    }
+
+    fn open_e2b(backend: Arc<E2bBackend>, config: SandboxConfig) -> Result<Sandbox, Error> {
+        let mut sandbox = Sandbox::open(backend.clone(), config, None)?;
+        sandbox.e2b = Some(backend);
+        Ok(sandbox)
+    }
+
+    fn e2b_backend(&self) -> Result<&E2bBackend, Error> {
+        self.e2b
+            .as_deref()
+            .ok_or_else(|| Error::InvalidArgument("not an E2B sandbox".into()))
+    }
+
+    /// E2B: sets how long the sandbox lives from now.
+    pub fn set_timeout(&self, lifetime: std::time::Duration) -> Result<(), Error> {
+        self.e2b_backend()?.set_timeout(lifetime)
+    }
+
+    /// E2B: the sandbox as the control plane sees it.
+    pub fn get_info(&self) -> Result<SandboxInfo, Error> {
+        self.e2b_backend()?.info()
+    }
+
+    /// E2B: whether closing this handle kills the sandbox.
+    pub fn set_kill_on_close(&self, kill: bool) -> Result<(), Error> {
+        self.e2b_backend()?.set_kill_on_close(kill);
+        Ok(())
+    }
+
+    /// E2B: whether closing this handle kills the sandbox (`None` for other backends).
+    pub fn kills_on_close(&self) -> Option<bool> {
+        self.e2b.as_deref().map(E2bBackend::kills_on_close)
+    }
+
+    /// E2B: what the control plane returned when the sandbox was created or connected to
+    /// (ids, envd version, tokens as [`Secret`]s).
+    pub fn e2b_access(&self) -> Option<&crate::backend::e2b::SandboxAccess> {
+        self.e2b.as_deref().map(E2bBackend::access)
+    }
+
     /// A builder for options shared by every backend.
     pub fn builder() -> SandboxBuilder {
         SandboxBuilder::default()
@@ -153,11 +224,13 @@ impl Sandbox {
         let sandbox = Sandbox {
             backend,
             local,
+            e2b: None,
             http,
             config,
             kernels: Mutex::new(Kernels::default()),
             specs: OnceLock::new(),
             closed: AtomicBool::new(false),
+            system: Default::default(),
         };
         // The default Python context is made up front, as E2B's sandbox does, so the first
         // run_code does not pay for a kernel start.
@@ -270,6 +343,16 @@ impl Sandbox {
             .collect()
     }
 
+    /// Files in the sandbox: read, write, list, rename, remove (over the Jupyter contents API).
+    pub fn files(&self) -> crate::files::Files<'_> {
+        crate::files::Files::new(self)
+    }
+
+    /// Shell commands in the sandbox: run one and wait, or spawn one and keep a handle.
+    pub fn commands(&self) -> crate::commands::Commands<'_> {
+        crate::commands::Commands::new(self)
+    }
+
     /// For a local sandbox, the directory its files live in.
     pub fn local_root(&self) -> Option<&Path> {
         self.local.as_deref().map(LocalBackend::root)
@@ -292,12 +375,13 @@ impl Sandbox {
             return Ok(());
         }
         log::debug!("closing sandbox {}", self.sandbox_id());
-        let kernels: Vec<Arc<Kernel>> = {
+        let mut kernels: Vec<Arc<Kernel>> = {
             let mut k = self.lock_kernels();
             k.order.clear();
             k.defaults.clear();
             k.by_id.drain().map(|(_, v)| v).collect()
         };
+        kernels.extend(self.system.drain());
         let mut first_err = None;
         for kernel in &kernels {
             if let Err(e) = kernel.conn.close(self.config.timeouts.close) {
@@ -333,11 +417,24 @@ impl Sandbox {
 
     // ----- crate-internal plumbing -----
 
+    pub(crate) fn http(&self) -> &Http {
+        &self.http
+    }
+
+    pub(crate) fn system_kernels(&self) -> &crate::commands::SystemKernels {
+        &self.system
+    }
+
+    /// A Python kernel set up like a context (hook, sandbox env vars) but not listed as one.
+    pub(crate) fn start_system_kernel(&self) -> Result<Arc<Kernel>, Error> {
+        self.start_kernel("python", None, &[])
+    }
+
     pub(crate) fn config(&self) -> &SandboxConfig {
         &self.config
     }
 
-    fn ensure_open(&self) -> Result<(), Error> {
+    pub(crate) fn ensure_open(&self) -> Result<(), Error> {
         if self.closed.load(Ordering::SeqCst) {
             Err(Error::Closed)
         } else {

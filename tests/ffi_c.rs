@@ -1,7 +1,8 @@
 //! The C ABI as C and Python see it: the library is built with `--features ffi` into its own
 //! target dir (so this never waits on the `cargo test` that runs it), C programs are compiled
-//! with the system `cc` against `include/e2b_blocking.h`, and run against local sandboxes,
-//! also under valgrind when it is installed.
+//! with the system `cc` against `include/e2b_blocking.h`, and run against local sandboxes
+//! (and a jupyter_server this process starts, for `e2b_sandbox_connect_jupyter`), also under
+//! valgrind when it is installed.
 
 mod support;
 
@@ -10,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+use e2b_blocking::Sandbox;
 
 /// A cold build of the library and its dependencies takes under a minute on two cores; allow
 /// for a busy machine.
@@ -181,6 +184,11 @@ fn assert_quickstart_output(out: &str) {
         "streamed 3 chunk(s)",
         "exception: {\"name\":\"ZeroDivisionError\"",
         "raised: ZeroDivisionError",
+        "read 13 bytes: hello from C\n",
+        "listing: [{\"name\":\"hello.txt\",\"path\":\"notes/hello.txt\",\"type\":\"file\",\"size\":13,",
+        "cmd stdout: hi\n",
+        "cmd stderr: err\n",
+        "command: {\"stdout\":\"hi\\n\",\"stderr\":\"err\\n\",\"exit_code\":3}",
     ] {
         assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
     }
@@ -208,6 +216,87 @@ fn c_error_paths_give_error_codes() {
     );
 }
 
+/// A token-protected jupyter_server for `e2b_sandbox_connect_jupyter`: a local sandbox of this
+/// process. The C program gets its URL and token in environment variables, since the ABI never
+/// hands a token out.
+struct JupyterServer {
+    owner: Sandbox,
+    url: String,
+    token: String,
+}
+
+impl JupyterServer {
+    fn start() -> JupyterServer {
+        let owner = support::local();
+        let url = owner.jupyter_url().to_string();
+        let token = support::token_of(&owner);
+        JupyterServer { owner, url, token }
+    }
+
+    /// What the C program needs to find the server.
+    fn envs(&self) -> [(&str, &str); 2] {
+        [
+            ("E2B_TEST_JUPYTER_URL", self.url.as_str()),
+            ("E2B_TEST_JUPYTER_TOKEN", self.token.as_str()),
+        ]
+    }
+
+    /// Ids of the server's kernels, sorted.
+    fn kernel_ids(&self) -> Vec<String> {
+        let body = ureq::get(&format!("{}/api/kernels", self.url))
+            .header("Authorization", &format!("token {}", self.token))
+            .call()
+            .expect("list kernels")
+            .body_mut()
+            .read_to_string()
+            .expect("kernel list body");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("kernel list JSON");
+        let mut ids: Vec<String> = v
+            .as_array()
+            .expect("a kernel list")
+            .iter()
+            .map(|k| k["id"].as_str().expect("a kernel id").to_string())
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    /// The C program left the server as it found it: its own kernels are gone, the owner's
+    /// still run.
+    fn assert_untouched(&self, before: &[String]) {
+        assert_eq!(
+            self.kernel_ids(),
+            before,
+            "kernels left behind on the server"
+        );
+        let exec = self
+            .owner
+            .run_code("1 + 1")
+            .expect("the server still serves");
+        assert_eq!(exec.text(), Some("2"));
+    }
+}
+
+fn assert_connect_jupyter_held(done: &Finished) {
+    assert!(
+        done.stdout.contains("connect_jupyter: all") && done.stdout.contains("checks hold"),
+        "unexpected output: {}",
+        done.describe()
+    );
+}
+
+#[test]
+fn c_connect_jupyter_drives_a_real_server_and_rejects_a_wrong_token() {
+    let exe = compile("tests/ffi/connect_jupyter.c", "connect_jupyter", false);
+    let server = JupyterServer::start();
+    let before = server.kernel_ids();
+    let mut cmd = Command::new(&exe);
+    cmd.envs(server.envs());
+    let done = run_ok(cmd, RUN_LIMIT);
+    assert_connect_jupyter_held(&done);
+    server.assert_untouched(&before);
+}
+
 #[test]
 fn python_ctypes_quickstart_runs() {
     let lib = library().join("libe2b_blocking.so");
@@ -220,6 +309,10 @@ fn python_ctypes_quickstart_runs() {
         "streamed: ['line', '0', 'line', '1', 'line', '2']",
         "stopped by callback: E2B_ERR_CALLBACK",
         "after stop: 'still here'",
+        "read back: b'bytes \\x00 and text'",
+        "missing file: E2B_ERR_FILE_NOT_FOUND",
+        "command: {'stdout': 'hi\\n', 'stderr': 'err\\n', 'exit_code': 3}",
+        "command streamed: ['hi\\n']",
         "after destroy: E2B_ERR_CLOSED",
     ] {
         assert!(
@@ -239,9 +332,11 @@ fn valgrind_available() -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// Runs a program under memcheck; fails on any memory error or definite leak.
-fn valgrind(exe: &Path, limit: Duration) -> Finished {
+/// Runs a program under memcheck, with `envs` added to its environment; fails on any memory
+/// error or definite leak.
+fn valgrind(exe: &Path, envs: &[(&str, &str)], limit: Duration) -> Finished {
     let mut cmd = Command::new("valgrind");
+    cmd.envs(envs.iter().copied());
     cmd.args([
         "--leak-check=full",
         "--errors-for-leak-kinds=definite",
@@ -288,9 +383,16 @@ fn c_programs_have_no_memory_errors_or_definite_leaks_under_valgrind() {
         return;
     }
     let quickstart = compile("examples/c/quickstart.c", "quickstart_vg", false);
-    let done = valgrind(&quickstart, VALGRIND_LIMIT);
+    let done = valgrind(&quickstart, &[], VALGRIND_LIMIT);
     assert_quickstart_output(&done.stdout);
     let errors = compile("tests/ffi/abi_errors.c", "abi_errors_vg", false);
-    let done = valgrind(&errors, VALGRIND_LIMIT);
+    let done = valgrind(&errors, &[], VALGRIND_LIMIT);
     assert!(done.stdout.contains("checks hold"), "{}", done.describe());
+
+    let connect = compile("tests/ffi/connect_jupyter.c", "connect_jupyter_vg", false);
+    let server = JupyterServer::start();
+    let before = server.kernel_ids();
+    let done = valgrind(&connect, &server.envs(), VALGRIND_LIMIT);
+    assert_connect_jupyter_held(&done);
+    server.assert_untouched(&before);
 }

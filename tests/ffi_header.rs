@@ -63,6 +63,15 @@ fn header_declares_every_exported_function() {
         "e2b_sandbox_jupyter_url",
         "e2b_run_code",
         "e2b_run",
+        "e2b_files_read",
+        "e2b_bytes_free",
+        "e2b_files_write",
+        "e2b_files_list",
+        "e2b_files_exists",
+        "e2b_files_remove",
+        "e2b_files_rename",
+        "e2b_files_make_dir",
+        "e2b_commands_run",
     ] {
         let declared = [" ", "*"]
             .iter()
@@ -70,4 +79,6 @@ fn header_declares_every_exported_function() {
         assert!(declared, "{f} missing from the header");
     }
     assert!(header.contains("E2B_ERR_CLOSED = 11"));
+    assert!(header.contains("E2B_ERR_IS_A_DIRECTORY = 21"));
+    assert!(header.contains("E2B_ERR_COMMAND_FAILED = 24"));
 }

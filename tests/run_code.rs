@@ -96,6 +96,25 @@ fn exception_is_execution_error_not_err() {
 }
 
 #[test]
+fn a_failed_cell_never_aborts_a_queued_one() {
+    // With ipykernel's stop-on-error, a cell queued behind a failing one comes back
+    // `aborted` without running, and so could one sent just after the failure. Each call
+    // stands alone here: another thread's failure must not cancel this thread's cell.
+    deadline(|| {
+        let sbx = local();
+        std::thread::scope(|s| {
+            let failing = s.spawn(|| sbx.run_code("import time; time.sleep(1); 1/0"));
+            std::thread::sleep(Duration::from_millis(300));
+            let queued = sbx.run_code("21 * 2").unwrap();
+            assert!(queued.error.is_none(), "{:?}", queued.error);
+            assert_eq!(queued.text(), Some("42"));
+            let failed = failing.join().unwrap().unwrap();
+            assert_eq!(failed.error.unwrap().name, "ZeroDivisionError");
+        });
+    });
+}
+
+#[test]
 fn timeout_interrupts_and_the_next_call_works_at_once() {
     deadline(|| {
         let sbx = local();

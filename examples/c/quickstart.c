@@ -1,6 +1,7 @@
 /*
  * Quick start for the C ABI: a local sandbox computes a value, streams printed output through a
- * callback, reports a Python exception as data, and is destroyed.
+ * callback, reports a Python exception as data, writes, reads and lists files, runs a shell
+ * command, and is destroyed.
  *
  *   cargo build --release --features ffi
  *   cc -std=c11 -Wall -Wextra -Iinclude examples/c/quickstart.c \
@@ -32,6 +33,19 @@ static int32_t print_chunk(const char *data, size_t len, void *user_data) {
 static int32_t print_exception(const char *data, size_t len, void *user_data) {
     (void)user_data;
     printf("  exception: %.*s\n", (int)len, data);
+    return 0;
+}
+
+/* on_stdout and on_stderr of a command: echo each chunk with its stream's name. */
+static int32_t print_cmd_stdout(const char *data, size_t len, void *user_data) {
+    (void)user_data;
+    printf("  cmd stdout: %.*s", (int)len, data);
+    return 0;
+}
+
+static int32_t print_cmd_stderr(const char *data, size_t len, void *user_data) {
+    (void)user_data;
+    printf("  cmd stderr: %.*s", (int)len, data);
     return 0;
 }
 
@@ -74,6 +88,42 @@ int main(void) {
         goto done;
     }
     printf("raised: %s\n", strstr(json, "ZeroDivisionError") ? "ZeroDivisionError" : "?");
+    e2b_string_free(json);
+    json = NULL;
+
+    /* 4. Files: paths are relative to the sandbox root; missing directories are created. */
+    const char text[] = "hello from C\n";
+    if (e2b_files_write(sbx, "notes/hello.txt", (const uint8_t *)text, strlen(text)) != E2B_OK) {
+        report("e2b_files_write");
+        goto done;
+    }
+    uint8_t *data = NULL;
+    size_t len = 0;
+    if (e2b_files_read(sbx, "notes/hello.txt", &data, &len) != E2B_OK) {
+        report("e2b_files_read");
+        goto done;
+    }
+    /* `len` bytes, then a NUL: a text file can be printed as a C string. */
+    printf("read %zu bytes: %s", len, (const char *)data);
+    e2b_bytes_free(data, len);
+    if (e2b_files_list(sbx, "notes", &json) != E2B_OK) {
+        report("e2b_files_list");
+        goto done;
+    }
+    printf("listing: %s\n", json);
+    e2b_string_free(json);
+    json = NULL;
+
+    /* 5. A shell command: output streams to the callbacks; a non-zero exit code is data. */
+    e2b_run_callbacks_t streams = {0};
+    streams.on_stdout = print_cmd_stdout;
+    streams.on_stderr = print_cmd_stderr;
+    if (e2b_commands_run(sbx, "echo hi; echo err >&2; exit 3", "{\"timeout_ms\": 30000}",
+                         &streams, &json) != E2B_OK) {
+        report("e2b_commands_run");
+        goto done;
+    }
+    printf("command: %s\n", json);
     e2b_string_free(json);
     json = NULL;
     status = 0;

@@ -5,7 +5,8 @@
 
 The library path defaults to $E2B_BLOCKING_LIB, else target/release/libe2b_blocking.so.
 A local sandbox computes a value, streams printed output through a callback, shows how a
-callback stops a run, and is destroyed. Every call is checked: a failure raises E2bError.
+callback stops a run, writes and reads a file, runs a shell command, and is destroyed. Every
+call is checked: a failure raises E2bError.
 """
 
 import ctypes
@@ -13,9 +14,33 @@ import json
 import os
 import sys
 
+# e2b_error_code_t (include/e2b_blocking.h); numbers never change, new ones are only added.
 E2B_OK = 0
+E2B_ERR_NULL_ARG = 1
+E2B_ERR_INVALID_UTF8 = 2
+E2B_ERR_INVALID_ARGUMENT = 3
+E2B_ERR_TIMEOUT = 4
+E2B_ERR_SANDBOX_NOT_FOUND = 5
+E2B_ERR_CONNECTION_LOST = 6
+E2B_ERR_AUTHENTICATION = 7
+E2B_ERR_KERNEL = 8
+E2B_ERR_HTTP = 9
+E2B_ERR_PROTOCOL = 10
 E2B_ERR_CLOSED = 11
 E2B_ERR_CALLBACK = 12
+E2B_ERR_PANIC = 13
+E2B_ERR_UNSUPPORTED = 14
+E2B_ERR_SETUP = 15
+E2B_ERR_RATE_LIMITED = 16
+E2B_ERR_TRANSPORT = 17
+E2B_ERR_FILE_NOT_FOUND = 18
+E2B_ERR_NOT_A_DIRECTORY = 19
+E2B_ERR_PERMISSION_DENIED = 20
+E2B_ERR_IS_A_DIRECTORY = 21
+E2B_ERR_OUTPUT_LOST = 22
+E2B_ERR_IO = 23
+E2B_ERR_COMMAND_FAILED = 24
+E2B_ERR_OTHER = 99
 
 # int32_t (*e2b_output_fn)(const char *data, size_t len, void *user_data)
 OUTPUT_FN = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p)
@@ -45,6 +70,7 @@ def load(path):
     lib = ctypes.CDLL(path)
     sandbox = ctypes.c_uint64
     out_str = ctypes.POINTER(ctypes.c_void_p)  # char **: kept as a raw pointer to free it
+    out_bytes = ctypes.POINTER(ctypes.POINTER(ctypes.c_uint8))  # uint8_t **
     signatures = {
         "e2b_version": ([], ctypes.c_char_p),
         "e2b_error_code_name": ([ctypes.c_int32], ctypes.c_char_p),
@@ -55,6 +81,19 @@ def load(path):
         "e2b_sandbox_destroy": ([sandbox], ctypes.c_int32),
         "e2b_run_code": ([sandbox, ctypes.c_char_p, out_str], ctypes.c_int32),
         "e2b_run": (
+            [sandbox, ctypes.c_char_p, ctypes.c_char_p, ctypes.POINTER(RunCallbacks), out_str],
+            ctypes.c_int32,
+        ),
+        "e2b_files_write": (
+            [sandbox, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t],
+            ctypes.c_int32,
+        ),
+        "e2b_files_read": (
+            [sandbox, ctypes.c_char_p, out_bytes, ctypes.POINTER(ctypes.c_size_t)],
+            ctypes.c_int32,
+        ),
+        "e2b_bytes_free": ([ctypes.POINTER(ctypes.c_uint8), ctypes.c_size_t], None),
+        "e2b_commands_run": (
             [sandbox, ctypes.c_char_p, ctypes.c_char_p, ctypes.POINTER(RunCallbacks), out_str],
             ctypes.c_int32,
         ),
@@ -118,6 +157,57 @@ class Sandbox:
         self._check(code_)
         return self._take_json(out)
 
+    def write_file(self, path, data):
+        """Writes bytes (or text, as UTF-8) to a file of the sandbox."""
+        if isinstance(data, str):
+            data = data.encode()
+        self._check(self.lib.e2b_files_write(self.handle, path.encode(), data, len(data)))
+
+    def read_file(self, path):
+        """A file of the sandbox, as bytes."""
+        data = ctypes.POINTER(ctypes.c_uint8)()
+        length = ctypes.c_size_t(0)
+        self._check(
+            self.lib.e2b_files_read(
+                self.handle, path.encode(), ctypes.byref(data), ctypes.byref(length)
+            )
+        )
+        try:
+            return ctypes.string_at(data, length.value)
+        finally:
+            self.lib.e2b_bytes_free(data, length)
+
+    def run_command(self, cmd, on_stdout=None, cwd=None, timeout_ms=None):
+        """Runs a shell command: {"stdout", "stderr", "exit_code"}. A non-zero exit code is
+        data, not an exception; on_stdout(text) gets output as it arrives."""
+
+        def stdout(data, length, _user_data):
+            try:
+                on_stdout(ctypes.string_at(data, length).decode("utf-8", "replace"))
+                return 0
+            except BaseException:  # never let an exception vanish inside ctypes
+                return 2
+
+        callbacks = RunCallbacks()
+        if on_stdout is not None:
+            callbacks.on_stdout = OUTPUT_FN(stdout)
+        options = {}
+        if cwd is not None:
+            options["cwd"] = cwd
+        if timeout_ms is not None:
+            options["timeout_ms"] = timeout_ms
+        out = ctypes.c_void_p()
+        self._check(
+            self.lib.e2b_commands_run(
+                self.handle,
+                cmd.encode(),
+                json.dumps(options).encode(),
+                ctypes.byref(callbacks),
+                ctypes.byref(out),
+            )
+        )
+        return self._take_json(out)
+
     def _take_json(self, out):
         try:
             return json.loads(ctypes.string_at(out.value).decode())
@@ -158,6 +248,23 @@ def main():
             assert e.code == E2B_ERR_CALLBACK, e
             print("stopped by callback:", e)
         print("after stop:", sbx.run_code("'still here'")["results"][0]["text"])
+
+        # Files: any bytes, NULs included; paths are relative to the sandbox root.
+        sbx.write_file("data/blob.bin", b"bytes \x00 and text")
+        print("read back:", sbx.read_file("data/blob.bin"))
+        try:
+            sbx.read_file("data/missing.txt")
+        except E2bError as e:
+            assert e.code == E2B_ERR_FILE_NOT_FOUND, e
+            print("missing file:", lib.e2b_error_code_name(e.code).decode())
+
+        # A shell command; its exit code is data.
+        streamed = []
+        result = sbx.run_command(
+            "echo hi; echo err >&2; exit 3", on_stdout=streamed.append, timeout_ms=30000
+        )
+        print("command:", result)
+        print("command streamed:", streamed)
 
         handle = sbx.handle.value
     # The handle is retired: using it again is an error code, not a crash.

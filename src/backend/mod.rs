@@ -3,6 +3,7 @@
 //! Everything after "here is a Jupyter base URL with its headers" is shared; a backend only
 //! supplies that endpoint and its own life cycle.
 
+pub(crate) mod e2b;
 pub(crate) mod jupyter;
 pub(crate) mod local;
 

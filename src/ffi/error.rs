@@ -59,17 +59,30 @@ pub enum E2bErrorCode {
     E2B_ERR_TRANSPORT = 17,
     /// A file or directory in the sandbox does not exist.
     E2B_ERR_FILE_NOT_FOUND = 18,
-    /// A path that must be a directory is not one, or the other way round.
+    /// A path that must be a directory is a file (listing a file, a file where a parent
+    /// directory should be). The other way round is `E2B_ERR_IS_A_DIRECTORY`.
     E2B_ERR_NOT_A_DIRECTORY = 19,
     /// The sandbox refused access to a path.
     E2B_ERR_PERMISSION_DENIED = 20,
+    /// A path that must be a file is a directory (reading a directory).
+    E2B_ERR_IS_A_DIRECTORY = 21,
+    /// Output of an execution or command was lost in a connection cut and could not be fetched
+    /// again. The code ran (or the command may still have run to its end); what it printed is
+    /// incomplete.
+    E2B_ERR_OUTPUT_LOST = 22,
+    /// A local file operation failed (reading or writing a file on this machine, not in the
+    /// sandbox).
+    E2B_ERR_IO = 23,
+    /// A command exited with a non-zero code where success was required. `e2b_commands_run()`
+    /// never returns it: there a non-zero exit code is data (`"exit_code"`), not an error.
+    E2B_ERR_COMMAND_FAILED = 24,
     /// Any other failure; the message says what.
     E2B_ERR_OTHER = 99,
 }
 
 impl E2bErrorCode {
     /// Every code, for `e2b_error_code_name` and the tests.
-    pub(crate) const ALL: [E2bErrorCode; 22] = [
+    pub(crate) const ALL: [E2bErrorCode; 26] = [
         E2bErrorCode::E2B_OK,
         E2bErrorCode::E2B_ERR_NULL_ARG,
         E2bErrorCode::E2B_ERR_INVALID_UTF8,
@@ -91,6 +104,10 @@ impl E2bErrorCode {
         E2bErrorCode::E2B_ERR_FILE_NOT_FOUND,
         E2bErrorCode::E2B_ERR_NOT_A_DIRECTORY,
         E2bErrorCode::E2B_ERR_PERMISSION_DENIED,
+        E2bErrorCode::E2B_ERR_IS_A_DIRECTORY,
+        E2bErrorCode::E2B_ERR_OUTPUT_LOST,
+        E2bErrorCode::E2B_ERR_IO,
+        E2bErrorCode::E2B_ERR_COMMAND_FAILED,
         E2bErrorCode::E2B_ERR_OTHER,
     ];
 
@@ -118,6 +135,10 @@ impl E2bErrorCode {
             E2bErrorCode::E2B_ERR_FILE_NOT_FOUND => "E2B_ERR_FILE_NOT_FOUND\0",
             E2bErrorCode::E2B_ERR_NOT_A_DIRECTORY => "E2B_ERR_NOT_A_DIRECTORY\0",
             E2bErrorCode::E2B_ERR_PERMISSION_DENIED => "E2B_ERR_PERMISSION_DENIED\0",
+            E2bErrorCode::E2B_ERR_IS_A_DIRECTORY => "E2B_ERR_IS_A_DIRECTORY\0",
+            E2bErrorCode::E2B_ERR_OUTPUT_LOST => "E2B_ERR_OUTPUT_LOST\0",
+            E2bErrorCode::E2B_ERR_IO => "E2B_ERR_IO\0",
+            E2bErrorCode::E2B_ERR_COMMAND_FAILED => "E2B_ERR_COMMAND_FAILED\0",
             E2bErrorCode::E2B_ERR_OTHER => "E2B_ERR_OTHER\0",
         }
     }
@@ -159,6 +180,10 @@ impl From<Error> for FfiError {
             Error::FileNotFound { .. } => E2B_ERR_FILE_NOT_FOUND,
             Error::NotADirectory { .. } => E2B_ERR_NOT_A_DIRECTORY,
             Error::PermissionDenied { .. } => E2B_ERR_PERMISSION_DENIED,
+            Error::IsADirectory { .. } => E2B_ERR_IS_A_DIRECTORY,
+            Error::OutputLost { .. } => E2B_ERR_OUTPUT_LOST,
+            Error::Io { .. } => E2B_ERR_IO,
+            Error::CommandFailed { .. } => E2B_ERR_COMMAND_FAILED,
             Error::InvalidArgument(_) => E2B_ERR_INVALID_ARGUMENT,
             Error::Setup { .. } => E2B_ERR_SETUP,
             // Our own callback wrappers never panic on purpose (an abort is recognised before
@@ -301,6 +326,16 @@ mod tests {
         }
         assert_eq!(E2bErrorCode::E2B_OK as i32, 0);
         assert_eq!(E2bErrorCode::E2B_ERR_CLOSED as i32, 11);
+        assert_eq!(E2bErrorCode::E2B_ERR_PERMISSION_DENIED as i32, 20);
+        assert_eq!(E2bErrorCode::E2B_ERR_IS_A_DIRECTORY as i32, 21);
+        assert_eq!(E2bErrorCode::E2B_ERR_OUTPUT_LOST as i32, 22);
+        assert_eq!(E2bErrorCode::E2B_ERR_IO as i32, 23);
+        assert_eq!(E2bErrorCode::E2B_ERR_COMMAND_FAILED as i32, 24);
+        let numbers: Vec<i32> = E2bErrorCode::ALL.iter().map(|c| *c as i32).collect();
+        assert!(
+            numbers.windows(2).all(|w| w[0] < w[1]),
+            "ALL lists every code once, in order: {numbers:?}"
+        );
         assert_eq!(E2bErrorCode::E2B_ERR_OTHER as i32, 99);
     }
 
@@ -344,6 +379,57 @@ mod tests {
             FfiError::from(Error::Closed).code,
             E2bErrorCode::E2B_ERR_CLOSED
         );
+    }
+
+    #[test]
+    fn file_command_and_output_errors_have_codes_of_their_own() {
+        use E2bErrorCode::*;
+        let path = || "a/b".to_string();
+        let cases = [
+            (Error::FileNotFound { path: path() }, E2B_ERR_FILE_NOT_FOUND),
+            (
+                Error::NotADirectory { path: path() },
+                E2B_ERR_NOT_A_DIRECTORY,
+            ),
+            (Error::IsADirectory { path: path() }, E2B_ERR_IS_A_DIRECTORY),
+            (
+                Error::PermissionDenied { path: path() },
+                E2B_ERR_PERMISSION_DENIED,
+            ),
+            (
+                Error::OutputLost {
+                    missing: Some(2),
+                    partial: Box::default(),
+                },
+                E2B_ERR_OUTPUT_LOST,
+            ),
+            (
+                Error::Io {
+                    path: "/tmp/x".into(),
+                    source: std::io::Error::other("disk full"),
+                },
+                E2B_ERR_IO,
+            ),
+            (
+                Error::CommandFailed {
+                    exit_code: 3,
+                    stdout: String::new(),
+                    stderr: "boom\n".into(),
+                },
+                E2B_ERR_COMMAND_FAILED,
+            ),
+        ];
+        for (error, code) in cases {
+            let text = error.to_string();
+            let e = FfiError::from(error);
+            assert_eq!(e.code, code, "{text}");
+            assert!(e.message.starts_with(&text), "{}", e.message);
+        }
+        let io = FfiError::from(Error::Io {
+            path: "/tmp/x".into(),
+            source: std::io::Error::other("disk full"),
+        });
+        assert_eq!(io.message, "/tmp/x: local I/O failed: disk full");
     }
 
     #[test]

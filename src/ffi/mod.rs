@@ -8,7 +8,8 @@
 //! - NULL, a 0 handle and invalid UTF-8 give error codes, never undefined behaviour;
 //! - sandboxes are integer ids in a registry, never pointers, so a destroyed or made-up handle
 //!   gives `E2B_ERR_CLOSED` instead of a use-after-free;
-//! - every string returned is owned by the caller and freed with `e2b_string_free`.
+//! - every string returned is owned by the caller and freed with `e2b_string_free`, every
+//!   byte buffer with `e2b_bytes_free`.
 
 mod error;
 mod options;
@@ -19,7 +20,7 @@ compile_error!("the `ffi` feature needs panic = \"unwind\" (the default)");
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
-use std::ffi::{CStr, CString, c_char, c_void};
+use std::ffi::{CStr, CString, c_char, c_int, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -29,7 +30,7 @@ use serde::Serialize;
 
 use error::E2bErrorCode::{self, *};
 use error::{FfiError, guard, guard_infallible};
-use options::{LocalJson, RunJson};
+use options::{CommandJson, JupyterJson, LocalJson, RunJson};
 
 use crate::Sandbox;
 
@@ -40,23 +41,25 @@ use crate::Sandbox;
 /// `e2b_sandbox_destroy()`, every call with the old value returns `E2B_ERR_CLOSED`.
 pub type E2bSandbox = u64;
 
-/// Receives one piece of streamed output during `e2b_run()`.
+/// Receives one piece of streamed output during `e2b_run()` or `e2b_commands_run()`.
 ///
 /// `data` points to `len` bytes followed by a NUL byte, so it can be used as a C string (the
 /// bytes may themselves contain NUL if the program printed one). It is valid only until the
 /// callback returns: copy what you want to keep. `user_data` is the value from
 /// `e2b_run_callbacks_t`.
 ///
-/// Return 0 to continue. Any other value abandons the run: no further callbacks are made, the
-/// kernel is interrupted, and `e2b_run()` returns `E2B_ERR_CALLBACK`.
+/// Return 0 to continue. Any other value abandons the call: no further callbacks are made, the
+/// kernel is interrupted (for `e2b_commands_run()`, the command's process group is killed),
+/// and the call returns `E2B_ERR_CALLBACK`.
 ///
-/// Callbacks run on the thread that called `e2b_run()`, one at a time. They must not unwind
-/// (C++ exceptions, `longjmp`) through the library, and must not start another run on the same
-/// sandbox (it would wait for this one).
+/// Callbacks run on the thread that called `e2b_run()` or `e2b_commands_run()`, one at a time.
+/// They must not unwind (C++ exceptions, `longjmp`) through the library, and must not start
+/// another run on the same sandbox (it would wait for this one).
 pub type E2bOutputFn =
     Option<unsafe extern "C" fn(data: *const c_char, len: usize, user_data: *mut c_void) -> i32>;
 
-/// Streaming callbacks for `e2b_run()`. Any of them may be NULL. Zero-initialise the struct
+/// Streaming callbacks for `e2b_run()` and `e2b_commands_run()` (which uses `on_stdout` and
+/// `on_stderr` only). Any of them may be NULL. Zero-initialise the struct
 /// (`e2b_run_callbacks_t cb = {0};`) and set the ones you need.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
@@ -184,8 +187,8 @@ pub extern "C" fn e2b_error_code_name(code: i32) -> *const c_char {
 /// The code of the most recent fallible `e2b_*` call on this thread: `E2B_OK` after a success.
 ///
 /// Every function that returns an `e2b_error_code_t` records its outcome for its thread; the
-/// `e2b_last_error_*` functions, `e2b_version`, `e2b_error_code_name` and `e2b_string_free`
-/// do not.
+/// `e2b_last_error_*` functions, `e2b_version`, `e2b_error_code_name`, `e2b_string_free` and
+/// `e2b_bytes_free` do not.
 #[unsafe(no_mangle)]
 pub extern "C" fn e2b_last_error_code() -> E2bErrorCode {
     guard_infallible(E2B_OK, error::last_code)
@@ -308,11 +311,24 @@ pub unsafe extern "C" fn e2b_sandbox_create(
     })
 }
 
-/// Uses an existing Jupyter server (jupyter_server, Kernel Gateway, Enterprise Gateway) as a
-/// sandbox. **Not available yet**: this backend is still being written, so this always returns
-/// `E2B_ERR_UNSUPPORTED` (after checking its arguments) and sets `*out` to 0. The signature is
-/// final: `url` is the server's base URL (required), `token` may be NULL, `options_json` may be
-/// NULL for defaults.
+/// Uses an existing Jupyter server (jupyter_server, Jupyter Kernel Gateway, Enterprise
+/// Gateway) as a sandbox. Checks that the server answers and accepts the token, then starts
+/// the sandbox's default Python kernel on it; blocks until that kernel is ready.
+///
+/// - `url`: the server's base URL, `http://` or `https://`, without a query or fragment
+///   (e.g. `"http://127.0.0.1:8888"`); anything else is `E2B_ERR_INVALID_ARGUMENT`.
+/// - `token`: the server's token, sent as `Authorization: token <token>`; NULL or `""` sends
+///   none. The library keeps it to itself: it is never logged, and no function returns it.
+///   A token the server rejects is `E2B_ERR_AUTHENTICATION`.
+/// - `options_json`: NULL or `""` for every default, or a JSON object with the keys of
+///   `e2b_sandbox_local()` that apply to a server someone else runs: `"envs"` and `"timeouts"`
+///   (`"python"` and `"packages"` are `E2B_ERR_INVALID_ARGUMENT` here, as are unknown keys).
+///
+/// An unreachable server is `E2B_ERR_TRANSPORT` (or `E2B_ERR_TIMEOUT` after
+/// `"timeouts": {"connect_ms"}`). On success `*out` is the new handle; on failure it is 0.
+/// `e2b_sandbox_destroy()` shuts down the kernels this sandbox started and leaves the server
+/// and its other kernels alone. Files work where the server has the contents API (not on
+/// Kernel Gateway), with paths relative to the server's root; commands work everywhere.
 ///
 /// # Safety
 /// `url` is a NUL-terminated string; `token` and `options_json` are NULL or NUL-terminated
@@ -326,21 +342,28 @@ pub unsafe extern "C" fn e2b_sandbox_connect_jupyter(
 ) -> E2bErrorCode {
     guard(|| {
         // SAFETY: forwarded from the caller.
-        unsafe {
+        let (url, token, json) = unsafe {
             clear_out(out, 0, "out")?;
-            str_arg(url, "url")?;
-            opt_str_arg(token, "token")?;
-            opt_str_arg(options_json, "options_json")?;
-        }
-        Err(FfiError::new(
-            E2B_ERR_UNSUPPORTED,
-            "e2b_sandbox_connect_jupyter: the Jupyter server backend is not available in this \
-             version",
-        ))
+            (
+                str_arg(url, "url")?,
+                opt_str_arg(token, "token")?,
+                opt_str_arg(options_json, "options_json")?,
+            )
+        };
+        let opts: JupyterJson = options::parse(json, "Jupyter server options")?;
+        let sandbox = Sandbox::builder()
+            .timeouts(opts.timeouts.to_timeouts())
+            .envs(opts.envs)
+            .jupyter(url, token.unwrap_or(""))?;
+        let handle = register(sandbox);
+        // SAFETY: checked non-NULL above.
+        unsafe { out.write(handle) };
+        Ok(())
     })
 }
 
-/// Tears the sandbox down now (kills the local server, or the cloud sandbox), from any thread.
+/// Tears the sandbox down now, from any thread: kills the local server, or shuts down the
+/// kernels this sandbox started on a Jupyter server.
 /// Runs on other threads fail with `E2B_ERR_CLOSED`, and so do later calls with this handle.
 /// Idempotent. The handle still needs `e2b_sandbox_destroy()` to free it.
 #[unsafe(no_mangle)]
@@ -369,7 +392,8 @@ pub extern "C" fn e2b_sandbox_destroy(sandbox: E2bSandbox) -> E2bErrorCode {
     })
 }
 
-/// The sandbox's id (`local-<pid>` for a local sandbox) in `*out`: a new string the caller
+/// The sandbox's id (`local-<pid>` for a local sandbox, the server's `host:port` for a Jupyter
+/// server) in `*out`: a new string the caller
 /// frees with `e2b_string_free()`. `*out` is NULL on failure.
 ///
 /// # Safety
@@ -475,6 +499,45 @@ fn deliver(
     }
 }
 
+/// Runs `f`, whose callbacks go through [`deliver`], and turns a callback's "stop" into
+/// `E2B_ERR_CALLBACK` with `consequence` in the message.
+///
+/// The run loops catch callback unwinds themselves (and the stop is recorded in `abort`);
+/// should one ever get past them, a stop still ends as `E2B_ERR_CALLBACK` here, and anything
+/// else goes on to `guard` as a panic.
+fn with_callbacks<T>(
+    abort: &Cell<Option<Abort>>,
+    consequence: &str,
+    f: impl FnOnce() -> Result<T, crate::Error>,
+) -> Result<T, FfiError> {
+    let result = match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(result) => Some(result),
+        Err(payload) => match payload.downcast::<StopRun>() {
+            Ok(stop) => {
+                abort.set(Some(stop.0));
+                None
+            }
+            Err(other) => resume_unwind(other),
+        },
+    };
+    if let Some(a) = abort.get() {
+        return Err(FfiError::new(
+            E2B_ERR_CALLBACK,
+            format!(
+                "the {} callback returned {}: {consequence}",
+                a.callback, a.returned
+            ),
+        ));
+    }
+    match result {
+        Some(result) => Ok(result?),
+        None => Err(FfiError::new(
+            E2B_ERR_OTHER,
+            "the call ended without a result",
+        )),
+    }
+}
+
 /// Runs `code` and waits for it, streaming output to `callbacks` as it arrives.
 ///
 /// `options_json` may be NULL or `""` for defaults, or a JSON object with any of:
@@ -545,38 +608,384 @@ pub unsafe extern "C" fn e2b_run(
                 run = run.on_error(move |e| deliver("on_error", f, &to_json_bytes(e), ud, abort));
             }
         }
-        // The run loop catches callback unwinds itself (and the abort is recorded in `abort`);
-        // should one ever get past it, a stop still ends as E2B_ERR_CALLBACK here, and
-        // anything else goes on to `guard` as a panic.
-        let result = match catch_unwind(AssertUnwindSafe(|| run.send())) {
-            Ok(result) => Some(result),
-            Err(payload) => match payload.downcast::<StopRun>() {
-                Ok(stop) => {
-                    abort.set(Some(stop.0));
-                    None
-                }
-                Err(other) => resume_unwind(other),
-            },
-        };
-        if let Some(a) = abort.get() {
-            return Err(FfiError::new(
-                E2B_ERR_CALLBACK,
-                format!(
-                    "the {} callback returned {}: the run was abandoned and its kernel \
-                     interrupted",
-                    a.callback, a.returned
-                ),
-            ));
-        }
-        let Some(result) = result else {
-            return Err(FfiError::new(
-                E2B_ERR_OTHER,
-                "the run ended without a result",
-            ));
-        };
-        let exec = result?;
+        let exec = with_callbacks(
+            abort,
+            "the run was abandoned and its kernel interrupted",
+            || run.send(),
+        )?;
         if !out_json.is_null() {
             let json = into_c_string(exec.to_json())?;
+            // SAFETY: checked non-NULL above.
+            unsafe { out_json.write(json) };
+        }
+        Ok(())
+    })
+}
+
+// ----- files -----
+
+/// Bytes of the hidden header in front of every buffer `e2b_files_read` hands out: the
+/// buffer's length, so `e2b_bytes_free` frees exactly what was allocated.
+const BYTES_HEADER: usize = std::mem::size_of::<usize>();
+
+/// A buffer for the caller: its bytes and a NUL, behind a header holding its length. Returns
+/// the pointer to the first byte and the length.
+fn into_c_bytes(mut buf: Vec<u8>) -> (*mut u8, usize) {
+    let len = buf.len() - BYTES_HEADER;
+    buf[..BYTES_HEADER].copy_from_slice(&len.to_ne_bytes());
+    buf.push(0);
+    let block = Box::into_raw(buf.into_boxed_slice()).cast::<u8>();
+    // SAFETY: the block holds BYTES_HEADER + len + 1 bytes.
+    (unsafe { block.add(BYTES_HEADER) }, len)
+}
+
+/// Reads a whole file of the sandbox into memory.
+///
+/// `path` is relative to the sandbox root (`"data/x.csv"`); `.` and `..` are resolved, and a
+/// path that would climb above the root is `E2B_ERR_INVALID_ARGUMENT`. An absolute path is
+/// accepted for a local sandbox when it lies inside its root directory.
+///
+/// On `E2B_OK`, `*out_data` points to `*out_len` bytes followed by one NUL byte (not counted in
+/// `*out_len`), so a text file can be used as a C string. The buffer is owned by the caller,
+/// who frees it with `e2b_bytes_free(*out_data, *out_len)`; an empty file gives a valid
+/// buffer of length 0 that still needs freeing. On failure `*out_data` is NULL and `*out_len`
+/// is 0. A missing file is `E2B_ERR_FILE_NOT_FOUND`, a directory `E2B_ERR_IS_A_DIRECTORY`.
+///
+/// From any thread, concurrently with any other call on the same handle.
+///
+/// # Safety
+/// `path` is a NUL-terminated string; `out_data` and `out_len` are each valid for one write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn e2b_files_read(
+    sandbox: E2bSandbox,
+    path: *const c_char,
+    out_data: *mut *mut u8,
+    out_len: *mut usize,
+) -> E2bErrorCode {
+    guard(|| {
+        // SAFETY: forwarded from the caller.
+        let path = unsafe {
+            clear_out(out_data, std::ptr::null_mut(), "out_data")?;
+            clear_out(out_len, 0, "out_len")?;
+            str_arg(path, "path")?
+        };
+        let sbx = lookup(sandbox)?;
+        let mut buf = vec![0u8; BYTES_HEADER];
+        sbx.files().read_to(path, &mut buf)?;
+        let (data, len) = into_c_bytes(buf);
+        // SAFETY: both checked non-NULL above.
+        unsafe {
+            out_data.write(data);
+            out_len.write(len);
+        }
+        Ok(())
+    })
+}
+
+/// Frees a buffer returned by `e2b_files_read()`. `len` is the length that came with it.
+/// NULL is ignored. From any thread.
+///
+/// # Safety
+/// `data` must be NULL or a buffer this library returned that has not been freed yet, and
+/// `len` its length as the library gave it.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn e2b_bytes_free(data: *mut u8, len: usize) {
+    if data.is_null() {
+        return;
+    }
+    guard_infallible((), move || {
+        // SAFETY: `data` came from `into_c_bytes`, so a header holding the buffer's length
+        // lies right before it, in the same allocation.
+        let block = unsafe { data.sub(BYTES_HEADER) };
+        let mut header = [0u8; BYTES_HEADER];
+        // SAFETY: as above; the header is BYTES_HEADER readable bytes.
+        unsafe { std::ptr::copy_nonoverlapping(block, header.as_mut_ptr(), BYTES_HEADER) };
+        // The library's own record decides how much to free, so a wrong `len` (a caller's
+        // bug) cannot free the wrong amount.
+        let recorded = usize::from_ne_bytes(header);
+        if recorded != len {
+            log::warn!("e2b_bytes_free: given length {len}, but the buffer holds {recorded}");
+        }
+        let total = BYTES_HEADER + recorded + 1;
+        // SAFETY: the block is the boxed slice `into_c_bytes` leaked, of exactly `total`
+        // bytes, and is freed once, as the caller promises.
+        drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(block, total)) });
+    })
+}
+
+/// Writes a file of the sandbox, replacing it if it exists and creating missing parent
+/// directories. `data` holds `len` bytes (any bytes, NULs included); it may be NULL when `len`
+/// is 0, which writes an empty file. Paths as for `e2b_files_read()`; a path whose parent is a
+/// file is `E2B_ERR_NOT_A_DIRECTORY`.
+///
+/// From any thread, concurrently with any other call on the same handle; two writes to the
+/// same path at once leave one of the two contents.
+///
+/// # Safety
+/// `path` is a NUL-terminated string; `data` is valid for reads of `len` bytes (or `len` is
+/// 0), and is only read during the call.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn e2b_files_write(
+    sandbox: E2bSandbox,
+    path: *const c_char,
+    data: *const u8,
+    len: usize,
+) -> E2bErrorCode {
+    guard(|| {
+        // SAFETY: forwarded from the caller.
+        let path = unsafe { str_arg(path, "path")? };
+        let bytes: &[u8] = if len == 0 {
+            &[]
+        } else if data.is_null() {
+            return Err(FfiError::null("data"));
+        } else {
+            // SAFETY: non-NULL and `len` readable bytes, as the caller promises.
+            unsafe { std::slice::from_raw_parts(data, len) }
+        };
+        lookup(sandbox)?.files().write(path, bytes)?;
+        Ok(())
+    })
+}
+
+/// One entry of the `e2b_files_list` JSON.
+#[derive(Serialize)]
+struct EntryJson<'a> {
+    name: &'a str,
+    path: &'a str,
+    #[serde(rename = "type")]
+    kind: crate::FileType,
+    size: Option<u64>,
+    modified: Option<u64>,
+}
+
+fn entries_json(entries: &[crate::EntryInfo]) -> String {
+    let entries: Vec<EntryJson<'_>> = entries
+        .iter()
+        .map(|e| EntryJson {
+            name: &e.name,
+            path: &e.path,
+            kind: e.kind,
+            size: e.size,
+            modified: e.modified.and_then(|t| {
+                let ms = t.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis();
+                u64::try_from(ms).ok()
+            }),
+        })
+        .collect();
+    serde_json::to_string(&entries).unwrap_or_else(|_| "[]".into())
+}
+
+/// Lists a directory of the sandbox (`""` or `"."` for the root), sorted by name.
+///
+/// On `E2B_OK`, `*out_json` is a JSON array with one object per entry:
+/// `{"name": "x.csv", "path": "data/x.csv", "type": "file" | "dir", "size": 123 | null,
+/// "modified": 1717000000000 | null}`: `path` is relative to the sandbox root, `size` is in
+/// bytes (`null` for directories), `modified` is in milliseconds since the Unix epoch
+/// (`null` when the server does not say). A new string the caller frees with
+/// `e2b_string_free()`; NULL on failure. Listing a file is `E2B_ERR_NOT_A_DIRECTORY`, a
+/// missing path `E2B_ERR_FILE_NOT_FOUND`.
+///
+/// From any thread, concurrently with any other call on the same handle.
+///
+/// # Safety
+/// `path` is a NUL-terminated string; `out_json` is valid for one write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn e2b_files_list(
+    sandbox: E2bSandbox,
+    path: *const c_char,
+    out_json: *mut *mut c_char,
+) -> E2bErrorCode {
+    guard(|| {
+        // SAFETY: forwarded from the caller.
+        let path = unsafe {
+            clear_out(out_json, std::ptr::null_mut(), "out_json")?;
+            str_arg(path, "path")?
+        };
+        let entries = lookup(sandbox)?.files().list(path)?;
+        let json = into_c_string(entries_json(&entries))?;
+        // SAFETY: checked non-NULL above.
+        unsafe { out_json.write(json) };
+        Ok(())
+    })
+}
+
+/// Sets `*out` to 1 when a file or directory exists at `path`, else 0 (a missing path is not
+/// an error). `*out` is 0 on failure too; check the returned code.
+///
+/// From any thread, concurrently with any other call on the same handle.
+///
+/// # Safety
+/// `path` is a NUL-terminated string; `out` is valid for one write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn e2b_files_exists(
+    sandbox: E2bSandbox,
+    path: *const c_char,
+    out: *mut c_int,
+) -> E2bErrorCode {
+    guard(|| {
+        // SAFETY: forwarded from the caller.
+        let path = unsafe {
+            clear_out(out, 0, "out")?;
+            str_arg(path, "path")?
+        };
+        let exists = lookup(sandbox)?.files().exists(path)?;
+        // SAFETY: checked non-NULL above.
+        unsafe { out.write(c_int::from(exists)) };
+        Ok(())
+    })
+}
+
+/// Removes a file, or a directory with everything in it. A missing path is
+/// `E2B_ERR_FILE_NOT_FOUND`; the sandbox root cannot be removed (`E2B_ERR_INVALID_ARGUMENT`).
+///
+/// From any thread, concurrently with any other call on the same handle.
+///
+/// # Safety
+/// `path` is a NUL-terminated string.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn e2b_files_remove(
+    sandbox: E2bSandbox,
+    path: *const c_char,
+) -> E2bErrorCode {
+    guard(|| {
+        // SAFETY: forwarded from the caller.
+        let path = unsafe { str_arg(path, "path")? };
+        lookup(sandbox)?.files().remove(path)?;
+        Ok(())
+    })
+}
+
+/// Renames or moves a file or directory from `from` to `to`, creating missing parent
+/// directories of `to`. A missing `from` is `E2B_ERR_FILE_NOT_FOUND`; an existing `to` is an
+/// error (`E2B_ERR_HTTP`, status 409, from jupyter_server).
+///
+/// From any thread, concurrently with any other call on the same handle.
+///
+/// # Safety
+/// `from` and `to` are NUL-terminated strings.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn e2b_files_rename(
+    sandbox: E2bSandbox,
+    from: *const c_char,
+    to: *const c_char,
+) -> E2bErrorCode {
+    guard(|| {
+        // SAFETY: forwarded from the caller.
+        let (from, to) = unsafe { (str_arg(from, "from")?, str_arg(to, "to")?) };
+        lookup(sandbox)?.files().rename(from, to)?;
+        Ok(())
+    })
+}
+
+/// Creates a directory and any missing parents (`mkdir -p`). `out_created` may be NULL;
+/// otherwise it is set to 1 when the directory was created, 0 when it existed already (and
+/// 0 on failure). A file in the way is `E2B_ERR_NOT_A_DIRECTORY`.
+///
+/// From any thread, concurrently with any other call on the same handle.
+///
+/// # Safety
+/// `path` is a NUL-terminated string; `out_created` is NULL or valid for one write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn e2b_files_make_dir(
+    sandbox: E2bSandbox,
+    path: *const c_char,
+    out_created: *mut c_int,
+) -> E2bErrorCode {
+    guard(|| {
+        if !out_created.is_null() {
+            // SAFETY: forwarded from the caller.
+            unsafe { clear_out(out_created, 0, "out_created")? };
+        }
+        // SAFETY: forwarded from the caller.
+        let path = unsafe { str_arg(path, "path")? };
+        let created = lookup(sandbox)?.files().make_dir(path)?;
+        if !out_created.is_null() {
+            // SAFETY: checked non-NULL above.
+            unsafe { out_created.write(c_int::from(created)) };
+        }
+        Ok(())
+    })
+}
+
+// ----- commands -----
+
+/// Runs a shell command in the sandbox (`/bin/bash -c <cmd>`) and waits for it to end.
+///
+/// `options_json` may be NULL or `""` for defaults, or a JSON object with any of:
+/// - `"cwd"`: working directory, relative to the sandbox root or absolute (default: the
+///   root). A missing one is `E2B_ERR_FILE_NOT_FOUND`;
+/// - `"envs"`: `{"NAME": "value"}` environment variables for this command, on top of the
+///   sandbox's own;
+/// - `"timeout_ms"`: deadline in milliseconds, or `null` for none (default 60000). On expiry
+///   the command's process group is killed and the call returns `E2B_ERR_TIMEOUT`.
+///
+/// `callbacks` may be NULL; of its members only `on_stdout` and `on_stderr` are used (each
+/// chunk of output as it arrives, on this thread, see `e2b_output_fn`), `on_result` and
+/// `on_error` are ignored. A callback returning non-zero kills the command and ends the call
+/// with `E2B_ERR_CALLBACK`.
+///
+/// A non-zero exit code is data, not an error: the call returns `E2B_OK`. `out_json` may be
+/// NULL if you do not want the result; otherwise on `E2B_OK` it gets
+/// `{"stdout": "...", "stderr": "...", "exit_code": 3}` (the whole output; invalid UTF-8
+/// replaced by U+FFFD; `exit_code` is negative when a signal ended the command), a new string
+/// the caller frees with `e2b_string_free()`, and NULL on failure.
+///
+/// From any thread, concurrently with other calls on the same handle: each running command
+/// has a private kernel of its own, apart from the contexts `e2b_run()` uses.
+///
+/// # Safety
+/// `cmd` is a NUL-terminated string; `options_json` is NULL or a NUL-terminated string;
+/// `callbacks` is NULL or points to a valid `e2b_run_callbacks_t` (read once, at the start);
+/// `out_json` is NULL or valid for one write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn e2b_commands_run(
+    sandbox: E2bSandbox,
+    cmd: *const c_char,
+    options_json: *const c_char,
+    callbacks: *const E2bRunCallbacks,
+    out_json: *mut *mut c_char,
+) -> E2bErrorCode {
+    guard(|| {
+        if !out_json.is_null() {
+            // SAFETY: forwarded from the caller.
+            unsafe { clear_out(out_json, std::ptr::null_mut(), "out_json")? };
+        }
+        // SAFETY: forwarded from the caller.
+        let (cmd, json) = unsafe {
+            (
+                str_arg(cmd, "cmd")?,
+                opt_str_arg(options_json, "options_json")?,
+            )
+        };
+        let opts: CommandJson = options::parse(json, "command options")?;
+        // SAFETY: NULL or a valid struct, as the caller promises; it is Copy.
+        let cbs = unsafe { callbacks.as_ref() }.copied();
+        let sbx = lookup(sandbox)?;
+
+        let abort: Cell<Option<Abort>> = Cell::new(None);
+        let abort = &abort;
+        let mut command = sbx.commands().cmd(cmd).envs(opts.envs);
+        if let Some(cwd) = opts.cwd {
+            command = command.cwd(cwd);
+        }
+        if let Some(timeout) = opts.timeout_ms {
+            command = command.timeout(timeout.map(Duration::from_millis));
+        }
+        if let Some(cbs) = cbs {
+            let ud = cbs.user_data;
+            if let Some(f) = cbs.on_stdout {
+                command =
+                    command.on_stdout(move |s| deliver("on_stdout", f, s.as_bytes(), ud, abort));
+            }
+            if let Some(f) = cbs.on_stderr {
+                command =
+                    command.on_stderr(move |s| deliver("on_stderr", f, s.as_bytes(), ud, abort));
+            }
+        }
+        let result = with_callbacks(abort, "the command was killed", || command.run())?;
+        if !out_json.is_null() {
+            let json = serde_json::to_string(&result).unwrap_or_else(|_| "{}".into());
+            let json = into_c_string(json)?;
             // SAFETY: checked non-NULL above.
             unsafe { out_json.write(json) };
         }
@@ -650,16 +1059,177 @@ mod tests {
                 E2B_ERR_UNSUPPORTED
             );
             assert_eq!(out, 0);
+        }
+    }
+
+    #[test]
+    fn connect_jupyter_checks_its_arguments_before_connecting() {
+        let mut out = 7;
+        let null = std::ptr::null();
+        // SAFETY: NULL or NUL-terminated strings; `out` is writable.
+        unsafe {
+            let connect = |url, token, opts, out: &mut u64| {
+                e2b_sandbox_connect_jupyter(url, token, opts, out)
+            };
+            assert_eq!(connect(null, null, null, &mut out), E2B_ERR_NULL_ARG);
+            assert_eq!(out, 0);
+            assert!(last_message().contains("url is NULL"));
+            let url = c"http://127.0.0.1:9".as_ptr();
             assert_eq!(
-                e2b_sandbox_connect_jupyter(
-                    std::ptr::null(),
-                    std::ptr::null(),
-                    std::ptr::null(),
-                    &mut out
-                ),
+                e2b_sandbox_connect_jupyter(url, null, null, std::ptr::null_mut()),
                 E2B_ERR_NULL_ARG
             );
+            let bad = [0x68u8, 0xff, 0];
+            assert_eq!(
+                connect(url, bad.as_ptr().cast(), null, &mut out),
+                E2B_ERR_INVALID_UTF8
+            );
+            assert!(last_message().contains("token"));
+            out = 7;
+            assert_eq!(
+                connect(c"ftp://x".as_ptr(), null, null, &mut out),
+                E2B_ERR_INVALID_ARGUMENT
+            );
+            assert_eq!(out, 0);
+            assert!(last_message().contains("http://"), "{}", last_message());
+            for opts in [c"{\"python\": \"x\"}", c"{\"timeouts\": {\"x\": 1}}", c"{"] {
+                assert_eq!(
+                    connect(url, null, opts.as_ptr(), &mut out),
+                    E2B_ERR_INVALID_ARGUMENT,
+                    "{opts:?}"
+                );
+            }
         }
+    }
+
+    #[test]
+    fn byte_buffers_round_trip_with_a_nul_after_them() {
+        for content in [&b""[..], b"a\0b", &[7u8; 1000]] {
+            let mut buf = vec![0u8; BYTES_HEADER];
+            buf.extend_from_slice(content);
+            let (data, len) = into_c_bytes(buf);
+            assert!(!data.is_null());
+            assert_eq!(len, content.len());
+            // SAFETY: `data` holds `len` bytes and a NUL; freed once with its length.
+            unsafe {
+                assert_eq!(std::slice::from_raw_parts(data, len), content);
+                assert_eq!(*data.add(len), 0);
+                e2b_bytes_free(data, len);
+            }
+        }
+        // SAFETY: NULL is ignored.
+        unsafe { e2b_bytes_free(std::ptr::null_mut(), 0) };
+    }
+
+    #[test]
+    fn file_and_command_calls_check_arguments_and_handles() {
+        let null: *const c_char = std::ptr::null();
+        let no_cb: *const E2bRunCallbacks = std::ptr::null();
+        let no_out: *mut *mut c_char = std::ptr::null_mut();
+        let bad_utf8 = [0x61u8, 0xc3, 0x28, 0];
+        let bad = bad_utf8.as_ptr().cast::<c_char>();
+        let mut data: *mut u8 = 7 as *mut u8;
+        let mut len = 7usize;
+        let mut json: *mut c_char = 7 as *mut c_char;
+        let mut flag: c_int = 7;
+        // SAFETY: every pointer is NULL, NUL-terminated or writable.
+        unsafe {
+            assert_eq!(
+                e2b_files_read(12345678, c"a".as_ptr(), &mut data, &mut len),
+                E2B_ERR_CLOSED
+            );
+            assert!(data.is_null());
+            assert_eq!(len, 0);
+            assert_eq!(
+                e2b_files_read(12345678, null, &mut data, &mut len),
+                E2B_ERR_NULL_ARG
+            );
+            assert_eq!(
+                e2b_files_read(12345678, c"a".as_ptr(), std::ptr::null_mut(), &mut len),
+                E2B_ERR_NULL_ARG
+            );
+            assert_eq!(
+                e2b_files_read(12345678, bad, &mut data, &mut len),
+                E2B_ERR_INVALID_UTF8
+            );
+            assert_eq!(
+                e2b_files_write(12345678, c"a".as_ptr(), std::ptr::null(), 3),
+                E2B_ERR_NULL_ARG
+            );
+            assert!(last_message().contains("data is NULL"));
+            assert_eq!(
+                e2b_files_write(12345678, c"a".as_ptr(), std::ptr::null(), 0),
+                E2B_ERR_CLOSED
+            );
+            assert_eq!(
+                e2b_files_list(0, c".".as_ptr(), &mut json),
+                E2B_ERR_NULL_ARG
+            );
+            assert!(json.is_null());
+            assert_eq!(
+                e2b_files_exists(12345678, bad, &mut flag),
+                E2B_ERR_INVALID_UTF8
+            );
+            assert_eq!(flag, 0);
+            assert_eq!(e2b_files_remove(12345678, null), E2B_ERR_NULL_ARG);
+            assert_eq!(
+                e2b_files_rename(12345678, c"a".as_ptr(), bad),
+                E2B_ERR_INVALID_UTF8
+            );
+            assert_eq!(
+                e2b_files_make_dir(12345678, c"d".as_ptr(), std::ptr::null_mut()),
+                E2B_ERR_CLOSED
+            );
+            json = 7 as *mut c_char;
+            assert_eq!(
+                e2b_commands_run(12345678, c"true".as_ptr(), null, no_cb, &mut json),
+                E2B_ERR_CLOSED
+            );
+            assert!(json.is_null());
+            assert_eq!(
+                e2b_commands_run(12345678, null, null, no_cb, no_out),
+                E2B_ERR_NULL_ARG
+            );
+            assert_eq!(
+                e2b_commands_run(
+                    12345678,
+                    c"true".as_ptr(),
+                    c"{\"cwdd\": 1}".as_ptr(),
+                    no_cb,
+                    no_out
+                ),
+                E2B_ERR_INVALID_ARGUMENT
+            );
+            assert!(last_message().contains("cwdd"));
+        }
+    }
+
+    #[test]
+    fn listings_are_json_arrays_of_entries() {
+        assert_eq!(entries_json(&[]), "[]");
+        let entries = [
+            crate::EntryInfo {
+                name: "d".into(),
+                path: "a/d".into(),
+                kind: crate::FileType::Dir,
+                size: None,
+                modified: None,
+            },
+            crate::EntryInfo {
+                name: "x.csv".into(),
+                path: "a/x.csv".into(),
+                kind: crate::FileType::File,
+                size: Some(12),
+                modified: Some(
+                    std::time::UNIX_EPOCH + Duration::from_micros(1_717_000_000_123_456),
+                ),
+            },
+        ];
+        assert_eq!(
+            entries_json(&entries),
+            r#"[{"name":"d","path":"a/d","type":"dir","size":null,"modified":null},"#.to_owned()
+                + r#"{"name":"x.csv","path":"a/x.csv","type":"file","size":12,"modified":1717000000123}]"#
+        );
     }
 
     #[test]

@@ -36,6 +36,19 @@ impl LocalJson {
     }
 }
 
+/// Options of `e2b_sandbox_connect_jupyter`: those of `e2b_sandbox_local` that apply to a
+/// server someone else runs.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct JupyterJson {
+    /// Environment variables of every context.
+    #[serde(default)]
+    pub(crate) envs: BTreeMap<String, String>,
+    /// Call deadlines.
+    #[serde(default)]
+    pub(crate) timeouts: TimeoutsJson,
+}
+
 /// Deadlines in milliseconds; an absent key keeps the default.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -84,6 +97,20 @@ pub(crate) struct RunJson {
     /// Environment variables of this execution only.
     #[serde(default)]
     pub(crate) envs: BTreeMap<String, String>,
+}
+
+/// Options of `e2b_commands_run`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CommandJson {
+    /// Working directory; absent means the sandbox root.
+    pub(crate) cwd: Option<String>,
+    /// Environment variables of this command only.
+    #[serde(default)]
+    pub(crate) envs: BTreeMap<String, String>,
+    /// Deadline in milliseconds; `null` means none; absent keeps the default (60 s).
+    #[serde(default, deserialize_with = "present")]
+    pub(crate) timeout_ms: Option<Option<u64>>,
 }
 
 /// Tells a key given as `null` (`Some(None)`) from an absent key (`None`, via `default`).
@@ -143,6 +170,39 @@ mod tests {
         }
         let e = parse::<LocalJson>(Some(r#"{"timeouts": {"exec_ms": 1}}"#), "x").unwrap_err();
         assert!(e.message.contains("exec_ms"), "{}", e.message);
+    }
+
+    #[test]
+    fn jupyter_options_take_envs_and_timeouts_only() {
+        let o: JupyterJson = parse(
+            Some(r#"{"timeouts": {"connect_ms": 100}, "envs": {"A": "1"}}"#),
+            "jupyter options",
+        )
+        .unwrap();
+        assert_eq!(
+            o.timeouts.to_timeouts(),
+            Timeouts::default().connect(Duration::from_millis(100))
+        );
+        assert_eq!(o.envs.len(), 1);
+        for bad in [r#"{"python": "/usr/bin/python3"}"#, r#"{"packages": []}"#] {
+            let e = parse::<JupyterJson>(Some(bad), "jupyter options").unwrap_err();
+            assert_eq!(e.code, E2bErrorCode::E2B_ERR_INVALID_ARGUMENT, "{bad}");
+        }
+    }
+
+    #[test]
+    fn command_options() {
+        let c: CommandJson = parse(
+            Some(r#"{"cwd": "sub", "envs": {"A": "1"}, "timeout_ms": null}"#),
+            "command options",
+        )
+        .unwrap();
+        assert_eq!(c.cwd.as_deref(), Some("sub"));
+        assert_eq!(c.timeout_ms, Some(None));
+        let c: CommandJson = parse(None, "command options").unwrap();
+        assert_eq!((c.cwd, c.timeout_ms), (None, None));
+        let e = parse::<CommandJson>(Some(r#"{"language": "python"}"#), "x").unwrap_err();
+        assert_eq!(e.code, E2bErrorCode::E2B_ERR_INVALID_ARGUMENT);
     }
 
     #[test]

@@ -262,3 +262,26 @@ fn a_close_frame_is_noticed_at_once() {
     );
     server.join().unwrap();
 }
+
+#[test]
+fn server_pings_are_answered_while_the_caller_is_idle() {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let (port, server) = serve(move |mut ws| {
+        ws.send(Message::Ping(b"are you there".to_vec().into()))
+            .unwrap();
+        let answer = loop {
+            match ws.read() {
+                Ok(Message::Pong(p)) => break Some(p.to_vec()),
+                Ok(_) => {}
+                Err(_) => break None,
+            }
+        };
+        let _ = tx.send(answer);
+    });
+    let conn = open(port, no_reconnect());
+    // No call is made: the worker alone must answer.
+    let answer = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(answer.as_deref(), Some(&b"are you there"[..]));
+    drop(conn);
+    server.join().unwrap();
+}

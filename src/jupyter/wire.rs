@@ -220,7 +220,12 @@ impl Outgoing {
             "store_history": !silent,
             "user_expressions": {},
             "allow_stdin": false,
-            "stop_on_error": true,
+            // Each request stands alone. With `true`, an error makes ipykernel abort
+            // execute requests until a "stop aborting" marker passes through its shell
+            // channel thread, and a request sent right after the error reply can lose that
+            // race: a user's next cell, a command, or the replay request that recovers the
+            // failed cell's own output would come back `aborted`.
+            "stop_on_error": false,
         });
         Outgoing::request("shell", "execute_request", session, content)
     }

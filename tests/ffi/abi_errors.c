@@ -1,8 +1,9 @@
 /*
  * Error paths across the C ABI, run by tests/ffi_c.rs (also under valgrind): NULL and 0
  * arguments, invalid UTF-8, bad options, unsupported backends, callbacks that stop a run, a
- * timeout, calls after kill and destroy, concurrent use, and the per-thread last error.
- * Exits 0 when every check holds; prints each failed check to stderr.
+ * timeout, files (bad paths, missing files, binary contents) and commands (exit codes,
+ * callbacks, timeouts), calls after kill and destroy, concurrent use, and the per-thread last
+ * error. Exits 0 when every check holds; prints each failed check to stderr.
  */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime, nanosleep */
 
@@ -78,13 +79,49 @@ static void without_sandbox(void) {
     CHECK_CODE(e2b_sandbox_local("{\"timeouts\": {\"start_ms\": -1}}", &out),
                E2B_ERR_INVALID_ARGUMENT);
 
-    /* Backends that are not there yet say so and do not pretend to succeed. */
+    /* The cloud backend is not there yet: it says so and does not pretend to succeed. */
     out = 123;
     CHECK_CODE(e2b_sandbox_create(NULL, &out), E2B_ERR_UNSUPPORTED);
     CHECK(out == 0);
-    CHECK_CODE(e2b_sandbox_connect_jupyter("http://127.0.0.1:8888", NULL, NULL, &out),
-               E2B_ERR_UNSUPPORTED);
+
+    /* An existing Jupyter server: arguments are checked before anything is sent, and an
+     * unreachable server is a transport error (tests/ffi/connect_jupyter.c drives a real one). */
     CHECK_CODE(e2b_sandbox_connect_jupyter(NULL, "token", NULL, &out), E2B_ERR_NULL_ARG);
+    CHECK(contains(e2b_last_error_message(), "url is NULL"));
+    CHECK_CODE(e2b_sandbox_connect_jupyter("http://127.0.0.1:9", NULL, NULL, NULL),
+               E2B_ERR_NULL_ARG);
+    CHECK_CODE(e2b_sandbox_connect_jupyter("http://127.0.0.1:9", "\xff", NULL, &out),
+               E2B_ERR_INVALID_UTF8);
+    CHECK_CODE(e2b_sandbox_connect_jupyter("127.0.0.1:8888", NULL, NULL, &out),
+               E2B_ERR_INVALID_ARGUMENT);
+    CHECK(contains(e2b_last_error_message(), "http://"));
+    CHECK_CODE(e2b_sandbox_connect_jupyter("http://127.0.0.1:9/?token=x", NULL, NULL, &out),
+               E2B_ERR_INVALID_ARGUMENT);
+    CHECK_CODE(e2b_sandbox_connect_jupyter("http://127.0.0.1:9", NULL, "{\"python\": \"x\"}", &out),
+               E2B_ERR_INVALID_ARGUMENT);
+    out = 123;
+    e2b_error_code_t unreachable = e2b_sandbox_connect_jupyter(
+        "http://127.0.0.1:9", "token", "{\"timeouts\": {\"connect_ms\": 2000}}", &out);
+    CHECK(unreachable == E2B_ERR_TRANSPORT || unreachable == E2B_ERR_TIMEOUT);
+    CHECK(out == 0);
+
+    /* Files and commands with bad arguments or handles. */
+    uint8_t *data = (uint8_t *)"not touched";
+    size_t data_len = 99;
+    CHECK_CODE(e2b_files_read(987654321, "a.txt", &data, &data_len), E2B_ERR_CLOSED);
+    CHECK(data == NULL && data_len == 0);
+    CHECK_CODE(e2b_files_read(0, "a.txt", &data, &data_len), E2B_ERR_NULL_ARG);
+    CHECK_CODE(e2b_files_read(987654321, "a.txt", NULL, &data_len), E2B_ERR_NULL_ARG);
+    CHECK_CODE(e2b_files_read(987654321, "a.txt", &data, NULL), E2B_ERR_NULL_ARG);
+    CHECK_CODE(e2b_files_write(987654321, "a.txt", NULL, 1), E2B_ERR_NULL_ARG);
+    CHECK_CODE(e2b_files_list(987654321, NULL, NULL), E2B_ERR_NULL_ARG);
+    CHECK_CODE(e2b_files_exists(987654321, "a", NULL), E2B_ERR_NULL_ARG);
+    CHECK_CODE(e2b_files_remove(987654321, "a"), E2B_ERR_CLOSED);
+    CHECK_CODE(e2b_files_rename(987654321, "a", NULL), E2B_ERR_NULL_ARG);
+    CHECK_CODE(e2b_files_make_dir(987654321, "d", NULL), E2B_ERR_CLOSED);
+    CHECK_CODE(e2b_commands_run(987654321, "true", NULL, NULL, NULL), E2B_ERR_CLOSED);
+    CHECK_CODE(e2b_commands_run(987654321, NULL, NULL, NULL, NULL), E2B_ERR_NULL_ARG);
+    e2b_bytes_free(NULL, 0);
 
     /* 0 and made-up handles. */
     char *json = (char *)"not touched";
@@ -151,6 +188,221 @@ static void *run_in_thread(void *arg) {
     a->code_out = e2b_run_code(a->sbx, a->code, &a->json);
     a->seconds = now() - t0;
     return NULL;
+}
+
+/* ----- files and commands on a live sandbox ----- */
+
+static void files_checks(e2b_sandbox_t sbx) {
+    uint8_t *data = NULL;
+    size_t len = 0;
+    char *json = NULL;
+    int flag = -1;
+
+    /* Bad paths: NULL, not UTF-8, climbing out of the root, absolute outside it. */
+    CHECK_CODE(e2b_files_read(sbx, NULL, &data, &len), E2B_ERR_NULL_ARG);
+    CHECK(contains(e2b_last_error_message(), "path is NULL"));
+    CHECK_CODE(e2b_files_read(sbx, "bad\xc3\x28.txt", &data, &len), E2B_ERR_INVALID_UTF8);
+    CHECK_CODE(e2b_files_write(sbx, "bad\xff", (const uint8_t *)"x", 1), E2B_ERR_INVALID_UTF8);
+    CHECK_CODE(e2b_files_list(sbx, "\xfe", &json), E2B_ERR_INVALID_UTF8);
+    CHECK(json == NULL);
+    CHECK_CODE(e2b_files_read(sbx, "../etc/passwd", &data, &len), E2B_ERR_INVALID_ARGUMENT);
+    CHECK(data == NULL && len == 0);
+    CHECK(contains(e2b_last_error_message(), "leaves the sandbox root"));
+    CHECK_CODE(e2b_files_write(sbx, "a/../../x", (const uint8_t *)"x", 1),
+               E2B_ERR_INVALID_ARGUMENT);
+    CHECK_CODE(e2b_files_list(sbx, "..", &json), E2B_ERR_INVALID_ARGUMENT);
+    CHECK_CODE(e2b_files_read(sbx, "/etc/passwd", &data, &len), E2B_ERR_INVALID_ARGUMENT);
+    CHECK_CODE(e2b_files_remove(sbx, "."), E2B_ERR_INVALID_ARGUMENT);
+    CHECK_CODE(e2b_files_rename(sbx, "../a", "b"), E2B_ERR_INVALID_ARGUMENT);
+    CHECK_CODE(e2b_files_make_dir(sbx, "../d", NULL), E2B_ERR_INVALID_ARGUMENT);
+    CHECK_CODE(e2b_files_exists(sbx, "../x", &flag), E2B_ERR_INVALID_ARGUMENT);
+    CHECK(flag == 0);
+
+    /* Missing files. */
+    data = (uint8_t *)"not touched";
+    len = 99;
+    CHECK_CODE(e2b_files_read(sbx, "no/such.txt", &data, &len), E2B_ERR_FILE_NOT_FOUND);
+    CHECK(data == NULL && len == 0);
+    CHECK(contains(e2b_last_error_message(), "no/such.txt"));
+    CHECK_CODE(e2b_files_list(sbx, "no-such-dir", &json), E2B_ERR_FILE_NOT_FOUND);
+    CHECK_CODE(e2b_files_remove(sbx, "no-such-file"), E2B_ERR_FILE_NOT_FOUND);
+    CHECK_CODE(e2b_files_rename(sbx, "no-such-file", "x"), E2B_ERR_FILE_NOT_FOUND);
+    CHECK_CODE(e2b_files_exists(sbx, "no-such-file", &flag), E2B_OK);
+    CHECK(flag == 0);
+
+    /* Binary contents with NULs survive the round trip, with a NUL after them. */
+    const uint8_t bin[] = {0, 1, 2, 0xff, 0, 'z'};
+    CHECK_CODE(e2b_files_write(sbx, "ffi/bin/x.bin", bin, sizeof bin), E2B_OK);
+    CHECK_CODE(e2b_files_read(sbx, "./ffi/bin/../bin/x.bin", &data, &len), E2B_OK);
+    CHECK(data != NULL && len == sizeof bin && memcmp(data, bin, sizeof bin) == 0);
+    CHECK(data != NULL && data[len] == 0);
+    e2b_bytes_free(data, len);
+    data = NULL;
+
+    /* An empty file is a real, empty buffer; NULL data with length 0 writes one. */
+    CHECK_CODE(e2b_files_write(sbx, "ffi/empty", NULL, 0), E2B_OK);
+    CHECK_CODE(e2b_files_read(sbx, "ffi/empty", &data, &len), E2B_OK);
+    CHECK(data != NULL && len == 0 && data[0] == 0);
+    e2b_bytes_free(data, len);
+    data = NULL;
+
+    /* Files and directories in the wrong place. */
+    CHECK_CODE(e2b_files_read(sbx, "ffi/bin", &data, &len), E2B_ERR_IS_A_DIRECTORY);
+    CHECK(data == NULL);
+    CHECK_CODE(e2b_files_list(sbx, "ffi/empty", &json), E2B_ERR_NOT_A_DIRECTORY);
+    CHECK_CODE(e2b_files_make_dir(sbx, "ffi/empty", &flag), E2B_ERR_NOT_A_DIRECTORY);
+    CHECK_CODE(e2b_files_write(sbx, "ffi/empty/under-a-file", bin, 1), E2B_ERR_NOT_A_DIRECTORY);
+
+    /* Directories, exists, rename, list, remove. */
+    CHECK_CODE(e2b_files_make_dir(sbx, "ffi/d1/d2", &flag), E2B_OK);
+    CHECK(flag == 1);
+    CHECK_CODE(e2b_files_make_dir(sbx, "ffi/d1/d2", &flag), E2B_OK);
+    CHECK(flag == 0);
+    CHECK_CODE(e2b_files_exists(sbx, "ffi/d1/d2", &flag), E2B_OK);
+    CHECK(flag == 1);
+    CHECK_CODE(e2b_files_rename(sbx, "ffi/bin/x.bin", "ffi/moved/y.bin"), E2B_OK);
+    CHECK_CODE(e2b_files_exists(sbx, "ffi/bin/x.bin", &flag), E2B_OK);
+    CHECK(flag == 0);
+    CHECK_CODE(e2b_files_list(sbx, "ffi", &json), E2B_OK);
+    CHECK(json != NULL && json[0] == '[');
+    CHECK(contains(json, "{\"name\":\"bin\",\"path\":\"ffi/bin\",\"type\":\"dir\",\"size\":null"));
+    CHECK(contains(json, "{\"name\":\"empty\",\"path\":\"ffi/empty\",\"type\":\"file\",\"size\":0,"
+                         "\"modified\":"));
+    CHECK(contains(json, "\"name\":\"moved\""));
+    e2b_string_free(json);
+    json = NULL;
+    CHECK_CODE(e2b_files_list(sbx, "ffi/moved", &json), E2B_OK);
+    CHECK(contains(json, "\"path\":\"ffi/moved/y.bin\",\"type\":\"file\",\"size\":6,"));
+    e2b_string_free(json);
+    json = NULL;
+    CHECK_CODE(e2b_files_remove(sbx, "ffi"), E2B_OK);
+    CHECK_CODE(e2b_files_exists(sbx, "ffi", &flag), E2B_OK);
+    CHECK(flag == 0);
+}
+
+static int32_t count_cb(const char *data, size_t len, void *user_data) {
+    (void)data;
+    (void)len;
+    *(int *)user_data += 1;
+    return 0;
+}
+
+struct command_args {
+    e2b_sandbox_t sbx;
+    const char *cmd;
+    int code_out;
+    char *json;
+};
+
+static void *command_in_thread(void *arg) {
+    struct command_args *a = arg;
+    a->code_out = e2b_commands_run(a->sbx, a->cmd, NULL, NULL, &a->json);
+    return NULL;
+}
+
+static void commands_checks(e2b_sandbox_t sbx) {
+    char *json = (char *)"not touched";
+
+    /* Bad arguments. */
+    CHECK_CODE(e2b_commands_run(sbx, NULL, NULL, NULL, &json), E2B_ERR_NULL_ARG);
+    CHECK(json == NULL);
+    CHECK(contains(e2b_last_error_message(), "cmd is NULL"));
+    CHECK_CODE(e2b_commands_run(sbx, "echo \xff", NULL, NULL, &json), E2B_ERR_INVALID_UTF8);
+    CHECK_CODE(e2b_commands_run(sbx, "true", "{\"timeout\": 1}", NULL, &json),
+               E2B_ERR_INVALID_ARGUMENT);
+    CHECK_CODE(e2b_commands_run(sbx, "true", "{\"envs\": {\"A=B\": \"x\"}}", NULL, &json),
+               E2B_ERR_INVALID_ARGUMENT);
+
+    /* A non-zero exit code is data; stdout and stderr stay apart. */
+    CHECK_CODE(e2b_commands_run(sbx, "echo hi; echo err >&2; exit 3", NULL, NULL, &json), E2B_OK);
+    CHECK(contains(json, "\"stdout\":\"hi\\n\""));
+    CHECK(contains(json, "\"stderr\":\"err\\n\""));
+    CHECK(contains(json, "\"exit_code\":3"));
+    e2b_string_free(json);
+    json = NULL;
+    CHECK_CODE(e2b_commands_run(sbx, "exit 0", NULL, NULL, NULL), E2B_OK);
+
+    /* The sandbox's env vars, the command's own, and its cwd. */
+    CHECK_CODE(e2b_files_make_dir(sbx, "cmd-dir", NULL), E2B_OK);
+    CHECK_CODE(e2b_commands_run(sbx, "echo \"$E2B_FFI_TEST $MINE\"; basename \"$PWD\"",
+                                "{\"cwd\": \"cmd-dir\", \"envs\": {\"MINE\": \"m\"}}", NULL,
+                                &json),
+               E2B_OK);
+    CHECK(contains(json, "\"stdout\":\"yes m\\ncmd-dir\\n\""));
+    e2b_string_free(json);
+    json = NULL;
+    CHECK_CODE(e2b_commands_run(sbx, "true", "{\"cwd\": \"no-such-dir\"}", NULL, &json),
+               E2B_ERR_FILE_NOT_FOUND);
+    CHECK(json == NULL);
+
+    /* Callbacks see each stream; one that returns non-zero kills the command. */
+    int out_calls = 0, err_calls = 0;
+    struct stop_after stop = {0, 1, 5, 0, 0, {0}};
+    e2b_run_callbacks_t cb = {0};
+    cb.on_stdout = count_cb;
+    cb.user_data = &out_calls;
+    CHECK_CODE(e2b_commands_run(sbx, "echo a", NULL, &cb, NULL), E2B_OK);
+    CHECK(out_calls >= 1);
+    cb.on_stdout = NULL;
+    cb.on_stderr = count_cb;
+    cb.user_data = &err_calls;
+    CHECK_CODE(e2b_commands_run(sbx, "echo b >&2", NULL, &cb, NULL), E2B_OK);
+    CHECK(err_calls >= 1);
+    cb.on_stderr = stop_after_cb;
+    cb.user_data = &stop;
+    double t0 = now();
+    json = (char *)"not touched";
+    CHECK_CODE(e2b_commands_run(sbx, "echo first >&2; sleep 60; echo never", NULL, &cb, &json),
+               E2B_ERR_CALLBACK);
+    CHECK(now() - t0 < 30.0);
+    CHECK(json == NULL);
+    CHECK(stop.calls == 1 && contains(stop.last, "first") && stop.last_terminated);
+    CHECK(contains(e2b_last_error_message(), "on_stderr callback returned 5"));
+
+    /* A timeout kills the command; the next one runs. */
+    t0 = now();
+    CHECK_CODE(e2b_commands_run(sbx, "sleep 60", "{\"timeout_ms\": 500}", NULL, &json),
+               E2B_ERR_TIMEOUT);
+    CHECK(now() - t0 < 30.0);
+    CHECK(json == NULL);
+    CHECK_CODE(e2b_commands_run(sbx, "echo after", "{\"timeout_ms\": null}", NULL, &json), E2B_OK);
+    CHECK(contains(json, "\"stdout\":\"after\\n\""));
+    e2b_string_free(json);
+    json = NULL;
+
+    /* Two commands at once on one handle, from two threads. */
+    struct command_args a = {sbx, "sleep 0.5; echo slow", -1, NULL};
+    struct command_args b = {sbx, "echo quick", -1, NULL};
+    pthread_t ta, tb;
+    CHECK(pthread_create(&ta, NULL, command_in_thread, &a) == 0);
+    CHECK(pthread_create(&tb, NULL, command_in_thread, &b) == 0);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    CHECK(a.code_out == E2B_OK && contains(a.json, "slow"));
+    CHECK(b.code_out == E2B_OK && contains(b.json, "quick"));
+    e2b_string_free(a.json);
+    e2b_string_free(b.json);
+}
+
+/* Every file and command function on a handle that is killed or destroyed. */
+static void closed_checks(e2b_sandbox_t sbx) {
+    uint8_t *data = (uint8_t *)"not touched";
+    size_t len = 99;
+    char *json = (char *)"not touched";
+    int flag = -1;
+    CHECK_CODE(e2b_files_read(sbx, "a", &data, &len), E2B_ERR_CLOSED);
+    CHECK(data == NULL && len == 0);
+    CHECK_CODE(e2b_files_write(sbx, "a", (const uint8_t *)"x", 1), E2B_ERR_CLOSED);
+    CHECK_CODE(e2b_files_list(sbx, ".", &json), E2B_ERR_CLOSED);
+    CHECK(json == NULL);
+    CHECK_CODE(e2b_files_exists(sbx, "a", &flag), E2B_ERR_CLOSED);
+    CHECK(flag == 0);
+    CHECK_CODE(e2b_files_remove(sbx, "a"), E2B_ERR_CLOSED);
+    CHECK_CODE(e2b_files_rename(sbx, "a", "b"), E2B_ERR_CLOSED);
+    CHECK_CODE(e2b_files_make_dir(sbx, "d", &flag), E2B_ERR_CLOSED);
+    json = (char *)"not touched";
+    CHECK_CODE(e2b_commands_run(sbx, "true", NULL, NULL, &json), E2B_ERR_CLOSED);
+    CHECK(json == NULL);
 }
 
 static void with_sandbox(void) {
@@ -267,6 +519,9 @@ static void with_sandbox(void) {
     e2b_string_free(a.json);
     e2b_string_free(b.json);
 
+    files_checks(sbx);
+    commands_checks(sbx);
+
     /* Destroying a handle another thread is running on ends that run at once. */
     struct run_args slow = {sbx, "import time; time.sleep(60)", -1, 0, NULL};
     pthread_t ts;
@@ -282,6 +537,8 @@ static void with_sandbox(void) {
     /* The handle is retired for good. */
     CHECK_CODE(e2b_run_code(sbx, "1", &json), E2B_ERR_CLOSED);
     CHECK(contains(e2b_last_error_message(), "not live"));
+    closed_checks(sbx);
+    CHECK(contains(e2b_last_error_message(), "not live"));
     CHECK_CODE(e2b_sandbox_destroy(sbx), E2B_ERR_CLOSED);
 }
 
@@ -296,6 +553,7 @@ static void kill_then_destroy(void) {
     char *json = NULL;
     CHECK_CODE(e2b_run_code(sbx, "1", &json), E2B_ERR_CLOSED);
     CHECK(json == NULL);
+    closed_checks(sbx); /* killed: the handle is live, the sandbox is not */
     char *id = NULL;
     CHECK_CODE(e2b_sandbox_id(sbx, &id), E2B_OK); /* still readable until destroyed */
     e2b_string_free(id);

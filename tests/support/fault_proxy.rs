@@ -1,104 +1,215 @@
-//! A TCP proxy on 127.0.0.1 that injects faults between the SDK and a real jupyter_server:
-//! abrupt cuts (optionally in the middle of a chunk, so mid-frame), stalls, refused reconnects,
-//! and random cuts in the background.
-// Each test binary uses a different subset.
+//! A TCP proxy on 127.0.0.1 that injects faults between a client (the SDK) and a server (a
+//! real jupyter_server): abrupt cuts, cuts in the middle of a chunk (so mid-frame), stalls that
+//! hold every byte while the connection stays open, refused reconnects, and random cuts in the
+//! background from a seed that reproduces the sequence.
+//!
+//! Each accepted connection gets its own connection to the target and two pump threads, one
+//! per direction. Pumps read with a short timeout so they notice stop, stall and cut flags
+//! within [`TICK`]; a cut shuts both sockets down in both directions, which also wakes a pump
+//! blocked in a write. Dropping the [`FaultProxy`] closes the listener and every connection and
+//! joins every thread it started within a deadline: it never hangs a test.
+// Each test binary (and benches/reconnect.rs) uses a different subset of this API.
 #![allow(dead_code)]
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// How often blocked threads look at the proxy's flags.
-const TICK: Duration = Duration::from_millis(20);
+/// How often a pump (or the chaos thread) looks at the proxy's flags.
+pub const TICK: Duration = Duration::from_millis(20);
+/// Largest chunk a pump reads, and so forwards, at once.
+const CHUNK: usize = 64 * 1024;
+/// How long `Drop` waits for the proxy's threads before leaving stragglers behind.
+const JOIN_DEADLINE: Duration = Duration::from_secs(2);
+/// Connecting to the target; it is on loopback, so this only matters if it is wedged.
+const TARGET_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
-#[derive(Default)]
-struct Flags {
-    stop: AtomicBool,
-    refuse: AtomicBool,
-    stall: AtomicBool,
-    /// When set, the next chunk in either direction is forwarded only in part, then all
-    /// connections are cut.
-    cut_mid_chunk: AtomicBool,
-    accepted: AtomicU64,
-    cuts: AtomicU64,
+/// xorshift64*: a tiny reproducible PRNG, so a failing chaos run can be replayed from its seed.
+#[derive(Debug, Clone)]
+pub struct XorShift64(u64);
+
+impl XorShift64 {
+    /// Any seed is fine, 0 included: it is scrambled (splitmix64) into a non-zero state.
+    pub fn new(seed: u64) -> XorShift64 {
+        let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        XorShift64(if z == 0 { 0x853c_49e6_748f_ea9b } else { z })
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Uniform in `0..n` (0 when `n` is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        if n == 0 { 0 } else { self.next_u64() % n }
+    }
+
+    /// Uniform in `[min, max]`, to the microsecond (`min` when `max <= min`).
+    pub fn between(&mut self, min: Duration, max: Duration) -> Duration {
+        let span = max.saturating_sub(min).as_micros() as u64;
+        min + Duration::from_micros(self.below(span.saturating_add(1)))
+    }
 }
 
-/// One proxied connection: both sockets, so a cut can shut them down from outside.
+/// One proxied connection: a handle on both sockets, so a cut can shut them from outside.
 struct Link {
+    id: u64,
     client: TcpStream,
     server: TcpStream,
+    cut: AtomicBool,
+    /// Directions still forwarding; the link leaves the registry when this reaches 0.
+    open_directions: AtomicU8,
 }
 
 impl Link {
     fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
         let _ = self.client.shutdown(Shutdown::Both);
         let _ = self.server.shutdown(Shutdown::Both);
     }
+
+    fn is_cut(&self) -> bool {
+        self.cut.load(Ordering::SeqCst)
+    }
 }
 
-struct Inner {
+/// A background chaos thread, joined by whichever of its guard and the proxy drops first.
+struct Chaos {
+    id: u64,
+    stop: Arc<AtomicBool>,
+    handle: JoinHandle<()>,
+}
+
+struct Shared {
     target: SocketAddr,
-    flags: Flags,
+    stop: AtomicBool,
+    refuse: AtomicBool,
+    stall: AtomicBool,
+    /// Set by `cut_all_mid_chunk`: the next chunk read in either direction is forwarded only
+    /// in part, then every connection is cut.
+    mid_chunk: AtomicBool,
+    accepted: AtomicU64,
+    refused: AtomicU64,
+    cuts: AtomicU64,
+    to_server: AtomicU64,
+    to_client: AtomicU64,
+    next_id: AtomicU64,
     links: Mutex<Vec<Arc<Link>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
-    seed: AtomicU64,
+    chaos: Mutex<Vec<Chaos>>,
+    /// Picks where mid-chunk cuts fall.
+    rng: Mutex<XorShift64>,
 }
 
-impl Inner {
-    fn cut_all(&self) {
-        let links: Vec<Arc<Link>> = std::mem::take(&mut *self.links.lock().unwrap());
+impl Shared {
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    /// Cuts every live connection; counts one cut when there was any. Returns how many.
+    fn cut_all(&self) -> usize {
+        let links = std::mem::take(&mut *self.links.lock().unwrap());
         if !links.is_empty() {
-            self.flags.cuts.fetch_add(1, Ordering::SeqCst);
+            self.cuts.fetch_add(1, Ordering::SeqCst);
         }
-        for l in links {
-            l.cut();
+        for link in &links {
+            link.cut();
         }
+        links.len()
     }
 
-    /// xorshift64*: reproducible from the seed.
-    fn random(&self, below: u64) -> u64 {
-        let mut x = self.seed.load(Ordering::Relaxed);
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.seed.store(x, Ordering::Relaxed);
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d) % below.max(1)
+    fn forget(&self, id: u64) {
+        self.links.lock().unwrap().retain(|l| l.id != id);
     }
 
-    fn spawn(self: &Arc<Self>, name: &str, f: impl FnOnce() + Send + 'static) {
-        if let Ok(h) = std::thread::Builder::new().name(name.into()).spawn(f) {
-            self.threads.lock().unwrap().push(h);
+    /// Starts a named thread and keeps its handle for `Drop`. Finished handles are reaped here
+    /// so a long soak does not accumulate them.
+    fn spawn(&self, name: String, f: impl FnOnce() + Send + 'static) -> io::Result<()> {
+        let handle = std::thread::Builder::new().name(name).spawn(f)?;
+        let mut threads = self.threads.lock().unwrap();
+        let (done, running): (Vec<_>, Vec<_>) = std::mem::take(&mut *threads)
+            .into_iter()
+            .partition(|h| h.is_finished());
+        *threads = running;
+        threads.push(handle);
+        drop(threads);
+        for h in done {
+            let _ = h.join();
+        }
+        Ok(())
+    }
+
+    fn counter(&self, dir: Direction) -> &AtomicU64 {
+        match dir {
+            Direction::ToServer => &self.to_server,
+            Direction::ToClient => &self.to_client,
         }
     }
 }
 
-/// The proxy. Dropping it closes the listener and every connection and joins its threads.
+#[derive(Debug, Clone, Copy)]
+enum Direction {
+    ToServer,
+    ToClient,
+}
+
+/// The proxy. Clients connect to [`FaultProxy::addr`]; each connection is forwarded to the
+/// target given to [`FaultProxy::start`]. Dropping it closes the listener and every connection
+/// and joins its threads (within a deadline).
 pub struct FaultProxy {
-    inner: Arc<Inner>,
+    shared: Arc<Shared>,
     addr: SocketAddr,
+    /// A second handle on the listening socket, to close it on drop.
+    listener: Option<TcpListener>,
+    acceptor: Option<JoinHandle<()>>,
 }
 
 impl FaultProxy {
-    /// Listens on 127.0.0.1 (a free port) and forwards to `target`.
+    /// Listens on 127.0.0.1 (a free port) and forwards every connection to `target`.
     pub fn start(target: SocketAddr) -> io::Result<FaultProxy> {
         let listener = TcpListener::bind("127.0.0.1:0")?;
-        listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
-        let inner = Arc::new(Inner {
+        let shared = Arc::new(Shared {
             target,
-            flags: Flags::default(),
+            stop: AtomicBool::new(false),
+            refuse: AtomicBool::new(false),
+            stall: AtomicBool::new(false),
+            mid_chunk: AtomicBool::new(false),
+            accepted: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            cuts: AtomicU64::new(0),
+            to_server: AtomicU64::new(0),
+            to_client: AtomicU64::new(0),
+            next_id: AtomicU64::new(0),
             links: Mutex::new(Vec::new()),
             threads: Mutex::new(Vec::new()),
-            seed: AtomicU64::new(0x853c_49e6_748f_ea9b),
+            chaos: Mutex::new(Vec::new()),
+            rng: Mutex::new(XorShift64::new(0x5eed)),
         });
-        let acceptor = inner.clone();
-        inner.spawn("fault-proxy-accept", move || {
-            accept_loop(acceptor, listener)
-        });
-        Ok(FaultProxy { inner, addr })
+        let acceptor = {
+            let (shared, listener) = (shared.clone(), listener.try_clone()?);
+            std::thread::Builder::new()
+                .name(format!("fproxy-accept-{}", addr.port()))
+                .spawn(move || accept_loop(&shared, listener))?
+        };
+        log::debug!("fault proxy {addr} -> {target}");
+        Ok(FaultProxy {
+            shared,
+            addr,
+            listener: Some(listener),
+            acceptor: Some(acceptor),
+        })
     }
 
     /// Where clients connect.
@@ -106,188 +217,393 @@ impl FaultProxy {
         self.addr
     }
 
-    /// Closes every live connection now, abruptly, in both directions.
-    pub fn cut_all(&self) {
-        self.inner.cut_all();
+    /// Where connections are forwarded.
+    pub fn target(&self) -> SocketAddr {
+        self.shared.target
     }
 
-    /// Cuts every connection in the middle of the next chunk forwarded either way.
+    /// Closes every live connection now, abruptly: both sockets shut down in both directions,
+    /// so the client reads EOF (or a reset) at once. Returns how many connections were cut.
+    pub fn cut_all(&self) -> usize {
+        self.shared.cut_all()
+    }
+
+    /// Arms a mid-chunk cut: the next chunk read in either direction, on any connection, is
+    /// forwarded only in part (a random strict prefix: at least one byte when the chunk has
+    /// two or more), then every live connection is cut. With a websocket on top this cuts in
+    /// the middle of a frame. The cut stays armed until some chunk flows, even one on a
+    /// connection opened later.
     pub fn cut_all_mid_chunk(&self) {
-        self.inner.flags.cut_mid_chunk.store(true, Ordering::SeqCst);
+        self.shared.mid_chunk.store(true, Ordering::SeqCst);
     }
 
-    /// While true, new connections are accepted and closed at once.
+    /// Whether a mid-chunk cut is armed and has not happened yet.
+    pub fn mid_chunk_cut_pending(&self) -> bool {
+        self.shared.mid_chunk.load(Ordering::SeqCst)
+    }
+
+    /// While true, new connections are accepted and closed at once (counted in
+    /// [`connections_accepted`](Self::connections_accepted) and [`refused`](Self::refused)).
+    /// Live connections are not affected.
     pub fn set_refuse(&self, refuse: bool) {
-        self.inner.flags.refuse.store(refuse, Ordering::SeqCst);
+        self.shared.refuse.store(refuse, Ordering::SeqCst);
     }
 
-    /// While true, nothing is forwarded either way; connections stay open (a half-open link).
+    /// While true, no byte is forwarded in either direction and every connection stays open:
+    /// a stalled, half-open link. Bytes wait in the socket buffers (at most one chunk per
+    /// direction inside the proxy) and flow again, in order, once the stall is lifted.
     pub fn set_stall(&self, stall: bool) {
-        self.inner.flags.stall.store(stall, Ordering::SeqCst);
+        self.shared.stall.store(stall, Ordering::SeqCst);
     }
 
-    /// Cuts all connections at random intervals in `[min, max]` until the returned guard (or
-    /// the proxy) is dropped; half of the cuts land in the middle of a chunk.
+    /// Starts cutting every live connection at random intervals in `[min, max]`, each time
+    /// choosing at random between an immediate cut and a mid-chunk one (see
+    /// [`cut_all_mid_chunk`](Self::cut_all_mid_chunk)). The intervals and choices come from
+    /// `seed`, so print it. Runs until the returned guard or the proxy is dropped.
     pub fn start_random_cuts(&self, min: Duration, max: Duration, seed: u64) -> RandomCuts {
-        self.inner.seed.store(seed | 1, Ordering::Relaxed);
+        log::info!(
+            "fault proxy {}: random cuts every {min:?}..={max:?}, seed {seed}",
+            self.addr
+        );
+        *self.shared.rng.lock().unwrap() = XorShift64::new(seed ^ 0xa5a5_a5a5_a5a5_a5a5);
         let stop = Arc::new(AtomicBool::new(false));
-        let (inner, flag) = (self.inner.clone(), stop.clone());
-        let handle = std::thread::Builder::new()
-            .name("fault-proxy-chaos".into())
-            .spawn(move || {
-                while !flag.load(Ordering::SeqCst) && !inner.flags.stop.load(Ordering::SeqCst) {
-                    let span = max.saturating_sub(min).as_millis() as u64;
-                    let wait = min + Duration::from_millis(inner.random(span + 1));
-                    let mut slept = Duration::ZERO;
-                    while slept < wait && !flag.load(Ordering::SeqCst) {
-                        std::thread::sleep(TICK.min(wait - slept));
-                        slept += TICK;
-                    }
-                    if flag.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    if inner.random(2) == 0 {
-                        inner.flags.cut_mid_chunk.store(true, Ordering::SeqCst);
-                    } else {
-                        inner.cut_all();
-                    }
-                }
-            })
-            .ok();
-        RandomCuts { stop, handle }
+        let triggered = Arc::new(AtomicU64::new(0));
+        let id = self.shared.next_id.fetch_add(1, Ordering::SeqCst);
+        let spawned = {
+            let (shared, stop, triggered) = (self.shared.clone(), stop.clone(), triggered.clone());
+            std::thread::Builder::new()
+                .name(format!("fproxy-chaos-{}", self.addr.port()))
+                .spawn(move || chaos_loop(&shared, &stop, &triggered, min, max, seed))
+        };
+        match spawned {
+            Ok(handle) => self.shared.chaos.lock().unwrap().push(Chaos {
+                id,
+                stop: stop.clone(),
+                handle,
+            }),
+            Err(e) => log::error!("fault proxy: cannot start the chaos thread: {e}"),
+        }
+        RandomCuts {
+            shared: self.shared.clone(),
+            id,
+            stop,
+            triggered,
+        }
     }
 
-    /// Connections accepted so far.
+    /// Connections accepted so far, refused ones included.
     pub fn connections_accepted(&self) -> u64 {
-        self.inner.flags.accepted.load(Ordering::SeqCst)
+        self.shared.accepted.load(Ordering::SeqCst)
     }
 
-    /// Cuts made so far (each `cut_all` that found live connections counts once).
+    /// Connections closed at once because [`set_refuse`](Self::set_refuse) was on.
+    pub fn refused(&self) -> u64 {
+        self.shared.refused.load(Ordering::SeqCst)
+    }
+
+    /// Cuts made so far: each `cut_all`, mid-chunk cut or random cut that found at least one
+    /// live connection counts once.
     pub fn cuts(&self) -> u64 {
-        self.inner.flags.cuts.load(Ordering::SeqCst)
+        self.shared.cuts.load(Ordering::SeqCst)
+    }
+
+    /// Connections currently forwarding (at least one direction open).
+    pub fn live_connections(&self) -> usize {
+        self.shared.links.lock().unwrap().len()
+    }
+
+    /// Bytes forwarded client -> server so far.
+    pub fn bytes_to_server(&self) -> u64 {
+        self.shared.to_server.load(Ordering::SeqCst)
+    }
+
+    /// Bytes forwarded server -> client so far.
+    pub fn bytes_to_client(&self) -> u64 {
+        self.shared.to_client.load(Ordering::SeqCst)
     }
 }
 
 impl Drop for FaultProxy {
     fn drop(&mut self) {
-        self.inner.flags.stop.store(true, Ordering::SeqCst);
-        self.inner.cut_all();
-        let threads: Vec<JoinHandle<()>> = std::mem::take(&mut *self.inner.threads.lock().unwrap());
-        for t in threads {
-            let _ = t.join();
+        let deadline = Instant::now() + JOIN_DEADLINE;
+        self.shared.stop.store(true, Ordering::SeqCst);
+        // Wake the acceptor out of accept(): on Linux shutting the listener down does it, the
+        // connect does it everywhere. The acceptor then sees `stop` and returns.
+        if let Some(listener) = self.listener.take() {
+            #[cfg(target_os = "linux")]
+            let _ = socket2::SockRef::from(&listener).shutdown(Shutdown::Both);
+            drop(listener);
+        }
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200));
+        for link in std::mem::take(&mut *self.shared.links.lock().unwrap()) {
+            link.cut();
+        }
+        let mut stragglers = 0;
+        if let Some(acceptor) = self.acceptor.take() {
+            stragglers += join_by(vec![acceptor], deadline);
+        }
+        // The acceptor may have registered a link after the first sweep.
+        for link in std::mem::take(&mut *self.shared.links.lock().unwrap()) {
+            link.cut();
+        }
+        let chaos = std::mem::take(&mut *self.shared.chaos.lock().unwrap());
+        let mut handles: Vec<JoinHandle<()>> = chaos
+            .into_iter()
+            .map(|c| {
+                c.stop.store(true, Ordering::SeqCst);
+                c.handle
+            })
+            .collect();
+        handles.extend(std::mem::take(&mut *self.shared.threads.lock().unwrap()));
+        stragglers += join_by(handles, deadline);
+        if stragglers > 0 {
+            log::warn!(
+                "fault proxy {}: {stragglers} thread(s) still running after {JOIN_DEADLINE:?}",
+                self.addr
+            );
         }
     }
 }
 
-/// Background random cuts; dropping it stops them.
+/// Background random cuts from [`FaultProxy::start_random_cuts`]; dropping it (or calling
+/// [`stop`](Self::stop)) stops them and joins the thread.
+#[must_use = "random cuts stop as soon as this guard is dropped"]
 pub struct RandomCuts {
+    shared: Arc<Shared>,
+    id: u64,
     stop: Arc<AtomicBool>,
-    handle: Option<JoinHandle<()>>,
+    triggered: Arc<AtomicU64>,
+}
+
+impl RandomCuts {
+    /// Random cuts fired so far (immediate ones plus armed mid-chunk ones), whether or not a
+    /// connection was live at the time.
+    pub fn triggered(&self) -> u64 {
+        self.triggered.load(Ordering::SeqCst)
+    }
+
+    /// Stops the random cuts now (the same as dropping the guard).
+    pub fn stop(self) {}
 }
 
 impl Drop for RandomCuts {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
+        let mine = {
+            let mut chaos = self.shared.chaos.lock().unwrap();
+            chaos
+                .iter()
+                .position(|c| c.id == self.id)
+                .map(|i| chaos.swap_remove(i))
+        };
+        if let Some(c) = mine {
+            join_by(vec![c.handle], Instant::now() + JOIN_DEADLINE);
         }
     }
 }
 
-fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
-    while !inner.flags.stop.load(Ordering::SeqCst) {
-        let client = match listener.accept() {
-            Ok((s, _)) => s,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(2));
+/// Joins every handle that finishes by `deadline`; returns how many did not.
+fn join_by(handles: Vec<JoinHandle<()>>, deadline: Instant) -> usize {
+    let mut left = 0;
+    for h in handles {
+        while !h.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        if h.is_finished() {
+            let _ = h.join();
+        } else {
+            left += 1;
+        }
+    }
+    left
+}
+
+fn accept_loop(shared: &Arc<Shared>, listener: TcpListener) {
+    loop {
+        let accepted = listener.accept();
+        if shared.stopping() {
+            return;
+        }
+        let client = match accepted {
+            Ok((client, _)) => client,
+            Err(e) => {
+                // Out of descriptors and the like: do not spin.
+                log::debug!("fault proxy: accept failed: {e}");
+                std::thread::sleep(TICK);
                 continue;
             }
-            Err(_) => continue,
         };
-        inner.flags.accepted.fetch_add(1, Ordering::SeqCst);
-        if inner.flags.refuse.load(Ordering::SeqCst) {
+        shared.accepted.fetch_add(1, Ordering::SeqCst);
+        if shared.refuse.load(Ordering::SeqCst) {
+            shared.refused.fetch_add(1, Ordering::SeqCst);
             let _ = client.shutdown(Shutdown::Both);
             continue;
         }
-        let Ok(server) = TcpStream::connect(inner.target) else {
-            let _ = client.shutdown(Shutdown::Both);
-            continue;
-        };
-        let ok = client.set_nonblocking(false).is_ok()
-            && client.set_nodelay(true).is_ok()
-            && server.set_nodelay(true).is_ok()
-            && client.set_read_timeout(Some(TICK)).is_ok()
-            && server.set_read_timeout(Some(TICK)).is_ok();
-        let (Ok(c2), Ok(s2)) = (client.try_clone(), server.try_clone()) else {
-            continue;
-        };
-        if !ok {
-            continue;
+        if let Err(e) = open_link(shared, client) {
+            log::debug!("fault proxy: cannot forward a connection: {e}");
         }
-        let link = Arc::new(Link { client, server });
-        inner.links.lock().unwrap().push(link.clone());
-        let (a, b) = (inner.clone(), inner.clone());
-        let (l1, l2) = (link.clone(), link);
-        let (c3, s3) = match (c2.try_clone(), s2.try_clone()) {
-            (Ok(c), Ok(s)) => (c, s),
-            _ => continue,
-        };
-        inner.spawn("fault-proxy-up", move || pump(a, c2, s2, l1));
-        inner.spawn("fault-proxy-down", move || pump(b, s3, c3, l2));
     }
 }
 
-/// Copies `from` to `to` until either side closes or the link is cut.
-fn pump(inner: Arc<Inner>, mut from: TcpStream, mut to: TcpStream, link: Arc<Link>) {
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut pending: Vec<u8> = Vec::new();
-    loop {
-        if inner.flags.stop.load(Ordering::SeqCst) {
-            break;
+/// Connects to the target, registers the link and starts its two pumps.
+fn open_link(shared: &Arc<Shared>, client: TcpStream) -> io::Result<()> {
+    let server = match TcpStream::connect_timeout(&shared.target, TARGET_CONNECT_TIMEOUT) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = client.shutdown(Shutdown::Both);
+            return Err(e);
         }
-        if pending.is_empty() {
-            // Like the SDK, ACK at once: otherwise the server's Nagle and this hop's delayed
-            // ACK add ~40 ms to every small exchange through the proxy.
-            #[cfg(target_os = "linux")]
-            let _ = socket2::SockRef::from(&from).set_tcp_quickack(true);
-            match from.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => pending.extend_from_slice(&buf[..n]),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    continue;
-                }
-                Err(_) => break,
-            }
+    };
+    let setup = || -> io::Result<[TcpStream; 4]> {
+        for s in [&client, &server] {
+            s.set_nodelay(true)?;
+            s.set_read_timeout(Some(TICK))?;
         }
-        if inner.flags.stall.load(Ordering::SeqCst) {
+        Ok([
+            client.try_clone()?,
+            server.try_clone()?,
+            client.try_clone()?,
+            server.try_clone()?,
+        ])
+    };
+    let [up_from, up_to, down_to, down_from] = match setup() {
+        Ok(streams) => streams,
+        Err(e) => {
+            let _ = client.shutdown(Shutdown::Both);
+            let _ = server.shutdown(Shutdown::Both);
+            return Err(e);
+        }
+    };
+    let id = shared.next_id.fetch_add(1, Ordering::SeqCst);
+    let link = Arc::new(Link {
+        id,
+        client,
+        server,
+        cut: AtomicBool::new(false),
+        open_directions: AtomicU8::new(2),
+    });
+    shared.links.lock().unwrap().push(link.clone());
+    for (from, to, dir, name) in [
+        (up_from, up_to, Direction::ToServer, "up"),
+        (down_from, down_to, Direction::ToClient, "down"),
+    ] {
+        let (s, l) = (shared.clone(), link.clone());
+        if let Err(e) = shared.spawn(format!("fproxy-{id}-{name}"), move || {
+            pump(&s, &l, dir, from, to)
+        }) {
+            link.cut();
+            shared.forget(id);
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// How a pump ended.
+enum End {
+    /// `from` closed cleanly: pass the half-close on, keep the other direction going.
+    Eof,
+    /// Cut, stopped or failed: tear the whole link down.
+    Abort,
+}
+
+/// Copies `from` to `to` until `from` closes, either side fails, or the link is cut.
+fn pump(shared: &Shared, link: &Link, dir: Direction, mut from: TcpStream, mut to: TcpStream) {
+    let mut buf = vec![0u8; CHUNK];
+    let held = |shared: &Shared| {
+        // Hold while stalled; Abort if cut or stopped meanwhile.
+        while shared.stall.load(Ordering::SeqCst) && !shared.stopping() && !link.is_cut() {
             std::thread::sleep(TICK);
-            continue;
         }
-        if inner.flags.cut_mid_chunk.swap(false, Ordering::SeqCst) {
-            let part = if pending.len() > 1 {
-                1 + inner.random(pending.len() as u64 - 1) as usize
+        shared.stopping() || link.is_cut()
+    };
+    let end = loop {
+        if held(shared) {
+            break End::Abort;
+        }
+        // ACK at once, like the SDK: otherwise the peer's Nagle and this hop's delayed ACK
+        // add ~40 ms to every small exchange through the proxy.
+        #[cfg(target_os = "linux")]
+        let _ = socket2::SockRef::from(&from).set_tcp_quickack(true);
+        let n = match from.read(&mut buf) {
+            Ok(0) => break End::Eof,
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue;
+            }
+            Err(_) => break End::Abort,
+        };
+        // A stall that began during the read holds this chunk too.
+        if held(shared) {
+            break End::Abort;
+        }
+        if shared.mid_chunk.swap(false, Ordering::SeqCst) {
+            let keep = if n >= 2 {
+                1 + shared.rng.lock().unwrap().below(n as u64 - 1) as usize
             } else {
                 0
             };
-            let _ = to.write_all(&pending[..part]);
-            let _ = to.flush();
-            inner.cut_all();
-            break;
+            if to.write_all(&buf[..keep]).is_ok() {
+                shared.counter(dir).fetch_add(keep as u64, Ordering::SeqCst);
+            }
+            log::debug!("fault proxy: mid-chunk cut {dir:?} after {keep} of {n} bytes");
+            shared.cut_all();
+            break End::Abort;
         }
-        if to.write_all(&pending).is_err() {
-            break;
+        if to.write_all(&buf[..n]).is_err() {
+            break End::Abort;
         }
-        pending.clear();
+        shared.counter(dir).fetch_add(n as u64, Ordering::SeqCst);
+    };
+    match end {
+        End::Eof if !link.is_cut() => {
+            let _ = to.shutdown(Shutdown::Write);
+            if link.open_directions.fetch_sub(1, Ordering::SeqCst) == 1 {
+                link.cut();
+                shared.forget(link.id);
+            }
+        }
+        _ => {
+            link.cut();
+            shared.forget(link.id);
+        }
     }
-    link.cut();
-    inner
-        .links
-        .lock()
-        .unwrap()
-        .retain(|l| !Arc::ptr_eq(l, &link));
+}
+
+fn chaos_loop(
+    shared: &Shared,
+    stop: &AtomicBool,
+    triggered: &AtomicU64,
+    min: Duration,
+    max: Duration,
+    seed: u64,
+) {
+    let mut rng = XorShift64::new(seed);
+    let stopped = || stop.load(Ordering::SeqCst) || shared.stopping();
+    loop {
+        let wake = Instant::now() + rng.between(min, max);
+        loop {
+            if stopped() {
+                return;
+            }
+            let left = wake.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            std::thread::sleep(left.min(TICK));
+        }
+        if rng.below(2) == 0 {
+            shared.cut_all();
+        } else {
+            shared.mid_chunk.store(true, Ordering::SeqCst);
+        }
+        triggered.fetch_add(1, Ordering::SeqCst);
+    }
 }

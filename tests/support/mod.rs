@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod fault_proxy;
+pub mod scripted_ws;
 
 use std::sync::mpsc;
 use std::time::Duration;

@@ -19,6 +19,10 @@ const SERVER_CONFIG: &str = r#"
 import os, signal, threading, time
 c.ZMQChannelsWebsocketConnection.limit_rate = False
 c.FileContentsManager.delete_to_trash = False
+# Users write `.env` and other dotfiles; the contents API refuses them by default.
+c.ContentsManager.allow_hidden = True
+# `files().remove(dir)` removes a directory with its contents, as `rm -r` would.
+c.FileContentsManager.always_delete_dir = True
 c.ServerApp.open_browser = False
 # Notice a dead kernel within half a second instead of three, so in-flight calls fail fast.
 c.KernelRestarter.time_to_dead = 0.5

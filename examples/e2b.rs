@@ -1,0 +1,27 @@
+//! Runs code in an E2B cloud sandbox: the same `Sandbox` API as the local default.
+//!
+//! `E2B_API_KEY=e2b_… cargo run --example e2b`. Without a key it explains and exits.
+//! `E2B_DOMAIN`, `E2B_API_URL`, `E2B_SANDBOX_URL` and `E2B_DEBUG` are honoured.
+
+use std::time::Duration;
+
+use e2b_blocking::{E2bConfig, E2bOptions, Error, Sandbox};
+
+fn main() -> Result<(), Error> {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let config = E2bConfig::from_env();
+    if std::env::var_os("E2B_API_KEY").is_none() && std::env::var_os("E2B_DEBUG").is_none() {
+        eprintln!("set E2B_API_KEY (or E2B_DEBUG=true for a local E2B stack) to run this example");
+        return Ok(());
+    }
+    let options = E2bOptions::default().lifetime(Duration::from_secs(300));
+    let sbx = Sandbox::builder().e2b_with(&config, &options)?;
+    println!("sandbox {} is up", sbx.sandbox_id());
+    let exec = sbx
+        .run("import platform\nprint(platform.platform())\n21 * 2")
+        .on_stdout(|m| print!("{}", m.line))
+        .send()?;
+    println!("result: {}", exec.text().unwrap_or("?"));
+    sbx.set_timeout(Duration::from_secs(120))?;
+    sbx.close() // kills the sandbox
+}

@@ -1,0 +1,209 @@
+//! Where the E2B control plane and a sandbox's Jupyter server answer, and with which key.
+
+use std::time::Duration;
+
+use crate::config::Secret;
+
+/// Reads the API key.
+pub(crate) const API_KEY_ENV: &str = "E2B_API_KEY";
+/// Reads the base domain.
+pub(crate) const DOMAIN_ENV: &str = "E2B_DOMAIN";
+/// Reads the control-plane URL override.
+pub(crate) const API_URL_ENV: &str = "E2B_API_URL";
+/// Reads the Jupyter URL override.
+pub(crate) const SANDBOX_URL_ENV: &str = "E2B_SANDBOX_URL";
+/// Reads debug mode (`true`, any case, turns it on).
+pub(crate) const DEBUG_ENV: &str = "E2B_DEBUG";
+
+/// The domain E2B's SDKs use today.
+pub const DEFAULT_DOMAIN: &str = "e2b.app";
+
+/// The port of the Jupyter server inside a code-interpreter sandbox.
+pub(crate) const JUPYTER_PORT: u16 = 8888;
+
+/// How to reach E2B: API key, domain, URLs, request deadline.
+///
+/// [`E2bConfig::from_env`] reads the same environment variables as E2B's own SDKs;
+/// [`E2bConfig::default`] reads none. Either way the chainable setters override.
+/// `Debug` never shows the API key or header values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct E2bConfig {
+    pub(crate) api_key: Secret,
+    pub(crate) domain: String,
+    pub(crate) api_url: Option<String>,
+    pub(crate) sandbox_url: Option<String>,
+    pub(crate) debug: bool,
+    pub(crate) request_timeout: Duration,
+    pub(crate) max_attempts: u32,
+    pub(crate) headers: Vec<(String, Secret)>,
+}
+
+impl Default for E2bConfig {
+    /// No API key, domain `e2b.app`, no overrides, not debug, 60 s per request, 3 attempts.
+    fn default() -> Self {
+        E2bConfig {
+            api_key: Secret::default(),
+            domain: DEFAULT_DOMAIN.to_string(),
+            api_url: None,
+            sandbox_url: None,
+            debug: false,
+            request_timeout: Duration::from_secs(60),
+            max_attempts: 3,
+            headers: Vec::new(),
+        }
+    }
+}
+
+fn env_var(name: &str) -> Option<String> {
+    std::env::var(name)
+        .ok()
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+impl E2bConfig {
+    /// The defaults, overridden by `E2B_API_KEY`, `E2B_DOMAIN`, `E2B_API_URL`,
+    /// `E2B_SANDBOX_URL` and `E2B_DEBUG` where set (empty counts as unset).
+    pub fn from_env() -> Self {
+        let mut config = E2bConfig::default();
+        if let Some(key) = env_var(API_KEY_ENV) {
+            config.api_key = Secret::new(key);
+        }
+        if let Some(domain) = env_var(DOMAIN_ENV) {
+            config.domain = domain;
+        }
+        config.api_url = env_var(API_URL_ENV);
+        config.sandbox_url = env_var(SANDBOX_URL_ENV);
+        config.debug = env_var(DEBUG_ENV).is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        config
+    }
+
+    /// The API key, sent as `X-API-KEY`. Defaults to `E2B_API_KEY` (with
+    /// [`from_env`](Self::from_env)), else none; calls without a key fail unless in debug mode.
+    pub fn api_key(mut self, key: impl Into<Secret>) -> Self {
+        self.api_key = key.into();
+        self
+    }
+
+    /// The base domain of the control plane and of sandbox hosts. Defaults to `E2B_DOMAIN`,
+    /// else `e2b.app`.
+    pub fn domain(mut self, domain: impl Into<String>) -> Self {
+        self.domain = domain.into();
+        self
+    }
+
+    /// The control-plane base URL. Defaults to `E2B_API_URL`, else `http://localhost:3000` in
+    /// debug mode, else `https://api.{domain}`.
+    pub fn api_url(mut self, url: impl Into<String>) -> Self {
+        self.api_url = Some(url.into());
+        self
+    }
+
+    /// The base URL of the sandbox's Jupyter server, for every sandbox made with this config
+    /// (a tunnel, a local stand-in). Defaults to `E2B_SANDBOX_URL`, else
+    /// `http://localhost:8888` in debug mode, else `https://8888-{sandboxID}.{domain}`, where
+    /// the domain is the one the control plane reports for the sandbox.
+    pub fn sandbox_url(mut self, url: impl Into<String>) -> Self {
+        self.sandbox_url = Some(url.into());
+        self
+    }
+
+    /// Debug mode, for E2B's local development stack: the API on `http://localhost:3000` and
+    /// sandbox ports on `http://localhost:{port}`; no API key needed. Defaults to `E2B_DEBUG`
+    /// being `true`, else off.
+    pub fn debug(mut self, debug: bool) -> Self {
+        self.debug = debug;
+        self
+    }
+
+    /// Deadline for one control-plane request (creating a sandbox included). Defaults to 60 s,
+    /// as in E2B's SDKs.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// Attempts for idempotent control-plane calls (get, list, kill, set timeout, connect)
+    /// that fail with a 5xx status or a network error; at least 1. Creating a sandbox is
+    /// never retried. Defaults to 3.
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// An extra header on every control-plane request, for a proxy in between or a mock
+    /// server (for example `Prefer: code=404` for Stoplight Prism). The value is kept as a
+    /// [`Secret`]. Defaults to none.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<Secret>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// The control-plane base URL after overrides and debug mode.
+    pub(crate) fn resolved_api_url(&self) -> String {
+        match (&self.api_url, self.debug) {
+            (Some(url), _) => url.clone(),
+            (None, true) => "http://localhost:3000".to_string(),
+            (None, false) => format!("https://api.{}", self.domain),
+        }
+    }
+
+    /// The base URL of a sandbox's Jupyter server. `domain` is what the control plane said
+    /// for this sandbox, if anything.
+    pub(crate) fn jupyter_url(&self, sandbox_id: &str, domain: Option<&str>) -> String {
+        if let Some(url) = &self.sandbox_url {
+            return url.clone();
+        }
+        if self.debug {
+            return format!("http://localhost:{JUPYTER_PORT}");
+        }
+        let domain = domain.filter(|d| !d.is_empty()).unwrap_or(&self.domain);
+        format!("https://{JUPYTER_PORT}-{sandbox_id}.{domain}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_follow_domain_debug_and_overrides() {
+        let c = E2bConfig::default();
+        assert_eq!(c.resolved_api_url(), "https://api.e2b.app");
+        assert_eq!(c.jupyter_url("abc", None), "https://8888-abc.e2b.app");
+        assert_eq!(
+            c.jupyter_url("abc", Some("eu.e2b.dev")),
+            "https://8888-abc.eu.e2b.dev"
+        );
+        let c = E2bConfig::default().domain("example.org");
+        assert_eq!(c.resolved_api_url(), "https://api.example.org");
+        assert_eq!(
+            c.jupyter_url("abc", Some("")),
+            "https://8888-abc.example.org"
+        );
+        let c = E2bConfig::default().debug(true);
+        assert_eq!(c.resolved_api_url(), "http://localhost:3000");
+        assert_eq!(c.jupyter_url("abc", Some("x")), "http://localhost:8888");
+        let c = c
+            .api_url("http://127.0.0.1:9")
+            .sandbox_url("http://127.0.0.1:8");
+        assert_eq!(c.resolved_api_url(), "http://127.0.0.1:9");
+        assert_eq!(c.jupyter_url("abc", None), "http://127.0.0.1:8");
+    }
+
+    #[test]
+    fn debug_hides_key_and_header_values() {
+        let c = E2bConfig::default()
+            .api_key("e2b_deadbeef")
+            .header("Proxy-Authorization", "Basic c2VjcmV0");
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("deadbeef"), "{dbg}");
+        assert!(!dbg.contains("c2VjcmV0"), "{dbg}");
+        assert!(dbg.contains("Proxy-Authorization"));
+    }
+
+    #[test]
+    fn max_attempts_is_at_least_one() {
+        assert_eq!(E2bConfig::default().max_attempts(0).max_attempts, 1);
+    }
+}

@@ -1,0 +1,427 @@
+//! The control plane's request and response bodies, named as in E2B's OpenAPI spec.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::config::Secret;
+use crate::error::Error;
+use crate::http::encode_component;
+
+use super::options::E2bOptions;
+
+fn secret<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Secret>, D::Error> {
+    Ok(Option::<String>::deserialize(d)?
+        .filter(|s| !s.is_empty())
+        .map(Secret::new))
+}
+
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// What the control plane answers when a sandbox is created or connected to (the spec's
+/// `Sandbox`): its id and what it takes to reach it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct SandboxAccess {
+    /// The sandbox's id.
+    #[serde(rename = "sandboxID")]
+    pub sandbox_id: String,
+    /// The template it was created from.
+    #[serde(rename = "templateID", default)]
+    pub template_id: String,
+    /// The template's alias, if it has one.
+    #[serde(default)]
+    pub alias: Option<String>,
+    /// Version of the sandbox's daemon (envd).
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub envd_version: String,
+    /// Token for the sandbox's daemon (envd), sent as `X-Access-Token` when the sandbox is
+    /// secure. Jupyter does not need it.
+    #[serde(default, deserialize_with = "secret")]
+    pub envd_access_token: Option<Secret>,
+    /// Token for the sandbox's proxy when its traffic is not public, sent as
+    /// `E2B-Traffic-Access-Token`.
+    #[serde(default, deserialize_with = "secret")]
+    pub traffic_access_token: Option<Secret>,
+    /// The domain the sandbox's ports are served under, when it differs from the configured
+    /// one.
+    #[serde(default)]
+    pub domain: Option<String>,
+}
+
+/// Whether a sandbox runs or is paused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum SandboxState {
+    /// Running.
+    Running,
+    /// Paused; `connect` resumes it.
+    Paused,
+    /// A state this SDK does not know yet.
+    #[serde(other)]
+    Unknown,
+}
+
+impl SandboxState {
+    /// The name the API uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SandboxState::Running => "running",
+            SandboxState::Paused => "paused",
+            SandboxState::Unknown => "unknown",
+        }
+    }
+}
+
+/// What happens to a sandbox when its lifetime ends (the spec's `SandboxLifecycle`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct SandboxLifecycle {
+    /// Whether traffic to a paused sandbox resumes it.
+    #[serde(default)]
+    pub auto_resume: bool,
+    /// `kill` or `pause`.
+    #[serde(default)]
+    pub on_timeout: String,
+}
+
+/// One sandbox as listed or looked up (the spec's `ListedSandbox` and `SandboxDetail`; fields
+/// only the detail has are `None` in a listing).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct SandboxInfo {
+    /// The sandbox's id.
+    #[serde(rename = "sandboxID")]
+    pub sandbox_id: String,
+    /// The template it was created from.
+    #[serde(rename = "templateID", default)]
+    pub template_id: String,
+    /// The template's alias, if it has one.
+    #[serde(default)]
+    pub alias: Option<String>,
+    /// Running or paused.
+    pub state: SandboxState,
+    /// When it started (RFC 3339).
+    #[serde(default)]
+    pub started_at: String,
+    /// When it will be killed or paused unless extended (RFC 3339).
+    #[serde(default)]
+    pub end_at: String,
+    /// CPU cores.
+    #[serde(default)]
+    pub cpu_count: u32,
+    /// Memory in MiB.
+    #[serde(rename = "memoryMB", default)]
+    pub memory_mb: u32,
+    /// Disk size in MiB.
+    #[serde(rename = "diskSizeMB", default)]
+    pub disk_size_mb: u32,
+    /// The metadata it was created with.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub metadata: BTreeMap<String, String>,
+    /// Version of the sandbox's daemon (envd).
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub envd_version: String,
+    /// The domain its ports are served under (detail only).
+    #[serde(default)]
+    pub domain: Option<String>,
+    /// Token for the sandbox's daemon (detail only).
+    #[serde(default, deserialize_with = "secret")]
+    pub envd_access_token: Option<Secret>,
+    /// Whether internet access was set explicitly at creation (detail only).
+    #[serde(default)]
+    pub allow_internet_access: Option<bool>,
+    /// What happens when its lifetime ends (detail only).
+    #[serde(default)]
+    pub lifecycle: Option<SandboxLifecycle>,
+}
+
+/// One page of [`E2bClient::list`](super::E2bClient::list).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SandboxPage {
+    /// The sandboxes on this page.
+    pub sandboxes: Vec<SandboxInfo>,
+    /// Pass to [`ListQuery::next_token`] for the next page; `None` on the last page.
+    pub next_token: Option<String>,
+    /// Running sandboxes matching the filters across all pages, when the server says.
+    pub total_running: Option<u32>,
+}
+
+/// Filters and paging for listing sandboxes (`GET /v2/sandboxes`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListQuery {
+    pub(crate) metadata: BTreeMap<String, String>,
+    pub(crate) states: Vec<SandboxState>,
+    pub(crate) template: Option<String>,
+    pub(crate) limit: Option<u32>,
+    pub(crate) next_token: Option<String>,
+}
+
+impl ListQuery {
+    /// Every sandbox, first page, the server's page size.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Only sandboxes whose metadata has all these pairs. Defaults to no filter.
+    pub fn metadata<I, K, V>(mut self, metadata: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        self.metadata
+            .extend(metadata.into_iter().map(|(k, v)| (k.into(), v.into())));
+        self
+    }
+
+    /// Only sandboxes in one of these states. Defaults to the server's choice (all).
+    /// [`SandboxState::Unknown`] is ignored.
+    pub fn states(mut self, states: impl IntoIterator<Item = SandboxState>) -> Self {
+        self.states
+            .extend(states.into_iter().filter(|s| *s != SandboxState::Unknown));
+        self
+    }
+
+    /// Only sandboxes of this template id or alias. Defaults to no filter.
+    pub fn template(mut self, template: impl Into<String>) -> Self {
+        self.template = Some(template.into());
+        self
+    }
+
+    /// Page size, 1 to 100 (clamped). Defaults to the server's (100).
+    pub fn limit(mut self, limit: u32) -> Self {
+        self.limit = Some(limit.clamp(1, 100));
+        self
+    }
+
+    /// Continue after a previous page ([`SandboxPage::next_token`]). Defaults to the first
+    /// page.
+    pub fn next_token(mut self, token: impl Into<String>) -> Self {
+        self.next_token = Some(token.into());
+        self
+    }
+
+    /// The query string, with `?`, or empty. `metadata` is itself a query string
+    /// (`k=v&k2=v2`, each part encoded), encoded once more as one value; `state` is a
+    /// comma list (form style, not exploded).
+    pub(crate) fn to_query(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.metadata.is_empty() {
+            let inner: Vec<String> = self
+                .metadata
+                .iter()
+                .map(|(k, v)| format!("{}={}", encode_component(k), encode_component(v)))
+                .collect();
+            parts.push(format!("metadata={}", encode_component(&inner.join("&"))));
+        }
+        if !self.states.is_empty() {
+            let mut names: Vec<&str> = Vec::new();
+            for name in self.states.iter().map(|s| s.as_str()) {
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+            parts.push(format!("state={}", names.join(",")));
+        }
+        if let Some(t) = &self.template {
+            parts.push(format!("template={}", encode_component(t)));
+        }
+        if let Some(n) = self.limit {
+            parts.push(format!("limit={n}"));
+        }
+        if let Some(t) = &self.next_token {
+            parts.push(format!("nextToken={}", encode_component(t)));
+        }
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", parts.join("&"))
+        }
+    }
+}
+
+/// `NewSandbox`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct NewSandbox<'a> {
+    #[serde(rename = "templateID")]
+    template_id: &'a str,
+    timeout: u32,
+    secure: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auto_pause: Option<bool>,
+    // The spec spells this one in snake case.
+    #[serde(
+        rename = "allow_internet_access",
+        skip_serializing_if = "Option::is_none"
+    )]
+    allow_internet_access: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    network: Option<NetworkConfig>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    metadata: &'a BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    env_vars: &'a BTreeMap<String, String>,
+}
+
+/// `SandboxNetworkConfig`, the part this SDK sets.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct NetworkConfig {
+    allow_public_traffic: bool,
+}
+
+impl<'a> NewSandbox<'a> {
+    pub(crate) fn from_options(options: &'a E2bOptions) -> Result<Self, Error> {
+        if options.template.trim().is_empty() {
+            return Err(Error::InvalidArgument("the E2B template is empty".into()));
+        }
+        Ok(NewSandbox {
+            template_id: &options.template,
+            timeout: whole_seconds(options.lifetime, "sandbox lifetime")?,
+            secure: options.secure,
+            auto_pause: options.auto_pause,
+            allow_internet_access: options.allow_internet_access,
+            network: options
+                .allow_public_traffic
+                .map(|allow_public_traffic| NetworkConfig {
+                    allow_public_traffic,
+                }),
+            metadata: &options.metadata,
+            env_vars: &options.envs,
+        })
+    }
+}
+
+/// `SandboxTimeoutRequest` and `ConnectSandbox`.
+#[derive(Debug, Serialize)]
+pub(crate) struct TimeoutBody {
+    pub(crate) timeout: u32,
+}
+
+/// `SandboxRefreshRequest`.
+#[derive(Debug, Serialize)]
+pub(crate) struct RefreshBody {
+    pub(crate) duration: u32,
+}
+
+/// A duration as the API's whole seconds (int32 ≥ 0), rounded up so that 500 ms does not
+/// become "now".
+pub(crate) fn whole_seconds(d: Duration, what: &str) -> Result<u32, Error> {
+    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    u32::try_from(secs)
+        .ok()
+        .filter(|s| *s <= i32::MAX as u32)
+        .ok_or_else(|| Error::InvalidArgument(format!("{what} of {d:?} is too long")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_sandbox_uses_spec_names() {
+        let options = E2bOptions::new()
+            .metadata([("k", "v")])
+            .envs([("A", "1")])
+            .auto_pause(true)
+            .allow_internet_access(false)
+            .allow_public_traffic(false)
+            .lifetime(Duration::from_millis(1500));
+        let body = serde_json::to_value(NewSandbox::from_options(&options).unwrap()).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "templateID": "code-interpreter-v1",
+                "timeout": 2,
+                "secure": true,
+                "autoPause": true,
+                "allow_internet_access": false,
+                "network": {"allowPublicTraffic": false},
+                "metadata": {"k": "v"},
+                "envVars": {"A": "1"},
+            })
+        );
+        let minimal =
+            serde_json::to_value(NewSandbox::from_options(&E2bOptions::new()).unwrap()).unwrap();
+        assert_eq!(
+            minimal,
+            serde_json::json!({"templateID": "code-interpreter-v1", "timeout": 300, "secure": true})
+        );
+    }
+
+    #[test]
+    fn bad_options_are_invalid_arguments() {
+        let long = E2bOptions::new().lifetime(Duration::from_secs(u64::from(u32::MAX)));
+        assert!(matches!(
+            NewSandbox::from_options(&long),
+            Err(Error::InvalidArgument(_))
+        ));
+        let empty = E2bOptions::new().template(" ");
+        assert!(matches!(
+            NewSandbox::from_options(&empty),
+            Err(Error::InvalidArgument(_))
+        ));
+    }
+
+    #[test]
+    fn list_query_encoding() {
+        assert_eq!(ListQuery::new().to_query(), "");
+        let q = ListQuery::new()
+            .metadata([("user", "a b"), ("app", "x&y=z")])
+            .states([
+                SandboxState::Running,
+                SandboxState::Paused,
+                SandboxState::Running,
+            ])
+            .template("code-interpreter-v1")
+            .limit(500)
+            .next_token("t/1");
+        assert_eq!(
+            q.to_query(),
+            "?metadata=app%3Dx%2526y%253Dz%26user%3Da%2520b&state=running,paused\
+             &template=code-interpreter-v1&limit=100&nextToken=t%2F1"
+        );
+    }
+
+    #[test]
+    fn responses_parse_leniently_and_hide_tokens() {
+        let access: SandboxAccess = serde_json::from_value(serde_json::json!({
+            "sandboxID": "sbx1", "templateID": "t", "clientID": "c", "envdVersion": "0.2",
+            "envdAccessToken": "envd-secret", "trafficAccessToken": null, "domain": null,
+        }))
+        .unwrap();
+        assert_eq!(access.sandbox_id, "sbx1");
+        assert!(access.traffic_access_token.is_none());
+        assert!(!format!("{access:?}").contains("envd-secret"));
+
+        let info: SandboxInfo = serde_json::from_value(serde_json::json!({
+            "sandboxID": "sbx1", "templateID": "t", "clientID": "c",
+            "startedAt": "2026-01-01T00:00:00Z", "endAt": "2026-01-01T00:05:00Z",
+            "cpuCount": 2, "memoryMB": 512, "diskSizeMB": 0, "state": "hibernating",
+            "envdVersion": "0.2", "metadata": null, "futureField": [1, 2],
+            "lifecycle": {"autoResume": true, "onTimeout": "pause"},
+        }))
+        .unwrap();
+        assert_eq!(info.state, SandboxState::Unknown);
+        assert_eq!(info.memory_mb, 512);
+        assert!(info.metadata.is_empty());
+        assert_eq!(
+            info.lifecycle.map(|l| l.on_timeout).as_deref(),
+            Some("pause")
+        );
+    }
+}

@@ -1,0 +1,519 @@
+//! Status mapping, retries, paging and the backend's life cycle against a scripted HTTP server
+//! on 127.0.0.1. The contract with the real spec is checked by `tests/e2b_contract.rs` (Prism).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::*;
+
+/// One request as the fake server saw it.
+#[derive(Debug, Clone)]
+struct Seen {
+    method: String,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Seen {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// What the fake answers: status, extra headers, JSON body. `None` never answers.
+type Reply = Option<(u16, Vec<(&'static str, String)>, String)>;
+type Handler = dyn Fn(&Seen, usize) -> Reply + Send + Sync;
+
+/// A scripted HTTP/1.1 server: one response per connection, then close.
+struct Fake {
+    addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Fake {
+    /// `handler` gets the request and its index among all requests so far.
+    fn start(handler: impl Fn(&Seen, usize) -> Reply + Send + Sync + 'static) -> Fake {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let handler: Arc<Handler> = Arc::new(handler);
+        let thread = {
+            let (seen, stop) = (seen.clone(), stop.clone());
+            std::thread::spawn(move || {
+                for stream in listener.incoming() {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(stream) = stream else { continue };
+                    let (seen, handler) = (seen.clone(), handler.clone());
+                    std::thread::spawn(move || serve(stream, &seen, &*handler));
+                }
+            })
+        };
+        Fake {
+            addr,
+            seen,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Fake {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn serve(stream: TcpStream, seen: &Mutex<Vec<Seen>>, handler: &Handler) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+        return;
+    }
+    let mut parts = line.split_whitespace();
+    let method = parts.next().unwrap_or_default().to_string();
+    let path = parts.next().unwrap_or_default().to_string();
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+            break;
+        }
+        if let Some((n, v)) = h.split_once(':') {
+            headers.push((n.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    let len = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; len];
+    let _ = reader.read_exact(&mut body);
+    let req = Seen {
+        method,
+        path,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    };
+    let index = {
+        let mut s = seen.lock().unwrap();
+        s.push(req.clone());
+        s.len() - 1
+    };
+    let Some((status, extra, body)) = handler(&req, index) else {
+        std::thread::sleep(Duration::from_secs(30));
+        return;
+    };
+    let mut out = format!(
+        "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    if !extra
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+    {
+        out.push_str("Content-Type: application/json\r\n");
+    }
+    for (n, v) in extra {
+        out.push_str(&format!("{n}: {v}\r\n"));
+    }
+    out.push_str("\r\n");
+    out.push_str(&body);
+    let mut stream = reader.into_inner();
+    let _ = stream.write_all(out.as_bytes());
+}
+
+fn reply(status: u16, body: &str) -> Reply {
+    Some((status, Vec::new(), body.to_string()))
+}
+
+fn config(fake: &Fake) -> E2bConfig {
+    E2bConfig::default()
+        .api_key("e2b_0123")
+        .api_url(fake.url())
+        .request_timeout(Duration::from_secs(5))
+}
+
+const INFO: &str = r#"{"sandboxID":"sbx1","templateID":"t","clientID":"c","startedAt":"2026-01-01T00:00:00Z","endAt":"2026-01-01T00:05:00Z","cpuCount":2,"memoryMB":512,"diskSizeMB":1024,"state":"running","envdVersion":"0.2"}"#;
+const CREATED: &str = r#"{"sandboxID":"sbx1","templateID":"t","clientID":"c","envdVersion":"0.2","envdAccessToken":"envd-tok","trafficAccessToken":"traffic-tok","domain":null}"#;
+
+#[test]
+fn statuses_map_to_typed_errors() {
+    // Matched on the sandbox id, whatever follows it.
+    let fake = Fake::start(
+        |req, _| match req.path.split('/').nth(2).unwrap_or_default() {
+            "gone" => reply(404, r#"{"code":404,"message":"not found"}"#),
+            "denied" => reply(401, r#"{"code":401,"message":"bad key"}"#),
+            "busy" => Some((429, vec![("Retry-After", "7".into())], "{}".into())),
+            "html" => Some((
+                200,
+                vec![("Content-Type", "text/html".into())],
+                "<html>".into(),
+            )),
+            "bad" => reply(400, r#"{"code":400,"message":"bad template"}"#),
+            _ => reply(200, INFO),
+        },
+    );
+    let client = E2bClient::new(&config(&fake)).unwrap();
+    assert!(matches!(
+        client.get_info("gone"),
+        Err(Error::SandboxNotFound { sandbox_id }) if sandbox_id == "gone"
+    ));
+    assert!(matches!(
+        client.set_timeout("gone", Duration::from_secs(1)),
+        Err(Error::SandboxNotFound { .. })
+    ));
+    assert!(matches!(client.kill("gone"), Ok(false)));
+    assert!(matches!(
+        client.get_info("denied"),
+        Err(Error::Authentication { status: 401, .. })
+    ));
+    assert!(matches!(
+        client.get_info("busy"),
+        Err(Error::RateLimited { retry_after: Some(d), .. }) if d == Duration::from_secs(7)
+    ));
+    assert!(matches!(
+        client.get_info("html"),
+        Err(Error::Protocol { .. })
+    ));
+    match client.get_info("bad") {
+        Err(Error::Http {
+            status: 400,
+            message,
+            endpoint,
+        }) => {
+            assert_eq!(message, "bad template");
+            assert_eq!(endpoint, "GET /sandboxes/bad");
+        }
+        other => panic!("{other:?}"),
+    }
+    let info = client.get_info("ok").unwrap();
+    assert_eq!((info.cpu_count, info.state), (2, SandboxState::Running));
+    let seen = fake.seen();
+    assert!(
+        seen.iter()
+            .all(|r| r.header("x-api-key") == Some("e2b_0123")),
+        "{seen:?}"
+    );
+}
+
+#[test]
+fn idempotent_calls_retry_5xx_and_create_does_not() {
+    let fake = Fake::start(|req, _| match (req.method.as_str(), req.path.as_str()) {
+        ("GET", "/sandboxes/flaky") | ("POST", "/sandboxes") | ("DELETE", _) => {
+            reply(503, r#"{"code":503,"message":"busy"}"#)
+        }
+        _ => reply(200, INFO),
+    });
+    let client = E2bClient::new(&config(&fake).max_attempts(3)).unwrap();
+    assert!(matches!(
+        client.get_info("flaky"),
+        Err(Error::Http { status: 503, .. })
+    ));
+    assert_eq!(fake.seen().len(), 3, "GET is tried max_attempts times");
+    assert!(matches!(
+        client.create(&E2bOptions::new()),
+        Err(Error::Http { status: 503, .. })
+    ));
+    assert_eq!(fake.seen().len(), 4, "create is never retried");
+    assert!(client.kill("x").is_err());
+    assert_eq!(fake.seen().len(), 7);
+}
+
+#[test]
+fn a_retry_that_succeeds_is_invisible() {
+    let fake = Fake::start(|_, i| {
+        if i == 0 {
+            reply(502, "bad gateway")
+        } else {
+            reply(200, INFO)
+        }
+    });
+    let client = E2bClient::new(&config(&fake)).unwrap();
+    assert_eq!(client.get_info("sbx1").unwrap().sandbox_id, "sbx1");
+    assert_eq!(fake.seen().len(), 2);
+}
+
+#[test]
+fn network_errors_are_retried_then_reported() {
+    // A port nobody listens on.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let client = E2bClient::new(
+        &E2bConfig::default()
+            .api_key("k")
+            .api_url(format!("http://127.0.0.1:{port}"))
+            .max_attempts(2),
+    )
+    .unwrap();
+    let start = Instant::now();
+    assert!(matches!(client.get_info("x"), Err(Error::Transport { .. })));
+    assert!(start.elapsed() >= Duration::from_millis(100), "no backoff");
+}
+
+#[test]
+fn bounded_client_keeps_its_budget() {
+    let fake = Fake::start(|_, _| None);
+    let client = E2bClient::new(&config(&fake)).unwrap();
+    let quick = client.bounded(Duration::from_millis(300));
+    let start = Instant::now();
+    assert!(matches!(
+        quick.get_info("x"),
+        Err(Error::Timeout {
+            phase: TimeoutPhase::Request,
+            ..
+        })
+    ));
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn list_all_follows_tokens_and_stops_on_a_loop() {
+    let fake = Fake::start(|req, _| {
+        let page = |next: Option<&str>| {
+            let mut headers = vec![("X-Total-Running", "3".to_string())];
+            if let Some(n) = next {
+                headers.push(("X-Next-Token", n.to_string()));
+            }
+            Some((200, headers, format!("[{INFO}]")))
+        };
+        if req.path.contains("loop") {
+            return page(Some("same"));
+        }
+        match req.path.split("nextToken=").nth(1) {
+            None => page(Some("p2")),
+            Some("p2") => page(Some("p3")),
+            Some(_) => page(None),
+        }
+    });
+    let client = E2bClient::new(&config(&fake)).unwrap();
+    let page = client.list(&ListQuery::new().limit(1)).unwrap();
+    assert_eq!(page.next_token.as_deref(), Some("p2"));
+    assert_eq!(page.total_running, Some(3));
+    let all = client
+        .list_all(&ListQuery::new().states([SandboxState::Running]))
+        .unwrap();
+    assert_eq!(all.len(), 3);
+    let paths: Vec<String> = fake.seen().into_iter().map(|r| r.path).collect();
+    assert_eq!(
+        paths[1..],
+        [
+            "/v2/sandboxes?state=running",
+            "/v2/sandboxes?state=running&nextToken=p2",
+            "/v2/sandboxes?state=running&nextToken=p3"
+        ]
+    );
+    assert!(matches!(
+        client.list_all(&ListQuery::new().template("loop")),
+        Err(Error::Protocol { .. })
+    ));
+}
+
+#[test]
+fn refresh_longer_than_an_hour_is_refused_locally() {
+    let fake = Fake::start(|_, _| reply(204, ""));
+    let client = E2bClient::new(&config(&fake)).unwrap();
+    assert!(matches!(
+        client.refresh("x", Duration::from_secs(3601)),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        client.get_info(""),
+        Err(Error::InvalidArgument(_))
+    ));
+    client.refresh("x", Duration::from_secs(60)).unwrap();
+    let seen = fake.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].path, "/sandboxes/x/refreshes");
+    assert_eq!(seen[0].body, r#"{"duration":60}"#);
+}
+
+/// A control plane plus a Jupyter stand-in that answers 502 for its first `not_ready` probes.
+fn cloud(not_ready: usize) -> (Fake, Fake) {
+    let api = Fake::start(|req, _| match (req.method.as_str(), req.path.as_str()) {
+        ("POST", "/sandboxes") | ("POST", "/sandboxes/sbx1/connect") => reply(201, CREATED),
+        ("GET", "/sandboxes/sbx1") => reply(404, r#"{"code":404,"message":"gone"}"#),
+        ("DELETE", _) => reply(204, ""),
+        _ => reply(500, "unexpected"),
+    });
+    let jupyter = Fake::start(move |_, i| {
+        if i < not_ready {
+            reply(502, "port not open")
+        } else {
+            reply(200, r#"{"default":"python3","kernelspecs":{}}"#)
+        }
+    });
+    (api, jupyter)
+}
+
+fn timeouts() -> Timeouts {
+    Timeouts::default()
+        .start(Duration::from_secs(10))
+        .close(Duration::from_secs(2))
+}
+
+#[test]
+fn created_sandbox_waits_for_jupyter_and_is_killed_on_close() {
+    let (api, jupyter) = cloud(2);
+    let config = config(&api).sandbox_url(jupyter.url());
+    let backend = E2bBackend::create(&config, &E2bOptions::new(), &timeouts()).unwrap();
+    assert_eq!(backend.sandbox_id(), "sbx1");
+    assert_eq!(jupyter.seen().len(), 3, "polled until ready");
+    let probe = &jupyter.seen()[2];
+    assert_eq!(probe.path, "/api/kernelspecs");
+    assert_eq!(
+        probe.header("e2b-traffic-access-token"),
+        Some("traffic-tok")
+    );
+    assert_eq!(probe.header("x-access-token"), None);
+    assert_eq!(
+        probe.header("x-api-key"),
+        None,
+        "the API key stays on the API"
+    );
+    assert!(backend.owns_server());
+    assert_eq!(backend.probe(), Liveness::Gone);
+    let dbg = format!("{backend:?}");
+    assert!(
+        !dbg.contains("traffic-tok") && !dbg.contains("envd-tok") && !dbg.contains("e2b_0123"),
+        "{dbg}"
+    );
+
+    backend.shutdown().unwrap();
+    backend.shutdown().unwrap();
+    let kills: Vec<Seen> = api
+        .seen()
+        .into_iter()
+        .filter(|r| r.method == "DELETE")
+        .collect();
+    assert_eq!(kills.len(), 1, "killed once");
+    assert_eq!(kills[0].path, "/sandboxes/sbx1");
+}
+
+#[test]
+fn connected_sandbox_is_left_running_unless_taken_over() {
+    let (api, jupyter) = cloud(0);
+    let config = config(&api).sandbox_url(jupyter.url());
+    let backend =
+        E2bBackend::connect(&config, "sbx1", Duration::from_secs(60), &timeouts()).unwrap();
+    let connect = &api.seen()[0];
+    assert_eq!(
+        (connect.path.as_str(), connect.body.as_str()),
+        ("/sandboxes/sbx1/connect", r#"{"timeout":60}"#)
+    );
+    assert!(!backend.owns_server());
+    backend.shutdown().unwrap();
+    assert!(api.seen().iter().all(|r| r.method != "DELETE"));
+
+    let backend =
+        E2bBackend::connect(&config, "sbx1", Duration::from_secs(60), &timeouts()).unwrap();
+    backend.set_kill_on_close(true);
+    assert!(backend.owns_server());
+    backend.shutdown().unwrap();
+    assert_eq!(
+        api.seen().iter().filter(|r| r.method == "DELETE").count(),
+        1
+    );
+}
+
+#[test]
+fn a_sandbox_whose_jupyter_never_answers_is_killed() {
+    let (api, jupyter) = cloud(usize::MAX);
+    let config = config(&api).sandbox_url(jupyter.url());
+    let t = timeouts().start(Duration::from_millis(800));
+    let start = Instant::now();
+    let err = E2bBackend::create(&config, &E2bOptions::new(), &t).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Timeout {
+                phase: TimeoutPhase::SandboxStart,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(start.elapsed() < Duration::from_secs(3));
+    assert!(api.seen().iter().any(|r| r.method == "DELETE"));
+}
+
+#[test]
+fn a_rejected_traffic_token_fails_fast() {
+    let api = Fake::start(|_, _| reply(201, CREATED));
+    let jupyter = Fake::start(|_, _| reply(403, r#"{"message":"forbidden"}"#));
+    let config = config(&api).sandbox_url(jupyter.url());
+    let err = E2bBackend::create(&config, &E2bOptions::new(), &timeouts()).unwrap_err();
+    assert!(
+        matches!(err, Error::Authentication { status: 403, .. }),
+        "{err:?}"
+    );
+    assert_eq!(jupyter.seen().len(), 1);
+}
+
+#[test]
+fn probe_is_unknown_when_the_api_is_silent() {
+    let (api, jupyter) = cloud(0);
+    let config = config(&api).sandbox_url(jupyter.url());
+    let backend =
+        E2bBackend::connect(&config, "sbx1", Duration::from_secs(60), &timeouts()).unwrap();
+    drop(api);
+    let silent = Fake::start(|_, _| None);
+    let mut backend = backend;
+    backend.quick = E2bClient::new(&E2bConfig::default().api_key("k").api_url(silent.url()))
+        .unwrap()
+        .bounded(Duration::from_millis(300));
+    let start = Instant::now();
+    assert_eq!(backend.probe(), Liveness::Unknown);
+    assert!(start.elapsed() < Duration::from_secs(2));
+}
+
+#[test]
+fn jupyter_endpoint_uses_the_sandbox_domain() {
+    let access: SandboxAccess = serde_json::from_str(
+        r#"{"sandboxID":"abc","templateID":"t","clientID":"c","envdVersion":"1","domain":"eu.e2b.app"}"#,
+    )
+    .unwrap();
+    let e = jupyter_endpoint(&E2bConfig::default(), &access).unwrap();
+    assert_eq!(e.base(), "https://8888-abc.eu.e2b.app");
+    assert_eq!(e.headers().count(), 0);
+    assert_eq!(e.ws_url("/api"), "wss://8888-abc.eu.e2b.app/api");
+    let bad: SandboxAccess = serde_json::from_str(
+        r#"{"sandboxID":"abc","templateID":"t","clientID":"c","envdVersion":"1"}"#,
+    )
+    .unwrap();
+    let e = jupyter_endpoint(&E2bConfig::default().sandbox_url("ftp://x"), &bad);
+    assert!(matches!(e, Err(Error::InvalidArgument(_))));
+}

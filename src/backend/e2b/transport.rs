@@ -1,0 +1,298 @@
+//! HTTP to the E2B control plane: one `ureq::Agent`, the `X-API-KEY` header, per-call deadlines,
+//! and bounded, jittered retries for idempotent calls.
+
+use std::fmt;
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::config::Secret;
+use crate::error::{BoxError, Error, TimeoutPhase};
+use crate::http::{Method, Response, describe};
+
+use super::config::E2bConfig;
+
+/// Largest control-plane response read into memory.
+const MAX_BODY: u64 = 32 * 1024 * 1024;
+
+/// Delay before the second attempt; doubled for each later one, up to [`MAX_DELAY`].
+const FIRST_DELAY: Duration = Duration::from_millis(200);
+const MAX_DELAY: Duration = Duration::from_secs(2);
+
+/// Whether a call may be sent twice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Retry {
+    /// GET, DELETE and the POSTs that only set a deadline: retried on 5xx and network errors.
+    Idempotent,
+    /// Creating a sandbox: a retry could leave a second sandbox running.
+    Once,
+}
+
+/// A control-plane response: the status still to be judged, plus the paging headers.
+#[derive(Debug)]
+pub(crate) struct ApiResponse {
+    pub(crate) response: Response,
+    pub(crate) next_token: Option<String>,
+    pub(crate) total_running: Option<u32>,
+}
+
+/// The agent plus what every request carries.
+#[derive(Clone)]
+pub(crate) struct Transport {
+    agent: ureq::Agent,
+    base: String,
+    headers: Vec<(String, Secret)>,
+    request_timeout: Duration,
+    max_attempts: u32,
+    /// Bound on all attempts of one call together, retries and their delays included.
+    budget: Option<Duration>,
+}
+
+impl fmt::Debug for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
+        f.debug_struct("Transport")
+            .field("base", &self.base)
+            .field("headers", &names)
+            .field("request_timeout", &self.request_timeout)
+            .field("max_attempts", &self.max_attempts)
+            .field("budget", &self.budget)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Transport {
+    pub(crate) fn new(config: &E2bConfig) -> Result<Transport, Error> {
+        let base = config.resolved_api_url().trim_end_matches('/').to_string();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(Error::InvalidArgument(format!(
+                "E2B API URL must start with http:// or https://, got {base:?}"
+            )));
+        }
+        if config.api_key.is_empty() && !config.debug {
+            return Err(Error::InvalidArgument(format!(
+                "no E2B API key: set {} or call E2bConfig::api_key",
+                super::config::API_KEY_ENV
+            )));
+        }
+        let mut headers = Vec::with_capacity(config.headers.len() + 1);
+        if !config.api_key.is_empty() {
+            headers.push(("X-API-KEY".to_string(), config.api_key.clone()));
+        }
+        headers.extend(config.headers.iter().cloned());
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(config.request_timeout.min(Duration::from_secs(10))))
+            .timeout_global(Some(config.request_timeout))
+            .user_agent(concat!("e2b-blocking/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .into();
+        Ok(Transport {
+            agent,
+            base,
+            headers,
+            request_timeout: config.request_timeout,
+            max_attempts: config.max_attempts.max(1),
+            budget: None,
+        })
+    }
+
+    /// The same client with every call bounded by `budget` in total (for probes and the
+    /// kill on close, which must not hang).
+    pub(crate) fn bounded(&self, budget: Duration) -> Transport {
+        Transport {
+            budget: Some(budget),
+            request_timeout: self.request_timeout.min(budget),
+            ..self.clone()
+        }
+    }
+
+    pub(crate) fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// Sends one call, retrying an idempotent one on 5xx and network errors.
+    pub(crate) fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        retry: Retry,
+    ) -> Result<ApiResponse, Error> {
+        let start = Instant::now();
+        let attempts = match retry {
+            Retry::Idempotent => self.max_attempts,
+            Retry::Once => 1,
+        };
+        let mut attempt = 1;
+        loop {
+            let timeout = match self.budget {
+                Some(budget) => budget.saturating_sub(start.elapsed()),
+                None => self.request_timeout,
+            };
+            let outcome = self.send_once(method, path, body, timeout);
+            let retryable = match &outcome {
+                Ok(r) => matches!(r.response.status, 500 | 502 | 503 | 504),
+                Err(e) => matches!(e, Error::Transport { .. }),
+            };
+            if !retryable || attempt >= attempts {
+                return outcome;
+            }
+            let delay = backoff(attempt);
+            if let Some(budget) = self.budget
+                && start.elapsed() + delay >= budget
+            {
+                return outcome;
+            }
+            log::debug!(
+                "{} failed ({}), attempt {attempt} of {attempts}; retrying in {delay:?}",
+                describe(method, path),
+                match &outcome {
+                    Ok(r) => format!("HTTP {}", r.response.status),
+                    Err(e) => e.to_string(),
+                }
+            );
+            std::thread::sleep(delay);
+            attempt += 1;
+        }
+    }
+
+    fn send_once(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        timeout: Duration,
+    ) -> Result<ApiResponse, Error> {
+        let url = format!("{}{}", self.base, path);
+        let endpoint = describe(method, path);
+        let started = Instant::now();
+        let result = match method {
+            Method::Get | Method::Delete => {
+                let mut req = match method {
+                    Method::Get => self.agent.get(&url),
+                    _ => self.agent.delete(&url),
+                };
+                for (name, value) in &self.headers {
+                    req = req.header(name.as_str(), value.expose());
+                }
+                req.config().timeout_global(Some(timeout)).build().call()
+            }
+            Method::Post | Method::Put | Method::Patch => {
+                let mut req = match method {
+                    Method::Post => self.agent.post(&url),
+                    Method::Put => self.agent.put(&url),
+                    _ => self.agent.patch(&url),
+                };
+                for (name, value) in &self.headers {
+                    req = req.header(name.as_str(), value.expose());
+                }
+                let body = body.map_or_else(|| "{}".to_string(), Value::to_string);
+                req.header("Content-Type", "application/json")
+                    .config()
+                    .timeout_global(Some(timeout))
+                    .build()
+                    .send(body)
+            }
+        };
+        let mut resp = result.map_err(|e| self.transport_error(&endpoint, timeout, e))?;
+        let status = resp.status().as_u16();
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.trim().to_string())
+        };
+        let content_type = header("content-type")
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let retry_after = header("retry-after")
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let next_token = header("x-next-token").filter(|v| !v.is_empty());
+        let total_running = header("x-total-running").and_then(|v| v.parse::<u32>().ok());
+        let mut bytes = Vec::new();
+        resp.body_mut()
+            .as_reader()
+            .take(MAX_BODY)
+            .read_to_end(&mut bytes)
+            .map_err(|e| self.transport_error(&endpoint, timeout, ureq::Error::Io(e)))?;
+        log::trace!("e2b: {endpoint} -> {status} in {:?}", started.elapsed());
+        Ok(ApiResponse {
+            response: Response {
+                status,
+                body: bytes,
+                content_type,
+                endpoint,
+                retry_after,
+            },
+            next_token,
+            total_running,
+        })
+    }
+
+    fn transport_error(&self, endpoint: &str, timeout: Duration, e: ureq::Error) -> Error {
+        match e {
+            ureq::Error::Timeout(_) => Error::Timeout {
+                phase: TimeoutPhase::Request,
+                after: timeout,
+            },
+            ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => Error::Timeout {
+                phase: TimeoutPhase::Request,
+                after: timeout,
+            },
+            other => Error::Transport {
+                endpoint: format!("{endpoint} at {}", self.base),
+                source: BoxError::from(other),
+            },
+        }
+    }
+}
+
+/// Delay after failed attempt `attempt` (1-based): exponential, capped, with ±50 % jitter.
+fn backoff(attempt: u32) -> Duration {
+    let exp = FIRST_DELAY.saturating_mul(1u32 << (attempt - 1).min(16));
+    let capped = exp.min(MAX_DELAY);
+    // Uniform in [0.5, 1.5) from the random bits of a v4 UUID.
+    let bits = (uuid::Uuid::new_v4().as_u128() >> 64) as u64;
+    let unit = (bits >> 11) as f64 / (1u64 << 53) as f64;
+    capped.mul_f64(0.5 + unit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_is_capped_and_jittered() {
+        for _ in 0..100 {
+            let first = backoff(1);
+            assert!(first >= FIRST_DELAY / 2 && first < FIRST_DELAY * 3 / 2);
+            let late = backoff(30);
+            assert!(late >= MAX_DELAY / 2 && late < MAX_DELAY * 3 / 2);
+        }
+        let distinct: std::collections::HashSet<Duration> = (0..20).map(|_| backoff(2)).collect();
+        assert!(distinct.len() > 1, "no jitter");
+    }
+
+    #[test]
+    fn missing_key_is_refused_except_in_debug() {
+        assert!(matches!(
+            Transport::new(&E2bConfig::default()),
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(Transport::new(&E2bConfig::default().debug(true)).is_ok());
+        assert!(matches!(
+            Transport::new(&E2bConfig::default().api_key("k").api_url("ftp://x")),
+            Err(Error::InvalidArgument(_))
+        ));
+    }
+
+    #[test]
+    fn debug_shows_header_names_only() {
+        let t = Transport::new(&E2bConfig::default().api_key("e2b_cafe")).unwrap();
+        let dbg = format!("{t:?}");
+        assert!(dbg.contains("X-API-KEY") && !dbg.contains("cafe"), "{dbg}");
+    }
+}

@@ -1,0 +1,148 @@
+# Runs one shell command for e2b-blocking's `sandbox.commands()`, inside a private kernel.
+#
+# The process's stdout and stderr become this cell's stdout and stderr stream messages (decoded
+# as UTF-8 with errors="replace"), so they travel, are numbered and are replayed exactly like
+# run_code output. Its start (pid) and end (exit code, and whether it was killed) are published
+# as display data of a private MIME type. The timeout is enforced here, in the sandbox, by
+# killing the process group; a kernel interrupt (KeyboardInterrupt) kills it too.
+def _e2b_command(spec):
+    import codecs
+    import os
+    import selectors
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from IPython.display import publish_display_data
+
+    def report(event, **fields):
+        fields["event"] = event
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+        publish_display_data({"application/x-e2b-command+json": fields})
+
+    cwd = spec.get("cwd") or None
+    if cwd is not None:
+        cwd = os.path.expanduser(cwd)
+        if not os.path.exists(cwd):
+            return report("error", kind="not_found", path=spec["cwd"])
+        if not os.path.isdir(cwd):
+            return report("error", kind="not_a_directory", path=spec["cwd"])
+    env = dict(os.environ)
+    env.update(spec.get("envs") or {})
+    shell = "/bin/bash" if os.path.exists("/bin/bash") else "/bin/sh"
+    try:
+        proc = subprocess.Popen(
+            [shell, "-c", spec["cmd"]],
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            close_fds=True,
+        )
+    except PermissionError as e:
+        return report("error", kind="permission_denied", path=spec.get("cwd") or shell, message=str(e))
+    except OSError as e:
+        return report("error", kind="os", message=str(e))
+
+    def kill_group():
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+    timeout = spec.get("timeout")
+    deadline = None if timeout is None else time.monotonic() + timeout
+    outcome = "exited"
+    code = None
+    sel = selectors.DefaultSelector()
+    outs = {
+        proc.stdout.fileno(): [sys.stdout, codecs.getincrementaldecoder("utf-8")("replace")],
+        proc.stderr.fileno(): [sys.stderr, codecs.getincrementaldecoder("utf-8")("replace")],
+    }
+
+    def emit(fd, data, final=False):
+        out, decoder = outs[fd]
+        text = decoder.decode(data, final)
+        if text:
+            out.write(text)
+            out.flush()
+
+    # Everything from here on is inside the try, so that a kill (KeyboardInterrupt) landing at
+    # any point, even while the start record is being sent, still kills the process group.
+    try:
+        try:
+            for fd in outs:
+                sel.register(fd, selectors.EVENT_READ)
+            report("start", pid=proc.pid)
+            exited_at = None
+            while sel.get_map():
+                now = time.monotonic()
+                if deadline is not None and now >= deadline:
+                    outcome, deadline = "timeout", None
+                    kill_group()
+                if exited_at is None and proc.poll() is not None:
+                    exited_at = now
+                if exited_at is not None:
+                    # The shell is gone: take what is left in the pipes, but do not wait for a
+                    # background child that still holds them.
+                    wait = 0.0 if now - exited_at < 2.0 else None
+                    if wait is None:
+                        break
+                elif deadline is None:
+                    wait = 0.25
+                else:
+                    wait = max(0.0, min(0.25, deadline - now))
+                ready = sel.select(wait)
+                if not ready and exited_at is not None:
+                    break
+                for key, _ in ready:
+                    data = os.read(key.fd, 65536)
+                    if data:
+                        emit(key.fd, data)
+                    else:
+                        sel.unregister(key.fd)
+                        emit(key.fd, b"", True)
+            for fd in list(sel.get_map()):
+                emit(fd, b"", True)
+            while code is None:
+                now = time.monotonic()
+                if deadline is not None and now >= deadline:
+                    outcome, deadline = "timeout", None
+                    kill_group()
+                try:
+                    code = proc.wait(0.25 if deadline is None else max(0.0, min(0.25, deadline - now)))
+                except subprocess.TimeoutExpired:
+                    pass
+        except KeyboardInterrupt:
+            outcome = "killed"
+    finally:
+        if code is None:
+            kill_group()
+            while code is None:
+                try:
+                    code = proc.wait()
+                except KeyboardInterrupt:
+                    pass
+        sel.close()
+        proc.stdout.close()
+        proc.stderr.close()
+    report("exit", exit_code=code, outcome=outcome)
+
+
+def _install():
+    import sys
+    import types
+
+    mod = types.ModuleType("__e2b_command")
+    mod.run = _e2b_command
+    sys.modules["__e2b_command"] = mod
+
+
+_install()

@@ -1,0 +1,386 @@
+//! sandbox.commands() against a real local jupyter_server: separate streams, exit codes,
+//! timeouts, kills, env and cwd, binary output, concurrency and typed errors.
+
+mod support;
+
+use std::cell::RefCell;
+use std::time::{Duration, Instant};
+
+use e2b_blocking::{CommandOutput, Error, ReconnectPolicy, Sandbox, TimeoutPhase};
+use support::fault_proxy::FaultProxy;
+use support::{alive, deadline, descendants, init_logs, local, server_addr, token_of};
+
+/// Waits up to 5 s for a process to be gone (reaped or a zombie).
+fn gone(pid: u32) -> bool {
+    let until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < until {
+        if !alive(pid) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+#[test]
+fn stdout_stderr_and_exit_code_stay_separate() {
+    deadline(|| {
+        let sbx = local();
+        let out = sbx
+            .commands()
+            .run("echo out1; echo err1 >&2; echo out2; exit 3")
+            .unwrap();
+        assert_eq!(out.stdout, "out1\nout2\n");
+        assert_eq!(out.stderr, "err1\n");
+        assert_eq!(out.exit_code, 3);
+        assert!(!out.success());
+        match out.check() {
+            Err(Error::CommandFailed {
+                exit_code: 3,
+                stderr,
+                ..
+            }) => assert_eq!(stderr, "err1\n"),
+            other => panic!("expected CommandFailed, got {other:?}"),
+        }
+        let ok = sbx.commands().run("true").unwrap().check().unwrap();
+        assert_eq!((ok.stdout.as_str(), ok.exit_code), ("", 0));
+        // The default cwd is the sandbox root.
+        let pwd = sbx.commands().run("pwd -P").unwrap();
+        let root = sbx.local_root().unwrap().canonicalize().unwrap();
+        assert_eq!(pwd.stdout.trim_end(), root.to_str().unwrap());
+    });
+}
+
+#[test]
+fn callbacks_stream_output_as_it_arrives() {
+    deadline(|| {
+        let sbx = local();
+        let seen = RefCell::new(Vec::new());
+        let started = Instant::now();
+        let out = sbx
+            .commands()
+            .cmd("for i in 1 2 3; do echo $i; echo e$i >&2; sleep 0.3; done")
+            .on_stdout(|s| {
+                seen.borrow_mut()
+                    .push((format!("out:{}", s.trim()), started.elapsed()))
+            })
+            .on_stderr(|s| {
+                seen.borrow_mut()
+                    .push((format!("err:{}", s.trim()), started.elapsed()))
+            })
+            .run()
+            .unwrap();
+        assert_eq!(out.stdout, "1\n2\n3\n");
+        assert_eq!(out.stderr, "e1\ne2\ne3\n");
+        let seen = seen.into_inner();
+        let labels: Vec<&str> = seen.iter().map(|(l, _)| l.as_str()).collect();
+        for want in ["out:1", "err:e1", "out:2", "err:e2", "out:3", "err:e3"] {
+            assert!(labels.contains(&want), "{labels:?}");
+        }
+        // The first line came well before the end: streamed, not batched.
+        let first = seen.iter().find(|(l, _)| l == "out:1").unwrap().1;
+        let last = seen.iter().find(|(l, _)| l == "out:3").unwrap().1;
+        assert!(last - first >= Duration::from_millis(400), "{seen:?}");
+    });
+}
+
+#[test]
+fn a_command_past_its_timeout_is_killed() {
+    deadline(|| {
+        let sbx = local();
+        let started = Instant::now();
+        let mut handle = sbx
+            .commands()
+            .cmd("echo started; sleep 30; echo never")
+            .timeout(Duration::from_secs(1))
+            .spawn()
+            .unwrap();
+        let pid = handle.pid().expect("pid");
+        assert!(alive(pid));
+        match handle.wait() {
+            Err(Error::Timeout {
+                phase: TimeoutPhase::Command,
+                after,
+            }) => assert_eq!(after, Duration::from_secs(1)),
+            other => panic!("expected a command timeout, got {other:?}"),
+        }
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert_eq!(handle.stdout(), "started\n");
+        assert!(gone(pid), "the shell outlived its timeout");
+        // `run` reports the same, and the pool's kernel is usable again.
+        let err = sbx
+            .commands()
+            .cmd("sleep 30")
+            .timeout(Duration::from_millis(500))
+            .run()
+            .unwrap_err();
+        assert!(err.is_timeout(), "{err:?}");
+        assert_eq!(sbx.commands().run("echo next").unwrap().stdout, "next\n");
+    });
+}
+
+#[test]
+fn a_spawned_command_is_killed_by_its_handle() {
+    deadline(|| {
+        let sbx = local();
+        let mut handle = sbx
+            .commands()
+            .cmd("sleep 100 & sleep 100; echo never")
+            .timeout(None)
+            .spawn()
+            .unwrap();
+        let pid = handle.pid().expect("pid");
+        // Both sleeps, the background one included, are in the command's process group.
+        let until = Instant::now() + Duration::from_secs(5);
+        let mut children = descendants(pid);
+        while children.len() < 2 && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(20));
+            children = descendants(pid);
+        }
+        assert_eq!(children.len(), 2, "{children:?}");
+        assert!(handle.try_wait().unwrap().is_none());
+        let started = Instant::now();
+        assert!(handle.kill().unwrap());
+        // Normally ~100 ms; the bound is the kill's own grace period, for loaded CI machines.
+        assert!(
+            started.elapsed() < Duration::from_secs(6),
+            "{:?}",
+            started.elapsed()
+        );
+        let result = handle.wait().unwrap();
+        assert_eq!(result.exit_code, -9);
+        assert_eq!(result.stdout, "");
+        assert!(gone(pid));
+        for c in children {
+            assert!(gone(c), "child {c} survived the kill");
+        }
+        assert!(!handle.kill().unwrap(), "a second kill has nothing to do");
+        // Dropping a running handle kills its command too.
+        let pid = {
+            let h = sbx
+                .commands()
+                .cmd("sleep 100")
+                .timeout(None)
+                .spawn()
+                .unwrap();
+            h.pid().unwrap()
+        };
+        assert!(gone(pid), "dropping the handle did not kill the command");
+        assert_eq!(sbx.commands().run("echo ok").unwrap().stdout, "ok\n");
+    });
+}
+
+#[test]
+fn env_vars_and_cwd_are_honoured() {
+    deadline(|| {
+        init_logs();
+        let sbx = Sandbox::builder()
+            .envs([("SANDBOX_VAR", "from-sandbox")])
+            .local()
+            .unwrap();
+        sbx.files().make_dir("work/sub dir").unwrap();
+        let out = sbx
+            .commands()
+            .cmd("pwd; echo \"$FOO|$SANDBOX_VAR|$QUOTE\"")
+            .cwd("work/sub dir")
+            .env("FOO", "bar baz")
+            .envs([("QUOTE", "it's \"quoted\"")])
+            .run()
+            .unwrap();
+        let mut lines = out.stdout.lines();
+        assert!(lines.next().unwrap().ends_with("/work/sub dir"), "{out:?}");
+        assert_eq!(
+            lines.next().unwrap(),
+            "bar baz|from-sandbox|it's \"quoted\""
+        );
+        // Per-command env vars do not leak into the next command.
+        let out = sbx.commands().run("echo \"[$FOO]\"").unwrap();
+        assert_eq!(out.stdout, "[]\n");
+        // An absolute cwd works too (commands can reach the whole machine).
+        let out = sbx.commands().cmd("pwd").cwd("/").run().unwrap();
+        assert_eq!(out.stdout, "/\n");
+    });
+}
+
+#[test]
+fn start_errors_are_typed() {
+    deadline(|| {
+        let sbx = local();
+        sbx.files().write("plain.txt", "x").unwrap();
+        match sbx.commands().cmd("ls").cwd("nope").run() {
+            Err(Error::FileNotFound { path }) => assert_eq!(path, "nope"),
+            other => panic!("expected FileNotFound, got {other:?}"),
+        }
+        assert!(matches!(
+            sbx.commands().cmd("ls").cwd("plain.txt").spawn(),
+            Err(Error::NotADirectory { .. })
+        ));
+        assert!(matches!(
+            sbx.commands().cmd("true").env("A=B", "x").run(),
+            Err(Error::InvalidArgument(_))
+        ));
+        // A command that does not exist is the shell's exit code 127, not an Err.
+        let out = sbx.commands().run("no-such-command-xyz").unwrap();
+        assert_eq!(out.exit_code, 127);
+        assert!(out.stderr.contains("no-such-command-xyz"), "{out:?}");
+    });
+}
+
+#[test]
+fn binary_output_and_background_children_do_not_break_the_runner() {
+    deadline(|| {
+        let sbx = local();
+        let out = sbx
+            .commands()
+            .run("printf 'ok\\xff\\xfe\\n'; printf '\\xe2\\x82' >&2")
+            .unwrap();
+        assert_eq!(out.stdout, "ok\u{fffd}\u{fffd}\n");
+        assert_eq!(out.stderr, "\u{fffd}");
+        // A background child keeps the pipes open; the command still ends with its shell.
+        let started = Instant::now();
+        let out = sbx.commands().run("sleep 20 & echo bg started").unwrap();
+        assert_eq!(out.stdout, "bg started\n");
+        assert!(started.elapsed() < Duration::from_secs(8));
+        // Large output arrives whole.
+        let out = sbx.commands().run("seq 1 200000").unwrap();
+        assert_eq!(out.stdout.lines().count(), 200_000);
+        assert!(out.stdout.ends_with("199999\n200000\n"));
+    });
+}
+
+#[test]
+fn spawned_commands_run_concurrently_and_stream_through_an_iterator() {
+    deadline(|| {
+        let sbx = local();
+        let cmds = sbx.commands();
+        // Warm two kernels so the timing below measures the commands, not kernel starts.
+        let a = cmds.spawn("true").unwrap();
+        let b = cmds.spawn("true").unwrap();
+        drop((a, b));
+        let started = Instant::now();
+        // One after the other they would take 4 s or more.
+        let mut a = cmds.spawn("sleep 2; echo a").unwrap();
+        let mut b = cmds.spawn("sleep 2; echo b").unwrap();
+        assert_eq!(a.wait().unwrap().stdout, "a\n");
+        assert_eq!(b.wait().unwrap().stdout, "b\n");
+        assert!(
+            started.elapsed() < Duration::from_millis(3600),
+            "ran one after the other: {:?}",
+            started.elapsed()
+        );
+
+        let mut h = cmds
+            .spawn("for i in 1 2 3; do echo $i; sleep 0.1; done; echo done >&2; exit 4")
+            .unwrap();
+        let items: Vec<CommandOutput> = h.output().collect();
+        let stdout: String = items
+            .iter()
+            .filter(|o| !o.is_stderr())
+            .map(|o| o.text())
+            .collect();
+        assert_eq!(stdout, "1\n2\n3\n");
+        assert!(items.contains(&CommandOutput::Stderr("done\n".into())));
+        let result = h.wait().unwrap();
+        assert_eq!(result.exit_code, 4);
+        assert_eq!(result.stdout, "1\n2\n3\n");
+    });
+}
+
+#[test]
+fn commands_and_files_fail_with_closed_after_the_sandbox_is_killed() {
+    deadline(|| {
+        let sbx = local();
+        assert_eq!(sbx.commands().run("echo up").unwrap().stdout, "up\n");
+        // A command in flight ends at once when another thread kills the sandbox.
+        let mut h = sbx
+            .commands()
+            .cmd("sleep 60")
+            .timeout(None)
+            .spawn()
+            .unwrap();
+        let pid = h.pid().unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                std::thread::sleep(Duration::from_millis(300));
+                sbx.kill().unwrap();
+            });
+            let started = Instant::now();
+            let err = h.wait().unwrap_err();
+            assert!(err.is_fatal(), "{err:?}");
+            assert!(started.elapsed() < Duration::from_secs(5));
+        });
+        assert!(gone(pid), "the command outlived its sandbox");
+        drop(h);
+        assert!(matches!(sbx.commands().run("echo up"), Err(Error::Closed)));
+        assert!(matches!(sbx.files().read("x.txt"), Err(Error::Closed)));
+        assert!(matches!(
+            sbx.files().write("x.txt", "x"),
+            Err(Error::Closed)
+        ));
+    });
+}
+
+#[test]
+fn a_panicking_callback_kills_the_command_and_is_an_error() {
+    deadline(|| {
+        let sbx = local();
+        let started = Instant::now();
+        let err = sbx
+            .commands()
+            .cmd("echo first; sleep 30")
+            .on_stdout(|_| panic!("callback bug"))
+            .run()
+            .unwrap_err();
+        match err {
+            Error::CallbackPanicked { callback, message } => {
+                assert_eq!((callback, message.as_str()), ("on_stdout", "callback bug"))
+            }
+            other => panic!("expected CallbackPanicked, got {other:?}"),
+        }
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert_eq!(sbx.commands().run("echo fine").unwrap().stdout, "fine\n");
+    });
+}
+
+#[test]
+fn command_output_survives_connection_cuts() {
+    deadline(|| {
+        init_logs();
+        let owner = local();
+        let proxy = FaultProxy::start(server_addr(&owner)).unwrap();
+        let sbx = Sandbox::builder()
+            .reconnect(ReconnectPolicy::default().max_elapsed(Duration::from_secs(30)))
+            .jupyter(
+                &format!("http://{}", proxy.addr()),
+                token_of(&owner).as_str(),
+            )
+            .unwrap();
+        // Start the command kernel before the cuts: REST calls are not retried.
+        assert_eq!(sbx.commands().run("echo warm").unwrap().stdout, "warm\n");
+        let chaos = proxy.start_random_cuts(
+            Duration::from_millis(100),
+            Duration::from_millis(400),
+            0xc0de,
+        );
+        for n in 0..6 {
+            let streamed = RefCell::new(String::new());
+            let out = sbx
+                .commands()
+                .cmd(format!(
+                    "for i in $(seq 1 30); do echo c{n} out $i; echo c{n} err $i >&2; sleep 0.03; done; exit {n}"
+                ))
+                .on_stdout(|s| streamed.borrow_mut().push_str(s))
+                .run()
+                .unwrap_or_else(|e| panic!("command {n}: {e:?}"));
+            let want: String = (1..=30).map(|i| format!("c{n} out {i}\n")).collect();
+            let want_err: String = (1..=30).map(|i| format!("c{n} err {i}\n")).collect();
+            assert_eq!(out.stdout, want, "command {n}");
+            assert_eq!(out.stderr, want_err, "command {n}");
+            assert_eq!(streamed.into_inner(), want, "command {n}: callbacks");
+            assert_eq!(out.exit_code, n);
+        }
+        drop(chaos);
+        println!("{} cuts", proxy.cuts());
+        assert!(proxy.cuts() >= 5, "only {} cuts", proxy.cuts());
+    });
+}

@@ -1,0 +1,343 @@
+//! Contract tests of the E2B control-plane client against E2B's official OpenAPI spec, mocked
+//! by Stoplight Prism on 127.0.0.1 (see `support/prism.rs`).
+//!
+//! Prism rejects any request that breaks the spec (400/401/422 with an `sl-violations`
+//! header), so every call below that returns `Ok` was a valid request, and its response
+//! (generated from the spec) parsed into this crate's models. The mock runs on a copy of the
+//! spec whose request bodies forbid unknown fields, so a misspelt field name fails too.
+
+#[path = "support/prism.rs"]
+mod prism;
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Duration;
+
+use e2b_blocking::{E2bClient, E2bConfig, E2bOptions, Error, ListQuery, SandboxState};
+use prism::Prism;
+use support::{TEST_DEADLINE, within};
+
+/// The official spec, beside the repository.
+fn spec() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/spec/e2b-openapi.yml")
+}
+
+/// Request schemas that get `additionalProperties: false` in the strict copy.
+const STRICT_SCHEMAS: &[&str] = &[
+    "NewSandbox",
+    "SandboxNetworkConfig",
+    "SandboxTimeoutRequest",
+    "SandboxRefreshRequest",
+    "ConnectSandbox",
+];
+
+/// A copy of the spec whose request schemas refuse unknown properties. Prism follows only
+/// local `#/…` references; the spec has no remote ones (checked here too).
+fn strict_spec() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(write_strict_spec).clone()
+}
+
+fn write_strict_spec() -> PathBuf {
+    let text = std::fs::read_to_string(spec()).expect("read the E2B spec");
+    for line in text.lines().filter(|l| l.contains("$ref")) {
+        assert!(
+            line.contains("\"#/") || line.contains("'#/"),
+            "the spec has a non-local $ref, which Prism would fetch: {line}"
+        );
+    }
+    let mut out = String::with_capacity(text.len() + 512);
+    let mut found = Vec::new();
+    for line in text.lines() {
+        out.push_str(line);
+        out.push('\n');
+        if let Some(name) = STRICT_SCHEMAS.iter().find(|n| line == format!("    {n}:")) {
+            out.push_str("      additionalProperties: false\n");
+            found.push(*name);
+        }
+    }
+    assert_eq!(
+        found.len(),
+        STRICT_SCHEMAS.len(),
+        "schemas found: {found:?}"
+    );
+    let dir = prism::prism_dir();
+    std::fs::create_dir_all(&dir).expect("create target/prism");
+    let path = dir.join("e2b-openapi.strict.yml");
+    // Prism watches its spec and reloads it when the file changes, dropping requests in
+    // flight: touch the file only when its content differs.
+    if std::fs::read_to_string(&path).ok().as_deref() != Some(out.as_str()) {
+        let tmp = dir.join(format!("e2b-openapi.strict.yml.{}.tmp", std::process::id()));
+        std::fs::write(&tmp, out).expect("write the strict spec");
+        std::fs::rename(&tmp, &path).expect("move the strict spec in place");
+    }
+    path
+}
+
+/// One Prism shared by the tests that overlap in time; it dies with the last of them.
+fn prism() -> Arc<Prism> {
+    static SHARED: Mutex<Weak<Prism>> = Mutex::new(Weak::new());
+    let mut shared = SHARED.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(p) = shared.upgrade() {
+        return p;
+    }
+    let p = Arc::new(Prism::start(&strict_spec()));
+    *shared = Arc::downgrade(&p);
+    p
+}
+
+fn config(prism: &Prism) -> E2bConfig {
+    E2bConfig::default()
+        .api_key("e2b_0123456789abcdef")
+        .api_url(prism.url())
+        .request_timeout(Duration::from_secs(10))
+        .max_attempts(2)
+}
+
+/// A client whose requests all carry `Prefer: <prefer>`.
+fn client_preferring(prism: &Prism, prefer: &str) -> E2bClient {
+    E2bClient::new(&config(prism).header("Prefer", prefer)).expect("client")
+}
+
+fn full_options() -> E2bOptions {
+    E2bOptions::new()
+        .template("code-interpreter-v1")
+        .lifetime(Duration::from_secs(600))
+        .metadata([("user", "alice b"), ("app", "x&y=z")])
+        .envs([("FOO", "bar")])
+        .secure(true)
+        .auto_pause(false)
+        .allow_internet_access(true)
+        .allow_public_traffic(false)
+}
+
+/// Every call the SDK makes, on a Prism of its own so that its log holds only these requests:
+/// all are accepted, none is even warned about, and every response parses.
+#[test]
+fn every_call_is_valid_and_parses() {
+    within(TEST_DEADLINE, || {
+        let prism = Prism::start(&strict_spec());
+        let client = E2bClient::new(&config(&prism)).unwrap();
+        let id = "i1a2b3c4d5e6f7g8h9j0";
+        let fail = |what: &str, e: Error| -> ! { panic!("{what}: {e:?}\n{}", prism.log_text()) };
+
+        for options in [E2bOptions::new(), full_options()] {
+            let access = client
+                .create(&options)
+                .unwrap_or_else(|e| fail("create", e));
+            assert!(!access.sandbox_id.is_empty());
+        }
+
+        let access = client
+            .connect(id, Duration::from_secs(300))
+            .unwrap_or_else(|e| fail("connect", e));
+        assert!(!access.sandbox_id.is_empty());
+
+        let info = client.get_info(id).unwrap_or_else(|e| fail("get_info", e));
+        assert!(!info.started_at.is_empty() && info.cpu_count >= 1);
+
+        let page = client
+            .list(&ListQuery::new())
+            .unwrap_or_else(|e| fail("list", e));
+        assert!(!page.sandboxes.is_empty());
+        let token = page
+            .next_token
+            .clone()
+            .expect("the spec declares X-Next-Token");
+        let query = ListQuery::new()
+            .metadata([("user", "alice b"), ("app", "x&y=z")])
+            .states([SandboxState::Running, SandboxState::Paused])
+            .template("code-interpreter-v1")
+            .limit(10)
+            .next_token(token);
+        client
+            .list(&query)
+            .unwrap_or_else(|e| fail("list with every filter", e));
+
+        client
+            .set_timeout(id, Duration::from_secs(120))
+            .unwrap_or_else(|e| fail("set_timeout", e));
+        client
+            .refresh(id, Duration::from_secs(3600))
+            .unwrap_or_else(|e| fail("refresh", e));
+        assert!(client.kill(id).unwrap_or_else(|e| fail("kill", e)));
+
+        // Prism logs asynchronously; wait for the last request to show up.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let mut log = prism.log_text();
+        let last = format!("delete /sandboxes/{id}");
+        while !log.contains(&last) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+            log = prism.log_text();
+        }
+        let requests = log
+            .lines()
+            .filter(|l| l.contains("Request received") && !l.contains("/health"))
+            .count();
+        assert_eq!(requests, 9, "{log}");
+        assert!(
+            !log.contains("Violation") && !log.contains("did not pass"),
+            "Prism flagged a request:\n{log}"
+        );
+    });
+}
+
+#[test]
+fn not_found_is_sandbox_not_found_and_kill_says_false() {
+    within(TEST_DEADLINE, || {
+        let prism = prism();
+        let client = client_preferring(&prism, "code=404");
+        let id = "gone";
+        let not_found = |r: Result<(), Error>, what: &str| match r {
+            Err(Error::SandboxNotFound { sandbox_id }) => assert_eq!(sandbox_id, id),
+            other => panic!("{what}: {other:?}\n{}", prism.log_text()),
+        };
+        not_found(client.get_info(id).map(drop), "get_info");
+        not_found(
+            client.connect(id, Duration::from_secs(60)).map(drop),
+            "connect",
+        );
+        not_found(
+            client.set_timeout(id, Duration::from_secs(60)),
+            "set_timeout",
+        );
+        not_found(client.refresh(id, Duration::from_secs(60)), "refresh");
+        assert!(matches!(client.kill(id), Ok(false)));
+    });
+}
+
+#[test]
+fn missing_or_rejected_key_is_authentication() {
+    within(TEST_DEADLINE, || {
+        let prism = prism();
+        // Debug mode allows a client without a key; Prism then enforces the spec's security.
+        let keyless =
+            E2bClient::new(&E2bConfig::default().debug(true).api_url(prism.url())).unwrap();
+        assert!(matches!(
+            keyless.get_info("x"),
+            Err(Error::Authentication { status: 401, .. })
+        ));
+        let rejected = client_preferring(&prism, "code=401");
+        assert!(matches!(
+            rejected.create(&E2bOptions::new()),
+            Err(Error::Authentication { status: 401, .. })
+        ));
+        assert!(matches!(
+            rejected.kill("x"),
+            Err(Error::Authentication { status: 401, .. })
+        ));
+    });
+}
+
+#[test]
+fn server_errors_are_http_errors_with_the_api_message() {
+    within(TEST_DEADLINE, || {
+        let prism = prism();
+        let client = client_preferring(&prism, "code=500");
+        for r in [
+            client.get_info("x").map(drop),
+            client.create(&E2bOptions::new()).map(drop),
+            client.list(&ListQuery::new()).map(drop),
+        ] {
+            match r {
+                Err(Error::Http {
+                    status: 500,
+                    message,
+                    ..
+                }) => assert!(!message.is_empty()),
+                other => panic!("{other:?}"),
+            }
+        }
+        let busy = client_preferring(&prism, "code=503");
+        assert!(matches!(
+            busy.create(&E2bOptions::new()),
+            Err(Error::Http { status: 503, .. })
+        ));
+    });
+}
+
+/// Responses generated at random from the schemas (optional fields missing, nulls, extra
+/// properties) all parse.
+#[test]
+fn random_valid_responses_parse() {
+    within(TEST_DEADLINE, || {
+        let prism = prism();
+        let client = client_preferring(&prism, "dynamic=true");
+        for i in 0..25 {
+            let fail = |what: &str, e: Error| -> ! {
+                panic!("round {i}, {what}: {e:?}\n{}", prism.log_text())
+            };
+            client
+                .create(&full_options())
+                .unwrap_or_else(|e| fail("create", e));
+            client
+                .connect("x", Duration::from_secs(60))
+                .unwrap_or_else(|e| fail("connect", e));
+            client.get_info("x").unwrap_or_else(|e| fail("get_info", e));
+            client
+                .list(&ListQuery::new().limit(5))
+                .unwrap_or_else(|e| fail("list", e));
+        }
+    });
+}
+
+/// The harness itself: Prism does reject requests that break the (strict) spec, so an `Ok`
+/// above means something.
+#[test]
+fn prism_rejects_invalid_requests() {
+    within(TEST_DEADLINE, || {
+        let prism = prism();
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build()
+            .into();
+        let post = |path: &str, body: &str| {
+            agent
+                .post(format!("{}{path}", prism.url()))
+                .header("X-API-KEY", "e2b_00")
+                .header("Content-Type", "application/json")
+                .send(body.to_string())
+                .expect("Prism answers")
+        };
+        let violations = |r: &ureq::http::Response<ureq::Body>| {
+            r.headers()
+                .get("sl-violations")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        for (path, body) in [
+            ("/sandboxes", r#"{"templateID": 5}"#),
+            (
+                "/sandboxes",
+                r#"{"templateID": "t", "envvars": {"A": "1"}}"#,
+            ),
+            ("/sandboxes", r#"{"templateID": "t", "timeout": -1}"#),
+            ("/sandboxes/x/refreshes", r#"{"duration": 4000}"#),
+            ("/sandboxes/x/timeout", r#"{"timeout": 1, "extra": true}"#),
+            ("/sandboxes/x/connect", r#"{}"#),
+        ] {
+            let r = post(path, body);
+            // A 400 or 401 the spec defines carries the violations in a header; Prism's own
+            // 422 (operations without a 400) in its problem+json body.
+            let flagged = violations(&r).is_some() || r.status().as_u16() == 422;
+            assert!(
+                r.status().is_client_error() && flagged,
+                "{path} {body} was accepted: {}",
+                r.status()
+            );
+        }
+        let ok = post(
+            "/sandboxes",
+            r#"{"templateID": "t", "envVars": {"A": "1"}}"#,
+        );
+        assert_eq!(ok.status().as_u16(), 201, "{:?}", violations(&ok));
+        let bad_query = agent
+            .get(format!("{}/v2/sandboxes?state=bogus", prism.url()))
+            .header("X-API-KEY", "e2b_00")
+            .call()
+            .expect("Prism answers");
+        assert!(bad_query.status().is_client_error() && violations(&bad_query).is_some());
+    });
+}

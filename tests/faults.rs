@@ -1,0 +1,131 @@
+//! Faults a real jupyter_server cannot produce by itself, injected by a proxy in between:
+//! half-open (stalled) links, refused reconnects, requests made while disconnected.
+
+mod support;
+
+use std::time::Duration;
+
+use e2b_blocking::{CloseReason, ConnectionState, Error, Keepalive, ReconnectPolicy, Sandbox};
+use support::fault_proxy::FaultProxy;
+use support::{deadline, init_logs, local, server_addr, token_of};
+
+fn through_proxy(
+    owner: &Sandbox,
+    proxy: &FaultProxy,
+    builder: e2b_blocking::SandboxBuilder,
+) -> Sandbox {
+    builder
+        .jupyter(
+            &format!("http://{}", proxy.addr()),
+            token_of(owner).as_str(),
+        )
+        .unwrap()
+}
+
+#[test]
+fn a_stalled_link_is_detected_by_ping_and_the_execution_completes_whole() {
+    deadline(|| {
+        init_logs();
+        let owner = local();
+        let proxy = FaultProxy::start(server_addr(&owner)).unwrap();
+        let sbx = through_proxy(
+            &owner,
+            &proxy,
+            Sandbox::builder().keepalive(
+                Keepalive::default()
+                    .idle_ping(Duration::from_millis(300))
+                    .pong_timeout(Duration::from_millis(300)),
+            ),
+        );
+        let states = sbx.watch_connection().unwrap();
+        let code =
+            "import time\nfor i in range(30):\n    print(i, flush=True)\n    time.sleep(0.1)";
+        let exec = std::thread::scope(|s| {
+            let run = s.spawn(|| sbx.run(code).timeout(Duration::from_secs(60)).send());
+            std::thread::sleep(Duration::from_millis(500));
+            proxy.set_stall(true);
+            std::thread::sleep(Duration::from_millis(1500));
+            proxy.set_stall(false);
+            run.join().unwrap()
+        })
+        .unwrap();
+        let expected: String = (0..30).map(|i| format!("{i}\n")).collect();
+        assert_eq!(exec.logs.stdout.concat(), expected);
+        let seen: Vec<ConnectionState> = states.try_iter().collect();
+        assert!(
+            seen.iter()
+                .any(|s| matches!(s, ConnectionState::Reconnecting { .. })),
+            "no reconnect: {seen:?}"
+        );
+        assert_eq!(sbx.connection_state(), ConnectionState::Connected);
+    });
+}
+
+#[test]
+fn requests_made_while_disconnected_are_sent_after_the_reconnect() {
+    deadline(|| {
+        init_logs();
+        let owner = local();
+        let proxy = FaultProxy::start(server_addr(&owner)).unwrap();
+        let sbx = through_proxy(&owner, &proxy, Sandbox::builder());
+        sbx.run_code("base = 40").unwrap();
+        proxy.set_refuse(true);
+        proxy.cut_all();
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(matches!(
+            sbx.connection_state(),
+            ConnectionState::Reconnecting { .. }
+        ));
+        let exec = std::thread::scope(|s| {
+            let run = s.spawn(|| sbx.run("base + 2").timeout(Duration::from_secs(30)).send());
+            std::thread::sleep(Duration::from_millis(300));
+            proxy.set_refuse(false);
+            run.join().unwrap()
+        })
+        .unwrap();
+        assert_eq!(exec.text(), Some("42"));
+    });
+}
+
+#[test]
+fn when_reconnects_keep_failing_every_call_fails_fast_and_typed() {
+    deadline(|| {
+        init_logs();
+        let owner = local();
+        let proxy = FaultProxy::start(server_addr(&owner)).unwrap();
+        let sbx = through_proxy(
+            &owner,
+            &proxy,
+            Sandbox::builder()
+                .reconnect(ReconnectPolicy::default().max_elapsed(Duration::from_millis(800))),
+        );
+        let result = std::thread::scope(|s| {
+            let run = s.spawn(|| {
+                sbx.run("import time\ntime.sleep(30)")
+                    .timeout(Duration::from_secs(60))
+                    .send()
+            });
+            std::thread::sleep(Duration::from_millis(300));
+            proxy.set_refuse(true);
+            proxy.cut_all();
+            run.join().unwrap()
+        });
+        // The server is alive but unreachable: not SandboxNotFound, and well before the
+        // execution's 60 s deadline (the test's own deadline would catch a hang).
+        assert!(
+            matches!(result, Err(Error::ConnectionLost { .. })),
+            "{result:?}"
+        );
+        assert!(matches!(
+            sbx.connection_state(),
+            ConnectionState::Closed {
+                reason: CloseReason::GaveUp
+            }
+        ));
+        let later = sbx.run_code("1");
+        assert!(
+            matches!(later, Err(Error::ConnectionLost { .. })),
+            "{later:?}"
+        );
+    });
+}

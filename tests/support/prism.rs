@@ -1,0 +1,247 @@
+//! Stoplight Prism as a mock of an OpenAPI spec on 127.0.0.1, for contract tests.
+//!
+//! [`Prism::start`] installs the pinned `@stoplight/prism-cli` into `<repo>/target/prism` with
+//! npm the first time (about 30 s; a file lock keeps parallel test binaries from racing), then
+//! runs `prism mock <spec>` on a free port and waits until it answers. Dropping the [`Prism`]
+//! kills its process group; if the test process dies first, a guard shell sees its stdin
+//! close and kills Prism, so no mock outlives the tests.
+//!
+//! Prism validates every request against the spec (path, query, headers, security, body) and
+//! answers a violation with the spec's 400/401/422 and an `sl-violations` header; requests
+//! can steer the answer with `Prefer: code=404`, `Prefer: example=…` or `Prefer: dynamic=true`.
+//!
+//! Needs `node` (18.20 or later) and `npm` with registry access for the first install.
+#![allow(dead_code)]
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+
+/// The pinned Prism release: the newest that runs on Node 18/20 (5.15 and later want Node 24).
+pub const PRISM_VERSION: &str = "5.14.2";
+
+/// Deadline for `npm install`.
+const INSTALL_DEADLINE: Duration = Duration::from_secs(300);
+/// Deadline for Prism to answer after it is spawned.
+const START_DEADLINE: Duration = Duration::from_secs(60);
+/// Ports tried before giving up (another process may grab the port we picked).
+const PORT_ATTEMPTS: u32 = 5;
+
+/// A running `prism mock`. Killed, with its process group, on drop.
+pub struct Prism {
+    child: Child,
+    url: String,
+    log: PathBuf,
+    keep_log: bool,
+}
+
+impl std::fmt::Debug for Prism {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prism")
+            .field("url", &self.url)
+            .field("pid", &self.child.id())
+            .finish()
+    }
+}
+
+/// `<repo>/target/prism`.
+pub fn prism_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target")
+        .join("prism")
+}
+
+/// Runs `cmd`, killing it if it outlives `limit`; returns whether it succeeded.
+fn run_with_deadline(mut cmd: Command, limit: Duration, log: &Path) -> bool {
+    let out = File::create(log).expect("create the npm log");
+    let err = out.try_clone().expect("clone the npm log handle");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run npm (is Node.js installed?): {e}"));
+    let start = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return status.success(),
+            Ok(None) if start.elapsed() > limit => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return false;
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(100)),
+            Err(e) => panic!("waiting for npm: {e}"),
+        }
+    }
+}
+
+fn installed_version(dir: &Path) -> Option<String> {
+    let manifest = dir.join("node_modules/@stoplight/prism-cli/package.json");
+    let text = fs::read_to_string(manifest).ok()?;
+    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+    json.get("version")?.as_str().map(str::to_string)
+}
+
+/// Installs the pinned Prism once; returns the path of its `prism` executable.
+pub fn ensure_installed() -> PathBuf {
+    let dir = prism_dir();
+    fs::create_dir_all(&dir).expect("create target/prism");
+    let bin = dir.join("node_modules/.bin/prism");
+    let lock = File::create(dir.join(".install.lock")).expect("create the install lock");
+    lock.lock().expect("lock target/prism");
+    if installed_version(&dir).as_deref() != Some(PRISM_VERSION) || !bin.exists() {
+        let started = Instant::now();
+        let log = dir.join("npm-install.log");
+        let mut cmd = Command::new("npm");
+        cmd.args([
+            "install",
+            "--no-audit",
+            "--no-fund",
+            "--save-exact",
+            "--prefix",
+        ])
+        .arg(&dir)
+        .arg(format!("@stoplight/prism-cli@{PRISM_VERSION}"));
+        let ok = run_with_deadline(cmd, INSTALL_DEADLINE, &log);
+        let version = installed_version(&dir);
+        assert!(
+            ok && version.as_deref() == Some(PRISM_VERSION) && bin.exists(),
+            "npm install of @stoplight/prism-cli@{PRISM_VERSION} failed (got {version:?}); see {}",
+            log.display()
+        );
+        eprintln!(
+            "installed Prism {PRISM_VERSION} in {:.1?}",
+            started.elapsed()
+        );
+    }
+    // Dropping the file releases the lock.
+    drop(lock);
+    bin
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral port on 127.0.0.1")
+}
+
+impl Prism {
+    /// Installs Prism if needed and mocks `spec` on a free port of 127.0.0.1. Panics (failing
+    /// the test) when Prism cannot be installed or does not answer within a minute.
+    pub fn start(spec: &Path) -> Prism {
+        assert!(spec.is_file(), "no spec at {}", spec.display());
+        let bin = ensure_installed();
+        let logs = prism_dir().join("logs");
+        fs::create_dir_all(&logs).expect("create target/prism/logs");
+        let mut last_log = String::new();
+        for _ in 0..PORT_ATTEMPTS {
+            let port = free_port();
+            let log = logs.join(format!("prism-{}-{port}.log", std::process::id()));
+            match Prism::spawn(&bin, spec, port, &log) {
+                Ok(prism) => return prism,
+                Err(text) if text.contains("EADDRINUSE") => {
+                    let _ = fs::remove_file(&log);
+                    last_log = text;
+                }
+                Err(text) => panic!("Prism did not start; its log ({}):\n{text}", log.display()),
+            }
+        }
+        panic!("Prism found no free port in {PORT_ATTEMPTS} attempts:\n{last_log}");
+    }
+
+    /// Spawns Prism under a guard shell in a new process group. `Err` holds Prism's log.
+    fn spawn(bin: &Path, spec: &Path, port: u16, log: &Path) -> Result<Prism, String> {
+        let out = File::create(log).expect("create the Prism log");
+        let err = out.try_clone().expect("clone the Prism log handle");
+        // The shell keeps our pipe on fd 3; a background reader kills Prism when the pipe
+        // closes (the test process died). `wait` makes the shell exit when Prism does.
+        let script = r#"exec 3<&0
+"$0" mock "$1" -h 127.0.0.1 -p "$2" </dev/null &
+p=$!
+(read -r _ <&3; kill "$p" 2>/dev/null) &
+wait "$p""#;
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(script)
+            .arg(bin)
+            .arg(spec)
+            .arg(port.to_string())
+            .stdin(Stdio::piped())
+            .stdout(out)
+            .stderr(err);
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let child = cmd.spawn().expect("spawn sh for Prism");
+        let mut prism = Prism {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            log: log.to_path_buf(),
+            keep_log: true,
+        };
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(status)) = prism.child.try_wait() {
+                return Err(format!("Prism exited ({status})\n{}", prism.log_text()));
+            }
+            if prism.answers(port) {
+                prism.keep_log = false;
+                return Ok(prism);
+            }
+            if start.elapsed() > START_DEADLINE {
+                return Err(format!(
+                    "no answer within {START_DEADLINE:?}\n{}",
+                    prism.log_text()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// True once something answers HTTP on the port with Prism's log saying it listens.
+    fn answers(&self, port: u16) -> bool {
+        if TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200))
+            .is_err()
+        {
+            return false;
+        }
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(2)))
+            .build()
+            .into();
+        agent.get(format!("{}/health", self.url)).call().is_ok()
+            && self.log_text().contains("Prism is listening")
+    }
+
+    /// The base URL, `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// What Prism logged so far (every request, and the violations it found).
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Prism {
+    fn drop(&mut self) {
+        let pgid = Pid::from_raw(self.child.id() as i32);
+        let _ = killpg(pgid, Signal::SIGKILL);
+        if let Some(stdin) = self.child.stdin.as_mut() {
+            let _ = stdin.flush();
+        }
+        let _ = self.child.wait();
+        // Keep the log of a failed test for a look; tests also print it when they fail.
+        if !self.keep_log && !std::thread::panicking() {
+            let _ = fs::remove_file(&self.log);
+        }
+    }
+}
