@@ -11,7 +11,7 @@ use crate::config::ConnectionConfig;
 use crate::error::{Error, TimeoutPhase};
 use crate::http::Http;
 use crate::jupyter::connection::Connection;
-use crate::jupyter::delivery::Delivery;
+use crate::jupyter::delivery::{self, Delivery};
 use crate::jupyter::rest;
 use crate::jupyter::state::ConnectionState;
 use crate::jupyter::transport::Target;
@@ -104,7 +104,7 @@ impl Kernel {
             let rx = self.conn.send(msg)?;
             let attempt_until = (Instant::now() + Duration::from_millis(500)).min(deadline);
             loop {
-                match rx.recv_deadline(attempt_until) {
+                match delivery::next(&rx, Some(attempt_until)) {
                     Ok(Delivery::Message(m)) if m.msg_type == "kernel_info_reply" => {
                         self.conn.forget(&msg_id);
                         return Ok(());
@@ -137,7 +137,7 @@ impl Kernel {
         let mut reply = None;
         let mut idle = false;
         loop {
-            match rx.recv_deadline(deadline) {
+            match delivery::next(&rx, Some(deadline)) {
                 Ok(Delivery::Message(m)) => {
                     if m.msg_type == "execute_reply" {
                         reply = Some(m.content);

@@ -11,7 +11,7 @@ use crate::error::{Error, TimeoutPhase};
 use crate::execution::{
     Continuity, Execution, ExecutionError, OutputMessage, Result as RichResult,
 };
-use crate::jupyter::delivery::Delivery;
+use crate::jupyter::delivery::{self, Delivery};
 use crate::jupyter::wire::{Incoming, Outgoing};
 use crate::kernel::Kernel;
 use crate::recovery::{Replay, Sequencer, replay_request};
@@ -174,10 +174,7 @@ impl<'a> RunBuilder<'a> {
         let mut record_final = false;
         loop {
             let wait_until = grace_until.or(deadline);
-            let next = match wait_until {
-                Some(d) => rx.recv_deadline(d),
-                None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-            };
+            let next = delivery::next(&rx, wait_until);
             let ready = match next {
                 Ok(Delivery::Message(m)) if m.parent_id == msg_id => {
                     let ready = order.offer(m);
@@ -247,7 +244,7 @@ impl<'a> RunBuilder<'a> {
             for m in ready {
                 let event = acc.apply(m);
                 if panicked.is_none() && grace_until.is_none() {
-                    panicked = self.notify(event).err();
+                    panicked = self.notify(&event).err();
                     if panicked.is_some() {
                         // Give the cell a moment to end by itself: an interrupt sent after it
                         // ended would land in the next execution. Then stop it.
@@ -255,6 +252,7 @@ impl<'a> RunBuilder<'a> {
                         grace_until = Some(Instant::now() + SETTLE);
                     }
                 }
+                acc.keep(event);
             }
             if record_final && !acc.finished() {
                 // The execution ended in the kernel, yet its reply or idle never came back.
@@ -289,32 +287,32 @@ impl<'a> RunBuilder<'a> {
     }
 
     /// Calls the user's callback for one event; a panic becomes an error, never unwinds further.
-    fn notify(&mut self, event: Event) -> Result<(), Error> {
+    fn notify(&mut self, event: &Event) -> Result<(), Error> {
         let (name, outcome) = match event {
             Event::None => return Ok(()),
             Event::Stdout(m) => (
                 "on_stdout",
                 self.on_stdout
                     .as_mut()
-                    .map(|f| catch_unwind(AssertUnwindSafe(|| f(&m)))),
+                    .map(|f| catch_unwind(AssertUnwindSafe(|| f(m)))),
             ),
             Event::Stderr(m) => (
                 "on_stderr",
                 self.on_stderr
                     .as_mut()
-                    .map(|f| catch_unwind(AssertUnwindSafe(|| f(&m)))),
+                    .map(|f| catch_unwind(AssertUnwindSafe(|| f(m)))),
             ),
             Event::Result(r) => (
                 "on_result",
                 self.on_result
                     .as_mut()
-                    .map(|f| catch_unwind(AssertUnwindSafe(|| f(&r)))),
+                    .map(|f| catch_unwind(AssertUnwindSafe(|| f(r)))),
             ),
             Event::Error(e) => (
                 "on_error",
                 self.on_error
                     .as_mut()
-                    .map(|f| catch_unwind(AssertUnwindSafe(|| f(&e)))),
+                    .map(|f| catch_unwind(AssertUnwindSafe(|| f(e)))),
             ),
         };
         match outcome {
@@ -373,35 +371,34 @@ impl Accumulator {
         self.replied && self.idle
     }
 
-    fn apply(&mut self, m: Incoming) -> Event {
+    /// What a message means; [`Accumulator::keep`] then stores it in the execution. The two
+    /// steps let the callbacks borrow the output before it is moved into the execution, so
+    /// output is never copied (a 64 KiB stream chunk used to be copied twice).
+    fn apply(&mut self, mut m: Incoming) -> Event {
         let c = &m.content;
         match m.msg_type.as_str() {
             "stream" => {
-                let line = c["text"].as_str().unwrap_or("").to_string();
                 let error = c["name"] == "stderr";
+                let line = match m.content.get_mut("text").map(serde_json::Value::take) {
+                    Some(serde_json::Value::String(s)) => s,
+                    _ => String::new(),
+                };
                 let msg = OutputMessage {
-                    line: line.clone(),
-                    timestamp: m.date.clone(),
+                    line,
+                    timestamp: m.date.take(),
                     error,
                 };
                 if error {
-                    self.execution.logs.stderr.push(line);
                     Event::Stderr(msg)
                 } else {
-                    self.execution.logs.stdout.push(line);
                     Event::Stdout(msg)
                 }
             }
             "display_data" | "execute_result" => {
                 let r = RichResult::from_bundle(&c["data"], m.msg_type == "execute_result");
-                self.execution.results.push(r.clone());
                 Event::Result(Box::new(r))
             }
-            "error" => {
-                let e = error_from(c);
-                self.execution.error = Some(e.clone());
-                Event::Error(e)
-            }
+            "error" => Event::Error(error_from(c)),
             "execute_input" => {
                 self.set_count(c);
                 Event::None
@@ -410,19 +407,13 @@ impl Accumulator {
                 self.replied = true;
                 self.set_count(c);
                 match c["status"].as_str() {
-                    Some("error") if self.execution.error.is_none() => {
-                        let e = error_from(c);
-                        self.execution.error = Some(e.clone());
-                        Event::Error(e)
-                    }
+                    Some("error") if self.execution.error.is_none() => Event::Error(error_from(c)),
                     Some("aborted") if self.execution.error.is_none() => {
-                        let e = ExecutionError {
+                        Event::Error(ExecutionError {
                             name: "ExecutionAborted".into(),
                             value: "the kernel aborted the execution".into(),
                             traceback: String::new(),
-                        };
-                        self.execution.error = Some(e.clone());
-                        Event::Error(e)
+                        })
                     }
                     _ => Event::None,
                 }
@@ -434,6 +425,17 @@ impl Accumulator {
                 Event::None
             }
             _ => Event::None,
+        }
+    }
+
+    /// Stores what [`Accumulator::apply`] made of a message, after the callbacks saw it.
+    fn keep(&mut self, event: Event) {
+        match event {
+            Event::None => {}
+            Event::Stdout(m) => self.execution.logs.stdout.push(m.line),
+            Event::Stderr(m) => self.execution.logs.stderr.push(m.line),
+            Event::Result(r) => self.execution.results.push(*r),
+            Event::Error(e) => self.execution.error = Some(e),
         }
     }
 

@@ -26,9 +26,10 @@ from datetime import datetime, timezone
 
 SCHEMA_VERSION = 1
 PEERS = ("zmq", "websocket-client", "e2b-ws")
-MEASUREMENTS = ("roundtrip", "stream", "reconnect")
+MEASUREMENTS = ("roundtrip", "stream", "reconnect", "create", "concurrent")
 # measurement -> (iterations, warmup) when not given on the command line
-DEFAULTS = {"roundtrip": (200, 20), "stream": (3, 1), "reconnect": (50, 5)}
+DEFAULTS = {"roundtrip": (200, 20), "stream": (3, 1), "reconnect": (50, 5), "create": (5, 1),
+            "concurrent": (0, 0)}
 CHUNK = 65536  # bytes per write in the stream cell ('x' * 65535 + '\n')
 
 # The JSON goes to the real stdout; anything a library prints goes to stderr.
@@ -49,6 +50,59 @@ def now():
 
 def ms(seconds):
     return round(seconds * 1000.0, 4)
+
+
+def proc_status(key):
+    """A /proc/self/status field as an int (VmRSS/VmHWM in KiB, Threads), or None."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def task_cpu_ns(pid):
+    """CPU time (ns) of every thread of `pid` so far, from /proc/PID/task/*/schedstat."""
+    if not pid:
+        return None
+    try:
+        total = 0
+        for t in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{t}/schedstat") as f:
+                total += int(f.read().split()[0])
+        return total
+    except OSError:
+        return None
+
+
+def kernel_pid(kernel_id):
+    """The pid whose command line names kernel-<id>.json, or None."""
+    needle = f"kernel-{kernel_id}.json".encode()
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/cmdline", "rb") as f:
+                    if needle in f.read():
+                        return int(d)
+            except OSError:
+                pass
+    return None
+
+
+def rest(args, method, path, body=None):
+    """One Jupyter REST call with the token header; returns the decoded JSON (or None)."""
+    import urllib.request
+
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(args.url.rstrip("/") + path, data=data, method=method,
+                                 headers={"Authorization": f"token {args.token}",
+                                          "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=args.timeout) as resp:
+        raw = resp.read()
+    return json.loads(raw) if raw else None
 
 
 def maxrss_kib():
@@ -182,7 +236,17 @@ class ZmqPeer:
         self.kc = BlockingKernelClient()
         self.kc.load_connection_file(path)
         self.kc.start_channels()
-        self.kc.wait_for_ready(timeout=args.timeout)
+        # On a loaded machine a starting kernel can miss a 1 s heartbeat, which
+        # wait_for_ready reports as "Kernel died"; ask again until the deadline.
+        deadline = now() + args.timeout
+        while True:
+            try:
+                self.kc.wait_for_ready(timeout=max(1.0, deadline - now()))
+                break
+            except RuntimeError:
+                if now() >= deadline:
+                    raise
+                time.sleep(0.2)
 
     def execute(self, code, tally=None):
         msg_id = self.kc.execute(code, store_history=False)
@@ -355,10 +419,21 @@ def m_roundtrip(peer, args, out):
     for _ in range(args.warmup):
         peer.execute("1")
     samples = []
+    # CPU time per measured execute, in µs, of this process (all threads) and, when found in
+    # /proc, of the kernel and of the server (pid in $E2B_BENCH_SERVER_PID).
+    pids = {"server": os.environ.get("E2B_BENCH_SERVER_PID"), "kernel": kernel_pid(args.kernel)}
+    cpu0 = {k: task_cpu_ns(p) for k, p in pids.items()}
+    t_cpu = time.process_time()
     for _ in range(args.iterations):
         t0 = now()
         peer.execute("1")
         samples.append(ms(now() - t0))
+    n = max(1, args.iterations)
+    out["client_cpu_us_per_iter"] = round((time.process_time() - t_cpu) * 1e6 / n)
+    for k, p in pids.items():
+        c1 = task_cpu_ns(p)
+        if cpu0[k] is not None and c1 is not None:
+            out[f"{k}_cpu_us_per_iter"] = round((c1 - cpu0[k]) / 1e3 / n)
     out["samples_ms"] = samples
     out.update(summary(samples))
 
@@ -415,7 +490,132 @@ def m_reconnect(peer, args, out):
     out.update(summary(handshakes, "handshake_"))
 
 
+def m_create(args, out):
+    """Kernel start + connect + first execute("1"), each iteration on a new kernel.
+
+    zmq / websocket-client: POST /api/kernels, connect, execute. e2b-ws: what E2B's
+    create_kernel() did: POST /api/sessions, PATCH its path, websocket connect, execute.
+    The kernel is deleted after each iteration (not timed).
+    """
+    import copy
+
+    samples, starts, connects = [], [], []
+    for i in range(args.warmup + args.iterations):
+        t0 = now()
+        if args.peer == "e2b-ws":
+            sess = rest(args, "POST", "/api/sessions",
+                        {"path": str(uuid.uuid4()), "kernel": {"name": "python3"},
+                         "type": "notebook", "name": str(uuid.uuid4())})
+            rest(args, "PATCH", f"/api/sessions/{sess['id']}", {"path": "/tmp"})
+            kernel = sess["kernel"]["id"]
+        else:
+            kernel = rest(args, "POST", "/api/kernels", {"name": "python3"})["id"]
+        t1 = now()
+        a = copy.copy(args)
+        a.kernel = kernel
+        a.connection_file = None
+        if args.peer == "zmq":
+            rt = os.environ.get("JUPYTER_RUNTIME_DIR", "")
+            path = os.path.join(rt, f"kernel-{kernel}.json")
+            while not os.path.exists(path) and now() - t0 < args.timeout:
+                time.sleep(0.002)
+            a.connection_file = path
+        peer = PEER_CLASSES[args.peer](a)
+        t2 = now()
+        peer.execute("1")
+        t3 = now()
+        peer.close()
+        try:
+            rest(args, "DELETE", f"/api/kernels/{kernel}")
+        except Exception:
+            pass
+        if i >= args.warmup:
+            samples.append(ms(t3 - t0))
+            starts.append(ms(t1 - t0))
+            connects.append(ms(t2 - t1))
+    out["samples_ms"] = samples
+    out.update(summary(samples))
+    out["start_samples_ms"] = starts
+    out["connect_samples_ms"] = connects
+
+
+def m_concurrent(args, out):
+    """One client and one thread per kernel (--kernel a,b,c,...), each running "1" in a loop
+    for --duration seconds after --settle seconds of warm-up; total cells/s, and the memory and
+    threads each connection adds (VmRSS/Threads before and after connecting, /proc/self/status).
+    """
+    import copy
+    import threading
+
+    kernels = [k for k in args.kernel.split(",") if k]
+    out["connections"] = len(kernels)
+    out["rss_before_kib"] = proc_status("VmRSS")
+    out["threads_before"] = proc_status("Threads")
+    peers = []
+    for k in kernels:
+        a = copy.copy(args)
+        a.kernel = k
+        a.connection_file = None
+        peers.append(PEER_CLASSES[args.peer](a))
+    for p in peers:  # one execute each, then let kernels and background threads settle
+        p.execute("1")
+    time.sleep(2.0)
+    out["rss_connected_kib"] = proc_status("VmRSS")
+    out["threads_connected"] = proc_status("Threads")
+    n = len(kernels)
+    out["rss_per_connection_kib"] = round((out["rss_connected_kib"] - out["rss_before_kib"]) / n, 1)
+    out["threads_per_connection"] = round((out["threads_connected"] - out["threads_before"]) / n, 2)
+
+    start = now() + 0.2
+    measure_from = start + args.settle
+    stop_at = measure_from + args.duration
+    counts = [0] * n
+    lat = [[] for _ in range(n)]
+    errors = []
+
+    def work(i):
+        p = peers[i]
+        while now() < start:
+            time.sleep(0.001)
+        try:
+            while True:
+                t0 = now()
+                if t0 >= stop_at:
+                    break
+                p.execute("1")
+                t1 = now()
+                if t0 >= measure_from and t1 <= stop_at:
+                    counts[i] += 1
+                    lat[i].append(ms(t1 - t0))
+        except Exception as e:  # noqa: BLE001
+            errors.append(f"{type(e).__name__}: {e}")
+
+    threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(n)]
+    for t in threads:
+        t.start()
+    time.sleep(max(0.0, measure_from + args.duration / 2 - now()))
+    out["threads_running"] = proc_status("Threads")
+    for t in threads:
+        t.join(timeout=max(1.0, stop_at - now() + args.timeout))
+    if errors:
+        raise PeerError(errors[0])
+    if any(t.is_alive() for t in threads):
+        raise PeerError("a worker thread did not finish")
+    total = sum(counts)
+    out["duration_s"] = args.duration
+    out["cells"] = total
+    out["cells_per_s"] = round(total / args.duration, 2)
+    out["cells_per_connection"] = counts
+    samples = sorted(x for l in lat for x in l)
+    out["samples_ms"] = samples
+    out.update(summary(samples))
+    out["peak_rss_kib"] = proc_status("VmHWM")
+    for p in peers:
+        p.close()
+
+
 MEASURE_FNS = {"roundtrip": m_roundtrip, "stream": m_stream, "reconnect": m_reconnect}
+SELF_CONNECTING = {"create": m_create, "concurrent": m_concurrent}
 
 UNSUPPORTED = {
     ("zmq", "reconnect"): "zmq peer has no websocket; ZMQ sockets reconnect transparently, "
@@ -439,6 +639,10 @@ def main(argv=None):
                     help="websocket-client peer only: skip its pure-Python UTF-8 check")
     ap.add_argument("--timeout", type=float, default=120.0,
                     help="seconds, per execute and per connect")
+    ap.add_argument("--duration", type=float, default=10.0,
+                    help="concurrent: seconds measured")
+    ap.add_argument("--settle", type=float, default=1.0,
+                    help="concurrent: seconds of load before measuring")
     args = ap.parse_args(argv)
     it, wu = DEFAULTS[args.measurement]
     args.iterations = it if args.iterations is None else args.iterations
@@ -454,6 +658,13 @@ def main(argv=None):
     peer = None
     code = 0
     try:
+        if args.measurement in SELF_CONNECTING:
+            out["completion"] = PEER_CLASSES[args.peer].completion
+            SELF_CONNECTING[args.measurement](args, out)
+            out["peak_rss_kib"] = maxrss_kib()
+            out["versions"] = versions()
+            out["pid"] = os.getpid()
+            emit(out, 0)
         t0 = now()
         peer = PEER_CLASSES[args.peer](args)
         out["connect_ms"] = ms(now() - t0)

@@ -105,12 +105,18 @@ impl Connection {
     }
 
     /// Queues a request whose replies go to an existing channel (several requests, one waiter).
+    /// The calling thread is unparked whenever a reply needs attention; wait for them with
+    /// [`crate::jupyter::delivery::next`] (a plain blocking `recv` works too).
     pub(crate) fn send_on(&self, msg: Outgoing, reply: Sender<Delivery>) -> Result<(), Error> {
         if let Some(f) = self.failure() {
             return Err(f.to_error());
         }
         self.commands
-            .send(Command::Send { msg, reply })
+            .send(Command::Send {
+                msg,
+                reply,
+                waiter: std::thread::current(),
+            })
             .map_err(|_| Error::Closed)?;
         self.wake();
         Ok(())

@@ -5,6 +5,10 @@
 # numbers every message the kernel sends for an execute_request (metadata "e2b_seq": 1, 2, ...,
 # including execute_reply) and keeps a bounded ring of recent ones, so the client sees a gap in
 # the numbers and can fetch what is missing with replay().
+#
+# send() runs for every message the kernel sends, so it does as little as it can: the filter
+# comes first, and the replay entry is stored as a tuple and only turned into a dict (with an
+# ISO date) if replay() asks for it.
 import collections
 import sys
 import threading
@@ -21,10 +25,10 @@ def _install():
     seen = collections.OrderedDict()  # parent msg_ids that reached the kernel
     limits = {"records": 64, "seen": 8192, "bytes": 64 << 20}
     totals = {"bytes": 0}
-    numbered = {
+    numbered = frozenset((
         "status", "stream", "display_data", "execute_result", "error", "execute_input",
         "clear_output", "update_display_data", "execute_reply",
-    }
+    ))
     original = session.send
 
     class _Record:
@@ -32,7 +36,7 @@ def _install():
 
         def __init__(self):
             self.next = 1
-            self.msgs = collections.deque()
+            self.msgs = collections.deque()  # (seq, msg_type, content, date, size)
             self.lost_below = 1
             self.size = 0
 
@@ -56,27 +60,26 @@ def _install():
                 totals["bytes"] -= rec.size
                 continue
             while rec.msgs and totals["bytes"] > limits["bytes"]:
-                seq, _, size = rec.msgs.popleft()
-                rec.size -= size
-                totals["bytes"] -= size
-                rec.lost_below = seq + 1
+                entry = rec.msgs.popleft()
+                rec.size -= entry[4]
+                totals["bytes"] -= entry[4]
+                rec.lost_below = entry[0] + 1
             break
-
-    def _parent_id(msg_or_type, parent):
-        if isinstance(msg_or_type, dict):
-            header = msg_or_type.get("parent_header") or {}
-            kind = msg_or_type.get("header", {}).get("msg_type")
-        else:
-            header = parent.get("header", parent) if isinstance(parent, dict) else {}
-            kind = msg_or_type
-        if kind in numbered and isinstance(header, dict) and header.get("msg_type") == "execute_request":
-            return header.get("msg_id")
-        return None
 
     def send(stream, msg_or_type, content=None, parent=None, ident=None, buffers=None,
              track=False, header=None, metadata=None):
+        pid = None
         try:
-            pid = _parent_id(msg_or_type, parent)
+            if msg_or_type.__class__ is str:
+                if msg_or_type in numbered and parent:
+                    ph = parent.get("header", parent)
+                    if ph.get("msg_type") == "execute_request":
+                        pid = ph.get("msg_id")
+            elif isinstance(msg_or_type, dict):
+                kind = msg_or_type.get("header", {}).get("msg_type")
+                ph = msg_or_type.get("parent_header") or {}
+                if kind in numbered and ph.get("msg_type") == "execute_request":
+                    pid = ph.get("msg_id")
         except Exception:
             pid = None
         if not pid:
@@ -90,32 +93,41 @@ def _install():
                 while len(seen) > limits["seen"]:
                     seen.popitem(last=False)
             seq = rec.next
-            rec.next += 1
-            if isinstance(msg_or_type, dict):
-                msg_or_type.setdefault("metadata", {})["e2b_seq"] = seq
-            else:
-                metadata = dict(metadata or {})
+            rec.next = seq + 1
+            if msg_or_type.__class__ is str:
+                metadata = dict(metadata) if metadata else {}
                 metadata["e2b_seq"] = seq
+            else:
+                msg_or_type.setdefault("metadata", {})["e2b_seq"] = seq
             msg = original(stream, msg_or_type, content=content, parent=parent, ident=ident,
                            buffers=buffers, track=track, header=header, metadata=metadata)
             try:
                 hdr = msg["header"]
-                date = hdr.get("date")
-                entry = {
-                    "seq": seq,
-                    "msg_type": hdr.get("msg_type"),
-                    "channel": "shell" if hdr.get("msg_type") == "execute_reply" else "iopub",
-                    "content": msg.get("content", {}),
-                    "date": date.isoformat() if hasattr(date, "isoformat") else date,
-                }
-                size = _size(entry["content"]) + 128
-                rec.msgs.append((seq, entry, size))
+                body = msg.get("content", {})
+                kind = hdr.get("msg_type")
+                if kind == "stream":
+                    size = 128 + len(body.get("text", ""))
+                elif kind == "status":
+                    size = 160
+                else:
+                    size = 128 + _size(body)
+                rec.msgs.append((seq, kind, body, hdr.get("date"), size))
                 rec.size += size
                 totals["bytes"] += size
-                _evict()
+                if totals["bytes"] > limits["bytes"] or len(records) > limits["records"]:
+                    _evict()
             except Exception:
                 pass
             return msg
+
+    def _entry(seq, kind, body, date):
+        return {
+            "seq": seq,
+            "msg_type": kind,
+            "channel": "shell" if kind == "execute_reply" else "iopub",
+            "content": body,
+            "date": date.isoformat() if hasattr(date, "isoformat") else date,
+        }
 
     def replay(pid, from_seq):
         with lock:
@@ -129,7 +141,7 @@ def _install():
                     "state": "known",
                     "lost_below": rec.lost_below,
                     "next": rec.next,
-                    "messages": [m for s, m, _ in rec.msgs if s >= from_seq],
+                    "messages": [_entry(s, k, b, d) for s, k, b, d, _ in rec.msgs if s >= from_seq],
                 }
         out["parent"] = pid
         from IPython.display import publish_display_data

@@ -1,6 +1,7 @@
 //! Who is waiting for which request, and which message ids were already delivered.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::thread::Thread;
 
 use crossbeam_channel::Sender;
 
@@ -12,6 +13,8 @@ use crate::jupyter::wire::Incoming;
 #[derive(Debug)]
 struct Route {
     tx: Sender<Delivery>,
+    /// The thread that sent the request; it waits with [`crate::jupyter::delivery::next`].
+    waiter: Thread,
     replied: bool,
     idle: bool,
 }
@@ -20,18 +23,42 @@ struct Route {
 #[derive(Debug, Default)]
 pub(crate) struct Routes {
     routes: HashMap<String, Route>,
+    /// Waiters with new deliveries, woken once per read batch by [`Routes::wake`].
+    to_wake: Vec<Thread>,
+}
+
+/// Whether a waiter must be woken for this message. `status: busy` and `execute_input` never
+/// let a waiter finish or call a callback, so they wait in the channel for the next message
+/// that does (for `run_code("1")`: one wake-up less per round trip).
+fn needs_waiter(msg: &Incoming) -> bool {
+    match msg.msg_type.as_str() {
+        "execute_input" => false,
+        "status" => msg.content["execution_state"] != "busy",
+        _ => true,
+    }
 }
 
 impl Routes {
-    pub(crate) fn add(&mut self, msg_id: String, tx: Sender<Delivery>) {
+    pub(crate) fn add(&mut self, msg_id: String, tx: Sender<Delivery>, waiter: Thread) {
         self.routes.insert(
             msg_id,
             Route {
                 tx,
+                waiter,
                 replied: false,
                 idle: false,
             },
         );
+    }
+
+    /// Unparks every waiter that got something since the last call.
+    pub(crate) fn wake(&mut self) {
+        for (i, t) in self.to_wake.iter().enumerate() {
+            if !self.to_wake[..i].iter().any(|o| o.id() == t.id()) {
+                t.unpark();
+            }
+        }
+        self.to_wake.clear();
     }
 
     pub(crate) fn remove(&mut self, msg_id: &str) {
@@ -55,6 +82,9 @@ impl Routes {
             route.idle = true;
         }
         let finished = route.replied && route.idle;
+        if finished || needs_waiter(&msg) {
+            self.to_wake.push(route.waiter.clone());
+        }
         let parent = msg.parent_id.clone();
         let gone = route.tx.send(Delivery::Message(msg)).is_err();
         if finished || gone {
@@ -67,6 +97,7 @@ impl Routes {
     pub(crate) fn notify_reconnected(&self) {
         for route in self.routes.values() {
             let _ = route.tx.send(Delivery::Reconnected);
+            route.waiter.unpark();
         }
     }
 
@@ -74,6 +105,7 @@ impl Routes {
     pub(crate) fn fail_all(&mut self, failure: &Failure) {
         for (_, route) in self.routes.drain() {
             let _ = route.tx.send(Delivery::Failed(failure.clone()));
+            route.waiter.unpark();
         }
     }
 }
@@ -137,7 +169,7 @@ mod tests {
         for reply_first in [true, false] {
             let mut r = Routes::default();
             let (tx, rx) = crossbeam_channel::unbounded();
-            r.add("p".into(), tx);
+            r.add("p".into(), tx, std::thread::current());
             let reply = msg("shell", "execute_reply", "p", json!({"status": "ok"}));
             let idle = msg("iopub", "status", "p", json!({"execution_state": "idle"}));
             let (a, b) = if reply_first {

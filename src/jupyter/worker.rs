@@ -29,6 +29,11 @@ pub(crate) const WAKE: Token = Token(1);
 
 /// Messages read per batch before they are routed.
 const BATCH: usize = 256;
+/// Bytes read per batch before they are routed: bounds the raw frames held at once when a
+/// burst of large output sits in the socket buffer (up to 256 × 64 KiB before).
+const BATCH_BYTES: usize = 1 << 20;
+/// Bytes of routed messages after which waiters are woken without waiting for the batch end.
+const WAKE_BYTES: usize = 32 * 1024;
 /// Message ids remembered for duplicate detection.
 const SEEN_CAPACITY: usize = 32 * 1024;
 /// Least time between two liveness probes of the backend during one outage.
@@ -48,6 +53,8 @@ pub(crate) enum Command {
     Send {
         msg: Outgoing,
         reply: Sender<Delivery>,
+        /// The thread to unpark when a reply arrives.
+        waiter: std::thread::Thread,
     },
     Forget {
         msg_id: String,
@@ -178,6 +185,7 @@ impl Worker {
             {
                 self.reconnect_once();
             }
+            // Once per sleep is enough: see transport::quickack.
             if let Some(s) = &self.socket {
                 transport::quickack(&s.raw);
             }
@@ -196,7 +204,7 @@ impl Worker {
     fn drain_commands(&mut self) -> bool {
         loop {
             match self.commands.try_recv() {
-                Ok(Command::Send { msg, reply }) => self.submit(msg, reply),
+                Ok(Command::Send { msg, reply, waiter }) => self.submit(msg, reply, waiter),
                 Ok(Command::Forget { msg_id }) => {
                     self.routes.remove(&msg_id);
                     self.queued.retain(|m| m.msg_id != msg_id);
@@ -209,12 +217,13 @@ impl Worker {
         }
     }
 
-    fn submit(&mut self, msg: Outgoing, reply: Sender<Delivery>) {
+    fn submit(&mut self, msg: Outgoing, reply: Sender<Delivery>, waiter: std::thread::Thread) {
         if let Some(f) = self.shared.failure() {
             let _ = reply.send(Delivery::Failed(f));
+            waiter.unpark();
             return;
         }
-        self.routes.add(msg.msg_id.clone(), reply);
+        self.routes.add(msg.msg_id.clone(), reply, waiter);
         if self.socket.is_some() {
             if let Err(cause) = self.write(&msg) {
                 self.queued.push_back(msg);
@@ -250,9 +259,21 @@ impl Worker {
     fn pump(&mut self) -> Result<(), String> {
         loop {
             let (batch, outcome) = self.read_batch();
-            for m in batch {
-                self.on_frame(m)?;
-            }
+            // Waiters are woken once per batch of small messages (a burst such as
+            // execute_result + execute_reply costs one wake-up, not one each), and after every
+            // WAKE_BYTES of output, so callers work on large output while the rest decodes.
+            let mut unannounced = 0;
+            let routed = batch.into_iter().try_for_each(|m| {
+                unannounced += m.len();
+                let r = self.on_frame(m);
+                if unannounced >= WAKE_BYTES {
+                    self.routes.wake();
+                    unannounced = 0;
+                }
+                r
+            });
+            self.routes.wake();
+            routed?;
             match outcome {
                 ReadOutcome::Drained => break,
                 ReadOutcome::More => {}
@@ -276,10 +297,13 @@ impl Worker {
         let Some(sock) = self.socket.as_mut() else {
             return (batch, ReadOutcome::Drained);
         };
-        while batch.len() < BATCH {
-            transport::quickack(&sock.raw);
+        let mut bytes = 0;
+        while batch.len() < BATCH && bytes < BATCH_BYTES {
             match sock.ws.read() {
-                Ok(m) => batch.push(m),
+                Ok(m) => {
+                    bytes += m.len();
+                    batch.push(m);
+                }
                 Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
                     return (batch, ReadOutcome::Drained);
                 }

@@ -1,0 +1,584 @@
+//! Side-by-side performance report: e2b-blocking against the Python peers of bench/peers
+//! (jupyter_client over ZMQ, websocket-client, E2B's websocket-era client) and a raw
+//! tungstenite reader, all against ONE local jupyter_server in the same run.
+//!
+//! `cargo bench --bench compare` (about 10 min on 2 cores). Writes docs/PERFORMANCE.md
+//! (between its GENERATED markers), docs/perf-latency.png and target/compare/results.json.
+//! Every client runs in its own process (ours re-executes this binary with `--child`), on its
+//! own fresh kernel, and the clients of one measurement take turns round by round.
+//!
+//! Environment: E2B_BENCH_ONLY=roundtrip,stream,reconnect,create,concurrent (subset),
+//! E2B_BENCH_QUICK=1 (fewer rounds and iterations, for a smoke run),
+//! E2B_BENCH_ROUNDS=N (round-trip rounds, default 5), E2B_BENCH_NO_DOCS=1 (print only),
+//! E2B_BENCH_CLIENTS=a,b (round trip, stream, reconnect: only clients whose name contains one),
+//! E2B_BENCH_BASELINE=PATH (this bench built against an older commit of the SDK: its
+//! `--child ours` runs join round trip, stream and reconnect as "e2b-blocking (baseline)",
+//! for before/after numbers from one run).
+
+mod child;
+#[path = "../../tests/support/fault_proxy.rs"]
+mod fault_proxy;
+mod raw;
+mod report;
+mod util;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use e2b_blocking::Sandbox;
+use serde_json::{Value, json};
+
+use util::{Res, Rest, last_json, run_with_deadline};
+
+const MATPLOTLIB: &str = "matplotlib==3.10.9";
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let r = if args.first().map(String::as_str) == Some("--child") {
+        child::run(&args[1..])
+    } else if args.first().map(String::as_str) == Some("--serve") {
+        serve(args.get(1).and_then(|s| s.parse().ok()).unwrap_or(600))
+    } else {
+        orchestrate()
+    };
+    if let Err(e) = r {
+        eprintln!("compare: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// How a client is run.
+#[derive(Clone)]
+pub enum Kind {
+    /// This binary with `--child ours …`: the SDK's public API.
+    Ours,
+    /// The same from the E2B_BENCH_BASELINE binary (an older SDK).
+    Baseline,
+    /// This binary with `--child raw …` on a fresh kernel.
+    Raw,
+    /// bench/peers/peers.py with this peer name, on a fresh kernel.
+    Peer(&'static str),
+}
+
+#[derive(Clone)]
+pub struct Client {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub extra: Vec<&'static str>,
+}
+
+fn client(name: &'static str, kind: Kind, extra: &[&'static str]) -> Client {
+    Client {
+        name,
+        kind,
+        extra: extra.to_vec(),
+    }
+}
+
+pub struct Bench {
+    exe: PathBuf,
+    server_pid: u32,
+    baseline: Option<PathBuf>,
+    python: PathBuf,
+    peers_py: PathBuf,
+    url: String,
+    token: String,
+    runtime: PathBuf,
+    rest: Rest,
+    logs: PathBuf,
+}
+
+impl Bench {
+    /// Runs one client process for one measurement; `kernel` is passed as --kernel.
+    fn run(
+        &self,
+        c: &Client,
+        measurement: &str,
+        kernel: Option<&str>,
+        args: &[String],
+        limit: Duration,
+    ) -> Value {
+        let mut cmd = match &c.kind {
+            Kind::Ours | Kind::Raw | Kind::Baseline => {
+                let exe = match (&c.kind, &self.baseline) {
+                    (Kind::Baseline, Some(b)) => b,
+                    _ => &self.exe,
+                };
+                let mut cmd = Command::new(exe);
+                let who = if matches!(c.kind, Kind::Raw) {
+                    "raw"
+                } else {
+                    "ours"
+                };
+                cmd.args(["--child", who, measurement]);
+                cmd
+            }
+            Kind::Peer(p) => {
+                let mut cmd = Command::new(&self.python);
+                cmd.arg(&self.peers_py).args([*p, measurement]).args([
+                    "--url",
+                    &self.url,
+                    "--token",
+                    &self.token,
+                ]);
+                cmd
+            }
+        };
+        if let Some(k) = kernel {
+            cmd.args(["--kernel", k]);
+        }
+        cmd.args(args)
+            .args(&c.extra)
+            .env("E2B_BENCH_URL", &self.url)
+            .env("E2B_BENCH_TOKEN", &self.token)
+            .env("JUPYTER_RUNTIME_DIR", &self.runtime)
+            .env("E2B_BENCH_SERVER_PID", self.server_pid.to_string())
+            .env("PYTHONWARNINGS", "ignore");
+        let log = self.logs.join(format!(
+            "{}-{}.log",
+            measurement,
+            c.name.replace(|ch: char| !ch.is_ascii_alphanumeric(), "_")
+        ));
+        let t = Instant::now();
+        let v = match run_with_deadline(&mut cmd, limit, &log) {
+            Ok((_, out)) => last_json(&out).unwrap_or_else(
+                || json!({"error": format!("no JSON output; see {}", log.display())}),
+            ),
+            Err(e) => json!({"error": e.to_string()}),
+        };
+        eprintln!(
+            "  {:<34} {:<10} {:>6.1} s {}",
+            c.name,
+            measurement,
+            t.elapsed().as_secs_f64(),
+            v.get("error")
+                .or_else(|| v.get("unsupported"))
+                .map(|e| format!("-> {e}"))
+                .unwrap_or_default()
+        );
+        v
+    }
+
+    /// Like `run`, on a kernel started for this run alone (except for ours, which starts its
+    /// own through the SDK) and shut down afterwards.
+    fn run_fresh(&self, c: &Client, measurement: &str, args: &[String], limit: Duration) -> Value {
+        if matches!(c.kind, Kind::Ours | Kind::Baseline) {
+            return self.run(c, measurement, None, args, limit);
+        }
+        let kernel = match self.rest.start_kernel() {
+            Ok(k) => k,
+            Err(e) => return json!({"error": format!("kernel start: {e}")}),
+        };
+        let v = self.run(c, measurement, Some(&kernel), args, limit);
+        self.rest.delete_kernel(&kernel);
+        v
+    }
+}
+
+fn env_flag(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+fn env_num(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+/// Results: measurement -> client name -> one JSON object per round.
+pub type Results = BTreeMap<String, BTreeMap<String, Vec<Value>>>;
+
+fn orchestrate() -> Res<()> {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let machine = report::Machine::collect(&repo);
+    eprintln!(
+        "compare: nproc {}, load average at start {}",
+        machine.nproc, machine.loadavg
+    );
+    let quick = env_flag("E2B_BENCH_QUICK");
+    let only: Option<Vec<String>> = std::env::var("E2B_BENCH_ONLY")
+        .ok()
+        .map(|v| v.split(',').map(|s| s.trim().to_string()).collect());
+    let wanted = |m: &str| only.as_ref().is_none_or(|o| o.iter().any(|x| x == m));
+
+    let out_dir = repo.join("target").join("compare");
+    let logs = out_dir.join("logs");
+    std::fs::create_dir_all(&logs)?;
+    for e in std::fs::read_dir(&logs)?.flatten() {
+        let _ = std::fs::remove_file(e.path());
+    }
+    let python = setup_peers(&repo, &logs)?;
+
+    let t_server = Instant::now();
+    let sbx = Sandbox::local()?;
+    eprintln!(
+        "compare: local jupyter_server up in {:.1} s at {}",
+        t_server.elapsed().as_secs_f64(),
+        sbx.jupyter_url()
+    );
+    let token = sbx
+        .jupyter_headers()
+        .into_iter()
+        .find(|(n, _)| n == "Authorization")
+        .and_then(|(_, v)| v.expose_secret().strip_prefix("token ").map(str::to_string))
+        .ok_or("no token header")?;
+    let bench = Bench {
+        exe: std::env::current_exe()?,
+        server_pid: sbx.local_pid().ok_or("no server pid")?,
+        baseline: std::env::var_os("E2B_BENCH_BASELINE").map(PathBuf::from),
+        python,
+        peers_py: repo.join("bench/peers/peers.py"),
+        url: sbx.jupyter_url().to_string(),
+        rest: Rest::new(sbx.jupyter_url(), &token),
+        token,
+        runtime: sbx
+            .local_runtime_dir()
+            .ok_or("no runtime dir")?
+            .to_path_buf(),
+        logs,
+    };
+
+    let mut results: Results = BTreeMap::new();
+    let t_all = Instant::now();
+    if wanted("roundtrip") {
+        roundtrip(&bench, &mut results, quick);
+    }
+    if wanted("stream") {
+        stream(&bench, &mut results, quick);
+    }
+    if wanted("reconnect") {
+        reconnect(&bench, &mut results, quick);
+    }
+    if wanted("create") {
+        create(&bench, &mut results, quick);
+    }
+    if wanted("concurrent") {
+        concurrent(&bench, &mut results, quick);
+    }
+    let elapsed = t_all.elapsed();
+    let load_end = report::loadavg();
+    drop(sbx);
+
+    let rep = report::Report {
+        machine,
+        load_end,
+        elapsed,
+        quick,
+        results: &results,
+    };
+    let text = rep.markdown();
+    println!("{text}");
+    std::fs::write(
+        out_dir.join("results.json"),
+        serde_json::to_string_pretty(&results)?,
+    )?;
+    if !env_flag("E2B_BENCH_NO_DOCS") {
+        let docs = repo.join("docs");
+        std::fs::create_dir_all(&docs)?;
+        report::write_between_markers(&docs.join("PERFORMANCE.md"), &text)?;
+        let spec = out_dir.join("latency.json");
+        std::fs::write(&spec, serde_json::to_string(&rep.chart_spec())?)?;
+        let png = docs.join("perf-latency.png");
+        let mut cmd = Command::new(&bench.python);
+        cmd.arg(repo.join("bench/peers/plot_latency.py"))
+            .arg(&spec)
+            .arg(&png);
+        match run_with_deadline(
+            &mut cmd,
+            Duration::from_secs(120),
+            &bench.logs.join("plot.log"),
+        ) {
+            Ok((true, _)) => eprintln!("compare: wrote {}", png.display()),
+            other => eprintln!("compare: chart failed: {:?}", other.map(|(ok, _)| ok)),
+        }
+        eprintln!("compare: wrote {}", docs.join("PERFORMANCE.md").display());
+    }
+    Ok(())
+}
+
+/// `--serve SECONDS`: a local server for investigating by hand with `--child …` and peers.py.
+/// Prints `export` lines for its URL, token and runtime dir, then waits.
+fn serve(seconds: u64) -> Res<()> {
+    let sbx = Sandbox::local()?;
+    let token = sbx
+        .jupyter_headers()
+        .into_iter()
+        .find(|(n, _)| n == "Authorization")
+        .and_then(|(_, v)| v.expose_secret().strip_prefix("token ").map(str::to_string))
+        .ok_or("no token header")?;
+    println!("export E2B_BENCH_URL={}", sbx.jupyter_url());
+    println!("export E2B_BENCH_TOKEN={token}");
+    println!(
+        "export JUPYTER_RUNTIME_DIR={}",
+        sbx.local_runtime_dir().ok_or("no runtime dir")?.display()
+    );
+    std::thread::sleep(Duration::from_secs(seconds));
+    Ok(())
+}
+
+/// bench/peers/setup.sh, plus matplotlib for the chart; returns the venv's python.
+fn setup_peers(repo: &Path, logs: &Path) -> Res<PathBuf> {
+    let mut cmd = Command::new("bash");
+    cmd.arg(repo.join("bench/peers/setup.sh"));
+    let (ok, out) = run_with_deadline(&mut cmd, Duration::from_secs(900), &logs.join("setup.log"))?;
+    let python = PathBuf::from(out.lines().last().unwrap_or("").trim());
+    if !ok || !python.exists() {
+        return Err(format!("bench/peers/setup.sh failed; see {}", logs.display()).into());
+    }
+    let mut check = Command::new(&python);
+    check.args(["-c", "import matplotlib"]);
+    if !run_with_deadline(&mut check, Duration::from_secs(60), &logs.join("setup.log"))?.0 {
+        eprintln!("compare: installing {MATPLOTLIB} into the peers venv (for the chart)");
+        let mut pip = Command::new(&python);
+        pip.args([
+            "-m",
+            "pip",
+            "install",
+            "--disable-pip-version-check",
+            "--no-input",
+            "--progress-bar",
+            "off",
+            MATPLOTLIB,
+        ]);
+        if !run_with_deadline(&mut pip, Duration::from_secs(600), &logs.join("setup.log"))?.0 {
+            eprintln!("compare: matplotlib install failed; the chart will be missing");
+        }
+    }
+    Ok(python)
+}
+
+/// Runs every client once per round, rotating who goes first.
+fn rounds(
+    bench: &Bench,
+    results: &mut Results,
+    measurement: &str,
+    clients: &[Client],
+    n_rounds: usize,
+    args: &[String],
+    limit: Duration,
+) {
+    // E2B_BENCH_CLIENTS=a,b: only clients whose name contains one of these.
+    let clients: Vec<&Client> = match std::env::var("E2B_BENCH_CLIENTS") {
+        Ok(f) if !f.is_empty() => clients
+            .iter()
+            .filter(|c| f.split(',').any(|p| c.name.contains(p.trim())))
+            .collect(),
+        _ => clients.iter().collect(),
+    };
+    eprintln!(
+        "compare: {measurement}: {n_rounds} round(s) of {} clients",
+        clients.len()
+    );
+    for r in 0..n_rounds {
+        for i in 0..clients.len() {
+            let c = clients[(i + r) % clients.len()];
+            let v = bench.run_fresh(c, measurement, args, limit);
+            results
+                .entry(measurement.to_string())
+                .or_default()
+                .entry(c.name.to_string())
+                .or_default()
+                .push(v);
+        }
+    }
+}
+
+pub const OURS: &str = "e2b-blocking";
+pub const RAW_HOOK: &str = "raw tungstenite (hooked kernel)";
+pub const RAW_BARE: &str = "raw tungstenite (plain kernel)";
+pub const RAW_PARSE: &str = "raw tungstenite + decode and keep text (hooked)";
+pub const ZMQ: &str = "zmq (jupyter_client)";
+pub const WSC: &str = "websocket-client";
+pub const WSC_FAST: &str = "websocket-client (skip utf8 check)";
+pub const E2B: &str = "e2b-ws (e2b-code-interpreter 0.0.10)";
+pub const OURS_LOCAL: &str = "e2b-blocking Sandbox::local()";
+pub const BASELINE: &str = "e2b-blocking (baseline)";
+
+/// Adds the baseline SDK as a client when E2B_BENCH_BASELINE is set.
+fn with_baseline(bench: &Bench, mut clients: Vec<Client>) -> Vec<Client> {
+    if bench.baseline.is_some() {
+        clients.insert(1, client(BASELINE, Kind::Baseline, &[]));
+    }
+    clients
+}
+
+fn roundtrip(bench: &Bench, results: &mut Results, quick: bool) {
+    let clients = with_baseline(
+        bench,
+        vec![
+            client(OURS, Kind::Ours, &[]),
+            client(ZMQ, Kind::Peer("zmq"), &[]),
+            client(WSC, Kind::Peer("websocket-client"), &[]),
+            client(E2B, Kind::Peer("e2b-ws"), &[]),
+            client(RAW_HOOK, Kind::Raw, &["--hook"]),
+            client(RAW_BARE, Kind::Raw, &[]),
+        ],
+    );
+    let n = env_num("E2B_BENCH_ROUNDS", if quick { 1 } else { 5 });
+    let it = if quick { "30" } else { "100" };
+    let args = strings(&["--iterations", it, "--warmup", "10"]);
+    rounds(
+        bench,
+        results,
+        "roundtrip",
+        &clients,
+        n,
+        &args,
+        Duration::from_secs(300),
+    );
+}
+
+fn stream(bench: &Bench, results: &mut Results, quick: bool) {
+    let clients = with_baseline(
+        bench,
+        vec![
+            client(OURS, Kind::Ours, &[]),
+            client(RAW_HOOK, Kind::Raw, &["--hook"]),
+            client(RAW_PARSE, Kind::Raw, &["--hook", "--parse"]),
+            client(RAW_BARE, Kind::Raw, &[]),
+            client(ZMQ, Kind::Peer("zmq"), &[]),
+            client(WSC, Kind::Peer("websocket-client"), &[]),
+            client(
+                WSC_FAST,
+                Kind::Peer("websocket-client"),
+                &["--skip-utf8-validation"],
+            ),
+            client(E2B, Kind::Peer("e2b-ws"), &[]),
+        ],
+    );
+    let (n, it) = if quick { (1, "1") } else { (2, "2") };
+    let n = env_num("E2B_BENCH_STREAM_ROUNDS", n);
+    let args = strings(&["--iterations", it, "--warmup", "1", "--mb", "20"]);
+    rounds(
+        bench,
+        results,
+        "stream",
+        &clients,
+        n,
+        &args,
+        Duration::from_secs(900),
+    );
+}
+
+fn reconnect(bench: &Bench, results: &mut Results, quick: bool) {
+    let clients = with_baseline(
+        bench,
+        vec![
+            client(OURS, Kind::Ours, &[]),
+            client(WSC, Kind::Peer("websocket-client"), &[]),
+            client(E2B, Kind::Peer("e2b-ws"), &[]),
+            client(ZMQ, Kind::Peer("zmq"), &[]),
+        ],
+    );
+    let (n, it) = if quick { (1, "20") } else { (2, "50") };
+    let args = strings(&["--iterations", it, "--warmup", "5"]);
+    rounds(
+        bench,
+        results,
+        "reconnect",
+        &clients,
+        n,
+        &args,
+        Duration::from_secs(300),
+    );
+}
+
+fn create(bench: &Bench, results: &mut Results, quick: bool) {
+    // Peers make their own kernels here: the measurement is the kernel start.
+    let clients = [
+        client(OURS, Kind::Ours, &[]),
+        client(ZMQ, Kind::Peer("zmq"), &[]),
+        client(WSC, Kind::Peer("websocket-client"), &[]),
+        client(E2B, Kind::Peer("e2b-ws"), &[]),
+    ];
+    let (n, it) = if quick { (1, "2") } else { (2, "5") };
+    let args = strings(&["--iterations", it, "--warmup", "1", "--kernel", "none"]);
+    eprintln!("compare: create: {n} round(s)");
+    for r in 0..n {
+        for i in 0..clients.len() {
+            let c = &clients[(i + r) % clients.len()];
+            let v = bench.run(c, "create", None, &args, Duration::from_secs(600));
+            push(results, "create", c.name, v);
+        }
+        let local = client(OURS_LOCAL, Kind::Ours, &[]);
+        let largs = strings(&[
+            "--iterations",
+            if quick { "1" } else { "3" },
+            "--warmup",
+            "0",
+        ]);
+        let v = bench.run(
+            &local,
+            "create-local",
+            None,
+            &largs,
+            Duration::from_secs(600),
+        );
+        push(results, "create", OURS_LOCAL, v);
+    }
+}
+
+fn concurrent(bench: &Bench, results: &mut Results, quick: bool) {
+    let conns = env_num("E2B_BENCH_CONNECTIONS", 32);
+    let duration = if quick { "4" } else { "10" };
+    let args = strings(&[
+        "--connections",
+        &conns.to_string(),
+        "--duration",
+        duration,
+        "--settle",
+        "2",
+    ]);
+    eprintln!("compare: concurrent: {conns} connections");
+    let ours = client(OURS, Kind::Ours, &[]);
+    let v = bench.run(&ours, "concurrent", None, &args, Duration::from_secs(900));
+    push(results, "concurrent", OURS, v);
+    // The peers share one set of kernels, zmq first (see bench/peers/README.md: a websocket
+    // peer that leaves makes the server buffer that kernel's output).
+    let mut kernels = Vec::new();
+    for _ in 0..conns {
+        match bench.rest.start_kernel() {
+            Ok(k) => kernels.push(k),
+            Err(e) => {
+                eprintln!("compare: kernel start failed: {e}");
+                break;
+            }
+        }
+    }
+    if kernels.len() == conns {
+        let list = kernels.join(",");
+        for (name, peer) in [(ZMQ, "zmq"), (WSC, "websocket-client"), (E2B, "e2b-ws")] {
+            let c = client(name, Kind::Peer(peer), &[]);
+            let v = bench.run(
+                &c,
+                "concurrent",
+                Some(&list),
+                &args[2..],
+                Duration::from_secs(900),
+            );
+            push(results, "concurrent", name, v);
+        }
+    }
+    for k in &kernels {
+        bench.rest.delete_kernel(k);
+    }
+}
+
+fn push(results: &mut Results, m: &str, name: &str, v: Value) {
+    results
+        .entry(m.to_string())
+        .or_default()
+        .entry(name.to_string())
+        .or_default()
+        .push(v);
+}
