@@ -310,10 +310,24 @@ e2b_error_code_t e2b_sandbox_local(const char *options_json,
                                    e2b_sandbox_t *out);
 
 /**
- * Creates an E2B cloud sandbox. **Not available yet**: the E2B backend is still being
- * written, so this always returns `E2B_ERR_UNSUPPORTED` (after checking its arguments) and
- * sets `*out` to 0. The signature is final: `options_json` (NULL for defaults) will take the
- * template, API key, lifetime and timeouts.
+ * Creates an E2B cloud sandbox from E2B's code-interpreter template and connects to its
+ * Jupyter server; blocks until its default Python kernel is ready.
+ *
+ * `options_json` may be NULL or `""` for every default, or a JSON object with any of:
+ * - control plane: `"api_key"` (default `$E2B_API_KEY`), `"domain"` (`$E2B_DOMAIN`, else
+ *   `e2b.app`), `"api_url"`, `"sandbox_url"` (base URL of the sandbox's Jupyter server),
+ *   `"debug"` (E2B's local stack; `$E2B_DEBUG`), `"request_timeout_ms"` (60000);
+ * - the sandbox: `"template"` (`code-interpreter-v1`), `"lifetime_ms"` (how long it lives,
+ *   300000), `"metadata"` and `"sandbox_envs"` (`{"NAME": "value"}` objects), `"secure"`
+ *   (true), `"auto_pause"`, `"allow_internet_access"`, `"allow_public_traffic"`,
+ *   `"kill_on_close"` (true: `e2b_sandbox_destroy()` kills the sandbox; false leaves it
+ *   running for a later connect);
+ * - as for `e2b_sandbox_local()`: `"envs"` (environment variables of every context) and
+ *   `"timeouts"`.
+ *
+ * Unknown keys are `E2B_ERR_INVALID_ARGUMENT`. A rejected API key is
+ * `E2B_ERR_AUTHENTICATION`; an unknown template is `E2B_ERR_HTTP`. The API key is never
+ * logged and no function returns it. On success `*out` is the new handle; on failure it is 0.
  *
  * # Safety
  * `options_json` is NULL or a NUL-terminated string; `out` is valid for one write.

@@ -5,15 +5,13 @@
 mod support;
 
 use std::ffi::{CStr, CString, c_char};
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use e2b_blocking::{E2bConfig, E2bOptions, Sandbox};
 use serde_json::json;
+use support::deadline;
+use support::python_server::{PythonServer, venv_python};
 use support::scripted_ws::{HttpAnswer, Options, ScriptedWs};
-use support::{deadline, local};
 
 /// A tokenless jupyter_server from the local sandbox's venv, as E2B's template runs it.
 fn template_server() -> PythonServer {

@@ -3,10 +3,10 @@
 mod support;
 
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use e2b_blocking::{Error, LocalOptions, Sandbox, Secret, Timeouts};
+use e2b_blocking::{Error, Sandbox, Secret, Timeouts};
+use support::python_server::{PythonServer, venv_python};
 use support::{deadline, init_logs, local, token_of};
 
 fn kernel_ids(url: &str, token: &str) -> Vec<String> {

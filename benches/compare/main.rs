@@ -456,7 +456,7 @@ fn stream(bench: &Bench, results: &mut Results, quick: bool) {
             client(E2B, Kind::Peer("e2b-ws"), &[]),
         ],
     );
-    let (n, it) = if quick { (1, "1") } else { (2, "2") };
+    let (n, it) = if quick { (1, "1") } else { (3, "2") };
     let n = env_num("E2B_BENCH_STREAM_ROUNDS", n);
     let args = strings(&["--iterations", it, "--warmup", "1", "--mb", "20"]);
     rounds(

@@ -38,7 +38,8 @@ impl PythonServer {
     /// Jupyter runtime, data and config dirs, until `/api` gives any HTTP answer. A server
     /// that exits early lost the race for its port: it is retried on another one.
     pub fn start(python: &str, args: impl Fn(u16, &Path) -> Vec<String>) -> PythonServer {
-        let dir = std::env::temp_dir().join(format!("e2b-server-{}", uuid::Uuid::new_v4().simple()));
+        let dir =
+            std::env::temp_dir().join(format!("e2b-server-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
         for _ in 0..5 {
             let port = TcpListener::bind("127.0.0.1:0")
