@@ -89,8 +89,11 @@ impl Kernel {
         self.conn.state()
     }
 
-    /// Waits until the kernel answers a `kernel_info_request`, asking again every half second:
-    /// a request sent while the server is restarting the kernel can be dropped.
+    /// Waits until the kernel answers a `kernel_info_request` on both channels (the reply on
+    /// shell, its `idle` on iopub), asking again every half second: a request sent while the
+    /// server is restarting the kernel can be dropped, and after a restart the server's iopub
+    /// subscription reconnects later than shell, so a reply alone does not mean the kernel's
+    /// output will reach us (the same check jupyter_server's own "nudge" makes).
     pub(crate) fn wait_ready(&self, timeout: Duration) -> Result<(), Error> {
         let deadline = Instant::now() + timeout;
         loop {
@@ -103,11 +106,16 @@ impl Kernel {
             let msg_id = msg.msg_id.clone();
             let rx = self.conn.send(msg)?;
             let attempt_until = (Instant::now() + Duration::from_millis(500)).min(deadline);
+            let (mut replied, mut idle) = (false, false);
             loop {
                 match delivery::next(&rx, Some(attempt_until)) {
-                    Ok(Delivery::Message(m)) if m.msg_type == "kernel_info_reply" => {
-                        self.conn.forget(&msg_id);
-                        return Ok(());
+                    Ok(Delivery::Message(m)) => {
+                        replied |= m.msg_type == "kernel_info_reply";
+                        idle |= m.msg_type == "status" && m.content["execution_state"] == "idle";
+                        if replied && idle {
+                            self.conn.forget(&msg_id);
+                            return Ok(());
+                        }
                     }
                     Ok(Delivery::Failed(f)) => return Err(f.to_error()),
                     Ok(_) => {}

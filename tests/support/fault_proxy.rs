@@ -8,7 +8,7 @@
 //! within [`TICK`]; a cut shuts both sockets down in both directions, which also wakes a pump
 //! blocked in a write. Dropping the [`FaultProxy`] closes the listener and every connection and
 //! joins every thread it started within a deadline: it never hangs a test.
-// Each test binary (and benches/reconnect.rs) uses a different subset of this API.
+// Each test binary (and benches/compare) uses a different subset of this API.
 #![allow(dead_code)]
 
 use std::io::{self, Read, Write};
