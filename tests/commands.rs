@@ -7,8 +7,7 @@ use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
 use e2b_blocking::{CommandOutput, Error, ReconnectPolicy, Sandbox, TimeoutPhase};
-use support::fault_proxy::FaultProxy;
-use support::{alive, deadline, descendants, init_logs, local, server_addr, token_of};
+use support::{alive, deadline, descendants, init_logs, local, through_proxy};
 
 /// Waits up to 5 s for a process to be gone (reaped or a zombie).
 fn gone(pid: u32) -> bool {
@@ -347,14 +346,11 @@ fn command_output_survives_connection_cuts() {
     deadline(|| {
         init_logs();
         let owner = local();
-        let proxy = FaultProxy::start(server_addr(&owner)).unwrap();
-        let sbx = Sandbox::builder()
-            .reconnect(ReconnectPolicy::default().max_elapsed(Duration::from_secs(30)))
-            .jupyter(
-                &format!("http://{}", proxy.addr()),
-                token_of(&owner).as_str(),
-            )
-            .unwrap();
+        let (proxy, sbx) = through_proxy(
+            &owner,
+            Sandbox::builder()
+                .reconnect(ReconnectPolicy::default().max_elapsed(Duration::from_secs(30))),
+        );
         // Start the command kernel before the cuts: REST calls are not retried.
         assert_eq!(sbx.commands().run("echo warm").unwrap().stdout, "warm\n");
         let chaos = proxy.start_random_cuts(

@@ -6,31 +6,15 @@ mod support;
 use std::time::Duration;
 
 use e2b_blocking::{CloseReason, ConnectionState, Error, Keepalive, ReconnectPolicy, Sandbox};
-use support::fault_proxy::FaultProxy;
-use support::{deadline, init_logs, local, server_addr, token_of};
-
-fn through_proxy(
-    owner: &Sandbox,
-    proxy: &FaultProxy,
-    builder: e2b_blocking::SandboxBuilder,
-) -> Sandbox {
-    builder
-        .jupyter(
-            &format!("http://{}", proxy.addr()),
-            token_of(owner).as_str(),
-        )
-        .unwrap()
-}
+use support::{deadline, init_logs, local, through_proxy};
 
 #[test]
 fn a_stalled_link_is_detected_by_ping_and_the_execution_completes_whole() {
     deadline(|| {
         init_logs();
         let owner = local();
-        let proxy = FaultProxy::start(server_addr(&owner)).unwrap();
-        let sbx = through_proxy(
+        let (proxy, sbx) = through_proxy(
             &owner,
-            &proxy,
             Sandbox::builder().keepalive(
                 Keepalive::default()
                     .idle_ping(Duration::from_millis(300))
@@ -66,8 +50,7 @@ fn requests_made_while_disconnected_are_sent_after_the_reconnect() {
     deadline(|| {
         init_logs();
         let owner = local();
-        let proxy = FaultProxy::start(server_addr(&owner)).unwrap();
-        let sbx = through_proxy(&owner, &proxy, Sandbox::builder());
+        let (proxy, sbx) = through_proxy(&owner, Sandbox::builder());
         sbx.run_code("base = 40").unwrap();
         proxy.set_refuse(true);
         proxy.cut_all();
@@ -92,10 +75,8 @@ fn when_reconnects_keep_failing_every_call_fails_fast_and_typed() {
     deadline(|| {
         init_logs();
         let owner = local();
-        let proxy = FaultProxy::start(server_addr(&owner)).unwrap();
-        let sbx = through_proxy(
+        let (proxy, sbx) = through_proxy(
             &owner,
-            &proxy,
             Sandbox::builder()
                 .reconnect(ReconnectPolicy::default().max_elapsed(Duration::from_millis(800))),
         );

@@ -7,8 +7,7 @@ mod support;
 use std::time::Duration;
 
 use e2b_blocking::{ContextOptions, Continuity, ReconnectPolicy, Sandbox};
-use support::fault_proxy::FaultProxy;
-use support::{init_logs, local, server_addr, token_of, within};
+use support::{init_logs, local, through_proxy, within};
 
 const CONTEXTS: usize = 4;
 const PER_CONTEXT: usize = 50;
@@ -19,14 +18,11 @@ fn soak_200_streaming_executions_under_random_cuts() {
     within(Duration::from_secs(900), || {
         init_logs();
         let owner = local();
-        let proxy = FaultProxy::start(server_addr(&owner)).unwrap();
-        let sbx = Sandbox::builder()
-            .reconnect(ReconnectPolicy::default().max_elapsed(Duration::from_secs(30)))
-            .jupyter(
-                &format!("http://{}", proxy.addr()),
-                token_of(&owner).as_str(),
-            )
-            .unwrap();
+        let (proxy, sbx) = through_proxy(
+            &owner,
+            Sandbox::builder()
+                .reconnect(ReconnectPolicy::default().max_elapsed(Duration::from_secs(30))),
+        );
         let contexts: Vec<_> = (0..CONTEXTS)
             .map(|_| sbx.create_context(ContextOptions::new()).unwrap())
             .collect();

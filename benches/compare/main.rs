@@ -18,6 +18,8 @@
 mod child;
 #[path = "../../tests/support/fault_proxy.rs"]
 mod fault_proxy;
+#[path = "../../tests/support/listener.rs"]
+mod listener;
 mod raw;
 mod report;
 mod util;

@@ -93,6 +93,25 @@ fn register(sandbox: Sandbox) -> E2bSandbox {
     handle
 }
 
+/// What every constructor does around making its sandbox: `*out` is 0 until the sandbox is
+/// registered, then its handle.
+///
+/// # Safety
+/// `out` is NULL or valid for writes; `make` may read the caller's C strings.
+unsafe fn create_into(
+    out: *mut E2bSandbox,
+    make: impl FnOnce() -> Result<Sandbox, FfiError>,
+) -> E2bErrorCode {
+    guard(|| {
+        // SAFETY: forwarded from the caller.
+        unsafe { clear_out(out, 0, "out")? };
+        let handle = register(make()?);
+        // SAFETY: checked non-NULL above.
+        unsafe { out.write(handle) };
+        Ok(())
+    })
+}
+
 fn lookup(handle: E2bSandbox) -> Result<Arc<Sandbox>, FfiError> {
     if handle == 0 {
         return Err(FfiError::null("sandbox handle"));
@@ -270,21 +289,15 @@ pub unsafe extern "C" fn e2b_sandbox_local(
     options_json: *const c_char,
     out: *mut E2bSandbox,
 ) -> E2bErrorCode {
-    guard(|| {
-        // SAFETY: forwarded from the caller.
-        unsafe { clear_out(out, 0, "out")? };
-        // SAFETY: forwarded from the caller.
-        let json = unsafe { opt_str_arg(options_json, "options_json")? };
-        let opts: LocalJson = options::parse(json, "local sandbox options")?;
-        let sandbox = Sandbox::builder()
-            .timeouts(opts.timeouts.to_timeouts())
-            .envs(opts.envs.clone())
-            .local_with(opts.local_options())?;
-        let handle = register(sandbox);
-        // SAFETY: checked non-NULL above.
-        unsafe { out.write(handle) };
-        Ok(())
-    })
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        create_into(out, || {
+            let json = opt_str_arg(options_json, "options_json")?;
+            let opts: LocalJson = options::parse(json, "local sandbox options")?;
+            Ok(options::sandbox_builder(&opts.envs, &opts.timeouts)
+                .local_with(opts.local_options())?)
+        })
+    }
 }
 
 /// Creates an E2B cloud sandbox from E2B's code-interpreter template and connects to its
@@ -313,24 +326,19 @@ pub unsafe extern "C" fn e2b_sandbox_create(
     options_json: *const c_char,
     out: *mut E2bSandbox,
 ) -> E2bErrorCode {
-    guard(|| {
-        // SAFETY: forwarded from the caller.
-        unsafe { clear_out(out, 0, "out")? };
-        // SAFETY: forwarded from the caller.
-        let json = unsafe { opt_str_arg(options_json, "options_json")? };
-        let opts: E2bJson = options::parse(json, "E2B sandbox options")?;
-        let sandbox = Sandbox::builder()
-            .timeouts(opts.timeouts.to_timeouts())
-            .envs(opts.envs.clone())
-            .e2b_with(&opts.config(), &opts.options())?;
-        if let Some(kill) = opts.kill_on_close() {
-            sandbox.set_kill_on_close(kill)?;
-        }
-        let handle = register(sandbox);
-        // SAFETY: checked non-NULL above.
-        unsafe { out.write(handle) };
-        Ok(())
-    })
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        create_into(out, || {
+            let json = opt_str_arg(options_json, "options_json")?;
+            let opts: E2bJson = options::parse(json, "E2B sandbox options")?;
+            let sandbox = options::sandbox_builder(&opts.envs, &opts.timeouts)
+                .e2b_with(&opts.config(), &opts.options())?;
+            if let Some(kill) = opts.kill_on_close() {
+                sandbox.set_kill_on_close(kill)?;
+            }
+            Ok(sandbox)
+        })
+    }
 }
 
 /// Uses an existing Jupyter server (jupyter_server, Jupyter Kernel Gateway, Enterprise
@@ -362,26 +370,17 @@ pub unsafe extern "C" fn e2b_sandbox_connect_jupyter(
     options_json: *const c_char,
     out: *mut E2bSandbox,
 ) -> E2bErrorCode {
-    guard(|| {
-        // SAFETY: forwarded from the caller.
-        let (url, token, json) = unsafe {
-            clear_out(out, 0, "out")?;
-            (
-                str_arg(url, "url")?,
-                opt_str_arg(token, "token")?,
-                opt_str_arg(options_json, "options_json")?,
-            )
-        };
-        let opts: JupyterJson = options::parse(json, "Jupyter server options")?;
-        let sandbox = Sandbox::builder()
-            .timeouts(opts.timeouts.to_timeouts())
-            .envs(opts.envs)
-            .jupyter(url, token.unwrap_or(""))?;
-        let handle = register(sandbox);
-        // SAFETY: checked non-NULL above.
-        unsafe { out.write(handle) };
-        Ok(())
-    })
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        create_into(out, || {
+            let url = str_arg(url, "url")?;
+            let token = opt_str_arg(token, "token")?;
+            let json = opt_str_arg(options_json, "options_json")?;
+            let opts: JupyterJson = options::parse(json, "Jupyter server options")?;
+            Ok(options::sandbox_builder(&opts.envs, &opts.timeouts)
+                .jupyter(url, token.unwrap_or(""))?)
+        })
+    }
 }
 
 /// Tears the sandbox down now, from any thread: kills the local server, or shuts down the

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 use super::error::{E2bErrorCode, FfiError};
-use crate::{E2bConfig, E2bOptions, LocalOptions, Timeouts};
+use crate::{E2bConfig, E2bOptions, LocalOptions, SandboxBuilder, Timeouts};
 
 /// Options of `e2b_sandbox_local`.
 #[derive(Debug, Default, Deserialize)]
@@ -138,6 +138,16 @@ impl E2bJson {
     pub(crate) fn kill_on_close(&self) -> Option<bool> {
         self.kill_on_close
     }
+}
+
+/// A sandbox builder with the options every constructor takes.
+pub(crate) fn sandbox_builder(
+    envs: &BTreeMap<String, String>,
+    timeouts: &TimeoutsJson,
+) -> SandboxBuilder {
+    crate::Sandbox::builder()
+        .timeouts(timeouts.to_timeouts())
+        .envs(envs.clone())
 }
 
 /// Deadlines in milliseconds; an absent key keeps the default.

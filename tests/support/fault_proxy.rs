@@ -12,18 +12,18 @@
 #![allow(dead_code)]
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::listener::{JOIN_DEADLINE, Listener, Threads, join_by};
+
 /// How often a pump (or the chaos thread) looks at the proxy's flags.
 pub const TICK: Duration = Duration::from_millis(20);
 /// Largest chunk a pump reads, and so forwards, at once.
 const CHUNK: usize = 64 * 1024;
-/// How long `Drop` waits for the proxy's threads before leaving stragglers behind.
-const JOIN_DEADLINE: Duration = Duration::from_secs(2);
 /// Connecting to the target; it is on loopback, so this only matters if it is wedged.
 const TARGET_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -93,7 +93,6 @@ struct Chaos {
 
 struct Shared {
     target: SocketAddr,
-    stop: AtomicBool,
     refuse: AtomicBool,
     stall: AtomicBool,
     /// Set by `cut_all_mid_chunk`: the next chunk read in either direction is forwarded only
@@ -106,7 +105,7 @@ struct Shared {
     to_client: AtomicU64,
     next_id: AtomicU64,
     links: Mutex<Vec<Arc<Link>>>,
-    threads: Mutex<Vec<JoinHandle<()>>>,
+    threads: Threads,
     chaos: Mutex<Vec<Chaos>>,
     /// Picks where mid-chunk cuts fall.
     rng: Mutex<XorShift64>,
@@ -114,7 +113,7 @@ struct Shared {
 
 impl Shared {
     fn stopping(&self) -> bool {
-        self.stop.load(Ordering::SeqCst)
+        self.threads.stopping()
     }
 
     /// Cuts every live connection; counts one cut when there was any. Returns how many.
@@ -131,23 +130,6 @@ impl Shared {
 
     fn forget(&self, id: u64) {
         self.links.lock().unwrap().retain(|l| l.id != id);
-    }
-
-    /// Starts a named thread and keeps its handle for `Drop`. Finished handles are reaped here
-    /// so a long soak does not accumulate them.
-    fn spawn(&self, name: String, f: impl FnOnce() + Send + 'static) -> io::Result<()> {
-        let handle = std::thread::Builder::new().name(name).spawn(f)?;
-        let mut threads = self.threads.lock().unwrap();
-        let (done, running): (Vec<_>, Vec<_>) = std::mem::take(&mut *threads)
-            .into_iter()
-            .partition(|h| h.is_finished());
-        *threads = running;
-        threads.push(handle);
-        drop(threads);
-        for h in done {
-            let _ = h.join();
-        }
-        Ok(())
     }
 
     fn counter(&self, dir: Direction) -> &AtomicU64 {
@@ -169,20 +151,14 @@ enum Direction {
 /// and joins its threads (within a deadline).
 pub struct FaultProxy {
     shared: Arc<Shared>,
-    addr: SocketAddr,
-    /// A second handle on the listening socket, to close it on drop.
-    listener: Option<TcpListener>,
-    acceptor: Option<JoinHandle<()>>,
+    listener: Listener,
 }
 
 impl FaultProxy {
     /// Listens on 127.0.0.1 (a free port) and forwards every connection to `target`.
     pub fn start(target: SocketAddr) -> io::Result<FaultProxy> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
-        let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             target,
-            stop: AtomicBool::new(false),
             refuse: AtomicBool::new(false),
             stall: AtomicBool::new(false),
             mid_chunk: AtomicBool::new(false),
@@ -193,28 +169,25 @@ impl FaultProxy {
             to_client: AtomicU64::new(0),
             next_id: AtomicU64::new(0),
             links: Mutex::new(Vec::new()),
-            threads: Mutex::new(Vec::new()),
+            threads: Threads::default(),
             chaos: Mutex::new(Vec::new()),
             rng: Mutex::new(XorShift64::new(0x5eed)),
         });
-        let acceptor = {
-            let (shared, listener) = (shared.clone(), listener.try_clone()?);
-            std::thread::Builder::new()
-                .name(format!("fproxy-accept-{}", addr.port()))
-                .spawn(move || accept_loop(&shared, listener))?
+        let listener = {
+            let (a, b) = (shared.clone(), shared.clone());
+            Listener::start(
+                "fproxy-accept",
+                move || a.stopping(),
+                move |client| accept(&b, client),
+            )?
         };
-        log::debug!("fault proxy {addr} -> {target}");
-        Ok(FaultProxy {
-            shared,
-            addr,
-            listener: Some(listener),
-            acceptor: Some(acceptor),
-        })
+        log::debug!("fault proxy {} -> {target}", listener.addr());
+        Ok(FaultProxy { shared, listener })
     }
 
     /// Where clients connect.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.listener.addr()
     }
 
     /// Where connections are forwarded.
@@ -263,7 +236,7 @@ impl FaultProxy {
     pub fn start_random_cuts(&self, min: Duration, max: Duration, seed: u64) -> RandomCuts {
         log::info!(
             "fault proxy {}: random cuts every {min:?}..={max:?}, seed {seed}",
-            self.addr
+            self.addr()
         );
         *self.shared.rng.lock().unwrap() = XorShift64::new(seed ^ 0xa5a5_a5a5_a5a5_a5a5);
         let stop = Arc::new(AtomicBool::new(false));
@@ -272,7 +245,7 @@ impl FaultProxy {
         let spawned = {
             let (shared, stop, triggered) = (self.shared.clone(), stop.clone(), triggered.clone());
             std::thread::Builder::new()
-                .name(format!("fproxy-chaos-{}", self.addr.port()))
+                .name(format!("fproxy-chaos-{}", self.addr().port()))
                 .spawn(move || chaos_loop(&shared, &stop, &triggered, min, max, seed))
         };
         match spawned {
@@ -326,40 +299,25 @@ impl FaultProxy {
 impl Drop for FaultProxy {
     fn drop(&mut self) {
         let deadline = Instant::now() + JOIN_DEADLINE;
-        self.shared.stop.store(true, Ordering::SeqCst);
-        // Wake the acceptor out of accept(): on Linux shutting the listener down does it, the
-        // connect does it everywhere. The acceptor then sees `stop` and returns.
-        if let Some(listener) = self.listener.take() {
-            #[cfg(target_os = "linux")]
-            let _ = socket2::SockRef::from(&listener).shutdown(Shutdown::Both);
-            drop(listener);
-        }
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200));
-        for link in std::mem::take(&mut *self.shared.links.lock().unwrap()) {
-            link.cut();
-        }
-        let mut stragglers = 0;
-        if let Some(acceptor) = self.acceptor.take() {
-            stragglers += join_by(vec![acceptor], deadline);
-        }
-        // The acceptor may have registered a link after the first sweep.
-        for link in std::mem::take(&mut *self.shared.links.lock().unwrap()) {
-            link.cut();
-        }
+        self.shared.threads.stop();
+        self.shared.cut_all();
+        let mut stragglers = self.listener.close(deadline);
+        // The acceptor may have opened a link after the first sweep.
+        self.shared.cut_all();
         let chaos = std::mem::take(&mut *self.shared.chaos.lock().unwrap());
-        let mut handles: Vec<JoinHandle<()>> = chaos
+        let handles: Vec<JoinHandle<()>> = chaos
             .into_iter()
             .map(|c| {
                 c.stop.store(true, Ordering::SeqCst);
                 c.handle
             })
             .collect();
-        handles.extend(std::mem::take(&mut *self.shared.threads.lock().unwrap()));
         stragglers += join_by(handles, deadline);
+        stragglers += self.shared.threads.join_by(deadline);
         if stragglers > 0 {
             log::warn!(
                 "fault proxy {}: {stragglers} thread(s) still running after {JOIN_DEADLINE:?}",
-                self.addr
+                self.addr()
             );
         }
     }
@@ -402,46 +360,16 @@ impl Drop for RandomCuts {
     }
 }
 
-/// Joins every handle that finishes by `deadline`; returns how many did not.
-fn join_by(handles: Vec<JoinHandle<()>>, deadline: Instant) -> usize {
-    let mut left = 0;
-    for h in handles {
-        while !h.is_finished() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        if h.is_finished() {
-            let _ = h.join();
-        } else {
-            left += 1;
-        }
+/// One accepted client: refused, or forwarded.
+fn accept(shared: &Arc<Shared>, client: TcpStream) {
+    shared.accepted.fetch_add(1, Ordering::SeqCst);
+    if shared.refuse.load(Ordering::SeqCst) {
+        shared.refused.fetch_add(1, Ordering::SeqCst);
+        let _ = client.shutdown(Shutdown::Both);
+        return;
     }
-    left
-}
-
-fn accept_loop(shared: &Arc<Shared>, listener: TcpListener) {
-    loop {
-        let accepted = listener.accept();
-        if shared.stopping() {
-            return;
-        }
-        let client = match accepted {
-            Ok((client, _)) => client,
-            Err(e) => {
-                // Out of descriptors and the like: do not spin.
-                log::debug!("fault proxy: accept failed: {e}");
-                std::thread::sleep(TICK);
-                continue;
-            }
-        };
-        shared.accepted.fetch_add(1, Ordering::SeqCst);
-        if shared.refuse.load(Ordering::SeqCst) {
-            shared.refused.fetch_add(1, Ordering::SeqCst);
-            let _ = client.shutdown(Shutdown::Both);
-            continue;
-        }
-        if let Err(e) = open_link(shared, client) {
-            log::debug!("fault proxy: cannot forward a connection: {e}");
-        }
+    if let Err(e) = open_link(shared, client) {
+        log::debug!("fault proxy: cannot forward a connection: {e}");
     }
 }
 
@@ -488,9 +416,12 @@ fn open_link(shared: &Arc<Shared>, client: TcpStream) -> io::Result<()> {
         (down_from, down_to, Direction::ToClient, "down"),
     ] {
         let (s, l) = (shared.clone(), link.clone());
-        if let Err(e) = shared.spawn(format!("fproxy-{id}-{name}"), move || {
-            pump(&s, &l, dir, from, to)
-        }) {
+        if let Err(e) = shared
+            .threads
+            .spawn(format!("fproxy-{id}-{name}"), move || {
+                pump(&s, &l, dir, from, to)
+            })
+        {
             link.cut();
             shared.forget(id);
             return Err(e);

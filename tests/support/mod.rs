@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod fault_proxy;
+pub mod listener;
 pub mod python_server;
 pub mod scripted_ws;
 
@@ -69,6 +70,21 @@ pub fn server_addr(sbx: &Sandbox) -> std::net::SocketAddr {
         .trim_start_matches("http://")
         .parse()
         .expect("a host:port URL")
+}
+
+/// A sandbox on `owner`'s Jupyter server, reached through a new fault proxy.
+pub fn through_proxy(
+    owner: &Sandbox,
+    builder: e2b_blocking::SandboxBuilder,
+) -> (fault_proxy::FaultProxy, Sandbox) {
+    let proxy = fault_proxy::FaultProxy::start(server_addr(owner)).expect("proxy starts");
+    let sbx = builder
+        .jupyter(
+            &format!("http://{}", proxy.addr()),
+            token_of(owner).as_str(),
+        )
+        .expect("sandbox through the proxy");
+    (proxy, sbx)
 }
 
 /// Pids of every process below `root`, from /proc.

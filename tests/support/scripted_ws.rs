@@ -12,17 +12,18 @@
 #![allow(dead_code)]
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 use tungstenite::handshake::server::{ErrorResponse, Request as WsRequest, Response};
 use tungstenite::http::HeaderValue;
 use tungstenite::{Message, WebSocket};
+
+use super::listener::{JOIN_DEADLINE, Listener, Threads};
 
 /// The subprotocol the SDK offers.
 pub const V1_SUBPROTOCOL: &str = "v1.kernel.websocket.jupyter.org";
@@ -32,8 +33,6 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often waiting threads look at the stop flag.
 const TICK: Duration = Duration::from_millis(20);
-/// How long `Drop` waits for threads (a script that sleeps cannot be interrupted).
-const JOIN_DEADLINE: Duration = Duration::from_secs(2);
 /// Largest request head accepted.
 const MAX_HEAD: usize = 64 * 1024;
 
@@ -291,7 +290,6 @@ impl Options {
 struct Shared {
     options: Options,
     script: Box<dyn Fn(Peer) + Send + Sync>,
-    stop: AtomicBool,
     connections: AtomicU64,
     upgrades_requested: AtomicU64,
     handshakes: AtomicU64,
@@ -300,12 +298,13 @@ struct Shared {
     panics: Mutex<Vec<String>>,
     /// A handle on every open connection, so `Drop` can shut them down.
     live: Mutex<Vec<(u64, TcpStream)>>,
-    threads: Mutex<Vec<JoinHandle<()>>>,
+    /// A script that sleeps cannot be interrupted: shutdown waits for it up to a deadline.
+    threads: Threads,
 }
 
 impl Shared {
     fn stopping(&self) -> bool {
-        self.stop.load(Ordering::SeqCst)
+        self.threads.stopping()
     }
 }
 
@@ -313,9 +312,7 @@ impl Shared {
 /// (within a deadline).
 pub struct ScriptedWs {
     shared: Arc<Shared>,
-    addr: SocketAddr,
-    listener: Option<TcpListener>,
-    acceptor: Option<JoinHandle<()>>,
+    listener: Listener,
 }
 
 impl ScriptedWs {
@@ -333,12 +330,9 @@ impl ScriptedWs {
     where
         F: Fn(Peer) + Send + Sync + 'static,
     {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
-        let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             options,
             script: Box::new(script),
-            stop: AtomicBool::new(false),
             connections: AtomicU64::new(0),
             upgrades_requested: AtomicU64::new(0),
             handshakes: AtomicU64::new(0),
@@ -346,34 +340,31 @@ impl ScriptedWs {
             next_id: AtomicU64::new(0),
             panics: Mutex::new(Vec::new()),
             live: Mutex::new(Vec::new()),
-            threads: Mutex::new(Vec::new()),
+            threads: Threads::default(),
         });
-        let acceptor = {
-            let (shared, listener) = (shared.clone(), listener.try_clone()?);
-            std::thread::Builder::new()
-                .name(format!("scripted-ws-accept-{}", addr.port()))
-                .spawn(move || accept_loop(&shared, listener))?
+        let listener = {
+            let (a, b) = (shared.clone(), shared.clone());
+            Listener::start(
+                "scripted-ws-accept",
+                move || a.stopping(),
+                move |stream| accept(&b, stream),
+            )?
         };
-        Ok(ScriptedWs {
-            shared,
-            addr,
-            listener: Some(listener),
-            acceptor: Some(acceptor),
-        })
+        Ok(ScriptedWs { shared, listener })
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.listener.addr()
     }
 
     /// `http://127.0.0.1:port`, for the SDK's Jupyter URL.
     pub fn http_url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.addr())
     }
 
     /// `ws://127.0.0.1:port{path}`, for a websocket client.
     pub fn ws_url(&self, path: &str) -> String {
-        format!("ws://{}{path}", self.addr)
+        format!("ws://{}{path}", self.addr())
     }
 
     /// TCP connections accepted so far (websocket or not).
@@ -406,88 +397,41 @@ impl ScriptedWs {
 impl Drop for ScriptedWs {
     fn drop(&mut self) {
         let deadline = Instant::now() + JOIN_DEADLINE;
-        self.shared.stop.store(true, Ordering::SeqCst);
-        if let Some(listener) = self.listener.take() {
-            // On Linux this wakes accept(); the connect below does it everywhere.
-            #[cfg(target_os = "linux")]
-            let _ = socket2::SockRef::from(&listener).shutdown(Shutdown::Both);
-            drop(listener);
-        }
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200));
-        let mut handles: Vec<JoinHandle<()>> = self.acceptor.take().into_iter().collect();
-        let mut stragglers = join_by(std::mem::take(&mut handles), deadline);
+        self.shared.threads.stop();
+        let mut stragglers = self.listener.close(deadline);
         for (_, stream) in self.shared.live.lock().unwrap().iter() {
             let _ = stream.shutdown(Shutdown::Both);
         }
-        handles.extend(std::mem::take(&mut *self.shared.threads.lock().unwrap()));
-        stragglers += join_by(handles, deadline);
+        stragglers += self.shared.threads.join_by(deadline);
         if stragglers > 0 {
             log::warn!(
                 "scripted ws {}: {stragglers} thread(s) still running after {JOIN_DEADLINE:?}",
-                self.addr
+                self.addr()
             );
         }
         let panics = self.shared.panics.lock().unwrap();
         if !panics.is_empty() {
-            log::warn!("scripted ws {}: scripts panicked: {panics:?}", self.addr);
+            log::warn!("scripted ws {}: scripts panicked: {panics:?}", self.addr());
         }
     }
 }
 
-/// Joins every handle that finishes by `deadline`; returns how many did not.
-fn join_by(handles: Vec<JoinHandle<()>>, deadline: Instant) -> usize {
-    let mut left = 0;
-    for h in handles {
-        while !h.is_finished() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        if h.is_finished() {
-            let _ = h.join();
-        } else {
-            left += 1;
-        }
-    }
-    left
-}
-
-fn accept_loop(shared: &Arc<Shared>, listener: TcpListener) {
-    loop {
-        let accepted = listener.accept();
-        if shared.stopping() {
-            return;
-        }
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
-            Err(e) => {
-                log::debug!("scripted ws: accept failed: {e}");
-                std::thread::sleep(TICK);
-                continue;
-            }
-        };
-        shared.connections.fetch_add(1, Ordering::SeqCst);
-        let id = shared.next_id.fetch_add(1, Ordering::SeqCst);
-        let Ok(handle) = stream.try_clone() else {
-            continue;
-        };
-        shared.live.lock().unwrap().push((id, handle));
-        let s = shared.clone();
-        let spawned = std::thread::Builder::new()
-            .name(format!("scripted-ws-{id}"))
-            .spawn(move || {
-                serve(&s, id, stream);
-                s.live.lock().unwrap().retain(|(i, _)| *i != id);
-            });
-        match spawned {
-            Ok(h) => {
-                let mut threads = shared.threads.lock().unwrap();
-                threads.retain(|t| !t.is_finished());
-                threads.push(h);
-            }
-            Err(e) => {
-                log::warn!("scripted ws: cannot start a connection thread: {e}");
-                shared.live.lock().unwrap().retain(|(i, _)| *i != id);
-            }
-        }
+/// One accepted connection: registered as live and served on its own thread.
+fn accept(shared: &Arc<Shared>, stream: TcpStream) {
+    shared.connections.fetch_add(1, Ordering::SeqCst);
+    let id = shared.next_id.fetch_add(1, Ordering::SeqCst);
+    let Ok(handle) = stream.try_clone() else {
+        return;
+    };
+    shared.live.lock().unwrap().push((id, handle));
+    let s = shared.clone();
+    let spawned = shared.threads.spawn(format!("scripted-ws-{id}"), move || {
+        serve(&s, id, stream);
+        s.live.lock().unwrap().retain(|(i, _)| *i != id);
+    });
+    if let Err(e) = spawned {
+        log::warn!("scripted ws: cannot start a connection thread: {e}");
+        shared.live.lock().unwrap().retain(|(i, _)| *i != id);
     }
 }
 

@@ -1,0 +1,134 @@
+//! What the test servers (the fault proxy, the scripted websocket server) share: a listener on
+//! 127.0.0.1 whose accept loop runs on its own thread, the threads they start, and a shutdown
+//! that joins them within a deadline, so a server never hangs a test.
+// Each test binary (and benches/compare) uses a different subset of this API.
+#![allow(dead_code)]
+
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How long a server's shutdown waits for its threads before leaving stragglers behind.
+pub const JOIN_DEADLINE: Duration = Duration::from_secs(2);
+/// Pause after a failed accept (out of descriptors and the like), so the loop does not spin.
+const ACCEPT_RETRY: Duration = Duration::from_millis(20);
+
+/// A server's stop flag and the threads it started.
+#[derive(Default)]
+pub struct Threads {
+    stop: AtomicBool,
+    handles: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Threads {
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    /// Starts a named thread and keeps its handle; finished ones are reaped here, so a long
+    /// soak does not accumulate them.
+    pub fn spawn(&self, name: String, f: impl FnOnce() + Send + 'static) -> std::io::Result<()> {
+        let handle = std::thread::Builder::new().name(name).spawn(f)?;
+        let mut handles = self.handles.lock().unwrap();
+        let (done, running): (Vec<_>, Vec<_>) = std::mem::take(&mut *handles)
+            .into_iter()
+            .partition(|h| h.is_finished());
+        *handles = running;
+        handles.push(handle);
+        drop(handles);
+        for h in done {
+            let _ = h.join();
+        }
+        Ok(())
+    }
+
+    /// Joins every thread started so far that finishes by `deadline`; returns how many did not.
+    pub fn join_by(&self, deadline: Instant) -> usize {
+        join_by(std::mem::take(&mut *self.handles.lock().unwrap()), deadline)
+    }
+}
+
+/// Joins every handle that finishes by `deadline`; returns how many did not.
+pub fn join_by(handles: Vec<JoinHandle<()>>, deadline: Instant) -> usize {
+    let mut left = 0;
+    for h in handles {
+        while !h.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        if h.is_finished() {
+            let _ = h.join();
+        } else {
+            left += 1;
+        }
+    }
+    left
+}
+
+/// A listening socket on a free port of 127.0.0.1 with its accept loop on a thread.
+pub struct Listener {
+    addr: SocketAddr,
+    /// A second handle on the listening socket, to close it on shutdown.
+    socket: Option<TcpListener>,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+impl Listener {
+    /// Calls `on_accept` with each accepted connection, on a thread named `{name}-{port}`,
+    /// until `stopping` says so (checked after every accept).
+    pub fn start(
+        name: &str,
+        stopping: impl Fn() -> bool + Send + 'static,
+        mut on_accept: impl FnMut(TcpStream) + Send + 'static,
+    ) -> std::io::Result<Listener> {
+        let socket = TcpListener::bind("127.0.0.1:0")?;
+        let addr = socket.local_addr()?;
+        let listener = socket.try_clone()?;
+        let name = name.to_string();
+        let acceptor = std::thread::Builder::new()
+            .name(format!("{name}-{}", addr.port()))
+            .spawn(move || {
+                loop {
+                    let accepted = listener.accept();
+                    if stopping() {
+                        return;
+                    }
+                    match accepted {
+                        Ok((stream, _)) => on_accept(stream),
+                        Err(e) => {
+                            log::debug!("{name}: accept failed: {e}");
+                            std::thread::sleep(ACCEPT_RETRY);
+                        }
+                    }
+                }
+            })?;
+        Ok(Listener {
+            addr,
+            socket: Some(socket),
+            acceptor: Some(acceptor),
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Wakes the accept loop (whose `stopping` must now say yes) and joins it by `deadline`;
+    /// returns 1 if it did not finish, else 0.
+    pub fn close(&mut self, deadline: Instant) -> usize {
+        if let Some(socket) = self.socket.take() {
+            // On Linux shutting the listener down wakes accept(); the connect below does it
+            // everywhere.
+            #[cfg(target_os = "linux")]
+            let _ = socket2::SockRef::from(&socket).shutdown(Shutdown::Both);
+            drop(socket);
+        }
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200));
+        join_by(self.acceptor.take().into_iter().collect(), deadline)
+    }
+}
