@@ -33,12 +33,14 @@ pub(crate) struct Python {
 pub(crate) fn resolve() -> Result<Python, Error> {
     if let Some(exe) = std::env::var_os(PYTHON_ENV).filter(|v| !v.is_empty()) {
         let exe = PathBuf::from(exe);
-        check_imports(&exe, &["jupyter_server", "ipykernel"]).map_err(|missing| {
-            Error::setup_msg(format!(
-                "{PYTHON_ENV}={} cannot import {missing}",
-                exe.display()
-            ))
-        })?;
+        let missing = missing_modules(&exe, &["jupyter_server", "ipykernel"]);
+        if !missing.is_empty() {
+            return Err(Error::setup_msg(format!(
+                "{PYTHON_ENV}={} cannot import {}",
+                exe.display(),
+                missing.join(", ")
+            )));
+        }
         return Ok(Python { exe, managed: None });
     }
     let venv = cache_dir()?.join(format!("venv-{LAYOUT}-{}", tag()));
@@ -51,9 +53,11 @@ pub(crate) fn resolve() -> Result<Python, Error> {
 
 /// Installs extra packages into the managed venv when they are not importable yet.
 pub(crate) fn ensure_packages(python: &Python, packages: &[String]) -> Result<(), Error> {
+    let modules: Vec<&str> = packages.iter().map(|p| import_name(p)).collect();
+    let absent = missing_modules(&python.exe, &modules);
     let missing: Vec<&String> = packages
         .iter()
-        .filter(|p| check_imports(&python.exe, &[import_name(p)]).is_err())
+        .filter(|p| absent.iter().any(|m| m == import_name(p)))
         .collect();
     if missing.is_empty() {
         return Ok(());
@@ -81,6 +85,7 @@ fn import_name(package: &str) -> &str {
         "scikit-learn" => "sklearn",
         "pillow" | "Pillow" => "PIL",
         "beautifulsoup4" => "bs4",
+        "jupyter_kernel_gateway" | "jupyter-kernel-gateway" => "kernel_gateway",
         other => other,
     }
 }
@@ -195,15 +200,29 @@ fn pip_install(python: &Path, packages: &[&str]) -> Result<(), Error> {
     )
 }
 
-fn check_imports(python: &Path, modules: &[&str]) -> Result<(), String> {
-    let code = format!("import {}", modules.join(", "));
-    let ok = Command::new(python)
-        .args(["-c", &code])
-        .stdout(Stdio::null())
+/// The modules `python` cannot find, asked of one interpreter without importing them (this
+/// runs at every local sandbox start; importing pandas or matplotlib alone takes a second). All
+/// of them when `python` does not run.
+fn missing_modules(python: &Path, modules: &[&str]) -> Vec<String> {
+    const FIND: &str = "import importlib.util, sys\n\
+        for m in sys.argv[1:]:\n    \
+        if importlib.util.find_spec(m) is None: print(m)";
+    if modules.is_empty() {
+        return Vec::new();
+    }
+    match Command::new(python)
+        .args(["-c", FIND])
+        .args(modules)
+        .stdin(Stdio::null())
         .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if ok { Ok(()) } else { Err(modules.join(", ")) }
+        .output()
+    {
+        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect(),
+        _ => modules.iter().map(|m| m.to_string()).collect(),
+    }
 }
 
 fn run(cmd: &mut Command, what: &str) -> Result<(), Error> {
@@ -229,9 +248,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn missing_modules_are_found_without_importing_them() {
+        let python = resolve().expect("the local sandbox's Python");
+        let missing = missing_modules(&python.exe, &["json", "no_such_module_e2b", "ipykernel"]);
+        assert_eq!(missing, ["no_such_module_e2b"]);
+        let missing = missing_modules(Path::new("/nonexistent/python"), &["json"]);
+        assert_eq!(missing, ["json"]);
+    }
+
+    #[test]
     fn import_names() {
         assert_eq!(import_name("matplotlib==3.9"), "matplotlib");
         assert_eq!(import_name("scikit-learn"), "sklearn");
+        assert_eq!(import_name("jupyter_kernel_gateway"), "kernel_gateway");
         assert!(tag().contains("jupyter_server"));
     }
 }
