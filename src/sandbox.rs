@@ -280,6 +280,9 @@ impl Sandbox {
     pub fn restart_context(&self, context: &Context) -> Result<(), Error> {
         let kernel = self.kernel_of(context)?;
         rest::restart_kernel(&self.http, &kernel.id)?;
+        // The server answers the restart before its iopub subscription to the new kernel
+        // has joined; set-up sent right away could lose its `idle` and time out.
+        kernel.wait_ready(self.config.timeouts.start)?;
         self.prepare(&kernel)
     }
 

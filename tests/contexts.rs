@@ -30,6 +30,36 @@ fn contexts_have_independent_state_and_restart_clears_it() {
     });
 }
 
+/// Set-up after a restart races the server re-subscribing to the new kernel's output; a
+/// lost race showed up as a set-up timeout. Each restart must leave the context set up.
+#[test]
+fn back_to_back_restarts_each_leave_the_context_set_up() {
+    deadline(|| {
+        let sbx = local();
+        sbx.run_code("import os\nos.makedirs('again', exist_ok=True)")
+            .unwrap();
+        let ctx = sbx
+            .create_context(
+                ContextOptions::new()
+                    .cwd("again")
+                    .envs([("CTX_VAR", "kept")]),
+            )
+            .unwrap();
+        let probe = "import os\n(os.path.basename(os.getcwd()), os.environ.get('CTX_VAR'), 'v' in globals())";
+        for round in 0..6 {
+            sbx.run("v = 1").context(&ctx).send().unwrap();
+            sbx.restart_context(&ctx)
+                .unwrap_or_else(|e| panic!("restart {round}: {e:?}"));
+            let exec = sbx.run(probe).context(&ctx).send().unwrap();
+            assert_eq!(
+                exec.text(),
+                Some("('again', 'kept', False)"),
+                "round {round}"
+            );
+        }
+    });
+}
+
 #[test]
 fn removed_contexts_are_gone() {
     deadline(|| {
