@@ -606,10 +606,11 @@ impl Worker {
             _ => CloseReason::GaveUp,
         };
         log::debug!("kernel {}: giving up: {failure:?}", self.target.kernel_id);
+        // State first: a caller woken by its failed request must already read `Closed`.
         self.shared.set_failure(failure.clone());
+        self.shared.state.set(ConnectionState::Closed { reason });
         self.routes.fail_all(&failure);
         self.queued.clear();
-        self.shared.state.set(ConnectionState::Closed { reason });
     }
 
     fn finish(mut self) {
@@ -622,12 +623,12 @@ impl Worker {
         if self.shared.failure().is_none() {
             self.shared.set_failure(Failure::Closed);
         }
-        self.routes.fail_all(&Failure::Closed);
         if !matches!(self.shared.state.get(), ConnectionState::Closed { .. }) {
             self.shared.state.set(ConnectionState::Closed {
                 reason: CloseReason::Requested,
             });
         }
+        self.routes.fail_all(&Failure::Closed);
         log::debug!("kernel {}: worker stopped", self.target.kernel_id);
     }
 }
