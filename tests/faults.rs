@@ -52,13 +52,15 @@ fn requests_made_while_disconnected_are_sent_after_the_reconnect() {
         let owner = local();
         let (proxy, sbx) = through_proxy(&owner, Sandbox::builder());
         sbx.run_code("base = 40").unwrap();
+        let states = sbx.watch_connection().unwrap();
         proxy.set_refuse(true);
         proxy.cut_all();
-        std::thread::sleep(Duration::from_millis(100));
-        assert!(matches!(
-            sbx.connection_state(),
-            ConnectionState::Reconnecting { .. }
-        ));
+        // Waits on the state itself, not a sleep: a loaded machine may take a while to notice.
+        let first = states.recv_timeout(Duration::from_secs(10));
+        assert!(
+            matches!(first, Ok(ConnectionState::Reconnecting { .. })),
+            "{first:?}"
+        );
         let exec = std::thread::scope(|s| {
             let run = s.spawn(|| sbx.run("base + 2").timeout(Duration::from_secs(30)).send());
             std::thread::sleep(Duration::from_millis(300));
