@@ -19,10 +19,17 @@ pub(crate) fn install_code() -> String {
 
 /// A silent-ish request asking the hook for everything from `from_seq` on of `parent`. It
 /// queues behind `parent` in the kernel, so its answer describes a finished execution.
+/// Prefix of replay requests' msg_ids; hook.py checks for the same string.
+const REPLAY_ID_PREFIX: &str = "e2b-replay-";
+
 pub(crate) fn replay_request(session: &str, parent: &str, from_seq: u64) -> Outgoing {
     let parent = Value::String(parent.to_string());
     let code = format!("__import__('__e2b_hook').replay({parent}, {from_seq})");
     let mut msg = Outgoing::execute(session, &code, true);
+    // The hook keeps no record of its own replays (see hook.py): one replay per reconnect
+    // during a long cell would otherwise push real executions out of its ring.
+    msg.msg_id = format!("{REPLAY_ID_PREFIX}{}", msg.msg_id);
+    msg.header["msg_id"] = Value::String(msg.msg_id.clone());
     // Not silent: a silent execution may not publish display data.
     msg.content["silent"] = Value::Bool(false);
     msg.content["store_history"] = Value::Bool(false);

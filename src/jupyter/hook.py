@@ -4,7 +4,8 @@
 # into the dying socket is gone, and nothing in the Jupyter protocol numbers messages. This hook
 # numbers every message the kernel sends for an execute_request (metadata "e2b_seq": 1, 2, ...,
 # including execute_reply) and keeps a bounded ring of recent ones, so the client sees a gap in
-# the numbers and can fetch what is missing with replay().
+# the numbers and can fetch what is missing with replay(). Replay requests themselves (msg_id
+# prefix "e2b-replay-") are neither numbered nor kept.
 #
 # send() runs for every message the kernel sends, so it does as little as it can: the filter
 # comes first, and the replay entry is stored as a tuple and only turned into a dict (with an
@@ -82,7 +83,7 @@ def _install():
                     pid = ph.get("msg_id")
         except Exception:
             pid = None
-        if not pid:
+        if not pid or pid.startswith("e2b-replay-"):
             return original(stream, msg_or_type, content=content, parent=parent, ident=ident,
                             buffers=buffers, track=track, header=header, metadata=metadata)
         with lock:
@@ -134,7 +135,7 @@ def _install():
             if pid not in seen:
                 out = {"state": "unknown"}
             elif pid not in records:
-                out = {"state": "evicted"}
+                out = {"state": "evicted", "records": len(records)}
             else:
                 rec = records[pid]
                 out = {
