@@ -17,11 +17,11 @@ pub(crate) fn install_code() -> String {
     format!("exec({source}, {{'get_ipython': get_ipython, '__name__': '__e2b_hook_install'}})")
 }
 
-/// A silent-ish request asking the hook for everything from `from_seq` on of `parent`. It
-/// queues behind `parent` in the kernel, so its answer describes a finished execution.
 /// Prefix of replay requests' msg_ids; hook.py checks for the same string.
 const REPLAY_ID_PREFIX: &str = "e2b-replay-";
 
+/// A silent-ish request asking the hook for everything from `from_seq` on of `parent`. It
+/// queues behind `parent` in the kernel, so its answer describes a finished execution.
 pub(crate) fn replay_request(session: &str, parent: &str, from_seq: u64) -> Outgoing {
     let parent = Value::String(parent.to_string());
     let code = format!("__import__('__e2b_hook').replay({parent}, {from_seq})");
@@ -172,7 +172,13 @@ impl Replay {
                 next: rec["next"].as_u64().unwrap_or(1),
                 messages: rec["messages"].as_array().cloned().unwrap_or_default(),
             },
-            _ => Replay::Evicted,
+            _ => {
+                log::warn!(
+                    "execution {parent}: the kernel's record of it was evicted ({} records kept)",
+                    rec["records"]
+                );
+                Replay::Evicted
+            }
         })
     }
 }
@@ -251,6 +257,15 @@ mod tests {
         };
         assert_eq!(seqs(&s.merge("p", &rec)), [4, 5]);
         assert_eq!(s.lost(), 2);
+    }
+
+    #[test]
+    fn the_hook_skips_the_same_replay_prefix() {
+        let hook = include_str!("jupyter/hook.py");
+        assert!(hook.contains(&format!("startswith(\"{REPLAY_ID_PREFIX}\")")));
+        let msg = replay_request("s", "p", 1);
+        assert!(msg.msg_id.starts_with(REPLAY_ID_PREFIX));
+        assert_eq!(msg.header["msg_id"], msg.msg_id.as_str());
     }
 
     #[test]

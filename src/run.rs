@@ -196,10 +196,6 @@ impl<'a> RunBuilder<'a> {
                             Vec::new()
                         }
                         ("display_data", Some(Replay::Evicted)) => {
-                            log::warn!(
-                                "execution {msg_id}: the kernel's record of it was evicted ({} records kept)",
-                                m.content["data"][crate::recovery::REPLAY_MIME]["records"]
-                            );
                             return Err(output_lost(None, acc.execution));
                         }
                         ("display_data", Some(record)) => {

@@ -280,10 +280,7 @@ impl Sandbox {
     pub fn restart_context(&self, context: &Context) -> Result<(), Error> {
         let kernel = self.kernel_of(context)?;
         rest::restart_kernel(&self.http, &kernel.id)?;
-        // The server answers the restart before its iopub subscription to the new kernel
-        // has joined; set-up sent right away could lose its `idle` and time out.
-        kernel.wait_ready(self.config.timeouts.start)?;
-        self.prepare(&kernel)
+        self.prepare_restarted(&kernel)
     }
 
     /// Interrupts whatever a context is running.
@@ -534,10 +531,17 @@ impl Sandbox {
     pub(crate) fn ensure_prepared(&self, kernel: &Kernel) -> Result<(), Error> {
         if kernel.needs_prepare() {
             log::debug!("kernel {} restarted; setting it up again", kernel.id);
-            kernel.wait_ready(self.config.timeouts.start)?;
-            self.prepare(kernel)?;
+            self.prepare_restarted(kernel)?;
         }
         Ok(())
+    }
+
+    /// Set-up of a kernel that restarted (on request or by itself). The server's iopub
+    /// subscription to the new process joins later than shell, so set-up sent right away
+    /// could lose its `idle` and time out: wait until the kernel answers on both first.
+    fn prepare_restarted(&self, kernel: &Kernel) -> Result<(), Error> {
+        kernel.wait_ready(self.config.timeouts.start)?;
+        self.prepare(kernel)
     }
 
     pub(crate) fn interrupt_kernel(&self, kernel: &Kernel) {

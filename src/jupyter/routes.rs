@@ -53,12 +53,9 @@ impl Routes {
 
     /// Unparks every waiter that got something since the last call.
     pub(crate) fn wake(&mut self) {
-        for (i, t) in self.to_wake.iter().enumerate() {
-            if !self.to_wake[..i].iter().any(|o| o.id() == t.id()) {
-                t.unpark();
-            }
+        for t in self.to_wake.drain(..) {
+            t.unpark();
         }
-        self.to_wake.clear();
     }
 
     pub(crate) fn remove(&mut self, msg_id: &str) {
@@ -82,7 +79,10 @@ impl Routes {
             route.idle = true;
         }
         let finished = route.replied && route.idle;
-        if finished || needs_waiter(&msg) {
+        // Listed once per batch: a burst of output for one waiter is one entry, not hundreds.
+        if (finished || needs_waiter(&msg))
+            && !self.to_wake.iter().any(|t| t.id() == route.waiter.id())
+        {
             self.to_wake.push(route.waiter.clone());
         }
         let parent = msg.parent_id.clone();

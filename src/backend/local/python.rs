@@ -57,7 +57,9 @@ pub(crate) fn ensure_packages(python: &Python, packages: &[String]) -> Result<()
     let absent = missing_modules(&python.exe, &modules);
     let missing: Vec<&String> = packages
         .iter()
-        .filter(|p| absent.iter().any(|m| m == import_name(p)))
+        .zip(&modules)
+        .filter(|(_, m)| absent.iter().any(|a| a == *m))
+        .map(|(p, _)| p)
         .collect();
     if missing.is_empty() {
         return Ok(());
