@@ -228,12 +228,7 @@ fn orchestrate() -> Res<()> {
         t_server.elapsed().as_secs_f64(),
         sbx.jupyter_url()
     );
-    let token = sbx
-        .jupyter_headers()
-        .into_iter()
-        .find(|(n, _)| n == "Authorization")
-        .and_then(|(_, v)| v.expose_secret().strip_prefix("token ").map(str::to_string))
-        .ok_or("no token header")?;
+    let token = token_of(&sbx)?;
     let bench = Bench {
         exe: std::env::current_exe()?,
         server_pid: sbx.local_pid().ok_or("no server pid")?,
@@ -308,16 +303,20 @@ fn orchestrate() -> Res<()> {
     Ok(())
 }
 
+/// The server token from the sandbox's Authorization header.
+fn token_of(sbx: &Sandbox) -> Res<String> {
+    sbx.jupyter_headers()
+        .into_iter()
+        .find(|(n, _)| n == "Authorization")
+        .and_then(|(_, v)| v.expose_secret().strip_prefix("token ").map(str::to_string))
+        .ok_or_else(|| "no token header".into())
+}
+
 /// `--serve SECONDS`: a local server for investigating by hand with `--child …` and peers.py.
 /// Prints `export` lines for its URL, token and runtime dir, then waits.
 fn serve(seconds: u64) -> Res<()> {
     let sbx = Sandbox::local()?;
-    let token = sbx
-        .jupyter_headers()
-        .into_iter()
-        .find(|(n, _)| n == "Authorization")
-        .and_then(|(_, v)| v.expose_secret().strip_prefix("token ").map(str::to_string))
-        .ok_or("no token header")?;
+    let token = token_of(&sbx)?;
     println!("export E2B_BENCH_URL={}", sbx.jupyter_url());
     println!("export E2B_BENCH_TOKEN={token}");
     println!(
@@ -359,16 +358,20 @@ fn setup_peers(repo: &Path, logs: &Path) -> Res<PathBuf> {
     Ok(python)
 }
 
-/// Runs every client once per round, rotating who goes first.
+/// Runs every client (and the baseline SDK, when given) once per round, rotating who goes
+/// first.
 fn rounds(
     bench: &Bench,
     results: &mut Results,
     measurement: &str,
-    clients: &[Client],
+    mut clients: Vec<Client>,
     n_rounds: usize,
     args: &[String],
     limit: Duration,
 ) {
+    if bench.baseline.is_some() {
+        clients.insert(1, client(BASELINE, Kind::Baseline, &[]));
+    }
     // E2B_BENCH_CLIENTS=a,b: only clients whose name contains one of these.
     let clients: Vec<&Client> = match std::env::var("E2B_BENCH_CLIENTS") {
         Ok(f) if !f.is_empty() => clients
@@ -385,12 +388,7 @@ fn rounds(
         for i in 0..clients.len() {
             let c = clients[(i + r) % clients.len()];
             let v = bench.run_fresh(c, measurement, args, limit);
-            results
-                .entry(measurement.to_string())
-                .or_default()
-                .entry(c.name.to_string())
-                .or_default()
-                .push(v);
+            push(results, measurement, c.name, v);
         }
     }
 }
@@ -406,26 +404,15 @@ pub const E2B: &str = "e2b-ws (e2b-code-interpreter 0.0.10)";
 pub const OURS_LOCAL: &str = "e2b-blocking Sandbox::local()";
 pub const BASELINE: &str = "e2b-blocking (baseline)";
 
-/// Adds the baseline SDK as a client when E2B_BENCH_BASELINE is set.
-fn with_baseline(bench: &Bench, mut clients: Vec<Client>) -> Vec<Client> {
-    if bench.baseline.is_some() {
-        clients.insert(1, client(BASELINE, Kind::Baseline, &[]));
-    }
-    clients
-}
-
 fn roundtrip(bench: &Bench, results: &mut Results, quick: bool) {
-    let clients = with_baseline(
-        bench,
-        vec![
-            client(OURS, Kind::Ours, &[]),
-            client(ZMQ, Kind::Peer("zmq"), &[]),
-            client(WSC, Kind::Peer("websocket-client"), &[]),
-            client(E2B, Kind::Peer("e2b-ws"), &[]),
-            client(RAW_HOOK, Kind::Raw, &["--hook"]),
-            client(RAW_BARE, Kind::Raw, &[]),
-        ],
-    );
+    let clients = vec![
+        client(OURS, Kind::Ours, &[]),
+        client(ZMQ, Kind::Peer("zmq"), &[]),
+        client(WSC, Kind::Peer("websocket-client"), &[]),
+        client(E2B, Kind::Peer("e2b-ws"), &[]),
+        client(RAW_HOOK, Kind::Raw, &["--hook"]),
+        client(RAW_BARE, Kind::Raw, &[]),
+    ];
     let n = env_num("E2B_BENCH_ROUNDS", if quick { 1 } else { 5 });
     let it = if quick { "30" } else { "100" };
     let args = strings(&["--iterations", it, "--warmup", "10"]);
@@ -433,7 +420,7 @@ fn roundtrip(bench: &Bench, results: &mut Results, quick: bool) {
         bench,
         results,
         "roundtrip",
-        &clients,
+        clients,
         n,
         &args,
         Duration::from_secs(300),
@@ -441,23 +428,20 @@ fn roundtrip(bench: &Bench, results: &mut Results, quick: bool) {
 }
 
 fn stream(bench: &Bench, results: &mut Results, quick: bool) {
-    let clients = with_baseline(
-        bench,
-        vec![
-            client(OURS, Kind::Ours, &[]),
-            client(RAW_HOOK, Kind::Raw, &["--hook"]),
-            client(RAW_PARSE, Kind::Raw, &["--hook", "--parse"]),
-            client(RAW_BARE, Kind::Raw, &[]),
-            client(ZMQ, Kind::Peer("zmq"), &[]),
-            client(WSC, Kind::Peer("websocket-client"), &[]),
-            client(
-                WSC_FAST,
-                Kind::Peer("websocket-client"),
-                &["--skip-utf8-validation"],
-            ),
-            client(E2B, Kind::Peer("e2b-ws"), &[]),
-        ],
-    );
+    let clients = vec![
+        client(OURS, Kind::Ours, &[]),
+        client(RAW_HOOK, Kind::Raw, &["--hook"]),
+        client(RAW_PARSE, Kind::Raw, &["--hook", "--parse"]),
+        client(RAW_BARE, Kind::Raw, &[]),
+        client(ZMQ, Kind::Peer("zmq"), &[]),
+        client(WSC, Kind::Peer("websocket-client"), &[]),
+        client(
+            WSC_FAST,
+            Kind::Peer("websocket-client"),
+            &["--skip-utf8-validation"],
+        ),
+        client(E2B, Kind::Peer("e2b-ws"), &[]),
+    ];
     let (n, it) = if quick { (1, "1") } else { (3, "2") };
     let n = env_num("E2B_BENCH_STREAM_ROUNDS", n);
     let args = strings(&["--iterations", it, "--warmup", "1", "--mb", "20"]);
@@ -465,7 +449,7 @@ fn stream(bench: &Bench, results: &mut Results, quick: bool) {
         bench,
         results,
         "stream",
-        &clients,
+        clients,
         n,
         &args,
         Duration::from_secs(900),
@@ -473,22 +457,19 @@ fn stream(bench: &Bench, results: &mut Results, quick: bool) {
 }
 
 fn reconnect(bench: &Bench, results: &mut Results, quick: bool) {
-    let clients = with_baseline(
-        bench,
-        vec![
-            client(OURS, Kind::Ours, &[]),
-            client(WSC, Kind::Peer("websocket-client"), &[]),
-            client(E2B, Kind::Peer("e2b-ws"), &[]),
-            client(ZMQ, Kind::Peer("zmq"), &[]),
-        ],
-    );
+    let clients = vec![
+        client(OURS, Kind::Ours, &[]),
+        client(WSC, Kind::Peer("websocket-client"), &[]),
+        client(E2B, Kind::Peer("e2b-ws"), &[]),
+        client(ZMQ, Kind::Peer("zmq"), &[]),
+    ];
     let (n, it) = if quick { (1, "20") } else { (2, "50") };
     let args = strings(&["--iterations", it, "--warmup", "5"]);
     rounds(
         bench,
         results,
         "reconnect",
-        &clients,
+        clients,
         n,
         &args,
         Duration::from_secs(300),

@@ -123,7 +123,14 @@ fn stream_growth_mib(v: &Value) -> Option<f64> {
     Some((v["peak_rss_kib"].as_f64()? - v["rss_before_kib"].as_f64()?) / 1024.0)
 }
 
-fn problems(r: &Results, m: &str, c: &str) -> Option<String> {
+/// A markdown table's header row and its separator.
+fn table_head(s: &mut String, header: &str) {
+    let columns = header.matches('|').count().saturating_sub(1);
+    let _ = writeln!(s, "{header}\n{}|", "|---".repeat(columns));
+}
+
+/// Errors and unsupported notes of a client's runs, as a suffix for its table row ("" if none).
+fn problems(r: &Results, m: &str, c: &str) -> String {
     let p: Vec<String> = runs(r, m, c)
         .iter()
         .filter_map(|v| {
@@ -133,7 +140,11 @@ fn problems(r: &Results, m: &str, c: &str) -> Option<String> {
                 .map(str::to_string)
         })
         .collect();
-    (!p.is_empty()).then(|| p.join("; "))
+    if p.is_empty() {
+        String::new()
+    } else {
+        format!(" {}", p.join("; "))
+    }
 }
 
 fn f(x: f64) -> String {
@@ -248,11 +259,10 @@ impl Report<'_> {
             s,
             "Below 1 is better for ours in latency, memory and threads; above 1 is better for ours in throughput.\n"
         );
-        let _ = writeln!(
+        table_head(
             s,
-            "| measurement | vs zmq (jupyter_client) | vs websocket-client | vs e2b-ws (E2B 0.0.10) | vs raw tungstenite |"
+            "| measurement | vs zmq (jupyter_client) | vs websocket-client | vs e2b-ws (E2B 0.0.10) | vs raw tungstenite |",
         );
-        let _ = writeln!(s, "|---|---|---|---|---|");
         let row = |s: &mut String, name: &str, vals: [f64; 4]| {
             let cells: Vec<String> = vals
                 .iter()
@@ -344,8 +354,7 @@ impl Report<'_> {
             s,
             "Verdicts use the paired ratio (median over rounds of ours / peer within a round), which cancels load drifting between rounds; pooled numbers are shown beside it.\n"
         );
-        let _ = writeln!(s, "| target | measured | verdict |");
-        let _ = writeln!(s, "|---|---|---|");
+        table_head(s, "| target | measured | verdict |");
         let verdict = |ok: bool, miss: String| {
             if ok {
                 "**met**".to_string()
@@ -413,11 +422,10 @@ impl Report<'_> {
             s,
             "**(1) Round trip of `\"1\"`** (send → `execute_reply` and iopub `idle`; e2b-ws: E2B's rule, idle only), samples pooled over rounds.\n"
         );
-        let _ = writeln!(
+        table_head(
             s,
-            "| client | samples | p50 ms | p90 ms | p99 ms | per-round p50 | CPU µs per cell: client · server · kernel |"
+            "| client | samples | p50 ms | p90 ms | p99 ms | per-round p50 | CPU µs per cell: client · server · kernel |",
         );
-        let _ = writeln!(s, "|---|---|---|---|---|---|---|");
         for c in [OURS, BASELINE, ZMQ, WSC, E2B, RAW_HOOK, RAW_BARE] {
             if runs(r, "roundtrip", c).is_empty() {
                 continue;
@@ -443,8 +451,6 @@ impl Report<'_> {
                 f(pct(&x, 99.0)),
                 range(&rp),
                 problems(r, "roundtrip", c)
-                    .map(|p| format!(" {p}"))
-                    .unwrap_or_default()
             );
         }
         // Stream.
@@ -456,11 +462,10 @@ impl Report<'_> {
             s,
             "\n**(2) Streaming** a cell that prints 20 MiB as 64 KiB chunks (send → done). Memory: peak RSS (VmHWM / ru_maxrss) of the client process, and its growth from just before the first stream cell to the end. Ours runs in a child process of the bench, so its VmHWM is its own.\n"
         );
-        let _ = writeln!(
+        table_head(
             s,
-            "| client | MiB/s (median) | per-iteration MiB/s | complete | peak RSS MiB | growth MiB |"
+            "| client | MiB/s (median) | per-iteration MiB/s | complete | peak RSS MiB | growth MiB |",
         );
-        let _ = writeln!(s, "|---|---|---|---|---|---|");
         for c in [
             OURS, BASELINE, RAW_HOOK, RAW_PARSE, RAW_BARE, ZMQ, WSC, WSC_FAST, E2B,
         ] {
@@ -491,8 +496,6 @@ impl Report<'_> {
                 f(peak),
                 f(self.stream_growth(c)),
                 problems(r, "stream", c)
-                    .map(|p| format!(" {p}"))
-                    .unwrap_or_default()
             );
         }
         // Reconnect.
@@ -500,11 +503,10 @@ impl Report<'_> {
             s,
             "\n**(3) Reconnect.** Ours: the fault proxy (tests/support/fault_proxy.rs) cuts both TCP legs; the worker notices, reconnects with the same session; then `run_code(\"1\")`. websocket-client: `close()`, reconnect with the same session_id, execute. e2b-ws: `close()`, new client, `connect()` (new session), execute. Peers close cleanly; ours must first notice a cut.\n"
         );
-        let _ = writeln!(
+        table_head(
             s,
-            "| client | samples | to connected p50 / p99 ms | to first result p50 / p99 ms |"
+            "| client | samples | to connected p50 / p99 ms | to first result p50 / p99 ms |",
         );
-        let _ = writeln!(s, "|---|---|---|---|");
         for c in [OURS, BASELINE, WSC, E2B, ZMQ] {
             if runs(r, "reconnect", c).is_empty() {
                 continue;
@@ -525,8 +527,6 @@ impl Report<'_> {
                 f(pct(&b, 50.0)),
                 f(pct(&b, 99.0)),
                 problems(r, "reconnect", c)
-                    .map(|p| format!(" {p}"))
-                    .unwrap_or_default()
             );
         }
         let _ = writeln!(
@@ -538,8 +538,7 @@ impl Report<'_> {
             s,
             "**(4) Create → first result.** Ours: `Sandbox::jupyter(url, token)` (kernel specs, `POST /api/kernels`, websocket, hook install) + `run_code(\"1\")` on the same server. zmq / websocket-client: `POST /api/kernels`, connect, execute. e2b-ws: `POST /api/sessions` + `PATCH` (as E2B's `create_kernel` did), connect, execute. `Sandbox::local()` also starts a jupyter_server and has no peer equivalent (E2B's is a cloud VM).\n"
         );
-        let _ = writeln!(s, "| client | samples | p50 ms | max ms |");
-        let _ = writeln!(s, "|---|---|---|---|");
+        table_head(s, "| client | samples | p50 ms | max ms |");
         for c in [OURS, ZMQ, WSC, E2B, OURS_LOCAL] {
             let x = pooled(r, "create", c, "samples_ms");
             let _ = writeln!(
@@ -549,8 +548,6 @@ impl Report<'_> {
                 f(pct(&x, 50.0)),
                 f(pct(&x, 100.0)),
                 problems(r, "create", c)
-                    .map(|p| format!(" {p}"))
-                    .unwrap_or_default()
             );
         }
         // Concurrent.
@@ -562,11 +559,10 @@ impl Report<'_> {
             s,
             "\n**(5) {conns} concurrent contexts**, one thread per context running `\"1\"` back to back for the measured window. Memory and threads per connection: VmRSS and Threads of the client process before and after connecting all contexts, divided by {conns}.\n"
         );
-        let _ = writeln!(
+        table_head(
             s,
-            "| client | cells/s | latency p50 / p99 ms | MiB per connection | threads per connection | threads while running |"
+            "| client | cells/s | latency p50 / p99 ms | MiB per connection | threads per connection | threads while running |",
         );
-        let _ = writeln!(s, "|---|---|---|---|---|---|");
         for c in [OURS, ZMQ, WSC, E2B] {
             let x = pooled(r, "concurrent", c, "samples_ms");
             let _ = writeln!(
@@ -579,8 +575,6 @@ impl Report<'_> {
                 f(self.scalar("concurrent", c, "threads_per_connection")),
                 f(self.scalar("concurrent", c, "threads_running")),
                 problems(r, "concurrent", c)
-                    .map(|p| format!(" {p}"))
-                    .unwrap_or_default()
             );
         }
         let _ = writeln!(s);
