@@ -8,6 +8,7 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Timeouts {
     pub(crate) connect: Duration,
+    pub(crate) kernel_start: Duration,
     pub(crate) request: Duration,
     pub(crate) execution: Option<Duration>,
     pub(crate) start: Duration,
@@ -18,6 +19,7 @@ impl Default for Timeouts {
     fn default() -> Self {
         Timeouts {
             connect: Duration::from_secs(10),
+            kernel_start: Duration::from_secs(60),
             request: Duration::from_secs(30),
             execution: Some(Duration::from_secs(300)),
             start: Duration::from_secs(120),
@@ -31,6 +33,15 @@ impl Timeouts {
     /// Defaults to 10 s.
     pub fn connect(mut self, d: Duration) -> Self {
         self.connect = d;
+        self
+    }
+
+    /// Deadline for a kernel the SDK just started to answer: jupyter_server holds the first
+    /// websocket handshake until the kernel is alive and has replied to `kernel_info` (for up
+    /// to 60 s by its own default), so this covers the kernel's start-up. Opening the TCP
+    /// connection is still bounded by [`Timeouts::connect`]. Defaults to 60 s.
+    pub fn kernel_start(mut self, d: Duration) -> Self {
+        self.kernel_start = d;
         self
     }
 

@@ -209,6 +209,8 @@ pub enum TimeoutPhase {
     SandboxStart,
     /// Opening a TCP or websocket connection.
     Connect,
+    /// Waiting for a newly started kernel to answer its first connection.
+    KernelStart,
     /// An HTTP request/response.
     Request,
     /// A code execution (the kernel has been interrupted).
@@ -226,6 +228,7 @@ impl fmt::Display for TimeoutPhase {
         f.write_str(match self {
             TimeoutPhase::SandboxStart => "starting the sandbox",
             TimeoutPhase::Connect => "connecting",
+            TimeoutPhase::KernelStart => "waiting for a new kernel to start",
             TimeoutPhase::Request => "waiting for an HTTP response",
             TimeoutPhase::Execution => "executing code",
             TimeoutPhase::KernelReply => "waiting for a kernel reply",

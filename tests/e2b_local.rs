@@ -10,27 +10,8 @@ use std::sync::{Arc, Mutex};
 use e2b_blocking::{E2bConfig, E2bOptions, Sandbox};
 use serde_json::json;
 use support::deadline;
-use support::python_server::{PythonServer, venv_python};
+use support::python_server::PythonServer;
 use support::scripted_ws::{HttpAnswer, Options, ScriptedWs};
-
-/// A tokenless jupyter_server from the local sandbox's venv, as E2B's template runs it.
-fn template_server() -> PythonServer {
-    PythonServer::start(&venv_python(&[]), |port, dir| {
-        let root = dir.join("root");
-        let _ = std::fs::create_dir_all(&root);
-        vec![
-            "-m".into(),
-            "jupyter_server".into(),
-            "--ServerApp.ip=127.0.0.1".into(),
-            "--allow-root".into(),
-            format!("--ServerApp.port={port}"),
-            "--ServerApp.port_retries=0".into(),
-            "--IdentityProvider.token=".into(),
-            "--ServerApp.disable_check_xsrf=True".into(),
-            format!("--ServerApp.root_dir={}", root.display()),
-        ]
-    })
-}
 
 /// A control plane that creates `sbx-local` for the key `e2b_test` and records each request
 /// as "METHOD /target".
@@ -85,7 +66,7 @@ fn assert_created_then_killed(seen: &Mutex<Vec<String>>) {
 #[test]
 fn create_run_and_drop_kills_the_sandbox() {
     deadline(|| {
-        let jupyter = template_server();
+        let jupyter = PythonServer::tokenless_jupyter();
         let (plane, seen) = control_plane();
         let config = E2bConfig::default()
             .api_key("e2b_test")
@@ -118,7 +99,7 @@ unsafe extern "C" {
 #[test]
 fn the_c_abi_creates_runs_and_destroys_an_e2b_sandbox() {
     deadline(|| {
-        let jupyter = template_server();
+        let jupyter = PythonServer::tokenless_jupyter();
         let (plane, seen) = control_plane();
         let options = CString::new(
             json!({

@@ -5,7 +5,7 @@ mod support;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use e2b_blocking::{Error, Sandbox, Secret, Timeouts};
+use e2b_blocking::{ContextOptions, Error, Sandbox, Secret, TimeoutPhase, Timeouts};
 use support::python_server::{PythonServer, venv_python};
 use support::{deadline, init_logs, local, token_of};
 
@@ -89,6 +89,52 @@ fn unreachable_server_fails_within_the_connect_timeout() {
         );
         let err = Sandbox::jupyter("127.0.0.1:1", "t").unwrap_err();
         assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+    });
+}
+
+/// jupyter_server answers a new kernel's first websocket handshake only once the kernel is up
+/// and has replied to `kernel_info`, so a kernel slower to start than the connect timeout must
+/// still connect; `Timeouts::kernel_start` bounds it instead, with its own phase.
+#[test]
+fn a_slow_starting_kernel_is_bounded_by_kernel_start_not_connect() {
+    deadline(|| {
+        init_logs();
+        let server = PythonServer::tokenless_jupyter();
+        let python = venv_python(&[]);
+        let slow = format!("sleep 3; exec '{python}' -m ipykernel_launcher -f \"$0\"");
+        server.add_kernelspec("slow", "python", &["sh", "-c", &slow, "{connection_file}"]);
+        server.add_kernelspec("stuck", "python", &["sleep", "600"]);
+
+        let patient = Sandbox::builder()
+            .timeouts(Timeouts::default().connect(Duration::from_secs(1)))
+            .jupyter(&server.url, "")
+            .unwrap();
+        let ctx = patient
+            .create_context(ContextOptions::new().language("slow"))
+            .unwrap();
+        let exec = patient.run("6 * 7").context(&ctx).send().unwrap();
+        assert_eq!(exec.text(), Some("42"));
+        drop(patient);
+
+        // Long enough for the sandbox's own Python kernel to start on a loaded machine.
+        let limit = Duration::from_secs(10);
+        let impatient = Sandbox::builder()
+            .timeouts(Timeouts::default().kernel_start(limit))
+            .jupyter(&server.url, "")
+            .unwrap();
+        let before = kernel_ids(&server.url, "");
+        let err = impatient
+            .create_context(ContextOptions::new().language("stuck"))
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::Timeout { phase: TimeoutPhase::KernelStart, after } if after == limit),
+            "{err:?}"
+        );
+        assert_eq!(
+            kernel_ids(&server.url, ""),
+            before,
+            "the kernel that never started was left running"
+        );
     });
 }
 

@@ -38,4 +38,9 @@ pub(crate) trait Backend: Send + Sync + fmt::Debug {
 
     /// Tears the sandbox down. Called once, from `close()` or `Drop`; must not hang.
     fn shutdown(&self) -> Result<(), Error>;
+
+    /// The last lines the server logged, where the SDK runs the server and can read them.
+    fn server_log_tail(&self) -> Option<String> {
+        None
+    }
 }

@@ -276,8 +276,9 @@ pub unsafe extern "C" fn e2b_string_free(s: *mut c_char) {
 ///   `$E2B_LOCAL_PYTHON`, else a venv the library builds once in the user's cache dir);
 /// - `"packages"`: extra PyPI packages to make importable, e.g. `["numpy"]`;
 /// - `"envs"`: `{"NAME": "value"}` environment variables of every context;
-/// - `"timeouts"`: `{"connect_ms", "request_ms", "execution_ms", "start_ms", "close_ms"}`,
-///   each a number of milliseconds; `"execution_ms": null` means executions have no deadline.
+/// - `"timeouts"`: `{"connect_ms", "kernel_start_ms", "request_ms", "execution_ms",
+///   "start_ms", "close_ms"}`, each a number of milliseconds; `"execution_ms": null` means
+///   executions have no deadline.
 ///
 /// Unknown keys are `E2B_ERR_INVALID_ARGUMENT`. On success `*out` is the new handle; on
 /// failure it is 0. Destroy the handle with `e2b_sandbox_destroy()`: that kills the server.

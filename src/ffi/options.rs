@@ -155,6 +155,7 @@ pub(crate) fn sandbox_builder(
 #[serde(deny_unknown_fields)]
 pub(crate) struct TimeoutsJson {
     connect_ms: Option<u64>,
+    kernel_start_ms: Option<u64>,
     request_ms: Option<u64>,
     /// `null` means no deadline.
     #[serde(default, deserialize_with = "present")]
@@ -169,6 +170,9 @@ impl TimeoutsJson {
         let mut t = Timeouts::default();
         if let Some(v) = self.connect_ms {
             t = t.connect(ms(v));
+        }
+        if let Some(v) = self.kernel_start_ms {
+            t = t.kernel_start(ms(v));
         }
         if let Some(v) = self.request_ms {
             t = t.request(ms(v));

@@ -15,7 +15,7 @@ use crate::config::ConnectionConfig;
 use crate::error::{Error, TimeoutPhase};
 use crate::jupyter::delivery::Delivery;
 use crate::jupyter::state::ConnectionState;
-use crate::jupyter::transport::{self, Target};
+use crate::jupyter::transport::{self, Limits, Target};
 use crate::jupyter::wire::Outgoing;
 use crate::jupyter::worker::{Command, Shared, WAKE, Worker};
 
@@ -57,7 +57,7 @@ impl Connection {
         let shared = Arc::new(Shared::new(&target.kernel_id));
         let socket = transport::connect(
             &target,
-            config.timeouts.connect,
+            Limits::new_kernel(&config.timeouts),
             None,
             config.max_message_size,
         )?;

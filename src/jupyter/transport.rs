@@ -11,6 +11,7 @@ use tungstenite::protocol::WebSocketConfig;
 use tungstenite::stream::MaybeTlsStream;
 use tungstenite::{HandshakeError, WebSocket};
 
+use crate::config::Timeouts;
 use crate::error::{BoxError, Error, TimeoutPhase};
 use crate::http::{Endpoint, encode_component};
 use crate::jupyter::wire::{Framing, V1_SUBPROTOCOL};
@@ -43,15 +44,62 @@ impl Target {
     }
 }
 
-/// Connects within `timeout`. `framing` is a hint from an earlier connect: `Some(Legacy)` skips
+/// How long one connect may take, and what running out is reported as.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// Resolving the host and opening TCP.
+    tcp: Duration,
+    /// The whole connect, handshake included.
+    total: Duration,
+    /// The phase a handshake that runs out of `total` reports.
+    phase: TimeoutPhase,
+}
+
+impl Limits {
+    /// A reconnect to a running kernel: the handshake answers in milliseconds.
+    pub(crate) fn reconnect(timeout: Duration) -> Limits {
+        Limits {
+            tcp: timeout,
+            total: timeout,
+            phase: TimeoutPhase::Connect,
+        }
+    }
+
+    /// The first connect to a kernel just started: jupyter_server holds the handshake until the
+    /// kernel is alive and has answered `kernel_info` (for up to its own `kernel_info_timeout`,
+    /// 60 s), so the kernel's start-up is part of it.
+    pub(crate) fn new_kernel(timeouts: &Timeouts) -> Limits {
+        Limits {
+            tcp: timeouts.connect,
+            total: timeouts.kernel_start,
+            phase: TimeoutPhase::KernelStart,
+        }
+    }
+
+    fn timeout(&self) -> Error {
+        Error::Timeout {
+            phase: self.phase,
+            after: self.total,
+        }
+    }
+
+    fn tcp_timeout(&self) -> Error {
+        Error::Timeout {
+            phase: TimeoutPhase::Connect,
+            after: self.tcp.min(self.total),
+        }
+    }
+}
+
+/// Connects within `limits`. `framing` is a hint from an earlier connect: `Some(Legacy)` skips
 /// offering the v1 subprotocol to a server known not to take it.
 pub(crate) fn connect(
     target: &Target,
-    timeout: Duration,
+    limits: Limits,
     framing: Option<Framing>,
     max_message: usize,
 ) -> Result<Socket, Error> {
-    let deadline = Instant::now() + timeout;
+    let started = Instant::now();
     // tungstenite zero-fills up to `read_buffer_size` bytes before every read() (128 KiB by
     // default: ~1 MiB of memset per `run_code("1")`); 16 KiB keeps that small, and a large
     // frame still arrives in 16 KiB reads into a buffer reserved for the whole frame.
@@ -60,14 +108,14 @@ pub(crate) fn connect(
         .max_message_size(Some(max_message))
         .max_frame_size(Some(max_message));
     if framing != Some(Framing::Legacy) {
-        match handshake(target, deadline, timeout, true, config) {
+        match handshake(target, limits, started, true, config) {
             Err(Attempt::SubprotocolRefused) => {
                 log::debug!("server declined {V1_SUBPROTOCOL}; using legacy JSON framing");
             }
             other => return other.map_err(Attempt::into_error),
         }
     }
-    handshake(target, deadline, timeout, false, config).map_err(Attempt::into_error)
+    handshake(target, limits, started, false, config).map_err(Attempt::into_error)
 }
 
 enum Attempt {
@@ -86,8 +134,8 @@ impl Attempt {
 
 fn handshake(
     target: &Target,
-    deadline: Instant,
-    timeout: Duration,
+    limits: Limits,
+    started: Instant,
     offer_v1: bool,
     config: WebSocketConfig,
 ) -> Result<Socket, Attempt> {
@@ -127,12 +175,8 @@ fn handshake(
         } else {
             80
         });
-    let timeout_err = || {
-        Attempt::Failed(Error::Timeout {
-            phase: TimeoutPhase::Connect,
-            after: timeout,
-        })
-    };
+    let deadline = started + limits.total;
+    let timeout_err = || Attempt::Failed(limits.timeout());
     let transport = |source: io::Error| {
         Attempt::Failed(Error::Transport {
             endpoint: format!("{host}:{port}"),
@@ -140,9 +184,13 @@ fn handshake(
         })
     };
 
-    let tcp = open_tcp(&host, port, deadline).map_err(|e| match e.kind() {
-        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => timeout_err(),
-        _ => transport(e),
+    let tcp = open_tcp(&host, port, (started + limits.tcp).min(deadline)).map_err(|e| {
+        match e.kind() {
+            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
+                Attempt::Failed(limits.tcp_timeout())
+            }
+            _ => transport(e),
+        }
     })?;
     let remaining = deadline
         .checked_duration_since(Instant::now())
@@ -156,7 +204,7 @@ fn handshake(
     {
         Ok(pair) => pair,
         Err(HandshakeError::Interrupted(_)) => return Err(timeout_err()),
-        Err(HandshakeError::Failure(e)) => return Err(classify(e, target, &endpoint, timeout)),
+        Err(HandshakeError::Failure(e)) => return Err(classify(e, target, &endpoint, limits)),
     };
     let framing = match response.headers().get("Sec-WebSocket-Protocol") {
         Some(p) if p.as_bytes() == V1_SUBPROTOCOL.as_bytes() => Framing::V1,
@@ -172,7 +220,7 @@ fn handshake(
     Ok(Socket { ws, raw, framing })
 }
 
-fn classify(e: tungstenite::Error, target: &Target, endpoint: &str, timeout: Duration) -> Attempt {
+fn classify(e: tungstenite::Error, target: &Target, endpoint: &str, limits: Limits) -> Attempt {
     use tungstenite::error::ProtocolError;
     match e {
         tungstenite::Error::Protocol(ProtocolError::SecWebSocketSubProtocolError(_)) => {
@@ -201,10 +249,7 @@ fn classify(e: tungstenite::Error, target: &Target, endpoint: &str, timeout: Dur
                 io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
             ) =>
         {
-            Attempt::Failed(Error::Timeout {
-                phase: TimeoutPhase::Connect,
-                after: timeout,
-            })
+            Attempt::Failed(limits.timeout())
         }
         tungstenite::Error::Io(_) | tungstenite::Error::Tls(_) => {
             Attempt::Failed(Error::Transport {

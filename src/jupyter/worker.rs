@@ -21,7 +21,7 @@ use crate::error::{Error, KernelEvent};
 use crate::jupyter::delivery::{Delivery, Failure};
 use crate::jupyter::routes::{Routes, Seen};
 use crate::jupyter::state::{CloseReason, ConnectionState, StateCell};
-use crate::jupyter::transport::{self, Socket, Target};
+use crate::jupyter::transport::{self, Limits, Socket, Target};
 use crate::jupyter::wire::{self, Framing, Incoming, Outgoing};
 
 pub(crate) const SOCKET: Token = Token(0);
@@ -492,7 +492,7 @@ impl Worker {
         let timeout = self.config.timeouts.connect.min(left);
         match transport::connect(
             &self.target,
-            timeout,
+            Limits::reconnect(timeout),
             self.framing,
             self.config.max_message_size,
         ) {

@@ -76,4 +76,30 @@ impl PythonServer {
         let _ = std::fs::remove_dir_all(&dir);
         panic!("{python} {:?} did not start", args(0, &dir));
     }
+    /// A tokenless jupyter_server from the local sandbox's venv, as E2B's template runs it.
+    pub fn tokenless_jupyter() -> PythonServer {
+        PythonServer::start(&venv_python(&[]), |port, dir| {
+            let root = dir.join("root");
+            let _ = std::fs::create_dir_all(&root);
+            vec![
+                "-m".into(),
+                "jupyter_server".into(),
+                "--ServerApp.ip=127.0.0.1".into(),
+                "--allow-root".into(),
+                format!("--ServerApp.port={port}"),
+                "--ServerApp.port_retries=0".into(),
+                "--IdentityProvider.token=".into(),
+                "--ServerApp.disable_check_xsrf=True".into(),
+                format!("--ServerApp.root_dir={}", root.display()),
+            ]
+        })
+    }
+
+    /// Adds a kernelspec `name` with `argv` (jupyter_server reads its specs on every request).
+    pub fn add_kernelspec(&self, name: &str, language: &str, argv: &[&str]) {
+        let spec = self.dir.join("data/kernels").join(name);
+        std::fs::create_dir_all(&spec).unwrap();
+        let json = serde_json::json!({"argv": argv, "display_name": name, "language": language});
+        std::fs::write(spec.join("kernel.json"), json.to_string()).unwrap();
+    }
 }

@@ -120,4 +120,8 @@ impl Backend for LocalBackend {
         self.server.kill();
         Ok(())
     }
+
+    fn server_log_tail(&self) -> Option<String> {
+        Some(self.server.log_tail())
+    }
 }

@@ -77,6 +77,8 @@ pub(crate) struct LocalServer {
     root: PathBuf,
     runtime: PathBuf,
     endpoint: Endpoint,
+    /// Kept to scrub it from log lines we pass on.
+    token: Secret,
 }
 
 impl LocalServer {
@@ -159,6 +161,7 @@ impl LocalServer {
             root,
             runtime,
             endpoint: Endpoint::new("http://127.0.0.1:1")?,
+            token: token.clone(),
         };
         // From here on, dropping `server` cleans up the process and the directory.
         server.wait_ready(token, timeouts)
@@ -223,10 +226,16 @@ impl LocalServer {
         )))
     }
 
-    fn log_tail(&self) -> String {
+    /// The server's last log lines. jupyter_server masks its token in URLs it logs; the token
+    /// is scrubbed here too, so no other line can carry it into an error or a log.
+    pub(crate) fn log_tail(&self) -> String {
         let text = fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(12)..].join("\n")
+        let tail = lines[lines.len().saturating_sub(12)..].join("\n");
+        match self.token.expose() {
+            "" => tail,
+            token => tail.replace(token, "[token]"),
+        }
     }
 
     pub(crate) fn endpoint(&self) -> &Endpoint {
