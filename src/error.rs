@@ -273,6 +273,19 @@ fn last_line(stderr: &str) -> String {
 }
 
 impl Error {
+    /// The message followed by every cause in `source()` order, for log lines and for the
+    /// cause string a lost connection keeps (where the typed chain cannot be kept).
+    pub(crate) fn with_causes(&self) -> String {
+        let mut text = self.to_string();
+        let mut next = std::error::Error::source(self);
+        while let Some(cause) = next {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            next = cause.source();
+        }
+        text
+    }
+
     pub(crate) fn protocol(message: impl Into<String>) -> Error {
         Error::Protocol {
             message: message.into(),

@@ -522,8 +522,9 @@ impl Worker {
 
     fn attempt_failed(&mut self, e: Error, attempt: u32, policy: &crate::ReconnectPolicy) {
         log::debug!(
-            "kernel {}: reconnect attempt {attempt} failed: {e}",
-            self.target.kernel_id
+            "kernel {}: reconnect attempt {attempt} failed: {}",
+            self.target.kernel_id,
+            e.with_causes()
         );
         match e {
             Error::Authentication { status, endpoint } => {
@@ -545,7 +546,7 @@ impl Worker {
         let Some(outage) = self.outage.as_mut() else {
             return;
         };
-        outage.last_cause = e.to_string();
+        outage.last_cause = e.with_causes();
         let now = Instant::now();
         let probe_due = outage
             .last_probe

@@ -26,6 +26,30 @@ c.FileContentsManager.always_delete_dir = True
 c.ServerApp.open_browser = False
 # Notice a dead kernel within half a second instead of three, so in-flight calls fail fast.
 c.KernelRestarter.time_to_dead = 0.5
+
+# When a client reconnects with the same session, jupyter_server closes the old handler, but
+# frames already read from the old socket are still dispatched. The closed handler can no
+# longer say which subprotocol it agreed, so a v1 binary frame is decoded as the legacy format,
+# whose first four bytes then ask `struct` for ~100 million fields: the server's event loop
+# stops for 5-40 s and every kernel's connection stalls. Drop those frames, as the server
+# already does once the old connection is fully closed; the SDK recovers requests lost with
+# a connection (the replay hook) either way.
+try:
+    from jupyter_server.services.kernels.connection.channels import (
+        ZMQChannelsWebsocketConnection as _Conn,
+    )
+
+    _incoming = _Conn.handle_incoming_message
+
+    def _handle_incoming_message(self, msg):
+        if getattr(self.websocket_handler, "ws_connection", None) is None:
+            self.log.warning("dropped a message that arrived on a replaced websocket")
+            return None
+        return _incoming(self, msg)
+
+    _Conn.handle_incoming_message = _handle_incoming_message
+except Exception as _e:
+    print(f"e2b-blocking: replaced-websocket guard not installed: {_e}")
 _parent = int(os.environ.get("E2B_BLOCKING_PARENT_PID", "0") or 0)
 
 def _descendants(root):

@@ -1,0 +1,87 @@
+//! Guards the local sandbox puts around jupyter_server bugs, shown on its real server.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use support::scripted_ws::{V1_SUBPROTOCOL, encode_v1};
+use support::{deadline, local, token_of};
+use tungstenite::client::IntoClientRequest;
+use tungstenite::http::HeaderValue;
+
+/// What the local server logs when it drops such a frame.
+const DROPPED: &str = "dropped a message that arrived on a replaced websocket";
+
+type Ws = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>;
+
+fn open_v1(url: &str, token: &str) -> Ws {
+    let mut request = url.into_client_request().unwrap();
+    let headers = request.headers_mut();
+    headers.insert(
+        "Authorization",
+        HeaderValue::from_str(&format!("token {token}")).unwrap(),
+    );
+    headers.insert(
+        "Sec-WebSocket-Protocol",
+        HeaderValue::from_static(V1_SUBPROTOCOL),
+    );
+    tungstenite::client::connect(request).unwrap().0
+}
+
+/// A client that reconnects with the same session makes jupyter_server close the old handler,
+/// which then decodes a v1 frame still arriving on the old socket as the legacy format and
+/// spends seconds building a struct format of ~100 million fields, with the whole server
+/// stalled. The local server drops such frames instead (and says so in its log).
+#[test]
+fn a_frame_on_a_replaced_websocket_is_dropped_without_stalling_the_server() {
+    deadline(|| {
+        let sbx = local();
+        let token = token_of(&sbx);
+        let http = sbx.jupyter_url().trim_end_matches('/').to_string();
+        let body = ureq::post(&format!("{http}/api/kernels"))
+            .header("Authorization", &format!("token {token}"))
+            .header("Content-Type", "application/json")
+            .send(json!({"name": "python3"}).to_string())
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap();
+        let kernel: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let session = uuid::Uuid::new_v4().simple().to_string();
+        let ws_url = format!(
+            "{}/api/kernels/{}/channels?session_id={session}",
+            http.replacen("http", "ws", 1),
+            kernel["id"].as_str().unwrap()
+        );
+
+        let mut old = open_v1(&ws_url, &token);
+        let _new = open_v1(&ws_url, &token);
+        let request = json!({
+            "channel": "shell",
+            "header": {"msg_id": "on-the-old-socket", "msg_type": "kernel_info_request",
+                       "session": session, "username": "", "date": "", "version": "5.3"},
+            "parent_header": {}, "metadata": {}, "content": {},
+        });
+        old.send(tungstenite::Message::Binary(encode_v1(&request).into()))
+            .unwrap();
+
+        let log_path = sbx
+            .local_root()
+            .unwrap()
+            .parent()
+            .unwrap()
+            .join("server.log");
+        let until = Instant::now() + Duration::from_secs(60);
+        let log = loop {
+            let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+            if text.contains(DROPPED) || text.contains("struct.error") || Instant::now() > until {
+                break text;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(!log.contains("struct.error"), "decoded as legacy:\n{log}");
+        assert!(log.contains(DROPPED), "no drop logged:\n{log}");
+        assert_eq!(sbx.run_code("1 + 1").unwrap().text(), Some("2"));
+    });
+}
