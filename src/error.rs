@@ -274,13 +274,17 @@ fn last_line(stderr: &str) -> String {
 
 impl Error {
     /// The message followed by every cause in `source()` order, for log lines and for the
-    /// cause string a lost connection keeps (where the typed chain cannot be kept).
+    /// cause string a lost connection keeps (where the typed chain cannot be kept). A cause
+    /// whose text its parent already ends with (many wrappers print their source) is skipped.
     pub(crate) fn with_causes(&self) -> String {
         let mut text = self.to_string();
         let mut next = std::error::Error::source(self);
         while let Some(cause) = next {
-            text.push_str(": ");
-            text.push_str(&cause.to_string());
+            let line = cause.to_string();
+            if !text.ends_with(&line) {
+                text.push_str(": ");
+                text.push_str(&line);
+            }
             next = cause.source();
         }
         text
@@ -346,5 +350,17 @@ mod tests {
         assert_eq!(err.to_string(), "could not reach GET /api");
         let source = std::error::Error::source(&err).map(|s| s.to_string());
         assert_eq!(source.as_deref(), Some("refused"));
+    }
+
+    #[test]
+    fn with_causes_lists_each_cause_once() {
+        let inner =
+            tungstenite::Error::Protocol(tungstenite::error::ProtocolError::HandshakeIncomplete);
+        let err = Error::protocol_from("websocket handshake failed", inner);
+        assert_eq!(
+            err.with_causes(),
+            "protocol error: websocket handshake failed: \
+             WebSocket protocol error: Handshake not finished"
+        );
     }
 }
