@@ -187,6 +187,7 @@ pub struct ConnectionConfig {
     pub(crate) reconnect: ReconnectPolicy,
     pub(crate) keepalive: Keepalive,
     pub(crate) max_message_size: usize,
+    pub(crate) binary_framing: bool,
 }
 
 impl Default for ConnectionConfig {
@@ -196,6 +197,7 @@ impl Default for ConnectionConfig {
             reconnect: ReconnectPolicy::default(),
             keepalive: Keepalive::default(),
             max_message_size: 256 << 20,
+            binary_framing: true,
         }
     }
 }
@@ -223,6 +225,17 @@ impl ConnectionConfig {
     /// Keep-alive pings. Defaults to [`Keepalive::default`].
     pub fn keepalive(mut self, k: Keepalive) -> Self {
         self.keepalive = k;
+        self
+    }
+
+    /// Offer jupyter_server's binary `v1.kernel.websocket.jupyter.org` framing; servers without
+    /// it get JSON either way. Binary saves about 1.7 ms per round trip, but jupyter_server
+    /// 2.x stalls for seconds when a binary frame sent just before a connection broke reaches
+    /// it after the reconnect (see the README). The local sandbox's server is patched against
+    /// that; on a flaky link to a server you do not control, `false` trades the latency for
+    /// immunity. Defaults to `true`.
+    pub fn binary_framing(mut self, offer: bool) -> Self {
+        self.binary_framing = offer;
         self
     }
 }

@@ -57,6 +57,13 @@ impl SandboxBuilder {
         self
     }
 
+    /// Whether kernel connections offer binary framing. Defaults to `true`; see
+    /// [`ConnectionConfig::binary_framing`] for when to turn it off.
+    pub fn binary_framing(mut self, offer: bool) -> Self {
+        self.config.connection = self.config.connection.binary_framing(offer);
+        self
+    }
+
     /// Environment variables set in every context of the sandbox. Defaults to none.
     pub fn envs<I, K, V>(mut self, envs: I) -> Self
     where

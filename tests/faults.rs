@@ -5,7 +5,9 @@ mod support;
 
 use std::time::Duration;
 
-use e2b_blocking::{CloseReason, ConnectionState, Error, Keepalive, ReconnectPolicy, Sandbox};
+use e2b_blocking::{
+    CloseReason, ConnectionState, Continuity, Error, Keepalive, ReconnectPolicy, Sandbox,
+};
 use support::{deadline, init_logs, local, through_proxy};
 
 #[test]
@@ -110,5 +112,38 @@ fn when_reconnects_keep_failing_every_call_fails_fast_and_typed() {
             matches!(later, Err(Error::ConnectionLost { .. })),
             "{later:?}"
         );
+    });
+}
+
+/// JSON framing (`binary_framing(false)`, for servers without the local sandbox's patch)
+/// recovers output across cuts exactly as binary framing does.
+#[test]
+fn json_framing_keeps_executions_whole_across_random_cuts() {
+    deadline(|| {
+        init_logs();
+        let owner = local();
+        let (proxy, sbx) = through_proxy(&owner, Sandbox::builder().binary_framing(false));
+        let chaos =
+            proxy.start_random_cuts(Duration::from_millis(100), Duration::from_millis(400), 7);
+        for n in 0..6 {
+            let code = format!(
+                "import time\nfor i in range(20):\n    print(f'{n} {{i}}', flush=True)\n    \
+                 time.sleep(0.05)\n{{'cell': {n}}}"
+            );
+            let exec = sbx
+                .run(code)
+                .timeout(Duration::from_secs(60))
+                .send()
+                .unwrap();
+            let expected: String = (0..20).map(|i| format!("{n} {i}\n")).collect();
+            assert_eq!(exec.logs.stdout.concat(), expected, "cell {n}");
+            assert_eq!(
+                exec.text().map(str::to_string),
+                Some(format!("{{'cell': {n}}}"))
+            );
+            assert_ne!(exec.continuity, Continuity::Unverified, "cell {n}");
+        }
+        drop(chaos);
+        assert!(proxy.cuts() >= 5, "only {} cuts", proxy.cuts());
     });
 }

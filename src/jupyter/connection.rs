@@ -16,7 +16,7 @@ use crate::error::{Error, TimeoutPhase};
 use crate::jupyter::delivery::Delivery;
 use crate::jupyter::state::ConnectionState;
 use crate::jupyter::transport::{self, Limits, Target};
-use crate::jupyter::wire::Outgoing;
+use crate::jupyter::wire::{Framing, Outgoing};
 use crate::jupyter::worker::{Command, Shared, WAKE, Worker};
 
 pub(crate) struct Connection {
@@ -58,7 +58,7 @@ impl Connection {
         let socket = transport::connect(
             &target,
             Limits::new_kernel(&config.timeouts),
-            None,
+            (!config.binary_framing).then_some(Framing::Legacy),
             config.max_message_size,
         )?;
         let poll = Poll::new().map_err(io_setup)?;

@@ -119,6 +119,28 @@ fn expect_failure(rx: &crossbeam_channel::Receiver<Delivery>) -> Failure {
 }
 
 #[test]
+fn without_binary_framing_the_handshake_offers_no_subprotocol() {
+    use tungstenite::handshake::server::{Request, Response};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (tcp, _) = listener.accept().unwrap();
+        let mut offered = None;
+        #[allow(clippy::result_large_err)] // the error type is tungstenite's
+        let callback = |req: &Request, resp: Response| {
+            offered = Some(req.headers().get("Sec-WebSocket-Protocol").cloned());
+            Ok(resp)
+        };
+        let ws = tungstenite::accept_hdr(tcp, callback).unwrap();
+        (offered, ws)
+    });
+    let conn = open(port, no_reconnect().binary_framing(false));
+    let (offered, _ws) = server.join().unwrap();
+    assert_eq!(offered, Some(None), "the client offered a subprotocol");
+    drop(conn);
+}
+
+#[test]
 fn malformed_json_fails_the_pending_request_with_a_protocol_error() {
     let (port, server) = serve(|mut ws| {
         let id = read_request(&mut ws);
