@@ -324,7 +324,10 @@ e2b_error_code_t e2b_sandbox_local(const char *options_json,
  *   `"kill_on_close"` (true: `e2b_sandbox_destroy()` kills the sandbox; false leaves it
  *   running for a later connect);
  * - as for `e2b_sandbox_local()`: `"envs"` (environment variables of every context) and
- *   `"timeouts"`.
+ *   `"timeouts"`;
+ * - `"binary_framing"` (true): false makes kernel connections speak JSON instead of binary
+ *   frames, about 1.7 ms slower per round trip but immune to a jupyter_server bug that
+ *   stalls the server for seconds after a reconnect (see the README).
  *
  * Unknown keys are `E2B_ERR_INVALID_ARGUMENT`. A rejected API key is
  * `E2B_ERR_AUTHENTICATION`; an unknown template is `E2B_ERR_HTTP`. The API key is never
@@ -348,7 +351,8 @@ e2b_error_code_t e2b_sandbox_create(const char *options_json,
  *   A token the server rejects is `E2B_ERR_AUTHENTICATION`.
  * - `options_json`: NULL or `""` for every default, or a JSON object with the keys of
  *   `e2b_sandbox_local()` that apply to a server someone else runs: `"envs"` and `"timeouts"`
- *   (`"python"` and `"packages"` are `E2B_ERR_INVALID_ARGUMENT` here, as are unknown keys).
+ *   (`"python"` and `"packages"` are `E2B_ERR_INVALID_ARGUMENT` here, as are unknown keys),
+ *   plus `"binary_framing"` as for `e2b_sandbox_create()`.
  *
  * An unreachable server is `E2B_ERR_TRANSPORT` (or `E2B_ERR_TIMEOUT` after
  * `"timeouts": {"connect_ms"}`). On success `*out` is the new handle; on failure it is 0.

@@ -47,6 +47,8 @@ pub(crate) struct JupyterJson {
     /// Call deadlines.
     #[serde(default)]
     pub(crate) timeouts: TimeoutsJson,
+    /// `false` speaks JSON framing (see `ConnectionConfig::binary_framing`).
+    pub(crate) binary_framing: Option<bool>,
 }
 
 /// Options of `e2b_sandbox_create`: where the control plane is, what to create, and the
@@ -82,6 +84,8 @@ pub(crate) struct E2bJson {
     /// Call deadlines.
     #[serde(default)]
     pub(crate) timeouts: TimeoutsJson,
+    /// `false` speaks JSON framing (see `ConnectionConfig::binary_framing`).
+    pub(crate) binary_framing: Option<bool>,
 }
 
 impl E2bJson {
@@ -140,14 +144,17 @@ impl E2bJson {
     }
 }
 
-/// A sandbox builder with the options every constructor takes.
+/// A sandbox builder with the options every constructor takes; `binary_framing` only for
+/// servers the library does not start (the local one is patched against the bug it avoids).
 pub(crate) fn sandbox_builder(
     envs: &BTreeMap<String, String>,
     timeouts: &TimeoutsJson,
+    binary_framing: Option<bool>,
 ) -> SandboxBuilder {
     crate::Sandbox::builder()
         .timeouts(timeouts.to_timeouts())
         .envs(envs.clone())
+        .binary_framing(binary_framing.unwrap_or(true))
 }
 
 /// Deadlines in milliseconds; an absent key keeps the default.

@@ -61,11 +61,14 @@ int main(void) {
     CHECK_CODE(e2b_sandbox_connect_jupyter(url, token, "{\"packages\": [\"numpy\"]}", &sbx),
                E2B_ERR_INVALID_ARGUMENT);
 
-    /* The right token, with env vars and timeouts. */
+    CHECK_CODE(e2b_sandbox_connect_jupyter(url, token, "{\"binary_framing\": \"no\"}", &sbx),
+               E2B_ERR_INVALID_ARGUMENT);
+
+    /* The right token, with env vars, timeouts and JSON framing (everything below uses it). */
     CHECK_CODE(e2b_sandbox_connect_jupyter(url, token,
                                            "{\"envs\": {\"E2B_JUPYTER_FFI\": \"on\"}, "
                                            "\"timeouts\": {\"execution_ms\": 60000, "
-                                           "\"connect_ms\": 10000}}",
+                                           "\"connect_ms\": 10000}, \"binary_framing\": false}",
                                            &sbx),
                E2B_OK);
     if (sbx == 0) {
