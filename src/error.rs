@@ -273,15 +273,16 @@ fn last_line(stderr: &str) -> String {
 }
 
 impl Error {
-    /// The message followed by every cause in `source()` order, for log lines and for the
-    /// cause string a lost connection keeps (where the typed chain cannot be kept). A cause
-    /// whose text its parent already ends with (many wrappers print their source) is skipped.
+    /// The message followed by every cause in `source()` order, joined with ": ", for log
+    /// lines, the C ABI's error messages and the cause string a lost connection keeps (where
+    /// the typed chain cannot be kept). An empty cause, or one whose text its parent already
+    /// ends with (many wrappers print their source), is skipped.
     pub(crate) fn with_causes(&self) -> String {
         let mut text = self.to_string();
         let mut next = std::error::Error::source(self);
         while let Some(cause) = next {
             let line = cause.to_string();
-            if !text.ends_with(&line) {
+            if !line.is_empty() && !text.ends_with(&line) {
                 text.push_str(": ");
                 text.push_str(&line);
             }

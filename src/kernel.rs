@@ -49,7 +49,9 @@ impl Kernel {
         let conn = match Connection::open(target, config.clone(), backend.clone()) {
             Ok(c) => c,
             Err(e) => {
-                if let (Error::Timeout { .. }, Some(tail)) = (&e, backend.server_log_tail()) {
+                if matches!(e, Error::Timeout { .. })
+                    && let Some(tail) = backend.server_log_tail()
+                {
                     log::warn!(
                         "kernel {} did not answer ({e}); the server's log ends with:\n{tail}",
                         model.id

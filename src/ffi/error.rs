@@ -194,23 +194,8 @@ impl From<Error> for FfiError {
             #[allow(unreachable_patterns)]
             _ => E2B_ERR_OTHER,
         };
-        FfiError::new(code, message_chain(&e))
+        FfiError::new(code, e.with_causes())
     }
-}
-
-/// The error's message followed by its sources', joined with ": ".
-fn message_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !text.is_empty() && !out.ends_with(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
 }
 
 struct LastError {

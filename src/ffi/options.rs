@@ -151,10 +151,13 @@ pub(crate) fn sandbox_builder(
     timeouts: &TimeoutsJson,
     binary_framing: Option<bool>,
 ) -> SandboxBuilder {
-    crate::Sandbox::builder()
+    let builder = crate::Sandbox::builder()
         .timeouts(timeouts.to_timeouts())
-        .envs(envs.clone())
-        .binary_framing(binary_framing.unwrap_or(true))
+        .envs(envs.clone());
+    match binary_framing {
+        Some(offer) => builder.binary_framing(offer),
+        None => builder,
+    }
 }
 
 /// Deadlines in milliseconds; an absent key keeps the default.

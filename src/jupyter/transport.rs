@@ -47,7 +47,7 @@ impl Target {
 /// How long one connect may take, and what running out is reported as.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Limits {
-    /// Resolving the host and opening TCP.
+    /// Resolving the host and opening TCP; never more than `total`.
     tcp: Duration,
     /// The whole connect, handshake included.
     total: Duration,
@@ -70,7 +70,7 @@ impl Limits {
     /// 60 s), so the kernel's start-up is part of it.
     pub(crate) fn new_kernel(timeouts: &Timeouts) -> Limits {
         Limits {
-            tcp: timeouts.connect,
+            tcp: timeouts.connect.min(timeouts.kernel_start),
             total: timeouts.kernel_start,
             phase: TimeoutPhase::KernelStart,
         }
@@ -86,7 +86,7 @@ impl Limits {
     fn tcp_timeout(&self) -> Error {
         Error::Timeout {
             phase: TimeoutPhase::Connect,
-            after: self.tcp.min(self.total),
+            after: self.tcp,
         }
     }
 }
@@ -184,13 +184,11 @@ fn handshake(
         })
     };
 
-    let tcp = open_tcp(&host, port, (started + limits.tcp).min(deadline)).map_err(|e| {
-        match e.kind() {
-            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
-                Attempt::Failed(limits.tcp_timeout())
-            }
-            _ => transport(e),
+    let tcp = open_tcp(&host, port, started + limits.tcp).map_err(|e| match e.kind() {
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
+            Attempt::Failed(limits.tcp_timeout())
         }
+        _ => transport(e),
     })?;
     let remaining = deadline
         .checked_duration_since(Instant::now())

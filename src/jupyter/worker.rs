@@ -521,10 +521,10 @@ impl Worker {
     }
 
     fn attempt_failed(&mut self, e: Error, attempt: u32, policy: &crate::ReconnectPolicy) {
+        let cause = e.with_causes();
         log::debug!(
-            "kernel {}: reconnect attempt {attempt} failed: {}",
-            self.target.kernel_id,
-            e.with_causes()
+            "kernel {}: reconnect attempt {attempt} failed: {cause}",
+            self.target.kernel_id
         );
         match e {
             Error::Authentication { status, endpoint } => {
@@ -546,7 +546,7 @@ impl Worker {
         let Some(outage) = self.outage.as_mut() else {
             return;
         };
-        outage.last_cause = e.with_causes();
+        outage.last_cause = cause;
         let now = Instant::now();
         let probe_due = outage
             .last_probe
