@@ -654,7 +654,8 @@ impl<'a> CommandHandle<'a> {
 
     fn interrupt(&mut self) {
         if let Some(kernel) = &self.kernel {
-            self.sandbox.interrupt_kernel(kernel);
+            self.sandbox
+                .interrupt_kernel(kernel, self.sandbox.config().timeouts.request);
         }
         self.settle_until = Some(Instant::now() + SETTLE);
     }

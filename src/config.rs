@@ -13,6 +13,7 @@ pub struct Timeouts {
     pub(crate) execution: Option<Duration>,
     pub(crate) start: Duration,
     pub(crate) close: Duration,
+    pub(crate) interrupt_grace: Duration,
 }
 
 impl Default for Timeouts {
@@ -24,6 +25,7 @@ impl Default for Timeouts {
             execution: Some(Duration::from_secs(300)),
             start: Duration::from_secs(120),
             close: Duration::from_secs(5),
+            interrupt_grace: Duration::from_millis(500),
         }
     }
 }
@@ -67,10 +69,22 @@ impl Timeouts {
         self
     }
 
-    /// How long `close()` and `Drop` wait for workers and the backend before giving up.
-    /// Defaults to 5 s.
+    /// How long `close()` and `Drop` may take in all: stopping every connection worker and
+    /// shutting down the kernels of a server the sandbox does not own. What is not done by then
+    /// is abandoned (and logged). Defaults to 5 s.
     pub fn close(mut self, d: Duration) -> Self {
         self.close = d;
+        self
+    }
+
+    /// How long an execution that passed its deadline (or whose callback failed) may take to
+    /// stop once the kernel is interrupted. A Python cell normally stops within milliseconds;
+    /// one that ignores SIGINT, or native code that never returns to the interpreter, does not,
+    /// and the call then returns [`Error::InterruptIgnored`](crate::Error::InterruptIgnored)
+    /// after this grace, so a call never takes longer than its timeout plus this.
+    /// Defaults to 500 ms.
+    pub fn interrupt_grace(mut self, d: Duration) -> Self {
+        self.interrupt_grace = d;
         self
     }
 }
@@ -187,8 +201,13 @@ pub struct ConnectionConfig {
     pub(crate) reconnect: ReconnectPolicy,
     pub(crate) keepalive: Keepalive,
     pub(crate) max_message_size: usize,
+    pub(crate) max_request_size: usize,
     pub(crate) binary_framing: bool,
 }
+
+/// Tornado's default `websocket_max_message_size`, which jupyter_server keeps: a larger message
+/// makes the server reset the connection.
+pub(crate) const SERVER_MESSAGE_LIMIT: usize = 10 * 1024 * 1024;
 
 impl Default for ConnectionConfig {
     fn default() -> Self {
@@ -197,6 +216,7 @@ impl Default for ConnectionConfig {
             reconnect: ReconnectPolicy::default(),
             keepalive: Keepalive::default(),
             max_message_size: 256 << 20,
+            max_request_size: SERVER_MESSAGE_LIMIT,
             binary_framing: true,
         }
     }
@@ -207,6 +227,17 @@ impl ConnectionConfig {
     /// requests with a protocol error. Defaults to 256 MiB.
     pub fn max_message_size(mut self, bytes: usize) -> Self {
         self.max_message_size = bytes;
+        self
+    }
+
+    /// Largest websocket message sent to the server. A request whose encoded message is larger
+    /// (an execution's code, a command) fails at once with
+    /// [`Error::RequestTooLarge`](crate::Error::RequestTooLarge) instead of being sent: a server
+    /// resets the connection on a message over its own limit, which would look like a network
+    /// cut. Defaults to 10 MiB, jupyter_server's limit unless its owner changed
+    /// `tornado_settings.websocket_max_message_size`.
+    pub fn max_request_size(mut self, bytes: usize) -> Self {
+        self.max_request_size = bytes;
         self
     }
 

@@ -2,6 +2,7 @@
 
 use crate::error::Error;
 use crate::jupyter::rest::KernelSpecs;
+use crate::kernel::SilentError;
 
 /// A handle on one kernel of the sandbox, as returned by `create_context`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -111,6 +112,21 @@ pub(crate) fn chdir_code(language: &str, cwd: &str) -> Result<String, Error> {
             )));
         }
     })
+}
+
+/// The error for a working directory the kernel could not change to. Python names the reason;
+/// other kernels' errors are passed on as they are.
+pub(crate) fn chdir_error(kernel_id: &str, cwd: &str, e: &SilentError<'_>) -> Error {
+    let path = cwd.to_string();
+    match e.name {
+        "FileNotFoundError" => Error::FileNotFound { path },
+        "NotADirectoryError" => Error::NotADirectory { path },
+        "PermissionError" => Error::PermissionDenied { path },
+        _ => Error::KernelSetup {
+            kernel_id: kernel_id.to_string(),
+            message: format!("changing to {cwd:?}: {e}"),
+        },
+    }
 }
 
 #[cfg(test)]

@@ -24,8 +24,9 @@ pub enum Error {
         sandbox_id: String,
     },
 
-    /// A deadline passed. `phase` says which one; for [`TimeoutPhase::Execution`] the kernel has
-    /// been interrupted already and is usable again.
+    /// A deadline passed. `phase` says which one; for [`TimeoutPhase::Execution`] the kernel was
+    /// interrupted and went idle, so it is usable again (when it ignores the interrupt the error
+    /// is [`Error::InterruptIgnored`] instead).
     #[error("timed out after {after:?} while {phase}")]
     Timeout {
         /// What was being waited for.
@@ -34,8 +35,51 @@ pub enum Error {
         after: Duration,
     },
 
+    /// An execution passed its deadline and the kernel did not stop within
+    /// [`Timeouts::interrupt_grace`](crate::Timeouts::interrupt_grace) of being interrupted:
+    /// the code ignores SIGINT or is stuck in native code. Unless `restarted`, the kernel still
+    /// runs it and later calls on this context wait behind it: restart the context
+    /// ([`Sandbox::restart_context`](crate::Sandbox::restart_context) with
+    /// [`Sandbox::default_context`](crate::Sandbox::default_context) for the default one), or
+    /// ask for that up front with
+    /// [`RunBuilder::restart_on_timeout`](crate::RunBuilder::restart_on_timeout).
+    #[error("execution timed out after {after:?} and kernel {context_id} ignored the interrupt; {}",
+        if *restarted { "it was restarted and its state is lost" } else { "it is still busy: restart the context" })]
+    InterruptIgnored {
+        /// The context (kernel id) that ran the execution.
+        context_id: String,
+        /// The execution's deadline.
+        after: Duration,
+        /// Whether the context was restarted (state lost, usable again).
+        restarted: bool,
+    },
+
+    /// A request is larger than the server accepts in one websocket message (jupyter_server:
+    /// Tornado's 10 MiB by default), so it was not sent. Send less (write big inputs with
+    /// `files()` and read them in code), or raise the limit with
+    /// [`SandboxBuilder::max_request_size`](crate::SandboxBuilder::max_request_size) if the
+    /// server accepts more.
+    #[error("request of {size} bytes is over the server's message limit of {limit} bytes")]
+    RequestTooLarge {
+        /// The encoded request's size in bytes.
+        size: usize,
+        /// The limit it was checked against.
+        limit: usize,
+    },
+
+    /// Setting a kernel up (the output hook, env vars, working directory) failed in the kernel.
+    /// The kernel was shut down; the message names the step and the kernel's error.
+    #[error("setting up kernel {kernel_id} failed: {message}")]
+    KernelSetup {
+        /// The kernel id.
+        kernel_id: String,
+        /// The step and the kernel's error (`name: value`).
+        message: String,
+    },
+
     /// The websocket to a kernel was lost and could not be re-established within the reconnect
-    /// budget, while the sandbox itself still seemed to exist. Retrying later may work.
+    /// budget, while the sandbox itself still seemed to exist; or the connection broke every
+    /// time one request was sent, before the kernel received it. Retrying later may work.
     #[error("connection to kernel {kernel_id} lost")]
     ConnectionLost {
         /// The kernel whose connection was lost.
@@ -325,9 +369,9 @@ impl Error {
         matches!(self, Error::Closed | Error::SandboxNotFound { .. })
     }
 
-    /// True for a [`Error::Timeout`].
+    /// True for a [`Error::Timeout`] or an [`Error::InterruptIgnored`] (a deadline passed).
     pub fn is_timeout(&self) -> bool {
-        matches!(self, Error::Timeout { .. })
+        matches!(self, Error::Timeout { .. } | Error::InterruptIgnored { .. })
     }
 }
 

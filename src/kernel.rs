@@ -143,9 +143,22 @@ impl Kernel {
         }
     }
 
-    /// Runs code silently (no history, no execute_input) and returns the reply's content.
-    /// Used for set-up the user should not see, such as env vars and the working directory.
+    /// Runs code silently (no history, no execute_input) and returns the reply's content. Used
+    /// for set-up the user should not see, such as env vars and the working directory; an
+    /// exception in it is [`Error::KernelSetup`].
     pub(crate) fn run_silent(&self, code: &str, timeout: Duration) -> Result<Value, Error> {
+        let content = self.run_silent_reply(code, timeout)?;
+        match SilentError::of(&content) {
+            Some(e) => Err(Error::KernelSetup {
+                kernel_id: self.id.clone(),
+                message: e.to_string(),
+            }),
+            None => Ok(content),
+        }
+    }
+
+    /// [`Kernel::run_silent`], with an exception left in the reply for the caller to map.
+    pub(crate) fn run_silent_reply(&self, code: &str, timeout: Duration) -> Result<Value, Error> {
         let msg = Outgoing::execute(self.conn.session_id(), code, true);
         let msg_id = msg.msg_id.clone();
         let rx = self.conn.send(msg)?;
@@ -161,14 +174,6 @@ impl Kernel {
                         idle = true;
                     }
                     if idle && let Some(content) = reply.take() {
-                        if content["status"] == "error" {
-                            return Err(Error::protocol(format!(
-                                "set-up code failed in kernel {}: {}: {}",
-                                self.id,
-                                content["ename"].as_str().unwrap_or("error"),
-                                content["evalue"].as_str().unwrap_or("")
-                            )));
-                        }
                         return Ok(content);
                     }
                 }
@@ -190,5 +195,26 @@ impl Kernel {
                 }
             }
         }
+    }
+}
+
+/// The exception a silent execution raised, from its reply.
+pub(crate) struct SilentError<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) value: &'a str,
+}
+
+impl<'a> SilentError<'a> {
+    pub(crate) fn of(reply: &'a Value) -> Option<SilentError<'a>> {
+        (reply["status"] == "error").then(|| SilentError {
+            name: reply["ename"].as_str().unwrap_or("error"),
+            value: reply["evalue"].as_str().unwrap_or(""),
+        })
+    }
+}
+
+impl std::fmt::Display for SilentError<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.name, self.value)
     }
 }

@@ -17,12 +17,13 @@ use crate::kernel::Kernel;
 use crate::recovery::{Replay, Sequencer, replay_request};
 use crate::sandbox::Sandbox;
 
-/// How long to keep reading after interrupting a timed-out or abandoned execution, so the
-/// kernel is idle again before the next call.
-const INTERRUPT_GRACE: Duration = Duration::from_secs(5);
-
 /// How long a cell whose callback failed may take to end by itself before it is interrupted.
 const SETTLE: Duration = Duration::from_millis(500);
+
+/// How often a request the kernel never saw is sent again after reconnects. A request that
+/// breaks the connection every time it is sent (a server that resets on it) must not be
+/// resent for ever.
+const MAX_RESENDS: u32 = 3;
 
 type Callback<'a, T> = Box<dyn FnMut(&T) + 'a>;
 
@@ -35,6 +36,7 @@ pub struct RunBuilder<'a> {
     language: Option<String>,
     envs: Vec<(String, String)>,
     timeout: Option<Option<Duration>>,
+    restart_on_timeout: bool,
     on_stdout: Option<Callback<'a, OutputMessage>>,
     on_stderr: Option<Callback<'a, OutputMessage>>,
     on_result: Option<Callback<'a, RichResult>>,
@@ -61,6 +63,7 @@ impl<'a> RunBuilder<'a> {
             language: None,
             envs: Vec::new(),
             timeout: None,
+            restart_on_timeout: false,
             on_stdout: None,
             on_stderr: None,
             on_result: None,
@@ -95,10 +98,23 @@ impl<'a> RunBuilder<'a> {
     }
 
     /// Deadline for this execution; `None` waits as long as the kernel runs. On expiry the
-    /// kernel is interrupted and the call returns [`Error::Timeout`]. Defaults to the sandbox's
-    /// execution timeout (300 s unless configured).
+    /// kernel is interrupted and the call returns [`Error::Timeout`] once the kernel is idle
+    /// again, or [`Error::InterruptIgnored`] when it is still busy after
+    /// [`Timeouts::interrupt_grace`](crate::Timeouts::interrupt_grace): the call never takes
+    /// longer than the timeout plus that grace (plus a restart, with
+    /// [`RunBuilder::restart_on_timeout`]). Defaults to the sandbox's execution timeout (300 s
+    /// unless configured).
     pub fn timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
         self.timeout = Some(timeout.into());
+        self
+    }
+
+    /// Restart the context when the execution times out and the kernel ignores the interrupt,
+    /// so the next call does not wait behind the stuck code. The context's state is lost; its
+    /// cwd and env vars are set again, and the error says `restarted: true`. Defaults to
+    /// `false`: the kernel is left running the code.
+    pub fn restart_on_timeout(mut self, restart: bool) -> Self {
+        self.restart_on_timeout = restart;
         self
     }
 
@@ -172,6 +188,8 @@ impl<'a> RunBuilder<'a> {
         let mut replay_pending = false;
         // Set once a replay record arrived: it describes a finished execution.
         let mut record_final = false;
+        let mut resends = 0;
+        let grace = self.sandbox.config().timeouts.interrupt_grace;
         loop {
             let wait_until = grace_until.or(deadline);
             let next = delivery::next(&rx, wait_until);
@@ -188,10 +206,15 @@ impl<'a> RunBuilder<'a> {
                         Replay::from_bundle(&m.content["data"], &msg_id),
                     ) {
                         ("display_data", Some(Replay::Unknown)) => {
+                            replay_pending = false;
+                            resends += 1;
+                            if resends > MAX_RESENDS {
+                                kernel.conn.forget(&msg_id);
+                                return Err(never_arrived(kernel, resends));
+                            }
                             log::debug!(
                                 "execution {msg_id} never reached the kernel; sending it again"
                             );
-                            replay_pending = false;
                             kernel.conn.send_on(request.clone(), tx.clone())?;
                             Vec::new()
                         }
@@ -218,19 +241,25 @@ impl<'a> RunBuilder<'a> {
                         kernel.id
                     );
                     timed_out = true;
-                    self.sandbox.interrupt_kernel(kernel);
-                    grace_until = Some(Instant::now() + INTERRUPT_GRACE);
+                    grace_until = Some(Instant::now() + grace);
+                    self.sandbox.interrupt_kernel(kernel, grace);
                     Vec::new()
                 }
                 Err(RecvTimeoutError::Timeout) if interrupt_due => {
                     interrupt_due = false;
-                    self.sandbox.interrupt_kernel(kernel);
-                    grace_until = Some(Instant::now() + INTERRUPT_GRACE);
+                    grace_until = Some(Instant::now() + grace);
+                    self.sandbox.interrupt_kernel(kernel, grace);
                     Vec::new()
                 }
                 Err(RecvTimeoutError::Timeout) => {
-                    log::warn!("kernel {} did not settle after an interrupt", kernel.id);
                     kernel.conn.forget(&msg_id);
+                    if timed_out && panicked.is_none() {
+                        return Err(self.interrupt_ignored(kernel, timeout));
+                    }
+                    log::warn!(
+                        "kernel {} is still busy {grace:?} after an interrupt",
+                        kernel.id
+                    );
                     return Err(panicked.unwrap_or_else(|| timeout_error(timeout)));
                 }
                 Err(RecvTimeoutError::Disconnected) => {
@@ -286,6 +315,33 @@ impl<'a> RunBuilder<'a> {
         }
     }
 
+    /// The error for a timed-out execution whose kernel is still busy after the interrupt;
+    /// restarts the context first when asked to.
+    fn interrupt_ignored(&self, kernel: &Kernel, timeout: Option<Duration>) -> Error {
+        log::warn!(
+            "kernel {} ignored the interrupt of a timed-out execution{}",
+            kernel.id,
+            if self.restart_on_timeout {
+                "; restarting it"
+            } else {
+                ""
+            }
+        );
+        let restarted = self.restart_on_timeout
+            && match self.sandbox.restart_kernel(kernel) {
+                Ok(()) => true,
+                Err(e) => {
+                    log::warn!("could not restart kernel {}: {e}", kernel.id);
+                    false
+                }
+            };
+        Error::InterruptIgnored {
+            context_id: kernel.id.clone(),
+            after: timeout.unwrap_or_default(),
+            restarted,
+        }
+    }
+
     /// Calls the user's callback for one event; a panic becomes an error, never unwinds further.
     fn notify(&mut self, event: &Event) -> Result<(), Error> {
         let (name, outcome) = match event {
@@ -329,6 +385,20 @@ fn output_lost(missing: Option<u64>, partial: Execution) -> Error {
     Error::OutputLost {
         missing,
         partial: Box::new(partial),
+    }
+}
+
+/// A request that, every time it was sent, broke the connection before the kernel got it.
+fn never_arrived(kernel: &Kernel, sends: u32) -> Error {
+    Error::ConnectionLost {
+        kernel_id: kernel.id.clone(),
+        source: Some(
+            format!(
+                "the connection broke each of the {sends} times the request was sent, before \
+                 the kernel received it (does the server reject messages this large?)"
+            )
+            .into(),
+        ),
     }
 }
 

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 
@@ -13,12 +14,12 @@ use crate::backend::jupyter::JupyterBackend;
 use crate::backend::local::{LocalBackend, LocalOptions};
 use crate::config::{ConnectionConfig, Keepalive, ReconnectPolicy, Secret, Timeouts};
 use crate::context::{self, Context, ContextOptions};
-use crate::error::Error;
+use crate::error::{Error, TimeoutPhase};
 use crate::execution::Execution;
 use crate::http::Http;
 use crate::jupyter::rest::{self, KernelSpecs};
 use crate::jupyter::state::ConnectionState;
-use crate::kernel::Kernel;
+use crate::kernel::{Kernel, SilentError};
 use crate::run::RunBuilder;
 
 /// Settings every sandbox has, whatever its backend.
@@ -61,6 +62,20 @@ impl SandboxBuilder {
     /// [`ConnectionConfig::binary_framing`] for when to turn it off.
     pub fn binary_framing(mut self, offer: bool) -> Self {
         self.config.connection = self.config.connection.binary_framing(offer);
+        self
+    }
+
+    /// Largest websocket message accepted from the server. Defaults to 256 MiB; see
+    /// [`ConnectionConfig::max_message_size`].
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.config.connection = self.config.connection.max_message_size(bytes);
+        self
+    }
+
+    /// Largest request sent to the server in one websocket message. Defaults to 10 MiB; see
+    /// [`ConnectionConfig::max_request_size`].
+    pub fn max_request_size(mut self, bytes: usize) -> Self {
+        self.config.connection = self.config.connection.max_request_size(bytes);
         self
     }
 
@@ -148,8 +163,20 @@ struct Kernels {
     by_id: HashMap<String, Arc<Kernel>>,
     /// The default context of each language, by normalised language name.
     defaults: HashMap<String, String>,
+    /// One gate per language whose default kernel may be starting: a second caller waits on
+    /// it instead of starting another, and the registry itself is never held across a start.
+    starting: HashMap<String, Arc<Mutex<()>>>,
     /// Ids in creation order, for listing.
     order: Vec<String>,
+}
+
+impl Kernels {
+    fn default_for(&self, language: &str) -> Option<Arc<Kernel>> {
+        self.defaults
+            .get(language)
+            .and_then(|id| self.by_id.get(id))
+            .cloned()
+    }
 }
 
 impl std::fmt::Debug for Sandbox {
@@ -191,7 +218,7 @@ impl Sandbox {
     }
 
     /// E2B: sets how long the sandbox lives from now.
-    pub fn set_timeout(&self, lifetime: std::time::Duration) -> Result<(), Error> {
+    pub fn set_timeout(&self, lifetime: Duration) -> Result<(), Error> {
         self.e2b_backend()?.set_timeout(lifetime)
     }
 
@@ -265,11 +292,7 @@ impl Sandbox {
     pub fn create_context(&self, options: ContextOptions) -> Result<Context, Error> {
         let language = options.language.as_deref().unwrap_or("python");
         let kernel = self.start_kernel(language, options.cwd.as_deref(), &options.envs)?;
-        let ctx = context_of(&kernel);
-        let mut k = self.lock_kernels();
-        k.order.push(kernel.id.clone());
-        k.by_id.insert(kernel.id.clone(), kernel);
-        Ok(ctx)
+        Ok(context_of(&*self.register(kernel, None)?))
     }
 
     /// Every live context, default ones included, in creation order.
@@ -283,11 +306,16 @@ impl Sandbox {
             .collect())
     }
 
+    /// The default Python context: the one [`Sandbox::run_code`] uses, started with the
+    /// sandbox. Pass it to [`Sandbox::restart_context`], [`Sandbox::interrupt`] or
+    /// [`RunBuilder::context`](crate::RunBuilder::context).
+    pub fn default_context(&self) -> Result<Context, Error> {
+        Ok(context_of(&*self.default_kernel_for("python")?))
+    }
+
     /// Restarts a context's kernel: its state is lost; cwd and env vars are set again.
     pub fn restart_context(&self, context: &Context) -> Result<(), Error> {
-        let kernel = self.kernel_of(context)?;
-        rest::restart_kernel(&self.http, &kernel.id)?;
-        self.prepare_restarted(&kernel)
+        self.restart_kernel(&*self.kernel_of(context)?)
     }
 
     /// Interrupts whatever a context is running.
@@ -376,12 +404,15 @@ impl Sandbox {
     }
 
     /// Tears the sandbox down now, from any thread: in-flight calls fail with
-    /// [`Error::Closed`], and later calls too. Idempotent.
+    /// [`Error::Closed`], and later calls too. Takes at most [`Timeouts::close`] in all, plus
+    /// the backend's own teardown (killing the local server, or E2B's kill request). A kernel
+    /// that is still starting is shut down when its start completes. Idempotent.
     pub fn kill(&self) -> Result<(), Error> {
         if self.closed.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
         log::debug!("closing sandbox {}", self.sandbox_id());
+        let deadline = Instant::now() + self.config.timeouts.close;
         let mut kernels: Vec<Arc<Kernel>> = {
             let mut k = self.lock_kernels();
             k.order.clear();
@@ -389,30 +420,77 @@ impl Sandbox {
             k.by_id.drain().map(|(_, v)| v).collect()
         };
         kernels.extend(self.system.drain());
+        // Every worker is told first, so they all wind down within the one budget.
+        for kernel in &kernels {
+            kernel.conn.request_close();
+        }
         let mut first_err = None;
         for kernel in &kernels {
-            if let Err(e) = kernel.conn.close(self.config.timeouts.close) {
-                first_err.get_or_insert(e);
+            if !kernel.conn.wait_closed(deadline) {
+                first_err.get_or_insert(Error::Timeout {
+                    phase: TimeoutPhase::Close,
+                    after: self.config.timeouts.close,
+                });
             }
         }
-        if !self.backend.owns_server() {
-            let quick = Http::new(
-                self.backend.jupyter().clone(),
-                &self
-                    .config
-                    .timeouts
-                    .clone()
-                    .request(self.config.timeouts.close),
-            );
-            for kernel in &kernels {
-                if let Err(e) = rest::shutdown_kernel(&quick, &kernel.id) {
-                    log::debug!("could not shut down kernel {}: {e}", kernel.id);
-                    first_err.get_or_insert(e);
-                }
-            }
+        if !self.backend.owns_server()
+            && let Err(e) = self.shutdown_kernels(&kernels, deadline)
+        {
+            first_err.get_or_insert(e);
         }
         if let Err(e) = self.backend.shutdown() {
             first_err.get_or_insert(e);
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// Shuts kernels down on a server the sandbox does not own, all at once, by `deadline`.
+    fn shutdown_kernels(&self, kernels: &[Arc<Kernel>], deadline: Instant) -> Result<(), Error> {
+        if kernels.is_empty() {
+            return Ok(());
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        let http = Arc::new(self.http_within(left));
+        let (tx, rx) = crossbeam_channel::unbounded();
+        for kernel in kernels {
+            let (http, tx, id) = (http.clone(), tx.clone(), kernel.id.clone());
+            // Each call is bounded by `http`'s timeout; a thread that outlives the deadline
+            // ends by itself and its result is dropped.
+            let spawned = std::thread::Builder::new()
+                .name("e2b-kernel-shutdown".into())
+                .spawn(move || {
+                    let result = rest::shutdown_kernel(&http, &id);
+                    let _ = tx.send((id, result));
+                });
+            if let Err(e) = spawned {
+                log::debug!("could not start a shutdown thread: {e}");
+            }
+        }
+        drop(tx);
+        let mut first_err = None;
+        let mut done = 0;
+        while done < kernels.len() {
+            match rx.recv_deadline(deadline) {
+                Ok((id, result)) => {
+                    done += 1;
+                    if let Err(e) = result {
+                        log::debug!("could not shut down kernel {id}: {e}");
+                        first_err.get_or_insert(e);
+                    }
+                }
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                    log::warn!(
+                        "{} kernel(s) not shut down within the close budget",
+                        kernels.len() - done
+                    );
+                    first_err.get_or_insert(Error::Timeout {
+                        phase: TimeoutPhase::Close,
+                        after: self.config.timeouts.close,
+                    });
+                    break;
+                }
+            }
         }
         first_err.map_or(Ok(()), Err)
     }
@@ -450,10 +528,7 @@ impl Sandbox {
     }
 
     fn lock_kernels(&self) -> MutexGuard<'_, Kernels> {
-        match self.kernels.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        }
+        lock_ignoring_poison(&self.kernels)
     }
 
     pub(crate) fn kernel_of(&self, context: &Context) -> Result<Arc<Kernel>, Error> {
@@ -468,18 +543,69 @@ impl Sandbox {
     }
 
     pub(crate) fn default_kernel_for(&self, language: &str) -> Result<Arc<Kernel>, Error> {
-        self.ensure_open()?;
         let lang = context::normalize_language(language);
-        let mut k = self.lock_kernels();
-        if let Some(kernel) = k.defaults.get(&lang).and_then(|id| k.by_id.get(id)) {
-            return Ok(kernel.clone());
+        let gate = {
+            self.ensure_open()?;
+            let mut k = self.lock_kernels();
+            if let Some(kernel) = k.default_for(&lang) {
+                return Ok(kernel);
+            }
+            k.starting.entry(lang.clone()).or_default().clone()
+        };
+        let _one_start = lock_ignoring_poison(&gate);
+        {
+            self.ensure_open()?;
+            if let Some(kernel) = self.lock_kernels().default_for(&lang) {
+                return Ok(kernel);
+            }
         }
-        // Held across the start so two threads never both create the same default.
         let kernel = self.start_kernel(&lang, None, &[])?;
-        k.defaults.insert(lang, kernel.id.clone());
+        self.register(kernel, Some(lang))
+    }
+
+    /// Lists a started kernel, as the default of `default_for` when given. Fails with
+    /// [`Error::Closed`] and shuts the kernel down when the sandbox was killed meanwhile.
+    fn register(
+        &self,
+        kernel: Arc<Kernel>,
+        default_for: Option<String>,
+    ) -> Result<Arc<Kernel>, Error> {
+        let mut k = self.lock_kernels();
+        // Checked under the registry lock, which kill() takes after setting `closed`: either
+        // kill() finds the kernel listed, or this sees `closed`.
+        if self.closed.load(Ordering::SeqCst) {
+            drop(k);
+            log::debug!("kernel {} started after the sandbox closed", kernel.id);
+            self.discard(&kernel);
+            return Err(Error::Closed);
+        }
+        if let Some(lang) = default_for {
+            k.defaults.insert(lang, kernel.id.clone());
+        }
         k.order.push(kernel.id.clone());
         k.by_id.insert(kernel.id.clone(), kernel.clone());
         Ok(kernel)
+    }
+
+    /// Stops a kernel nobody can use: its worker, and the kernel on the server.
+    fn discard(&self, kernel: &Kernel) {
+        let close = self.config.timeouts.close;
+        let _ = kernel.conn.close(close);
+        if let Err(e) = rest::shutdown_kernel(&self.http_within(close), &kernel.id) {
+            log::debug!("could not shut down kernel {}: {e}", kernel.id);
+        }
+    }
+
+    /// A client for calls that must end within `limit` (teardown, interrupts).
+    fn http_within(&self, limit: Duration) -> Http {
+        let limit = limit.max(Duration::from_millis(1));
+        let timeouts = self
+            .config
+            .timeouts
+            .clone()
+            .request(limit)
+            .connect(self.config.timeouts.connect.min(limit));
+        Http::new(self.backend.jupyter().clone(), &timeouts)
     }
 
     fn kernel_specs(&self) -> Result<&KernelSpecs, Error> {
@@ -509,8 +635,7 @@ impl Sandbox {
         kernel.envs = envs.to_vec();
         let kernel = Arc::new(kernel);
         if let Err(e) = self.prepare(&kernel) {
-            let _ = kernel.conn.close(self.config.timeouts.close);
-            let _ = rest::shutdown_kernel(&self.http, &kernel.id);
+            self.discard(&kernel);
             return Err(e);
         }
         Ok(kernel)
@@ -529,7 +654,11 @@ impl Sandbox {
             .collect();
         crate::envs::set(kernel, &all, timeout)?;
         if let Some(cwd) = kernel.cwd.as_deref() {
-            kernel.run_silent(&context::chdir_code(&kernel.language, cwd)?, timeout)?;
+            let reply =
+                kernel.run_silent_reply(&context::chdir_code(&kernel.language, cwd)?, timeout)?;
+            if let Some(e) = SilentError::of(&reply) {
+                return Err(context::chdir_error(&kernel.id, cwd, &e));
+            }
         }
         Ok(())
     }
@@ -551,10 +680,24 @@ impl Sandbox {
         self.prepare(kernel)
     }
 
-    pub(crate) fn interrupt_kernel(&self, kernel: &Kernel) {
-        if let Err(e) = rest::interrupt_kernel(&self.http, &kernel.id) {
+    /// Interrupts a kernel, giving the request at most `within`.
+    pub(crate) fn interrupt_kernel(&self, kernel: &Kernel, within: Duration) {
+        if let Err(e) = rest::interrupt_kernel(&self.http_within(within), &kernel.id) {
             log::warn!("could not interrupt kernel {}: {e}", kernel.id);
         }
+    }
+
+    /// Restarts a kernel on the server and sets it up again (hook, env vars, cwd).
+    pub(crate) fn restart_kernel(&self, kernel: &Kernel) -> Result<(), Error> {
+        rest::restart_kernel(&self.http, &kernel.id)?;
+        self.prepare_restarted(kernel)
+    }
+}
+
+fn lock_ignoring_poison<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
     }
 }
 

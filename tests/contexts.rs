@@ -253,3 +253,26 @@ fn interrupting_a_context_keeps_it_usable() {
         assert_eq!(exec.text(), Some("7"));
     });
 }
+
+/// A working directory that does not exist, or is a file, is a typed path error, and the
+/// kernel started for the context is not left behind.
+#[test]
+fn a_missing_or_file_cwd_is_a_typed_path_error() {
+    deadline(|| {
+        let sbx = local();
+        let before = sbx.list_contexts().unwrap().len();
+        let err = sbx
+            .create_context(ContextOptions::new().cwd("no/such/dir"))
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::FileNotFound { path } if path == "no/such/dir"),
+            "{err:?}"
+        );
+        sbx.files().write("plain.txt", "x").unwrap();
+        let err = sbx
+            .create_context(ContextOptions::new().cwd("plain.txt"))
+            .unwrap_err();
+        assert!(matches!(err, Error::NotADirectory { .. }), "{err:?}");
+        assert_eq!(sbx.list_contexts().unwrap().len(), before);
+    });
+}

@@ -192,3 +192,78 @@ fn drives_a_jupyter_kernel_gateway() {
         assert!(kernel_ids(&gw.url, "kg-token").is_empty());
     });
 }
+
+/// A kernel start holds nothing the rest of the sandbox needs: while one context's kernel takes
+/// 8 s to start, other contexts run and `kill()` returns at once; the kernel whose start ends
+/// after the kill is shut down, not leaked.
+#[test]
+fn a_slow_kernel_start_blocks_neither_other_contexts_nor_kill() {
+    deadline(|| {
+        init_logs();
+        let server = PythonServer::tokenless_jupyter();
+        let python = venv_python(&[]);
+        let slow = format!("sleep 8; exec '{python}' -m ipykernel_launcher -f \"$0\"");
+        server.add_kernelspec("slow", "python", &["sh", "-c", &slow, "{connection_file}"]);
+
+        let sbx = std::sync::Arc::new(Sandbox::jupyter(&server.url, "").unwrap());
+        let starting = {
+            let sbx = sbx.clone();
+            // The default context of a language starts on first use, as here.
+            std::thread::spawn(move || sbx.run("1").language("slow").send())
+        };
+        // Wait until the slow kernel exists on the server: its start is under way.
+        while kernel_ids(&server.url, "").len() < 2 {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let started = Instant::now();
+        assert_eq!(sbx.run_code("6 * 7").unwrap().text(), Some("42"));
+        assert_eq!(sbx.list_contexts().unwrap().len(), 1);
+        sbx.kill().unwrap();
+        let took = started.elapsed();
+        // Hang bound, far below the 8 s start that the calls used to wait for.
+        assert!(took < Duration::from_secs(4), "took {took:?}");
+
+        let err = starting.join().unwrap().unwrap_err();
+        assert!(matches!(err, Error::Closed), "{err:?}");
+        assert!(
+            kernel_ids(&server.url, "").is_empty(),
+            "a kernel was left on the server"
+        );
+    });
+}
+
+/// `Timeouts::close` bounds the whole teardown, not each kernel: with the server frozen, the
+/// kernel shutdowns of four contexts share one budget.
+#[test]
+fn close_budget_is_shared_by_every_kernel() {
+    deadline(|| {
+        init_logs();
+        let server = PythonServer::tokenless_jupyter();
+        let budget = Duration::from_secs(1);
+        let sbx = Sandbox::builder()
+            .timeouts(Timeouts::default().close(budget))
+            .jupyter(&server.url, "")
+            .unwrap();
+        for _ in 0..3 {
+            sbx.create_context(ContextOptions::new()).unwrap();
+        }
+        let pid = nix::unistd::Pid::from_raw(server.pid() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+        let started = Instant::now();
+        let result = sbx.close();
+        let took = started.elapsed();
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+        assert!(
+            matches!(
+                result,
+                Err(Error::Timeout {
+                    phase: TimeoutPhase::Close,
+                    ..
+                })
+            ),
+            "{result:?}"
+        );
+        // One budget (plus thread start-up), not four of them one after another.
+        assert!(took < budget * 3, "took {took:?}");
+    });
+}

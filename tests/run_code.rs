@@ -4,7 +4,7 @@
 mod support;
 
 use std::cell::RefCell;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use e2b_blocking::{Error, TimeoutPhase};
 use support::{deadline, local};
@@ -202,5 +202,112 @@ fn calls_after_close_fail_with_closed() {
         sbx.kill().unwrap();
         assert!(matches!(sbx.run_code("1"), Err(Error::Closed)));
         assert!(sbx.kill().is_ok(), "kill is idempotent");
+    });
+}
+
+/// A cell that ignores SIGINT cannot be interrupted: the call still returns at its deadline
+/// plus the interrupt grace, says the kernel is still busy, and the default context can be
+/// restarted by hand or on request.
+#[test]
+fn a_cell_that_ignores_interrupts_returns_at_its_deadline_and_says_the_kernel_is_busy() {
+    deadline(|| {
+        let sbx = local();
+        let stubborn = "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n\
+                        time.sleep(60)";
+        let timeout = Duration::from_millis(200);
+        let started = Instant::now();
+        let err = sbx.run(stubborn).timeout(timeout).send().unwrap_err();
+        let took = started.elapsed();
+        assert!(
+            matches!(&err, Error::InterruptIgnored { after, restarted: false, .. } if *after == timeout),
+            "{err:?}"
+        );
+        assert!(err.is_timeout());
+        assert!(err.to_string().contains("restart the context"), "{err}");
+        // Hang bound, far from the 60 s the cell would take: deadline + 500 ms grace.
+        assert!(took < Duration::from_secs(5), "returned after {took:?}");
+
+        sbx.restart_context(&sbx.default_context().unwrap())
+            .unwrap();
+        let exec = sbx
+            .run("1 + 1")
+            .timeout(Duration::from_secs(30))
+            .send()
+            .unwrap();
+        assert_eq!(exec.text(), Some("2"));
+
+        // Asked up front, the restart happens before the call returns.
+        sbx.run_code("kept = 1").unwrap();
+        let err = sbx
+            .run(stubborn)
+            .timeout(timeout)
+            .restart_on_timeout(true)
+            .send()
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::InterruptIgnored {
+                    restarted: true,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let exec = sbx
+            .run("'kept' in globals()")
+            .timeout(Duration::from_secs(30))
+            .send()
+            .unwrap();
+        assert_eq!(exec.text(), Some("False"), "the restart cleared the state");
+    });
+}
+
+/// jupyter_server resets a connection on a message over 10 MiB; the SDK checks the size
+/// before sending, so an oversize cell fails at once and nothing is sent.
+#[test]
+fn an_oversize_cell_fails_at_once_with_a_typed_error() {
+    deadline(|| {
+        let sbx = local();
+        let big = format!("x = '{}'", "a".repeat(11 << 20));
+        let started = Instant::now();
+        let err = sbx.run_code(big).unwrap_err();
+        assert!(
+            matches!(err, Error::RequestTooLarge { size, limit } if size > limit && limit == 10 << 20),
+            "{err:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(10), "hang bound");
+        assert_eq!(sbx.run_code("6 * 7").unwrap().text(), Some("42"));
+        assert!(
+            matches!(
+                sbx.connection_state(),
+                e2b_blocking::ConnectionState::Connected
+            ),
+            "nothing was sent, so the connection never broke"
+        );
+    });
+}
+
+/// With the client limit raised past the server's, the server resets the connection each time
+/// the cell is sent; the replay hook says the kernel never saw it, and the SDK resends it a
+/// bounded number of times, then fails, instead of resending until the deadline.
+#[test]
+fn a_request_that_breaks_the_connection_every_time_is_not_resent_for_ever() {
+    deadline(|| {
+        support::init_logs();
+        let sbx = e2b_blocking::Sandbox::builder()
+            .max_request_size(64 << 20)
+            .local()
+            .unwrap();
+        let big = format!("x = '{}'", "a".repeat(11 << 20));
+        let err = sbx.run(big).timeout(None).send().unwrap_err();
+        match &err {
+            Error::ConnectionLost { source, .. } => {
+                let cause = source.as_ref().map(|s| s.to_string()).unwrap_or_default();
+                assert!(cause.contains("times the request was"), "{cause}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(sbx.run_code("6 * 7").unwrap().text(), Some("42"));
     });
 }

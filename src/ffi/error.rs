@@ -169,11 +169,13 @@ impl From<Error> for FfiError {
         use E2bErrorCode::*;
         let code = match &e {
             Error::SandboxNotFound { .. } => E2B_ERR_SANDBOX_NOT_FOUND,
-            Error::Timeout { .. } => E2B_ERR_TIMEOUT,
+            Error::Timeout { .. } | Error::InterruptIgnored { .. } => E2B_ERR_TIMEOUT,
             Error::ConnectionLost { .. } => E2B_ERR_CONNECTION_LOST,
             Error::Authentication { .. } => E2B_ERR_AUTHENTICATION,
             Error::RateLimited { .. } => E2B_ERR_RATE_LIMITED,
-            Error::KernelNotFound { .. } | Error::KernelDisrupted { .. } => E2B_ERR_KERNEL,
+            Error::KernelNotFound { .. }
+            | Error::KernelDisrupted { .. }
+            | Error::KernelSetup { .. } => E2B_ERR_KERNEL,
             Error::Http { .. } => E2B_ERR_HTTP,
             Error::Transport { .. } => E2B_ERR_TRANSPORT,
             Error::Protocol { .. } => E2B_ERR_PROTOCOL,
@@ -184,7 +186,7 @@ impl From<Error> for FfiError {
             Error::OutputLost { .. } => E2B_ERR_OUTPUT_LOST,
             Error::Io { .. } => E2B_ERR_IO,
             Error::CommandFailed { .. } => E2B_ERR_COMMAND_FAILED,
-            Error::InvalidArgument(_) => E2B_ERR_INVALID_ARGUMENT,
+            Error::InvalidArgument(_) | Error::RequestTooLarge { .. } => E2B_ERR_INVALID_ARGUMENT,
             Error::Setup { .. } => E2B_ERR_SETUP,
             // Our own callback wrappers never panic on purpose (an abort is recognised before
             // this conversion), so a panic here is a bug in this library.

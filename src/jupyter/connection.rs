@@ -5,7 +5,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use mio::{Poll, Waker};
@@ -151,32 +151,47 @@ impl Connection {
 
     /// Stops the worker, waiting at most `timeout`. Idempotent.
     pub(crate) fn close(&self, timeout: Duration) -> Result<(), Error> {
+        self.request_close();
+        if self.wait_closed(Instant::now() + timeout) {
+            Ok(())
+        } else {
+            Err(Error::Timeout {
+                phase: TimeoutPhase::Close,
+                after: timeout,
+            })
+        }
+    }
+
+    /// Asks the worker to stop, without waiting; see [`Connection::wait_closed`].
+    pub(crate) fn request_close(&self) {
+        let _ = self.commands.send(Command::Shutdown);
+        self.wake();
+    }
+
+    /// Waits until the worker stopped (after [`Connection::request_close`]), at most until
+    /// `deadline`; a worker still running then is detached and this returns false. Idempotent.
+    pub(crate) fn wait_closed(&self, deadline: Instant) -> bool {
         let handle = match self.worker.lock() {
             Ok(mut g) => g.take(),
             Err(p) => p.into_inner().take(),
         };
         let Some(handle) = handle else {
-            return Ok(());
+            return true;
         };
-        let _ = self.commands.send(Command::Shutdown);
-        self.wake();
-        match self.stopped.recv_timeout(timeout) {
+        match self.stopped.recv_deadline(deadline) {
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) | Ok(()) => {
                 // The worker has returned from run(); joining cannot block for long.
                 if std::thread::current().id() != handle.thread().id() {
                     let _ = handle.join();
                 }
-                Ok(())
+                true
             }
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
                 log::warn!(
-                    "kernel {}: worker did not stop within {timeout:?}; detaching it",
+                    "kernel {}: worker did not stop in time; detaching it",
                     self.kernel_id
                 );
-                Err(Error::Timeout {
-                    phase: TimeoutPhase::Close,
-                    after: timeout,
-                })
+                false
             }
         }
     }

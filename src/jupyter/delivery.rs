@@ -73,6 +73,11 @@ pub(crate) enum Failure {
     Protocol {
         message: String,
     },
+    /// One request only: it was over the size limit and never sent.
+    TooLarge {
+        size: usize,
+        limit: usize,
+    },
 }
 
 impl Failure {
@@ -98,6 +103,10 @@ impl Failure {
                 endpoint: endpoint.clone(),
             },
             Failure::Protocol { message } => Error::protocol(message.clone()),
+            Failure::TooLarge { size, limit } => Error::RequestTooLarge {
+                size: *size,
+                limit: *limit,
+            },
         }
     }
 }

@@ -101,6 +101,14 @@ impl Routes {
         }
     }
 
+    /// Ends one pending request with `failure`.
+    pub(crate) fn fail(&mut self, msg_id: &str, failure: &Failure) {
+        if let Some(route) = self.routes.remove(msg_id) {
+            let _ = route.tx.send(Delivery::Failed(failure.clone()));
+            route.waiter.unpark();
+        }
+    }
+
     /// Ends every pending request with `failure`.
     pub(crate) fn fail_all(&mut self, failure: &Failure) {
         for (_, route) in self.routes.drain() {

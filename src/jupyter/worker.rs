@@ -36,6 +36,9 @@ const BATCH_BYTES: usize = 1 << 20;
 const WAKE_BYTES: usize = 32 * 1024;
 /// Message ids remembered for duplicate detection.
 const SEEN_CAPACITY: usize = 32 * 1024;
+/// Writes of one request that may break the connection before it is failed instead of queued
+/// again for the next reconnect.
+const MAX_BROKEN_WRITES: u32 = 3;
 /// Least time between two liveness probes of the backend during one outage.
 const PROBE_INTERVAL: Duration = Duration::from_millis(200);
 
@@ -46,6 +49,14 @@ enum ReadOutcome {
     /// The batch is full; read on.
     More,
     Failed(tungstenite::Error),
+}
+
+/// Why a request was not written.
+enum Unsent {
+    /// Over [`ConnectionConfig::max_request_size`]; never sent.
+    TooLarge { size: usize, limit: usize },
+    /// The link broke.
+    Broken(String),
 }
 
 /// Requests from the handle to the worker.
@@ -107,7 +118,8 @@ pub(crate) struct Worker {
     pub(crate) framing: Option<Framing>,
     pub(crate) routes: Routes,
     pub(crate) seen: Seen,
-    pub(crate) queued: VecDeque<Outgoing>,
+    /// Requests to write once connected, each with how many writes of it broke the link.
+    pub(crate) queued: VecDeque<(Outgoing, u32)>,
     pub(crate) want_write: bool,
     pub(crate) last_rx: Instant,
     pub(crate) ping_sent: Option<Instant>,
@@ -207,7 +219,7 @@ impl Worker {
                 Ok(Command::Send { msg, reply, waiter }) => self.submit(msg, reply, waiter),
                 Ok(Command::Forget { msg_id }) => {
                     self.routes.remove(&msg_id);
-                    self.queued.retain(|m| m.msg_id != msg_id);
+                    self.queued.retain(|(m, _)| m.msg_id != msg_id);
                 }
                 Ok(Command::Shutdown) => return false,
                 Err(crossbeam_channel::TryRecvError::Empty) => return true,
@@ -225,23 +237,68 @@ impl Worker {
         }
         self.routes.add(msg.msg_id.clone(), reply, waiter);
         if self.socket.is_some() {
-            if let Err(cause) = self.write(&msg) {
-                self.queued.push_back(msg);
-                self.lost(cause);
-            }
+            self.send_or_queue(msg, 0);
         } else {
-            self.queued.push_back(msg);
+            self.queued.push_back((msg, 0));
         }
     }
 
-    fn write(&mut self, msg: &Outgoing) -> Result<(), String> {
+    /// Writes a request; one the link broke under is queued for the reconnect, unless it broke
+    /// it [`MAX_BROKEN_WRITES`] times (a server that resets on it). Returns false when the
+    /// connection was lost.
+    fn send_or_queue(&mut self, msg: Outgoing, broken_writes: u32) -> bool {
+        match self.write(&msg) {
+            Ok(()) => true,
+            Err(Unsent::TooLarge { size, limit }) => {
+                // A server resets the connection on a message over its limit: sent anyway, it
+                // would look like a network cut and be resent after every reconnect.
+                log::debug!(
+                    "kernel {}: request {} is {size} bytes, over the {limit}-byte limit; not sent",
+                    self.target.kernel_id,
+                    msg.msg_id
+                );
+                self.routes
+                    .fail(&msg.msg_id, &Failure::TooLarge { size, limit });
+                true
+            }
+            Err(Unsent::Broken(cause)) => {
+                let broken_writes = broken_writes + 1;
+                if broken_writes >= MAX_BROKEN_WRITES {
+                    let cause = format!(
+                        "the connection broke each of the {broken_writes} times the request was \
+                         written (does the server reject messages this large?): {cause}"
+                    );
+                    self.routes.fail(
+                        &msg.msg_id,
+                        &Failure::Lost {
+                            kernel_id: self.target.kernel_id.clone(),
+                            cause: cause.clone(),
+                        },
+                    );
+                } else {
+                    self.queued.push_front((msg, broken_writes));
+                }
+                self.lost(cause);
+                false
+            }
+        }
+    }
+
+    fn write(&mut self, msg: &Outgoing) -> Result<(), Unsent> {
         let Some(sock) = self.socket.as_mut() else {
-            return Err("not connected".into());
+            return Err(Unsent::Broken("not connected".into()));
         };
         let frame = match sock.framing {
             Framing::V1 => Message::Binary(msg.encode_v1().into()),
             Framing::Legacy => Message::Text(msg.encode_text().into()),
         };
+        let limit = self.config.max_request_size;
+        if frame.len() > limit {
+            return Err(Unsent::TooLarge {
+                size: frame.len(),
+                limit,
+            });
+        }
         log::trace!(
             "kernel {}: send {} {}",
             self.target.kernel_id,
@@ -251,7 +308,7 @@ impl Worker {
         match sock.ws.write(frame) {
             Ok(()) => Ok(()),
             Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
-            Err(e) => Err(format!("write failed: {e}")),
+            Err(e) => Err(Unsent::Broken(format!("write failed: {e}"))),
         }
     }
 
@@ -508,10 +565,8 @@ impl Worker {
                     self.target.kernel_id
                 );
                 self.routes.notify_reconnected();
-                while let Some(msg) = self.queued.pop_front() {
-                    if let Err(cause) = self.write(&msg) {
-                        self.queued.push_front(msg);
-                        self.lost(cause);
+                while let Some((msg, broken_writes)) = self.queued.pop_front() {
+                    if !self.send_or_queue(msg, broken_writes) {
                         return;
                     }
                 }

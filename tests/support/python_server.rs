@@ -34,6 +34,11 @@ pub fn venv_python(packages: &[&str]) -> String {
 }
 
 impl PythonServer {
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Runs `python` with `args(port, dir)` in a fresh directory `dir` that also holds its
     /// Jupyter runtime, data and config dirs, until `/api` gives any HTTP answer. A server
     /// that exits early lost the race for its port: it is retried on another one.
