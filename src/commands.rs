@@ -6,17 +6,16 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::driver::{Driver, Stop};
 use crate::error::{Error, TimeoutPhase};
 use crate::execution::Execution;
-use crate::jupyter::delivery::{Delivery, Failure};
+use crate::jupyter::delivery::Failure;
 use crate::jupyter::rest;
 use crate::jupyter::wire::{Incoming, Outgoing};
 use crate::kernel::Kernel;
-use crate::recovery::{Replay, Sequencer, replay_request};
 use crate::sandbox::Sandbox;
 
 /// The cell-side runner (see [`Commands`]).
@@ -286,30 +285,22 @@ impl<'a> CommandBuilder<'a> {
             "timeout": self.timeout.map(|t| t.as_secs_f64()),
         });
         let code = command_cell(&spec);
-        let session = kernel.conn.session_id().to_string();
-        let mut request = Outgoing::execute(&session, &code, false);
+        let mut request = Outgoing::execute(kernel.conn.session_id(), &code, false);
         request.content["store_history"] = Value::Bool(false);
         let msg_id = request.msg_id.clone();
-        let (tx, rx) = crossbeam_channel::unbounded();
-        if let Err(e) = kernel.conn.send_on(request.clone(), tx.clone()) {
-            pool.release(sandbox, kernel, false);
-            return Err(e);
-        }
-        log::debug!("command {msg_id} on kernel {}: {:?}", kernel.id, self.cmd);
+        let kernel_id = kernel.id.clone();
+        let driver = match Driver::send(kernel.clone(), request) {
+            Ok(d) => d,
+            Err(e) => {
+                pool.release(sandbox, kernel, false);
+                return Err(e);
+            }
+        };
+        log::debug!("command {msg_id} on kernel {kernel_id}: {:?}", self.cmd);
         let mut handle = CommandHandle {
             sandbox,
-            kernel: Some(kernel),
-            session,
-            request,
+            driver: Some(driver),
             msg_id,
-            tx,
-            rx,
-            order: Sequencer::default(),
-            need_replay: false,
-            replay_pending: false,
-            record_final: false,
-            replied: false,
-            idle: false,
             pid: None,
             exit: None,
             start_error: None,
@@ -368,6 +359,8 @@ enum Fault {
     Lost(Option<u64>),
     Panicked(&'static str, String),
     Closed,
+    /// The cell was sent this many times and never reached the kernel (on this kernel id).
+    NeverArrived(String, u32),
 }
 
 impl Fault {
@@ -396,6 +389,12 @@ impl Fault {
                 message: message.clone(),
             },
             Fault::Closed => Error::Closed,
+            Fault::NeverArrived(kernel_id, sends) => Stop::NeverArrived { sends: *sends }
+                .into_error(
+                    kernel_id,
+                    (TimeoutPhase::Command, Duration::ZERO),
+                    Execution::default,
+                ),
         }
     }
 }
@@ -419,19 +418,9 @@ impl Ending {
 /// Dropping a handle whose command still runs kills the command.
 pub struct CommandHandle<'a> {
     sandbox: &'a Sandbox,
-    /// The system kernel, until it goes back to the pool.
-    kernel: Option<Arc<Kernel>>,
-    session: String,
-    request: Outgoing,
+    /// The cell's execution on a system kernel, until the kernel goes back to the pool.
+    driver: Option<Driver>,
     msg_id: String,
-    tx: Sender<Delivery>,
-    rx: Receiver<Delivery>,
-    order: Sequencer,
-    need_replay: bool,
-    replay_pending: bool,
-    record_final: bool,
-    replied: bool,
-    idle: bool,
     pid: Option<u32>,
     exit: Option<(i32, String)>,
     start_error: Option<Fault>,
@@ -460,7 +449,7 @@ impl std::fmt::Debug for CommandHandle<'_> {
         f.debug_struct("CommandHandle")
             .field("pid", &self.pid)
             .field("finished", &self.ending.is_some())
-            .field("kernel", &self.kernel.as_ref().map(|k| &k.id))
+            .field("kernel", &self.kernel().map(|k| &k.id))
             .finish_non_exhaustive()
     }
 }
@@ -538,7 +527,7 @@ impl<'a> CommandHandle<'a> {
                 self.end(Ending::Failed(Fault::Timeout(after)), false);
                 break;
             }
-            if let Some(kernel) = &self.kernel
+            if let Some(kernel) = self.kernel()
                 && let Err(e) = rest::interrupt_kernel(self.sandbox.http(), &kernel.id)
             {
                 log::debug!("interrupting kernel {} to kill a command: {e}", kernel.id);
@@ -608,19 +597,26 @@ impl<'a> CommandHandle<'a> {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
-            let next = match wait_until {
-                Some(d) => self.rx.recv_deadline(d),
-                None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            let Some(driver) = self.driver.as_mut() else {
+                self.end(Ending::Failed(Fault::Closed), false);
+                return;
             };
-            match next {
-                Ok(delivery) => self.on_delivery(delivery),
-                Err(RecvTimeoutError::Timeout) => {
+            match driver.next(wait_until) {
+                Ok(ready) => {
+                    for m in ready {
+                        self.apply(m);
+                    }
+                    if self.driver.as_ref().is_some_and(Driver::finished) {
+                        self.conclude();
+                    }
+                }
+                Err(Stop::TimedOut) => {
                     let now = Instant::now();
                     if let Some(settle) = self.settle_until
                         && now >= settle
                         && !self.killing
                     {
-                        let kernel = self.kernel.as_ref().map_or("?", |k| k.id.as_str());
+                        let kernel = self.kernel().map_or("?", |k| k.id.as_str());
                         log::warn!("kernel {kernel} did not settle after an interrupt");
                         let after = self.timeout.unwrap_or(SETTLE);
                         self.end(Ending::Failed(Fault::Timeout(after)), false);
@@ -639,97 +635,34 @@ impl<'a> CommandHandle<'a> {
                         return;
                     }
                 }
-                Err(RecvTimeoutError::Disconnected) => {
-                    let fault = self
-                        .kernel
-                        .as_ref()
-                        .and_then(|k| k.conn.failure())
-                        .map_or(Fault::Closed, Fault::Connection);
-                    self.end(Ending::Failed(fault), false);
+                Err(Stop::Failed(f)) => {
+                    self.end(Ending::Failed(Fault::Connection(f)), false);
+                    return;
+                }
+                Err(Stop::Lost { missing }) => {
+                    self.end(Ending::Failed(Fault::Lost(missing)), false);
+                    return;
+                }
+                Err(Stop::NeverArrived { sends }) => {
+                    let kernel_id = self.kernel().map_or_else(String::new, |k| k.id.clone());
+                    self.end(Ending::Failed(Fault::NeverArrived(kernel_id, sends)), false);
                     return;
                 }
             }
         }
     }
 
+    /// The system kernel running the command, until it goes back to the pool.
+    fn kernel(&self) -> Option<&Arc<Kernel>> {
+        self.driver.as_ref().map(Driver::kernel)
+    }
+
     fn interrupt(&mut self) {
-        if let Some(kernel) = &self.kernel {
+        if let Some(kernel) = self.kernel() {
             self.sandbox
                 .interrupt_kernel(kernel, self.sandbox.config().timeouts.request);
         }
         self.settle_until = Some(Instant::now() + SETTLE);
-    }
-
-    /// One delivery: ordering and gap recovery as for `run_code`, then the message itself.
-    fn on_delivery(&mut self, delivery: Delivery) {
-        let ready = match delivery {
-            Delivery::Message(m) if m.parent_id == self.msg_id => {
-                let ready = self.order.offer(m);
-                self.need_replay |= self.order.has_gap() && !self.replay_pending;
-                ready
-            }
-            Delivery::Message(m) => {
-                if m.msg_type != "display_data" {
-                    return;
-                }
-                match Replay::from_bundle(&m.content["data"], &self.msg_id) {
-                    Some(Replay::Unknown) => {
-                        log::debug!(
-                            "command {} never reached the kernel; resending",
-                            self.msg_id
-                        );
-                        self.replay_pending = false;
-                        self.resend(self.request.clone());
-                        Vec::new()
-                    }
-                    Some(Replay::Evicted) => {
-                        self.end(Ending::Failed(Fault::Lost(None)), false);
-                        return;
-                    }
-                    Some(record) => {
-                        self.replay_pending = false;
-                        self.record_final = true;
-                        self.order.merge(&self.msg_id, &record)
-                    }
-                    None => Vec::new(),
-                }
-            }
-            Delivery::Reconnected => {
-                self.need_replay = true;
-                Vec::new()
-            }
-            Delivery::Failed(f) => {
-                self.end(Ending::Failed(Fault::Connection(f)), false);
-                return;
-            }
-        };
-        for m in ready {
-            self.apply(m);
-        }
-        if self.replied && self.idle {
-            self.conclude();
-            return;
-        }
-        if self.record_final {
-            // The cell ended in the kernel, yet its reply or idle never came back.
-            let lost = self.order.lost().max(1);
-            self.end(Ending::Failed(Fault::Lost(Some(lost))), false);
-            return;
-        }
-        let hooked = self.kernel.as_ref().is_some_and(|k| k.hooked());
-        if self.need_replay && hooked && self.rx.is_empty() {
-            let replay = replay_request(&self.session, &self.msg_id, self.order.next());
-            self.resend(replay);
-            self.need_replay = false;
-            self.replay_pending = true;
-        }
-    }
-
-    fn resend(&mut self, msg: Outgoing) {
-        let Some(kernel) = &self.kernel else { return };
-        if let Err(e) = kernel.conn.send_on(msg, self.tx.clone()) {
-            log::debug!("could not send to kernel {}: {e}", kernel.id);
-        }
     }
 
     fn apply(&mut self, m: Incoming) {
@@ -788,19 +721,15 @@ impl<'a> CommandHandle<'a> {
                     c["evalue"].as_str().unwrap_or("")
                 ));
             }
-            "execute_reply" => {
-                self.replied = true;
-                if c["status"] != "ok" && self.python_error.is_none() {
-                    self.python_error = Some(format!(
-                        "{}: {}",
-                        c["ename"].as_str().unwrap_or("execution"),
-                        c["evalue"]
-                            .as_str()
-                            .unwrap_or(c["status"].as_str().unwrap_or(""))
-                    ));
-                }
+            "execute_reply" if c["status"] != "ok" && self.python_error.is_none() => {
+                self.python_error = Some(format!(
+                    "{}: {}",
+                    c["ename"].as_str().unwrap_or("execution"),
+                    c["evalue"]
+                        .as_str()
+                        .unwrap_or(c["status"].as_str().unwrap_or(""))
+                ));
             }
-            "status" if c["execution_state"] == "idle" => self.idle = true,
             _ => {}
         }
     }
@@ -827,8 +756,8 @@ impl<'a> CommandHandle<'a> {
     fn conclude(&mut self) {
         let ending = if let Some((name, message)) = self.panicked.take() {
             Ending::Failed(Fault::Panicked(name, message))
-        } else if self.order.lost() > 0 {
-            Ending::Failed(Fault::Lost(Some(self.order.lost())))
+        } else if let Some(lost) = self.driver.as_ref().map(Driver::lost).filter(|n| *n > 0) {
+            Ending::Failed(Fault::Lost(Some(lost)))
         } else if let Some(fault) = self.start_error.take() {
             Ending::Failed(fault)
         } else if self.client_timed_out {
@@ -860,10 +789,10 @@ impl<'a> CommandHandle<'a> {
             log::debug!("command {} failed: {fault:?}", self.msg_id);
         }
         self.ending = Some(ending);
-        if let Some(kernel) = self.kernel.take() {
-            if !clean {
-                kernel.conn.forget(&self.msg_id);
-            }
+        if let Some(driver) = self.driver.take() {
+            let kernel = driver.kernel().clone();
+            // Dropping an unfinished driver stops the routing of its messages.
+            drop(driver);
             self.sandbox
                 .system_kernels()
                 .release(self.sandbox, kernel, clean);
@@ -879,8 +808,9 @@ impl Drop for CommandHandle<'_> {
                 log::debug!("killing command {} on drop: {e}", self.msg_id);
             }
         }
-        if let Some(kernel) = self.kernel.take() {
-            kernel.conn.forget(&self.msg_id);
+        if let Some(driver) = self.driver.take() {
+            let kernel = driver.kernel().clone();
+            drop(driver);
             self.sandbox
                 .system_kernels()
                 .release(self.sandbox, kernel, false);

@@ -1,6 +1,7 @@
 //! Environment variables set inside a kernel: for the whole sandbox, or for one execution and
 //! then restored.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -30,7 +31,7 @@ fn validate(pairs: &[(String, String)]) -> Result<(), Error> {
 
 /// Sets variables for good (sandbox-level env vars).
 pub(crate) fn set(
-    kernel: &Kernel,
+    kernel: &Arc<Kernel>,
     pairs: &[(String, String)],
     timeout: Duration,
 ) -> Result<(), Error> {
@@ -53,30 +54,37 @@ pub(crate) fn set(
     kernel.run_silent(&code, timeout).map(drop)
 }
 
-/// Sets variables for one execution; returns the code that restores the previous values.
-pub(crate) fn apply(
+/// The cells around one execution with its own variables: `setup` saves the previous values
+/// and sets the new ones, `restore` puts the previous values back. `restore` can run twice (a
+/// resent request) and still leaves the same state.
+pub(crate) struct AroundCells {
+    pub(crate) setup: String,
+    pub(crate) restore: String,
+}
+
+/// The cells for variables visible to one execution only; `None` without variables.
+pub(crate) fn for_one_execution(
     kernel: &Kernel,
     pairs: &[(String, String)],
-    timeout: Duration,
-) -> Result<Option<String>, Error> {
+) -> Result<Option<AroundCells>, Error> {
     if pairs.is_empty() {
         return Ok(None);
     }
     validate(pairs)?;
-    let (setup, restore) = match kernel.language.as_str() {
+    let cells = match kernel.language.as_str() {
         "python" => {
             let keys: Vec<Value> = pairs
                 .iter()
                 .map(|(k, _)| Value::String(k.clone()))
                 .collect();
-            (
-                format!(
-                    "import os as __e2b_os\n__e2b_saved_env = {{k: __e2b_os.environ.get(k) for k in {}}}\n__e2b_os.environ.update({})",
+            AroundCells {
+                setup: format!(
+                    "import os as __e2b_os\n__e2b_saved_env = {{k: __e2b_os.environ.get(k) for k in {}}}\n__e2b_os.environ.update({})\ndel __e2b_os",
                     Value::Array(keys),
                     py_dict(pairs)
                 ),
-                "for __e2b_k, __e2b_v in __e2b_saved_env.items():\n    if __e2b_v is None:\n        __e2b_os.environ.pop(__e2b_k, None)\n    else:\n        __e2b_os.environ[__e2b_k] = __e2b_v\ndel __e2b_saved_env, __e2b_os".to_string(),
-            )
+                restore: "import os as __e2b_os\nfor __e2b_k, __e2b_v in globals().pop('__e2b_saved_env', {}).items():\n    if __e2b_v is None:\n        __e2b_os.environ.pop(__e2b_k, None)\n    else:\n        __e2b_os.environ[__e2b_k] = __e2b_v\ndel __e2b_os".to_string(),
+            }
         }
         "bash" => {
             let mut setup = Vec::new();
@@ -86,16 +94,19 @@ pub(crate) fn apply(
                     "__e2b_had_{i}=${{{k}+x}}; __e2b_old_{i}=\"${{{k}-}}\"; export {k}={}",
                     sh_quote(v)
                 ));
+                // Only while the saved value is there: a second run changes nothing.
                 restore.push(format!(
-                    "if [ -n \"$__e2b_had_{i}\" ]; then export {k}=\"$__e2b_old_{i}\"; else unset {k}; fi; unset __e2b_had_{i} __e2b_old_{i}"
+                    "if [ -n \"${{__e2b_had_{i}+x}}\" ]; then if [ -n \"$__e2b_had_{i}\" ]; then export {k}=\"$__e2b_old_{i}\"; else unset {k}; fi; unset __e2b_had_{i} __e2b_old_{i}; fi"
                 ));
             }
-            (setup.join("\n"), restore.join("\n"))
+            AroundCells {
+                setup: setup.join("\n"),
+                restore: restore.join("\n"),
+            }
         }
         other => return Err(unsupported(other)),
     };
-    kernel.run_silent(&setup, timeout)?;
-    Ok(Some(restore))
+    Ok(Some(cells))
 }
 
 fn sh_quote(v: &str) -> String {

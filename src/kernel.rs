@@ -1,14 +1,16 @@
 //! One kernel the SDK started, with its connection: the unit a context wraps.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::backend::Backend;
 use crate::config::ConnectionConfig;
+use crate::driver::Driver;
 use crate::error::{Error, TimeoutPhase};
+use crate::execution::Execution;
 use crate::http::Http;
 use crate::jupyter::connection::Connection;
 use crate::jupyter::delivery::{self, Delivery};
@@ -29,6 +31,9 @@ pub(crate) struct Kernel {
     /// means the kernel restarted and set-up must run again.
     prepared_at: AtomicU64,
     hooked: AtomicBool,
+    /// A restore of per-execution env vars whose end was not confirmed; runs before the next
+    /// execution.
+    pending_restore: Mutex<Option<String>>,
 }
 
 impl Kernel {
@@ -69,6 +74,7 @@ impl Kernel {
             conn,
             prepared_at: AtomicU64::new(u64::MAX),
             hooked: AtomicBool::new(false),
+            pending_restore: Mutex::new(None),
         })
     }
 
@@ -83,7 +89,7 @@ impl Kernel {
     }
 
     /// Installs the output-numbering hook (Python only) and records that set-up ran.
-    pub(crate) fn install_hook(&self, timeout: Duration) -> Result<(), Error> {
+    pub(crate) fn install_hook(self: &Arc<Self>, timeout: Duration) -> Result<(), Error> {
         let events = self.conn.kernel_events();
         if self.language == "python" {
             self.run_silent(&crate::recovery::install_code(), timeout)?;
@@ -145,8 +151,12 @@ impl Kernel {
 
     /// Runs code silently (no history, no execute_input) and returns the reply's content. Used
     /// for set-up the user should not see, such as env vars and the working directory; an
-    /// exception in it is [`Error::KernelSetup`].
-    pub(crate) fn run_silent(&self, code: &str, timeout: Duration) -> Result<Value, Error> {
+    /// exception in it is [`Error::KernelSetup`]. Survives reconnects like any execution.
+    pub(crate) fn run_silent(
+        self: &Arc<Self>,
+        code: &str,
+        timeout: Duration,
+    ) -> Result<Value, Error> {
         let content = self.run_silent_reply(code, timeout)?;
         match SilentError::of(&content) {
             Some(e) => Err(Error::KernelSetup {
@@ -158,44 +168,71 @@ impl Kernel {
     }
 
     /// [`Kernel::run_silent`], with an exception left in the reply for the caller to map.
-    pub(crate) fn run_silent_reply(&self, code: &str, timeout: Duration) -> Result<Value, Error> {
-        let msg = Outgoing::execute(self.conn.session_id(), code, true);
-        let msg_id = msg.msg_id.clone();
-        let rx = self.conn.send(msg)?;
-        let deadline = Instant::now() + timeout;
-        let mut reply = None;
-        let mut idle = false;
-        loop {
-            match delivery::next(&rx, Some(deadline)) {
-                Ok(Delivery::Message(m)) => {
-                    if m.msg_type == "execute_reply" {
-                        reply = Some(m.content);
-                    } else if m.msg_type == "status" && m.content["execution_state"] == "idle" {
-                        idle = true;
-                    }
-                    if idle && let Some(content) = reply.take() {
-                        return Ok(content);
-                    }
+    pub(crate) fn run_silent_reply(
+        self: &Arc<Self>,
+        code: &str,
+        timeout: Duration,
+    ) -> Result<Value, Error> {
+        let request = Outgoing::execute(self.conn.session_id(), code, true);
+        finish_silent(&mut Driver::send(self.clone(), request)?, timeout)
+    }
+
+    /// Waits for the cell that restores a per-execution env var's previous value. When its end
+    /// cannot be confirmed, it is kept and runs again before the next execution (it can run
+    /// twice safely), so a variable never outlives its execution unnoticed.
+    pub(crate) fn confirm_restore(&self, mut restore: Driver, code: &str, timeout: Duration) {
+        let outcome = finish_silent(&mut restore, timeout);
+        let ok = match &outcome {
+            Ok(reply) => SilentError::of(reply).is_none(),
+            Err(_) => false,
+        };
+        if !ok {
+            log::warn!(
+                "kernel {}: restoring env vars after an execution failed ({}); retrying before \
+                 the next execution",
+                self.id,
+                match outcome {
+                    Ok(reply) => SilentError::of(&reply)
+                        .map(|e| e.to_string())
+                        .unwrap_or_default(),
+                    Err(e) => e.to_string(),
                 }
-                Ok(Delivery::Failed(f)) => return Err(f.to_error()),
-                Ok(Delivery::Reconnected) => {}
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                    self.conn.forget(&msg_id);
-                    return Err(Error::Timeout {
-                        phase: TimeoutPhase::KernelReply,
-                        after: timeout,
-                    });
-                }
-                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
-                    return Err(self
-                        .conn
-                        .failure()
-                        .map(|f| f.to_error())
-                        .unwrap_or(Error::Closed));
-                }
-            }
+            );
+            *lock(&self.pending_restore) = Some(code.to_string());
         }
     }
+
+    /// Runs a restore left over from an earlier execution, if there is one.
+    pub(crate) fn finish_pending_restore(self: &Arc<Self>, timeout: Duration) -> Result<(), Error> {
+        let Some(code) = lock(&self.pending_restore).take() else {
+            return Ok(());
+        };
+        if let Err(e) = self.run_silent(&code, timeout) {
+            *lock(&self.pending_restore) = Some(code);
+            return Err(e);
+        }
+        Ok(())
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+/// Waits up to `timeout` for a silent cell sent with `driver` to finish; returns its reply.
+pub(crate) fn finish_silent(driver: &mut Driver, timeout: Duration) -> Result<Value, Error> {
+    driver
+        .finish(Some(Instant::now() + timeout))
+        .map_err(|stop| {
+            stop.into_error(
+                &driver.kernel().id,
+                (TimeoutPhase::KernelReply, timeout),
+                Execution::default,
+            )
+        })
 }
 
 /// The exception a silent execution raised, from its reply.

@@ -51,6 +51,7 @@ mod backend;
 mod commands;
 mod config;
 mod context;
+mod driver;
 mod envs;
 mod error;
 mod execution;

@@ -20,19 +20,36 @@ pub(crate) fn install_code() -> String {
 /// Prefix of replay requests' msg_ids; hook.py checks for the same string.
 const REPLAY_ID_PREFIX: &str = "e2b-replay-";
 
-/// A silent-ish request asking the hook for everything from `from_seq` on of `parent`. It
-/// queues behind `parent` in the kernel, so its answer describes a finished execution.
-pub(crate) fn replay_request(session: &str, parent: &str, from_seq: u64) -> Outgoing {
+/// A silent-ish request asking the hook for the messages of `parent` from `from_seq` on, at
+/// most `max_bytes` of them (at least one). It queues behind `parent` in the kernel, so its
+/// answer describes a finished execution.
+pub(crate) fn replay_request(
+    session: &str,
+    parent: &str,
+    from_seq: u64,
+    max_bytes: usize,
+) -> Outgoing {
     let parent = Value::String(parent.to_string());
-    let code = format!("__import__('__e2b_hook').replay({parent}, {from_seq})");
-    let mut msg = Outgoing::execute(session, &code, true);
-    // The hook keeps no record of its own replays (see hook.py): one replay per reconnect
-    // during a long cell would otherwise push real executions out of its ring.
-    msg.msg_id = format!("{REPLAY_ID_PREFIX}{}", msg.msg_id);
-    msg.header["msg_id"] = Value::String(msg.msg_id.clone());
+    let code = format!("__import__('__e2b_hook').replay({parent}, {from_seq}, {max_bytes})");
+    let mut msg = unnumbered(session, &code);
     // Not silent: a silent execution may not publish display data.
     msg.content["silent"] = Value::Bool(false);
     msg.content["store_history"] = Value::Bool(false);
+    msg
+}
+
+/// An empty silent cell, sent after a reconnect while a replay request is outstanding: the
+/// kernel runs it after that request, so its `idle` arriving first means the answer was lost.
+pub(crate) fn probe_request(session: &str) -> Outgoing {
+    unnumbered(session, "")
+}
+
+/// A silent execute request the hook neither numbers nor keeps (see hook.py): one replay or
+/// probe per reconnect during a long cell would otherwise push real executions out of its ring.
+fn unnumbered(session: &str, code: &str) -> Outgoing {
+    let mut msg = Outgoing::execute(session, code, true);
+    msg.msg_id = format!("{REPLAY_ID_PREFIX}{}", msg.msg_id);
+    msg.header["msg_id"] = Value::String(msg.msg_id.clone());
     msg
 }
 
@@ -111,8 +128,9 @@ impl Sequencer {
         let mut out = Vec::new();
         let Replay::Known {
             lost_below,
-            next,
+            upto,
             messages,
+            ..
         } = record
         else {
             return out;
@@ -129,8 +147,8 @@ impl Sequencer {
             }
         }
         out.extend(self.release());
-        // Whatever is still missing below the record's end cannot come back: the ring dropped it.
-        let end = (*next).max(*lost_below);
+        // Whatever is still missing below the chunk's end cannot come back: the ring dropped it.
+        let end = (*upto).max(*lost_below);
         while self.next < end {
             if !self.held.contains_key(&self.next) {
                 self.lost += 1;
@@ -149,11 +167,13 @@ pub(crate) enum Replay {
     Unknown,
     /// The kernel ran it, but its record was evicted from the ring.
     Evicted,
-    /// The record: messages from the asked-for sequence number on, the first number not lost
-    /// to the ring's size limit, and the next number the hook would have given.
+    /// A chunk of the record: messages from the asked-for sequence number on, up to (not
+    /// including) `upto`; the first number not lost to the ring's size limit; and whether
+    /// the record goes on past this chunk.
     Known {
         lost_below: u64,
-        next: u64,
+        upto: u64,
+        more: bool,
         messages: Vec<Value>,
     },
 }
@@ -167,11 +187,16 @@ impl Replay {
         }
         Some(match rec["state"].as_str() {
             Some("unknown") => Replay::Unknown,
-            Some("known") => Replay::Known {
-                lost_below: rec["lost_below"].as_u64().unwrap_or(1),
-                next: rec["next"].as_u64().unwrap_or(1),
-                messages: rec["messages"].as_array().cloned().unwrap_or_default(),
-            },
+            Some("known") => {
+                let next = rec["next"].as_u64().unwrap_or(1);
+                let upto = rec["upto"].as_u64().unwrap_or(next);
+                Replay::Known {
+                    lost_below: rec["lost_below"].as_u64().unwrap_or(1),
+                    upto,
+                    more: upto < next,
+                    messages: rec["messages"].as_array().cloned().unwrap_or_default(),
+                }
+            }
             _ => {
                 log::warn!(
                     "execution {parent}: the kernel's record of it was evicted ({} records kept)",
@@ -236,7 +261,8 @@ mod tests {
         s.offer(msg(4));
         let rec = Replay::Known {
             lost_below: 1,
-            next: 6,
+            upto: 6,
+            more: false,
             messages: (2..6)
                 .map(|i| {
                     json!({"seq": i, "msg_type": "stream", "channel": "iopub",
@@ -252,7 +278,8 @@ mod tests {
         s.offer(msg(5));
         let rec = Replay::Known {
             lost_below: 4,
-            next: 6,
+            upto: 6,
+            more: false,
             messages: vec![json!({"seq": 4, "msg_type": "stream", "content": {}})],
         };
         assert_eq!(seqs(&s.merge("p", &rec)), [4, 5]);
@@ -263,9 +290,10 @@ mod tests {
     fn the_hook_skips_the_same_replay_prefix() {
         let hook = include_str!("jupyter/hook.py");
         assert!(hook.contains(&format!("startswith(\"{REPLAY_ID_PREFIX}\")")));
-        let msg = replay_request("s", "p", 1);
+        let msg = replay_request("s", "p", 1, 1024);
         assert!(msg.msg_id.starts_with(REPLAY_ID_PREFIX));
         assert_eq!(msg.header["msg_id"], msg.msg_id.as_str());
+        assert!(probe_request("s").msg_id.starts_with(REPLAY_ID_PREFIX));
     }
 
     #[test]

@@ -2,28 +2,19 @@
 //! callbacks called on the caller's thread as output arrives.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::RecvTimeoutError;
-
 use crate::context::Context;
+use crate::driver::{Driver, Stop};
 use crate::error::{Error, TimeoutPhase};
-use crate::execution::{
-    Continuity, Execution, ExecutionError, OutputMessage, Result as RichResult,
-};
-use crate::jupyter::delivery::{self, Delivery};
+use crate::execution::{Execution, ExecutionError, OutputMessage, Result as RichResult};
 use crate::jupyter::wire::{Incoming, Outgoing};
 use crate::kernel::Kernel;
-use crate::recovery::{Replay, Sequencer, replay_request};
 use crate::sandbox::Sandbox;
 
 /// How long a cell whose callback failed may take to end by itself before it is interrupted.
 const SETTLE: Duration = Duration::from_millis(500);
-
-/// How often a request the kernel never saw is sent again after reconnects. A request that
-/// breaks the connection every time it is sent (a server that resets on it) must not be
-/// resent for ever.
-const MAX_RESENDS: u32 = 3;
 
 type Callback<'a, T> = Box<dyn FnMut(&T) + 'a>;
 
@@ -158,103 +149,72 @@ impl<'a> RunBuilder<'a> {
         let timeout = self.timeout.unwrap_or(sandbox.config().timeouts.execution);
         sandbox.ensure_prepared(&kernel)?;
         let envs = std::mem::take(&mut self.envs);
-        let restore = crate::envs::apply(&kernel, &envs, sandbox.config().timeouts.request)?;
-        let result = self.execute(&kernel, timeout);
-        if let Some(code) = restore {
-            // The variables must not leak into the next execution, even after an error.
-            if let Err(e) = kernel.run_silent(&code, sandbox.config().timeouts.request) {
-                log::warn!("could not restore env vars in kernel {}: {e}", kernel.id);
-            }
-        }
+        let Some(cells) = crate::envs::for_one_execution(&kernel, &envs)? else {
+            let driver = Driver::send(kernel.clone(), self.request(&kernel))?;
+            return self.execute(driver, timeout);
+        };
+        // Set-up, cell and restore go to the kernel back to back: one round trip, and the
+        // kernel runs the restore after the cell even if this client is cut off or gives up,
+        // so the variables never leak into a later cell.
+        let session = kernel.conn.session_id();
+        let mut setup = Driver::send(
+            kernel.clone(),
+            Outgoing::execute(session, &cells.setup, true),
+        )?;
+        let cell = Driver::send(kernel.clone(), self.request(&kernel))?;
+        let restore = Driver::send(
+            kernel.clone(),
+            Outgoing::execute(session, &cells.restore, true),
+        )?;
+        let request_timeout = sandbox.config().timeouts.request;
+        crate::kernel::finish_silent(&mut setup, request_timeout)?;
+        let result = self.execute(cell, timeout);
+        kernel.confirm_restore(restore, &cells.restore, request_timeout);
         result
     }
 
-    fn execute(&mut self, kernel: &Kernel, timeout: Option<Duration>) -> Result<Execution, Error> {
-        let session = kernel.conn.session_id().to_string();
-        let request = Outgoing::execute(&session, &self.code, false);
-        let msg_id = request.msg_id.clone();
-        let (tx, rx) = crossbeam_channel::unbounded();
-        kernel.conn.send_on(request.clone(), tx.clone())?;
+    fn request(&self, kernel: &Kernel) -> Outgoing {
+        Outgoing::execute(kernel.conn.session_id(), &self.code, false)
+    }
+
+    fn execute(
+        &mut self,
+        mut driver: Driver,
+        timeout: Option<Duration>,
+    ) -> Result<Execution, Error> {
+        let kernel = driver.kernel().clone();
         let deadline = timeout.map(|t| Instant::now() + t);
+        let grace = self.sandbox.config().timeouts.interrupt_grace;
         let mut acc = Accumulator::default();
-        let mut order = Sequencer::default();
         let mut panicked: Option<Error> = None;
         let mut timed_out = false;
         let mut grace_until: Option<Instant> = None;
         // A callback failed: interrupt the cell unless it ends within SETTLE.
         let mut interrupt_due = false;
-        let mut reconnected = false;
-        let mut need_replay = false;
-        let mut replay_pending = false;
-        // Set once a replay record arrived: it describes a finished execution.
-        let mut record_final = false;
-        let mut resends = 0;
-        let grace = self.sandbox.config().timeouts.interrupt_grace;
         loop {
-            let wait_until = grace_until.or(deadline);
-            let next = delivery::next(&rx, wait_until);
-            let ready = match next {
-                Ok(Delivery::Message(m)) if m.parent_id == msg_id => {
-                    let ready = order.offer(m);
-                    need_replay |= order.has_gap() && !replay_pending;
-                    ready
-                }
-                Ok(Delivery::Message(m)) => {
-                    // A replay request's own messages: only its record matters.
-                    match (
-                        m.msg_type.as_str(),
-                        Replay::from_bundle(&m.content["data"], &msg_id),
-                    ) {
-                        ("display_data", Some(Replay::Unknown)) => {
-                            replay_pending = false;
-                            resends += 1;
-                            if resends > MAX_RESENDS {
-                                kernel.conn.forget(&msg_id);
-                                return Err(never_arrived(kernel, resends));
-                            }
-                            log::debug!(
-                                "execution {msg_id} never reached the kernel; sending it again"
-                            );
-                            kernel.conn.send_on(request.clone(), tx.clone())?;
-                            Vec::new()
-                        }
-                        ("display_data", Some(Replay::Evicted)) => {
-                            return Err(output_lost(None, acc.execution));
-                        }
-                        ("display_data", Some(record)) => {
-                            replay_pending = false;
-                            record_final = true;
-                            order.merge(&msg_id, &record)
-                        }
-                        _ => Vec::new(),
-                    }
-                }
-                Ok(Delivery::Reconnected) => {
-                    reconnected = true;
-                    need_replay = true;
-                    Vec::new()
-                }
-                Ok(Delivery::Failed(f)) => return Err(f.to_error()),
-                Err(RecvTimeoutError::Timeout) if grace_until.is_none() => {
+            let ready = match driver.next(grace_until.or(deadline)) {
+                Ok(ready) => ready,
+                Err(Stop::TimedOut) if grace_until.is_none() => {
                     log::debug!(
-                        "execution {msg_id} timed out; interrupting kernel {}",
+                        "execution {} timed out; interrupting kernel {}",
+                        driver.msg_id(),
                         kernel.id
                     );
                     timed_out = true;
                     grace_until = Some(Instant::now() + grace);
-                    self.sandbox.interrupt_kernel(kernel, grace);
-                    Vec::new()
+                    self.sandbox.interrupt_kernel(&kernel, grace);
+                    continue;
                 }
-                Err(RecvTimeoutError::Timeout) if interrupt_due => {
+                Err(Stop::TimedOut) if interrupt_due => {
                     interrupt_due = false;
                     grace_until = Some(Instant::now() + grace);
-                    self.sandbox.interrupt_kernel(kernel, grace);
-                    Vec::new()
+                    self.sandbox.interrupt_kernel(&kernel, grace);
+                    continue;
                 }
-                Err(RecvTimeoutError::Timeout) => {
-                    kernel.conn.forget(&msg_id);
+                Err(Stop::TimedOut) => {
+                    driver.abandon();
                     if timed_out && panicked.is_none() {
-                        return Err(self.interrupt_ignored(kernel, timeout));
+                        return Err(self.interrupt_ignored(&kernel, timeout));
                     }
                     log::warn!(
                         "kernel {} is still busy {grace:?} after an interrupt",
@@ -262,12 +222,9 @@ impl<'a> RunBuilder<'a> {
                     );
                     return Err(panicked.unwrap_or_else(|| timeout_error(timeout)));
                 }
-                Err(RecvTimeoutError::Disconnected) => {
-                    return Err(kernel
-                        .conn
-                        .failure()
-                        .map(|f| f.to_error())
-                        .unwrap_or(Error::Closed));
+                Err(stop) => {
+                    let phase = (TimeoutPhase::Execution, timeout.unwrap_or_default());
+                    return Err(stop.into_error(&kernel.id, phase, || acc.execution));
                 }
             };
             for m in ready {
@@ -283,41 +240,23 @@ impl<'a> RunBuilder<'a> {
                 }
                 acc.keep(event);
             }
-            if record_final && !acc.finished() {
-                // The execution ended in the kernel, yet its reply or idle never came back.
-                return Err(output_lost(Some(order.lost().max(1)), acc.execution));
-            }
-            if acc.finished() {
-                if order.lost() > 0 {
-                    return Err(output_lost(Some(order.lost()), acc.execution));
+            if driver.finished() {
+                if driver.lost() > 0 {
+                    return Err(output_lost(Some(driver.lost()), acc.execution));
                 }
-                acc.execution.continuity = if order.recovered() > 0 {
-                    Continuity::Recovered
-                } else if reconnected && !order.numbered() {
-                    Continuity::Unverified
-                } else {
-                    Continuity::Intact
-                };
+                acc.execution.continuity = driver.continuity();
                 return match (panicked, timed_out) {
                     (Some(p), _) => Err(p),
                     (None, true) => Err(timeout_error(timeout)),
                     (None, false) => Ok(acc.execution),
                 };
             }
-            // Ask the kernel's hook for what went missing once the burst is handled; the
-            // request queues behind this execution, so its answer is complete.
-            if need_replay && kernel.hooked() && rx.is_empty() {
-                let replay = replay_request(&session, &msg_id, order.next());
-                kernel.conn.send_on(replay, tx.clone())?;
-                need_replay = false;
-                replay_pending = true;
-            }
         }
     }
 
     /// The error for a timed-out execution whose kernel is still busy after the interrupt;
     /// restarts the context first when asked to.
-    fn interrupt_ignored(&self, kernel: &Kernel, timeout: Option<Duration>) -> Error {
+    fn interrupt_ignored(&self, kernel: &Arc<Kernel>, timeout: Option<Duration>) -> Error {
         log::warn!(
             "kernel {} ignored the interrupt of a timed-out execution{}",
             kernel.id,
@@ -388,20 +327,6 @@ fn output_lost(missing: Option<u64>, partial: Execution) -> Error {
     }
 }
 
-/// A request that, every time it was sent, broke the connection before the kernel got it.
-fn never_arrived(kernel: &Kernel, sends: u32) -> Error {
-    Error::ConnectionLost {
-        kernel_id: kernel.id.clone(),
-        source: Some(
-            format!(
-                "the connection broke each of the {sends} times the request was sent, before \
-                 the kernel received it (does the server reject messages this large?)"
-            )
-            .into(),
-        ),
-    }
-}
-
 fn timeout_error(timeout: Option<Duration>) -> Error {
     Error::Timeout {
         phase: TimeoutPhase::Execution,
@@ -432,15 +357,9 @@ enum Event {
 #[derive(Default)]
 struct Accumulator {
     execution: Execution,
-    replied: bool,
-    idle: bool,
 }
 
 impl Accumulator {
-    fn finished(&self) -> bool {
-        self.replied && self.idle
-    }
-
     /// What a message means; [`Accumulator::keep`] then stores it in the execution. The two
     /// steps let the callbacks borrow the output before it is moved into the execution, so
     /// output is never copied (a 64 KiB stream chunk used to be copied twice).
@@ -474,7 +393,6 @@ impl Accumulator {
                 Event::None
             }
             "execute_reply" => {
-                self.replied = true;
                 self.set_count(c);
                 match c["status"].as_str() {
                     Some("error") if self.execution.error.is_none() => Event::Error(error_from(c)),
@@ -487,12 +405,6 @@ impl Accumulator {
                     }
                     _ => Event::None,
                 }
-            }
-            "status" => {
-                if c["execution_state"] == "idle" {
-                    self.idle = true;
-                }
-                Event::None
             }
             _ => Event::None,
         }

@@ -315,7 +315,7 @@ impl Sandbox {
 
     /// Restarts a context's kernel: its state is lost; cwd and env vars are set again.
     pub fn restart_context(&self, context: &Context) -> Result<(), Error> {
-        self.restart_kernel(&*self.kernel_of(context)?)
+        self.restart_kernel(&self.kernel_of(context)?)
     }
 
     /// Interrupts whatever a context is running.
@@ -642,7 +642,7 @@ impl Sandbox {
     }
 
     /// Applies the sandbox's env vars, the context's own, and its cwd.
-    fn prepare(&self, kernel: &Kernel) -> Result<(), Error> {
+    fn prepare(&self, kernel: &Arc<Kernel>) -> Result<(), Error> {
         let timeout = self.config.timeouts.request;
         kernel.install_hook(timeout)?;
         let all: Vec<(String, String)> = self
@@ -664,18 +664,20 @@ impl Sandbox {
     }
 
     /// Redoes set-up after the kernel restarted by itself (it died and the server revived it).
-    pub(crate) fn ensure_prepared(&self, kernel: &Kernel) -> Result<(), Error> {
+    /// Also runs a restore of per-execution env vars that an earlier execution could not
+    /// confirm.
+    pub(crate) fn ensure_prepared(&self, kernel: &Arc<Kernel>) -> Result<(), Error> {
         if kernel.needs_prepare() {
             log::debug!("kernel {} restarted; setting it up again", kernel.id);
-            self.prepare_restarted(kernel)?;
+            return self.prepare_restarted(kernel);
         }
-        Ok(())
+        kernel.finish_pending_restore(self.config.timeouts.request)
     }
 
     /// Set-up of a kernel that restarted (on request or by itself). The server's iopub
     /// subscription to the new process joins later than shell, so set-up sent right away
     /// could lose its `idle` and time out: wait until the kernel answers on both first.
-    fn prepare_restarted(&self, kernel: &Kernel) -> Result<(), Error> {
+    fn prepare_restarted(&self, kernel: &Arc<Kernel>) -> Result<(), Error> {
         kernel.wait_ready(self.config.timeouts.start)?;
         self.prepare(kernel)
     }
@@ -688,7 +690,7 @@ impl Sandbox {
     }
 
     /// Restarts a kernel on the server and sets it up again (hook, env vars, cwd).
-    pub(crate) fn restart_kernel(&self, kernel: &Kernel) -> Result<(), Error> {
+    pub(crate) fn restart_kernel(&self, kernel: &Arc<Kernel>) -> Result<(), Error> {
         rest::restart_kernel(&self.http, &kernel.id)?;
         self.prepare_restarted(kernel)
     }

@@ -4,8 +4,8 @@
 # into the dying socket is gone, and nothing in the Jupyter protocol numbers messages. This hook
 # numbers every message the kernel sends for an execute_request (metadata "e2b_seq": 1, 2, ...,
 # including execute_reply) and keeps a bounded ring of recent ones, so the client sees a gap in
-# the numbers and can fetch what is missing with replay(). Replay requests themselves (msg_id
-# prefix "e2b-replay-") are neither numbered nor kept.
+# the numbers and can fetch what is missing with replay(), in chunks. Replay requests and the
+# client's probes (msg_id prefix "e2b-replay-") are neither numbered nor kept.
 #
 # send() runs for every message the kernel sends, so it does as little as it can: the filter
 # comes first, and the replay entry is stored as a tuple and only turned into a dict (with an
@@ -130,7 +130,9 @@ def _install():
             "date": date.isoformat() if hasattr(date, "isoformat") else date,
         }
 
-    def replay(pid, from_seq):
+    def replay(pid, from_seq, max_bytes=None):
+        # Answers in chunks of at most max_bytes (at least one message), so an answer is small
+        # enough to cross a link that keeps being cut; the client asks again from "upto".
         with lock:
             if pid not in seen:
                 out = {"state": "unknown"}
@@ -138,11 +140,21 @@ def _install():
                 out = {"state": "evicted", "records": len(records)}
             else:
                 rec = records[pid]
+                taken = []
+                size = 0
+                for s, k, b, d, n in rec.msgs:
+                    if s < from_seq:
+                        continue
+                    if taken and max_bytes is not None and size + n > max_bytes:
+                        break
+                    taken.append(_entry(s, k, b, d))
+                    size += n
                 out = {
                     "state": "known",
                     "lost_below": rec.lost_below,
                     "next": rec.next,
-                    "messages": [_entry(s, k, b, d) for s, k, b, d, _ in rec.msgs if s >= from_seq],
+                    "upto": taken[-1]["seq"] + 1 if taken else rec.next,
+                    "messages": taken,
                 }
         out["parent"] = pid
         from IPython.display import publish_display_data
