@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use crate::config::{Secret, Timeouts};
 use crate::error::{BoxError, Error, TimeoutPhase};
+use crate::mask::{self, MaskedHeaders};
 
 /// A server's base URL plus the headers every request to it carries. Header values are secrets.
 #[derive(Clone)]
@@ -70,6 +71,10 @@ impl Endpoint {
 
     pub(crate) fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
         self.headers.iter().map(|(n, v)| (n.as_str(), v.expose()))
+    }
+
+    pub(crate) fn secret_headers(&self) -> impl Iterator<Item = (&str, &Secret)> {
+        self.headers.iter().map(|(n, v)| (n.as_str(), v))
     }
 
     pub(crate) fn url(&self, path: &str) -> String {
@@ -192,6 +197,8 @@ fn shorten(s: &str) -> String {
 pub(crate) struct Http {
     agent: ureq::Agent,
     endpoint: Endpoint,
+    /// The endpoint's headers as this agent must be given them.
+    headers: MaskedHeaders,
     request_timeout: Duration,
 }
 
@@ -208,16 +215,17 @@ const MAX_BODY: u64 = 256 * 1024 * 1024;
 
 impl Http {
     pub(crate) fn new(endpoint: Endpoint, timeouts: &Timeouts) -> Http {
-        let agent = ureq::Agent::config_builder()
+        let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(timeouts.connect))
             .timeout_global(Some(timeouts.request))
             .user_agent(concat!("e2b-blocking/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .into();
+            .build();
+        let (agent, headers) = mask::agent(config, endpoint.secret_headers());
         Http {
             agent,
             endpoint,
+            headers,
             request_timeout: timeouts.request,
         }
     }
@@ -227,9 +235,14 @@ impl Http {
     }
 
     /// The agent, for requests the helpers above do not cover (streamed bodies, per-request
-    /// timeouts). Callers add the endpoint's headers themselves.
+    /// timeouts). Callers add [`Http::headers`] themselves.
     pub(crate) fn agent(&self) -> &ureq::Agent {
         &self.agent
+    }
+
+    /// The endpoint's headers, masked: what requests through [`Http::agent`] carry.
+    pub(crate) fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.headers.iter()
     }
 
     /// The per-request deadline this client was built with.
@@ -253,7 +266,7 @@ impl Http {
                     Method::Get => self.agent.get(&url),
                     _ => self.agent.delete(&url),
                 };
-                for (name, value) in self.endpoint.headers() {
+                for (name, value) in self.headers.iter() {
                     req = req.header(name, value);
                 }
                 req.call()
@@ -264,7 +277,7 @@ impl Http {
                     Method::Put => self.agent.put(&url),
                     _ => self.agent.patch(&url),
                 };
-                for (name, value) in self.endpoint.headers() {
+                for (name, value) in self.headers.iter() {
                     req = req.header(name, value);
                 }
                 let body = body.map_or_else(|| "{}".to_string(), Value::to_string);
