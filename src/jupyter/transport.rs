@@ -450,6 +450,7 @@ mod tests {
     use crate::http::Endpoint;
 
     type Answer = fn(&str) -> Vec<u8>;
+    type Expect = fn(&Error) -> bool;
 
     /// Answers one upgrade request per entry of `answers` (given the client's key) and returns
     /// the request heads read.
@@ -555,7 +556,7 @@ mod tests {
 
     #[test]
     fn refusals_and_bad_answers_are_typed_errors() {
-        let cases: Vec<(Answer, fn(&Error) -> bool)> = vec![
+        let cases: Vec<(Answer, Expect)> = vec![
             (
                 |_| b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n".to_vec(),
                 |e| matches!(e, Error::Authentication { status: 403, .. }),
@@ -565,7 +566,7 @@ mod tests {
                 |e| matches!(e, Error::KernelNotFound { .. }),
             ),
             (
-                |key| switching("bm90IHRoZSBrZXk=", Some(V1_SUBPROTOCOL)).into_bytes(),
+                |_| switching("bm90IHRoZSBrZXk=", Some(V1_SUBPROTOCOL)).into_bytes(),
                 |e| matches!(e, Error::Protocol { .. }),
             ),
             (

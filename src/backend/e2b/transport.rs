@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::error::{BoxError, Error, TimeoutPhase};
-use crate::http::{Method, Response, describe};
+use crate::error::{BoxError, Error};
+use crate::http::{Method, Response, describe, expired};
 use crate::mask::{self, MaskedHeaders};
 
 use super::config::E2bConfig;
@@ -44,6 +44,7 @@ pub(crate) struct Transport {
     base: String,
     /// Masked: see crate::mask.
     headers: MaskedHeaders,
+    connect_timeout: Duration,
     request_timeout: Duration,
     max_attempts: u32,
     /// Bound on all attempts of one call together, retries and their delays included.
@@ -81,9 +82,10 @@ impl Transport {
             headers.push(("X-API-KEY".to_string(), config.api_key.clone()));
         }
         headers.extend(config.headers.iter().cloned());
+        let connect_timeout = config.request_timeout.min(Duration::from_secs(10));
         let agent_config = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_connect(Some(config.request_timeout.min(Duration::from_secs(10))))
+            .timeout_connect(Some(connect_timeout))
             .timeout_global(Some(config.request_timeout))
             .user_agent(concat!("e2b-blocking/", env!("CARGO_PKG_VERSION")))
             .build();
@@ -93,6 +95,7 @@ impl Transport {
             agent,
             base,
             headers,
+            connect_timeout,
             request_timeout: config.request_timeout,
             max_attempts: config.max_attempts.max(1),
             budget: None,
@@ -234,19 +237,12 @@ impl Transport {
     }
 
     fn transport_error(&self, endpoint: &str, timeout: Duration, e: ureq::Error) -> Error {
-        match e {
-            ureq::Error::Timeout(_) => Error::Timeout {
-                phase: TimeoutPhase::Request,
-                after: timeout,
-            },
-            ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => Error::Timeout {
-                phase: TimeoutPhase::Request,
-                after: timeout,
-            },
-            other => Error::Transport {
-                endpoint: format!("{endpoint} at {}", self.base),
-                source: BoxError::from(other),
-            },
+        if let Some((phase, after)) = expired(&e, self.connect_timeout, timeout) {
+            return Error::Timeout { phase, after };
+        }
+        Error::Transport {
+            endpoint: format!("{endpoint} at {}", self.base),
+            source: BoxError::from(e),
         }
     }
 }
