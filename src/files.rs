@@ -401,7 +401,7 @@ impl<'a> Files<'a> {
         let endpoint = describe(Method::Put, &path);
         log::trace!("{endpoint} ({} bytes)", body.len());
         let mut req = http.agent().put(http.endpoint().url(&path));
-        for (name, value) in http.endpoint().headers() {
+        for (name, value) in http.headers() {
             req = req.header(name, value);
         }
         let t = Some(http.request_timeout());
@@ -428,7 +428,7 @@ impl<'a> Files<'a> {
         let endpoint = describe(Method::Get, &path);
         log::trace!("{endpoint}");
         let mut req = http.agent().get(http.endpoint().url(&path));
-        for (name, value) in http.endpoint().headers() {
+        for (name, value) in http.headers() {
             req = req.header(name, value);
         }
         let t = Some(http.request_timeout());

@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use crate::config::{Secret, Timeouts};
 use crate::error::{BoxError, Error, TimeoutPhase};
+use crate::mask::{self, MaskedHeaders};
 
 /// A server's base URL plus the headers every request to it carries. Header values are secrets.
 #[derive(Clone)]
@@ -70,6 +71,10 @@ impl Endpoint {
 
     pub(crate) fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
         self.headers.iter().map(|(n, v)| (n.as_str(), v.expose()))
+    }
+
+    pub(crate) fn secret_headers(&self) -> impl Iterator<Item = (&str, &Secret)> {
+        self.headers.iter().map(|(n, v)| (n.as_str(), v))
     }
 
     pub(crate) fn url(&self, path: &str) -> String {
@@ -192,6 +197,9 @@ fn shorten(s: &str) -> String {
 pub(crate) struct Http {
     agent: ureq::Agent,
     endpoint: Endpoint,
+    /// The endpoint's headers as this agent must be given them.
+    headers: MaskedHeaders,
+    connect_timeout: Duration,
     request_timeout: Duration,
 }
 
@@ -208,16 +216,18 @@ const MAX_BODY: u64 = 256 * 1024 * 1024;
 
 impl Http {
     pub(crate) fn new(endpoint: Endpoint, timeouts: &Timeouts) -> Http {
-        let agent = ureq::Agent::config_builder()
+        let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(timeouts.connect))
             .timeout_global(Some(timeouts.request))
             .user_agent(concat!("e2b-blocking/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .into();
+            .build();
+        let (agent, headers) = mask::agent(config, endpoint.secret_headers());
         Http {
             agent,
             endpoint,
+            headers,
+            connect_timeout: timeouts.connect,
             request_timeout: timeouts.request,
         }
     }
@@ -227,9 +237,14 @@ impl Http {
     }
 
     /// The agent, for requests the helpers above do not cover (streamed bodies, per-request
-    /// timeouts). Callers add the endpoint's headers themselves.
+    /// timeouts). Callers add [`Http::headers`] themselves.
     pub(crate) fn agent(&self) -> &ureq::Agent {
         &self.agent
+    }
+
+    /// The endpoint's headers, masked: what requests through [`Http::agent`] carry.
+    pub(crate) fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.headers.iter()
     }
 
     /// The per-request deadline this client was built with.
@@ -253,7 +268,7 @@ impl Http {
                     Method::Get => self.agent.get(&url),
                     _ => self.agent.delete(&url),
                 };
-                for (name, value) in self.endpoint.headers() {
+                for (name, value) in self.headers.iter() {
                     req = req.header(name, value);
                 }
                 req.call()
@@ -264,7 +279,7 @@ impl Http {
                     Method::Put => self.agent.put(&url),
                     _ => self.agent.patch(&url),
                 };
-                for (name, value) in self.endpoint.headers() {
+                for (name, value) in self.headers.iter() {
                     req = req.header(name, value);
                 }
                 let body = body.map_or_else(|| "{}".to_string(), Value::to_string);
@@ -311,16 +326,37 @@ impl Http {
     }
 
     pub(crate) fn transport_error(&self, endpoint: &str, e: ureq::Error) -> Error {
-        match e {
-            ureq::Error::Timeout(_) => Error::Timeout {
-                phase: TimeoutPhase::Request,
-                after: self.request_timeout,
-            },
-            other => Error::Transport {
-                endpoint: format!("{endpoint} at {}", self.endpoint.base()),
-                source: BoxError::from(other),
-            },
+        if let Some((phase, after)) = expired(&e, self.connect_timeout, self.request_timeout) {
+            return Error::Timeout { phase, after };
         }
+        Error::Transport {
+            endpoint: format!("{endpoint} at {}", self.endpoint.base()),
+            source: BoxError::from(e),
+        }
+    }
+}
+
+/// The deadline a ureq error says expired, if any: opening the connection (`connect`), or
+/// anything after it, each read and write included (`request`).
+pub(crate) fn expired(
+    e: &ureq::Error,
+    connect: Duration,
+    request: Duration,
+) -> Option<(TimeoutPhase, Duration)> {
+    match e {
+        ureq::Error::Timeout(ureq::Timeout::Connect | ureq::Timeout::Resolve) => {
+            Some((TimeoutPhase::Connect, connect))
+        }
+        ureq::Error::Timeout(_) => Some((TimeoutPhase::Request, request)),
+        // Body readers hand ureq's errors back wrapped in io::Error.
+        ureq::Error::Io(io) => match io.get_ref().and_then(|i| i.downcast_ref::<ureq::Error>()) {
+            Some(inner) => expired(inner, connect, request),
+            None if io.kind() == std::io::ErrorKind::TimedOut => {
+                Some((TimeoutPhase::Request, request))
+            }
+            None => None,
+        },
+        _ => None,
     }
 }
 
@@ -372,6 +408,87 @@ mod tests {
             "GET /api/contents/a"
         );
         assert_eq!(encode_component("a b/c"), "a%20b%2Fc");
+    }
+
+    /// A loopback address whose connects never complete: a listener with a backlog of 0
+    /// whose accept queue is filled by connections it never accepts, so further SYNs are
+    /// dropped. Returns the listener and the connections, which must be kept open.
+    fn unanswering() -> Option<(
+        socket2::Socket,
+        Vec<std::net::TcpStream>,
+        std::net::SocketAddr,
+    )> {
+        use socket2::{Domain, Socket, Type};
+        let listener = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        listener
+            .bind(
+                &"127.0.0.1:0"
+                    .parse::<std::net::SocketAddr>()
+                    .unwrap()
+                    .into(),
+            )
+            .unwrap();
+        listener.listen(0).unwrap();
+        let addr = listener.local_addr().unwrap().as_socket().unwrap();
+        let mut held = Vec::new();
+        for _ in 0..64 {
+            match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+                Ok(s) => held.push(s),
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                    return Some((listener, held, addr));
+                }
+                Err(e) => panic!("unexpected connect error: {e}"),
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn a_connect_that_never_completes_reports_the_connect_timeout() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let Some((_listener, _held, addr)) = unanswering() else {
+                panic!("the accept queue never filled; connects still complete");
+            };
+            let http = Http::new(
+                Endpoint::new(&format!("http://{addr}"))
+                    .unwrap()
+                    .with_jupyter_token(&Secret::new("t")),
+                &Timeouts::default()
+                    .connect(Duration::from_millis(300))
+                    .request(Duration::from_secs(30)),
+            );
+            let _ = tx.send(http.send(Method::Get, "/api/status", None));
+        });
+        let outcome = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the call ends within its own deadlines");
+        match outcome {
+            Err(Error::Timeout { phase, after }) => {
+                assert_eq!(phase, TimeoutPhase::Connect);
+                assert_eq!(after, Duration::from_millis(300));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn ureq_timeouts_map_to_the_deadline_that_expired() {
+        let (c, r) = (Duration::from_secs(2), Duration::from_secs(30));
+        let connect = Some((TimeoutPhase::Connect, c));
+        let request = Some((TimeoutPhase::Request, r));
+        let t = |t| ureq::Error::Timeout(t);
+        assert_eq!(expired(&t(ureq::Timeout::Connect), c, r), connect);
+        assert_eq!(expired(&t(ureq::Timeout::Resolve), c, r), connect);
+        assert_eq!(expired(&t(ureq::Timeout::Global), c, r), request);
+        assert_eq!(expired(&t(ureq::Timeout::RecvBody), c, r), request);
+        let wrapped = std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            ureq::Error::Timeout(ureq::Timeout::Connect),
+        );
+        assert_eq!(expired(&ureq::Error::Io(wrapped), c, r), connect);
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert_eq!(expired(&ureq::Error::Io(refused), c, r), None);
     }
 
     #[test]

@@ -62,6 +62,7 @@ mod files;
 mod http;
 mod jupyter;
 mod kernel;
+mod mask;
 mod recovery;
 mod run;
 mod sandbox;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use support::scripted_ws::{V1_SUBPROTOCOL, encode_v1};
-use support::{deadline, local, token_of};
+use support::{deadline, descendants, local, server_addr, token_of};
 use tungstenite::client::IntoClientRequest;
 use tungstenite::http::HeaderValue;
 
@@ -83,5 +83,84 @@ fn a_frame_on_a_replaced_websocket_is_dropped_without_stalling_the_server() {
         assert!(!log.contains("struct.error"), "decoded as legacy:\n{log}");
         assert!(log.contains(DROPPED), "no drop logged:\n{log}");
         assert_eq!(sbx.run_code("1 + 1").unwrap().text(), Some("2"));
+    });
+}
+
+/// The status of `GET path` sent to `addr` without any credentials.
+fn unauthenticated_status(addr: std::net::SocketAddr, path: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut tcp = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(10)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        tcp,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = Vec::new();
+    let _ = tcp.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {answer:?}"))
+}
+
+/// The server's token is readable by no other local user (`ps` shows command lines to all)
+/// and by no user code (kernels and commands inherit the server's environment).
+#[test]
+fn the_token_is_in_no_command_line_and_no_kernel_environment() {
+    deadline(|| {
+        let sbx = local();
+        let token = token_of(&sbx);
+        let pid = sbx.local_pid().unwrap();
+        assert_eq!(sbx.run_code("1 + 1").unwrap().text(), Some("2"));
+        let mut procs = vec![pid];
+        procs.extend(descendants(pid));
+        assert!(procs.len() > 1, "no kernel process below the server");
+        for p in procs {
+            for what in ["cmdline", "environ"] {
+                let bytes = std::fs::read(format!("/proc/{p}/{what}")).unwrap_or_default();
+                assert!(
+                    !String::from_utf8_lossy(&bytes).contains(&token),
+                    "the token is in /proc/{p}/{what}"
+                );
+            }
+        }
+        // Nor in a file of the sandbox's directory (config, runtime, log), which user code
+        // finds from its environment.
+        let mut todo = vec![
+            sbx.local_runtime_dir()
+                .unwrap()
+                .parent()
+                .unwrap()
+                .to_path_buf(),
+        ];
+        while let Some(dir) = todo.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    todo.push(path);
+                    continue;
+                }
+                let text = std::fs::read(&path).unwrap_or_default();
+                assert!(
+                    !String::from_utf8_lossy(&text).contains(&token),
+                    "the token is in {}",
+                    path.display()
+                );
+            }
+        }
+        let code = format!("import os\n'{token}' in repr(dict(os.environ))");
+        assert_eq!(sbx.run_code(code).unwrap().text(), Some("False"));
+        let env = sbx.commands().run("env").unwrap();
+        assert!(
+            !env.stdout.contains(&token),
+            "the token is in a command's env"
+        );
+        assert_eq!(
+            unauthenticated_status(server_addr(&sbx), "/api/kernels"),
+            403
+        );
     });
 }

@@ -1,18 +1,23 @@
 //! Opening one kernel websocket: TCP with the latency options set, TLS when the URL says so,
 //! the handshake with subprotocol negotiation, and the mapping of handshake failures to errors.
+//!
+//! The upgrade request is written and its answer checked here, not by tungstenite: its client
+//! logs the whole request at trace level, and the request carries the server's token.
 
-use std::io;
+use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use tungstenite::client::IntoClientRequest;
-use tungstenite::http::HeaderValue;
-use tungstenite::protocol::WebSocketConfig;
+use tungstenite::WebSocket;
+use tungstenite::handshake::derive_accept_key;
+use tungstenite::http::Uri;
+use tungstenite::http::uri::{Authority, InvalidUri};
+use tungstenite::protocol::{Role, WebSocketConfig};
 use tungstenite::stream::MaybeTlsStream;
-use tungstenite::{HandshakeError, WebSocket};
 
 use crate::config::Timeouts;
-use crate::error::{BoxError, Error, TimeoutPhase};
+use crate::error::{Error, TimeoutPhase};
 use crate::http::{Endpoint, encode_component};
 use crate::jupyter::wire::{Framing, V1_SUBPROTOCOL};
 
@@ -141,40 +146,24 @@ fn handshake(
 ) -> Result<Socket, Attempt> {
     let url = target.url();
     let endpoint = format!("websocket of kernel {}", target.kernel_id);
-    let mut request = url
-        .as_str()
-        .into_client_request()
-        .map_err(|e| Attempt::Failed(Error::InvalidArgument(format!("bad kernel URL: {e}"))))?;
-    for (name, value) in target.endpoint.headers() {
-        let value = HeaderValue::from_str(value).map_err(|_| {
-            Attempt::Failed(Error::InvalidArgument(format!(
-                "header {name} has characters not allowed in HTTP"
-            )))
-        })?;
-        let name: tungstenite::http::HeaderName = name.parse().map_err(|_| {
-            Attempt::Failed(Error::InvalidArgument(format!("bad header name {name:?}")))
-        })?;
-        request.headers_mut().insert(name, value);
-    }
-    if offer_v1 {
-        request.headers_mut().insert(
-            "Sec-WebSocket-Protocol",
-            HeaderValue::from_static(V1_SUBPROTOCOL),
-        );
-    }
-    let uri = request.uri();
-    let host = uri
-        .host()
-        .unwrap_or("")
-        .trim_matches(['[', ']'])
-        .to_string();
-    let port = uri
-        .port_u16()
-        .unwrap_or(if uri.scheme_str() == Some("wss") {
-            443
-        } else {
-            80
-        });
+    let bad_url =
+        |why: String| Attempt::Failed(Error::InvalidArgument(format!("bad kernel URL: {why}")));
+    let uri: Uri = url
+        .parse()
+        .map_err(|e: InvalidUri| bad_url(e.to_string()))?;
+    let tls = match uri.scheme_str() {
+        Some("wss") => true,
+        Some("ws") => false,
+        other => return Err(bad_url(format!("scheme {other:?}"))),
+    };
+    let authority = uri
+        .authority()
+        .ok_or_else(|| bad_url("no host".into()))?
+        .clone();
+    let host = authority.host().trim_matches(['[', ']']).to_string();
+    let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
+    let request = upgrade_request(&uri, &authority, offer_v1, target.endpoint.headers())
+        .map_err(Attempt::Failed)?;
     let deadline = started + limits.total;
     let timeout_err = || Attempt::Failed(limits.timeout());
     let transport = |source: io::Error| {
@@ -190,24 +179,25 @@ fn handshake(
         }
         _ => transport(e),
     })?;
-    let remaining = deadline
-        .checked_duration_since(Instant::now())
-        .filter(|d| !d.is_zero())
-        .ok_or_else(timeout_err)?;
-    tcp.set_read_timeout(Some(remaining)).map_err(transport)?;
-    tcp.set_write_timeout(Some(remaining)).map_err(transport)?;
     let raw = tcp.try_clone().map_err(transport)?;
-
-    let (ws, response) = match tungstenite::client_tls_with_config(request, tcp, Some(config), None)
-    {
-        Ok(pair) => pair,
-        Err(HandshakeError::Interrupted(_)) => return Err(timeout_err()),
-        Err(HandshakeError::Failure(e)) => return Err(classify(e, target, &endpoint, limits)),
+    let mut stream = if tls {
+        MaybeTlsStream::Rustls(tls_client(tcp, &host).map_err(Attempt::Failed)?)
+    } else {
+        MaybeTlsStream::Plain(tcp)
     };
-    let framing = match response.headers().get("Sec-WebSocket-Protocol") {
-        Some(p) if p.as_bytes() == V1_SUBPROTOCOL.as_bytes() => Framing::V1,
-        _ => Framing::Legacy,
+    // Past the TCP connect, an I/O error is the handshake's: running out of time is the
+    // connect's timeout, anything else a transport failure of this websocket.
+    let io_failed = |e: io::Error| match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => timeout_err(),
+        _ => Attempt::Failed(Error::Transport {
+            endpoint: endpoint.clone(),
+            source: Box::new(e),
+        }),
     };
+    let (head, leftover) =
+        exchange(&mut stream, &raw, &request.bytes, deadline).map_err(io_failed)?;
+    let framing = judge(&head, &request.key, offer_v1, target, &endpoint)?;
+    let ws = WebSocket::from_partially_read(stream, leftover, Role::Client, Some(config));
     raw.set_read_timeout(None).map_err(transport)?;
     raw.set_write_timeout(None).map_err(transport)?;
     raw.set_nonblocking(true).map_err(transport)?;
@@ -218,45 +208,200 @@ fn handshake(
     Ok(Socket { ws, raw, framing })
 }
 
-fn classify(e: tungstenite::Error, target: &Target, endpoint: &str, limits: Limits) -> Attempt {
-    use tungstenite::error::ProtocolError;
-    match e {
-        tungstenite::Error::Protocol(ProtocolError::SecWebSocketSubProtocolError(_)) => {
-            Attempt::SubprotocolRefused
-        }
-        tungstenite::Error::Http(resp) => {
-            let status = resp.status().as_u16();
-            Attempt::Failed(match status {
-                401 | 403 => Error::Authentication {
-                    status,
-                    endpoint: endpoint.to_string(),
-                },
-                404 => Error::KernelNotFound {
-                    kernel_id: target.kernel_id.clone(),
-                },
-                _ => Error::Http {
-                    status,
-                    endpoint: endpoint.to_string(),
-                    message: "websocket upgrade refused".into(),
-                },
-            })
-        }
-        tungstenite::Error::Io(io)
-            if matches!(
-                io.kind(),
-                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-            ) =>
-        {
-            Attempt::Failed(limits.timeout())
-        }
-        tungstenite::Error::Io(_) | tungstenite::Error::Tls(_) => {
-            Attempt::Failed(Error::Transport {
-                endpoint: endpoint.to_string(),
-                source: BoxError::from(e),
-            })
-        }
-        other => Attempt::Failed(Error::protocol_from("websocket handshake failed", other)),
+/// An upgrade request and the key its answer must be derived from.
+struct Upgrade {
+    bytes: Vec<u8>,
+    key: String,
+}
+
+/// Writes the upgrade request here rather than in tungstenite, whose client logs the whole
+/// request (auth headers included) at trace level.
+fn upgrade_request<'a>(
+    uri: &Uri,
+    authority: &Authority,
+    offer_v1: bool,
+    headers: impl Iterator<Item = (&'a str, &'a str)>,
+) -> Result<Upgrade, Error> {
+    let key = tungstenite::handshake::client::generate_key();
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    // A userinfo part is never sent in the Host header.
+    let host = authority
+        .as_str()
+        .rsplit_once('@')
+        .map_or(authority.as_str(), |(_, h)| h);
+    let mut req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n"
+    );
+    if offer_v1 {
+        req.push_str(&format!("Sec-WebSocket-Protocol: {V1_SUBPROTOCOL}\r\n"));
     }
+    for (name, value) in headers {
+        if name.is_empty() || !name.bytes().all(is_token_byte) {
+            return Err(Error::InvalidArgument(format!("bad header name {name:?}")));
+        }
+        if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+            return Err(Error::InvalidArgument(format!(
+                "header {name} has characters not allowed in HTTP"
+            )));
+        }
+        req.push_str(&format!("{name}: {value}\r\n"));
+    }
+    req.push_str("\r\n");
+    Ok(Upgrade {
+        bytes: req.into_bytes(),
+        key,
+    })
+}
+
+/// RFC 9110 `tchar`: what a header name may consist of.
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Largest upgrade response head accepted.
+const MAX_HEAD: usize = 64 * 1024;
+
+/// Sends the request and reads the response head. Returns the head and whatever was read past
+/// it: frames the server sent right after the upgrade, which belong to the websocket.
+fn exchange(
+    stream: &mut MaybeTlsStream<TcpStream>,
+    raw: &TcpStream,
+    request: &[u8],
+    deadline: Instant,
+) -> io::Result<(Vec<u8>, Vec<u8>)> {
+    let left = || {
+        deadline
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| io::Error::from(io::ErrorKind::TimedOut))
+    };
+    raw.set_write_timeout(Some(left()?))?;
+    raw.set_read_timeout(Some(left()?))?;
+    stream.write_all(request)?;
+    stream.flush()?;
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 4096];
+    loop {
+        let scan_from = buf.len().saturating_sub(3);
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the server closed the connection during the websocket upgrade",
+            ));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(at) = buf[scan_from..].windows(4).position(|w| w == b"\r\n\r\n") {
+            let rest = buf.split_off(scan_from + at + 4);
+            return Ok((buf, rest));
+        }
+        if buf.len() > MAX_HEAD {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "websocket upgrade response head is too large",
+            ));
+        }
+        raw.set_read_timeout(Some(left()?))?;
+    }
+}
+
+/// Checks the upgrade response as RFC 6455 4.1 asks and picks the framing from the
+/// subprotocol the server chose.
+fn judge(
+    head: &[u8],
+    key: &str,
+    offer_v1: bool,
+    target: &Target,
+    endpoint: &str,
+) -> Result<Framing, Attempt> {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut response = httparse::Response::new(&mut headers);
+    let status = match response.parse(head) {
+        Ok(httparse::Status::Complete(_)) => response.code.unwrap_or(0),
+        Ok(httparse::Status::Partial) => {
+            return Err(Attempt::Failed(Error::protocol(
+                "incomplete websocket upgrade response",
+            )));
+        }
+        Err(e) => {
+            return Err(Attempt::Failed(Error::protocol_from(
+                "malformed websocket upgrade response",
+                e,
+            )));
+        }
+    };
+    if status != 101 {
+        return Err(Attempt::Failed(match status {
+            401 | 403 => Error::Authentication {
+                status,
+                endpoint: endpoint.to_string(),
+            },
+            404 => Error::KernelNotFound {
+                kernel_id: target.kernel_id.clone(),
+            },
+            _ => Error::Http {
+                status,
+                endpoint: endpoint.to_string(),
+                message: "websocket upgrade refused".into(),
+            },
+        }));
+    }
+    let header = |name: &str| {
+        response
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| String::from_utf8_lossy(h.value).trim().to_string())
+    };
+    let refused = |why: &str| Attempt::Failed(Error::protocol(format!("websocket upgrade: {why}")));
+    if !header("Upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket")) {
+        return Err(refused("no `Upgrade: websocket` in the answer"));
+    }
+    if !header("Connection").is_some_and(|v| {
+        v.split(',')
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+    }) {
+        return Err(refused("no `Connection: upgrade` in the answer"));
+    }
+    if header("Sec-WebSocket-Accept").as_deref() != Some(derive_accept_key(key.as_bytes()).as_str())
+    {
+        return Err(refused("Sec-WebSocket-Accept does not match the key sent"));
+    }
+    match (header("Sec-WebSocket-Protocol"), offer_v1) {
+        (Some(p), true) if p == V1_SUBPROTOCOL => Ok(Framing::V1),
+        (None, false) => Ok(Framing::Legacy),
+        // None chosen although offered, another than offered, or one without an offer.
+        _ => Err(Attempt::SubprotocolRefused),
+    }
+}
+
+/// A TLS client on `tcp` for `host`, with the webpki roots (as tungstenite's default).
+fn tls_client(
+    tcp: TcpStream,
+    host: &str,
+) -> Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>, Error> {
+    static CONFIG: OnceLock<Result<Arc<rustls::ClientConfig>, rustls::Error>> = OnceLock::new();
+    let config = CONFIG
+        .get_or_init(|| {
+            let roots = rustls::RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+            };
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            Ok(Arc::new(
+                rustls::ClientConfig::builder_with_provider(provider)
+                    .with_safe_default_protocol_versions()?
+                    .with_root_certificates(roots)
+                    .with_no_client_auth(),
+            ))
+        })
+        .clone()
+        .map_err(|e| Error::protocol_from("cannot set up TLS", e))?;
+    let name = rustls::pki_types::ServerName::try_from(host.to_string())
+        .map_err(|e| Error::InvalidArgument(format!("bad TLS server name {host:?}: {e}")))?;
+    let conn = rustls::ClientConnection::new(config, name)
+        .map_err(|e| Error::protocol_from("cannot start TLS", e))?;
+    Ok(rustls::StreamOwned::new(conn, tcp))
 }
 
 fn open_tcp(host: &str, port: u16, deadline: Instant) -> io::Result<TcpStream> {
@@ -293,4 +438,147 @@ pub(crate) fn quickack(raw: &TcpStream) {
     }
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
     let _ = raw;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::TcpListener;
+    use std::thread::JoinHandle;
+
+    use super::*;
+    use crate::config::Secret;
+    use crate::http::Endpoint;
+
+    type Answer = fn(&str) -> Vec<u8>;
+    type Expect = fn(&Error) -> bool;
+
+    /// Answers one upgrade request per entry of `answers` (given the client's key) and returns
+    /// the request heads read.
+    fn serve(answers: Vec<Answer>) -> (u16, JoinHandle<Vec<String>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let handle = std::thread::spawn(move || {
+            let mut heads = Vec::new();
+            for answer in answers {
+                let (mut tcp, _) = listener.accept().unwrap();
+                tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    assert_eq!(tcp.read(&mut byte).unwrap(), 1, "request head cut short");
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8(head).unwrap();
+                let key = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
+                    .unwrap_or_default()
+                    .to_string();
+                tcp.write_all(&answer(&key)).unwrap();
+                // Holds the connection until the client drops it.
+                let _ = tcp.read(&mut byte);
+                heads.push(head);
+            }
+            heads
+        });
+        (port, handle)
+    }
+
+    fn target(port: u16) -> Target {
+        Target {
+            endpoint: Endpoint::new(&format!("http://127.0.0.1:{port}"))
+                .unwrap()
+                .with_jupyter_token(&Secret::new("sekrit")),
+            kernel_id: "k1".into(),
+            session_id: "s1".into(),
+        }
+    }
+
+    fn open(port: u16) -> Result<Socket, Error> {
+        connect(
+            &target(port),
+            Limits::reconnect(Duration::from_secs(10)),
+            None,
+            1 << 20,
+        )
+    }
+
+    fn switching(accept: &str, protocol: Option<&str>) -> String {
+        let protocol = protocol.map_or(String::new(), |p| {
+            format!("Sec-WebSocket-Protocol: {p}\r\n")
+        });
+        format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Accept: {accept}\r\n{protocol}\r\n"
+        )
+    }
+
+    #[test]
+    fn frames_sent_with_the_upgrade_answer_reach_the_websocket() {
+        let (port, server) = serve(vec![|key| {
+            let mut out =
+                switching(&derive_accept_key(key.as_bytes()), Some(V1_SUBPROTOCOL)).into_bytes();
+            // An unmasked text frame "hi" in the same segment as the answer.
+            out.extend_from_slice(&[0x81, 0x02, b'h', b'i']);
+            out
+        }]);
+        let mut sock = open(port).unwrap();
+        assert_eq!(sock.framing, Framing::V1);
+        let msg = sock.ws.read().unwrap();
+        assert_eq!(msg, tungstenite::Message::Text("hi".into()));
+        drop(sock);
+        let heads = server.join().unwrap();
+        let head = &heads[0];
+        assert!(head.starts_with("GET /api/kernels/k1/channels?session_id=s1 HTTP/1.1\r\n"));
+        assert!(
+            head.contains(&format!("\r\nHost: 127.0.0.1:{port}\r\n")),
+            "{head}"
+        );
+        assert!(
+            head.contains("\r\nAuthorization: token sekrit\r\n"),
+            "{head}"
+        );
+        assert!(head.contains(&format!("\r\nSec-WebSocket-Protocol: {V1_SUBPROTOCOL}\r\n")));
+    }
+
+    #[test]
+    fn a_declined_subprotocol_falls_back_to_legacy_framing() {
+        let (port, server) = serve(vec![
+            |key| switching(&derive_accept_key(key.as_bytes()), None).into_bytes(),
+            |key| switching(&derive_accept_key(key.as_bytes()), None).into_bytes(),
+        ]);
+        let sock = open(port).unwrap();
+        assert_eq!(sock.framing, Framing::Legacy);
+        drop(sock);
+        let heads = server.join().unwrap();
+        assert!(!heads[1].contains("Sec-WebSocket-Protocol"), "{}", heads[1]);
+    }
+
+    #[test]
+    fn refusals_and_bad_answers_are_typed_errors() {
+        let cases: Vec<(Answer, Expect)> = vec![
+            (
+                |_| b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n".to_vec(),
+                |e| matches!(e, Error::Authentication { status: 403, .. }),
+            ),
+            (
+                |_| b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_vec(),
+                |e| matches!(e, Error::KernelNotFound { .. }),
+            ),
+            (
+                |_| switching("bm90IHRoZSBrZXk=", Some(V1_SUBPROTOCOL)).into_bytes(),
+                |e| matches!(e, Error::Protocol { .. }),
+            ),
+            (
+                |_| b"garbage\r\n\r\n".to_vec(),
+                |e| matches!(e, Error::Protocol { .. }),
+            ),
+        ];
+        for (answer, expected) in cases {
+            let (port, server) = serve(vec![answer]);
+            let err = open(port).err().expect("the connect fails");
+            assert!(expected(&err), "{err:?}");
+            server.join().unwrap();
+        }
+    }
 }

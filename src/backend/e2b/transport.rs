@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::config::Secret;
-use crate::error::{BoxError, Error, TimeoutPhase};
-use crate::http::{Method, Response, describe};
+use crate::error::{BoxError, Error};
+use crate::http::{Method, Response, describe, expired};
+use crate::mask::{self, MaskedHeaders};
 
 use super::config::E2bConfig;
 
@@ -42,7 +42,9 @@ pub(crate) struct ApiResponse {
 pub(crate) struct Transport {
     agent: ureq::Agent,
     base: String,
-    headers: Vec<(String, Secret)>,
+    /// Masked: see crate::mask.
+    headers: MaskedHeaders,
+    connect_timeout: Duration,
     request_timeout: Duration,
     max_attempts: u32,
     /// Bound on all attempts of one call together, retries and their delays included.
@@ -51,10 +53,9 @@ pub(crate) struct Transport {
 
 impl fmt::Debug for Transport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let names: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
         f.debug_struct("Transport")
             .field("base", &self.base)
-            .field("headers", &names)
+            .field("headers", &self.headers)
             .field("request_timeout", &self.request_timeout)
             .field("max_attempts", &self.max_attempts)
             .field("budget", &self.budget)
@@ -81,17 +82,20 @@ impl Transport {
             headers.push(("X-API-KEY".to_string(), config.api_key.clone()));
         }
         headers.extend(config.headers.iter().cloned());
-        let agent = ureq::Agent::config_builder()
+        let connect_timeout = config.request_timeout.min(Duration::from_secs(10));
+        let agent_config = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_connect(Some(config.request_timeout.min(Duration::from_secs(10))))
+            .timeout_connect(Some(connect_timeout))
             .timeout_global(Some(config.request_timeout))
             .user_agent(concat!("e2b-blocking/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .into();
+            .build();
+        let (agent, headers) =
+            mask::agent(agent_config, headers.iter().map(|(n, v)| (n.as_str(), v)));
         Ok(Transport {
             agent,
             base,
             headers,
+            connect_timeout,
             request_timeout: config.request_timeout,
             max_attempts: config.max_attempts.max(1),
             budget: None,
@@ -174,8 +178,8 @@ impl Transport {
                     Method::Get => self.agent.get(&url),
                     _ => self.agent.delete(&url),
                 };
-                for (name, value) in &self.headers {
-                    req = req.header(name.as_str(), value.expose());
+                for (name, value) in self.headers.iter() {
+                    req = req.header(name, value);
                 }
                 req.config().timeout_global(Some(timeout)).build().call()
             }
@@ -185,8 +189,8 @@ impl Transport {
                     Method::Put => self.agent.put(&url),
                     _ => self.agent.patch(&url),
                 };
-                for (name, value) in &self.headers {
-                    req = req.header(name.as_str(), value.expose());
+                for (name, value) in self.headers.iter() {
+                    req = req.header(name, value);
                 }
                 let body = body.map_or_else(|| "{}".to_string(), Value::to_string);
                 req.header("Content-Type", "application/json")
@@ -233,19 +237,12 @@ impl Transport {
     }
 
     fn transport_error(&self, endpoint: &str, timeout: Duration, e: ureq::Error) -> Error {
-        match e {
-            ureq::Error::Timeout(_) => Error::Timeout {
-                phase: TimeoutPhase::Request,
-                after: timeout,
-            },
-            ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => Error::Timeout {
-                phase: TimeoutPhase::Request,
-                after: timeout,
-            },
-            other => Error::Transport {
-                endpoint: format!("{endpoint} at {}", self.base),
-                source: BoxError::from(other),
-            },
+        if let Some((phase, after)) = expired(&e, self.connect_timeout, timeout) {
+            return Error::Timeout { phase, after };
+        }
+        Error::Transport {
+            endpoint: format!("{endpoint} at {}", self.base),
+            source: BoxError::from(e),
         }
     }
 }

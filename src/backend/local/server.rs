@@ -84,6 +84,10 @@ if _parent:
     threading.Thread(target=_watch_parent, daemon=True, name="e2b-parent-watch").start()
 "#;
 
+/// Where the server finds its token: a 0600 file in its config dir, not the command line (which
+/// `ps` shows to every local user) nor its environment (which kernels and commands inherit).
+const TOKEN_CONFIG: &str = "jupyter_server_config.json";
+
 /// Plain tracebacks, as in E2B's template (ANSI colours make `ExecutionError` hard to read),
 /// and history in memory: the sandbox is throw-away, and a SQLite write per cell costs latency.
 const KERNEL_CONFIG: &str =
@@ -139,6 +143,14 @@ impl LocalServer {
             SERVER_CONFIG,
         )
         .map_err(|e| Error::setup("cannot write the server config", e))?;
+        let token_file = dir.join("config").join(TOKEN_CONFIG);
+        write_private(
+            &token_file,
+            serde_json::json!({"IdentityProvider": {"token": token.expose()}})
+                .to_string()
+                .as_bytes(),
+        )
+        .map_err(|e| Error::setup("cannot write the server's token config", e))?;
         let profile = dir.join("ipython").join("profile_default");
         fs::create_dir_all(&profile)
             .and_then(|()| fs::write(profile.join("ipython_kernel_config.py"), KERNEL_CONFIG))
@@ -156,8 +168,6 @@ impl LocalServer {
             .arg("--ServerApp.port=0")
             .arg("--ServerApp.port_retries=0")
             .arg(format!("--ServerApp.root_dir={}", root.display()))
-            .arg("--IdentityProvider.token")
-            .arg(token.expose())
             .arg("--allow-root")
             .env("JUPYTER_RUNTIME_DIR", &runtime)
             .env("JUPYTER_CONFIG_DIR", dir.join("config"))
@@ -188,7 +198,12 @@ impl LocalServer {
             token: token.clone(),
         };
         // From here on, dropping `server` cleans up the process and the directory.
-        server.wait_ready(token, timeouts)
+        let server = server.wait_ready(token, timeouts)?;
+        // Read once at start-up; gone before any user code runs, which could read it.
+        if let Err(e) = fs::remove_file(&token_file) {
+            log::warn!("could not remove the server's token config: {e}");
+        }
+        Ok(server)
     }
 
     /// Waits for the runtime file naming the port, then for the API to answer.
@@ -223,6 +238,18 @@ impl LocalServer {
                 return Err(self.start_timeout(timeouts.start));
             }
             std::thread::sleep(Duration::from_millis(20));
+        }
+        // The server's info file and its browser-open page hold its token, and user code can
+        // read the runtime dir; the port was all the SDK needed from them.
+        let open_page = self
+            .runtime
+            .join(format!("jpserver-{}-open.html", self.pid));
+        for file in [&info, &open_page] {
+            if let Err(e) = fs::remove_file(file)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                log::warn!("could not remove {}: {e}", file.display());
+            }
         }
         log::debug!(
             "jupyter_server pid {} ready on port {port} after {:?}",
@@ -321,6 +348,16 @@ impl Drop for LocalServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Creates `path` readable and writable by its owner only, then writes `data`.
+fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(data)
 }
 
 fn read_port(info: &Path) -> Option<u16> {
