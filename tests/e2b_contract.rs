@@ -18,9 +18,9 @@ use e2b_blocking::{E2bClient, E2bConfig, E2bOptions, Error, ListQuery, SandboxSt
 use prism::Prism;
 use support::{TEST_DEADLINE, within};
 
-/// The official spec, beside the repository.
+/// The official spec, vendored with its provenance in `tests/spec/README.md`.
 fn spec() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/spec/e2b-openapi.yml")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/spec/e2b-openapi.yml")
 }
 
 /// Request schemas that get `additionalProperties: false` in the strict copy.
