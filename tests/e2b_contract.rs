@@ -341,3 +341,15 @@ fn prism_rejects_invalid_requests() {
         assert!(bad_query.status().is_client_error() && violations(&bad_query).is_some());
     });
 }
+
+/// Node.js versions compare by number, so 18.9 is older than the 18.20.1 Prism needs.
+#[test]
+fn node_versions_compare_by_number() {
+    within(Duration::from_secs(10), || {
+        assert_eq!(prism::parse_node_version("v20.20.2"), Some((20, 20, 2)));
+        assert_eq!(prism::parse_node_version("v18.19.0\n"), Some((18, 19, 0)));
+        assert!(prism::parse_node_version("v18.9.0").unwrap() < prism::NODE_MIN);
+        assert!(prism::parse_node_version("v22.0.0-pre").unwrap() > prism::NODE_MIN);
+        assert_eq!(prism::parse_node_version("node"), None);
+    });
+}
