@@ -210,7 +210,11 @@ fn ensure_venv(venv: &Path) -> Result<(), Error> {
 fn base_python() -> Result<PathBuf, Error> {
     for candidate in ["python3", "python"] {
         let ok = Command::new(candidate)
-            .args(["-c", "import sys, venv; assert sys.version_info >= (3, 9)"])
+            // Debian ships `venv` without `ensurepip` unless python3-venv is installed.
+            .args([
+                "-c",
+                "import sys, venv, ensurepip; assert sys.version_info >= (3, 9)",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
@@ -220,7 +224,8 @@ fn base_python() -> Result<PathBuf, Error> {
         }
     }
     Err(Error::setup_msg(format!(
-        "no python3 (>= 3.9, with venv) on PATH; install one or set {PYTHON_ENV}"
+        "no python3 (>= 3.9, with venv) on PATH: install one (Debian: apt-get install python3 \
+         python3-venv) or set {PYTHON_ENV}"
     )))
 }
 
