@@ -83,3 +83,8 @@ pub use files::{Download, EntryInfo, FileType, Files, Upload};
 pub use jupyter::state::{CloseReason, ConnectionState};
 pub use run::RunBuilder;
 pub use sandbox::{Sandbox, SandboxBuilder};
+
+/// The README's Rust blocks, compiled and run as doctests, so that the README keeps working.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

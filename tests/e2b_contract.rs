@@ -18,9 +18,9 @@ use e2b_blocking::{E2bClient, E2bConfig, E2bOptions, Error, ListQuery, SandboxSt
 use prism::Prism;
 use support::{TEST_DEADLINE, within};
 
-/// The official spec, beside the repository.
+/// The official spec, vendored with its provenance in `tests/spec/README.md`.
 fn spec() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/spec/e2b-openapi.yml")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/spec/e2b-openapi.yml")
 }
 
 /// Request schemas that get `additionalProperties: false` in the strict copy.
@@ -339,5 +339,17 @@ fn prism_rejects_invalid_requests() {
             .call()
             .expect("Prism answers");
         assert!(bad_query.status().is_client_error() && violations(&bad_query).is_some());
+    });
+}
+
+/// Node.js versions compare by number, so 18.9 is older than the 18.20.1 Prism needs.
+#[test]
+fn node_versions_compare_by_number() {
+    within(Duration::from_secs(10), || {
+        assert_eq!(prism::parse_node_version("v20.20.2"), Some((20, 20, 2)));
+        assert_eq!(prism::parse_node_version("v18.19.0\n"), Some((18, 19, 0)));
+        assert!(prism::parse_node_version("v18.9.0").unwrap() < prism::NODE_MIN);
+        assert!(prism::parse_node_version("v22.0.0-pre").unwrap() > prism::NODE_MIN);
+        assert_eq!(prism::parse_node_version("node"), None);
     });
 }

@@ -2,7 +2,8 @@
 //! target dir (so this never waits on the `cargo test` that runs it), C programs are compiled
 //! with the system `cc` against `include/e2b_blocking.h`, and run against local sandboxes
 //! (and a jupyter_server this process starts, for `e2b_sandbox_connect_jupyter`), also under
-//! valgrind when it is installed.
+//! valgrind. A missing `cc`, `valgrind` or `python3` fails its test with one line saying what
+//! to install.
 
 mod support;
 
@@ -21,6 +22,10 @@ const BUILD_LIMIT: Duration = Duration::from_secs(900);
 const RUN_LIMIT: Duration = Duration::from_secs(300);
 /// The same under valgrind, which slows the library's own code down many times.
 const VALGRIND_LIMIT: Duration = Duration::from_secs(600);
+
+const CC_HINT: &str = "install a C compiler (Debian: apt-get install gcc)";
+const VALGRIND_HINT: &str = "install valgrind (Debian: apt-get install valgrind)";
+const PYTHON_HINT: &str = "install Python 3 (Debian: apt-get install python3)";
 
 fn manifest_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -138,6 +143,7 @@ fn library() -> &'static Path {
 
 /// Compiles a C file against the header and the shared library (or the static one).
 fn compile(source: &str, name: &str, static_link: bool) -> PathBuf {
+    support::require_tool("cc", CC_HINT);
     let lib = library();
     let exe = ffi_dir().join(name);
     let mut cmd = Command::new("cc");
@@ -299,6 +305,7 @@ fn c_connect_jupyter_drives_a_real_server_and_rejects_a_wrong_token() {
 
 #[test]
 fn python_ctypes_quickstart_runs() {
+    support::require_tool("python3", PYTHON_HINT);
     let lib = library().join("libe2b_blocking.so");
     let mut cmd = Command::new("python3");
     cmd.arg(manifest_dir().join("examples/python/quickstart.py"))
@@ -321,15 +328,6 @@ fn python_ctypes_quickstart_runs() {
             done.describe()
         );
     }
-}
-
-fn valgrind_available() -> bool {
-    Command::new("valgrind")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
 }
 
 /// Runs a program under memcheck, with `envs` added to its environment; fails on any memory
@@ -376,12 +374,7 @@ fn valgrind(exe: &Path, envs: &[(&str, &str)], limit: Duration) -> Finished {
 
 #[test]
 fn c_programs_have_no_memory_errors_or_definite_leaks_under_valgrind() {
-    if !valgrind_available() {
-        eprintln!(
-            "NOTE: valgrind is not installed; skipping the leak check (apt-get install valgrind)"
-        );
-        return;
-    }
+    support::require_tool("valgrind", VALGRIND_HINT);
     let quickstart = compile("examples/c/quickstart.c", "quickstart_vg", false);
     let done = valgrind(&quickstart, &[], VALGRIND_LIMIT);
     assert_quickstart_output(&done.stdout);
@@ -395,4 +388,26 @@ fn c_programs_have_no_memory_errors_or_definite_leaks_under_valgrind() {
     let done = valgrind(&connect, &server.envs(), VALGRIND_LIMIT);
     assert_connect_jupyter_held(&done);
     server.assert_untouched(&before);
+}
+
+/// What every tool check above does when its tool is absent: one line naming what to install.
+#[test]
+fn a_missing_tool_fails_with_one_line_saying_what_to_install() {
+    support::deadline(|| {
+        let panic = std::panic::catch_unwind(|| {
+            support::require_tool(
+                "e2b-no-such-tool",
+                "install it (Debian: apt-get install it)",
+            )
+        })
+        .expect_err("the tool is missing");
+        let message = panic
+            .downcast_ref::<String>()
+            .expect("a formatted panic message");
+        assert_eq!(
+            message,
+            "e2b-no-such-tool not found: install it (Debian: apt-get install it)"
+        );
+        assert!(!support::require_tool("cc", CC_HINT).is_empty());
+    });
 }

@@ -40,6 +40,30 @@ pub fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send +
     }
 }
 
+/// The first line `program --version` prints. When `program` is missing or does not run,
+/// panics with one line saying what to install (`install`), rather than failing later with
+/// an error that does not name the tool.
+pub fn require_tool(program: &str, install: &str) -> String {
+    let out = std::process::Command::new(program)
+        .arg("--version")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output();
+    match out {
+        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
+        Ok(out) => panic!("{program} --version failed ({}): {install}", out.status),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            panic!("{program} not found: {install}")
+        }
+        Err(e) => panic!("{program} cannot be run ({e}): {install}"),
+    }
+}
+
 /// `within(TEST_DEADLINE, f)`.
 pub fn deadline<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     within(TEST_DEADLINE, f)

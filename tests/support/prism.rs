@@ -10,7 +10,8 @@
 //! answers a violation with the spec's 400/401/422 and an `sl-violations` header; requests
 //! can steer the answer with `Prefer: code=404`, `Prefer: example=…` or `Prefer: dynamic=true`.
 //!
-//! Needs `node` (18.20 or later) and `npm` with registry access for the first install.
+//! Needs Node.js ([`NODE_MIN`] or later) and `npm` with registry access for the first install;
+//! without them the test fails with one line saying what to install.
 #![allow(dead_code)]
 
 use std::fs::{self, File};
@@ -25,6 +26,13 @@ use nix::unistd::Pid;
 
 /// The pinned Prism release: the newest that runs on Node 18/20 (5.15 and later want Node 24).
 pub const PRISM_VERSION: &str = "5.14.2";
+
+/// The oldest Node.js the pinned Prism supports (its `engines` field).
+pub const NODE_MIN: (u32, u32, u32) = (18, 20, 1);
+
+/// What to install when Node.js or npm is missing or too old.
+const NODE_HINT: &str = "install Node.js 18.20.1 or later and npm (Debian: apt-get install nodejs npm; Debian 12's \
+     nodejs is 18.19, too old: use Debian 13 or NodeSource)";
 
 /// Deadline for `npm install`.
 const INSTALL_DEADLINE: Duration = Duration::from_secs(300);
@@ -89,14 +97,39 @@ fn installed_version(dir: &Path) -> Option<String> {
     json.get("version")?.as_str().map(str::to_string)
 }
 
+/// `v20.11.0` → `(20, 11, 0)`.
+pub fn parse_node_version(text: &str) -> Option<(u32, u32, u32)> {
+    let mut parts = text.trim().trim_start_matches('v').splitn(3, '.');
+    let mut next = || {
+        parts
+            .next()?
+            .split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
+    };
+    Some((next()?, next()?, next()?))
+}
+
+/// Panics with one line saying what to install unless Node.js is recent enough for Prism.
+pub fn require_node() {
+    let text = crate::support::require_tool("node", NODE_HINT);
+    match parse_node_version(&text) {
+        Some(v) if v >= NODE_MIN => {}
+        _ => panic!("Node.js {text} is too old for Prism {PRISM_VERSION}: {NODE_HINT}"),
+    }
+}
+
 /// Installs the pinned Prism once; returns the path of its `prism` executable.
 pub fn ensure_installed() -> PathBuf {
+    require_node();
     let dir = prism_dir();
     fs::create_dir_all(&dir).expect("create target/prism");
     let bin = dir.join("node_modules/.bin/prism");
     let lock = File::create(dir.join(".install.lock")).expect("create the install lock");
     lock.lock().expect("lock target/prism");
     if installed_version(&dir).as_deref() != Some(PRISM_VERSION) || !bin.exists() {
+        crate::support::require_tool("npm", NODE_HINT);
         let started = Instant::now();
         let log = dir.join("npm-install.log");
         let mut cmd = Command::new("npm");

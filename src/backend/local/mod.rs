@@ -60,10 +60,7 @@ impl LocalBackend {
         timeouts: &Timeouts,
     ) -> Result<LocalBackend, Error> {
         let python = match &options.python {
-            Some(exe) => python::Python {
-                exe: exe.clone(),
-                managed: None,
-            },
+            Some(exe) => python::given(exe, &format!("LocalOptions::python({})", exe.display()))?,
             None => python::resolve()?,
         };
         python::ensure_packages(&python, &options.packages)?;

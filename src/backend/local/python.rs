@@ -1,14 +1,16 @@
 //! Finding a Python with jupyter_server and ipykernel, or building a managed venv once.
 //!
-//! The venv lives in the user's cache dir, keyed by the pinned versions. It is built in a temp
-//! dir and renamed into place under an exclusive file lock, so concurrent processes and tests
-//! never see a half-built one and never build it twice.
+//! The venv lives in the user's cache dir, keyed by the pinned versions. It is built in place
+//! (a venv's console scripts name its interpreter by absolute path, so a venv cannot be moved)
+//! under an exclusive file lock, and a marker file is written last: concurrent processes and
+//! tests never use a half-built one nor build it twice, and one left by a crashed build has no
+//! marker and is rebuilt.
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::error::Error;
+use crate::error::{BoxError, Error};
 
 /// Names a Python that already has jupyter_server and ipykernel; skips the managed venv.
 pub const PYTHON_ENV: &str = "E2B_LOCAL_PYTHON";
@@ -17,8 +19,9 @@ pub const CACHE_ENV: &str = "E2B_LOCAL_CACHE";
 
 /// Pinned versions the managed venv is built with (measured in the reference notes).
 const PINS: &[&str] = &["jupyter_server==2.21.1", "ipykernel==7.4.0"];
-/// Bump when the venv's layout or pins change, so an old venv is never reused.
-const LAYOUT: &str = "v1";
+/// Bump when the venv's layout or pins change, so an old venv is never reused. (v1 venvs were
+/// built elsewhere and renamed, which left `bin/pip` and `bin/jupyter` with a dead shebang.)
+const LAYOUT: &str = "v2";
 const MARKER: &str = ".e2b-blocking-complete";
 
 /// The interpreter that runs `python -m jupyter_server`.
@@ -29,19 +32,29 @@ pub(crate) struct Python {
     pub(crate) managed: Option<PathBuf>,
 }
 
+impl Python {
+    /// The directory of the interpreter's console scripts (`pip`, `jupyter`), when it lives in
+    /// a venv: the server's `PATH` starts with it, so `pip install` in a command installs
+    /// where the kernel imports from, as on E2B.
+    pub(crate) fn scripts_dir(&self) -> Option<PathBuf> {
+        let venv = match &self.managed {
+            Some(venv) => venv.clone(),
+            None => self.exe.parent()?.parent()?.to_path_buf(),
+        };
+        venv.join("pyvenv.cfg").is_file().then(|| venv.join("bin"))
+    }
+
+    /// The venv the interpreter lives in, as `activate` would set `VIRTUAL_ENV`.
+    pub(crate) fn venv_dir(&self) -> Option<PathBuf> {
+        self.scripts_dir()?.parent().map(Path::to_path_buf)
+    }
+}
+
 /// Resolves the interpreter: `E2B_LOCAL_PYTHON`, else the managed venv (built if missing).
 pub(crate) fn resolve() -> Result<Python, Error> {
     if let Some(exe) = std::env::var_os(PYTHON_ENV).filter(|v| !v.is_empty()) {
         let exe = PathBuf::from(exe);
-        let missing = missing_modules(&exe, &["jupyter_server", "ipykernel"]);
-        if !missing.is_empty() {
-            return Err(Error::setup_msg(format!(
-                "{PYTHON_ENV}={} cannot import {}",
-                exe.display(),
-                missing.join(", ")
-            )));
-        }
-        return Ok(Python { exe, managed: None });
+        return given(&exe, &format!("{PYTHON_ENV}={}", exe.display()));
     }
     let venv = cache_dir()?.join(format!("venv-{LAYOUT}-{}", tag()));
     ensure_venv(&venv)?;
@@ -51,10 +64,32 @@ pub(crate) fn resolve() -> Result<Python, Error> {
     })
 }
 
+/// Checks an interpreter the user named (`origin` says how, for the error): it must run and
+/// import jupyter_server and ipykernel.
+pub(crate) fn given(exe: &Path, origin: &str) -> Result<Python, Error> {
+    let missing = missing_modules(exe, &["jupyter_server", "ipykernel"])
+        .map_err(|e| Error::setup(format!("{origin}: the interpreter cannot be run"), e))?;
+    if !missing.is_empty() {
+        return Err(Error::setup_msg(format!(
+            "{origin} cannot import {}",
+            missing.join(", ")
+        )));
+    }
+    Ok(Python {
+        exe: exe.to_path_buf(),
+        managed: None,
+    })
+}
+
 /// Installs extra packages into the managed venv when they are not importable yet.
 pub(crate) fn ensure_packages(python: &Python, packages: &[String]) -> Result<(), Error> {
     let modules: Vec<&str> = packages.iter().map(|p| import_name(p)).collect();
-    let absent = missing_modules(&python.exe, &modules);
+    let absent = missing_modules(&python.exe, &modules).map_err(|e| {
+        Error::setup(
+            format!("{}: the interpreter cannot be run", python.exe.display()),
+            e,
+        )
+    })?;
     let missing: Vec<&String> = packages
         .iter()
         .zip(&modules)
@@ -114,7 +149,10 @@ fn cache_dir() -> Result<PathBuf, Error> {
     };
     fs::create_dir_all(&base)
         .map_err(|e| Error::setup(format!("cannot create {}", base.display()), e))?;
-    Ok(base)
+    // The interpreter's path is used from the server's own directory, and a venv's scripts
+    // carry it: a relative `E2B_LOCAL_CACHE` would break both.
+    std::path::absolute(&base)
+        .map_err(|e| Error::setup(format!("cannot resolve {}", base.display()), e))
 }
 
 fn lock(dir: &Path) -> Result<File, Error> {
@@ -136,32 +174,33 @@ fn ensure_venv(venv: &Path) -> Result<(), Error> {
         return Ok(()); // another process built it while we waited
     }
     let base = base_python()?;
-    let tmp = parent.join(format!(
-        ".build-{}-{}",
-        std::process::id(),
-        uuid::Uuid::new_v4().simple()
-    ));
+    if venv.exists() {
+        // No marker: a build that crashed or was killed half-way. `venv --clear` would keep
+        // whatever pip had half-installed in it, so start from nothing.
+        log::warn!("removing the half-built venv {}", venv.display());
+        fs::remove_dir_all(venv).map_err(|e| {
+            Error::setup(
+                format!("cannot remove the half-built {}", venv.display()),
+                e,
+            )
+        })?;
+    }
     log::info!(
         "building the local sandbox's Python environment in {} (once; ~20 s)",
         venv.display()
     );
     let result = (|| {
         run(
-            Command::new(&base).args(["-m", "venv"]).arg(&tmp),
+            Command::new(&base).args(["-m", "venv"]).arg(venv),
             "create a venv",
         )?;
-        let py = tmp.join("bin").join("python");
-        pip_install(&py, PINS)?;
-        fs::write(tmp.join(MARKER), PINS.join("\n"))
-            .map_err(|e| Error::setup("cannot write the venv marker", e))?;
-        if venv.exists() {
-            // A leftover without a marker: an interrupted build of an older version.
-            let _ = fs::remove_dir_all(venv);
-        }
-        fs::rename(&tmp, venv).map_err(|e| Error::setup("cannot move the venv into place", e))
+        pip_install(&venv.join("bin").join("python"), PINS)?;
+        // Last, so that its presence means everything before it finished.
+        fs::write(venv.join(MARKER), PINS.join("\n"))
+            .map_err(|e| Error::setup("cannot write the venv marker", e))
     })();
     if result.is_err() {
-        let _ = fs::remove_dir_all(&tmp);
+        let _ = fs::remove_dir_all(venv);
     }
     result?;
     log::info!("local sandbox Python environment ready");
@@ -171,7 +210,11 @@ fn ensure_venv(venv: &Path) -> Result<(), Error> {
 fn base_python() -> Result<PathBuf, Error> {
     for candidate in ["python3", "python"] {
         let ok = Command::new(candidate)
-            .args(["-c", "import sys, venv; assert sys.version_info >= (3, 9)"])
+            // Debian ships `venv` without `ensurepip` unless python3-venv is installed.
+            .args([
+                "-c",
+                "import sys, venv, ensurepip; assert sys.version_info >= (3, 9)",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
@@ -181,7 +224,8 @@ fn base_python() -> Result<PathBuf, Error> {
         }
     }
     Err(Error::setup_msg(format!(
-        "no python3 (>= 3.9, with venv) on PATH; install one or set {PYTHON_ENV}"
+        "no python3 (>= 3.9, with venv) on PATH: install one (Debian: apt-get install python3 \
+         python3-venv) or set {PYTHON_ENV}"
     )))
 }
 
@@ -203,28 +247,29 @@ fn pip_install(python: &Path, packages: &[&str]) -> Result<(), Error> {
 }
 
 /// The modules `python` cannot find, asked of one interpreter without importing them (this
-/// runs at every local sandbox start; importing pandas or matplotlib alone takes a second). All
-/// of them when `python` does not run.
-fn missing_modules(python: &Path, modules: &[&str]) -> Vec<String> {
+/// runs at every local sandbox start; importing pandas or matplotlib alone takes a second).
+/// `Err` when `python` does not run at all, which is a different fix than a missing module.
+fn missing_modules(python: &Path, modules: &[&str]) -> Result<Vec<String>, BoxError> {
     const FIND: &str = "import importlib.util, sys\n\
         for m in sys.argv[1:]:\n    \
         if importlib.util.find_spec(m) is None: print(m)";
     if modules.is_empty() {
-        return Vec::new();
+        return Ok(Vec::new());
     }
-    match Command::new(python)
+    let out = Command::new(python)
         .args(["-c", FIND])
         .args(modules)
         .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-    {
-        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::to_string)
-            .collect(),
-        _ => modules.iter().map(|m| m.to_string()).collect(),
+        .output()?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let last = stderr.lines().last().unwrap_or_default();
+        return Err(format!("it exited with {}: {last}", out.status).into());
     }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect())
 }
 
 fn run(cmd: &mut Command, what: &str) -> Result<(), Error> {
@@ -252,10 +297,31 @@ mod tests {
     #[test]
     fn missing_modules_are_found_without_importing_them() {
         let python = resolve().expect("the local sandbox's Python");
-        let missing = missing_modules(&python.exe, &["json", "no_such_module_e2b", "ipykernel"]);
+        let missing = missing_modules(&python.exe, &["json", "no_such_module_e2b", "ipykernel"])
+            .expect("the interpreter runs");
         assert_eq!(missing, ["no_such_module_e2b"]);
-        let missing = missing_modules(Path::new("/nonexistent/python"), &["json"]);
-        assert_eq!(missing, ["json"]);
+        assert!(missing_modules(Path::new("/nonexistent/python"), &["json"]).is_err());
+    }
+
+    /// `E2B_LOCAL_PYTHON=/nonexistent` used to report that jupyter_server cannot be imported,
+    /// sending the user to pip instead of to the path. (`given` is what `resolve` calls with
+    /// the variable's value; setting the variable here would race the other tests.)
+    #[test]
+    fn an_interpreter_that_cannot_run_is_named_as_such() {
+        let err = given(
+            Path::new("/nonexistent/python3"),
+            "E2B_LOCAL_PYTHON=/nonexistent/python3",
+        )
+        .expect_err("no interpreter there");
+        let Error::Setup { message, .. } = &err else {
+            panic!("not a setup error: {err:?}");
+        };
+        assert!(message.contains("cannot be run"), "{message}");
+        assert!(
+            message.contains("E2B_LOCAL_PYTHON=/nonexistent/python3"),
+            "{message}"
+        );
+        assert!(!message.contains("import"), "{message}");
     }
 
     #[test]

@@ -175,8 +175,17 @@ impl LocalServer {
             .env("IPYTHONDIR", dir.join("ipython"))
             .env("JUPYTER_PLATFORM_DIRS", "1")
             .env("E2B_BLOCKING_PARENT_PID", std::process::id().to_string())
-            .env("PYTHONUNBUFFERED", "1")
-            .envs(envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("PYTHONUNBUFFERED", "1");
+        if let (Some(bin), Some(venv)) = (python.scripts_dir(), python.venv_dir()) {
+            // As an activated venv, and as on E2B: `pip install` in a command installs where
+            // the kernel imports from, and `python` is the kernel's interpreter.
+            let path = std::env::var_os("PATH").unwrap_or_default();
+            let path =
+                std::env::join_paths(std::iter::once(bin).chain(std::env::split_paths(&path)))
+                    .map_err(|e| Error::setup("cannot put the venv first on PATH", e))?;
+            cmd.env("PATH", path).env("VIRTUAL_ENV", venv);
+        }
+        cmd.envs(envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .current_dir(&root)
             .stdin(Stdio::null())
             .stdout(log)
