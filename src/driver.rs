@@ -153,7 +153,17 @@ impl Driver {
             }
         };
         let ready = match delivery {
-            Ok(d) => self.on_delivery(d)?,
+            Ok(d) => {
+                let ready = self.on_delivery(d)?;
+                if !ready.is_empty() {
+                    log::trace!(
+                        "execution {}: released up to seq {:?}",
+                        self.msg_id(),
+                        ready.last().and_then(|m| m.seq)
+                    );
+                }
+                ready
+            }
             Err(RecvTimeoutError::Timeout) => return Err(Stop::TimedOut),
             Err(RecvTimeoutError::Disconnected) => {
                 return Err(Stop::Failed(
@@ -170,6 +180,10 @@ impl Driver {
         }
         if self.record_final && !self.finished() {
             // The record was complete, yet the reply or the idle is not among what it held.
+            log::debug!(
+                "execution {}: the record ended without its reply or idle",
+                self.msg_id()
+            );
             return Err(Stop::Lost {
                 missing: Some(self.order.lost().max(1)),
             });
@@ -255,8 +269,22 @@ impl Driver {
                 self.resend(self.request.clone())?;
                 Ok(Vec::new())
             }
-            Replay::Evicted => Err(Stop::Lost { missing: None }),
-            Replay::Known { more, .. } => {
+            Replay::Evicted => {
+                log::debug!("execution {}: the kernel's record was evicted", self.msg_id());
+                Err(Stop::Lost { missing: None })
+            }
+            Replay::Known {
+                lost_below,
+                upto,
+                more,
+                ref messages,
+            } => {
+                log::debug!(
+                    "execution {}: replay chunk of {} message(s) up to {upto}, lost below \
+                     {lost_below}, more: {more}",
+                    self.msg_id(),
+                    messages.len()
+                );
                 let ready = self.order.merge(&self.request.msg_id, &record);
                 if more {
                     self.need_replay = true;

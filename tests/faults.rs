@@ -147,3 +147,44 @@ fn json_framing_keeps_executions_whole_across_random_cuts() {
         assert!(proxy.cuts() >= 5, "only {} cuts", proxy.cuts());
     });
 }
+
+/// Output lost in a cut that the kernel's replay ring no longer holds (here shrunk to 4 KiB)
+/// is `OutputLost`, carrying everything else the execution produced, in order.
+#[test]
+fn output_the_replay_ring_dropped_is_output_lost_with_the_rest() {
+    deadline(|| {
+        init_logs();
+        let owner = local();
+        let (proxy, sbx) = through_proxy(&owner, Sandbox::builder());
+        sbx.run_code("__import__('__e2b_hook').limits['bytes'] = 4096")
+            .unwrap();
+        let line = |i: usize| format!("{i:04}{}\n", "y".repeat(2043));
+        let code = "import sys, time\nfor i in range(40):\n    \
+                    sys.stdout.write(f'{i:04d}' + 'y' * 2043 + '\\n')\n    \
+                    sys.stdout.flush()\n    time.sleep(0.05)";
+        let result = std::thread::scope(|s| {
+            let run = s.spawn(|| sbx.run(code).timeout(Duration::from_secs(60)).send());
+            std::thread::sleep(Duration::from_millis(700));
+            proxy.cut_all_mid_chunk();
+            run.join().unwrap()
+        });
+        let Err(Error::OutputLost { missing, partial }) = result else {
+            panic!("expected OutputLost, got {result:?}");
+        };
+        assert!(missing.is_some_and(|n| n >= 1), "{missing:?}");
+        let got = partial.logs.stdout.concat();
+        let expected: Vec<String> = (0..40).map(line).collect();
+        // What arrived is the output in order with a hole where the cut was.
+        let mut rest = expected.iter();
+        for piece in got.split_inclusive('\n') {
+            assert!(
+                rest.any(|l| l == piece),
+                "out of order or garbled: {:?}",
+                &piece[..8.min(piece.len())]
+            );
+        }
+        assert!(got.len() < expected.concat().len(), "nothing was lost");
+        assert!(got.starts_with(&line(0)));
+        assert_eq!(sbx.run_code("6 * 7").unwrap().text(), Some("42"));
+    });
+}

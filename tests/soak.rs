@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use e2b_blocking::{ContextOptions, Continuity, ReconnectPolicy, Sandbox};
+use e2b_blocking::{ContextOptions, Continuity, Error, ReconnectPolicy, Sandbox};
 use support::{init_logs, local, through_proxy, within};
 
 const CONTEXTS: usize = 4;
@@ -82,5 +82,137 @@ fn soak_200_streaming_executions_under_random_cuts() {
             proxy.connections_accepted()
         );
         assert!(proxy.cuts() >= 100, "only {} cuts", proxy.cuts());
+    });
+}
+
+/// Resident memory of a process, in bytes (0 once it is gone).
+fn rss(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// What the server may grow by while it relays a large output under cuts: the output itself
+/// buffered once while the client is away, a replay chunk, and the interpreter's own churn.
+/// Before chunked, single-outstanding replays it grew by about 200 MB/s without bound.
+const SERVER_GROWTH_BOUND: u64 = 512 << 20;
+
+/// 16 MB and 64 MB cells while every connection is cut after 200–600 ms: each comes back exact
+/// or as `OutputLost` with what did arrive, within its deadline, and the jupyter_server's
+/// memory stays bounded.
+#[test]
+fn large_output_under_random_cuts_is_exact_or_lost_and_server_memory_stays_bounded() {
+    within(Duration::from_secs(600), || {
+        init_logs();
+        let owner = local();
+        let server = owner.local_pid().expect("a local server");
+        let (proxy, sbx) = through_proxy(
+            &owner,
+            Sandbox::builder()
+                .reconnect(ReconnectPolicy::default().max_elapsed(Duration::from_secs(30))),
+        );
+        sbx.run_code("1").unwrap();
+        let baseline = rss(server);
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let peak = std::thread::scope(|s| {
+            let sampler = s.spawn(|| {
+                let mut peak = 0;
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    peak = peak.max(rss(server));
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                peak
+            });
+            let chaos = proxy.start_random_cuts(
+                Duration::from_millis(200),
+                Duration::from_millis(600),
+                0x1a7e,
+            );
+            for mb in [16usize, 16, 16, 64, 64] {
+                // 1 KiB numbered lines, so order and duplicates show.
+                let code = format!(
+                    "import sys\nfor i in range({}):\n    sys.stdout.write(f'{{i:08d}}' + 'x' * 1015 + '\\n')",
+                    mb * 1024
+                );
+                let expected: String = (0..mb * 1024)
+                    .map(|i| format!("{i:08}{}\n", "x".repeat(1015)))
+                    .collect();
+                let started = std::time::Instant::now();
+                let outcome = sbx.run(code).timeout(Duration::from_secs(240)).send();
+                let took = started.elapsed();
+                match outcome {
+                    Ok(exec) => {
+                        let got = exec.logs.stdout.concat();
+                        assert!(got == expected, "{mb} MB: output differs ({} bytes)", got.len());
+                        println!("{mb} MB: exact in {took:?} ({:?})", exec.continuity);
+                    }
+                    Err(Error::OutputLost { missing, partial }) => {
+                        let got = partial.logs.stdout.concat();
+                        assert!(got.len() < expected.len(), "{mb} MB: lost, yet all arrived");
+                        println!(
+                            "{mb} MB: OutputLost ({missing:?} missing) after {took:?}, {} bytes arrived",
+                            got.len()
+                        );
+                    }
+                    Err(e) => panic!("{mb} MB: {e:?}"),
+                }
+            }
+            drop(chaos);
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+            sampler.join().unwrap()
+        });
+        let growth = peak.saturating_sub(baseline);
+        println!(
+            "server RSS {} MiB before, peak {} MiB (+{} MiB); {} cuts",
+            baseline >> 20,
+            peak >> 20,
+            growth >> 20,
+            proxy.cuts()
+        );
+        assert!(growth < SERVER_GROWTH_BOUND, "server grew by {growth} bytes");
+        assert_eq!(sbx.run_code("6 * 7").unwrap().text(), Some("42"));
+    });
+}
+
+/// Per-execution env vars under 100–500 ms cuts: set-up, cell and restore travel back to back
+/// and each is recovered like any execution, so every cell sees exactly its own variable and
+/// none outlives its cell.
+#[test]
+fn per_execution_env_vars_under_random_cuts_never_leak() {
+    within(Duration::from_secs(600), || {
+        init_logs();
+        let owner = local();
+        let (proxy, sbx) = through_proxy(
+            &owner,
+            Sandbox::builder()
+                .reconnect(ReconnectPolicy::default().max_elapsed(Duration::from_secs(30))),
+        );
+        let chaos =
+            proxy.start_random_cuts(Duration::from_millis(100), Duration::from_millis(500), 0xe4);
+        let code = "import os, time\ntime.sleep(0.05)\nprint(sorted(k for k in os.environ if k.startswith('E2B_T_')))";
+        for i in 0..100 {
+            let exec = sbx
+                .run(code)
+                .envs([(format!("E2B_T_{i}"), i.to_string())])
+                .timeout(Duration::from_secs(60))
+                .send()
+                .unwrap_or_else(|e| panic!("cell {i}: {e:?}"));
+            assert_eq!(
+                exec.logs.stdout.concat(),
+                format!("['E2B_T_{i}']\n"),
+                "cell {i}: another cell's variable is still set, or its own is missing"
+            );
+        }
+        drop(chaos);
+        let exec = sbx.run_code(code).unwrap();
+        assert_eq!(exec.logs.stdout.concat(), "[]\n");
+        println!("100 cells with env vars, {} cuts", proxy.cuts());
+        assert!(proxy.cuts() > 0);
     });
 }

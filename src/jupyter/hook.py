@@ -25,6 +25,8 @@ def _install():
     records = collections.OrderedDict()  # parent msg_id -> _Record, oldest first
     seen = collections.OrderedDict()  # parent msg_ids that reached the kernel
     limits = {"records": 64, "seen": 8192, "bytes": 64 << 20}
+    # Up to 1 MiB of UTF-8 per stream message.
+    split_chars = 256 << 10
     totals = {"bytes": 0}
     numbered = frozenset((
         "status", "stream", "display_data", "execute_result", "error", "execute_input",
@@ -67,8 +69,39 @@ def _install():
                 rec.lost_below = entry[0] + 1
             break
 
+    def _split_stream(msg_or_type, content, parent, header):
+        # A stream message over split_chars as several messages (None when it is not one).
+        # ipykernel 7 sends ready-made message dicts, older versions a type and content.
+        if msg_or_type.__class__ is str:
+            if msg_or_type != "stream" or header is not None or not content:
+                return None
+            body, parent_header = content, parent
+        elif isinstance(msg_or_type, dict):
+            if msg_or_type.get("header", {}).get("msg_type") != "stream":
+                return None
+            body, parent_header = msg_or_type.get("content") or {}, msg_or_type.get("parent_header")
+        else:
+            return None
+        text = body.get("text")
+        if not isinstance(text, str) or len(text) <= split_chars:
+            return None
+        return [
+            session.msg("stream", dict(body, text=text[i:i + split_chars]), parent=parent_header)
+            for i in range(0, len(text), split_chars)
+        ]
+
     def send(stream, msg_or_type, content=None, parent=None, ident=None, buffers=None,
              track=False, header=None, metadata=None):
+        pieces = _split_stream(msg_or_type, content, parent, header)
+        if pieces is not None:
+            # ipykernel batches a fast writer's output into one message per flush, tens of MB
+            # for a tight loop. Smaller pieces cross a link that keeps being cut, and a replay
+            # (at least one message per answer) stays small too.
+            msg = None
+            for piece in pieces:
+                msg = send(stream, piece, ident=ident, buffers=buffers, track=track,
+                           metadata=metadata)
+            return msg
         pid = None
         try:
             if msg_or_type.__class__ is str:
