@@ -72,6 +72,11 @@ pub(crate) struct Driver {
     /// Set once a replay record said the execution ended in the kernel.
     record_final: bool,
     sends: u32,
+    /// Send the request again after every reconnect while the kernel has no hook: for cells
+    /// that may run twice (installing the hook itself).
+    resend_on_reconnect: bool,
+    /// The msg_ids of those renewed copies: their messages count as the request's own.
+    copies: Vec<String>,
     reconnected: bool,
     replied: bool,
     idle: bool,
@@ -104,10 +109,21 @@ impl Driver {
             need_replay: false,
             record_final: false,
             sends: 1,
+            resend_on_reconnect: false,
+            copies: Vec::new(),
             reconnected: false,
             replied: false,
             idle: false,
         })
+    }
+
+    /// [`Driver::send`] for a cell that may safely run twice: without the kernel's hook (which
+    /// is what such a cell installs) it is sent again after every reconnect, since whether
+    /// its reply was lost in the cut cannot be asked.
+    pub(crate) fn send_idempotent(kernel: Arc<Kernel>, request: Outgoing) -> Result<Driver, Error> {
+        let mut driver = Driver::send(kernel, request)?;
+        driver.resend_on_reconnect = true;
+        Ok(driver)
     }
 
     /// The request's msg_id.
@@ -219,7 +235,14 @@ impl Driver {
             }
             Delivery::Failed(f) => return Err(Stop::Failed(f)),
         };
+        if self.copies.contains(&m.parent_id) {
+            // Runs of a cell that may run twice: any one of them finishing will do.
+            return Ok(vec![m]);
+        }
         if m.parent_id == self.request.msg_id {
+            if self.resend_on_reconnect {
+                return Ok(vec![m]);
+            }
             let ready = self.order.offer(m);
             self.need_replay |= self.order.has_gap();
             return Ok(ready);
@@ -266,11 +289,19 @@ impl Driver {
                     self.msg_id()
                 );
                 self.sends += 1;
+                // Renewed anyway: should the kernel have seen the first copy after all, it
+                // would drop an identical one as a replay of a signed message.
+                self.kernel.conn.forget(&self.request.msg_id);
+                self.request = self.request.renewed();
+                self.order = Sequencer::default();
                 self.resend(self.request.clone())?;
                 Ok(Vec::new())
             }
             Replay::Evicted => {
-                log::debug!("execution {}: the kernel's record was evicted", self.msg_id());
+                log::debug!(
+                    "execution {}: the kernel's record was evicted",
+                    self.msg_id()
+                );
                 Err(Stop::Lost { missing: None })
             }
             Replay::Known {
@@ -298,6 +329,16 @@ impl Driver {
 
     fn on_reconnected(&mut self) {
         self.reconnected = true;
+        if self.resend_on_reconnect && !self.kernel.hooked() {
+            log::debug!(
+                "execution {}: sending it again after a reconnect",
+                self.msg_id()
+            );
+            let copy = self.request.renewed();
+            self.copies.push(copy.msg_id.clone());
+            let _ = self.resend(copy);
+            return;
+        }
         match &self.replay {
             Some(pending) if self.kernel.hooked() => {
                 let probe = probe_request(self.kernel.conn.session_id());
@@ -352,6 +393,9 @@ impl Driver {
     /// Stops routing this execution's messages, and those of its replays and probes.
     pub(crate) fn abandon(&mut self) {
         self.kernel.conn.forget(&self.request.msg_id);
+        for copy in self.copies.drain(..) {
+            self.kernel.conn.forget(&copy);
+        }
         if let Some(pending) = self.replay.take() {
             self.kernel.conn.forget(&pending.msg_id);
         }
@@ -363,7 +407,11 @@ impl Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        if !self.finished() || self.replay.is_some() || !self.probes.is_empty() {
+        if !self.finished()
+            || self.replay.is_some()
+            || !self.probes.is_empty()
+            || !self.copies.is_empty()
+        {
             self.abandon();
         }
     }

@@ -8,9 +8,10 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::config::{Secret, Timeouts};
+use crate::config::{ReconnectPolicy, Secret, Timeouts};
 use crate::error::{BoxError, Error, TimeoutPhase};
 use crate::mask::{self, MaskedHeaders};
+use crate::retry::Retry;
 
 /// A server's base URL plus the headers every request to it carries. Header values are secrets.
 #[derive(Clone)]
@@ -201,6 +202,8 @@ pub(crate) struct Http {
     headers: MaskedHeaders,
     connect_timeout: Duration,
     request_timeout: Duration,
+    /// How GET and DELETE are retried when the link breaks under them.
+    retry: ReconnectPolicy,
 }
 
 impl fmt::Debug for Http {
@@ -229,7 +232,15 @@ impl Http {
             headers,
             connect_timeout: timeouts.connect,
             request_timeout: timeouts.request,
+            retry: ReconnectPolicy::default(),
         }
+    }
+
+    /// Retries idempotent requests (GET, DELETE) under `policy` when the connection breaks
+    /// under them. Defaults to [`ReconnectPolicy::default`].
+    pub(crate) fn with_retry(mut self, policy: ReconnectPolicy) -> Http {
+        self.retry = policy;
+        self
     }
 
     pub(crate) fn endpoint(&self) -> &Endpoint {
@@ -252,8 +263,33 @@ impl Http {
         self.request_timeout
     }
 
-    /// Sends a request and reads the whole body, whatever the status.
+    /// Sends a request and reads the whole body, whatever the status. GET and DELETE are sent
+    /// again when the connection breaks under them (see [`Http::with_retry`]).
     pub(crate) fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Response, Error> {
+        if !matches!(method, Method::Get | Method::Delete) {
+            return self.send_once(method, path, body);
+        }
+        let mut retry = Retry::new(&self.retry);
+        loop {
+            let e = match self.send_once(method, path, body) {
+                Err(e) if link_broke(&e) => e,
+                other => return other,
+            };
+            let Some(next) = retry.failed() else {
+                return Err(e);
+            };
+            log::debug!("{}: {}; retrying", describe(method, path), e.with_causes());
+            std::thread::sleep(next.saturating_duration_since(std::time::Instant::now()));
+        }
+    }
+
+    /// Sends a request once and reads the whole body, whatever the status.
+    pub(crate) fn send_once(
         &self,
         method: Method,
         path: &str,
@@ -334,6 +370,31 @@ impl Http {
             source: BoxError::from(e),
         }
     }
+}
+
+/// True when an error says an established connection broke (reset, closed early), which a
+/// retry may get past; not for a refused connection, a name that does not resolve, or a
+/// timeout, which say the server is not there.
+pub(crate) fn link_broke(e: &Error) -> bool {
+    let Error::Transport { source, .. } = e else {
+        return false;
+    };
+    let io = match source.downcast_ref::<ureq::Error>() {
+        Some(ureq::Error::Io(io)) => io,
+        Some(ureq::Error::Protocol(_)) => return true,
+        Some(_) => return false,
+        None => match source.downcast_ref::<std::io::Error>() {
+            Some(io) => io,
+            None => return false,
+        },
+    };
+    matches!(
+        io.kind(),
+        std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::BrokenPipe
+            | std::io::ErrorKind::UnexpectedEof
+    )
 }
 
 /// The deadline a ureq error says expired, if any: opening the connection (`connect`), or

@@ -18,6 +18,7 @@ use crate::jupyter::rest;
 use crate::jupyter::state::ConnectionState;
 use crate::jupyter::transport::Target;
 use crate::jupyter::wire::Outgoing;
+use crate::recovery::install_code;
 
 #[derive(Debug)]
 pub(crate) struct Kernel {
@@ -92,7 +93,19 @@ impl Kernel {
     pub(crate) fn install_hook(self: &Arc<Self>, timeout: Duration) -> Result<(), Error> {
         let events = self.conn.kernel_events();
         if self.language == "python" {
-            self.run_silent(&crate::recovery::install_code(), timeout)?;
+            // Before the hook is in, nothing can be replayed; installing it twice changes
+            // nothing, so a cut only makes the driver send it again.
+            let request = Outgoing::execute(self.conn.session_id(), &install_code(), true);
+            let reply = finish_silent(
+                &mut Driver::send_idempotent(self.clone(), request)?,
+                timeout,
+            )?;
+            if let Some(e) = SilentError::of(&reply) {
+                return Err(Error::KernelSetup {
+                    kernel_id: self.id.clone(),
+                    message: format!("installing the output hook: {e}"),
+                });
+            }
             self.hooked.store(true, Ordering::SeqCst);
         }
         self.prepared_at.store(events, Ordering::SeqCst);

@@ -64,6 +64,7 @@ mod jupyter;
 mod kernel;
 mod mask;
 mod recovery;
+mod retry;
 mod run;
 mod sandbox;
 

@@ -17,6 +17,7 @@ use crate::context::{self, Context, ContextOptions};
 use crate::error::{Error, TimeoutPhase};
 use crate::execution::Execution;
 use crate::http::Http;
+use crate::jupyter::delivery::Failure;
 use crate::jupyter::rest::{self, KernelSpecs};
 use crate::jupyter::state::ConnectionState;
 use crate::kernel::{Kernel, SilentError};
@@ -254,7 +255,8 @@ impl Sandbox {
         config: SandboxConfig,
         local: Option<Arc<LocalBackend>>,
     ) -> Result<Sandbox, Error> {
-        let http = Http::new(backend.jupyter().clone(), &config.timeouts);
+        let http = Http::new(backend.jupyter().clone(), &config.timeouts)
+            .with_retry(config.connection.reconnect.clone());
         let sandbox = Sandbox {
             backend,
             local,
@@ -426,15 +428,27 @@ impl Sandbox {
         }
         let mut first_err = None;
         for kernel in &kernels {
-            if !kernel.conn.wait_closed(deadline) {
+            // A worker busy with a reconnect attempt stops when the attempt ends, by itself.
+            if kernel.state() == ConnectionState::Connected && !kernel.conn.wait_closed(deadline) {
                 first_err.get_or_insert(Error::Timeout {
                     phase: TimeoutPhase::Close,
                     after: self.config.timeouts.close,
                 });
             }
         }
+        // A kernel whose connection was given up on sits behind a link that did not come back
+        // within the reconnect budget: asking again would only spend the close budget.
+        let (gone, reachable): (Vec<_>, Vec<_>) = kernels
+            .into_iter()
+            .partition(|k| k.conn.failure().is_some_and(|f| f != Failure::Closed));
+        for kernel in &gone {
+            log::debug!(
+                "kernel {}: connection lost; not shutting it down",
+                kernel.id
+            );
+        }
         if !self.backend.owns_server()
-            && let Err(e) = self.shutdown_kernels(&kernels, deadline)
+            && let Err(e) = self.shutdown_kernels(&reachable, deadline)
         {
             first_err.get_or_insert(e);
         }
@@ -606,6 +620,7 @@ impl Sandbox {
             .request(limit)
             .connect(self.config.timeouts.connect.min(limit));
         Http::new(self.backend.jupyter().clone(), &timeouts)
+            .with_retry(self.config.connection.reconnect.clone().max_elapsed(limit))
     }
 
     fn kernel_specs(&self) -> Result<&KernelSpecs, Error> {

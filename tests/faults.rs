@@ -188,3 +188,103 @@ fn output_the_replay_ring_dropped_is_output_lost_with_the_rest() {
         assert_eq!(sbx.run_code("6 * 7").unwrap().text(), Some("42"));
     });
 }
+
+/// A link that goes silent mid-execution: the ping notices it, reconnect attempts (each cut to
+/// what is left of the budget) end within `max_elapsed`, the call fails with `ConnectionLost`,
+/// and `close()` then returns at once instead of spending its budget on the dead link.
+#[test]
+fn a_silent_link_ends_within_the_reconnect_budget_and_close_returns_at_once() {
+    deadline(|| {
+        init_logs();
+        let owner = local();
+        let idle_ping = Duration::from_millis(300);
+        let pong_timeout = Duration::from_millis(300);
+        let max_elapsed = Duration::from_secs(3);
+        let connect = Duration::from_secs(1);
+        let (proxy, sbx) = through_proxy(
+            &owner,
+            Sandbox::builder()
+                .keepalive(
+                    Keepalive::default()
+                        .idle_ping(idle_ping)
+                        .pong_timeout(pong_timeout),
+                )
+                .reconnect(ReconnectPolicy::default().max_elapsed(max_elapsed))
+                .timeouts(e2b_blocking::Timeouts::default().connect(connect)),
+        );
+        let (result, silent_for) = std::thread::scope(|s| {
+            let run = s.spawn(|| sbx.run("import time\ntime.sleep(60)").timeout(None).send());
+            std::thread::sleep(Duration::from_millis(300));
+            proxy.set_stall(true);
+            let silent_at = std::time::Instant::now();
+            let result = run.join().unwrap();
+            (result, silent_at.elapsed())
+        });
+        assert!(
+            matches!(result, Err(Error::ConnectionLost { .. })),
+            "{result:?}"
+        );
+        // Noticing (ping + pong timeout), then the budget, plus at most one connect timeout;
+        // the slack is for a loaded machine.
+        let bound = idle_ping + pong_timeout + max_elapsed + connect + Duration::from_secs(2);
+        assert!(silent_for < bound, "failed after {silent_for:?}");
+        let started = std::time::Instant::now();
+        sbx.close().unwrap();
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(1), "close took {took:?}");
+        proxy.set_stall(false);
+    });
+}
+
+/// Opening a sandbox is protected like everything else: through a link cut every 100–500 ms
+/// from the first connection, 20 sandboxes in a row open (REST calls retried, the kernel
+/// start found again by its id, the first handshake and the hook install retried), and the
+/// server then holds exactly the kernels of the open sandboxes: no failed attempt left one.
+#[test]
+fn twenty_sandboxes_open_through_a_link_that_keeps_being_cut() {
+    support::within(Duration::from_secs(600), || {
+        init_logs();
+        let owner = local();
+        let token = support::token_of(&owner);
+        let direct = format!("http://{}", support::server_addr(&owner));
+        let kernel_ids = || -> std::collections::BTreeSet<String> {
+            let body = ureq::get(&format!("{direct}/api/kernels"))
+                .header("Authorization", &format!("token {token}"))
+                .call()
+                .expect("list kernels")
+                .body_mut()
+                .read_to_string()
+                .expect("body");
+            let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+            v.as_array()
+                .expect("a list")
+                .iter()
+                .filter_map(|k| k["id"].as_str().map(str::to_string))
+                .collect()
+        };
+        let mut expected = kernel_ids();
+        let proxy = support::fault_proxy::FaultProxy::start(support::server_addr(&owner))
+            .expect("proxy starts");
+        let chaos = proxy.start_random_cuts(
+            Duration::from_millis(100),
+            Duration::from_millis(500),
+            0x0be,
+        );
+        let url = format!("http://{}", proxy.addr());
+        let mut open = Vec::new();
+        for i in 0..20 {
+            let sbx = Sandbox::builder()
+                .reconnect(ReconnectPolicy::default().max_elapsed(Duration::from_secs(30)))
+                .jupyter(&url, token.as_str())
+                .unwrap_or_else(|e| panic!("sandbox {i}: {}", e));
+            open.push(sbx);
+        }
+        drop(chaos);
+        println!("20 sandboxes opened through {} cuts", proxy.cuts());
+        for sbx in &open {
+            expected.insert(sbx.default_context().unwrap().id);
+        }
+        assert_eq!(kernel_ids(), expected);
+        assert!(proxy.cuts() > 0);
+    });
+}

@@ -149,7 +149,11 @@ fn large_output_under_random_cuts_is_exact_or_lost_and_server_memory_stays_bound
                 match outcome {
                     Ok(exec) => {
                         let got = exec.logs.stdout.concat();
-                        assert!(got == expected, "{mb} MB: output differs ({} bytes)", got.len());
+                        assert!(
+                            got == expected,
+                            "{mb} MB: output differs ({} bytes)",
+                            got.len()
+                        );
                         println!("{mb} MB: exact in {took:?} ({:?})", exec.continuity);
                     }
                     Err(Error::OutputLost { missing, partial }) => {
@@ -175,7 +179,10 @@ fn large_output_under_random_cuts_is_exact_or_lost_and_server_memory_stays_bound
             growth >> 20,
             proxy.cuts()
         );
-        assert!(growth < SERVER_GROWTH_BOUND, "server grew by {growth} bytes");
+        assert!(
+            growth < SERVER_GROWTH_BOUND,
+            "server grew by {growth} bytes"
+        );
         assert_eq!(sbx.run_code("6 * 7").unwrap().text(), Some("42"));
     });
 }

@@ -10,7 +10,6 @@ use crate::http::{Endpoint, Http, Method};
 pub(crate) struct JupyterBackend {
     id: String,
     endpoint: Endpoint,
-    probe: Http,
 }
 
 impl JupyterBackend {
@@ -27,18 +26,8 @@ impl JupyterBackend {
         // Both jupyter_server and Kernel Gateway guard this with the token.
         http.send(Method::Get, "/api/kernelspecs", None)?
             .error_for_status()?;
-        let probe = Http::new(
-            endpoint.clone(),
-            &timeouts
-                .clone()
-                .request(timeouts.connect.min(timeouts.request)),
-        );
         log::debug!("using the Jupyter server at {}", endpoint.base());
-        Ok(JupyterBackend {
-            id,
-            endpoint,
-            probe,
-        })
+        Ok(JupyterBackend { id, endpoint })
     }
 }
 
@@ -51,13 +40,11 @@ impl Backend for JupyterBackend {
         &self.endpoint
     }
 
-    /// A server that does not answer may come back; only the kernel's own 404 is final, and
-    /// the connection reports that itself.
+    /// A server that does not answer may come back, so this backend never says `Gone`; only
+    /// the kernel's own 404 is final, and the connection reports that itself. Asking the
+    /// server would only spend the reconnect budget on a request through the same broken link.
     fn probe(&self) -> Liveness {
-        match self.probe.send(Method::Get, "/api", None) {
-            Ok(r) if r.is_success() => Liveness::Alive,
-            _ => Liveness::Unknown,
-        }
+        Liveness::Unknown
     }
 
     fn owns_server(&self) -> bool {

@@ -58,6 +58,8 @@ pub(crate) struct Limits {
     total: Duration,
     /// The phase a handshake that runs out of `total` reports.
     phase: TimeoutPhase,
+    /// The deadline reported then: `total`, or the whole budget this attempt is part of.
+    budget: Duration,
 }
 
 impl Limits {
@@ -67,6 +69,7 @@ impl Limits {
             tcp: timeout,
             total: timeout,
             phase: TimeoutPhase::Connect,
+            budget: timeout,
         }
     }
 
@@ -78,13 +81,24 @@ impl Limits {
             tcp: timeouts.connect.min(timeouts.kernel_start),
             total: timeouts.kernel_start,
             phase: TimeoutPhase::KernelStart,
+            budget: timeouts.kernel_start,
         }
     }
 
-    fn timeout(&self) -> Error {
+    /// These limits for a later attempt, `used` into the budget: `None` once it is spent.
+    pub(crate) fn after(self, used: Duration) -> Option<Limits> {
+        let left = self.budget.checked_sub(used).filter(|d| !d.is_zero())?;
+        Some(Limits {
+            tcp: self.tcp.min(left),
+            total: self.total.min(left),
+            ..self
+        })
+    }
+
+    pub(crate) fn timeout(&self) -> Error {
         Error::Timeout {
             phase: self.phase,
-            after: self.total,
+            after: self.budget,
         }
     }
 

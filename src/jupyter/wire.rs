@@ -212,6 +212,17 @@ impl Outgoing {
         }
     }
 
+    /// The same request under a new msg_id. A kernel drops a message whose signature it has
+    /// seen before, and an identical header signs identically: only a renewed request can run
+    /// again.
+    pub(crate) fn renewed(&self) -> Outgoing {
+        let msg_type = self.header["msg_type"]
+            .as_str()
+            .unwrap_or("execute_request");
+        let session = self.header["session"].as_str().unwrap_or_default();
+        Outgoing::request(self.channel, msg_type, session, self.content.clone())
+    }
+
     /// An `execute_request` on the shell channel.
     pub(crate) fn execute(session: &str, code: &str, silent: bool) -> Outgoing {
         let content = json!({

@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use backoff::backoff::Backoff;
 use crossbeam_channel::{Receiver, Sender};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
@@ -23,6 +22,7 @@ use crate::jupyter::routes::{Routes, Seen};
 use crate::jupyter::state::{CloseReason, ConnectionState, StateCell};
 use crate::jupyter::transport::{self, Limits, Socket, Target};
 use crate::jupyter::wire::{self, Framing, Incoming, Outgoing};
+use crate::retry::Retry;
 
 pub(crate) const SOCKET: Token = Token(0);
 pub(crate) const WAKE: Token = Token(1);
@@ -128,10 +128,8 @@ pub(crate) struct Worker {
 
 /// Book-keeping for one period of being disconnected.
 pub(crate) struct Outage {
-    started: Instant,
-    attempt: u32,
+    retry: Retry,
     next_attempt: Instant,
-    backoff: backoff::ExponentialBackoff,
     last_probe: Option<Instant>,
     last_cause: String,
 }
@@ -509,21 +507,9 @@ impl Worker {
             self.give_up(failure);
             return;
         }
-        let backoff = backoff::ExponentialBackoff {
-            current_interval: policy.first_delay,
-            initial_interval: policy.first_delay,
-            randomization_factor: policy.jitter,
-            multiplier: policy.multiplier,
-            max_interval: policy.max_delay,
-            max_elapsed_time: None,
-            ..backoff::ExponentialBackoff::default()
-        };
-        let now = Instant::now();
         self.outage = Some(Outage {
-            started: now,
-            attempt: 0,
-            next_attempt: now,
-            backoff,
+            retry: Retry::new(policy),
+            next_attempt: Instant::now(),
             last_probe: None,
             last_cause: cause,
         });
@@ -536,16 +522,11 @@ impl Worker {
         let Some(outage) = self.outage.as_mut() else {
             return;
         };
-        outage.attempt += 1;
-        let attempt = outage.attempt;
+        let attempt = outage.retry.failures() + 1;
         self.shared
             .state
             .set(ConnectionState::Reconnecting { attempt });
-        let policy = self.config.reconnect.clone();
-        let left = policy
-            .max_elapsed
-            .saturating_sub(outage.started.elapsed())
-            .max(Duration::from_millis(50));
+        let left = outage.retry.left().max(Duration::from_millis(50));
         let timeout = self.config.timeouts.connect.min(left);
         match transport::connect(
             &self.target,
@@ -554,7 +535,7 @@ impl Worker {
             self.config.max_message_size,
         ) {
             Ok(socket) => {
-                let took = outage.started.elapsed();
+                let took = outage.retry.started().elapsed();
                 self.outage = None;
                 if let Err(e) = self.adopt(socket) {
                     self.lost(format!("register failed: {e}"));
@@ -571,11 +552,11 @@ impl Worker {
                     }
                 }
             }
-            Err(e) => self.attempt_failed(e, attempt, &policy),
+            Err(e) => self.attempt_failed(e, attempt),
         }
     }
 
-    fn attempt_failed(&mut self, e: Error, attempt: u32, policy: &crate::ReconnectPolicy) {
+    fn attempt_failed(&mut self, e: Error, attempt: u32) {
         let cause = e.with_causes();
         log::debug!(
             "kernel {}: reconnect attempt {attempt} failed: {cause}",
@@ -602,6 +583,15 @@ impl Worker {
             return;
         };
         outage.last_cause = cause;
+        // The budget covers attempts and probes alike: both start only within it, and each
+        // attempt is cut to what is left of it.
+        let Some(next_attempt) = outage.retry.failed() else {
+            let cause = outage.last_cause.clone();
+            let f = self.unreachable_failure(cause);
+            self.give_up(f);
+            return;
+        };
+        outage.next_attempt = next_attempt;
         let now = Instant::now();
         let probe_due = outage
             .last_probe
@@ -611,26 +601,8 @@ impl Worker {
             if self.backend.probe() == Liveness::Gone {
                 let f = self.sandbox_gone();
                 self.give_up(f);
-                return;
             }
         }
-        let Some(outage) = self.outage.as_mut() else {
-            return;
-        };
-        let exhausted =
-            attempt >= policy.max_attempts || outage.started.elapsed() >= policy.max_elapsed;
-        if exhausted {
-            let cause = outage.last_cause.clone();
-            let f = self.unreachable_failure(cause);
-            self.give_up(f);
-            return;
-        }
-        let delay = if attempt == 1 {
-            policy.first_delay
-        } else {
-            outage.backoff.next_backoff().unwrap_or(policy.max_delay)
-        };
-        outage.next_attempt = Instant::now() + delay;
     }
 
     fn sandbox_gone(&self) -> Failure {
@@ -640,9 +612,20 @@ impl Worker {
     }
 
     /// The failure for a connection that cannot be re-established: `SandboxGone` when the
-    /// backend says the sandbox is gone, otherwise `Lost`.
+    /// backend says the sandbox is gone, otherwise `Lost`. A probe made in the last
+    /// [`PROBE_INTERVAL`] already said the sandbox was there, so none is made again.
     fn unreachable_failure(&self, cause: String) -> Failure {
-        match self.backend.probe() {
+        let probed_just_now = self
+            .outage
+            .as_ref()
+            .and_then(|o| o.last_probe)
+            .is_some_and(|t| t.elapsed() < PROBE_INTERVAL);
+        let liveness = if probed_just_now {
+            Liveness::Unknown
+        } else {
+            self.backend.probe()
+        };
+        match liveness {
             Liveness::Gone => self.sandbox_gone(),
             _ => Failure::Lost {
                 kernel_id: self.target.kernel_id.clone(),
