@@ -3,12 +3,15 @@
 //!
 //! `cargo run --example contexts`
 
-use e2b_blocking::{ContextOptions, Error, Sandbox};
+use e2b_blocking::{ContextOptions, Result, Sandbox};
 
-fn main() -> Result<(), Error> {
+fn main() -> Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let sbx = Sandbox::builder().envs([("STAGE", "demo")]).local()?;
-    sbx.run_code("import os\nos.makedirs('reports', exist_ok=True)")?;
+    // `check` turns an exception in the cell into an Err; the result itself is not needed.
+    let _ = sbx
+        .run_code("import os\nos.makedirs('reports', exist_ok=True)")?
+        .check()?;
 
     let analysis = sbx.create_context(ContextOptions::new())?;
     let reports = sbx.create_context(
@@ -17,23 +20,25 @@ fn main() -> Result<(), Error> {
             .envs([("REPORT_NAME", "weekly")]),
     )?;
 
-    sbx.run("total = sum(range(10))")
+    let _ = sbx
+        .code("total = sum(range(10))")
         .context(&analysis)
-        .send()?;
-    let exec = sbx.run("total").context(&analysis).send()?;
+        .run()?
+        .check()?;
+    let exec = sbx.code("total").context(&analysis).run()?;
     println!("analysis: total = {}", exec.text().unwrap_or("?"));
 
     let exec = sbx
-        .run("import os\n(os.getcwd(), os.environ['STAGE'], os.environ['REPORT_NAME'], 'total' in globals())")
+        .code("import os\n(os.getcwd(), os.environ['STAGE'], os.environ['REPORT_NAME'], 'total' in globals())")
         .context(&reports)
-        .send()?;
+        .run()?;
     println!("reports: {}", exec.text().unwrap_or("?"));
 
-    let exec = sbx.run("!ls -d $PWD").context(&reports).send()?;
+    let exec = sbx.code("!ls -d $PWD").context(&reports).run()?;
     print!("reports shell: {}", exec.logs.stdout.concat());
 
     sbx.restart_context(&analysis)?;
-    let exec = sbx.run("'total' in globals()").context(&analysis).send()?;
+    let exec = sbx.code("'total' in globals()").context(&analysis).run()?;
     println!(
         "after restart, analysis still has total: {}",
         exec.text().unwrap_or("?")

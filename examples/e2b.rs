@@ -18,10 +18,12 @@ fn main() -> Result<(), Error> {
     let sbx = Sandbox::builder().e2b_with(&config, &options)?;
     println!("sandbox {} is up", sbx.sandbox_id());
     let exec = sbx
-        .run("import platform\nprint(platform.platform())\n21 * 2")
+        .code("import platform\nprint(platform.platform())\n21 * 2")
         .on_stdout(|m| print!("{}", m.line))
-        .send()?;
+        .run()?;
     println!("result: {}", exec.text().unwrap_or("?"));
-    sbx.set_timeout(Duration::from_secs(120))?;
+    if let Some(e2b) = sbx.as_e2b() {
+        e2b.set_timeout(Duration::from_secs(120))?; // the sandbox's lifetime, from now
+    }
     sbx.close() // kills the sandbox
 }

@@ -28,9 +28,9 @@ fn main() -> Result<(), Error> {
 
     let sbx = Sandbox::jupyter(&url, token)?;
     let exec = sbx
-        .run("import platform\nprint('kernel on', platform.node())\nsum(range(100))")
+        .code("import platform\nprint('kernel on', platform.node())\nsum(range(100))")
         .on_stdout(|m| print!("{}", m.line))
-        .send()?;
+        .run()?;
     println!("sum = {}", exec.text().unwrap_or("?"));
     sbx.close()
 }

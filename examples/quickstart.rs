@@ -19,16 +19,16 @@ fn main() -> Result<(), Error> {
     );
 
     // State persists across calls.
-    sbx.run_code("x = 40")?;
+    let _ = sbx.run_code("x = 40")?;
     let exec = sbx.run_code("x + 2")?;
     println!("x + 2 = {}", exec.text().unwrap_or("?"));
 
     // Output streams in as it is printed.
     let exec = sbx
-        .run("import time\nfor i in range(3):\n    print(f'tick {i}', flush=True)\n    time.sleep(0.2)")
+        .code("import time\nfor i in range(3):\n    print(f'tick {i}', flush=True)\n    time.sleep(0.2)")
         .on_stdout(|m| print!("  streamed: {}", m.line))
         .timeout(Duration::from_secs(30))
-        .send()?;
+        .run()?;
     println!("{} stdout chunks", exec.logs.stdout.len());
 
     // Rich results carry every MIME type the kernel sent.

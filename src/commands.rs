@@ -33,11 +33,12 @@ const REINTERRUPT: Duration = Duration::from_secs(1);
 /// Idle system kernels kept for the next command.
 const MAX_IDLE: usize = 2;
 
-type Callback<'a> = Box<dyn FnMut(&str) + 'a>;
+type Callback<'a> = Box<dyn FnMut(&str) + Send + 'a>;
 
 /// What a finished command produced.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
+#[must_use = "a non-zero exit code is data; use `.check()` to turn it into an Err"]
 pub struct CommandResult {
     /// Everything written to stdout (invalid UTF-8 replaced by U+FFFD).
     pub stdout: String,
@@ -139,13 +140,13 @@ impl CommandOutput {
 /// server.kill()?;
 /// # Ok::<(), e2b_blocking::Error>(())
 /// ```
-#[derive(Debug, Clone, Copy)]
-pub struct Commands<'a> {
-    sandbox: &'a Sandbox,
+#[derive(Debug, Clone)]
+pub struct Commands {
+    sandbox: Sandbox,
 }
 
-impl<'a> Commands<'a> {
-    pub(crate) fn new(sandbox: &'a Sandbox) -> Self {
+impl Commands {
+    pub(crate) fn new(sandbox: Sandbox) -> Self {
         Commands { sandbox }
     }
 
@@ -156,15 +157,15 @@ impl<'a> Commands<'a> {
     }
 
     /// Starts a command and returns a handle to stream, wait for, or kill it (60 s timeout).
-    pub fn spawn(&self, cmd: impl Into<String>) -> Result<CommandHandle<'a>, Error> {
+    pub fn spawn(&self, cmd: impl Into<String>) -> Result<CommandHandle, Error> {
         self.cmd(cmd).spawn()
     }
 
     /// Describes a command with options (cwd, env vars, timeout, output callbacks); finish
     /// with [`CommandBuilder::run`] or [`CommandBuilder::spawn`].
-    pub fn cmd(&self, cmd: impl Into<String>) -> CommandBuilder<'a> {
+    pub fn cmd<'a>(&self, cmd: impl Into<String>) -> CommandBuilder<'a> {
         CommandBuilder {
-            sandbox: self.sandbox,
+            sandbox: self.sandbox.clone(),
             cmd: cmd.into(),
             cwd: None,
             envs: Vec::new(),
@@ -176,9 +177,12 @@ impl<'a> Commands<'a> {
 }
 
 /// Options of one command.
+///
+/// Callbacks may borrow from the caller for [`CommandBuilder::run`], which waits; a command
+/// that outlives the call ([`CommandBuilder::spawn`]) needs `'static` callbacks.
 #[must_use = "nothing runs until .run() or .spawn() is called"]
 pub struct CommandBuilder<'a> {
-    sandbox: &'a Sandbox,
+    sandbox: Sandbox,
     cmd: String,
     cwd: Option<String>,
     envs: Vec<(String, String)>,
@@ -234,25 +238,30 @@ impl<'a> CommandBuilder<'a> {
     }
 
     /// Called with each piece of stdout as it arrives, on the thread that waits.
-    pub fn on_stdout(mut self, f: impl FnMut(&str) + 'a) -> Self {
+    pub fn on_stdout(mut self, f: impl FnMut(&str) + Send + 'a) -> Self {
         self.on_stdout = Some(Box::new(f));
         self
     }
 
     /// Called with each piece of stderr as it arrives, on the thread that waits.
-    pub fn on_stderr(mut self, f: impl FnMut(&str) + 'a) -> Self {
+    pub fn on_stderr(mut self, f: impl FnMut(&str) + Send + 'a) -> Self {
         self.on_stderr = Some(Box::new(f));
         self
     }
 
     /// Runs the command and waits for it to end.
+    ///
+    /// # Errors
+    ///
+    /// What kept it from starting ([`Error::FileNotFound`] for a missing cwd,
+    /// [`Error::InvalidArgument`] for a NUL byte, ...) or ended it other than its own exit
+    /// (see [`CommandHandle::wait`]). A non-zero exit code is not an error.
     pub fn run(self) -> Result<CommandResult, Error> {
-        self.spawn()?.wait()
+        self.start()?.wait()
     }
 
-    /// Starts the command; returns once it is running (its pid is known), or with the error
-    /// that kept it from starting (for example [`Error::FileNotFound`] for a missing cwd).
-    pub fn spawn(self) -> Result<CommandHandle<'a>, Error> {
+    /// Starts the command; returns once it is running (its pid is known).
+    fn start(self) -> Result<Running<'a>, Error> {
         if self.cmd.contains('\0') {
             return Err(Error::InvalidArgument("command contains a NUL byte".into()));
         }
@@ -266,7 +275,7 @@ impl<'a> CommandBuilder<'a> {
         if self.cwd.as_deref().is_some_and(|c| c.contains('\0')) {
             return Err(Error::InvalidArgument("cwd contains a NUL byte".into()));
         }
-        let sandbox = self.sandbox;
+        let sandbox = &self.sandbox;
         let pool = sandbox.system_kernels();
         let kernel = pool.acquire(sandbox)?;
         if let Err(e) = sandbox.ensure_prepared(&kernel) {
@@ -297,8 +306,8 @@ impl<'a> CommandBuilder<'a> {
             }
         };
         log::debug!("command {msg_id} on kernel {kernel_id}: {:?}", self.cmd);
-        let mut handle = CommandHandle {
-            sandbox,
+        let mut handle = Running {
+            sandbox: sandbox.clone(),
             driver: Some(driver),
             msg_id,
             pid: None,
@@ -338,6 +347,18 @@ impl<'a> CommandBuilder<'a> {
             return Err(e.to_error(&handle.stdout, &handle.stderr));
         }
         Ok(handle)
+    }
+}
+
+impl CommandBuilder<'static> {
+    /// Starts the command; returns once it is running (its pid is known), or with the error
+    /// that kept it from starting. The command keeps running while the handle lives.
+    ///
+    /// # Errors
+    ///
+    /// As for [`CommandBuilder::run`], for starting.
+    pub fn spawn(self) -> Result<CommandHandle, Error> {
+        self.start().map(CommandHandle)
     }
 }
 
@@ -413,11 +434,98 @@ impl Ending {
 }
 
 /// A running (or finished) command. Output reaches the callbacks and [`CommandHandle::output`]
-/// while the calling thread waits in one of the handle's methods.
+/// while a thread waits in one of the handle's methods. The handle is `Send`: a spawned server
+/// can be waited on, or killed, from another thread.
 ///
 /// Dropping a handle whose command still runs kills the command.
-pub struct CommandHandle<'a> {
-    sandbox: &'a Sandbox,
+pub struct CommandHandle(Running<'static>);
+
+impl std::fmt::Debug for CommandHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl CommandHandle {
+    /// The process id of the shell running the command, in the sandbox.
+    pub fn pid(&self) -> Option<u32> {
+        self.0.pid
+    }
+
+    /// True once the command has ended (as far as this handle has seen; see
+    /// [`CommandHandle::try_wait`]).
+    pub fn is_finished(&self) -> bool {
+        self.0.ending.is_some()
+    }
+
+    /// Stdout received so far.
+    pub fn stdout(&self) -> &str {
+        &self.0.stdout
+    }
+
+    /// Stderr received so far.
+    pub fn stderr(&self) -> &str {
+        &self.0.stderr
+    }
+
+    /// Waits for the command to end. Bounded by the command's timeout (plus a grace period
+    /// for the sandbox to report); unbounded for a command without one. Can be called again:
+    /// it returns the same outcome.
+    ///
+    /// # Errors
+    ///
+    /// What ended the command other than its own exit: [`Error::Timeout`] with
+    /// [`TimeoutPhase::Command`], a lost connection or sandbox, [`Error::OutputLost`], a
+    /// callback that panicked ([`Error::CallbackPanicked`]). A non-zero exit code is not one.
+    pub fn wait(&mut self) -> Result<CommandResult, Error> {
+        self.0.wait()
+    }
+
+    /// Waits at most `limit`; `Ok(None)` means the command is still running.
+    ///
+    /// # Errors
+    ///
+    /// As for [`CommandHandle::wait`].
+    pub fn wait_timeout(&mut self, limit: Duration) -> Result<Option<CommandResult>, Error> {
+        self.0.wait_timeout(limit)
+    }
+
+    /// Handles whatever output has arrived, without blocking; `Ok(None)` while running.
+    ///
+    /// # Errors
+    ///
+    /// As for [`CommandHandle::wait`].
+    pub fn try_wait(&mut self) -> Result<Option<CommandResult>, Error> {
+        self.0.wait_timeout(Duration::ZERO)
+    }
+
+    /// Kills the command's process group (SIGKILL) and waits for the sandbox to confirm.
+    /// Returns `false` when it had already ended. Afterwards [`CommandHandle::wait`] gives the
+    /// result, with exit code `-9` unless the command ended first.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] or a connection error when the sandbox cannot be told;
+    /// [`Error::Timeout`] when the command did not end even when killed from another kernel.
+    pub fn kill(&mut self) -> Result<bool, Error> {
+        self.0.kill()
+    }
+
+    /// Iterates over output as it arrives, until the command ends (then call
+    /// [`CommandHandle::wait`] for the exit code, or for the error that ended it). Callbacks
+    /// still run.
+    pub fn output(&mut self) -> OutputIter<'_> {
+        self.0.queueing = true;
+        OutputIter {
+            handle: &mut self.0,
+        }
+    }
+}
+
+/// A command and the wait for it: what [`CommandHandle`] wraps, and what
+/// [`CommandBuilder::run`] waits on directly with callbacks that borrow.
+struct Running<'a> {
+    sandbox: Sandbox,
     /// The cell's execution on a system kernel, until the kernel goes back to the pool.
     driver: Option<Driver>,
     msg_id: String,
@@ -444,7 +552,7 @@ pub struct CommandHandle<'a> {
     killing: bool,
 }
 
-impl std::fmt::Debug for CommandHandle<'_> {
+impl std::fmt::Debug for Running<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CommandHandle")
             .field("pid", &self.pid)
@@ -454,52 +562,19 @@ impl std::fmt::Debug for CommandHandle<'_> {
     }
 }
 
-impl<'a> CommandHandle<'a> {
-    /// The process id of the shell running the command, in the sandbox.
-    pub fn pid(&self) -> Option<u32> {
-        self.pid
-    }
-
-    /// True once the command has ended (as far as this handle has seen; see
-    /// [`CommandHandle::try_wait`]).
-    pub fn is_finished(&self) -> bool {
-        self.ending.is_some()
-    }
-
-    /// Stdout received so far.
-    pub fn stdout(&self) -> &str {
-        &self.stdout
-    }
-
-    /// Stderr received so far.
-    pub fn stderr(&self) -> &str {
-        &self.stderr
-    }
-
-    /// Waits for the command to end. Bounded by the command's timeout (plus a grace period
-    /// for the sandbox to report); unbounded for a command without one. Can be called again:
-    /// it returns the same outcome.
-    pub fn wait(&mut self) -> Result<CommandResult, Error> {
+impl<'a> Running<'a> {
+    fn wait(&mut self) -> Result<CommandResult, Error> {
         self.pump(None);
         self.outcome()
             .unwrap_or_else(|| Err(Error::protocol("command wait ended without an outcome")))
     }
 
-    /// Waits at most `limit`; `Ok(None)` means the command is still running.
-    pub fn wait_timeout(&mut self, limit: Duration) -> Result<Option<CommandResult>, Error> {
+    fn wait_timeout(&mut self, limit: Duration) -> Result<Option<CommandResult>, Error> {
         self.pump(Some(Instant::now() + limit));
         self.outcome().transpose()
     }
 
-    /// Handles whatever output has arrived, without blocking; `Ok(None)` while running.
-    pub fn try_wait(&mut self) -> Result<Option<CommandResult>, Error> {
-        self.wait_timeout(Duration::ZERO)
-    }
-
-    /// Kills the command's process group (SIGKILL) and waits for the sandbox to confirm.
-    /// Returns `false` when it had already ended. Afterwards [`CommandHandle::wait`] gives the
-    /// result, with exit code `-9` unless the command ended first.
-    pub fn kill(&mut self) -> Result<bool, Error> {
+    fn kill(&mut self) -> Result<bool, Error> {
         if self.ending.is_some() {
             return Ok(false);
         }
@@ -549,7 +624,7 @@ impl<'a> CommandHandle<'a> {
 
     /// `killpg(pid, SIGKILL)` run in another system kernel.
     fn kill_from_elsewhere(&self, pid: u32) {
-        let sandbox = self.sandbox;
+        let sandbox = &self.sandbox;
         let pool = sandbox.system_kernels();
         match pool.acquire(sandbox) {
             Ok(kernel) => {
@@ -566,14 +641,6 @@ impl<'a> CommandHandle<'a> {
             }
             Err(e) => log::warn!("no kernel to kill pid {pid} from: {e}"),
         }
-    }
-
-    /// Iterates over output as it arrives, until the command ends (then call
-    /// [`CommandHandle::wait`] for the exit code, or for the error that ended it). Callbacks
-    /// still run.
-    pub fn output(&mut self) -> OutputIter<'_, 'a> {
-        self.queueing = true;
-        OutputIter { handle: self }
     }
 
     fn outcome(&self) -> Option<Result<CommandResult, Error>> {
@@ -795,12 +862,12 @@ impl<'a> CommandHandle<'a> {
             drop(driver);
             self.sandbox
                 .system_kernels()
-                .release(self.sandbox, kernel, clean);
+                .release(&self.sandbox, kernel, clean);
         }
     }
 }
 
-impl Drop for CommandHandle<'_> {
+impl Drop for Running<'_> {
     fn drop(&mut self) {
         if self.ending.is_none() {
             log::debug!("dropping running command {}; killing it", self.msg_id);
@@ -813,17 +880,17 @@ impl Drop for CommandHandle<'_> {
             drop(driver);
             self.sandbox
                 .system_kernels()
-                .release(self.sandbox, kernel, false);
+                .release(&self.sandbox, kernel, false);
         }
     }
 }
 
 /// Output of a running command as it arrives; see [`CommandHandle::output`].
-pub struct OutputIter<'h, 'a> {
-    handle: &'h mut CommandHandle<'a>,
+pub struct OutputIter<'h> {
+    handle: &'h mut Running<'static>,
 }
 
-impl std::fmt::Debug for OutputIter<'_, '_> {
+impl std::fmt::Debug for OutputIter<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OutputIter")
             .field("handle", &self.handle)
@@ -831,7 +898,7 @@ impl std::fmt::Debug for OutputIter<'_, '_> {
     }
 }
 
-impl Iterator for OutputIter<'_, '_> {
+impl Iterator for OutputIter<'_> {
     type Item = CommandOutput;
 
     fn next(&mut self) -> Option<CommandOutput> {
@@ -847,7 +914,7 @@ impl Iterator for OutputIter<'_, '_> {
     }
 }
 
-impl Drop for OutputIter<'_, '_> {
+impl Drop for OutputIter<'_> {
     fn drop(&mut self) {
         self.handle.queueing = false;
         self.handle.queue.clear();

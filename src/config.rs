@@ -5,15 +5,25 @@ use std::time::Duration;
 
 /// How long each kind of call may take. Separate from how long a cloud sandbox *lives*
 /// (that is the sandbox's lifetime, set on the E2B builder).
+///
+/// Each field is documented on its setter of the same name.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Timeouts {
-    pub(crate) connect: Duration,
-    pub(crate) kernel_start: Duration,
-    pub(crate) request: Duration,
-    pub(crate) execution: Option<Duration>,
-    pub(crate) start: Duration,
-    pub(crate) close: Duration,
-    pub(crate) interrupt_grace: Duration,
+    /// See [`Timeouts::connect`].
+    pub connect: Duration,
+    /// See [`Timeouts::kernel_start`].
+    pub kernel_start: Duration,
+    /// See [`Timeouts::request`].
+    pub request: Duration,
+    /// See [`Timeouts::execution`].
+    pub execution: Option<Duration>,
+    /// See [`Timeouts::start`].
+    pub start: Duration,
+    /// See [`Timeouts::close`].
+    pub close: Duration,
+    /// See [`Timeouts::interrupt_grace`].
+    pub interrupt_grace: Duration,
 }
 
 impl Default for Timeouts {
@@ -94,14 +104,23 @@ impl Timeouts {
 /// The first retry happens at once; later ones wait an exponentially growing, jittered delay up
 /// to `max_delay`. Retrying stops when either `max_attempts` or `max_elapsed` is used up; both
 /// reset after every successful connect.
+///
+/// Each field is documented on its setter of the same name.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct ReconnectPolicy {
-    pub(crate) first_delay: Duration,
-    pub(crate) max_delay: Duration,
-    pub(crate) multiplier: f64,
-    pub(crate) jitter: f64,
-    pub(crate) max_attempts: u32,
-    pub(crate) max_elapsed: Duration,
+    /// See [`ReconnectPolicy::first_delay`].
+    pub first_delay: Duration,
+    /// See [`ReconnectPolicy::max_delay`].
+    pub max_delay: Duration,
+    /// See [`ReconnectPolicy::multiplier`]; values below 1 count as 1.
+    pub multiplier: f64,
+    /// See [`ReconnectPolicy::jitter`]; values outside 0..=1 are clamped.
+    pub jitter: f64,
+    /// See [`ReconnectPolicy::max_attempts`].
+    pub max_attempts: u32,
+    /// See [`ReconnectPolicy::max_elapsed`].
+    pub max_elapsed: Duration,
 }
 
 impl Default for ReconnectPolicy {
@@ -164,10 +183,15 @@ impl ReconnectPolicy {
 }
 
 /// Keep-alive of the kernel websocket.
+///
+/// Each field is documented on its setter of the same name.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Keepalive {
-    pub(crate) idle_ping: Duration,
-    pub(crate) pong_timeout: Duration,
+    /// See [`Keepalive::idle_ping`].
+    pub idle_ping: Duration,
+    /// See [`Keepalive::pong_timeout`].
+    pub pong_timeout: Duration,
 }
 
 impl Default for Keepalive {

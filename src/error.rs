@@ -42,7 +42,7 @@ pub enum Error {
     /// ([`Sandbox::restart_context`](crate::Sandbox::restart_context) with
     /// [`Sandbox::default_context`](crate::Sandbox::default_context) for the default one), or
     /// ask for that up front with
-    /// [`RunBuilder::restart_on_timeout`](crate::RunBuilder::restart_on_timeout).
+    /// [`CodeBuilder::restart_on_timeout`](crate::CodeBuilder::restart_on_timeout).
     #[error("execution timed out after {after:?} and kernel {context_id} ignored the interrupt; {}",
         if *restarted { "it was restarted and its state is lost" } else { "it is still busy: restart the context" })]
     InterruptIgnored {
@@ -203,6 +203,12 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+
+    /// The code raised an exception. Only produced on request, by
+    /// [`Execution::check`](crate::Execution::check): an exception is data
+    /// ([`Execution::error`](crate::Execution::error)), not an error, until then.
+    #[error("the code raised {}: {}", .0.name, .0.value)]
+    ExecutionFailed(Box<crate::execution::ExecutionError>),
 
     /// A command exited with a non-zero code. Only produced on request, by
     /// `CommandResult::check`: a non-zero exit code is data, not an error, until then.

@@ -10,12 +10,14 @@ use crate::error::Error;
 
 /// The outcome of running one cell.
 ///
-/// A Python exception is not an `Err`: it is [`Execution::error`].
+/// A Python exception is not an `Err`: it is [`Execution::error`]; [`Execution::check`]
+/// turns it into one.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[non_exhaustive]
+#[must_use = "an execution may hold an exception in `.error`; use `.check()` to turn it into an Err"]
 pub struct Execution {
     /// Rich results in arrival order: `display()` calls and the cell's value (the main result).
-    pub results: Vec<Result>,
+    pub results: Vec<RichResult>,
     /// Everything printed to stdout and stderr.
     pub logs: Logs,
     /// The exception the cell raised, if any.
@@ -44,13 +46,26 @@ pub enum Continuity {
 }
 
 impl Execution {
+    /// `Ok(self)` when the code raised nothing, else [`Error::ExecutionFailed`] with the
+    /// exception.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ExecutionFailed`] when [`Execution::error`] is set.
+    pub fn check(self) -> Result<Execution, Error> {
+        match self.error {
+            Some(e) => Err(Error::ExecutionFailed(Box::new(e))),
+            None => Ok(self),
+        }
+    }
+
     /// Text of the main result (the cell's value), if the cell had one.
     pub fn text(&self) -> Option<&str> {
         self.main_result().and_then(|r| r.text.as_deref())
     }
 
     /// The main result, if the cell's last expression had a value.
-    pub fn main_result(&self) -> Option<&Result> {
+    pub fn main_result(&self) -> Option<&RichResult> {
         self.results.iter().find(|r| r.is_main_result)
     }
 
@@ -94,10 +109,12 @@ pub struct OutputMessage {
     pub error: bool,
 }
 
-/// A rich result: one MIME bundle from `display()` or from the cell's value.
+/// A rich result: one MIME bundle from `display()` or from the cell's value (E2B calls it
+/// `Result`; here that name is the usual `Result<T, Error>`).
+#[doc(alias = "Result")]
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[non_exhaustive]
-pub struct Result {
+pub struct RichResult {
     /// `text/plain`.
     pub text: Option<String>,
     /// `text/html`.
@@ -106,9 +123,9 @@ pub struct Result {
     pub markdown: Option<String>,
     /// `image/svg+xml`.
     pub svg: Option<String>,
-    /// `image/png`, base64 as sent; see [`Result::png_bytes`].
+    /// `image/png`, base64 as sent; see [`RichResult::png_bytes`].
     pub png: Option<String>,
-    /// `image/jpeg`, base64 as sent; see [`Result::jpeg_bytes`].
+    /// `image/jpeg`, base64 as sent; see [`RichResult::jpeg_bytes`].
     pub jpeg: Option<String>,
     /// `application/pdf`, base64 as sent.
     pub pdf: Option<String>,
@@ -128,7 +145,7 @@ pub struct Result {
     pub extra: BTreeMap<String, Value>,
 }
 
-/// MIME keys in the order [`Result::formats`] lists them, with their format names.
+/// MIME keys in the order [`RichResult::formats`] lists them, with their format names.
 const FORMATS: [(&str, &str); 12] = [
     ("text/plain", "text"),
     ("text/html", "html"),
@@ -144,12 +161,12 @@ const FORMATS: [(&str, &str); 12] = [
     ("e2b/chart", "chart"),
 ];
 
-impl Result {
+impl RichResult {
     /// Builds a result from a Jupyter MIME bundle (`content.data`).
-    pub(crate) fn from_bundle(bundle: &Value, is_main_result: bool) -> Result {
-        let mut r = Result {
+    pub(crate) fn from_bundle(bundle: &Value, is_main_result: bool) -> RichResult {
+        let mut r = RichResult {
             is_main_result,
-            ..Result::default()
+            ..RichResult::default()
         };
         let Some(map) = bundle.as_object() else {
             return r;
@@ -269,7 +286,7 @@ mod tests {
 
     #[test]
     fn bundle_maps_known_and_extra_types() {
-        let r = Result::from_bundle(
+        let r = RichResult::from_bundle(
             &json!({
                 "text/plain": "42",
                 "text/html": ["<b>", "x</b>"],
@@ -293,7 +310,7 @@ mod tests {
 
     #[test]
     fn bad_base64_is_an_error() {
-        let r = Result::from_bundle(&json!({"image/png": "***"}), false);
+        let r = RichResult::from_bundle(&json!({"image/png": "***"}), false);
         assert!(r.png_bytes().is_err());
     }
 }

@@ -134,23 +134,23 @@ impl Model {
 ///
 /// Hidden files (`.env`) need the server's `ContentsManager.allow_hidden`; the local sandbox
 /// turns it on. Jupyter Kernel Gateway has no contents API at all.
-#[derive(Debug, Clone, Copy)]
-pub struct Files<'a> {
-    sandbox: &'a Sandbox,
+#[derive(Debug, Clone)]
+pub struct Files {
+    sandbox: Sandbox,
 }
 
-impl<'a> Files<'a> {
-    pub(crate) fn new(sandbox: &'a Sandbox) -> Self {
+impl Files {
+    pub(crate) fn new(sandbox: Sandbox) -> Self {
         Files { sandbox }
     }
 
-    fn http(&self) -> &'a Http {
+    fn http(&self) -> &Http {
         self.sandbox.http()
     }
 
     fn path(&self, path: &str) -> Result<String, Error> {
         self.sandbox.ensure_open()?;
-        normalize(path, self.sandbox.local_root())
+        normalize(path, self.sandbox.as_local().map(|l| l.root()))
     }
 
     /// Reads a UTF-8 text file. A file that is not valid UTF-8 gives
@@ -186,9 +186,9 @@ impl<'a> Files<'a> {
     }
 
     /// Starts an upload with options: a progress callback, the chunk size, the source.
-    pub fn upload(&self, path: &str) -> Upload<'a> {
+    pub fn upload(&self, path: &str) -> Upload<'_> {
         Upload {
-            files: *self,
+            files: self.clone(),
             path: path.to_string(),
             progress: None,
             chunk_size: DEFAULT_CHUNK,
@@ -197,9 +197,9 @@ impl<'a> Files<'a> {
     }
 
     /// Starts a download with options: a progress callback, the sink.
-    pub fn download(&self, path: &str) -> Download<'a> {
+    pub fn download(&self, path: &str) -> Download<'_> {
         Download {
-            files: *self,
+            files: self.clone(),
             path: path.to_string(),
             progress: None,
         }
@@ -457,7 +457,7 @@ impl<'a> Files<'a> {
 /// [`Upload::file`].
 #[must_use = "nothing is uploaded until .bytes(), .reader() or .file() is called"]
 pub struct Upload<'a> {
-    files: Files<'a>,
+    files: Files,
     path: String,
     progress: Option<Progress<'a>>,
     chunk_size: usize,
@@ -554,7 +554,7 @@ impl<'a> Upload<'a> {
             path: source.to_string(),
             source: source_err,
         };
-        let files = self.files;
+        let files = self.files.clone();
         let chunk = self.chunk_size;
         let mut cur = Vec::new();
         fill(&mut reader, &mut cur, chunk).map_err(io_err)?;
@@ -601,7 +601,7 @@ impl<'a> Upload<'a> {
 /// [`Download::to_file`].
 #[must_use = "nothing is downloaded until .to_writer(), .to_vec() or .to_file() is called"]
 pub struct Download<'a> {
-    files: Files<'a>,
+    files: Files,
     path: String,
     progress: Option<Progress<'a>>,
 }

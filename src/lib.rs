@@ -12,10 +12,10 @@
 //! assert_eq!(exec.text(), Some("42"));
 //!
 //! let exec = sbx
-//!     .run("for i in range(3): print(i)")
+//!     .code("for i in range(3): print(i)")
 //!     .on_stdout(|m| print!("{}", m.line))
 //!     .timeout(std::time::Duration::from_secs(10))
-//!     .send()?;
+//!     .run()?;
 //! assert_eq!(exec.logs.stdout.concat(), "0\n1\n2\n");
 //! # Ok::<(), e2b_blocking::Error>(())
 //! ```
@@ -70,20 +70,24 @@ mod sandbox;
 
 pub use backend::e2b::{
     DEFAULT_DOMAIN, DEFAULT_LIFETIME, DEFAULT_TEMPLATE, E2bClient, E2bConfig, E2bOptions,
-    ListQuery, SandboxAccess, SandboxInfo, SandboxLifecycle, SandboxPage, SandboxState,
+    E2bSandbox, ListQuery, SandboxAccess, SandboxInfo, SandboxLifecycle, SandboxPage, SandboxState,
 };
-pub use backend::local::{CACHE_ENV, LocalOptions, PYTHON_ENV};
+pub use backend::local::{CACHE_ENV, LocalOptions, LocalSandbox, PYTHON_ENV};
 pub use commands::{
     CommandBuilder, CommandHandle, CommandOutput, CommandResult, Commands, OutputIter,
 };
 pub use config::{ConnectionConfig, Keepalive, ReconnectPolicy, Secret, Timeouts};
 pub use context::{Context, ContextOptions};
 pub use error::{BoxError, Error, KernelEvent, TimeoutPhase};
-pub use execution::{Continuity, Execution, ExecutionError, Logs, OutputMessage, Result};
+pub use execution::{Continuity, Execution, ExecutionError, Logs, OutputMessage, RichResult};
 pub use files::{Download, EntryInfo, FileType, Files, Upload};
-pub use jupyter::state::{CloseReason, ConnectionState};
-pub use run::RunBuilder;
+pub use jupyter::state::{CloseReason, ConnectionState, ConnectionWatch};
+pub use run::CodeBuilder;
 pub use sandbox::{Sandbox, SandboxBuilder};
+
+/// `Result` with this crate's [`Error`] by default, so `fn main() -> Result<()>` works under
+/// `use e2b_blocking::*`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The README's Rust blocks, compiled and run as doctests, so that the README keeps working.
 #[cfg(doctest)]

@@ -31,8 +31,17 @@ impl Retry {
             backoff: backoff::ExponentialBackoff {
                 current_interval: policy.first_delay,
                 initial_interval: policy.first_delay,
-                randomization_factor: policy.jitter,
-                multiplier: policy.multiplier,
+                // The fields are public: keep what the backoff maths needs in range.
+                randomization_factor: if policy.jitter.is_finite() {
+                    policy.jitter.clamp(0.0, 1.0)
+                } else {
+                    0.0
+                },
+                multiplier: if policy.multiplier.is_finite() {
+                    policy.multiplier.max(1.0)
+                } else {
+                    1.0
+                },
                 max_interval: policy.max_delay,
                 max_elapsed_time: None,
                 ..backoff::ExponentialBackoff::default()

@@ -1,4 +1,4 @@
-//! `sandbox.run(code)`: the options of one execution and the wait for its result, with user
+//! `sandbox.code(code)`: the options of one execution and the wait for its result, with user
 //! callbacks called on the caller's thread as output arrives.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::context::Context;
 use crate::driver::{Driver, Stop};
 use crate::error::{Error, TimeoutPhase};
-use crate::execution::{Execution, ExecutionError, OutputMessage, Result as RichResult};
+use crate::execution::{Execution, ExecutionError, OutputMessage, RichResult};
 use crate::jupyter::wire::{Incoming, Outgoing};
 use crate::kernel::Kernel;
 use crate::sandbox::Sandbox;
@@ -18,9 +18,9 @@ const SETTLE: Duration = Duration::from_millis(500);
 
 type Callback<'a, T> = Box<dyn FnMut(&T) + 'a>;
 
-/// Options of one execution; finish with [`RunBuilder::send`].
-#[must_use = "nothing runs until .send() is called"]
-pub struct RunBuilder<'a> {
+/// Options of one execution; finish with [`CodeBuilder::send`].
+#[must_use = "nothing runs until .run() is called"]
+pub struct CodeBuilder<'a> {
     sandbox: &'a Sandbox,
     code: String,
     context: Option<&'a Context>,
@@ -34,9 +34,9 @@ pub struct RunBuilder<'a> {
     on_error: Option<Callback<'a, ExecutionError>>,
 }
 
-impl std::fmt::Debug for RunBuilder<'_> {
+impl std::fmt::Debug for CodeBuilder<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RunBuilder")
+        f.debug_struct("CodeBuilder")
             .field("code", &self.code)
             .field("context", &self.context.map(|c| &c.id))
             .field("language", &self.language)
@@ -45,9 +45,9 @@ impl std::fmt::Debug for RunBuilder<'_> {
     }
 }
 
-impl<'a> RunBuilder<'a> {
+impl<'a> CodeBuilder<'a> {
     pub(crate) fn new(sandbox: &'a Sandbox, code: String) -> Self {
-        RunBuilder {
+        CodeBuilder {
             sandbox,
             code,
             context: None,
@@ -63,7 +63,7 @@ impl<'a> RunBuilder<'a> {
     }
 
     /// Runs in this context instead of the default Python one. Not combinable with
-    /// [`RunBuilder::language`].
+    /// [`CodeBuilder::language`].
     pub fn context(mut self, context: &'a Context) -> Self {
         self.context = Some(context);
         self
@@ -93,7 +93,7 @@ impl<'a> RunBuilder<'a> {
     /// again, or [`Error::InterruptIgnored`] when it is still busy after
     /// [`Timeouts::interrupt_grace`](crate::Timeouts::interrupt_grace): the call never takes
     /// longer than the timeout plus that grace (plus a restart, with
-    /// [`RunBuilder::restart_on_timeout`]). Defaults to the sandbox's execution timeout (300 s
+    /// [`CodeBuilder::restart_on_timeout`]). Defaults to the sandbox's execution timeout (300 s
     /// unless configured).
     pub fn timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
         self.timeout = Some(timeout.into());
@@ -134,7 +134,7 @@ impl<'a> RunBuilder<'a> {
     }
 
     /// Runs the code and waits for it to finish.
-    pub fn send(mut self) -> Result<Execution, Error> {
+    pub fn run(mut self) -> Result<Execution, Error> {
         if self.context.is_some() && self.language.is_some() {
             return Err(Error::InvalidArgument(
                 "pass either a context or a language, not both".into(),

@@ -1,17 +1,14 @@
 //! `Sandbox`: the blocking facade over one sandbox's kernels, whatever its backend.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Receiver;
-
 use crate::backend::Backend;
-use crate::backend::e2b::{DEFAULT_LIFETIME, E2bBackend, E2bConfig, E2bOptions, SandboxInfo};
+use crate::backend::e2b::{DEFAULT_LIFETIME, E2bBackend, E2bConfig, E2bOptions, E2bSandbox};
 use crate::backend::jupyter::JupyterBackend;
-use crate::backend::local::{LocalBackend, LocalOptions};
+use crate::backend::local::{LocalBackend, LocalOptions, LocalSandbox};
 use crate::config::{ConnectionConfig, Keepalive, ReconnectPolicy, Secret, Timeouts};
 use crate::context::{self, Context, ContextOptions};
 use crate::error::{Error, TimeoutPhase};
@@ -19,9 +16,9 @@ use crate::execution::Execution;
 use crate::http::Http;
 use crate::jupyter::delivery::Failure;
 use crate::jupyter::rest::{self, KernelSpecs};
-use crate::jupyter::state::ConnectionState;
+use crate::jupyter::state::{ConnectionState, ConnectionWatch};
 use crate::kernel::{Kernel, SilentError};
-use crate::run::RunBuilder;
+use crate::run::CodeBuilder;
 
 /// Settings every sandbox has, whatever its backend.
 #[derive(Debug, Clone, Default)]
@@ -66,6 +63,16 @@ impl SandboxBuilder {
         self
     }
 
+    /// Everything that shapes kernel connections at once (reconnect policy, keep-alive, message
+    /// limits, framing), replacing what [`SandboxBuilder::reconnect`],
+    /// [`SandboxBuilder::keepalive`], [`SandboxBuilder::binary_framing`] and the size setters
+    /// set before; its timeouts are replaced by the builder's. Defaults to
+    /// [`ConnectionConfig::default`].
+    pub fn connection(mut self, connection: ConnectionConfig) -> Self {
+        self.config.connection = connection.timeouts(self.config.timeouts.clone());
+        self
+    }
+
     /// Largest websocket message accepted from the server. Defaults to 256 MiB; see
     /// [`ConnectionConfig::max_message_size`].
     pub fn max_message_size(mut self, bytes: usize) -> Self {
@@ -103,7 +110,7 @@ impl SandboxBuilder {
     /// The sandbox starts its own kernels and shuts down only those when closed.
     pub fn jupyter(self, url: &str, token: impl Into<Secret>) -> Result<Sandbox, Error> {
         let backend = JupyterBackend::connect(url, &token.into(), &self.config.timeouts)?;
-        Sandbox::open(Arc::new(backend), self.config, None)
+        Sandbox::open(Backends::Jupyter(Arc::new(backend)), self.config)
     }
 
     /// Creates an E2B sandbox with [`E2bConfig::from_env`] and default [`E2bOptions`].
@@ -113,31 +120,22 @@ impl SandboxBuilder {
 
     /// Creates an E2B sandbox; closing the handle kills it.
     pub fn e2b_with(self, config: &E2bConfig, options: &E2bOptions) -> Result<Sandbox, Error> {
-        let backend = Arc::new(E2bBackend::create(config, options, &self.config.timeouts)?);
-        Sandbox::open_e2b(backend, self.config)
+        let backend = E2bBackend::create(config, options, &self.config.timeouts)?;
+        Sandbox::open(Backends::E2b(Arc::new(backend)), self.config)
     }
 
     /// Connects to a running or paused E2B sandbox by id; closing the handle leaves it
     /// running (see [`Sandbox::set_kill_on_close`]).
     pub fn e2b_connect(self, config: &E2bConfig, sandbox_id: &str) -> Result<Sandbox, Error> {
-        let backend = Arc::new(E2bBackend::connect(
-            config,
-            sandbox_id,
-            DEFAULT_LIFETIME,
-            &self.config.timeouts,
-        )?);
-        Sandbox::open_e2b(backend, self.config)
+        let backend =
+            E2bBackend::connect(config, sandbox_id, DEFAULT_LIFETIME, &self.config.timeouts)?;
+        Sandbox::open(Backends::E2b(Arc::new(backend)), self.config)
     }
 
     /// Starts a local sandbox: a `jupyter server` child process on 127.0.0.1.
     pub fn local_with(self, options: LocalOptions) -> Result<Sandbox, Error> {
-        let backend = Arc::new(LocalBackend::start(
-            &options,
-            &self.config.envs,
-            &self.config.timeouts,
-        )?);
-        let local = backend.clone();
-        Sandbox::open(backend, self.config, Some(local))
+        let backend = LocalBackend::start(&options, &self.config.envs, &self.config.timeouts)?;
+        Sandbox::open(Backends::Local(Arc::new(backend)), self.config)
     }
 }
 
@@ -146,10 +144,42 @@ impl SandboxBuilder {
 /// `Sandbox` is `Send + Sync`; calls from several threads are fine (executions on one context
 /// run one after another in the kernel). Dropping it tears the sandbox down; [`Sandbox::close`]
 /// does the same and returns the error instead of logging it.
+#[derive(Clone)]
 pub struct Sandbox {
-    backend: Arc<dyn Backend>,
-    local: Option<Arc<LocalBackend>>,
-    e2b: Option<Arc<E2bBackend>>,
+    inner: Arc<Inner>,
+}
+
+/// The backend a sandbox runs on: what it shares with the others is [`Backend`]; what only one
+/// kind has is reached through [`Sandbox::as_local`] and [`Sandbox::as_e2b`].
+#[derive(Debug)]
+pub(crate) enum Backends {
+    Local(Arc<LocalBackend>),
+    Jupyter(Arc<JupyterBackend>),
+    E2b(Arc<E2bBackend>),
+}
+
+impl Backends {
+    /// The backend, for the connections that outlive a borrow of the sandbox.
+    fn shared(&self) -> Arc<dyn Backend> {
+        match self {
+            Backends::Local(b) => b.clone(),
+            Backends::Jupyter(b) => b.clone(),
+            Backends::E2b(b) => b.clone(),
+        }
+    }
+
+    fn get(&self) -> &dyn Backend {
+        match self {
+            Backends::Local(b) => &**b,
+            Backends::Jupyter(b) => &**b,
+            Backends::E2b(b) => &**b,
+        }
+    }
+}
+
+/// What every clone of a [`Sandbox`] shares; the sandbox is torn down when the last goes.
+struct Inner {
+    backend: Backends,
     http: Http,
     config: SandboxConfig,
     kernels: Mutex<Kernels>,
@@ -183,9 +213,9 @@ impl Kernels {
 impl std::fmt::Debug for Sandbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Sandbox")
-            .field("sandbox_id", &self.backend.sandbox_id())
-            .field("jupyter", self.backend.jupyter())
-            .field("closed", &self.closed.load(Ordering::Relaxed))
+            .field("sandbox_id", &self.inner.backend.get().sandbox_id())
+            .field("jupyter", self.inner.backend.get().jupyter())
+            .field("closed", &self.inner.closed.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
 }
@@ -206,43 +236,21 @@ impl Sandbox {
         Sandbox::builder().e2b()
     }
 
-    fn open_e2b(backend: Arc<E2bBackend>, config: SandboxConfig) -> Result<Sandbox, Error> {
-        let mut sandbox = Sandbox::open(backend.clone(), config, None)?;
-        sandbox.e2b = Some(backend);
-        Ok(sandbox)
+    /// What only a local sandbox has (its directory, its server's pid); `None` for others.
+    pub fn as_local(&self) -> Option<LocalSandbox<'_>> {
+        match &self.inner.backend {
+            Backends::Local(b) => Some(LocalSandbox::new(b)),
+            _ => None,
+        }
     }
 
-    fn e2b_backend(&self) -> Result<&E2bBackend, Error> {
-        self.e2b
-            .as_deref()
-            .ok_or_else(|| Error::InvalidArgument("not an E2B sandbox".into()))
-    }
-
-    /// E2B: sets how long the sandbox lives from now.
-    pub fn set_timeout(&self, lifetime: Duration) -> Result<(), Error> {
-        self.e2b_backend()?.set_timeout(lifetime)
-    }
-
-    /// E2B: the sandbox as the control plane sees it.
-    pub fn get_info(&self) -> Result<SandboxInfo, Error> {
-        self.e2b_backend()?.info()
-    }
-
-    /// E2B: whether closing this handle kills the sandbox.
-    pub fn set_kill_on_close(&self, kill: bool) -> Result<(), Error> {
-        self.e2b_backend()?.set_kill_on_close(kill);
-        Ok(())
-    }
-
-    /// E2B: whether closing this handle kills the sandbox (`None` for other backends).
-    pub fn kills_on_close(&self) -> Option<bool> {
-        self.e2b.as_deref().map(E2bBackend::kills_on_close)
-    }
-
-    /// E2B: what the control plane returned when the sandbox was created or connected to
-    /// (ids, envd version, tokens as [`Secret`]s).
-    pub fn e2b_access(&self) -> Option<&crate::backend::e2b::SandboxAccess> {
-        self.e2b.as_deref().map(E2bBackend::access)
+    /// What only an E2B sandbox has (its lifetime, its control-plane record, whether closing
+    /// kills it); `None` for others.
+    pub fn as_e2b(&self) -> Option<E2bSandbox<'_>> {
+        match &self.inner.backend {
+            Backends::E2b(b) => Some(E2bSandbox::new(b)),
+            _ => None,
+        }
     }
 
     /// A builder for options shared by every backend.
@@ -250,23 +258,19 @@ impl Sandbox {
         SandboxBuilder::default()
     }
 
-    pub(crate) fn open(
-        backend: Arc<dyn Backend>,
-        config: SandboxConfig,
-        local: Option<Arc<LocalBackend>>,
-    ) -> Result<Sandbox, Error> {
-        let http = Http::new(backend.jupyter().clone(), &config.timeouts)
+    fn open(backend: Backends, config: SandboxConfig) -> Result<Sandbox, Error> {
+        let http = Http::new(backend.get().jupyter().clone(), &config.timeouts)
             .with_retry(config.connection.reconnect.clone());
         let sandbox = Sandbox {
-            backend,
-            local,
-            e2b: None,
-            http,
-            config,
-            kernels: Mutex::new(Kernels::default()),
-            specs: OnceLock::new(),
-            closed: AtomicBool::new(false),
-            system: Default::default(),
+            inner: Arc::new(Inner {
+                backend,
+                http,
+                config,
+                kernels: Mutex::new(Kernels::default()),
+                specs: OnceLock::new(),
+                closed: AtomicBool::new(false),
+                system: Default::default(),
+            }),
         };
         // The default Python context is made up front, as E2B's sandbox does, so the first
         // run_code does not pay for a kernel start.
@@ -276,18 +280,18 @@ impl Sandbox {
 
     /// The sandbox's id: the E2B sandbox id, or `local-<pid>` for a local sandbox.
     pub fn sandbox_id(&self) -> &str {
-        self.backend.sandbox_id()
+        self.inner.backend.get().sandbox_id()
     }
 
     /// Runs code in the default Python context and waits for it. Equivalent to
-    /// `self.run(code).send()`.
+    /// `self.code(code).run()`.
     pub fn run_code(&self, code: impl Into<String>) -> Result<Execution, Error> {
-        self.run(code).send()
+        self.code(code).run()
     }
 
     /// Starts describing an execution: callbacks, timeout, context, env vars.
-    pub fn run(&self, code: impl Into<String>) -> RunBuilder<'_> {
-        RunBuilder::new(self, code.into())
+    pub fn code(&self, code: impl Into<String>) -> CodeBuilder<'_> {
+        CodeBuilder::new(self, code.into())
     }
 
     /// Creates a new context: its own kernel with its own state.
@@ -300,7 +304,7 @@ impl Sandbox {
     /// Every live context, default ones included, in creation order.
     pub fn list_contexts(&self) -> Result<Vec<Context>, Error> {
         self.ensure_open()?;
-        let k = self.lock_kernels();
+        let k = self.inner.lock_kernels();
         Ok(k.order
             .iter()
             .filter_map(|id| k.by_id.get(id))
@@ -310,7 +314,7 @@ impl Sandbox {
 
     /// The default Python context: the one [`Sandbox::run_code`] uses, started with the
     /// sandbox. Pass it to [`Sandbox::restart_context`], [`Sandbox::interrupt`] or
-    /// [`RunBuilder::context`](crate::RunBuilder::context).
+    /// [`CodeBuilder::context`](crate::CodeBuilder::context).
     pub fn default_context(&self) -> Result<Context, Error> {
         Ok(context_of(&*self.default_kernel_for("python")?))
     }
@@ -323,34 +327,44 @@ impl Sandbox {
     /// Interrupts whatever a context is running.
     pub fn interrupt(&self, context: &Context) -> Result<(), Error> {
         let kernel = self.kernel_of(context)?;
-        rest::interrupt_kernel(&self.http, &kernel.id)
+        rest::interrupt_kernel(&self.inner.http, &kernel.id)
     }
 
     /// Shuts a context's kernel down and forgets it.
     pub fn remove_context(&self, context: &Context) -> Result<(), Error> {
         let kernel = self.kernel_of(context)?;
         {
-            let mut k = self.lock_kernels();
+            let mut k = self.inner.lock_kernels();
             k.by_id.remove(&kernel.id);
             k.order.retain(|id| id != &kernel.id);
             k.defaults.retain(|_, id| id != &kernel.id);
         }
-        let _ = kernel.conn.close(self.config.timeouts.close);
-        rest::shutdown_kernel(&self.http, &kernel.id)
+        let _ = kernel.conn.close(self.inner.config.timeouts.close);
+        rest::shutdown_kernel(&self.inner.http, &kernel.id)
     }
 
-    /// State of the default Python context's connection.
+    /// State of the default Python context's connection. Never starts a kernel: with no
+    /// default context (it was removed and not used since), the state is `Connecting` until
+    /// the next call that needs one, and `Closed` once the sandbox is.
     pub fn connection_state(&self) -> ConnectionState {
-        match self.default_kernel_for("python") {
-            Ok(k) => k.state(),
-            Err(_) => ConnectionState::Closed {
+        if self.inner.closed.load(Ordering::SeqCst) {
+            return ConnectionState::Closed {
                 reason: crate::CloseReason::Requested,
-            },
+            };
+        }
+        match self.inner.lock_kernels().default_for("python") {
+            Some(k) => k.state(),
+            None => ConnectionState::Connecting,
         }
     }
 
     /// Every later state change of the default Python context's connection.
-    pub fn watch_connection(&self) -> Result<Receiver<ConnectionState>, Error> {
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] after the sandbox was closed; the errors of starting a kernel when
+    /// the default context has to be started again.
+    pub fn watch_connection(&self) -> Result<ConnectionWatch, Error> {
         Ok(self.default_kernel_for("python")?.conn.watch())
     }
 
@@ -360,60 +374,274 @@ impl Sandbox {
     }
 
     /// Every later state change of a context's connection.
-    pub fn watch_context(&self, context: &Context) -> Result<Receiver<ConnectionState>, Error> {
+    pub fn watch_context(&self, context: &Context) -> Result<ConnectionWatch, Error> {
         Ok(self.kernel_of(context)?.conn.watch())
     }
 
     /// Base URL of the sandbox's Jupyter server, for tools of your own (JupyterLab, a peer
     /// client in a benchmark).
     pub fn jupyter_url(&self) -> &str {
-        self.backend.jupyter().base()
+        self.inner.backend.get().jupyter().base()
     }
 
     /// The headers every request to [`Sandbox::jupyter_url`] needs (for example
     /// `Authorization: token …`). Values are [`Secret`]s.
     pub fn jupyter_headers(&self) -> Vec<(String, Secret)> {
-        self.backend
+        self.inner
+            .backend
+            .get()
             .jupyter()
             .headers()
             .map(|(n, v)| (n.to_string(), Secret::new(v)))
             .collect()
     }
 
+    /// The Jupyter server's token, for tools of your own (`None` for a server without one,
+    /// such as E2B's template, which is reached through its traffic token header instead).
+    pub fn jupyter_token(&self) -> Option<Secret> {
+        self.inner
+            .backend
+            .get()
+            .jupyter()
+            .headers()
+            .find(|(name, _)| name.eq_ignore_ascii_case("authorization"))
+            .and_then(|(_, v)| v.strip_prefix("token "))
+            .map(Secret::new)
+    }
+
     /// Files in the sandbox: read, write, list, rename, remove (over the Jupyter contents API).
-    pub fn files(&self) -> crate::files::Files<'_> {
-        crate::files::Files::new(self)
+    pub fn files(&self) -> crate::files::Files {
+        crate::files::Files::new(self.clone())
     }
 
     /// Shell commands in the sandbox: run one and wait, or spawn one and keep a handle.
-    pub fn commands(&self) -> crate::commands::Commands<'_> {
-        crate::commands::Commands::new(self)
-    }
-
-    /// For a local sandbox, the directory its files live in.
-    pub fn local_root(&self) -> Option<&Path> {
-        self.local.as_deref().map(LocalBackend::root)
-    }
-
-    /// For a local sandbox, where kernel connection files are (direct ZMQ access).
-    pub fn local_runtime_dir(&self) -> Option<&Path> {
-        self.local.as_deref().map(LocalBackend::runtime_dir)
-    }
-
-    /// For a local sandbox, the server's process id.
-    pub fn local_pid(&self) -> Option<u32> {
-        self.local.as_deref().map(LocalBackend::pid)
+    pub fn commands(&self) -> crate::commands::Commands {
+        crate::commands::Commands::new(self.clone())
     }
 
     /// Tears the sandbox down now, from any thread: in-flight calls fail with
-    /// [`Error::Closed`], and later calls too. Takes at most [`Timeouts::close`] in all, plus
-    /// the backend's own teardown (killing the local server, or E2B's kill request). A kernel
-    /// that is still starting is shut down when its start completes. Idempotent.
+    /// [`Error::Closed`], and later calls too, on every clone of this handle. Takes at most
+    /// [`Timeouts::close`] in all, plus the backend's own teardown (killing the local server,
+    /// or E2B's kill request). A kernel that is still starting is shut down when its start
+    /// completes. Idempotent.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] with [`TimeoutPhase::Close`] when connection workers or kernel
+    /// shutdowns did not finish within the budget (they are abandoned, not waited for), or the
+    /// backend's error when it could not tear the sandbox down.
     pub fn kill(&self) -> Result<(), Error> {
+        self.inner.kill()
+    }
+
+    /// Tears the sandbox down, returning any error that `Drop` would only log.
+    pub fn close(self) -> Result<(), Error> {
+        self.kill()
+    }
+
+    // ----- crate-internal plumbing -----
+
+    pub(crate) fn http(&self) -> &Http {
+        &self.inner.http
+    }
+
+    pub(crate) fn system_kernels(&self) -> &crate::commands::SystemKernels {
+        &self.inner.system
+    }
+
+    /// A Python kernel set up like a context (hook, sandbox env vars) but not listed as one.
+    pub(crate) fn start_system_kernel(&self) -> Result<Arc<Kernel>, Error> {
+        self.start_kernel("python", None, &[])
+    }
+
+    pub(crate) fn config(&self) -> &SandboxConfig {
+        &self.inner.config
+    }
+
+    pub(crate) fn ensure_open(&self) -> Result<(), Error> {
+        if self.inner.closed.load(Ordering::SeqCst) {
+            Err(Error::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    pub(crate) fn kernel_of(&self, context: &Context) -> Result<Arc<Kernel>, Error> {
+        self.ensure_open()?;
+        self.inner
+            .lock_kernels()
+            .by_id
+            .get(&context.id)
+            .cloned()
+            .ok_or_else(|| Error::KernelNotFound {
+                kernel_id: context.id.clone(),
+            })
+    }
+
+    pub(crate) fn default_kernel_for(&self, language: &str) -> Result<Arc<Kernel>, Error> {
+        let lang = context::normalize_language(language);
+        let gate = {
+            self.ensure_open()?;
+            let mut k = self.inner.lock_kernels();
+            if let Some(kernel) = k.default_for(&lang) {
+                return Ok(kernel);
+            }
+            k.starting.entry(lang.clone()).or_default().clone()
+        };
+        let _one_start = lock_ignoring_poison(&gate);
+        {
+            self.ensure_open()?;
+            if let Some(kernel) = self.inner.lock_kernels().default_for(&lang) {
+                return Ok(kernel);
+            }
+        }
+        let kernel = self.start_kernel(&lang, None, &[])?;
+        self.register(kernel, Some(lang))
+    }
+
+    /// Lists a started kernel, as the default of `default_for` when given. Fails with
+    /// [`Error::Closed`] and shuts the kernel down when the sandbox was killed meanwhile.
+    fn register(
+        &self,
+        kernel: Arc<Kernel>,
+        default_for: Option<String>,
+    ) -> Result<Arc<Kernel>, Error> {
+        let mut k = self.inner.lock_kernels();
+        // Checked under the registry lock, which kill() takes after setting `closed`: either
+        // kill() finds the kernel listed, or this sees `closed`.
+        if self.inner.closed.load(Ordering::SeqCst) {
+            drop(k);
+            log::debug!("kernel {} started after the sandbox closed", kernel.id);
+            self.discard(&kernel);
+            return Err(Error::Closed);
+        }
+        if let Some(lang) = default_for {
+            k.defaults.insert(lang, kernel.id.clone());
+        }
+        k.order.push(kernel.id.clone());
+        k.by_id.insert(kernel.id.clone(), kernel.clone());
+        Ok(kernel)
+    }
+
+    /// Stops a kernel nobody can use: its worker, and the kernel on the server.
+    fn discard(&self, kernel: &Kernel) {
+        let close = self.inner.config.timeouts.close;
+        let _ = kernel.conn.close(close);
+        if let Err(e) = rest::shutdown_kernel(&self.inner.http_within(close), &kernel.id) {
+            log::debug!("could not shut down kernel {}: {e}", kernel.id);
+        }
+    }
+
+    fn kernel_specs(&self) -> Result<&KernelSpecs, Error> {
+        if let Some(s) = self.inner.specs.get() {
+            return Ok(s);
+        }
+        let specs = rest::kernel_specs(&self.inner.http)?;
+        Ok(self.inner.specs.get_or_init(|| specs))
+    }
+
+    fn start_kernel(
+        &self,
+        language: &str,
+        cwd: Option<&str>,
+        envs: &[(String, String)],
+    ) -> Result<Arc<Kernel>, Error> {
+        self.ensure_open()?;
+        let (spec, lang) = context::spec_for(self.kernel_specs()?, language)?;
+        let mut kernel = Kernel::start(
+            &self.inner.http,
+            &self.inner.backend.shared(),
+            &spec,
+            &lang,
+            &self.inner.config.connection,
+        )?;
+        kernel.cwd = cwd.map(str::to_string);
+        kernel.envs = envs.to_vec();
+        let kernel = Arc::new(kernel);
+        if let Err(e) = self.prepare(&kernel) {
+            self.discard(&kernel);
+            return Err(e);
+        }
+        Ok(kernel)
+    }
+
+    /// Applies the sandbox's env vars, the context's own, and its cwd.
+    fn prepare(&self, kernel: &Arc<Kernel>) -> Result<(), Error> {
+        let timeout = self.inner.config.timeouts.request;
+        kernel.install_hook(timeout)?;
+        let all: Vec<(String, String)> = self
+            .inner
+            .config
+            .envs
+            .iter()
+            .chain(&kernel.envs)
+            .cloned()
+            .collect();
+        crate::envs::set(kernel, &all, timeout)?;
+        if let Some(cwd) = kernel.cwd.as_deref() {
+            let reply =
+                kernel.run_silent_reply(&context::chdir_code(&kernel.language, cwd)?, timeout)?;
+            if let Some(e) = SilentError::of(&reply) {
+                return Err(context::chdir_error(&kernel.id, cwd, &e));
+            }
+        }
+        Ok(())
+    }
+
+    /// Redoes set-up after the kernel restarted by itself (it died and the server revived it).
+    /// Also runs a restore of per-execution env vars that an earlier execution could not
+    /// confirm.
+    pub(crate) fn ensure_prepared(&self, kernel: &Arc<Kernel>) -> Result<(), Error> {
+        if kernel.needs_prepare() {
+            log::debug!("kernel {} restarted; setting it up again", kernel.id);
+            return self.prepare_restarted(kernel);
+        }
+        kernel.finish_pending_restore(self.inner.config.timeouts.request)
+    }
+
+    /// Set-up of a kernel that restarted (on request or by itself). The server's iopub
+    /// subscription to the new process joins later than shell, so set-up sent right away
+    /// could lose its `idle` and time out: wait until the kernel answers on both first.
+    fn prepare_restarted(&self, kernel: &Arc<Kernel>) -> Result<(), Error> {
+        kernel.wait_ready(self.inner.config.timeouts.start)?;
+        self.prepare(kernel)
+    }
+
+    /// Interrupts a kernel, giving the request at most `within`.
+    pub(crate) fn interrupt_kernel(&self, kernel: &Kernel, within: Duration) {
+        if let Err(e) = rest::interrupt_kernel(&self.inner.http_within(within), &kernel.id) {
+            log::warn!("could not interrupt kernel {}: {e}", kernel.id);
+        }
+    }
+
+    /// Restarts a kernel on the server and sets it up again (hook, env vars, cwd).
+    pub(crate) fn restart_kernel(&self, kernel: &Arc<Kernel>) -> Result<(), Error> {
+        rest::restart_kernel(&self.inner.http, &kernel.id)?;
+        self.prepare_restarted(kernel)
+    }
+}
+
+fn lock_ignoring_poison<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+fn context_of(kernel: &Kernel) -> Context {
+    Context {
+        id: kernel.id.clone(),
+        language: kernel.language.clone(),
+        cwd: kernel.cwd.clone(),
+    }
+}
+
+impl Inner {
+    fn kill(&self) -> Result<(), Error> {
         if self.closed.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
-        log::debug!("closing sandbox {}", self.sandbox_id());
+        log::debug!("closing sandbox {}", self.backend.get().sandbox_id());
         let deadline = Instant::now() + self.config.timeouts.close;
         let mut kernels: Vec<Arc<Kernel>> = {
             let mut k = self.lock_kernels();
@@ -447,12 +675,12 @@ impl Sandbox {
                 kernel.id
             );
         }
-        if !self.backend.owns_server()
+        if !self.backend.get().owns_server()
             && let Err(e) = self.shutdown_kernels(&reachable, deadline)
         {
             first_err.get_or_insert(e);
         }
-        if let Err(e) = self.backend.shutdown() {
+        if let Err(e) = self.backend.get().shutdown() {
             first_err.get_or_insert(e);
         }
         first_err.map_or(Ok(()), Err)
@@ -509,105 +737,8 @@ impl Sandbox {
         first_err.map_or(Ok(()), Err)
     }
 
-    /// Tears the sandbox down, returning any error that `Drop` would only log.
-    pub fn close(self) -> Result<(), Error> {
-        self.kill()
-    }
-
-    // ----- crate-internal plumbing -----
-
-    pub(crate) fn http(&self) -> &Http {
-        &self.http
-    }
-
-    pub(crate) fn system_kernels(&self) -> &crate::commands::SystemKernels {
-        &self.system
-    }
-
-    /// A Python kernel set up like a context (hook, sandbox env vars) but not listed as one.
-    pub(crate) fn start_system_kernel(&self) -> Result<Arc<Kernel>, Error> {
-        self.start_kernel("python", None, &[])
-    }
-
-    pub(crate) fn config(&self) -> &SandboxConfig {
-        &self.config
-    }
-
-    pub(crate) fn ensure_open(&self) -> Result<(), Error> {
-        if self.closed.load(Ordering::SeqCst) {
-            Err(Error::Closed)
-        } else {
-            Ok(())
-        }
-    }
-
     fn lock_kernels(&self) -> MutexGuard<'_, Kernels> {
         lock_ignoring_poison(&self.kernels)
-    }
-
-    pub(crate) fn kernel_of(&self, context: &Context) -> Result<Arc<Kernel>, Error> {
-        self.ensure_open()?;
-        self.lock_kernels()
-            .by_id
-            .get(&context.id)
-            .cloned()
-            .ok_or_else(|| Error::KernelNotFound {
-                kernel_id: context.id.clone(),
-            })
-    }
-
-    pub(crate) fn default_kernel_for(&self, language: &str) -> Result<Arc<Kernel>, Error> {
-        let lang = context::normalize_language(language);
-        let gate = {
-            self.ensure_open()?;
-            let mut k = self.lock_kernels();
-            if let Some(kernel) = k.default_for(&lang) {
-                return Ok(kernel);
-            }
-            k.starting.entry(lang.clone()).or_default().clone()
-        };
-        let _one_start = lock_ignoring_poison(&gate);
-        {
-            self.ensure_open()?;
-            if let Some(kernel) = self.lock_kernels().default_for(&lang) {
-                return Ok(kernel);
-            }
-        }
-        let kernel = self.start_kernel(&lang, None, &[])?;
-        self.register(kernel, Some(lang))
-    }
-
-    /// Lists a started kernel, as the default of `default_for` when given. Fails with
-    /// [`Error::Closed`] and shuts the kernel down when the sandbox was killed meanwhile.
-    fn register(
-        &self,
-        kernel: Arc<Kernel>,
-        default_for: Option<String>,
-    ) -> Result<Arc<Kernel>, Error> {
-        let mut k = self.lock_kernels();
-        // Checked under the registry lock, which kill() takes after setting `closed`: either
-        // kill() finds the kernel listed, or this sees `closed`.
-        if self.closed.load(Ordering::SeqCst) {
-            drop(k);
-            log::debug!("kernel {} started after the sandbox closed", kernel.id);
-            self.discard(&kernel);
-            return Err(Error::Closed);
-        }
-        if let Some(lang) = default_for {
-            k.defaults.insert(lang, kernel.id.clone());
-        }
-        k.order.push(kernel.id.clone());
-        k.by_id.insert(kernel.id.clone(), kernel.clone());
-        Ok(kernel)
-    }
-
-    /// Stops a kernel nobody can use: its worker, and the kernel on the server.
-    fn discard(&self, kernel: &Kernel) {
-        let close = self.config.timeouts.close;
-        let _ = kernel.conn.close(close);
-        if let Err(e) = rest::shutdown_kernel(&self.http_within(close), &kernel.id) {
-            log::debug!("could not shut down kernel {}: {e}", kernel.id);
-        }
     }
 
     /// A client for calls that must end within `limit` (teardown, interrupts).
@@ -619,117 +750,15 @@ impl Sandbox {
             .clone()
             .request(limit)
             .connect(self.config.timeouts.connect.min(limit));
-        Http::new(self.backend.jupyter().clone(), &timeouts)
+        Http::new(self.backend.get().jupyter().clone(), &timeouts)
             .with_retry(self.config.connection.reconnect.clone().max_elapsed(limit))
     }
-
-    fn kernel_specs(&self) -> Result<&KernelSpecs, Error> {
-        if let Some(s) = self.specs.get() {
-            return Ok(s);
-        }
-        let specs = rest::kernel_specs(&self.http)?;
-        Ok(self.specs.get_or_init(|| specs))
-    }
-
-    fn start_kernel(
-        &self,
-        language: &str,
-        cwd: Option<&str>,
-        envs: &[(String, String)],
-    ) -> Result<Arc<Kernel>, Error> {
-        self.ensure_open()?;
-        let (spec, lang) = context::spec_for(self.kernel_specs()?, language)?;
-        let mut kernel = Kernel::start(
-            &self.http,
-            &self.backend,
-            &spec,
-            &lang,
-            &self.config.connection,
-        )?;
-        kernel.cwd = cwd.map(str::to_string);
-        kernel.envs = envs.to_vec();
-        let kernel = Arc::new(kernel);
-        if let Err(e) = self.prepare(&kernel) {
-            self.discard(&kernel);
-            return Err(e);
-        }
-        Ok(kernel)
-    }
-
-    /// Applies the sandbox's env vars, the context's own, and its cwd.
-    fn prepare(&self, kernel: &Arc<Kernel>) -> Result<(), Error> {
-        let timeout = self.config.timeouts.request;
-        kernel.install_hook(timeout)?;
-        let all: Vec<(String, String)> = self
-            .config
-            .envs
-            .iter()
-            .chain(&kernel.envs)
-            .cloned()
-            .collect();
-        crate::envs::set(kernel, &all, timeout)?;
-        if let Some(cwd) = kernel.cwd.as_deref() {
-            let reply =
-                kernel.run_silent_reply(&context::chdir_code(&kernel.language, cwd)?, timeout)?;
-            if let Some(e) = SilentError::of(&reply) {
-                return Err(context::chdir_error(&kernel.id, cwd, &e));
-            }
-        }
-        Ok(())
-    }
-
-    /// Redoes set-up after the kernel restarted by itself (it died and the server revived it).
-    /// Also runs a restore of per-execution env vars that an earlier execution could not
-    /// confirm.
-    pub(crate) fn ensure_prepared(&self, kernel: &Arc<Kernel>) -> Result<(), Error> {
-        if kernel.needs_prepare() {
-            log::debug!("kernel {} restarted; setting it up again", kernel.id);
-            return self.prepare_restarted(kernel);
-        }
-        kernel.finish_pending_restore(self.config.timeouts.request)
-    }
-
-    /// Set-up of a kernel that restarted (on request or by itself). The server's iopub
-    /// subscription to the new process joins later than shell, so set-up sent right away
-    /// could lose its `idle` and time out: wait until the kernel answers on both first.
-    fn prepare_restarted(&self, kernel: &Arc<Kernel>) -> Result<(), Error> {
-        kernel.wait_ready(self.config.timeouts.start)?;
-        self.prepare(kernel)
-    }
-
-    /// Interrupts a kernel, giving the request at most `within`.
-    pub(crate) fn interrupt_kernel(&self, kernel: &Kernel, within: Duration) {
-        if let Err(e) = rest::interrupt_kernel(&self.http_within(within), &kernel.id) {
-            log::warn!("could not interrupt kernel {}: {e}", kernel.id);
-        }
-    }
-
-    /// Restarts a kernel on the server and sets it up again (hook, env vars, cwd).
-    pub(crate) fn restart_kernel(&self, kernel: &Arc<Kernel>) -> Result<(), Error> {
-        rest::restart_kernel(&self.http, &kernel.id)?;
-        self.prepare_restarted(kernel)
-    }
 }
 
-fn lock_ignoring_poison<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    }
-}
-
-fn context_of(kernel: &Kernel) -> Context {
-    Context {
-        id: kernel.id.clone(),
-        language: kernel.language.clone(),
-        cwd: kernel.cwd.clone(),
-    }
-}
-
-impl Drop for Sandbox {
+impl Drop for Inner {
     fn drop(&mut self) {
         if let Err(e) = self.kill() {
-            log::warn!("closing sandbox {}: {e}", self.sandbox_id());
+            log::warn!("closing sandbox {}: {e}", self.backend.get().sandbox_id());
         }
     }
 }

@@ -3,7 +3,7 @@
 
 mod support;
 
-use std::cell::RefCell;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use e2b_blocking::{CommandOutput, Error, ReconnectPolicy, Sandbox, TimeoutPhase};
@@ -45,7 +45,7 @@ fn stdout_stderr_and_exit_code_stay_separate() {
         assert_eq!((ok.stdout.as_str(), ok.exit_code), ("", 0));
         // The default cwd is the sandbox root.
         let pwd = sbx.commands().run("pwd -P").unwrap();
-        let root = sbx.local_root().unwrap().canonicalize().unwrap();
+        let root = sbx.as_local().unwrap().root().canonicalize().unwrap();
         assert_eq!(pwd.stdout.trim_end(), root.to_str().unwrap());
     });
 }
@@ -54,24 +54,26 @@ fn stdout_stderr_and_exit_code_stay_separate() {
 fn callbacks_stream_output_as_it_arrives() {
     deadline(|| {
         let sbx = local();
-        let seen = RefCell::new(Vec::new());
+        let seen = Mutex::new(Vec::new());
         let started = Instant::now();
         let out = sbx
             .commands()
             .cmd("for i in 1 2 3; do echo $i; echo e$i >&2; sleep 0.3; done")
             .on_stdout(|s| {
-                seen.borrow_mut()
+                seen.lock()
+                    .unwrap()
                     .push((format!("out:{}", s.trim()), started.elapsed()))
             })
             .on_stderr(|s| {
-                seen.borrow_mut()
+                seen.lock()
+                    .unwrap()
                     .push((format!("err:{}", s.trim()), started.elapsed()))
             })
             .run()
             .unwrap();
         assert_eq!(out.stdout, "1\n2\n3\n");
         assert_eq!(out.stderr, "e1\ne2\ne3\n");
-        let seen = seen.into_inner();
+        let seen = seen.into_inner().unwrap();
         let labels: Vec<&str> = seen.iter().map(|(l, _)| l.as_str()).collect();
         for want in ["out:1", "err:e1", "out:2", "err:e2", "out:3", "err:e3"] {
             assert!(labels.contains(&want), "{labels:?}");
@@ -359,24 +361,40 @@ fn command_output_survives_connection_cuts() {
             0xc0de,
         );
         for n in 0..6 {
-            let streamed = RefCell::new(String::new());
+            let mut streamed = String::new();
             let out = sbx
                 .commands()
                 .cmd(format!(
                     "for i in $(seq 1 30); do echo c{n} out $i; echo c{n} err $i >&2; sleep 0.03; done; exit {n}"
                 ))
-                .on_stdout(|s| streamed.borrow_mut().push_str(s))
+                .on_stdout(|s| streamed.push_str(s))
                 .run()
                 .unwrap_or_else(|e| panic!("command {n}: {e:?}"));
             let want: String = (1..=30).map(|i| format!("c{n} out {i}\n")).collect();
             let want_err: String = (1..=30).map(|i| format!("c{n} err {i}\n")).collect();
             assert_eq!(out.stdout, want, "command {n}");
             assert_eq!(out.stderr, want_err, "command {n}");
-            assert_eq!(streamed.into_inner(), want, "command {n}: callbacks");
+            assert_eq!(streamed, want, "command {n}: callbacks");
             assert_eq!(out.exit_code, n);
         }
         drop(chaos);
         println!("{} cuts", proxy.cuts());
         assert!(proxy.cuts() >= 5, "only {} cuts", proxy.cuts());
+    });
+}
+
+/// A spawned command's handle is `Send`: it can be waited on from another thread, and the
+/// sandbox stays alive for it even after the caller dropped its own handle.
+#[test]
+fn a_command_handle_is_waited_on_from_another_thread() {
+    deadline(|| {
+        let sbx = local();
+        let mut job = sbx.commands().spawn("sleep 0.5; echo done").unwrap();
+        drop(sbx);
+        let result = std::thread::spawn(move || job.wait())
+            .join()
+            .unwrap()
+            .unwrap();
+        assert_eq!((result.stdout.as_str(), result.exit_code), ("done\n", 0));
     });
 }

@@ -16,17 +16,17 @@ fn contexts_have_independent_state_and_restart_clears_it() {
             .create_context(ContextOptions::new().language("python"))
             .unwrap();
         assert_ne!(a.id, b.id);
-        sbx.run("v = 'a'").context(&a).send().unwrap();
-        sbx.run("v = 'b'").context(&b).send().unwrap();
-        assert_eq!(sbx.run("v").context(&a).send().unwrap().text(), Some("'a'"));
-        assert_eq!(sbx.run("v").context(&b).send().unwrap().text(), Some("'b'"));
+        let _ = sbx.code("v = 'a'").context(&a).run().unwrap();
+        let _ = sbx.code("v = 'b'").context(&b).run().unwrap();
+        assert_eq!(sbx.code("v").context(&a).run().unwrap().text(), Some("'a'"));
+        assert_eq!(sbx.code("v").context(&b).run().unwrap().text(), Some("'b'"));
         let default = sbx.run_code("'v' in globals()").unwrap();
         assert_eq!(default.text(), Some("False"));
 
         sbx.restart_context(&a).unwrap();
-        let after = sbx.run("'v' in globals()").context(&a).send().unwrap();
+        let after = sbx.code("'v' in globals()").context(&a).run().unwrap();
         assert_eq!(after.text(), Some("False"));
-        assert_eq!(sbx.run("v").context(&b).send().unwrap().text(), Some("'b'"));
+        assert_eq!(sbx.code("v").context(&b).run().unwrap().text(), Some("'b'"));
     });
 }
 
@@ -36,7 +36,8 @@ fn contexts_have_independent_state_and_restart_clears_it() {
 fn back_to_back_restarts_each_leave_the_context_set_up() {
     deadline(|| {
         let sbx = local();
-        sbx.run_code("import os\nos.makedirs('again', exist_ok=True)")
+        let _ = sbx
+            .run_code("import os\nos.makedirs('again', exist_ok=True)")
             .unwrap();
         let ctx = sbx
             .create_context(
@@ -47,10 +48,10 @@ fn back_to_back_restarts_each_leave_the_context_set_up() {
             .unwrap();
         let probe = "import os\n(os.path.basename(os.getcwd()), os.environ.get('CTX_VAR'), 'v' in globals())";
         for round in 0..6 {
-            sbx.run("v = 1").context(&ctx).send().unwrap();
+            let _ = sbx.code("v = 1").context(&ctx).run().unwrap();
             sbx.restart_context(&ctx)
                 .unwrap_or_else(|e| panic!("restart {round}: {e:?}"));
-            let exec = sbx.run(probe).context(&ctx).send().unwrap();
+            let exec = sbx.code(probe).context(&ctx).run().unwrap();
             assert_eq!(
                 exec.text(),
                 Some("('again', 'kept', False)"),
@@ -81,7 +82,7 @@ fn removed_contexts_are_gone() {
             .map(|c| c.id)
             .collect();
         assert!(!ids.contains(&ctx.id));
-        let err = sbx.run("1").context(&ctx).send().unwrap_err();
+        let err = sbx.code("1").context(&ctx).run().unwrap_err();
         assert!(matches!(err, Error::KernelNotFound { .. }), "{err:?}");
     });
 }
@@ -90,23 +91,24 @@ fn removed_contexts_are_gone() {
 fn cwd_per_context_and_shell_escapes() {
     deadline(|| {
         let sbx = local();
-        sbx.run_code("import os\nos.makedirs('work/sub', exist_ok=True)")
+        let _ = sbx
+            .run_code("import os\nos.makedirs('work/sub', exist_ok=True)")
             .unwrap();
         let ctx = sbx
             .create_context(ContextOptions::new().cwd("work/sub"))
             .unwrap();
         assert_eq!(ctx.cwd.as_deref(), Some("work/sub"));
         let exec = sbx
-            .run("import os\nos.getcwd()")
+            .code("import os\nos.getcwd()")
             .context(&ctx)
-            .send()
+            .run()
             .unwrap();
         assert!(
             exec.text().unwrap().ends_with("work/sub'"),
             "{:?}",
             exec.text()
         );
-        let exec = sbx.run("!pwd").context(&ctx).send().unwrap();
+        let exec = sbx.code("!pwd").context(&ctx).run().unwrap();
         assert!(
             exec.logs.stdout.concat().trim_end().ends_with("work/sub"),
             "{exec:?}"
@@ -117,9 +119,9 @@ fn cwd_per_context_and_shell_escapes() {
         // The cwd survives a restart.
         sbx.restart_context(&ctx).unwrap();
         let exec = sbx
-            .run("import os\nos.getcwd()")
+            .code("import os\nos.getcwd()")
             .context(&ctx)
-            .send()
+            .run()
             .unwrap();
         assert!(
             exec.text().unwrap().ends_with("work/sub'"),
@@ -143,14 +145,14 @@ fn env_vars_per_sandbox_context_and_execution() {
             Some("('sandbox', None)")
         );
 
-        let exec = sbx.run(read).envs([("RUN_VAR", "once")]).send().unwrap();
+        let exec = sbx.code(read).envs([("RUN_VAR", "once")]).run().unwrap();
         assert_eq!(exec.text(), Some("('sandbox', 'once')"));
         // Gone again, and an override of a sandbox variable is undone too.
         assert_eq!(
             sbx.run_code(read).unwrap().text(),
             Some("('sandbox', None)")
         );
-        let exec = sbx.run(read).envs([("SBX_VAR", "shadow")]).send().unwrap();
+        let exec = sbx.code(read).envs([("SBX_VAR", "shadow")]).run().unwrap();
         assert_eq!(exec.text(), Some("('shadow', None)"));
         assert_eq!(
             sbx.run_code(read).unwrap().text(),
@@ -158,9 +160,9 @@ fn env_vars_per_sandbox_context_and_execution() {
         );
         // Subprocesses see them as well.
         let exec = sbx
-            .run("!echo $RUN_VAR")
+            .code("!echo $RUN_VAR")
             .envs([("RUN_VAR", "shell")])
-            .send()
+            .run()
             .unwrap();
         assert_eq!(exec.logs.stdout.concat().trim(), "shell");
 
@@ -168,9 +170,9 @@ fn env_vars_per_sandbox_context_and_execution() {
             .create_context(ContextOptions::new().envs([("CTX_VAR", "ctx")]))
             .unwrap();
         let exec = sbx
-            .run("import os\n(os.environ.get('SBX_VAR'), os.environ.get('CTX_VAR'))")
+            .code("import os\n(os.environ.get('SBX_VAR'), os.environ.get('CTX_VAR'))")
             .context(&ctx)
-            .send()
+            .run()
             .unwrap();
         assert_eq!(exec.text(), Some("('sandbox', 'ctx')"));
     });
@@ -182,16 +184,16 @@ fn language_selection_errors_are_clear() {
         let sbx = local();
         let ctx = sbx.create_context(ContextOptions::new()).unwrap();
         let err = sbx
-            .run("1")
+            .code("1")
             .context(&ctx)
             .language("python")
-            .send()
+            .run()
             .unwrap_err();
         assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
-        let err = sbx.run("1").language("cobol").send().unwrap_err();
+        let err = sbx.code("1").language("cobol").run().unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("cobol") && msg.contains("python3"), "{msg}");
-        let exec = sbx.run("1 + 1").language("python").send().unwrap();
+        let exec = sbx.code("1 + 1").language("python").run().unwrap();
         assert_eq!(exec.text(), Some("2"));
     });
 }
@@ -211,7 +213,7 @@ png = b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', 1, 1, 8, 2, 
 display(Image(data=png))
 'done'
 "#;
-        let exec = sbx.run(code).send().unwrap();
+        let exec = sbx.code(code).run().unwrap();
         assert_eq!(exec.results.len(), 2);
         let image = &exec.results[0];
         assert!(!image.is_main_result);
@@ -236,19 +238,19 @@ fn interrupting_a_context_keeps_it_usable() {
     deadline(|| {
         let sbx = local();
         let ctx = sbx.create_context(ContextOptions::new()).unwrap();
-        sbx.run("keep = 7").context(&ctx).send().unwrap();
+        let _ = sbx.code("keep = 7").context(&ctx).run().unwrap();
         let err = sbx
-            .run("import time\ntime.sleep(30)")
+            .code("import time\ntime.sleep(30)")
             .context(&ctx)
             .timeout(Duration::from_millis(300))
-            .send()
+            .run()
             .unwrap_err();
         assert!(err.is_timeout());
         let exec = sbx
-            .run("keep")
+            .code("keep")
             .context(&ctx)
             .timeout(Duration::from_secs(1))
-            .send()
+            .run()
             .unwrap();
         assert_eq!(exec.text(), Some("7"));
     });

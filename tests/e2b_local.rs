@@ -80,7 +80,7 @@ fn create_run_and_drop_kills_the_sandbox() {
             !format!("{sbx:?}").contains("e2b_test"),
             "API key in Debug output"
         );
-        let exec = sbx.run("print('in the sandbox')\n6 * 7").send().unwrap();
+        let exec = sbx.code("print('in the sandbox')\n6 * 7").run().unwrap();
         assert_eq!(exec.text(), Some("42"));
         assert_eq!(exec.logs.stdout.concat(), "in the sandbox\n");
         drop(sbx);

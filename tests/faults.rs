@@ -27,7 +27,7 @@ fn a_stalled_link_is_detected_by_ping_and_the_execution_completes_whole() {
         let code =
             "import time\nfor i in range(30):\n    print(i, flush=True)\n    time.sleep(0.1)";
         let exec = std::thread::scope(|s| {
-            let run = s.spawn(|| sbx.run(code).timeout(Duration::from_secs(60)).send());
+            let run = s.spawn(|| sbx.code(code).timeout(Duration::from_secs(60)).run());
             std::thread::sleep(Duration::from_millis(500));
             proxy.set_stall(true);
             std::thread::sleep(Duration::from_millis(1500));
@@ -53,18 +53,18 @@ fn requests_made_while_disconnected_are_sent_after_the_reconnect() {
         init_logs();
         let owner = local();
         let (proxy, sbx) = through_proxy(&owner, Sandbox::builder());
-        sbx.run_code("base = 40").unwrap();
+        let _ = sbx.run_code("base = 40").unwrap();
         let states = sbx.watch_connection().unwrap();
         proxy.set_refuse(true);
         proxy.cut_all();
         // Waits on the state itself, not a sleep: a loaded machine may take a while to notice.
         let first = states.recv_timeout(Duration::from_secs(10));
         assert!(
-            matches!(first, Ok(ConnectionState::Reconnecting { .. })),
+            matches!(first, Some(ConnectionState::Reconnecting { .. })),
             "{first:?}"
         );
         let exec = std::thread::scope(|s| {
-            let run = s.spawn(|| sbx.run("base + 2").timeout(Duration::from_secs(30)).send());
+            let run = s.spawn(|| sbx.code("base + 2").timeout(Duration::from_secs(30)).run());
             std::thread::sleep(Duration::from_millis(300));
             proxy.set_refuse(false);
             run.join().unwrap()
@@ -86,9 +86,9 @@ fn when_reconnects_keep_failing_every_call_fails_fast_and_typed() {
         );
         let result = std::thread::scope(|s| {
             let run = s.spawn(|| {
-                sbx.run("import time\ntime.sleep(30)")
+                sbx.code("import time\ntime.sleep(30)")
                     .timeout(Duration::from_secs(60))
-                    .send()
+                    .run()
             });
             std::thread::sleep(Duration::from_millis(300));
             proxy.set_refuse(true);
@@ -131,9 +131,9 @@ fn json_framing_keeps_executions_whole_across_random_cuts() {
                  time.sleep(0.05)\n{{'cell': {n}}}"
             );
             let exec = sbx
-                .run(code)
+                .code(code)
                 .timeout(Duration::from_secs(60))
-                .send()
+                .run()
                 .unwrap();
             let expected: String = (0..20).map(|i| format!("{n} {i}\n")).collect();
             assert_eq!(exec.logs.stdout.concat(), expected, "cell {n}");
@@ -156,14 +156,15 @@ fn output_the_replay_ring_dropped_is_output_lost_with_the_rest() {
         init_logs();
         let owner = local();
         let (proxy, sbx) = through_proxy(&owner, Sandbox::builder());
-        sbx.run_code("__import__('__e2b_hook').limits['bytes'] = 4096")
+        let _ = sbx
+            .run_code("__import__('__e2b_hook').limits['bytes'] = 4096")
             .unwrap();
         let line = |i: usize| format!("{i:04}{}\n", "y".repeat(2043));
         let code = "import sys, time\nfor i in range(40):\n    \
                     sys.stdout.write(f'{i:04d}' + 'y' * 2043 + '\\n')\n    \
                     sys.stdout.flush()\n    time.sleep(0.05)";
         let result = std::thread::scope(|s| {
-            let run = s.spawn(|| sbx.run(code).timeout(Duration::from_secs(60)).send());
+            let run = s.spawn(|| sbx.code(code).timeout(Duration::from_secs(60)).run());
             std::thread::sleep(Duration::from_millis(700));
             proxy.cut_all_mid_chunk();
             run.join().unwrap()
@@ -213,7 +214,7 @@ fn a_silent_link_ends_within_the_reconnect_budget_and_close_returns_at_once() {
                 .timeouts(e2b_blocking::Timeouts::default().connect(connect)),
         );
         let (result, silent_for) = std::thread::scope(|s| {
-            let run = s.spawn(|| sbx.run("import time\ntime.sleep(60)").timeout(None).send());
+            let run = s.spawn(|| sbx.code("import time\ntime.sleep(60)").timeout(None).run());
             std::thread::sleep(Duration::from_millis(300));
             proxy.set_stall(true);
             let silent_at = std::time::Instant::now();

@@ -61,7 +61,7 @@ fn text_round_trip_list_rename_and_remove() {
         assert_eq!(info.kind, FileType::File);
         assert_eq!(files.read("notes/day 1/a.txt").unwrap(), "héllo\n");
         // The same file, seen from the local root.
-        let on_disk = sbx.local_root().unwrap().join("notes/day 1/a.txt");
+        let on_disk = sbx.as_local().unwrap().root().join("notes/day 1/a.txt");
         assert_eq!(std::fs::read_to_string(&on_disk).unwrap(), "héllo\n");
         // Overwrite.
         files.write("notes/day 1/a.txt", "second").unwrap();
@@ -235,7 +235,7 @@ fn paths_that_leave_the_root_are_rejected_before_any_request() {
     deadline(|| {
         let sbx = local();
         let files = sbx.files();
-        let root = sbx.local_root().unwrap().to_path_buf();
+        let root = sbx.as_local().unwrap().root().to_path_buf();
         // A file just outside the root, which a working escape would reach.
         let outside = root.parent().unwrap().join("outside.txt");
         std::fs::write(&outside, "secret").unwrap();

@@ -38,7 +38,7 @@ fn drives_a_token_protected_jupyter_server_and_shuts_down_only_its_kernels() {
             !format!("{sbx:?}").contains(&token),
             "token in Debug output"
         );
-        sbx.run_code("z = 6").unwrap();
+        let _ = sbx.run_code("z = 6").unwrap();
         assert_eq!(sbx.run_code("z * 7").unwrap().text(), Some("42"));
         let during = kernel_ids(&url, &token);
         assert_eq!(during.len(), before.len() + 1);
@@ -112,7 +112,7 @@ fn a_slow_starting_kernel_is_bounded_by_kernel_start_not_connect() {
         let ctx = patient
             .create_context(ContextOptions::new().language("slow"))
             .unwrap();
-        let exec = patient.run("6 * 7").context(&ctx).send().unwrap();
+        let exec = patient.code("6 * 7").context(&ctx).run().unwrap();
         assert_eq!(exec.text(), Some("42"));
         drop(patient);
 
@@ -167,22 +167,22 @@ fn drives_a_jupyter_kernel_gateway() {
 
         let sbx = Sandbox::jupyter(&gw.url, "kg-token").unwrap();
         let exec = sbx
-            .run("import sys\nprint('via gateway')\nprint('warn', file=sys.stderr)\n2 ** 10")
-            .send()
+            .code("import sys\nprint('via gateway')\nprint('warn', file=sys.stderr)\n2 ** 10")
+            .run()
             .unwrap();
         assert_eq!(exec.text(), Some("1024"));
         assert_eq!(exec.logs.stdout.concat(), "via gateway\n");
         assert_eq!(exec.logs.stderr.concat(), "warn\n");
         let err = sbx
-            .run("import time\ntime.sleep(30)")
+            .code("import time\ntime.sleep(30)")
             .timeout(Duration::from_millis(300))
-            .send()
+            .run()
             .unwrap_err();
         assert!(err.is_timeout());
         assert_eq!(
-            sbx.run("40 + 2")
+            sbx.code("40 + 2")
                 .timeout(Duration::from_secs(2))
-                .send()
+                .run()
                 .unwrap()
                 .text(),
             Some("42")
@@ -209,7 +209,7 @@ fn a_slow_kernel_start_blocks_neither_other_contexts_nor_kill() {
         let starting = {
             let sbx = sbx.clone();
             // The default context of a language starts on first use, as here.
-            std::thread::spawn(move || sbx.run("1").language("slow").send())
+            std::thread::spawn(move || sbx.code("1").language("slow").run())
         };
         // Wait until the slow kernel exists on the server: its start is under way.
         while kernel_ids(&server.url, "").len() < 2 {

@@ -28,18 +28,18 @@ fn kernel_pids(server: u32) -> Vec<u32> {
 fn killing_the_server_mid_execution_is_sandbox_not_found_within_a_second() {
     deadline(|| {
         let sbx = local();
-        let pid = sbx.local_pid().unwrap();
+        let pid = sbx.as_local().unwrap().pid();
         let kernels = kernel_pids(pid);
         assert!(!kernels.is_empty());
         let (tx, rx) = mpsc::channel();
         std::thread::scope(|s| {
             s.spawn(|| {
                 let r = sbx
-                    .run("import time\nprint('started', flush=True)\ntime.sleep(60)")
+                    .code("import time\nprint('started', flush=True)\ntime.sleep(60)")
                     .on_stdout(|_| {
                         let _ = tx.send(None);
                     })
-                    .send();
+                    .run();
                 let _ = tx.send(Some(r));
             });
             assert!(matches!(rx.recv_timeout(Duration::from_secs(30)), Ok(None)));
@@ -79,17 +79,17 @@ fn killing_the_server_mid_execution_is_sandbox_not_found_within_a_second() {
 fn killing_the_kernel_is_a_kernel_error_and_the_next_call_works() {
     deadline(|| {
         let sbx = local();
-        sbx.run_code("state = 1").unwrap();
-        let pid = sbx.local_pid().unwrap();
+        let _ = sbx.run_code("state = 1").unwrap();
+        let pid = sbx.as_local().unwrap().pid();
         let (tx, rx) = mpsc::channel();
         std::thread::scope(|s| {
             s.spawn(|| {
                 let r = sbx
-                    .run("import time\nprint('started', flush=True)\ntime.sleep(60)")
+                    .code("import time\nprint('started', flush=True)\ntime.sleep(60)")
                     .on_stdout(|_| {
                         let _ = tx.send(None);
                     })
-                    .send();
+                    .run();
                 let _ = tx.send(Some(r));
             });
             assert!(matches!(rx.recv_timeout(Duration::from_secs(30)), Ok(None)));
@@ -116,10 +116,42 @@ fn killing_the_kernel_is_a_kernel_error_and_the_next_call_works() {
         let exec = sbx.run_code("'state' in globals()").unwrap();
         assert_eq!(exec.text(), Some("False"));
         let exec = sbx
-            .run("print('again')")
+            .code("print('again')")
             .timeout(Duration::from_secs(30))
-            .send()
+            .run()
             .unwrap();
         assert_eq!(exec.logs.stdout.concat(), "again\n");
+    });
+}
+
+/// `Sandbox` is a cheap handle: clones used from 8 threads and dropped in any order keep the
+/// sandbox alive until the last one goes, and the server dies with it.
+#[test]
+fn the_sandbox_lives_until_its_last_clone_is_dropped() {
+    deadline(|| {
+        let sbx = local();
+        let pid = sbx.as_local().unwrap().pid();
+        let (release, gate) = std::sync::mpsc::channel::<()>();
+        let gate = std::sync::Arc::new(std::sync::Mutex::new(gate));
+        let workers: Vec<_> = (0..8)
+            .map(|i| {
+                let (sbx, gate) = (sbx.clone(), gate.clone());
+                std::thread::spawn(move || {
+                    let exec = sbx.run_code(format!("{i} * 2")).unwrap();
+                    assert_eq!(exec.text(), Some((i * 2).to_string().as_str()));
+                    // Each clone is dropped when the test lets its thread go, one at a time.
+                    let _ = gate.lock().unwrap().recv();
+                    drop(sbx);
+                })
+            })
+            .collect();
+        drop(sbx);
+        for worker in workers {
+            assert!(alive(pid), "the server died before its last handle");
+            release.send(()).unwrap();
+            worker.join().unwrap();
+        }
+        // The last clone's drop killed the server.
+        assert!(!alive(pid), "the server outlived every handle");
     });
 }

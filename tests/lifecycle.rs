@@ -21,10 +21,17 @@ fn sandboxes_leave_nothing_behind_and_drop_never_hangs() {
         for _ in 0..20 {
             let sbx = local();
             assert_eq!(sbx.run_code("1 + 1").unwrap().text(), Some("2"));
-            let pid = sbx.local_pid().unwrap();
+            let pid = sbx.as_local().unwrap().pid();
             pids.push(pid);
             pids.extend(descendants(pid));
-            dirs.push(sbx.local_root().unwrap().parent().unwrap().to_path_buf());
+            dirs.push(
+                sbx.as_local()
+                    .unwrap()
+                    .root()
+                    .parent()
+                    .unwrap()
+                    .to_path_buf(),
+            );
             drop(sbx);
         }
         let survivors: Vec<u32> = pids.iter().copied().filter(|&p| alive(p)).collect();
@@ -38,7 +45,7 @@ fn sandboxes_leave_nothing_behind_and_drop_never_hangs() {
         let sbx = Arc::new(local());
         let runner = {
             let sbx = sbx.clone();
-            std::thread::spawn(move || sbx.run("import time\ntime.sleep(60)").send())
+            std::thread::spawn(move || sbx.code("import time\ntime.sleep(60)").run())
         };
         std::thread::sleep(Duration::from_millis(300));
         within(Duration::from_secs(10), {
@@ -52,14 +59,14 @@ fn sandboxes_leave_nothing_behind_and_drop_never_hangs() {
         // Drop while the kernel is stuck in a cell that ignores interrupts.
         let sbx = local();
         let err = sbx
-            .run(
+            .code(
                 "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\ntime.sleep(60)",
             )
             .timeout(Duration::from_millis(200))
-            .send()
+            .run()
             .unwrap_err();
         assert!(err.is_timeout(), "{err:?}");
-        let pid = sbx.local_pid().unwrap();
+        let pid = sbx.as_local().unwrap().pid();
         let kernels = descendants(pid);
         within(Duration::from_secs(10), move || drop(sbx));
         assert!(!alive(pid));

@@ -67,8 +67,9 @@ fn a_frame_on_a_replaced_websocket_is_dropped_without_stalling_the_server() {
             .unwrap();
 
         let log_path = sbx
-            .local_root()
+            .as_local()
             .unwrap()
+            .root()
             .parent()
             .unwrap()
             .join("server.log");
@@ -113,7 +114,7 @@ fn the_token_is_in_no_command_line_and_no_kernel_environment() {
     deadline(|| {
         let sbx = local();
         let token = token_of(&sbx);
-        let pid = sbx.local_pid().unwrap();
+        let pid = sbx.as_local().unwrap().pid();
         assert_eq!(sbx.run_code("1 + 1").unwrap().text(), Some("2"));
         let mut procs = vec![pid];
         procs.extend(descendants(pid));
@@ -130,8 +131,9 @@ fn the_token_is_in_no_command_line_and_no_kernel_environment() {
         // Nor in a file of the sandbox's directory (config, runtime, log), which user code
         // finds from its environment.
         let mut todo = vec![
-            sbx.local_runtime_dir()
+            sbx.as_local()
                 .unwrap()
+                .runtime_dir()
                 .parent()
                 .unwrap()
                 .to_path_buf(),

@@ -86,9 +86,9 @@ fn malformed_frames_are_typed_errors_and_the_sandbox_stays_usable() {
 
         for bad in ["garbage", "badjson"] {
             let err = sbx
-                .run(bad)
+                .code(bad)
                 .timeout(Duration::from_secs(20))
-                .send()
+                .run()
                 .unwrap_err();
             assert!(matches!(err, Error::Protocol { .. }), "{bad}: {err:?}");
             // Nothing was lost on the way: the next call is answered normally.

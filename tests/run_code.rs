@@ -13,8 +13,8 @@ use support::{deadline, local};
 fn state_persists_across_calls() {
     deadline(|| {
         let sbx = local();
-        sbx.run_code("x = 20").unwrap();
-        sbx.run_code("x += 1").unwrap();
+        let _ = sbx.run_code("x = 20").unwrap();
+        let _ = sbx.run_code("x += 1").unwrap();
         let exec = sbx.run_code("x * 2").unwrap();
         assert_eq!(exec.text(), Some("42"));
         assert!(exec.error.is_none());
@@ -33,7 +33,7 @@ fn streams_results_and_callbacks_arrive_in_order() {
                     print('out1')\nprint('err1', file=sys.stderr)\n\
                     display(HTML('<i>shown</i>'))\nprint('out2')\n6 * 7";
         let exec = sbx
-            .run(code)
+            .code(code)
             .on_stdout(|m| seen.borrow_mut().push(format!("stdout:{}", m.line.trim())))
             .on_stderr(|m| {
                 assert!(m.error);
@@ -46,7 +46,7 @@ fn streams_results_and_callbacks_arrive_in_order() {
                     r.formats().join(",")
                 ))
             })
-            .send()
+            .run()
             .unwrap();
         assert_eq!(exec.logs.stdout.concat(), "out1\nout2\n");
         assert_eq!(exec.logs.stderr.concat(), "err1\n");
@@ -74,12 +74,12 @@ fn exception_is_execution_error_not_err() {
         let sbx = local();
         let mut called = 0;
         let exec = sbx
-            .run("def f():\n    raise ValueError('bad value')\nf()")
+            .code("def f():\n    raise ValueError('bad value')\nf()")
             .on_error(|e| {
                 assert_eq!(e.name, "ValueError");
                 called += 1;
             })
-            .send()
+            .run()
             .unwrap();
         assert_eq!(called, 1);
         let err = exec.error.expect("an error");
@@ -118,11 +118,11 @@ fn a_failed_cell_never_aborts_a_queued_one() {
 fn timeout_interrupts_and_the_next_call_works_at_once() {
     deadline(|| {
         let sbx = local();
-        sbx.run_code("y = 5").unwrap();
+        let _ = sbx.run_code("y = 5").unwrap();
         let err = sbx
-            .run("import time\ntime.sleep(60)")
+            .code("import time\ntime.sleep(60)")
             .timeout(Duration::from_millis(500))
-            .send()
+            .run()
             .unwrap_err();
         assert!(
             matches!(
@@ -135,7 +135,7 @@ fn timeout_interrupts_and_the_next_call_works_at_once() {
             "{err:?}"
         );
         // A one-second deadline on the next call: it must not queue behind the sleep.
-        let exec = sbx.run("y").timeout(Duration::from_secs(1)).send().unwrap();
+        let exec = sbx.code("y").timeout(Duration::from_secs(1)).run().unwrap();
         assert_eq!(exec.text(), Some("5"));
     });
 }
@@ -145,9 +145,9 @@ fn panicking_callback_is_an_error_and_the_sandbox_survives() {
     deadline(|| {
         let sbx = local();
         let err = sbx
-            .run("print('boom')")
+            .code("print('boom')")
             .on_stdout(|_| panic!("callback exploded"))
-            .send()
+            .run()
             .unwrap_err();
         match err {
             Error::CallbackPanicked { callback, message } => {
@@ -216,7 +216,7 @@ fn a_cell_that_ignores_interrupts_returns_at_its_deadline_and_says_the_kernel_is
                         time.sleep(60)";
         let timeout = Duration::from_millis(200);
         let started = Instant::now();
-        let err = sbx.run(stubborn).timeout(timeout).send().unwrap_err();
+        let err = sbx.code(stubborn).timeout(timeout).run().unwrap_err();
         let took = started.elapsed();
         assert!(
             matches!(&err, Error::InterruptIgnored { after, restarted: false, .. } if *after == timeout),
@@ -230,19 +230,19 @@ fn a_cell_that_ignores_interrupts_returns_at_its_deadline_and_says_the_kernel_is
         sbx.restart_context(&sbx.default_context().unwrap())
             .unwrap();
         let exec = sbx
-            .run("1 + 1")
+            .code("1 + 1")
             .timeout(Duration::from_secs(30))
-            .send()
+            .run()
             .unwrap();
         assert_eq!(exec.text(), Some("2"));
 
         // Asked up front, the restart happens before the call returns.
-        sbx.run_code("kept = 1").unwrap();
+        let _ = sbx.run_code("kept = 1").unwrap();
         let err = sbx
-            .run(stubborn)
+            .code(stubborn)
             .timeout(timeout)
             .restart_on_timeout(true)
-            .send()
+            .run()
             .unwrap_err();
         assert!(
             matches!(
@@ -255,9 +255,9 @@ fn a_cell_that_ignores_interrupts_returns_at_its_deadline_and_says_the_kernel_is
             "{err:?}"
         );
         let exec = sbx
-            .run("'kept' in globals()")
+            .code("'kept' in globals()")
             .timeout(Duration::from_secs(30))
-            .send()
+            .run()
             .unwrap();
         assert_eq!(exec.text(), Some("False"), "the restart cleared the state");
     });
@@ -300,7 +300,7 @@ fn a_request_that_breaks_the_connection_every_time_is_not_resent_for_ever() {
             .local()
             .unwrap();
         let big = format!("x = '{}'", "a".repeat(11 << 20));
-        let err = sbx.run(big).timeout(None).send().unwrap_err();
+        let err = sbx.code(big).timeout(None).run().unwrap_err();
         match &err {
             Error::ConnectionLost { source, .. } => {
                 let cause = source.as_ref().map(|s| s.to_string()).unwrap_or_default();
@@ -310,4 +310,20 @@ fn a_request_that_breaks_the_connection_every_time_is_not_resent_for_ever() {
         }
         assert_eq!(sbx.run_code("6 * 7").unwrap().text(), Some("42"));
     });
+}
+
+mod glob_import {
+    // `Result` is this crate's alias, so a glob import leaves `fn main() -> Result<()>` working.
+    use e2b_blocking::*;
+
+    #[allow(dead_code)]
+    fn main_like() -> Result<()> {
+        let sbx = Sandbox::local()?;
+        let _: &RichResult = sbx
+            .run_code("1")?
+            .check()?
+            .main_result()
+            .ok_or(Error::Closed)?;
+        Ok(())
+    }
 }

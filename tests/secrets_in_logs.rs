@@ -71,9 +71,9 @@ fn no_log_record_carries_the_token_across_a_reconnect() {
         assert!(proxy.cut_all() > 0);
         loop {
             match states.recv_timeout(Duration::from_secs(60)) {
-                Ok(ConnectionState::Reconnecting { .. }) => break,
-                Ok(_) => {}
-                Err(e) => panic!("no reconnect seen: {e:?}"),
+                Some(ConnectionState::Reconnecting { .. }) => break,
+                Some(_) => {}
+                None => panic!("no reconnect seen"),
             }
         }
         assert_eq!(sbx.run_code("n + 1").unwrap().text(), Some("42"));

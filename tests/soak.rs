@@ -49,11 +49,11 @@ fn soak_200_streaming_executions_under_random_cuts() {
                             );
                             let mut streamed = String::new();
                             let exec = sbx
-                                .run(code)
+                                .code(code)
                                 .context(ctx)
                                 .timeout(Duration::from_secs(60))
                                 .on_stdout(|m| streamed.push_str(&m.line))
-                                .send()
+                                .run()
                                 .unwrap_or_else(|e| panic!("{tag}: {e:?}"));
                             let expected: String =
                                 (0..LINES).map(|i| format!("{tag} {i}\n")).collect();
@@ -111,13 +111,13 @@ fn large_output_under_random_cuts_is_exact_or_lost_and_server_memory_stays_bound
     within(Duration::from_secs(600), || {
         init_logs();
         let owner = local();
-        let server = owner.local_pid().expect("a local server");
+        let server = owner.as_local().map(|l| l.pid()).expect("a local server");
         let (proxy, sbx) = through_proxy(
             &owner,
             Sandbox::builder()
                 .reconnect(ReconnectPolicy::default().max_elapsed(Duration::from_secs(30))),
         );
-        sbx.run_code("1").unwrap();
+        let _ = sbx.run_code("1").unwrap();
         let baseline = rss(server);
         let done = std::sync::atomic::AtomicBool::new(false);
         let peak = std::thread::scope(|s| {
@@ -144,7 +144,7 @@ fn large_output_under_random_cuts_is_exact_or_lost_and_server_memory_stays_bound
                     .map(|i| format!("{i:08}{}\n", "x".repeat(1015)))
                     .collect();
                 let started = std::time::Instant::now();
-                let outcome = sbx.run(code).timeout(Duration::from_secs(240)).send();
+                let outcome = sbx.code(code).timeout(Duration::from_secs(240)).run();
                 let took = started.elapsed();
                 match outcome {
                     Ok(exec) => {
@@ -205,10 +205,10 @@ fn per_execution_env_vars_under_random_cuts_never_leak() {
         let code = "import os, time\ntime.sleep(0.05)\nprint(sorted(k for k in os.environ if k.startswith('E2B_T_')))";
         for i in 0..100 {
             let exec = sbx
-                .run(code)
+                .code(code)
                 .envs([(format!("E2B_T_{i}"), i.to_string())])
                 .timeout(Duration::from_secs(60))
-                .send()
+                .run()
                 .unwrap_or_else(|e| panic!("cell {i}: {e:?}"));
             assert_eq!(
                 exec.logs.stdout.concat(),

@@ -155,7 +155,7 @@ fn ours_roundtrip(a: &Args, out: &mut serde_json::Map<String, Value>) -> Res<()>
     let (n, w) = (a.count("iterations", 200), a.count("warmup", 20));
     let kernel = sbx.list_contexts()?.remove(0).id;
     let s = timed(out, Some(&kernel), n, w, || {
-        sbx.run_code("1")?;
+        let _ = sbx.run_code("1")?;
         Ok(())
     })?;
     out.insert("iterations".into(), json!(n));
@@ -234,17 +234,17 @@ fn stream_common(
 
 fn ours_stream(a: &Args, out: &mut serde_json::Map<String, Value>) -> Res<()> {
     let sbx = sandbox(a)?;
-    sbx.run_code("1")?;
+    let _ = sbx.run_code("1")?;
     stream_common(a, out, |code| {
         let (mut bytes, mut msgs) = (0usize, 0usize);
         let exec = sbx
-            .run(code)
+            .code(code)
             .on_stdout(|m| {
                 bytes += m.line.len();
                 msgs += 1;
             })
             .timeout(Duration::from_secs(300))
-            .send()?;
+            .run()?;
         drop(exec);
         Ok((bytes, msgs))
     })
@@ -276,15 +276,18 @@ fn ours_reconnect(a: &Args, out: &mut serde_json::Map<String, Value>) -> Res<()>
     let proxy = FaultProxy::start(target)?;
     let sbx = Sandbox::jupyter(&format!("http://{}", proxy.addr()), a.token.as_str())?;
     let states = sbx.watch_connection()?;
-    sbx.run_code("1")?;
+    let _ = sbx.run_code("1")?;
     let (mut usable, mut first) = (vec![], vec![]);
     for i in 0..n + w {
-        while states.try_recv().is_ok() {}
+        while states.try_recv().is_some() {}
         let t0 = Instant::now();
         proxy.cut_all();
         let mut saw_break = false;
         loop {
-            match states.recv_timeout(Duration::from_secs(10))? {
+            match states
+                .recv_timeout(Duration::from_secs(10))
+                .ok_or("no state change within 10 s")?
+            {
                 ConnectionState::Reconnecting { .. } => saw_break = true,
                 ConnectionState::Connected if saw_break => break,
                 ConnectionState::Closed { reason } => {
@@ -294,7 +297,7 @@ fn ours_reconnect(a: &Args, out: &mut serde_json::Map<String, Value>) -> Res<()>
             }
         }
         let t1 = t0.elapsed();
-        sbx.run_code("1")?;
+        let _ = sbx.run_code("1")?;
         if i >= w {
             usable.push(ms(t1));
             first.push(ms(t0.elapsed()));
@@ -322,7 +325,7 @@ fn ours_create(a: &Args, out: &mut serde_json::Map<String, Value>, local: bool) 
             sandbox(a)?
         };
         let t1 = t0.elapsed();
-        sbx.run_code("1")?;
+        let _ = sbx.run_code("1")?;
         let t2 = t0.elapsed();
         sbx.close()?;
         if i >= w {
@@ -341,7 +344,7 @@ fn ours_concurrent(a: &Args, out: &mut serde_json::Map<String, Value>) -> Res<()
     let duration = Duration::from_secs_f64(a.num("duration", 10.0));
     let settle = Duration::from_secs_f64(a.num("settle", 1.0));
     let sbx = sandbox(a)?;
-    sbx.run_code("1")?;
+    let _ = sbx.run_code("1")?;
     let rss0 = proc_status("VmRSS").unwrap_or(0);
     let thr0 = proc_status("Threads").unwrap_or(0);
     // Contexts are created from 8 threads at once (kernel start-up dominates); those threads
@@ -367,7 +370,7 @@ fn ours_concurrent(a: &Args, out: &mut serde_json::Map<String, Value>) -> Res<()
     let contexts = made.into_inner()?;
     // One execution each, then a pause, so kernel start-up work is over (as for the peers).
     for ctx in &contexts {
-        sbx.run("1").context(ctx).send()?;
+        let _ = sbx.code("1").context(ctx).run()?;
     }
     std::thread::sleep(Duration::from_secs(2));
     let rss1 = proc_status("VmRSS").unwrap_or(0);
@@ -405,10 +408,11 @@ fn ours_concurrent(a: &Args, out: &mut serde_json::Map<String, Value>) -> Res<()
                         if t0 >= stop_at || stop.load(Ordering::Relaxed) {
                             break;
                         }
-                        sbx.run("1")
+                        let _ = sbx
+                            .code("1")
                             .context(ctx)
                             .timeout(Duration::from_secs(60))
-                            .send()
+                            .run()
                             .map_err(|e| e.to_string())?;
                         let t1 = Instant::now();
                         if t0 >= measure_from && t1 <= stop_at {
@@ -545,7 +549,7 @@ fn ours_ab(a: &Args, out: &mut serde_json::Map<String, Value>) -> Res<()> {
     };
     let mut cpu = [[0u64; 3]; 2];
     for _ in 0..10 {
-        sbx.run_code("1")?;
+        let _ = sbx.run_code("1")?;
         raw.execute("1")?;
     }
     for b in 0..batches {
@@ -556,7 +560,7 @@ fn ours_ab(a: &Args, out: &mut serde_json::Map<String, Value>) -> Res<()> {
             for _ in 0..batch {
                 let t = Instant::now();
                 if v == 0 {
-                    sbx.run(code.as_str()).on_stdout(|_| {}).send()?;
+                    let _ = sbx.code(code.as_str()).on_stdout(|_| {}).run()?;
                 } else {
                     raw.execute(&code)?;
                     if let Some(g) = a.opts.get("gap-us") {

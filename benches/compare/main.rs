@@ -231,7 +231,7 @@ fn orchestrate() -> Res<()> {
     let token = token_of(&sbx)?;
     let bench = Bench {
         exe: std::env::current_exe()?,
-        server_pid: sbx.local_pid().ok_or("no server pid")?,
+        server_pid: sbx.as_local().map(|l| l.pid()).ok_or("no server pid")?,
         baseline: std::env::var_os("E2B_BENCH_BASELINE").map(PathBuf::from),
         python,
         peers_py: repo.join("bench/peers/peers.py"),
@@ -239,7 +239,8 @@ fn orchestrate() -> Res<()> {
         rest: Rest::new(sbx.jupyter_url(), &token),
         token,
         runtime: sbx
-            .local_runtime_dir()
+            .as_local()
+            .map(|l| l.runtime_dir())
             .ok_or("no runtime dir")?
             .to_path_buf(),
         logs,
@@ -321,7 +322,10 @@ fn serve(seconds: u64) -> Res<()> {
     println!("export E2B_BENCH_TOKEN={token}");
     println!(
         "export JUPYTER_RUNTIME_DIR={}",
-        sbx.local_runtime_dir().ok_or("no runtime dir")?.display()
+        sbx.as_local()
+            .map(|l| l.runtime_dir())
+            .ok_or("no runtime dir")?
+            .display()
     );
     std::thread::sleep(Duration::from_secs(seconds));
     Ok(())

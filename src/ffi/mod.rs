@@ -18,7 +18,6 @@ mod options;
 #[cfg(panic = "abort")]
 compile_error!("the `ffi` feature needs panic = \"unwind\" (the default)");
 
-use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
@@ -337,8 +336,8 @@ pub unsafe extern "C" fn e2b_sandbox_create(
             let opts: E2bJson = options::parse(json, "E2B sandbox options")?;
             let sandbox = options::sandbox_builder(&opts.envs, &opts.timeouts, opts.binary_framing)
                 .e2b_with(&opts.config(), &opts.options())?;
-            if let Some(kill) = opts.kill_on_close() {
-                sandbox.set_kill_on_close(kill)?;
+            if let (Some(kill), Some(e2b)) = (opts.kill_on_close(), sandbox.as_e2b()) {
+                e2b.set_kill_on_close(kill);
             }
             Ok(sandbox)
         })
@@ -501,6 +500,42 @@ struct Abort {
     returned: i32,
 }
 
+/// Where a callback's "stop" is recorded, shared with callbacks that must be `Send + 'static`
+/// (a command's).
+#[derive(Debug, Default)]
+struct AbortSlot(std::sync::Mutex<Option<Abort>>);
+
+impl AbortSlot {
+    fn get(&self) -> Option<Abort> {
+        match self.0.lock() {
+            Ok(g) => *g,
+            Err(p) => *p.into_inner(),
+        }
+    }
+
+    fn set(&self, abort: Option<Abort>) {
+        match self.0.lock() {
+            Ok(mut g) => *g = abort,
+            Err(p) => *p.into_inner() = abort,
+        }
+    }
+}
+
+/// The caller's `user_data`, carried into callbacks that must be `Send`. The callbacks run on
+/// the thread that made the call (the SDK calls them while that thread waits), so the pointer
+/// never reaches another thread.
+#[derive(Debug, Clone, Copy)]
+struct UserData(*mut c_void);
+
+// SAFETY: see the type's docs: the pointer is only handed back to the C caller, on its thread.
+unsafe impl Send for UserData {}
+
+impl UserData {
+    fn get(self) -> *mut c_void {
+        self.0
+    }
+}
+
 /// The unwind payload that carries a callback's "stop" through the run loop, which catches
 /// it (as it catches any callback panic) and abandons the run. Raised with `resume_unwind`,
 /// so no panic hook prints anything.
@@ -511,15 +546,15 @@ fn deliver(
     callback: &'static str,
     f: unsafe extern "C" fn(*const c_char, usize, *mut c_void) -> i32,
     data: &[u8],
-    user_data: *mut c_void,
-    abort: &Cell<Option<Abort>>,
+    user_data: UserData,
+    abort: &AbortSlot,
 ) {
     let mut buf = Vec::with_capacity(data.len() + 1);
     buf.extend_from_slice(data);
     buf.push(0);
     // SAFETY: the caller of `e2b_run` gave us this function for exactly this call, with this
     // signature; `buf` outlives the call.
-    let returned = unsafe { f(buf.as_ptr().cast(), data.len(), user_data) };
+    let returned = unsafe { f(buf.as_ptr().cast(), data.len(), user_data.get()) };
     if returned != 0 {
         let stop = Abort { callback, returned };
         abort.set(Some(stop));
@@ -534,7 +569,7 @@ fn deliver(
 /// should one ever get past them, a stop still ends as `E2B_ERR_CALLBACK` here, and anything
 /// else goes on to `guard` as a panic.
 fn with_callbacks<T>(
-    abort: &Cell<Option<Abort>>,
+    abort: &AbortSlot,
     consequence: &str,
     f: impl FnOnce() -> Result<T, crate::Error>,
 ) -> Result<T, FfiError> {
@@ -609,9 +644,9 @@ pub unsafe extern "C" fn e2b_run(
         let cbs = unsafe { callbacks.as_ref() }.copied();
         let sbx = lookup(sandbox)?;
 
-        let abort: Cell<Option<Abort>> = Cell::new(None);
+        let abort = AbortSlot::default();
         let abort = &abort;
-        let mut run = sbx.run(code);
+        let mut run = sbx.code(code);
         if let Some(language) = opts.language {
             run = run.language(language);
         }
@@ -622,7 +657,7 @@ pub unsafe extern "C" fn e2b_run(
             run = run.envs(opts.envs);
         }
         if let Some(cbs) = cbs {
-            let ud = cbs.user_data;
+            let ud = UserData(cbs.user_data);
             if let Some(f) = cbs.on_stdout {
                 run = run.on_stdout(move |m| deliver("on_stdout", f, m.line.as_bytes(), ud, abort));
             }
@@ -639,7 +674,7 @@ pub unsafe extern "C" fn e2b_run(
         let exec = with_callbacks(
             abort,
             "the run was abandoned and its kernel interrupted",
-            || run.send(),
+            || run.run(),
         )?;
         if !out_json.is_null() {
             let json = into_c_string(exec.to_json())?;
@@ -990,8 +1025,7 @@ pub unsafe extern "C" fn e2b_commands_run(
         let cbs = unsafe { callbacks.as_ref() }.copied();
         let sbx = lookup(sandbox)?;
 
-        let abort: Cell<Option<Abort>> = Cell::new(None);
-        let abort = &abort;
+        let abort = std::sync::Arc::new(AbortSlot::default());
         let mut command = sbx.commands().cmd(cmd).envs(opts.envs);
         if let Some(cwd) = opts.cwd {
             command = command.cwd(cwd);
@@ -1000,17 +1034,19 @@ pub unsafe extern "C" fn e2b_commands_run(
             command = command.timeout(timeout.map(Duration::from_millis));
         }
         if let Some(cbs) = cbs {
-            let ud = cbs.user_data;
+            let ud = UserData(cbs.user_data);
             if let Some(f) = cbs.on_stdout {
+                let abort = abort.clone();
                 command =
-                    command.on_stdout(move |s| deliver("on_stdout", f, s.as_bytes(), ud, abort));
+                    command.on_stdout(move |s| deliver("on_stdout", f, s.as_bytes(), ud, &abort));
             }
             if let Some(f) = cbs.on_stderr {
+                let abort = abort.clone();
                 command =
-                    command.on_stderr(move |s| deliver("on_stderr", f, s.as_bytes(), ud, abort));
+                    command.on_stderr(move |s| deliver("on_stderr", f, s.as_bytes(), ud, &abort));
             }
         }
-        let result = with_callbacks(abort, "the command was killed", || command.run())?;
+        let result = with_callbacks(&abort, "the command was killed", || command.run())?;
         if !out_json.is_null() {
             let json = serde_json::to_string(&result).unwrap_or_else(|_| "{}".into());
             let json = into_c_string(json)?;

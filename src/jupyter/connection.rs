@@ -14,7 +14,7 @@ use crate::backend::Backend;
 use crate::config::ConnectionConfig;
 use crate::error::{Error, TimeoutPhase};
 use crate::jupyter::delivery::Delivery;
-use crate::jupyter::state::ConnectionState;
+use crate::jupyter::state::{ConnectionState, ConnectionWatch};
 use crate::jupyter::transport::{self, Limits, Socket, Target};
 use crate::jupyter::wire::{Framing, Outgoing};
 use crate::jupyter::worker::{Command, Shared, WAKE, Worker};
@@ -161,7 +161,7 @@ impl Connection {
         self.shared.state.get()
     }
 
-    pub(crate) fn watch(&self) -> Receiver<ConnectionState> {
+    pub(crate) fn watch(&self) -> ConnectionWatch {
         self.shared.state.watch()
     }
 

@@ -75,13 +75,45 @@ impl StateCell {
         g.1.retain(|tx| tx.send(next.clone()).is_ok());
     }
 
-    /// A receiver of every later transition; dropping it unsubscribes.
-    pub(crate) fn watch(&self) -> Receiver<ConnectionState> {
+    /// Every later transition; dropping the watch unsubscribes.
+    pub(crate) fn watch(&self) -> ConnectionWatch {
         let (tx, rx) = crossbeam_channel::unbounded();
         match self.inner.lock() {
             Ok(mut g) => g.1.push(tx),
             Err(p) => p.into_inner().1.push(tx),
         }
-        rx
+        ConnectionWatch { rx }
+    }
+}
+
+/// The later states of one kernel connection, in order, each once. Get one with
+/// [`Sandbox::watch_connection`](crate::Sandbox::watch_connection) or
+/// [`Sandbox::watch_context`](crate::Sandbox::watch_context); dropping it unsubscribes.
+/// States queue until read (a connection changes state a few times per outage).
+#[derive(Debug)]
+pub struct ConnectionWatch {
+    rx: Receiver<ConnectionState>,
+}
+
+impl ConnectionWatch {
+    /// Waits for the next state; `None` once the connection is gone and every state was read.
+    pub fn recv(&self) -> Option<ConnectionState> {
+        self.rx.recv().ok()
+    }
+
+    /// Waits at most `timeout` for the next state; `None` when none came in time (or none
+    /// ever will).
+    pub fn recv_timeout(&self, timeout: std::time::Duration) -> Option<ConnectionState> {
+        self.rx.recv_timeout(timeout).ok()
+    }
+
+    /// The next state if one is queued, without waiting.
+    pub fn try_recv(&self) -> Option<ConnectionState> {
+        self.rx.try_recv().ok()
+    }
+
+    /// Every state queued now, without waiting.
+    pub fn try_iter(&self) -> impl Iterator<Item = ConnectionState> + '_ {
+        self.rx.try_iter()
     }
 }

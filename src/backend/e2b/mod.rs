@@ -10,6 +10,7 @@
 
 mod api;
 mod config;
+mod handle;
 mod models;
 mod options;
 mod transport;
@@ -27,6 +28,7 @@ use crate::http::{Endpoint, Http, Method};
 
 pub use api::E2bClient;
 pub use config::{DEFAULT_DOMAIN, E2bConfig};
+pub use handle::E2bSandbox;
 pub use models::{
     ListQuery, SandboxAccess, SandboxInfo, SandboxLifecycle, SandboxPage, SandboxState,
 };

@@ -1,6 +1,7 @@
 //! The local sandbox: a `jupyter server` child process on 127.0.0.1 with a random token and a
 //! fresh root directory, killed with its kernels when the sandbox is dropped.
 
+mod handle;
 pub(crate) mod python;
 mod server;
 
@@ -11,6 +12,7 @@ use crate::config::{Secret, Timeouts};
 use crate::error::Error;
 use crate::http::Endpoint;
 
+pub use handle::LocalSandbox;
 pub use python::{CACHE_ENV, PYTHON_ENV};
 use server::LocalServer;
 

@@ -1,0 +1,33 @@
+//! [`LocalSandbox`]: what only a local sandbox has, reached through `Sandbox::as_local`.
+
+use std::path::Path;
+
+use crate::backend::local::LocalBackend;
+
+/// The local side of a sandbox: where its files are and which process serves it. Get one with
+/// [`Sandbox::as_local`](crate::Sandbox::as_local).
+#[derive(Debug, Clone, Copy)]
+pub struct LocalSandbox<'a> {
+    backend: &'a LocalBackend,
+}
+
+impl<'a> LocalSandbox<'a> {
+    pub(crate) fn new(backend: &'a LocalBackend) -> Self {
+        LocalSandbox { backend }
+    }
+
+    /// The host directory the sandbox's files live in (its root).
+    pub fn root(&self) -> &'a Path {
+        self.backend.root()
+    }
+
+    /// Where the kernels' connection files are, for direct ZMQ access (benchmarks, tools).
+    pub fn runtime_dir(&self) -> &'a Path {
+        self.backend.runtime_dir()
+    }
+
+    /// The jupyter_server process's id.
+    pub fn pid(&self) -> u32 {
+        self.backend.pid()
+    }
+}
