@@ -1,16 +1,35 @@
 //! A synchronous SDK for code-interpreter sandboxes: a stateful Jupyter kernel that streams
-//! stdout, stderr and rich results, with no async runtime.
+//! stdout, stderr and rich results, files and commands, with no async runtime. It drives a
+//! local sandbox it starts itself, any Jupyter server, and E2B cloud sandboxes, and it is built
+//! for connections that break. Not an official E2B SDK.
 //!
 //! # Quick start
 //!
 //! ```no_run
-//! use e2b_blocking::Sandbox;
+//! use e2b_blocking::{Result, Sandbox};
 //!
-//! let sbx = Sandbox::local()?; // a jupyter_server child process on 127.0.0.1
-//! sbx.run_code("x = 41")?;
-//! let exec = sbx.run_code("x + 1")?;
-//! assert_eq!(exec.text(), Some("42"));
+//! fn main() -> Result<()> {
+//!     let sbx = Sandbox::local()?; // a jupyter_server child process, torn down with `sbx`
+//!     let exec = sbx.run_code("x = 41\nx + 1")?;
+//!     assert_eq!(exec.text(), Some("42"));
+//!     Ok(())
+//! }
+//! ```
 //!
+//! # Run code
+//!
+//! [`Sandbox::run_code`] runs a cell in the default Python context and returns an
+//! [`Execution`]: rich results ([`RichResult`]: text, HTML, PNG, JSON, charts), stdout and
+//! stderr, and the exception if the code raised one. An exception is data, not an `Err`;
+//! [`Execution::check`] turns it into [`Error::ExecutionFailed`] when that is what you want.
+//!
+//! # Stream output, set a timeout
+//!
+//! [`Sandbox::code`] returns a [`CodeBuilder`]; its callbacks run on the calling thread as output
+//! arrives, and `.run()` runs the cell:
+//!
+//! ```no_run
+//! # let sbx = e2b_blocking::Sandbox::local()?;
 //! let exec = sbx
 //!     .code("for i in range(3): print(i)")
 //!     .on_stdout(|m| print!("{}", m.line))
@@ -20,28 +39,66 @@
 //! # Ok::<(), e2b_blocking::Error>(())
 //! ```
 //!
-//! A Python exception is not an `Err`: it is [`Execution::error`]. An `Err` means the SDK
-//! could not do what was asked (see [`Error`]).
+//! A timeout is a deadline: the kernel is interrupted and the call returns [`Error::Timeout`]
+//! once it is idle, or [`Error::InterruptIgnored`] after [`Timeouts::interrupt_grace`] when the
+//! code ignores the interrupt (restart the context, or ask for it with
+//! [`CodeBuilder::restart_on_timeout`]).
+//!
+//! # Contexts
+//!
+//! Each context is a kernel of its own, with its own state, working directory and env vars:
+//! [`Sandbox::create_context`], then [`CodeBuilder::context`]. [`Sandbox::default_context`] is
+//! the one `run_code` uses; [`Sandbox::restart_context`] clears a context's state.
+//!
+//! # Files and commands
+//!
+//! [`Sandbox::files`] reads, writes, lists, renames and removes files, and uploads or downloads
+//! large ones in chunks with progress. [`Sandbox::commands`] runs shell commands (stdout and
+//! stderr apart, the exit code as data) or spawns them with a [`CommandHandle`] you can wait on
+//! or kill, from any thread.
+//!
+//! # When connections break
+//!
+//! One background thread per kernel owns its websocket, answers pings and reconnects with the
+//! same session, so the server replays what it buffered, and the kernel's hook replays what
+//! was lost in the cut itself: output arrives exactly once and in order, or the call fails with
+//! [`Error::OutputLost`] carrying what did arrive. [`Sandbox::connection_state`] and
+//! [`Sandbox::watch_connection`] show the connection; [`ReconnectPolicy`] bounds each outage.
+//!
+//! # Errors
+//!
+//! One [`Error`] with variants a caller can act on: [`Error::SandboxNotFound`] (make a new
+//! sandbox), [`Error::Timeout`] (with the [`TimeoutPhase`] that ran out),
+//! [`Error::ConnectionLost`] (retry later), [`Error::Authentication`], [`Error::KernelDisrupted`]
+//! and more. The cause, where there is one, is in `source()`.
 //!
 //! # Backends
 //!
-//! - **Local** ([`Sandbox::local`]): the SDK starts `jupyter server` on 127.0.0.1 with a random
-//!   token and a fresh root directory. It finds a Python with jupyter_server and ipykernel via
-//!   `E2B_LOCAL_PYTHON`, or builds a venv once in the user's cache dir (`E2B_LOCAL_CACHE`
-//!   overrides where). Dropping the sandbox kills the server and its kernels.
+//! - **Local** ([`Sandbox::local`]): the SDK starts `jupyter server` with a random token and a
+//!   fresh root directory. It finds a Python with jupyter_server and ipykernel via
+//!   `E2B_LOCAL_PYTHON`, or builds a venv once in the user's cache dir. See [`LocalSandbox`].
+//! - **An existing Jupyter server** ([`Sandbox::jupyter`]): jupyter_server, Jupyter Kernel
+//!   Gateway or Enterprise Gateway; the sandbox starts its own kernels and shuts only those down.
+//! - **E2B** ([`Sandbox::create`], [`SandboxBuilder::e2b_with`]): a cloud sandbox created on
+//!   E2B's control plane and reached through its proxy. See [`E2bSandbox`].
 //!
-//! # Threads
+//! # Threads and handles
 //!
-//! Each kernel connection is owned by one background thread that reads, writes, answers
-//! pings and reconnects. Calls hand it requests over a channel and wake it at once; replies come
-//! back on a channel per request. User callbacks (`on_stdout`, …) run on the calling thread
-//! while it waits, never on the worker, so they need not be `Send` and a slow or panicking
-//! callback cannot stall the connection.
+//! [`Sandbox`] is a cheap `Clone` handle, `Send + Sync`: clone it into threads; the sandbox is
+//! torn down by [`Sandbox::kill`]/[`Sandbox::close`] or when the last clone is dropped.
+//! Callbacks never run on the connection threads, so they need not be `Send` (those of a spawned
+//! command must be, since its handle can move), and a slow or panicking callback cannot stall a
+//! connection.
 //!
 //! # Logging
 //!
 //! Through the `log` crate: `debug` for connects, reconnects and closes, `trace` per message,
 //! `warn` for handled oddities. Tokens and API keys never appear in logs or `Debug` output.
+//!
+//! # Platforms
+//!
+//! Unix only today (Linux is tested; macOS builds): the connection loop waits on raw file
+//! descriptors and the local sandbox manages process groups.
 
 #![deny(unsafe_code)]
 #![deny(missing_docs)]

@@ -18,7 +18,7 @@ const SETTLE: Duration = Duration::from_millis(500);
 
 type Callback<'a, T> = Box<dyn FnMut(&T) + 'a>;
 
-/// Options of one execution; finish with [`CodeBuilder::send`].
+/// Options of one execution; finish with [`CodeBuilder::run`].
 #[must_use = "nothing runs until .run() is called"]
 pub struct CodeBuilder<'a> {
     sandbox: &'a Sandbox,

@@ -125,7 +125,7 @@ impl SandboxBuilder {
     }
 
     /// Connects to a running or paused E2B sandbox by id; closing the handle leaves it
-    /// running (see [`Sandbox::set_kill_on_close`]).
+    /// running (see [`E2bSandbox::set_kill_on_close`]).
     pub fn e2b_connect(self, config: &E2bConfig, sandbox_id: &str) -> Result<Sandbox, Error> {
         let backend =
             E2bBackend::connect(config, sandbox_id, DEFAULT_LIFETIME, &self.config.timeouts)?;
