@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::driver::{Driver, Stop};
 use crate::error::{Error, TimeoutPhase};
-use crate::execution::Execution;
+use crate::exec::driver::{Driver, Stop};
+use crate::exec::models::Execution;
 use crate::jupyter::delivery::Failure;
 use crate::jupyter::rest;
 use crate::jupyter::wire::{Incoming, Outgoing};
@@ -813,7 +813,7 @@ impl<'a> Running<'a> {
         };
         let Some(f) = f else { return };
         if let Err(payload) = catch_unwind(AssertUnwindSafe(|| f(text))) {
-            self.panicked = Some((name, panic_message(payload.as_ref())));
+            self.panicked = Some((name, crate::exec::code::panic_message(payload.as_ref())));
             self.kill_requested = true;
             self.interrupt();
         }
@@ -933,16 +933,6 @@ fn command_cell(spec: &Value) -> String {
          exec({source}, {{'__name__': '__e2b_command_install'}})\n\
          __e2b_sys.modules['__e2b_command'].run(__import__('json').loads({spec}))\n"
     )
-}
-
-pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        s.to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "non-string panic payload".into()
-    }
 }
 
 /// The sandbox's private kernels for commands: idle ones ready for the next command, and

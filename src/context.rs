@@ -102,7 +102,6 @@ pub(crate) fn spec_for(specs: &KernelSpecs, language: &str) -> Result<(String, S
 pub(crate) fn chdir_code(language: &str, cwd: &str) -> Result<String, Error> {
     let quoted = serde_json::Value::String(cwd.to_string()).to_string();
     Ok(match language {
-        "python" => format!("import os as __e2b_os\n__e2b_os.chdir({quoted})\ndel __e2b_os"),
         "javascript" => format!("process.chdir({quoted})"),
         "r" => format!("setwd({quoted})"),
         "bash" => format!("cd {quoted}"),

@@ -714,7 +714,7 @@ fn call_progress(f: &mut Option<Progress<'_>>, done: u64, total: Option<u64>) ->
     };
     catch_unwind(AssertUnwindSafe(|| f(done, total))).map_err(|payload| Error::CallbackPanicked {
         callback: "on_progress",
-        message: crate::commands::panic_message(payload.as_ref()),
+        message: crate::exec::code::panic_message(payload.as_ref()),
     })
 }
 

@@ -108,10 +108,8 @@ mod backend;
 mod commands;
 mod config;
 mod context;
-mod driver;
-mod envs;
 mod error;
-mod execution;
+mod exec;
 #[cfg(feature = "ffi")]
 #[allow(unsafe_code)] // the C ABI must take raw pointers and export unmangled symbols
 mod ffi;
@@ -120,9 +118,7 @@ mod http;
 mod jupyter;
 mod kernel;
 mod mask;
-mod recovery;
 mod retry;
-mod run;
 mod sandbox;
 
 pub use backend::e2b::{
@@ -136,10 +132,10 @@ pub use commands::{
 pub use config::{ConnectionConfig, Keepalive, ReconnectPolicy, Secret, Timeouts};
 pub use context::{Context, ContextOptions};
 pub use error::{BoxError, Error, KernelEvent, TimeoutPhase};
-pub use execution::{Continuity, Execution, ExecutionError, Logs, OutputMessage, RichResult};
+pub use exec::code::CodeBuilder;
+pub use exec::models::{Continuity, Execution, ExecutionError, Logs, OutputMessage, RichResult};
 pub use files::{Download, EntryInfo, FileType, Files, Upload};
 pub use jupyter::state::{CloseReason, ConnectionState, ConnectionWatch};
-pub use run::CodeBuilder;
 pub use sandbox::{Sandbox, SandboxBuilder};
 
 /// `Result` with this crate's [`Error`] by default, so `fn main() -> Result<()>` works under

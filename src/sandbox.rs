@@ -12,13 +12,13 @@ use crate::backend::local::{LocalBackend, LocalOptions, LocalSandbox};
 use crate::config::{ConnectionConfig, Keepalive, ReconnectPolicy, Secret, Timeouts};
 use crate::context::{self, Context, ContextOptions};
 use crate::error::{Error, TimeoutPhase};
-use crate::execution::Execution;
+use crate::exec::code::CodeBuilder;
+use crate::exec::models::Execution;
 use crate::http::Http;
 use crate::jupyter::delivery::Failure;
 use crate::jupyter::rest::{self, KernelSpecs};
 use crate::jupyter::state::{ConnectionState, ConnectionWatch};
-use crate::kernel::{Kernel, SilentError};
-use crate::run::CodeBuilder;
+use crate::kernel::Kernel;
 
 /// Settings every sandbox has, whatever its backend.
 #[derive(Debug, Clone, Default)]
@@ -567,9 +567,7 @@ impl Sandbox {
 
     /// Applies the sandbox's env vars, the context's own, and its cwd.
     fn prepare(&self, kernel: &Arc<Kernel>) -> Result<(), Error> {
-        let timeout = self.inner.config.timeouts.request;
-        kernel.install_hook(timeout)?;
-        let all: Vec<(String, String)> = self
+        let envs: Vec<(String, String)> = self
             .inner
             .config
             .envs
@@ -577,15 +575,7 @@ impl Sandbox {
             .chain(&kernel.envs)
             .cloned()
             .collect();
-        crate::envs::set(kernel, &all, timeout)?;
-        if let Some(cwd) = kernel.cwd.as_deref() {
-            let reply =
-                kernel.run_silent_reply(&context::chdir_code(&kernel.language, cwd)?, timeout)?;
-            if let Some(e) = SilentError::of(&reply) {
-                return Err(context::chdir_error(&kernel.id, cwd, &e));
-            }
-        }
-        Ok(())
+        kernel.set_up(&envs, self.inner.config.timeouts.request)
     }
 
     /// Redoes set-up after the kernel restarted by itself (it died and the server revived it).

@@ -81,10 +81,10 @@ impl Raw {
         })
     }
 
-    /// Installs the SDK's output-numbering hook (src/jupyter/hook.py) the way the SDK does,
+    /// Installs the SDK's output-numbering hook (src/kernel/hook.py) the way the SDK does,
     /// so the raw client's kernel does the same kernel-side work as ours.
     pub fn install_hook(&mut self) -> Res<()> {
-        let source = Value::String(include_str!("../../src/jupyter/hook.py").to_string());
+        let source = Value::String(include_str!("../../src/kernel/hook.py").to_string());
         let code = format!(
             "exec({source}, {{'get_ipython': get_ipython, '__name__': '__e2b_hook_install'}})"
         );

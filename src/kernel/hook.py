@@ -195,6 +195,9 @@ def _install():
 
     mod = types.ModuleType("__e2b_hook")
     mod.session = session
+    # Where the kernel started: set-up resolves a relative cwd against it, so running set-up
+    # again (after a cut) lands in the same directory.
+    mod.root = __import__("os").getcwd()
     mod.replay = replay
     mod.limits = limits
     session.send = send

@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::context::Context;
-use crate::driver::{Driver, Stop};
 use crate::error::{Error, TimeoutPhase};
-use crate::execution::{Execution, ExecutionError, OutputMessage, RichResult};
-use crate::jupyter::wire::{Incoming, Outgoing};
+use crate::exec::accumulate::{Accumulator, Event};
+use crate::exec::driver::{Driver, Stop};
+use crate::exec::models::{Execution, ExecutionError, OutputMessage, RichResult};
+use crate::jupyter::wire::Outgoing;
 use crate::kernel::Kernel;
 use crate::sandbox::Sandbox;
 
@@ -149,7 +150,7 @@ impl<'a> CodeBuilder<'a> {
         let timeout = self.timeout.unwrap_or(sandbox.config().timeouts.execution);
         sandbox.ensure_prepared(&kernel)?;
         let envs = std::mem::take(&mut self.envs);
-        let Some(cells) = crate::envs::for_one_execution(&kernel, &envs)? else {
+        let Some(cells) = crate::kernel::envs::for_one_execution(&kernel, &envs)? else {
             let driver = Driver::send(kernel.clone(), self.request(&kernel))?;
             return self.execute(driver, timeout);
         };
@@ -334,116 +335,12 @@ fn timeout_error(timeout: Option<Duration>) -> Error {
     }
 }
 
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         s.to_string()
     } else if let Some(s) = payload.downcast_ref::<String>() {
         s.clone()
     } else {
         "non-string panic payload".into()
-    }
-}
-
-/// What a message means to the user's callbacks.
-enum Event {
-    None,
-    Stdout(OutputMessage),
-    Stderr(OutputMessage),
-    Result(Box<RichResult>),
-    Error(ExecutionError),
-}
-
-/// Builds an [`Execution`] from the messages of one request.
-#[derive(Default)]
-struct Accumulator {
-    execution: Execution,
-}
-
-impl Accumulator {
-    /// What a message means; [`Accumulator::keep`] then stores it in the execution. The two
-    /// steps let the callbacks borrow the output before it is moved into the execution, so
-    /// output is never copied (a 64 KiB stream chunk used to be copied twice).
-    fn apply(&mut self, mut m: Incoming) -> Event {
-        let c = &m.content;
-        match m.msg_type.as_str() {
-            "stream" => {
-                let error = c["name"] == "stderr";
-                let line = match m.content.get_mut("text").map(serde_json::Value::take) {
-                    Some(serde_json::Value::String(s)) => s,
-                    _ => String::new(),
-                };
-                let msg = OutputMessage {
-                    line,
-                    timestamp: m.date.take(),
-                    error,
-                };
-                if error {
-                    Event::Stderr(msg)
-                } else {
-                    Event::Stdout(msg)
-                }
-            }
-            "display_data" | "execute_result" => {
-                let r = RichResult::from_bundle(&c["data"], m.msg_type == "execute_result");
-                Event::Result(Box::new(r))
-            }
-            "error" => Event::Error(error_from(c)),
-            "execute_input" => {
-                self.set_count(c);
-                Event::None
-            }
-            "execute_reply" => {
-                self.set_count(c);
-                match c["status"].as_str() {
-                    Some("error") if self.execution.error.is_none() => Event::Error(error_from(c)),
-                    Some("aborted") if self.execution.error.is_none() => {
-                        Event::Error(ExecutionError {
-                            name: "ExecutionAborted".into(),
-                            value: "the kernel aborted the execution".into(),
-                            traceback: String::new(),
-                        })
-                    }
-                    _ => Event::None,
-                }
-            }
-            _ => Event::None,
-        }
-    }
-
-    /// Stores what [`Accumulator::apply`] made of a message, after the callbacks saw it.
-    fn keep(&mut self, event: Event) {
-        match event {
-            Event::None => {}
-            Event::Stdout(m) => self.execution.logs.stdout.push(m.line),
-            Event::Stderr(m) => self.execution.logs.stderr.push(m.line),
-            Event::Result(r) => self.execution.results.push(*r),
-            Event::Error(e) => self.execution.error = Some(e),
-        }
-    }
-
-    fn set_count(&mut self, c: &serde_json::Value) {
-        if let Some(n) = c["execution_count"]
-            .as_u64()
-            .and_then(|n| u32::try_from(n).ok())
-        {
-            self.execution.execution_count = Some(n);
-        }
-    }
-}
-
-fn error_from(c: &serde_json::Value) -> ExecutionError {
-    let traceback = match &c["traceback"] {
-        serde_json::Value::Array(lines) => lines
-            .iter()
-            .filter_map(|l| l.as_str())
-            .collect::<Vec<_>>()
-            .join("\n"),
-        serde_json::Value::String(s) => s.clone(),
-        _ => String::new(),
-    };
-    ExecutionError {
-        name: c["ename"].as_str().unwrap_or("").to_string(),
-        value: c["evalue"].as_str().unwrap_or("").to_string(),
-        traceback,
     }
 }

@@ -1,4 +1,8 @@
-//! One kernel the SDK started, with its connection: the unit a context wraps.
+//! One kernel the SDK started, with its connection: the unit a context wraps. Its set-up
+//! (the output hook in `hook.py`, env vars in [`envs`]) runs in it silently.
+
+pub(crate) mod envs;
+mod setup;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -8,9 +12,9 @@ use serde_json::Value;
 
 use crate::backend::Backend;
 use crate::config::ConnectionConfig;
-use crate::driver::Driver;
 use crate::error::{Error, TimeoutPhase};
-use crate::execution::Execution;
+use crate::exec::driver::Driver;
+use crate::exec::models::Execution;
 use crate::http::Http;
 use crate::jupyter::connection::Connection;
 use crate::jupyter::delivery::{self, Delivery};
@@ -18,7 +22,6 @@ use crate::jupyter::rest;
 use crate::jupyter::state::ConnectionState;
 use crate::jupyter::transport::Target;
 use crate::jupyter::wire::Outgoing;
-use crate::recovery::install_code;
 
 #[derive(Debug)]
 pub(crate) struct Kernel {
@@ -80,36 +83,14 @@ impl Kernel {
     }
 
     /// Whether the output-numbering hook is installed (Python kernels).
+    /// False again from a restart until set-up ran: the new process has no hook yet.
     pub(crate) fn hooked(&self) -> bool {
-        self.hooked.load(Ordering::SeqCst)
+        self.hooked.load(Ordering::SeqCst) && !self.needs_prepare()
     }
 
     /// True when set-up has not run since the kernel last (re)started.
     pub(crate) fn needs_prepare(&self) -> bool {
         self.prepared_at.load(Ordering::SeqCst) != self.conn.kernel_events()
-    }
-
-    /// Installs the output-numbering hook (Python only) and records that set-up ran.
-    pub(crate) fn install_hook(self: &Arc<Self>, timeout: Duration) -> Result<(), Error> {
-        let events = self.conn.kernel_events();
-        if self.language == "python" {
-            // Before the hook is in, nothing can be replayed; installing it twice changes
-            // nothing, so a cut only makes the driver send it again.
-            let request = Outgoing::execute(self.conn.session_id(), &install_code(), true);
-            let reply = finish_silent(
-                &mut Driver::send_idempotent(self.clone(), request)?,
-                timeout,
-            )?;
-            if let Some(e) = SilentError::of(&reply) {
-                return Err(Error::KernelSetup {
-                    kernel_id: self.id.clone(),
-                    message: format!("installing the output hook: {e}"),
-                });
-            }
-            self.hooked.store(true, Ordering::SeqCst);
-        }
-        self.prepared_at.store(events, Ordering::SeqCst);
-        Ok(())
     }
 
     pub(crate) fn state(&self) -> ConnectionState {

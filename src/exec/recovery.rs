@@ -1,5 +1,5 @@
 //! Exact output under connection cuts: put an execution's messages back in the kernel hook's
-//! order, notice gaps, and fill them from the hook's replay record (see `jupyter/hook.py`).
+//! order, notice gaps, and fill them from the hook's replay record (see `kernel/hook.py`).
 
 use std::collections::BTreeMap;
 
@@ -13,7 +13,7 @@ pub(crate) const REPLAY_MIME: &str = "application/x-e2b-replay+json";
 /// Python that installs the hook, run silently in every Python kernel. It runs in a namespace
 /// of its own so nothing it imports shows up in the user's.
 pub(crate) fn install_code() -> String {
-    let source = Value::String(include_str!("jupyter/hook.py").to_string());
+    let source = Value::String(include_str!("../kernel/hook.py").to_string());
     format!("exec({source}, {{'get_ipython': get_ipython, '__name__': '__e2b_hook_install'}})")
 }
 
@@ -288,7 +288,7 @@ mod tests {
 
     #[test]
     fn the_hook_skips_the_same_replay_prefix() {
-        let hook = include_str!("jupyter/hook.py");
+        let hook = include_str!("../kernel/hook.py");
         assert!(hook.contains(&format!("startswith(\"{REPLAY_ID_PREFIX}\")")));
         let msg = replay_request("s", "p", 1, 1024);
         assert!(msg.msg_id.starts_with(REPLAY_ID_PREFIX));

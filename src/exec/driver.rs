@@ -3,7 +3,7 @@
 //! Code runs, commands and silent set-up cells all go through this one driver; what they make
 //! of the messages is theirs.
 //!
-//! After a cut the driver asks the kernel's hook (`jupyter/hook.py`) for what it missed:
+//! After a cut the driver asks the kernel's hook (`kernel/hook.py`) for what it missed:
 //! - at most one replay request is outstanding per execution, and each answer is a chunk of at
 //!   most [`REPLAY_CHUNK`] bytes, resumed from what already arrived, so a large output never
 //!   travels twice and never piles up in the server, however often the link is cut;
@@ -21,11 +21,11 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::error::{Error, TimeoutPhase};
-use crate::execution::{Continuity, Execution};
+use crate::exec::models::{Continuity, Execution};
+use crate::exec::recovery::{Replay, Sequencer, probe_request, replay_request};
 use crate::jupyter::delivery::{self, Delivery, Failure};
 use crate::jupyter::wire::{Incoming, Outgoing};
 use crate::kernel::Kernel;
-use crate::recovery::{Replay, Sequencer, probe_request, replay_request};
 
 /// Largest replay answer the hook sends at once (it always sends at least one message).
 /// Small enough to cross a link that is cut every few hundred milliseconds, large enough that

@@ -10,7 +10,7 @@ use crate::error::Error;
 use crate::kernel::Kernel;
 
 /// A Python dict literal of strings. JSON string escapes mean the same in Python.
-fn py_dict(pairs: &[(String, String)]) -> String {
+pub(super) fn py_dict(pairs: &[(String, String)]) -> String {
     let map: serde_json::Map<String, Value> = pairs
         .iter()
         .map(|(k, v)| (k.clone(), Value::String(v.clone())))
@@ -18,7 +18,7 @@ fn py_dict(pairs: &[(String, String)]) -> String {
     Value::Object(map).to_string()
 }
 
-fn validate(pairs: &[(String, String)]) -> Result<(), Error> {
+pub(super) fn validate(pairs: &[(String, String)]) -> Result<(), Error> {
     for (k, v) in pairs {
         if k.is_empty() || k.contains(['=', '\0']) || v.contains('\0') {
             return Err(Error::InvalidArgument(format!(
