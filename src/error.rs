@@ -323,11 +323,10 @@ fn last_line(stderr: &str) -> String {
 }
 
 impl Error {
-    /// The message followed by every cause in `source()` order, joined with ": ", for log
-    /// lines, the C ABI's error messages and the cause string a lost connection keeps (where
-    /// the typed chain cannot be kept). An empty cause, or one whose text its parent already
-    /// ends with (many wrappers print their source), is skipped.
-    pub(crate) fn with_causes(&self) -> String {
+    /// The message followed by every cause in `source()` order, joined with ": ": one line
+    /// for a log or a user (the C ABI's error messages are made of it). An empty cause, or one
+    /// whose text its parent already ends with (many wrappers print their source), is skipped.
+    pub fn report(&self) -> String {
         let mut text = self.to_string();
         let mut next = std::error::Error::source(self);
         while let Some(cause) = next {
@@ -404,12 +403,12 @@ mod tests {
     }
 
     #[test]
-    fn with_causes_lists_each_cause_once() {
+    fn report_lists_each_cause_once() {
         let inner =
             tungstenite::Error::Protocol(tungstenite::error::ProtocolError::HandshakeIncomplete);
         let err = Error::protocol_from("websocket handshake failed", inner);
         assert_eq!(
-            err.with_causes(),
+            err.report(),
             "protocol error: websocket handshake failed: \
              WebSocket protocol error: Handshake not finished"
         );

@@ -283,7 +283,7 @@ impl Http {
             let Some(next) = retry.failed() else {
                 return Err(e);
             };
-            log::debug!("{}: {}; retrying", describe(method, path), e.with_causes());
+            log::debug!("{}: {}; retrying", describe(method, path), e.report());
             std::thread::sleep(next.saturating_duration_since(std::time::Instant::now()));
         }
     }

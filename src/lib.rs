@@ -100,7 +100,7 @@
 //! Unix only today (Linux is tested; macOS builds): the connection loop waits on raw file
 //! descriptors and the local sandbox manages process groups.
 
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations)]
 
@@ -110,9 +110,6 @@ mod config;
 mod context;
 mod error;
 mod exec;
-#[cfg(feature = "ffi")]
-#[allow(unsafe_code)] // the C ABI must take raw pointers and export unmangled symbols
-mod ffi;
 mod files;
 mod http;
 mod jupyter;

@@ -72,7 +72,7 @@ fn first_connect(target: &Target, config: &ConnectionConfig) -> Result<Socket, E
         log::debug!(
             "kernel {}: first connect failed ({}); retrying",
             target.kernel_id,
-            e.with_causes()
+            e.report()
         );
         std::thread::sleep(next.saturating_duration_since(std::time::Instant::now()));
     }

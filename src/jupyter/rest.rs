@@ -82,7 +82,7 @@ pub(crate) fn start_kernel(
             Err(e) if link_broke(&e) => e,
             other => break other?,
         };
-        log::debug!("starting kernel {id}: {}; looking for it", e.with_causes());
+        log::debug!("starting kernel {id}: {}; looking for it", e.report());
         let until = Instant::now() + FIND_WINDOW.min(http.request_timeout());
         if let Some(kernel) = find_started(http, &id, until)? {
             break kernel;

@@ -557,7 +557,7 @@ impl Worker {
     }
 
     fn attempt_failed(&mut self, e: Error, attempt: u32) {
-        let cause = e.with_causes();
+        let cause = e.report();
         log::debug!(
             "kernel {}: reconnect attempt {attempt} failed: {cause}",
             self.target.kernel_id

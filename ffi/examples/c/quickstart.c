@@ -3,9 +3,9 @@
  * callback, reports a Python exception as data, writes, reads and lists files, runs a shell
  * command, and is destroyed.
  *
- *   cargo build --release --features ffi
- *   cc -std=c11 -Wall -Wextra -Iinclude examples/c/quickstart.c \
- *      -Ltarget/release -le2b_blocking -Wl,-rpath,"$PWD/target/release" -o quickstart
+ *   cargo build --release -p e2b-blocking-ffi
+ *   cc -std=c11 -Wall -Wextra -Iffi/include ffi/examples/c/quickstart.c \
+ *      -Ltarget/release -le2b_blocking_ffi -Wl,-rpath,"$PWD/target/release" -o quickstart
  *   ./quickstart
  *
  * Needs python3 with venv, like every local sandbox (see the README).

@@ -1,18 +1,19 @@
-//! `include/e2b_blocking.h` is generated from `src/ffi/` by cbindgen; this test regenerates it
+//! `include/e2b_blocking.h` is generated from this crate's `src/` by cbindgen; this test regenerates it
 //! and fails when the checked-in copy differs. `E2B_UPDATE_HEADER=1` rewrites it instead.
 
 use std::path::Path;
 
-const HOW_TO_FIX: &str = "regenerate it with: E2B_UPDATE_HEADER=1 cargo test --test ffi_header";
+const HOW_TO_FIX: &str =
+    "regenerate it with: E2B_UPDATE_HEADER=1 cargo test -p e2b-blocking-ffi --test header";
 
 fn generate() -> String {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let config = cbindgen::Config::from_file(root.join("cbindgen.toml")).expect("cbindgen.toml");
     let bindings = cbindgen::Builder::new()
         .with_config(config)
-        .with_src(root.join("src/ffi/mod.rs"))
+        .with_src(root.join("src/lib.rs"))
         .generate()
-        .expect("cbindgen parses src/ffi");
+        .expect("cbindgen parses src/");
     let mut out = Vec::new();
     bindings.write(&mut out);
     String::from_utf8(out).expect("the header is UTF-8")
@@ -37,7 +38,7 @@ fn header_is_up_to_date() {
             .position(|(a, b)| a != b)
             .unwrap_or_else(|| current.lines().count().min(fresh.lines().count()));
         panic!(
-            "{} is out of date with src/ffi (first difference at line {}); {HOW_TO_FIX}",
+            "{} is out of date with src/ (first difference at line {}); {HOW_TO_FIX}",
             path.display(),
             first + 1
         );

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 use super::error::{E2bErrorCode, FfiError};
-use crate::{E2bConfig, E2bOptions, LocalOptions, SandboxBuilder, Timeouts};
+use e2b_blocking::{E2bConfig, E2bOptions, LocalOptions, SandboxBuilder, Timeouts};
 
 /// Options of `e2b_sandbox_local`.
 #[derive(Debug, Default, Deserialize)]
@@ -326,8 +326,12 @@ mod tests {
         assert_eq!(o.options(), expected);
         assert_eq!(o.kill_on_close(), Some(false));
         let config = o.config();
-        assert_eq!(config.api_key.expose_secret(), "k");
-        assert_eq!(config.api_url.as_deref(), Some("http://127.0.0.1:9"));
+        assert_eq!(
+            config,
+            E2bConfig::default()
+                .api_key("k")
+                .api_url("http://127.0.0.1:9")
+        );
         assert!(!format!("{config:?}").contains("\"k\""));
         let o: E2bJson = parse(None, "E2B options").unwrap();
         assert_eq!(o.options(), E2bOptions::default());

@@ -1,10 +1,11 @@
-//! The C ABI as C and Python see it: the library is built with `--features ffi` into its own
+//! The C ABI as C and Python see it: the library is built by a nested `cargo build` into its own
 //! target dir (so this never waits on the `cargo test` that runs it), C programs are compiled
 //! with the system `cc` against `include/e2b_blocking.h`, and run against local sandboxes
 //! (and a jupyter_server this process starts, for `e2b_sandbox_connect_jupyter`), also under
 //! valgrind. A missing `cc`, `valgrind` or `python3` fails its test with one line saying what
 //! to install.
 
+#[path = "../../tests/support/mod.rs"]
 mod support;
 
 use std::io::Read;
@@ -59,9 +60,8 @@ impl Finished {
     }
 }
 
-/// `LD_LIBRARY_PATH` without the entries `cargo test` adds: they hold this crate's library
-/// as the outer build made it (without the `ffi` feature), which would shadow the one the C
-/// programs are linked against.
+/// `LD_LIBRARY_PATH` without the entries `cargo test` adds: they hold the outer build's copy
+/// of the library, which would shadow the one the C programs are linked against.
 fn library_path_without_target() -> std::ffi::OsString {
     let target = target_dir();
     let kept: Vec<PathBuf> = std::env::var_os("LD_LIBRARY_PATH")
@@ -120,16 +120,16 @@ fn run_ok(cmd: Command, limit: Duration) -> Finished {
 }
 
 /// Builds the library once per test binary and returns the directory holding
-/// `libe2b_blocking.so` and `libe2b_blocking.a`.
+/// `libe2b_blocking_ffi.so` and `libe2b_blocking_ffi.a`.
 fn library() -> &'static Path {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT.get_or_init(|| {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--lib", "--features", "ffi", "--manifest-path"])
+        cmd.args(["build", "--lib", "--manifest-path"])
             .arg(manifest_dir().join("Cargo.toml"))
             // A target dir of its own: the outer `cargo test` never waits on it, and its build
-            // with the feature never replaces the outer one's library.
+            // never replaces the outer one's library.
             .env("CARGO_TARGET_DIR", ffi_dir())
             // Line tables are enough for valgrind's stack traces, and build faster and smaller
             // (measured: 37 s and 0.4 GB cold, against 48 s and 0.8 GB with full debug info).
@@ -163,7 +163,7 @@ fn compile(source: &str, name: &str, static_link: bool) -> PathBuf {
     .arg(&exe);
     if static_link {
         // The list `rustc --print native-static-libs` gives on Linux.
-        cmd.arg(lib.join("libe2b_blocking.a")).args([
+        cmd.arg(lib.join("libe2b_blocking_ffi.a")).args([
             "-lgcc_s",
             "-lutil",
             "-lrt",
@@ -174,7 +174,7 @@ fn compile(source: &str, name: &str, static_link: bool) -> PathBuf {
     } else {
         cmd.arg("-L")
             .arg(lib)
-            .arg("-le2b_blocking")
+            .arg("-le2b_blocking_ffi")
             .arg(format!("-Wl,-rpath,{}", lib.display()));
     }
     run_ok(cmd, Duration::from_secs(120));
@@ -213,7 +213,7 @@ fn c_quickstart_runs_against_the_shared_and_the_static_library() {
 
 #[test]
 fn c_error_paths_give_error_codes() {
-    let exe = compile("tests/ffi/abi_errors.c", "abi_errors", false);
+    let exe = compile("tests/c/abi_errors.c", "abi_errors", false);
     let done = run_ok(Command::new(&exe), RUN_LIMIT);
     assert!(
         done.stdout.contains("checks hold"),
@@ -293,7 +293,7 @@ fn assert_connect_jupyter_held(done: &Finished) {
 
 #[test]
 fn c_connect_jupyter_drives_a_real_server_and_rejects_a_wrong_token() {
-    let exe = compile("tests/ffi/connect_jupyter.c", "connect_jupyter", false);
+    let exe = compile("tests/c/connect_jupyter.c", "connect_jupyter", false);
     let server = JupyterServer::start();
     let before = server.kernel_ids();
     let mut cmd = Command::new(&exe);
@@ -306,7 +306,7 @@ fn c_connect_jupyter_drives_a_real_server_and_rejects_a_wrong_token() {
 #[test]
 fn python_ctypes_quickstart_runs() {
     support::require_tool("python3", PYTHON_HINT);
-    let lib = library().join("libe2b_blocking.so");
+    let lib = library().join("libe2b_blocking_ffi.so");
     let mut cmd = Command::new("python3");
     cmd.arg(manifest_dir().join("examples/python/quickstart.py"))
         .arg(&lib);
@@ -344,7 +344,7 @@ fn valgrind(exe: &Path, envs: &[(&str, &str)], limit: Duration) -> Finished {
     ])
     .arg(format!(
         "--suppressions={}",
-        manifest_dir().join("tests/ffi/valgrind.supp").display()
+        manifest_dir().join("tests/c/valgrind.supp").display()
     ))
     .arg(exe);
     let done = run(cmd, limit);
@@ -378,11 +378,11 @@ fn c_programs_have_no_memory_errors_or_definite_leaks_under_valgrind() {
     let quickstart = compile("examples/c/quickstart.c", "quickstart_vg", false);
     let done = valgrind(&quickstart, &[], VALGRIND_LIMIT);
     assert_quickstart_output(&done.stdout);
-    let errors = compile("tests/ffi/abi_errors.c", "abi_errors_vg", false);
+    let errors = compile("tests/c/abi_errors.c", "abi_errors_vg", false);
     let done = valgrind(&errors, &[], VALGRIND_LIMIT);
     assert!(done.stdout.contains("checks hold"), "{}", done.describe());
 
-    let connect = compile("tests/ffi/connect_jupyter.c", "connect_jupyter_vg", false);
+    let connect = compile("tests/c/connect_jupyter.c", "connect_jupyter_vg", false);
     let server = JupyterServer::start();
     let before = server.kernel_ids();
     let done = valgrind(&connect, &server.envs(), VALGRIND_LIMIT);

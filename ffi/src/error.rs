@@ -4,7 +4,7 @@ use std::cell::RefCell;
 use std::ffi::{CString, c_char};
 use std::panic::{AssertUnwindSafe, UnwindSafe, catch_unwind};
 
-use crate::error::Error;
+use e2b_blocking::Error;
 
 /// What an `e2b_*` call returns: `E2B_OK` (0) or why it failed.
 ///
@@ -196,7 +196,7 @@ impl From<Error> for FfiError {
             #[allow(unreachable_patterns)]
             _ => E2B_ERR_OTHER,
         };
-        FfiError::new(code, e.with_causes())
+        FfiError::new(code, e.report())
     }
 }
 

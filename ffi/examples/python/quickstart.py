@@ -1,9 +1,9 @@
 """Quick start for the C ABI from Python, with nothing but ctypes.
 
-    cargo build --release --features ffi
-    python3 examples/python/quickstart.py [path/to/libe2b_blocking.so]
+    cargo build --release -p e2b-blocking-ffi
+    python3 ffi/examples/python/quickstart.py [path/to/libe2b_blocking_ffi.so]
 
-The library path defaults to $E2B_BLOCKING_LIB, else target/release/libe2b_blocking.so.
+The library path defaults to $E2B_BLOCKING_LIB, else target/release/libe2b_blocking_ffi.so.
 A local sandbox computes a value, streams printed output through a callback, shows how a
 callback stops a run, writes and reads a file, runs a shell command, and is destroyed. Every
 call is checked: a failure raises E2bError.
@@ -222,8 +222,11 @@ class Sandbox:
 
 
 def main():
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    default = os.path.join(root, "target", "release", "libe2b_blocking.so")
+    # ffi/examples/python/quickstart.py -> the workspace root, where target/ is.
+    root = os.path.dirname(
+        os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    )
+    default = os.path.join(root, "target", "release", "libe2b_blocking_ffi.so")
     path = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("E2B_BLOCKING_LIB", default)
     lib = load(path)
     print("e2b-blocking", lib.e2b_version().decode())

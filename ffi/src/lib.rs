@@ -1,7 +1,8 @@
-//! The C ABI (feature `ffi`): the functions declared in `include/e2b_blocking.h`.
+//! The C ABI of e2b-blocking: the functions declared in `include/e2b_blocking.h`, built as
+//! `libe2b_blocking_ffi.so` / `.a` (`cargo build --release -p e2b-blocking-ffi`).
 //!
-//! The header is generated from this module by cbindgen (`tests/ffi_header.rs` checks it is up
-//! to date), so the doc comments here are the C documentation. The rules every function keeps:
+//! The header is generated from this crate by cbindgen (`tests/header.rs` checks it is up to
+//! date), so the doc comments here are the C documentation. The rules every function keeps:
 //!
 //! - no panic crosses the boundary: each body runs in [`error::guard`], which turns a panic
 //!   into `E2B_ERR_PANIC`;
@@ -16,7 +17,7 @@ mod options;
 
 // Panics become E2B_ERR_PANIC and callbacks stop runs by unwinding: both need unwinding.
 #[cfg(panic = "abort")]
-compile_error!("the `ffi` feature needs panic = \"unwind\" (the default)");
+compile_error!("the C ABI needs panic = \"unwind\" (the default)");
 
 use std::collections::BTreeMap;
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
@@ -27,11 +28,12 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use error::E2bErrorCode::{self, *};
+pub use error::E2bErrorCode;
+use error::E2bErrorCode::*;
 use error::{FfiError, guard, guard_infallible};
 use options::{CommandJson, E2bJson, JupyterJson, LocalJson, RunJson};
 
-use crate::Sandbox;
+use e2b_blocking::Sandbox;
 
 /// A sandbox handle: an opaque, non-zero id. 0 is never a valid handle.
 ///
@@ -571,7 +573,7 @@ fn deliver(
 fn with_callbacks<T>(
     abort: &AbortSlot,
     consequence: &str,
-    f: impl FnOnce() -> Result<T, crate::Error>,
+    f: impl FnOnce() -> Result<T, e2b_blocking::Error>,
 ) -> Result<T, FfiError> {
     let result = match catch_unwind(AssertUnwindSafe(f)) {
         Ok(result) => Some(result),
@@ -816,12 +818,12 @@ struct EntryJson<'a> {
     name: &'a str,
     path: &'a str,
     #[serde(rename = "type")]
-    kind: crate::FileType,
+    kind: e2b_blocking::FileType,
     size: Option<u64>,
     modified: Option<u64>,
 }
 
-fn entries_json(entries: &[crate::EntryInfo]) -> String {
+fn entries_json(entries: &[e2b_blocking::EntryInfo]) -> String {
     let entries: Vec<EntryJson<'_>> = entries
         .iter()
         .map(|e| EntryJson {
@@ -1275,34 +1277,6 @@ mod tests {
             );
             assert!(last_message().contains("cwdd"));
         }
-    }
-
-    #[test]
-    fn listings_are_json_arrays_of_entries() {
-        assert_eq!(entries_json(&[]), "[]");
-        let entries = [
-            crate::EntryInfo {
-                name: "d".into(),
-                path: "a/d".into(),
-                kind: crate::FileType::Dir,
-                size: None,
-                modified: None,
-            },
-            crate::EntryInfo {
-                name: "x.csv".into(),
-                path: "a/x.csv".into(),
-                kind: crate::FileType::File,
-                size: Some(12),
-                modified: Some(
-                    std::time::UNIX_EPOCH + Duration::from_micros(1_717_000_000_123_456),
-                ),
-            },
-        ];
-        assert_eq!(
-            entries_json(&entries),
-            r#"[{"name":"d","path":"a/d","type":"dir","size":null,"modified":null},"#.to_owned()
-                + r#"{"name":"x.csv","path":"a/x.csv","type":"file","size":12,"modified":1717000000123}]"#
-        );
     }
 
     #[test]

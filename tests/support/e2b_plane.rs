@@ -1,0 +1,57 @@
+//! A scripted E2B control plane on 127.0.0.1, for end-to-end tests without the cloud.
+
+use std::sync::{Arc, Mutex};
+
+use serde_json::json;
+
+use super::scripted_ws::{HttpAnswer, Options, ScriptedWs};
+
+/// A control plane that creates `sbx-local` for the key `e2b_test` and records each request
+/// as "METHOD /target".
+pub fn control_plane() -> (ScriptedWs, Arc<Mutex<Vec<String>>>) {
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let log = seen.clone();
+    let plane = ScriptedWs::start_with(
+        Options::new().http_with(move |req| {
+            log.lock()
+                .unwrap()
+                .push(format!("{} {}", req.method, req.target));
+            let key_ok = req
+                .headers
+                .iter()
+                .any(|(n, v)| n.eq_ignore_ascii_case("x-api-key") && v == "e2b_test");
+            if !key_ok {
+                return Some(HttpAnswer::json(
+                    401,
+                    &json!({"code": 401, "message": "bad key"}),
+                ));
+            }
+            match (req.method.as_str(), req.target.as_str()) {
+                ("POST", "/sandboxes") => Some(HttpAnswer::json(
+                    201,
+                    &json!({"sandboxID": "sbx-local", "templateID": "code-interpreter-v1",
+                            "clientID": "c", "envdVersion": "0.2.0"}),
+                )),
+                ("DELETE", "/sandboxes/sbx-local") => Some(HttpAnswer::text(204, "")),
+                _ => None,
+            }
+        }),
+        |_| {},
+    )
+    .unwrap();
+    (plane, seen)
+}
+
+pub fn assert_created_then_killed(seen: &Mutex<Vec<String>>) {
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen.first().map(String::as_str),
+        Some("POST /sandboxes"),
+        "{seen:?}"
+    );
+    assert_eq!(
+        seen.last().map(String::as_str),
+        Some("DELETE /sandboxes/sbx-local"),
+        "{seen:?}"
+    );
+}
