@@ -148,12 +148,29 @@ impl Response {
                 endpoint: self.endpoint,
                 retry_after: self.retry_after,
             },
+            502 if self.sandbox_gone().is_some() => Error::SandboxNotFound {
+                sandbox_id: self.sandbox_gone().unwrap_or_default(),
+            },
             status => Error::Http {
                 status,
                 message: self.message(),
                 endpoint: self.endpoint,
             },
         }
+    }
+
+    /// The sandbox id when this is E2B's sandbox proxy saying the sandbox is gone (`502`
+    /// `{"sandboxId": …, "message": "The sandbox was not found"}`).
+    pub(crate) fn sandbox_gone(&self) -> Option<String> {
+        if self.status != 502 {
+            return None;
+        }
+        let v: Value = serde_json::from_slice(&self.body).ok()?;
+        let message = v.get("message")?.as_str()?;
+        if !message.to_ascii_lowercase().contains("sandbox was not found") {
+            return None;
+        }
+        Some(v.get("sandboxId").and_then(Value::as_str).unwrap_or("").to_string())
     }
 
     /// The server's own message: `message`/`reason` of a JSON body, or the start of the text.
