@@ -108,9 +108,14 @@ impl E2bConfig {
         self
     }
 
-    /// Debug mode, for E2B's local development stack: the API on `http://localhost:3000` and
-    /// sandbox ports on `http://localhost:{port}`; no API key needed. Defaults to `E2B_DEBUG`
-    /// being `true`, else off.
+    /// Debug mode, as in E2B's SDKs: **no control-plane call at all**. The sandbox is a
+    /// template container you run yourself, reached at the sandbox URL (`E2B_SANDBOX_URL`,
+    /// else `http://localhost:8888`) over plain http; its id is `debug_sandbox_id`; closing
+    /// the handle and `set_timeout` leave it alone; `get_info` fails. No API key needed.
+    /// Defaults to `E2B_DEBUG` being `true`, else off.
+    ///
+    /// To run E2B's code-interpreter template locally for it, start its Jupyter server the
+    /// way the template does, publishing port 8888 (see the README, "E2B debug mode").
     pub fn debug(mut self, debug: bool) -> Self {
         self.debug = debug;
         self
