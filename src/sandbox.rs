@@ -35,6 +35,8 @@ pub(crate) struct SandboxConfig {
 #[must_use = "a builder does nothing until a backend method such as .local() is called"]
 pub struct SandboxBuilder {
     config: SandboxConfig,
+    /// Set by [`SandboxBuilder::binary_framing`]; otherwise chosen per backend.
+    binary_framing: Option<bool>,
 }
 
 impl SandboxBuilder {
@@ -58,11 +60,22 @@ impl SandboxBuilder {
         self
     }
 
-    /// Whether kernel connections offer binary framing. Defaults to `true`; see
-    /// [`ConnectionConfig::binary_framing`] for when to turn it off.
+    /// Whether kernel connections offer binary framing. Defaults to `true` for the local
+    /// sandbox, whose server is patched against jupyter_server's replaced-socket stall, and to
+    /// `false` (JSON framing) for every server the SDK did not start and patch (E2B, existing
+    /// servers); see [`ConnectionConfig::binary_framing`].
     pub fn binary_framing(mut self, offer: bool) -> Self {
-        self.config.connection = self.config.connection.binary_framing(offer);
+        self.binary_framing = Some(offer);
         self
+    }
+
+    /// The config with the framing default of a backend applied: `patched` for the local
+    /// sandbox's own server.
+    fn config_for(self, patched: bool) -> SandboxConfig {
+        let mut config = self.config;
+        let offer = self.binary_framing.unwrap_or(patched);
+        config.connection = config.connection.binary_framing(offer);
+        config
     }
 
     /// Largest websocket message accepted from the server. Defaults to 256 MiB; see
@@ -102,7 +115,7 @@ impl SandboxBuilder {
     /// The sandbox starts its own kernels and shuts down only those when closed.
     pub fn jupyter(self, url: &str, token: impl Into<Secret>) -> Result<Sandbox, Error> {
         let backend = JupyterBackend::connect(url, &token.into(), &self.config.timeouts)?;
-        Sandbox::open(Arc::new(backend), self.config, None)
+        Sandbox::open(Arc::new(backend), self.config_for(false), None)
     }
 
     /// Creates an E2B sandbox with [`E2bConfig::from_env`] and default [`E2bOptions`].
@@ -111,21 +124,41 @@ impl SandboxBuilder {
     }
 
     /// Creates an E2B sandbox; closing the handle kills it.
+    ///
+    /// [`E2bOptions::envs`] are set in every kernel (contexts and the kernels that run
+    /// commands) before the builder's own [`envs`](SandboxBuilder::envs), which win on a clash:
+    /// the template's Jupyter server was started before the sandbox existed, so the API's
+    /// `envVars` never reach its kernels by themselves.
     pub fn e2b_with(self, config: &E2bConfig, options: &E2bOptions) -> Result<Sandbox, Error> {
-        let backend = Arc::new(E2bBackend::create(config, options, &self.config.timeouts)?);
-        Sandbox::open_e2b(backend, self.config)
+        let mut sandbox_config = self.config_for(false);
+        let own = std::mem::take(&mut sandbox_config.envs);
+        sandbox_config.envs = options
+            .envs
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .chain(own)
+            .collect();
+        let backend = Arc::new(E2bBackend::create(
+            config,
+            options,
+            &sandbox_config.timeouts,
+        )?);
+        Sandbox::open_e2b(backend, sandbox_config)
     }
 
     /// Connects to a running or paused E2B sandbox by id; closing the handle leaves it
-    /// running (see [`Sandbox::set_kill_on_close`]).
+    /// running (see [`Sandbox::set_kill_on_close`]). The env vars it was created with are not
+    /// known here: pass them again with [`SandboxBuilder::envs`] if code needs them.
     pub fn e2b_connect(self, config: &E2bConfig, sandbox_id: &str) -> Result<Sandbox, Error> {
+        let timeouts = self.config.timeouts.clone();
+        let sandbox_config = self.config_for(false);
         let backend = Arc::new(E2bBackend::connect(
             config,
             sandbox_id,
             DEFAULT_LIFETIME,
-            &self.config.timeouts,
+            &timeouts,
         )?);
-        Sandbox::open_e2b(backend, self.config)
+        Sandbox::open_e2b(backend, sandbox_config)
     }
 
     /// Starts a local sandbox: a `jupyter server` child process on 127.0.0.1.
@@ -136,7 +169,7 @@ impl SandboxBuilder {
             &self.config.timeouts,
         )?);
         let local = backend.clone();
-        Sandbox::open(backend, self.config, Some(local))
+        Sandbox::open(backend, self.config_for(true), Some(local))
     }
 }
 
