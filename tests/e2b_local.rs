@@ -130,3 +130,212 @@ fn the_c_abi_creates_runs_and_destroys_an_e2b_sandbox() {
         assert_created_then_killed(&seen);
     });
 }
+
+// ----- Through the template-faithful rig: a stock jupyter_server started as E2B's template
+// starts it, behind a stand-in for E2B's sandbox proxy (see support/e2b_rig.rs). -----
+
+use std::time::{Duration, Instant};
+
+use e2b_blocking::{ContextOptions, Error};
+use support::e2b_rig::{Rig, SANDBOX_ID};
+use support::{init_logs, within};
+
+#[test]
+fn through_the_proxy_every_request_carries_the_routing_headers() {
+    deadline(|| {
+        init_logs();
+        let rig = Rig::start();
+        let sbx = Sandbox::builder()
+            .e2b_with(&rig.config(), &E2bOptions::default())
+            .unwrap();
+        assert_eq!(sbx.run_code("6 * 7").unwrap().text(), Some("42"));
+        let out = sbx.commands().run("echo routed").unwrap();
+        assert_eq!(out.stdout, "routed\n");
+        drop(sbx);
+        let seen = rig.proxy.seen();
+        assert!(seen.iter().any(|s| s.upgrade), "no websocket went through");
+        for s in &seen {
+            assert_eq!(s.sandbox_id.as_deref(), Some(SANDBOX_ID), "{s:?}");
+            assert_eq!(s.sandbox_port.as_deref(), Some("8888"), "{s:?}");
+            assert_eq!(s.answered, None, "{s:?}");
+            // JSON framing by default on a server the SDK did not patch.
+            assert_eq!(s.subprotocols, None, "{s:?}");
+        }
+        let plane = rig.plane_requests();
+        assert_eq!(plane.first().map(String::as_str), Some("POST /sandboxes"));
+        assert_eq!(
+            plane.last().map(String::as_str),
+            Some(format!("DELETE /sandboxes/{SANDBOX_ID}").as_str())
+        );
+    });
+}
+
+#[test]
+fn sandbox_envs_reach_code_and_commands() {
+    deadline(|| {
+        init_logs();
+        let rig = Rig::start();
+        let options = E2bOptions::default().envs([("FROM_E2B", "sandbox-env"), ("BOTH", "e2b")]);
+        let sbx = Sandbox::builder()
+            .envs([("BOTH", "builder")])
+            .e2b_with(&rig.config(), &options)
+            .unwrap();
+        let exec = sbx
+            .run_code("import os\nos.environ['FROM_E2B'] + ' ' + os.environ['BOTH']")
+            .unwrap();
+        assert_eq!(exec.text(), Some("'sandbox-env builder'"));
+        let ctx = sbx.create_context(ContextOptions::new()).unwrap();
+        let exec = sbx
+            .run("import os\nos.environ['FROM_E2B']")
+            .context(&ctx)
+            .send()
+            .unwrap();
+        assert_eq!(exec.text(), Some("'sandbox-env'"));
+        let out = sbx.commands().run("echo $FROM_E2B").unwrap();
+        assert_eq!(out.stdout, "sandbox-env\n");
+    });
+}
+
+/// The template's server runs in `/` with root_dir `/home/user`; the rig's runs in its own
+/// directory with root_dir `<dir>/root`. Relative paths must mean the root everywhere.
+#[test]
+fn relative_paths_mean_the_server_root_for_files_code_and_commands() {
+    deadline(|| {
+        init_logs();
+        let rig = Rig::start();
+        let sbx = Sandbox::builder()
+            .e2b_with(&rig.config(), &E2bOptions::default())
+            .unwrap();
+        sbx.files().write("data.csv", "a,b\n1,2\n").unwrap();
+        let exec = sbx.run_code("open('data.csv').read()").unwrap();
+        assert_eq!(exec.text(), Some("'a,b\\n1,2\\n'"));
+        let out = sbx.commands().run("cat data.csv").unwrap();
+        assert_eq!(out.stdout, "a,b\n1,2\n");
+        sbx.files().write("sub/x.txt", "in sub").unwrap();
+        let ctx = sbx
+            .create_context(ContextOptions::new().cwd("sub"))
+            .unwrap();
+        let exec = sbx
+            .run("import os\n(os.getcwd(), open('x.txt').read())")
+            .context(&ctx)
+            .send()
+            .unwrap();
+        let root = rig.jupyter.root();
+        let root = root.canonicalize().unwrap_or(root);
+        assert_eq!(
+            exec.text(),
+            Some(format!("('{}/sub', 'in sub')", root.display()).as_str())
+        );
+        let out = sbx.commands().cmd("cat x.txt").cwd("sub").run().unwrap();
+        assert_eq!(out.stdout, "in sub");
+        let err = sbx
+            .create_context(ContextOptions::new().cwd("missing"))
+            .unwrap_err();
+        assert!(matches!(err, Error::FileNotFound { .. }), "{err:?}");
+    });
+}
+
+/// A sandbox the proxy no longer knows: creating it fails with `SandboxNotFound` after the
+/// short grace, not after the 120 s start timeout; a sandbox that dies while in use does too.
+#[test]
+fn a_gone_sandbox_is_sandbox_not_found_within_seconds() {
+    deadline(|| {
+        init_logs();
+        let rig = Rig::start();
+        rig.proxy.mark_gone();
+        let config = rig.config();
+        let started = Instant::now();
+        let err = within(Duration::from_secs(5), move || {
+            Sandbox::builder()
+                .e2b_with(&config, &E2bOptions::default())
+                .unwrap_err()
+        });
+        eprintln!("create of a gone sandbox failed after {:?}", started.elapsed());
+        assert!(
+            matches!(&err, Error::SandboxNotFound { sandbox_id } if sandbox_id == SANDBOX_ID),
+            "{err:?}"
+        );
+    });
+}
+
+#[test]
+fn a_sandbox_that_dies_in_use_is_sandbox_not_found() {
+    deadline(|| {
+        init_logs();
+        let rig = Rig::start();
+        let sbx = Sandbox::builder()
+            .e2b_with(&rig.config(), &E2bOptions::default())
+            .unwrap();
+        assert_eq!(sbx.run_code("1 + 1").unwrap().text(), Some("2"));
+        rig.kill_sandbox();
+        let started = Instant::now();
+        let err = within(Duration::from_secs(30), move || {
+            let run = sbx.run_code("1 + 1").unwrap_err();
+            let files = sbx.files().read("x").unwrap_err();
+            (run, files)
+        });
+        eprintln!("in-use sandbox reported gone after {:?}", started.elapsed());
+        assert!(matches!(err.0, Error::SandboxNotFound { .. }), "{:?}", err.0);
+        assert!(matches!(err.1, Error::SandboxNotFound { .. }), "{:?}", err.1);
+        let connect = rig.config();
+        let err = within(Duration::from_secs(5), move || {
+            Sandbox::builder()
+                .e2b_connect(&connect, SANDBOX_ID)
+                .unwrap_err()
+        });
+        assert!(matches!(err, Error::SandboxNotFound { .. }), "{err:?}");
+    });
+}
+
+#[test]
+fn invalid_host_is_fatal_and_a_closed_port_is_named() {
+    deadline(|| {
+        init_logs();
+        let rig = Rig::start();
+        rig.proxy.set_header_routing(false);
+        let config = rig.config();
+        let err = within(Duration::from_secs(5), move || {
+            Sandbox::builder()
+                .e2b_with(&config, &E2bOptions::default())
+                .unwrap_err()
+        });
+        assert!(matches!(err, Error::Http { status: 400, .. }), "{err:?}");
+        // The failed start killed the sandbox; the control plane makes a new one.
+        rig.gone.store(false, std::sync::atomic::Ordering::SeqCst);
+        rig.proxy.set_header_routing(true);
+        rig.proxy.set_port_open(false);
+        let config = rig.config();
+        let err = within(Duration::from_secs(30), move || {
+            Sandbox::builder()
+                .e2b_with(&config, &E2bOptions::default())
+                .unwrap_err()
+        });
+        assert!(
+            matches!(&err, Error::Http { status: 502, message, .. } if message.contains("8888")),
+            "{err:?}"
+        );
+    });
+}
+
+/// `E2B_DEBUG` as in E2B's SDKs: no control-plane call at all; the sandbox is whatever
+/// answers at the sandbox URL.
+#[test]
+fn debug_mode_makes_no_control_plane_call() {
+    deadline(|| {
+        init_logs();
+        let rig = Rig::start();
+        let config = E2bConfig::default()
+            .debug(true)
+            .api_url(rig.plane.http_url())
+            .sandbox_url(rig.jupyter.url.clone());
+        let sbx = Sandbox::builder()
+            .e2b_with(&config, &E2bOptions::default())
+            .unwrap();
+        assert_eq!(sbx.sandbox_id(), "debug_sandbox_id");
+        assert_eq!(sbx.run_code("6 * 7").unwrap().text(), Some("42"));
+        sbx.set_timeout(Duration::from_secs(60)).unwrap();
+        assert!(matches!(sbx.get_info(), Err(Error::InvalidArgument(_))));
+        drop(sbx);
+        assert!(rig.plane_requests().is_empty(), "{:?}", rig.plane_requests());
+    });
+}

@@ -2,6 +2,7 @@
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
+pub mod e2b_rig;
 pub mod fault_proxy;
 pub mod listener;
 pub mod python_server;

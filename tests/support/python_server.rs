@@ -57,6 +57,8 @@ impl PythonServer {
                 .env("JUPYTER_RUNTIME_DIR", dir.join("runtime"))
                 .env("JUPYTER_DATA_DIR", dir.join("data"))
                 .env("JUPYTER_CONFIG_DIR", dir.join("config"))
+                .env("HOME", dir.join("home"))
+                .env("XDG_DATA_HOME", dir.join("home/.local/share"))
                 .current_dir(&dir)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -98,6 +100,51 @@ impl PythonServer {
                 format!("--ServerApp.root_dir={}", root.display()),
             ]
         })
+    }
+
+    /// A stock jupyter_server started the way E2B's code-interpreter template starts it
+    /// (reference/e2b-sdk.md §9): no token, XSRF off, any origin, `root_dir` set while the
+    /// process runs elsewhere (E2B: `/` vs `/home/user`), default contents settings (deletes go
+    /// to the trash, hidden files refused), default IOPub message-rate limit, only the data-rate
+    /// limit raised. HOME and XDG_DATA_HOME point into its directory so the trash stays there.
+    pub fn template_jupyter() -> PythonServer {
+        PythonServer::start(&venv_python(&[]), |port, dir| {
+            let root = dir.join("root");
+            let _ = std::fs::create_dir_all(&root);
+            let _ = std::fs::create_dir_all(dir.join("home"));
+            let config = dir.join("jupyter_server_config.py");
+            let _ = std::fs::write(
+                &config,
+                format!(
+                    "c.ServerApp.root_dir = {root:?}\n\
+                     c.ServerApp.disable_check_xsrf = True\n\
+                     c.ServerApp.allow_remote_access = True\n\
+                     c.ServerApp.allow_origin = '*'\n\
+                     c.ServerApp.allow_root = True\n\
+                     c.ServerApp.iopub_data_rate_limit = 1000000000\n",
+                    root = root.display().to_string()
+                ),
+            );
+            vec![
+                "-m".into(),
+                "jupyter_server".into(),
+                format!("--config={}", config.display()),
+                "--ServerApp.ip=127.0.0.1".into(),
+                format!("--ServerApp.port={port}"),
+                "--ServerApp.port_retries=0".into(),
+                "--IdentityProvider.token=".into(),
+            ]
+        })
+    }
+
+    /// The server's root_dir for servers started with a `root` directory.
+    pub fn root(&self) -> PathBuf {
+        self.dir.join("root")
+    }
+
+    /// The server's own directory (its process cwd, its HOME for the template server).
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Adds a kernelspec `name` with `argv` (jupyter_server reads its specs on every request).
