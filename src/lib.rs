@@ -59,6 +59,7 @@ mod execution;
 #[allow(unsafe_code)] // the C ABI must take raw pointers and export unmangled symbols
 mod ffi;
 mod files;
+mod files_kernel;
 mod http;
 mod jupyter;
 mod kernel;

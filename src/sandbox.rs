@@ -189,6 +189,8 @@ pub struct Sandbox {
     closed: AtomicBool,
     /// Private kernels that run commands (`sandbox.commands()`), apart from user contexts.
     system: crate::commands::SystemKernels,
+    /// The server's root_dir as an absolute path, once a kernel has told it.
+    server_root: OnceLock<String>,
 }
 
 #[derive(Debug, Default)]
@@ -298,6 +300,7 @@ impl Sandbox {
             specs: OnceLock::new(),
             closed: AtomicBool::new(false),
             system: Default::default(),
+            server_root: OnceLock::new(),
         };
         // The default Python context is made up front, as E2B's sandbox does, so the first
         // run_code does not pay for a kernel start.
@@ -419,6 +422,25 @@ impl Sandbox {
     /// Shell commands in the sandbox: run one and wait, or spawn one and keep a handle.
     pub fn commands(&self) -> crate::commands::Commands<'_> {
         crate::commands::Commands::new(self)
+    }
+
+    /// The absolute path of the server's root directory, the one relative paths mean (E2B:
+    /// `/home/user`). Asked of a kernel the first time (the contents API does not say), then
+    /// kept.
+    pub fn server_root(&self) -> Result<String, Error> {
+        if let Some(root) = self.local_root() {
+            return Ok(root.display().to_string());
+        }
+        if let Some(root) = self.server_root.get() {
+            return Ok(root.clone());
+        }
+        let out = crate::files_kernel::call(self, serde_json::json!({"op": "root"}))?;
+        let root = out["root"]
+            .as_str()
+            .filter(|r| r.starts_with('/'))
+            .ok_or_else(|| Error::protocol("the kernel did not report an absolute root path"))?
+            .to_string();
+        Ok(self.server_root.get_or_init(|| root).clone())
     }
 
     /// For a local sandbox, the directory its files live in.

@@ -339,3 +339,71 @@ fn debug_mode_makes_no_control_plane_call() {
         assert!(rig.plane_requests().is_empty(), "{:?}", rig.plane_requests());
     });
 }
+
+/// The template's server keeps jupyter_server's contents defaults: deletes go to the trash
+/// and hidden paths are refused. `files()` must still remove for good, handle hidden paths,
+/// and accept absolute paths under the root.
+#[test]
+fn files_work_on_default_contents_settings() {
+    deadline(|| {
+        init_logs();
+        let rig = Rig::start();
+        let sbx = Sandbox::builder()
+            .e2b_with(&rig.config(), &E2bOptions::default())
+            .unwrap();
+        let root = rig.jupyter.root();
+        let trash = rig.jupyter.dir().join("home/.local/share/Trash/files");
+
+        // The rig is faithful: a plain contents-API delete lands in the trash.
+        sbx.files().write("trashed.txt", "x").unwrap();
+        ureq::delete(&format!("{}/api/contents/trashed.txt", rig.jupyter.url))
+            .call()
+            .unwrap();
+        assert!(trash.join("trashed.txt").exists(), "the server did not trash");
+
+        sbx.files().write("dir/big.bin", vec![7u8; 1 << 20]).unwrap();
+        sbx.files().remove("dir").unwrap();
+        assert!(!root.join("dir").exists());
+        assert!(!trash.join("dir").exists(), "remove went to the trash");
+        assert!(!sbx.files().exists("dir").unwrap());
+        let err = sbx.files().remove("dir").unwrap_err();
+        assert!(matches!(err, Error::FileNotFound { .. }), "{err:?}");
+
+        // Hidden paths, small and in several 4 MiB pieces.
+        sbx.files().write(".env", "A=1\n").unwrap();
+        assert_eq!(sbx.files().read(".env").unwrap(), "A=1\n");
+        let exec = sbx.run_code("open('.env').read()").unwrap();
+        assert_eq!(exec.text(), Some("'A=1\\n'"));
+        let big: Vec<u8> = (0..9_000_000u32).map(|i| (i % 251) as u8).collect();
+        let info = sbx.files().write(".config/app/blob.bin", &big).unwrap();
+        assert_eq!(info.size, Some(big.len() as u64));
+        assert_eq!(sbx.files().read_bytes(".config/app/blob.bin").unwrap(), big);
+        let names: Vec<String> = sbx
+            .files()
+            .list(".config/app")
+            .unwrap()
+            .into_iter()
+            .map(|e| e.path)
+            .collect();
+        assert_eq!(names, [".config/app/blob.bin"]);
+        assert!(sbx.files().get_info(".config").unwrap().is_dir());
+        sbx.files().rename(".env", ".env.bak").unwrap();
+        assert!(!sbx.files().exists(".env").unwrap());
+        assert!(root.join(".env.bak").exists());
+        sbx.files().remove(".config").unwrap();
+        assert!(!root.join(".config").exists());
+        let err = sbx.files().read(".missing").unwrap_err();
+        assert!(matches!(err, Error::FileNotFound { .. }), "{err:?}");
+
+        // Absolute paths under the root; outside it they are still refused.
+        let server_root = sbx.server_root().unwrap();
+        let on_disk = root.canonicalize().unwrap_or(root.clone());
+        assert_eq!(std::path::Path::new(&server_root), on_disk);
+        sbx.files()
+            .write(&format!("{server_root}/abs.txt"), "absolute")
+            .unwrap();
+        assert_eq!(sbx.files().read("abs.txt").unwrap(), "absolute");
+        let err = sbx.files().read("/etc/hostname").unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+    });
+}
