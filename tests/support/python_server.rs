@@ -137,6 +137,46 @@ impl PythonServer {
         })
     }
 
+    /// Jupyter Enterprise Gateway from PyPI with local (process) kernels, in a venv of its own
+    /// under the target directory (it pins jupyter_server < 2 and jupyter_client < 7, which
+    /// must not leak into the local sandbox's venv). Built on first use.
+    pub fn enterprise_gateway(token: &str) -> PythonServer {
+        let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("eg-venv");
+        let python = venv.join("bin/python3");
+        let ready = venv.join(".installed");
+        if !ready.exists() {
+            let ok = Command::new("python3")
+                .args(["-m", "venv"])
+                .arg(&venv)
+                .status()
+                .is_ok_and(|s| s.success())
+                && Command::new(&python)
+                    .args(["-m", "pip", "install", "-q", "jupyter_enterprise_gateway", "ipykernel"])
+                    .status()
+                    .is_ok_and(|s| s.success());
+            assert!(ok, "could not install jupyter_enterprise_gateway into {venv:?}");
+            std::fs::write(&ready, "").unwrap();
+        }
+        let token = token.to_string();
+        PythonServer::start(python.to_str().unwrap(), move |port, dir| {
+            let root = dir.join("root");
+            let _ = std::fs::create_dir_all(&root);
+            vec![
+                "-c".into(),
+                "from enterprise_gateway.enterprisegatewayapp import launch_instance; launch_instance()"
+                    .into(),
+                "--EnterpriseGatewayApp.ip=127.0.0.1".into(),
+                format!("--EnterpriseGatewayApp.port={port}"),
+                "--EnterpriseGatewayApp.port_retries=0".into(),
+                format!("--EnterpriseGatewayApp.auth_token={token}"),
+                "--EnterpriseGatewayApp.list_kernels=True".into(),
+                // EG refuses kernels for root by default; these tests may run as root.
+                "--EnterpriseGatewayApp.unauthorized_users=nobody".into(),
+                format!("--EnterpriseGatewayApp.root_dir={}", root.display()),
+            ]
+        })
+    }
+
     /// The server's root_dir for servers started with a `root` directory.
     pub fn root(&self) -> PathBuf {
         self.dir.join("root")
