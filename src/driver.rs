@@ -75,6 +75,8 @@ pub(crate) struct Driver {
     reconnected: bool,
     replied: bool,
     idle: bool,
+    /// The server dropped some of this execution's output (its IOPub rate limit).
+    rate_limited: bool,
 }
 
 impl std::fmt::Debug for Driver {
@@ -107,6 +109,7 @@ impl Driver {
             reconnected: false,
             replied: false,
             idle: false,
+            rate_limited: false,
         })
     }
 
@@ -178,6 +181,10 @@ impl Driver {
                 _ => {}
             }
         }
+        if self.finished() && self.rate_limited && !self.order.numbered() {
+            // No hook numbered the output, so what the server dropped cannot be known.
+            return Err(Stop::Lost { missing: None });
+        }
         if self.record_final && !self.finished() {
             // The record was complete, yet the reply or the idle is not among what it held.
             log::debug!(
@@ -220,6 +227,7 @@ impl Driver {
             Delivery::Failed(f) => return Err(Stop::Failed(f)),
         };
         if m.parent_id == self.request.msg_id {
+            self.rate_limited |= m.msg_type == crate::jupyter::routes::RATE_LIMITED;
             let ready = self.order.offer(m);
             self.need_replay |= self.order.has_gap();
             return Ok(ready);

@@ -407,3 +407,59 @@ fn files_work_on_default_contents_settings() {
         assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
     });
 }
+
+/// The template keeps jupyter_server's IOPub message-rate limit (1000 msgs/s over 3 s); past
+/// it the server drops output. A chatty cell or command must come back complete or fail with
+/// `OutputLost`, never be silently incomplete.
+#[test]
+fn chatty_output_is_complete_or_output_lost_under_the_default_rate_limit() {
+    deadline(|| {
+        init_logs();
+        let rig = Rig::start();
+        let python = support::python_server::venv_python(&[]);
+        rig.jupyter.add_kernelspec(
+            "plain",
+            "plain-python",
+            &[&python, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        );
+        let sbx = Sandbox::builder()
+            .e2b_with(&rig.config(), &E2bOptions::default())
+            .unwrap();
+        let expected: String = (0..6000).map(|i| format!("{i}\n")).collect();
+        match sbx.run_code("for i in range(6000):\n    print(i, flush=True)") {
+            Ok(exec) => {
+                assert_eq!(exec.logs.stdout.concat(), expected);
+                assert_eq!(exec.logs.stderr.concat(), "");
+            }
+            Err(Error::OutputLost { .. }) => eprintln!("run_code: OutputLost"),
+            Err(e) => panic!("{e:?}"),
+        }
+        // A kernel the SDK cannot number (no hook): what the server drops is unknown, so the
+        // execution must end in OutputLost, not in an incomplete Ok.
+        let plain = sbx
+            .create_context(ContextOptions::new().language("plain"))
+            .unwrap();
+        match sbx
+            .run("for i in range(6000):\n    print(i, flush=True)")
+            .context(&plain)
+            .send()
+        {
+            Ok(exec) => assert_eq!(exec.logs.stdout.concat(), expected),
+            Err(Error::OutputLost { .. }) => eprintln!("unnumbered run_code: OutputLost"),
+            Err(e) => panic!("{e:?}"),
+        }
+        let expected: String = (1..=20000).map(|i| format!("{i}\n")).collect();
+        match sbx
+            .commands()
+            .run("for i in $(seq 1 20000); do echo $i; done")
+        {
+            Ok(out) => {
+                assert_eq!(out.stdout.len(), expected.len());
+                assert!(out.stdout == expected, "command output differs");
+                assert_eq!(out.stderr, "");
+            }
+            Err(Error::OutputLost { .. }) => eprintln!("command: OutputLost"),
+            Err(e) => panic!("{e:?}"),
+        }
+    });
+}
