@@ -2,15 +2,16 @@
 //! server with default settings refuses or gets wrong (see `files_kernel.py`): removing for
 //! good instead of moving to the trash, hidden paths, and learning the root's absolute path.
 
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use base64::Engine;
 use serde_json::{Value, json};
 
-use crate::error::{Error, TimeoutPhase};
-use crate::jupyter::delivery::{self, Delivery};
+use crate::driver::Driver;
+use crate::error::Error;
 use crate::jupyter::wire::Outgoing;
-use crate::kernel::Kernel;
+use crate::kernel::{Kernel, finish_silent};
 use crate::sandbox::Sandbox;
 
 const HELPER: &str = include_str!("files_kernel.py");
@@ -54,48 +55,16 @@ pub(crate) fn call(sandbox: &Sandbox, op: Value) -> Result<Value, Error> {
     })
 }
 
-/// Sends the helper and the call as one silent cell, reading the result from
-/// `user_expressions` (no output message, so no IOPub rate limit or replay is involved).
-fn run(kernel: &Kernel, op: &Value, timeout: Duration) -> Result<Value, Error> {
+/// Sends the helper and the call as one silent cell through the shared execution driver (so
+/// it survives reconnects like any cell), reading the result from `user_expressions`: no output
+/// message, so no IOPub rate limit is involved.
+fn run(kernel: &Arc<Kernel>, op: &Value, timeout: Duration) -> Result<Value, Error> {
     let literal = Value::String(op.to_string()).to_string();
     let code = format!("{HELPER}\n__e2b_fs_out = __e2b_fs(__import__('json').loads({literal}))");
     let mut msg = Outgoing::execute(kernel.conn.session_id(), &code, true);
     msg.content["user_expressions"] = json!({ "out": "__e2b_fs_out" });
-    let msg_id = msg.msg_id.clone();
-    let rx = kernel.conn.send(msg)?;
-    let deadline = Instant::now() + timeout;
-    let mut reply: Option<Value> = None;
-    let mut idle = false;
-    loop {
-        match delivery::next(&rx, Some(deadline)) {
-            Ok(Delivery::Message(m)) => {
-                if m.msg_type == "execute_reply" {
-                    reply = Some(m.content);
-                } else if m.msg_type == "status" && m.content["execution_state"] == "idle" {
-                    idle = true;
-                }
-                if idle && let Some(content) = reply.take() {
-                    return decode(kernel, &content);
-                }
-            }
-            Ok(Delivery::Failed(f)) => return Err(f.to_error()),
-            Ok(Delivery::Reconnected) => {}
-            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                kernel.conn.forget(&msg_id);
-                return Err(Error::Timeout {
-                    phase: TimeoutPhase::KernelReply,
-                    after: timeout,
-                });
-            }
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
-                return Err(kernel
-                    .conn
-                    .failure()
-                    .map(|f| f.to_error())
-                    .unwrap_or(Error::Closed));
-            }
-        }
-    }
+    let reply = finish_silent(&mut Driver::send(kernel.clone(), msg)?, timeout)?;
+    decode(kernel, &reply)
 }
 
 fn decode(kernel: &Kernel, reply: &Value) -> Result<Value, Error> {
