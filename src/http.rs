@@ -17,6 +17,8 @@ use crate::mask::{self, MaskedHeaders};
 pub(crate) struct Endpoint {
     base: String,
     headers: Vec<(String, Secret)>,
+    /// Roots its TLS certificate must chain to.
+    tls: crate::tls::TlsRoots,
 }
 
 impl fmt::Debug for Endpoint {
@@ -25,6 +27,7 @@ impl fmt::Debug for Endpoint {
         f.debug_struct("Endpoint")
             .field("base", &self.base)
             .field("headers", &names)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -46,6 +49,7 @@ impl Endpoint {
         Ok(Endpoint {
             base,
             headers: Vec::new(),
+            tls: Default::default(),
         })
     }
 
@@ -63,6 +67,16 @@ impl Endpoint {
         }
         let value = Secret::new(format!("token {}", token.expose()));
         self.with_header("Authorization", value)
+    }
+
+    /// The same endpoint, trusting `roots` for `https://` and `wss://`.
+    pub(crate) fn with_tls(mut self, roots: crate::tls::TlsRoots) -> Endpoint {
+        self.tls = roots;
+        self
+    }
+
+    pub(crate) fn tls(&self) -> &crate::tls::TlsRoots {
+        &self.tls
     }
 
     pub(crate) fn base(&self) -> &str {
@@ -233,13 +247,15 @@ const MAX_BODY: u64 = 256 * 1024 * 1024;
 
 impl Http {
     pub(crate) fn new(endpoint: Endpoint, timeouts: &Timeouts) -> Http {
-        let config = ureq::Agent::config_builder()
+        let mut config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(timeouts.connect))
             .timeout_global(Some(timeouts.request))
-            .user_agent(concat!("e2b-blocking/", env!("CARGO_PKG_VERSION")))
-            .build();
-        let (agent, headers) = mask::agent(config, endpoint.secret_headers());
+            .user_agent(concat!("e2b-blocking/", env!("CARGO_PKG_VERSION")));
+        if let Some(tls) = endpoint.tls.ureq() {
+            config = config.tls_config(tls);
+        }
+        let (agent, headers) = mask::agent(config.build(), endpoint.secret_headers());
         Http {
             agent,
             endpoint,

@@ -67,6 +67,7 @@ mod mask;
 mod recovery;
 mod run;
 mod sandbox;
+mod tls;
 
 pub use backend::e2b::{
     DEFAULT_DOMAIN, DEFAULT_LIFETIME, DEFAULT_TEMPLATE, E2bClient, E2bConfig, E2bOptions,

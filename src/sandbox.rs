@@ -37,6 +37,8 @@ pub struct SandboxBuilder {
     config: SandboxConfig,
     /// Set by [`SandboxBuilder::binary_framing`]; otherwise chosen per backend.
     binary_framing: Option<bool>,
+    /// PEM bundles or DER certificates given to [`SandboxBuilder::add_root_certificate`].
+    tls_roots: Vec<Vec<u8>>,
 }
 
 impl SandboxBuilder {
@@ -67,6 +69,27 @@ impl SandboxBuilder {
     pub fn binary_framing(mut self, offer: bool) -> Self {
         self.binary_framing = Some(offer);
         self
+    }
+
+    /// Trusts `pem_or_der` (a PEM bundle of one or more certificates, or one DER certificate)
+    /// as a root for `https://` and `wss://` connections to the sandbox's server, for a
+    /// server whose certificate comes from a private CA (an Enterprise Gateway in a company
+    /// cluster, a TLS-terminating proxy). Once any root is added, the server must chain to one
+    /// of the added roots: Mozilla's built-in roots are no longer used for it. For E2B the
+    /// roots apply to the control plane too. Defaults to none: Mozilla's roots, or, when the
+    /// `SSL_CERT_FILE` environment variable names a PEM bundle, the certificates in it (as
+    /// OpenSSL does). A certificate that does not parse fails the backend method with
+    /// [`Error::InvalidArgument`].
+    pub fn add_root_certificate(mut self, pem_or_der: impl Into<Vec<u8>>) -> Self {
+        self.tls_roots.push(pem_or_der.into());
+        self
+    }
+
+    /// `config` plus the roots given to this builder.
+    fn e2b_config(&self, config: &E2bConfig) -> E2bConfig {
+        let mut config = config.clone();
+        config.tls_roots.extend(self.tls_roots.iter().cloned());
+        config
     }
 
     /// The config with the framing default of a backend applied: `patched` for the local
@@ -114,7 +137,8 @@ impl SandboxBuilder {
     /// Gateway). The token goes in the `Authorization` header; an empty token sends none.
     /// The sandbox starts its own kernels and shuts down only those when closed.
     pub fn jupyter(self, url: &str, token: impl Into<Secret>) -> Result<Sandbox, Error> {
-        let backend = JupyterBackend::connect(url, &token.into(), &self.config.timeouts)?;
+        let tls = crate::tls::TlsRoots::new(&self.tls_roots)?;
+        let backend = JupyterBackend::connect(url, &token.into(), &self.config.timeouts, tls)?;
         Sandbox::open(Arc::new(backend), self.config_for(false), None)
     }
 
@@ -130,6 +154,7 @@ impl SandboxBuilder {
     /// the template's Jupyter server was started before the sandbox existed, so the API's
     /// `envVars` never reach its kernels by themselves.
     pub fn e2b_with(self, config: &E2bConfig, options: &E2bOptions) -> Result<Sandbox, Error> {
+        let config = &self.e2b_config(config);
         let mut sandbox_config = self.config_for(false);
         let own = std::mem::take(&mut sandbox_config.envs);
         sandbox_config.envs = options
@@ -150,6 +175,7 @@ impl SandboxBuilder {
     /// running (see [`Sandbox::set_kill_on_close`]). The env vars it was created with are not
     /// known here: pass them again with [`SandboxBuilder::envs`] if code needs them.
     pub fn e2b_connect(self, config: &E2bConfig, sandbox_id: &str) -> Result<Sandbox, Error> {
+        let config = &self.e2b_config(config);
         let timeouts = self.config.timeouts.clone();
         let sandbox_config = self.config_for(false);
         let backend = Arc::new(E2bBackend::connect(

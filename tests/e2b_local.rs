@@ -463,3 +463,25 @@ fn chatty_output_is_complete_or_output_lost_under_the_default_rate_limit() {
         }
     });
 }
+
+/// E2B over TLS with a private CA (a private deployment, a company proxy): the sandbox URL is
+/// `https://localhost:…` in front of the proxy stand-in, which routes by the headers.
+#[test]
+fn e2b_over_tls_with_a_private_ca() {
+    deadline(|| {
+        init_logs();
+        let rig = Rig::start();
+        let ca = support::tls_proxy::TestCa::new();
+        let tls = support::tls_proxy::TlsProxy::start(rig.proxy.addr(), &ca).unwrap();
+        let config = rig.config().sandbox_url(tls.url());
+        let sbx = Sandbox::builder()
+            .add_root_certificate(ca.ca_pem.clone())
+            .e2b_with(&config, &E2bOptions::default())
+            .unwrap();
+        assert_eq!(sbx.run_code("6 * 7").unwrap().text(), Some("42"));
+        sbx.files().write(".secret", "s").unwrap();
+        assert_eq!(sbx.commands().run("cat .secret").unwrap().stdout, "s");
+        assert!(tls.handshakes() > 0);
+        assert!(rig.proxy.seen().iter().all(|s| s.sandbox_id.as_deref() == Some(SANDBOX_ID)));
+    });
+}

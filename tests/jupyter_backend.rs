@@ -334,3 +334,37 @@ fn drives_an_enterprise_gateway() {
         assert!(kernel_ids(&gw.url, "eg-token").is_empty());
     });
 }
+
+/// `https://` and `wss://` to a server whose certificate comes from a private CA (as an
+/// Enterprise Gateway behind a company ingress): refused until the CA is trusted with
+/// `add_root_certificate`, then code, files and a reconnect all go over TLS.
+#[test]
+fn tls_with_a_private_ca() {
+    deadline(|| {
+        init_logs();
+        let server = PythonServer::tokenless_jupyter();
+        let ca = support::tls_proxy::TestCa::new();
+        let addr = server.url.trim_start_matches("http://").parse().unwrap();
+        let proxy = support::tls_proxy::TlsProxy::start(addr, &ca).unwrap();
+
+        let err = Sandbox::jupyter(&proxy.url(), "").unwrap_err();
+        assert!(matches!(err, Error::Transport { .. }), "{err:?}");
+        let err = Sandbox::builder()
+            .add_root_certificate("not a certificate")
+            .jupyter(&proxy.url(), "")
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+
+        let sbx = Sandbox::builder()
+            .add_root_certificate(ca.ca_pem.clone())
+            .jupyter(&proxy.url(), "")
+            .unwrap();
+        assert!(sbx.jupyter_url().starts_with("https://"));
+        assert_eq!(sbx.run_code("x = 6 * 7\nx").unwrap().text(), Some("42"));
+        sbx.files().write("tls.txt", "over TLS").unwrap();
+        assert_eq!(sbx.files().read("tls.txt").unwrap(), "over TLS");
+        assert!(proxy.cut_all() > 0);
+        assert_eq!(sbx.run_code("x + 1").unwrap().text(), Some("43"));
+        assert!(proxy.handshakes() >= 3, "{}", proxy.handshakes());
+    });
+}

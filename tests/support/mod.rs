@@ -7,6 +7,7 @@ pub mod fault_proxy;
 pub mod listener;
 pub mod python_server;
 pub mod scripted_ws;
+pub mod tls_proxy;
 
 use std::sync::mpsc;
 use std::time::Duration;

@@ -36,6 +36,9 @@ pub struct E2bConfig {
     pub(crate) request_timeout: Duration,
     pub(crate) max_attempts: u32,
     pub(crate) headers: Vec<(String, Secret)>,
+    /// PEM or DER roots for the control plane and the sandbox (see
+    /// `SandboxBuilder::add_root_certificate`).
+    pub(crate) tls_roots: Vec<Vec<u8>>,
 }
 
 impl Default for E2bConfig {
@@ -50,6 +53,7 @@ impl Default for E2bConfig {
             request_timeout: Duration::from_secs(60),
             max_attempts: 3,
             headers: Vec::new(),
+            tls_roots: Vec::new(),
         }
     }
 }
@@ -141,6 +145,14 @@ impl E2bConfig {
     /// [`Secret`]. Defaults to none.
     pub fn header(mut self, name: impl Into<String>, value: impl Into<Secret>) -> Self {
         self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Trusts `pem_or_der` (a PEM bundle or one DER certificate) as a root for the control
+    /// plane and the sandbox, instead of Mozilla's roots (a company proxy's CA, a private E2B
+    /// deployment). Defaults to none: Mozilla's roots, or `SSL_CERT_FILE`'s when set.
+    pub fn root_certificate(mut self, pem_or_der: impl Into<Vec<u8>>) -> Self {
+        self.tls_roots.push(pem_or_der.into());
         self
     }
 

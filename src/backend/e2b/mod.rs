@@ -312,6 +312,7 @@ impl ProxyAnswer {
 fn jupyter_endpoint(config: &E2bConfig, access: &SandboxAccess) -> Result<Endpoint, Error> {
     let url = config.jupyter_url(&access.sandbox_id, access.domain.as_deref());
     let mut endpoint = Endpoint::new(&url)?
+        .with_tls(crate::tls::TlsRoots::new(&config.tls_roots)?)
         .with_header(SANDBOX_ID_HEADER, Secret::new(access.sandbox_id.as_str()))
         .with_header(
             SANDBOX_PORT_HEADER,
