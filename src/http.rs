@@ -525,6 +525,31 @@ mod tests {
     }
 
     #[test]
+    fn e2b_proxy_not_found_is_sandbox_not_found() {
+        let r = |status, body: &str| Response {
+            status,
+            body: body.as_bytes().to_vec(),
+            content_type: "application/json".into(),
+            endpoint: "GET /api/kernels".into(),
+            retry_after: None,
+        };
+        let gone = r(
+            502,
+            r#"{"sandboxId":"sbx1","message":"The sandbox was not found","code":502}"#,
+        );
+        assert!(matches!(
+            gone.into_error(),
+            Error::SandboxNotFound { sandbox_id } if sandbox_id == "sbx1"
+        ));
+        let closed = r(
+            502,
+            r#"{"sandboxId":"sbx1","message":"The sandbox is running but port is not open"}"#,
+        );
+        assert!(matches!(closed.into_error(), Error::Http { status: 502, .. }));
+        assert!(r(404, r#"{"message":"The sandbox was not found"}"#).sandbox_gone().is_none());
+    }
+
+    #[test]
     fn html_body_is_a_protocol_error() {
         let r = Response {
             status: 200,
