@@ -663,11 +663,9 @@ impl<'a> Upload<'a> {
         let mut done = 0u64;
         let mut first = true;
         loop {
-            fill(&mut reader, &mut piece, crate::files_kernel::PIECE).map_err(|e| {
-                Error::Io {
-                    path: source.to_string(),
-                    source: e,
-                }
+            fill(&mut reader, &mut piece, crate::files_kernel::PIECE).map_err(|e| Error::Io {
+                path: source.to_string(),
+                source: e,
             })?;
             if piece.is_empty() && !first {
                 return self.files.model(rel).map(|m| m.info());

@@ -181,10 +181,18 @@ impl Response {
         }
         let v: Value = serde_json::from_slice(&self.body).ok()?;
         let message = v.get("message")?.as_str()?;
-        if !message.to_ascii_lowercase().contains("sandbox was not found") {
+        if !message
+            .to_ascii_lowercase()
+            .contains("sandbox was not found")
+        {
             return None;
         }
-        Some(v.get("sandboxId").and_then(Value::as_str).unwrap_or("").to_string())
+        Some(
+            v.get("sandboxId")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+        )
     }
 
     /// The server's own message: `message`/`reason` of a JSON body, or the start of the text.
@@ -545,8 +553,15 @@ mod tests {
             502,
             r#"{"sandboxId":"sbx1","message":"The sandbox is running but port is not open"}"#,
         );
-        assert!(matches!(closed.into_error(), Error::Http { status: 502, .. }));
-        assert!(r(404, r#"{"message":"The sandbox was not found"}"#).sandbox_gone().is_none());
+        assert!(matches!(
+            closed.into_error(),
+            Error::Http { status: 502, .. }
+        ));
+        assert!(
+            r(404, r#"{"message":"The sandbox was not found"}"#)
+                .sandbox_gone()
+                .is_none()
+        );
     }
 
     #[test]

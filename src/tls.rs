@@ -35,9 +35,8 @@ impl TlsRoots {
     pub(crate) fn new(given: &[Vec<u8>]) -> Result<TlsRoots, Error> {
         let mut certs = Vec::new();
         for (i, bytes) in given.iter().enumerate() {
-            let parsed = parse(bytes).map_err(|e| {
-                Error::InvalidArgument(format!("root certificate #{}: {e}", i + 1))
-            })?;
+            let parsed = parse(bytes)
+                .map_err(|e| Error::InvalidArgument(format!("root certificate #{}: {e}", i + 1)))?;
             certs.extend(parsed);
         }
         if certs.is_empty()
@@ -80,8 +79,7 @@ impl TlsRoots {
 
     /// The websocket's TLS client settings.
     pub(crate) fn rustls(&self) -> Result<Arc<rustls::ClientConfig>, Error> {
-        static WEBPKI: OnceLock<Result<Arc<rustls::ClientConfig>, rustls::Error>> =
-            OnceLock::new();
+        static WEBPKI: OnceLock<Result<Arc<rustls::ClientConfig>, rustls::Error>> = OnceLock::new();
         if self.certs.is_empty() {
             return WEBPKI
                 .get_or_init(|| {

@@ -250,7 +250,10 @@ fn a_gone_sandbox_is_sandbox_not_found_within_seconds() {
                 .e2b_with(&config, &E2bOptions::default())
                 .unwrap_err()
         });
-        eprintln!("create of a gone sandbox failed after {:?}", started.elapsed());
+        eprintln!(
+            "create of a gone sandbox failed after {:?}",
+            started.elapsed()
+        );
         assert!(
             matches!(&err, Error::SandboxNotFound { sandbox_id } if sandbox_id == SANDBOX_ID),
             "{err:?}"
@@ -275,8 +278,16 @@ fn a_sandbox_that_dies_in_use_is_sandbox_not_found() {
             (run, files)
         });
         eprintln!("in-use sandbox reported gone after {:?}", started.elapsed());
-        assert!(matches!(err.0, Error::SandboxNotFound { .. }), "{:?}", err.0);
-        assert!(matches!(err.1, Error::SandboxNotFound { .. }), "{:?}", err.1);
+        assert!(
+            matches!(err.0, Error::SandboxNotFound { .. }),
+            "{:?}",
+            err.0
+        );
+        assert!(
+            matches!(err.1, Error::SandboxNotFound { .. }),
+            "{:?}",
+            err.1
+        );
         let connect = rig.config();
         let err = within(Duration::from_secs(5), move || {
             Sandbox::builder()
@@ -336,7 +347,11 @@ fn debug_mode_makes_no_control_plane_call() {
         sbx.set_timeout(Duration::from_secs(60)).unwrap();
         assert!(matches!(sbx.get_info(), Err(Error::InvalidArgument(_))));
         drop(sbx);
-        assert!(rig.plane_requests().is_empty(), "{:?}", rig.plane_requests());
+        assert!(
+            rig.plane_requests().is_empty(),
+            "{:?}",
+            rig.plane_requests()
+        );
     });
 }
 
@@ -359,9 +374,14 @@ fn files_work_on_default_contents_settings() {
         ureq::delete(&format!("{}/api/contents/trashed.txt", rig.jupyter.url))
             .call()
             .unwrap();
-        assert!(trash.join("trashed.txt").exists(), "the server did not trash");
+        assert!(
+            trash.join("trashed.txt").exists(),
+            "the server did not trash"
+        );
 
-        sbx.files().write("dir/big.bin", vec![7u8; 1 << 20]).unwrap();
+        sbx.files()
+            .write("dir/big.bin", vec![7u8; 1 << 20])
+            .unwrap();
         sbx.files().remove("dir").unwrap();
         assert!(!root.join("dir").exists());
         assert!(!trash.join("dir").exists(), "remove went to the trash");
@@ -420,7 +440,13 @@ fn chatty_output_is_complete_or_output_lost_under_the_default_rate_limit() {
         rig.jupyter.add_kernelspec(
             "plain",
             "plain-python",
-            &[&python, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            &[
+                &python,
+                "-m",
+                "ipykernel_launcher",
+                "-f",
+                "{connection_file}",
+            ],
         );
         let sbx = Sandbox::builder()
             .e2b_with(&rig.config(), &E2bOptions::default())
@@ -482,6 +508,11 @@ fn e2b_over_tls_with_a_private_ca() {
         sbx.files().write(".secret", "s").unwrap();
         assert_eq!(sbx.commands().run("cat .secret").unwrap().stdout, "s");
         assert!(tls.handshakes() > 0);
-        assert!(rig.proxy.seen().iter().all(|s| s.sandbox_id.as_deref() == Some(SANDBOX_ID)));
+        assert!(
+            rig.proxy
+                .seen()
+                .iter()
+                .all(|s| s.sandbox_id.as_deref() == Some(SANDBOX_ID))
+        );
     });
 }

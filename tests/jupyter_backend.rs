@@ -318,11 +318,7 @@ fn drives_an_enterprise_gateway() {
         assert_eq!(exec.logs.stdout.concat(), "via EG\n");
         sbx.run_code("x = 41").unwrap();
         let ctx = sbx.create_context(ContextOptions::new()).unwrap();
-        let exec = sbx
-            .run("'x' in globals()")
-            .context(&ctx)
-            .send()
-            .unwrap();
+        let exec = sbx.run("'x' in globals()").context(&ctx).send().unwrap();
         assert_eq!(exec.text(), Some("False"));
         assert_eq!(kernel_ids(&gw.url, "eg-token").len(), 2);
 

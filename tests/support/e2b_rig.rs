@@ -219,7 +219,11 @@ fn serve(shared: &Shared, mut client: TcpStream) {
         shared.header_routing.load(Ordering::SeqCst),
     );
     let reply = match route {
-        None => Some((400, "Bad Request", json!({"message": "Invalid host", "code": 400}))),
+        None => Some((
+            400,
+            "Bad Request",
+            json!({"message": "Invalid host", "code": 400}),
+        )),
         Some((id, _)) if id != shared.sandbox_id || shared.gone.load(Ordering::SeqCst) => Some((
             502,
             "Bad Gateway",

@@ -151,10 +151,20 @@ impl PythonServer {
                 .status()
                 .is_ok_and(|s| s.success())
                 && Command::new(&python)
-                    .args(["-m", "pip", "install", "-q", "jupyter_enterprise_gateway", "ipykernel"])
+                    .args([
+                        "-m",
+                        "pip",
+                        "install",
+                        "-q",
+                        "jupyter_enterprise_gateway",
+                        "ipykernel",
+                    ])
                     .status()
                     .is_ok_and(|s| s.success());
-            assert!(ok, "could not install jupyter_enterprise_gateway into {venv:?}");
+            assert!(
+                ok,
+                "could not install jupyter_enterprise_gateway into {venv:?}"
+            );
             std::fs::write(&ready, "").unwrap();
         }
         let token = token.to_string();

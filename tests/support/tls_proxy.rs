@@ -154,7 +154,10 @@ fn serve(shared: &Shared, client: TcpStream) {
     let _ = client.set_nodelay(true);
     {
         let mut live = shared.live.lock().unwrap();
-        for s in [client.try_clone(), server.try_clone()].into_iter().flatten() {
+        for s in [client.try_clone(), server.try_clone()]
+            .into_iter()
+            .flatten()
+        {
             live.push(s);
         }
     }
@@ -206,7 +209,12 @@ fn serve(shared: &Shared, client: TcpStream) {
                     break;
                 }
             }
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 // Let the other side write between our turns.
                 std::thread::yield_now();
             }

@@ -130,7 +130,11 @@ impl E2bBackend {
     /// Debug mode, as in E2B's SDKs: no control-plane call at all. The sandbox is the template
     /// container reachable at the sandbox URL (`E2B_SANDBOX_URL`, else `http://localhost:8888`);
     /// closing the handle and `set_timeout` leave it alone.
-    fn debug(client: E2bClient, config: &E2bConfig, timeouts: &Timeouts) -> Result<E2bBackend, Error> {
+    fn debug(
+        client: E2bClient,
+        config: &E2bConfig,
+        timeouts: &Timeouts,
+    ) -> Result<E2bBackend, Error> {
         let access = SandboxAccess::debug(DEBUG_SANDBOX_ID);
         let mut backend =
             E2bBackend::from_access(client, config, access, false, timeouts).map_err(|(e, _)| e)?;
@@ -223,10 +227,9 @@ impl E2bBackend {
                             ),
                         });
                     }
-                    answer => log::trace!(
-                        "E2B sandbox {}: Jupyter not ready: 502 {answer:?}",
-                        self.id
-                    ),
+                    answer => {
+                        log::trace!("E2B sandbox {}: Jupyter not ready: 502 {answer:?}", self.id)
+                    }
                 },
                 Ok(r) => log::trace!(
                     "E2B sandbox {}: Jupyter not ready: HTTP {}",
