@@ -67,12 +67,20 @@ def _e2b_command(spec):
         proc.stderr.fileno(): [sys.stderr, codecs.getincrementaldecoder("utf-8")("replace")],
     }
 
+    # Flushing every read would make one message per read: a chatty command then passes the
+    # server's IOPub rate limit (1000 msgs/s by default), which drops output. At most one
+    # flush per stream every 50 ms; ipykernel flushes what is left within its own 0.2 s.
+    flushed = {}
+
     def emit(fd, data, final=False):
         out, decoder = outs[fd]
         text = decoder.decode(data, final)
         if text:
             out.write(text)
-            out.flush()
+            now = time.monotonic()
+            if final or now - flushed.get(fd, 0.0) >= 0.05:
+                out.flush()
+                flushed[fd] = now
 
     # Everything from here on is inside the try, so that a kill (KeyboardInterrupt) landing at
     # any point, even while the start record is being sent, still kills the process group.

@@ -966,7 +966,7 @@ impl SystemKernels {
     }
 
     /// An idle kernel, or a new one.
-    fn acquire(&self, sandbox: &Sandbox) -> Result<Arc<Kernel>, Error> {
+    pub(crate) fn acquire(&self, sandbox: &Sandbox) -> Result<Arc<Kernel>, Error> {
         loop {
             let mut pool = self.lock();
             if pool.closed {
@@ -993,7 +993,7 @@ impl SystemKernels {
     }
 
     /// Gives a kernel back: kept when `clean` and the pool has room, else shut down.
-    fn release(&self, sandbox: &Sandbox, kernel: Arc<Kernel>, clean: bool) {
+    pub(crate) fn release(&self, sandbox: &Sandbox, kernel: Arc<Kernel>, clean: bool) {
         let mut pool = self.lock();
         if pool.closed {
             return;

@@ -287,8 +287,9 @@ impl ConnectionConfig {
     /// it get JSON either way. Binary saves about 1.7 ms per round trip, but jupyter_server
     /// 2.x stalls for seconds when a binary frame sent just before a connection broke reaches
     /// it after the reconnect (see the README). The local sandbox's server is patched against
-    /// that; on a flaky link to a server you do not control, `false` trades the latency for
-    /// immunity. Defaults to `true`.
+    /// that; on a server you do not control, `false` trades the latency for immunity. Defaults
+    /// to `true` here; [`SandboxBuilder`](crate::SandboxBuilder) picks `false` for every server
+    /// the SDK did not start (E2B, existing servers) unless told otherwise.
     pub fn binary_framing(mut self, offer: bool) -> Self {
         self.binary_framing = offer;
         self

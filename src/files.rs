@@ -97,11 +97,24 @@ impl Model {
 
 /// Files in the sandbox. Get one with [`Sandbox::files`].
 ///
-/// Paths are relative to the sandbox root (the directory the Jupyter server serves). `.` and
-/// `..` are resolved on the client, and a path that would leave the root is refused with
-/// [`Error::InvalidArgument`] before any request is sent. An absolute path is accepted when it
-/// lies inside the root and the client knows where the root is (the local sandbox); otherwise it
-/// is refused too.
+/// Paths are relative to the sandbox root (the directory the Jupyter server serves, its
+/// `root_dir`; E2B: `/home/user`), the same directory relative paths mean in code, commands and
+/// context cwds. `.` and `..` are resolved on the client, and a path that would leave the root
+/// is refused with [`Error::InvalidArgument`] before any request is sent. An absolute path is
+/// accepted when it lies inside the root (`/home/user/x` on E2B); on servers other than the
+/// local one the first absolute path costs a kernel call to learn the root
+/// ([`Sandbox::server_root`]).
+///
+/// # Servers with default contents settings
+///
+/// Every server but the local sandbox's keeps jupyter_server's defaults (E2B's template does):
+/// deletes go to the trash and hidden paths are refused. So on those servers
+/// [`Files::remove`] and every operation on a hidden path (`.env`, `.config/x`) run in a
+/// private kernel of the sandbox instead (as the kernel's user: root on E2B), in pieces of
+/// 4 MiB per request. Still out of reach: paths outside the root (use
+/// [`Sandbox::commands`] or code), listing a non-hidden directory shows no hidden entries
+/// (the server filters them; list the hidden path itself, or use a command), and Jupyter
+/// Kernel Gateway, which has no contents API, supports only what goes through the kernel.
 ///
 /// # Large files
 ///
@@ -132,8 +145,6 @@ impl Model {
 /// # Ok::<(), e2b_blocking::Error>(())
 /// ```
 ///
-/// Hidden files (`.env`) need the server's `ContentsManager.allow_hidden`; the local sandbox
-/// turns it on. Jupyter Kernel Gateway has no contents API at all.
 #[derive(Debug, Clone)]
 pub struct Files {
     sandbox: Sandbox,
@@ -150,7 +161,28 @@ impl Files {
 
     fn path(&self, path: &str) -> Result<String, Error> {
         self.sandbox.ensure_open()?;
-        normalize(path, self.sandbox.as_local().map(|l| l.root()))
+        let local = self.sandbox.as_local().map(|l| l.root());
+        if path.starts_with('/') && local.is_none() {
+            // Only an absolute path needs the root's own path, which costs a kernel to learn.
+            let root = self.sandbox.server_root()?;
+            return normalize(path, Some(Path::new(&root)));
+        }
+        normalize(path, local)
+    }
+
+    /// True when `rel` must go through a kernel: a hidden path on a server whose contents API
+    /// keeps jupyter_server's default `allow_hidden=False` (every server but the local one).
+    fn via_kernel(&self, rel: &str) -> bool {
+        self.sandbox.as_local().is_none() && is_hidden(rel)
+    }
+
+    fn kernel(&self, op: Value) -> Result<Value, Error> {
+        crate::files_kernel::call(&self.sandbox, op)
+    }
+
+    fn kernel_model(&self, op: Value) -> Result<Model, Error> {
+        serde_json::from_value(self.kernel(op)?)
+            .map_err(|e| Error::protocol_from("bad file model from the kernel", e))
     }
 
     /// Reads a UTF-8 text file. A file that is not valid UTF-8 gives
@@ -208,6 +240,12 @@ impl Files {
     /// Entries of a directory, sorted by name. `""` or `"."` lists the root.
     pub fn list(&self, path: &str) -> Result<Vec<EntryInfo>, Error> {
         let rel = self.path(path)?;
+        if self.via_kernel(&rel) {
+            let listing = self.kernel(json!({"op": "list", "path": rel}))?;
+            let entries: Vec<Model> = serde_json::from_value(listing["entries"].clone())
+                .map_err(|e| Error::protocol_from("bad listing from the kernel", e))?;
+            return Ok(entries.iter().map(Model::info).collect());
+        }
         let resp = self.http().send(
             Method::Get,
             &format!("{}?type=directory&content=1", api_path(&rel)),
@@ -248,13 +286,20 @@ impl Files {
         }
     }
 
-    /// Removes a file, or a directory with everything in it.
+    /// Removes a file, or a directory with everything in it, for good.
+    ///
+    /// On every server but the local sandbox's this runs in a private kernel: jupyter_server's
+    /// contents API moves deletes to the trash by default (`delete_to_trash=True`, E2B's
+    /// setting too), which frees no disk.
     pub fn remove(&self, path: &str) -> Result<(), Error> {
         let rel = self.path(path)?;
         if rel.is_empty() {
             return Err(Error::InvalidArgument(
                 "refusing to remove the sandbox root".into(),
             ));
+        }
+        if self.sandbox.as_local().is_none() {
+            return self.kernel(json!({"op": "remove", "path": rel})).map(drop);
         }
         self.remove_rel(&rel)
     }
@@ -292,6 +337,11 @@ impl Files {
                 "the sandbox root cannot be renamed or replaced".into(),
             ));
         }
+        if self.via_kernel(&old) || self.via_kernel(&new) {
+            return self
+                .kernel_model(json!({"op": "rename", "path": old, "to": new}))
+                .map(|m| m.info());
+        }
         let body = json!({ "path": new });
         let send = || {
             self.http()
@@ -328,6 +378,9 @@ impl Files {
     // ----- plumbing -----
 
     fn model(&self, rel: &str) -> Result<Model, Error> {
+        if self.via_kernel(rel) {
+            return self.kernel_model(json!({"op": "stat", "path": rel}));
+        }
         let resp = self
             .http()
             .send(Method::Get, &format!("{}?content=0", api_path(rel)), None)?;
@@ -339,6 +392,9 @@ impl Files {
 
     /// `mkdir -p`: every component in turn (creating an existing directory is a no-op).
     fn make_dirs(&self, rel: &str) -> Result<(), Error> {
+        if self.via_kernel(rel) {
+            return self.kernel(json!({"op": "mkdir", "path": rel})).map(drop);
+        }
         let body = json!({ "type": "directory" });
         let mut prefix = String::new();
         for part in rel.split('/').filter(|p| !p.is_empty()) {
@@ -502,6 +558,9 @@ impl<'a> Upload<'a> {
         if rel.is_empty() {
             return Err(Error::IsADirectory { path: shown(&rel) });
         }
+        if self.files.via_kernel(&rel) {
+            return self.through_kernel(&rel, data, "<memory>");
+        }
         if data.len() <= self.chunk_size {
             let model = self.files.put(&rel, &body(None, data))?;
             self.report(data.len() as u64)?;
@@ -550,6 +609,9 @@ impl<'a> Upload<'a> {
         if rel.is_empty() {
             return Err(Error::IsADirectory { path: shown(&rel) });
         }
+        if self.files.via_kernel(&rel) {
+            return self.through_kernel(&rel, reader, source);
+        }
         let io_err = |source_err| Error::Io {
             path: source.to_string(),
             source: source_err,
@@ -588,6 +650,39 @@ impl<'a> Upload<'a> {
                 return Ok(model.info());
             }
             number += 1;
+        }
+    }
+
+    /// Writes through a kernel, in pieces small enough for one websocket message each.
+    fn through_kernel(
+        mut self,
+        rel: &str,
+        mut reader: impl Read,
+        source: &str,
+    ) -> Result<EntryInfo, Error> {
+        let mut piece = Vec::new();
+        let mut done = 0u64;
+        let mut first = true;
+        loop {
+            fill(&mut reader, &mut piece, crate::files_kernel::PIECE).map_err(|e| Error::Io {
+                path: source.to_string(),
+                source: e,
+            })?;
+            if piece.is_empty() && !first {
+                return self.files.model(rel).map(|m| m.info());
+            }
+            let model = self.files.kernel_model(json!({
+                "op": "write",
+                "path": rel,
+                "append": !first,
+                "data": crate::files_kernel::encode(&piece),
+            }))?;
+            done += piece.len() as u64;
+            self.report(done)?;
+            if piece.len() < crate::files_kernel::PIECE {
+                return Ok(model.info());
+            }
+            first = false;
         }
     }
 
@@ -654,6 +749,9 @@ impl<'a> Download<'a> {
         on_total: impl FnOnce(&mut W, Option<u64>),
     ) -> Result<u64, Error> {
         let rel = self.files.path(&self.path)?;
+        if self.files.via_kernel(&rel) {
+            return self.through_kernel(&rel, sink, sink_name, on_total);
+        }
         let http = self.files.http();
         let mut resp = self.files.open_download(&rel)?;
         let total = resp
@@ -700,6 +798,49 @@ impl<'a> Download<'a> {
         }
         Ok(done)
     }
+}
+
+impl Download<'_> {
+    /// Reads through a kernel, in pieces small enough for one websocket message each.
+    fn through_kernel<W: Write>(
+        mut self,
+        rel: &str,
+        sink: &mut W,
+        sink_name: &str,
+        on_total: impl FnOnce(&mut W, Option<u64>),
+    ) -> Result<u64, Error> {
+        let sink_err = |source| Error::Io {
+            path: sink_name.to_string(),
+            source,
+        };
+        let mut on_total = Some(on_total);
+        let mut done = 0u64;
+        loop {
+            let piece = self.files.kernel(json!({
+                "op": "read",
+                "path": rel,
+                "offset": done,
+                "limit": crate::files_kernel::PIECE,
+            }))?;
+            let total = piece["size"].as_u64();
+            if let Some(f) = on_total.take() {
+                f(sink, total);
+            }
+            let data = crate::files_kernel::decode_data(&piece)?;
+            sink.write_all(&data).map_err(sink_err)?;
+            done += data.len() as u64;
+            call_progress(&mut self.progress, done, total)?;
+            if data.len() < crate::files_kernel::PIECE {
+                sink.flush().map_err(sink_err)?;
+                return Ok(done);
+            }
+        }
+    }
+}
+
+/// True when a component of `rel` starts with a dot (what jupyter_server calls hidden).
+fn is_hidden(rel: &str) -> bool {
+    rel.split('/').any(|part| part.starts_with('.'))
 }
 
 /// How much of an announced download size to reserve: all of it up to 4 GiB.

@@ -18,6 +18,8 @@ use crate::retry::Retry;
 pub(crate) struct Endpoint {
     base: String,
     headers: Vec<(String, Secret)>,
+    /// Roots its TLS certificate must chain to.
+    tls: crate::tls::TlsRoots,
 }
 
 impl fmt::Debug for Endpoint {
@@ -26,6 +28,7 @@ impl fmt::Debug for Endpoint {
         f.debug_struct("Endpoint")
             .field("base", &self.base)
             .field("headers", &names)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -47,6 +50,7 @@ impl Endpoint {
         Ok(Endpoint {
             base,
             headers: Vec::new(),
+            tls: Default::default(),
         })
     }
 
@@ -64,6 +68,16 @@ impl Endpoint {
         }
         let value = Secret::new(format!("token {}", token.expose()));
         self.with_header("Authorization", value)
+    }
+
+    /// The same endpoint, trusting `roots` for `https://` and `wss://`.
+    pub(crate) fn with_tls(mut self, roots: crate::tls::TlsRoots) -> Endpoint {
+        self.tls = roots;
+        self
+    }
+
+    pub(crate) fn tls(&self) -> &crate::tls::TlsRoots {
+        &self.tls
     }
 
     pub(crate) fn base(&self) -> &str {
@@ -149,12 +163,37 @@ impl Response {
                 endpoint: self.endpoint,
                 retry_after: self.retry_after,
             },
+            502 if self.sandbox_gone().is_some() => Error::SandboxNotFound {
+                sandbox_id: self.sandbox_gone().unwrap_or_default(),
+            },
             status => Error::Http {
                 status,
                 message: self.message(),
                 endpoint: self.endpoint,
             },
         }
+    }
+
+    /// The sandbox id when this is E2B's sandbox proxy saying the sandbox is gone (`502`
+    /// `{"sandboxId": …, "message": "The sandbox was not found"}`).
+    pub(crate) fn sandbox_gone(&self) -> Option<String> {
+        if self.status != 502 {
+            return None;
+        }
+        let v: Value = serde_json::from_slice(&self.body).ok()?;
+        let message = v.get("message")?.as_str()?;
+        if !message
+            .to_ascii_lowercase()
+            .contains("sandbox was not found")
+        {
+            return None;
+        }
+        Some(
+            v.get("sandboxId")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+        )
     }
 
     /// The server's own message: `message`/`reason` of a JSON body, or the start of the text.
@@ -219,13 +258,15 @@ const MAX_BODY: u64 = 256 * 1024 * 1024;
 
 impl Http {
     pub(crate) fn new(endpoint: Endpoint, timeouts: &Timeouts) -> Http {
-        let config = ureq::Agent::config_builder()
+        let mut config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(timeouts.connect))
             .timeout_global(Some(timeouts.request))
-            .user_agent(concat!("e2b-blocking/", env!("CARGO_PKG_VERSION")))
-            .build();
-        let (agent, headers) = mask::agent(config, endpoint.secret_headers());
+            .user_agent(concat!("e2b-blocking/", env!("CARGO_PKG_VERSION")));
+        if let Some(tls) = endpoint.tls.ureq() {
+            config = config.tls_config(tls);
+        }
+        let (agent, headers) = mask::agent(config.build(), endpoint.secret_headers());
         Http {
             agent,
             endpoint,
@@ -550,6 +591,38 @@ mod tests {
         assert_eq!(expired(&ureq::Error::Io(wrapped), c, r), connect);
         let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
         assert_eq!(expired(&ureq::Error::Io(refused), c, r), None);
+    }
+
+    #[test]
+    fn e2b_proxy_not_found_is_sandbox_not_found() {
+        let r = |status, body: &str| Response {
+            status,
+            body: body.as_bytes().to_vec(),
+            content_type: "application/json".into(),
+            endpoint: "GET /api/kernels".into(),
+            retry_after: None,
+        };
+        let gone = r(
+            502,
+            r#"{"sandboxId":"sbx1","message":"The sandbox was not found","code":502}"#,
+        );
+        assert!(matches!(
+            gone.into_error(),
+            Error::SandboxNotFound { sandbox_id } if sandbox_id == "sbx1"
+        ));
+        let closed = r(
+            502,
+            r#"{"sandboxId":"sbx1","message":"The sandbox is running but port is not open"}"#,
+        );
+        assert!(matches!(
+            closed.into_error(),
+            Error::Http { status: 502, .. }
+        ));
+        assert!(
+            r(404, r#"{"message":"The sandbox was not found"}"#)
+                .sandbox_gone()
+                .is_none()
+        );
     }
 
     #[test]

@@ -111,12 +111,14 @@ mod context;
 mod error;
 mod exec;
 mod files;
+mod files_kernel;
 mod http;
 mod jupyter;
 mod kernel;
 mod mask;
 mod retry;
 mod sandbox;
+mod tls;
 
 pub use backend::e2b::{
     DEFAULT_DOMAIN, DEFAULT_LIFETIME, DEFAULT_TEMPLATE, E2bClient, E2bConfig, E2bOptions,

@@ -33,6 +33,10 @@ pub(crate) struct SandboxConfig {
 #[must_use = "a builder does nothing until a backend method such as .local() is called"]
 pub struct SandboxBuilder {
     config: SandboxConfig,
+    /// Set by [`SandboxBuilder::binary_framing`]; otherwise chosen per backend.
+    binary_framing: Option<bool>,
+    /// PEM bundles or DER certificates given to [`SandboxBuilder::add_root_certificate`].
+    tls_roots: Vec<Vec<u8>>,
 }
 
 impl SandboxBuilder {
@@ -56,21 +60,53 @@ impl SandboxBuilder {
         self
     }
 
-    /// Whether kernel connections offer binary framing. Defaults to `true`; see
-    /// [`ConnectionConfig::binary_framing`] for when to turn it off.
+    /// Whether kernel connections offer binary framing. Defaults to `true` for the local
+    /// sandbox, whose server is patched against jupyter_server's replaced-socket stall, and to
+    /// `false` (JSON framing) for every server the SDK did not start and patch (E2B, existing
+    /// servers); see [`ConnectionConfig::binary_framing`].
     pub fn binary_framing(mut self, offer: bool) -> Self {
-        self.config.connection = self.config.connection.binary_framing(offer);
+        self.binary_framing = Some(offer);
         self
     }
 
     /// Everything that shapes kernel connections at once (reconnect policy, keep-alive, message
-    /// limits, framing), replacing what [`SandboxBuilder::reconnect`],
-    /// [`SandboxBuilder::keepalive`], [`SandboxBuilder::binary_framing`] and the size setters
-    /// set before; its timeouts are replaced by the builder's. Defaults to
+    /// limits), replacing what [`SandboxBuilder::reconnect`], [`SandboxBuilder::keepalive`] and
+    /// the size setters set before; its timeouts are replaced by the builder's, and its framing
+    /// by [`SandboxBuilder::binary_framing`] when that was called. Defaults to
     /// [`ConnectionConfig::default`].
     pub fn connection(mut self, connection: ConnectionConfig) -> Self {
         self.config.connection = connection.timeouts(self.config.timeouts.clone());
         self
+    }
+
+    /// Trusts `pem_or_der` (a PEM bundle of one or more certificates, or one DER certificate)
+    /// as a root for `https://` and `wss://` connections to the sandbox's server, for a
+    /// server whose certificate comes from a private CA (an Enterprise Gateway in a company
+    /// cluster, a TLS-terminating proxy). Once any root is added, the server must chain to one
+    /// of the added roots: Mozilla's built-in roots are no longer used for it. For E2B the
+    /// roots apply to the control plane too. Defaults to none: Mozilla's roots, or, when the
+    /// `SSL_CERT_FILE` environment variable names a PEM bundle, the certificates in it (as
+    /// OpenSSL does). A certificate that does not parse fails the backend method with
+    /// [`Error::InvalidArgument`].
+    pub fn add_root_certificate(mut self, pem_or_der: impl Into<Vec<u8>>) -> Self {
+        self.tls_roots.push(pem_or_der.into());
+        self
+    }
+
+    /// `config` plus the roots given to this builder.
+    fn e2b_config(&self, config: &E2bConfig) -> E2bConfig {
+        let mut config = config.clone();
+        config.tls_roots.extend(self.tls_roots.iter().cloned());
+        config
+    }
+
+    /// The config with the framing default of a backend applied: `patched` for the local
+    /// sandbox's own server.
+    fn config_for(self, patched: bool) -> SandboxConfig {
+        let mut config = self.config;
+        let offer = self.binary_framing.unwrap_or(patched);
+        config.connection = config.connection.binary_framing(offer);
+        config
     }
 
     /// Largest websocket message accepted from the server. Defaults to 256 MiB; see
@@ -109,8 +145,9 @@ impl SandboxBuilder {
     /// Gateway). The token goes in the `Authorization` header; an empty token sends none.
     /// The sandbox starts its own kernels and shuts down only those when closed.
     pub fn jupyter(self, url: &str, token: impl Into<Secret>) -> Result<Sandbox, Error> {
-        let backend = JupyterBackend::connect(url, &token.into(), &self.config.timeouts)?;
-        Sandbox::open(Backends::Jupyter(Arc::new(backend)), self.config)
+        let tls = crate::tls::TlsRoots::new(&self.tls_roots)?;
+        let backend = JupyterBackend::connect(url, &token.into(), &self.config.timeouts, tls)?;
+        Sandbox::open(Backends::Jupyter(Arc::new(backend)), self.config_for(false))
     }
 
     /// Creates an E2B sandbox with [`E2bConfig::from_env`] and default [`E2bOptions`].
@@ -119,23 +156,40 @@ impl SandboxBuilder {
     }
 
     /// Creates an E2B sandbox; closing the handle kills it.
+    ///
+    /// [`E2bOptions::envs`] are set in every kernel (contexts and the kernels that run
+    /// commands) before the builder's own [`envs`](SandboxBuilder::envs), which win on a clash:
+    /// the template's Jupyter server was started before the sandbox existed, so the API's
+    /// `envVars` never reach its kernels by themselves.
     pub fn e2b_with(self, config: &E2bConfig, options: &E2bOptions) -> Result<Sandbox, Error> {
-        let backend = E2bBackend::create(config, options, &self.config.timeouts)?;
-        Sandbox::open(Backends::E2b(Arc::new(backend)), self.config)
+        let config = &self.e2b_config(config);
+        let mut sandbox_config = self.config_for(false);
+        let own = std::mem::take(&mut sandbox_config.envs);
+        sandbox_config.envs = options
+            .envs
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .chain(own)
+            .collect();
+        let backend = E2bBackend::create(config, options, &sandbox_config.timeouts)?;
+        Sandbox::open(Backends::E2b(Arc::new(backend)), sandbox_config)
     }
 
     /// Connects to a running or paused E2B sandbox by id; closing the handle leaves it
-    /// running (see [`E2bSandbox::set_kill_on_close`]).
+    /// running (see [`E2bSandbox::set_kill_on_close`]). The env vars it was created with are
+    /// not known here: pass them again with [`SandboxBuilder::envs`] if code needs them.
     pub fn e2b_connect(self, config: &E2bConfig, sandbox_id: &str) -> Result<Sandbox, Error> {
-        let backend =
-            E2bBackend::connect(config, sandbox_id, DEFAULT_LIFETIME, &self.config.timeouts)?;
-        Sandbox::open(Backends::E2b(Arc::new(backend)), self.config)
+        let config = &self.e2b_config(config);
+        let timeouts = self.config.timeouts.clone();
+        let sandbox_config = self.config_for(false);
+        let backend = E2bBackend::connect(config, sandbox_id, DEFAULT_LIFETIME, &timeouts)?;
+        Sandbox::open(Backends::E2b(Arc::new(backend)), sandbox_config)
     }
 
     /// Starts a local sandbox: a `jupyter server` child process on 127.0.0.1.
     pub fn local_with(self, options: LocalOptions) -> Result<Sandbox, Error> {
         let backend = LocalBackend::start(&options, &self.config.envs, &self.config.timeouts)?;
-        Sandbox::open(Backends::Local(Arc::new(backend)), self.config)
+        Sandbox::open(Backends::Local(Arc::new(backend)), self.config_for(true))
     }
 }
 
@@ -187,6 +241,8 @@ struct Inner {
     closed: AtomicBool,
     /// Private kernels that run commands (`sandbox.commands()`), apart from user contexts.
     system: crate::commands::SystemKernels,
+    /// The server's root_dir as an absolute path, once a kernel has told it.
+    server_root: OnceLock<String>,
 }
 
 #[derive(Debug, Default)]
@@ -270,6 +326,7 @@ impl Sandbox {
                 specs: OnceLock::new(),
                 closed: AtomicBool::new(false),
                 system: Default::default(),
+                server_root: OnceLock::new(),
             }),
         };
         // The default Python context is made up front, as E2B's sandbox does, so the first
@@ -417,6 +474,29 @@ impl Sandbox {
     /// Shell commands in the sandbox: run one and wait, or spawn one and keep a handle.
     pub fn commands(&self) -> crate::commands::Commands {
         crate::commands::Commands::new(self.clone())
+    }
+
+    /// The absolute path of the server's root directory, the one relative paths mean (E2B:
+    /// `/home/user`). Asked of a kernel the first time (the contents API does not say), then
+    /// kept.
+    ///
+    /// # Errors
+    ///
+    /// The errors of running a cell in the sandbox's private files kernel.
+    pub fn server_root(&self) -> Result<String, Error> {
+        if let Some(local) = self.as_local() {
+            return Ok(local.root().display().to_string());
+        }
+        if let Some(root) = self.inner.server_root.get() {
+            return Ok(root.clone());
+        }
+        let out = crate::files_kernel::call(self, serde_json::json!({"op": "root"}))?;
+        let root = out["root"]
+            .as_str()
+            .filter(|r| r.starts_with('/'))
+            .ok_or_else(|| Error::protocol("the kernel did not report an absolute root path"))?
+            .to_string();
+        Ok(self.inner.server_root.get_or_init(|| root).clone())
     }
 
     /// Tears the sandbox down now, from any thread: in-flight calls fail with

@@ -8,7 +8,7 @@ use std::time::Duration;
 use e2b_blocking::{
     CloseReason, ConnectionState, Continuity, Error, Keepalive, ReconnectPolicy, Sandbox,
 };
-use support::{deadline, init_logs, local, through_proxy};
+use support::{deadline, init_logs, local, through_proxy, through_proxy_with_framing};
 
 #[test]
 fn a_stalled_link_is_detected_by_ping_and_the_execution_completes_whole() {
@@ -122,7 +122,7 @@ fn json_framing_keeps_executions_whole_across_random_cuts() {
     deadline(|| {
         init_logs();
         let owner = local();
-        let (proxy, sbx) = through_proxy(&owner, Sandbox::builder().binary_framing(false));
+        let (proxy, sbx) = through_proxy_with_framing(&owner, Sandbox::builder(), false);
         let chaos =
             proxy.start_random_cuts(Duration::from_millis(100), Duration::from_millis(400), 7);
         for n in 0..6 {

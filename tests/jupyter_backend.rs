@@ -267,3 +267,100 @@ fn close_budget_is_shared_by_every_kernel() {
         assert!(took < budget * 3, "took {took:?}");
     });
 }
+
+/// A server started from a directory other than its root_dir (as most are: E2B's from `/`,
+/// a user's from wherever they were): relative paths mean the root in files, code, commands
+/// and context cwds alike.
+#[test]
+fn relative_paths_mean_the_root_on_a_server_started_elsewhere() {
+    deadline(|| {
+        init_logs();
+        let server = PythonServer::tokenless_jupyter();
+        assert_ne!(server.dir(), server.root());
+        let sbx = Sandbox::jupyter(&server.url, "").unwrap();
+        sbx.files().write("data.csv", "a,b\n").unwrap();
+        let exec = sbx.run_code("open('data.csv').read()").unwrap();
+        assert_eq!(exec.text(), Some("'a,b\\n'"));
+        assert_eq!(sbx.commands().run("cat data.csv").unwrap().stdout, "a,b\n");
+        sbx.files().make_dir("sub").unwrap();
+        let ctx = sbx
+            .create_context(ContextOptions::new().cwd("sub"))
+            .unwrap();
+        let exec = sbx
+            .code("import os\nos.getcwd()")
+            .context(&ctx)
+            .run()
+            .unwrap();
+        let root = server.root().canonicalize().unwrap();
+        assert_eq!(
+            exec.text(),
+            Some(format!("'{}/sub'", root.display()).as_str())
+        );
+        assert_eq!(sbx.server_root().unwrap(), root.display().to_string());
+    });
+}
+
+/// Jupyter Enterprise Gateway (from PyPI, local process kernels: remote kernels need a
+/// cluster, and speak the same protocol): code, contexts, a reconnect after a cut.
+#[test]
+fn drives_an_enterprise_gateway() {
+    deadline(|| {
+        init_logs();
+        let gw = PythonServer::enterprise_gateway("eg-token");
+        let err = Sandbox::jupyter(&gw.url, "wrong").unwrap_err();
+        assert!(matches!(err, Error::Authentication { .. }), "{err:?}");
+
+        let addr = gw.url.trim_start_matches("http://").parse().unwrap();
+        let proxy = support::fault_proxy::FaultProxy::start(addr).unwrap();
+        let sbx = Sandbox::jupyter(&format!("http://{}", proxy.addr()), "eg-token").unwrap();
+        let exec = sbx.code("print('via EG')\n2 ** 10").run().unwrap();
+        assert_eq!(exec.text(), Some("1024"));
+        assert_eq!(exec.logs.stdout.concat(), "via EG\n");
+        let _ = sbx.run_code("x = 41").unwrap();
+        let ctx = sbx.create_context(ContextOptions::new()).unwrap();
+        let exec = sbx.code("'x' in globals()").context(&ctx).run().unwrap();
+        assert_eq!(exec.text(), Some("False"));
+        assert_eq!(kernel_ids(&gw.url, "eg-token").len(), 2);
+
+        assert!(proxy.cut_all() > 0);
+        assert_eq!(sbx.run_code("x + 1").unwrap().text(), Some("42"));
+        let out = sbx.commands().run("echo from-eg").unwrap();
+        assert_eq!(out.stdout, "from-eg\n");
+        drop(sbx);
+        assert!(kernel_ids(&gw.url, "eg-token").is_empty());
+    });
+}
+
+/// `https://` and `wss://` to a server whose certificate comes from a private CA (as an
+/// Enterprise Gateway behind a company ingress): refused until the CA is trusted with
+/// `add_root_certificate`, then code, files and a reconnect all go over TLS.
+#[test]
+fn tls_with_a_private_ca() {
+    deadline(|| {
+        init_logs();
+        let server = PythonServer::tokenless_jupyter();
+        let ca = support::tls_proxy::TestCa::new();
+        let addr = server.url.trim_start_matches("http://").parse().unwrap();
+        let proxy = support::tls_proxy::TlsProxy::start(addr, &ca).unwrap();
+
+        let err = Sandbox::jupyter(&proxy.url(), "").unwrap_err();
+        assert!(matches!(err, Error::Transport { .. }), "{err:?}");
+        let err = Sandbox::builder()
+            .add_root_certificate("not a certificate")
+            .jupyter(&proxy.url(), "")
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+
+        let sbx = Sandbox::builder()
+            .add_root_certificate(ca.ca_pem.clone())
+            .jupyter(&proxy.url(), "")
+            .unwrap();
+        assert!(sbx.jupyter_url().starts_with("https://"));
+        assert_eq!(sbx.run_code("x = 6 * 7\nx").unwrap().text(), Some("42"));
+        sbx.files().write("tls.txt", "over TLS").unwrap();
+        assert_eq!(sbx.files().read("tls.txt").unwrap(), "over TLS");
+        assert!(proxy.cut_all() > 0);
+        assert_eq!(sbx.run_code("x + 1").unwrap().text(), Some("43"));
+        assert!(proxy.handshakes() >= 3, "{}", proxy.handshakes());
+    });
+}

@@ -14,8 +14,13 @@ pub(crate) struct JupyterBackend {
 
 impl JupyterBackend {
     /// Checks that the server answers and accepts the token before anything else happens.
-    pub(crate) fn connect(url: &str, token: &Secret, timeouts: &Timeouts) -> Result<Self, Error> {
-        let endpoint = Endpoint::new(url)?.with_jupyter_token(token);
+    pub(crate) fn connect(
+        url: &str,
+        token: &Secret,
+        timeouts: &Timeouts,
+        tls: crate::tls::TlsRoots,
+    ) -> Result<Self, Error> {
+        let endpoint = Endpoint::new(url)?.with_jupyter_token(token).with_tls(tls);
         let id = endpoint
             .base()
             .split("://")

@@ -80,6 +80,8 @@ pub(crate) struct Driver {
     reconnected: bool,
     replied: bool,
     idle: bool,
+    /// The server dropped some of this execution's output (its IOPub rate limit).
+    rate_limited: bool,
 }
 
 impl std::fmt::Debug for Driver {
@@ -114,6 +116,7 @@ impl Driver {
             reconnected: false,
             replied: false,
             idle: false,
+            rate_limited: false,
         })
     }
 
@@ -194,6 +197,10 @@ impl Driver {
                 _ => {}
             }
         }
+        if self.finished() && self.rate_limited && !self.order.numbered() {
+            // No hook numbered the output, so what the server dropped cannot be known.
+            return Err(Stop::Lost { missing: None });
+        }
         if self.record_final && !self.finished() {
             // The record was complete, yet the reply or the idle is not among what it held.
             log::debug!(
@@ -243,6 +250,7 @@ impl Driver {
             if self.resend_on_reconnect {
                 return Ok(vec![m]);
             }
+            self.rate_limited |= m.msg_type == crate::jupyter::routes::RATE_LIMITED;
             let ready = self.order.offer(m);
             self.need_replay |= self.order.has_gap();
             return Ok(ready);

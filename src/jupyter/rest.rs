@@ -68,7 +68,11 @@ pub(crate) fn start_kernel(
     env: &[(String, String)],
 ) -> Result<KernelModel, Error> {
     let id = uuid::Uuid::new_v4().to_string();
-    let mut body = json!({ "name": name, "kernel_id": id });
+    // `path: ""` makes jupyter_server start the kernel in its root_dir. Without it the kernel
+    // inherits the server process's cwd, which differs from the root on E2B's template (`/`
+    // vs `/home/user`) and on any server started from another directory, so relative paths
+    // in code and commands would not match those of the contents API.
+    let mut body = json!({ "name": name, "kernel_id": id, "path": "" });
     if !env.is_empty() {
         let env: serde_json::Map<String, Value> = env
             .iter()

@@ -38,6 +38,24 @@ fn needs_waiter(msg: &Incoming) -> bool {
     }
 }
 
+/// What a server's IOPub rate-limit notice is delivered as: not the kernel's output, so not
+/// `stream`. A numbered (hooked) execution recovers what the server dropped from the kernel's
+/// ring; an unnumbered one cannot, and reports `OutputLost`.
+pub(crate) const RATE_LIMITED: &str = "e2b_iopub_rate_limited";
+
+/// jupyter_server's notice, a `stderr` stream message it makes itself when it starts dropping
+/// a kernel's output (`iopub_msg_rate_limit`, `iopub_data_rate_limit`). The kernel's own
+/// messages carry the hook's number; this one never does.
+fn is_rate_notice(msg: &Incoming) -> bool {
+    msg.msg_type == "stream"
+        && msg.seq.is_none()
+        && msg.content["name"] == "stderr"
+        && msg.content["text"].as_str().is_some_and(|t| {
+            t.starts_with("IOPub message rate exceeded.")
+                || t.starts_with("IOPub data rate exceeded.")
+        })
+}
+
 impl Routes {
     pub(crate) fn add(&mut self, msg_id: String, tx: Sender<Delivery>, waiter: Thread) {
         self.routes.insert(
@@ -68,10 +86,17 @@ impl Routes {
     }
 
     /// Hands a message to whoever waits for its parent. Returns false when nobody does.
-    pub(crate) fn deliver(&mut self, msg: Incoming) -> bool {
+    pub(crate) fn deliver(&mut self, mut msg: Incoming) -> bool {
         let Some(route) = self.routes.get_mut(&msg.parent_id) else {
             return false;
         };
+        if is_rate_notice(&msg) {
+            log::warn!(
+                "the server dropped output of request {} (IOPub rate limit); recovering it",
+                msg.parent_id
+            );
+            msg.msg_type = RATE_LIMITED.to_string();
+        }
         if msg.channel == "shell" && msg.msg_type.ends_with("_reply") {
             route.replied = true;
         }

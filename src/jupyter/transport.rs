@@ -6,7 +6,6 @@
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use tungstenite::WebSocket;
@@ -195,7 +194,9 @@ fn handshake(
     })?;
     let raw = tcp.try_clone().map_err(transport)?;
     let mut stream = if tls {
-        MaybeTlsStream::Rustls(tls_client(tcp, &host).map_err(Attempt::Failed)?)
+        MaybeTlsStream::Rustls(
+            tls_client(tcp, &host, target.endpoint.tls()).map_err(Attempt::Failed)?,
+        )
     } else {
         MaybeTlsStream::Plain(tcp)
     };
@@ -390,27 +391,13 @@ fn judge(
     }
 }
 
-/// A TLS client on `tcp` for `host`, with the webpki roots (as tungstenite's default).
+/// A TLS client on `tcp` for `host`, trusting the endpoint's roots (webpki by default).
 fn tls_client(
     tcp: TcpStream,
     host: &str,
+    roots: &crate::tls::TlsRoots,
 ) -> Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>, Error> {
-    static CONFIG: OnceLock<Result<Arc<rustls::ClientConfig>, rustls::Error>> = OnceLock::new();
-    let config = CONFIG
-        .get_or_init(|| {
-            let roots = rustls::RootCertStore {
-                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-            };
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            Ok(Arc::new(
-                rustls::ClientConfig::builder_with_provider(provider)
-                    .with_safe_default_protocol_versions()?
-                    .with_root_certificates(roots)
-                    .with_no_client_auth(),
-            ))
-        })
-        .clone()
-        .map_err(|e| Error::protocol_from("cannot set up TLS", e))?;
+    let config = roots.rustls()?;
     let name = rustls::pki_types::ServerName::try_from(host.to_string())
         .map_err(|e| Error::InvalidArgument(format!("bad TLS server name {host:?}: {e}")))?;
     let conn = rustls::ClientConnection::new(config, name)

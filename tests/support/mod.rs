@@ -3,10 +3,12 @@
 #![allow(dead_code)]
 
 pub mod e2b_plane;
+pub mod e2b_rig;
 pub mod fault_proxy;
 pub mod listener;
 pub mod python_server;
 pub mod scripted_ws;
+pub mod tls_proxy;
 
 use std::sync::mpsc;
 use std::time::Duration;
@@ -97,13 +99,26 @@ pub fn server_addr(sbx: &Sandbox) -> std::net::SocketAddr {
         .expect("a host:port URL")
 }
 
-/// A sandbox on `owner`'s Jupyter server, reached through a new fault proxy.
+/// A sandbox on `owner`'s Jupyter server, reached through a new fault proxy. The owner is a
+/// local sandbox, whose server is patched against the replaced-socket stall, so the proxied
+/// sandbox keeps the local sandbox's binary framing (the SDK's default for a server it did not
+/// start is JSON); see [`through_proxy_with_framing`].
 pub fn through_proxy(
     owner: &Sandbox,
     builder: e2b_blocking::SandboxBuilder,
 ) -> (fault_proxy::FaultProxy, Sandbox) {
+    through_proxy_with_framing(owner, builder, true)
+}
+
+/// [`through_proxy`] with the framing chosen: `binary` offers the v1 binary framing.
+pub fn through_proxy_with_framing(
+    owner: &Sandbox,
+    builder: e2b_blocking::SandboxBuilder,
+    binary: bool,
+) -> (fault_proxy::FaultProxy, Sandbox) {
     let proxy = fault_proxy::FaultProxy::start(server_addr(owner)).expect("proxy starts");
     let sbx = builder
+        .binary_framing(binary)
         .jupyter(
             &format!("http://{}", proxy.addr()),
             token_of(owner).as_str(),

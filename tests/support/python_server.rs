@@ -57,6 +57,8 @@ impl PythonServer {
                 .env("JUPYTER_RUNTIME_DIR", dir.join("runtime"))
                 .env("JUPYTER_DATA_DIR", dir.join("data"))
                 .env("JUPYTER_CONFIG_DIR", dir.join("config"))
+                .env("HOME", dir.join("home"))
+                .env("XDG_DATA_HOME", dir.join("home/.local/share"))
                 .current_dir(&dir)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -98,6 +100,101 @@ impl PythonServer {
                 format!("--ServerApp.root_dir={}", root.display()),
             ]
         })
+    }
+
+    /// A stock jupyter_server started the way E2B's code-interpreter template starts it
+    /// (reference/e2b-sdk.md §9): no token, XSRF off, any origin, `root_dir` set while the
+    /// process runs elsewhere (E2B: `/` vs `/home/user`), default contents settings (deletes go
+    /// to the trash, hidden files refused), default IOPub message-rate limit, only the data-rate
+    /// limit raised. HOME and XDG_DATA_HOME point into its directory so the trash stays there.
+    pub fn template_jupyter() -> PythonServer {
+        PythonServer::start(&venv_python(&[]), |port, dir| {
+            let root = dir.join("root");
+            let _ = std::fs::create_dir_all(&root);
+            let _ = std::fs::create_dir_all(dir.join("home"));
+            let config = dir.join("jupyter_server_config.py");
+            let _ = std::fs::write(
+                &config,
+                format!(
+                    "c.ServerApp.root_dir = {root:?}\n\
+                     c.ServerApp.disable_check_xsrf = True\n\
+                     c.ServerApp.allow_remote_access = True\n\
+                     c.ServerApp.allow_origin = '*'\n\
+                     c.ServerApp.allow_root = True\n\
+                     c.ServerApp.iopub_data_rate_limit = 1000000000\n",
+                    root = root.display().to_string()
+                ),
+            );
+            vec![
+                "-m".into(),
+                "jupyter_server".into(),
+                format!("--config={}", config.display()),
+                "--ServerApp.ip=127.0.0.1".into(),
+                format!("--ServerApp.port={port}"),
+                "--ServerApp.port_retries=0".into(),
+                "--IdentityProvider.token=".into(),
+            ]
+        })
+    }
+
+    /// Jupyter Enterprise Gateway from PyPI with local (process) kernels, in a venv of its own
+    /// under the target directory (it pins jupyter_server < 2 and jupyter_client < 7, which
+    /// must not leak into the local sandbox's venv). Built on first use.
+    pub fn enterprise_gateway(token: &str) -> PythonServer {
+        let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("eg-venv");
+        let python = venv.join("bin/python3");
+        let ready = venv.join(".installed");
+        if !ready.exists() {
+            let ok = Command::new("python3")
+                .args(["-m", "venv"])
+                .arg(&venv)
+                .status()
+                .is_ok_and(|s| s.success())
+                && Command::new(&python)
+                    .args([
+                        "-m",
+                        "pip",
+                        "install",
+                        "-q",
+                        "jupyter_enterprise_gateway",
+                        "ipykernel",
+                    ])
+                    .status()
+                    .is_ok_and(|s| s.success());
+            assert!(
+                ok,
+                "could not install jupyter_enterprise_gateway into {venv:?}"
+            );
+            std::fs::write(&ready, "").unwrap();
+        }
+        let token = token.to_string();
+        PythonServer::start(python.to_str().unwrap(), move |port, dir| {
+            let root = dir.join("root");
+            let _ = std::fs::create_dir_all(&root);
+            vec![
+                "-c".into(),
+                "from enterprise_gateway.enterprisegatewayapp import launch_instance; launch_instance()"
+                    .into(),
+                "--EnterpriseGatewayApp.ip=127.0.0.1".into(),
+                format!("--EnterpriseGatewayApp.port={port}"),
+                "--EnterpriseGatewayApp.port_retries=0".into(),
+                format!("--EnterpriseGatewayApp.auth_token={token}"),
+                "--EnterpriseGatewayApp.list_kernels=True".into(),
+                // EG refuses kernels for root by default; these tests may run as root.
+                "--EnterpriseGatewayApp.unauthorized_users=nobody".into(),
+                format!("--EnterpriseGatewayApp.root_dir={}", root.display()),
+            ]
+        })
+    }
+
+    /// The server's root_dir for servers started with a `root` directory.
+    pub fn root(&self) -> PathBuf {
+        self.dir.join("root")
+    }
+
+    /// The server's own directory (its process cwd, its HOME for the template server).
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Adds a kernelspec `name` with `argv` (jupyter_server reads its specs on every request).

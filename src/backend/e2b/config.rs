@@ -36,6 +36,9 @@ pub struct E2bConfig {
     pub(crate) request_timeout: Duration,
     pub(crate) max_attempts: u32,
     pub(crate) headers: Vec<(String, Secret)>,
+    /// PEM or DER roots for the control plane and the sandbox (see
+    /// `SandboxBuilder::add_root_certificate`).
+    pub(crate) tls_roots: Vec<Vec<u8>>,
 }
 
 impl Default for E2bConfig {
@@ -50,6 +53,7 @@ impl Default for E2bConfig {
             request_timeout: Duration::from_secs(60),
             max_attempts: 3,
             headers: Vec::new(),
+            tls_roots: Vec::new(),
         }
     }
 }
@@ -108,9 +112,14 @@ impl E2bConfig {
         self
     }
 
-    /// Debug mode, for E2B's local development stack: the API on `http://localhost:3000` and
-    /// sandbox ports on `http://localhost:{port}`; no API key needed. Defaults to `E2B_DEBUG`
-    /// being `true`, else off.
+    /// Debug mode, as in E2B's SDKs: **no control-plane call at all**. The sandbox is a
+    /// template container you run yourself, reached at the sandbox URL (`E2B_SANDBOX_URL`,
+    /// else `http://localhost:8888`) over plain http; its id is `debug_sandbox_id`; closing
+    /// the handle and `set_timeout` leave it alone; `get_info` fails. No API key needed.
+    /// Defaults to `E2B_DEBUG` being `true`, else off.
+    ///
+    /// To run E2B's code-interpreter template locally for it, start its Jupyter server the
+    /// way the template does, publishing port 8888 (see the README, "E2B debug mode").
     pub fn debug(mut self, debug: bool) -> Self {
         self.debug = debug;
         self
@@ -136,6 +145,14 @@ impl E2bConfig {
     /// [`Secret`]. Defaults to none.
     pub fn header(mut self, name: impl Into<String>, value: impl Into<Secret>) -> Self {
         self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Trusts `pem_or_der` (a PEM bundle or one DER certificate) as a root for the control
+    /// plane and the sandbox, instead of Mozilla's roots (a company proxy's CA, a private E2B
+    /// deployment). Defaults to none: Mozilla's roots, or `SSL_CERT_FILE`'s when set.
+    pub fn root_certificate(mut self, pem_or_der: impl Into<Vec<u8>>) -> Self {
+        self.tls_roots.push(pem_or_der.into());
         self
     }
 

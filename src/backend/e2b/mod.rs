@@ -36,6 +36,20 @@ pub use options::{DEFAULT_LIFETIME, DEFAULT_TEMPLATE, E2bOptions};
 
 /// The header E2B's proxy wants when a sandbox's traffic is not public.
 const TRAFFIC_TOKEN_HEADER: &str = "E2B-Traffic-Access-Token";
+/// The headers E2B's proxy routes by when the host is `localhost`, an IP or `sandbox.{domain}`
+/// (an `E2B_SANDBOX_URL` such as `http://localhost:3002`); ignored on `{port}-{id}` hosts.
+const SANDBOX_ID_HEADER: &str = "E2b-Sandbox-Id";
+const SANDBOX_PORT_HEADER: &str = "E2b-Sandbox-Port";
+
+/// The sandbox id in debug mode, as in E2B's SDKs (there is no control plane to ask).
+pub(crate) const DEBUG_SANDBOX_ID: &str = "debug_sandbox_id";
+
+/// A sandbox just created may be unknown to the proxy for a moment; a "not found" that lasts
+/// longer than this while starting means it is gone.
+const NOT_FOUND_GRACE: Duration = Duration::from_secs(2);
+/// Jupyter is already running in a resumed snapshot of E2B's template; a port that stays closed
+/// this long means the template runs no Jupyter server on 8888.
+const PORT_GRACE: Duration = Duration::from_secs(10);
 
 /// Jupyter's readiness is polled this often while a new sandbox starts.
 const READY_POLL: Duration = Duration::from_millis(200);
@@ -51,6 +65,10 @@ pub(crate) struct E2bBackend {
     access: SandboxAccess,
     kill_on_close: AtomicBool,
     shut_down: AtomicBool,
+    /// Debug mode: no control plane; the sandbox is whatever answers at the sandbox URL.
+    debug: bool,
+    /// A client for the Jupyter server bounded by the close deadline (the probe in debug mode).
+    jupyter_probe: Http,
 }
 
 impl E2bBackend {
@@ -64,6 +82,9 @@ impl E2bBackend {
         let client = E2bClient::new(config)?;
         if let Some(url) = &config.sandbox_url {
             Endpoint::new(url)?;
+        }
+        if config.debug {
+            return E2bBackend::debug(client, config, timeouts);
         }
         let access = client.create(options)?;
         let backend = match E2bBackend::from_access(client.clone(), config, access, true, timeouts)
@@ -98,9 +119,32 @@ impl E2bBackend {
         timeouts: &Timeouts,
     ) -> Result<E2bBackend, Error> {
         let client = E2bClient::new(config)?;
+        if config.debug {
+            return E2bBackend::debug(client, config, timeouts);
+        }
         let access = client.connect(sandbox_id, lifetime)?;
         let backend =
             E2bBackend::from_access(client, config, access, false, timeouts).map_err(|(e, _)| e)?;
+        backend.wait_ready(timeouts)?;
+        Ok(backend)
+    }
+
+    /// Debug mode, as in E2B's SDKs: no control-plane call at all. The sandbox is the template
+    /// container reachable at the sandbox URL (`E2B_SANDBOX_URL`, else `http://localhost:8888`);
+    /// closing the handle and `set_timeout` leave it alone.
+    fn debug(
+        client: E2bClient,
+        config: &E2bConfig,
+        timeouts: &Timeouts,
+    ) -> Result<E2bBackend, Error> {
+        let access = SandboxAccess::debug(DEBUG_SANDBOX_ID);
+        let mut backend =
+            E2bBackend::from_access(client, config, access, false, timeouts).map_err(|(e, _)| e)?;
+        backend.debug = true;
+        log::debug!(
+            "E2B debug mode: no control plane; sandbox at {}",
+            backend.endpoint.base()
+        );
         backend.wait_ready(timeouts)?;
         Ok(backend)
     }
@@ -118,6 +162,13 @@ impl E2bBackend {
             "E2B sandbox {id}: Jupyter at {}, kill on close: {kill_on_close}",
             endpoint.base()
         );
+        let jupyter_probe = Http::new(
+            endpoint.clone(),
+            &timeouts
+                .clone()
+                .request(timeouts.close)
+                .connect(timeouts.connect.min(timeouts.close)),
+        );
         Ok(E2bBackend {
             quick: client.bounded(timeouts.close),
             client,
@@ -125,12 +176,17 @@ impl E2bBackend {
             access,
             kill_on_close: AtomicBool::new(kill_on_close),
             shut_down: AtomicBool::new(false),
+            debug: false,
+            jupyter_probe,
             id,
         })
     }
 
-    /// Polls Jupyter until it answers: a proxy 502 or a refused connection means the port is
-    /// not forwarded yet. A rejected token fails at once.
+    /// Polls Jupyter until it answers. A refused connection, a proxy 409 (mid-transition) or
+    /// a proxy 502 "port is not open" mean it is not ready yet; the proxy's 502 "sandbox not
+    /// found" past a short grace means the sandbox is gone; a port still closed after
+    /// [`PORT_GRACE`] means the template has no Jupyter server. 400 (the proxy could not route
+    /// the request) and 401/403 fail at once.
     fn wait_ready(&self, timeouts: &Timeouts) -> Result<(), Error> {
         let start = Instant::now();
         loop {
@@ -153,7 +209,30 @@ impl E2bBackend {
                     );
                     return Ok(());
                 }
-                Ok(r) if matches!(r.status, 401 | 403) => return Err(r.into_error()),
+                Ok(r) if matches!(r.status, 400 | 401 | 403) => return Err(r.into_error()),
+                Ok(r) if r.status == 502 => match ProxyAnswer::of(&r) {
+                    ProxyAnswer::NotFound if start.elapsed() >= NOT_FOUND_GRACE => {
+                        return Err(Error::SandboxNotFound {
+                            sandbox_id: self.id.clone(),
+                        });
+                    }
+                    ProxyAnswer::PortClosed if start.elapsed() >= PORT_GRACE => {
+                        return Err(Error::Http {
+                            status: 502,
+                            endpoint: r.endpoint,
+                            message: format!(
+                                "sandbox {} is running but nothing listens on port {}: its \
+                                 template has no Jupyter server there (E2B's code-interpreter \
+                                 template runs one)",
+                                self.id,
+                                config::JUPYTER_PORT
+                            ),
+                        });
+                    }
+                    answer => {
+                        log::trace!("E2B sandbox {}: Jupyter not ready: 502 {answer:?}", self.id)
+                    }
+                },
                 Ok(r) => log::trace!(
                     "E2B sandbox {}: Jupyter not ready: HTTP {}",
                     self.id,
@@ -178,11 +257,20 @@ impl E2bBackend {
 
     /// Looks the sandbox up on the control plane.
     pub(crate) fn info(&self) -> Result<SandboxInfo, Error> {
+        if self.debug {
+            return Err(Error::InvalidArgument(
+                "E2B debug mode has no control plane to ask about the sandbox".into(),
+            ));
+        }
         self.client.get_info(&self.id)
     }
 
-    /// Sets how long the sandbox lives from now.
+    /// Sets how long the sandbox lives from now; skipped in debug mode, as in E2B's SDKs.
     pub(crate) fn set_timeout(&self, lifetime: Duration) -> Result<(), Error> {
+        if self.debug {
+            log::debug!("E2B debug mode: set_timeout skipped");
+            return Ok(());
+        }
         self.client.set_timeout(&self.id, lifetime)
     }
 
@@ -199,11 +287,42 @@ impl E2bBackend {
     }
 }
 
-/// The Jupyter server's URL and the headers its proxy needs. Jupyter itself has no token in
-/// the code-interpreter template; envd's `X-Access-Token` is not sent to it.
+/// What E2B's sandbox proxy meant by a 502 (its JSON body's `message`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ProxyAnswer {
+    /// "The sandbox was not found": killed, timed out, or not (yet) known to the proxy.
+    NotFound,
+    /// "The sandbox is running but port is not open".
+    PortClosed,
+    Other,
+}
+
+impl ProxyAnswer {
+    fn of(r: &crate::http::Response) -> ProxyAnswer {
+        let message = r.message().to_ascii_lowercase();
+        if message.contains("sandbox was not found") {
+            ProxyAnswer::NotFound
+        } else if message.contains("port is not open") {
+            ProxyAnswer::PortClosed
+        } else {
+            ProxyAnswer::Other
+        }
+    }
+}
+
+/// The Jupyter server's URL and the headers its proxy needs: the routing headers E2B's SDKs
+/// send on every sandbox request, and the traffic token when traffic is not public. Jupyter
+/// itself has no token in the code-interpreter template; envd's `X-Access-Token` is not sent
+/// to it.
 fn jupyter_endpoint(config: &E2bConfig, access: &SandboxAccess) -> Result<Endpoint, Error> {
     let url = config.jupyter_url(&access.sandbox_id, access.domain.as_deref());
-    let mut endpoint = Endpoint::new(&url)?;
+    let mut endpoint = Endpoint::new(&url)?
+        .with_tls(crate::tls::TlsRoots::new(&config.tls_roots)?)
+        .with_header(SANDBOX_ID_HEADER, Secret::new(access.sandbox_id.as_str()))
+        .with_header(
+            SANDBOX_PORT_HEADER,
+            Secret::new(config::JUPYTER_PORT.to_string()),
+        );
     if let Some(token) = &access.traffic_access_token {
         endpoint = endpoint.with_header(TRAFFIC_TOKEN_HEADER, Secret::clone(token));
     }
@@ -222,6 +341,15 @@ impl Backend for E2bBackend {
     /// Asks the control plane: 404 → gone. A paused sandbox counts as alive (connecting
     /// resumes it); an API that does not answer within the close deadline → unknown.
     fn probe(&self) -> Liveness {
+        if self.debug {
+            return match self.jupyter_probe.send(Method::Get, "/api", None) {
+                Ok(r) if r.is_success() => Liveness::Alive,
+                Ok(r) if r.status == 502 && ProxyAnswer::of(&r) == ProxyAnswer::NotFound => {
+                    Liveness::Gone
+                }
+                _ => Liveness::Unknown,
+            };
+        }
         match self.quick.get_info(&self.id) {
             Ok(info) => {
                 log::debug!("E2B sandbox {} is {}", self.id, info.state.as_str());
@@ -245,7 +373,7 @@ impl Backend for E2bBackend {
         if self.shut_down.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
-        if !self.kills_on_close() {
+        if !self.kills_on_close() || self.debug {
             log::debug!("leaving E2B sandbox {} running", self.id);
             return Ok(());
         }

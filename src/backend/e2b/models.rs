@@ -57,6 +57,21 @@ pub struct SandboxAccess {
     pub domain: Option<String>,
 }
 
+impl SandboxAccess {
+    /// What debug mode assumes without asking a control plane: an id and nothing else.
+    pub(crate) fn debug(sandbox_id: &str) -> SandboxAccess {
+        SandboxAccess {
+            sandbox_id: sandbox_id.to_string(),
+            template_id: String::new(),
+            alias: None,
+            envd_version: String::new(),
+            envd_access_token: None,
+            traffic_access_token: None,
+            domain: None,
+        }
+    }
+}
+
 /// Whether a sandbox runs or is paused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -223,8 +238,10 @@ impl ListQuery {
             let inner: Vec<String> = self
                 .metadata
                 .iter()
-                .map(|(k, v)| format!("{}={}", encode_component(k), encode_component(v)))
+                .map(|(k, v)| format!("{}={}", encode_twice(k), encode_twice(v)))
                 .collect();
+            // The API decodes the filter three times (the query, the whole filter, each pair);
+            // E2B's SDKs encode each key and value twice and the query once more, so do we.
             parts.push(format!("metadata={}", encode_component(&inner.join("&"))));
         }
         if !self.states.is_empty() {
@@ -251,6 +268,10 @@ impl ListQuery {
             format!("?{}", parts.join("&"))
         }
     }
+}
+
+fn encode_twice(s: &str) -> String {
+    encode_component(&encode_component(s))
 }
 
 /// `NewSandbox`.
@@ -295,14 +316,29 @@ impl<'a> NewSandbox<'a> {
             secure: options.secure,
             auto_pause: options.auto_pause,
             allow_internet_access: options.allow_internet_access,
-            network: options
-                .allow_public_traffic
-                .map(|allow_public_traffic| NetworkConfig {
-                    allow_public_traffic,
-                }),
+            network: network(options)?,
             metadata: &options.metadata,
             env_vars: &options.envs,
         })
+    }
+}
+
+/// Private traffic needs `secure` (the API refuses it otherwise), so an insecure sandbox must
+/// ask for public traffic explicitly: a silently public one would let anyone with its URL run
+/// code as root through its token-less Jupyter server.
+fn network(options: &E2bOptions) -> Result<Option<NetworkConfig>, Error> {
+    match (options.allow_public_traffic, options.secure) {
+        (Some(allow_public_traffic), _) => Ok(Some(NetworkConfig {
+            allow_public_traffic,
+        })),
+        (None, true) => Ok(Some(NetworkConfig {
+            allow_public_traffic: false,
+        })),
+        (None, false) => Err(Error::InvalidArgument(
+            "secure(false) cannot keep traffic private: call allow_public_traffic(true) to \
+             create a sandbox anyone with its URL can reach"
+                .into(),
+        )),
     }
 }
 
@@ -359,8 +395,19 @@ mod tests {
             serde_json::to_value(NewSandbox::from_options(&E2bOptions::new()).unwrap()).unwrap();
         assert_eq!(
             minimal,
-            serde_json::json!({"templateID": "code-interpreter-v1", "timeout": 300, "secure": true})
+            serde_json::json!({"templateID": "code-interpreter-v1", "timeout": 300, "secure": true,
+                               "network": {"allowPublicTraffic": false}})
         );
+        let public = E2bOptions::new().allow_public_traffic(true);
+        let body = serde_json::to_value(NewSandbox::from_options(&public).unwrap()).unwrap();
+        assert_eq!(body["network"]["allowPublicTraffic"], true);
+        let insecure = E2bOptions::new().secure(false);
+        assert!(matches!(
+            NewSandbox::from_options(&insecure),
+            Err(Error::InvalidArgument(_))
+        ));
+        let insecure = insecure.allow_public_traffic(true);
+        assert!(NewSandbox::from_options(&insecure).is_ok());
     }
 
     #[test]
@@ -392,7 +439,7 @@ mod tests {
             .next_token("t/1");
         assert_eq!(
             q.to_query(),
-            "?metadata=app%3Dx%2526y%253Dz%26user%3Da%2520b&state=running,paused\
+            "?metadata=app%3Dx%252526y%25253Dz%26user%3Da%252520b&state=running,paused\
              &template=code-interpreter-v1&limit=100&nextToken=t%2F1"
         );
     }

@@ -70,8 +70,10 @@ impl E2bOptions {
         self
     }
 
-    /// Environment variables of the sandbox (the API's `envVars`), seen by processes that
-    /// E2B starts in it. Defaults to none.
+    /// Environment variables of the sandbox: sent as the API's `envVars` (seen by processes
+    /// E2B's daemon starts) and set by the SDK in every kernel it starts (contexts and the
+    /// kernels that run commands), since the template's Jupyter server predates the sandbox.
+    /// Defaults to none.
     pub fn envs<I, K, V>(mut self, envs: I) -> Self
     where
         I: IntoIterator<Item = (K, V)>,
@@ -103,9 +105,11 @@ impl E2bOptions {
         self
     }
 
-    /// Let anyone who knows the sandbox's URLs reach them; when `false` the SDK sends the
-    /// sandbox's traffic token with every Jupyter request. Defaults to the API's default
-    /// (public).
+    /// Let anyone who knows the sandbox's URLs reach them. Defaults to `false`: the Jupyter
+    /// server of E2B's template has no token, so public traffic would let anyone with the URL
+    /// run code as root. When `false` the sandbox must be [`secure`](Self::secure) (the API's
+    /// rule) and the SDK sends the sandbox's traffic token (`E2B-Traffic-Access-Token`) with
+    /// every Jupyter request. With `secure(false)` this must be set to `true` explicitly.
     pub fn allow_public_traffic(mut self, allow: bool) -> Self {
         self.allow_public_traffic = Some(allow);
         self

@@ -508,7 +508,18 @@ fn jupyter_endpoint_uses_the_sandbox_domain() {
     .unwrap();
     let e = jupyter_endpoint(&E2bConfig::default(), &access).unwrap();
     assert_eq!(e.base(), "https://8888-abc.eu.e2b.app");
-    assert_eq!(e.headers().count(), 0);
+    // Only the proxy's routing headers; Jupyter in the template has no token.
+    let headers: Vec<(String, String)> = e
+        .headers()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+    assert_eq!(
+        headers,
+        [
+            ("E2b-Sandbox-Id".to_string(), "abc".to_string()),
+            ("E2b-Sandbox-Port".to_string(), "8888".to_string())
+        ]
+    );
     assert_eq!(e.ws_url("/api"), "wss://8888-abc.eu.e2b.app/api");
     let bad: SandboxAccess = serde_json::from_str(
         r#"{"sandboxID":"abc","templateID":"t","clientID":"c","envdVersion":"1"}"#,

@@ -83,14 +83,18 @@ impl Transport {
         }
         headers.extend(config.headers.iter().cloned());
         let connect_timeout = config.request_timeout.min(Duration::from_secs(10));
-        let agent_config = ureq::Agent::config_builder()
+        let mut agent_config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(connect_timeout))
             .timeout_global(Some(config.request_timeout))
-            .user_agent(concat!("e2b-blocking/", env!("CARGO_PKG_VERSION")))
-            .build();
-        let (agent, headers) =
-            mask::agent(agent_config, headers.iter().map(|(n, v)| (n.as_str(), v)));
+            .user_agent(concat!("e2b-blocking/", env!("CARGO_PKG_VERSION")));
+        if let Some(tls) = crate::tls::TlsRoots::new(&config.tls_roots)?.ureq() {
+            agent_config = agent_config.tls_config(tls);
+        }
+        let (agent, headers) = mask::agent(
+            agent_config.build(),
+            headers.iter().map(|(n, v)| (n.as_str(), v)),
+        );
         Ok(Transport {
             agent,
             base,

@@ -1,0 +1,438 @@
+//! A "template-faithful" E2B rig: a stock jupyter_server started the way E2B's
+//! code-interpreter template starts it, behind a small stand-in for E2B's sandbox proxy, plus a
+//! scripted control plane.
+//!
+//! The proxy routes the way E2B's does (reference/e2b-sdk.md §9): by a `{port}-{sandboxId}.…`
+//! host, or, when the host is `localhost`, an IP or `sandbox.…`, by the `E2b-Sandbox-Id` and
+//! `E2b-Sandbox-Port` headers; anything else gets `400 Invalid host`. A sandbox marked gone
+//! gets E2B's `502` JSON body, a port other than 8888 (or one marked closed) its "port is not
+//! open" 502. Everything else is spliced byte for byte to the Jupyter server, websockets
+//! included; plain requests are forced to `Connection: close` so each one is routed afresh.
+// Each test binary uses a different subset of these helpers.
+#![allow(dead_code)]
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use super::listener::{JOIN_DEADLINE, Listener, Threads};
+use super::python_server::PythonServer;
+use super::scripted_ws::{HttpAnswer, Options, ScriptedWs};
+
+/// The id the rig's control plane hands out.
+pub const SANDBOX_ID: &str = "sbxrig01";
+/// The API key the rig's control plane accepts.
+pub const API_KEY: &str = "e2b_test";
+/// The port Jupyter listens on in E2B's template.
+const JUPYTER_PORT: &str = "8888";
+const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+const MAX_HEAD: usize = 64 * 1024;
+
+/// One request as the proxy saw it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub target: String,
+    pub host: String,
+    pub sandbox_id: Option<String>,
+    pub sandbox_port: Option<String>,
+    pub upgrade: bool,
+    /// The subprotocols a websocket upgrade offered.
+    pub subprotocols: Option<String>,
+    /// The status the proxy answered itself, or `None` when it forwarded the request.
+    pub answered: Option<u16>,
+}
+
+struct Shared {
+    target: SocketAddr,
+    sandbox_id: String,
+    gone: Arc<AtomicBool>,
+    port_open: AtomicBool,
+    header_routing: AtomicBool,
+    seen: Mutex<Vec<Seen>>,
+    live: Mutex<Vec<TcpStream>>,
+    threads: Threads,
+    next: AtomicU64,
+}
+
+/// The stand-in for E2B's sandbox proxy.
+pub struct SandboxProxy {
+    shared: Arc<Shared>,
+    listener: Listener,
+}
+
+impl SandboxProxy {
+    /// Proxies sandbox `sandbox_id`'s port 8888 to `target`.
+    /// `gone` is shared with the control plane: a kill there is seen here.
+    pub fn start(
+        target: SocketAddr,
+        sandbox_id: &str,
+        gone: Arc<AtomicBool>,
+    ) -> io::Result<SandboxProxy> {
+        let shared = Arc::new(Shared {
+            target,
+            sandbox_id: sandbox_id.to_string(),
+            gone,
+            port_open: AtomicBool::new(true),
+            header_routing: AtomicBool::new(true),
+            seen: Mutex::new(Vec::new()),
+            live: Mutex::new(Vec::new()),
+            threads: Threads::default(),
+            next: AtomicU64::new(0),
+        });
+        let listener = {
+            let (a, b) = (shared.clone(), shared.clone());
+            Listener::start(
+                "e2b-proxy",
+                move || a.stopping(),
+                move |client| {
+                    let s = b.clone();
+                    let n = b.next.fetch_add(1, Ordering::SeqCst);
+                    let _ = b
+                        .threads
+                        .spawn(format!("e2b-proxy-{n}"), move || serve(&s, client));
+                },
+            )?
+        };
+        Ok(SandboxProxy { shared, listener })
+    }
+
+    /// `http://127.0.0.1:PORT`: an IP host, so the proxy routes by the headers.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.listener.addr())
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.listener.addr()
+    }
+
+    /// From now on the sandbox is gone: 502 "not found" to every request, live connections cut.
+    pub fn mark_gone(&self) {
+        self.shared.gone.store(true, Ordering::SeqCst);
+        self.cut_all();
+    }
+
+    /// Whether Jupyter's port counts as open (a template without a server on 8888 when not).
+    pub fn set_port_open(&self, open: bool) {
+        self.shared.port_open.store(open, Ordering::SeqCst);
+    }
+
+    /// Whether `localhost`/IP hosts are routed by the headers. Off, such a host is an
+    /// "Invalid host" (400), as for an `E2B_SANDBOX_URL` host the proxy does not serve.
+    pub fn set_header_routing(&self, on: bool) {
+        self.shared.header_routing.store(on, Ordering::SeqCst);
+    }
+
+    pub fn cut_all(&self) {
+        for s in std::mem::take(&mut *self.shared.live.lock().unwrap()) {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
+
+    /// Every request seen so far.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.shared.seen.lock().unwrap().clone()
+    }
+}
+
+impl Drop for SandboxProxy {
+    fn drop(&mut self) {
+        self.shared.threads.stop();
+        self.cut_all();
+        let deadline = Instant::now() + JOIN_DEADLINE;
+        self.listener.close(deadline);
+        self.shared.threads.join_by(deadline);
+    }
+}
+
+impl Shared {
+    fn stopping(&self) -> bool {
+        self.threads.stopping()
+    }
+}
+
+fn answer(client: &mut TcpStream, status: u16, reason: &str, body: &serde_json::Value) {
+    let body = body.to_string();
+    let head = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = client.write_all(head.as_bytes());
+    let _ = client.write_all(body.as_bytes());
+    let _ = client.flush();
+}
+
+fn serve(shared: &Shared, mut client: TcpStream) {
+    let _ = client.set_read_timeout(Some(HEAD_TIMEOUT));
+    let mut buf = Vec::new();
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        if buf.len() > MAX_HEAD {
+            return;
+        }
+        let mut chunk = [0u8; 4096];
+        match client.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    let rest = buf[head_end..].to_vec();
+    let mut lines = head.split("\r\n");
+    let request_line = lines.next().unwrap_or("");
+    let mut parts = request_line.split(' ');
+    let method = parts.next().unwrap_or("").to_string();
+    let target = parts.next().unwrap_or("").to_string();
+    let headers: Vec<(String, String)> = lines
+        .filter(|l| !l.is_empty())
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    };
+    let host = header("host").unwrap_or_default();
+    let upgrade = header("upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    let mut seen = Seen {
+        method,
+        target,
+        host: host.clone(),
+        sandbox_id: header("e2b-sandbox-id"),
+        sandbox_port: header("e2b-sandbox-port"),
+        upgrade,
+        subprotocols: header("sec-websocket-protocol"),
+        answered: None,
+    };
+    let route = route(
+        &host,
+        seen.sandbox_id.clone(),
+        seen.sandbox_port.clone(),
+        shared.header_routing.load(Ordering::SeqCst),
+    );
+    let reply = match route {
+        None => Some((
+            400,
+            "Bad Request",
+            json!({"message": "Invalid host", "code": 400}),
+        )),
+        Some((id, _)) if id != shared.sandbox_id || shared.gone.load(Ordering::SeqCst) => Some((
+            502,
+            "Bad Gateway",
+            json!({"sandboxId": id, "message": "The sandbox was not found", "code": 502}),
+        )),
+        Some((id, port)) if port != JUPYTER_PORT || !shared.port_open.load(Ordering::SeqCst) => {
+            Some((
+                502,
+                "Bad Gateway",
+                json!({"sandboxId": id, "port": port,
+                       "message": "The sandbox is running but port is not open", "code": 502}),
+            ))
+        }
+        Some(_) => None,
+    };
+    if let Some((status, reason, body)) = reply {
+        seen.answered = Some(status);
+        shared.seen.lock().unwrap().push(seen);
+        answer(&mut client, status, reason, &body);
+        return;
+    }
+    shared.seen.lock().unwrap().push(seen);
+    let Ok(mut server) = TcpStream::connect(shared.target) else {
+        return;
+    };
+    let _ = client.set_read_timeout(None);
+    // Plain requests: one per connection, so the next one is routed (and maybe refused) again.
+    let mut out = String::new();
+    for line in head.split("\r\n").filter(|l| !l.is_empty()) {
+        if !upgrade
+            && line
+                .split_once(':')
+                .is_some_and(|(n, _)| n.trim().eq_ignore_ascii_case("connection"))
+        {
+            continue;
+        }
+        out.push_str(line);
+        out.push_str("\r\n");
+    }
+    if !upgrade {
+        out.push_str("Connection: close\r\n");
+    }
+    out.push_str("\r\n");
+    if server.write_all(out.as_bytes()).is_err() || server.write_all(&rest).is_err() {
+        return;
+    }
+    {
+        let mut live = shared.live.lock().unwrap();
+        if let Ok(c) = client.try_clone() {
+            live.push(c);
+        }
+        if let Ok(s) = server.try_clone() {
+            live.push(s);
+        }
+    }
+    if shared.gone.load(Ordering::SeqCst) {
+        let _ = client.shutdown(Shutdown::Both);
+        let _ = server.shutdown(Shutdown::Both);
+        return;
+    }
+    let (Ok(mut c2), Ok(mut s2)) = (client.try_clone(), server.try_clone()) else {
+        return;
+    };
+    let up = std::thread::spawn(move || {
+        let _ = io::copy(&mut c2, &mut s2);
+        let _ = s2.shutdown(Shutdown::Write);
+    });
+    let _ = io::copy(&mut server, &mut client);
+    let _ = client.shutdown(Shutdown::Both);
+    let _ = up.join();
+}
+
+/// `(sandbox id, port)` from the host, or from the headers when the host is `localhost`, an IP
+/// or `sandbox.…`; `None` means "Invalid host".
+fn route(
+    host: &str,
+    id: Option<String>,
+    port: Option<String>,
+    header_routing: bool,
+) -> Option<(String, String)> {
+    let name = match host.rsplit_once(':') {
+        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    };
+    let name = name.trim_matches(['[', ']']);
+    let by_headers = name == "localhost"
+        || name.parse::<std::net::IpAddr>().is_ok()
+        || name.starts_with("sandbox.");
+    if by_headers {
+        if !header_routing {
+            return None;
+        }
+        return Some((id?, port?));
+    }
+    let first = name.split('.').next()?;
+    let (port, id) = first.split_once('-')?;
+    port.bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| (id.to_string(), port.to_string()))
+}
+
+/// What the rig's control plane was asked, as "METHOD /target".
+pub type PlaneLog = Arc<Mutex<Vec<String>>>;
+
+/// A control plane for sandbox [`SANDBOX_ID`]: create, connect, get (404 once gone), kill
+/// (which marks it gone through `on_kill`).
+pub fn control_plane(gone: Arc<AtomicBool>) -> (ScriptedWs, PlaneLog) {
+    let seen: PlaneLog = Arc::default();
+    let log = seen.clone();
+    let plane = ScriptedWs::start_with(
+        Options::new().http_with(move |req| {
+            log.lock()
+                .unwrap()
+                .push(format!("{} {}", req.method, req.target));
+            if req.header("x-api-key").as_deref() != Some(API_KEY) {
+                return Some(HttpAnswer::json(
+                    401,
+                    &json!({"code": 401, "message": "bad key"}),
+                ));
+            }
+            let access = json!({"sandboxID": SANDBOX_ID, "templateID": "code-interpreter-v1",
+                                "clientID": "c", "envdVersion": "0.2.0"});
+            let path = format!("/sandboxes/{SANDBOX_ID}");
+            let is_gone = gone.load(Ordering::SeqCst);
+            let not_found = || {
+                Some(HttpAnswer::json(
+                    404,
+                    &json!({"code": 404, "message": "sandbox not found"}),
+                ))
+            };
+            match (req.method.as_str(), req.path()) {
+                ("POST", "/sandboxes") => Some(HttpAnswer::json(201, &access)),
+                ("POST", p) if p == format!("{path}/connect") => {
+                    if is_gone {
+                        not_found()
+                    } else {
+                        Some(HttpAnswer::json(200, &access))
+                    }
+                }
+                ("GET", p) if p == path => {
+                    if is_gone {
+                        not_found()
+                    } else {
+                        Some(HttpAnswer::json(
+                            200,
+                            &json!({"templateID": "code-interpreter-v1", "sandboxID": SANDBOX_ID,
+                                "clientID": "c", "startedAt": "2026-01-01T00:00:00Z",
+                                "endAt": "2026-01-01T01:00:00Z", "cpuCount": 2, "memoryMB": 512,
+                                "diskSizeMB": 1024, "envdVersion": "0.2.0", "state": "running"}),
+                        ))
+                    }
+                }
+                ("DELETE", p) if p == path => {
+                    gone.store(true, Ordering::SeqCst);
+                    Some(HttpAnswer::text(204, ""))
+                }
+                _ => None,
+            }
+        }),
+        |_| {},
+    )
+    .expect("control plane starts");
+    (plane, seen)
+}
+
+/// The whole rig: the template's Jupyter server, the proxy in front of it, the control plane.
+pub struct Rig {
+    pub jupyter: PythonServer,
+    pub proxy: SandboxProxy,
+    pub plane: ScriptedWs,
+    pub plane_log: PlaneLog,
+    pub gone: Arc<AtomicBool>,
+}
+
+impl Rig {
+    pub fn start() -> Rig {
+        let jupyter = PythonServer::template_jupyter();
+        let addr: SocketAddr = jupyter
+            .url
+            .trim_start_matches("http://")
+            .parse()
+            .expect("host:port");
+        let gone = Arc::new(AtomicBool::new(false));
+        let proxy = SandboxProxy::start(addr, SANDBOX_ID, gone.clone()).expect("proxy starts");
+        let (plane, plane_log) = control_plane(gone.clone());
+        Rig {
+            jupyter,
+            proxy,
+            plane,
+            plane_log,
+            gone,
+        }
+    }
+
+    /// A config that reaches the control plane and, through the proxy, the sandbox.
+    pub fn config(&self) -> e2b_blocking::E2bConfig {
+        e2b_blocking::E2bConfig::default()
+            .api_key(API_KEY)
+            .api_url(self.plane.http_url())
+            .sandbox_url(self.proxy.url())
+    }
+
+    /// The sandbox dies: the control plane says 404, the proxy 502.
+    pub fn kill_sandbox(&self) {
+        self.gone.store(true, Ordering::SeqCst);
+        self.proxy.mark_gone();
+    }
+
+    pub fn plane_requests(&self) -> Vec<String> {
+        self.plane_log.lock().unwrap().clone()
+    }
+}
