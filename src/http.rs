@@ -3,6 +3,8 @@
 
 use std::fmt;
 use std::io::Read;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -18,6 +20,8 @@ use crate::retry::Retry;
 pub(crate) struct Endpoint {
     base: String,
     headers: Vec<(String, Secret)>,
+    /// Where every connection goes instead of the URL's host, for a server on a Unix socket.
+    unix: Option<Arc<Path>>,
 }
 
 impl fmt::Debug for Endpoint {
@@ -26,6 +30,7 @@ impl fmt::Debug for Endpoint {
         f.debug_struct("Endpoint")
             .field("base", &self.base)
             .field("headers", &names)
+            .field("unix", &self.unix)
             .finish()
     }
 }
@@ -47,7 +52,19 @@ impl Endpoint {
         Ok(Endpoint {
             base,
             headers: Vec::new(),
+            unix: None,
         })
+    }
+
+    /// Connects to the Unix socket at `path` instead of the URL's host and port.
+    pub(crate) fn with_unix_socket(mut self, path: &Path) -> Endpoint {
+        self.unix = Some(Arc::from(path));
+        self
+    }
+
+    /// The Unix socket connections go to, if any.
+    pub(crate) fn unix_socket(&self) -> Option<&Arc<Path>> {
+        self.unix.as_ref()
     }
 
     pub(crate) fn with_header(mut self, name: &str, value: Secret) -> Endpoint {
@@ -225,7 +242,8 @@ impl Http {
             .timeout_global(Some(timeouts.request))
             .user_agent(concat!("e2b-blocking/", env!("CARGO_PKG_VERSION")))
             .build();
-        let (agent, headers) = mask::agent(config, endpoint.secret_headers());
+        let (agent, headers) =
+            mask::agent(config, endpoint.secret_headers(), endpoint.unix_socket());
         Http {
             agent,
             endpoint,

@@ -50,6 +50,7 @@
 mod backend;
 mod commands;
 mod config;
+mod conn;
 mod context;
 mod driver;
 mod envs;
@@ -72,7 +73,7 @@ pub use backend::e2b::{
     DEFAULT_DOMAIN, DEFAULT_LIFETIME, DEFAULT_TEMPLATE, E2bClient, E2bConfig, E2bOptions,
     ListQuery, SandboxAccess, SandboxInfo, SandboxLifecycle, SandboxPage, SandboxState,
 };
-pub use backend::local::{CACHE_ENV, LocalOptions, PYTHON_ENV};
+pub use backend::local::{CACHE_ENV, Isolation, LocalOptions, PYTHON_ENV, ResourceLimits};
 pub use commands::{
     CommandBuilder, CommandHandle, CommandOutput, CommandResult, Commands, OutputIter,
 };

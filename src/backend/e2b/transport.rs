@@ -89,8 +89,11 @@ impl Transport {
             .timeout_global(Some(config.request_timeout))
             .user_agent(concat!("e2b-blocking/", env!("CARGO_PKG_VERSION")))
             .build();
-        let (agent, headers) =
-            mask::agent(agent_config, headers.iter().map(|(n, v)| (n.as_str(), v)));
+        let (agent, headers) = mask::agent(
+            agent_config,
+            headers.iter().map(|(n, v)| (n.as_str(), v)),
+            None,
+        );
         Ok(Transport {
             agent,
             base,
