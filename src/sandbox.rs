@@ -129,7 +129,8 @@ impl SandboxBuilder {
         Sandbox::open_e2b(backend, self.config)
     }
 
-    /// Starts a local sandbox: a `jupyter server` child process on 127.0.0.1.
+    /// Starts a local sandbox: a `jupyter server` child process, inside bubblewrap unless
+    /// [`LocalOptions::isolation`] says otherwise.
     pub fn local_with(self, options: LocalOptions) -> Result<Sandbox, Error> {
         let backend = Arc::new(LocalBackend::start(
             &options,
