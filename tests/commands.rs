@@ -85,7 +85,7 @@ fn callbacks_stream_output_as_it_arrives() {
 #[test]
 fn a_command_past_its_timeout_is_killed() {
     deadline(|| {
-        let sbx = local();
+        let sbx = local_tcp();
         let started = Instant::now();
         let mut handle = sbx
             .commands()
@@ -120,7 +120,7 @@ fn a_command_past_its_timeout_is_killed() {
 #[test]
 fn a_spawned_command_is_killed_by_its_handle() {
     deadline(|| {
-        let sbx = local();
+        let sbx = local_tcp();
         let mut handle = sbx
             .commands()
             .cmd("sleep 100 & sleep 100; echo never")
@@ -287,7 +287,7 @@ fn spawned_commands_run_concurrently_and_stream_through_an_iterator() {
 #[test]
 fn commands_and_files_fail_with_closed_after_the_sandbox_is_killed() {
     deadline(|| {
-        let sbx = local();
+        let sbx = local_tcp();
         assert_eq!(sbx.commands().run("echo up").unwrap().stdout, "up\n");
         // A command in flight ends at once when another thread kills the sandbox.
         let mut h = sbx
