@@ -237,6 +237,21 @@ pub enum Error {
         source: Option<BoxError>,
     },
 
+    /// The local sandbox cannot be isolated here: no bubblewrap, or no user namespaces for it.
+    /// Install bubblewrap, or opt out explicitly with
+    /// [`LocalOptions::isolation`](crate::LocalOptions::isolation)`(`[`Isolation::None`](crate::Isolation::None)`)`.
+    #[error(
+        "the local sandbox cannot be isolated: {reason}; install bubblewrap (Debian/Ubuntu: \
+         apt-get install bubblewrap) or opt out with LocalOptions::isolation(Isolation::None)"
+    )]
+    IsolationUnavailable {
+        /// What is missing.
+        reason: String,
+        /// What failed, when something was tried.
+        #[source]
+        source: Option<BoxError>,
+    },
+
     /// A user callback panicked. The execution was abandoned; the connection is unaffected.
     #[error("a {callback} callback panicked: {message}")]
     CallbackPanicked {

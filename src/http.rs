@@ -3,6 +3,8 @@
 
 use std::fmt;
 use std::io::Read;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -20,6 +22,8 @@ pub(crate) struct Endpoint {
     headers: Vec<(String, Secret)>,
     /// Roots its TLS certificate must chain to.
     tls: crate::tls::TlsRoots,
+    /// Where every connection goes instead of the URL's host, for a server on a Unix socket.
+    unix: Option<Arc<Path>>,
 }
 
 impl fmt::Debug for Endpoint {
@@ -29,6 +33,7 @@ impl fmt::Debug for Endpoint {
             .field("base", &self.base)
             .field("headers", &names)
             .field("tls", &self.tls)
+            .field("unix", &self.unix)
             .finish()
     }
 }
@@ -51,7 +56,19 @@ impl Endpoint {
             base,
             headers: Vec::new(),
             tls: Default::default(),
+            unix: None,
         })
+    }
+
+    /// Connects to the Unix socket at `path` instead of the URL's host and port.
+    pub(crate) fn with_unix_socket(mut self, path: &Path) -> Endpoint {
+        self.unix = Some(Arc::from(path));
+        self
+    }
+
+    /// The Unix socket connections go to, if any.
+    pub(crate) fn unix_socket(&self) -> Option<&Arc<Path>> {
+        self.unix.as_ref()
     }
 
     pub(crate) fn with_header(mut self, name: &str, value: Secret) -> Endpoint {
@@ -266,7 +283,11 @@ impl Http {
         if let Some(tls) = endpoint.tls.ureq() {
             config = config.tls_config(tls);
         }
-        let (agent, headers) = mask::agent(config.build(), endpoint.secret_headers());
+        let (agent, headers) = mask::agent(
+            config.build(),
+            endpoint.secret_headers(),
+            endpoint.unix_socket(),
+        );
         Http {
             agent,
             endpoint,

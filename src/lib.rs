@@ -107,6 +107,7 @@
 mod backend;
 mod commands;
 mod config;
+mod conn;
 mod context;
 mod error;
 mod exec;
@@ -124,7 +125,9 @@ pub use backend::e2b::{
     DEFAULT_DOMAIN, DEFAULT_LIFETIME, DEFAULT_TEMPLATE, E2bClient, E2bConfig, E2bOptions,
     E2bSandbox, ListQuery, SandboxAccess, SandboxInfo, SandboxLifecycle, SandboxPage, SandboxState,
 };
-pub use backend::local::{CACHE_ENV, LocalOptions, LocalSandbox, PYTHON_ENV};
+pub use backend::local::{
+    CACHE_ENV, Isolation, LocalOptions, LocalSandbox, PYTHON_ENV, ResourceLimits,
+};
 pub use commands::{
     CommandBuilder, CommandHandle, CommandOutput, CommandResult, Commands, OutputIter,
 };

@@ -7,6 +7,7 @@
 //! masks in the request head.
 
 use std::fmt;
+use std::path::Path;
 use std::sync::Arc;
 
 use ureq::unversioned::resolver::DefaultResolver;
@@ -15,6 +16,7 @@ use ureq::unversioned::transport::{
 };
 
 use crate::config::Secret;
+use crate::conn::UnixConnector;
 
 /// One header whose value is swapped in on the way out.
 struct Swap {
@@ -47,6 +49,7 @@ impl MaskedHeaders {
 pub(crate) fn agent<'a>(
     config: ureq::config::Config,
     headers: impl Iterator<Item = (&'a str, &'a Secret)>,
+    unix: Option<&Arc<Path>>,
 ) -> (ureq::Agent, MaskedHeaders) {
     let mut shown = Vec::new();
     let mut swaps = Vec::new();
@@ -59,8 +62,19 @@ pub(crate) fn agent<'a>(
         });
         shown.push((name.to_string(), mask));
     }
-    let connector = DefaultConnector::new().chain(Unmask(Arc::new(swaps)));
-    let agent = ureq::Agent::with_parts(config, connector, DefaultResolver::default());
+    let unmask = Unmask(Arc::new(swaps));
+    let agent = match unix {
+        Some(path) => ureq::Agent::with_parts(
+            config,
+            UnixConnector(path.clone()).chain(unmask),
+            DefaultResolver::default(),
+        ),
+        None => ureq::Agent::with_parts(
+            config,
+            DefaultConnector::new().chain(unmask),
+            DefaultResolver::default(),
+        ),
+    };
     (agent, MaskedHeaders(shown))
 }
 

@@ -186,7 +186,8 @@ impl SandboxBuilder {
         Sandbox::open(Backends::E2b(Arc::new(backend)), sandbox_config)
     }
 
-    /// Starts a local sandbox: a `jupyter server` child process on 127.0.0.1.
+    /// Starts a local sandbox: a `jupyter server` child process, inside bubblewrap unless
+    /// [`LocalOptions::isolation`] says otherwise.
     pub fn local_with(self, options: LocalOptions) -> Result<Sandbox, Error> {
         let backend = LocalBackend::start(&options, &self.config.envs, &self.config.timeouts)?;
         Sandbox::open(Backends::Local(Arc::new(backend)), self.config_for(true))

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use e2b_blocking::{CommandOutput, Error, ReconnectPolicy, Sandbox, TimeoutPhase};
-use support::{alive, deadline, descendants, init_logs, local, through_proxy};
+use support::{alive, deadline, descendants, init_logs, local, local_tcp, through_proxy};
 
 /// Waits up to 5 s for a process to be gone (reaped or a zombie).
 fn gone(pid: u32) -> bool {
@@ -43,10 +43,9 @@ fn stdout_stderr_and_exit_code_stay_separate() {
         }
         let ok = sbx.commands().run("true").unwrap().check().unwrap();
         assert_eq!((ok.stdout.as_str(), ok.exit_code), ("", 0));
-        // The default cwd is the sandbox root.
+        // The default cwd is the sandbox root, at /home/user inside as on E2B.
         let pwd = sbx.commands().run("pwd -P").unwrap();
-        let root = sbx.as_local().unwrap().root().canonicalize().unwrap();
-        assert_eq!(pwd.stdout.trim_end(), root.to_str().unwrap());
+        assert_eq!(pwd.stdout.trim_end(), "/home/user");
     });
 }
 
@@ -88,7 +87,7 @@ fn callbacks_stream_output_as_it_arrives() {
 #[test]
 fn a_command_past_its_timeout_is_killed() {
     deadline(|| {
-        let sbx = local();
+        let sbx = local_tcp();
         let started = Instant::now();
         let mut handle = sbx
             .commands()
@@ -123,7 +122,7 @@ fn a_command_past_its_timeout_is_killed() {
 #[test]
 fn a_spawned_command_is_killed_by_its_handle() {
     deadline(|| {
-        let sbx = local();
+        let sbx = local_tcp();
         let mut handle = sbx
             .commands()
             .cmd("sleep 100 & sleep 100; echo never")
@@ -290,7 +289,7 @@ fn spawned_commands_run_concurrently_and_stream_through_an_iterator() {
 #[test]
 fn commands_and_files_fail_with_closed_after_the_sandbox_is_killed() {
     deadline(|| {
-        let sbx = local();
+        let sbx = local_tcp();
         assert_eq!(sbx.commands().run("echo up").unwrap().stdout, "up\n");
         // A command in flight ends at once when another thread kills the sandbox.
         let mut h = sbx
@@ -347,7 +346,7 @@ fn a_panicking_callback_kills_the_command_and_is_an_error() {
 fn command_output_survives_connection_cuts() {
     deadline(|| {
         init_logs();
-        let owner = local();
+        let owner = local_tcp();
         let (proxy, sbx) = through_proxy(
             &owner,
             Sandbox::builder()

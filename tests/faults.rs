@@ -8,13 +8,13 @@ use std::time::Duration;
 use e2b_blocking::{
     CloseReason, ConnectionState, Continuity, Error, Keepalive, ReconnectPolicy, Sandbox,
 };
-use support::{deadline, init_logs, local, through_proxy, through_proxy_with_framing};
+use support::{deadline, init_logs, local_tcp, through_proxy, through_proxy_with_framing};
 
 #[test]
 fn a_stalled_link_is_detected_by_ping_and_the_execution_completes_whole() {
     deadline(|| {
         init_logs();
-        let owner = local();
+        let owner = local_tcp();
         let (proxy, sbx) = through_proxy(
             &owner,
             Sandbox::builder().keepalive(
@@ -51,7 +51,7 @@ fn a_stalled_link_is_detected_by_ping_and_the_execution_completes_whole() {
 fn requests_made_while_disconnected_are_sent_after_the_reconnect() {
     deadline(|| {
         init_logs();
-        let owner = local();
+        let owner = local_tcp();
         let (proxy, sbx) = through_proxy(&owner, Sandbox::builder());
         let _ = sbx.run_code("base = 40").unwrap();
         let states = sbx.watch_connection().unwrap();
@@ -78,7 +78,7 @@ fn requests_made_while_disconnected_are_sent_after_the_reconnect() {
 fn when_reconnects_keep_failing_every_call_fails_fast_and_typed() {
     deadline(|| {
         init_logs();
-        let owner = local();
+        let owner = local_tcp();
         let (proxy, sbx) = through_proxy(
             &owner,
             Sandbox::builder()
@@ -121,7 +121,7 @@ fn when_reconnects_keep_failing_every_call_fails_fast_and_typed() {
 fn json_framing_keeps_executions_whole_across_random_cuts() {
     deadline(|| {
         init_logs();
-        let owner = local();
+        let owner = local_tcp();
         let (proxy, sbx) = through_proxy_with_framing(&owner, Sandbox::builder(), false);
         let chaos =
             proxy.start_random_cuts(Duration::from_millis(100), Duration::from_millis(400), 7);
@@ -154,7 +154,7 @@ fn json_framing_keeps_executions_whole_across_random_cuts() {
 fn output_the_replay_ring_dropped_is_output_lost_with_the_rest() {
     deadline(|| {
         init_logs();
-        let owner = local();
+        let owner = local_tcp();
         let (proxy, sbx) = through_proxy(&owner, Sandbox::builder());
         let _ = sbx
             .run_code("__import__('__e2b_hook').limits['bytes'] = 4096")
@@ -197,7 +197,7 @@ fn output_the_replay_ring_dropped_is_output_lost_with_the_rest() {
 fn a_silent_link_ends_within_the_reconnect_budget_and_close_returns_at_once() {
     deadline(|| {
         init_logs();
-        let owner = local();
+        let owner = local_tcp();
         let idle_ping = Duration::from_millis(300);
         let pong_timeout = Duration::from_millis(300);
         let max_elapsed = Duration::from_secs(3);
@@ -245,7 +245,7 @@ fn a_silent_link_ends_within_the_reconnect_budget_and_close_returns_at_once() {
 fn twenty_sandboxes_open_through_a_link_that_keeps_being_cut() {
     support::within(Duration::from_secs(600), || {
         init_logs();
-        let owner = local();
+        let owner = local_tcp();
         let token = support::token_of(&owner);
         let direct = format!("http://{}", support::server_addr(&owner));
         let kernel_ids = || -> std::collections::BTreeSet<String> {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use e2b_blocking::{ContextOptions, Error, Sandbox, Secret, TimeoutPhase, Timeouts};
 use support::python_server::{PythonServer, venv_python};
-use support::{deadline, init_logs, local, token_of};
+use support::{deadline, init_logs, local_tcp, token_of};
 
 fn kernel_ids(url: &str, token: &str) -> Vec<String> {
     let body = ureq::get(&format!("{url}/api/kernels"))
@@ -28,7 +28,7 @@ fn kernel_ids(url: &str, token: &str) -> Vec<String> {
 #[test]
 fn drives_a_token_protected_jupyter_server_and_shuts_down_only_its_kernels() {
     deadline(|| {
-        let owner = local();
+        let owner = local_tcp();
         let url = owner.jupyter_url().to_string();
         let token = token_of(&owner);
         let before = kernel_ids(&url, &token);
@@ -53,7 +53,7 @@ fn drives_a_token_protected_jupyter_server_and_shuts_down_only_its_kernels() {
 #[test]
 fn wrong_token_is_an_authentication_error() {
     deadline(|| {
-        let owner = local();
+        let owner = local_tcp();
         let err = Sandbox::jupyter(owner.jupyter_url(), "not-the-token").unwrap_err();
         assert!(
             matches!(err, Error::Authentication { status: 403, .. }),

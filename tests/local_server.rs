@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use support::scripted_ws::{V1_SUBPROTOCOL, encode_v1};
-use support::{deadline, descendants, local, server_addr, token_of};
+use support::{deadline, descendants, local_tcp, server_addr, token_of};
 use tungstenite::client::IntoClientRequest;
 use tungstenite::http::HeaderValue;
 
@@ -36,7 +36,7 @@ fn open_v1(url: &str, token: &str) -> Ws {
 #[test]
 fn a_frame_on_a_replaced_websocket_is_dropped_without_stalling_the_server() {
     deadline(|| {
-        let sbx = local();
+        let sbx = local_tcp();
         let token = token_of(&sbx);
         let http = sbx.jupyter_url().trim_end_matches('/').to_string();
         let body = ureq::post(&format!("{http}/api/kernels"))
@@ -112,7 +112,7 @@ fn unauthenticated_status(addr: std::net::SocketAddr, path: &str) -> u16 {
 #[test]
 fn the_token_is_in_no_command_line_and_no_kernel_environment() {
     deadline(|| {
-        let sbx = local();
+        let sbx = local_tcp();
         let token = token_of(&sbx);
         let pid = sbx.as_local().unwrap().pid();
         assert_eq!(sbx.run_code("1 + 1").unwrap().text(), Some("2"));

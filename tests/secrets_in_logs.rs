@@ -61,7 +61,7 @@ fn no_log_record_carries_the_token_across_a_reconnect() {
     log::set_logger(&LOGGER).expect("the only logger of this binary");
     log::set_max_level(log::LevelFilter::Trace);
     deadline(|| {
-        let owner = Sandbox::local().expect("local sandbox starts");
+        let owner = support::local_tcp();
         let token = token_of(&owner);
         let (proxy, sbx) = through_proxy(&owner, Sandbox::builder());
         for s in [&owner, &sbx] {

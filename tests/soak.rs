@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use e2b_blocking::{ContextOptions, Continuity, Error, ReconnectPolicy, Sandbox};
-use support::{init_logs, local, through_proxy, within};
+use support::{init_logs, local_tcp, through_proxy, within};
 
 const CONTEXTS: usize = 4;
 const PER_CONTEXT: usize = 50;
@@ -17,7 +17,7 @@ const LINES: usize = 20;
 fn soak_200_streaming_executions_under_random_cuts() {
     within(Duration::from_secs(900), || {
         init_logs();
-        let owner = local();
+        let owner = local_tcp();
         let (proxy, sbx) = through_proxy(
             &owner,
             Sandbox::builder()
@@ -110,7 +110,7 @@ const SERVER_GROWTH_BOUND: u64 = 512 << 20;
 fn large_output_under_random_cuts_is_exact_or_lost_and_server_memory_stays_bounded() {
     within(Duration::from_secs(600), || {
         init_logs();
-        let owner = local();
+        let owner = local_tcp();
         let server = owner.as_local().map(|l| l.pid()).expect("a local server");
         let (proxy, sbx) = through_proxy(
             &owner,
@@ -194,7 +194,7 @@ fn large_output_under_random_cuts_is_exact_or_lost_and_server_memory_stays_bound
 fn per_execution_env_vars_under_random_cuts_never_leak() {
     within(Duration::from_secs(600), || {
         init_logs();
-        let owner = local();
+        let owner = local_tcp();
         let (proxy, sbx) = through_proxy(
             &owner,
             Sandbox::builder()

@@ -187,7 +187,7 @@ impl From<Error> for FfiError {
             Error::Io { .. } => E2B_ERR_IO,
             Error::CommandFailed { .. } => E2B_ERR_COMMAND_FAILED,
             Error::InvalidArgument(_) | Error::RequestTooLarge { .. } => E2B_ERR_INVALID_ARGUMENT,
-            Error::Setup { .. } => E2B_ERR_SETUP,
+            Error::Setup { .. } | Error::IsolationUnavailable { .. } => E2B_ERR_SETUP,
             // Our own callback wrappers never panic on purpose (an abort is recognised before
             // this conversion), so a panic here is a bug in this library.
             Error::CallbackPanicked { .. } => E2B_ERR_PANIC,

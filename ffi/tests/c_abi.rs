@@ -233,7 +233,7 @@ struct JupyterServer {
 
 impl JupyterServer {
     fn start() -> JupyterServer {
-        let owner = support::local();
+        let owner = support::local_tcp();
         let url = owner.jupyter_url().to_string();
         let token = support::token_of(&owner);
         JupyterServer { owner, url, token }

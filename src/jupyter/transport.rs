@@ -6,6 +6,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use tungstenite::WebSocket;
@@ -16,6 +17,7 @@ use tungstenite::protocol::{Role, WebSocketConfig};
 use tungstenite::stream::MaybeTlsStream;
 
 use crate::config::Timeouts;
+use crate::conn::Conn;
 use crate::error::{Error, TimeoutPhase};
 use crate::http::{Endpoint, encode_component};
 use crate::jupyter::wire::{Framing, V1_SUBPROTOCOL};
@@ -23,10 +25,10 @@ use crate::jupyter::wire::{Framing, V1_SUBPROTOCOL};
 /// Bytes tungstenite reads (and zero-fills) per read() call.
 const READ_BUFFER: usize = 16 * 1024;
 
-/// The websocket plus a second handle on its TCP socket for socket options and readiness.
+/// The websocket plus a second handle on its socket for socket options and readiness.
 pub(crate) struct Socket {
-    pub(crate) ws: WebSocket<MaybeTlsStream<TcpStream>>,
-    pub(crate) raw: TcpStream,
+    pub(crate) ws: WebSocket<MaybeTlsStream<Conn>>,
+    pub(crate) raw: Conn,
     pub(crate) framing: Framing,
 }
 
@@ -186,7 +188,12 @@ fn handshake(
         })
     };
 
-    let tcp = open_tcp(&host, port, started + limits.tcp).map_err(|e| match e.kind() {
+    let tcp = match target.endpoint.unix_socket() {
+        // A local connect completes or fails at once.
+        Some(path) => UnixStream::connect(path).map(Conn::Unix),
+        None => open_tcp(&host, port, started + limits.tcp).map(Conn::Tcp),
+    }
+    .map_err(|e| match e.kind() {
         io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
             Attempt::Failed(limits.tcp_timeout())
         }
@@ -280,8 +287,8 @@ const MAX_HEAD: usize = 64 * 1024;
 /// Sends the request and reads the response head. Returns the head and whatever was read past
 /// it: frames the server sent right after the upgrade, which belong to the websocket.
 fn exchange(
-    stream: &mut MaybeTlsStream<TcpStream>,
-    raw: &TcpStream,
+    stream: &mut MaybeTlsStream<Conn>,
+    raw: &Conn,
     request: &[u8],
     deadline: Instant,
 ) -> io::Result<(Vec<u8>, Vec<u8>)> {
@@ -393,10 +400,10 @@ fn judge(
 
 /// A TLS client on `tcp` for `host`, trusting the endpoint's roots (webpki by default).
 fn tls_client(
-    tcp: TcpStream,
+    tcp: Conn,
     host: &str,
     roots: &crate::tls::TlsRoots,
-) -> Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>, Error> {
+) -> Result<rustls::StreamOwned<rustls::ClientConnection, Conn>, Error> {
     let config = roots.rustls()?;
     let name = rustls::pki_types::ServerName::try_from(host.to_string())
         .map_err(|e| Error::InvalidArgument(format!("bad TLS server name {host:?}: {e}")))?;
@@ -432,9 +439,10 @@ fn open_tcp(host: &str, port: u16, deadline: Instant) -> io::Result<TcpStream> {
 /// once before each poll: segments that arrive while it sleeps are acked at once, and an ACK
 /// held back during a read batch is flushed by this call. Setting it before every read as well
 /// (as before) cost ~10 extra syscalls per `run_code("1")` for no latency gain.
-pub(crate) fn quickack(raw: &TcpStream) {
+pub(crate) fn quickack(raw: &Conn) {
+    // A Unix socket has no delayed ACKs to defeat.
     #[cfg(any(target_os = "linux", target_os = "android"))]
-    {
+    if let Conn::Tcp(raw) = raw {
         let _ = socket2::SockRef::from(raw).set_tcp_quickack(true);
     }
     #[cfg(not(any(target_os = "linux", target_os = "android")))]

@@ -78,6 +78,15 @@ pub fn local() -> Sandbox {
     Sandbox::local().expect("local sandbox starts")
 }
 
+/// A local sandbox without isolation, on 127.0.0.1: for tests that reach its server over TCP
+/// themselves (fault proxies, second clients), which an isolated server's Unix socket is not.
+pub fn local_tcp() -> Sandbox {
+    init_logs();
+    Sandbox::builder()
+        .local_with(e2b_blocking::LocalOptions::new().isolation(e2b_blocking::Isolation::None))
+        .expect("local sandbox starts")
+}
+
 pub fn init_logs() {
     let _ = env_logger::builder().is_test(true).try_init();
 }

@@ -94,6 +94,7 @@ impl Transport {
         let (agent, headers) = mask::agent(
             agent_config.build(),
             headers.iter().map(|(n, v)| (n.as_str(), v)),
+            None,
         );
         Ok(Transport {
             agent,

@@ -1,6 +1,9 @@
-//! The local sandbox: a `jupyter server` child process on 127.0.0.1 with a random token and a
-//! fresh root directory, killed with its kernels when the sandbox is dropped.
+//! The local sandbox: a `jupyter server` child process with a random token and a fresh root
+//! directory, killed with its kernels when the sandbox is dropped. On Linux it runs inside
+//! bubblewrap and listens on a Unix socket; with [`Isolation::None`], on 127.0.0.1 as the
+//! calling user.
 
+mod bwrap;
 mod handle;
 pub(crate) mod python;
 mod server;
@@ -16,11 +19,94 @@ pub use handle::LocalSandbox;
 pub use python::{CACHE_ENV, PYTHON_ENV};
 use server::LocalServer;
 
+/// How the local sandbox is kept apart from the host.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Isolation {
+    /// The default: the server and its kernels run inside bubblewrap (`bwrap`), in their own
+    /// user, PID, IPC, UTS and network namespaces, with the host's environment dropped, its
+    /// home directories hidden, its system directories read-only and the resource limits of
+    /// [`ResourceLimits`]. Linux only; needs the `bubblewrap` package and user namespaces,
+    /// else [`Sandbox::local`](crate::Sandbox::local) fails with
+    /// [`Error::IsolationUnavailable`](crate::Error::IsolationUnavailable).
+    #[default]
+    Bubblewrap,
+    /// No isolation: the code runs on the host as the calling user, with the user's files,
+    /// environment variables, processes and network. Only for code you would run yourself.
+    None,
+}
+
+/// Resource limits of an isolated local sandbox (ignored with [`Isolation::None`]).
+///
+/// They are rlimits, which hold per process (memory) or per sandbox (processes), not a cap on
+/// the sandbox's total memory. When the SDK runs as root, whose processes the kernel exempts
+/// from the process limit, it is applied with a pids cgroup where one can be created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResourceLimits {
+    pub(crate) max_processes: Option<u32>,
+    pub(crate) max_memory: Option<u64>,
+}
+
+/// Default of [`ResourceLimits::max_processes`].
+const DEFAULT_MAX_PROCESSES: u32 = 1024;
+
+impl Default for ResourceLimits {
+    fn default() -> Self {
+        ResourceLimits {
+            max_processes: Some(DEFAULT_MAX_PROCESSES),
+            max_memory: physical_memory(),
+        }
+    }
+}
+
+impl ResourceLimits {
+    /// The defaults: 1024 processes and threads, and the machine's physical memory as each
+    /// process's address space.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Most processes and threads alive in the sandbox at once (RLIMIT_NPROC, which counts
+    /// threads too); `None` for no limit. Defaults to 1024: enough for process pools and
+    /// multi-threaded numeric libraries, and a fork bomb ends there.
+    pub fn max_processes(mut self, max: Option<u32>) -> Self {
+        self.max_processes = max;
+        self
+    }
+
+    /// Largest address space of each process in the sandbox, in bytes (RLIMIT_AS): an
+    /// allocation past it fails (`MemoryError` in Python) instead of exhausting the host.
+    /// `None` for no limit. Defaults to the machine's physical memory. Address space is more
+    /// than memory in use: runtimes that reserve huge address ranges up front (some JITs,
+    /// sanitizers) need a higher limit or `None`.
+    pub fn max_memory_bytes(mut self, max: Option<u64>) -> Self {
+        self.max_memory = max;
+        self
+    }
+}
+
+/// Total RAM from /proc/meminfo, if it can be read.
+fn physical_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    kib.checked_mul(1024)
+}
+
 /// Options of the local sandbox, beyond what every sandbox has.
 #[derive(Debug, Clone, Default)]
 pub struct LocalOptions {
     pub(crate) python: Option<PathBuf>,
     pub(crate) packages: Vec<String>,
+    pub(crate) isolation: Isolation,
+    pub(crate) internet: bool,
+    pub(crate) limits: ResourceLimits,
 }
 
 impl LocalOptions {
@@ -46,6 +132,30 @@ impl LocalOptions {
         self.packages.extend(packages.into_iter().map(Into::into));
         self
     }
+
+    /// How the sandbox is isolated from the host. Defaults to [`Isolation::Bubblewrap`];
+    /// [`Isolation::None`] is the explicit opt-out, needed where bubblewrap or user namespaces
+    /// are unavailable (macOS included).
+    pub fn isolation(mut self, isolation: Isolation) -> Self {
+        self.isolation = isolation;
+        self
+    }
+
+    /// Lets the isolated sandbox use the network, as E2B's option of the same name. Defaults to
+    /// `false`: the sandbox has a network namespace of its own with loopback only. `true`
+    /// shares the host's network namespace: code in the sandbox then reaches the internet and
+    /// every service listening on the host, 127.0.0.1 included (databases, dev servers).
+    /// Without isolation the sandbox always has the host's network.
+    pub fn allow_internet_access(mut self, allow: bool) -> Self {
+        self.internet = allow;
+        self
+    }
+
+    /// Resource limits of the isolated sandbox. Defaults to [`ResourceLimits::default`].
+    pub fn resource_limits(mut self, limits: ResourceLimits) -> Self {
+        self.limits = limits;
+        self
+    }
 }
 
 /// A running local sandbox.
@@ -61,6 +171,11 @@ impl LocalBackend {
         envs: &[(String, String)],
         timeouts: &Timeouts,
     ) -> Result<LocalBackend, Error> {
+        // Checked first: an unusable sandbox fails before any venv is built.
+        let bwrap = match options.isolation {
+            Isolation::Bubblewrap => Some(bwrap::check()?),
+            Isolation::None => None,
+        };
         let python = match &options.python {
             Some(exe) => python::given(exe, &format!("LocalOptions::python({})", exe.display()))?,
             None => python::resolve()?,
@@ -71,7 +186,8 @@ impl LocalBackend {
             uuid::Uuid::new_v4().simple(),
             uuid::Uuid::new_v4().simple()
         ));
-        let server = LocalServer::start(&python, &token, envs, timeouts)?;
+        let server =
+            LocalServer::start(&python, &token, envs, timeouts, options, bwrap.as_deref())?;
         Ok(LocalBackend {
             id: format!("local-{}", server.pid()),
             server,

@@ -81,6 +81,49 @@ pub(crate) fn given(exe: &Path, origin: &str) -> Result<Python, Error> {
     })
 }
 
+/// Host paths an isolated sandbox must show for `python` to run: its venv, and the prefixes of
+/// the Python the venv was made from (which may live in a hidden home, as pyenv's do). Asked
+/// of the interpreter once per process.
+pub(crate) fn sandbox_paths(python: &Python) -> Result<Vec<PathBuf>, Error> {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    static KNOWN: Mutex<Option<HashMap<PathBuf, Vec<PathBuf>>>> = Mutex::new(None);
+    let mut known = KNOWN.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(paths) = known.as_ref().and_then(|m| m.get(&python.exe)) {
+        return Ok(paths.clone());
+    }
+    const ASK: &str =
+        "import sys\nfor p in (sys.prefix, sys.base_prefix, sys.base_exec_prefix): print(p)";
+    let out = Command::new(&python.exe)
+        .args(["-c", ASK])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| {
+            Error::setup(
+                format!("{}: the interpreter cannot be run", python.exe.display()),
+                e,
+            )
+        })?;
+    if !out.status.success() {
+        return Err(Error::setup_msg(format!(
+            "{} cannot report its prefix: it exited with {}",
+            python.exe.display(),
+            out.status
+        )));
+    }
+    let mut paths: Vec<PathBuf> = python.venv_dir().into_iter().collect();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let p = PathBuf::from(line.trim());
+        if p.is_absolute() && p != Path::new("/") && !paths.contains(&p) {
+            paths.push(p);
+        }
+    }
+    known
+        .get_or_insert_with(HashMap::new)
+        .insert(python.exe.clone(), paths.clone());
+    Ok(paths)
+}
+
 /// Installs extra packages into the managed venv when they are not importable yet.
 pub(crate) fn ensure_packages(python: &Python, packages: &[String]) -> Result<(), Error> {
     let modules: Vec<&str> = packages.iter().map(|p| import_name(p)).collect();

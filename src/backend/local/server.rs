@@ -7,7 +7,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::backend::local::python::Python;
+use crate::backend::local::bwrap::{self, PidsCgroup, Plan};
+use crate::backend::local::python::{self, Python};
+use crate::backend::local::{Isolation, LocalOptions};
 use crate::config::{Secret, Timeouts};
 use crate::error::{Error, TimeoutPhase};
 use crate::http::{Endpoint, Http, Method};
@@ -107,6 +109,11 @@ pub(crate) struct LocalServer {
     endpoint: Endpoint,
     /// Kept to scrub it from log lines we pass on.
     token: Secret,
+    /// The host path of the server's Unix socket, when it runs isolated.
+    socket: Option<PathBuf>,
+    /// Holds the isolated server's process limit when rlimits cannot (the SDK runs as root).
+    /// Dropped after the server is killed.
+    _cgroup: Option<PidsCgroup>,
 }
 
 impl LocalServer {
@@ -115,6 +122,8 @@ impl LocalServer {
         token: &Secret,
         envs: &[(String, String)],
         timeouts: &Timeouts,
+        options: &LocalOptions,
+        bwrap: Option<&Path>,
     ) -> Result<LocalServer, Error> {
         let dir = std::env::temp_dir().join(format!("e2b-local-{}", uuid::Uuid::new_v4().simple()));
         let sub = |name: &str| dir.join(name);
@@ -122,7 +131,12 @@ impl LocalServer {
             fs::create_dir_all(sub(d))
                 .map_err(|e| Error::setup(format!("cannot create {}", sub(d).display()), e))?;
         }
-        let result = Self::spawn(python, token, envs, timeouts, &dir);
+        let result = match bwrap {
+            Some(bwrap) if options.isolation == Isolation::Bubblewrap => {
+                Self::spawn_isolated(python, token, envs, timeouts, &dir, bwrap, options)
+            }
+            _ => Self::spawn(python, token, envs, timeouts, &dir),
+        };
         if result.is_err() {
             let _ = fs::remove_dir_all(&dir);
         }
@@ -151,12 +165,7 @@ impl LocalServer {
                 .as_bytes(),
         )
         .map_err(|e| Error::setup("cannot write the server's token config", e))?;
-        let profile = dir.join("ipython").join("profile_default");
-        fs::create_dir_all(&profile)
-            .and_then(|()| fs::write(profile.join("ipython_kernel_config.py"), KERNEL_CONFIG))
-            .and_then(|()| fs::create_dir_all(profile.join("startup")))
-            .and_then(|()| fs::write(profile.join("startup").join("00-e2b-formats.py"), STARTUP))
-            .map_err(|e| Error::setup("cannot write the kernel config", e))?;
+        write_kernel_config(dir)?;
         let log = fs::File::create(dir.join("server.log"))
             .map_err(|e| Error::setup("cannot create the server log", e))?;
         let log_err = log
@@ -205,6 +214,8 @@ impl LocalServer {
             runtime,
             endpoint: Endpoint::new("http://127.0.0.1:1")?,
             token: token.clone(),
+            socket: None,
+            _cgroup: None,
         };
         // From here on, dropping `server` cleans up the process and the directory.
         let server = server.wait_ready(token, timeouts)?;
@@ -215,23 +226,155 @@ impl LocalServer {
         Ok(server)
     }
 
-    /// Waits for the runtime file naming the port, then for the API to answer.
+    /// As [`LocalServer::spawn`], inside bubblewrap: the server sees its directories under
+    /// [`bwrap::STATE`], the sandbox root at [`bwrap::HOME`], and listens on a Unix socket in a
+    /// 0700 directory, the only way in from the host.
+    fn spawn_isolated(
+        python: &Python,
+        token: &Secret,
+        envs: &[(String, String)],
+        timeouts: &Timeouts,
+        dir: &Path,
+        bwrap: &Path,
+        options: &LocalOptions,
+    ) -> Result<LocalServer, Error> {
+        use std::os::unix::fs::PermissionsExt;
+        let state = Path::new(bwrap::STATE);
+        let inside = |name: &str| state.join(name).display().to_string();
+        let private = fs::Permissions::from_mode(0o700);
+        fs::create_dir_all(dir.join("sock"))
+            .and_then(|()| fs::set_permissions(dir, private.clone()))
+            .and_then(|()| fs::set_permissions(dir.join("sock"), private))
+            .map_err(|e| Error::setup("cannot create the server's socket directory", e))?;
+        let root = dir.join("root");
+        let runtime = dir.join("runtime");
+        let config = format!("{}\n{SERVER_CONFIG}", bwrap::rlimit_config(&options.limits));
+        fs::write(dir.join("config").join("jupyter_server_config.py"), config)
+            .map_err(|e| Error::setup("cannot write the server config", e))?;
+        let token_file = dir.join("config").join(TOKEN_CONFIG);
+        write_private(
+            &token_file,
+            serde_json::json!({"IdentityProvider": {"token": token.expose()}})
+                .to_string()
+                .as_bytes(),
+        )
+        .map_err(|e| Error::setup("cannot write the server's token config", e))?;
+        write_kernel_config(dir)?;
+        let log = fs::File::create(dir.join("server.log"))
+            .map_err(|e| Error::setup("cannot create the server log", e))?;
+        let log_err = log
+            .try_clone()
+            .map_err(|e| Error::setup("cannot create the server log", e))?;
+
+        // The environment is built from nothing: no host variable (API keys, tokens) gets in.
+        let mut path = String::new();
+        if let Some(bin) = python.scripts_dir() {
+            path.push_str(&format!("{}:", bin.display()));
+        }
+        path.push_str("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+        let mut env: Vec<(String, String)> = vec![
+            ("PATH".into(), path),
+            ("HOME".into(), bwrap::HOME.into()),
+            ("LANG".into(), "C.UTF-8".into()),
+            ("JUPYTER_RUNTIME_DIR".into(), inside("runtime")),
+            ("JUPYTER_CONFIG_DIR".into(), inside("config")),
+            ("JUPYTER_DATA_DIR".into(), inside("data")),
+            ("IPYTHONDIR".into(), inside("ipython")),
+            ("JUPYTER_PLATFORM_DIRS".into(), "1".into()),
+            ("PYTHONUNBUFFERED".into(), "1".into()),
+        ];
+        if let Some(venv) = python.venv_dir() {
+            env.push(("VIRTUAL_ENV".into(), venv.display().to_string()));
+        }
+        env.extend(envs.iter().cloned());
+        let python_paths = python::sandbox_paths(python)?;
+        let cgroup = match options.limits.max_processes {
+            Some(max) if nix::unistd::geteuid().is_root() => {
+                let cgroup = PidsCgroup::create(max);
+                if cgroup.is_none() {
+                    log::warn!(
+                        "the local sandbox's process limit is not enforced: the SDK runs as root \
+                         (exempt from RLIMIT_NPROC) and no pids cgroup can be created"
+                    );
+                }
+                cgroup
+            }
+            _ => None,
+        };
+        let procs = cgroup.as_ref().map(PidsCgroup::procs);
+        let plan = Plan {
+            bwrap,
+            dir,
+            python_paths: &python_paths,
+            internet: options.internet,
+            env: &env,
+            cgroup_procs: procs.as_deref(),
+        };
+        let mut cmd = plan.command();
+        cmd.arg(&python.exe)
+            .args(["-m", "jupyter_server"])
+            .arg(format!("--ServerApp.sock={}", inside("sock/server.sock")))
+            .arg("--ServerApp.sock_mode=0600")
+            .arg(format!("--ServerApp.root_dir={}", bwrap::HOME))
+            .arg("--allow-root")
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err);
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let child = bwrap::spawn(cmd)
+            .map_err(|e| Error::setup(format!("cannot run {}", bwrap.display()), e))?;
+        let pid = child.id();
+        log::debug!(
+            "started isolated jupyter_server (bwrap pid {pid}) in {}",
+            dir.display()
+        );
+        let server = LocalServer {
+            child: Mutex::new(child),
+            pid,
+            dir: dir.to_path_buf(),
+            root,
+            runtime,
+            endpoint: Endpoint::new("http://localhost")?,
+            token: token.clone(),
+            socket: Some(dir.join("sock").join("server.sock")),
+            _cgroup: cgroup,
+        };
+        let server = server.wait_ready(token, timeouts)?;
+        if let Err(e) = fs::remove_file(&token_file) {
+            log::warn!("could not remove the server's token config: {e}");
+        }
+        Ok(server)
+    }
+
+    /// Waits for the runtime file naming the port (or for the Unix socket), then for the API
+    /// to answer.
     fn wait_ready(mut self, token: &Secret, timeouts: &Timeouts) -> Result<LocalServer, Error> {
         let started = Instant::now();
         let deadline = started + timeouts.start;
         let info = self.runtime.join(format!("jpserver-{}.json", self.pid));
-        let port = loop {
-            self.check_alive()?;
-            if let Some(port) = read_port(&info) {
-                break port;
+        let listening = match &self.socket {
+            Some(socket) => {
+                self.endpoint = Endpoint::new("http://localhost")?
+                    .with_unix_socket(socket)
+                    .with_jupyter_token(token);
+                socket.display().to_string()
             }
-            if Instant::now() >= deadline {
-                return Err(self.start_timeout(timeouts.start));
+            None => {
+                let port = loop {
+                    self.check_alive()?;
+                    if let Some(port) = read_port(&info) {
+                        break port;
+                    }
+                    if Instant::now() >= deadline {
+                        return Err(self.start_timeout(timeouts.start));
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                };
+                self.endpoint =
+                    Endpoint::new(&format!("http://127.0.0.1:{port}"))?.with_jupyter_token(token);
+                format!("port {port}")
             }
-            std::thread::sleep(Duration::from_millis(20));
         };
-        self.endpoint =
-            Endpoint::new(&format!("http://127.0.0.1:{port}"))?.with_jupyter_token(token);
         let probe = Http::new(
             self.endpoint.clone(),
             &Timeouts::default().request(Duration::from_secs(2)),
@@ -249,11 +392,29 @@ impl LocalServer {
             std::thread::sleep(Duration::from_millis(20));
         }
         // The server's info file and its browser-open page hold its token, and user code can
-        // read the runtime dir; the port was all the SDK needed from them.
-        let open_page = self
-            .runtime
-            .join(format!("jpserver-{}-open.html", self.pid));
-        for file in [&info, &open_page] {
+        // read the runtime dir; the port was all the SDK needed from them. An isolated server
+        // names them by its PID inside the sandbox, which the SDK does not know.
+        let files: Vec<PathBuf> = match self.socket {
+            None => vec![
+                info,
+                self.runtime
+                    .join(format!("jpserver-{}-open.html", self.pid)),
+            ],
+            Some(_) => fs::read_dir(&self.runtime)
+                .map(|entries| {
+                    entries
+                        .flatten()
+                        .map(|e| e.path())
+                        .filter(|p| {
+                            p.file_name()
+                                .and_then(|n| n.to_str())
+                                .is_some_and(|n| n.starts_with("jpserver-"))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        };
+        for file in &files {
             if let Err(e) = fs::remove_file(file)
                 && e.kind() != std::io::ErrorKind::NotFound
             {
@@ -261,7 +422,7 @@ impl LocalServer {
             }
         }
         log::debug!(
-            "jupyter_server pid {} ready on port {port} after {:?}",
+            "jupyter_server pid {} ready on {listening} after {:?}",
             self.pid,
             started.elapsed()
         );
@@ -357,6 +518,16 @@ impl Drop for LocalServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The IPython profile every kernel loads: [`KERNEL_CONFIG`] and the [`STARTUP`] file.
+fn write_kernel_config(dir: &Path) -> Result<(), Error> {
+    let profile = dir.join("ipython").join("profile_default");
+    fs::create_dir_all(&profile)
+        .and_then(|()| fs::write(profile.join("ipython_kernel_config.py"), KERNEL_CONFIG))
+        .and_then(|()| fs::create_dir_all(profile.join("startup")))
+        .and_then(|()| fs::write(profile.join("startup").join("00-e2b-formats.py"), STARTUP))
+        .map_err(|e| Error::setup("cannot write the kernel config", e))
 }
 
 /// Creates `path` readable and writable by its owner only, then writes `data`.

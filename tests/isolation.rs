@@ -1,0 +1,248 @@
+//! The local sandbox is a sandbox: what code inside a default (bubblewrap) local sandbox can
+//! and cannot reach, its resource limits, and the explicit opt-outs.
+
+mod support;
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use e2b_blocking::{Error, Isolation, LocalOptions, Sandbox};
+use support::{deadline, init_logs, local};
+
+/// Runs `code` and returns its stdout, failing the test on any error.
+fn out(sbx: &Sandbox, code: &str) -> String {
+    let exec = sbx.run_code(code).expect("run_code");
+    if let Some(err) = &exec.error {
+        panic!("{code}: {}: {}\n{}", err.name, err.value, err.traceback);
+    }
+    exec.logs.stdout.join("")
+}
+
+/// Runs a shell command and returns its stdout, whatever its exit code.
+fn sh(sbx: &Sandbox, cmd: &str) -> String {
+    match sbx.commands().run(cmd) {
+        Ok(r) => r.stdout,
+        Err(Error::CommandFailed { stdout, .. }) => stdout,
+        Err(e) => panic!("{cmd}: {e}"),
+    }
+}
+
+#[test]
+fn system_directories_are_read_only_and_the_root_is_home_user() {
+    deadline(|| {
+        let sbx = local();
+        let code = r#"
+import os
+for p in ("/usr/e2b-probe", "/etc/e2b-probe"):
+    try:
+        open(p, "w").write("x")
+        print("WROTE", p)
+    except OSError as e:
+        print("refused", p, type(e).__name__)
+print("cwd", os.getcwd())
+open("made-inside.txt", "w").write("hi")
+"#;
+        let text = out(&sbx, code);
+        assert!(!text.contains("WROTE"), "{text}");
+        assert_eq!(text.matches("refused").count(), 2, "{text}");
+        assert!(text.contains("cwd /home/user"), "{text}");
+        assert_eq!(sbx.files().read("made-inside.txt").unwrap(), "hi");
+        let shell = sh(
+            &sbx,
+            "touch /usr/e2b-probe 2>&1; touch /etc/e2b-probe 2>&1; pwd",
+        );
+        assert_eq!(shell.matches("Read-only file system").count(), 2, "{shell}");
+        assert!(shell.ends_with("/home/user\n"), "{shell}");
+    });
+}
+
+#[test]
+fn the_host_home_environment_and_processes_are_invisible() {
+    deadline(|| {
+        init_logs();
+        let home = std::env::var("HOME").expect("HOME");
+        let marker = std::path::Path::new(&home)
+            .join(format!("e2b-isolation-marker-{}", std::process::id()));
+        std::fs::write(&marker, "secret").unwrap();
+        // Children inherit the test's environment; the sandbox must not.
+        // SAFETY: set before any sandbox (and its threads) exists in this test; no other test
+        // in this binary reads it.
+        unsafe { std::env::set_var("E2B_API_KEY", "e2b_leaked_key_value") };
+        let sbx = Sandbox::local().expect("local sandbox starts");
+        let me = std::process::id();
+        let code = format!(
+            r#"
+import os, signal
+print("marker", os.path.exists({marker:?}))
+print("home", sorted(os.listdir({home:?})) if os.path.isdir({home:?}) else "absent")
+print("key", os.environ.get("E2B_API_KEY"))
+print("leak", any("e2b_leaked_key_value" in v for v in os.environ.values()))
+try:
+    os.kill({me}, signal.SIGTERM)
+    print("signalled")
+except ProcessLookupError:
+    print("no such process")
+print("procs", [p for p in os.listdir("/proc") if p.isdigit() and int(p) == {me}])
+"#,
+            marker = marker.display().to_string(),
+        );
+        let text = out(&sbx, &code);
+        let _ = std::fs::remove_file(&marker);
+        assert!(text.contains("marker False"), "{text}");
+        // Only the mount points of the bound-back Python may show.
+        let name = marker.file_name().unwrap().to_string_lossy().to_string();
+        assert!(!text.contains(&name), "{text}");
+        assert!(text.contains("key None"), "{text}");
+        assert!(text.contains("leak False"), "{text}");
+        assert!(text.contains("no such process"), "{text}");
+        assert!(text.contains("procs []"), "{text}");
+        let shell = sh(
+            &sbx,
+            &format!(
+                "cat {} 2>&1; echo key=$E2B_API_KEY; kill -0 {me} 2>&1 && echo alive; ps ax | wc -l",
+                marker.display()
+            ),
+        );
+        assert!(!shell.contains("secret"), "{shell}");
+        assert!(shell.contains("key=\n"), "{shell}");
+        assert!(!shell.contains("alive"), "{shell}");
+    });
+}
+
+/// What a sandboxed `connect` to `port` on host 127.0.0.1 prints: `connected` or the error.
+fn connect_code(port: u16) -> String {
+    format!(
+        r#"
+import socket
+s = socket.socket()
+s.settimeout(5)
+try:
+    s.connect(("127.0.0.1", {port}))
+    print("connected")
+except OSError as e:
+    print("refused", type(e).__name__)
+"#
+    )
+}
+
+#[test]
+fn the_host_network_is_unreachable_by_default_and_reachable_when_allowed() {
+    deadline(|| {
+        init_logs();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let sbx = Sandbox::local().expect("local sandbox starts");
+        let text = out(&sbx, &connect_code(port));
+        assert!(text.starts_with("refused"), "{text}");
+        let shell = sh(
+            &sbx,
+            &format!(
+                "python -c 'import socket; socket.create_connection((\"127.0.0.1\", {port}), 5)' 2>&1 | tail -1"
+            ),
+        );
+        assert!(shell.contains("Error"), "{shell}");
+        drop(sbx);
+
+        let open = Sandbox::builder()
+            .local_with(LocalOptions::new().allow_internet_access(true))
+            .expect("local sandbox with network starts");
+        assert_eq!(out(&open, &connect_code(port)), "connected\n");
+    });
+}
+
+#[test]
+fn a_runaway_allocation_is_a_memory_error_and_the_kernel_goes_on() {
+    deadline(|| {
+        let sbx = local();
+        // 64 GiB, or twice the machine's memory where that is more.
+        let exec = sbx
+            .run_code("import os\nn = max(64 << 30, 2 * os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES'))\nb = bytearray(n)")
+            .expect("run_code");
+        let err = exec.error.expect("the allocation fails");
+        assert_eq!(err.name, "MemoryError", "{err:?}");
+        assert_eq!(out(&sbx, "print(1 + 1)"), "2\n");
+        let shell = sbx
+            .commands()
+            .run("python -c 'bytearray(64 << 30)'")
+            .expect("the command runs");
+        assert_ne!(shell.exit_code, 0);
+        assert!(shell.stderr.contains("MemoryError"), "{}", shell.stderr);
+        assert_eq!(sh(&sbx, "echo ok"), "ok\n");
+    });
+}
+
+/// Every process forks, again and again, for 20 seconds, then exits: a fork bomb that ends by
+/// itself, so a broken limit cannot take the test machine down for long. The first process
+/// stops and raises at its first failed fork.
+const FORK_BOMB: &str = r#"
+import os, time
+end = time.time() + 20
+children = 0
+def bomb():
+    while time.time() < end:
+        try:
+            if os.fork() == 0:
+                bomb()
+                os._exit(0)
+        except OSError:
+            time.sleep(0.01)
+    os._exit(0)
+failed = None
+while time.time() < end:
+    try:
+        pid = os.fork()
+    except OSError as e:
+        failed = e
+        break
+    if pid == 0:
+        bomb()
+    children += 1
+print("children", children)
+if failed:
+    raise failed
+"#;
+
+#[test]
+fn a_fork_bomb_hits_the_process_limit_and_the_sandbox_recovers() {
+    deadline(|| {
+        let sbx = local();
+        let exec = sbx.run_code(FORK_BOMB).expect("run_code");
+        let err = exec.error.expect("fork fails at the limit");
+        assert_eq!(err.name, "BlockingIOError", "{err:?}");
+        // The kernel itself needs no new process to answer.
+        assert_eq!(out(&sbx, "print(1 + 1)"), "2\n");
+        // A command does: it runs once the bomb's processes are gone.
+        std::thread::sleep(Duration::from_secs(21));
+        sbx.files().write("bomb.py", FORK_BOMB).unwrap();
+        let run = sbx
+            .commands()
+            .run("python bomb.py")
+            .expect("the command runs");
+        assert_ne!(run.exit_code, 0);
+        assert!(run.stderr.contains("BlockingIOError"), "{}", run.stderr);
+        std::thread::sleep(Duration::from_secs(21));
+        assert_eq!(sh(&sbx, "echo ok"), "ok\n");
+    });
+}
+
+#[test]
+fn without_isolation_the_sandbox_is_the_host() {
+    deadline(|| {
+        init_logs();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let sbx = Sandbox::builder()
+            .local_with(LocalOptions::new().isolation(Isolation::None))
+            .expect("unisolated local sandbox starts");
+        assert!(sbx.jupyter_url().starts_with("http://127.0.0.1:"));
+        let root = sbx.as_local().unwrap().root().display().to_string();
+        let text = out(
+            &sbx,
+            &format!(
+                "import os\nprint(os.getcwd() == {root:?}, os.getppid() != 1)\n{}",
+                connect_code(port)
+            ),
+        );
+        assert_eq!(text, "True True\nconnected\n");
+    });
+}
