@@ -131,22 +131,27 @@ fn the_sandbox_lives_until_its_last_clone_is_dropped() {
     deadline(|| {
         let sbx = local();
         let pid = sbx.as_local().unwrap().pid();
-        let (release, gate) = std::sync::mpsc::channel::<()>();
-        let gate = std::sync::Arc::new(std::sync::Mutex::new(gate));
         let workers: Vec<_> = (0..8)
             .map(|i| {
-                let (sbx, gate) = (sbx.clone(), gate.clone());
-                std::thread::spawn(move || {
+                let sbx = sbx.clone();
+                let (release, gate) = std::sync::mpsc::channel::<()>();
+                let worker = std::thread::spawn(move || {
                     let exec = sbx.run_code(format!("{i} * 2")).unwrap();
                     assert_eq!(exec.text(), Some((i * 2).to_string().as_str()));
-                    // Each clone is dropped when the test lets its thread go, one at a time.
-                    let _ = gate.lock().unwrap().recv();
+                    // Each clone is dropped when the test lets its thread go.
+                    let _ = gate.recv();
                     drop(sbx);
-                })
+                });
+                (release, worker)
             })
             .collect();
         drop(sbx);
-        for worker in workers {
+        // Dropped in an order unrelated to creation: odd threads first, then even ones.
+        let (odd, even): (Vec<_>, Vec<_>) = workers
+            .into_iter()
+            .enumerate()
+            .partition(|(i, _)| i % 2 == 1);
+        for (_, (release, worker)) in odd.into_iter().chain(even) {
             assert!(alive(pid), "the server died before its last handle");
             release.send(()).unwrap();
             worker.join().unwrap();

@@ -129,6 +129,15 @@ fn large_output_under_random_cuts_is_exact_or_lost_and_server_memory_stays_bound
                 }
                 peak
             });
+            // Stops the sampler however the cells end, a failed assertion included: the scope
+            // waits for it.
+            struct Stop<'a>(&'a std::sync::atomic::AtomicBool);
+            impl Drop for Stop<'_> {
+                fn drop(&mut self) {
+                    self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+            let stop = Stop(&done);
             let chaos = proxy.start_random_cuts(
                 Duration::from_millis(200),
                 Duration::from_millis(600),
@@ -140,35 +149,56 @@ fn large_output_under_random_cuts_is_exact_or_lost_and_server_memory_stays_bound
                     "import sys\nfor i in range({}):\n    sys.stdout.write(f'{{i:08d}}' + 'x' * 1015 + '\\n')",
                     mb * 1024
                 );
-                let expected: String = (0..mb * 1024)
-                    .map(|i| format!("{i:08}{}\n", "x".repeat(1015)))
-                    .collect();
+                let line = |i: usize| format!("{i:08}{}\n", "x".repeat(1015));
                 let started = std::time::Instant::now();
                 let outcome = sbx.code(code).timeout(Duration::from_secs(240)).run();
                 let took = started.elapsed();
                 match outcome {
                     Ok(exec) => {
                         let got = exec.logs.stdout.concat();
-                        assert!(
-                            got == expected,
-                            "{mb} MB: output differs ({} bytes)",
-                            got.len()
-                        );
+                        let exact = got.len() == mb << 20
+                            && got
+                                .split_inclusive('\n')
+                                .enumerate()
+                                .all(|(i, l)| l == line(i));
+                        assert!(exact, "{mb} MB: output differs ({} bytes)", got.len());
                         println!("{mb} MB: exact in {took:?} ({:?})", exec.continuity);
                     }
                     Err(Error::OutputLost { missing, partial }) => {
-                        let got = partial.logs.stdout.concat();
-                        assert!(got.len() < expected.len(), "{mb} MB: lost, yet all arrived");
+                        // What arrived is the output in order, with holes where it was lost:
+                        // each chunk sits at a later place of the expected output than the one
+                        // before (found through the number of its first whole line).
+                        let expected: String = (0..mb * 1024).map(line).collect();
+                        let mut at = 0;
+                        for chunk in &partial.logs.stdout {
+                            let Some(nl) = chunk.find('\n') else { continue };
+                            let Some(n) = chunk
+                                .get(nl + 1..nl + 9)
+                                .and_then(|d| d.parse::<usize>().ok())
+                            else {
+                                continue;
+                            };
+                            let start = (n * 1024)
+                                .checked_sub(nl + 1)
+                                .expect("a chunk before the output");
+                            assert!(start >= at, "{mb} MB: a chunk arrived out of order");
+                            assert_eq!(
+                                expected.get(start..start + chunk.len()),
+                                Some(chunk.as_str()),
+                                "{mb} MB: a chunk differs from the output"
+                            );
+                            at = start + chunk.len();
+                        }
                         println!(
                             "{mb} MB: OutputLost ({missing:?} missing) after {took:?}, {} bytes arrived",
-                            got.len()
+                            partial.logs.stdout.iter().map(String::len).sum::<usize>()
                         );
                     }
                     Err(e) => panic!("{mb} MB: {e:?}"),
                 }
             }
             drop(chaos);
-            done.store(true, std::sync::atomic::Ordering::Relaxed);
+            drop(stop);
             sampler.join().unwrap()
         });
         let growth = peak.saturating_sub(baseline);

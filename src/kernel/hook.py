@@ -2,8 +2,9 @@
 #
 # jupyter_server replays what it buffered while a client was away, but the message it wrote
 # into the dying socket is gone, and nothing in the Jupyter protocol numbers messages. This hook
-# numbers every message the kernel sends for an execute_request (metadata "e2b_seq": 1, 2, ...,
-# including execute_reply) and keeps a bounded ring of recent ones, so the client sees a gap in
+# numbers the messages the kernel sends for an execute_request that the client needs (output,
+# execute_reply and the final idle; metadata "e2b_seq": 1, 2, ...) and keeps a bounded ring of
+# recent ones, so the client sees a gap in
 # the numbers and can fetch what is missing with replay(), in chunks. Replay requests and the
 # client's probes (msg_id prefix "e2b-replay-") are neither numbered nor kept.
 #
@@ -28,10 +29,18 @@ def _install():
     # Up to 1 MiB of UTF-8 per stream message.
     split_chars = 256 << 10
     totals = {"bytes": 0}
+    # What is numbered: what carries output, and the reply and idle that end an execution.
+    # A lost `busy` or `execute_input` carries nothing the client needs, so it is not
+    # numbered: its loss is no gap, and a ring that dropped it is no lost output.
     numbered = frozenset((
-        "status", "stream", "display_data", "execute_result", "error", "execute_input",
-        "clear_output", "update_display_data", "execute_reply",
+        "stream", "display_data", "execute_result", "error", "clear_output",
+        "update_display_data", "execute_reply",
     ))
+
+    def _counts(kind, body):
+        if kind == "status":
+            return isinstance(body, dict) and body.get("execution_state") == "idle"
+        return kind in numbered
     original = session.send
 
     class _Record:
@@ -105,14 +114,15 @@ def _install():
         pid = None
         try:
             if msg_or_type.__class__ is str:
-                if msg_or_type in numbered and parent:
+                if parent and _counts(msg_or_type, content):
                     ph = parent.get("header", parent)
                     if ph.get("msg_type") == "execute_request":
                         pid = ph.get("msg_id")
             elif isinstance(msg_or_type, dict):
                 kind = msg_or_type.get("header", {}).get("msg_type")
                 ph = msg_or_type.get("parent_header") or {}
-                if kind in numbered and ph.get("msg_type") == "execute_request":
+                if (_counts(kind, msg_or_type.get("content"))
+                        and ph.get("msg_type") == "execute_request"):
                     pid = ph.get("msg_id")
         except Exception:
             pid = None
