@@ -78,6 +78,8 @@ pub(crate) struct Driver {
     /// The msg_ids of those renewed copies: their messages count as the request's own.
     copies: Vec<String>,
     reconnected: bool,
+    /// The last reconnect acted on (see [`Delivery::Reconnected`]).
+    reconnect_epoch: u64,
     replied: bool,
     idle: bool,
     /// The server dropped some of this execution's output (its IOPub rate limit).
@@ -114,6 +116,7 @@ impl Driver {
             resend_on_reconnect: false,
             copies: Vec::new(),
             reconnected: false,
+            reconnect_epoch: 0,
             replied: false,
             idle: false,
             rate_limited: false,
@@ -236,8 +239,12 @@ impl Driver {
     fn on_delivery(&mut self, delivery: Delivery) -> Result<Vec<Incoming>, Stop> {
         let m = match delivery {
             Delivery::Message(m) => m,
-            Delivery::Reconnected => {
-                self.on_reconnected();
+            Delivery::Reconnected { epoch } => {
+                // One per pending request of this driver: act on the first only.
+                if epoch > self.reconnect_epoch {
+                    self.reconnect_epoch = epoch;
+                    self.on_reconnected();
+                }
                 return Ok(Vec::new());
             }
             Delivery::Failed(f) => return Err(Stop::Failed(f)),

@@ -13,8 +13,13 @@ use crate::jupyter::wire::Incoming;
 pub(crate) enum Delivery {
     Message(Incoming),
     /// The websocket was re-established while the request was pending: anything the server
-    /// wrote into the old socket may be lost, so the waiter should check for gaps.
-    Reconnected,
+    /// wrote into the old socket may be lost, so the waiter should check for gaps. Every
+    /// pending request of a waiter gets one, so a waiter with several requests (an execution,
+    /// its replay and probes) acts once per reconnect: `epoch` counts the connection's
+    /// reconnects.
+    Reconnected {
+        epoch: u64,
+    },
     Failed(Failure),
 }
 

@@ -113,7 +113,7 @@ fn expect_failure(rx: &crossbeam_channel::Receiver<Delivery>) -> Failure {
     loop {
         match next(rx) {
             Delivery::Failed(f) => return f,
-            Delivery::Message(_) | Delivery::Reconnected => {}
+            Delivery::Message(_) | Delivery::Reconnected { .. } => {}
         }
     }
 }

@@ -119,9 +119,9 @@ impl Routes {
     }
 
     /// Tells every pending request that the connection was re-established.
-    pub(crate) fn notify_reconnected(&self) {
+    pub(crate) fn notify_reconnected(&self, epoch: u64) {
         for route in self.routes.values() {
-            let _ = route.tx.send(Delivery::Reconnected);
+            let _ = route.tx.send(Delivery::Reconnected { epoch });
             route.waiter.unpark();
         }
     }

@@ -124,6 +124,8 @@ pub(crate) struct Worker {
     pub(crate) last_rx: Instant,
     pub(crate) ping_sent: Option<Instant>,
     pub(crate) outage: Option<Outage>,
+    /// Reconnects so far, handed to waiters with each [`Delivery::Reconnected`].
+    pub(crate) reconnects: u64,
 }
 
 /// Book-keeping for one period of being disconnected.
@@ -159,6 +161,7 @@ impl Worker {
             last_rx: Instant::now(),
             ping_sent: None,
             outage: None,
+            reconnects: 0,
         }
     }
 
@@ -545,7 +548,8 @@ impl Worker {
                     "kernel {}: reconnected after {attempt} attempt(s) in {took:?}",
                     self.target.kernel_id
                 );
-                self.routes.notify_reconnected();
+                self.reconnects += 1;
+                self.routes.notify_reconnected(self.reconnects);
                 while let Some((msg, broken_writes)) = self.queued.pop_front() {
                     if !self.send_or_queue(msg, broken_writes) {
                         return;

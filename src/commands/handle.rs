@@ -1,14 +1,17 @@
-//! `sandbox.commands()`: shell commands in the sandbox, run to completion or spawned. See
-//! [`Commands`] for how they run and why.
+//! A running command: the wait for its output and exit, the kill, and the handle a caller
+//! keeps ([`CommandHandle`]).
 
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 use serde_json::{Value, json};
 
+use super::runner::{COMMAND_MIME, command_cell};
+use super::{
+    BACKSTOP, Callback, CommandBuilder, CommandOutput, CommandResult, REINTERRUPT, SETTLE,
+};
 use crate::error::{Error, TimeoutPhase};
 use crate::exec::driver::{Driver, Stop};
 use crate::exec::models::Execution;
@@ -17,350 +20,6 @@ use crate::jupyter::rest;
 use crate::jupyter::wire::{Incoming, Outgoing};
 use crate::kernel::Kernel;
 use crate::sandbox::Sandbox;
-
-/// The cell-side runner (see [`Commands`]).
-const RUNNER: &str = include_str!("commands.py");
-/// MIME type of the runner's start, exit and error records.
-const COMMAND_MIME: &str = "application/x-e2b-command+json";
-/// Default timeout of a command, as in E2B.
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long after the command's own timeout the client stops trusting the sandbox side.
-const BACKSTOP: Duration = Duration::from_secs(10);
-/// How long to wait for the kernel to report after an interrupt.
-const SETTLE: Duration = Duration::from_secs(5);
-/// How often an interrupt is repeated while a kill is pending.
-const REINTERRUPT: Duration = Duration::from_secs(1);
-/// Idle system kernels kept for the next command.
-const MAX_IDLE: usize = 2;
-
-type Callback<'a> = Box<dyn FnMut(&str) + Send + 'a>;
-
-/// What a finished command produced.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-#[non_exhaustive]
-#[must_use = "a non-zero exit code is data; use `.check()` to turn it into an Err"]
-pub struct CommandResult {
-    /// Everything written to stdout (invalid UTF-8 replaced by U+FFFD).
-    pub stdout: String,
-    /// Everything written to stderr (invalid UTF-8 replaced by U+FFFD).
-    pub stderr: String,
-    /// The exit code; negative when a signal ended the process (`-9` after a kill).
-    pub exit_code: i32,
-}
-
-impl CommandResult {
-    /// True when the exit code is 0.
-    pub fn success(&self) -> bool {
-        self.exit_code == 0
-    }
-
-    /// `Ok(self)` when the exit code is 0, else [`Error::CommandFailed`] with the output.
-    pub fn check(self) -> Result<CommandResult, Error> {
-        if self.success() {
-            Ok(self)
-        } else {
-            Err(Error::CommandFailed {
-                exit_code: self.exit_code,
-                stdout: self.stdout,
-                stderr: self.stderr,
-            })
-        }
-    }
-}
-
-/// One piece of a running command's output, as yielded by [`CommandHandle::output`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum CommandOutput {
-    /// Text the command wrote to stdout.
-    Stdout(String),
-    /// Text the command wrote to stderr.
-    Stderr(String),
-}
-
-impl CommandOutput {
-    /// The text, whichever stream it came from.
-    pub fn text(&self) -> &str {
-        match self {
-            CommandOutput::Stdout(s) | CommandOutput::Stderr(s) => s,
-        }
-    }
-
-    /// True for stderr.
-    pub fn is_stderr(&self) -> bool {
-        matches!(self, CommandOutput::Stderr(_))
-    }
-}
-
-/// Shell commands in the sandbox. Get one with [`Sandbox::commands`].
-///
-/// # How a command runs
-///
-/// Each command runs in a private Python kernel of the sandbox (a *system* kernel, started on
-/// first use and never listed as a context), as one cell that starts
-/// `/bin/bash -c <cmd>` with `subprocess.Popen(start_new_session=True)` and pipes, reads stdout
-/// and stderr with `selectors`, and writes what it reads to the cell's own `sys.stdout` and
-/// `sys.stderr` (decoded as UTF-8 with `errors="replace"`). Its start (pid) and its end (exit
-/// code) are published as display data of a private MIME type. Consequences:
-///
-/// - **stdout and stderr stay apart**: they arrive as separate `stream` messages.
-/// - **Output survives connection cuts like `run_code` output**: it travels over the kernel
-///   websocket, so it is buffered and replayed by the server on reconnect, numbered by the
-///   kernel hook, and gaps are filled from the hook's ring (the same recovery as `run_code`).
-/// - **The timeout is enforced in the sandbox**: the cell kills the process group when it
-///   expires, even if the client is gone. The client keeps a later deadline of its own as a
-///   backstop and interrupts the kernel if the sandbox side never reports.
-/// - **Killing** interrupts that kernel (`POST /api/kernels/{id}/interrupt`); the cell turns
-///   the `KeyboardInterrupt` into `killpg(SIGKILL)`. The command's own process group is a new
-///   session, so the interrupt itself never reaches the command.
-/// - **It works on every backend that runs kernels**, Jupyter Kernel Gateway included.
-/// - **Concurrency**: a kernel runs one cell at a time, so each running command holds a kernel
-///   of a small pool; finished commands return theirs (two idle kernels are kept).
-///
-/// Why not the terminals API: a PTY merges stdout and stderr into one stream with ANSI noise
-/// and no exit code; terminado replays its last 1000 chunks to *every* client that reconnects,
-/// so a client cannot resume exactly where it was cut; and Jupyter Kernel Gateway has no
-/// terminals at all.
-///
-/// A non-zero exit code is data ([`CommandResult::exit_code`]), not an `Err`;
-/// [`CommandResult::check`] turns it into [`Error::CommandFailed`] when that is what you want.
-///
-/// ```no_run
-/// # let sbx = e2b_blocking::Sandbox::local()?;
-/// let out = sbx.commands().run("echo hi; echo oops >&2; exit 3")?;
-/// assert_eq!((out.stdout.as_str(), out.stderr.as_str(), out.exit_code), ("hi\n", "oops\n", 3));
-///
-/// let mut server = sbx
-///     .commands()
-///     .cmd("python3 -m http.server 8000")
-///     .cwd("site")
-///     .timeout(None)
-///     .spawn()?;
-/// // ... later
-/// server.kill()?;
-/// # Ok::<(), e2b_blocking::Error>(())
-/// ```
-#[derive(Debug, Clone)]
-pub struct Commands {
-    sandbox: Sandbox,
-}
-
-impl Commands {
-    pub(crate) fn new(sandbox: Sandbox) -> Self {
-        Commands { sandbox }
-    }
-
-    /// Runs a command with `/bin/bash -c` in the sandbox root and waits for it (60 s timeout).
-    /// A non-zero exit code is not an error; see [`CommandResult::check`].
-    pub fn run(&self, cmd: impl Into<String>) -> Result<CommandResult, Error> {
-        self.cmd(cmd).run()
-    }
-
-    /// Starts a command and returns a handle to stream, wait for, or kill it (60 s timeout).
-    pub fn spawn(&self, cmd: impl Into<String>) -> Result<CommandHandle, Error> {
-        self.cmd(cmd).spawn()
-    }
-
-    /// Describes a command with options (cwd, env vars, timeout, output callbacks); finish
-    /// with [`CommandBuilder::run`] or [`CommandBuilder::spawn`].
-    pub fn cmd<'a>(&self, cmd: impl Into<String>) -> CommandBuilder<'a> {
-        CommandBuilder {
-            sandbox: self.sandbox.clone(),
-            cmd: cmd.into(),
-            cwd: None,
-            envs: Vec::new(),
-            timeout: Some(DEFAULT_TIMEOUT),
-            on_stdout: None,
-            on_stderr: None,
-        }
-    }
-}
-
-/// Options of one command.
-///
-/// Callbacks may borrow from the caller for [`CommandBuilder::run`], which waits; a command
-/// that outlives the call ([`CommandBuilder::spawn`]) needs `'static` callbacks.
-#[must_use = "nothing runs until .run() or .spawn() is called"]
-pub struct CommandBuilder<'a> {
-    sandbox: Sandbox,
-    cmd: String,
-    cwd: Option<String>,
-    envs: Vec<(String, String)>,
-    timeout: Option<Duration>,
-    on_stdout: Option<Callback<'a>>,
-    on_stderr: Option<Callback<'a>>,
-}
-
-impl std::fmt::Debug for CommandBuilder<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let env_names: Vec<&str> = self.envs.iter().map(|(k, _)| k.as_str()).collect();
-        f.debug_struct("CommandBuilder")
-            .field("cmd", &self.cmd)
-            .field("cwd", &self.cwd)
-            .field("envs", &env_names)
-            .field("timeout", &self.timeout)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<'a> CommandBuilder<'a> {
-    /// Working directory: relative to the sandbox root, or absolute (commands can reach the
-    /// whole machine). Defaults to the sandbox root.
-    pub fn cwd(mut self, cwd: impl Into<String>) -> Self {
-        self.cwd = Some(cwd.into());
-        self
-    }
-
-    /// One environment variable for this command, on top of the sandbox's own.
-    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.envs.push((key.into(), value.into()));
-        self
-    }
-
-    /// Environment variables for this command, on top of the sandbox's own.
-    pub fn envs<I, K, V>(mut self, envs: I) -> Self
-    where
-        I: IntoIterator<Item = (K, V)>,
-        K: Into<String>,
-        V: Into<String>,
-    {
-        self.envs
-            .extend(envs.into_iter().map(|(k, v)| (k.into(), v.into())));
-        self
-    }
-
-    /// How long the command may run; then its process group is killed and waiting for it
-    /// gives [`Error::Timeout`] with [`TimeoutPhase::Command`]. `None` lets it run for as long
-    /// as it likes. Defaults to 60 s, for spawned commands too.
-    pub fn timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
-        self.timeout = timeout.into();
-        self
-    }
-
-    /// Called with each piece of stdout as it arrives, on the thread that waits.
-    pub fn on_stdout(mut self, f: impl FnMut(&str) + Send + 'a) -> Self {
-        self.on_stdout = Some(Box::new(f));
-        self
-    }
-
-    /// Called with each piece of stderr as it arrives, on the thread that waits.
-    pub fn on_stderr(mut self, f: impl FnMut(&str) + Send + 'a) -> Self {
-        self.on_stderr = Some(Box::new(f));
-        self
-    }
-
-    /// Runs the command and waits for it to end.
-    ///
-    /// # Errors
-    ///
-    /// What kept it from starting ([`Error::FileNotFound`] for a missing cwd,
-    /// [`Error::InvalidArgument`] for a NUL byte, ...) or ended it other than its own exit
-    /// (see [`CommandHandle::wait`]). A non-zero exit code is not an error.
-    pub fn run(self) -> Result<CommandResult, Error> {
-        self.start()?.wait()
-    }
-
-    /// Starts the command; returns once it is running (its pid is known).
-    fn start(self) -> Result<Running<'a>, Error> {
-        if self.cmd.contains('\0') {
-            return Err(Error::InvalidArgument("command contains a NUL byte".into()));
-        }
-        for (k, v) in &self.envs {
-            if k.is_empty() || k.contains(['=', '\0']) || v.contains('\0') {
-                return Err(Error::InvalidArgument(format!(
-                    "invalid environment variable name or value: {k:?}"
-                )));
-            }
-        }
-        if self.cwd.as_deref().is_some_and(|c| c.contains('\0')) {
-            return Err(Error::InvalidArgument("cwd contains a NUL byte".into()));
-        }
-        let sandbox = &self.sandbox;
-        let pool = sandbox.system_kernels();
-        let kernel = pool.acquire(sandbox)?;
-        if let Err(e) = sandbox.ensure_prepared(&kernel) {
-            pool.release(sandbox, kernel, false);
-            return Err(e);
-        }
-        let envs: serde_json::Map<String, Value> = self
-            .envs
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-            .collect();
-        let spec = json!({
-            "cmd": self.cmd,
-            "cwd": self.cwd,
-            "envs": envs,
-            "timeout": self.timeout.map(|t| t.as_secs_f64()),
-        });
-        let code = command_cell(&spec);
-        let mut request = Outgoing::execute(kernel.conn.session_id(), &code, false);
-        request.content["store_history"] = Value::Bool(false);
-        let msg_id = request.msg_id.clone();
-        let kernel_id = kernel.id.clone();
-        let driver = match Driver::send(kernel.clone(), request) {
-            Ok(d) => d,
-            Err(e) => {
-                pool.release(sandbox, kernel, false);
-                return Err(e);
-            }
-        };
-        log::debug!("command {msg_id} on kernel {kernel_id}: {:?}", self.cmd);
-        let mut handle = Running {
-            sandbox: sandbox.clone(),
-            driver: Some(driver),
-            msg_id,
-            pid: None,
-            exit: None,
-            start_error: None,
-            python_error: None,
-            stdout: String::new(),
-            stderr: String::new(),
-            timeout: self.timeout,
-            backstop: self.timeout.map(|t| Instant::now() + t + BACKSTOP),
-            settle_until: None,
-            kill_requested: false,
-            client_timed_out: false,
-            panicked: None,
-            ending: None,
-            on_stdout: self.on_stdout,
-            on_stderr: self.on_stderr,
-            queue: VecDeque::new(),
-            queueing: false,
-            starting: true,
-            killing: false,
-        };
-        let started_by = Instant::now() + sandbox.config().timeouts.request;
-        while handle.pid.is_none() && handle.ending.is_none() {
-            handle.pump(Some(started_by));
-            if handle.pid.is_none() && handle.ending.is_none() && Instant::now() >= started_by {
-                // Dropping the handle kills whatever did start.
-                handle.starting = false;
-                return Err(Error::Timeout {
-                    phase: TimeoutPhase::KernelReply,
-                    after: sandbox.config().timeouts.request,
-                });
-            }
-        }
-        handle.starting = false;
-        if let Some(Ending::Failed(e)) = &handle.ending {
-            return Err(e.to_error(&handle.stdout, &handle.stderr));
-        }
-        Ok(handle)
-    }
-}
-
-impl CommandBuilder<'static> {
-    /// Starts the command; returns once it is running (its pid is known), or with the error
-    /// that kept it from starting. The command keeps running while the handle lives.
-    ///
-    /// # Errors
-    ///
-    /// As for [`CommandBuilder::run`], for starting.
-    pub fn spawn(self) -> Result<CommandHandle, Error> {
-        self.start().map(CommandHandle)
-    }
-}
 
 /// Why a command ended, kept so that every `wait` can rebuild the same outcome.
 #[derive(Debug)]
@@ -438,7 +97,7 @@ impl Ending {
 /// can be waited on, or killed, from another thread.
 ///
 /// Dropping a handle whose command still runs kills the command.
-pub struct CommandHandle(Running<'static>);
+pub struct CommandHandle(pub(super) Running<'static>);
 
 impl std::fmt::Debug for CommandHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -475,7 +134,7 @@ impl CommandHandle {
     /// # Errors
     ///
     /// What ended the command other than its own exit: [`Error::Timeout`] with
-    /// [`TimeoutPhase::Command`], a lost connection or sandbox, [`Error::OutputLost`], a
+    /// [`TimeoutPhase::Command`](crate::TimeoutPhase::Command), a lost connection or sandbox, [`Error::OutputLost`], a
     /// callback that panicked ([`Error::CallbackPanicked`]). A non-zero exit code is not one.
     pub fn wait(&mut self) -> Result<CommandResult, Error> {
         self.0.wait()
@@ -524,7 +183,7 @@ impl CommandHandle {
 
 /// A command and the wait for it: what [`CommandHandle`] wraps, and what
 /// [`CommandBuilder::run`] waits on directly with callbacks that borrow.
-struct Running<'a> {
+pub(super) struct Running<'a> {
     sandbox: Sandbox,
     /// The cell's execution on a system kernel, until the kernel goes back to the pool.
     driver: Option<Driver>,
@@ -563,7 +222,7 @@ impl std::fmt::Debug for Running<'_> {
 }
 
 impl<'a> Running<'a> {
-    fn wait(&mut self) -> Result<CommandResult, Error> {
+    pub(super) fn wait(&mut self) -> Result<CommandResult, Error> {
         self.pump(None);
         self.outcome()
             .unwrap_or_else(|| Err(Error::protocol("command wait ended without an outcome")))
@@ -921,132 +580,93 @@ impl Drop for OutputIter<'_> {
     }
 }
 
-/// The cell that runs one command. The runner is installed as a module on first use in a
-/// kernel (again after a restart); its source travels as one string literal, which IPython's
-/// input transformers pass over cheaply, and is compiled only when it is missing.
-fn command_cell(spec: &Value) -> String {
-    let source = Value::String(RUNNER.to_string());
-    let spec = Value::String(spec.to_string());
-    format!(
-        "import sys as __e2b_sys\n\
-         if '__e2b_command' not in __e2b_sys.modules:\n    \
-         exec({source}, {{'__name__': '__e2b_command_install'}})\n\
-         __e2b_sys.modules['__e2b_command'].run(__import__('json').loads({spec}))\n"
-    )
-}
-
-/// The sandbox's private kernels for commands: idle ones ready for the next command, and
-/// every one started, so closing the sandbox can shut them all down.
-#[derive(Debug, Default)]
-pub(crate) struct SystemKernels {
-    inner: Mutex<Pool>,
-}
-
-#[derive(Debug, Default)]
-struct Pool {
-    idle: Vec<Arc<Kernel>>,
-    all: Vec<Arc<Kernel>>,
-    closed: bool,
-}
-
-impl SystemKernels {
-    fn lock(&self) -> MutexGuard<'_, Pool> {
-        match self.inner.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
+impl<'a> Running<'a> {
+    /// Starts `b`'s command; returns once it is running (its pid is known).
+    pub(super) fn start(b: CommandBuilder<'a>) -> Result<Running<'a>, Error> {
+        if b.cmd.contains('\0') {
+            return Err(Error::InvalidArgument("command contains a NUL byte".into()));
         }
-    }
-
-    /// Every kernel, for the sandbox to close; later acquires fail with [`Error::Closed`].
-    pub(crate) fn drain(&self) -> Vec<Arc<Kernel>> {
-        let mut pool = self.lock();
-        pool.closed = true;
-        pool.idle.clear();
-        std::mem::take(&mut pool.all)
-    }
-
-    /// An idle kernel, or a new one.
-    pub(crate) fn acquire(&self, sandbox: &Sandbox) -> Result<Arc<Kernel>, Error> {
-        loop {
-            let mut pool = self.lock();
-            if pool.closed {
-                return Err(Error::Closed);
+        for (k, v) in &b.envs {
+            if k.is_empty() || k.contains(['=', '\0']) || v.contains('\0') {
+                return Err(Error::InvalidArgument(format!(
+                    "invalid environment variable name or value: {k:?}"
+                )));
             }
-            let Some(kernel) = pool.idle.pop() else { break };
-            if kernel.conn.failure().is_none() {
-                return Ok(kernel);
+        }
+        if b.cwd.as_deref().is_some_and(|c| c.contains('\0')) {
+            return Err(Error::InvalidArgument("cwd contains a NUL byte".into()));
+        }
+        let sandbox = &b.sandbox;
+        let pool = sandbox.system_kernels();
+        let kernel = pool.acquire(sandbox)?;
+        if let Err(e) = sandbox.ensure_prepared(&kernel) {
+            pool.release(sandbox, kernel, false);
+            return Err(e);
+        }
+        let envs: serde_json::Map<String, Value> = b
+            .envs
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
+        let spec = json!({
+            "cmd": b.cmd,
+            "cwd": b.cwd,
+            "envs": envs,
+            "timeout": b.timeout.map(|t| t.as_secs_f64()),
+        });
+        let code = command_cell(&spec);
+        let mut request = Outgoing::execute(kernel.conn.session_id(), &code, false);
+        request.content["store_history"] = Value::Bool(false);
+        let msg_id = request.msg_id.clone();
+        let kernel_id = kernel.id.clone();
+        let driver = match Driver::send(kernel.clone(), request) {
+            Ok(d) => d,
+            Err(e) => {
+                pool.release(sandbox, kernel, false);
+                return Err(e);
             }
-            pool.all.retain(|k| !Arc::ptr_eq(k, &kernel));
-            drop(pool);
-            retire(sandbox, &kernel);
-        }
-        let kernel = sandbox.start_system_kernel()?;
-        log::debug!("started system kernel {} for commands", kernel.id);
-        let mut pool = self.lock();
-        if pool.closed {
-            drop(pool);
-            retire(sandbox, &kernel);
-            return Err(Error::Closed);
-        }
-        pool.all.push(kernel.clone());
-        Ok(kernel)
-    }
-
-    /// Gives a kernel back: kept when `clean` and the pool has room, else shut down.
-    pub(crate) fn release(&self, sandbox: &Sandbox, kernel: Arc<Kernel>, clean: bool) {
-        let mut pool = self.lock();
-        if pool.closed {
-            return;
-        }
-        if clean && pool.idle.len() < MAX_IDLE && kernel.conn.failure().is_none() {
-            pool.idle.push(kernel);
-            return;
-        }
-        pool.all.retain(|k| !Arc::ptr_eq(k, &kernel));
-        drop(pool);
-        retire(sandbox, &kernel);
-    }
-}
-
-fn retire(sandbox: &Sandbox, kernel: &Kernel) {
-    log::debug!("shutting down system kernel {}", kernel.id);
-    let _ = kernel.conn.close(sandbox.config().timeouts.close);
-    if let Err(e) = rest::shutdown_kernel(sandbox.http(), &kernel.id) {
-        log::debug!("could not shut down system kernel {}: {e}", kernel.id);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn check_turns_failure_into_error() {
-        let ok = CommandResult {
-            stdout: "x".into(),
+        };
+        log::debug!("command {msg_id} on kernel {kernel_id}: {:?}", b.cmd);
+        let mut handle = Running {
+            sandbox: sandbox.clone(),
+            driver: Some(driver),
+            msg_id,
+            pid: None,
+            exit: None,
+            start_error: None,
+            python_error: None,
+            stdout: String::new(),
             stderr: String::new(),
-            exit_code: 0,
+            timeout: b.timeout,
+            backstop: b.timeout.map(|t| Instant::now() + t + BACKSTOP),
+            settle_until: None,
+            kill_requested: false,
+            client_timed_out: false,
+            panicked: None,
+            ending: None,
+            on_stdout: b.on_stdout,
+            on_stderr: b.on_stderr,
+            queue: VecDeque::new(),
+            queueing: false,
+            starting: true,
+            killing: false,
         };
-        assert!(ok.clone().check().is_ok());
-        let bad = CommandResult {
-            exit_code: 2,
-            stderr: "warning\nls: cannot access 'nope'\n".into(),
-            ..ok
-        };
-        let err = bad.check().unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "command exited with code 2: ls: cannot access 'nope'"
-        );
-        assert!(matches!(err, Error::CommandFailed { exit_code: 2, .. }));
-    }
-
-    #[test]
-    fn runner_source_is_embedded() {
-        assert!(RUNNER.contains("def _e2b_command(spec)"));
-        assert!(RUNNER.contains(COMMAND_MIME));
-        let cell = command_cell(&json!({"cmd": "echo 'hi'\n", "envs": {}}));
-        assert_eq!(cell.lines().count(), 4, "{cell}");
-        assert!(cell.contains(r#"\"cmd\":\"echo 'hi'\\n\""#), "{cell}");
+        let started_by = Instant::now() + sandbox.config().timeouts.request;
+        while handle.pid.is_none() && handle.ending.is_none() {
+            handle.pump(Some(started_by));
+            if handle.pid.is_none() && handle.ending.is_none() && Instant::now() >= started_by {
+                // Dropping the handle kills whatever did start.
+                handle.starting = false;
+                return Err(Error::Timeout {
+                    phase: TimeoutPhase::KernelReply,
+                    after: sandbox.config().timeouts.request,
+                });
+            }
+        }
+        handle.starting = false;
+        if let Some(Ending::Failed(e)) = &handle.ending {
+            return Err(e.to_error(&handle.stdout, &handle.stderr));
+        }
+        Ok(handle)
     }
 }

@@ -1,0 +1,299 @@
+//! `sandbox.commands()`: shell commands in the sandbox, run to completion or spawned. See
+//! [`Commands`] for how they run and why.
+
+mod handle;
+mod pool;
+mod runner;
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::error::Error;
+use crate::sandbox::Sandbox;
+
+use handle::Running;
+pub use handle::{CommandHandle, OutputIter};
+pub(crate) use pool::SystemKernels;
+
+/// Default timeout of a command, as in E2B.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long after the command's own timeout the client stops trusting the sandbox side.
+const BACKSTOP: Duration = Duration::from_secs(10);
+/// How long to wait for the kernel to report after an interrupt.
+const SETTLE: Duration = Duration::from_secs(5);
+/// How often an interrupt is repeated while a kill is pending.
+const REINTERRUPT: Duration = Duration::from_secs(1);
+/// Idle system kernels kept for the next command.
+const MAX_IDLE: usize = 2;
+
+type Callback<'a> = Box<dyn FnMut(&str) + Send + 'a>;
+
+/// What a finished command produced.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+#[must_use = "a non-zero exit code is data; use `.check()` to turn it into an Err"]
+pub struct CommandResult {
+    /// Everything written to stdout (invalid UTF-8 replaced by U+FFFD).
+    pub stdout: String,
+    /// Everything written to stderr (invalid UTF-8 replaced by U+FFFD).
+    pub stderr: String,
+    /// The exit code; negative when a signal ended the process (`-9` after a kill).
+    pub exit_code: i32,
+}
+
+impl CommandResult {
+    /// True when the exit code is 0.
+    pub fn success(&self) -> bool {
+        self.exit_code == 0
+    }
+
+    /// `Ok(self)` when the exit code is 0, else [`Error::CommandFailed`] with the output.
+    pub fn check(self) -> Result<CommandResult, Error> {
+        if self.success() {
+            Ok(self)
+        } else {
+            Err(Error::CommandFailed {
+                exit_code: self.exit_code,
+                stdout: self.stdout,
+                stderr: self.stderr,
+            })
+        }
+    }
+}
+
+/// One piece of a running command's output, as yielded by [`CommandHandle::output`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CommandOutput {
+    /// Text the command wrote to stdout.
+    Stdout(String),
+    /// Text the command wrote to stderr.
+    Stderr(String),
+}
+
+impl CommandOutput {
+    /// The text, whichever stream it came from.
+    pub fn text(&self) -> &str {
+        match self {
+            CommandOutput::Stdout(s) | CommandOutput::Stderr(s) => s,
+        }
+    }
+
+    /// True for stderr.
+    pub fn is_stderr(&self) -> bool {
+        matches!(self, CommandOutput::Stderr(_))
+    }
+}
+
+/// Shell commands in the sandbox. Get one with [`Sandbox::commands`].
+///
+/// # How a command runs
+///
+/// Each command runs in a private Python kernel of the sandbox (a *system* kernel, started on
+/// first use and never listed as a context), as one cell that starts
+/// `/bin/bash -c <cmd>` with `subprocess.Popen(start_new_session=True)` and pipes, reads stdout
+/// and stderr with `selectors`, and writes what it reads to the cell's own `sys.stdout` and
+/// `sys.stderr` (decoded as UTF-8 with `errors="replace"`). Its start (pid) and its end (exit
+/// code) are published as display data of a private MIME type. Consequences:
+///
+/// - **stdout and stderr stay apart**: they arrive as separate `stream` messages.
+/// - **Output survives connection cuts like `run_code` output**: it travels over the kernel
+///   websocket, so it is buffered and replayed by the server on reconnect, numbered by the
+///   kernel hook, and gaps are filled from the hook's ring (the same recovery as `run_code`).
+/// - **The timeout is enforced in the sandbox**: the cell kills the process group when it
+///   expires, even if the client is gone. The client keeps a later deadline of its own as a
+///   backstop and interrupts the kernel if the sandbox side never reports.
+/// - **Killing** interrupts that kernel (`POST /api/kernels/{id}/interrupt`); the cell turns
+///   the `KeyboardInterrupt` into `killpg(SIGKILL)`. The command's own process group is a new
+///   session, so the interrupt itself never reaches the command.
+/// - **It works on every backend that runs kernels**, Jupyter Kernel Gateway included.
+/// - **Concurrency**: a kernel runs one cell at a time, so each running command holds a kernel
+///   of a small pool; finished commands return theirs (two idle kernels are kept).
+///
+/// Why not the terminals API: a PTY merges stdout and stderr into one stream with ANSI noise
+/// and no exit code; terminado replays its last 1000 chunks to *every* client that reconnects,
+/// so a client cannot resume exactly where it was cut; and Jupyter Kernel Gateway has no
+/// terminals at all.
+///
+/// A non-zero exit code is data ([`CommandResult::exit_code`]), not an `Err`;
+/// [`CommandResult::check`] turns it into [`Error::CommandFailed`] when that is what you want.
+///
+/// ```no_run
+/// # let sbx = e2b_blocking::Sandbox::local()?;
+/// let out = sbx.commands().run("echo hi; echo oops >&2; exit 3")?;
+/// assert_eq!((out.stdout.as_str(), out.stderr.as_str(), out.exit_code), ("hi\n", "oops\n", 3));
+///
+/// let mut server = sbx
+///     .commands()
+///     .cmd("python3 -m http.server 8000")
+///     .cwd("site")
+///     .timeout(None)
+///     .spawn()?;
+/// // ... later
+/// server.kill()?;
+/// # Ok::<(), e2b_blocking::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Commands {
+    sandbox: Sandbox,
+}
+
+impl Commands {
+    pub(crate) fn new(sandbox: Sandbox) -> Self {
+        Commands { sandbox }
+    }
+
+    /// Runs a command with `/bin/bash -c` in the sandbox root and waits for it (60 s timeout).
+    /// A non-zero exit code is not an error; see [`CommandResult::check`].
+    pub fn run(&self, cmd: impl Into<String>) -> Result<CommandResult, Error> {
+        self.cmd(cmd).run()
+    }
+
+    /// Starts a command and returns a handle to stream, wait for, or kill it (60 s timeout).
+    pub fn spawn(&self, cmd: impl Into<String>) -> Result<CommandHandle, Error> {
+        self.cmd(cmd).spawn()
+    }
+
+    /// Describes a command with options (cwd, env vars, timeout, output callbacks); finish
+    /// with [`CommandBuilder::run`] or [`CommandBuilder::spawn`].
+    pub fn cmd<'a>(&self, cmd: impl Into<String>) -> CommandBuilder<'a> {
+        CommandBuilder {
+            sandbox: self.sandbox.clone(),
+            cmd: cmd.into(),
+            cwd: None,
+            envs: Vec::new(),
+            timeout: Some(DEFAULT_TIMEOUT),
+            on_stdout: None,
+            on_stderr: None,
+        }
+    }
+}
+
+/// Options of one command.
+///
+/// Callbacks may borrow from the caller for [`CommandBuilder::run`], which waits; a command
+/// that outlives the call ([`CommandBuilder::spawn`]) needs `'static` callbacks.
+#[must_use = "nothing runs until .run() or .spawn() is called"]
+pub struct CommandBuilder<'a> {
+    sandbox: Sandbox,
+    cmd: String,
+    cwd: Option<String>,
+    envs: Vec<(String, String)>,
+    timeout: Option<Duration>,
+    on_stdout: Option<Callback<'a>>,
+    on_stderr: Option<Callback<'a>>,
+}
+
+impl std::fmt::Debug for CommandBuilder<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let env_names: Vec<&str> = self.envs.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("CommandBuilder")
+            .field("cmd", &self.cmd)
+            .field("cwd", &self.cwd)
+            .field("envs", &env_names)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> CommandBuilder<'a> {
+    /// Working directory: relative to the sandbox root, or absolute (commands can reach the
+    /// whole machine). Defaults to the sandbox root.
+    pub fn cwd(mut self, cwd: impl Into<String>) -> Self {
+        self.cwd = Some(cwd.into());
+        self
+    }
+
+    /// One environment variable for this command, on top of the sandbox's own.
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.envs.push((key.into(), value.into()));
+        self
+    }
+
+    /// Environment variables for this command, on top of the sandbox's own.
+    pub fn envs<I, K, V>(mut self, envs: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        self.envs
+            .extend(envs.into_iter().map(|(k, v)| (k.into(), v.into())));
+        self
+    }
+
+    /// How long the command may run; then its process group is killed and waiting for it
+    /// gives [`Error::Timeout`] with [`TimeoutPhase::Command`](crate::TimeoutPhase::Command). `None` lets it run for as long
+    /// as it likes. Defaults to 60 s, for spawned commands too.
+    pub fn timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.timeout = timeout.into();
+        self
+    }
+
+    /// Called with each piece of stdout as it arrives, on the thread that waits.
+    pub fn on_stdout(mut self, f: impl FnMut(&str) + Send + 'a) -> Self {
+        self.on_stdout = Some(Box::new(f));
+        self
+    }
+
+    /// Called with each piece of stderr as it arrives, on the thread that waits.
+    pub fn on_stderr(mut self, f: impl FnMut(&str) + Send + 'a) -> Self {
+        self.on_stderr = Some(Box::new(f));
+        self
+    }
+
+    /// Runs the command and waits for it to end.
+    ///
+    /// # Errors
+    ///
+    /// What kept it from starting ([`Error::FileNotFound`] for a missing cwd,
+    /// [`Error::InvalidArgument`] for a NUL byte, ...) or ended it other than its own exit
+    /// (see [`CommandHandle::wait`]). A non-zero exit code is not an error.
+    pub fn run(self) -> Result<CommandResult, Error> {
+        self.start()?.wait()
+    }
+
+    /// Starts the command; returns once it is running (its pid is known).
+    fn start(self) -> Result<Running<'a>, Error> {
+        Running::start(self)
+    }
+}
+
+impl CommandBuilder<'static> {
+    /// Starts the command; returns once it is running (its pid is known), or with the error
+    /// that kept it from starting. The command keeps running while the handle lives.
+    ///
+    /// # Errors
+    ///
+    /// As for [`CommandBuilder::run`], for starting.
+    pub fn spawn(self) -> Result<CommandHandle, Error> {
+        self.start().map(CommandHandle)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_turns_failure_into_error() {
+        let ok = CommandResult {
+            stdout: "x".into(),
+            stderr: String::new(),
+            exit_code: 0,
+        };
+        assert!(ok.clone().check().is_ok());
+        let bad = CommandResult {
+            exit_code: 2,
+            stderr: "warning\nls: cannot access 'nope'\n".into(),
+            ..ok
+        };
+        let err = bad.check().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "command exited with code 2: ls: cannot access 'nope'"
+        );
+        assert!(matches!(err, Error::CommandFailed { exit_code: 2, .. }));
+    }
+}

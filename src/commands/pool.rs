@@ -1,0 +1,90 @@
+//! The sandbox's private kernels that run commands, apart from user contexts.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::MAX_IDLE;
+use crate::error::Error;
+use crate::jupyter::rest;
+use crate::kernel::Kernel;
+use crate::sandbox::Sandbox;
+
+/// The sandbox's private kernels for commands: idle ones ready for the next command, and
+/// every one started, so closing the sandbox can shut them all down.
+#[derive(Debug, Default)]
+pub(crate) struct SystemKernels {
+    inner: Mutex<Pool>,
+}
+
+#[derive(Debug, Default)]
+struct Pool {
+    idle: Vec<Arc<Kernel>>,
+    all: Vec<Arc<Kernel>>,
+    closed: bool,
+}
+
+impl SystemKernels {
+    fn lock(&self) -> MutexGuard<'_, Pool> {
+        match self.inner.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// Every kernel, for the sandbox to close; later acquires fail with [`Error::Closed`].
+    pub(crate) fn drain(&self) -> Vec<Arc<Kernel>> {
+        let mut pool = self.lock();
+        pool.closed = true;
+        pool.idle.clear();
+        std::mem::take(&mut pool.all)
+    }
+
+    /// An idle kernel, or a new one.
+    pub(crate) fn acquire(&self, sandbox: &Sandbox) -> Result<Arc<Kernel>, Error> {
+        loop {
+            let mut pool = self.lock();
+            if pool.closed {
+                return Err(Error::Closed);
+            }
+            let Some(kernel) = pool.idle.pop() else { break };
+            if kernel.conn.failure().is_none() {
+                return Ok(kernel);
+            }
+            pool.all.retain(|k| !Arc::ptr_eq(k, &kernel));
+            drop(pool);
+            retire(sandbox, &kernel);
+        }
+        let kernel = sandbox.start_system_kernel()?;
+        log::debug!("started system kernel {} for commands", kernel.id);
+        let mut pool = self.lock();
+        if pool.closed {
+            drop(pool);
+            retire(sandbox, &kernel);
+            return Err(Error::Closed);
+        }
+        pool.all.push(kernel.clone());
+        Ok(kernel)
+    }
+
+    /// Gives a kernel back: kept when `clean` and the pool has room, else shut down.
+    pub(crate) fn release(&self, sandbox: &Sandbox, kernel: Arc<Kernel>, clean: bool) {
+        let mut pool = self.lock();
+        if pool.closed {
+            return;
+        }
+        if clean && pool.idle.len() < MAX_IDLE && kernel.conn.failure().is_none() {
+            pool.idle.push(kernel);
+            return;
+        }
+        pool.all.retain(|k| !Arc::ptr_eq(k, &kernel));
+        drop(pool);
+        retire(sandbox, &kernel);
+    }
+}
+
+fn retire(sandbox: &Sandbox, kernel: &Kernel) {
+    log::debug!("shutting down system kernel {}", kernel.id);
+    let _ = kernel.conn.close(sandbox.config().timeouts.close);
+    if let Err(e) = rest::shutdown_kernel(sandbox.http(), &kernel.id) {
+        log::debug!("could not shut down system kernel {}: {e}", kernel.id);
+    }
+}
