@@ -287,6 +287,7 @@ impl Http {
             config.build(),
             endpoint.secret_headers(),
             endpoint.unix_socket(),
+            false,
         );
         Http {
             agent,

@@ -1,7 +1,8 @@
 //! The README promises that tokens never appear in logs. This binary installs its own logger
 //! (the global logger can be set once per process, hence a binary of its own) that keeps every
 //! record of every target at trace level, drives a local sandbox through REST, websocket,
-//! files and commands calls and a forced reconnect, and looks for the token in what was logged.
+//! files and commands calls and a forced reconnect, and an E2B sandbox whose control plane
+//! hands out access tokens, and looks for the tokens in what was logged.
 
 mod support;
 
@@ -41,6 +42,15 @@ impl log::Log for Capture {
 
 static LOGGER: Capture = Capture;
 
+/// Installs the capturing logger; the tests of this binary share it (and its records).
+fn capture_logs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        log::set_logger(&LOGGER).expect("the only logger of this binary");
+        log::set_max_level(log::LevelFilter::Trace);
+    });
+}
+
 /// Pieces of `secret` long enough to identify it: whole 12-character windows of it and of its
 /// hex encoding, so a hex dump that splits the token over rows is caught too.
 fn fingerprints(secret: &str) -> Vec<String> {
@@ -58,8 +68,7 @@ fn fingerprints(secret: &str) -> Vec<String> {
 
 #[test]
 fn no_log_record_carries_the_token_across_a_reconnect() {
-    log::set_logger(&LOGGER).expect("the only logger of this binary");
-    log::set_max_level(log::LevelFilter::Trace);
+    capture_logs();
     deadline(|| {
         let owner = support::local_tcp();
         let token = token_of(&owner);
@@ -91,28 +100,7 @@ fn no_log_record_carries_the_token_across_a_reconnect() {
         owner.close().unwrap();
 
         let records = RECORDS.lock().unwrap();
-        let prints = fingerprints(&token);
-        let leaks: Vec<&Record> = records
-            .iter()
-            .filter(|r| {
-                let flat: String = r.message.chars().filter(|c| !c.is_whitespace()).collect();
-                prints.iter().any(|p| flat.contains(p.as_str()))
-            })
-            .collect();
-        let mut targets: Vec<&str> = leaks.iter().map(|r| r.target.as_str()).collect();
-        targets.dedup();
-        assert!(
-            leaks.is_empty(),
-            "{} of {} records carry the token, from {targets:?}, e.g.:\n{}",
-            leaks.len(),
-            records.len(),
-            leaks
-                .iter()
-                .map(|r| format!("[{}] {}", r.target, r.message))
-                .take(5)
-                .collect::<Vec<_>>()
-                .join("\n")
-        );
+        assert_nothing_carries(&records, &token);
         // Not vacuous: the dependencies that see the secrets did log, the reconnect happened.
         for prefix in ["tungstenite", "ureq"] {
             assert!(
@@ -123,6 +111,92 @@ fn no_log_record_carries_the_token_across_a_reconnect() {
         assert!(
             records.iter().any(|r| r.message.contains("reconnected")),
             "no reconnect logged"
+        );
+    });
+}
+
+/// Records that carry a piece of `secret` (see [`fingerprints`]).
+fn carrying<'a>(records: &'a [Record], secret: &str) -> Vec<&'a Record> {
+    let prints = fingerprints(secret);
+    records
+        .iter()
+        .filter(|r| {
+            let flat: String = r.message.chars().filter(|c| !c.is_whitespace()).collect();
+            prints.iter().any(|p| flat.contains(p.as_str()))
+        })
+        .collect()
+}
+
+fn assert_nothing_carries(records: &[Record], secret: &str) {
+    let leaks = carrying(records, secret);
+    let mut targets: Vec<&str> = leaks.iter().map(|r| r.target.as_str()).collect();
+    targets.dedup();
+    assert!(
+        leaks.is_empty(),
+        "{} of {} records carry the secret, from {targets:?}, e.g.:\n{}",
+        leaks.len(),
+        records.len(),
+        leaks
+            .iter()
+            .map(|r| format!("[{}] {}", r.target, r.message))
+            .take(5)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+/// E2B's answers to creating and connecting to a sandbox carry its access tokens; ureq dumps
+/// every response it reads at trace level, and none of those dumps may show them.
+#[test]
+fn no_log_record_carries_the_e2b_access_tokens() {
+    use e2b_blocking::{E2bClient, E2bConfig, E2bOptions};
+    use support::e2b_plane::{assert_created_then_killed, control_plane_answering};
+    use support::python_server::PythonServer;
+
+    capture_logs();
+    deadline(|| {
+        // Random and nothing else (no word a header name could share), so a hit is a leak.
+        let envd = uuid::Uuid::new_v4().simple().to_string();
+        let traffic = uuid::Uuid::new_v4().simple().to_string();
+        let jupyter = PythonServer::tokenless_jupyter();
+        let (plane, seen) = control_plane_answering(serde_json::json!({
+            "envdAccessToken": envd, "trafficAccessToken": traffic,
+        }));
+        let config = E2bConfig::default()
+            .api_key("e2b_test")
+            .api_url(plane.http_url())
+            .sandbox_url(jupyter.url.clone());
+        let sbx = Sandbox::builder()
+            .e2b_with(&config, &E2bOptions::default())
+            .unwrap();
+        assert_eq!(sbx.run_code("6 * 7").unwrap().text(), Some("42"));
+        // Connecting answers with the tokens too, and the client must still read them.
+        let access = E2bClient::new(&config)
+            .unwrap()
+            .connect(sbx.sandbox_id(), Duration::from_secs(300))
+            .unwrap();
+        assert_eq!(
+            access.envd_access_token.as_ref().map(|t| t.expose_secret()),
+            Some(envd.as_str())
+        );
+        assert_eq!(
+            access
+                .traffic_access_token
+                .as_ref()
+                .map(|t| t.expose_secret()),
+            Some(traffic.as_str())
+        );
+        drop(sbx);
+        assert_created_then_killed(&seen);
+
+        let records = RECORDS.lock().unwrap();
+        for secret in [&envd, &traffic] {
+            assert_nothing_carries(&records, secret);
+        }
+        // Not vacuous: ureq dumped the answer to the create at trace level.
+        assert!(
+            !carrying(&records, "HTTP/1.1 201").is_empty(),
+            "ureq did not dump the answer to the create"
         );
     });
 }

@@ -2,13 +2,24 @@
 
 use std::sync::{Arc, Mutex};
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::scripted_ws::{HttpAnswer, Options, ScriptedWs};
 
 /// A control plane that creates `sbx-local` for the key `e2b_test` and records each request
 /// as "METHOD /target".
 pub fn control_plane() -> (ScriptedWs, Arc<Mutex<Vec<String>>>) {
+    control_plane_answering(json!({}))
+}
+
+/// [`control_plane`] whose answers to creating and connecting to `sbx-local` also carry the
+/// fields of `extra` (access tokens, say).
+pub fn control_plane_answering(extra: Value) -> (ScriptedWs, Arc<Mutex<Vec<String>>>) {
+    let mut access = json!({"sandboxID": "sbx-local", "templateID": "code-interpreter-v1",
+                            "clientID": "c", "envdVersion": "0.2.0"});
+    if let (Some(access), Some(extra)) = (access.as_object_mut(), extra.as_object()) {
+        access.extend(extra.clone());
+    }
     let seen: Arc<Mutex<Vec<String>>> = Arc::default();
     let log = seen.clone();
     let plane = ScriptedWs::start_with(
@@ -27,11 +38,8 @@ pub fn control_plane() -> (ScriptedWs, Arc<Mutex<Vec<String>>>) {
                 ));
             }
             match (req.method.as_str(), req.target.as_str()) {
-                ("POST", "/sandboxes") => Some(HttpAnswer::json(
-                    201,
-                    &json!({"sandboxID": "sbx-local", "templateID": "code-interpreter-v1",
-                            "clientID": "c", "envdVersion": "0.2.0"}),
-                )),
+                ("POST", "/sandboxes") => Some(HttpAnswer::json(201, &access)),
+                ("POST", "/sandboxes/sbx-local/connect") => Some(HttpAnswer::json(200, &access)),
                 ("DELETE", "/sandboxes/sbx-local") => Some(HttpAnswer::text(204, "")),
                 _ => None,
             }

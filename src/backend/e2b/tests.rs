@@ -528,3 +528,82 @@ fn jupyter_endpoint_uses_the_sandbox_domain() {
     let e = jupyter_endpoint(&E2bConfig::default().sandbox_url("ftp://x"), &bad);
     assert!(matches!(e, Err(Error::InvalidArgument(_))));
 }
+
+/// Reads one request head (and no body) from `stream`; the bytes read.
+fn read_head(stream: &mut TcpStream) -> Vec<u8> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => break,
+        }
+    }
+    head
+}
+
+/// The control plane's bodies reach ureq hidden (see crate::mask): a chunked answer written in
+/// small pieces, then a `Content-Length` one on the same kept-alive connection, both arrive
+/// whole and in order.
+#[test]
+fn hidden_bodies_arrive_whole_over_chunked_and_kept_alive_answers() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let create = String::from_utf8(read_head(&mut stream)).unwrap();
+        // The create's JSON body, whose length the head gives.
+        let len: usize = create
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        let mut body = vec![0; len];
+        stream.read_exact(&mut body).unwrap();
+        let (a, b) = CREATED.split_at(40);
+        let chunked = format!(
+            "HTTP/1.1 201 Created\r\nContent-Type: application/json\r\n\
+             Transfer-Encoding: chunked\r\n\r\n{:x}\r\n{a}\r\n{:x};x=y\r\n{b}\r\n0\r\n\r\n",
+            a.len(),
+            b.len()
+        );
+        for piece in chunked.as_bytes().chunks(7) {
+            stream.write_all(piece).unwrap();
+            stream.flush().unwrap();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let get = String::from_utf8(read_head(&mut stream)).unwrap();
+        let answer = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{INFO}",
+            INFO.len()
+        );
+        stream.write_all(answer.as_bytes()).unwrap();
+        (create, get)
+    });
+    let client = E2bClient::new(
+        &E2bConfig::default()
+            .api_key("e2b_0123")
+            .api_url(format!("http://{addr}"))
+            .request_timeout(Duration::from_secs(10)),
+    )
+    .unwrap();
+    let access = client.create(&E2bOptions::default()).unwrap();
+    assert_eq!(access.sandbox_id, "sbx1");
+    assert_eq!(
+        access.envd_access_token.as_ref().map(Secret::expose),
+        Some("envd-tok")
+    );
+    assert_eq!(
+        access.traffic_access_token.as_ref().map(Secret::expose),
+        Some("traffic-tok")
+    );
+    let info = client.get_info("sbx1").unwrap();
+    assert_eq!(info.sandbox_id, "sbx1");
+    let (create, get) = server.join().unwrap();
+    assert!(create.starts_with("POST /sandboxes "), "{create}");
+    assert!(create.contains("accept-encoding: identity\r\n"), "{create}");
+    assert!(get.starts_with("GET /sandboxes/sbx1 "), "{get}");
+}

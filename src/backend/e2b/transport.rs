@@ -87,14 +87,19 @@ impl Transport {
             .http_status_as_error(false)
             .timeout_connect(Some(connect_timeout))
             .timeout_global(Some(config.request_timeout))
-            .user_agent(concat!("e2b-blocking/", env!("CARGO_PKG_VERSION")));
+            .user_agent(concat!("e2b-blocking/", env!("CARGO_PKG_VERSION")))
+            // ureq reads bodies hidden (below) and could not decompress them.
+            .accept_encoding("identity");
         if let Some(tls) = crate::tls::TlsRoots::new(&config.tls_roots)?.ureq() {
             agent_config = agent_config.tls_config(tls);
         }
+        // Answers carry sandboxes' access tokens, which ureq would dump at trace level: it
+        // reads every body hidden, and send_once takes the real one from below it.
         let (agent, headers) = mask::agent(
             agent_config.build(),
             headers.iter().map(|(n, v)| (n.as_str(), v)),
             None,
+            true,
         );
         Ok(Transport {
             agent,
@@ -177,6 +182,7 @@ impl Transport {
         let url = format!("{}{}", self.base, path);
         let endpoint = describe(method, path);
         let started = Instant::now();
+        mask::forget_hidden_body();
         let result = match method {
             Method::Get | Method::Delete => {
                 let mut req = match method {
@@ -221,12 +227,20 @@ impl Transport {
             .map(Duration::from_secs);
         let next_token = header("x-next-token").filter(|v| !v.is_empty());
         let total_running = header("x-total-running").and_then(|v| v.parse::<u32>().ok());
-        let mut bytes = Vec::new();
+        let mut shown = Vec::new();
         resp.body_mut()
             .as_reader()
             .take(MAX_BODY)
-            .read_to_end(&mut bytes)
+            .read_to_end(&mut shown)
             .map_err(|e| self.transport_error(&endpoint, timeout, ureq::Error::Io(e)))?;
+        // ureq read as many `*` as the body has bytes; the transport kept the bytes.
+        let mut bytes = mask::take_hidden_body().unwrap_or_default();
+        if bytes.len() < shown.len() {
+            return Err(Error::protocol(format!(
+                "{endpoint}: the response body was lost on its way in"
+            )));
+        }
+        bytes.truncate(shown.len());
         log::trace!("e2b: {endpoint} -> {status} in {:?}", started.elapsed());
         Ok(ApiResponse {
             response: Response {
