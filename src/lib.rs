@@ -104,6 +104,9 @@
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations)]
 
+#[cfg(not(unix))]
+compile_error!("e2b-blocking supports Unix only today (Linux is tested, macOS builds)");
+
 mod backend;
 mod commands;
 mod config;

@@ -7,18 +7,23 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::config::ReconnectPolicy;
 use crate::error::{BoxError, Error};
 use crate::http::{Method, Response, describe, expired};
 use crate::mask::{self, MaskedHeaders};
+use crate::retry::Retry as Backoff;
 
 use super::config::E2bConfig;
 
 /// Largest control-plane response read into memory.
 const MAX_BODY: u64 = 32 * 1024 * 1024;
 
-/// Delay before the second attempt; doubled for each later one, up to [`MAX_DELAY`].
+/// Delay before the second attempt; doubled (jittered) for each later one, up to
+/// [`MAX_DELAY`].
 const FIRST_DELAY: Duration = Duration::from_millis(200);
 const MAX_DELAY: Duration = Duration::from_secs(2);
+/// A call without a budget is bounded by its attempts alone.
+const UNBOUNDED: Duration = Duration::from_secs(24 * 3600);
 
 /// Whether a call may be sent twice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,6 +144,14 @@ impl Transport {
             Retry::Idempotent => self.max_attempts,
             Retry::Once => 1,
         };
+        // The same jittered exponential backoff as kernel reconnects, with the control
+        // plane's own pace and, when there is one, the call's budget.
+        let policy = ReconnectPolicy::default()
+            .first_delay(FIRST_DELAY)
+            .max_delay(MAX_DELAY)
+            .max_attempts(attempts)
+            .max_elapsed(self.budget.unwrap_or(UNBOUNDED));
+        let mut backoff = Backoff::new(&policy);
         let mut attempt = 1;
         loop {
             let timeout = match self.budget {
@@ -150,15 +163,18 @@ impl Transport {
                 Ok(r) => matches!(r.response.status, 500 | 502 | 503 | 504),
                 Err(e) => matches!(e, Error::Transport { .. }),
             };
-            if !retryable || attempt >= attempts {
+            if !retryable {
                 return outcome;
             }
-            let delay = backoff(attempt);
-            if let Some(budget) = self.budget
-                && start.elapsed() + delay >= budget
-            {
+            // Out of attempts, or no time left for another within the budget: the last
+            // answer is the one to give.
+            let Some(next) = backoff
+                .failed()
+                .filter(|next| self.budget.is_none_or(|b| *next < start + b))
+            else {
                 return outcome;
-            }
+            };
+            let delay = next.saturating_duration_since(Instant::now());
             log::debug!(
                 "{} failed ({}), attempt {attempt} of {attempts}; retrying in {delay:?}",
                 describe(method, path),
@@ -266,31 +282,9 @@ impl Transport {
     }
 }
 
-/// Delay after failed attempt `attempt` (1-based): exponential, capped, with ±50 % jitter.
-fn backoff(attempt: u32) -> Duration {
-    let exp = FIRST_DELAY.saturating_mul(1u32 << (attempt - 1).min(16));
-    let capped = exp.min(MAX_DELAY);
-    // Uniform in [0.5, 1.5) from the random bits of a v4 UUID.
-    let bits = (uuid::Uuid::new_v4().as_u128() >> 64) as u64;
-    let unit = (bits >> 11) as f64 / (1u64 << 53) as f64;
-    capped.mul_f64(0.5 + unit)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_grows_is_capped_and_jittered() {
-        for _ in 0..100 {
-            let first = backoff(1);
-            assert!(first >= FIRST_DELAY / 2 && first < FIRST_DELAY * 3 / 2);
-            let late = backoff(30);
-            assert!(late >= MAX_DELAY / 2 && late < MAX_DELAY * 3 / 2);
-        }
-        let distinct: std::collections::HashSet<Duration> = (0..20).map(|_| backoff(2)).collect();
-        assert!(distinct.len() > 1, "no jitter");
-    }
 
     #[test]
     fn missing_key_is_refused_except_in_debug() {
