@@ -1,14 +1,12 @@
 //! The whole SDK, through `Sandbox::jupyter`, against a scripted server that answers the REST
 //! calls like jupyter_server and then sends what a real one never does on the websocket.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::scripted_ws::{HttpAnswer, Options, ScriptedWs, execute_ok, jupyter_reply};
+use crate::support::{deadline, init_logs};
 use e2b_blocking::{Error, Sandbox};
 use serde_json::json;
-use support::scripted_ws::{HttpAnswer, Options, ScriptedWs, execute_ok, jupyter_reply};
-use support::{deadline, init_logs};
 
 fn fake_jupyter() -> ScriptedWs {
     let options = Options::new()

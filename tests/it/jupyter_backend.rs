@@ -1,13 +1,11 @@
 //! The existing-server backend against a real jupyter_server and a real Jupyter Kernel Gateway.
 
-mod support;
-
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
+use crate::support::python_server::{PythonServer, venv_python};
+use crate::support::{deadline, init_logs, local_tcp, token_of};
 use e2b_blocking::{ContextOptions, Error, Sandbox, Secret, TimeoutPhase, Timeouts};
-use support::python_server::{PythonServer, venv_python};
-use support::{deadline, init_logs, local_tcp, token_of};
 
 fn kernel_ids(url: &str, token: &str) -> Vec<String> {
     let body = ureq::get(&format!("{url}/api/kernels"))
@@ -311,7 +309,7 @@ fn drives_an_enterprise_gateway() {
         assert!(matches!(err, Error::Authentication { .. }), "{err:?}");
 
         let addr = gw.url.trim_start_matches("http://").parse().unwrap();
-        let proxy = support::fault_proxy::FaultProxy::start(addr).unwrap();
+        let proxy = crate::support::fault_proxy::FaultProxy::start(addr).unwrap();
         let sbx = Sandbox::jupyter(&format!("http://{}", proxy.addr()), "eg-token").unwrap();
         let exec = sbx.code("print('via EG')\n2 ** 10").run().unwrap();
         assert_eq!(exec.text(), Some("1024"));
@@ -339,9 +337,9 @@ fn tls_with_a_private_ca() {
     deadline(|| {
         init_logs();
         let server = PythonServer::tokenless_jupyter();
-        let ca = support::tls_proxy::TestCa::new();
+        let ca = crate::support::tls_proxy::TestCa::new();
         let addr = server.url.trim_start_matches("http://").parse().unwrap();
-        let proxy = support::tls_proxy::TlsProxy::start(addr, &ca).unwrap();
+        let proxy = crate::support::tls_proxy::TlsProxy::start(addr, &ca).unwrap();
 
         let err = Sandbox::jupyter(&proxy.url(), "").unwrap_err();
         assert!(matches!(err, Error::Transport { .. }), "{err:?}");

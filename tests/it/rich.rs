@@ -1,9 +1,7 @@
 //! Rich results from real plotting and data libraries, installed into the local sandbox's venv.
 
-mod support;
-
+use crate::support::{deadline, init_logs};
 use e2b_blocking::{LocalOptions, Sandbox};
-use support::{deadline, init_logs};
 
 #[test]
 fn the_chart_example_makes_a_real_png_and_chart_data() {
@@ -12,7 +10,9 @@ fn the_chart_example_makes_a_real_png_and_chart_data() {
         let sbx = Sandbox::builder()
             .local_with(LocalOptions::new().packages(["matplotlib", "pandas"]))
             .unwrap();
-        let exec = sbx.run_code(include_str!("../examples/chart.py")).unwrap();
+        let exec = sbx
+            .run_code(include_str!("../../examples/chart.py"))
+            .unwrap();
         assert!(exec.error.is_none(), "{:?}", exec.error);
         let fig = exec
             .results

@@ -1,14 +1,12 @@
 //! Faults a real jupyter_server cannot produce by itself, injected by a proxy in between:
 //! half-open (stalled) links, refused reconnects, requests made while disconnected.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::{deadline, init_logs, local_tcp, through_proxy, through_proxy_with_framing};
 use e2b_blocking::{
     CloseReason, ConnectionState, Continuity, Error, Keepalive, ReconnectPolicy, Sandbox,
 };
-use support::{deadline, init_logs, local_tcp, through_proxy, through_proxy_with_framing};
 
 #[test]
 fn a_stalled_link_is_detected_by_ping_and_the_execution_completes_whole() {
@@ -243,11 +241,11 @@ fn a_silent_link_ends_within_the_reconnect_budget_and_close_returns_at_once() {
 /// server then holds exactly the kernels of the open sandboxes: no failed attempt left one.
 #[test]
 fn twenty_sandboxes_open_through_a_link_that_keeps_being_cut() {
-    support::within(Duration::from_secs(600), || {
+    crate::support::within(Duration::from_secs(600), || {
         init_logs();
         let owner = local_tcp();
-        let token = support::token_of(&owner);
-        let direct = format!("http://{}", support::server_addr(&owner));
+        let token = crate::support::token_of(&owner);
+        let direct = format!("http://{}", crate::support::server_addr(&owner));
         let kernel_ids = || -> std::collections::BTreeSet<String> {
             let body = ureq::get(&format!("{direct}/api/kernels"))
                 .header("Authorization", &format!("token {token}"))
@@ -264,8 +262,9 @@ fn twenty_sandboxes_open_through_a_link_that_keeps_being_cut() {
                 .collect()
         };
         let mut expected = kernel_ids();
-        let proxy = support::fault_proxy::FaultProxy::start(support::server_addr(&owner))
-            .expect("proxy starts");
+        let proxy =
+            crate::support::fault_proxy::FaultProxy::start(crate::support::server_addr(&owner))
+                .expect("proxy starts");
         let chaos = proxy.start_random_cuts(
             Duration::from_millis(100),
             Duration::from_millis(500),

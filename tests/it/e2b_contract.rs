@@ -6,17 +6,16 @@
 //! (generated from the spec) parsed into this crate's models. The mock runs on a copy of the
 //! spec whose request bodies forbid unknown fields, so a misspelt field name fails too.
 
-#[path = "support/prism.rs"]
+#[path = "../support/prism.rs"]
 mod prism;
-mod support;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
+use crate::support::{TEST_DEADLINE, within};
 use e2b_blocking::{E2bClient, E2bConfig, E2bOptions, Error, ListQuery, SandboxState};
 use prism::Prism;
-use support::{TEST_DEADLINE, within};
 
 /// The official spec, vendored with its provenance in `tests/spec/README.md`.
 fn spec() -> PathBuf {

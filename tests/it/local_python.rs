@@ -1,14 +1,12 @@
 //! The local sandbox's Python: the managed venv works as a venv (its console scripts run, and
 //! commands find them first on PATH, as on E2B), and a bad interpreter is reported as such.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use crate::support::{deadline, local};
 use e2b_blocking::{Error, LocalOptions, PYTHON_ENV, Sandbox};
-use support::{deadline, local};
 
 /// Written last by a venv build; its presence means the build finished.
 const MARKER: &str = ".e2b-blocking-complete";
@@ -173,7 +171,7 @@ fn a_package_pip_installed_by_a_command_is_importable_in_the_running_kernel() {
 #[test]
 fn an_interpreter_that_cannot_run_is_reported_as_such() {
     deadline(|| {
-        support::init_logs();
+        crate::support::init_logs();
         let err = Sandbox::builder()
             .local_with(LocalOptions::new().python("/nonexistent/python3"))
             .expect_err("there is no interpreter there");

@@ -1,14 +1,12 @@
 //! A dead server or kernel ends in-flight calls at once with a precise, typed error.
 
-mod support;
-
 use std::sync::mpsc;
 use std::time::Duration;
 
+use crate::support::{alive, deadline, descendants, local};
 use e2b_blocking::{Error, KernelEvent};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use support::{alive, deadline, descendants, local};
 
 fn sigkill(pid: u32) {
     kill(Pid::from_raw(pid as i32), Signal::SIGKILL).expect("kill");

@@ -1,11 +1,9 @@
 //! Contexts, env vars, working directories and language selection on the local sandbox.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::{deadline, init_logs, local};
 use e2b_blocking::{ContextOptions, Error, Sandbox};
-use support::{deadline, init_logs, local};
 
 #[test]
 fn contexts_have_independent_state_and_restart_clears_it() {

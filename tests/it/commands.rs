@@ -1,13 +1,11 @@
 //! sandbox.commands() against a real local jupyter_server: separate streams, exit codes,
 //! timeouts, kills, env and cwd, binary output, concurrency and typed errors.
 
-mod support;
-
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::support::{alive, deadline, descendants, init_logs, local, local_tcp, through_proxy};
 use e2b_blocking::{CommandOutput, Error, ReconnectPolicy, Sandbox, TimeoutPhase};
-use support::{alive, deadline, descendants, init_logs, local, local_tcp, through_proxy};
 
 /// Waits up to 5 s for a process to be gone (reaped or a zombie).
 fn gone(pid: u32) -> bool {

@@ -1,13 +1,11 @@
 //! run_code against a real local jupyter_server: state, streams, rich results, errors,
 //! callbacks and timeouts.
 
-mod support;
-
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
+use crate::support::{deadline, local};
 use e2b_blocking::{Error, TimeoutPhase};
-use support::{deadline, local};
 
 #[test]
 fn state_persists_across_calls() {
@@ -294,7 +292,7 @@ fn an_oversize_cell_fails_at_once_with_a_typed_error() {
 #[test]
 fn a_request_that_breaks_the_connection_every_time_is_not_resent_for_ever() {
     deadline(|| {
-        support::init_logs();
+        crate::support::init_logs();
         let sbx = e2b_blocking::Sandbox::builder()
             .max_request_size(64 << 20)
             .local()

@@ -1,13 +1,11 @@
 //! sandbox.files() against a real local jupyter_server: round trips (text, binary, 50 MB),
 //! listing, rename, remove, directories, dotfiles, path escapes and typed errors.
 
-mod support;
-
 use std::cell::RefCell;
 use std::io::Write;
 
+use crate::support::{deadline, local};
 use e2b_blocking::{Error, FileType};
-use support::{deadline, local};
 
 /// Deterministic pseudo-random bytes (xorshift64*), so failures are reproducible.
 fn random_bytes(len: usize, seed: u64) -> Vec<u8> {

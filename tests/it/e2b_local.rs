@@ -2,12 +2,10 @@
 //! jupyter_server configured like E2B's template (no token, XSRF checks off) as the sandbox.
 //! `Sandbox` creates the sandbox, runs code in it, and `Drop` sends the kill.
 
-mod support;
-
+use crate::support::deadline;
+use crate::support::e2b_plane::{assert_created_then_killed, control_plane};
+use crate::support::python_server::PythonServer;
 use e2b_blocking::{E2bConfig, E2bOptions, Sandbox};
-use support::deadline;
-use support::e2b_plane::{assert_created_then_killed, control_plane};
-use support::python_server::PythonServer;
 
 #[test]
 fn create_run_and_drop_kills_the_sandbox() {
@@ -39,9 +37,9 @@ fn create_run_and_drop_kills_the_sandbox() {
 
 use std::time::{Duration, Instant};
 
+use crate::support::e2b_rig::{Rig, SANDBOX_ID};
+use crate::support::{init_logs, within};
 use e2b_blocking::{ContextOptions, Error};
-use support::e2b_rig::{Rig, SANDBOX_ID};
-use support::{init_logs, within};
 
 #[test]
 fn through_the_proxy_every_request_carries_the_routing_headers() {
@@ -340,7 +338,7 @@ fn chatty_output_is_complete_or_output_lost_under_the_default_rate_limit() {
     deadline(|| {
         init_logs();
         let rig = Rig::start();
-        let python = support::python_server::venv_python(&[]);
+        let python = crate::support::python_server::venv_python(&[]);
         rig.jupyter.add_kernelspec(
             "plain",
             "plain-python",
@@ -401,8 +399,8 @@ fn e2b_over_tls_with_a_private_ca() {
     deadline(|| {
         init_logs();
         let rig = Rig::start();
-        let ca = support::tls_proxy::TestCa::new();
-        let tls = support::tls_proxy::TlsProxy::start(rig.proxy.addr(), &ca).unwrap();
+        let ca = crate::support::tls_proxy::TestCa::new();
+        let tls = crate::support::tls_proxy::TlsProxy::start(rig.proxy.addr(), &ca).unwrap();
         let config = rig.config().sandbox_url(tls.url());
         let sbx = Sandbox::builder()
             .add_root_certificate(ca.ca_pem.clone())

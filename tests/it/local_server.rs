@@ -1,12 +1,10 @@
 //! Guards the local sandbox puts around jupyter_server bugs, shown on its real server.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::scripted_ws::{V1_SUBPROTOCOL, encode_v1};
+use crate::support::{deadline, descendants, local_tcp, server_addr, token_of};
 use serde_json::json;
-use support::scripted_ws::{V1_SUBPROTOCOL, encode_v1};
-use support::{deadline, descendants, local_tcp, server_addr, token_of};
 use tungstenite::client::IntoClientRequest;
 use tungstenite::http::HeaderValue;
 

@@ -1,0 +1,21 @@
+//! The integration tests that can share one process, in one binary (each binary is ~66 MB of
+//! linking). Tests that need a process of their own stay apart: `lifecycle` counts the
+//! process's threads, `secrets_in_logs` installs the global logger, `isolation` and
+//! `local_venv_rebuild` set environment variables, and `soak` runs long under heavy load.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod commands;
+mod contexts;
+mod e2b_contract;
+mod e2b_local;
+mod faults;
+mod files;
+mod jupyter_backend;
+mod kills;
+mod local_python;
+mod local_server;
+mod malformed;
+mod rich;
+mod run_code;
