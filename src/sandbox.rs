@@ -437,7 +437,9 @@ impl Sandbox {
     }
 
     /// Base URL of the sandbox's Jupyter server, for tools of your own (JupyterLab, a peer
-    /// client in a benchmark).
+    /// client in a benchmark). An isolated local sandbox has no TCP port: its server listens on
+    /// a Unix socket only the SDK uses, and this reads `http://localhost`; start it with
+    /// [`Isolation::None`](crate::Isolation::None) to reach it yourself.
     pub fn jupyter_url(&self) -> &str {
         self.inner.backend.get().jupyter().base()
     }

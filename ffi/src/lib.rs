@@ -4,7 +4,7 @@
 //! The header is generated from this crate by cbindgen (`tests/header.rs` checks it is up to
 //! date), so the doc comments here are the C documentation. The rules every function keeps:
 //!
-//! - no panic crosses the boundary: each body runs in [`error::guard`], which turns a panic
+//! - no panic crosses the boundary: each body runs in `error::guard`, which turns a panic
 //!   into `E2B_ERR_PANIC`;
 //! - NULL, a 0 handle and invalid UTF-8 give error codes, never undefined behaviour;
 //! - sandboxes are integer ids in a registry, never pointers, so a destroyed or made-up handle
