@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use e2b_blocking::Sandbox;
+use e2b_blocking::{Isolation, LocalOptions, Sandbox};
 
 const SIZE: usize = 50 << 20;
 const CHUNK: usize = 8 << 20;
@@ -23,7 +23,9 @@ const RUNS: usize = 3;
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
 fn main() -> Res<()> {
-    let sbx = Sandbox::local()?;
+    let sbx = Sandbox::builder()
+        // Unisolated: the peers (and curl) reach the server over TCP.
+        .local_with(LocalOptions::new().isolation(Isolation::None))?;
     let files = sbx.files();
     let data = random_bytes(SIZE);
     let mb = SIZE as f64 / 1e6;

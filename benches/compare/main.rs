@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use e2b_blocking::Sandbox;
+use e2b_blocking::{Isolation, LocalOptions, Sandbox};
 use serde_json::{Value, json};
 
 use util::{Res, Rest, last_json, run_with_deadline};
@@ -222,7 +222,9 @@ fn orchestrate() -> Res<()> {
     let python = setup_peers(&repo, &logs)?;
 
     let t_server = Instant::now();
-    let sbx = Sandbox::local()?;
+    let sbx = Sandbox::builder()
+        // Unisolated: the peers (and curl) reach the server over TCP.
+        .local_with(LocalOptions::new().isolation(Isolation::None))?;
     eprintln!(
         "compare: local jupyter_server up in {:.1} s at {}",
         t_server.elapsed().as_secs_f64(),
@@ -316,7 +318,9 @@ fn token_of(sbx: &Sandbox) -> Res<String> {
 /// `--serve SECONDS`: a local server for investigating by hand with `--child …` and peers.py.
 /// Prints `export` lines for its URL, token and runtime dir, then waits.
 fn serve(seconds: u64) -> Res<()> {
-    let sbx = Sandbox::local()?;
+    let sbx = Sandbox::builder()
+        // Unisolated: the peers (and curl) reach the server over TCP.
+        .local_with(LocalOptions::new().isolation(Isolation::None))?;
     let token = token_of(&sbx)?;
     println!("export E2B_BENCH_URL={}", sbx.jupyter_url());
     println!("export E2B_BENCH_TOKEN={token}");
