@@ -495,7 +495,8 @@ impl LocalServer {
             Err(p) => p.into_inner(),
         };
         if matches!(child.try_wait(), Ok(None)) {
-            for pid in descendants(self.pid) {
+            let doomed = descendants(self.pid);
+            for &pid in &doomed {
                 let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
             }
             if let Ok(pid) = i32::try_from(self.pid) {
@@ -503,6 +504,13 @@ impl LocalServer {
             }
             let _ = child.kill();
             let _ = child.wait();
+            // SIGKILL takes effect asynchronously, and processes inside bubblewrap's PID
+            // namespace are not our children to wait for: wait until they are gone, so the
+            // sandbox is over when `kill()` returns.
+            let until = std::time::Instant::now() + KILL_WAIT;
+            while doomed.iter().any(|&pid| running(pid)) && std::time::Instant::now() < until {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
             log::debug!("killed jupyter_server pid {}", self.pid);
         }
         drop(child);
@@ -511,6 +519,19 @@ impl LocalServer {
         {
             log::warn!("could not remove {}: {e}", self.dir.display());
         }
+    }
+}
+
+/// How long `kill` waits for the server's processes to be gone after SIGKILL.
+const KILL_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// True while `pid` exists and is not a zombie (a zombie has exited; its parent reaps it).
+fn running(pid: i32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => false,
     }
 }
 
