@@ -397,3 +397,85 @@ fn a_command_handle_is_waited_on_from_another_thread() {
         assert_eq!((result.stdout.as_str(), result.exit_code), ("done\n", 0));
     });
 }
+
+/// `cat` echoes what is sent to its stdin, and exits 0 once stdin is closed.
+#[test]
+fn stdin_reaches_cat_and_close_ends_it() {
+    deadline(|| {
+        let sbx = local();
+        let mut cat = sbx.commands().cmd("cat").stdin(true).spawn().unwrap();
+        cat.send_stdin("hello\n").unwrap();
+        cat.send_stdin(b"bytes \xe2\x9c\x93\n").unwrap();
+        let mut seen = String::new();
+        for out in cat.output() {
+            seen.push_str(out.text());
+            if seen.ends_with("✓\n") {
+                break;
+            }
+        }
+        assert_eq!(seen, "hello\nbytes ✓\n");
+        cat.close_stdin().unwrap();
+        cat.close_stdin().unwrap();
+        assert!(matches!(cat.send_stdin("late"), Err(Error::StdinClosed)));
+        let out = cat.wait().unwrap();
+        assert_eq!(out.exit_code, 0);
+        assert_eq!(out.stdout, "hello\nbytes ✓\n");
+
+        // Without stdin(true) there is nothing to write to, and stdin is /dev/null.
+        let mut plain = sbx.commands().spawn("cat; echo done").unwrap();
+        assert!(matches!(
+            plain.send_stdin("x"),
+            Err(Error::InvalidArgument(_))
+        ));
+        assert_eq!(plain.wait().unwrap().stdout, "done\n");
+
+        // A command that has ended has no reader: the write is refused, not lost.
+        let mut quick = sbx.commands().cmd("true").stdin(true).spawn().unwrap();
+        assert!(quick.wait().unwrap().success());
+        assert!(matches!(quick.send_stdin("x"), Err(Error::StdinClosed)));
+        quick.close_stdin().unwrap();
+    });
+}
+
+/// Through a proxy that cuts every connection at random, each piece sent to stdin arrives
+/// exactly once and in order.
+#[test]
+fn stdin_arrives_exactly_once_across_cuts() {
+    deadline(|| {
+        init_logs();
+        let owner = local_tcp();
+        let (proxy, sbx) = through_proxy(
+            &owner,
+            Sandbox::builder()
+                .reconnect(ReconnectPolicy::default().max_elapsed(Duration::from_secs(30))),
+        );
+        let mut cat = sbx
+            .commands()
+            .cmd("cat")
+            .stdin(true)
+            .timeout(None)
+            .spawn()
+            .unwrap();
+        // The first write starts the writer's kernel before the cuts: REST calls are not
+        // retried.
+        cat.send_stdin("line 0\n").unwrap();
+        let chaos = proxy.start_random_cuts(
+            Duration::from_millis(100),
+            Duration::from_millis(400),
+            0x57d1,
+        );
+        for i in 1..40 {
+            cat.send_stdin(format!("line {i}\n"))
+                .unwrap_or_else(|e| panic!("line {i}: {e:?}"));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        cat.close_stdin().unwrap();
+        let out = cat.wait().unwrap();
+        drop(chaos);
+        let want: String = (0..40).map(|i| format!("line {i}\n")).collect();
+        assert_eq!(out.stdout, want);
+        assert_eq!(out.exit_code, 0);
+        println!("{} cuts", proxy.cuts());
+        assert!(proxy.cuts() >= 3, "only {} cuts", proxy.cuts());
+    });
+}

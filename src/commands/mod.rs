@@ -164,6 +164,7 @@ impl Commands {
             cwd: None,
             envs: Vec::new(),
             timeout: Some(DEFAULT_TIMEOUT),
+            stdin: false,
             on_stdout: None,
             on_stderr: None,
         }
@@ -181,6 +182,7 @@ pub struct CommandBuilder<'a> {
     cwd: Option<String>,
     envs: Vec<(String, String)>,
     timeout: Option<Duration>,
+    stdin: bool,
     on_stdout: Option<Callback<'a>>,
     on_stderr: Option<Callback<'a>>,
 }
@@ -193,6 +195,7 @@ impl std::fmt::Debug for CommandBuilder<'_> {
             .field("cwd", &self.cwd)
             .field("envs", &env_names)
             .field("timeout", &self.timeout)
+            .field("stdin", &self.stdin)
             .finish_non_exhaustive()
     }
 }
@@ -231,6 +234,18 @@ impl<'a> CommandBuilder<'a> {
         self
     }
 
+    /// Gives a spawned command a stdin that [`CommandHandle::send_stdin`] writes to and
+    /// [`CommandHandle::close_stdin`] closes. Defaults to `false`: stdin is `/dev/null`.
+    /// [`CommandBuilder::run`] ignores it, as nothing could be sent while it waits.
+    ///
+    /// The runner cell cannot receive messages while it runs, so stdin is a FIFO in the
+    /// sandbox's temp directory that each `send_stdin` writes to from a small cell in another
+    /// system kernel.
+    pub fn stdin(mut self, stdin: bool) -> Self {
+        self.stdin = stdin;
+        self
+    }
+
     /// Called with each piece of stdout as it arrives, on the thread that waits.
     pub fn on_stdout(mut self, f: impl FnMut(&str) + Send + 'a) -> Self {
         self.on_stdout = Some(Box::new(f));
@@ -250,7 +265,8 @@ impl<'a> CommandBuilder<'a> {
     /// What kept it from starting ([`Error::FileNotFound`] for a missing cwd,
     /// [`Error::InvalidArgument`] for a NUL byte, ...) or ended it other than its own exit
     /// (see [`CommandHandle::wait`]). A non-zero exit code is not an error.
-    pub fn run(self) -> Result<CommandResult, Error> {
+    pub fn run(mut self) -> Result<CommandResult, Error> {
+        self.stdin = false;
         self.start()?.wait()
     }
 
