@@ -23,6 +23,9 @@ def __e2b_fs(op):
             "last_modified": modified.isoformat(),
         }
 
+    # The path a batch operation was at when it failed, for the error.
+    where = {}
+
     def run():
         kind = op["op"]
         path = op.get("path") or "."
@@ -52,6 +55,17 @@ def __e2b_fs(op):
             with open(path, "ab" if op.get("append") else "wb") as f:
                 f.write(data)
             return info(op["path"])
+        if kind == "write_many":
+            written = []
+            for f in op["files"]:
+                where["path"] = f["path"]
+                parent = os.path.dirname(f["path"])
+                if parent:
+                    os.makedirs(parent, exist_ok=True)
+                with open(f["path"], "wb") as fh:
+                    fh.write(base64.b64decode(f["data"]))
+                written.append(info(f["path"]))
+            return {"entries": written}
         if kind == "read":
             if os.path.isdir(path):
                 raise IsADirectoryError(path)
@@ -84,4 +98,6 @@ def __e2b_fs(op):
         out = {"error": "exists"}
     except Exception as e:
         out = {"error": "other", "message": type(e).__name__ + ": " + str(e)}
+    if "error" in out and "path" in where:
+        out["path"] = where["path"]
     return base64.b64encode(json.dumps(out).encode("utf-8")).decode("ascii")
