@@ -137,6 +137,10 @@ pub use commands::{
 pub use config::{ConnectionConfig, Keepalive, ReconnectPolicy, Secret, Timeouts};
 pub use context::{Context, ContextOptions};
 pub use error::{BoxError, Error, KernelEvent, TimeoutPhase};
+pub use exec::chart::{
+    BarChart, BarData, BoxAndWhiskerChart, BoxAndWhiskerData, Chart, ChartValue, PieChart, PieData,
+    PointChart, PointData, SuperChart,
+};
 pub use exec::code::CodeBuilder;
 pub use exec::models::{Continuity, Execution, ExecutionError, Logs, OutputMessage, RichResult};
 pub use files::{Download, EntryInfo, FileType, Files, Upload};
