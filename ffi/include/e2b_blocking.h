@@ -378,6 +378,14 @@ e2b_error_code_t e2b_sandbox_connect_jupyter(const char *url,
 e2b_error_code_t e2b_sandbox_kill(e2b_sandbox_t sandbox);
 
 /**
+ * 1 when the sandbox is running, 0 when it is not: killed (on any handle), its server
+ * gone, an E2B sandbox paused or removed (see `Sandbox::is_running`). A handle that is 0,
+ * destroyed or made up is 0 too. Answers within the request timeout; never an error, and
+ * the last error is left as it was.
+ */
+int e2b_sandbox_is_running(e2b_sandbox_t sandbox);
+
+/**
  * Tears the sandbox down (as `e2b_sandbox_kill()`) and frees the handle; calls on other
  * threads that are using it fail at once with `E2B_ERR_CLOSED`.
  *
@@ -589,7 +597,10 @@ e2b_error_code_t e2b_files_make_dir(e2b_sandbox_t sandbox,
  * - `"envs"`: `{"NAME": "value"}` environment variables for this command, on top of the
  *   sandbox's own;
  * - `"timeout_ms"`: deadline in milliseconds, or `null` for none (default 60000). On expiry
- *   the command's process group is killed and the call returns `E2B_ERR_TIMEOUT`.
+ *   the command's process group is killed and the call returns `E2B_ERR_TIMEOUT`;
+ * - `"stdin"`: text written to the command's stdin, which is then closed (default: stdin is
+ *   `/dev/null`). Written once even across reconnects; a command that ends before reading
+ *   it all is `E2B_ERR_OTHER` ("stdin is closed").
  *
  * `callbacks` may be NULL; of its members only `on_stdout` and `on_stderr` are used (each
  * chunk of output as it arrives, on this thread, see `e2b_output_fn`), `on_result` and

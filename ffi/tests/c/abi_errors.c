@@ -338,6 +338,14 @@ static void commands_checks(e2b_sandbox_t sbx) {
     CHECK(contains(json, "\"stdout\":\"yes m\\ncmd-dir\\n\""));
     e2b_string_free(json);
     json = NULL;
+    /* Stdin: the text reaches the command, then EOF. */
+    CHECK_CODE(e2b_commands_run(sbx, "cat; echo end", "{\"stdin\": \"in 1\\nin 2\\n\"}", NULL,
+                                &json),
+               E2B_OK);
+    CHECK(contains(json, "\"stdout\":\"in 1\\nin 2\\nend\\n\""));
+    CHECK(contains(json, "\"exit_code\":0"));
+    e2b_string_free(json);
+    json = NULL;
     CHECK_CODE(e2b_commands_run(sbx, "true", "{\"cwd\": \"no-such-dir\"}", NULL, &json),
                E2B_ERR_FILE_NOT_FOUND);
     CHECK(json == NULL);
@@ -528,6 +536,7 @@ static void with_sandbox(void) {
 
     files_checks(sbx);
     commands_checks(sbx);
+    CHECK(e2b_sandbox_is_running(sbx) == 1);
 
     /* Destroying a handle another thread is running on ends that run at once. */
     struct run_args slow = {sbx, "import time; time.sleep(60)", -1, 0, NULL};
@@ -555,7 +564,9 @@ static void kill_then_destroy(void) {
     if (sbx == 0) {
         return;
     }
+    CHECK(e2b_sandbox_is_running(sbx) == 1);
     CHECK_CODE(e2b_sandbox_kill(sbx), E2B_OK);
+    CHECK(e2b_sandbox_is_running(sbx) == 0);
     CHECK_CODE(e2b_sandbox_kill(sbx), E2B_OK); /* idempotent */
     char *json = NULL;
     CHECK_CODE(e2b_run_code(sbx, "1", &json), E2B_ERR_CLOSED);
@@ -565,6 +576,8 @@ static void kill_then_destroy(void) {
     CHECK_CODE(e2b_sandbox_id(sbx, &id), E2B_OK); /* still readable until destroyed */
     e2b_string_free(id);
     CHECK_CODE(e2b_sandbox_destroy(sbx), E2B_OK);
+    CHECK(e2b_sandbox_is_running(sbx) == 0);
+    CHECK(e2b_sandbox_is_running(0) == 0);
     CHECK_CODE(e2b_sandbox_kill(sbx), E2B_ERR_CLOSED);
 }
 
