@@ -132,7 +132,7 @@ pub use backend::local::{
     CACHE_ENV, Isolation, LocalOptions, LocalSandbox, PYTHON_ENV, ResourceLimits,
 };
 pub use commands::{
-    CommandBuilder, CommandHandle, CommandOutput, CommandResult, Commands, OutputIter,
+    CommandBuilder, CommandHandle, CommandOutput, CommandResult, Commands, OutputIter, ProcessInfo,
 };
 pub use config::{ConnectionConfig, Keepalive, ReconnectPolicy, Secret, Timeouts};
 pub use context::{Context, ContextOptions};

@@ -479,3 +479,79 @@ fn stdin_arrives_exactly_once_across_cuts() {
         assert!(proxy.cuts() >= 3, "only {} cuts", proxy.cuts());
     });
 }
+
+/// `list` shows running commands by pid, `kill(pid)` ends one (its handle then waits with
+/// -9), and a background command survives its handle's drop while a plain one does not.
+#[test]
+fn list_kill_and_background_commands() {
+    deadline(|| {
+        let sbx = local();
+        let cmds = sbx.commands();
+        let listed = |pid: u32| cmds.list().unwrap().into_iter().find(|p| p.pid == pid);
+
+        let mut held = cmds.cmd("sleep 30 # held").timeout(None).spawn().unwrap();
+        let held_pid = held.pid().unwrap();
+        let info = listed(held_pid).expect("the spawned command is listed");
+        assert_eq!(info.cmd, "sleep 30 # held");
+        assert!(
+            info.cwd.as_deref().is_some_and(|c| c.starts_with('/')),
+            "{info:?}"
+        );
+        assert!(info.started_at.is_some());
+        assert!(cmds.kill(held_pid).unwrap());
+        let out = held.wait().unwrap();
+        assert_eq!(out.exit_code, -9);
+        assert!(listed(held_pid).is_none());
+        assert!(!cmds.kill(held_pid).unwrap(), "already gone");
+
+        let dropped = cmds.cmd("sleep 30 # dropped").spawn().unwrap();
+        let dropped_pid = dropped.pid().unwrap();
+        drop(dropped);
+        assert!(
+            listed(dropped_pid).is_none(),
+            "dropping kills a plain command"
+        );
+
+        let bg = cmds
+            .cmd("sleep 30 # background")
+            .background(true)
+            .spawn()
+            .unwrap();
+        let bg_pid = bg.pid().unwrap();
+        drop(bg);
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(
+            listed(bg_pid).is_some(),
+            "a background command outlives its handle"
+        );
+        assert_eq!(
+            cmds.run("echo still works").unwrap().stdout,
+            "still works\n"
+        );
+        assert!(cmds.kill(bg_pid).unwrap());
+        assert!(gone_from_list(&sbx, bg_pid));
+
+        // A background command that ended gives its kernel back for later commands.
+        let short = cmds.cmd("sleep 0.2").background(true).spawn().unwrap();
+        drop(short);
+        std::thread::sleep(Duration::from_millis(500));
+        let a = cmds.cmd("sleep 5").spawn().unwrap();
+        let b = cmds.cmd("sleep 5").spawn().unwrap();
+        let c = cmds.cmd("sleep 5").spawn().unwrap();
+        for h in [a, b, c] {
+            assert!(listed(h.pid().unwrap()).is_some());
+        }
+    });
+}
+
+/// Waits up to 5 s for `pid` to leave `commands().list()`.
+fn gone_from_list(sbx: &Sandbox, pid: u32) -> bool {
+    let until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < until {
+        if !sbx.commands().list().unwrap().iter().any(|p| p.pid == pid) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}

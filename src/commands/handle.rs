@@ -96,7 +96,8 @@ impl Ending {
 /// while a thread waits in one of the handle's methods. The handle is `Send`: a spawned server
 /// can be waited on, or killed, from another thread.
 ///
-/// Dropping a handle whose command still runs kills the command.
+/// Dropping a handle whose command still runs kills the command, unless it was started with
+/// [`CommandBuilder::background`].
 pub struct CommandHandle(pub(super) Running<'static>);
 
 impl std::fmt::Debug for CommandHandle {
@@ -242,6 +243,8 @@ pub(super) struct Running<'a> {
     stdin_dir: Option<String>,
     /// Cleared by `close_stdin` and when a write finds the command gone.
     stdin_open: bool,
+    /// Dropping the handle leaves the command running.
+    background: bool,
 }
 
 impl std::fmt::Debug for Running<'_> {
@@ -647,6 +650,17 @@ impl<'a> Running<'a> {
 
 impl Drop for Running<'_> {
     fn drop(&mut self) {
+        if self.ending.is_none()
+            && self.background
+            && let Some(driver) = self.driver.take()
+        {
+            log::debug!("leaving background command {} running", self.msg_id);
+            let kernel = driver.kernel().clone();
+            // Without its driver the command's output is no longer routed or kept.
+            drop(driver);
+            self.sandbox.system_kernels().detach(kernel);
+            return;
+        }
         if self.ending.is_none() {
             log::debug!("dropping running command {}; killing it", self.msg_id);
             if let Err(e) = self.kill() {
@@ -773,6 +787,7 @@ impl<'a> Running<'a> {
             wants_stdin: b.stdin,
             stdin_dir: None,
             stdin_open: b.stdin,
+            background: b.background,
         };
         let started_by = Instant::now() + sandbox.config().timeouts.request;
         while handle.pid.is_none() && handle.ending.is_none() {

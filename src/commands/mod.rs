@@ -62,6 +62,23 @@ impl CommandResult {
     }
 }
 
+/// A command that this SDK's runner started in the sandbox and that still runs, as
+/// [`Commands::list`] gives it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct ProcessInfo {
+    /// The process id of the shell running the command (its process group and session id).
+    pub pid: u32,
+    /// The command line, as given to `/bin/bash -c`.
+    pub cmd: String,
+    /// Its absolute working directory.
+    #[serde(default)]
+    pub cwd: Option<String>,
+    /// When it started (RFC 3339, UTC).
+    #[serde(default)]
+    pub started_at: Option<String>,
+}
+
 /// One piece of a running command's output, as yielded by [`CommandHandle::output`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -155,6 +172,36 @@ impl Commands {
         self.cmd(cmd).spawn()
     }
 
+    /// The commands started through this sandbox (by any client of it) that still run,
+    /// spawned and background ones alike, by pid. Each command is recorded by the runner in
+    /// the sandbox's temp directory while it runs; a record whose process is gone, or whose
+    /// pid now belongs to another process, is not listed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] and connection errors; [`Error::KernelSetup`] when the sandbox could
+    /// not run the listing.
+    pub fn list(&self) -> Result<Vec<ProcessInfo>, Error> {
+        let out = crate::files_kernel::call(&self.sandbox, serde_json::json!({"op": "commands"}))?;
+        serde_json::from_value(out["commands"].clone())
+            .map_err(|e| Error::protocol_from("command list from the sandbox", e))
+    }
+
+    /// Kills a process in the sandbox with SIGKILL: the whole process group of a command from
+    /// [`Commands::list`], or just that process for any other pid. Returns `false` when no
+    /// such process exists. A [`CommandHandle`] of a killed command then waits with exit code
+    /// `-9`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::PermissionDenied`] for a process the sandbox's user may not signal;
+    /// [`Error::Closed`] and connection errors.
+    pub fn kill(&self, pid: u32) -> Result<bool, Error> {
+        let op = serde_json::json!({"op": "kill", "pid": pid, "path": format!("pid {pid}")});
+        let out = crate::files_kernel::call(&self.sandbox, op)?;
+        Ok(out["killed"].as_bool().unwrap_or(false))
+    }
+
     /// Describes a command with options (cwd, env vars, timeout, output callbacks); finish
     /// with [`CommandBuilder::run`] or [`CommandBuilder::spawn`].
     pub fn cmd<'a>(&self, cmd: impl Into<String>) -> CommandBuilder<'a> {
@@ -165,6 +212,7 @@ impl Commands {
             envs: Vec::new(),
             timeout: Some(DEFAULT_TIMEOUT),
             stdin: false,
+            background: false,
             on_stdout: None,
             on_stderr: None,
         }
@@ -183,6 +231,7 @@ pub struct CommandBuilder<'a> {
     envs: Vec<(String, String)>,
     timeout: Option<Duration>,
     stdin: bool,
+    background: bool,
     on_stdout: Option<Callback<'a>>,
     on_stderr: Option<Callback<'a>>,
 }
@@ -196,6 +245,7 @@ impl std::fmt::Debug for CommandBuilder<'_> {
             .field("envs", &env_names)
             .field("timeout", &self.timeout)
             .field("stdin", &self.stdin)
+            .field("background", &self.background)
             .finish_non_exhaustive()
     }
 }
@@ -243,6 +293,15 @@ impl<'a> CommandBuilder<'a> {
     /// system kernel.
     pub fn stdin(mut self, stdin: bool) -> Self {
         self.stdin = stdin;
+        self
+    }
+
+    /// Lets a spawned command keep running when its [`CommandHandle`] is dropped (it still
+    /// ends at its timeout, when killed with [`Commands::kill`], or when the sandbox is torn
+    /// down). Defaults to `false`: dropping the handle kills the command. Its output after
+    /// the drop is discarded; the system kernel running it is reused once it ends.
+    pub fn background(mut self, background: bool) -> Self {
+        self.background = background;
         self
     }
 

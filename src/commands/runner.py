@@ -128,8 +128,10 @@ def _e2b_command(spec):
 
     # Everything from here on is inside the try, so that a kill (KeyboardInterrupt) landing at
     # any point, even while the start record is being sent, still kills the process group.
+    registry = None
     try:
         try:
+            registry = _register(proc.pid, spec["cmd"], cwd)
             for fd in outs:
                 sel.register(fd, selectors.EVENT_READ)
             if ctl is not None:
@@ -196,9 +198,61 @@ def _e2b_command(spec):
                     pass
         sel.close()
         close_fifos()
+        if registry is not None:
+            try:
+                os.remove(registry)
+            except OSError:
+                pass
         proc.stdout.close()
         proc.stderr.close()
     report("exit", exit_code=code, outcome=outcome)
+
+
+def _registry_dir():
+    # One directory per server root, so that sandboxes sharing a /tmp list only their own.
+    # The files kernel (files_kernel.py) computes the same path.
+    import hashlib
+    import os
+    import tempfile
+
+    root = hashlib.sha256(os.getcwd().encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    return os.path.join(tempfile.gettempdir(), "e2b-blocking-commands-" + root)
+
+
+def _start_time(pid):
+    # The process's start time in clock ticks (field 22 of /proc/<pid>/stat), so that a
+    # record is never matched to another process that reused its pid.
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _register(pid, cmd, cwd):
+    # Records a running command for `commands().list()`; best effort: listing is not worth
+    # failing a command over.
+    import datetime
+    import json
+    import os
+
+    try:
+        d = _registry_dir()
+        os.makedirs(d, mode=0o700, exist_ok=True)
+        path = os.path.join(d, "%d.json" % pid)
+        record = {
+            "pid": pid,
+            "cmd": cmd,
+            "cwd": os.path.abspath(cwd or os.getcwd()),
+            "started_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+            "start_time": _start_time(pid),
+        }
+        with open(path + ".tmp", "w") as f:
+            json.dump(record, f)
+        os.replace(path + ".tmp", path)
+        return path
+    except Exception:
+        return None
 
 
 def _install():
