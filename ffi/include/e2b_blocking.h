@@ -627,6 +627,32 @@ e2b_error_code_t e2b_commands_run(e2b_sandbox_t sandbox,
                                   const e2b_run_callbacks_t *callbacks,
                                   char **out_json);
 
+/**
+ * The commands started through this sandbox that still run, as a JSON array of
+ * `{"pid": 123, "cmd": "...", "cwd": "/abs/dir", "started_at": "2026-01-01T00:00:00+00:00"}`
+ * (see `Commands::list`). On `E2B_OK` `*out_json` is a new string the caller frees with
+ * `e2b_string_free()`; NULL on failure.
+ *
+ * # Safety
+ * `out_json` is valid for one write.
+ */
+e2b_error_code_t e2b_commands_list(e2b_sandbox_t sandbox,
+                                   char **out_json);
+
+/**
+ * Kills process `pid` in the sandbox with SIGKILL: a listed command's whole process group,
+ * any other pid alone (see `Commands::kill`). A command that `e2b_commands_run()` runs on
+ * another thread then ends with `"exit_code": -9`. `out_killed` may be NULL; otherwise it
+ * gets 1 when a process was killed, 0 when there was no such process. A process the
+ * sandbox's user may not signal is `E2B_ERR_PERMISSION_DENIED`.
+ *
+ * # Safety
+ * `out_killed` is NULL or valid for one write.
+ */
+e2b_error_code_t e2b_commands_kill(e2b_sandbox_t sandbox,
+                                   uint32_t pid,
+                                   int *out_killed);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

@@ -1081,6 +1081,54 @@ pub unsafe extern "C" fn e2b_commands_run(
     })
 }
 
+/// The commands started through this sandbox that still run, as a JSON array of
+/// `{"pid": 123, "cmd": "...", "cwd": "/abs/dir", "started_at": "2026-01-01T00:00:00+00:00"}`
+/// (see `Commands::list`). On `E2B_OK` `*out_json` is a new string the caller frees with
+/// `e2b_string_free()`; NULL on failure.
+///
+/// # Safety
+/// `out_json` is valid for one write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn e2b_commands_list(
+    sandbox: E2bSandbox,
+    out_json: *mut *mut c_char,
+) -> E2bErrorCode {
+    guard(|| {
+        // SAFETY: forwarded from the caller.
+        unsafe { clear_out(out_json, std::ptr::null_mut(), "out_json")? };
+        let list = lookup(sandbox)?.commands().list()?;
+        let json = serde_json::to_string(&list).unwrap_or_else(|_| "[]".into());
+        let json = into_c_string(json)?;
+        // SAFETY: checked non-NULL by clear_out.
+        unsafe { out_json.write(json) };
+        Ok(())
+    })
+}
+
+/// Kills process `pid` in the sandbox with SIGKILL: a listed command's whole process group,
+/// any other pid alone (see `Commands::kill`). A command that `e2b_commands_run()` runs on
+/// another thread then ends with `"exit_code": -9`. `out_killed` may be NULL; otherwise it
+/// gets 1 when a process was killed, 0 when there was no such process. A process the
+/// sandbox's user may not signal is `E2B_ERR_PERMISSION_DENIED`.
+///
+/// # Safety
+/// `out_killed` is NULL or valid for one write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn e2b_commands_kill(
+    sandbox: E2bSandbox,
+    pid: u32,
+    out_killed: *mut c_int,
+) -> E2bErrorCode {
+    guard(|| {
+        let killed = lookup(sandbox)?.commands().kill(pid)?;
+        if !out_killed.is_null() {
+            // SAFETY: checked non-NULL above.
+            unsafe { out_killed.write(c_int::from(killed)) };
+        }
+        Ok(())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

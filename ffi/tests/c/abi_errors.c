@@ -397,6 +397,42 @@ static void commands_checks(e2b_sandbox_t sbx) {
     CHECK(b.code_out == E2B_OK && contains(b.json, "quick"));
     e2b_string_free(a.json);
     e2b_string_free(b.json);
+
+    /* A running command is listed by pid; killing it ends its run with exit code -9. */
+    struct command_args c = {sbx, "sleep 30 # listed", -1, NULL};
+    pthread_t tc;
+    CHECK(pthread_create(&tc, NULL, command_in_thread, &c) == 0);
+    long pid = 0;
+    for (int i = 0; i < 200 && pid == 0; i++) {
+        char *list = NULL;
+        CHECK_CODE(e2b_commands_list(sbx, &list), E2B_OK);
+        const char *at = list ? strstr(list, "\"cmd\":\"sleep 30 # listed\"") : NULL;
+        if (at != NULL) {
+            /* Records are objects of the list; find this one's "pid". */
+            const char *start = at;
+            while (start > list && *start != '{') {
+                start--;
+            }
+            const char *p = strstr(start, "\"pid\":");
+            if (p != NULL) {
+                pid = strtol(p + 6, NULL, 10);
+            }
+        }
+        e2b_string_free(list);
+        if (pid == 0) {
+            sleep_ms(50);
+        }
+    }
+    CHECK(pid > 0);
+    int killed = -1;
+    CHECK_CODE(e2b_commands_kill(sbx, (uint32_t)pid, &killed), E2B_OK);
+    CHECK(killed == 1);
+    pthread_join(tc, NULL);
+    CHECK(c.code_out == E2B_OK && contains(c.json, "\"exit_code\":-9"));
+    e2b_string_free(c.json);
+    CHECK_CODE(e2b_commands_kill(sbx, (uint32_t)pid, &killed), E2B_OK);
+    CHECK(killed == 0);
+    CHECK_CODE(e2b_commands_list(sbx, NULL), E2B_ERR_NULL_ARG);
 }
 
 /* Every file and command function on a handle that is killed or destroyed. */
