@@ -429,6 +429,15 @@ fn stdin_reaches_cat_and_close_ends_it() {
         ));
         assert_eq!(plain.wait().unwrap().stdout, "done\n");
 
+        // More than a pipe holds (and than one piece of 4 MiB) gets through whole.
+        let mut wc = sbx.commands().cmd("wc -c").stdin(true).spawn().unwrap();
+        wc.send_stdin(vec![b'x'; (5 << 20) + 3]).unwrap();
+        wc.close_stdin().unwrap();
+        assert_eq!(
+            wc.wait().unwrap().stdout.trim(),
+            ((5 << 20) + 3).to_string()
+        );
+
         // A command that has ended has no reader: the write is refused, not lost.
         let mut quick = sbx.commands().cmd("true").stdin(true).spawn().unwrap();
         assert!(quick.wait().unwrap().success());
