@@ -24,7 +24,7 @@ fn main() -> Result<(), Error> {
     chart.save_image(&out)?;
     println!("saved {out} (formats: {:?})", chart.formats());
     if let Some(data) = &chart.chart {
-        println!("chart data: {data}");
+        println!("chart data: {}", data.raw());
     }
     Ok(())
 }

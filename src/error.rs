@@ -261,6 +261,11 @@ pub enum Error {
         message: String,
     },
 
+    /// A command's stdin is closed: by [`CommandHandle::close_stdin`](crate::CommandHandle::close_stdin), or because the command
+    /// (and everything that inherited its stdin) has ended.
+    #[error("the command's stdin is closed")]
+    StdinClosed,
+
     /// The handle was closed; create a new sandbox.
     #[error("the sandbox handle is closed")]
     Closed,

@@ -212,6 +212,72 @@ impl Files {
         self.upload(path).bytes(data.as_ref())
     }
 
+    /// Writes several files, replacing existing ones and creating missing parent directories,
+    /// in one round trip: one cell in the sandbox's private files kernel writes them all
+    /// (batches of up to 4 MiB; a larger file is written alone, as by [`Files::write`]).
+    /// Returns their entries, in the order given. Every path is checked before anything is
+    /// written; the writes themselves are not atomic: when one fails, those before it stay.
+    ///
+    /// ```no_run
+    /// # let sbx = e2b_blocking::Sandbox::local()?;
+    /// let written = sbx.files().write_many([("a.txt", "A"), ("src/b.py", "print(1)")])?;
+    /// assert_eq!(written.len(), 2);
+    /// # Ok::<(), e2b_blocking::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] for a path that climbs above the root (nothing written);
+    /// the typed error of the first write that failed, naming its path
+    /// ([`Error::IsADirectory`], [`Error::NotADirectory`], [`Error::PermissionDenied`], ...);
+    /// connection errors.
+    pub fn write_many<I, P, D>(&self, files: I) -> Result<Vec<EntryInfo>, Error>
+    where
+        I: IntoIterator<Item = (P, D)>,
+        P: AsRef<str>,
+        D: AsRef<[u8]>,
+    {
+        let mut checked = Vec::new();
+        for (path, data) in files {
+            let rel = self.path(path.as_ref())?;
+            if rel.is_empty() {
+                return Err(Error::IsADirectory { path: shown(&rel) });
+            }
+            checked.push((path, rel, data));
+        }
+        let piece = crate::files_kernel::PIECE;
+        let mut out = Vec::with_capacity(checked.len());
+        let mut batch = Vec::new();
+        let mut batch_bytes = 0;
+        let flush = |batch: &mut Vec<Value>, out: &mut Vec<EntryInfo>| -> Result<(), Error> {
+            if batch.is_empty() {
+                return Ok(());
+            }
+            let done = self.kernel(json!({"op": "write_many", "files": std::mem::take(batch)}))?;
+            let models: Vec<Model> = serde_json::from_value(done["entries"].clone())
+                .map_err(|e| Error::protocol_from("bad file models from the kernel", e))?;
+            out.extend(models.iter().map(Model::info));
+            Ok(())
+        };
+        for (path, rel, data) in &checked {
+            let data = data.as_ref();
+            if data.len() > piece {
+                flush(&mut batch, &mut out)?;
+                batch_bytes = 0;
+                out.push(self.write(path.as_ref(), data)?);
+                continue;
+            }
+            if batch_bytes + data.len() > piece {
+                flush(&mut batch, &mut out)?;
+                batch_bytes = 0;
+            }
+            batch_bytes += data.len();
+            batch.push(json!({"path": rel, "data": crate::files_kernel::encode(data)}));
+        }
+        flush(&mut batch, &mut out)?;
+        Ok(out)
+    }
+
     /// Writes a file from a reader, in chunks, without reading it all into memory first.
     pub fn write_from(&self, path: &str, reader: impl Read) -> Result<EntryInfo, Error> {
         self.upload(path).reader(reader)

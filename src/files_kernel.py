@@ -23,6 +23,54 @@ def __e2b_fs(op):
             "last_modified": modified.isoformat(),
         }
 
+    def registry_dir():
+        # As `_registry_dir` in commands/runner.py: one directory per server root.
+        import hashlib
+        import tempfile
+
+        root = hashlib.sha256(os.getcwd().encode("utf-8", "surrogateescape")).hexdigest()[:16]
+        return os.path.join(tempfile.gettempdir(), "e2b-blocking-commands-" + root)
+
+    def live_records():
+        d = registry_dir()
+        records = {}
+        for name in sorted(os.listdir(d)) if os.path.isdir(d) else []:
+            if not name.endswith(".json"):
+                continue
+            try:
+                with open(os.path.join(d, name)) as f:
+                    rec = json.load(f)
+                with open("/proc/%d/stat" % rec["pid"]) as f:
+                    stat = f.read().rsplit(")", 1)[1].split()
+            except (OSError, ValueError, KeyError, TypeError, IndexError):
+                continue
+            # A zombie has ended; another start time means the pid was reused.
+            if stat[0] == "Z" or (rec.get("start_time") is not None and str(rec["start_time"]) != stat[19]):
+                continue
+            records[rec["pid"]] = rec
+        return records
+
+    def commands(kind):
+        import signal
+
+        records = live_records()
+        if kind == "commands":
+            keys = ("pid", "cmd", "cwd", "started_at")
+            return {"commands": [{k: r.get(k) for k in keys} for r in records.values()]}
+        pid = int(op["pid"])
+        try:
+            if pid in records:
+                # The runner starts each command in a session of its own: kill all of it.
+                os.killpg(pid, signal.SIGKILL)
+            else:
+                os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return {"killed": False}
+        return {"killed": True}
+
+    # The path a batch operation was at when it failed, for the error.
+    where = {}
+
     def run():
         kind = op["op"]
         path = op.get("path") or "."
@@ -52,6 +100,19 @@ def __e2b_fs(op):
             with open(path, "ab" if op.get("append") else "wb") as f:
                 f.write(data)
             return info(op["path"])
+        if kind == "write_many":
+            written = []
+            for f in op["files"]:
+                where["path"] = f["path"]
+                parent = os.path.dirname(f["path"])
+                if parent:
+                    os.makedirs(parent, exist_ok=True)
+                with open(f["path"], "wb") as fh:
+                    fh.write(base64.b64decode(f["data"]))
+                written.append(info(f["path"]))
+            return {"entries": written}
+        if kind in ("commands", "kill"):
+            return commands(kind)
         if kind == "read":
             if os.path.isdir(path):
                 raise IsADirectoryError(path)
@@ -84,4 +145,6 @@ def __e2b_fs(op):
         out = {"error": "exists"}
     except Exception as e:
         out = {"error": "other", "message": type(e).__name__ + ": " + str(e)}
+    if "error" in out and "path" in where:
+        out["path"] = where["path"]
     return base64.b64encode(json.dumps(out).encode("utf-8")).decode("ascii")

@@ -37,6 +37,8 @@ pub(crate) fn call(sandbox: &Sandbox, op: Value) -> Result<Value, Error> {
     if let Some(ok) = out.get("ok") {
         return Ok(ok.clone());
     }
+    // A batch names the path it failed at.
+    let path = out["path"].as_str().map_or(path, str::to_string);
     let shown = if path.is_empty() { ".".into() } else { path };
     Err(match out["error"].as_str().unwrap_or("") {
         "not_found" => Error::FileNotFound { path: shown },

@@ -132,11 +132,15 @@ pub use backend::local::{
     CACHE_ENV, Isolation, LocalOptions, LocalSandbox, PYTHON_ENV, ResourceLimits,
 };
 pub use commands::{
-    CommandBuilder, CommandHandle, CommandOutput, CommandResult, Commands, OutputIter,
+    CommandBuilder, CommandHandle, CommandOutput, CommandResult, Commands, OutputIter, ProcessInfo,
 };
 pub use config::{ConnectionConfig, Keepalive, ReconnectPolicy, Secret, Timeouts};
 pub use context::{Context, ContextOptions};
 pub use error::{BoxError, Error, KernelEvent, TimeoutPhase};
+pub use exec::chart::{
+    BarChart, BarData, BoxAndWhiskerChart, BoxAndWhiskerData, Chart, ChartValue, PieChart, PieData,
+    PointChart, PointData, SuperChart,
+};
 pub use exec::code::CodeBuilder;
 pub use exec::models::{Continuity, Execution, ExecutionError, Logs, OutputMessage, RichResult};
 pub use files::{Download, EntryInfo, FileType, Files, Upload};

@@ -5,16 +5,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::backend::Backend;
 use crate::backend::e2b::{DEFAULT_LIFETIME, E2bBackend, E2bConfig, E2bOptions, E2bSandbox};
 use crate::backend::jupyter::JupyterBackend;
 use crate::backend::local::{LocalBackend, LocalOptions, LocalSandbox};
+use crate::backend::{Backend, Liveness};
 use crate::config::{ConnectionConfig, Keepalive, ReconnectPolicy, Secret, Timeouts};
 use crate::context::{self, Context, ContextOptions};
 use crate::error::{Error, TimeoutPhase};
 use crate::exec::code::CodeBuilder;
 use crate::exec::models::Execution;
-use crate::http::Http;
+use crate::http::{Http, Method};
 use crate::jupyter::delivery::Failure;
 use crate::jupyter::rest::{self, KernelSpecs};
 use crate::jupyter::state::{ConnectionState, ConnectionWatch};
@@ -500,6 +500,29 @@ impl Sandbox {
             .ok_or_else(|| Error::protocol("the kernel did not report an absolute root path"))?
             .to_string();
         Ok(self.inner.server_root.get_or_init(|| root).clone())
+    }
+
+    /// Whether the sandbox is running: `false` once it was killed or closed (on any clone), or
+    /// when its backend says it is gone (local: the server process has exited; E2B: the
+    /// control plane does not list it as running, so a paused sandbox is not running; a
+    /// Jupyter server: `GET /api` does not answer with success). When the backend cannot
+    /// tell (E2B's API did not answer), `GET /api` on the sandbox decides. Answers within the
+    /// request timeout (once per backend check); never an error.
+    pub fn is_running(&self) -> bool {
+        if self.ensure_open().is_err() {
+            return false;
+        }
+        match self.inner.backend.get().running() {
+            Liveness::Alive => true,
+            Liveness::Gone => false,
+            Liveness::Unknown => match self.http().send_once(Method::Get, "/api", None) {
+                Ok(r) => r.is_success(),
+                Err(e) => {
+                    log::debug!("is_running: GET /api: {e}");
+                    false
+                }
+            },
+        }
     }
 
     /// Tears the sandbox down now, from any thread: in-flight calls fail with

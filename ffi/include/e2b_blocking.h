@@ -378,6 +378,14 @@ e2b_error_code_t e2b_sandbox_connect_jupyter(const char *url,
 e2b_error_code_t e2b_sandbox_kill(e2b_sandbox_t sandbox);
 
 /**
+ * 1 when the sandbox is running, 0 when it is not: killed (on any handle), its server
+ * gone, an E2B sandbox paused or removed (see `Sandbox::is_running`). A handle that is 0,
+ * destroyed or made up is 0 too. Answers within the request timeout; never an error, and
+ * the last error is left as it was.
+ */
+int e2b_sandbox_is_running(e2b_sandbox_t sandbox);
+
+/**
  * Tears the sandbox down (as `e2b_sandbox_kill()`) and frees the handle; calls on other
  * threads that are using it fail at once with `E2B_ERR_CLOSED`.
  *
@@ -589,7 +597,10 @@ e2b_error_code_t e2b_files_make_dir(e2b_sandbox_t sandbox,
  * - `"envs"`: `{"NAME": "value"}` environment variables for this command, on top of the
  *   sandbox's own;
  * - `"timeout_ms"`: deadline in milliseconds, or `null` for none (default 60000). On expiry
- *   the command's process group is killed and the call returns `E2B_ERR_TIMEOUT`.
+ *   the command's process group is killed and the call returns `E2B_ERR_TIMEOUT`;
+ * - `"stdin"`: text written to the command's stdin, which is then closed (default: stdin is
+ *   `/dev/null`). Written once even across reconnects; a command that ends before reading
+ *   it all is `E2B_ERR_OTHER` ("stdin is closed").
  *
  * `callbacks` may be NULL; of its members only `on_stdout` and `on_stderr` are used (each
  * chunk of output as it arrives, on this thread, see `e2b_output_fn`), `on_result` and
@@ -615,6 +626,32 @@ e2b_error_code_t e2b_commands_run(e2b_sandbox_t sandbox,
                                   const char *options_json,
                                   const e2b_run_callbacks_t *callbacks,
                                   char **out_json);
+
+/**
+ * The commands started through this sandbox that still run, as a JSON array of
+ * `{"pid": 123, "cmd": "...", "cwd": "/abs/dir", "started_at": "2026-01-01T00:00:00+00:00"}`
+ * (see `Commands::list`). On `E2B_OK` `*out_json` is a new string the caller frees with
+ * `e2b_string_free()`; NULL on failure.
+ *
+ * # Safety
+ * `out_json` is valid for one write.
+ */
+e2b_error_code_t e2b_commands_list(e2b_sandbox_t sandbox,
+                                   char **out_json);
+
+/**
+ * Kills process `pid` in the sandbox with SIGKILL: a listed command's whole process group,
+ * any other pid alone (see `Commands::kill`). A command that `e2b_commands_run()` runs on
+ * another thread then ends with `"exit_code": -9`. `out_killed` may be NULL; otherwise it
+ * gets 1 when a process was killed, 0 when there was no such process. A process the
+ * sandbox's user may not signal is `E2B_ERR_PERMISSION_DENIED`.
+ *
+ * # Safety
+ * `out_killed` is NULL or valid for one write.
+ */
+e2b_error_code_t e2b_commands_kill(e2b_sandbox_t sandbox,
+                                   uint32_t pid,
+                                   int *out_killed);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -400,6 +400,17 @@ pub extern "C" fn e2b_sandbox_kill(sandbox: E2bSandbox) -> E2bErrorCode {
     guard(|| Ok(lookup(sandbox)?.kill()?))
 }
 
+/// 1 when the sandbox is running, 0 when it is not: killed (on any handle), its server
+/// gone, an E2B sandbox paused or removed (see `Sandbox::is_running`). A handle that is 0,
+/// destroyed or made up is 0 too. Answers within the request timeout; never an error, and
+/// the last error is left as it was.
+#[unsafe(no_mangle)]
+pub extern "C" fn e2b_sandbox_is_running(sandbox: E2bSandbox) -> c_int {
+    guard_infallible(0, || {
+        lookup(sandbox).map_or(0, |sbx| c_int::from(sbx.is_running()))
+    })
+}
+
 /// Tears the sandbox down (as `e2b_sandbox_kill()`) and frees the handle; calls on other
 /// threads that are using it fail at once with `E2B_ERR_CLOSED`.
 ///
@@ -982,7 +993,10 @@ pub unsafe extern "C" fn e2b_files_make_dir(
 /// - `"envs"`: `{"NAME": "value"}` environment variables for this command, on top of the
 ///   sandbox's own;
 /// - `"timeout_ms"`: deadline in milliseconds, or `null` for none (default 60000). On expiry
-///   the command's process group is killed and the call returns `E2B_ERR_TIMEOUT`.
+///   the command's process group is killed and the call returns `E2B_ERR_TIMEOUT`;
+/// - `"stdin"`: text written to the command's stdin, which is then closed (default: stdin is
+///   `/dev/null`). Written once even across reconnects; a command that ends before reading
+///   it all is `E2B_ERR_OTHER` ("stdin is closed").
 ///
 /// `callbacks` may be NULL; of its members only `on_stdout` and `on_stderr` are used (each
 /// chunk of output as it arrives, on this thread, see `e2b_output_fn`), `on_result` and
@@ -1048,12 +1062,68 @@ pub unsafe extern "C" fn e2b_commands_run(
                     command.on_stderr(move |s| deliver("on_stderr", f, s.as_bytes(), ud, &abort));
             }
         }
-        let result = with_callbacks(&abort, "the command was killed", || command.run())?;
+        let result = with_callbacks(&abort, "the command was killed", || match opts.stdin {
+            None => command.run(),
+            Some(input) => {
+                let mut handle = command.stdin(true).spawn()?;
+                handle.send_stdin(input)?;
+                handle.close_stdin()?;
+                handle.wait()
+            }
+        })?;
         if !out_json.is_null() {
             let json = serde_json::to_string(&result).unwrap_or_else(|_| "{}".into());
             let json = into_c_string(json)?;
             // SAFETY: checked non-NULL above.
             unsafe { out_json.write(json) };
+        }
+        Ok(())
+    })
+}
+
+/// The commands started through this sandbox that still run, as a JSON array of
+/// `{"pid": 123, "cmd": "...", "cwd": "/abs/dir", "started_at": "2026-01-01T00:00:00+00:00"}`
+/// (see `Commands::list`). On `E2B_OK` `*out_json` is a new string the caller frees with
+/// `e2b_string_free()`; NULL on failure.
+///
+/// # Safety
+/// `out_json` is valid for one write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn e2b_commands_list(
+    sandbox: E2bSandbox,
+    out_json: *mut *mut c_char,
+) -> E2bErrorCode {
+    guard(|| {
+        // SAFETY: forwarded from the caller.
+        unsafe { clear_out(out_json, std::ptr::null_mut(), "out_json")? };
+        let list = lookup(sandbox)?.commands().list()?;
+        let json = serde_json::to_string(&list).unwrap_or_else(|_| "[]".into());
+        let json = into_c_string(json)?;
+        // SAFETY: checked non-NULL by clear_out.
+        unsafe { out_json.write(json) };
+        Ok(())
+    })
+}
+
+/// Kills process `pid` in the sandbox with SIGKILL: a listed command's whole process group,
+/// any other pid alone (see `Commands::kill`). A command that `e2b_commands_run()` runs on
+/// another thread then ends with `"exit_code": -9`. `out_killed` may be NULL; otherwise it
+/// gets 1 when a process was killed, 0 when there was no such process. A process the
+/// sandbox's user may not signal is `E2B_ERR_PERMISSION_DENIED`.
+///
+/// # Safety
+/// `out_killed` is NULL or valid for one write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn e2b_commands_kill(
+    sandbox: E2bSandbox,
+    pid: u32,
+    out_killed: *mut c_int,
+) -> E2bErrorCode {
+    guard(|| {
+        let killed = lookup(sandbox)?.commands().kill(pid)?;
+        if !out_killed.is_null() {
+            // SAFETY: checked non-NULL above.
+            unsafe { out_killed.write(c_int::from(killed)) };
         }
         Ok(())
     })

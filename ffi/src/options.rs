@@ -226,6 +226,8 @@ pub(crate) struct CommandJson {
     /// Deadline in milliseconds; `null` means none; absent keeps the default (60 s).
     #[serde(default, deserialize_with = "present")]
     pub(crate) timeout_ms: Option<Option<u64>>,
+    /// Text for the command's stdin, closed after it; absent means `/dev/null`.
+    pub(crate) stdin: Option<String>,
 }
 
 /// Tells a key given as `null` (`Some(None)`) from an absent key (`None`, via `default`).

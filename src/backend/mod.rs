@@ -32,6 +32,13 @@ pub(crate) trait Backend: Send + Sync + fmt::Debug {
     /// Asked after a connection is lost for good, to tell `SandboxNotFound` from a network fault.
     fn probe(&self) -> Liveness;
 
+    /// Whether the sandbox runs now, for `Sandbox::is_running`: like [`Backend::probe`], but a
+    /// paused sandbox is not running. `Unknown` leaves the answer to the Jupyter server.
+    /// Must answer within the request timeout.
+    fn running(&self) -> Liveness {
+        self.probe()
+    }
+
     /// True when [`Backend::shutdown`] takes the server, and so every kernel, with it (local,
     /// E2B). False for a server the user runs: then `Sandbox` shuts down the kernels it started.
     fn owns_server(&self) -> bool;

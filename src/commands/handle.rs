@@ -18,7 +18,7 @@ use crate::exec::models::Execution;
 use crate::jupyter::delivery::Failure;
 use crate::jupyter::rest;
 use crate::jupyter::wire::{Incoming, Outgoing};
-use crate::kernel::Kernel;
+use crate::kernel::{Kernel, SilentError};
 use crate::sandbox::Sandbox;
 
 /// Why a command ended, kept so that every `wait` can rebuild the same outcome.
@@ -96,7 +96,8 @@ impl Ending {
 /// while a thread waits in one of the handle's methods. The handle is `Send`: a spawned server
 /// can be waited on, or killed, from another thread.
 ///
-/// Dropping a handle whose command still runs kills the command.
+/// Dropping a handle whose command still runs kills the command, unless it was started with
+/// [`CommandBuilder::background`].
 pub struct CommandHandle(pub(super) Running<'static>);
 
 impl std::fmt::Debug for CommandHandle {
@@ -170,6 +171,33 @@ impl CommandHandle {
         self.0.kill()
     }
 
+    /// Writes `data` to the command's stdin (see [`CommandBuilder::stdin`]). Returns once the
+    /// bytes are in the command's stdin pipe; while that pipe is full (the command does not
+    /// read), this waits for it, up to the request timeout. Each call is one cell that the
+    /// client resends across reconnects only when the kernel never received it, so the bytes
+    /// arrive once. Large data is sent in pieces of 4 MiB.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] when the command was not started with `stdin(true)`;
+    /// [`Error::StdinClosed`] after [`CommandHandle::close_stdin`] or once the command (and
+    /// every process that inherited its stdin) has ended; connection errors, or
+    /// [`Error::Timeout`] when the pipe stayed full (some of the bytes may have been written).
+    pub fn send_stdin(&mut self, data: impl AsRef<[u8]>) -> Result<(), Error> {
+        self.0.send_stdin(data.as_ref())
+    }
+
+    /// Closes the command's stdin: it reads EOF once it has read what was sent. Closing twice,
+    /// or closing the stdin of a command that has ended, does nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] when the command was not started with `stdin(true)`;
+    /// connection errors.
+    pub fn close_stdin(&mut self) -> Result<(), Error> {
+        self.0.close_stdin()
+    }
+
     /// Iterates over output as it arrives, until the command ends (then call
     /// [`CommandHandle::wait`] for the exit code, or for the error that ended it). Callbacks
     /// still run.
@@ -209,6 +237,14 @@ pub(super) struct Running<'a> {
     starting: bool,
     /// Set while `kill` drives the wait (it keeps its own deadline and fallback).
     killing: bool,
+    /// Whether the command was started with a stdin to write to.
+    wants_stdin: bool,
+    /// The runner's directory of stdin FIFOs, from its start record.
+    stdin_dir: Option<String>,
+    /// Cleared by `close_stdin` and when a write finds the command gone.
+    stdin_open: bool,
+    /// Dropping the handle leaves the command running.
+    background: bool,
 }
 
 impl std::fmt::Debug for Running<'_> {
@@ -278,6 +314,91 @@ impl<'a> Running<'a> {
             Some(Ending::Exited(_)) => Ok(true),
             Some(Ending::Failed(f)) => Err(f.to_error(&self.stdout, &self.stderr)),
             None => Ok(true),
+        }
+    }
+
+    fn send_stdin(&mut self, data: &[u8]) -> Result<(), Error> {
+        let dir = self.stdin_target()?;
+        if !self.stdin_open || self.ending.is_some() {
+            return Err(Error::StdinClosed);
+        }
+        for piece in data.chunks(crate::files_kernel::PIECE) {
+            match self.stdin_cell(&format!("{dir}/in"), piece) {
+                Ok(()) => {}
+                Err(Error::StdinClosed) => {
+                    self.stdin_open = false;
+                    return Err(Error::StdinClosed);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    fn close_stdin(&mut self) -> Result<(), Error> {
+        let dir = self.stdin_target()?;
+        if !self.stdin_open || self.ending.is_some() {
+            return Ok(());
+        }
+        match self.stdin_cell(&format!("{dir}/ctl"), b"c") {
+            Ok(()) | Err(Error::StdinClosed) => {
+                self.stdin_open = false;
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The FIFO directory, or why there is none.
+    fn stdin_target(&self) -> Result<String, Error> {
+        if !self.wants_stdin {
+            return Err(Error::InvalidArgument(
+                "the command was not started with stdin(true)".into(),
+            ));
+        }
+        self.stdin_dir
+            .clone()
+            .ok_or_else(|| Error::protocol("the command runner reported no stdin FIFO"))
+    }
+
+    /// Writes `data` to the FIFO at `path` from another system kernel (this command's kernel
+    /// is busy running it). A FIFO without a reader, or one removed, means the command is gone.
+    fn stdin_cell(&self, path: &str, data: &[u8]) -> Result<(), Error> {
+        const CLOSED: &str = "e2b-stdin-closed";
+        let code = format!(
+            "def __e2b_stdin_write(path, data):\n    \
+             import errno, os\n    \
+             try:\n        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)\n    \
+             except OSError as e:\n        \
+             if e.errno in (errno.ENXIO, errno.ENOENT):\n            \
+             raise RuntimeError({closed}) from None\n        raise\n    \
+             try:\n        os.set_blocking(fd, True)\n        view = memoryview(data)\n        \
+             while view:\n            view = view[os.write(fd, view):]\n    \
+             except BrokenPipeError:\n        raise RuntimeError({closed}) from None\n    \
+             finally:\n        os.close(fd)\n\
+             __e2b_stdin_write({path}, __import__('base64').b64decode({data}))\n",
+            closed = Value::String(CLOSED.into()),
+            path = Value::String(path.into()),
+            data = Value::String(crate::files_kernel::encode(data)),
+        );
+        let sandbox = &self.sandbox;
+        let pool = sandbox.system_kernels();
+        let kernel = pool.acquire(sandbox)?;
+        if let Err(e) = sandbox.ensure_prepared(&kernel) {
+            pool.release(sandbox, kernel, false);
+            return Err(e);
+        }
+        let outcome = kernel.run_silent_reply(&code, sandbox.config().timeouts.request);
+        // A write that timed out may still be blocked in the cell: do not reuse that kernel.
+        pool.release(sandbox, kernel.clone(), outcome.is_ok());
+        let reply = outcome?;
+        match SilentError::of(&reply) {
+            None => Ok(()),
+            Some(e) if e.value == CLOSED => Err(Error::StdinClosed),
+            Some(e) => Err(Error::KernelSetup {
+                kernel_id: kernel.id.clone(),
+                message: format!("writing to stdin: {e}"),
+            }),
         }
     }
 
@@ -416,6 +537,7 @@ impl<'a> Running<'a> {
                 match record["event"].as_str() {
                     Some("start") => {
                         self.pid = record["pid"].as_u64().and_then(|p| u32::try_from(p).ok());
+                        self.stdin_dir = record["stdin"].as_str().map(str::to_string);
                     }
                     Some("exit") => {
                         let code = record["exit_code"]
@@ -528,6 +650,17 @@ impl<'a> Running<'a> {
 
 impl Drop for Running<'_> {
     fn drop(&mut self) {
+        if self.ending.is_none()
+            && self.background
+            && let Some(driver) = self.driver.take()
+        {
+            log::debug!("leaving background command {} running", self.msg_id);
+            let kernel = driver.kernel().clone();
+            // Without its driver the command's output is no longer routed or kept.
+            drop(driver);
+            self.sandbox.system_kernels().detach(kernel);
+            return;
+        }
         if self.ending.is_none() {
             log::debug!("dropping running command {}; killing it", self.msg_id);
             if let Err(e) = self.kill() {
@@ -613,6 +746,7 @@ impl<'a> Running<'a> {
             "cwd": b.cwd,
             "envs": envs,
             "timeout": b.timeout.map(|t| t.as_secs_f64()),
+            "stdin": b.stdin,
         });
         let code = command_cell(&spec);
         let mut request = Outgoing::execute(kernel.conn.session_id(), &code, false);
@@ -650,6 +784,10 @@ impl<'a> Running<'a> {
             queueing: false,
             starting: true,
             killing: false,
+            wants_stdin: b.stdin,
+            stdin_dir: None,
+            stdin_open: b.stdin,
+            background: b.background,
         };
         let started_by = Instant::now() + sandbox.config().timeouts.request;
         while handle.pid.is_none() && handle.ending.is_none() {

@@ -62,6 +62,23 @@ impl CommandResult {
     }
 }
 
+/// A command that this SDK's runner started in the sandbox and that still runs, as
+/// [`Commands::list`] gives it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct ProcessInfo {
+    /// The process id of the shell running the command (its process group and session id).
+    pub pid: u32,
+    /// The command line, as given to `/bin/bash -c`.
+    pub cmd: String,
+    /// Its absolute working directory.
+    #[serde(default)]
+    pub cwd: Option<String>,
+    /// When it started (RFC 3339, UTC).
+    #[serde(default)]
+    pub started_at: Option<String>,
+}
+
 /// One piece of a running command's output, as yielded by [`CommandHandle::output`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -155,6 +172,36 @@ impl Commands {
         self.cmd(cmd).spawn()
     }
 
+    /// The commands started through this sandbox (by any client of it) that still run,
+    /// spawned and background ones alike, by pid. Each command is recorded by the runner in
+    /// the sandbox's temp directory while it runs; a record whose process is gone, or whose
+    /// pid now belongs to another process, is not listed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] and connection errors; [`Error::KernelSetup`] when the sandbox could
+    /// not run the listing.
+    pub fn list(&self) -> Result<Vec<ProcessInfo>, Error> {
+        let out = crate::files_kernel::call(&self.sandbox, serde_json::json!({"op": "commands"}))?;
+        serde_json::from_value(out["commands"].clone())
+            .map_err(|e| Error::protocol_from("command list from the sandbox", e))
+    }
+
+    /// Kills a process in the sandbox with SIGKILL: the whole process group of a command from
+    /// [`Commands::list`], or just that process for any other pid. Returns `false` when no
+    /// such process exists. A [`CommandHandle`] of a killed command then waits with exit code
+    /// `-9`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::PermissionDenied`] for a process the sandbox's user may not signal;
+    /// [`Error::Closed`] and connection errors.
+    pub fn kill(&self, pid: u32) -> Result<bool, Error> {
+        let op = serde_json::json!({"op": "kill", "pid": pid, "path": format!("pid {pid}")});
+        let out = crate::files_kernel::call(&self.sandbox, op)?;
+        Ok(out["killed"].as_bool().unwrap_or(false))
+    }
+
     /// Describes a command with options (cwd, env vars, timeout, output callbacks); finish
     /// with [`CommandBuilder::run`] or [`CommandBuilder::spawn`].
     pub fn cmd<'a>(&self, cmd: impl Into<String>) -> CommandBuilder<'a> {
@@ -164,6 +211,8 @@ impl Commands {
             cwd: None,
             envs: Vec::new(),
             timeout: Some(DEFAULT_TIMEOUT),
+            stdin: false,
+            background: false,
             on_stdout: None,
             on_stderr: None,
         }
@@ -181,6 +230,8 @@ pub struct CommandBuilder<'a> {
     cwd: Option<String>,
     envs: Vec<(String, String)>,
     timeout: Option<Duration>,
+    stdin: bool,
+    background: bool,
     on_stdout: Option<Callback<'a>>,
     on_stderr: Option<Callback<'a>>,
 }
@@ -193,6 +244,8 @@ impl std::fmt::Debug for CommandBuilder<'_> {
             .field("cwd", &self.cwd)
             .field("envs", &env_names)
             .field("timeout", &self.timeout)
+            .field("stdin", &self.stdin)
+            .field("background", &self.background)
             .finish_non_exhaustive()
     }
 }
@@ -231,6 +284,27 @@ impl<'a> CommandBuilder<'a> {
         self
     }
 
+    /// Gives a spawned command a stdin that [`CommandHandle::send_stdin`] writes to and
+    /// [`CommandHandle::close_stdin`] closes. Defaults to `false`: stdin is `/dev/null`.
+    /// [`CommandBuilder::run`] ignores it, as nothing could be sent while it waits.
+    ///
+    /// The runner cell cannot receive messages while it runs, so stdin is a FIFO in the
+    /// sandbox's temp directory that each `send_stdin` writes to from a small cell in another
+    /// system kernel.
+    pub fn stdin(mut self, stdin: bool) -> Self {
+        self.stdin = stdin;
+        self
+    }
+
+    /// Lets a spawned command keep running when its [`CommandHandle`] is dropped (it still
+    /// ends at its timeout, when killed with [`Commands::kill`], or when the sandbox is torn
+    /// down). Defaults to `false`: dropping the handle kills the command. Its output after
+    /// the drop is discarded; the system kernel running it is reused once it ends.
+    pub fn background(mut self, background: bool) -> Self {
+        self.background = background;
+        self
+    }
+
     /// Called with each piece of stdout as it arrives, on the thread that waits.
     pub fn on_stdout(mut self, f: impl FnMut(&str) + Send + 'a) -> Self {
         self.on_stdout = Some(Box::new(f));
@@ -250,7 +324,8 @@ impl<'a> CommandBuilder<'a> {
     /// What kept it from starting ([`Error::FileNotFound`] for a missing cwd,
     /// [`Error::InvalidArgument`] for a NUL byte, ...) or ended it other than its own exit
     /// (see [`CommandHandle::wait`]). A non-zero exit code is not an error.
-    pub fn run(self) -> Result<CommandResult, Error> {
+    pub fn run(mut self) -> Result<CommandResult, Error> {
+        self.stdin = false;
         self.start()?.wait()
     }
 

@@ -18,6 +18,8 @@ pub(crate) struct SystemKernels {
 #[derive(Debug, Default)]
 struct Pool {
     idle: Vec<Arc<Kernel>>,
+    /// Kernels still running a background command whose handle was dropped.
+    detached: Vec<Arc<Kernel>>,
     all: Vec<Arc<Kernel>>,
     closed: bool,
 }
@@ -35,6 +37,7 @@ impl SystemKernels {
         let mut pool = self.lock();
         pool.closed = true;
         pool.idle.clear();
+        pool.detached.clear();
         std::mem::take(&mut pool.all)
     }
 
@@ -53,6 +56,9 @@ impl SystemKernels {
             drop(pool);
             retire(sandbox, &kernel);
         }
+        if let Some(kernel) = self.reclaim(sandbox) {
+            return Ok(kernel);
+        }
         let kernel = sandbox.start_system_kernel()?;
         log::debug!("started system kernel {} for commands", kernel.id);
         let mut pool = self.lock();
@@ -63,6 +69,43 @@ impl SystemKernels {
         }
         pool.all.push(kernel.clone());
         Ok(kernel)
+    }
+
+    /// Keeps a kernel whose background command outlived its handle, for [`Self::reclaim`].
+    pub(crate) fn detach(&self, kernel: Arc<Kernel>) {
+        let mut pool = self.lock();
+        if !pool.closed {
+            pool.detached.push(kernel);
+        }
+    }
+
+    /// A detached kernel whose command has ended: the server reports it idle. One REST call
+    /// per detached kernel, and only when no idle kernel is left.
+    fn reclaim(&self, sandbox: &Sandbox) -> Option<Arc<Kernel>> {
+        let detached = std::mem::take(&mut self.lock().detached);
+        let mut found = None;
+        let mut busy = Vec::new();
+        for kernel in detached {
+            if found.is_none()
+                && kernel.conn.failure().is_none()
+                && rest::kernel_execution_state(sandbox.http(), &kernel.id).as_deref()
+                    == Some("idle")
+            {
+                log::debug!(
+                    "reusing system kernel {} after its background command",
+                    kernel.id
+                );
+                found = Some(kernel);
+            } else {
+                busy.push(kernel);
+            }
+        }
+        let mut pool = self.lock();
+        if pool.closed {
+            return None;
+        }
+        pool.detached.extend(busy);
+        found
     }
 
     /// Gives a kernel back: kept when `clean` and the pool has room, else shut down.

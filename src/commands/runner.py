@@ -35,21 +35,65 @@ def _e2b_command(spec):
     env = dict(os.environ)
     env.update(spec.get("envs") or {})
     shell = "/bin/bash" if os.path.exists("/bin/bash") else "/bin/sh"
+    # Stdin, when asked for, is a FIFO: this cell cannot receive messages while it runs, so the
+    # client writes to the FIFO from a cell in another kernel. This cell holds a writer open so
+    # the command sees no EOF between writes; a byte on the control FIFO (`ctl`) closes it.
+    fifo_dir = None
+    keep = ctl = ctl_keep = None
+    stdin = subprocess.DEVNULL
+
+    def close_fifos():
+        for fd in (keep, ctl, ctl_keep, stdin):
+            if isinstance(fd, int) and fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        if fifo_dir is not None:
+            import shutil
+
+            shutil.rmtree(fifo_dir, ignore_errors=True)
+
+    if spec.get("stdin"):
+        import tempfile
+
+        try:
+            fifo_dir = tempfile.mkdtemp(prefix="e2b-stdin-")
+            data_path = os.path.join(fifo_dir, "in")
+            ctl_path = os.path.join(fifo_dir, "ctl")
+            os.mkfifo(data_path, 0o600)
+            os.mkfifo(ctl_path, 0o600)
+            stdin = os.open(data_path, os.O_RDONLY | os.O_NONBLOCK)
+            keep = os.open(data_path, os.O_WRONLY)
+            os.set_blocking(stdin, True)
+            ctl = os.open(ctl_path, os.O_RDONLY | os.O_NONBLOCK)
+            # Held so that `ctl` never reads EOF (and never spins) between writers.
+            ctl_keep = os.open(ctl_path, os.O_WRONLY)
+        except OSError as e:
+            close_fifos()
+            return report("error", kind="os", message="stdin: " + str(e))
     try:
         proc = subprocess.Popen(
             [shell, "-c", spec["cmd"]],
             cwd=cwd,
             env=env,
-            stdin=subprocess.DEVNULL,
+            stdin=stdin,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
             close_fds=True,
         )
     except PermissionError as e:
+        close_fifos()
         return report("error", kind="permission_denied", path=spec.get("cwd") or shell, message=str(e))
     except OSError as e:
+        close_fifos()
         return report("error", kind="os", message=str(e))
+    if isinstance(stdin, int) and stdin >= 0:
+        # Only the command reads the FIFO: once it (and its children) are gone, a writer's
+        # open fails with ENXIO instead of bytes vanishing into a pipe nobody reads.
+        os.close(stdin)
+        stdin = None
 
     def kill_group():
         try:
@@ -84,13 +128,17 @@ def _e2b_command(spec):
 
     # Everything from here on is inside the try, so that a kill (KeyboardInterrupt) landing at
     # any point, even while the start record is being sent, still kills the process group.
+    registry = None
     try:
         try:
+            registry = _register(proc.pid, spec["cmd"], cwd)
             for fd in outs:
                 sel.register(fd, selectors.EVENT_READ)
-            report("start", pid=proc.pid)
+            if ctl is not None:
+                sel.register(ctl, selectors.EVENT_READ)
+            report("start", pid=proc.pid, stdin=fifo_dir)
             exited_at = None
-            while sel.get_map():
+            while any(fd in outs for fd in sel.get_map()):
                 now = time.monotonic()
                 if deadline is not None and now >= deadline:
                     outcome, deadline = "timeout", None
@@ -111,6 +159,15 @@ def _e2b_command(spec):
                 if not ready and exited_at is not None:
                     break
                 for key, _ in ready:
+                    if key.fd == ctl:
+                        try:
+                            os.read(ctl, 64)
+                        except BlockingIOError:
+                            continue
+                        sel.unregister(ctl)
+                        os.close(keep)
+                        keep = None
+                        continue
                     data = os.read(key.fd, 65536)
                     if data:
                         emit(key.fd, data)
@@ -118,7 +175,8 @@ def _e2b_command(spec):
                         sel.unregister(key.fd)
                         emit(key.fd, b"", True)
             for fd in list(sel.get_map()):
-                emit(fd, b"", True)
+                if fd in outs:
+                    emit(fd, b"", True)
             while code is None:
                 now = time.monotonic()
                 if deadline is not None and now >= deadline:
@@ -139,9 +197,62 @@ def _e2b_command(spec):
                 except KeyboardInterrupt:
                     pass
         sel.close()
+        close_fifos()
+        if registry is not None:
+            try:
+                os.remove(registry)
+            except OSError:
+                pass
         proc.stdout.close()
         proc.stderr.close()
     report("exit", exit_code=code, outcome=outcome)
+
+
+def _registry_dir():
+    # One directory per server root, so that sandboxes sharing a /tmp list only their own.
+    # The files kernel (files_kernel.py) computes the same path.
+    import hashlib
+    import os
+    import tempfile
+
+    root = hashlib.sha256(os.getcwd().encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    return os.path.join(tempfile.gettempdir(), "e2b-blocking-commands-" + root)
+
+
+def _start_time(pid):
+    # The process's start time in clock ticks (field 22 of /proc/<pid>/stat), so that a
+    # record is never matched to another process that reused its pid.
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _register(pid, cmd, cwd):
+    # Records a running command for `commands().list()`; best effort: listing is not worth
+    # failing a command over.
+    import datetime
+    import json
+    import os
+
+    try:
+        d = _registry_dir()
+        os.makedirs(d, mode=0o700, exist_ok=True)
+        path = os.path.join(d, "%d.json" % pid)
+        record = {
+            "pid": pid,
+            "cmd": cmd,
+            "cwd": os.path.abspath(cwd or os.getcwd()),
+            "started_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+            "start_time": _start_time(pid),
+        }
+        with open(path + ".tmp", "w") as f:
+            json.dump(record, f)
+        os.replace(path + ".tmp", path)
+        return path
+    except Exception:
+        return None
 
 
 def _install():

@@ -137,8 +137,9 @@ pub struct RichResult {
     pub javascript: Option<String>,
     /// `e2b/data`: tabular data (a pandas DataFrame as columns) where the kernel provides it.
     pub data: Option<Value>,
-    /// `e2b/chart`: structured chart data where the kernel provides it.
-    pub chart: Option<Value>,
+    /// `e2b/chart`: structured chart data where the kernel provides it, typed as in E2B's
+    /// SDK; [`Chart::raw`](crate::Chart::raw) gives the value as sent.
+    pub chart: Option<crate::exec::chart::Chart>,
     /// True for the cell's value (`execute_result`), false for `display()` output.
     pub is_main_result: bool,
     /// Every other MIME type, keyed by MIME type.
@@ -185,7 +186,7 @@ impl RichResult {
                 "application/json" => r.json = Some(value.clone()),
                 "application/javascript" => r.javascript = text(),
                 "e2b/data" => r.data = Some(value.clone()),
-                "e2b/chart" => r.chart = Some(value.clone()),
+                "e2b/chart" => r.chart = Some(crate::exec::chart::Chart::from_value(value)),
                 other => {
                     r.extra.insert(other.to_string(), value.clone());
                 }

@@ -39,6 +39,23 @@ pub(crate) struct KernelSpecBody {
     pub(crate) language: String,
 }
 
+/// The server's `execution_state` of a kernel (`"idle"`, `"busy"`, ...), when it reports one.
+pub(crate) fn kernel_execution_state(http: &Http, id: &str) -> Option<String> {
+    let response = match http.send_once(Method::Get, &kernel_path(id, ""), None) {
+        Ok(r) if r.is_success() => r,
+        Ok(r) => {
+            log::debug!("GET kernel {id}: status {}", r.status);
+            return None;
+        }
+        Err(e) => {
+            log::debug!("GET kernel {id}: {e}");
+            return None;
+        }
+    };
+    let model: serde_json::Value = response.json().ok()?;
+    model["execution_state"].as_str().map(str::to_string)
+}
+
 fn kernel_path(id: &str, rest: &str) -> String {
     format!("/api/kernels/{}{rest}", encode_component(id))
 }

@@ -395,3 +395,170 @@ fn a_command_handle_is_waited_on_from_another_thread() {
         assert_eq!((result.stdout.as_str(), result.exit_code), ("done\n", 0));
     });
 }
+
+/// `cat` echoes what is sent to its stdin, and exits 0 once stdin is closed.
+#[test]
+fn stdin_reaches_cat_and_close_ends_it() {
+    deadline(|| {
+        let sbx = local();
+        let mut cat = sbx.commands().cmd("cat").stdin(true).spawn().unwrap();
+        cat.send_stdin("hello\n").unwrap();
+        cat.send_stdin(b"bytes \xe2\x9c\x93\n").unwrap();
+        let mut seen = String::new();
+        for out in cat.output() {
+            seen.push_str(out.text());
+            if seen.ends_with("✓\n") {
+                break;
+            }
+        }
+        assert_eq!(seen, "hello\nbytes ✓\n");
+        cat.close_stdin().unwrap();
+        cat.close_stdin().unwrap();
+        assert!(matches!(cat.send_stdin("late"), Err(Error::StdinClosed)));
+        let out = cat.wait().unwrap();
+        assert_eq!(out.exit_code, 0);
+        assert_eq!(out.stdout, "hello\nbytes ✓\n");
+
+        // Without stdin(true) there is nothing to write to, and stdin is /dev/null.
+        let mut plain = sbx.commands().spawn("cat; echo done").unwrap();
+        assert!(matches!(
+            plain.send_stdin("x"),
+            Err(Error::InvalidArgument(_))
+        ));
+        assert_eq!(plain.wait().unwrap().stdout, "done\n");
+
+        // More than a pipe holds (and than one piece of 4 MiB) gets through whole.
+        let mut wc = sbx.commands().cmd("wc -c").stdin(true).spawn().unwrap();
+        wc.send_stdin(vec![b'x'; (5 << 20) + 3]).unwrap();
+        wc.close_stdin().unwrap();
+        assert_eq!(
+            wc.wait().unwrap().stdout.trim(),
+            ((5 << 20) + 3).to_string()
+        );
+
+        // A command that has ended has no reader: the write is refused, not lost.
+        let mut quick = sbx.commands().cmd("true").stdin(true).spawn().unwrap();
+        assert!(quick.wait().unwrap().success());
+        assert!(matches!(quick.send_stdin("x"), Err(Error::StdinClosed)));
+        quick.close_stdin().unwrap();
+    });
+}
+
+/// Through a proxy that cuts every connection at random, each piece sent to stdin arrives
+/// exactly once and in order.
+#[test]
+fn stdin_arrives_exactly_once_across_cuts() {
+    deadline(|| {
+        init_logs();
+        let owner = local_tcp();
+        let (proxy, sbx) = through_proxy(
+            &owner,
+            Sandbox::builder()
+                .reconnect(ReconnectPolicy::default().max_elapsed(Duration::from_secs(30))),
+        );
+        let mut cat = sbx
+            .commands()
+            .cmd("cat")
+            .stdin(true)
+            .timeout(None)
+            .spawn()
+            .unwrap();
+        // The first write starts the writer's kernel before the cuts: REST calls are not
+        // retried.
+        cat.send_stdin("line 0\n").unwrap();
+        let chaos = proxy.start_random_cuts(
+            Duration::from_millis(100),
+            Duration::from_millis(400),
+            0x57d1,
+        );
+        for i in 1..40 {
+            cat.send_stdin(format!("line {i}\n"))
+                .unwrap_or_else(|e| panic!("line {i}: {e:?}"));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        cat.close_stdin().unwrap();
+        let out = cat.wait().unwrap();
+        drop(chaos);
+        let want: String = (0..40).map(|i| format!("line {i}\n")).collect();
+        assert_eq!(out.stdout, want);
+        assert_eq!(out.exit_code, 0);
+        println!("{} cuts", proxy.cuts());
+        assert!(proxy.cuts() >= 3, "only {} cuts", proxy.cuts());
+    });
+}
+
+/// `list` shows running commands by pid, `kill(pid)` ends one (its handle then waits with
+/// -9), and a background command survives its handle's drop while a plain one does not.
+#[test]
+fn list_kill_and_background_commands() {
+    deadline(|| {
+        let sbx = local();
+        let cmds = sbx.commands();
+        let listed = |pid: u32| cmds.list().unwrap().into_iter().find(|p| p.pid == pid);
+
+        let mut held = cmds.cmd("sleep 30 # held").timeout(None).spawn().unwrap();
+        let held_pid = held.pid().unwrap();
+        let info = listed(held_pid).expect("the spawned command is listed");
+        assert_eq!(info.cmd, "sleep 30 # held");
+        assert!(
+            info.cwd.as_deref().is_some_and(|c| c.starts_with('/')),
+            "{info:?}"
+        );
+        assert!(info.started_at.is_some());
+        assert!(cmds.kill(held_pid).unwrap());
+        let out = held.wait().unwrap();
+        assert_eq!(out.exit_code, -9);
+        assert!(listed(held_pid).is_none());
+        assert!(!cmds.kill(held_pid).unwrap(), "already gone");
+
+        let dropped = cmds.cmd("sleep 30 # dropped").spawn().unwrap();
+        let dropped_pid = dropped.pid().unwrap();
+        drop(dropped);
+        assert!(
+            listed(dropped_pid).is_none(),
+            "dropping kills a plain command"
+        );
+
+        let bg = cmds
+            .cmd("sleep 30 # background")
+            .background(true)
+            .spawn()
+            .unwrap();
+        let bg_pid = bg.pid().unwrap();
+        drop(bg);
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(
+            listed(bg_pid).is_some(),
+            "a background command outlives its handle"
+        );
+        assert_eq!(
+            cmds.run("echo still works").unwrap().stdout,
+            "still works\n"
+        );
+        assert!(cmds.kill(bg_pid).unwrap());
+        assert!(gone_from_list(&sbx, bg_pid));
+
+        // A background command that ended gives its kernel back for later commands.
+        let short = cmds.cmd("sleep 0.2").background(true).spawn().unwrap();
+        drop(short);
+        std::thread::sleep(Duration::from_millis(500));
+        let a = cmds.cmd("sleep 5").spawn().unwrap();
+        let b = cmds.cmd("sleep 5").spawn().unwrap();
+        let c = cmds.cmd("sleep 5").spawn().unwrap();
+        for h in [a, b, c] {
+            assert!(listed(h.pid().unwrap()).is_some());
+        }
+    });
+}
+
+/// Waits up to 5 s for `pid` to leave `commands().list()`.
+fn gone_from_list(sbx: &Sandbox, pid: u32) -> bool {
+    let until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < until {
+        if !sbx.commands().list().unwrap().iter().any(|p| p.pid == pid) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}

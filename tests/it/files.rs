@@ -313,3 +313,62 @@ fn missing_paths_and_wrong_kinds_are_typed_errors() {
         ));
     });
 }
+
+/// `write_many` writes every file (nested, binary, hidden, one larger than a batch) and
+/// returns their entries in order; a failing write names its path and keeps earlier files.
+#[test]
+fn write_many_writes_all_and_names_the_failing_path() {
+    deadline(|| {
+        let sbx = local();
+        let files = sbx.files();
+        let big = random_bytes(5 << 20, 7);
+        let binary = vec![0u8, 159, 146, 150, 255];
+        let written = files
+            .write_many([
+                ("many/a.txt", b"A".as_slice()),
+                ("many/deep/b.bin", binary.as_slice()),
+                ("many/.hidden", b"h".as_slice()),
+                ("many/big.bin", big.as_slice()),
+                ("many/c.txt", b"".as_slice()),
+            ])
+            .unwrap();
+        let paths: Vec<&str> = written.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "many/a.txt",
+                "many/deep/b.bin",
+                "many/.hidden",
+                "many/big.bin",
+                "many/c.txt"
+            ]
+        );
+        assert_eq!(written[1].size, Some(5));
+        assert_eq!(written[1].kind, FileType::File);
+        assert_eq!(files.read("many/a.txt").unwrap(), "A");
+        assert_eq!(files.read_bytes("many/deep/b.bin").unwrap(), binary);
+        assert_eq!(files.read("many/.hidden").unwrap(), "h");
+        assert_eq!(files.read_bytes("many/big.bin").unwrap(), big);
+        assert_eq!(files.read("many/c.txt").unwrap(), "");
+        let none: [(&str, &str); 0] = [];
+        assert!(files.write_many(none).unwrap().is_empty());
+
+        // A path above the root fails before anything is written.
+        let escape = files.write_many([("many/first.txt", "1"), ("../x", "2")]);
+        assert!(
+            matches!(escape, Err(Error::InvalidArgument(_))),
+            "{escape:?}"
+        );
+        assert!(!files.exists("many/first.txt").unwrap());
+
+        // A directory in the way: the earlier file stays, the error names the directory.
+        let err = files
+            .write_many([("many/first.txt", "1"), ("many/deep", "2")])
+            .unwrap_err();
+        match err {
+            Error::IsADirectory { path } => assert_eq!(path, "many/deep"),
+            other => panic!("expected IsADirectory, got {other:?}"),
+        }
+        assert_eq!(files.read("many/first.txt").unwrap(), "1");
+    });
+}

@@ -158,3 +158,37 @@ fn the_sandbox_lives_until_its_last_clone_is_dropped() {
         assert!(!alive(pid), "the server outlived every handle");
     });
 }
+
+/// `is_running` is true while the sandbox lives and false, not an error, once it is gone:
+/// killed from another clone, or its server died.
+#[test]
+fn is_running_turns_false_when_the_sandbox_is_gone() {
+    deadline(|| {
+        let until_false = |sbx: &e2b_blocking::Sandbox| {
+            let until = std::time::Instant::now() + Duration::from_secs(10);
+            while sbx.is_running() {
+                assert!(std::time::Instant::now() < until, "still running");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        };
+
+        let sbx = local();
+        assert!(sbx.is_running());
+        let clone = sbx.clone();
+        clone.kill().unwrap();
+        assert!(!sbx.is_running());
+
+        let sbx = crate::support::local_tcp();
+        // A Jupyter-server sandbox on the same server asks `GET /api`.
+        let remote = e2b_blocking::Sandbox::jupyter(
+            sbx.jupyter_url(),
+            crate::support::token_of(&sbx).as_str(),
+        )
+        .unwrap();
+        assert!(sbx.is_running());
+        assert!(remote.is_running());
+        sigkill(sbx.as_local().unwrap().pid());
+        until_false(&sbx);
+        until_false(&remote);
+    });
+}

@@ -1,7 +1,7 @@
 //! Rich results from real plotting and data libraries, installed into the local sandbox's venv.
 
 use crate::support::{deadline, init_logs};
-use e2b_blocking::{LocalOptions, Sandbox};
+use e2b_blocking::{Chart, ChartValue, LocalOptions, Sandbox};
 
 #[test]
 fn the_chart_example_makes_a_real_png_and_chart_data() {
@@ -28,10 +28,17 @@ fn the_chart_example_makes_a_real_png_and_chart_data() {
         assert!(png.ends_with(b"IEND\xaeB`\x82"), "PNG is complete");
 
         let chart = fig.chart.as_ref().expect("e2b/chart data");
-        assert_eq!(chart["type"], "bar");
-        assert_eq!(chart["title"], "Sales per month");
-        assert_eq!(chart["elements"][0]["label"], "Jan");
-        assert_eq!(chart["elements"][5]["value"], 230.0);
+        let raw = chart.raw();
+        assert_eq!(raw["type"], "bar");
+        assert_eq!(raw["title"], "Sales per month");
+        assert_eq!(raw["elements"][0]["label"], "Jan");
+        assert_eq!(raw["elements"][5]["value"], 230.0);
+        let Chart::Bar(bar) = chart else {
+            panic!("not a bar chart: {chart:?}")
+        };
+        assert_eq!(bar.title.as_deref(), Some("Sales per month"));
+        assert_eq!(bar.elements[0].label.as_deref(), Some("Jan"));
+        assert_eq!(bar.elements[5].value, Some(ChartValue::Number(230.0)));
 
         let exec = sbx
             .run_code("import pandas as pd\npd.DataFrame({'a': [1, 2], 'b': ['x', 'y']})")
@@ -41,6 +48,45 @@ fn the_chart_example_makes_a_real_png_and_chart_data() {
         assert_eq!(
             main.data.as_ref().unwrap(),
             &serde_json::json!({"a": [1, 2], "b": ["x", "y"]})
+        );
+    });
+}
+
+/// A matplotlib line chart comes back typed, with its labels and points.
+#[test]
+fn a_matplotlib_line_chart_is_typed() {
+    deadline(|| {
+        init_logs();
+        let sbx = Sandbox::builder()
+            .local_with(LocalOptions::new().packages(["matplotlib"]))
+            .unwrap();
+        let exec = sbx
+            .run_code(
+                "import matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\n\
+                 fig, ax = plt.subplots()\n\
+                 ax.plot([1, 2, 3], [4, 5, 6], label='up')\n\
+                 ax.set_title('Growth'); ax.set_xlabel('day'); ax.set_ylabel('n')\n\
+                 fig",
+            )
+            .unwrap();
+        assert!(exec.error.is_none(), "{:?}", exec.error);
+        let chart = exec
+            .results
+            .iter()
+            .find_map(|r| r.chart.as_ref())
+            .expect("e2b/chart data");
+        let Chart::Line(line) = chart else {
+            panic!("not a line chart: {chart:?}")
+        };
+        assert_eq!(chart.title(), Some("Growth"));
+        assert_eq!(line.x_label.as_deref(), Some("day"));
+        assert_eq!(line.y_label.as_deref(), Some("n"));
+        assert_eq!(line.elements.len(), 1);
+        assert_eq!(line.elements[0].label.as_deref(), Some("up"));
+        let n = ChartValue::Number;
+        assert_eq!(
+            line.elements[0].points,
+            [(n(1.0), n(4.0)), (n(2.0), n(5.0)), (n(3.0), n(6.0))]
         );
     });
 }

@@ -338,6 +338,14 @@ static void commands_checks(e2b_sandbox_t sbx) {
     CHECK(contains(json, "\"stdout\":\"yes m\\ncmd-dir\\n\""));
     e2b_string_free(json);
     json = NULL;
+    /* Stdin: the text reaches the command, then EOF. */
+    CHECK_CODE(e2b_commands_run(sbx, "cat; echo end", "{\"stdin\": \"in 1\\nin 2\\n\"}", NULL,
+                                &json),
+               E2B_OK);
+    CHECK(contains(json, "\"stdout\":\"in 1\\nin 2\\nend\\n\""));
+    CHECK(contains(json, "\"exit_code\":0"));
+    e2b_string_free(json);
+    json = NULL;
     CHECK_CODE(e2b_commands_run(sbx, "true", "{\"cwd\": \"no-such-dir\"}", NULL, &json),
                E2B_ERR_FILE_NOT_FOUND);
     CHECK(json == NULL);
@@ -389,6 +397,42 @@ static void commands_checks(e2b_sandbox_t sbx) {
     CHECK(b.code_out == E2B_OK && contains(b.json, "quick"));
     e2b_string_free(a.json);
     e2b_string_free(b.json);
+
+    /* A running command is listed by pid; killing it ends its run with exit code -9. */
+    struct command_args c = {sbx, "sleep 30 # listed", -1, NULL};
+    pthread_t tc;
+    CHECK(pthread_create(&tc, NULL, command_in_thread, &c) == 0);
+    long pid = 0;
+    for (int i = 0; i < 200 && pid == 0; i++) {
+        char *list = NULL;
+        CHECK_CODE(e2b_commands_list(sbx, &list), E2B_OK);
+        const char *at = list ? strstr(list, "\"cmd\":\"sleep 30 # listed\"") : NULL;
+        if (at != NULL) {
+            /* Records are objects of the list; find this one's "pid". */
+            const char *start = at;
+            while (start > list && *start != '{') {
+                start--;
+            }
+            const char *p = strstr(start, "\"pid\":");
+            if (p != NULL) {
+                pid = strtol(p + 6, NULL, 10);
+            }
+        }
+        e2b_string_free(list);
+        if (pid == 0) {
+            sleep_ms(50);
+        }
+    }
+    CHECK(pid > 0);
+    int killed = -1;
+    CHECK_CODE(e2b_commands_kill(sbx, (uint32_t)pid, &killed), E2B_OK);
+    CHECK(killed == 1);
+    pthread_join(tc, NULL);
+    CHECK(c.code_out == E2B_OK && contains(c.json, "\"exit_code\":-9"));
+    e2b_string_free(c.json);
+    CHECK_CODE(e2b_commands_kill(sbx, (uint32_t)pid, &killed), E2B_OK);
+    CHECK(killed == 0);
+    CHECK_CODE(e2b_commands_list(sbx, NULL), E2B_ERR_NULL_ARG);
 }
 
 /* Every file and command function on a handle that is killed or destroyed. */
@@ -529,6 +573,7 @@ static void with_sandbox(void) {
 
     files_checks(sbx);
     commands_checks(sbx);
+    CHECK(e2b_sandbox_is_running(sbx) == 1);
 
     /* Destroying a handle another thread is running on ends that run at once. */
     struct run_args slow = {sbx, "import time; time.sleep(60)", -1, 0, NULL};
@@ -556,7 +601,9 @@ static void kill_then_destroy(void) {
     if (sbx == 0) {
         return;
     }
+    CHECK(e2b_sandbox_is_running(sbx) == 1);
     CHECK_CODE(e2b_sandbox_kill(sbx), E2B_OK);
+    CHECK(e2b_sandbox_is_running(sbx) == 0);
     CHECK_CODE(e2b_sandbox_kill(sbx), E2B_OK); /* idempotent */
     char *json = NULL;
     CHECK_CODE(e2b_run_code(sbx, "1", &json), E2B_ERR_CLOSED);
@@ -566,6 +613,8 @@ static void kill_then_destroy(void) {
     CHECK_CODE(e2b_sandbox_id(sbx, &id), E2B_OK); /* still readable until destroyed */
     e2b_string_free(id);
     CHECK_CODE(e2b_sandbox_destroy(sbx), E2B_OK);
+    CHECK(e2b_sandbox_is_running(sbx) == 0);
+    CHECK(e2b_sandbox_is_running(0) == 0);
     CHECK_CODE(e2b_sandbox_kill(sbx), E2B_ERR_CLOSED);
 }
 

@@ -363,6 +363,24 @@ impl Backend for E2bBackend {
         }
     }
 
+    fn running(&self) -> Liveness {
+        if self.debug {
+            return self.probe();
+        }
+        match self.quick.get_info(&self.id) {
+            Ok(info) if info.state == SandboxState::Running => Liveness::Alive,
+            Ok(info) => {
+                log::debug!("E2B sandbox {} is {}", self.id, info.state.as_str());
+                Liveness::Gone
+            }
+            Err(Error::SandboxNotFound { .. }) => Liveness::Gone,
+            Err(e) => {
+                log::debug!("could not look up E2B sandbox {}: {e}", self.id);
+                Liveness::Unknown
+            }
+        }
+    }
+
     /// True while closing kills the sandbox, and every kernel with it.
     fn owns_server(&self) -> bool {
         self.kills_on_close()

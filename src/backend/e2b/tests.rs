@@ -607,3 +607,27 @@ fn hidden_bodies_arrive_whole_over_chunked_and_kept_alive_answers() {
     assert!(create.contains("accept-encoding: identity\r\n"), "{create}");
     assert!(get.starts_with("GET /sandboxes/sbx1 "), "{get}");
 }
+
+#[test]
+fn running_is_only_the_running_state() {
+    for (state, want) in [
+        ("running", Liveness::Alive),
+        ("paused", Liveness::Gone),
+        ("pausing", Liveness::Gone),
+    ] {
+        let info = INFO.replace(r#""state":"running""#, &format!(r#""state":"{state}""#));
+        let api = Fake::start(
+            move |req, _| match (req.method.as_str(), req.path.as_str()) {
+                ("POST", "/sandboxes/sbx1/connect") => reply(201, CREATED),
+                ("GET", "/sandboxes/sbx1") => reply(200, &info),
+                _ => reply(500, "unexpected"),
+            },
+        );
+        let jupyter = Fake::start(|_, _| reply(200, r#"{"default":"python3","kernelspecs":{}}"#));
+        let config = config(&api).sandbox_url(jupyter.url());
+        let backend =
+            E2bBackend::connect(&config, "sbx1", Duration::from_secs(60), &timeouts()).unwrap();
+        assert_eq!(backend.running(), want, "{state}");
+        assert_eq!(backend.probe(), Liveness::Alive, "{state}: it exists");
+    }
+}
