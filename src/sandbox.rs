@@ -144,6 +144,12 @@ impl SandboxBuilder {
     /// Uses an existing Jupyter server (jupyter_server, Jupyter Kernel Gateway, Enterprise
     /// Gateway). The token goes in the `Authorization` header; an empty token sends none.
     /// The sandbox starts its own kernels and shuts down only those when closed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] for a malformed URL or certificate; [`Error::Authentication`]
+    /// for a wrong token; [`Error::Transport`] or [`Error::Timeout`] when the server cannot be
+    /// reached; the errors of starting the default context's kernel.
     pub fn jupyter(self, url: &str, token: impl Into<Secret>) -> Result<Sandbox, Error> {
         let tls = crate::tls::TlsRoots::new(&self.tls_roots)?;
         let backend = JupyterBackend::connect(url, &token.into(), &self.config.timeouts, tls)?;
@@ -188,6 +194,13 @@ impl SandboxBuilder {
 
     /// Starts a local sandbox: a `jupyter server` child process, inside bubblewrap unless
     /// [`LocalOptions::isolation`] says otherwise.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::IsolationUnavailable`] when bubblewrap cannot run (install it, or opt out with
+    /// [`Isolation::None`](crate::Isolation::None)); [`Error::Setup`] when no suitable Python or
+    /// venv can be had or the server does not start; [`Error::Timeout`] with
+    /// [`TimeoutPhase::SandboxStart`](crate::TimeoutPhase::SandboxStart) or `KernelStart`.
     pub fn local_with(self, options: LocalOptions) -> Result<Sandbox, Error> {
         let backend = LocalBackend::start(&options, &self.config.envs, &self.config.timeouts)?;
         Sandbox::open(Backends::Local(Arc::new(backend)), self.config_for(true))
@@ -343,6 +356,15 @@ impl Sandbox {
 
     /// Runs code in the default Python context and waits for it. Equivalent to
     /// `self.code(code).run()`.
+    ///
+    /// # Errors
+    ///
+    /// Not for an exception in the code (that is [`Execution::error`]). [`Error::Timeout`] or
+    /// [`Error::InterruptIgnored`] past the execution timeout; [`Error::OutputLost`] when output
+    /// lost in a cut could not be fetched again; [`Error::ConnectionLost`],
+    /// [`Error::SandboxNotFound`], [`Error::KernelDisrupted`] or [`Error::Closed`] when the
+    /// connection, the sandbox or the kernel is gone; [`Error::RequestTooLarge`] for code over
+    /// the message limit.
     pub fn run_code(&self, code: impl Into<String>) -> Result<Execution, Error> {
         self.code(code).run()
     }
@@ -353,6 +375,12 @@ impl Sandbox {
     }
 
     /// Creates a new context: its own kernel with its own state.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] for a language the server has no kernel for;
+    /// [`Error::FileNotFound`] or [`Error::NotADirectory`] for a cwd that cannot be entered;
+    /// [`Error::Timeout`] with `KernelStart` when the kernel does not come up; [`Error::Closed`].
     pub fn create_context(&self, options: ContextOptions) -> Result<Context, Error> {
         let language = options.language.as_deref().unwrap_or("python");
         let kernel = self.start_kernel(language, options.cwd.as_deref(), &options.envs)?;
@@ -378,6 +406,11 @@ impl Sandbox {
     }
 
     /// Restarts a context's kernel: its state is lost; cwd and env vars are set again.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::KernelNotFound`] for a context that is gone; [`Error::Http`] when the server
+    /// refuses; [`Error::Timeout`] when the restarted kernel does not answer; [`Error::Closed`].
     pub fn restart_context(&self, context: &Context) -> Result<(), Error> {
         self.restart_kernel(&self.kernel_of(context)?)
     }
@@ -389,6 +422,11 @@ impl Sandbox {
     }
 
     /// Shuts a context's kernel down and forgets it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::KernelNotFound`] for a context that was never this sandbox's; [`Error::Http`] or
+    /// [`Error::Transport`] when the server cannot shut the kernel down; [`Error::Closed`].
     pub fn remove_context(&self, context: &Context) -> Result<(), Error> {
         let kernel = self.kernel_of(context)?;
         {
