@@ -122,6 +122,7 @@ mod kernel;
 mod mask;
 mod retry;
 mod sandbox;
+mod sync;
 mod tls;
 
 pub use backend::e2b::{

@@ -19,6 +19,7 @@ use crate::jupyter::delivery::Failure;
 use crate::jupyter::rest::{self, KernelSpecs};
 use crate::jupyter::state::{ConnectionState, ConnectionWatch};
 use crate::kernel::Kernel;
+use crate::sync::lock;
 
 /// Settings every sandbox has, whatever its backend.
 #[derive(Debug, Clone, Default)]
@@ -632,7 +633,7 @@ impl Sandbox {
             }
             k.starting.entry(lang.clone()).or_default().clone()
         };
-        let _one_start = lock_ignoring_poison(&gate);
+        let _one_start = lock(&gate);
         {
             self.ensure_open()?;
             if let Some(kernel) = self.inner.lock_kernels().default_for(&lang) {
@@ -755,13 +756,6 @@ impl Sandbox {
     }
 }
 
-fn lock_ignoring_poison<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    }
-}
-
 fn context_of(kernel: &Kernel) -> Context {
     Context {
         id: kernel.id.clone(),
@@ -872,7 +866,7 @@ impl Inner {
     }
 
     fn lock_kernels(&self) -> MutexGuard<'_, Kernels> {
-        lock_ignoring_poison(&self.kernels)
+        lock(&self.kernels)
     }
 
     /// A client for calls that must end within `limit` (teardown, interrupts).

@@ -26,10 +26,7 @@ struct Pool {
 
 impl SystemKernels {
     fn lock(&self) -> MutexGuard<'_, Pool> {
-        match self.inner.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        }
+        crate::sync::lock(&self.inner)
     }
 
     /// Every kernel, for the sandbox to close; later acquires fail with [`Error::Closed`].

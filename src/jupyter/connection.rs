@@ -198,10 +198,7 @@ impl Connection {
     /// Waits until the worker stopped (after [`Connection::request_close`]), at most until
     /// `deadline`; a worker still running then is detached and this returns false. Idempotent.
     pub(crate) fn wait_closed(&self, deadline: Instant) -> bool {
-        let handle = match self.worker.lock() {
-            Ok(mut g) => g.take(),
-            Err(p) => p.into_inner().take(),
-        };
+        let handle = crate::sync::lock(&self.worker).take();
         let Some(handle) = handle else {
             return true;
         };

@@ -4,6 +4,8 @@ use std::sync::Mutex;
 
 use crossbeam_channel::{Receiver, Sender};
 
+use crate::sync::lock;
+
 /// Where a kernel connection stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -56,17 +58,11 @@ impl StateCell {
     }
 
     pub(crate) fn get(&self) -> ConnectionState {
-        match self.inner.lock() {
-            Ok(g) => g.0.clone(),
-            Err(p) => p.into_inner().0.clone(),
-        }
+        lock(&self.inner).0.clone()
     }
 
     pub(crate) fn set(&self, next: ConnectionState) {
-        let mut g = match self.inner.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let mut g = lock(&self.inner);
         if g.0 == next {
             return;
         }
@@ -78,10 +74,7 @@ impl StateCell {
     /// Every later transition; dropping the watch unsubscribes.
     pub(crate) fn watch(&self) -> ConnectionWatch {
         let (tx, rx) = crossbeam_channel::unbounded();
-        match self.inner.lock() {
-            Ok(mut g) => g.1.push(tx),
-            Err(p) => p.into_inner().1.push(tx),
-        }
+        lock(&self.inner).1.push(tx);
         ConnectionWatch { rx }
     }
 }

@@ -93,17 +93,11 @@ impl Shared {
     }
 
     pub(crate) fn failure(&self) -> Option<Failure> {
-        match self.failure.lock() {
-            Ok(g) => g.clone(),
-            Err(p) => p.into_inner().clone(),
-        }
+        crate::sync::lock(&self.failure).clone()
     }
 
     fn set_failure(&self, failure: Failure) {
-        match self.failure.lock() {
-            Ok(mut g) => *g = Some(failure),
-            Err(p) => *p.into_inner() = Some(failure),
-        }
+        *crate::sync::lock(&self.failure) = Some(failure);
     }
 }
 

@@ -5,7 +5,7 @@ pub(crate) mod envs;
 mod setup;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -22,6 +22,7 @@ use crate::jupyter::rest;
 use crate::jupyter::state::ConnectionState;
 use crate::jupyter::transport::Target;
 use crate::jupyter::wire::Outgoing;
+use crate::sync::lock;
 
 #[derive(Debug)]
 pub(crate) struct Kernel {
@@ -206,13 +207,6 @@ impl Kernel {
             return Err(e);
         }
         Ok(())
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
     }
 }
 

@@ -152,25 +152,7 @@ impl LocalServer {
     ) -> Result<LocalServer, Error> {
         let root = dir.join("root");
         let runtime = dir.join("runtime");
-        fs::write(
-            dir.join("config").join("jupyter_server_config.py"),
-            SERVER_CONFIG,
-        )
-        .map_err(|e| Error::setup("cannot write the server config", e))?;
-        let token_file = dir.join("config").join(TOKEN_CONFIG);
-        write_private(
-            &token_file,
-            serde_json::json!({"IdentityProvider": {"token": token.expose()}})
-                .to_string()
-                .as_bytes(),
-        )
-        .map_err(|e| Error::setup("cannot write the server's token config", e))?;
-        write_kernel_config(dir)?;
-        let log = fs::File::create(dir.join("server.log"))
-            .map_err(|e| Error::setup("cannot create the server log", e))?;
-        let log_err = log
-            .try_clone()
-            .map_err(|e| Error::setup("cannot create the server log", e))?;
+        let (token_file, log, log_err) = write_server_files(dir, token, SERVER_CONFIG)?;
         let mut cmd = Command::new(&python.exe);
         cmd.args(["-m", "jupyter_server"])
             .arg("--ServerApp.ip=127.0.0.1")
@@ -249,22 +231,7 @@ impl LocalServer {
         let root = dir.join("root");
         let runtime = dir.join("runtime");
         let config = format!("{}\n{SERVER_CONFIG}", bwrap::rlimit_config(&options.limits));
-        fs::write(dir.join("config").join("jupyter_server_config.py"), config)
-            .map_err(|e| Error::setup("cannot write the server config", e))?;
-        let token_file = dir.join("config").join(TOKEN_CONFIG);
-        write_private(
-            &token_file,
-            serde_json::json!({"IdentityProvider": {"token": token.expose()}})
-                .to_string()
-                .as_bytes(),
-        )
-        .map_err(|e| Error::setup("cannot write the server's token config", e))?;
-        write_kernel_config(dir)?;
-        let log = fs::File::create(dir.join("server.log"))
-            .map_err(|e| Error::setup("cannot create the server log", e))?;
-        let log_err = log
-            .try_clone()
-            .map_err(|e| Error::setup("cannot create the server log", e))?;
+        let (token_file, log, log_err) = write_server_files(dir, token, &config)?;
 
         // The environment is built from nothing: no host variable (API keys, tokens) gets in.
         let mut path = String::new();
@@ -478,10 +445,7 @@ impl LocalServer {
     }
 
     pub(crate) fn is_alive(&self) -> bool {
-        let mut child = match self.child.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let mut child = crate::sync::lock(&self.child);
         matches!(child.try_wait(), Ok(None))
     }
 
@@ -490,10 +454,7 @@ impl LocalServer {
     pub(crate) fn kill(&self) {
         use nix::sys::signal::{Signal, kill, killpg};
         use nix::unistd::Pid;
-        let mut child = match self.child.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let mut child = crate::sync::lock(&self.child);
         if matches!(child.try_wait(), Ok(None)) {
             let doomed = descendants(self.pid);
             for &pid in &doomed {
@@ -539,6 +500,33 @@ impl Drop for LocalServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// What a server reads from its directory, isolated or not: its config, its token in a private
+/// file (never on a command line), the kernels' profile; and its log, opened twice for stdout
+/// and stderr. Returns the token file's path and the two log handles.
+fn write_server_files(
+    dir: &Path,
+    token: &Secret,
+    config: &str,
+) -> Result<(PathBuf, fs::File, fs::File), Error> {
+    fs::write(dir.join("config").join("jupyter_server_config.py"), config)
+        .map_err(|e| Error::setup("cannot write the server config", e))?;
+    let token_file = dir.join("config").join(TOKEN_CONFIG);
+    write_private(
+        &token_file,
+        serde_json::json!({"IdentityProvider": {"token": token.expose()}})
+            .to_string()
+            .as_bytes(),
+    )
+    .map_err(|e| Error::setup("cannot write the server's token config", e))?;
+    write_kernel_config(dir)?;
+    let log = fs::File::create(dir.join("server.log"))
+        .map_err(|e| Error::setup("cannot create the server log", e))?;
+    let log_err = log
+        .try_clone()
+        .map_err(|e| Error::setup("cannot create the server log", e))?;
+    Ok((token_file, log, log_err))
 }
 
 /// The IPython profile every kernel loads: [`KERNEL_CONFIG`] and the [`STARTUP`] file.
