@@ -151,7 +151,7 @@ pub(crate) fn sandbox_builder(
     timeouts: &TimeoutsJson,
     binary_framing: Option<bool>,
 ) -> SandboxBuilder {
-    let builder = crate::Sandbox::builder()
+    let builder = e2b_blocking::Sandbox::builder()
         .timeouts(timeouts.to_timeouts())
         .envs(envs.clone());
     match binary_framing {
