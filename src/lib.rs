@@ -115,7 +115,6 @@ mod context;
 mod error;
 mod exec;
 mod files;
-mod files_kernel;
 mod http;
 mod jupyter;
 mod kernel;

@@ -532,7 +532,7 @@ impl Sandbox {
         if let Some(root) = self.inner.server_root.get() {
             return Ok(root.clone());
         }
-        let out = crate::files_kernel::call(self, serde_json::json!({"op": "root"}))?;
+        let out = crate::kernel::helper::call(self, serde_json::json!({"op": "root"}))?;
         let root = out["root"]
             .as_str()
             .filter(|r| r.starts_with('/'))

@@ -322,7 +322,7 @@ impl<'a> Running<'a> {
         if !self.stdin_open || self.ending.is_some() {
             return Err(Error::StdinClosed);
         }
-        for piece in data.chunks(crate::files_kernel::PIECE) {
+        for piece in data.chunks(crate::kernel::helper::PIECE) {
             match self.stdin_cell(&format!("{dir}/in"), piece) {
                 Ok(()) => {}
                 Err(Error::StdinClosed) => {
@@ -379,7 +379,7 @@ impl<'a> Running<'a> {
              __e2b_stdin_write({path}, __import__('base64').b64decode({data}))\n",
             closed = Value::String(CLOSED.into()),
             path = Value::String(path.into()),
-            data = Value::String(crate::files_kernel::encode(data)),
+            data = Value::String(crate::kernel::helper::encode(data)),
         );
         let sandbox = &self.sandbox;
         let pool = sandbox.system_kernels();

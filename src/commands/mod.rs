@@ -182,7 +182,8 @@ impl Commands {
     /// [`Error::Closed`] and connection errors; [`Error::KernelSetup`] when the sandbox could
     /// not run the listing.
     pub fn list(&self) -> Result<Vec<ProcessInfo>, Error> {
-        let out = crate::files_kernel::call(&self.sandbox, serde_json::json!({"op": "commands"}))?;
+        let out =
+            crate::kernel::helper::call(&self.sandbox, serde_json::json!({"op": "commands"}))?;
         serde_json::from_value(out["commands"].clone())
             .map_err(|e| Error::protocol_from("command list from the sandbox", e))
     }
@@ -198,7 +199,7 @@ impl Commands {
     /// [`Error::Closed`] and connection errors.
     pub fn kill(&self, pid: u32) -> Result<bool, Error> {
         let op = serde_json::json!({"op": "kill", "pid": pid, "path": format!("pid {pid}")});
-        let out = crate::files_kernel::call(&self.sandbox, op)?;
+        let out = crate::kernel::helper::call(&self.sandbox, op)?;
         Ok(out["killed"].as_bool().unwrap_or(false))
     }
 

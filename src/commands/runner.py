@@ -210,7 +210,7 @@ def _e2b_command(spec):
 
 def _registry_dir():
     # One directory per server root, so that sandboxes sharing a /tmp list only their own.
-    # The files kernel (files_kernel.py) computes the same path.
+    # The helper kernel (src/kernel/helper.py) computes the same path.
     import hashlib
     import os
     import tempfile

@@ -2,6 +2,7 @@
 //! (the output hook in `hook.py`, env vars in [`envs`]) runs in it silently.
 
 pub(crate) mod envs;
+pub(crate) mod helper;
 mod setup;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -1,6 +1,6 @@
-//! File operations run in a private kernel of the sandbox, for what the contents API of a
-//! server with default settings refuses or gets wrong (see `files_kernel.py`): removing for
-//! good instead of moving to the trash, hidden paths, and learning the root's absolute path.
+//! The sandbox's private helper kernel (`helper.py`): file operations the contents API of a
+//! server with default settings refuses or gets wrong (removing for good instead of moving to
+//! the trash, hidden paths, the root's absolute path), and listing and killing commands.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +14,7 @@ use crate::jupyter::wire::Outgoing;
 use crate::kernel::{Kernel, finish_silent};
 use crate::sandbox::Sandbox;
 
-const HELPER: &str = include_str!("files_kernel.py");
+const HELPER: &str = include_str!("helper.py");
 
 /// Bytes per request through the kernel: base64 of this stays well under jupyter_server's
 /// 10 MiB websocket message limit.

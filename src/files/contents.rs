@@ -1,0 +1,204 @@
+//! The contents API plumbing under [`Files`]: models, `mkdir -p`, PUTs with per-socket
+//! deadlines, downloads, and the typed errors of failed responses.
+
+use std::io::Read;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::error::Error;
+use crate::http::{Http, Method, Response, describe};
+
+use super::entry::*;
+use super::path::*;
+
+use super::Files;
+
+/// Largest error or JSON body read into memory.
+pub(super) const SMALL_BODY: u64 = 16 << 20;
+
+impl Files {
+    pub(super) fn model(&self, rel: &str) -> Result<Model, Error> {
+        if self.via_kernel(rel) {
+            return self.kernel_model(json!({"op": "stat", "path": rel}));
+        }
+        let resp = self
+            .http()
+            .send(Method::Get, &format!("{}?content=0", api_path(rel)), None)?;
+        if !resp.is_success() {
+            return Err(contents_error(resp, rel));
+        }
+        resp.json()
+    }
+
+    /// `mkdir -p`: every component in turn (creating an existing directory is a no-op).
+    pub(super) fn make_dirs(&self, rel: &str) -> Result<(), Error> {
+        if self.via_kernel(rel) {
+            return self.kernel(json!({"op": "mkdir", "path": rel})).map(drop);
+        }
+        let body = json!({ "type": "directory" });
+        let mut prefix = String::new();
+        for part in rel.split('/').filter(|p| !p.is_empty()) {
+            if !prefix.is_empty() {
+                prefix.push('/');
+            }
+            prefix.push_str(part);
+            let resp = self
+                .http()
+                .send(Method::Put, &api_path(&prefix), Some(&body))?;
+            if !resp.is_success() {
+                return Err(contents_error(resp, &prefix));
+            }
+        }
+        Ok(())
+    }
+
+    /// After a write to `rel` failed: creates its parent directory if that is what was missing.
+    /// Returns true when it did (the write is worth retrying).
+    pub(super) fn fix_parent(&self, rel: &str) -> Result<bool, Error> {
+        let Some((parent, _)) = rel.rsplit_once('/') else {
+            return Ok(false);
+        };
+        match self.model(parent) {
+            Ok(m) if m.kind == "directory" => Ok(false),
+            Ok(_) => Err(Error::NotADirectory {
+                path: parent.to_string(),
+            }),
+            Err(Error::FileNotFound { .. }) => {
+                log::debug!("creating missing directory {parent}");
+                self.make_dirs(parent)?;
+                Ok(true)
+            }
+            // A parent that is a file shows up as "not a directory" on the way down.
+            Err(Error::NotADirectory { path }) => Err(Error::NotADirectory { path }),
+            Err(e) => {
+                log::debug!("could not check {parent}: {e}");
+                Ok(false)
+            }
+        }
+    }
+
+    /// PUTs a prepared JSON body; retries once after creating missing parents.
+    pub(super) fn put(&self, rel: &str, body: &str) -> Result<Model, Error> {
+        let mut resp = self.put_raw(rel, body)?;
+        if !resp.is_success() && resp.status >= 500 && self.fix_parent(rel)? {
+            resp = self.put_raw(rel, body)?;
+        }
+        if !resp.is_success() {
+            return Err(contents_error(resp, rel));
+        }
+        resp.json()
+    }
+
+    /// One PUT with a body that may be large: the deadline applies per socket read or write,
+    /// not to the whole request.
+    pub(super) fn put_raw(&self, rel: &str, body: &str) -> Result<Response, Error> {
+        let http = self.http();
+        let path = api_path(rel);
+        let endpoint = describe(Method::Put, &path);
+        log::trace!("{endpoint} ({} bytes)", body.len());
+        let mut req = http.agent().put(http.endpoint().url(&path));
+        for (name, value) in http.headers() {
+            req = req.header(name, value);
+        }
+        let t = Some(http.request_timeout());
+        let resp = req
+            .config()
+            .timeout_global(None)
+            .timeout_per_write(t)
+            .timeout_per_read(t)
+            .timeout_recv_response(t)
+            .build()
+            .header("Content-Type", "application/json")
+            .send(body)
+            .map_err(|e| http.transport_error(&endpoint, e))?;
+        read_small(http, resp, endpoint)
+    }
+
+    /// Opens `GET /files/<path>`; errors are classified through the contents API.
+    pub(super) fn open_download(
+        &self,
+        rel: &str,
+    ) -> Result<ureq::http::Response<ureq::Body>, Error> {
+        if rel.is_empty() {
+            return Err(Error::IsADirectory { path: shown(rel) });
+        }
+        let http = self.http();
+        let path = files_path(rel);
+        let endpoint = describe(Method::Get, &path);
+        log::trace!("{endpoint}");
+        let mut req = http.agent().get(http.endpoint().url(&path));
+        for (name, value) in http.headers() {
+            req = req.header(name, value);
+        }
+        let t = Some(http.request_timeout());
+        let resp = req
+            .config()
+            .timeout_global(None)
+            .timeout_per_read(t)
+            .timeout_recv_response(t)
+            .build()
+            .call()
+            .map_err(|e| http.transport_error(&endpoint, e))?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let failed = read_small(http, resp, endpoint)?;
+        // /files/ answers 404 HTML pages and 403 for directories: ask the contents API why.
+        match self.model(rel) {
+            Ok(m) if m.kind == "directory" => Err(Error::IsADirectory { path: shown(rel) }),
+            Ok(_) => Err(contents_error(failed, rel)),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Reads a (small) response body into a [`Response`] to judge its status.
+pub(super) fn read_small(
+    http: &Http,
+    mut resp: ureq::http::Response<ureq::Body>,
+    endpoint: String,
+) -> Result<Response, Error> {
+    let status = resp.status().as_u16();
+    let header = |name: &str| {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let content_type = header("content-type")
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let retry_after = header("retry-after")
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let mut body = Vec::new();
+    resp.body_mut()
+        .as_reader()
+        .take(SMALL_BODY)
+        .read_to_end(&mut body)
+        .map_err(|e| http.transport_error(&endpoint, ureq::Error::Io(e)))?;
+    Ok(Response {
+        status,
+        body,
+        content_type,
+        endpoint,
+        retry_after,
+    })
+}
+
+/// Maps a failed contents API response to the typed file errors.
+pub(super) fn contents_error(resp: Response, rel: &str) -> Error {
+    let message = resp.message().to_ascii_lowercase();
+    let path = shown(rel);
+    match resp.status {
+        404 => Error::FileNotFound { path },
+        403 if message.contains("permission denied") => Error::PermissionDenied { path },
+        400 if message.contains("not a directory") => Error::NotADirectory { path },
+        400 if message.contains("non-file") => Error::IsADirectory { path },
+        500 if message.contains("not a directory") => Error::NotADirectory { path },
+        500 if message.contains("is a directory") => Error::IsADirectory { path },
+        500 if message.contains("permission denied") => Error::PermissionDenied { path },
+        _ => resp.into_error(),
+    }
+}
