@@ -1,0 +1,198 @@
+//! [`SandboxBuilder`]: the options every sandbox shares, then the backend that makes it.
+
+use std::sync::Arc;
+
+use crate::backend::e2b::{DEFAULT_LIFETIME, E2bBackend, E2bConfig, E2bOptions};
+use crate::backend::jupyter::JupyterBackend;
+use crate::backend::local::{LocalBackend, LocalOptions};
+use crate::config::{ConnectionConfig, Keepalive, ReconnectPolicy, Secret, Timeouts};
+use crate::error::Error;
+
+use super::{Backends, Sandbox};
+
+/// Settings every sandbox has, whatever its backend.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SandboxConfig {
+    pub(crate) timeouts: Timeouts,
+    pub(crate) connection: ConnectionConfig,
+    pub(crate) envs: Vec<(String, String)>,
+}
+
+/// Builds a [`Sandbox`]: set the shared options, then pick the backend.
+#[derive(Debug, Clone, Default)]
+#[must_use = "a builder does nothing until a backend method such as .local() is called"]
+pub struct SandboxBuilder {
+    config: SandboxConfig,
+    /// Set by [`SandboxBuilder::binary_framing`]; otherwise chosen per backend.
+    binary_framing: Option<bool>,
+    /// PEM bundles or DER certificates given to [`SandboxBuilder::add_root_certificate`].
+    tls_roots: Vec<Vec<u8>>,
+}
+
+impl SandboxBuilder {
+    /// Call deadlines. Defaults to [`Timeouts::default`].
+    pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.config.timeouts = timeouts.clone();
+        self.config.connection = self.config.connection.timeouts(timeouts);
+        self
+    }
+
+    /// How broken kernel connections are re-established. Defaults to
+    /// [`ReconnectPolicy::default`].
+    pub fn reconnect(mut self, policy: ReconnectPolicy) -> Self {
+        self.config.connection = self.config.connection.reconnect(policy);
+        self
+    }
+
+    /// Keep-alive pings on kernel connections. Defaults to [`Keepalive::default`].
+    pub fn keepalive(mut self, keepalive: Keepalive) -> Self {
+        self.config.connection = self.config.connection.keepalive(keepalive);
+        self
+    }
+
+    /// Whether kernel connections offer binary framing. Defaults to `true` for the local
+    /// sandbox, whose server is patched against jupyter_server's replaced-socket stall, and to
+    /// `false` (JSON framing) for every server the SDK did not start and patch (E2B, existing
+    /// servers); see [`ConnectionConfig::binary_framing`].
+    pub fn binary_framing(mut self, offer: bool) -> Self {
+        self.binary_framing = Some(offer);
+        self
+    }
+
+    /// Everything that shapes kernel connections at once (reconnect policy, keep-alive, message
+    /// limits), replacing what [`SandboxBuilder::reconnect`], [`SandboxBuilder::keepalive`] and
+    /// the size setters set before; its timeouts are replaced by the builder's, and its framing
+    /// by [`SandboxBuilder::binary_framing`] when that was called. Defaults to
+    /// [`ConnectionConfig::default`].
+    pub fn connection(mut self, connection: ConnectionConfig) -> Self {
+        self.config.connection = connection.timeouts(self.config.timeouts.clone());
+        self
+    }
+
+    /// Trusts `pem_or_der` (a PEM bundle of one or more certificates, or one DER certificate)
+    /// as a root for `https://` and `wss://` connections to the sandbox's server, for a
+    /// server whose certificate comes from a private CA (an Enterprise Gateway in a company
+    /// cluster, a TLS-terminating proxy). Once any root is added, the server must chain to one
+    /// of the added roots: Mozilla's built-in roots are no longer used for it. For E2B the
+    /// roots apply to the control plane too. Defaults to none: Mozilla's roots, or, when the
+    /// `SSL_CERT_FILE` environment variable names a PEM bundle, the certificates in it (as
+    /// OpenSSL does). A certificate that does not parse fails the backend method with
+    /// [`Error::InvalidArgument`].
+    pub fn add_root_certificate(mut self, pem_or_der: impl Into<Vec<u8>>) -> Self {
+        self.tls_roots.push(pem_or_der.into());
+        self
+    }
+
+    /// `config` plus the roots given to this builder.
+    fn e2b_config(&self, config: &E2bConfig) -> E2bConfig {
+        let mut config = config.clone();
+        config.tls_roots.extend(self.tls_roots.iter().cloned());
+        config
+    }
+
+    /// The config with the framing default of a backend applied: `patched` for the local
+    /// sandbox's own server.
+    fn config_for(self, patched: bool) -> SandboxConfig {
+        let mut config = self.config;
+        let offer = self.binary_framing.unwrap_or(patched);
+        config.connection = config.connection.binary_framing(offer);
+        config
+    }
+
+    /// Largest websocket message accepted from the server. Defaults to 256 MiB; see
+    /// [`ConnectionConfig::max_message_size`].
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.config.connection = self.config.connection.max_message_size(bytes);
+        self
+    }
+
+    /// Largest request sent to the server in one websocket message. Defaults to 10 MiB; see
+    /// [`ConnectionConfig::max_request_size`].
+    pub fn max_request_size(mut self, bytes: usize) -> Self {
+        self.config.connection = self.config.connection.max_request_size(bytes);
+        self
+    }
+
+    /// Environment variables set in every context of the sandbox. Defaults to none.
+    pub fn envs<I, K, V>(mut self, envs: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        self.config
+            .envs
+            .extend(envs.into_iter().map(|(k, v)| (k.into(), v.into())));
+        self
+    }
+
+    /// Starts a local sandbox with default [`LocalOptions`].
+    pub fn local(self) -> Result<Sandbox, Error> {
+        self.local_with(LocalOptions::default())
+    }
+
+    /// Uses an existing Jupyter server (jupyter_server, Jupyter Kernel Gateway, Enterprise
+    /// Gateway). The token goes in the `Authorization` header; an empty token sends none.
+    /// The sandbox starts its own kernels and shuts down only those when closed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] for a malformed URL or certificate; [`Error::Authentication`]
+    /// for a wrong token; [`Error::Transport`] or [`Error::Timeout`] when the server cannot be
+    /// reached; the errors of starting the default context's kernel.
+    pub fn jupyter(self, url: &str, token: impl Into<Secret>) -> Result<Sandbox, Error> {
+        let tls = crate::tls::TlsRoots::new(&self.tls_roots)?;
+        let backend = JupyterBackend::connect(url, &token.into(), &self.config.timeouts, tls)?;
+        Sandbox::open(Backends::Jupyter(Arc::new(backend)), self.config_for(false))
+    }
+
+    /// Creates an E2B sandbox with [`E2bConfig::from_env`] and default [`E2bOptions`].
+    pub fn e2b(self) -> Result<Sandbox, Error> {
+        self.e2b_with(&E2bConfig::from_env(), &E2bOptions::default())
+    }
+
+    /// Creates an E2B sandbox; closing the handle kills it.
+    ///
+    /// [`E2bOptions::envs`] are set in every kernel (contexts and the kernels that run
+    /// commands) before the builder's own [`envs`](SandboxBuilder::envs), which win on a clash:
+    /// the template's Jupyter server was started before the sandbox existed, so the API's
+    /// `envVars` never reach its kernels by themselves.
+    pub fn e2b_with(self, config: &E2bConfig, options: &E2bOptions) -> Result<Sandbox, Error> {
+        let config = &self.e2b_config(config);
+        let mut sandbox_config = self.config_for(false);
+        let own = std::mem::take(&mut sandbox_config.envs);
+        sandbox_config.envs = options
+            .envs
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .chain(own)
+            .collect();
+        let backend = E2bBackend::create(config, options, &sandbox_config.timeouts)?;
+        Sandbox::open(Backends::E2b(Arc::new(backend)), sandbox_config)
+    }
+
+    /// Connects to a running or paused E2B sandbox by id; closing the handle leaves it
+    /// running (see [`E2bSandbox::set_kill_on_close`]). The env vars it was created with are
+    /// not known here: pass them again with [`SandboxBuilder::envs`] if code needs them.
+    pub fn e2b_connect(self, config: &E2bConfig, sandbox_id: &str) -> Result<Sandbox, Error> {
+        let config = &self.e2b_config(config);
+        let timeouts = self.config.timeouts.clone();
+        let sandbox_config = self.config_for(false);
+        let backend = E2bBackend::connect(config, sandbox_id, DEFAULT_LIFETIME, &timeouts)?;
+        Sandbox::open(Backends::E2b(Arc::new(backend)), sandbox_config)
+    }
+
+    /// Starts a local sandbox: a `jupyter server` child process, inside bubblewrap unless
+    /// [`LocalOptions::isolation`] says otherwise.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::IsolationUnavailable`] when bubblewrap cannot run (install it, or opt out with
+    /// [`Isolation::None`](crate::Isolation::None)); [`Error::Setup`] when no suitable Python or
+    /// venv can be had or the server does not start; [`Error::Timeout`] with
+    /// [`TimeoutPhase::SandboxStart`](crate::TimeoutPhase::SandboxStart) or `KernelStart`.
+    pub fn local_with(self, options: LocalOptions) -> Result<Sandbox, Error> {
+        let backend = LocalBackend::start(&options, &self.config.envs, &self.config.timeouts)?;
+        Sandbox::open(Backends::Local(Arc::new(backend)), self.config_for(true))
+    }
+}

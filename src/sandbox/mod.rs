@@ -1,0 +1,404 @@
+//! `Sandbox`: the blocking facade over one sandbox's kernels, whatever its backend.
+
+mod builder;
+mod kernels;
+mod teardown;
+
+pub use builder::SandboxBuilder;
+pub(crate) use builder::SandboxConfig;
+use kernels::context_of;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use crate::backend::e2b::{E2bBackend, E2bSandbox};
+use crate::backend::jupyter::JupyterBackend;
+use crate::backend::local::{LocalBackend, LocalSandbox};
+use crate::backend::{Backend, Liveness};
+use crate::config::Secret;
+use crate::context::{Context, ContextOptions};
+use crate::error::Error;
+use crate::exec::code::CodeBuilder;
+use crate::exec::models::Execution;
+use crate::http::{Http, Method};
+use crate::jupyter::rest::{self, KernelSpecs};
+use crate::jupyter::state::{ConnectionState, ConnectionWatch};
+use crate::kernel::Kernel;
+
+/// A code-interpreter sandbox: stateful kernels, their output, and the sandbox's lifetime.
+///
+/// `Sandbox` is `Send + Sync`; calls from several threads are fine (executions on one context
+/// run one after another in the kernel). Dropping it tears the sandbox down; [`Sandbox::close`]
+/// does the same and returns the error instead of logging it.
+#[derive(Clone)]
+pub struct Sandbox {
+    inner: Arc<Inner>,
+}
+
+/// The backend a sandbox runs on: what it shares with the others is [`Backend`]; what only one
+/// kind has is reached through [`Sandbox::as_local`] and [`Sandbox::as_e2b`].
+#[derive(Debug)]
+pub(crate) enum Backends {
+    Local(Arc<LocalBackend>),
+    Jupyter(Arc<JupyterBackend>),
+    E2b(Arc<E2bBackend>),
+}
+
+impl Backends {
+    /// The backend, for the connections that outlive a borrow of the sandbox.
+    fn shared(&self) -> Arc<dyn Backend> {
+        match self {
+            Backends::Local(b) => b.clone(),
+            Backends::Jupyter(b) => b.clone(),
+            Backends::E2b(b) => b.clone(),
+        }
+    }
+
+    fn get(&self) -> &dyn Backend {
+        match self {
+            Backends::Local(b) => &**b,
+            Backends::Jupyter(b) => &**b,
+            Backends::E2b(b) => &**b,
+        }
+    }
+}
+
+/// What every clone of a [`Sandbox`] shares; the sandbox is torn down when the last goes.
+struct Inner {
+    backend: Backends,
+    http: Http,
+    config: SandboxConfig,
+    kernels: Mutex<Kernels>,
+    specs: OnceLock<KernelSpecs>,
+    closed: AtomicBool,
+    /// Private kernels that run commands (`sandbox.commands()`), apart from user contexts.
+    system: crate::commands::SystemKernels,
+    /// The server's root_dir as an absolute path, once a kernel has told it.
+    server_root: OnceLock<String>,
+}
+
+#[derive(Debug, Default)]
+struct Kernels {
+    by_id: HashMap<String, Arc<Kernel>>,
+    /// The default context of each language, by normalised language name.
+    defaults: HashMap<String, String>,
+    /// One gate per language whose default kernel may be starting: a second caller waits on
+    /// it instead of starting another, and the registry itself is never held across a start.
+    starting: HashMap<String, Arc<Mutex<()>>>,
+    /// Ids in creation order, for listing.
+    order: Vec<String>,
+}
+
+impl Kernels {
+    fn default_for(&self, language: &str) -> Option<Arc<Kernel>> {
+        self.defaults
+            .get(language)
+            .and_then(|id| self.by_id.get(id))
+            .cloned()
+    }
+}
+
+impl std::fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sandbox")
+            .field("sandbox_id", &self.inner.backend.get().sandbox_id())
+            .field("jupyter", self.inner.backend.get().jupyter())
+            .field("closed", &self.inner.closed.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sandbox {
+    /// Starts a local sandbox with every default. See [`SandboxBuilder::local_with`].
+    pub fn local() -> Result<Sandbox, Error> {
+        Sandbox::builder().local()
+    }
+
+    /// Uses an existing Jupyter server with default options. See [`SandboxBuilder::jupyter`].
+    pub fn jupyter(url: &str, token: impl Into<Secret>) -> Result<Sandbox, Error> {
+        Sandbox::builder().jupyter(url, token)
+    }
+
+    /// Creates an E2B sandbox from the environment (`E2B_API_KEY`, …) with default options.
+    pub fn create() -> Result<Sandbox, Error> {
+        Sandbox::builder().e2b()
+    }
+
+    /// What only a local sandbox has (its directory, its server's pid); `None` for others.
+    pub fn as_local(&self) -> Option<LocalSandbox<'_>> {
+        match &self.inner.backend {
+            Backends::Local(b) => Some(LocalSandbox::new(b)),
+            _ => None,
+        }
+    }
+
+    /// What only an E2B sandbox has (its lifetime, its control-plane record, whether closing
+    /// kills it); `None` for others.
+    pub fn as_e2b(&self) -> Option<E2bSandbox<'_>> {
+        match &self.inner.backend {
+            Backends::E2b(b) => Some(E2bSandbox::new(b)),
+            _ => None,
+        }
+    }
+
+    /// A builder for options shared by every backend.
+    pub fn builder() -> SandboxBuilder {
+        SandboxBuilder::default()
+    }
+
+    fn open(backend: Backends, config: SandboxConfig) -> Result<Sandbox, Error> {
+        let http = Http::new(backend.get().jupyter().clone(), &config.timeouts)
+            .with_retry(config.connection.reconnect.clone());
+        let sandbox = Sandbox {
+            inner: Arc::new(Inner {
+                backend,
+                http,
+                config,
+                kernels: Mutex::new(Kernels::default()),
+                specs: OnceLock::new(),
+                closed: AtomicBool::new(false),
+                system: Default::default(),
+                server_root: OnceLock::new(),
+            }),
+        };
+        // The default Python context is made up front, as E2B's sandbox does, so the first
+        // run_code does not pay for a kernel start.
+        sandbox.default_kernel_for("python")?;
+        Ok(sandbox)
+    }
+
+    /// The sandbox's id: the E2B sandbox id, or `local-<pid>` for a local sandbox.
+    pub fn sandbox_id(&self) -> &str {
+        self.inner.backend.get().sandbox_id()
+    }
+
+    /// Runs code in the default Python context and waits for it. Equivalent to
+    /// `self.code(code).run()`.
+    ///
+    /// # Errors
+    ///
+    /// Not for an exception in the code (that is [`Execution::error`]). [`Error::Timeout`] or
+    /// [`Error::InterruptIgnored`] past the execution timeout; [`Error::OutputLost`] when output
+    /// lost in a cut could not be fetched again; [`Error::ConnectionLost`],
+    /// [`Error::SandboxNotFound`], [`Error::KernelDisrupted`] or [`Error::Closed`] when the
+    /// connection, the sandbox or the kernel is gone; [`Error::RequestTooLarge`] for code over
+    /// the message limit.
+    pub fn run_code(&self, code: impl Into<String>) -> Result<Execution, Error> {
+        self.code(code).run()
+    }
+
+    /// Starts describing an execution: callbacks, timeout, context, env vars.
+    pub fn code(&self, code: impl Into<String>) -> CodeBuilder<'_> {
+        CodeBuilder::new(self, code.into())
+    }
+
+    /// Creates a new context: its own kernel with its own state.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] for a language the server has no kernel for;
+    /// [`Error::FileNotFound`] or [`Error::NotADirectory`] for a cwd that cannot be entered;
+    /// [`Error::Timeout`] with `KernelStart` when the kernel does not come up; [`Error::Closed`].
+    pub fn create_context(&self, options: ContextOptions) -> Result<Context, Error> {
+        let language = options.language.as_deref().unwrap_or("python");
+        let kernel = self.start_kernel(language, options.cwd.as_deref(), &options.envs)?;
+        Ok(context_of(&*self.register(kernel, None)?))
+    }
+
+    /// Every live context, default ones included, in creation order.
+    pub fn list_contexts(&self) -> Result<Vec<Context>, Error> {
+        self.ensure_open()?;
+        let k = self.inner.lock_kernels();
+        Ok(k.order
+            .iter()
+            .filter_map(|id| k.by_id.get(id))
+            .map(|kernel| context_of(kernel))
+            .collect())
+    }
+
+    /// The default Python context: the one [`Sandbox::run_code`] uses, started with the
+    /// sandbox. Pass it to [`Sandbox::restart_context`], [`Sandbox::interrupt`] or
+    /// [`CodeBuilder::context`](crate::CodeBuilder::context).
+    pub fn default_context(&self) -> Result<Context, Error> {
+        Ok(context_of(&*self.default_kernel_for("python")?))
+    }
+
+    /// Restarts a context's kernel: its state is lost; cwd and env vars are set again.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::KernelNotFound`] for a context that is gone; [`Error::Http`] when the server
+    /// refuses; [`Error::Timeout`] when the restarted kernel does not answer; [`Error::Closed`].
+    pub fn restart_context(&self, context: &Context) -> Result<(), Error> {
+        self.restart_kernel(&self.kernel_of(context)?)
+    }
+
+    /// Interrupts whatever a context is running.
+    pub fn interrupt(&self, context: &Context) -> Result<(), Error> {
+        let kernel = self.kernel_of(context)?;
+        rest::interrupt_kernel(&self.inner.http, &kernel.id)
+    }
+
+    /// Shuts a context's kernel down and forgets it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::KernelNotFound`] for a context that was never this sandbox's; [`Error::Http`] or
+    /// [`Error::Transport`] when the server cannot shut the kernel down; [`Error::Closed`].
+    pub fn remove_context(&self, context: &Context) -> Result<(), Error> {
+        let kernel = self.kernel_of(context)?;
+        {
+            let mut k = self.inner.lock_kernels();
+            k.by_id.remove(&kernel.id);
+            k.order.retain(|id| id != &kernel.id);
+            k.defaults.retain(|_, id| id != &kernel.id);
+        }
+        let _ = kernel.conn.close(self.inner.config.timeouts.close);
+        rest::shutdown_kernel(&self.inner.http, &kernel.id)
+    }
+
+    /// State of the default Python context's connection. Never starts a kernel: with no
+    /// default context (it was removed and not used since), the state is `Connecting` until
+    /// the next call that needs one, and `Closed` once the sandbox is.
+    pub fn connection_state(&self) -> ConnectionState {
+        if self.inner.closed.load(Ordering::SeqCst) {
+            return ConnectionState::Closed {
+                reason: crate::CloseReason::Requested,
+            };
+        }
+        match self.inner.lock_kernels().default_for("python") {
+            Some(k) => k.state(),
+            None => ConnectionState::Connecting,
+        }
+    }
+
+    /// Every later state change of the default Python context's connection.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] after the sandbox was closed; the errors of starting a kernel when
+    /// the default context has to be started again.
+    pub fn watch_connection(&self) -> Result<ConnectionWatch, Error> {
+        Ok(self.default_kernel_for("python")?.conn.watch())
+    }
+
+    /// State of a context's connection.
+    pub fn context_state(&self, context: &Context) -> Result<ConnectionState, Error> {
+        Ok(self.kernel_of(context)?.state())
+    }
+
+    /// Every later state change of a context's connection.
+    pub fn watch_context(&self, context: &Context) -> Result<ConnectionWatch, Error> {
+        Ok(self.kernel_of(context)?.conn.watch())
+    }
+
+    /// Base URL of the sandbox's Jupyter server, for tools of your own (JupyterLab, a peer
+    /// client in a benchmark). An isolated local sandbox has no TCP port: its server listens on
+    /// a Unix socket only the SDK uses, and this reads `http://localhost`; start it with
+    /// [`Isolation::None`](crate::Isolation::None) to reach it yourself.
+    pub fn jupyter_url(&self) -> &str {
+        self.inner.backend.get().jupyter().base()
+    }
+
+    /// The headers every request to [`Sandbox::jupyter_url`] needs (for example
+    /// `Authorization: token …`). Values are [`Secret`]s.
+    pub fn jupyter_headers(&self) -> Vec<(String, Secret)> {
+        self.inner
+            .backend
+            .get()
+            .jupyter()
+            .headers()
+            .map(|(n, v)| (n.to_string(), Secret::new(v)))
+            .collect()
+    }
+
+    /// The Jupyter server's token, for tools of your own (`None` for a server without one,
+    /// such as E2B's template, which is reached through its traffic token header instead).
+    pub fn jupyter_token(&self) -> Option<Secret> {
+        self.inner
+            .backend
+            .get()
+            .jupyter()
+            .headers()
+            .find(|(name, _)| name.eq_ignore_ascii_case("authorization"))
+            .and_then(|(_, v)| v.strip_prefix("token "))
+            .map(Secret::new)
+    }
+
+    /// Files in the sandbox: read, write, list, rename, remove (over the Jupyter contents API).
+    pub fn files(&self) -> crate::files::Files {
+        crate::files::Files::new(self.clone())
+    }
+
+    /// Shell commands in the sandbox: run one and wait, or spawn one and keep a handle.
+    pub fn commands(&self) -> crate::commands::Commands {
+        crate::commands::Commands::new(self.clone())
+    }
+
+    /// The absolute path of the server's root directory, the one relative paths mean (E2B:
+    /// `/home/user`). Asked of a kernel the first time (the contents API does not say), then
+    /// kept.
+    ///
+    /// # Errors
+    ///
+    /// The errors of running a cell in the sandbox's private files kernel.
+    pub fn server_root(&self) -> Result<String, Error> {
+        if let Some(local) = self.as_local() {
+            return Ok(local.root().display().to_string());
+        }
+        if let Some(root) = self.inner.server_root.get() {
+            return Ok(root.clone());
+        }
+        let out = crate::kernel::helper::call(self, serde_json::json!({"op": "root"}))?;
+        let root = out["root"]
+            .as_str()
+            .filter(|r| r.starts_with('/'))
+            .ok_or_else(|| Error::protocol("the kernel did not report an absolute root path"))?
+            .to_string();
+        Ok(self.inner.server_root.get_or_init(|| root).clone())
+    }
+
+    /// Whether the sandbox is running: `false` once it was killed or closed (on any clone), or
+    /// when its backend says it is gone (local: the server process has exited; E2B: the
+    /// control plane does not list it as running, so a paused sandbox is not running; a
+    /// Jupyter server: `GET /api` does not answer with success). When the backend cannot
+    /// tell (E2B's API did not answer), `GET /api` on the sandbox decides. Answers within the
+    /// request timeout (once per backend check); never an error.
+    pub fn is_running(&self) -> bool {
+        if self.ensure_open().is_err() {
+            return false;
+        }
+        match self.inner.backend.get().running() {
+            Liveness::Alive => true,
+            Liveness::Gone => false,
+            Liveness::Unknown => match self.http().send_once(Method::Get, "/api", None) {
+                Ok(r) => r.is_success(),
+                Err(e) => {
+                    log::debug!("is_running: GET /api: {e}");
+                    false
+                }
+            },
+        }
+    }
+
+    /// Tears the sandbox down now, from any thread: in-flight calls fail with
+    /// [`Error::Closed`], and later calls too, on every clone of this handle. Takes at most
+    /// [`Timeouts::close`] in all, plus the backend's own teardown (killing the local server,
+    /// or E2B's kill request). A kernel that is still starting is shut down when its start
+    /// completes. Idempotent.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] with [`TimeoutPhase::Close`] when connection workers or kernel
+    /// shutdowns did not finish within the budget (they are abandoned, not waited for), or the
+    /// backend's error when it could not tear the sandbox down.
+    pub fn kill(&self) -> Result<(), Error> {
+        self.inner.kill()
+    }
+
+    /// Tears the sandbox down, returning any error that `Drop` would only log.
+    pub fn close(self) -> Result<(), Error> {
+        self.kill()
+    }
+}
