@@ -224,7 +224,6 @@ pub(super) struct Running<'a> {
     stderr: String,
     timeout: Option<Duration>,
     backstop: Option<Instant>,
-    settle_until: Option<Instant>,
     kill_requested: bool,
     client_timed_out: bool,
     panicked: Option<(&'static str, String)>,
@@ -274,8 +273,7 @@ impl<'a> Running<'a> {
             return Ok(false);
         }
         self.kill_requested = true;
-        let mut deadline = Instant::now() + SETTLE;
-        self.settle_until = Some(deadline);
+        let mut deadline = self.settle(SETTLE);
         let mut fallback = self.pid;
         self.killing = true;
         while self.ending.is_none() {
@@ -288,8 +286,7 @@ impl<'a> Running<'a> {
                         self.msg_id
                     );
                     self.kill_from_elsewhere(pid);
-                    deadline = Instant::now() + SETTLE;
-                    self.settle_until = Some(deadline);
+                    deadline = self.settle(SETTLE);
                     continue;
                 }
                 log::warn!("command {} did not end after a kill", self.msg_id);
@@ -439,7 +436,7 @@ impl<'a> Running<'a> {
             {
                 return;
             }
-            let guard = self.settle_until.or(self.backstop);
+            let guard = self.settle_until().or(self.backstop);
             let wait_until = match (until, guard) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
@@ -459,7 +456,7 @@ impl<'a> Running<'a> {
                 }
                 Err(Stop::TimedOut) => {
                     let now = Instant::now();
-                    if let Some(settle) = self.settle_until
+                    if let Some(settle) = self.settle_until()
                         && now >= settle
                         && !self.killing
                     {
@@ -469,7 +466,7 @@ impl<'a> Running<'a> {
                         self.end(Ending::Failed(Fault::Timeout(after)), false);
                         return;
                     }
-                    if self.settle_until.is_none()
+                    if self.settle_until().is_none()
                         && let Some(backstop) = self.backstop
                         && now >= backstop
                     {
@@ -505,11 +502,26 @@ impl<'a> Running<'a> {
     }
 
     fn interrupt(&mut self) {
-        if let Some(kernel) = self.kernel() {
-            self.sandbox
-                .interrupt_kernel(kernel, self.sandbox.config().timeouts.request);
+        if let Some(driver) = self.driver.as_mut() {
+            driver.interrupt(&self.sandbox, SETTLE);
         }
-        self.settle_until = Some(Instant::now() + SETTLE);
+    }
+
+    /// Gives the command `grace` to end; returns when that period ends.
+    fn settle(&mut self, grace: Duration) -> Instant {
+        match self.driver.as_mut() {
+            Some(driver) => {
+                driver.settle(grace);
+                driver
+                    .settle_until()
+                    .unwrap_or_else(|| Instant::now() + grace)
+            }
+            None => Instant::now() + grace,
+        }
+    }
+
+    fn settle_until(&self) -> Option<Instant> {
+        self.driver.as_ref().and_then(Driver::settle_until)
     }
 
     fn apply(&mut self, m: Incoming) {
@@ -773,7 +785,6 @@ impl<'a> Running<'a> {
             stderr: String::new(),
             timeout: b.timeout,
             backstop: b.timeout.map(|t| Instant::now() + t + BACKSTOP),
-            settle_until: None,
             kill_requested: false,
             client_timed_out: false,
             panicked: None,

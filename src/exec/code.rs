@@ -189,27 +189,24 @@ impl<'a> CodeBuilder<'a> {
         let mut acc = Accumulator::default();
         let mut panicked: Option<Error> = None;
         let mut timed_out = false;
-        let mut grace_until: Option<Instant> = None;
         // A callback failed: interrupt the cell unless it ends within SETTLE.
         let mut interrupt_due = false;
         loop {
-            let ready = match driver.next(grace_until.or(deadline)) {
+            let ready = match driver.next(driver.settle_until().or(deadline)) {
                 Ok(ready) => ready,
-                Err(Stop::TimedOut) if grace_until.is_none() => {
+                Err(Stop::TimedOut) if driver.settle_until().is_none() => {
                     log::debug!(
                         "execution {} timed out; interrupting kernel {}",
                         driver.msg_id(),
                         kernel.id
                     );
                     timed_out = true;
-                    grace_until = Some(Instant::now() + grace);
-                    self.sandbox.interrupt_kernel(&kernel, grace);
+                    driver.interrupt(&self.sandbox, grace);
                     continue;
                 }
                 Err(Stop::TimedOut) if interrupt_due => {
                     interrupt_due = false;
-                    grace_until = Some(Instant::now() + grace);
-                    self.sandbox.interrupt_kernel(&kernel, grace);
+                    driver.interrupt(&self.sandbox, grace);
                     continue;
                 }
                 Err(Stop::TimedOut) => {
@@ -230,13 +227,12 @@ impl<'a> CodeBuilder<'a> {
             };
             for m in ready {
                 let event = acc.apply(m);
-                if panicked.is_none() && grace_until.is_none() {
+                if panicked.is_none() && driver.settle_until().is_none() {
                     panicked = self.notify(&event).err();
                     if panicked.is_some() {
-                        // Give the cell a moment to end by itself: an interrupt sent after it
-                        // ended would land in the next execution. Then stop it.
+                        // Give the cell a moment to end by itself, then stop it.
                         interrupt_due = true;
-                        grace_until = Some(Instant::now() + SETTLE);
+                        driver.settle(SETTLE);
                     }
                 }
                 acc.keep(event);

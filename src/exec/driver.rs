@@ -26,6 +26,7 @@ use crate::exec::recovery::{Replay, Sequencer, probe_request, replay_request};
 use crate::jupyter::delivery::{self, Delivery, Failure};
 use crate::jupyter::wire::{Incoming, Outgoing};
 use crate::kernel::Kernel;
+use crate::sandbox::Sandbox;
 
 /// Largest replay answer the hook sends at once (it always sends at least one message).
 /// Small enough to cross a link that is cut every few hundred milliseconds, large enough that
@@ -84,6 +85,8 @@ pub(crate) struct Driver {
     idle: bool,
     /// The server dropped some of this execution's output (its IOPub rate limit).
     rate_limited: bool,
+    /// Until when the execution may take to end after an interrupt (or before one is sent).
+    settle_until: Option<Instant>,
 }
 
 impl std::fmt::Debug for Driver {
@@ -120,6 +123,7 @@ impl Driver {
             replied: false,
             idle: false,
             rate_limited: false,
+            settle_until: None,
         })
     }
 
@@ -403,6 +407,24 @@ impl Driver {
             .conn
             .send_on(msg, self.tx.clone())
             .map_err(|_| Stop::Failed(self.kernel.conn.failure().unwrap_or(Failure::Closed)))
+    }
+
+    /// Interrupts the kernel (the HTTP call bounded by `grace`) and gives the execution `grace`
+    /// to end: the interrupt-then-settle every consumer uses to stop an execution.
+    pub(crate) fn interrupt(&mut self, sandbox: &Sandbox, grace: Duration) {
+        sandbox.interrupt_kernel(&self.kernel, grace);
+        self.settle(grace);
+    }
+
+    /// Gives the execution `grace` to end by itself, from now (an interrupt sent after it ended
+    /// would land in the next execution).
+    pub(crate) fn settle(&mut self, grace: Duration) {
+        self.settle_until = Some(Instant::now() + grace);
+    }
+
+    /// When the current settling period ends, if one was started.
+    pub(crate) fn settle_until(&self) -> Option<Instant> {
+        self.settle_until
     }
 
     /// Stops routing this execution's messages, and those of its replays and probes.
