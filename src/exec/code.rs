@@ -201,12 +201,12 @@ impl<'a> CodeBuilder<'a> {
                         kernel.id
                     );
                     timed_out = true;
-                    driver.interrupt(&self.sandbox, grace);
+                    driver.interrupt(self.sandbox, grace);
                     continue;
                 }
                 Err(Stop::TimedOut) if interrupt_due => {
                     interrupt_due = false;
-                    driver.interrupt(&self.sandbox, grace);
+                    driver.interrupt(self.sandbox, grace);
                     continue;
                 }
                 Err(Stop::TimedOut) => {
