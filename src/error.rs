@@ -261,7 +261,8 @@ pub enum Error {
         message: String,
     },
 
-    /// A command's stdin is closed: by [`CommandHandle::close_stdin`](crate::CommandHandle::close_stdin), or because the command
+    /// A command's stdin is closed: by
+    /// [`CommandHandle::close_stdin`](crate::CommandHandle::close_stdin), or because the command
     /// (and everything that inherited its stdin) has ended.
     #[error("the command's stdin is closed")]
     StdinClosed,

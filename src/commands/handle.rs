@@ -135,8 +135,9 @@ impl CommandHandle {
     /// # Errors
     ///
     /// What ended the command other than its own exit: [`Error::Timeout`] with
-    /// [`TimeoutPhase::Command`](crate::TimeoutPhase::Command), a lost connection or sandbox, [`Error::OutputLost`], a
-    /// callback that panicked ([`Error::CallbackPanicked`]). A non-zero exit code is not one.
+    /// [`TimeoutPhase::Command`](crate::TimeoutPhase::Command), a lost connection or sandbox,
+    /// [`Error::OutputLost`], a callback that panicked ([`Error::CallbackPanicked`]). A non-zero
+    /// exit code is not one.
     pub fn wait(&mut self) -> Result<CommandResult, Error> {
         self.0.wait()
     }

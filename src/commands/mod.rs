@@ -49,6 +49,10 @@ impl CommandResult {
     }
 
     /// `Ok(self)` when the exit code is 0, else [`Error::CommandFailed`] with the output.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::CommandFailed`] with the exit code, stdout and stderr when the exit code is not 0.
     pub fn check(self) -> Result<CommandResult, Error> {
         if self.success() {
             Ok(self)
@@ -163,11 +167,19 @@ impl Commands {
 
     /// Runs a command with `/bin/bash -c` in the sandbox root and waits for it (60 s timeout).
     /// A non-zero exit code is not an error; see [`CommandResult::check`].
+    ///
+    /// # Errors
+    ///
+    /// As for [`CommandBuilder::run`].
     pub fn run(&self, cmd: impl Into<String>) -> Result<CommandResult, Error> {
         self.cmd(cmd).run()
     }
 
     /// Starts a command and returns a handle to stream, wait for, or kill it (60 s timeout).
+    ///
+    /// # Errors
+    ///
+    /// As for [`CommandBuilder::spawn`].
     pub fn spawn(&self, cmd: impl Into<String>) -> Result<CommandHandle, Error> {
         self.cmd(cmd).spawn()
     }
@@ -277,9 +289,9 @@ impl<'a> CommandBuilder<'a> {
         self
     }
 
-    /// How long the command may run; then its process group is killed and waiting for it
-    /// gives [`Error::Timeout`] with [`TimeoutPhase::Command`](crate::TimeoutPhase::Command). `None` lets it run for as long
-    /// as it likes. Defaults to 60 s, for spawned commands too.
+    /// How long the command may run; then its process group is killed and waiting for it gives
+    /// [`Error::Timeout`] with [`TimeoutPhase::Command`](crate::TimeoutPhase::Command). `None` lets
+    /// it run for as long as it likes. Defaults to 60 s, for spawned commands too.
     pub fn timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
         self.timeout = timeout.into();
         self

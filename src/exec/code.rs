@@ -135,6 +135,18 @@ impl<'a> CodeBuilder<'a> {
     }
 
     /// Runs the code and waits for it to finish.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] (phase `Execution`) when the code outlived its timeout and the kernel
+    /// went idle after the interrupt; [`Error::InterruptIgnored`] when it did not;
+    /// [`Error::CallbackPanicked`] when a callback panicked; [`Error::ConnectionLost`] or
+    /// [`Error::OutputLost`] when the link failed for good or output could not be recovered;
+    /// [`Error::KernelDisrupted`] when the kernel died or restarted mid-execution;
+    /// [`Error::RequestTooLarge`] for code larger than the server accepts;
+    /// [`Error::InvalidArgument`] for conflicting options. An exception raised by the code is not
+    /// an error: it is [`Execution::error`](crate::Execution::error) (see
+    /// [`Execution::check`](crate::Execution::check)).
     pub fn run(mut self) -> Result<Execution, Error> {
         if self.context.is_some() && self.language.is_some() {
             return Err(Error::InvalidArgument(

@@ -221,17 +221,30 @@ impl RichResult {
     }
 
     /// The PNG image decoded from base64.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Protocol`] when the data is not valid base64.
     pub fn png_bytes(&self) -> std::result::Result<Option<Vec<u8>>, Error> {
         decode(self.png.as_deref(), "image/png")
     }
 
     /// The JPEG image decoded from base64.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Protocol`] when the data is not valid base64.
     pub fn jpeg_bytes(&self) -> std::result::Result<Option<Vec<u8>>, Error> {
         decode(self.jpeg.as_deref(), "image/jpeg")
     }
 
     /// Decodes the PNG (or else the JPEG) image and writes it to `path`. Returns false when the
     /// result holds no such image.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Protocol`] when the data is not valid base64; [`Error::Io`] when `path`
+    /// cannot be written.
     pub fn save_image(
         &self,
         path: impl AsRef<std::path::Path>,
@@ -252,6 +265,10 @@ impl RichResult {
     }
 
     /// The PDF decoded from base64.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Protocol`] when the data is not valid base64.
     pub fn pdf_bytes(&self) -> std::result::Result<Option<Vec<u8>>, Error> {
         decode(self.pdf.as_deref(), "application/pdf")
     }

@@ -115,6 +115,13 @@ impl Files {
 
     /// Reads a UTF-8 text file. A file that is not valid UTF-8 gives
     /// [`Error::InvalidArgument`]; use [`Files::read_bytes`] for those.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::FileNotFound`], [`Error::IsADirectory`]; [`Error::InvalidArgument`] for a file that
+    /// is not UTF-8; [`Error::InvalidArgument`] for a path that leaves the sandbox root;
+    /// [`Error::Closed`] after [`Sandbox::kill`](crate::Sandbox::kill); [`Error::Http`],
+    /// [`Error::Transport`] or [`Error::Timeout`] when the server refuses or cannot be reached.
     pub fn read(&self, path: &str) -> Result<String, Error> {
         let bytes = self.read_bytes(path)?;
         String::from_utf8(bytes).map_err(|_| {
@@ -125,17 +132,38 @@ impl Files {
     }
 
     /// Reads a file's bytes.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::FileNotFound`], [`Error::IsADirectory`]; [`Error::InvalidArgument`] for a path that
+    /// leaves the sandbox root; [`Error::Closed`] after [`Sandbox::kill`](crate::Sandbox::kill);
+    /// [`Error::Http`], [`Error::Transport`] or [`Error::Timeout`] when the server refuses or
+    /// cannot be reached.
     pub fn read_bytes(&self, path: &str) -> Result<Vec<u8>, Error> {
         self.download(path).to_vec()
     }
 
     /// Streams a file into `sink`; returns the number of bytes written.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::FileNotFound`], [`Error::IsADirectory`]; [`Error::Io`] when `sink` fails;
+    /// [`Error::InvalidArgument`] for a path that leaves the sandbox root; [`Error::Closed`] after
+    /// [`Sandbox::kill`](crate::Sandbox::kill); [`Error::Http`], [`Error::Transport`] or
+    /// [`Error::Timeout`] when the server refuses or cannot be reached.
     pub fn read_to(&self, path: &str, sink: impl Write) -> Result<u64, Error> {
         self.download(path).to_writer(sink)
     }
 
     /// Writes a file, replacing it if it exists and creating missing parent directories.
     /// Text and bytes alike: `write("a.txt", "hi")`, `write("b.bin", &bytes)`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotADirectory`] when a parent is a file; [`Error::IsADirectory`];
+    /// [`Error::PermissionDenied`]; [`Error::InvalidArgument`] for a path that leaves the sandbox
+    /// root; [`Error::Closed`] after [`Sandbox::kill`](crate::Sandbox::kill); [`Error::Http`],
+    /// [`Error::Transport`] or [`Error::Timeout`] when the server refuses or cannot be reached.
     pub fn write(&self, path: &str, data: impl AsRef<[u8]>) -> Result<EntryInfo, Error> {
         self.upload(path).bytes(data.as_ref())
     }
@@ -207,6 +235,13 @@ impl Files {
     }
 
     /// Writes a file from a reader, in chunks, without reading it all into memory first.
+    ///
+    /// # Errors
+    ///
+    /// as for [`Files::write`]; [`Error::Io`] when `reader` fails; [`Error::InvalidArgument`] for a
+    /// path that leaves the sandbox root; [`Error::Closed`] after
+    /// [`Sandbox::kill`](crate::Sandbox::kill); [`Error::Http`], [`Error::Transport`] or
+    /// [`Error::Timeout`] when the server refuses or cannot be reached.
     pub fn write_from(&self, path: &str, reader: impl Read) -> Result<EntryInfo, Error> {
         self.upload(path).reader(reader)
     }
@@ -232,6 +267,13 @@ impl Files {
     }
 
     /// Entries of a directory, sorted by name. `""` or `"."` lists the root.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::FileNotFound`]; [`Error::NotADirectory`] for a file; [`Error::InvalidArgument`] for
+    /// a path that leaves the sandbox root; [`Error::Closed`] after
+    /// [`Sandbox::kill`](crate::Sandbox::kill); [`Error::Http`], [`Error::Transport`] or
+    /// [`Error::Timeout`] when the server refuses or cannot be reached.
     pub fn list(&self, path: &str) -> Result<Vec<EntryInfo>, Error> {
         let rel = self.path(path)?;
         if self.via_kernel(&rel) {
@@ -266,12 +308,25 @@ impl Files {
     }
 
     /// Information about one file or directory.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::FileNotFound`]; [`Error::InvalidArgument`] for a path that leaves the sandbox root;
+    /// [`Error::Closed`] after [`Sandbox::kill`](crate::Sandbox::kill); [`Error::Http`],
+    /// [`Error::Transport`] or [`Error::Timeout`] when the server refuses or cannot be reached.
     pub fn get_info(&self, path: &str) -> Result<EntryInfo, Error> {
         let rel = self.path(path)?;
         self.model(&rel).map(|m| m.info())
     }
 
     /// True when a file or directory exists at `path`.
+    ///
+    /// # Errors
+    ///
+    /// A missing path is `Ok(false)`, not an error; [`Error::InvalidArgument`] for a path that
+    /// leaves the sandbox root; [`Error::Closed`] after [`Sandbox::kill`](crate::Sandbox::kill);
+    /// [`Error::Http`], [`Error::Transport`] or [`Error::Timeout`] when the server refuses or
+    /// cannot be reached.
     pub fn exists(&self, path: &str) -> Result<bool, Error> {
         match self.get_info(path) {
             Ok(_) => Ok(true),
@@ -285,6 +340,13 @@ impl Files {
     /// On every server but the local sandbox's this runs in a private kernel: jupyter_server's
     /// contents API moves deletes to the trash by default (`delete_to_trash=True`, E2B's
     /// setting too), which frees no disk.
+    ///
+    /// # Errors
+    ///
+    /// A missing path is not an error; [`Error::PermissionDenied`]; [`Error::InvalidArgument`] for
+    /// a path that leaves the sandbox root; [`Error::Closed`] after
+    /// [`Sandbox::kill`](crate::Sandbox::kill); [`Error::Http`], [`Error::Transport`] or
+    /// [`Error::Timeout`] when the server refuses or cannot be reached.
     pub fn remove(&self, path: &str) -> Result<(), Error> {
         let rel = self.path(path)?;
         if rel.is_empty() {
@@ -323,6 +385,13 @@ impl Files {
 
     /// Renames or moves a file or directory, creating missing parent directories of the
     /// destination. Moving onto an existing path fails (HTTP 409 from jupyter_server).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::FileNotFound`] for a missing source; [`Error::NotADirectory`] when a parent of the
+    /// destination is a file; [`Error::InvalidArgument`] for a path that leaves the sandbox root;
+    /// [`Error::Closed`] after [`Sandbox::kill`](crate::Sandbox::kill); [`Error::Http`],
+    /// [`Error::Transport`] or [`Error::Timeout`] when the server refuses or cannot be reached.
     pub fn rename(&self, from: &str, to: &str) -> Result<EntryInfo, Error> {
         let old = self.path(from)?;
         let new = self.path(to)?;
@@ -356,6 +425,13 @@ impl Files {
     }
 
     /// Creates a directory and any missing parents. Returns `false` when it existed already.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotADirectory`] when the path or a parent is a file; [`Error::InvalidArgument`] for
+    /// a path that leaves the sandbox root; [`Error::Closed`] after
+    /// [`Sandbox::kill`](crate::Sandbox::kill); [`Error::Http`], [`Error::Transport`] or
+    /// [`Error::Timeout`] when the server refuses or cannot be reached.
     pub fn make_dir(&self, path: &str) -> Result<bool, Error> {
         let rel = self.path(path)?;
         match self.model(&rel) {

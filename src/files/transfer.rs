@@ -66,6 +66,11 @@ impl<'a> Upload<'a> {
     }
 
     /// Uploads bytes held in memory (chunked straight from the slice, no copy).
+    ///
+    /// # Errors
+    ///
+    /// As for [`Files::write`](super::Files::write); [`Error::CallbackPanicked`] when the progress
+    /// callback panicked.
     pub fn bytes(mut self, data: &[u8]) -> Result<EntryInfo, Error> {
         let rel = self.files.path(&self.path)?;
         self.total = Some(data.len() as u64);
@@ -100,6 +105,10 @@ impl<'a> Upload<'a> {
     }
 
     /// Uploads a local file.
+    ///
+    /// # Errors
+    ///
+    /// As for [`Upload::bytes`]; [`Error::Io`] when the local file cannot be read.
     pub fn file(mut self, local: impl AsRef<Path>) -> Result<EntryInfo, Error> {
         let local = local.as_ref();
         let io_err = |source| Error::Io {
@@ -114,6 +123,10 @@ impl<'a> Upload<'a> {
     }
 
     /// Uploads everything `reader` yields, in chunks; at most two chunks are in memory.
+    ///
+    /// # Errors
+    ///
+    /// As for [`Upload::bytes`]; [`Error::Io`] when `reader` fails.
     pub fn reader(self, reader: impl Read) -> Result<EntryInfo, Error> {
         self.send(reader, "<reader>")
     }
@@ -232,11 +245,20 @@ impl<'a> Download<'a> {
     }
 
     /// Streams the file into `sink`; returns the number of bytes written.
+    ///
+    /// # Errors
+    ///
+    /// As for [`Files::read_to`](super::Files::read_to); [`Error::CallbackPanicked`] when the
+    /// progress callback panicked.
     pub fn to_writer(self, mut sink: impl Write) -> Result<u64, Error> {
         self.stream(&mut sink, "<writer>", |_, _| {})
     }
 
     /// Reads the whole file into memory, reserving its announced size up front.
+    ///
+    /// # Errors
+    ///
+    /// As for [`Download::to_writer`].
     pub fn to_vec(self) -> Result<Vec<u8>, Error> {
         let mut out = Vec::new();
         self.stream(&mut out, "<memory>", |v, total| {
@@ -246,6 +268,10 @@ impl<'a> Download<'a> {
     }
 
     /// Saves the file to a local path (created or truncated); returns the number of bytes.
+    ///
+    /// # Errors
+    ///
+    /// As for [`Download::to_writer`]; [`Error::Io`] when the local file cannot be written.
     pub fn to_file(self, local: impl AsRef<Path>) -> Result<u64, Error> {
         let local = local.as_ref();
         let f = std::fs::File::create(local).map_err(|source| Error::Io {

@@ -127,6 +127,10 @@ impl SandboxBuilder {
     }
 
     /// Starts a local sandbox with default [`LocalOptions`].
+    ///
+    /// # Errors
+    ///
+    /// As for [`SandboxBuilder::local_with`].
     pub fn local(self) -> Result<Sandbox, Error> {
         self.local_with(LocalOptions::default())
     }
@@ -147,6 +151,11 @@ impl SandboxBuilder {
     }
 
     /// Creates an E2B sandbox with [`E2bConfig::from_env`] and default [`E2bOptions`].
+    ///
+    /// # Errors
+    ///
+    /// As for [`SandboxBuilder::e2b_with`]; [`Error::InvalidArgument`] when `E2B_API_KEY` is not
+    /// set.
     pub fn e2b(self) -> Result<Sandbox, Error> {
         self.e2b_with(&E2bConfig::from_env(), &E2bOptions::default())
     }
@@ -157,6 +166,14 @@ impl SandboxBuilder {
     /// commands) before the builder's own [`envs`](SandboxBuilder::envs), which win on a clash:
     /// the template's Jupyter server was started before the sandbox existed, so the API's
     /// `envVars` never reach its kernels by themselves.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] without an API key or with bad options;
+    /// [`Error::Authentication`] for a rejected key; [`Error::RateLimited`] when E2B refuses more
+    /// sandboxes; [`Error::Http`], [`Error::Transport`] or [`Error::Timeout`] (phase
+    /// `SandboxStart`) from the control plane; then the errors of reaching the sandbox's Jupyter
+    /// server and starting the default context's kernel.
     pub fn e2b_with(self, config: &E2bConfig, options: &E2bOptions) -> Result<Sandbox, Error> {
         let config = &self.e2b_config(config);
         let mut sandbox_config = self.config_for(false);
@@ -171,9 +188,15 @@ impl SandboxBuilder {
         Sandbox::open(Backends::E2b(Arc::new(backend)), sandbox_config)
     }
 
-    /// Connects to a running or paused E2B sandbox by id; closing the handle leaves it
-    /// running (see [`E2bSandbox::set_kill_on_close`]). The env vars it was created with are
-    /// not known here: pass them again with [`SandboxBuilder::envs`] if code needs them.
+    /// Connects to a running or paused E2B sandbox by id; closing the handle leaves it running (see
+    /// [`E2bSandbox::set_kill_on_close`](crate::E2bSandbox::set_kill_on_close)). The env vars it
+    /// was created with are not known here: pass them again with [`SandboxBuilder::envs`] if code
+    /// needs them.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::SandboxNotFound`] for an unknown or killed sandbox; otherwise as for
+    /// [`SandboxBuilder::e2b_with`].
     pub fn e2b_connect(self, config: &E2bConfig, sandbox_id: &str) -> Result<Sandbox, Error> {
         let config = &self.e2b_config(config);
         let timeouts = self.config.timeouts.clone();

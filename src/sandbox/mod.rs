@@ -111,16 +111,28 @@ impl std::fmt::Debug for Sandbox {
 
 impl Sandbox {
     /// Starts a local sandbox with every default. See [`SandboxBuilder::local_with`].
+    ///
+    /// # Errors
+    ///
+    /// As for [`SandboxBuilder::local_with`].
     pub fn local() -> Result<Sandbox, Error> {
         Sandbox::builder().local()
     }
 
     /// Uses an existing Jupyter server with default options. See [`SandboxBuilder::jupyter`].
+    ///
+    /// # Errors
+    ///
+    /// As for [`SandboxBuilder::jupyter`].
     pub fn jupyter(url: &str, token: impl Into<Secret>) -> Result<Sandbox, Error> {
         Sandbox::builder().jupyter(url, token)
     }
 
     /// Creates an E2B sandbox from the environment (`E2B_API_KEY`, …) with default options.
+    ///
+    /// # Errors
+    ///
+    /// As for [`SandboxBuilder::e2b_with`].
     pub fn create() -> Result<Sandbox, Error> {
         Sandbox::builder().e2b()
     }
@@ -207,6 +219,11 @@ impl Sandbox {
     }
 
     /// Every live context, default ones included, in creation order.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] after [`Sandbox::kill`]; [`Error::ConnectionLost`] or
+    /// [`Error::Timeout`] when the server cannot be asked.
     pub fn list_contexts(&self) -> Result<Vec<Context>, Error> {
         self.ensure_open()?;
         let k = self.inner.lock_kernels();
@@ -220,6 +237,11 @@ impl Sandbox {
     /// The default Python context: the one [`Sandbox::run_code`] uses, started with the
     /// sandbox. Pass it to [`Sandbox::restart_context`], [`Sandbox::interrupt`] or
     /// [`CodeBuilder::context`](crate::CodeBuilder::context).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] after [`Sandbox::kill`]; the errors of starting and setting up a kernel
+    /// ([`Error::Timeout`] with phase `KernelStart`, [`Error::KernelSetup`]).
     pub fn default_context(&self) -> Result<Context, Error> {
         Ok(context_of(&*self.default_kernel_for("python")?))
     }
@@ -235,6 +257,12 @@ impl Sandbox {
     }
 
     /// Interrupts whatever a context is running.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::KernelNotFound`] for a context whose kernel is gone; [`Error::Closed`] after
+    /// [`Sandbox::kill`]; [`Error::Http`] or [`Error::Transport`] when the server refuses or
+    /// cannot be reached.
     pub fn interrupt(&self, context: &Context) -> Result<(), Error> {
         let kernel = self.kernel_of(context)?;
         rest::interrupt_kernel(&self.inner.http, &kernel.id)
@@ -284,11 +312,19 @@ impl Sandbox {
     }
 
     /// State of a context's connection.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::KernelNotFound`] for a context this sandbox does not hold.
     pub fn context_state(&self, context: &Context) -> Result<ConnectionState, Error> {
         Ok(self.kernel_of(context)?.state())
     }
 
     /// Every later state change of a context's connection.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::KernelNotFound`] for a context this sandbox does not hold.
     pub fn watch_context(&self, context: &Context) -> Result<ConnectionWatch, Error> {
         Ok(self.kernel_of(context)?.conn.watch())
     }
@@ -382,22 +418,28 @@ impl Sandbox {
         }
     }
 
-    /// Tears the sandbox down now, from any thread: in-flight calls fail with
-    /// [`Error::Closed`], and later calls too, on every clone of this handle. Takes at most
-    /// [`Timeouts::close`] in all, plus the backend's own teardown (killing the local server,
-    /// or E2B's kill request). A kernel that is still starting is shut down when its start
-    /// completes. Idempotent.
+    /// Tears the sandbox down now, from any thread: in-flight calls fail with [`Error::Closed`],
+    /// and later calls too, on every clone of this handle. Takes at most
+    /// [`Timeouts::close`](crate::Timeouts::close) in all, plus the backend's own teardown (killing
+    /// the local server, or E2B's kill request). A kernel that is still starting is shut down when
+    /// its start completes. Idempotent.
     ///
     /// # Errors
     ///
-    /// [`Error::Timeout`] with [`TimeoutPhase::Close`] when connection workers or kernel
-    /// shutdowns did not finish within the budget (they are abandoned, not waited for), or the
-    /// backend's error when it could not tear the sandbox down.
+    /// [`Error::Timeout`] with [`TimeoutPhase::Close`](crate::TimeoutPhase::Close) when connection
+    /// workers or kernel shutdowns did not finish within the budget (they are abandoned, not waited
+    /// for), or the backend's error when it could not tear the sandbox down.
     pub fn kill(&self) -> Result<(), Error> {
         self.inner.kill()
     }
 
     /// Tears the sandbox down, returning any error that `Drop` would only log.
+    ///
+    /// # Errors
+    ///
+    /// The first error of shutting down kernels or the backend within
+    /// [`Timeouts::close`](crate::Timeouts::close) ([`Error::Timeout`] with phase `Close`,
+    /// [`Error::Http`], [`Error::Transport`]); the sandbox counts as closed either way.
     pub fn close(self) -> Result<(), Error> {
         self.kill()
     }

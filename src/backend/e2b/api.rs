@@ -40,6 +40,11 @@ pub struct E2bClient {
 impl E2bClient {
     /// A client for `config`. Fails with [`Error::InvalidArgument`] when there is no API key
     /// (outside debug mode) or the API URL is not http(s).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] when there is no API key (outside debug mode) or the API URL is
+    /// not http(s).
     pub fn new(config: &E2bConfig) -> Result<E2bClient, Error> {
         Ok(E2bClient {
             transport: Transport::new(config)?,
@@ -60,6 +65,12 @@ impl E2bClient {
 
     /// Creates a sandbox (`POST /sandboxes`). It lives for [`E2bOptions::lifetime`] unless
     /// extended or killed; the caller owns it. Never retried.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Authentication`] for a rejected key; [`Error::RateLimited`] when E2B refuses
+    /// more sandboxes; [`Error::Http`] for other refusals; [`Error::Transport`] or
+    /// [`Error::Timeout`] when the control plane cannot be reached.
     pub fn create(&self, options: &E2bOptions) -> Result<SandboxAccess, Error> {
         let body = to_value(&NewSandbox::from_options(options)?)?;
         let r = self
@@ -77,6 +88,11 @@ impl E2bClient {
     /// Connects to an existing sandbox (`POST /sandboxes/{id}/connect`), resuming it if it is
     /// paused, and makes sure it lives at least `lifetime` more (a longer remaining lifetime
     /// is kept). Returns what it takes to reach it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::SandboxNotFound`] for an unknown or killed sandbox; otherwise as for
+    /// [`E2bClient::create`].
     pub fn connect(&self, sandbox_id: &str, lifetime: Duration) -> Result<SandboxAccess, Error> {
         let body = to_value(&TimeoutBody {
             timeout: whole_seconds(lifetime, "sandbox lifetime")?,
@@ -92,6 +108,11 @@ impl E2bClient {
     }
 
     /// Looks a sandbox up (`GET /sandboxes/{id}`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::SandboxNotFound`] for an unknown or killed sandbox; otherwise as for
+    /// [`E2bClient::create`].
     pub fn get_info(&self, sandbox_id: &str) -> Result<SandboxInfo, Error> {
         let path = sandbox_path(sandbox_id)?;
         let r = self
@@ -102,6 +123,10 @@ impl E2bClient {
 
     /// One page of sandboxes (`GET /v2/sandboxes`). Follow [`SandboxPage::next_token`] with
     /// [`ListQuery::next_token`], or use [`E2bClient::list_all`].
+    ///
+    /// # Errors
+    ///
+    /// As for [`E2bClient::create`]; [`Error::Protocol`] for an answer that does not parse.
     pub fn list(&self, query: &ListQuery) -> Result<SandboxPage, Error> {
         let path = format!("/v2/sandboxes{}", query.to_query());
         let r = self
@@ -119,6 +144,10 @@ impl E2bClient {
 
     /// Every page of sandboxes matching `query`, from its `next_token` on. Fails with
     /// [`Error::Protocol`] if the server hands out a token twice (it would never end).
+    ///
+    /// # Errors
+    ///
+    /// As for [`E2bClient::list`].
     pub fn list_all(&self, query: &ListQuery) -> Result<Vec<SandboxInfo>, Error> {
         let mut query = query.clone();
         let mut all = Vec::new();
@@ -145,6 +174,10 @@ impl E2bClient {
 
     /// Kills a sandbox (`DELETE /sandboxes/{id}`). `Ok(false)` when it did not exist (any
     /// more), as in E2B's SDKs.
+    ///
+    /// # Errors
+    ///
+    /// As for [`E2bClient::create`] (an unknown sandbox is not an error).
     pub fn kill(&self, sandbox_id: &str) -> Result<bool, Error> {
         let path = sandbox_path(sandbox_id)?;
         let r = self
@@ -161,6 +194,11 @@ impl E2bClient {
 
     /// Sets how long the sandbox lives from now (`POST /sandboxes/{id}/timeout`); it can
     /// shorten the lifetime as well as extend it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::SandboxNotFound`] for an unknown or killed sandbox; otherwise as for
+    /// [`E2bClient::create`].
     pub fn set_timeout(&self, sandbox_id: &str, lifetime: Duration) -> Result<(), Error> {
         let body = to_value(&TimeoutBody {
             timeout: whole_seconds(lifetime, "sandbox lifetime")?,
@@ -174,6 +212,11 @@ impl E2bClient {
 
     /// Keeps the sandbox alive at least `duration` more, up to 1 h
     /// (`POST /sandboxes/{id}/refreshes`); never shortens its lifetime.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::SandboxNotFound`] for an unknown or killed sandbox; otherwise as for
+    /// [`E2bClient::create`].
     pub fn refresh(&self, sandbox_id: &str, duration: Duration) -> Result<(), Error> {
         if duration > MAX_REFRESH {
             return Err(Error::InvalidArgument(format!(
