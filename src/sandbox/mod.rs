@@ -28,9 +28,10 @@ use crate::kernel::Kernel;
 
 /// A code-interpreter sandbox: stateful kernels, their output, and the sandbox's lifetime.
 ///
-/// `Sandbox` is `Send + Sync`; calls from several threads are fine (executions on one context
-/// run one after another in the kernel). Dropping it tears the sandbox down; [`Sandbox::close`]
-/// does the same and returns the error instead of logging it.
+/// `Sandbox` is a cheap `Clone` handle (an `Arc` inside) and `Send + Sync`: clone it into
+/// threads; executions on one context run one after another in its kernel. The sandbox is torn
+/// down by [`Sandbox::kill`] (from any clone) or when the last clone drops;
+/// [`Sandbox::close`] does the same and returns the error instead of logging it.
 #[derive(Clone)]
 pub struct Sandbox {
     inner: Arc<Inner>,
@@ -109,6 +110,7 @@ impl std::fmt::Debug for Sandbox {
     }
 }
 
+/// Opening a sandbox.
 impl Sandbox {
     /// Starts a local sandbox with every default. See [`SandboxBuilder::local_with`].
     ///
@@ -137,23 +139,6 @@ impl Sandbox {
         Sandbox::builder().e2b()
     }
 
-    /// What only a local sandbox has (its directory, its server's pid); `None` for others.
-    pub fn as_local(&self) -> Option<LocalSandbox<'_>> {
-        match &self.inner.backend {
-            Backends::Local(b) => Some(LocalSandbox::new(b)),
-            _ => None,
-        }
-    }
-
-    /// What only an E2B sandbox has (its lifetime, its control-plane record, whether closing
-    /// kills it); `None` for others.
-    pub fn as_e2b(&self) -> Option<E2bSandbox<'_>> {
-        match &self.inner.backend {
-            Backends::E2b(b) => Some(E2bSandbox::new(b)),
-            _ => None,
-        }
-    }
-
     /// A builder for options shared by every backend.
     pub fn builder() -> SandboxBuilder {
         SandboxBuilder::default()
@@ -179,12 +164,10 @@ impl Sandbox {
         sandbox.default_kernel_for("python")?;
         Ok(sandbox)
     }
+}
 
-    /// The sandbox's id: the E2B sandbox id, or `local-<pid>` for a local sandbox.
-    pub fn sandbox_id(&self) -> &str {
-        self.inner.backend.get().sandbox_id()
-    }
-
+/// Running code.
+impl Sandbox {
     /// Runs code in the default Python context and waits for it. Equivalent to
     /// `self.code(code).run()`.
     ///
@@ -204,7 +187,10 @@ impl Sandbox {
     pub fn code(&self, code: impl Into<String>) -> CodeBuilder<'_> {
         CodeBuilder::new(self, code.into())
     }
+}
 
+/// Contexts: separate kernels with their own state, language and working directory.
+impl Sandbox {
     /// Creates a new context: its own kernel with its own state.
     ///
     /// # Errors
@@ -285,7 +271,10 @@ impl Sandbox {
         let _ = kernel.conn.close(self.inner.config.timeouts.close);
         rest::shutdown_kernel(&self.inner.http, &kernel.id)
     }
+}
 
+/// Connection state: what the link to each kernel is doing, now and as it changes.
+impl Sandbox {
     /// State of the default Python context's connection. Never starts a kernel: with no
     /// default context (it was removed and not used since), the state is `Connecting` until
     /// the next call that needs one, and `Closed` once the sandbox is.
@@ -328,6 +317,27 @@ impl Sandbox {
     pub fn watch_context(&self, context: &Context) -> Result<ConnectionWatch, Error> {
         Ok(self.kernel_of(context)?.conn.watch())
     }
+}
+
+/// Files and commands.
+impl Sandbox {
+    /// Files in the sandbox: read, write, list, rename, remove (over the Jupyter contents API).
+    pub fn files(&self) -> crate::files::Files {
+        crate::files::Files::new(self.clone())
+    }
+
+    /// Shell commands in the sandbox: run one and wait, or spawn one and keep a handle.
+    pub fn commands(&self) -> crate::commands::Commands {
+        crate::commands::Commands::new(self.clone())
+    }
+}
+
+/// The sandbox and its server: ids, addresses, and what only one backend has.
+impl Sandbox {
+    /// The sandbox's id: the E2B sandbox id, or `local-<pid>` for a local sandbox.
+    pub fn sandbox_id(&self) -> &str {
+        self.inner.backend.get().sandbox_id()
+    }
 
     /// Base URL of the sandbox's Jupyter server, for tools of your own (JupyterLab, a peer
     /// client in a benchmark). An isolated local sandbox has no TCP port: its server listens on
@@ -362,16 +372,6 @@ impl Sandbox {
             .map(Secret::new)
     }
 
-    /// Files in the sandbox: read, write, list, rename, remove (over the Jupyter contents API).
-    pub fn files(&self) -> crate::files::Files {
-        crate::files::Files::new(self.clone())
-    }
-
-    /// Shell commands in the sandbox: run one and wait, or spawn one and keep a handle.
-    pub fn commands(&self) -> crate::commands::Commands {
-        crate::commands::Commands::new(self.clone())
-    }
-
     /// The absolute path of the server's root directory, the one relative paths mean (E2B:
     /// `/home/user`). Asked of a kernel the first time (the contents API does not say), then
     /// kept.
@@ -395,6 +395,26 @@ impl Sandbox {
         Ok(self.inner.server_root.get_or_init(|| root).clone())
     }
 
+    /// What only a local sandbox has (its directory, its server's pid); `None` for others.
+    pub fn as_local(&self) -> Option<LocalSandbox<'_>> {
+        match &self.inner.backend {
+            Backends::Local(b) => Some(LocalSandbox::new(b)),
+            _ => None,
+        }
+    }
+
+    /// What only an E2B sandbox has (its lifetime, its control-plane record, whether closing
+    /// kills it); `None` for others.
+    pub fn as_e2b(&self) -> Option<E2bSandbox<'_>> {
+        match &self.inner.backend {
+            Backends::E2b(b) => Some(E2bSandbox::new(b)),
+            _ => None,
+        }
+    }
+}
+
+/// Lifetime: whether the sandbox still runs, and tearing it down.
+impl Sandbox {
     /// Whether the sandbox is running: `false` once it was killed or closed (on any clone), or
     /// when its backend says it is gone (local: the server process has exited; E2B: the
     /// control plane does not list it as running, so a paused sandbox is not running; a
