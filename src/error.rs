@@ -114,6 +114,14 @@ pub enum Error {
         kernel_id: String,
     },
 
+    /// The terminal does not exist (any more): its shell exited, it was killed, or no terminal
+    /// has that name. Also returned when sending to a terminal whose session has ended.
+    #[error("terminal {name} not found")]
+    TerminalNotFound {
+        /// The terminal's name.
+        name: String,
+    },
+
     /// The kernel died or was restarted while a request was in flight; the request's output is
     /// incomplete and kernel state may be lost. The next call runs on the restarted kernel.
     #[error("kernel {kernel_id} {event} during the request")]

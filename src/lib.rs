@@ -119,6 +119,7 @@ mod http;
 mod jupyter;
 mod kernel;
 mod mask;
+mod pty;
 mod retry;
 mod sandbox;
 mod sync;
@@ -145,6 +146,7 @@ pub use exec::code::CodeBuilder;
 pub use exec::models::{Continuity, Execution, ExecutionError, Logs, OutputMessage, RichResult};
 pub use files::{Download, EntryInfo, FileType, Files, Upload};
 pub use jupyter::state::{CloseReason, ConnectionState, ConnectionWatch};
+pub use pty::{Pty, PtyEnd, PtyEvent, PtyGap, PtyIter, PtyOptions, PtyOutput, PtySize, Terminal};
 pub use sandbox::{Sandbox, SandboxBuilder};
 
 /// `Result` with this crate's [`Error`] by default, so `fn main() -> Result<()>` works under

@@ -41,13 +41,33 @@ pub(crate) struct Target {
 }
 
 impl Target {
-    fn url(&self) -> String {
-        self.endpoint.ws_url(&format!(
-            "/api/kernels/{}/channels?session_id={}",
-            encode_component(&self.kernel_id),
-            encode_component(&self.session_id)
-        ))
+    fn route(&self) -> Route<'_> {
+        Route {
+            endpoint: &self.endpoint,
+            path: format!(
+                "/api/kernels/{}/channels?session_id={}",
+                encode_component(&self.kernel_id),
+                encode_component(&self.session_id)
+            ),
+            label: format!("kernel {}", self.kernel_id),
+            id: self.kernel_id.clone(),
+            not_found: |kernel_id| Error::KernelNotFound { kernel_id },
+        }
     }
+}
+
+/// Any websocket on a Jupyter server (a kernel's channels, a terminal): where it is, what to
+/// call it in logs and errors, and the error a 404 on the upgrade stands for.
+pub(crate) struct Route<'a> {
+    pub(crate) endpoint: &'a Endpoint,
+    /// Path and query, from the server's base URL on.
+    pub(crate) path: String,
+    /// `kernel <id>`, `terminal <name>`.
+    pub(crate) label: String,
+    /// The kernel id or terminal name, for the not-found error.
+    pub(crate) id: String,
+    /// The error of a 404, given `id`.
+    pub(crate) not_found: fn(String) -> Error,
 }
 
 /// How long one connect may take, and what running out is reported as.
@@ -120,22 +140,37 @@ pub(crate) fn connect(
     max_message: usize,
 ) -> Result<Socket, Error> {
     let started = Instant::now();
-    // tungstenite zero-fills up to `read_buffer_size` bytes before every read() (128 KiB by
-    // default: ~1 MiB of memset per `run_code("1")`); 16 KiB keeps that small, and a large
-    // frame still arrives in 16 KiB reads into a buffer reserved for the whole frame.
-    let config = WebSocketConfig::default()
-        .read_buffer_size(READ_BUFFER)
-        .max_message_size(Some(max_message))
-        .max_frame_size(Some(max_message));
+    let config = ws_config(max_message);
+    let route = target.route();
     if framing != Some(Framing::Legacy) {
-        match handshake(target, limits, started, true, config) {
+        match handshake(&route, limits, started, true, config) {
             Err(Attempt::SubprotocolRefused) => {
                 log::debug!("server declined {V1_SUBPROTOCOL}; using legacy JSON framing");
             }
             other => return other.map_err(Attempt::into_error),
         }
     }
-    handshake(target, limits, started, false, config).map_err(Attempt::into_error)
+    handshake(&route, limits, started, false, config).map_err(Attempt::into_error)
+}
+
+/// Connects to a websocket that speaks no subprotocol (a terminal's), within `limits`.
+pub(crate) fn connect_plain(
+    route: &Route<'_>,
+    limits: Limits,
+    max_message: usize,
+) -> Result<Socket, Error> {
+    handshake(route, limits, Instant::now(), false, ws_config(max_message))
+        .map_err(Attempt::into_error)
+}
+
+/// tungstenite zero-fills up to `read_buffer_size` bytes before every read() (128 KiB by
+/// default: ~1 MiB of memset per `run_code("1")`); 16 KiB keeps that small, and a large frame
+/// still arrives in 16 KiB reads into a buffer reserved for the whole frame.
+fn ws_config(max_message: usize) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
+        .max_message_size(Some(max_message))
+        .max_frame_size(Some(max_message))
 }
 
 enum Attempt {
@@ -153,16 +188,20 @@ impl Attempt {
 }
 
 fn handshake(
-    target: &Target,
+    route: &Route<'_>,
     limits: Limits,
     started: Instant,
     offer_v1: bool,
     config: WebSocketConfig,
 ) -> Result<Socket, Attempt> {
-    let url = target.url();
-    let endpoint = format!("websocket of kernel {}", target.kernel_id);
-    let bad_url =
-        |why: String| Attempt::Failed(Error::InvalidArgument(format!("bad kernel URL: {why}")));
+    let url = route.endpoint.ws_url(&route.path);
+    let endpoint = format!("websocket of {}", route.label);
+    let bad_url = |why: String| {
+        Attempt::Failed(Error::InvalidArgument(format!(
+            "bad URL for {}: {why}",
+            route.label
+        )))
+    };
     let uri: Uri = url
         .parse()
         .map_err(|e: InvalidUri| bad_url(e.to_string()))?;
@@ -177,7 +216,7 @@ fn handshake(
         .clone();
     let host = authority.host().trim_matches(['[', ']']).to_string();
     let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
-    let request = upgrade_request(&uri, &authority, offer_v1, target.endpoint.headers())
+    let request = upgrade_request(&uri, &authority, offer_v1, route.endpoint.headers())
         .map_err(Attempt::Failed)?;
     let deadline = started + limits.total;
     let timeout_err = || Attempt::Failed(limits.timeout());
@@ -188,7 +227,7 @@ fn handshake(
         })
     };
 
-    let tcp = match target.endpoint.unix_socket() {
+    let tcp = match route.endpoint.unix_socket() {
         // A local connect completes or fails at once.
         Some(path) => UnixStream::connect(path).map(Conn::Unix),
         None => open_tcp(&host, port, started + limits.tcp).map(Conn::Tcp),
@@ -202,7 +241,7 @@ fn handshake(
     let raw = tcp.try_clone().map_err(transport)?;
     let mut stream = if tls {
         MaybeTlsStream::Rustls(
-            tls_client(tcp, &host, target.endpoint.tls()).map_err(Attempt::Failed)?,
+            tls_client(tcp, &host, route.endpoint.tls()).map_err(Attempt::Failed)?,
         )
     } else {
         MaybeTlsStream::Plain(tcp)
@@ -218,15 +257,12 @@ fn handshake(
     };
     let (head, leftover) =
         exchange(&mut stream, &raw, &request.bytes, deadline).map_err(io_failed)?;
-    let framing = judge(&head, &request.key, offer_v1, target, &endpoint)?;
+    let framing = judge(&head, &request.key, offer_v1, route, &endpoint)?;
     let ws = WebSocket::from_partially_read(stream, leftover, Role::Client, Some(config));
     raw.set_read_timeout(None).map_err(transport)?;
     raw.set_write_timeout(None).map_err(transport)?;
     raw.set_nonblocking(true).map_err(transport)?;
-    log::debug!(
-        "connected to kernel {} ({framing:?} framing)",
-        target.kernel_id
-    );
+    log::debug!("connected to {} ({framing:?} framing)", route.label);
     Ok(Socket { ws, raw, framing })
 }
 
@@ -334,7 +370,7 @@ fn judge(
     head: &[u8],
     key: &str,
     offer_v1: bool,
-    target: &Target,
+    route: &Route<'_>,
     endpoint: &str,
 ) -> Result<Framing, Attempt> {
     let mut headers = [httparse::EMPTY_HEADER; 64];
@@ -359,9 +395,7 @@ fn judge(
                 status,
                 endpoint: endpoint.to_string(),
             },
-            404 => Error::KernelNotFound {
-                kernel_id: target.kernel_id.clone(),
-            },
+            404 => (route.not_found)(route.id.clone()),
             _ => Error::Http {
                 status,
                 endpoint: endpoint.to_string(),

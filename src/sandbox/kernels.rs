@@ -19,6 +19,16 @@ impl Sandbox {
         &self.inner.http
     }
 
+    /// A client whose calls end within `limit` (teardown).
+    pub(crate) fn http_within(&self, limit: Duration) -> Http {
+        self.inner.http_within(limit)
+    }
+
+    /// The backend, for connections that outlive a borrow of the sandbox.
+    pub(crate) fn backend_shared(&self) -> Arc<dyn crate::backend::Backend> {
+        self.inner.backend.shared()
+    }
+
     pub(crate) fn system_kernels(&self) -> &crate::commands::SystemKernels {
         &self.inner.system
     }

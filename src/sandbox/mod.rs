@@ -330,6 +330,11 @@ impl Sandbox {
     pub fn commands(&self) -> crate::commands::Commands {
         crate::commands::Commands::new(self.clone())
     }
+
+    /// Interactive terminals (PTYs) in the sandbox, over the Jupyter terminals API.
+    pub fn pty(&self) -> crate::pty::Pty {
+        crate::pty::Pty::new(self.clone())
+    }
 }
 
 /// The sandbox and its server: ids, addresses, and what only one backend has.

@@ -1,0 +1,270 @@
+//! Interactive terminals (PTYs) in the sandbox, over jupyter_server's terminals API
+//! (terminado): `POST /api/terminals` starts a shell on a PTY, `/terminals/websocket/{name}`
+//! carries its input, output and size, `DELETE /api/terminals/{name}` kills it.
+//!
+//! One background thread per [`Terminal`] owns its websocket, as for kernels, and reconnects
+//! to the same terminal under the sandbox's [`ReconnectPolicy`](crate::ReconnectPolicy).
+//!
+//! # What arrives after a cut
+//!
+//! terminado keeps the last 1000 chunks of a terminal's output (one chunk per PTY read, up to
+//! 64 KiB each) while no client is connected, and sends them to a new connection. The worker
+//! lines that replay up with what it already delivered and passes on only the rest, so:
+//!
+//! - **Output arrives once and in order** when fewer than 1000 PTY reads happened during the
+//!   cut (or since the terminal started). Beyond that, or when the overlap cannot be proven
+//!   (several alignments fit, as with periodic output once 1000 chunks went by), a
+//!   [`PtyEvent::Gap`] says so where it happened.
+//! - **Input sent while disconnected** is queued and written once, after the reconnect, in
+//!   order. Input written just before a cut is confirmed by a websocket ping/pong; input the
+//!   server could not confirm before the link broke is not written again (typing a line twice
+//!   can do harm) and is reported as [`PtyGap::InputUnconfirmed`].
+//! - **A terminal that ended while disconnected** (the shell exited, or someone deleted it)
+//!   is gone from the server with its buffer: the end is [`PtyEnd::Gone`], and output of its
+//!   last moments may be missing.
+//!
+//! # Backends
+//!
+//! The local sandbox's server and a stock jupyter_server have terminals (terminado comes with
+//! jupyter_server). E2B's code-interpreter template runs a stock jupyter_server 2.x that does
+//! not turn terminals off, so they should work there too (not tested against E2B here). Jupyter
+//! Kernel Gateway and Enterprise Gateway have no terminals: creating one fails with
+//! [`Error::Http`] (404).
+
+mod replay;
+mod rest;
+mod session;
+mod terminal;
+mod wire;
+
+use std::time::Duration;
+
+use crate::error::Error;
+use crate::sandbox::Sandbox;
+
+pub use terminal::{PtyIter, PtyOutput, Terminal};
+
+/// Terminals in a sandbox. Get it with [`Sandbox::pty`].
+#[derive(Debug, Clone)]
+pub struct Pty {
+    sandbox: Sandbox,
+}
+
+/// A terminal's size in character cells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PtySize {
+    /// Columns (characters per line).
+    pub cols: u16,
+    /// Rows (lines).
+    pub rows: u16,
+}
+
+impl Default for PtySize {
+    /// 80 × 24, the classic VT100 size.
+    fn default() -> Self {
+        PtySize { cols: 80, rows: 24 }
+    }
+}
+
+impl PtySize {
+    /// `cols` × `rows`.
+    pub fn new(cols: u16, rows: u16) -> PtySize {
+        PtySize { cols, rows }
+    }
+
+    fn check(self) -> Result<PtySize, Error> {
+        if self.cols == 0 || self.rows == 0 {
+            return Err(Error::InvalidArgument(format!(
+                "a terminal needs at least one row and one column, not {}x{}",
+                self.cols, self.rows
+            )));
+        }
+        Ok(self)
+    }
+}
+
+/// How a terminal is started. Plain settings with [`Default`]; chain the setters.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct PtyOptions {
+    /// See [`PtyOptions::size`].
+    pub size: PtySize,
+    /// See [`PtyOptions::cwd`].
+    pub cwd: Option<String>,
+    /// See [`PtyOptions::envs`].
+    pub envs: Vec<(String, String)>,
+    /// See [`PtyOptions::timeout`].
+    pub timeout: Option<Duration>,
+    /// See [`PtyOptions::kill_on_drop`].
+    pub kill_on_drop: bool,
+}
+
+impl Default for PtyOptions {
+    fn default() -> Self {
+        PtyOptions {
+            size: PtySize::default(),
+            cwd: None,
+            envs: Vec::new(),
+            timeout: None,
+            kill_on_drop: true,
+        }
+    }
+}
+
+impl PtyOptions {
+    /// Default options: 80 × 24, in the server's root directory, killed on drop.
+    pub fn new() -> PtyOptions {
+        PtyOptions::default()
+    }
+
+    /// The terminal's size. Defaults to 80 × 24.
+    pub fn size(mut self, size: PtySize) -> Self {
+        self.size = size;
+        self
+    }
+
+    /// The shell's working directory: absolute, or relative to the server's root. Defaults to
+    /// the server's root directory (E2B: `/home/user`).
+    pub fn cwd(mut self, cwd: impl Into<String>) -> Self {
+        self.cwd = Some(cwd.into());
+        self
+    }
+
+    /// Environment variables for the shell, on top of the sandbox's own
+    /// ([`SandboxBuilder::envs`](crate::SandboxBuilder::envs)), which they override. Defaults
+    /// to none.
+    pub fn envs<I, K, V>(mut self, envs: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        self.envs
+            .extend(envs.into_iter().map(|(k, v)| (k.into(), v.into())));
+        self
+    }
+
+    /// Kills the terminal once this much time has passed since it started; it then ends with
+    /// [`PtyEnd::TimedOut`]. Defaults to `None`: it lives until its shell exits, it is killed,
+    /// or its handle is dropped.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Whether dropping the [`Terminal`] kills the terminal on the server. Defaults to `true`;
+    /// with `false` it keeps running and [`Pty::connect`] can attach to it again by name.
+    pub fn kill_on_drop(mut self, kill: bool) -> Self {
+        self.kill_on_drop = kill;
+        self
+    }
+}
+
+/// What a terminal's reader gets, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PtyEvent {
+    /// Output of the PTY: stdout and stderr of everything in it, with the echo of input and
+    /// terminal escape sequences, as text (terminado decodes the PTY's bytes as UTF-8,
+    /// replacing invalid sequences).
+    Output(String),
+    /// Continuity across a reconnect could not be kept or proven at this point.
+    Gap(PtyGap),
+    /// The terminal is over; nothing follows.
+    End(PtyEnd),
+}
+
+/// What could not be kept across a reconnect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PtyGap {
+    /// Output between the last delivered and the next was lost: the cut lasted longer than
+    /// terminado's buffer of 1000 chunks.
+    OutputLost,
+    /// The replay after a cut lined up with what was delivered in more than one way (periodic
+    /// output after more than 1000 chunks); the longest overlap was assumed, so output that
+    /// repeated may be missing here.
+    OutputAmbiguous,
+    /// This input was written just before the link broke and the server could not confirm it
+    /// read it: it may or may not have reached the shell. It is not sent again.
+    InputUnconfirmed(String),
+}
+
+/// How a terminal ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PtyEnd {
+    /// The shell exited (`exit`, end of input, a signal). terminado reports no exit code.
+    Exited,
+    /// [`Terminal::kill`] or [`Pty::kill`] killed it.
+    Killed,
+    /// [`PtyOptions::timeout`] passed and the terminal was killed.
+    TimedOut,
+    /// The terminal was gone from the server when the connection came back: its shell exited
+    /// or someone deleted it while no client was connected. Its last output may be missing.
+    Gone,
+}
+
+impl Pty {
+    pub(crate) fn new(sandbox: Sandbox) -> Pty {
+        Pty { sandbox }
+    }
+
+    /// Starts a shell on a new PTY of `size`, in the server's root directory.
+    /// E2B: `sbx.pty.create(size)`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Pty::create_with`].
+    pub fn create(&self, size: PtySize) -> Result<Terminal, Error> {
+        self.create_with(PtyOptions::new().size(size))
+    }
+
+    /// Starts a shell on a new PTY.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] for a zero size or a bad env var name;
+    /// [`Error::FileNotFound`] or [`Error::NotADirectory`] for a cwd that cannot be entered;
+    /// [`Error::Http`] (404) when the server has no terminals (Kernel Gateway, or terminals
+    /// disabled); [`Error::Authentication`], [`Error::Transport`], [`Error::Timeout`] when the
+    /// server cannot be reached; [`Error::Closed`].
+    pub fn create_with(&self, options: PtyOptions) -> Result<Terminal, Error> {
+        Terminal::create(&self.sandbox, options)
+    }
+
+    /// Attaches to a running terminal by name (one left running with
+    /// [`PtyOptions::kill_on_drop`]`(false)` or [`Terminal::detach`], or started by another
+    /// client). The first output is terminado's buffer: up to its last 1000 chunks. The new
+    /// handle kills the terminal when dropped unless told otherwise
+    /// ([`Terminal::set_kill_on_drop`]).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TerminalNotFound`] when no terminal has that name; as [`Pty::create_with`].
+    pub fn connect(&self, name: &str) -> Result<Terminal, Error> {
+        Terminal::attach(&self.sandbox, name)
+    }
+
+    /// Names of the terminals running on the server (also those of other clients).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Http`] (404) when the server has no terminals; [`Error::Transport`],
+    /// [`Error::Timeout`], [`Error::Closed`].
+    pub fn list(&self) -> Result<Vec<String>, Error> {
+        self.sandbox.ensure_open()?;
+        rest::list(self.sandbox.http())
+    }
+
+    /// Kills a terminal by name. Returns `false` when there was no such terminal.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Http`], [`Error::Transport`] or [`Error::Timeout`] when the server does not
+    /// confirm; [`Error::Closed`].
+    pub fn kill(&self, name: &str) -> Result<bool, Error> {
+        self.sandbox.ensure_open()?;
+        rest::delete(self.sandbox.http(), name)
+    }
+}

@@ -1,0 +1,233 @@
+//! Exactly-once terminal output across reconnects, on top of terminado's replay.
+//!
+//! terminado keeps the last [`TERMINADO_CHUNKS`] chunks a terminal's PTY produced (one chunk
+//! per `read()`, in a `deque(maxlen=1000)`), keeps filling it while no client is connected,
+//! and sends a *new* connection `["setup", {}]` and then, when the buffer is not empty, the
+//! whole buffer joined into one `stdout` message, before any live output (both happen in one
+//! event-loop step, so no PTY read can come between). Every live `stdout` message is exactly
+//! one chunk.
+//!
+//! So after a reconnect the replay `R` is a suffix of the stream that starts on a chunk
+//! boundary, and the client has delivered a prefix `D` of the same stream. What was missed is
+//! `R` minus its overlap with the end of `D`. This module keeps the last pieces delivered
+//! (each live chunk is one piece, each replayed remainder one piece) and looks for the
+//! overlap at piece boundaries:
+//!
+//! - **Exact** when `D` is held whole and `R` starts with all of it (the buffer has not
+//!   wrapped: fewer than 1000 chunks so far), or when exactly one piece boundary lines up.
+//! - **Lost** when no boundary lines up: the cut lasted more than 1000 chunks (or beyond what
+//!   is held here), so output between `D` and `R` is gone. `R` is delivered whole.
+//! - **Ambiguous** when several boundaries line up (periodic output, once the buffer wrapped):
+//!   the longest overlap is assumed, which may hide output that repeated.
+//!
+//! The alignment is by content, so a stream that wrapped the buffer and whose replay happens
+//! to start with exactly the text delivered could in principle be misaligned; with fewer
+//! than 1000 chunks since the terminal started it is exact.
+
+use std::collections::VecDeque;
+
+/// Chunks terminado's read buffer holds (`PtyWithClients.read_buffer`, terminado 0.18).
+pub(crate) const TERMINADO_CHUNKS: usize = 1000;
+/// Characters of delivered output kept for alignment: beyond this the oldest pieces are let
+/// go, and a replay reaching back further is reported as a gap.
+const MAX_CHARS: usize = 8 << 20;
+
+/// How a replay lined up with what was delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Alignment {
+    /// The new part is exactly what was missed.
+    Exact,
+    /// No overlap found: output between the last delivered and the replay is lost.
+    Lost,
+    /// Several overlaps fit; the longest was used.
+    Ambiguous,
+}
+
+/// What has been delivered, as pieces that each start on a chunk boundary.
+#[derive(Debug, Default)]
+pub(crate) struct Delivered {
+    pieces: VecDeque<String>,
+    chars: usize,
+    /// Pieces were let go: the first held piece is not the start of the stream.
+    trimmed: bool,
+}
+
+impl Delivered {
+    /// Records a live chunk (delivered as it is).
+    pub(crate) fn live(&mut self, chunk: &str) {
+        self.push(chunk.to_string());
+    }
+
+    /// Aligns a replay with what was delivered: returns the byte offset in `replay` where the
+    /// new output starts, and how sure that is. Records the new part.
+    pub(crate) fn replay(&mut self, replay: &str) -> (usize, Alignment) {
+        let (start, alignment) = self.align(replay);
+        if start < replay.len() {
+            self.push(replay[start..].to_string());
+        }
+        (start, alignment)
+    }
+
+    fn align(&self, replay: &str) -> (usize, Alignment) {
+        if self.pieces.is_empty() && !self.trimmed {
+            return (0, Alignment::Exact);
+        }
+        // The whole stream is held and the buffer has not wrapped: the replay starts with it.
+        if !self.trimmed && self.starts_with_from(replay, 0).is_some() {
+            return (self.chars_len(0), Alignment::Exact);
+        }
+        let first = usize::from(!self.trimmed);
+        let mut fits = (first..self.pieces.len()).filter_map(|i| self.starts_with_from(replay, i));
+        match (fits.next(), fits.next()) {
+            (None, _) => (0, Alignment::Lost),
+            (Some(len), None) => (len, Alignment::Exact),
+            // Pieces are tried oldest first: the first fit is the longest overlap.
+            (Some(len), Some(_)) => (len, Alignment::Ambiguous),
+        }
+    }
+
+    /// `Some(byte length)` when `replay` starts with the pieces from `i` to the end joined.
+    fn starts_with_from(&self, replay: &str, i: usize) -> Option<usize> {
+        let mut at = 0;
+        for piece in self.pieces.range(i..) {
+            let end = at + piece.len();
+            if replay.get(at..end)? != piece {
+                return None;
+            }
+            at = end;
+        }
+        Some(at)
+    }
+
+    fn chars_len(&self, i: usize) -> usize {
+        self.pieces.range(i..).map(String::len).sum()
+    }
+
+    fn push(&mut self, piece: String) {
+        self.chars += piece.len();
+        self.pieces.push_back(piece);
+        // Each piece holds at least one chunk, so the last TERMINADO_CHUNKS pieces cover
+        // every chunk a replay can hold.
+        while self.pieces.len() > TERMINADO_CHUNKS
+            || (self.chars > MAX_CHARS && self.pieces.len() > 1)
+        {
+            if let Some(old) = self.pieces.pop_front() {
+                self.chars -= old.len();
+                self.trimmed = true;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// terminado's side: every chunk, and the buffer a new connection gets.
+    struct Term {
+        chunks: Vec<String>,
+    }
+
+    impl Term {
+        fn buffer(&self) -> String {
+            let from = self.chunks.len().saturating_sub(TERMINADO_CHUNKS);
+            self.chunks[from..].concat()
+        }
+    }
+
+    fn run(total: usize, cuts: &[(usize, usize)], chunk: impl Fn(usize) -> String) -> String {
+        // `cuts`: (chunk index where the cut starts, chunks missed during it).
+        let term = Term {
+            chunks: (0..total).map(&chunk).collect(),
+        };
+        let mut d = Delivered::default();
+        let mut out = String::new();
+        let mut i = 0;
+        let mut cuts = cuts.iter().copied().peekable();
+        while i < total {
+            if let Some(&(at, missed)) = cuts.peek()
+                && at == i
+            {
+                cuts.next();
+                let upto = (i + missed).min(total);
+                let partial = Term {
+                    chunks: term.chunks[..upto].to_vec(),
+                };
+                let replay = partial.buffer();
+                let (start, a) = d.replay(&replay);
+                assert_eq!(a, Alignment::Exact, "cut at {at}");
+                out.push_str(&replay[start..]);
+                i = upto;
+                continue;
+            }
+            d.live(&term.chunks[i]);
+            out.push_str(&term.chunks[i]);
+            i += 1;
+        }
+        out
+    }
+
+    #[test]
+    fn short_cuts_resume_exactly() {
+        let chunk = |i: usize| format!("line {i}\r\n");
+        let want: String = (0..300).map(chunk).collect();
+        assert_eq!(
+            run(300, &[(10, 5), (50, 0), (51, 40), (200, 99)], chunk),
+            want
+        );
+    }
+
+    #[test]
+    fn cuts_after_the_buffer_wrapped_resume_exactly() {
+        let chunk = |i: usize| format!("{i},");
+        let want: String = (0..5000).map(chunk).collect();
+        assert_eq!(
+            run(5000, &[(1500, 10), (3000, 999), (4000, 0)], chunk),
+            want
+        );
+    }
+
+    #[test]
+    fn a_cut_longer_than_the_buffer_is_a_gap() {
+        let mut d = Delivered::default();
+        for i in 0..10 {
+            d.live(&format!("{i},"));
+        }
+        let replay: String = (2000..3000).map(|i| format!("{i},")).collect();
+        assert_eq!(d.replay(&replay), (0, Alignment::Lost));
+    }
+
+    #[test]
+    fn periodic_output_after_wrapping_is_ambiguous() {
+        let mut d = Delivered::default();
+        for _ in 0..1200 {
+            d.live(".");
+        }
+        let replay = ".".repeat(1000);
+        let (start, a) = d.replay(&replay);
+        assert_eq!(a, Alignment::Ambiguous);
+        assert_eq!(start, 1000);
+    }
+
+    #[test]
+    fn periodic_output_before_wrapping_is_exact() {
+        let mut d = Delivered::default();
+        for _ in 0..5 {
+            d.live(".");
+        }
+        assert_eq!(d.replay("........"), (5, Alignment::Exact));
+    }
+
+    #[test]
+    fn nothing_delivered_takes_the_whole_replay() {
+        assert_eq!(Delivered::default().replay("$ "), (0, Alignment::Exact));
+    }
+
+    #[test]
+    fn multibyte_text_never_splits_a_character() {
+        let mut d = Delivered::default();
+        d.live("héllo ");
+        let (start, a) = d.replay("héllo wörld");
+        assert_eq!((&"héllo wörld"[start..], a), ("wörld", Alignment::Exact));
+    }
+}

@@ -1,0 +1,486 @@
+//! [`Terminal`]: the handle to one running terminal, and reading its events.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use mio::{Poll, Waker};
+
+use crate::error::{Error, TimeoutPhase};
+use crate::jupyter::delivery::Failure;
+use crate::jupyter::state::{ConnectionState, ConnectionWatch};
+use crate::jupyter::transport::{self, Limits, Socket};
+use crate::pty::session::{self, Cmd, Item, Session, Shared, WAKE};
+use crate::pty::{PtyEnd, PtyEvent, PtyGap, PtyOptions, PtySize, rest};
+use crate::retry::Retry;
+use crate::sandbox::Sandbox;
+use crate::sync::lock;
+
+/// A running terminal: a shell on a PTY in the sandbox. `Send + Sync`; it holds a clone of its
+/// [`Sandbox`], so the sandbox lives at least as long as it.
+///
+/// Read its output with [`Terminal::recv_timeout`], [`Terminal::iter`] or
+/// [`Terminal::wait`]; type with [`Terminal::send_input`]. Dropping it kills the terminal
+/// unless it was started with [`PtyOptions::kill_on_drop`]`(false)` or detached.
+pub struct Terminal {
+    name: String,
+    sandbox: Sandbox,
+    commands: Sender<Cmd>,
+    waker: Arc<Waker>,
+    items: Receiver<Item>,
+    shared: Arc<Shared>,
+    /// The end or failure once read, returned again to every later read.
+    over: Mutex<Option<Over>>,
+    worker: Mutex<Option<JoinHandle<()>>>,
+    /// Disconnects when the worker thread ends.
+    stopped: Receiver<()>,
+    kill_on_drop: bool,
+}
+
+#[derive(Debug, Clone)]
+enum Over {
+    End(PtyEnd),
+    Failed(Failure),
+}
+
+impl std::fmt::Debug for Terminal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Terminal")
+            .field("name", &self.name)
+            .field("state", &self.shared.state.get())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Everything a terminal printed until it ended, from [`Terminal::wait`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PtyOutput {
+    /// How it ended.
+    pub end: PtyEnd,
+    /// The output not read before the call, in order.
+    pub output: String,
+    /// Gaps among that output (see [`PtyEvent::Gap`]), in order.
+    pub gaps: Vec<PtyGap>,
+}
+
+fn io_setup(e: std::io::Error) -> Error {
+    Error::Transport {
+        endpoint: "local event loop".into(),
+        source: Box::new(e),
+    }
+}
+
+impl Terminal {
+    pub(crate) fn create(sandbox: &Sandbox, options: PtyOptions) -> Result<Terminal, Error> {
+        sandbox.ensure_open()?;
+        let size = options.size.check()?;
+        for (k, _) in &options.envs {
+            if k.is_empty() || k.contains('=') || k.contains('\0') {
+                return Err(Error::InvalidArgument(format!("bad env var name {k:?}")));
+            }
+        }
+        let cwd = resolve_cwd(sandbox, options.cwd.as_deref())?;
+        let envs: Vec<(String, String)> = sandbox
+            .config()
+            .envs
+            .iter()
+            .chain(&options.envs)
+            .cloned()
+            .collect();
+        let name = format!("e2b{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        rest::create(sandbox.http(), &name, &cwd, &envs)?;
+        log::debug!("terminal {name}: started in {cwd}");
+        let opened = Terminal::open(sandbox, name.clone(), Some(size), options.kill_on_drop)
+            .and_then(|mut t| {
+                t.set_expiry(options.timeout)?;
+                Ok(t)
+            });
+        if opened.is_err() {
+            // Nobody will ever hold this terminal: do not leave its shell behind.
+            let _ = rest::delete(sandbox.http(), &name);
+        }
+        opened
+    }
+
+    pub(crate) fn attach(sandbox: &Sandbox, name: &str) -> Result<Terminal, Error> {
+        sandbox.ensure_open()?;
+        if !rest::exists(sandbox.http(), name)? {
+            return Err(Error::TerminalNotFound { name: name.into() });
+        }
+        Terminal::open(sandbox, name.to_string(), None, true)
+    }
+
+    fn open(
+        sandbox: &Sandbox,
+        name: String,
+        size: Option<PtySize>,
+        kill_on_drop: bool,
+    ) -> Result<Terminal, Error> {
+        let config = sandbox.config().connection.clone();
+        let endpoint = sandbox.http().endpoint().clone();
+        let socket = first_connect(&session::route(&endpoint, &name), &config)?;
+        let shared = Arc::new(Shared::new(&name));
+        let poll = Poll::new().map_err(io_setup)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKE).map_err(io_setup)?);
+        let (commands, command_rx) = crossbeam_channel::unbounded();
+        let (items_tx, items) = crossbeam_channel::unbounded();
+        let (stopped_tx, stopped) = crossbeam_channel::bounded::<()>(0);
+        if let Some(size) = size {
+            let _ = commands.send(Cmd::Resize(size));
+        }
+        let mut session = Session::new(
+            name.clone(),
+            endpoint,
+            config,
+            sandbox.backend_shared(),
+            sandbox.http().clone(),
+            command_rx,
+            items_tx,
+            poll,
+            shared.clone(),
+        );
+        session.adopt(socket).map_err(io_setup)?;
+        let handle = std::thread::Builder::new()
+            .name(format!("e2b-pty-{name}"))
+            .spawn(move || {
+                let _stopped = stopped_tx;
+                session.run();
+            })
+            .map_err(io_setup)?;
+        Ok(Terminal {
+            name,
+            sandbox: sandbox.clone(),
+            commands,
+            waker,
+            items,
+            shared,
+            over: Mutex::new(None),
+            worker: Mutex::new(Some(handle)),
+            stopped,
+            kill_on_drop,
+        })
+    }
+
+    /// Arms the terminal's own timeout in its worker (a fresh worker is idle until then).
+    fn set_expiry(&mut self, timeout: Option<Duration>) -> Result<(), Error> {
+        let Some(timeout) = timeout else {
+            return Ok(());
+        };
+        self.command(Cmd::Expire(timeout))
+    }
+
+    /// The terminal's name on the server (what [`Pty::connect`](crate::Pty::connect) and
+    /// [`Pty::kill`](crate::Pty::kill) take).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Types `data` into the terminal (a line needs its `\n` or `\r`; Ctrl-C is `"\x03"`).
+    /// Returns once queued: the worker writes it in order, and input given while the
+    /// connection is down is written once it is back.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] when `data` is not UTF-8 (terminado carries text only);
+    /// [`Error::TerminalNotFound`] once the terminal has ended; the connection's error
+    /// ([`Error::ConnectionLost`], [`Error::SandboxNotFound`]) once it is gone for good.
+    pub fn send_input(&self, data: impl AsRef<[u8]>) -> Result<(), Error> {
+        let text = std::str::from_utf8(data.as_ref()).map_err(|e| {
+            Error::InvalidArgument(format!("terminal input must be UTF-8 text: {e}"))
+        })?;
+        if text.is_empty() {
+            return Ok(());
+        }
+        self.command(Cmd::Input(text.to_string()))
+    }
+
+    /// Resizes the PTY (the shell gets `SIGWINCH`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] for a zero size; as [`Terminal::send_input`].
+    pub fn resize(&self, size: PtySize) -> Result<(), Error> {
+        self.command(Cmd::Resize(size.check()?))
+    }
+
+    fn command(&self, cmd: Cmd) -> Result<(), Error> {
+        self.check_open()?;
+        self.commands.send(cmd).map_err(|_| self.ended_error())?;
+        if let Err(e) = self.waker.wake() {
+            log::warn!("terminal {}: wake failed: {e}", self.name);
+        }
+        Ok(())
+    }
+
+    /// `Ok` while the terminal may still take input.
+    fn check_open(&self) -> Result<(), Error> {
+        self.sandbox.ensure_open()?;
+        match lock(&self.over).as_ref() {
+            Some(Over::Failed(f)) => Err(f.to_error()),
+            Some(Over::End(_)) => Err(Error::TerminalNotFound {
+                name: self.name.clone(),
+            }),
+            None if matches!(self.shared.state.get(), ConnectionState::Closed { .. }) => {
+                Err(self.ended_error())
+            }
+            None => Ok(()),
+        }
+    }
+
+    fn ended_error(&self) -> Error {
+        Error::TerminalNotFound {
+            name: self.name.clone(),
+        }
+    }
+
+    /// Kills the terminal on the server (its shell and everything in it), waiting for the
+    /// server to confirm; its end then reads [`PtyEnd::Killed`]. Returns `false` when it had
+    /// already ended. Takes at most the sandbox's request timeout.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Http`], [`Error::Transport`] or [`Error::Timeout`] when the server does not
+    /// confirm; [`Error::Closed`].
+    pub fn kill(&self) -> Result<bool, Error> {
+        self.sandbox.ensure_open()?;
+        self.shared.killed.store(true, Ordering::SeqCst);
+        rest::delete(self.sandbox.http(), &self.name)
+    }
+
+    /// The next event, waiting at most `timeout`; `Ok(None)` when none came in time. After
+    /// [`PtyEvent::End`], every call returns it again at once.
+    ///
+    /// # Errors
+    ///
+    /// The connection's error once it is gone for good ([`Error::ConnectionLost`] when the
+    /// reconnect budget ran out, [`Error::SandboxNotFound`], [`Error::Authentication`]),
+    /// again on every later call.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<Option<PtyEvent>, Error> {
+        self.next(Some(Instant::now() + timeout))
+    }
+
+    /// The next event if one is queued, without waiting.
+    ///
+    /// # Errors
+    ///
+    /// As [`Terminal::recv_timeout`].
+    pub fn try_recv(&self) -> Result<Option<PtyEvent>, Error> {
+        self.next(Some(Instant::now()))
+    }
+
+    fn next(&self, deadline: Option<Instant>) -> Result<Option<PtyEvent>, Error> {
+        if let Some(over) = lock(&self.over).clone() {
+            return match over {
+                Over::End(end) => Ok(Some(PtyEvent::End(end))),
+                Over::Failed(f) => Err(f.to_error()),
+            };
+        }
+        let item = match deadline {
+            Some(d) => match self.items.recv_deadline(d) {
+                Ok(item) => item,
+                Err(RecvTimeoutError::Timeout) => return Ok(None),
+                Err(RecvTimeoutError::Disconnected) => return Err(self.worker_gone()),
+            },
+            None => match self.items.recv() {
+                Ok(item) => item,
+                Err(_) => return Err(self.worker_gone()),
+            },
+        };
+        match item {
+            Item::Event(PtyEvent::End(end)) => {
+                *lock(&self.over) = Some(Over::End(end));
+                Ok(Some(PtyEvent::End(end)))
+            }
+            Item::Event(event) => Ok(Some(event)),
+            Item::Failed(f) => {
+                let e = f.to_error();
+                *lock(&self.over) = Some(Over::Failed(f));
+                Err(e)
+            }
+        }
+    }
+
+    /// The worker stopped without an end: the sandbox was closed.
+    fn worker_gone(&self) -> Error {
+        *lock(&self.over) = Some(Over::Failed(Failure::Closed));
+        Error::Closed
+    }
+
+    /// Every event from now on, blocking for each, until [`PtyEvent::End`] (included) or an
+    /// error (included). A shell that never exits and never prints blocks it for good: use
+    /// [`Terminal::recv_timeout`] to bound each wait.
+    pub fn iter(&self) -> PtyIter<'_> {
+        PtyIter {
+            terminal: self,
+            done: false,
+        }
+    }
+
+    /// Waits until the terminal ends (its shell exits, it is killed, its timeout passes, or it
+    /// is gone) and returns the output not read before, with how it ended. Bounded by the
+    /// shell: type `exit` or kill it, or set [`PtyOptions::timeout`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Terminal::recv_timeout`]; the output read so far is lost with the error.
+    pub fn wait(&self) -> Result<PtyOutput, Error> {
+        self.wait_with(|_| {})
+    }
+
+    /// [`Terminal::wait`], calling `on_output` with each piece of output as it arrives (E2B's
+    /// `on_data`).
+    ///
+    /// # Errors
+    ///
+    /// As [`Terminal::wait`].
+    pub fn wait_with(&self, mut on_output: impl FnMut(&str)) -> Result<PtyOutput, Error> {
+        let mut output = String::new();
+        let mut gaps = Vec::new();
+        loop {
+            match self.next(None)? {
+                Some(PtyEvent::Output(text)) => {
+                    on_output(&text);
+                    output.push_str(&text);
+                }
+                Some(PtyEvent::Gap(gap)) => gaps.push(gap),
+                Some(PtyEvent::End(end)) => return Ok(PtyOutput { end, output, gaps }),
+                None => {}
+            }
+        }
+    }
+
+    /// State of the terminal's websocket.
+    pub fn connection_state(&self) -> ConnectionState {
+        self.shared.state.get()
+    }
+
+    /// Every later state change of the terminal's websocket (reconnects included).
+    pub fn watch_connection(&self) -> ConnectionWatch {
+        self.shared.state.watch()
+    }
+
+    /// Whether dropping this handle kills the terminal. See [`PtyOptions::kill_on_drop`].
+    pub fn set_kill_on_drop(&mut self, kill: bool) {
+        self.kill_on_drop = kill;
+    }
+
+    /// Lets go of the terminal but leaves it running on the server; returns its name, for
+    /// [`Pty::connect`](crate::Pty::connect).
+    pub fn detach(mut self) -> String {
+        self.kill_on_drop = false;
+        self.name.clone()
+    }
+
+    /// Stops the worker, waiting at most `timeout`.
+    fn stop(&self, timeout: Duration) {
+        let _ = self.commands.send(Cmd::Shutdown);
+        let _ = self.waker.wake();
+        let Some(handle) = lock(&self.worker).take() else {
+            return;
+        };
+        match self.stopped.recv_timeout(timeout) {
+            Err(RecvTimeoutError::Disconnected) | Ok(()) => {
+                let _ = handle.join();
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                log::warn!("terminal {}: worker did not stop in time", self.name);
+            }
+        }
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        let close = self.sandbox.config().timeouts.close;
+        let over = lock(&self.over).is_some();
+        if self.kill_on_drop && !over && self.sandbox.ensure_open().is_ok() {
+            self.shared.killed.store(true, Ordering::SeqCst);
+            if let Err(e) = rest::delete(&self.sandbox.http_within(close), &self.name) {
+                log::warn!("terminal {}: could not kill it: {e}", self.name);
+            }
+        }
+        self.stop(close);
+    }
+}
+
+/// Blocking iterator over a terminal's events; see [`Terminal::iter`].
+#[derive(Debug)]
+pub struct PtyIter<'a> {
+    terminal: &'a Terminal,
+    done: bool,
+}
+
+impl Iterator for PtyIter<'_> {
+    type Item = Result<PtyEvent, Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        loop {
+            match self.terminal.next(None) {
+                Ok(Some(event)) => {
+                    self.done = matches!(event, PtyEvent::End(_));
+                    return Some(Ok(event));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+    }
+}
+
+/// The server's root joined with `cwd`, checked to be a directory.
+fn resolve_cwd(sandbox: &Sandbox, cwd: Option<&str>) -> Result<String, Error> {
+    let root = sandbox.server_root()?;
+    let Some(cwd) = cwd else {
+        return Ok(root);
+    };
+    let info = sandbox.files().get_info(cwd)?;
+    if info.kind != crate::FileType::Dir {
+        return Err(Error::NotADirectory { path: cwd.into() });
+    }
+    Ok(if cwd.starts_with('/') {
+        cwd.to_string()
+    } else {
+        format!("{}/{}", root.trim_end_matches('/'), cwd)
+    })
+}
+
+/// The first connect, retried under the reconnect policy when the link breaks (not when the
+/// server answers no), all within the connect timeout.
+fn first_connect(
+    route: &transport::Route<'_>,
+    config: &crate::config::ConnectionConfig,
+) -> Result<Socket, Error> {
+    let limits = Limits::reconnect(config.timeouts.connect);
+    let mut retry = Retry::new(&config.reconnect);
+    loop {
+        let Some(this) = limits.after(retry.started().elapsed()) else {
+            return Err(Error::Timeout {
+                phase: TimeoutPhase::Connect,
+                after: config.timeouts.connect,
+            });
+        };
+        let e = match transport::connect_plain(route, this, config.max_message_size) {
+            Ok(socket) => return Ok(socket),
+            Err(e @ Error::Transport { .. }) => e,
+            Err(e) => return Err(e),
+        };
+        let Some(next) = retry.failed() else {
+            return Err(e);
+        };
+        log::debug!(
+            "{}: first connect failed ({}); retrying",
+            route.label,
+            e.report()
+        );
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+    }
+}

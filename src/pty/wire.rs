@@ -1,0 +1,95 @@
+//! terminado's websocket messages: JSON arrays in text frames, `["stdin", s]` and
+//! `["set_size", rows, cols, ...]` to the server, `["setup", {}]`, `["stdout", s]` and
+//! `["disconnect", 1]` from it.
+
+use serde_json::{Value, json};
+
+use crate::error::Error;
+
+/// A message from terminado.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum FromTerm {
+    /// Sent first on every connection; the next `stdout`, if any, is the replay of the
+    /// terminal's read buffer (see [`crate::pty::replay`]).
+    Setup,
+    /// Output of the PTY, as terminado decoded it (UTF-8, invalid bytes replaced).
+    Stdout(String),
+    /// The shell exited; terminado closes the websocket next.
+    Disconnect,
+    /// A message type this client does not know; ignored.
+    Other(String),
+}
+
+/// Decodes one text frame.
+pub(crate) fn decode(text: &str) -> Result<FromTerm, Error> {
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| Error::protocol_from("terminal message is not JSON", e))?;
+    let Some(items) = value.as_array() else {
+        return Err(Error::protocol("terminal message is not a JSON array"));
+    };
+    let kind = items
+        .first()
+        .and_then(Value::as_str)
+        .ok_or_else(|| Error::protocol("terminal message has no type"))?;
+    Ok(match kind {
+        "setup" => FromTerm::Setup,
+        "stdout" => FromTerm::Stdout(
+            items
+                .get(1)
+                .and_then(Value::as_str)
+                .ok_or_else(|| Error::protocol("terminal stdout message has no text"))?
+                .to_string(),
+        ),
+        "disconnect" => FromTerm::Disconnect,
+        other => FromTerm::Other(other.to_string()),
+    })
+}
+
+/// `["stdin", text]`.
+pub(crate) fn stdin(text: &str) -> String {
+    json!(["stdin", text]).to_string()
+}
+
+/// `["set_size", rows, cols]`: terminado reads the first two numbers (and sizes the PTY to the
+/// smallest of its clients).
+pub(crate) fn set_size(rows: u16, cols: u16) -> String {
+    json!(["set_size", rows, cols]).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_what_terminado_sends() {
+        assert_eq!(decode(r#"["setup", {}]"#).unwrap(), FromTerm::Setup);
+        assert_eq!(
+            decode(r#"["stdout", "hi\r\n\u001b[K"]"#).unwrap(),
+            FromTerm::Stdout("hi\r\n\u{1b}[K".into())
+        );
+        assert_eq!(
+            decode(r#"["disconnect", 1]"#).unwrap(),
+            FromTerm::Disconnect
+        );
+        assert_eq!(
+            decode(r#"["new", 1]"#).unwrap(),
+            FromTerm::Other("new".into())
+        );
+    }
+
+    #[test]
+    fn malformed_messages_are_protocol_errors() {
+        for bad in ["", "{}", "[]", "[1]", r#"["stdout"]"#, r#"["stdout", 3]"#] {
+            assert!(
+                matches!(decode(bad), Err(Error::Protocol { .. })),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn encodes_what_terminado_reads() {
+        assert_eq!(stdin("a\"\n"), r#"["stdin","a\"\n"]"#);
+        assert_eq!(set_size(24, 80), r#"["set_size",24,80]"#);
+    }
+}
