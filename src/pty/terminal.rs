@@ -436,21 +436,29 @@ impl Iterator for PtyIter<'_> {
     }
 }
 
-/// The server's root joined with `cwd`, checked to be a directory.
+/// The directory to send: checked to be one, and relative to the server's root. terminado
+/// resolves a relative `cwd` against the server process's cwd first and silently starts in
+/// that cwd when the directory does not exist, so a relative path is sent only where that is
+/// the root (the local sandbox); elsewhere (E2B: process in `/`, root `/home/user`) it is made
+/// absolute with the root as the server sees it.
 fn resolve_cwd(sandbox: &Sandbox, cwd: Option<&str>) -> Result<String, Error> {
-    let root = sandbox.server_root()?;
+    let local = sandbox.as_local().is_some();
     let Some(cwd) = cwd else {
-        return Ok(root);
+        return if local {
+            Ok(".".into())
+        } else {
+            sandbox.server_root()
+        };
     };
     let info = sandbox.files().get_info(cwd)?;
     if info.kind != crate::FileType::Dir {
         return Err(Error::NotADirectory { path: cwd.into() });
     }
-    Ok(if cwd.starts_with('/') {
-        cwd.to_string()
-    } else {
-        format!("{}/{}", root.trim_end_matches('/'), cwd)
-    })
+    if local || cwd.starts_with('/') {
+        return Ok(cwd.to_string());
+    }
+    let root = sandbox.server_root()?;
+    Ok(format!("{}/{}", root.trim_end_matches('/'), cwd))
 }
 
 /// The first connect, retried under the reconnect policy when the link breaks (not when the

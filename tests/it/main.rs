@@ -17,5 +17,6 @@ mod kills;
 mod local_python;
 mod local_server;
 mod malformed;
+mod pty;
 mod rich;
 mod run_code;

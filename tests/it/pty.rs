@@ -1,0 +1,302 @@
+//! Terminals (PTYs) over jupyter_server's terminals API: on the local sandbox (isolated and
+//! not), on a stock jupyter_server, and through a proxy that cuts the link at random.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use e2b_blocking::{
+    ConnectionState, Error, PtyEnd, PtyEvent, PtyGap, PtyOptions, PtySize, Sandbox, Terminal,
+};
+
+use crate::support::python_server::PythonServer;
+use crate::support::{deadline, local, local_tcp, through_proxy};
+
+/// Hang bound for one expected piece of output (not a speed threshold: a bug fails here
+/// instead of hanging).
+const OUTPUT_BOUND: Duration = Duration::from_secs(60);
+
+/// Output so far and the gaps seen, read from a terminal.
+#[derive(Default)]
+struct Screen {
+    text: String,
+    gaps: Vec<PtyGap>,
+    end: Option<PtyEnd>,
+}
+
+impl Screen {
+    /// Reads until `done(lines)` holds or the terminal ends; panics with the output past
+    /// [`OUTPUT_BOUND`].
+    fn read_until(&mut self, term: &Terminal, done: impl Fn(&[String], &[PtyGap]) -> bool) {
+        let until = Instant::now() + OUTPUT_BOUND;
+        while !done(&lines(&self.text), &self.gaps) {
+            assert!(
+                self.end.is_none(),
+                "terminal ended ({:?}) before the output expected; output: {:?}",
+                self.end,
+                self.text
+            );
+            assert!(
+                Instant::now() < until,
+                "expected output did not come; output: {:?}",
+                self.text
+            );
+            match term.recv_timeout(Duration::from_millis(100)).expect("read") {
+                Some(PtyEvent::Output(t)) => self.text.push_str(&t),
+                Some(PtyEvent::Gap(g)) => self.gaps.push(g),
+                Some(PtyEvent::End(e)) => self.end = Some(e),
+                Some(other) => panic!("unexpected event {other:?}"),
+                None => {}
+            }
+        }
+    }
+}
+
+/// The output's lines as a terminal shows them: `\r\n` split, and of a line redrawn with
+/// `\r`, what was written last (bash writes `ESC[?2004l\r` before a command's output).
+fn lines(text: &str) -> Vec<String> {
+    text.split('\n')
+        .map(|l| {
+            let l = l.trim_end_matches('\r');
+            l.rsplit('\r').next().unwrap_or(l).to_string()
+        })
+        .collect()
+}
+
+/// A line that ends with `want`: `sh` prints its prompt after the tty echoed input typed
+/// early, so output can follow a prompt (`# hello`). Commands are typed so that their echo
+/// never ends with what they print (`echo hel""lo`).
+fn has_line(want: &str) -> impl Fn(&[String], &[PtyGap]) -> bool + '_ {
+    move |lines, _| lines.iter().any(|l| l.ends_with(want))
+}
+
+/// `echo`, `printf` and `exit` in a fresh terminal of `sbx`. The command line's echo holds
+/// `hel""lo` and `$((6*7))`, so only the shell's output has the lines `hello` and `42`.
+fn echo_then_exit(sbx: &Sandbox) {
+    let term = sbx.pty().create(PtySize::new(100, 30)).unwrap();
+    assert!(term.name().starts_with("e2b"), "{}", term.name());
+    assert!(sbx.pty().list().unwrap().contains(&term.name().to_string()));
+    term.send_input("echo hel\"\"lo; printf '%s\\n' $((6*7))\n")
+        .unwrap();
+    let mut screen = Screen::default();
+    screen.read_until(&term, |l, g| {
+        has_line("hello")(l, g) && has_line("42")(l, g)
+    });
+    term.send_input("exit\n").unwrap();
+    let out = term.wait().unwrap();
+    assert_eq!(out.end, PtyEnd::Exited, "{:?}", screen.text);
+    assert!(screen.gaps.is_empty() && out.gaps.is_empty());
+    // Over for good: input is refused with a typed error, and the end stays readable.
+    assert!(matches!(
+        term.send_input("echo again\n"),
+        Err(Error::TerminalNotFound { .. })
+    ));
+    assert_eq!(
+        term.recv_timeout(Duration::ZERO).unwrap(),
+        Some(PtyEvent::End(PtyEnd::Exited))
+    );
+}
+
+#[test]
+fn echo_and_exit_on_the_isolated_local_sandbox() {
+    deadline(|| echo_then_exit(&local()));
+}
+
+#[test]
+fn echo_and_exit_on_the_unisolated_local_sandbox() {
+    deadline(|| echo_then_exit(&local_tcp()));
+}
+
+#[test]
+fn echo_and_exit_on_a_stock_jupyter_server() {
+    deadline(|| {
+        let server = PythonServer::tokenless_jupyter();
+        let sbx = Sandbox::jupyter(&server.url, "").unwrap();
+        echo_then_exit(&sbx);
+    });
+}
+
+#[test]
+fn resize_is_what_stty_reports() {
+    deadline(|| {
+        let sbx = local();
+        let term = sbx
+            .pty()
+            .create_with(PtyOptions::new().size(PtySize::new(90, 20)))
+            .unwrap();
+        let mut screen = Screen::default();
+        term.send_input("stty size\n").unwrap();
+        screen.read_until(&term, has_line("20 90"));
+        term.resize(PtySize::new(123, 45)).unwrap();
+        term.send_input("stty size\n").unwrap();
+        screen.read_until(&term, has_line("45 123"));
+        assert!(matches!(
+            term.resize(PtySize::new(0, 10)),
+            Err(Error::InvalidArgument(_))
+        ));
+    });
+}
+
+#[test]
+fn kill_ends_the_terminal_and_wait_returns() {
+    deadline(|| {
+        let sbx = local();
+        let term = sbx.pty().create(PtySize::default()).unwrap();
+        let name = term.name().to_string();
+        term.send_input("sleep 1000\n").unwrap();
+        assert!(term.kill().unwrap());
+        assert_eq!(term.wait().unwrap().end, PtyEnd::Killed);
+        assert!(!sbx.pty().list().unwrap().contains(&name));
+        assert!(!term.kill().unwrap(), "already gone");
+        assert!(matches!(
+            sbx.pty().connect(&name),
+            Err(Error::TerminalNotFound { .. })
+        ));
+    });
+}
+
+#[test]
+fn cwd_envs_timeout_and_reattaching() {
+    deadline(|| {
+        let sbx = local();
+        sbx.files().make_dir("sub").unwrap();
+        let term = sbx
+            .pty()
+            .create_with(
+                PtyOptions::new()
+                    .cwd("sub")
+                    .envs([("PTY_TEST_VAR", "v-1")])
+                    .kill_on_drop(false),
+            )
+            .unwrap();
+        let mut screen = Screen::default();
+        term.send_input("echo \"[$(basename \"$PWD\")][$PTY_TEST_VAR]\"\n")
+            .unwrap();
+        screen.read_until(&term, has_line("[sub][v-1]"));
+        let name = term.detach();
+        // A new handle gets terminado's buffer first: what was printed before it attached.
+        let again = sbx.pty().connect(&name).unwrap();
+        let mut replayed = Screen::default();
+        replayed.read_until(&again, has_line("[sub][v-1]"));
+        drop(again);
+        assert!(!sbx.pty().list().unwrap().contains(&name), "killed on drop");
+
+        assert!(matches!(
+            sbx.pty().create_with(PtyOptions::new().cwd("no/such/dir")),
+            Err(Error::FileNotFound { .. })
+        ));
+        let short = sbx
+            .pty()
+            .create_with(PtyOptions::new().timeout(Duration::from_millis(300)))
+            .unwrap();
+        assert_eq!(short.wait().unwrap().end, PtyEnd::TimedOut);
+    });
+}
+
+/// Records how long each outage of a terminal's connection lasted, as it happens.
+fn watch_outages(term: &Terminal, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Vec<Duration>> {
+    let watch = term.watch_connection();
+    std::thread::spawn(move || {
+        let mut outages = Vec::new();
+        let mut since = None;
+        while !stop.load(Ordering::SeqCst) {
+            match watch.recv_timeout(Duration::from_millis(50)) {
+                Some(ConnectionState::Reconnecting { .. }) => {
+                    since.get_or_insert_with(Instant::now);
+                }
+                Some(ConnectionState::Connected) => {
+                    if let Some(t) = since.take() {
+                        outages.push(t.elapsed());
+                    }
+                }
+                Some(ConnectionState::Closed { .. }) => break,
+                _ => {}
+            }
+        }
+        outages
+    })
+}
+
+#[test]
+fn output_and_input_arrive_once_through_random_cuts() {
+    deadline(|| {
+        let owner = local_tcp();
+        let (proxy, sbx) = through_proxy(&owner, Sandbox::builder());
+        let term = sbx.pty().create(PtySize::new(120, 40)).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let outages = watch_outages(&term, stop.clone());
+        let mut screen = Screen::default();
+        term.send_input("stty -echoctl\n").unwrap();
+        // 1500 lines, one PTY chunk or so each: past terminado's 1000-chunk buffer, so the
+        // later replays come from a buffer that has wrapped.
+        const N: usize = 1500;
+        let chaos =
+            proxy.start_random_cuts(Duration::from_millis(100), Duration::from_millis(500), 11);
+        term.send_input(format!(
+            "for i in $(seq 1 {N}); do echo line-$i; sleep 0.004; done; echo lo\"\"op-done\n"
+        ))
+        .unwrap();
+        screen.read_until(&term, has_line("loop-done"));
+        // Typed while the link keeps being cut: each command's output must show once.
+        const MARKERS: usize = 10;
+        for k in 1..=MARKERS {
+            term.send_input(format!("echo mark\"\"er-{k}\n")).unwrap();
+            std::thread::sleep(Duration::from_millis(120));
+        }
+        screen.read_until(&term, |l, gaps| {
+            l.iter().any(|l| l == "marker-10") || screen_has_unconfirmed(gaps, "mark\"\"er-10")
+        });
+        // With the link left alone, one more line proves the shell has read everything.
+        let cuts = chaos.triggered();
+        drop(chaos);
+        term.send_input("echo fi\"\"nal\n").unwrap();
+        screen.read_until(&term, has_line("final"));
+        stop.store(true, Ordering::SeqCst);
+        let outages = outages.join().unwrap();
+
+        let seen = lines(&screen.text);
+        let numbered: Vec<usize> = seen
+            .iter()
+            .filter_map(|l| l.strip_prefix("line-")?.parse().ok())
+            .collect();
+        assert_eq!(
+            numbered,
+            (1..=N).collect::<Vec<_>>(),
+            "every line once, in order"
+        );
+        let lost: Vec<_> = screen
+            .gaps
+            .iter()
+            .filter(|g| !matches!(g, PtyGap::InputUnconfirmed(_)))
+            .collect();
+        assert!(lost.is_empty(), "output gaps: {lost:?}");
+        for k in 1..=MARKERS {
+            let want = format!("marker-{k}");
+            let times = seen.iter().filter(|l| **l == want).count();
+            let unsure = screen_has_unconfirmed(&screen.gaps, &format!("mark\"\"er-{k}"));
+            assert!(
+                times == 1 || (unsure && times <= 1),
+                "{want} seen {times} times (unconfirmed: {unsure})"
+            );
+        }
+        assert!(cuts > 0, "the proxy cut the link");
+        let mut sorted = outages.clone();
+        sorted.sort();
+        eprintln!(
+            "pty through random cuts: {cuts} cuts, {} reconnects, reconnect median {:?} max {:?}, \
+             {} unconfirmed inputs",
+            outages.len(),
+            sorted.get(sorted.len() / 2),
+            sorted.last(),
+            screen.gaps.len()
+        );
+        assert!(!outages.is_empty(), "the terminal reconnected");
+        drop(term);
+        drop(proxy);
+    });
+}
+
+fn screen_has_unconfirmed(gaps: &[PtyGap], needle: &str) -> bool {
+    gaps.iter()
+        .any(|g| matches!(g, PtyGap::InputUnconfirmed(i) if i.contains(needle)))
+}
