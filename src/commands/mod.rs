@@ -132,10 +132,10 @@ impl CommandOutput {
 /// - **Concurrency**: a kernel runs one cell at a time, so each running command holds a kernel
 ///   of a small pool; finished commands return theirs (two idle kernels are kept).
 ///
-/// Why not the terminals API: a PTY merges stdout and stderr into one stream with ANSI noise
-/// and no exit code; terminado replays its last 1000 chunks to *every* client that reconnects,
-/// so a client cannot resume exactly where it was cut; and Jupyter Kernel Gateway has no
-/// terminals at all.
+/// Why not the terminals API (which [`Sandbox::pty`](crate::Sandbox::pty) uses for interactive
+/// shells): a PTY merges stdout and stderr into one stream with ANSI noise and no exit code;
+/// terminado's replay after a cut only covers its last 1000 output chunks; and Jupyter Kernel
+/// Gateway has no terminals at all.
 ///
 /// A non-zero exit code is data ([`CommandResult::exit_code`]), not an `Err`;
 /// [`CommandResult::check`] turns it into [`Error::CommandFailed`] when that is what you want.
