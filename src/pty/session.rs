@@ -96,11 +96,21 @@ pub(crate) struct Session {
     replay_next: bool,
     /// The last size asked for, sent again on every connect.
     size: Option<PtySize>,
-    /// Input not yet written (asked for while disconnected).
-    pending: VecDeque<String>,
-    /// Input written but not yet confirmed by the pong to a ping sent after it.
-    unconfirmed: VecDeque<(u64, String)>,
+    /// Input not yet written, with its number.
+    pending: VecDeque<(u64, String)>,
+    /// Input written but not yet confirmed: (the ping whose pong confirms it, number, text).
+    unconfirmed: VecDeque<(u64, u64, String)>,
+    /// Numbers given to input so far.
+    inputs: u64,
     pings: u64,
+    /// The greeting ping of this connection, until its pong: everything terminado sent when
+    /// the connection opened (setup, replay, and `e2b_stdin_seq` if it numbers input) comes
+    /// before that pong, so input waits for it.
+    hello: Option<u64>,
+    /// `e2b_stdin_seq` of this connection.
+    announced: Option<u64>,
+    /// Whether the server takes numbered input (learned at each greeting).
+    numbered: bool,
     last_rx: Instant,
     ping_sent: Option<Instant>,
     outage: Option<Outage>,
@@ -146,7 +156,11 @@ impl Session {
             size: None,
             pending: VecDeque::new(),
             unconfirmed: VecDeque::new(),
+            inputs: 0,
             pings: 0,
+            hello: None,
+            announced: None,
+            numbered: false,
             last_rx: Instant::now(),
             ping_sent: None,
             outage: None,
@@ -222,7 +236,8 @@ impl Session {
         loop {
             let result = match self.commands.try_recv() {
                 Ok(Cmd::Input(text)) => {
-                    self.pending.push_back(text);
+                    self.inputs += 1;
+                    self.pending.push_back((self.inputs, text));
                     self.write_pending()
                 }
                 Ok(Cmd::Resize(size)) => {
@@ -245,7 +260,47 @@ impl Session {
 
     fn after_connect(&mut self) -> Result<(), String> {
         self.write_size()?;
+        self.pings += 1;
+        self.hello = Some(self.pings);
+        self.announced = None;
+        self.send(Message::Ping(self.pings.to_be_bytes().to_vec().into()))?;
+        self.flush()
+    }
+
+    /// Everything terminado sent on connect has arrived: settle input left unconfirmed by a
+    /// cut, then write what waits.
+    fn greeted(&mut self) -> Result<(), String> {
+        self.numbered = self.announced.is_some();
+        match self.announced {
+            Some(taken) => {
+                // The server says exactly which input arrived: the rest goes again, first.
+                let again: Vec<_> = std::mem::take(&mut self.unconfirmed)
+                    .into_iter()
+                    .filter(|(_, seq, _)| *seq > taken)
+                    .map(|(_, seq, text)| (seq, text))
+                    .collect();
+                if !again.is_empty() {
+                    log::debug!(
+                        "terminal {}: {} input(s) did not arrive before the cut; sending again",
+                        self.name,
+                        again.len()
+                    );
+                }
+                for item in again.into_iter().rev() {
+                    self.pending.push_front(item);
+                }
+            }
+            None => self.report_unconfirmed(),
+        }
         self.write_pending()
+    }
+
+    /// Input the server could not confirm, on a server that does not number input: it is not
+    /// sent again (typing a line twice can do harm), and the reader is told.
+    fn report_unconfirmed(&mut self) {
+        for (_, _, input) in std::mem::take(&mut self.unconfirmed) {
+            self.gap(PtyGap::InputUnconfirmed(input));
+        }
     }
 
     fn write_size(&mut self) -> Result<(), String> {
@@ -257,18 +312,22 @@ impl Session {
 
     /// Writes queued input, then a ping whose pong confirms that the server read all of it.
     fn write_pending(&mut self) -> Result<(), String> {
-        if self.socket.is_none() || self.pending.is_empty() {
+        if self.socket.is_none() || self.hello.is_some() || self.pending.is_empty() {
             return Ok(());
         }
         self.pings += 1;
-        let seq = self.pings;
-        while let Some(text) = self.pending.pop_front() {
+        let ping = self.pings;
+        while let Some((seq, text)) = self.pending.pop_front() {
             log::trace!("terminal {}: stdin {} bytes", self.name, text.len());
-            let frame = wire::stdin(&text);
-            self.unconfirmed.push_back((seq, text));
+            let frame = if self.numbered {
+                wire::numbered_stdin(seq, &text)
+            } else {
+                wire::stdin(&text)
+            };
+            self.unconfirmed.push_back((ping, seq, text));
             self.write(frame)?;
         }
-        self.send(Message::Ping(seq.to_be_bytes().to_vec().into()))?;
+        self.send(Message::Ping(ping.to_be_bytes().to_vec().into()))?;
         self.flush()
     }
 
@@ -346,8 +405,14 @@ impl Session {
             },
             Message::Pong(payload) => {
                 if let Ok(bytes) = <[u8; 8]>::try_from(payload.as_ref()) {
-                    let seq = u64::from_be_bytes(bytes);
-                    while self.unconfirmed.front().is_some_and(|(s, _)| *s <= seq) {
+                    let ping = u64::from_be_bytes(bytes);
+                    // The greeting's pong says nothing about input written on an earlier
+                    // connection: that is settled by what the server announced.
+                    if self.hello.is_some_and(|h| ping >= h) {
+                        self.hello = None;
+                        return self.greeted();
+                    }
+                    while self.unconfirmed.front().is_some_and(|(p, _, _)| *p <= ping) {
                         self.unconfirmed.pop_front();
                     }
                 }
@@ -389,6 +454,7 @@ impl Session {
                     self.emit(PtyEvent::Output(text));
                 }
             }
+            FromTerm::StdinSeq(taken) => self.announced = Some(taken),
             FromTerm::Disconnect => {
                 let end = if self.shared.killed.load(Ordering::SeqCst) {
                     PtyEnd::Killed
@@ -470,10 +536,11 @@ impl Session {
         }
         self.drop_socket();
         log::debug!("terminal {}: connection lost: {cause}", self.name);
-        // Input written since the last pong may or may not have reached the server; it is not
-        // sent again (typing a line twice can do harm), and the reader is told.
-        for (_, input) in std::mem::take(&mut self.unconfirmed) {
-            self.gap(PtyGap::InputUnconfirmed(input));
+        self.hello = None;
+        // Input written since the last pong may or may not have reached the server. A server
+        // that numbers input says which on the next connect; for any other it stays unknown.
+        if !self.numbered {
+            self.report_unconfirmed();
         }
         if self.config.reconnect.max_attempts == 0 {
             let f = self.unreachable(cause);

@@ -16,6 +16,9 @@ pub(crate) enum FromTerm {
     Stdout(String),
     /// The shell exited; terminado closes the websocket next.
     Disconnect,
+    /// The highest numbered input the terminal took (`["e2b_stdin_seq", n]`, sent on connect
+    /// by servers that take numbered input: the local sandbox's).
+    StdinSeq(u64),
     /// A message type this client does not know; ignored.
     Other(String),
 }
@@ -41,6 +44,12 @@ pub(crate) fn decode(text: &str) -> Result<FromTerm, Error> {
                 .to_string(),
         ),
         "disconnect" => FromTerm::Disconnect,
+        "e2b_stdin_seq" => FromTerm::StdinSeq(
+            items
+                .get(1)
+                .and_then(Value::as_u64)
+                .ok_or_else(|| Error::protocol("terminal e2b_stdin_seq message has no number"))?,
+        ),
         other => FromTerm::Other(other.to_string()),
     })
 }
@@ -48,6 +57,12 @@ pub(crate) fn decode(text: &str) -> Result<FromTerm, Error> {
 /// `["stdin", text]`.
 pub(crate) fn stdin(text: &str) -> String {
     json!(["stdin", text]).to_string()
+}
+
+/// `["e2b_stdin", seq, text]`: input a server that announced `e2b_stdin_seq` takes at most
+/// once per number.
+pub(crate) fn numbered_stdin(seq: u64, text: &str) -> String {
+    json!(["e2b_stdin", seq, text]).to_string()
 }
 
 /// `["set_size", rows, cols]`: terminado reads the first two numbers (and sizes the PTY to the
@@ -79,7 +94,15 @@ mod tests {
 
     #[test]
     fn malformed_messages_are_protocol_errors() {
-        for bad in ["", "{}", "[]", "[1]", r#"["stdout"]"#, r#"["stdout", 3]"#] {
+        for bad in [
+            "",
+            "{}",
+            "[]",
+            "[1]",
+            r#"["stdout"]"#,
+            r#"["stdout", 3]"#,
+            r#"["e2b_stdin_seq", -1]"#,
+        ] {
             assert!(
                 matches!(decode(bad), Err(Error::Protocol { .. })),
                 "{bad:?}"
@@ -91,5 +114,6 @@ mod tests {
     fn encodes_what_terminado_reads() {
         assert_eq!(stdin("a\"\n"), r#"["stdin","a\"\n"]"#);
         assert_eq!(set_size(24, 80), r#"["set_size",24,80]"#);
+        assert_eq!(numbered_stdin(3, "ls\n"), r#"["e2b_stdin",3,"ls\n"]"#);
     }
 }

@@ -95,6 +95,9 @@ const TOKEN_CONFIG: &str = "jupyter_server_config.json";
 const KERNEL_CONFIG: &str =
     "c.InteractiveShell.colors = 'nocolor'\nc.HistoryManager.hist_file = ':memory:'\n";
 
+/// Numbered terminal input, for exactly-once input across reconnects (see the file).
+const TERMINALS_CONFIG: &str = include_str!("terminals.py");
+
 /// Registers the `e2b/data` and `e2b/chart` rich formats in every kernel.
 const STARTUP: &str = include_str!("startup.py");
 
@@ -152,7 +155,8 @@ impl LocalServer {
     ) -> Result<LocalServer, Error> {
         let root = dir.join("root");
         let runtime = dir.join("runtime");
-        let (token_file, log, log_err) = write_server_files(dir, token, SERVER_CONFIG)?;
+        let (token_file, log, log_err) =
+            write_server_files(dir, token, &format!("{SERVER_CONFIG}\n{TERMINALS_CONFIG}"))?;
         let mut cmd = Command::new(&python.exe);
         cmd.args(["-m", "jupyter_server"])
             .arg("--ServerApp.ip=127.0.0.1")
@@ -230,7 +234,10 @@ impl LocalServer {
             .map_err(|e| Error::setup("cannot create the server's socket directory", e))?;
         let root = dir.join("root");
         let runtime = dir.join("runtime");
-        let config = format!("{}\n{SERVER_CONFIG}", bwrap::rlimit_config(&options.limits));
+        let config = format!(
+            "{}\n{SERVER_CONFIG}\n{TERMINALS_CONFIG}",
+            bwrap::rlimit_config(&options.limits)
+        );
         let (token_file, log, log_err) = write_server_files(dir, token, &config)?;
 
         // The environment is built from nothing: no host variable (API keys, tokens) gets in.

@@ -1,0 +1,43 @@
+# Appended to the local sandbox's jupyter_server config: exactly-once terminal input across
+# reconnects. terminado writes every `["stdin", text]` it reads, and a client cut off right
+# after sending cannot tell whether it was read. A client may instead number its input,
+# `["e2b_stdin", n, text]`: the terminal remembers the highest number it took and drops any
+# number it already took, and every new connection is told that number right after terminado's
+# own greeting, `["e2b_stdin_seq", n]`, so the client sends again exactly what did not arrive.
+# Plain `stdin` and every other message are untouched; stock servers ignore `e2b_stdin`, and
+# the SDK only uses it after a server announced support.
+try:
+    import json as _json
+
+    from terminado.websocket import TermSocket as _TermSocket
+
+    _term_open = _TermSocket.open
+    _term_on_message = _TermSocket.on_message
+
+    def _e2b_term_open(self, *args, **kwargs):
+        _term_open(self, *args, **kwargs)
+        if self.terminal is not None:
+            self.send_json_message(["e2b_stdin_seq", getattr(self.terminal, "_e2b_stdin_seq", 0)])
+
+    def _e2b_term_on_message(self, message):
+        try:
+            command = _json.loads(message)
+        except Exception:
+            command = None
+        if isinstance(command, list) and len(command) == 3 and command[0] == "e2b_stdin":
+            _, seq, text = command
+            term = self.terminal
+            if term is None or not isinstance(seq, int) or not isinstance(text, str):
+                return None
+            if seq <= getattr(term, "_e2b_stdin_seq", 0):
+                return None
+            # Taken now, before the write completes: the write runs on terminado's one I/O
+            # thread, in order, whether or not this connection lives on.
+            term._e2b_stdin_seq = seq
+            return self.stdin_to_ptyproc(text)
+        return _term_on_message(self, message)
+
+    _TermSocket.open = _e2b_term_open
+    _TermSocket.on_message = _e2b_term_on_message
+except Exception as _e:
+    print(f"e2b-blocking: numbered terminal input not installed: {_e}")
