@@ -284,3 +284,91 @@ fn output_and_input_arrive_once_through_random_cuts() {
         drop(proxy);
     });
 }
+
+/// Output through random cuts on a stock jupyter_server, which does not number terminal
+/// input: output still arrives once and in order; input is sent at most once, and any input
+/// a cut left unconfirmed is reported.
+#[test]
+fn a_stock_server_keeps_output_whole_through_cuts() {
+    deadline(|| {
+        let server = PythonServer::tokenless_jupyter();
+        let addr = server.url.trim_start_matches("http://").parse().unwrap();
+        let proxy = crate::support::fault_proxy::FaultProxy::start(addr).unwrap();
+        let sbx = Sandbox::jupyter(&format!("http://{}", proxy.addr()), "").unwrap();
+        let term = sbx.pty().create(PtySize::new(120, 40)).unwrap();
+        let mut screen = Screen::default();
+        const N: usize = 600;
+        let chaos =
+            proxy.start_random_cuts(Duration::from_millis(100), Duration::from_millis(500), 5);
+        term.send_input(format!(
+            "for i in $(seq 1 {N}); do echo line-$i; sleep 0.005; done; echo lo\"\"op-done\n"
+        ))
+        .unwrap();
+        screen.read_until(&term, |l, g| {
+            has_line("loop-done")(l, g)
+                || g.iter()
+                    .any(|g| matches!(g, PtyGap::InputUnconfirmed(i) if i.contains("seq 1")))
+        });
+        let cuts = chaos.triggered();
+        drop(chaos);
+        let unconfirmed: Vec<_> = screen
+            .gaps
+            .iter()
+            .filter(|g| matches!(g, PtyGap::InputUnconfirmed(_)))
+            .collect();
+        if !unconfirmed.is_empty() {
+            // The loop's own command line was cut off unconfirmed: nothing more to check.
+            eprintln!("stock server: the command was not confirmed ({cuts} cuts)");
+            return;
+        }
+        let numbered: Vec<usize> = lines(&screen.text)
+            .iter()
+            .filter_map(|l| l.strip_prefix("line-")?.parse().ok())
+            .collect();
+        assert_eq!(numbered, (1..=N).collect::<Vec<_>>());
+        assert!(screen.gaps.is_empty(), "gaps: {:?}", screen.gaps);
+        eprintln!("stock server through random cuts: {cuts} cuts, output whole");
+        assert!(cuts > 0);
+    });
+}
+
+#[test]
+fn a_terminal_gone_during_a_cut_ends_as_gone() {
+    deadline(|| {
+        let owner = local_tcp();
+        let (proxy, sbx) = through_proxy(&owner, Sandbox::builder());
+        let term = sbx.pty().create(PtySize::default()).unwrap();
+        let mut screen = Screen::default();
+        term.send_input("echo rea\"\"dy\n").unwrap();
+        screen.read_until(&term, has_line("ready"));
+        let watch = term.watch_connection();
+        proxy.set_refuse(true);
+        proxy.cut_all();
+        // Wait until the worker noticed the cut (bounded by the test deadline).
+        while !matches!(
+            watch.recv_timeout(Duration::from_secs(30)),
+            Some(ConnectionState::Reconnecting { .. })
+        ) {}
+        // Killed by someone else while this client is cut off.
+        assert!(owner.pty().kill(term.name()).unwrap());
+        proxy.set_refuse(false);
+        assert_eq!(term.wait().unwrap().end, PtyEnd::Gone);
+    });
+}
+
+#[test]
+fn a_killed_sandbox_ends_its_terminals_with_a_typed_error() {
+    deadline(|| {
+        let sbx = local_tcp();
+        let term = sbx.pty().create(PtySize::default()).unwrap();
+        sbx.kill().unwrap();
+        let err = term
+            .wait()
+            .expect_err("the terminal cannot outlive its sandbox");
+        assert!(
+            matches!(err, Error::SandboxNotFound { .. } | Error::Closed),
+            "{err:?}"
+        );
+        assert!(term.send_input("ls\n").is_err());
+    });
+}
