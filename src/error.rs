@@ -82,7 +82,7 @@ pub enum Error {
     /// time one request was sent, before the kernel received it. Retrying later may work.
     #[error("connection to kernel {kernel_id} lost")]
     ConnectionLost {
-        /// The kernel whose connection was lost.
+        /// The kernel whose connection was lost (`terminal:<name>` for a terminal's).
         kernel_id: String,
         /// What broke the connection last.
         #[source]

@@ -16,9 +16,15 @@
 //!   (several alignments fit, as with periodic output once 1000 chunks went by), a
 //!   [`PtyEvent::Gap`] says so where it happened.
 //! - **Input sent while disconnected** is queued and written once, after the reconnect, in
-//!   order. Input written just before a cut is confirmed by a websocket ping/pong; input the
-//!   server could not confirm before the link broke is not written again (typing a line twice
-//!   can do harm) and is reported as [`PtyGap::InputUnconfirmed`].
+//!   order. Input written just before a cut may or may not have reached the server:
+//!   - the local sandbox's server numbers terminal input (a small patch in its config: it
+//!     takes `["e2b_stdin", n, text]` at most once per `n` and tells every new connection the
+//!     last `n` it took), so the worker sends again exactly what did not arrive: **input
+//!     arrives exactly once**;
+//!   - on any other server (stock jupyter_server, E2B) the worker confirms input with a
+//!     websocket ping/pong; input still unconfirmed when the link broke is not written again
+//!     (typing a line twice can do harm) and is reported as [`PtyGap::InputUnconfirmed`]: at
+//!     most once, and you are told when it is unknown.
 //! - **A terminal that ended while disconnected** (the shell exited, or someone deleted it)
 //!   is gone from the server with its buffer: the end is [`PtyEnd::Gone`], and output of its
 //!   last moments may be missing.
@@ -26,8 +32,12 @@
 //! # Backends
 //!
 //! The local sandbox's server and a stock jupyter_server have terminals (terminado comes with
-//! jupyter_server). E2B's code-interpreter template runs a stock jupyter_server 2.x that does
-//! not turn terminals off, so they should work there too (not tested against E2B here). Jupyter
+//! jupyter_server). E2B's code-interpreter template (`template/` in e2b-dev/code-interpreter)
+//! runs a stock jupyter_server 2.20 whose config does not turn terminals off, reached on port
+//! 8888 like the kernels, so they work there too: tested against a server started as the
+//! template starts it behind a stand-in for E2B's proxy, not against E2B itself. There the
+//! shell is jupyter_server's `$SHELL -l` (or `sh -l`), as root, unlike the bash that E2B's own
+//! envd PTY starts as `user`. Jupyter
 //! Kernel Gateway and Enterprise Gateway have no terminals: creating one fails with
 //! [`Error::Http`] (404).
 

@@ -116,6 +116,27 @@ fn echo_and_exit_on_a_stock_jupyter_server() {
     });
 }
 
+/// E2B without the cloud: the template-faithful jupyter_server behind the stand-in for E2B's
+/// sandbox proxy, reached as an E2B sandbox.
+#[test]
+fn echo_and_exit_on_an_e2b_template_server() {
+    deadline(|| {
+        crate::support::init_logs();
+        let rig = crate::support::e2b_rig::Rig::start();
+        let sbx = Sandbox::builder()
+            .e2b_with(&rig.config(), &e2b_blocking::E2bOptions::default())
+            .unwrap();
+        echo_then_exit(&sbx);
+        assert!(
+            rig.proxy
+                .seen()
+                .iter()
+                .any(|s| s.upgrade && s.target.contains("/terminals/websocket/")),
+            "the terminal's websocket went through the proxy"
+        );
+    });
+}
+
 #[test]
 fn resize_is_what_stty_reports() {
     deadline(|| {
