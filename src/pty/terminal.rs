@@ -13,7 +13,7 @@ use crate::jupyter::delivery::Failure;
 use crate::jupyter::state::{ConnectionState, ConnectionWatch};
 use crate::jupyter::transport::{self, Limits, Socket};
 use crate::pty::session::{self, Cmd, Item, Session, Shared, WAKE};
-use crate::pty::{PtyEnd, PtyEvent, PtyGap, PtyOptions, PtySize, rest};
+use crate::pty::{PtyEnd, PtyEvent, PtyGap, PtyOptions, PtySize, rest, wire};
 use crate::retry::Retry;
 use crate::sandbox::Sandbox;
 use crate::sync::lock;
@@ -185,6 +185,8 @@ impl Terminal {
     /// # Errors
     ///
     /// [`Error::InvalidArgument`] when `data` is not UTF-8 (terminado carries text only);
+    /// [`Error::RequestTooLarge`] when it would not fit in one websocket message (10 MiB by
+    /// default, see [`SandboxBuilder::max_request_size`](crate::SandboxBuilder::max_request_size));
     /// [`Error::TerminalNotFound`] once the terminal has ended; the connection's error
     /// ([`Error::ConnectionLost`], [`Error::SandboxNotFound`]) once it is gone for good.
     pub fn send_input(&self, data: impl AsRef<[u8]>) -> Result<(), Error> {
@@ -193,6 +195,13 @@ impl Terminal {
         })?;
         if text.is_empty() {
             return Ok(());
+        }
+        // A server resets the connection on a message over its limit; sent anyway, it would
+        // be sent again after every reconnect.
+        let size = wire::numbered_stdin(u64::MAX, text).len();
+        let limit = self.sandbox.config().connection.max_request_size;
+        if size > limit {
+            return Err(Error::RequestTooLarge { size, limit });
         }
         self.command(Cmd::Input(text.to_string()))
     }

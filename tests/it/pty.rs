@@ -155,6 +155,17 @@ fn resize_is_what_stty_reports() {
             term.resize(PtySize::new(0, 10)),
             Err(Error::InvalidArgument(_))
         ));
+        // Bad input is refused before it is queued, and the terminal goes on.
+        assert!(matches!(
+            term.send_input([0xff, 0xfe]),
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            term.send_input("x".repeat(11 << 20)),
+            Err(Error::RequestTooLarge { .. })
+        ));
+        term.send_input("echo st\"\"ill-here\n").unwrap();
+        screen.read_until(&term, has_line("still-here"));
     });
 }
 
