@@ -404,3 +404,52 @@ fn a_killed_sandbox_ends_its_terminals_with_a_typed_error() {
         assert!(term.send_input("ls\n").is_err());
     });
 }
+
+/// A cut that outlasts terminado's buffer (1000 PTY reads) loses output; the reader gets a
+/// typed gap where it happened, and everything around it once and in order.
+#[test]
+fn a_cut_longer_than_terminados_buffer_is_a_typed_gap() {
+    deadline(|| {
+        let owner = local_tcp();
+        let patient = e2b_blocking::ReconnectPolicy::default()
+            .max_attempts(100_000)
+            .max_elapsed(Duration::from_secs(120));
+        let (proxy, sbx) = through_proxy(&owner, Sandbox::builder().reconnect(patient));
+        let term = sbx.pty().create(PtySize::new(120, 40)).unwrap();
+        let mut screen = Screen::default();
+        // One echo per PTY read or so (the sleeps keep reads apart): well over 1000 chunks
+        // while the link is down. The flag file says when the loop is over.
+        const N: usize = 2500;
+        term.send_input(format!(
+            "for i in $(seq 1 {N}); do echo line-$i; sleep 0.002; done; touch loop-finished; \
+             echo lo\"\"op-done\n"
+        ))
+        .unwrap();
+        screen.read_until(&term, has_line("line-1"));
+        proxy.set_refuse(true);
+        proxy.cut_all();
+        let until = Instant::now() + OUTPUT_BOUND;
+        while !owner.files().exists("loop-finished").unwrap() {
+            assert!(Instant::now() < until, "the loop did not finish");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        proxy.set_refuse(false);
+        screen.read_until(&term, has_line("loop-done"));
+        assert_eq!(screen.gaps, vec![PtyGap::OutputLost]);
+        let numbered: Vec<usize> = lines(&screen.text)
+            .iter()
+            .filter_map(|l| l.strip_prefix("line-")?.parse().ok())
+            .collect();
+        // In order and each once, with one jump: the lines printed while cut off and gone
+        // from terminado's buffer.
+        let jumps: Vec<_> = numbered.windows(2).filter(|w| w[1] != w[0] + 1).collect();
+        assert_eq!(jumps.len(), 1, "one gap: {jumps:?}");
+        assert_eq!(numbered.last(), Some(&N));
+        eprintln!(
+            "a cut over terminado's buffer: lines {}..{} lost, {} lines replayed after it",
+            jumps[0][0] + 1,
+            jumps[0][1] - 1,
+            N - jumps[0][1] + 1
+        );
+    });
+}
