@@ -246,3 +246,42 @@ fn without_isolation_the_sandbox_is_the_host() {
         assert_eq!(text, "True True\nconnected\n");
     });
 }
+
+/// Root's files stay root's: the sandbox never runs as root, even when the SDK does (CI runs as
+/// root), so `/etc/shadow` (root's, mode 0640 or stricter) is unreadable from code and from
+/// commands, while the sandbox's root stays writable.
+#[test]
+fn the_sandbox_is_not_root_and_cannot_read_etc_shadow() {
+    deadline(|| {
+        let sbx = local();
+        let code = r#"
+import os
+print("uid", os.getuid(), os.geteuid())
+try:
+    open("/etc/shadow").read()
+    print("READ")
+except OSError as e:
+    print("refused", type(e).__name__)
+open("written-by-code.txt", "w").write("ok")
+"#;
+        let text = out(&sbx, code);
+        assert!(text.contains("refused PermissionError"), "{text}");
+        assert!(!text.contains("READ"), "{text}");
+        assert!(!text.contains("uid 0 "), "{text}");
+        let (exit_code, stderr) = match sbx.commands().run("cat /etc/shadow") {
+            Ok(r) => (r.exit_code, r.stderr),
+            Err(Error::CommandFailed {
+                exit_code, stderr, ..
+            }) => (exit_code, stderr),
+            Err(e) => panic!("cat /etc/shadow: {e}"),
+        };
+        assert_ne!(exit_code, 0);
+        assert!(stderr.contains("Permission denied"), "{stderr}");
+        assert_ne!(sh(&sbx, "id -u"), "0\n");
+        assert_eq!(
+            sh(&sbx, "echo hi > by-command.txt && cat written-by-code.txt by-command.txt"),
+            "okhi\n"
+        );
+        assert_eq!(sbx.files().read("by-command.txt").unwrap(), "hi\n");
+    });
+}
