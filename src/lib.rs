@@ -124,6 +124,7 @@ mod retry;
 mod sandbox;
 mod sync;
 mod tls;
+mod unix_url;
 
 pub use backend::e2b::{
     DEFAULT_DOMAIN, DEFAULT_LIFETIME, DEFAULT_TEMPLATE, E2bClient, E2bConfig, E2bOptions,

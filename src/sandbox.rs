@@ -144,6 +144,9 @@ impl SandboxBuilder {
 
     /// Uses an existing Jupyter server (jupyter_server, Jupyter Kernel Gateway, Enterprise
     /// Gateway). The token goes in the `Authorization` header; an empty token sends none.
+    /// `url` is `http(s)://host:port[/prefix]`, or `http+unix://` followed by the percent-encoded
+    /// path of the server's Unix socket (`http+unix://%2Frun%2Fjupyter.sock`), as
+    /// [`Sandbox::jupyter_url`] gives for an isolated local sandbox.
     /// The sandbox starts its own kernels and shuts down only those when closed.
     ///
     /// # Errors
@@ -476,11 +479,14 @@ impl Sandbox {
     }
 
     /// Base URL of the sandbox's Jupyter server, for tools of your own (JupyterLab, a peer
-    /// client in a benchmark). An isolated local sandbox has no TCP port: its server listens on
-    /// a Unix socket only the SDK uses, and this reads `http://localhost`; start it with
-    /// [`Isolation::None`](crate::Isolation::None) to reach it yourself.
+    /// client in a benchmark). An isolated local sandbox has no TCP port: its server listens
+    /// on a Unix socket, and this is `http+unix://` with the socket's path percent-encoded
+    /// (`http+unix://%2Ftmp%2Fe2b-local-…%2Fsock%2Fserver.sock`), the form clients such as
+    /// Python's requests-unixsocket take and [`Sandbox::jupyter`] accepts; the path alone is
+    /// [`LocalSandbox::socket_path`]. Start the sandbox with
+    /// [`Isolation::None`](crate::Isolation::None) for a `http://127.0.0.1:PORT` URL.
     pub fn jupyter_url(&self) -> &str {
-        self.inner.backend.get().jupyter().base()
+        self.inner.backend.get().jupyter().public_url()
     }
 
     /// The headers every request to [`Sandbox::jupyter_url`] needs (for example

@@ -22,16 +22,16 @@ impl JupyterBackend {
     ) -> Result<Self, Error> {
         let endpoint = Endpoint::new(url)?.with_jupyter_token(token).with_tls(tls);
         let id = endpoint
-            .base()
+            .public_url()
             .split("://")
             .nth(1)
-            .unwrap_or(endpoint.base())
+            .unwrap_or(endpoint.public_url())
             .to_string();
         let http = Http::new(endpoint.clone(), timeouts);
         // Both jupyter_server and Kernel Gateway guard this with the token.
         http.send(Method::Get, "/api/kernelspecs", None)?
             .error_for_status()?;
-        log::debug!("using the Jupyter server at {}", endpoint.base());
+        log::debug!("using the Jupyter server at {}", endpoint.public_url());
         Ok(JupyterBackend { id, endpoint })
     }
 }

@@ -473,7 +473,7 @@ static void with_sandbox(void) {
     e2b_string_free(s);
     CHECK_CODE(e2b_sandbox_jupyter_url(sbx, &s), E2B_OK);
     /* Isolated (the default on Linux) it is reached through a Unix socket, else over TCP. */
-    CHECK(contains(s, "http://localhost") || contains(s, "http://127.0.0.1:"));
+    CHECK(contains(s, "http+unix://%2F") || contains(s, "http://127.0.0.1:"));
     e2b_string_free(s);
     CHECK_CODE(e2b_sandbox_id(sbx, NULL), E2B_ERR_NULL_ARG);
 

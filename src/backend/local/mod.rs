@@ -26,7 +26,9 @@ pub enum Isolation {
     /// The default: the server and its kernels run inside bubblewrap (`bwrap`), in their own
     /// user, PID, IPC, UTS and network namespaces, with the host's environment dropped, its
     /// home directories hidden, its system directories read-only and the resource limits of
-    /// [`ResourceLimits`]. Linux only; needs the `bubblewrap` package and user namespaces,
+    /// [`ResourceLimits`]. When the SDK runs as root, the sandbox runs as the unprivileged
+    /// user `nobody`, which then needs to reach the Python it runs (the managed venv of root is
+    /// kept under `/var/cache` for that). Linux only; needs the `bubblewrap` package and user namespaces,
     /// else [`Sandbox::local`](crate::Sandbox::local) fails with
     /// [`Error::IsolationUnavailable`](crate::Error::IsolationUnavailable).
     #[default]
@@ -39,8 +41,8 @@ pub enum Isolation {
 /// Resource limits of an isolated local sandbox (ignored with [`Isolation::None`]).
 ///
 /// They are rlimits, which hold per process (memory) or per sandbox (processes), not a cap on
-/// the sandbox's total memory. When the SDK runs as root, whose processes the kernel exempts
-/// from the process limit, it is applied with a pids cgroup where one can be created.
+/// the sandbox's total memory. The process limit holds for root's sandboxes too, which run as
+/// `nobody`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ResourceLimits {
     pub(crate) max_processes: Option<u32>,
@@ -202,6 +204,11 @@ impl LocalBackend {
     /// Where kernel connection files are written (for direct ZMQ access in benchmarks).
     pub(crate) fn runtime_dir(&self) -> &Path {
         self.server.runtime_dir()
+    }
+
+    /// The isolated server's Unix socket.
+    pub(crate) fn socket_path(&self) -> Option<&Path> {
+        self.server.socket_path()
     }
 
     /// The server's process id.
