@@ -116,6 +116,7 @@ mod error;
 mod exec;
 mod files;
 mod files_kernel;
+mod host;
 mod http;
 mod jupyter;
 mod kernel;
@@ -146,6 +147,7 @@ pub use exec::chart::{
 pub use exec::code::CodeBuilder;
 pub use exec::models::{Continuity, Execution, ExecutionError, Logs, OutputMessage, RichResult};
 pub use files::{Download, EntryInfo, FileType, Files, Upload};
+pub use host::Host;
 pub use jupyter::state::{CloseReason, ConnectionState, ConnectionWatch};
 pub use sandbox::{Sandbox, SandboxBuilder};
 

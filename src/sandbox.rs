@@ -514,6 +514,27 @@ impl Sandbox {
             .map(Secret::new)
     }
 
+    /// The address of `port` inside the sandbox, as seen from here (E2B's `getHost`): for E2B
+    /// `{port}-{sandbox_id}.{domain}`; for an existing Jupyter server its host with `port`
+    /// (the port must be reachable there: the SDK forwards nothing); for a local sandbox
+    /// without isolation or with [`LocalOptions::allow_internet_access`], `127.0.0.1:{port}`;
+    /// for an isolated local sandbox, a new `127.0.0.1` port that the SDK forwards into the
+    /// sandbox's network for as long as the returned [`Host`](crate::Host) lives (through
+    /// `socat`, which must be installed).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`]; for an isolated local sandbox [`Error::Setup`] when `socat` is
+    /// missing or its relay does not start, and the errors of starting a command.
+    pub fn get_host(&self, port: u16) -> Result<crate::Host, Error> {
+        self.ensure_open()?;
+        match &self.inner.backend {
+            Backends::Local(b) => b.host(self, port),
+            Backends::Jupyter(b) => Ok(crate::Host::direct(b.host(port))),
+            Backends::E2b(b) => Ok(crate::Host::direct(b.host(port))),
+        }
+    }
+
     /// Files in the sandbox: read, write, list, rename, remove (over the Jupyter contents API).
     pub fn files(&self) -> crate::files::Files {
         crate::files::Files::new(self.clone())

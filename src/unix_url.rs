@@ -74,7 +74,10 @@ mod tests {
     fn round_trips_and_refuses_what_it_cannot_read() {
         let path = Path::new("/tmp/e2b local-1/sock/server.sock");
         let url = format(path, "");
-        assert_eq!(url, "http+unix://%2Ftmp%2Fe2b%20local-1%2Fsock%2Fserver.sock");
+        assert_eq!(
+            url,
+            "http+unix://%2Ftmp%2Fe2b%20local-1%2Fsock%2Fserver.sock"
+        );
         let (back, prefix) = parse(&url).unwrap().unwrap();
         assert_eq!((back.as_path(), prefix.as_str()), (path, ""));
         let (_, prefix) = parse(&format!("{url}/jupyter/")).unwrap().unwrap();

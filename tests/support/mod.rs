@@ -149,9 +149,14 @@ pub fn through_unix_proxy(
         .and_then(|l| l.socket_path())
         .expect("an isolated local sandbox");
     let proxy = fault_proxy::FaultProxy::start_unix(socket).expect("proxy starts");
-    let path = proxy.socket_path().expect("a Unix proxy").display().to_string();
+    let path = proxy
+        .socket_path()
+        .expect("a Unix proxy")
+        .display()
+        .to_string();
     assert!(
-        path.bytes().all(|b| b.is_ascii_alphanumeric() || b"/-._".contains(&b)),
+        path.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/-._".contains(&b)),
         "{path}"
     );
     let url = format!("http+unix://{}", path.replace('/', "%2F"));

@@ -93,7 +93,10 @@ fn probe() -> Result<PathBuf, (String, Option<String>)> {
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         let whom = match user {
-            Some(u) => format!(" as uid {} (the SDK runs as root; the sandbox does not)", u.uid),
+            Some(u) => format!(
+                " as uid {} (the SDK runs as root; the sandbox does not)",
+                u.uid
+            ),
             None => String::new(),
         };
         return Err((

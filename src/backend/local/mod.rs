@@ -4,6 +4,7 @@
 //! calling user.
 
 mod bwrap;
+pub(crate) mod forward;
 mod handle;
 pub(crate) mod python;
 mod server;
@@ -165,6 +166,8 @@ impl LocalOptions {
 pub(crate) struct LocalBackend {
     id: String,
     server: LocalServer,
+    /// Whether the sandbox has a network of its own, which `get_host` must forward into.
+    own_network: bool,
 }
 
 impl LocalBackend {
@@ -193,6 +196,7 @@ impl LocalBackend {
         Ok(LocalBackend {
             id: format!("local-{}", server.pid()),
             server,
+            own_network: bwrap.is_some() && !options.internet,
         })
     }
 
@@ -204,6 +208,16 @@ impl LocalBackend {
     /// Where kernel connection files are written (for direct ZMQ access in benchmarks).
     pub(crate) fn runtime_dir(&self) -> &Path {
         self.server.runtime_dir()
+    }
+
+    /// `Sandbox::get_host`: `127.0.0.1:port` where the sandbox shares the host's network, else
+    /// a forward into the sandbox's own.
+    pub(crate) fn host(&self, sandbox: &crate::Sandbox, port: u16) -> Result<crate::Host, Error> {
+        if !self.own_network {
+            return Ok(crate::Host::direct(format!("127.0.0.1:{port}")));
+        }
+        let (addr, forward) = forward::start(sandbox, self.server.dir(), port)?;
+        Ok(crate::Host::forwarded(addr, forward))
     }
 
     /// The isolated server's Unix socket.

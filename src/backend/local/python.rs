@@ -259,7 +259,12 @@ fn ensure_venv(venv: &Path) -> Result<(), Error> {
 /// so a Python under root's home (pyenv's, say) is passed over for the system's.
 fn base_python() -> Result<PathBuf, Error> {
     let user = super::bwrap::SandboxUser::for_this_process();
-    for candidate in ["python3", "python", "/usr/bin/python3", "/usr/local/bin/python3"] {
+    for candidate in [
+        "python3",
+        "python",
+        "/usr/bin/python3",
+        "/usr/local/bin/python3",
+    ] {
         let out = Command::new(candidate)
             // Debian ships `venv` without `ensurepip` unless python3-venv is installed.
             .args([
