@@ -7,8 +7,9 @@ use std::fmt;
 /// (no scheme: add `http://`, `https://` or `ws://` as the service needs).
 ///
 /// For an isolated local sandbox the address is a forward the SDK runs: it works while this
-/// value (and the sandbox) lives, and connections to it are refused once it is dropped. For
-/// the other backends dropping it changes nothing.
+/// value lives (and keeps the sandbox from being torn down by the drop of its last handle
+/// meanwhile; `kill()` still ends it), and connections to it are refused once it is dropped.
+/// For the other backends dropping it changes nothing.
 pub struct Host {
     addr: String,
     /// What keeps the address working, for an isolated local sandbox.

@@ -13,6 +13,7 @@
 //!   byte buffer with `e2b_bytes_free`.
 
 mod error;
+mod host;
 mod options;
 
 // Panics become E2B_ERR_PANIC and callbacks stop runs by unwinding: both need unwinding.
