@@ -573,7 +573,7 @@ fn concurrent(bench: &Bench, results: &mut Results, quick: bool) {
 /// The local sandbox on its own server, isolated (the default) and not: round trip and
 /// create → first result, the two taking turns round by round.
 fn local(bench: &Bench, results: &mut Results, quick: bool) {
-    let clients = vec![
+    let clients = [
         client(LOCAL_ISOLATED, Kind::Ours, &["--isolation", "bwrap"]),
         client(LOCAL_NONE, Kind::Ours, &["--isolation", "none"]),
     ];
