@@ -524,9 +524,15 @@ impl Sandbox {
     ///
     /// # Errors
     ///
-    /// [`Error::Closed`]; for an isolated local sandbox [`Error::Setup`] when `socat` is
-    /// missing or its relay does not start, and the errors of starting a command.
+    /// [`Error::InvalidArgument`] for port 0; [`Error::Closed`]; for an isolated local sandbox
+    /// [`Error::Setup`] when `socat` is missing or its relay does not start, and the errors of
+    /// starting a command.
     pub fn get_host(&self, port: u16) -> Result<crate::Host, Error> {
+        if port == 0 {
+            return Err(Error::InvalidArgument(
+                "get_host: port 0 names no port; pass the port the service listens on".into(),
+            ));
+        }
         self.ensure_open()?;
         match &self.inner.backend {
             Backends::Local(b) => b.host(self, port),

@@ -247,6 +247,7 @@ fn without_isolation_the_sandbox_is_the_host() {
         let host = sbx.get_host(port).unwrap();
         assert_eq!(host.as_str(), format!("127.0.0.1:{port}"));
         assert!(!host.is_forwarded());
+        assert!(matches!(sbx.get_host(0), Err(Error::InvalidArgument(_))));
     });
 }
 
