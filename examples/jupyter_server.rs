@@ -2,7 +2,9 @@
 //! Enterprise Gateway. The SDK starts its own kernel and shuts down only that one.
 //!
 //! `cargo run --example jupyter_server -- http://127.0.0.1:8888 <token>`
-//! Without arguments it starts a local sandbox and connects to that server, to show the flow.
+//! Without arguments it starts a local sandbox and connects to that server, to show the flow:
+//! isolated (the default on Linux) its URL is `http+unix://` and its Unix socket's path, which
+//! `Sandbox::jupyter` takes as it takes `http://host:port`.
 
 use e2b_blocking::{Error, Sandbox, Secret};
 

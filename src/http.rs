@@ -24,6 +24,8 @@ pub(crate) struct Endpoint {
     tls: crate::tls::TlsRoots,
     /// Where every connection goes instead of the URL's host, for a server on a Unix socket.
     unix: Option<Arc<Path>>,
+    /// The `http+unix://` form of the URL, when `unix` is set: what users are shown.
+    unix_url: Option<String>,
 }
 
 impl fmt::Debug for Endpoint {
@@ -39,8 +41,13 @@ impl fmt::Debug for Endpoint {
 }
 
 impl Endpoint {
-    /// `base` is `http(s)://host:port[/prefix]`; a trailing slash is dropped.
+    /// `base` is `http(s)://host:port[/prefix]`, or `http+unix://{percent-encoded socket
+    /// path}[/prefix]` for a server on a Unix socket; a trailing slash is dropped.
     pub(crate) fn new(base: &str) -> Result<Endpoint, Error> {
+        if let Some(parsed) = crate::unix_url::parse(base) {
+            let (path, prefix) = parsed?;
+            return Ok(Endpoint::new(&format!("http://localhost{prefix}"))?.with_unix_socket(&path));
+        }
         let base = base.trim_end_matches('/').to_string();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(Error::InvalidArgument(format!(
@@ -57,13 +64,27 @@ impl Endpoint {
             headers: Vec::new(),
             tls: Default::default(),
             unix: None,
+            unix_url: None,
         })
     }
 
     /// Connects to the Unix socket at `path` instead of the URL's host and port.
     pub(crate) fn with_unix_socket(mut self, path: &Path) -> Endpoint {
         self.unix = Some(Arc::from(path));
+        let prefix = self.base.splitn(4, '/').nth(3).unwrap_or_default();
+        let prefix = if prefix.is_empty() {
+            String::new()
+        } else {
+            format!("/{prefix}")
+        };
+        self.unix_url = Some(crate::unix_url::format(path, &prefix));
         self
+    }
+
+    /// The URL to show users: [`Endpoint::base`], or its `http+unix://` form for a server on a
+    /// Unix socket (whose `base` names `localhost`, only the Host header it is sent).
+    pub(crate) fn public_url(&self) -> &str {
+        self.unix_url.as_deref().unwrap_or(&self.base)
     }
 
     /// The Unix socket connections go to, if any.

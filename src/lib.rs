@@ -115,6 +115,7 @@ mod context;
 mod error;
 mod exec;
 mod files;
+mod host;
 mod http;
 mod jupyter;
 mod kernel;
@@ -124,6 +125,7 @@ mod retry;
 mod sandbox;
 mod sync;
 mod tls;
+mod unix_url;
 
 pub use backend::e2b::{
     DEFAULT_DOMAIN, DEFAULT_LIFETIME, DEFAULT_TEMPLATE, E2bClient, E2bConfig, E2bOptions,
@@ -145,6 +147,7 @@ pub use exec::chart::{
 pub use exec::code::CodeBuilder;
 pub use exec::models::{Continuity, Execution, ExecutionError, Logs, OutputMessage, RichResult};
 pub use files::{Download, EntryInfo, FileType, Files, Upload};
+pub use host::Host;
 pub use jupyter::state::{CloseReason, ConnectionState, ConnectionWatch};
 pub use pty::{Pty, PtyEnd, PtyEvent, PtyGap, PtyIter, PtyOptions, PtyOutput, PtySize, Terminal};
 pub use sandbox::{Sandbox, SandboxBuilder};

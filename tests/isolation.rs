@@ -244,5 +244,128 @@ fn without_isolation_the_sandbox_is_the_host() {
             ),
         );
         assert_eq!(text, "True True\nconnected\n");
+        let host = sbx.get_host(port).unwrap();
+        assert_eq!(host.as_str(), format!("127.0.0.1:{port}"));
+        assert!(!host.is_forwarded());
+        assert!(matches!(sbx.get_host(0), Err(Error::InvalidArgument(_))));
+    });
+}
+
+/// A tiny HTTP server in the sandbox's own network, on a port it picks and prints.
+const HTTP_SERVER: &str = "python -c \"import http.server as h; \
+s = h.ThreadingHTTPServer(('127.0.0.1', 0), h.SimpleHTTPRequestHandler); \
+print(s.server_address[1], flush=True); s.serve_forever()\"";
+
+/// `GET /{path}` over HTTP/1.0 at `addr`: the whole response, or the connect error.
+fn http_get(addr: &str, path: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(20)))?;
+    write!(s, "GET /{path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
+}
+
+#[test]
+fn get_host_forwards_a_port_into_the_isolated_sandbox_while_the_host_lives() {
+    deadline(|| {
+        let sbx = local();
+        sbx.files().write("hello.txt", "hello from inside").unwrap();
+        let mut server = sbx
+            .commands()
+            .cmd(HTTP_SERVER)
+            .timeout(None)
+            .spawn()
+            .expect("the server starts");
+        let port: u16 = loop {
+            if let Some(line) = server.stdout().lines().next() {
+                break line.trim().parse().expect("a port");
+            }
+            if let Some(done) = server.wait_timeout(Duration::from_millis(50)).unwrap() {
+                panic!("the server exited: {done:?}");
+            }
+        };
+        // The sandbox's loopback is not the host's.
+        assert!(
+            http_get(&format!("127.0.0.1:{port}"), "hello.txt")
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionRefused)
+                || port_is_someone_elses(port)
+        );
+        let host = sbx.get_host(port).expect("a forward");
+        assert!(host.is_forwarded());
+        let addr = host.to_string();
+        assert!(addr.starts_with("127.0.0.1:"), "{addr}");
+        for _ in 0..3 {
+            let reply = http_get(&addr, "hello.txt").expect("the forward answers");
+            assert!(reply.starts_with("HTTP/1.0 200"), "{reply}");
+            assert!(reply.ends_with("hello from inside"), "{reply}");
+        }
+        // Two forwards of one port are independent.
+        let second = sbx.get_host(port).unwrap();
+        assert_ne!(second.as_str(), addr);
+        drop(host);
+        let refused = http_get(&addr, "hello.txt");
+        assert!(
+            refused
+                .as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionRefused),
+            "{refused:?}"
+        );
+        assert!(
+            http_get(second.as_str(), "hello.txt")
+                .unwrap()
+                .ends_with("hello from inside")
+        );
+        drop(second);
+        server.kill().unwrap();
+    });
+}
+
+/// Whether something on the host listens on `port` (then the sandbox's port number is
+/// merely taken on the host too, which says nothing about isolation).
+fn port_is_someone_elses(port: u16) -> bool {
+    std::net::TcpListener::bind(("127.0.0.1", port)).is_err()
+}
+
+/// Root's files stay root's: the sandbox never runs as root, even when the SDK does (CI runs as
+/// root), so `/etc/shadow` (root's, mode 0640 or stricter) is unreadable from code and from
+/// commands, while the sandbox's root stays writable.
+#[test]
+fn the_sandbox_is_not_root_and_cannot_read_etc_shadow() {
+    deadline(|| {
+        let sbx = local();
+        let code = r#"
+import os
+print("uid", os.getuid(), os.geteuid())
+try:
+    open("/etc/shadow").read()
+    print("READ")
+except OSError as e:
+    print("refused", type(e).__name__)
+open("written-by-code.txt", "w").write("ok")
+"#;
+        let text = out(&sbx, code);
+        assert!(text.contains("refused PermissionError"), "{text}");
+        assert!(!text.contains("READ"), "{text}");
+        assert!(!text.contains("uid 0 "), "{text}");
+        let (exit_code, stderr) = match sbx.commands().run("cat /etc/shadow") {
+            Ok(r) => (r.exit_code, r.stderr),
+            Err(Error::CommandFailed {
+                exit_code, stderr, ..
+            }) => (exit_code, stderr),
+            Err(e) => panic!("cat /etc/shadow: {e}"),
+        };
+        assert_ne!(exit_code, 0);
+        assert!(stderr.contains("Permission denied"), "{stderr}");
+        assert_ne!(sh(&sbx, "id -u"), "0\n");
+        assert_eq!(
+            sh(
+                &sbx,
+                "echo hi > by-command.txt && cat written-by-code.txt by-command.txt"
+            ),
+            "okhi\n"
+        );
+        assert_eq!(sbx.files().read("by-command.txt").unwrap(), "hi\n");
     });
 }

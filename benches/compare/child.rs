@@ -82,6 +82,7 @@ pub fn run(raw_args: &[String]) -> Res<()> {
         ("ours", "reconnect") => ours_reconnect(&a, &mut out),
         ("ours", "create") => ours_create(&a, &mut out, false),
         ("ours", "create-local") => ours_create(&a, &mut out, true),
+        ("ours", "local") => ours_local(&a, &mut out),
         ("ours", "concurrent") => ours_concurrent(&a, &mut out),
         ("raw", "roundtrip") => raw_roundtrip(&a, &mut out),
         ("raw", "stream") => raw_stream(&a, &mut out),
@@ -336,6 +337,55 @@ fn ours_create(a: &Args, out: &mut serde_json::Map<String, Value>, local: bool) 
     out.insert("iterations".into(), json!(n));
     put_samples(out, "samples_ms", "", &total);
     put_samples(out, "create_samples_ms", "create_", &create);
+    Ok(())
+}
+
+/// The local sandbox on its own server, `--isolation bwrap` (the default: bubblewrap, Unix
+/// socket) or `none` (127.0.0.1 TCP): `Sandbox::local_with` → first `run_code("1")` result,
+/// `--creates` times (`first_result_samples_ms`), then the round trip `run_code("1")` on the
+/// last one (`samples_ms`).
+fn ours_local(a: &Args, out: &mut serde_json::Map<String, Value>) -> Res<()> {
+    use e2b_blocking::{Isolation, LocalOptions};
+    let isolation = match a.opts.get("isolation").map(String::as_str) {
+        Some("none") => Isolation::None,
+        Some("bwrap") | None => Isolation::Bubblewrap,
+        Some(other) => return Err(format!("unknown --isolation {other}").into()),
+    };
+    let options = LocalOptions::new().isolation(isolation);
+    let (creates, n, w) = (
+        a.count("creates", 3),
+        a.count("iterations", 200),
+        a.count("warmup", 20),
+    );
+    // One unmeasured start first: the venv check and page cache, as a warmed-up process.
+    Sandbox::builder().local_with(options.clone())?.close()?;
+    let mut first = Vec::new();
+    let mut last = None;
+    for _ in 0..creates.max(1) {
+        let t0 = Instant::now();
+        let sbx = Sandbox::builder().local_with(options.clone())?;
+        let _ = sbx.run_code("1")?;
+        first.push(ms(t0.elapsed()));
+        if let Some(old) = last.replace(sbx) {
+            old.close()?;
+        }
+    }
+    let sbx = last.ok_or("no sandbox")?;
+    for _ in 0..w {
+        let _ = sbx.run_code("1")?;
+    }
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        let _ = sbx.run_code("1")?;
+        samples.push(ms(t.elapsed()));
+    }
+    out.insert("jupyter_url".into(), json!(sbx.jupyter_url()));
+    sbx.close()?;
+    out.insert("iterations".into(), json!(n));
+    out.insert("creates".into(), json!(creates));
+    put_samples(out, "samples_ms", "", &samples);
+    put_samples(out, "first_result_samples_ms", "first_result_", &first);
     Ok(())
 }
 

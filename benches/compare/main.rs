@@ -7,7 +7,7 @@
 //! Every client runs in its own process (ours re-executes this binary with `--child`), on its
 //! own fresh kernel, and the clients of one measurement take turns round by round.
 //!
-//! Environment: E2B_BENCH_ONLY=roundtrip,stream,reconnect,create,concurrent (subset),
+//! Environment: E2B_BENCH_ONLY=roundtrip,stream,reconnect,create,concurrent,local (subset),
 //! E2B_BENCH_QUICK=1 (fewer rounds and iterations, for a smoke run),
 //! E2B_BENCH_ROUNDS=N (round-trip rounds, default 5), E2B_BENCH_NO_DOCS=1 (print only),
 //! E2B_BENCH_CLIENTS=a,b (round trip, stream, reconnect: only clients whose name contains one),
@@ -265,6 +265,9 @@ fn orchestrate() -> Res<()> {
     if wanted("concurrent") {
         concurrent(&bench, &mut results, quick);
     }
+    if wanted("local") {
+        local(&bench, &mut results, quick);
+    }
     let elapsed = t_all.elapsed();
     let load_end = report::loadavg();
     drop(sbx);
@@ -411,6 +414,8 @@ pub const WSC_FAST: &str = "websocket-client (skip utf8 check)";
 pub const E2B: &str = "e2b-ws (e2b-code-interpreter 0.0.10)";
 pub const OURS_LOCAL: &str = "e2b-blocking Sandbox::local()";
 pub const BASELINE: &str = "e2b-blocking (baseline)";
+pub const LOCAL_ISOLATED: &str = "Sandbox::local(), isolated (bubblewrap, Unix socket)";
+pub const LOCAL_NONE: &str = "Sandbox::local(), Isolation::None (127.0.0.1 TCP)";
 
 fn roundtrip(bench: &Bench, results: &mut Results, quick: bool) {
     let clients = vec![
@@ -562,6 +567,25 @@ fn concurrent(bench: &Bench, results: &mut Results, quick: bool) {
     }
     for k in &kernels {
         bench.rest.delete_kernel(k);
+    }
+}
+
+/// The local sandbox on its own server, isolated (the default) and not: round trip and
+/// create → first result, the two taking turns round by round.
+fn local(bench: &Bench, results: &mut Results, quick: bool) {
+    let clients = [
+        client(LOCAL_ISOLATED, Kind::Ours, &["--isolation", "bwrap"]),
+        client(LOCAL_NONE, Kind::Ours, &["--isolation", "none"]),
+    ];
+    let n = env_num("E2B_BENCH_ROUNDS", if quick { 1 } else { 3 });
+    let (it, creates) = if quick { ("30", "2") } else { ("200", "3") };
+    let args = strings(&["--iterations", it, "--warmup", "20", "--creates", creates]);
+    for r in 0..n {
+        for i in 0..clients.len() {
+            let c = &clients[(i + r) % clients.len()];
+            let v = bench.run(c, "local", None, &args, Duration::from_secs(600));
+            push(results, "local", c.name, v);
+        }
     }
 }
 

@@ -9,7 +9,8 @@ use serde_json::{Value, json};
 
 use crate::util::{Res, pct};
 use crate::{
-    BASELINE, E2B, OURS, OURS_LOCAL, RAW_BARE, RAW_HOOK, RAW_PARSE, Results, WSC, WSC_FAST, ZMQ,
+    BASELINE, E2B, LOCAL_ISOLATED, LOCAL_NONE, OURS, OURS_LOCAL, RAW_BARE, RAW_HOOK, RAW_PARSE,
+    Results, WSC, WSC_FAST, ZMQ,
 };
 
 pub struct Machine {
@@ -244,12 +245,62 @@ impl Report<'_> {
         );
         self.ratios(&mut s);
         self.targets(&mut s);
+        self.local(&mut s);
         self.details(&mut s);
         let _ = writeln!(
             s,
             "![latency distributions](perf-latency.png)\n\nRaw samples: `target/compare/results.json`; per-client logs: `target/compare/logs/`."
         );
         s
+    }
+
+    /// (6): the local sandbox on its own server, isolated (the default) against
+    /// `Isolation::None`; only when that measurement ran.
+    fn local(&self, s: &mut String) {
+        let r = self.results;
+        if runs(r, "local", LOCAL_ISOLATED).is_empty() && runs(r, "local", LOCAL_NONE).is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            s,
+            "### Local sandbox: isolated (default) vs `Isolation::None`\n\n**(6)** Each client process starts its own `Sandbox::local_with(…)` (after one unmeasured start), times start → first `run_code(\"1\")` result over a few starts, then the round trip `run_code(\"1\")` on the last one. Isolated: jupyter_server and kernels inside bubblewrap, reached over a Unix socket. `Isolation::None`: on the host, 127.0.0.1 TCP. The two take turns, round by round.\n"
+        );
+        table_head(
+            s,
+            "| client | round trips | p50 / p99 ms | starts | start → first result p50 / max ms |",
+        );
+        for c in [LOCAL_ISOLATED, LOCAL_NONE] {
+            let x = pooled(r, "local", c, "samples_ms");
+            let y = pooled(r, "local", c, "first_result_samples_ms");
+            let _ = writeln!(
+                s,
+                "| {c} | {} | {} / {} | {} | {} / {} |{}",
+                x.len(),
+                f(pct(&x, 50.0)),
+                f(pct(&x, 99.0)),
+                y.len(),
+                f(pct(&y, 50.0)),
+                f(pct(&y, 100.0)),
+                problems(r, "local", c)
+            );
+        }
+        let q = |c: &str, key: &str, p: f64| pct(&pooled(r, "local", c, key), p);
+        let _ = writeln!(
+            s,
+            "\nRatios isolated / `Isolation::None` (below 1: isolated is faster): round trip p50 **{}**, p99 {}; start → first result p50 **{}**.\n",
+            f(ratio(
+                q(LOCAL_ISOLATED, "samples_ms", 50.0),
+                q(LOCAL_NONE, "samples_ms", 50.0)
+            )),
+            f(ratio(
+                q(LOCAL_ISOLATED, "samples_ms", 99.0),
+                q(LOCAL_NONE, "samples_ms", 99.0)
+            )),
+            f(ratio(
+                q(LOCAL_ISOLATED, "first_result_samples_ms", 50.0),
+                q(LOCAL_NONE, "first_result_samples_ms", 50.0)
+            )),
+        );
     }
 
     fn ratios(&self, s: &mut String) {

@@ -232,6 +232,13 @@ typedef struct {
   void *user_data;
 } e2b_run_callbacks_t;
 
+/**
+ * A host handle from `e2b_sandbox_get_host()`: an opaque, non-zero id that keeps the address
+ * working (for an isolated local sandbox, a forward into the sandbox) until
+ * `e2b_host_release()`. 0 is never a valid handle.
+ */
+typedef uint64_t e2b_host_t;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -652,6 +659,33 @@ e2b_error_code_t e2b_commands_list(e2b_sandbox_t sandbox,
 e2b_error_code_t e2b_commands_kill(e2b_sandbox_t sandbox,
                                    uint32_t pid,
                                    int *out_killed);
+
+/**
+ * The address of `port` inside the sandbox, as seen from this machine (E2B's `getHost`), in
+ * `*out_addr`: `{port}-{sandbox_id}.{domain}` for E2B, the server's host with `port` for an
+ * existing Jupyter server (the port must be reachable there), `127.0.0.1:{port}` for a local
+ * sandbox without isolation or with internet access, and for an isolated local sandbox a new
+ * `127.0.0.1` port the library forwards into the sandbox (through `socat`, which must be
+ * installed). The caller frees `*out_addr` with `e2b_string_free()`.
+ *
+ * `*out_host` receives a handle that keeps the address working until `e2b_host_release()`
+ * (or until the sandbox is destroyed); after the release, connections to a forwarded address
+ * are refused. Release it for every backend. On failure `*out_addr` is NULL and `*out_host`
+ * is 0.
+ *
+ * # Safety
+ * `out_addr` and `out_host` are valid for one write each.
+ */
+e2b_error_code_t e2b_sandbox_get_host(e2b_sandbox_t sandbox,
+                                      uint16_t port,
+                                      char **out_addr,
+                                      e2b_host_t *out_host);
+
+/**
+ * Releases a host handle from `e2b_sandbox_get_host()`, stopping its forward if it has one.
+ * 0 and handles already released are ignored.
+ */
+void e2b_host_release(e2b_host_t host);
 
 #ifdef __cplusplus
 }  // extern "C"

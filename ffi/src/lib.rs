@@ -30,6 +30,8 @@ mod files;
 
 mod commands;
 
+mod host;
+
 mod args;
 mod options;
 #[cfg(test)]
@@ -39,6 +41,7 @@ pub use callbacks::{E2bOutputFn, E2bRunCallbacks};
 pub use commands::*;
 pub use error::E2bErrorCode;
 pub use files::*;
+pub use host::*;
 pub use last_error::*;
 pub use registry::E2bSandbox;
 pub use run::*;

@@ -137,6 +137,9 @@ impl SandboxBuilder {
 
     /// Uses an existing Jupyter server (jupyter_server, Jupyter Kernel Gateway, Enterprise
     /// Gateway). The token goes in the `Authorization` header; an empty token sends none.
+    /// `url` is `http(s)://host:port[/prefix]`, or `http+unix://` followed by the percent-encoded
+    /// path of the server's Unix socket (`http+unix://%2Frun%2Fjupyter.sock`), as
+    /// [`Sandbox::jupyter_url`] gives for an isolated local sandbox.
     /// The sandbox starts its own kernels and shuts down only those when closed.
     ///
     /// # Errors

@@ -345,11 +345,14 @@ impl Sandbox {
     }
 
     /// Base URL of the sandbox's Jupyter server, for tools of your own (JupyterLab, a peer
-    /// client in a benchmark). An isolated local sandbox has no TCP port: its server listens on
-    /// a Unix socket only the SDK uses, and this reads `http://localhost`; start it with
-    /// [`Isolation::None`](crate::Isolation::None) to reach it yourself.
+    /// client in a benchmark). An isolated local sandbox has no TCP port: its server listens
+    /// on a Unix socket, and this is `http+unix://` with the socket's path percent-encoded
+    /// (`http+unix://%2Ftmp%2Fe2b-local-…%2Fsock%2Fserver.sock`), the form clients such as
+    /// Python's requests-unixsocket take and [`Sandbox::jupyter`] accepts; the path alone is
+    /// [`LocalSandbox::socket_path`]. Start the sandbox with
+    /// [`Isolation::None`](crate::Isolation::None) for a `http://127.0.0.1:PORT` URL.
     pub fn jupyter_url(&self) -> &str {
-        self.inner.backend.get().jupyter().base()
+        self.inner.backend.get().jupyter().public_url()
     }
 
     /// The headers every request to [`Sandbox::jupyter_url`] needs (for example
@@ -375,6 +378,33 @@ impl Sandbox {
             .find(|(name, _)| name.eq_ignore_ascii_case("authorization"))
             .and_then(|(_, v)| v.strip_prefix("token "))
             .map(Secret::new)
+    }
+
+    /// The address of `port` inside the sandbox, as seen from here (E2B's `getHost`): for E2B
+    /// `{port}-{sandbox_id}.{domain}`; for an existing Jupyter server its host with `port`
+    /// (the port must be reachable there: the SDK forwards nothing); for a local sandbox
+    /// without isolation or with [`LocalOptions::allow_internet_access`], `127.0.0.1:{port}`;
+    /// for an isolated local sandbox, a new `127.0.0.1` port that the SDK forwards into the
+    /// sandbox's network for as long as the returned [`Host`](crate::Host) lives (through
+    /// `socat`, which must be installed).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] for port 0; [`Error::Closed`]; for an isolated local sandbox
+    /// [`Error::Setup`] when `socat` is missing or its relay does not start, and the errors of
+    /// starting a command.
+    pub fn get_host(&self, port: u16) -> Result<crate::Host, Error> {
+        if port == 0 {
+            return Err(Error::InvalidArgument(
+                "get_host: port 0 names no port; pass the port the service listens on".into(),
+            ));
+        }
+        self.ensure_open()?;
+        match &self.inner.backend {
+            Backends::Local(b) => b.host(self, port),
+            Backends::Jupyter(b) => Ok(crate::Host::direct(b.host(port))),
+            Backends::E2b(b) => Ok(crate::Host::direct(b.host(port))),
+        }
     }
 
     /// The absolute path of the server's root directory, the one relative paths mean (E2B:

@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-use crate::support::{deadline, init_logs, local_tcp, through_proxy, through_proxy_with_framing};
+use crate::support::{
+    deadline, init_logs, local, local_tcp, through_proxy, through_proxy_with_framing,
+    through_unix_proxy,
+};
 use e2b_blocking::{
     CloseReason, ConnectionState, Continuity, Error, Keepalive, ReconnectPolicy, Sandbox,
 };
@@ -143,6 +146,48 @@ fn json_framing_keeps_executions_whole_across_random_cuts() {
         }
         drop(chaos);
         assert!(proxy.cuts() >= 5, "only {} cuts", proxy.cuts());
+    });
+}
+
+/// The isolated (default) local sandbox's transports, Unix sockets, recover as TCP does: cut at
+/// random (half mid-chunk) between the SDK and the server, every line of every execution
+/// arrives exactly once and in order, and an execution run during the cuts runs once.
+#[test]
+fn an_isolated_sandbox_over_unix_sockets_keeps_executions_whole_across_random_cuts() {
+    deadline(|| {
+        init_logs();
+        let owner = local();
+        assert!(owner.jupyter_url().starts_with("http+unix://%2F"));
+        let (proxy, sbx) = through_unix_proxy(
+            &owner,
+            Sandbox::builder()
+                .reconnect(ReconnectPolicy::default().max_elapsed(Duration::from_secs(30))),
+        );
+        let _ = sbx.run_code("runs = 0").unwrap();
+        let chaos =
+            proxy.start_random_cuts(Duration::from_millis(100), Duration::from_millis(400), 11);
+        for n in 0..6 {
+            let code = format!(
+                "runs += 1\nimport time\nfor i in range(20):\n    print(f'{n} {{i}}', flush=True)\n    \
+                 time.sleep(0.05)\n{{'cell': {n}}}"
+            );
+            let exec = sbx
+                .code(code)
+                .timeout(Duration::from_secs(60))
+                .run()
+                .unwrap();
+            let expected: String = (0..20).map(|i| format!("{n} {i}\n")).collect();
+            assert_eq!(exec.logs.stdout.concat(), expected, "cell {n}");
+            assert_eq!(
+                exec.text().map(str::to_string),
+                Some(format!("{{'cell': {n}}}"))
+            );
+            assert_ne!(exec.continuity, Continuity::Unverified, "cell {n}");
+        }
+        drop(chaos);
+        assert!(proxy.cuts() >= 5, "only {} cuts", proxy.cuts());
+        // Each cell ran exactly once, however often its request was replayed.
+        assert_eq!(sbx.run_code("runs").unwrap().text(), Some("6"));
     });
 }
 

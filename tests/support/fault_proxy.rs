@@ -1,4 +1,5 @@
-//! A TCP proxy on 127.0.0.1 that injects faults between a client (the SDK) and a server (a
+//! A TCP proxy on 127.0.0.1 (or a Unix-socket one, for the isolated local sandbox's server)
+//! that injects faults between a client (the SDK) and a server (a
 //! real jupyter_server): abrupt cuts, cuts in the middle of a chunk (so mid-frame), stalls that
 //! hold every byte while the connection stays open, refused reconnects, and random cuts in the
 //! background from a seed that reproduces the sequence.
@@ -13,6 +14,8 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -62,11 +65,101 @@ impl XorShift64 {
     }
 }
 
+/// Where the proxy forwards to.
+#[derive(Debug, Clone)]
+enum Target {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Tcp(a) => write!(f, "{a}"),
+            Target::Unix(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// One side of a proxied connection: TCP or a Unix socket.
+#[derive(Debug)]
+enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Stream {
+    fn connect(target: &Target) -> io::Result<Stream> {
+        Ok(match target {
+            Target::Tcp(addr) => {
+                Stream::Tcp(TcpStream::connect_timeout(addr, TARGET_CONNECT_TIMEOUT)?)
+            }
+            Target::Unix(path) => Stream::Unix(UnixStream::connect(path)?),
+        })
+    }
+
+    fn try_clone(&self) -> io::Result<Stream> {
+        Ok(match self {
+            Stream::Tcp(s) => Stream::Tcp(s.try_clone()?),
+            Stream::Unix(s) => Stream::Unix(s.try_clone()?),
+        })
+    }
+
+    fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.shutdown(how),
+            Stream::Unix(s) => s.shutdown(how),
+        }
+    }
+
+    /// No Nagle delay, and reads that wake every [`TICK`].
+    fn prepare(&self) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => {
+                s.set_nodelay(true)?;
+                s.set_read_timeout(Some(TICK))
+            }
+            Stream::Unix(s) => s.set_read_timeout(Some(TICK)),
+        }
+    }
+
+    /// ACK at once, like the SDK: otherwise the peer's Nagle and this hop's delayed ACK add
+    /// ~40 ms to every small exchange through the proxy. Unix sockets have no ACKs.
+    fn quickack(&self) {
+        #[cfg(target_os = "linux")]
+        if let Stream::Tcp(s) = self {
+            let _ = socket2::SockRef::from(s).set_tcp_quickack(true);
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(buf),
+            Stream::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write(buf),
+            Stream::Unix(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// One proxied connection: a handle on both sockets, so a cut can shut them from outside.
 struct Link {
     id: u64,
-    client: TcpStream,
-    server: TcpStream,
+    client: Stream,
+    server: Stream,
     cut: AtomicBool,
     /// Directions still forwarding; the link leaves the registry when this reaches 0.
     open_directions: AtomicU8,
@@ -92,7 +185,7 @@ struct Chaos {
 }
 
 struct Shared {
-    target: SocketAddr,
+    target: Target,
     refuse: AtomicBool,
     stall: AtomicBool,
     /// Set by `cut_all_mid_chunk`: the next chunk read in either direction is forwarded only
@@ -157,8 +250,18 @@ pub struct FaultProxy {
 impl FaultProxy {
     /// Listens on 127.0.0.1 (a free port) and forwards every connection to `target`.
     pub fn start(target: SocketAddr) -> io::Result<FaultProxy> {
+        FaultProxy::start_to(Target::Tcp(target), false)
+    }
+
+    /// Listens on a Unix socket of its own (see [`FaultProxy::socket_path`]) and forwards
+    /// every connection to the Unix socket `target`: for the isolated local sandbox's server.
+    pub fn start_unix(target: &Path) -> io::Result<FaultProxy> {
+        FaultProxy::start_to(Target::Unix(target.to_path_buf()), true)
+    }
+
+    fn start_to(target: Target, unix: bool) -> io::Result<FaultProxy> {
         let shared = Arc::new(Shared {
-            target,
+            target: target.clone(),
             refuse: AtomicBool::new(false),
             stall: AtomicBool::new(false),
             mid_chunk: AtomicBool::new(false),
@@ -175,14 +278,36 @@ impl FaultProxy {
         });
         let listener = {
             let (a, b) = (shared.clone(), shared.clone());
-            Listener::start(
-                "fproxy-accept",
-                move || a.stopping(),
-                move |client| accept(&b, client),
-            )?
+            if unix {
+                Listener::start_unix(
+                    "fproxy",
+                    move || a.stopping(),
+                    move |client| accept(&b, Stream::Unix(client)),
+                )?
+            } else {
+                Listener::start(
+                    "fproxy-accept",
+                    move || a.stopping(),
+                    move |client| accept(&b, Stream::Tcp(client)),
+                )?
+            }
         };
-        log::debug!("fault proxy {} -> {target}", listener.addr());
-        Ok(FaultProxy { shared, listener })
+        let proxy = FaultProxy { shared, listener };
+        log::debug!("fault proxy {} -> {target}", proxy.name());
+        Ok(proxy)
+    }
+
+    /// Where clients connect, for logs.
+    fn name(&self) -> String {
+        match self.listener.path() {
+            Some(p) => p.display().to_string(),
+            None => self.listener.addr().to_string(),
+        }
+    }
+
+    /// Where clients connect to a proxy made with [`FaultProxy::start_unix`].
+    pub fn socket_path(&self) -> Option<&Path> {
+        self.listener.path()
     }
 
     /// Where clients connect.
@@ -190,9 +315,12 @@ impl FaultProxy {
         self.listener.addr()
     }
 
-    /// Where connections are forwarded.
-    pub fn target(&self) -> SocketAddr {
-        self.shared.target
+    /// Where connections are forwarded, for a TCP target.
+    pub fn target(&self) -> Option<SocketAddr> {
+        match self.shared.target {
+            Target::Tcp(a) => Some(a),
+            Target::Unix(_) => None,
+        }
     }
 
     /// Closes every live connection now, abruptly: both sockets shut down in both directions,
@@ -236,7 +364,7 @@ impl FaultProxy {
     pub fn start_random_cuts(&self, min: Duration, max: Duration, seed: u64) -> RandomCuts {
         log::info!(
             "fault proxy {}: random cuts every {min:?}..={max:?}, seed {seed}",
-            self.addr()
+            self.name()
         );
         *self.shared.rng.lock().unwrap() = XorShift64::new(seed ^ 0xa5a5_a5a5_a5a5_a5a5);
         let stop = Arc::new(AtomicBool::new(false));
@@ -245,7 +373,7 @@ impl FaultProxy {
         let spawned = {
             let (shared, stop, triggered) = (self.shared.clone(), stop.clone(), triggered.clone());
             std::thread::Builder::new()
-                .name(format!("fproxy-chaos-{}", self.addr().port()))
+                .name(format!("fproxy-chaos-{id}"))
                 .spawn(move || chaos_loop(&shared, &stop, &triggered, min, max, seed))
         };
         match spawned {
@@ -317,7 +445,7 @@ impl Drop for FaultProxy {
         if stragglers > 0 {
             log::warn!(
                 "fault proxy {}: {stragglers} thread(s) still running after {JOIN_DEADLINE:?}",
-                self.addr()
+                self.name()
             );
         }
     }
@@ -361,7 +489,7 @@ impl Drop for RandomCuts {
 }
 
 /// One accepted client: refused, or forwarded.
-fn accept(shared: &Arc<Shared>, client: TcpStream) {
+fn accept(shared: &Arc<Shared>, client: Stream) {
     shared.accepted.fetch_add(1, Ordering::SeqCst);
     if shared.refuse.load(Ordering::SeqCst) {
         shared.refused.fetch_add(1, Ordering::SeqCst);
@@ -374,18 +502,17 @@ fn accept(shared: &Arc<Shared>, client: TcpStream) {
 }
 
 /// Connects to the target, registers the link and starts its two pumps.
-fn open_link(shared: &Arc<Shared>, client: TcpStream) -> io::Result<()> {
-    let server = match TcpStream::connect_timeout(&shared.target, TARGET_CONNECT_TIMEOUT) {
+fn open_link(shared: &Arc<Shared>, client: Stream) -> io::Result<()> {
+    let server = match Stream::connect(&shared.target) {
         Ok(s) => s,
         Err(e) => {
             let _ = client.shutdown(Shutdown::Both);
             return Err(e);
         }
     };
-    let setup = || -> io::Result<[TcpStream; 4]> {
+    let setup = || -> io::Result<[Stream; 4]> {
         for s in [&client, &server] {
-            s.set_nodelay(true)?;
-            s.set_read_timeout(Some(TICK))?;
+            s.prepare()?;
         }
         Ok([
             client.try_clone()?,
@@ -439,7 +566,7 @@ enum End {
 }
 
 /// Copies `from` to `to` until `from` closes, either side fails, or the link is cut.
-fn pump(shared: &Shared, link: &Link, dir: Direction, mut from: TcpStream, mut to: TcpStream) {
+fn pump(shared: &Shared, link: &Link, dir: Direction, mut from: Stream, mut to: Stream) {
     let mut buf = vec![0u8; CHUNK];
     let held = |shared: &Shared| {
         // Hold while stalled; Abort if cut or stopped meanwhile.
@@ -452,10 +579,7 @@ fn pump(shared: &Shared, link: &Link, dir: Direction, mut from: TcpStream, mut t
         if held(shared) {
             break End::Abort;
         }
-        // ACK at once, like the SDK: otherwise the peer's Nagle and this hop's delayed ACK
-        // add ~40 ms to every small exchange through the proxy.
-        #[cfg(target_os = "linux")]
-        let _ = socket2::SockRef::from(&from).set_tcp_quickack(true);
+        from.quickack();
         let n = match from.read(&mut buf) {
             Ok(0) => break End::Eof,
             Ok(n) => n,

@@ -136,6 +136,37 @@ pub fn through_proxy_with_framing(
     (proxy, sbx)
 }
 
+/// A sandbox on an isolated local sandbox's server (`owner`, from [`local`]), reached over Unix
+/// sockets through a new fault proxy: the proxy listens on a socket of its own and forwards to
+/// the server's, and the sandbox connects to the proxy with an `http+unix://` URL, so its
+/// transports are the ones an isolated sandbox uses. Binary framing, as the owner's.
+pub fn through_unix_proxy(
+    owner: &Sandbox,
+    builder: e2b_blocking::SandboxBuilder,
+) -> (fault_proxy::FaultProxy, Sandbox) {
+    let socket = owner
+        .as_local()
+        .and_then(|l| l.socket_path())
+        .expect("an isolated local sandbox");
+    let proxy = fault_proxy::FaultProxy::start_unix(socket).expect("proxy starts");
+    let path = proxy
+        .socket_path()
+        .expect("a Unix proxy")
+        .display()
+        .to_string();
+    assert!(
+        path.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/-._".contains(&b)),
+        "{path}"
+    );
+    let url = format!("http+unix://{}", path.replace('/', "%2F"));
+    let sbx = builder
+        .binary_framing(true)
+        .jupyter(&url, token_of(owner).as_str())
+        .expect("sandbox through the proxy");
+    (proxy, sbx)
+}
+
 /// Pids of every process below `root`, from /proc.
 pub fn descendants(root: u32) -> Vec<u32> {
     let mut children: std::collections::HashMap<u32, Vec<u32>> = Default::default();

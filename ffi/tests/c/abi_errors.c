@@ -473,9 +473,22 @@ static void with_sandbox(void) {
     e2b_string_free(s);
     CHECK_CODE(e2b_sandbox_jupyter_url(sbx, &s), E2B_OK);
     /* Isolated (the default on Linux) it is reached through a Unix socket, else over TCP. */
-    CHECK(contains(s, "http://localhost") || contains(s, "http://127.0.0.1:"));
+    CHECK(contains(s, "http+unix://%2F") || contains(s, "http://127.0.0.1:"));
     e2b_string_free(s);
     CHECK_CODE(e2b_sandbox_id(sbx, NULL), E2B_ERR_NULL_ARG);
+
+    /* A port of the sandbox as seen from here: a 127.0.0.1 address (a forward when isolated),
+     * kept until the host handle is released. */
+    e2b_host_t host = 99;
+    s = (char *)"not touched";
+    CHECK_CODE(e2b_sandbox_get_host(sbx, 8000, &s, &host), E2B_OK);
+    CHECK(s != NULL && contains(s, "127.0.0.1:") && host != 0);
+    e2b_string_free(s);
+    e2b_host_release(host);
+    e2b_host_release(host);
+    e2b_host_release(0);
+    CHECK_CODE(e2b_sandbox_get_host(sbx, 8000, NULL, &host), E2B_ERR_NULL_ARG);
+    CHECK(host == 0);
 
     /* Bad arguments to run. */
     char *json = NULL;

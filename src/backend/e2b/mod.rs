@@ -69,6 +69,8 @@ pub(crate) struct E2bBackend {
     debug: bool,
     /// A client for the Jupyter server bounded by the close deadline (the probe in debug mode).
     jupyter_probe: Http,
+    /// The domain the sandbox's ports are served under.
+    host_domain: String,
 }
 
 impl E2bBackend {
@@ -169,6 +171,11 @@ impl E2bBackend {
                 .request(timeouts.close)
                 .connect(timeouts.connect.min(timeouts.close)),
         );
+        let host_domain = access
+            .domain
+            .clone()
+            .filter(|d| !d.is_empty())
+            .unwrap_or_else(|| config.domain.clone());
         Ok(E2bBackend {
             quick: client.bounded(timeouts.close),
             client,
@@ -178,8 +185,18 @@ impl E2bBackend {
             shut_down: AtomicBool::new(false),
             debug: false,
             jupyter_probe,
+            host_domain,
             id,
         })
+    }
+
+    /// `Sandbox::get_host`, as E2B's SDKs: `{port}-{sandbox_id}.{domain}`, or `localhost:{port}`
+    /// in debug mode.
+    pub(crate) fn host(&self, port: u16) -> String {
+        if self.debug {
+            return format!("localhost:{port}");
+        }
+        format!("{port}-{}.{}", self.id, self.host_domain)
     }
 
     /// Polls Jupyter until it answers. A refused connection, a proxy 409 (mid-transition) or

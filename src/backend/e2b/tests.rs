@@ -631,3 +631,21 @@ fn running_is_only_the_running_state() {
         assert_eq!(backend.probe(), Liveness::Alive, "{state}: it exists");
     }
 }
+
+/// `get_host` as E2B's SDKs: `{port}-{id}.{domain}`, the domain being the configured one when
+/// the control plane names none; `localhost:{port}` in debug mode.
+#[test]
+fn get_host_names_the_port_under_the_sandbox_domain() {
+    let (api, jupyter) = cloud(0);
+    let config = config(&api)
+        .sandbox_url(jupyter.url())
+        .domain("example.org");
+    let backend =
+        E2bBackend::connect(&config, "sbx1", Duration::from_secs(60), &timeouts()).unwrap();
+    assert_eq!(backend.host(3000), "3000-sbx1.example.org");
+    backend.shutdown().unwrap();
+    let debug = E2bConfig::default().debug(true).sandbox_url(jupyter.url());
+    let backend =
+        E2bBackend::connect(&debug, "ignored", Duration::from_secs(60), &timeouts()).unwrap();
+    assert_eq!(backend.host(3000), "localhost:3000");
+}

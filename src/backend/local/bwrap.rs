@@ -5,6 +5,10 @@
 //! usual top-level symlinks), a fresh `/proc`, `/dev` and `/tmp`, the sandbox root writable at
 //! `/home/user`, and the Python it runs bound back read-only. Nothing else of the host is
 //! there: no home directories, no `/root`, no `/run` (and its sockets), no `/var`, no `/mnt`.
+//!
+//! When the SDK runs as root, bubblewrap itself runs as the unprivileged host user `nobody`
+//! ([`SandboxUser`]): inside its user namespace root maps to host root, which, even without
+//! capabilities, owns `/etc/shadow` and every root-owned file, so the sandbox must not be root.
 
 use std::fs;
 use std::io;
@@ -20,6 +24,10 @@ use crate::error::Error;
 pub(crate) const HOME: &str = "/home/user";
 /// Where the server's own directories (config, runtime, socket) appear inside.
 pub(crate) const STATE: &str = "/run/e2b-blocking";
+
+/// The directory (under the server's host directory, and under [`STATE`] inside) where the
+/// relays of `Sandbox::get_host` put their Unix sockets.
+pub(crate) const FORWARDS: &str = "fwd";
 
 /// Host directories shown read-only. Everything else of the host is absent.
 const SHOWN: &[&str] = &[
@@ -40,6 +48,7 @@ pub(crate) fn check() -> Result<PathBuf, Error> {
 }
 
 fn probe() -> Result<PathBuf, (String, Option<String>)> {
+    let user = SandboxUser::for_this_process();
     if !cfg!(target_os = "linux") {
         return Err(("bubblewrap runs on Linux only".into(), None));
     }
@@ -49,7 +58,14 @@ fn probe() -> Result<PathBuf, (String, Option<String>)> {
         .map(|dir| dir.join("bwrap"))
         .find(|p| p.is_file())
         .ok_or_else(|| ("no `bwrap` on PATH".to_string(), None))?;
-    let out = Command::new(&exe)
+    let mut cmd = Command::new(&exe);
+    if let Some(user) = user {
+        // Unprivileged user namespaces may be forbidden to ordinary users while root may
+        // create them: ask as the user the sandbox will run as.
+        std::os::unix::process::CommandExt::uid(&mut cmd, user.uid);
+        std::os::unix::process::CommandExt::gid(&mut cmd, user.gid);
+    }
+    let out = cmd
         .args([
             "--unshare-user",
             "--unshare-pid",
@@ -76,8 +92,15 @@ fn probe() -> Result<PathBuf, (String, Option<String>)> {
         })?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
+        let whom = match user {
+            Some(u) => format!(
+                " as uid {} (the SDK runs as root; the sandbox does not)",
+                u.uid
+            ),
+            None => String::new(),
+        };
         return Err((
-            format!("{} cannot create namespaces here", exe.display()),
+            format!("{} cannot create namespaces here{whom}", exe.display()),
             Some(stderr.trim().to_string()),
         ));
     }
@@ -94,25 +117,19 @@ pub(crate) struct Plan<'a> {
     pub(crate) internet: bool,
     /// Variables of the sandbox's environment, the only ones it gets.
     pub(crate) env: &'a [(String, String)],
-    /// A cgroup's `cgroup.procs`: bubblewrap joins the cgroup before it starts anything.
-    pub(crate) cgroup_procs: Option<&'a Path>,
+    /// Who bubblewrap runs as, when not as the calling user (who is root).
+    pub(crate) user: Option<SandboxUser>,
 }
 
 impl Plan<'_> {
     /// `bwrap [options] --` followed by nothing: the caller appends the command to run inside.
     pub(crate) fn command(&self) -> Command {
-        let mut cmd = match self.cgroup_procs {
-            // The shell moves itself into the cgroup, then becomes bubblewrap: nothing of the
-            // sandbox runs outside the cgroup, even for a moment.
-            Some(procs) => {
-                let mut sh = Command::new("/bin/sh");
-                sh.args(["-c", "echo 0 > \"$0\" && exec \"$@\""])
-                    .arg(procs)
-                    .arg(self.bwrap);
-                sh
-            }
-            None => Command::new(self.bwrap),
-        };
+        let mut cmd = Command::new(self.bwrap);
+        if let Some(user) = self.user {
+            // std drops root's supplementary groups too before it changes user.
+            std::os::unix::process::CommandExt::gid(&mut cmd, user.gid);
+            std::os::unix::process::CommandExt::uid(&mut cmd, user.uid);
+        }
         cmd.args([
             "--unshare-user",
             "--unshare-pid",
@@ -160,7 +177,7 @@ impl Plan<'_> {
         for path in self.python_paths {
             cmd.arg("--ro-bind").arg(path).arg(path);
         }
-        for name in ["config", "data", "ipython", "runtime", "sock"] {
+        for name in ["config", "data", "ipython", "runtime", "sock", FORWARDS] {
             cmd.arg("--bind")
                 .arg(self.dir.join(name))
                 .arg(Path::new(STATE).join(name));
@@ -196,57 +213,65 @@ pub(crate) fn rlimit_config(limits: &ResourceLimits) -> String {
     out
 }
 
-/// A pids cgroup holding one sandbox: for when the SDK runs as root, whose processes the kernel
-/// never holds to RLIMIT_NPROC (the sandbox's user maps to host root).
-#[derive(Debug)]
-pub(crate) struct PidsCgroup {
-    dir: PathBuf,
+/// The unprivileged host user an isolated sandbox runs as when the SDK runs as root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SandboxUser {
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
 }
 
-impl PidsCgroup {
-    /// A new cgroup allowing `max` tasks, under cgroup v2's root when its `pids` controller is
-    /// enabled for children, else under cgroup v1's `pids` hierarchy; `None` when neither can be
-    /// written.
-    pub(crate) fn create(max: u32) -> Option<PidsCgroup> {
-        let v2 = Path::new("/sys/fs/cgroup");
-        let parent = if fs::read_to_string(v2.join("cgroup.subtree_control"))
-            .is_ok_and(|s| s.split_whitespace().any(|c| c == "pids"))
-        {
-            v2.to_path_buf()
-        } else {
-            v2.join("pids")
-        };
-        let dir = parent.join(format!("e2b-blocking-{}", uuid::Uuid::new_v4().simple()));
-        let made =
-            fs::create_dir(&dir).and_then(|()| fs::write(dir.join("pids.max"), max.to_string()));
-        match made {
-            Ok(()) => Some(PidsCgroup { dir }),
-            Err(e) => {
-                log::debug!("no pids cgroup under {}: {e}", parent.display());
-                let _ = fs::remove_dir(&dir);
-                None
-            }
+impl SandboxUser {
+    /// `nobody` (and its primary group) when this process is root, else `None`: an ordinary
+    /// user's sandbox runs as that user, who is unprivileged already.
+    pub(crate) fn for_this_process() -> Option<SandboxUser> {
+        if !nix::unistd::geteuid().is_root() {
+            return None;
         }
+        let nobody = nix::unistd::User::from_name("nobody").ok().flatten();
+        Some(match nobody {
+            Some(u) => SandboxUser {
+                uid: u.uid.as_raw(),
+                gid: u.gid.as_raw(),
+            },
+            // The kernel's overflow ids, which name no real user.
+            None => SandboxUser {
+                uid: 65534,
+                gid: 65534,
+            },
+        })
     }
 
-    /// The `cgroup.procs` file a process writes `0` to to join the cgroup.
-    pub(crate) fn procs(&self) -> PathBuf {
-        self.dir.join("cgroup.procs")
+    /// Whether this user can reach `path`, by the mode bits: every directory on the way and
+    /// `path` itself searchable (a file: readable). Bubblewrap, running as this user, must open
+    /// what it binds.
+    pub(crate) fn can_reach(self, path: &Path) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        path.ancestors().all(|p| match fs::metadata(p) {
+            Ok(m) => {
+                let shift = if m.uid() == self.uid {
+                    6
+                } else if m.gid() == self.gid {
+                    3
+                } else {
+                    0
+                };
+                let want = if m.is_dir() { 0o1 } else { 0o4 };
+                (m.mode() >> shift) & want != 0
+            }
+            Err(_) => false,
+        })
     }
-}
 
-impl Drop for PidsCgroup {
-    fn drop(&mut self) {
-        // The sandbox's processes die with its PID namespace, a moment after the server is
-        // reaped; the cgroup can go only once they have.
-        for _ in 0..100 {
-            match fs::remove_dir(&self.dir) {
-                Ok(()) => return,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return,
-                Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+    /// Hands the sandbox's host directory (`dir` and everything in it) to this user, so the
+    /// server it runs can write its root, sockets and runtime files and read its config.
+    pub(crate) fn own(self, dir: &Path) -> io::Result<()> {
+        std::os::unix::fs::chown(dir, Some(self.uid), Some(self.gid))?;
+        if fs::symlink_metadata(dir)?.is_dir() {
+            for entry in fs::read_dir(dir)? {
+                self.own(&entry?.path())?;
             }
         }
-        log::warn!("could not remove the cgroup {}", self.dir.display());
+        Ok(())
     }
 }
 

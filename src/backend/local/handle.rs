@@ -26,6 +26,13 @@ impl<'a> LocalSandbox<'a> {
         self.backend.runtime_dir()
     }
 
+    /// The Unix socket the isolated sandbox's server listens on (owner-only), `None` without
+    /// isolation (the server is then on 127.0.0.1). [`Sandbox::jupyter_url`](crate::Sandbox::jupyter_url)
+    /// gives it as an `http+unix://` URL.
+    pub fn socket_path(&self) -> Option<&'a Path> {
+        self.backend.socket_path()
+    }
+
     /// The jupyter_server process's id.
     pub fn pid(&self) -> u32 {
         self.backend.pid()

@@ -4,6 +4,7 @@
 //! calling user.
 
 mod bwrap;
+pub(crate) mod forward;
 mod handle;
 pub(crate) mod python;
 mod server;
@@ -26,7 +27,9 @@ pub enum Isolation {
     /// The default: the server and its kernels run inside bubblewrap (`bwrap`), in their own
     /// user, PID, IPC, UTS and network namespaces, with the host's environment dropped, its
     /// home directories hidden, its system directories read-only and the resource limits of
-    /// [`ResourceLimits`]. Linux only; needs the `bubblewrap` package and user namespaces,
+    /// [`ResourceLimits`]. When the SDK runs as root, the sandbox runs as the unprivileged
+    /// user `nobody`, which then needs to reach the Python it runs (the managed venv of root is
+    /// kept under `/var/cache` for that). Linux only; needs the `bubblewrap` package and user namespaces,
     /// else [`Sandbox::local`](crate::Sandbox::local) fails with
     /// [`Error::IsolationUnavailable`](crate::Error::IsolationUnavailable).
     #[default]
@@ -39,8 +42,8 @@ pub enum Isolation {
 /// Resource limits of an isolated local sandbox (ignored with [`Isolation::None`]).
 ///
 /// They are rlimits, which hold per process (memory) or per sandbox (processes), not a cap on
-/// the sandbox's total memory. When the SDK runs as root, whose processes the kernel exempts
-/// from the process limit, it is applied with a pids cgroup where one can be created.
+/// the sandbox's total memory. The process limit holds for root's sandboxes too, which run as
+/// `nobody`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ResourceLimits {
     pub(crate) max_processes: Option<u32>,
@@ -163,6 +166,8 @@ impl LocalOptions {
 pub(crate) struct LocalBackend {
     id: String,
     server: LocalServer,
+    /// Whether the sandbox has a network of its own, which `get_host` must forward into.
+    own_network: bool,
 }
 
 impl LocalBackend {
@@ -191,6 +196,7 @@ impl LocalBackend {
         Ok(LocalBackend {
             id: format!("local-{}", server.pid()),
             server,
+            own_network: bwrap.is_some() && !options.internet,
         })
     }
 
@@ -202,6 +208,21 @@ impl LocalBackend {
     /// Where kernel connection files are written (for direct ZMQ access in benchmarks).
     pub(crate) fn runtime_dir(&self) -> &Path {
         self.server.runtime_dir()
+    }
+
+    /// `Sandbox::get_host`: `127.0.0.1:port` where the sandbox shares the host's network, else
+    /// a forward into the sandbox's own.
+    pub(crate) fn host(&self, sandbox: &crate::Sandbox, port: u16) -> Result<crate::Host, Error> {
+        if !self.own_network {
+            return Ok(crate::Host::direct(format!("127.0.0.1:{port}")));
+        }
+        let (addr, forward) = forward::start(sandbox, self.server.dir(), port)?;
+        Ok(crate::Host::forwarded(addr, forward))
+    }
+
+    /// The isolated server's Unix socket.
+    pub(crate) fn socket_path(&self) -> Option<&Path> {
+        self.server.socket_path()
     }
 
     /// The server's process id.

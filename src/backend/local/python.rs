@@ -14,7 +14,9 @@ use crate::error::{BoxError, Error};
 
 /// Names a Python that already has jupyter_server and ipykernel; skips the managed venv.
 pub const PYTHON_ENV: &str = "E2B_LOCAL_PYTHON";
-/// Overrides where the managed venv is kept (default: the user's cache dir).
+/// Overrides where the managed venv is kept (default: the user's cache dir; for root,
+/// `/var/cache/e2b-blocking`, which the unprivileged user an isolated sandbox then runs as can
+/// read, unlike root's home).
 pub const CACHE_ENV: &str = "E2B_LOCAL_CACHE";
 
 /// Pinned versions the managed venv is built with (measured in the reference notes).
@@ -186,6 +188,8 @@ fn tag() -> String {
 fn cache_dir() -> Result<PathBuf, Error> {
     let base = match std::env::var_os(CACHE_ENV).filter(|v| !v.is_empty()) {
         Some(dir) => PathBuf::from(dir),
+        // Root's isolated sandboxes run as `nobody`, which cannot enter /root.
+        None if nix::unistd::geteuid().is_root() => PathBuf::from("/var/cache/e2b-blocking"),
         None => dirs::cache_dir()
             .unwrap_or_else(std::env::temp_dir)
             .join("e2b-blocking"),
@@ -250,21 +254,43 @@ fn ensure_venv(venv: &Path) -> Result<(), Error> {
     Ok(())
 }
 
+/// The Python the managed venv is made from: `python3` or `python` on `PATH`. When this process
+/// is root, the venv must also work for the unprivileged user isolated sandboxes then run as,
+/// so a Python under root's home (pyenv's, say) is passed over for the system's.
 fn base_python() -> Result<PathBuf, Error> {
-    for candidate in ["python3", "python"] {
-        let ok = Command::new(candidate)
+    let user = super::bwrap::SandboxUser::for_this_process();
+    for candidate in [
+        "python3",
+        "python",
+        "/usr/bin/python3",
+        "/usr/local/bin/python3",
+    ] {
+        let out = Command::new(candidate)
             // Debian ships `venv` without `ensurepip` unless python3-venv is installed.
             .args([
                 "-c",
-                "import sys, venv, ensurepip; assert sys.version_info >= (3, 9)",
+                "import sys, venv, ensurepip; assert sys.version_info >= (3, 9)\n\
+                 print(sys.base_prefix)",
             ])
-            .stdout(Stdio::null())
+            .stdin(Stdio::null())
             .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if ok {
-            return Ok(PathBuf::from(candidate));
+            .output();
+        let Ok(out) = out else { continue };
+        if !out.status.success() {
+            continue;
         }
+        let prefix = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        if let Some(user) = user
+            && !user.can_reach(&prefix)
+        {
+            log::debug!(
+                "{candidate} lives in {}, which uid {} cannot reach: not used for the venv",
+                prefix.display(),
+                user.uid
+            );
+            continue;
+        }
+        return Ok(PathBuf::from(candidate));
     }
     Err(Error::setup_msg(format!(
         "no python3 (>= 3.9, with venv) on PATH: install one (Debian: apt-get install python3 \

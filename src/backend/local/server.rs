@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::backend::local::bwrap::{self, PidsCgroup, Plan};
+use crate::backend::local::bwrap::{self, Plan, SandboxUser};
 use crate::backend::local::python::{self, Python};
 use crate::backend::local::{Isolation, LocalOptions};
 use crate::config::{Secret, Timeouts};
@@ -114,9 +114,6 @@ pub(crate) struct LocalServer {
     token: Secret,
     /// The host path of the server's Unix socket, when it runs isolated.
     socket: Option<PathBuf>,
-    /// Holds the isolated server's process limit when rlimits cannot (the SDK runs as root).
-    /// Dropped after the server is killed.
-    _cgroup: Option<PidsCgroup>,
 }
 
 impl LocalServer {
@@ -201,7 +198,6 @@ impl LocalServer {
             endpoint: Endpoint::new("http://127.0.0.1:1")?,
             token: token.clone(),
             socket: None,
-            _cgroup: None,
         };
         // From here on, dropping `server` cleans up the process and the directory.
         let server = server.wait_ready(token, timeouts)?;
@@ -228,9 +224,12 @@ impl LocalServer {
         let state = Path::new(bwrap::STATE);
         let inside = |name: &str| state.join(name).display().to_string();
         let private = fs::Permissions::from_mode(0o700);
+        let fwd = dir.join(bwrap::FORWARDS);
         fs::create_dir_all(dir.join("sock"))
+            .and_then(|()| fs::create_dir_all(&fwd))
             .and_then(|()| fs::set_permissions(dir, private.clone()))
-            .and_then(|()| fs::set_permissions(dir.join("sock"), private))
+            .and_then(|()| fs::set_permissions(dir.join("sock"), private.clone()))
+            .and_then(|()| fs::set_permissions(&fwd, private))
             .map_err(|e| Error::setup("cannot create the server's socket directory", e))?;
         let root = dir.join("root");
         let runtime = dir.join("runtime");
@@ -262,27 +261,28 @@ impl LocalServer {
         }
         env.extend(envs.iter().cloned());
         let python_paths = python::sandbox_paths(python)?;
-        let cgroup = match options.limits.max_processes {
-            Some(max) if nix::unistd::geteuid().is_root() => {
-                let cgroup = PidsCgroup::create(max);
-                if cgroup.is_none() {
-                    log::warn!(
-                        "the local sandbox's process limit is not enforced: the SDK runs as root \
-                         (exempt from RLIMIT_NPROC) and no pids cgroup can be created"
-                    );
-                }
-                cgroup
+        let user = SandboxUser::for_this_process();
+        if let Some(user) = user {
+            if let Some(hidden) = python_paths.iter().find(|p| !user.can_reach(p)) {
+                return Err(Error::setup_msg(format!(
+                    "the isolated sandbox runs as uid {} (the SDK runs as root, the sandbox \
+                     must not), which cannot reach {}: give the Python a path every user can \
+                     read (LocalOptions::python, {}) or use the managed venv",
+                    user.uid,
+                    hidden.display(),
+                    python::PYTHON_ENV
+                )));
             }
-            _ => None,
-        };
-        let procs = cgroup.as_ref().map(PidsCgroup::procs);
+            user.own(dir)
+                .map_err(|e| Error::setup("cannot hand the sandbox's directory to its user", e))?;
+        }
         let plan = Plan {
             bwrap,
             dir,
             python_paths: &python_paths,
             internet: options.internet,
             env: &env,
-            cgroup_procs: procs.as_deref(),
+            user,
         };
         let mut cmd = plan.command();
         cmd.arg(&python.exe)
@@ -311,7 +311,6 @@ impl LocalServer {
             endpoint: Endpoint::new("http://localhost")?,
             token: token.clone(),
             socket: Some(dir.join("sock").join("server.sock")),
-            _cgroup: cgroup,
         };
         let server = server.wait_ready(token, timeouts)?;
         if let Err(e) = fs::remove_file(&token_file) {
@@ -440,6 +439,16 @@ impl LocalServer {
     /// The directory the contents API serves.
     pub(crate) fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The isolated server's Unix socket on the host.
+    pub(crate) fn socket_path(&self) -> Option<&Path> {
+        self.socket.as_deref()
+    }
+
+    /// The server's host directory (see [`bwrap::FORWARDS`] for what else is in it).
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Where kernel connection files are written.
