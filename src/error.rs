@@ -230,6 +230,14 @@ pub enum Error {
         stderr: String,
     },
 
+    /// No command with this pid was started through the sandbox, or it ended too long ago
+    /// (from [`Commands::connect`](crate::Commands::connect)).
+    #[error("no command with pid {pid} was started through this sandbox")]
+    ProcessNotFound {
+        /// The pid asked for.
+        pid: u32,
+    },
+
     /// The caller passed something this crate cannot act on. Fix the call.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

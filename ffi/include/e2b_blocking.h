@@ -162,6 +162,10 @@ enum e2b_error_code_t
    */
   E2B_ERR_COMMAND_FAILED = 24,
   /**
+   * No command with that pid was started through the sandbox (`e2b_commands_connect()`).
+   */
+  E2B_ERR_PROCESS_NOT_FOUND = 25,
+  /**
    * Any other failure; the message says what.
    */
   E2B_ERR_OTHER = 99,
@@ -231,6 +235,12 @@ typedef struct {
    */
   void *user_data;
 } e2b_run_callbacks_t;
+
+/**
+ * A directory watch: an opaque, non-zero id, like `e2b_sandbox_t`. 0 is never a valid
+ * handle; ids are never reused, and a destroyed one gives `E2B_ERR_CLOSED`.
+ */
+typedef uint64_t e2b_watch_t;
 
 /**
  * A host handle from `e2b_sandbox_get_host()`: an opaque, non-zero id that keeps the address
@@ -659,6 +669,72 @@ e2b_error_code_t e2b_commands_list(e2b_sandbox_t sandbox,
 e2b_error_code_t e2b_commands_kill(e2b_sandbox_t sandbox,
                                    uint32_t pid,
                                    int *out_killed);
+
+/**
+ * Follows the command with process id `pid` that the sandbox's runner started (see
+ * `e2b_commands_list()`; any thread or process may have started it, also in the background)
+ * until it exits: first what it printed since it started, then live. Output goes to
+ * `callbacks` (`on_stdout`, `on_stderr`; see `e2b_output_fn`) on this thread; a callback
+ * returning non-zero stops following (the command runs on) and the call returns
+ * `E2B_ERR_CALLBACK`.
+ *
+ * `out_json` may be NULL; otherwise on `E2B_OK` it gets the same JSON as `e2b_commands_run()`
+ * (`{"stdout": ..., "stderr": ..., "exit_code": ...}`), a new string the caller frees with
+ * `e2b_string_free()`, and NULL on failure. An unknown pid is `E2B_ERR_PROCESS_NOT_FOUND`.
+ * `e2b_commands_kill()` from another thread ends the command, and this call with
+ * `"exit_code": -9`.
+ *
+ * # Safety
+ * `callbacks` is NULL or points to a valid `e2b_run_callbacks_t` (read once, at the start);
+ * `out_json` is NULL or valid for one write.
+ */
+e2b_error_code_t e2b_commands_connect(e2b_sandbox_t sandbox,
+                                      uint32_t pid,
+                                      const e2b_run_callbacks_t *callbacks,
+                                      char **out_json);
+
+/**
+ * Starts watching directory `path` (relative to the sandbox root; `recursive` non-zero to
+ * include every directory below) and puts the watch in `*out_watch` (0 on failure). Every
+ * change made after this returns is reported by `e2b_watch_next()`. A missing directory is
+ * `E2B_ERR_FILE_NOT_FOUND`, a file `E2B_ERR_NOT_A_DIRECTORY`. Free it with
+ * `e2b_watch_destroy()`.
+ *
+ * # Safety
+ * `path` is a NUL-terminated string; `out_watch` is valid for one write.
+ */
+e2b_error_code_t e2b_files_watch_dir(e2b_sandbox_t sandbox,
+                                     const char *path,
+                                     int recursive,
+                                     e2b_watch_t *out_watch);
+
+/**
+ * Waits at most `timeout_ms` for the watch's next event. On `E2B_OK`, `*out_json` is the
+ * event, `{"kind": "create", "path": "sub/a.txt", "dropped": null}` (kinds: `create`,
+ * `write`, `remove`, `rename`, `chmod`, and `overflow` with `dropped` the number of events
+ * lost when known; `path` is relative to the watched directory), a new string the caller
+ * frees with `e2b_string_free()`; or NULL when none came in time or the watch has ended
+ * (`e2b_watch_finished()` tells which). An error that ended the watch (a lost connection)
+ * is returned once.
+ *
+ * # Safety
+ * `out_json` is valid for one write.
+ */
+e2b_error_code_t e2b_watch_next(e2b_watch_t watch,
+                                uint64_t timeout_ms,
+                                char **out_json);
+
+/**
+ * 1 once the watch has ended (stopped, or its directory removed) and every event was read;
+ * 0 otherwise, and for a handle that is 0, destroyed or made up. Never an error.
+ */
+int e2b_watch_finished(e2b_watch_t watch);
+
+/**
+ * Stops the watch (within about half a second) and frees the handle. 0 is ignored; a second
+ * destroy returns `E2B_ERR_CLOSED`.
+ */
+e2b_error_code_t e2b_watch_destroy(e2b_watch_t watch);
 
 /**
  * The address of `port` inside the sandbox, as seen from this machine (E2B's `getHost`), in

@@ -76,13 +76,15 @@ pub enum E2bErrorCode {
     /// A command exited with a non-zero code where success was required. `e2b_commands_run()`
     /// never returns it: there a non-zero exit code is data (`"exit_code"`), not an error.
     E2B_ERR_COMMAND_FAILED = 24,
+    /// No command with that pid was started through the sandbox (`e2b_commands_connect()`).
+    E2B_ERR_PROCESS_NOT_FOUND = 25,
     /// Any other failure; the message says what.
     E2B_ERR_OTHER = 99,
 }
 
 impl E2bErrorCode {
     /// Every code, for `e2b_error_code_name` and the tests.
-    pub(crate) const ALL: [E2bErrorCode; 26] = [
+    pub(crate) const ALL: [E2bErrorCode; 27] = [
         E2bErrorCode::E2B_OK,
         E2bErrorCode::E2B_ERR_NULL_ARG,
         E2bErrorCode::E2B_ERR_INVALID_UTF8,
@@ -108,6 +110,7 @@ impl E2bErrorCode {
         E2bErrorCode::E2B_ERR_OUTPUT_LOST,
         E2bErrorCode::E2B_ERR_IO,
         E2bErrorCode::E2B_ERR_COMMAND_FAILED,
+        E2bErrorCode::E2B_ERR_PROCESS_NOT_FOUND,
         E2bErrorCode::E2B_ERR_OTHER,
     ];
 
@@ -139,6 +142,7 @@ impl E2bErrorCode {
             E2bErrorCode::E2B_ERR_OUTPUT_LOST => "E2B_ERR_OUTPUT_LOST\0",
             E2bErrorCode::E2B_ERR_IO => "E2B_ERR_IO\0",
             E2bErrorCode::E2B_ERR_COMMAND_FAILED => "E2B_ERR_COMMAND_FAILED\0",
+            E2bErrorCode::E2B_ERR_PROCESS_NOT_FOUND => "E2B_ERR_PROCESS_NOT_FOUND\0",
             E2bErrorCode::E2B_ERR_OTHER => "E2B_ERR_OTHER\0",
         }
     }
@@ -186,6 +190,7 @@ impl From<Error> for FfiError {
             Error::OutputLost { .. } => E2B_ERR_OUTPUT_LOST,
             Error::Io { .. } => E2B_ERR_IO,
             Error::CommandFailed { .. } => E2B_ERR_COMMAND_FAILED,
+            Error::ProcessNotFound { .. } => E2B_ERR_PROCESS_NOT_FOUND,
             Error::InvalidArgument(_) | Error::RequestTooLarge { .. } => E2B_ERR_INVALID_ARGUMENT,
             Error::Setup { .. } | Error::IsolationUnavailable { .. } => E2B_ERR_SETUP,
             // Our own callback wrappers never panic on purpose (an abort is recognised before

@@ -29,6 +29,7 @@ mod run;
 mod files;
 
 mod commands;
+mod watch;
 
 mod host;
 
@@ -46,3 +47,4 @@ pub use last_error::*;
 pub use registry::E2bSandbox;
 pub use run::*;
 pub use sandbox::*;
+pub use watch::*;

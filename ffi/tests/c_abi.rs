@@ -390,6 +390,26 @@ fn c_programs_have_no_memory_errors_or_definite_leaks_under_valgrind() {
     server.assert_untouched(&before);
 }
 
+/// `e2b_commands_connect()` and directory watches from C, with and without valgrind.
+#[test]
+fn c_connect_and_watch_follow_commands_and_directories() {
+    let exe = compile("tests/c/watch_connect.c", "watch_connect", false);
+    let done = run_ok(Command::new(&exe), RUN_LIMIT);
+    assert!(
+        done.stdout.contains("watch_connect: all"),
+        "{}",
+        done.describe()
+    );
+    support::require_tool("valgrind", VALGRIND_HINT);
+    let exe = compile("tests/c/watch_connect.c", "watch_connect_vg", false);
+    let done = valgrind(&exe, &[], VALGRIND_LIMIT);
+    assert!(
+        done.stdout.contains("watch_connect: all"),
+        "{}",
+        done.describe()
+    );
+}
+
 /// What every tool check above does when its tool is absent: one line naming what to install.
 #[test]
 fn a_missing_tool_fails_with_one_line_saying_what_to_install() {

@@ -75,6 +75,11 @@ fn header_declares_every_exported_function() {
         "e2b_commands_run",
         "e2b_sandbox_get_host",
         "e2b_host_release",
+        "e2b_commands_connect",
+        "e2b_files_watch_dir",
+        "e2b_watch_next",
+        "e2b_watch_finished",
+        "e2b_watch_destroy",
     ] {
         let declared = [" ", "*"]
             .iter()
@@ -84,4 +89,5 @@ fn header_declares_every_exported_function() {
     assert!(header.contains("E2B_ERR_CLOSED = 11"));
     assert!(header.contains("E2B_ERR_IS_A_DIRECTORY = 21"));
     assert!(header.contains("E2B_ERR_COMMAND_FAILED = 24"));
+    assert!(header.contains("E2B_ERR_PROCESS_NOT_FOUND = 25"));
 }

@@ -33,6 +33,7 @@ enum Fault {
     Timeout(Duration),
     Connection(Failure),
     NotFound(String),
+    ProcessNotFound(u32),
     NotADirectory(String),
     PermissionDenied(String),
     Runner(String),
@@ -52,6 +53,7 @@ impl Fault {
             },
             Fault::Connection(f) => f.to_error(),
             Fault::NotFound(path) => Error::FileNotFound { path: path.clone() },
+            Fault::ProcessNotFound(pid) => Error::ProcessNotFound { pid: *pid },
             Fault::NotADirectory(path) => Error::NotADirectory { path: path.clone() },
             Fault::PermissionDenied(path) => Error::PermissionDenied { path: path.clone() },
             Fault::Runner(message) => Error::protocol(message.clone()),
@@ -245,6 +247,11 @@ pub(super) struct Running<'a> {
     stdin_open: bool,
     /// Dropping the handle leaves the command running.
     background: bool,
+    /// The cell follows a command that another cell runs (`commands().connect(pid)`): an
+    /// interrupt stops the following, not the command.
+    pub(super) follower: bool,
+    /// The pid a follower was asked to follow, for its error.
+    pid_asked: Option<u32>,
 }
 
 impl std::fmt::Debug for Running<'_> {
@@ -272,6 +279,10 @@ impl<'a> Running<'a> {
     fn kill(&mut self) -> Result<bool, Error> {
         if self.ending.is_some() {
             return Ok(false);
+        }
+        if self.follower || self.background {
+            // A background command's runner ignores interrupts (see runner.py): by pid.
+            return self.kill_by_pid();
         }
         self.kill_requested = true;
         let mut deadline = self.settle(SETTLE);
@@ -312,6 +323,34 @@ impl<'a> Running<'a> {
             Some(Ending::Exited(_)) => Ok(true),
             Some(Ending::Failed(f)) => Err(f.to_error(&self.stdout, &self.stderr)),
             None => Ok(true),
+        }
+    }
+
+    /// [`Running::kill`] by pid, from another kernel: for a follower (the command runs in
+    /// another kernel; the follower then sees its exit in the log) and for a background
+    /// command (whose runner outlives interrupts).
+    fn kill_by_pid(&mut self) -> Result<bool, Error> {
+        let Some(pid) = self.pid else {
+            return Ok(false);
+        };
+        super::Commands::new(self.sandbox.clone()).kill(pid)?;
+        let deadline = Instant::now() + SETTLE;
+        self.killing = true;
+        while self.ending.is_none() && Instant::now() < deadline {
+            self.pump(Some(deadline));
+        }
+        self.killing = false;
+        match &self.ending {
+            Some(Ending::Exited(_)) => Ok(true),
+            Some(Ending::Failed(f)) => Err(f.to_error(&self.stdout, &self.stderr)),
+            None => {
+                log::warn!("command {pid} did not report its end after a kill");
+                self.end(Ending::Failed(Fault::Timeout(SETTLE)), false);
+                Err(Error::Timeout {
+                    phase: TimeoutPhase::Command,
+                    after: SETTLE,
+                })
+            }
         }
     }
 
@@ -551,6 +590,12 @@ impl<'a> Running<'a> {
                     Some("start") => {
                         self.pid = record["pid"].as_u64().and_then(|p| u32::try_from(p).ok());
                         self.stdin_dir = record["stdin"].as_str().map(str::to_string);
+                        if self.follower && self.stdin_dir.is_some() {
+                            // The command was started with a stdin: a connected handle
+                            // writes to it too.
+                            self.wants_stdin = true;
+                            self.stdin_open = true;
+                        }
                     }
                     Some("exit") => {
                         let code = record["exit_code"]
@@ -564,6 +609,9 @@ impl<'a> Running<'a> {
                         let path = record["path"].as_str().unwrap_or("").to_string();
                         self.start_error = Some(match record["kind"].as_str() {
                             Some("not_found") => Fault::NotFound(path),
+                            Some("process_not_found") => {
+                                Fault::ProcessNotFound(self.pid_asked.unwrap_or_default())
+                            }
                             Some("not_a_directory") => Fault::NotADirectory(path),
                             Some("permission_denied") => Fault::PermissionDenied(path),
                             _ => Fault::Runner(format!(
@@ -609,7 +657,10 @@ impl<'a> Running<'a> {
         if let Err(payload) = catch_unwind(AssertUnwindSafe(|| f(text))) {
             self.panicked = Some((name, crate::exec::code::panic_message(payload.as_ref())));
             self.kill_requested = true;
-            self.interrupt();
+            match self.pid {
+                Some(pid) if self.background || self.follower => self.kill_from_elsewhere(pid),
+                _ => self.interrupt(),
+            }
         }
     }
 
@@ -625,6 +676,11 @@ impl<'a> Running<'a> {
             Ending::Failed(Fault::Timeout(self.timeout.unwrap_or_default()))
         } else {
             match &self.exit {
+                Some((_, outcome)) if outcome == "detached" => Ending::Failed(Fault::Runner(
+                    "the command's kernel was interrupted or shut down; the background command \
+                     runs on, detached"
+                        .into(),
+                )),
                 Some((_, outcome)) if outcome == "timeout" => {
                     Ending::Failed(Fault::Timeout(self.timeout.unwrap_or_default()))
                 }
@@ -663,6 +719,18 @@ impl<'a> Running<'a> {
 
 impl Drop for Running<'_> {
     fn drop(&mut self) {
+        if self.ending.is_none()
+            && self.follower
+            && let Some(driver) = self.driver.take()
+        {
+            // Stops the following (the cell ends at the interrupt); the command runs on.
+            let kernel = driver.kernel().clone();
+            drop(driver);
+            self.sandbox
+                .interrupt_kernel(&kernel, self.sandbox.config().timeouts.request);
+            self.sandbox.system_kernels().detach(kernel);
+            return;
+        }
         if self.ending.is_none()
             && self.background
             && let Some(driver) = self.driver.take()
@@ -742,13 +810,6 @@ impl<'a> Running<'a> {
         if b.cwd.as_deref().is_some_and(|c| c.contains('\0')) {
             return Err(Error::InvalidArgument("cwd contains a NUL byte".into()));
         }
-        let sandbox = &b.sandbox;
-        let pool = sandbox.system_kernels();
-        let kernel = pool.acquire(sandbox)?;
-        if let Err(e) = sandbox.ensure_prepared(&kernel) {
-            pool.release(sandbox, kernel, false);
-            return Err(e);
-        }
         let envs: serde_json::Map<String, Value> = b
             .envs
             .iter()
@@ -760,8 +821,34 @@ impl<'a> Running<'a> {
             "envs": envs,
             "timeout": b.timeout.map(|t| t.as_secs_f64()),
             "stdin": b.stdin,
+            "background": b.background,
         });
         let code = command_cell(&spec);
+        let launch = Launch {
+            code,
+            timeout: b.timeout,
+            stdin: b.stdin,
+            background: b.background,
+            follow: None,
+        };
+        Running::launch(&b.sandbox, launch, b.on_stdout, b.on_stderr)
+    }
+
+    /// Runs `launch`'s cell on a system kernel; returns once the cell reported the pid (or an
+    /// error).
+    pub(super) fn launch(
+        sandbox: &Sandbox,
+        launch: Launch,
+        on_stdout: Option<Callback<'a>>,
+        on_stderr: Option<Callback<'a>>,
+    ) -> Result<Running<'a>, Error> {
+        let pool = sandbox.system_kernels();
+        let kernel = pool.acquire(sandbox)?;
+        if let Err(e) = sandbox.ensure_prepared(&kernel) {
+            pool.release(sandbox, kernel, false);
+            return Err(e);
+        }
+        let code = launch.code;
         let mut request = Outgoing::execute(kernel.conn.session_id(), &code, false);
         request.content["store_history"] = Value::Bool(false);
         let msg_id = request.msg_id.clone();
@@ -773,7 +860,7 @@ impl<'a> Running<'a> {
                 return Err(e);
             }
         };
-        log::debug!("command {msg_id} on kernel {kernel_id}: {:?}", b.cmd);
+        log::debug!("command {msg_id} on kernel {kernel_id}");
         let mut handle = Running {
             sandbox: sandbox.clone(),
             driver: Some(driver),
@@ -784,22 +871,24 @@ impl<'a> Running<'a> {
             python_error: None,
             stdout: String::new(),
             stderr: String::new(),
-            timeout: b.timeout,
-            backstop: b.timeout.map(|t| Instant::now() + t + BACKSTOP),
+            timeout: launch.timeout,
+            backstop: launch.timeout.map(|t| Instant::now() + t + BACKSTOP),
             kill_requested: false,
             client_timed_out: false,
             panicked: None,
             ending: None,
-            on_stdout: b.on_stdout,
-            on_stderr: b.on_stderr,
+            on_stdout,
+            on_stderr,
             queue: VecDeque::new(),
             queueing: false,
             starting: true,
             killing: false,
-            wants_stdin: b.stdin,
+            wants_stdin: launch.stdin,
             stdin_dir: None,
-            stdin_open: b.stdin,
-            background: b.background,
+            stdin_open: launch.stdin,
+            background: launch.background,
+            follower: launch.follow.is_some(),
+            pid_asked: launch.follow,
         };
         let started_by = Instant::now() + sandbox.config().timeouts.request;
         while handle.pid.is_none() && handle.ending.is_none() {
@@ -819,4 +908,14 @@ impl<'a> Running<'a> {
         }
         Ok(handle)
     }
+}
+
+/// What [`Running::launch`] runs: a command's cell, or a follower's.
+pub(super) struct Launch {
+    pub(super) code: String,
+    pub(super) timeout: Option<Duration>,
+    pub(super) stdin: bool,
+    pub(super) background: bool,
+    /// The pid a follower follows; `None` for a command's own cell.
+    pub(super) follow: Option<u32>,
 }

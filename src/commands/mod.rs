@@ -1,6 +1,7 @@
 //! `sandbox.commands()`: shell commands in the sandbox, run to completion or spawned. See
 //! [`Commands`] for how they run and why.
 
+mod connect;
 mod handle;
 mod pool;
 mod runner;
@@ -131,6 +132,12 @@ impl CommandOutput {
 /// - **It works on every backend that runs kernels**, Jupyter Kernel Gateway included.
 /// - **Concurrency**: a kernel runs one cell at a time, so each running command holds a kernel
 ///   of a small pool; finished commands return theirs (two idle kernels are kept).
+/// - **Output is also kept in the sandbox**, in a ring of files (the last 8 MiB per command,
+///   kept a minute after it ends), so [`Commands::connect`] can replay it to another handle.
+/// - **A command dies with its kernel** unless started with
+///   [`CommandBuilder::background`]: a small guard process kills its process group when the
+///   kernel goes away without saying the command ended (a server shutting the kernel down,
+///   a crash), since the command's own session is out of reach of the kernel's process group.
 ///
 /// Why not the terminals API (which [`Sandbox::pty`](crate::Sandbox::pty) uses for interactive
 /// shells): a PTY merges stdout and stderr into one stream with ANSI noise and no exit code;
@@ -310,9 +317,13 @@ impl<'a> CommandBuilder<'a> {
     }
 
     /// Lets a spawned command keep running when its [`CommandHandle`] is dropped (it still
-    /// ends at its timeout, when killed with [`Commands::kill`], or when the sandbox is torn
-    /// down). Defaults to `false`: dropping the handle kills the command. Its output after
-    /// the drop is discarded; the system kernel running it is reused once it ends.
+    /// ends at its timeout or when killed with [`Commands::kill`]). Defaults to `false`:
+    /// dropping the handle kills the command, and so does closing the sandbox (also on a
+    /// Jupyter server the sandbox does not own, where a background command outlives the
+    /// sandbox). [`Commands::connect`] gives a new handle on it, with its output from the
+    /// start; the system kernel running it is reused once it ends. Its handle's
+    /// [`CommandHandle::kill`] kills it by pid, since its runner ignores kernel interrupts (a
+    /// Jupyter server interrupts a kernel it shuts down).
     pub fn background(mut self, background: bool) -> Self {
         self.background = background;
         self

@@ -63,8 +63,10 @@ pub(crate) struct Driver {
     request: Outgoing,
     tx: Sender<Delivery>,
     rx: Receiver<Delivery>,
-    /// The thread the worker unparks for this request's deliveries.
-    owner: ThreadId,
+    /// The thread the worker unparks for this request's deliveries; `None` once requests
+    /// were sent from more than one thread (a handle that moved), whose routes unpark
+    /// different threads: then waiting is on the channel itself.
+    owner: Option<ThreadId>,
     order: Sequencer,
     replay: Option<PendingReplay>,
     /// Probes sent after reconnects, each with the replay request it checks on.
@@ -109,7 +111,7 @@ impl Driver {
             request,
             tx,
             rx,
-            owner: std::thread::current().id(),
+            owner: Some(std::thread::current().id()),
             order: Sequencer::default(),
             replay: None,
             probes: Vec::new(),
@@ -170,7 +172,7 @@ impl Driver {
     /// execution's messages it releases, in order (possibly none: a delivery can be
     /// book-keeping only). Call again until [`Driver::finished`].
     pub(crate) fn next(&mut self, until: Option<Instant>) -> Result<Vec<Incoming>, Stop> {
-        let delivery = if std::thread::current().id() == self.owner {
+        let delivery = if self.owner == Some(std::thread::current().id()) {
             delivery::next(&self.rx, until)
         } else {
             match until {
@@ -402,7 +404,9 @@ impl Driver {
     }
 
     fn resend(&mut self, msg: Outgoing) -> Result<(), Stop> {
-        self.owner = std::thread::current().id();
+        if self.owner != Some(std::thread::current().id()) {
+            self.owner = None;
+        }
         self.kernel
             .conn
             .send_on(msg, self.tx.clone())

@@ -87,7 +87,28 @@ impl Files {
         self.sandbox.http()
     }
 
-    fn path(&self, path: &str) -> Result<String, Error> {
+    pub(crate) fn sandbox(&self) -> &Sandbox {
+        &self.sandbox
+    }
+
+    /// Watches a directory for changes (recursively or not) until the handle is stopped or
+    /// dropped; see [`WatchHandle`](crate::WatchHandle) and, for options,
+    /// [`Files::watch`].
+    ///
+    /// # Errors
+    ///
+    /// As for [`WatchBuilder::start`](crate::WatchBuilder::start).
+    pub fn watch_dir(&self, path: &str, recursive: bool) -> Result<crate::WatchHandle, Error> {
+        self.watch(path).recursive(recursive).start()
+    }
+
+    /// Describes a directory watch with options (recursive, queue capacity); start it with
+    /// [`WatchBuilder::start`](crate::WatchBuilder::start).
+    pub fn watch(&self, path: &str) -> crate::WatchBuilder {
+        crate::files_watch::WatchBuilder::new(self.clone(), path)
+    }
+
+    pub(crate) fn path(&self, path: &str) -> Result<String, Error> {
         self.sandbox.ensure_open()?;
         let local = self.sandbox.as_local().map(|l| l.root());
         if path.starts_with('/') && local.is_none() {

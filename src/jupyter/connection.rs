@@ -146,6 +146,12 @@ impl Connection {
             })
             .map_err(|_| Error::Closed)?;
         self.wake();
+        // A worker that stopped meanwhile may never read the request: it sets the failure
+        // first, then fails what it finds queued, so a request it may have missed sees the
+        // failure here.
+        if let Some(f) = self.failure() {
+            return Err(f.to_error());
+        }
         Ok(())
     }
 

@@ -666,6 +666,15 @@ impl Worker {
             });
         }
         self.routes.fail_all(&Failure::Closed);
+        // Requests queued after the shutdown was read, before the failure was set: their
+        // senders saw no failure and wait for an answer (see `Connection::send_on`).
+        let failure = self.shared.failure().unwrap_or(Failure::Closed);
+        while let Ok(command) = self.commands.try_recv() {
+            if let Command::Send { reply, waiter, .. } = command {
+                let _ = reply.send(Delivery::Failed(failure.clone()));
+                waiter.unpark();
+            }
+        }
         log::debug!("kernel {}: worker stopped", self.target.kernel_id);
     }
 }

@@ -69,7 +69,7 @@ fn run(kernel: &Arc<Kernel>, op: &Value, timeout: Duration) -> Result<Value, Err
     decode(kernel, &reply)
 }
 
-fn decode(kernel: &Kernel, reply: &Value) -> Result<Value, Error> {
+pub(crate) fn decode(kernel: &Kernel, reply: &Value) -> Result<Value, Error> {
     let bad = |what: &str| Error::KernelSetup {
         kernel_id: kernel.id.clone(),
         message: format!("file operation: {what}"),

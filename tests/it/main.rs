@@ -20,3 +20,4 @@ mod malformed;
 mod pty;
 mod rich;
 mod run_code;
+mod watch;

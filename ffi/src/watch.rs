@@ -1,0 +1,197 @@
+//! Following what happens in a sandbox: `e2b_commands_connect()` (a command's output by pid,
+//! until it exits) and directory watches (`e2b_files_watch_dir()`, `e2b_watch_next()`,
+//! `e2b_watch_destroy()`).
+
+use std::collections::BTreeMap;
+use std::ffi::{c_char, c_int};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use e2b_blocking::WatchHandle;
+
+use crate::args::{clear_out, into_c_string, str_arg};
+use crate::callbacks::{AbortSlot, E2bRunCallbacks, UserData, deliver, with_callbacks};
+use crate::error::E2bErrorCode::{self, *};
+use crate::error::{FfiError, guard, guard_infallible};
+use crate::registry::{E2bSandbox, lookup};
+
+/// A directory watch: an opaque, non-zero id, like `e2b_sandbox_t`. 0 is never a valid
+/// handle; ids are never reused, and a destroyed one gives `E2B_ERR_CLOSED`.
+pub type E2bWatch = u64;
+
+/// Follows the command with process id `pid` that the sandbox's runner started (see
+/// `e2b_commands_list()`; any thread or process may have started it, also in the background)
+/// until it exits: first what it printed since it started, then live. Output goes to
+/// `callbacks` (`on_stdout`, `on_stderr`; see `e2b_output_fn`) on this thread; a callback
+/// returning non-zero stops following (the command runs on) and the call returns
+/// `E2B_ERR_CALLBACK`.
+///
+/// `out_json` may be NULL; otherwise on `E2B_OK` it gets the same JSON as `e2b_commands_run()`
+/// (`{"stdout": ..., "stderr": ..., "exit_code": ...}`), a new string the caller frees with
+/// `e2b_string_free()`, and NULL on failure. An unknown pid is `E2B_ERR_PROCESS_NOT_FOUND`.
+/// `e2b_commands_kill()` from another thread ends the command, and this call with
+/// `"exit_code": -9`.
+///
+/// # Safety
+/// `callbacks` is NULL or points to a valid `e2b_run_callbacks_t` (read once, at the start);
+/// `out_json` is NULL or valid for one write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn e2b_commands_connect(
+    sandbox: E2bSandbox,
+    pid: u32,
+    callbacks: *const E2bRunCallbacks,
+    out_json: *mut *mut c_char,
+) -> E2bErrorCode {
+    guard(|| {
+        if !out_json.is_null() {
+            // SAFETY: forwarded from the caller.
+            unsafe { clear_out(out_json, std::ptr::null_mut(), "out_json")? };
+        }
+        // SAFETY: NULL or a valid struct, as the caller promises; it is Copy.
+        let cbs = unsafe { callbacks.as_ref() }.copied();
+        let sbx = lookup(sandbox)?;
+        let abort = Arc::new(AbortSlot::default());
+        let result = with_callbacks(&abort, "stopped following the command", || {
+            let mut handle = sbx.commands().connect(pid)?;
+            if let Some(cbs) = cbs {
+                let ud = UserData(cbs.user_data);
+                for out in handle.output() {
+                    let f = if out.is_stderr() {
+                        cbs.on_stderr.map(|f| ("on_stderr", f))
+                    } else {
+                        cbs.on_stdout.map(|f| ("on_stdout", f))
+                    };
+                    if let Some((name, f)) = f {
+                        deliver(name, f, out.text().as_bytes(), ud, &abort);
+                    }
+                }
+            }
+            handle.wait()
+        })?;
+        if !out_json.is_null() {
+            let json = serde_json::to_string(&result).unwrap_or_else(|_| "{}".into());
+            let json = into_c_string(json)?;
+            // SAFETY: checked non-NULL above.
+            unsafe { out_json.write(json) };
+        }
+        Ok(())
+    })
+}
+
+type Watches = BTreeMap<E2bWatch, Arc<Mutex<WatchHandle>>>;
+
+fn watches() -> MutexGuard<'static, Watches> {
+    static WATCHES: Mutex<Watches> = Mutex::new(BTreeMap::new());
+    WATCHES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn watch_of(handle: E2bWatch) -> Result<Arc<Mutex<WatchHandle>>, FfiError> {
+    if handle == 0 {
+        return Err(FfiError::null("watch handle"));
+    }
+    watches().get(&handle).cloned().ok_or_else(|| {
+        FfiError::new(
+            E2B_ERR_CLOSED,
+            format!("watch handle {handle} is not live (destroyed, or never created)"),
+        )
+    })
+}
+
+/// Starts watching directory `path` (relative to the sandbox root; `recursive` non-zero to
+/// include every directory below) and puts the watch in `*out_watch` (0 on failure). Every
+/// change made after this returns is reported by `e2b_watch_next()`. A missing directory is
+/// `E2B_ERR_FILE_NOT_FOUND`, a file `E2B_ERR_NOT_A_DIRECTORY`. Free it with
+/// `e2b_watch_destroy()`.
+///
+/// # Safety
+/// `path` is a NUL-terminated string; `out_watch` is valid for one write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn e2b_files_watch_dir(
+    sandbox: E2bSandbox,
+    path: *const c_char,
+    recursive: c_int,
+    out_watch: *mut E2bWatch,
+) -> E2bErrorCode {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    guard(|| {
+        // SAFETY: forwarded from the caller.
+        unsafe { clear_out(out_watch, 0, "out_watch")? };
+        // SAFETY: forwarded from the caller.
+        let path = unsafe { str_arg(path, "path")? };
+        let watch = lookup(sandbox)?.files().watch_dir(path, recursive != 0)?;
+        let id = NEXT.fetch_add(1, Ordering::Relaxed);
+        watches().insert(id, Arc::new(Mutex::new(watch)));
+        // SAFETY: checked non-NULL by clear_out.
+        unsafe { out_watch.write(id) };
+        Ok(())
+    })
+}
+
+/// Waits at most `timeout_ms` for the watch's next event. On `E2B_OK`, `*out_json` is the
+/// event, `{"kind": "create", "path": "sub/a.txt", "dropped": null}` (kinds: `create`,
+/// `write`, `remove`, `rename`, `chmod`, and `overflow` with `dropped` the number of events
+/// lost when known; `path` is relative to the watched directory), a new string the caller
+/// frees with `e2b_string_free()`; or NULL when none came in time or the watch has ended
+/// (`e2b_watch_finished()` tells which). An error that ended the watch (a lost connection)
+/// is returned once.
+///
+/// # Safety
+/// `out_json` is valid for one write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn e2b_watch_next(
+    watch: E2bWatch,
+    timeout_ms: u64,
+    out_json: *mut *mut c_char,
+) -> E2bErrorCode {
+    guard(|| {
+        // SAFETY: forwarded from the caller.
+        unsafe { clear_out(out_json, std::ptr::null_mut(), "out_json")? };
+        let handle = watch_of(watch)?;
+        let mut handle = handle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(event) = handle.next_timeout(Duration::from_millis(timeout_ms))? {
+            let json = serde_json::to_string(&event).unwrap_or_else(|_| "{}".into());
+            let json = into_c_string(json)?;
+            // SAFETY: checked non-NULL by clear_out.
+            unsafe { out_json.write(json) };
+        }
+        Ok(())
+    })
+}
+
+/// 1 once the watch has ended (stopped, or its directory removed) and every event was read;
+/// 0 otherwise, and for a handle that is 0, destroyed or made up. Never an error.
+#[unsafe(no_mangle)]
+pub extern "C" fn e2b_watch_finished(watch: E2bWatch) -> c_int {
+    guard_infallible(0, || {
+        watch_of(watch).map_or(0, |w| {
+            let w = w.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            c_int::from(w.is_finished())
+        })
+    })
+}
+
+/// Stops the watch (within about half a second) and frees the handle. 0 is ignored; a second
+/// destroy returns `E2B_ERR_CLOSED`.
+#[unsafe(no_mangle)]
+pub extern "C" fn e2b_watch_destroy(watch: E2bWatch) -> E2bErrorCode {
+    guard(|| {
+        if watch == 0 {
+            return Ok(());
+        }
+        let handle = watches().remove(&watch).ok_or_else(|| {
+            FfiError::new(
+                E2B_ERR_CLOSED,
+                format!("watch handle {watch} is not live (destroyed, or never created)"),
+            )
+        })?;
+        let mut handle = handle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Ok(handle.stop()?)
+    })
+}
