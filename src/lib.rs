@@ -116,7 +116,6 @@ mod error;
 mod exec;
 mod files;
 mod host;
-mod files_watch;
 mod http;
 mod jupyter;
 mod kernel;
@@ -147,9 +146,9 @@ pub use exec::chart::{
 };
 pub use exec::code::CodeBuilder;
 pub use exec::models::{Continuity, Execution, ExecutionError, Logs, OutputMessage, RichResult};
+pub use files::watch::{DEFAULT_WATCH_CAPACITY, FsEvent, FsEventKind, WatchBuilder, WatchHandle};
 pub use files::{Download, EntryInfo, FileType, Files, Upload};
 pub use host::Host;
-pub use files_watch::{DEFAULT_WATCH_CAPACITY, FsEvent, FsEventKind, WatchBuilder, WatchHandle};
 pub use jupyter::state::{CloseReason, ConnectionState, ConnectionWatch};
 pub use pty::{Pty, PtyEnd, PtyEvent, PtyGap, PtyIter, PtyOptions, PtyOutput, PtySize, Terminal};
 pub use sandbox::{Sandbox, SandboxBuilder};

@@ -4,6 +4,7 @@ mod contents;
 mod entry;
 mod path;
 mod transfer;
+pub(crate) mod watch;
 
 pub use entry::{EntryInfo, FileType};
 pub(crate) use path::normalize;
@@ -105,7 +106,7 @@ impl Files {
     /// Describes a directory watch with options (recursive, queue capacity); start it with
     /// [`WatchBuilder::start`](crate::WatchBuilder::start).
     pub fn watch(&self, path: &str) -> crate::WatchBuilder {
-        crate::files_watch::WatchBuilder::new(self.clone(), path)
+        watch::WatchBuilder::new(self.clone(), path)
     }
 
     pub(crate) fn path(&self, path: &str) -> Result<String, Error> {

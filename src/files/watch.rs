@@ -1,6 +1,6 @@
 //! `files().watch_dir()`: changes in a directory of the sandbox, as they happen.
 //!
-//! A watcher thread in one of the sandbox's private system kernels (`files_watch.py`: inotify
+//! A watcher thread in one of the sandbox's private system kernels (`watch.py`: inotify
 //! through ctypes, Linux) numbers events into a bounded buffer, and a thread per watch here
 //! long-polls it with short silent cells through the one execution driver, each asking for
 //! the events after the last one it has. A cell's reply lost in a cut is recovered by the
@@ -26,7 +26,7 @@ use crate::kernel::{Kernel, finish_silent};
 use crate::sandbox::Sandbox;
 
 /// The watcher's source.
-const WATCHER: &str = include_str!("files_watch.py");
+const WATCHER: &str = include_str!("watch.py");
 /// Events a [`WatchHandle`] holds for its reader by default.
 pub const DEFAULT_WATCH_CAPACITY: usize = 4096;
 /// How long one poll waits in the sandbox for an event: also how long a stop may wait for
