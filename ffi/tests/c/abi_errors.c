@@ -1,5 +1,5 @@
 /*
- * Error paths across the C ABI, run by tests/ffi_c.rs (also under valgrind): NULL and 0
+ * Error paths across the C ABI, run by tests/c_abi.rs (also under valgrind): NULL and 0
  * arguments, invalid UTF-8, bad options, unsupported backends, callbacks that stop a run, a
  * timeout, files (bad paths, missing files, binary contents) and commands (exit codes,
  * callbacks, timeouts), calls after kill and destroy, concurrent use, and the per-thread last
@@ -14,22 +14,7 @@
 #include <time.h>
 
 #include "e2b_blocking.h"
-
-static int checks = 0;
-static int failures = 0;
-
-#define CHECK(cond)                                                                          \
-    do {                                                                                     \
-        checks++;                                                                            \
-        if (!(cond)) {                                                                       \
-            failures++;                                                                      \
-            fprintf(stderr, "FAILED %s:%d: %s (last error: %s: %s)\n", __FILE__, __LINE__,   \
-                    #cond, e2b_error_code_name(e2b_last_error_code()),                       \
-                    e2b_last_error_message());                                               \
-        }                                                                                    \
-    } while (0)
-
-#define CHECK_CODE(call, expected) CHECK((call) == (expected))
+#include "check.h"
 
 static double now(void) {
     struct timespec ts;
@@ -40,10 +25,6 @@ static double now(void) {
 static void sleep_ms(long ms) {
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
-}
-
-static int contains(const char *haystack, const char *needle) {
-    return haystack != NULL && strstr(haystack, needle) != NULL;
 }
 
 /* ----- without a sandbox ----- */

@@ -15,26 +15,7 @@
 #include <time.h>
 
 #include "e2b_blocking.h"
-
-static int checks = 0;
-static int failures = 0;
-
-#define CHECK(cond)                                                                          \
-    do {                                                                                     \
-        checks++;                                                                            \
-        if (!(cond)) {                                                                       \
-            failures++;                                                                      \
-            fprintf(stderr, "FAILED %s:%d: %s (last error: %s: %s)\n", __FILE__, __LINE__,   \
-                    #cond, e2b_error_code_name(e2b_last_error_code()),                       \
-                    e2b_last_error_message());                                               \
-        }                                                                                    \
-    } while (0)
-
-#define CHECK_CODE(call, expected) CHECK((call) == (expected))
-
-static int contains(const char *haystack, const char *needle) {
-    return haystack != NULL && strstr(haystack, needle) != NULL;
-}
+#include "check.h"
 
 struct seen {
     char text[256];
