@@ -5,7 +5,7 @@ use std::ffi::{CStr, CString, c_char};
 use serde::Serialize;
 
 use crate::error::E2bErrorCode::*;
-use crate::error::FfiError;
+use crate::error::{E2bErrorCode, FfiError, guard};
 
 /// # Safety
 /// `p` is NULL or points to a NUL-terminated string that stays valid for `'a`.
@@ -64,4 +64,24 @@ pub(crate) fn into_c_string(s: String) -> Result<*mut c_char, FfiError> {
 
 pub(crate) fn to_json_bytes<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec())
+}
+
+/// The body of a function whose result is one string for the caller: `*out` is NULL until `f`
+/// succeeds, then the string (freed with `e2b_string_free`).
+///
+/// # Safety
+/// `out` is NULL or valid for one write; `f` may read the caller's C strings.
+pub(crate) unsafe fn string_out(
+    out: *mut *mut c_char,
+    what: &str,
+    f: impl FnOnce() -> Result<String, FfiError>,
+) -> E2bErrorCode {
+    guard(|| {
+        // SAFETY: forwarded from the caller.
+        unsafe { clear_out(out, std::ptr::null_mut(), what)? };
+        let s = into_c_string(f()?)?;
+        // SAFETY: checked non-NULL by clear_out.
+        unsafe { out.write(s) };
+        Ok(())
+    })
 }

@@ -118,16 +118,13 @@ pub unsafe extern "C" fn e2b_commands_list(
     sandbox: E2bSandbox,
     out_json: *mut *mut c_char,
 ) -> E2bErrorCode {
-    guard(|| {
-        // SAFETY: forwarded from the caller.
-        unsafe { clear_out(out_json, std::ptr::null_mut(), "out_json")? };
-        let list = lookup(sandbox)?.commands().list()?;
-        let json = serde_json::to_string(&list).unwrap_or_else(|_| "[]".into());
-        let json = into_c_string(json)?;
-        // SAFETY: checked non-NULL by clear_out.
-        unsafe { out_json.write(json) };
-        Ok(())
-    })
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        string_out(out_json, "out_json", || {
+            let list = lookup(sandbox)?.commands().list()?;
+            Ok(serde_json::to_string(&list).unwrap_or_else(|_| "[]".into()))
+        })
+    }
 }
 
 /// Kills process `pid` in the sandbox with SIGKILL: a listed command's whole process group,

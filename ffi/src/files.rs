@@ -180,18 +180,14 @@ pub unsafe extern "C" fn e2b_files_list(
     path: *const c_char,
     out_json: *mut *mut c_char,
 ) -> E2bErrorCode {
-    guard(|| {
-        // SAFETY: forwarded from the caller.
-        let path = unsafe {
-            clear_out(out_json, std::ptr::null_mut(), "out_json")?;
-            str_arg(path, "path")?
-        };
-        let entries = lookup(sandbox)?.files().list(path)?;
-        let json = into_c_string(entries_json(&entries))?;
-        // SAFETY: checked non-NULL above.
-        unsafe { out_json.write(json) };
-        Ok(())
-    })
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        string_out(out_json, "out_json", || {
+            // SAFETY: forwarded from the caller.
+            let path = str_arg(path, "path")?;
+            Ok(entries_json(&lookup(sandbox)?.files().list(path)?))
+        })
+    }
 }
 
 /// Sets `*out` to 1 when a file or directory exists at `path`, else 0 (a missing path is not

@@ -28,17 +28,14 @@ pub unsafe extern "C" fn e2b_run_code(
     code: *const c_char,
     out_json: *mut *mut c_char,
 ) -> E2bErrorCode {
-    guard(|| {
-        // SAFETY: forwarded from the caller.
-        unsafe { clear_out(out_json, std::ptr::null_mut(), "out_json")? };
-        // SAFETY: forwarded from the caller.
-        let code = unsafe { str_arg(code, "code")? };
-        let exec = lookup(sandbox)?.run_code(code)?;
-        let json = into_c_string(exec.to_json())?;
-        // SAFETY: checked non-NULL above.
-        unsafe { out_json.write(json) };
-        Ok(())
-    })
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        string_out(out_json, "out_json", || {
+            // SAFETY: forwarded from the caller.
+            let code = str_arg(code, "code")?;
+            Ok(lookup(sandbox)?.run_code(code)?.to_json())
+        })
+    }
 }
 
 /// Runs `code` and waits for it, streaming output to `callbacks` as it arrives.

@@ -186,14 +186,8 @@ pub unsafe extern "C" fn e2b_sandbox_id(
     sandbox: E2bSandbox,
     out: *mut *mut c_char,
 ) -> E2bErrorCode {
-    guard(|| {
-        // SAFETY: forwarded from the caller.
-        unsafe { clear_out(out, std::ptr::null_mut(), "out")? };
-        let s = into_c_string(lookup(sandbox)?.sandbox_id().to_string())?;
-        // SAFETY: checked non-NULL above.
-        unsafe { out.write(s) };
-        Ok(())
-    })
+    // SAFETY: forwarded from the caller.
+    unsafe { string_out(out, "out", || Ok(lookup(sandbox)?.sandbox_id().to_string())) }
 }
 
 /// Base URL of the sandbox's Jupyter server in `*out`: a new string the caller frees with
@@ -206,12 +200,10 @@ pub unsafe extern "C" fn e2b_sandbox_jupyter_url(
     sandbox: E2bSandbox,
     out: *mut *mut c_char,
 ) -> E2bErrorCode {
-    guard(|| {
-        // SAFETY: forwarded from the caller.
-        unsafe { clear_out(out, std::ptr::null_mut(), "out")? };
-        let s = into_c_string(lookup(sandbox)?.jupyter_url().to_string())?;
-        // SAFETY: checked non-NULL above.
-        unsafe { out.write(s) };
-        Ok(())
-    })
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        string_out(out, "out", || {
+            Ok(lookup(sandbox)?.jupyter_url().to_string())
+        })
+    }
 }
