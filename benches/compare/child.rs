@@ -155,8 +155,14 @@ fn ours_roundtrip(a: &Args, out: &mut serde_json::Map<String, Value>) -> Res<()>
     let sbx = sandbox(a)?;
     let (n, w) = (a.count("iterations", 200), a.count("warmup", 20));
     let kernel = sbx.list_contexts()?.remove(0).id;
+    // --env: the same cell with one per-execution env var (set-up, cell, restore).
+    let with_env = a.flag("env");
     let s = timed(out, Some(&kernel), n, w, || {
-        let _ = sbx.run_code("1")?;
+        let _ = if with_env {
+            sbx.code("1").envs([("E2B_BENCH_VAR", "1")]).run()?
+        } else {
+            sbx.run_code("1")?
+        };
         Ok(())
     })?;
     out.insert("iterations".into(), json!(n));

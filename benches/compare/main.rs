@@ -405,6 +405,8 @@ fn rounds(
 }
 
 pub const OURS: &str = "e2b-blocking";
+/// Ours with one per-execution env var (`.envs(..)`): set-up, cell and restore in one round trip.
+pub const OURS_ENV: &str = "e2b-blocking, one per-execution env var";
 pub const RAW_HOOK: &str = "raw tungstenite (hooked kernel)";
 pub const RAW_BARE: &str = "raw tungstenite (plain kernel)";
 pub const RAW_PARSE: &str = "raw tungstenite + decode and keep text (hooked)";
@@ -420,6 +422,7 @@ pub const LOCAL_NONE: &str = "Sandbox::local(), Isolation::None (127.0.0.1 TCP)"
 fn roundtrip(bench: &Bench, results: &mut Results, quick: bool) {
     let clients = vec![
         client(OURS, Kind::Ours, &[]),
+        client(OURS_ENV, Kind::Ours, &["--env"]),
         client(ZMQ, Kind::Peer("zmq"), &[]),
         client(WSC, Kind::Peer("websocket-client"), &[]),
         client(E2B, Kind::Peer("e2b-ws"), &[]),

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::util::{Res, pct};
 use crate::{
-    BASELINE, E2B, LOCAL_ISOLATED, LOCAL_NONE, OURS, OURS_LOCAL, RAW_BARE, RAW_HOOK, RAW_PARSE,
+    BASELINE, E2B, LOCAL_ISOLATED, LOCAL_NONE, OURS, OURS_ENV, OURS_LOCAL, RAW_BARE, RAW_HOOK, RAW_PARSE,
     Results, WSC, WSC_FAST, ZMQ,
 };
 
@@ -425,6 +425,16 @@ impl Report<'_> {
             ratio(ours, zmq),
             verdict(r <= 1.0, format!("by {:.0} %", (r - 1.0) * 100.0))
         );
+        let with_env = self.p("roundtrip", OURS_ENV, "samples_ms", 50.0);
+        let r = 1.0 / self.paired("roundtrip", OURS_ENV, p50);
+        let _ = writeln!(
+            s,
+            "| a run with one per-execution env var within 1.3× of a plain run (p50) | paired {r:.2}; pooled {} ms vs {} ms = {:.2} | {} |",
+            f(with_env),
+            f(ours),
+            ratio(with_env, ours),
+            verdict(r <= 1.3, format!("({r:.2}× instead of 1.3×)"))
+        );
         let wsc = self.p("roundtrip", WSC, "samples_ms", 50.0);
         let speed = 1.0 / self.paired("roundtrip", WSC, p50);
         let _ = writeln!(
@@ -477,7 +487,7 @@ impl Report<'_> {
             s,
             "| client | samples | p50 ms | p90 ms | p99 ms | per-round p50 | CPU µs per cell: client · server · kernel |",
         );
-        for c in [OURS, BASELINE, ZMQ, WSC, E2B, RAW_HOOK, RAW_BARE] {
+        for c in [OURS, OURS_ENV, BASELINE, ZMQ, WSC, E2B, RAW_HOOK, RAW_BARE] {
             if runs(r, "roundtrip", c).is_empty() {
                 continue;
             }
