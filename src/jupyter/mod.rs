@@ -2,6 +2,7 @@
 
 pub(crate) mod connection;
 pub(crate) mod delivery;
+pub(crate) mod link;
 pub(crate) mod rest;
 pub(crate) mod routes;
 pub(crate) mod state;

@@ -4,28 +4,23 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
-use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Poll};
 use tungstenite::Message;
 
-use crate::backend::{Backend, Liveness};
+use crate::backend::Backend;
 use crate::config::ConnectionConfig;
-use crate::error::{Error, KernelEvent};
+use crate::error::KernelEvent;
 use crate::jupyter::delivery::{Delivery, Failure};
+pub(crate) use crate::jupyter::link::WAKE;
+use crate::jupyter::link::{self, Link, Names, Read, Reconnect};
 use crate::jupyter::routes::{Routes, Seen};
 use crate::jupyter::state::{CloseReason, ConnectionState, StateCell};
-use crate::jupyter::transport::{self, Limits, Socket, Target};
+use crate::jupyter::transport::{self, Socket, Target};
 use crate::jupyter::wire::{self, Framing, Incoming, Outgoing};
-use crate::retry::Retry;
-
-pub(crate) const SOCKET: Token = Token(0);
-pub(crate) const WAKE: Token = Token(1);
 
 /// Messages read per batch before they are routed.
 const BATCH: usize = 256;
@@ -39,8 +34,6 @@ const SEEN_CAPACITY: usize = 32 * 1024;
 /// Writes of one request that may break the connection before it is failed instead of queued
 /// again for the next reconnect.
 const MAX_BROKEN_WRITES: u32 = 3;
-/// Least time between two liveness probes of the backend during one outage.
-const PROBE_INTERVAL: Duration = Duration::from_millis(200);
 
 /// How a read batch ended.
 enum ReadOutcome {
@@ -103,31 +96,15 @@ impl Shared {
 
 pub(crate) struct Worker {
     pub(crate) target: Target,
-    pub(crate) config: ConnectionConfig,
-    pub(crate) backend: Arc<dyn Backend>,
     pub(crate) commands: Receiver<Command>,
-    pub(crate) poll: Poll,
-    pub(crate) socket: Option<Socket>,
+    pub(crate) link: Link,
     pub(crate) shared: Arc<Shared>,
+    /// The framing of the first connection, required of every reconnect.
     pub(crate) framing: Option<Framing>,
     pub(crate) routes: Routes,
     pub(crate) seen: Seen,
     /// Requests to write once connected, each with how many writes of it broke the link.
     pub(crate) queued: VecDeque<(Outgoing, u32)>,
-    pub(crate) want_write: bool,
-    pub(crate) last_rx: Instant,
-    pub(crate) ping_sent: Option<Instant>,
-    pub(crate) outage: Option<Outage>,
-    /// Reconnects so far, handed to waiters with each [`Delivery::Reconnected`].
-    pub(crate) reconnects: u64,
-}
-
-/// Book-keeping for one period of being disconnected.
-pub(crate) struct Outage {
-    retry: Retry,
-    next_attempt: Instant,
-    last_probe: Option<Instant>,
-    last_cause: String,
 }
 
 impl Worker {
@@ -139,39 +116,29 @@ impl Worker {
         poll: Poll,
         shared: Arc<Shared>,
     ) -> Worker {
+        let names = Names {
+            label: format!("kernel {}", target.kernel_id),
+            lost_id: target.kernel_id.clone(),
+            ping_verb: "ping",
+            reuse_recent_probe: true,
+        };
         Worker {
             target,
-            config,
-            backend,
             commands,
-            poll,
-            socket: None,
+            link: Link::new(names, config, backend, poll),
             shared,
             framing: None,
             routes: Routes::default(),
             seen: Seen::new(SEEN_CAPACITY),
             queued: VecDeque::new(),
-            want_write: false,
-            last_rx: Instant::now(),
-            ping_sent: None,
-            outage: None,
-            reconnects: 0,
         }
     }
 
     /// Takes over a socket opened by the caller's thread.
     pub(crate) fn adopt(&mut self, socket: Socket) -> io::Result<()> {
-        self.poll.registry().register(
-            &mut SourceFd(&socket.raw.as_raw_fd()),
-            SOCKET,
-            Interest::READABLE,
-        )?;
-        self.framing = Some(socket.framing);
-        self.socket = Some(socket);
-        self.want_write = false;
-        self.last_rx = Instant::now();
-        self.ping_sent = None;
-        self.shared.state.set(ConnectionState::Connected);
+        let framing = socket.framing;
+        self.link.adopt(socket, &self.shared.state)?;
+        self.framing = Some(framing);
         Ok(())
     }
 
@@ -181,28 +148,14 @@ impl Worker {
             if !self.drain_commands() {
                 break;
             }
-            if self.socket.is_some() {
+            if self.link.is_connected() {
                 if let Err(cause) = self.pump() {
                     self.lost(cause);
                 }
-            } else if self
-                .outage
-                .as_ref()
-                .is_some_and(|o| Instant::now() >= o.next_attempt)
-            {
+            } else if self.link.reconnect_due() {
                 self.reconnect_once();
             }
-            // Once per sleep is enough: see transport::quickack.
-            if let Some(s) = &self.socket {
-                transport::quickack(&s.raw);
-            }
-            let timeout = self.poll_timeout();
-            if let Err(e) = self.poll.poll(&mut events, timeout)
-                && e.kind() != io::ErrorKind::Interrupted
-            {
-                log::warn!("kernel {}: poll failed: {e}", self.target.kernel_id);
-                std::thread::sleep(Duration::from_millis(10));
-            }
+            self.link.wait(&mut events, None);
         }
         self.finish();
     }
@@ -231,7 +184,7 @@ impl Worker {
             return;
         }
         self.routes.add(msg.msg_id.clone(), reply, waiter);
-        if self.socket.is_some() {
+        if self.link.is_connected() {
             self.send_or_queue(msg, 0);
         } else {
             self.queued.push_back((msg, 0));
@@ -280,14 +233,14 @@ impl Worker {
     }
 
     fn write(&mut self, msg: &Outgoing) -> Result<(), Unsent> {
-        let Some(sock) = self.socket.as_mut() else {
+        let Some(framing) = self.link.framing() else {
             return Err(Unsent::Broken("not connected".into()));
         };
-        let frame = match sock.framing {
+        let frame = match framing {
             Framing::V1 => Message::Binary(msg.encode_v1().into()),
             Framing::Legacy => Message::Text(msg.encode_text().into()),
         };
-        let limit = self.config.max_request_size;
+        let limit = self.link.config().max_request_size;
         if frame.len() > limit {
             return Err(Unsent::TooLarge {
                 size: frame.len(),
@@ -300,11 +253,7 @@ impl Worker {
             msg.channel,
             msg.msg_id
         );
-        match sock.ws.write(frame) {
-            Ok(()) => Ok(()),
-            Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
-            Err(e) => Err(Unsent::Broken(format!("write failed: {e}"))),
-        }
+        self.link.send(frame).map_err(Unsent::Broken)
     }
 
     /// Reads everything available, routes it, flushes, and keeps the link alive.
@@ -339,46 +288,33 @@ impl Worker {
                 ReadOutcome::Failed(e) => return Err(format!("read failed: {e}")),
             }
         }
-        self.flush()?;
-        self.keepalive()
+        self.link.flush()?;
+        self.link.keepalive()
     }
 
     /// Reads up to a batch of frames; what arrived before an error is returned with it.
     fn read_batch(&mut self) -> (Vec<Message>, ReadOutcome) {
         let mut batch = Vec::new();
-        let Some(sock) = self.socket.as_mut() else {
-            return (batch, ReadOutcome::Drained);
-        };
         let mut bytes = 0;
         while batch.len() < BATCH && bytes < BATCH_BYTES {
-            match sock.ws.read() {
-                Ok(m) => {
+            match self.link.read() {
+                Read::Frame(m) => {
                     bytes += m.len();
                     batch.push(m);
                 }
-                Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
-                    return (batch, ReadOutcome::Drained);
-                }
-                Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return (batch, ReadOutcome::Failed(e)),
+                Read::Drained => return (batch, ReadOutcome::Drained),
+                Read::Failed(e) => return (batch, ReadOutcome::Failed(e)),
             }
         }
         (batch, ReadOutcome::More)
     }
 
     fn on_frame(&mut self, frame: Message) -> Result<(), String> {
-        self.last_rx = Instant::now();
-        self.ping_sent = None;
-        let framing = self.socket.as_ref().map_or(Framing::Legacy, |s| s.framing);
+        let framing = self.link.framing().unwrap_or(Framing::Legacy);
         let decoded = match frame {
             Message::Text(t) => wire::decode_text(t.as_str()),
             Message::Binary(b) => wire::decode_binary(&b, framing),
-            Message::Close(c) => {
-                return Err(match c {
-                    Some(c) => format!("server closed the websocket ({})", c.code),
-                    None => "server closed the websocket".into(),
-                });
-            }
+            Message::Close(c) => return Err(link::closed_by_server(c)),
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => return Ok(()),
         };
         match decoded {
@@ -421,228 +357,52 @@ impl Worker {
         self.routes.deliver(msg);
     }
 
-    fn flush(&mut self) -> Result<(), String> {
-        let Some(sock) = self.socket.as_mut() else {
-            return Ok(());
-        };
-        let want = match sock.ws.flush() {
-            Ok(()) => false,
-            Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => true,
-            Err(e) => return Err(format!("flush failed: {e}")),
-        };
-        if want != self.want_write {
-            let interest = if want {
-                Interest::READABLE | Interest::WRITABLE
-            } else {
-                Interest::READABLE
-            };
-            self.poll
-                .registry()
-                .reregister(&mut SourceFd(&sock.raw.as_raw_fd()), SOCKET, interest)
-                .map_err(|e| format!("reregister failed: {e}"))?;
-            self.want_write = want;
-        }
-        Ok(())
-    }
-
-    /// Pings after a quiet spell; a missing answer means a half-open connection.
-    fn keepalive(&mut self) -> Result<(), String> {
-        let k = &self.config.keepalive;
-        let now = Instant::now();
-        match self.ping_sent {
-            Some(sent) if now.duration_since(sent) >= k.pong_timeout => {
-                Err(format!("no answer to a ping within {:?}", k.pong_timeout))
-            }
-            None if now.duration_since(self.last_rx) >= k.idle_ping => {
-                if let Some(sock) = self.socket.as_mut() {
-                    match sock.ws.write(Message::Ping(Vec::new().into())) {
-                        Ok(()) => {}
-                        Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
-                        }
-                        Err(e) => return Err(format!("ping failed: {e}")),
-                    }
-                }
-                self.ping_sent = Some(now);
-                self.flush()
-            }
-            _ => Ok(()),
-        }
-    }
-
-    fn poll_timeout(&self) -> Option<Duration> {
-        let now = Instant::now();
-        if let Some(o) = &self.outage {
-            return Some(o.next_attempt.saturating_duration_since(now));
-        }
-        self.socket.as_ref()?;
-        let k = &self.config.keepalive;
-        let due = match self.ping_sent {
-            Some(sent) => sent + k.pong_timeout,
-            None => self.last_rx + k.idle_ping,
-        };
-        Some(due.saturating_duration_since(now) + Duration::from_millis(1))
-    }
-
-    fn drop_socket(&mut self) {
-        if let Some(sock) = self.socket.take() {
-            let _ = self
-                .poll
-                .registry()
-                .deregister(&mut SourceFd(&sock.raw.as_raw_fd()));
-            let _ = sock.raw.shutdown(std::net::Shutdown::Both);
-        }
-        self.want_write = false;
-        self.ping_sent = None;
-    }
-
     fn lost(&mut self, cause: String) {
-        self.drop_socket();
-        log::debug!("kernel {}: connection lost: {cause}", self.target.kernel_id);
-        let policy = &self.config.reconnect;
-        if policy.max_attempts == 0 {
-            let failure = self.unreachable_failure(cause);
+        self.link.cut(&cause);
+        if let Err(failure) = self.link.begin_outage(cause, &self.shared.state) {
             self.give_up(failure);
-            return;
         }
-        self.outage = Some(Outage {
-            retry: Retry::new(policy),
-            next_attempt: Instant::now(),
-            last_probe: None,
-            last_cause: cause,
-        });
-        self.shared
-            .state
-            .set(ConnectionState::Reconnecting { attempt: 1 });
     }
 
     fn reconnect_once(&mut self) {
-        let Some(outage) = self.outage.as_mut() else {
-            return;
-        };
-        let attempt = outage.retry.failures() + 1;
-        self.shared
-            .state
-            .set(ConnectionState::Reconnecting { attempt });
-        let left = outage.retry.left().max(Duration::from_millis(50));
-        let timeout = self.config.timeouts.connect.min(left);
-        match transport::connect(
-            &self.target,
-            Limits::reconnect(timeout),
-            self.framing,
-            self.config.max_message_size,
-        ) {
-            Ok(socket) => {
-                let took = outage.retry.started().elapsed();
-                self.outage = None;
-                if let Err(e) = self.adopt(socket) {
-                    self.lost(format!("register failed: {e}"));
-                    return;
-                }
+        let (target, framing) = (&self.target, self.framing);
+        let attempt = self
+            .link
+            .reconnect(&self.shared.state, |limits, max_message_size| {
+                transport::connect(target, limits, framing, max_message_size)
+            });
+        match attempt {
+            Reconnect::Waiting => {}
+            Reconnect::Connected { attempt, took } => {
+                self.framing = self.link.framing();
                 log::debug!(
                     "kernel {}: reconnected after {attempt} attempt(s) in {took:?}",
                     self.target.kernel_id
                 );
-                self.reconnects += 1;
-                self.routes.notify_reconnected(self.reconnects);
+                self.routes.notify_reconnected(self.link.reconnects());
                 while let Some((msg, broken_writes)) = self.queued.pop_front() {
                     if !self.send_or_queue(msg, broken_writes) {
                         return;
                     }
                 }
             }
-            Err(e) => self.attempt_failed(e, attempt),
-        }
-    }
-
-    fn attempt_failed(&mut self, e: Error, attempt: u32) {
-        let cause = e.report();
-        log::debug!(
-            "kernel {}: reconnect attempt {attempt} failed: {cause}",
-            self.target.kernel_id
-        );
-        match e {
-            Error::Authentication { status, endpoint } => {
-                self.give_up(Failure::Unauthorized { status, endpoint });
-                return;
-            }
-            Error::KernelNotFound { .. } => {
-                let f = match self.backend.probe() {
-                    Liveness::Gone => self.sandbox_gone(),
-                    _ => Failure::KernelGone {
+            Reconnect::Unregistered(cause) => self.lost(cause),
+            Reconnect::NotFound => {
+                let f = if self.link.sandbox_is_gone() {
+                    self.link.sandbox_gone()
+                } else {
+                    Failure::KernelGone {
                         kernel_id: self.target.kernel_id.clone(),
-                    },
+                    }
                 };
                 self.give_up(f);
-                return;
             }
-            _ => {}
-        }
-        let Some(outage) = self.outage.as_mut() else {
-            return;
-        };
-        outage.last_cause = cause;
-        // The budget covers attempts and probes alike: both start only within it, and each
-        // attempt is cut to what is left of it.
-        let Some(next_attempt) = outage.retry.failed() else {
-            let cause = outage.last_cause.clone();
-            let f = self.unreachable_failure(cause);
-            self.give_up(f);
-            return;
-        };
-        outage.next_attempt = next_attempt;
-        let now = Instant::now();
-        let probe_due = outage
-            .last_probe
-            .is_none_or(|t| now.duration_since(t) >= PROBE_INTERVAL);
-        if probe_due {
-            outage.last_probe = Some(now);
-            if self.backend.probe() == Liveness::Gone {
-                let f = self.sandbox_gone();
-                self.give_up(f);
-            }
-        }
-    }
-
-    fn sandbox_gone(&self) -> Failure {
-        Failure::SandboxGone {
-            sandbox_id: self.backend.sandbox_id().to_string(),
-        }
-    }
-
-    /// The failure for a connection that cannot be re-established: `SandboxGone` when the
-    /// backend says the sandbox is gone, otherwise `Lost`. A probe made in the last
-    /// [`PROBE_INTERVAL`] already said the sandbox was there, so none is made again.
-    fn unreachable_failure(&self, cause: String) -> Failure {
-        let probed_just_now = self
-            .outage
-            .as_ref()
-            .and_then(|o| o.last_probe)
-            .is_some_and(|t| t.elapsed() < PROBE_INTERVAL);
-        let liveness = if probed_just_now {
-            Liveness::Unknown
-        } else {
-            self.backend.probe()
-        };
-        match liveness {
-            Liveness::Gone => self.sandbox_gone(),
-            _ => Failure::Lost {
-                kernel_id: self.target.kernel_id.clone(),
-                cause,
-            },
+            Reconnect::GiveUp(f) => self.give_up(f),
         }
     }
 
     fn give_up(&mut self, failure: Failure) {
-        self.drop_socket();
-        self.outage = None;
-        let reason = match &failure {
-            Failure::SandboxGone { .. } => CloseReason::SandboxGone,
-            Failure::KernelGone { .. } => CloseReason::KernelGone,
-            Failure::Unauthorized { .. } => CloseReason::Unauthorized,
-            Failure::Closed => CloseReason::Requested,
-            _ => CloseReason::GaveUp,
-        };
-        log::debug!("kernel {}: giving up: {failure:?}", self.target.kernel_id);
+        let reason = self.link.give_up(&failure);
         // State first: a caller woken by its failed request must already read `Closed`.
         self.shared.set_failure(failure.clone());
         self.shared.state.set(ConnectionState::Closed { reason });
@@ -651,12 +411,7 @@ impl Worker {
     }
 
     fn finish(mut self) {
-        if let Some(sock) = self.socket.as_mut() {
-            // Best effort: a polite close frame if the socket takes it right away.
-            let _ = sock.ws.close(None);
-            let _ = sock.ws.flush();
-        }
-        self.drop_socket();
+        self.link.close();
         if self.shared.failure().is_none() {
             self.shared.set_failure(Failure::Closed);
         }

@@ -5,32 +5,26 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
-use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Poll};
 use tungstenite::Message;
 
-use crate::backend::{Backend, Liveness};
+use crate::backend::Backend;
 use crate::config::ConnectionConfig;
 use crate::error::Error;
 use crate::http::{Endpoint, Http, encode_component};
 use crate::jupyter::delivery::Failure;
+pub(crate) use crate::jupyter::link::WAKE;
+use crate::jupyter::link::{self, Link, Names, Read, Reconnect};
 use crate::jupyter::state::{CloseReason, ConnectionState, StateCell};
-use crate::jupyter::transport::{self, Limits, Route, Socket};
+use crate::jupyter::transport::{self, Route, Socket};
 use crate::pty::replay::{Alignment, Delivered};
 use crate::pty::wire::{self, FromTerm};
 use crate::pty::{PtyEnd, PtyEvent, PtyGap, PtySize};
-use crate::retry::Retry;
-
-const SOCKET: Token = Token(0);
-pub(crate) const WAKE: Token = Token(1);
-/// Least time between two liveness probes of the backend during one outage.
-const PROBE_INTERVAL: Duration = Duration::from_millis(200);
 
 /// Requests from the handle.
 pub(crate) enum Cmd {
@@ -79,18 +73,14 @@ pub(crate) fn route<'a>(endpoint: &'a Endpoint, name: &str) -> Route<'a> {
 pub(crate) struct Session {
     pub(crate) name: String,
     pub(crate) endpoint: Endpoint,
-    pub(crate) config: ConnectionConfig,
-    pub(crate) backend: Arc<dyn Backend>,
     pub(crate) commands: Receiver<Cmd>,
     pub(crate) events: Sender<Item>,
-    pub(crate) poll: Poll,
+    pub(crate) link: Link,
     pub(crate) shared: Arc<Shared>,
     /// For deleting the terminal when its own timeout passes.
     http: Http,
     /// When the terminal is killed by its own timeout; `None`: never.
     expires: Option<Instant>,
-    socket: Option<Socket>,
-    want_write: bool,
     delivered: Delivered,
     /// `setup` arrived: the next `stdout` is terminado's replay of its buffer.
     replay_next: bool,
@@ -111,18 +101,7 @@ pub(crate) struct Session {
     announced: Option<u64>,
     /// Whether the server takes numbered input (learned at each greeting).
     numbered: bool,
-    last_rx: Instant,
-    ping_sent: Option<Instant>,
-    outage: Option<Outage>,
     ended: bool,
-    reconnects: u64,
-}
-
-struct Outage {
-    retry: Retry,
-    next_attempt: Instant,
-    last_probe: Option<Instant>,
-    last_cause: String,
 }
 
 impl Session {
@@ -138,19 +117,21 @@ impl Session {
         poll: Poll,
         shared: Arc<Shared>,
     ) -> Session {
+        let names = Names {
+            label: format!("terminal {name}"),
+            lost_id: format!("terminal:{name}"),
+            ping_verb: "write",
+            reuse_recent_probe: false,
+        };
         Session {
+            link: Link::new(names, config, backend, poll),
             name,
             endpoint,
-            config,
-            backend,
             http,
             commands,
             events,
-            poll,
             shared,
             expires: None,
-            socket: None,
-            want_write: false,
             delivered: Delivered::default(),
             replay_next: false,
             size: None,
@@ -161,27 +142,14 @@ impl Session {
             hello: None,
             announced: None,
             numbered: false,
-            last_rx: Instant::now(),
-            ping_sent: None,
-            outage: None,
             ended: false,
-            reconnects: 0,
         }
     }
 
     /// Takes over a connected socket.
     pub(crate) fn adopt(&mut self, socket: Socket) -> io::Result<()> {
-        self.poll.registry().register(
-            &mut SourceFd(&socket.raw.as_raw_fd()),
-            SOCKET,
-            Interest::READABLE,
-        )?;
-        self.socket = Some(socket);
-        self.want_write = false;
+        self.link.adopt(socket, &self.shared.state)?;
         self.replay_next = false;
-        self.last_rx = Instant::now();
-        self.ping_sent = None;
-        self.shared.state.set(ConnectionState::Connected);
         Ok(())
     }
 
@@ -195,15 +163,11 @@ impl Session {
             if !self.drain_commands() {
                 break;
             }
-            if self.socket.is_some() {
+            if self.link.is_connected() {
                 if let Err(cause) = self.pump() {
                     self.lost(cause);
                 }
-            } else if self
-                .outage
-                .as_ref()
-                .is_some_and(|o| Instant::now() >= o.next_attempt)
-            {
+            } else if self.link.reconnect_due() {
                 self.reconnect_once();
             }
             if !self.ended && self.expires.is_some_and(|t| Instant::now() >= t) {
@@ -217,16 +181,7 @@ impl Session {
             if self.ended {
                 break;
             }
-            if let Some(s) = &self.socket {
-                transport::quickack(&s.raw);
-            }
-            let timeout = self.poll_timeout();
-            if let Err(e) = self.poll.poll(&mut events, timeout)
-                && e.kind() != io::ErrorKind::Interrupted
-            {
-                log::warn!("terminal {}: poll failed: {e}", self.name);
-                std::thread::sleep(Duration::from_millis(10));
-            }
+            self.link.wait(&mut events, self.expires);
         }
         self.finish();
     }
@@ -263,8 +218,9 @@ impl Session {
         self.pings += 1;
         self.hello = Some(self.pings);
         self.announced = None;
-        self.send(Message::Ping(self.pings.to_be_bytes().to_vec().into()))?;
-        self.flush()
+        self.link
+            .send(Message::Ping(self.pings.to_be_bytes().to_vec().into()))?;
+        self.link.flush()
     }
 
     /// Everything terminado sent on connect has arrived: settle input left unconfirmed by a
@@ -304,7 +260,7 @@ impl Session {
     }
 
     fn write_size(&mut self) -> Result<(), String> {
-        match (self.size, self.socket.is_some()) {
+        match (self.size, self.link.is_connected()) {
             (Some(s), true) => self.write(wire::set_size(s.rows, s.cols)),
             _ => Ok(()),
         }
@@ -312,7 +268,7 @@ impl Session {
 
     /// Writes queued input, then a ping whose pong confirms that the server read all of it.
     fn write_pending(&mut self) -> Result<(), String> {
-        if self.socket.is_none() || self.hello.is_some() || self.pending.is_empty() {
+        if !self.link.is_connected() || self.hello.is_some() || self.pending.is_empty() {
             return Ok(());
         }
         self.pings += 1;
@@ -327,75 +283,35 @@ impl Session {
             self.unconfirmed.push_back((ping, seq, text));
             self.write(frame)?;
         }
-        self.send(Message::Ping(ping.to_be_bytes().to_vec().into()))?;
-        self.flush()
+        self.link
+            .send(Message::Ping(ping.to_be_bytes().to_vec().into()))?;
+        self.link.flush()
     }
 
     fn write(&mut self, text: String) -> Result<(), String> {
-        self.send(Message::Text(text.into()))?;
-        self.flush()
-    }
-
-    fn send(&mut self, msg: Message) -> Result<(), String> {
-        let Some(sock) = self.socket.as_mut() else {
-            return Err("not connected".into());
-        };
-        match sock.ws.write(msg) {
-            Ok(()) => Ok(()),
-            Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
-            Err(e) => Err(format!("write failed: {e}")),
-        }
-    }
-
-    fn flush(&mut self) -> Result<(), String> {
-        let Some(sock) = self.socket.as_mut() else {
-            return Ok(());
-        };
-        let want = match sock.ws.flush() {
-            Ok(()) => false,
-            Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => true,
-            Err(e) => return Err(format!("flush failed: {e}")),
-        };
-        if want != self.want_write {
-            let interest = if want {
-                Interest::READABLE | Interest::WRITABLE
-            } else {
-                Interest::READABLE
-            };
-            self.poll
-                .registry()
-                .reregister(&mut SourceFd(&sock.raw.as_raw_fd()), SOCKET, interest)
-                .map_err(|e| format!("reregister failed: {e}"))?;
-            self.want_write = want;
-        }
-        Ok(())
+        self.link.send(Message::Text(text.into()))?;
+        self.link.flush()
     }
 
     /// Reads everything available and handles it, flushes, and keeps the link alive.
     fn pump(&mut self) -> Result<(), String> {
         loop {
-            let Some(sock) = self.socket.as_mut() else {
-                return Ok(());
-            };
-            match sock.ws.read() {
-                Ok(frame) => {
+            match self.link.read() {
+                Read::Frame(frame) => {
                     self.on_frame(frame)?;
                     if self.ended {
                         return Ok(());
                     }
                 }
-                Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(format!("read failed: {e}")),
+                Read::Drained => break,
+                Read::Failed(e) => return Err(format!("read failed: {e}")),
             }
         }
-        self.flush()?;
-        self.keepalive()
+        self.link.flush()?;
+        self.link.keepalive()
     }
 
     fn on_frame(&mut self, frame: Message) -> Result<(), String> {
-        self.last_rx = Instant::now();
-        self.ping_sent = None;
         match frame {
             Message::Text(t) => match wire::decode(t.as_str()) {
                 Ok(msg) => self.on_message(msg),
@@ -417,12 +333,7 @@ impl Session {
                     }
                 }
             }
-            Message::Close(c) => {
-                return Err(match c {
-                    Some(c) => format!("server closed the websocket ({})", c.code),
-                    None => "server closed the websocket".into(),
-                });
-            }
+            Message::Close(c) => return Err(link::closed_by_server(c)),
             Message::Binary(_) | Message::Ping(_) | Message::Frame(_) => {}
         }
         Ok(())
@@ -479,186 +390,58 @@ impl Session {
         let _ = self.events.send(Item::Event(event));
     }
 
-    /// Pings after a quiet spell; a missing answer means a half-open connection.
-    fn keepalive(&mut self) -> Result<(), String> {
-        let k = &self.config.keepalive;
-        let now = Instant::now();
-        match self.ping_sent {
-            Some(sent) if now.duration_since(sent) >= k.pong_timeout => {
-                Err(format!("no answer to a ping within {:?}", k.pong_timeout))
-            }
-            None if now.duration_since(self.last_rx) >= k.idle_ping => {
-                self.send(Message::Ping(Vec::new().into()))?;
-                self.ping_sent = Some(now);
-                self.flush()
-            }
-            _ => Ok(()),
-        }
-    }
-
-    fn poll_timeout(&self) -> Option<Duration> {
-        let now = Instant::now();
-        let expires = self.expires.map(|t| t.saturating_duration_since(now));
-        let own = if let Some(o) = &self.outage {
-            Some(o.next_attempt.saturating_duration_since(now))
-        } else if self.socket.is_some() {
-            let k = &self.config.keepalive;
-            let due = match self.ping_sent {
-                Some(sent) => sent + k.pong_timeout,
-                None => self.last_rx + k.idle_ping,
-            };
-            Some(due.saturating_duration_since(now) + Duration::from_millis(1))
-        } else {
-            None
-        };
-        match (own, expires) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    }
-
-    fn drop_socket(&mut self) {
-        if let Some(sock) = self.socket.take() {
-            let _ = self
-                .poll
-                .registry()
-                .deregister(&mut SourceFd(&sock.raw.as_raw_fd()));
-            let _ = sock.raw.shutdown(std::net::Shutdown::Both);
-        }
-        self.want_write = false;
-        self.ping_sent = None;
-        self.replay_next = false;
-    }
-
     fn lost(&mut self, cause: String) {
-        if self.ended || self.socket.is_none() && self.outage.is_some() {
+        if self.ended || !self.link.is_connected() && self.link.in_outage() {
             return;
         }
-        self.drop_socket();
-        log::debug!("terminal {}: connection lost: {cause}", self.name);
+        self.link.cut(&cause);
+        self.replay_next = false;
         self.hello = None;
         // Input written since the last pong may or may not have reached the server. A server
         // that numbers input says which on the next connect; for any other it stays unknown.
         if !self.numbered {
             self.report_unconfirmed();
         }
-        if self.config.reconnect.max_attempts == 0 {
-            let f = self.unreachable(cause);
-            self.give_up(f);
-            return;
+        if let Err(failure) = self.link.begin_outage(cause, &self.shared.state) {
+            self.give_up(failure);
         }
-        self.outage = Some(Outage {
-            retry: Retry::new(&self.config.reconnect),
-            next_attempt: Instant::now(),
-            last_probe: None,
-            last_cause: cause,
-        });
-        self.shared
-            .state
-            .set(ConnectionState::Reconnecting { attempt: 1 });
     }
 
     fn reconnect_once(&mut self) {
-        let Some(outage) = self.outage.as_mut() else {
-            return;
-        };
-        let attempt = outage.retry.failures() + 1;
-        self.shared
-            .state
-            .set(ConnectionState::Reconnecting { attempt });
-        let left = outage.retry.left().max(Duration::from_millis(50));
-        let timeout = self.config.timeouts.connect.min(left);
         let route = route(&self.endpoint, &self.name);
-        match transport::connect_plain(
-            &route,
-            Limits::reconnect(timeout),
-            self.config.max_message_size,
-        ) {
-            Ok(socket) => {
-                let took = outage.retry.started().elapsed();
-                self.outage = None;
-                if let Err(e) = self.adopt(socket) {
-                    self.lost(format!("register failed: {e}"));
-                    return;
-                }
-                self.reconnects += 1;
+        let attempt = self
+            .link
+            .reconnect(&self.shared.state, |limits, max_message_size| {
+                transport::connect_plain(&route, limits, max_message_size)
+            });
+        match attempt {
+            Reconnect::Waiting => {}
+            Reconnect::Connected { attempt, took } => {
+                self.replay_next = false;
                 log::debug!(
                     "terminal {}: reconnected after {attempt} attempt(s) in {took:?} \
                      (reconnect {})",
                     self.name,
-                    self.reconnects
+                    self.link.reconnects()
                 );
                 if let Err(cause) = self.after_connect() {
                     self.lost(cause);
                 }
             }
-            Err(e) => self.attempt_failed(e, attempt),
-        }
-    }
-
-    fn attempt_failed(&mut self, e: Error, attempt: u32) {
-        let cause = e.report();
-        log::debug!(
-            "terminal {}: reconnect attempt {attempt} failed: {cause}",
-            self.name
-        );
-        match e {
-            Error::Authentication { status, endpoint } => {
-                self.give_up(Failure::Unauthorized { status, endpoint });
-                return;
-            }
-            Error::TerminalNotFound { .. } => {
+            Reconnect::Unregistered(cause) => self.lost(cause),
+            Reconnect::NotFound => {
                 // The shell exited (or the terminal was deleted) while no client was connected:
                 // terminado forgets the terminal and its buffer with it.
-                if self.backend.probe() == Liveness::Gone {
-                    let f = self.sandbox_gone();
+                if self.link.sandbox_is_gone() {
+                    let f = self.link.sandbox_gone();
                     self.give_up(f);
                 } else if self.shared.killed.load(Ordering::SeqCst) {
                     self.end(PtyEnd::Killed);
                 } else {
                     self.end(PtyEnd::Gone);
                 }
-                return;
             }
-            _ => {}
-        }
-        let Some(outage) = self.outage.as_mut() else {
-            return;
-        };
-        outage.last_cause = cause;
-        let Some(next_attempt) = outage.retry.failed() else {
-            let cause = outage.last_cause.clone();
-            let f = self.unreachable(cause);
-            self.give_up(f);
-            return;
-        };
-        outage.next_attempt = next_attempt;
-        let now = Instant::now();
-        if outage
-            .last_probe
-            .is_none_or(|t| now.duration_since(t) >= PROBE_INTERVAL)
-        {
-            outage.last_probe = Some(now);
-            if self.backend.probe() == Liveness::Gone {
-                let f = self.sandbox_gone();
-                self.give_up(f);
-            }
-        }
-    }
-
-    fn sandbox_gone(&self) -> Failure {
-        Failure::SandboxGone {
-            sandbox_id: self.backend.sandbox_id().to_string(),
-        }
-    }
-
-    fn unreachable(&self, cause: String) -> Failure {
-        match self.backend.probe() {
-            Liveness::Gone => self.sandbox_gone(),
-            _ => Failure::Lost {
-                kernel_id: format!("terminal:{}", self.name),
-                cause,
-            },
+            Reconnect::GiveUp(f) => self.give_up(f),
         }
     }
 
@@ -669,8 +452,8 @@ impl Session {
         }
         log::debug!("terminal {}: ended: {end:?}", self.name);
         self.ended = true;
-        self.outage = None;
-        self.drop_socket();
+        self.link.end();
+        self.replay_next = false;
         self.shared.state.set(ConnectionState::Closed {
             reason: CloseReason::Requested,
         });
@@ -678,26 +461,15 @@ impl Session {
     }
 
     fn give_up(&mut self, failure: Failure) {
-        let reason = match &failure {
-            Failure::SandboxGone { .. } => CloseReason::SandboxGone,
-            Failure::Unauthorized { .. } => CloseReason::Unauthorized,
-            _ => CloseReason::GaveUp,
-        };
-        log::debug!("terminal {}: giving up: {failure:?}", self.name);
+        let reason = self.link.give_up(&failure);
+        self.replay_next = false;
         self.ended = true;
-        self.outage = None;
-        self.drop_socket();
         self.shared.state.set(ConnectionState::Closed { reason });
         let _ = self.events.send(Item::Failed(failure));
     }
 
     fn finish(mut self) {
-        if let Some(sock) = self.socket.as_mut() {
-            // Best effort: a polite close frame if the socket takes it right away.
-            let _ = sock.ws.close(None);
-            let _ = sock.ws.flush();
-        }
-        self.drop_socket();
+        self.link.close();
         if !matches!(self.shared.state.get(), ConnectionState::Closed { .. }) {
             self.shared.state.set(ConnectionState::Closed {
                 reason: CloseReason::Requested,
