@@ -142,8 +142,25 @@ impl Sandbox {
         kernel.cwd = cwd.map(str::to_string);
         kernel.envs = envs.to_vec();
         let kernel = Arc::new(kernel);
-        if let Err(e) = self.prepare(&kernel) {
+        {
+            let mut k = self.inner.lock_kernels();
+            // Under the registry lock, as in `register`: either kill() finds the kernel among
+            // those being set up, or this sees `closed`.
+            if self.inner.closed.load(Ordering::SeqCst) {
+                drop(k);
+                self.discard(&kernel);
+                return Err(Error::Closed);
+            }
+            k.preparing.insert(kernel.id.clone(), kernel.clone());
+        }
+        let prepared = self.prepare(&kernel);
+        self.inner.lock_kernels().preparing.remove(&kernel.id);
+        if let Err(e) = prepared {
             self.discard(&kernel);
+            if self.inner.closed.load(Ordering::SeqCst) {
+                log::debug!("kernel {}: set-up ended by close: {e}", kernel.id);
+                return Err(Error::Closed);
+            }
             return Err(e);
         }
         Ok(kernel)

@@ -89,6 +89,9 @@ struct Kernels {
     starting: HashMap<String, Arc<Mutex<()>>>,
     /// Ids in creation order, for listing.
     order: Vec<String>,
+    /// Kernels being set up, not listed yet: kill() closes them too, so a set-up under way
+    /// fails at once instead of waiting out its timeout.
+    preparing: HashMap<String, Arc<Kernel>>,
 }
 
 impl Kernels {

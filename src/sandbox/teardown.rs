@@ -26,7 +26,9 @@ impl Inner {
             let mut k = self.lock_kernels();
             k.order.clear();
             k.defaults.clear();
-            k.by_id.drain().map(|(_, v)| v).collect()
+            let k = &mut *k;
+            let listed = k.by_id.drain().map(|(_, v)| v);
+            listed.chain(k.preparing.drain().map(|(_, v)| v)).collect()
         };
         kernels.extend(self.system.drain());
         // Every worker is told first, so they all wind down within the one budget.
