@@ -16,24 +16,34 @@ fn sandboxes_leave_nothing_behind_and_drop_never_hangs() {
         drop(local());
         let threads_before = thread_count();
 
-        let mut pids = Vec::new();
-        let mut dirs = Vec::new();
-        for _ in 0..20 {
-            let sbx = local();
-            assert_eq!(sbx.run_code("1 + 1").unwrap().text(), Some("2"));
-            let pid = sbx.as_local().unwrap().pid();
-            pids.push(pid);
-            pids.extend(descendants(pid));
-            dirs.push(
-                sbx.as_local()
-                    .unwrap()
-                    .root()
-                    .parent()
-                    .unwrap()
-                    .to_path_buf(),
-            );
-            drop(sbx);
-        }
+        // Twenty sandboxes, four at a time: each thread makes, uses and drops one per turn.
+        let made: Vec<(Vec<u32>, std::path::PathBuf)> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..4)
+                .map(|_| {
+                    scope.spawn(|| {
+                        (0..5)
+                            .map(|_| {
+                                let sbx = local();
+                                assert_eq!(sbx.run_code("1 + 1").unwrap().text(), Some("2"));
+                                let local = sbx.as_local().unwrap();
+                                let pid = local.pid();
+                                let mut pids = vec![pid];
+                                pids.extend(descendants(pid));
+                                let dir = local.root().parent().unwrap().to_path_buf();
+                                drop(sbx);
+                                (pids, dir)
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().unwrap())
+                .collect()
+        });
+        let pids: Vec<u32> = made.iter().flat_map(|(p, _)| p.iter().copied()).collect();
+        let dirs: Vec<std::path::PathBuf> = made.into_iter().map(|(_, d)| d).collect();
         let survivors: Vec<u32> = pids.iter().copied().filter(|&p| alive(p)).collect();
         assert!(survivors.is_empty(), "processes left behind: {survivors:?}");
         for d in &dirs {

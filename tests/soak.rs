@@ -1,4 +1,4 @@
-//! Executions streaming output while a proxy cuts the connection every 100–500 ms at random
+//! Executions streaming output while a proxy cuts the connection every 50–500 ms at random
 //! points (half of them mid-chunk): every execution completes, every line arrives exactly once
 //! and in order, and no call exceeds its deadline.
 
@@ -33,7 +33,7 @@ fn soak_200_streaming_executions_under_random_cuts() {
             .unwrap_or(0x5eed_u64);
         println!("soak seed {seed}");
         let chaos =
-            proxy.start_random_cuts(Duration::from_millis(100), Duration::from_millis(500), seed);
+            proxy.start_random_cuts(Duration::from_millis(50), Duration::from_millis(250), seed);
         let recovered = std::thread::scope(|s| {
             let workers: Vec<_> = contexts
                 .iter()
@@ -45,7 +45,7 @@ fn soak_200_streaming_executions_under_random_cuts() {
                         for n in 0..PER_CONTEXT {
                             let tag = format!("c{c}e{n}");
                             let code = format!(
-                                "import time\nfor i in range({LINES}):\n    print(f'{tag} {{i}}', flush=True)\n    time.sleep(0.05)"
+                                "import time\nfor i in range({LINES}):\n    print(f'{tag} {{i}}', flush=True)\n    time.sleep(0.02)"
                             );
                             let mut streamed = String::new();
                             let exec = sbx

@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 
 use crate::util::{Res, pct};
 use crate::{
-    BASELINE, E2B, LOCAL_ISOLATED, LOCAL_NONE, OURS, OURS_ENV, OURS_LOCAL, RAW_BARE, RAW_HOOK, RAW_PARSE,
-    Results, WSC, WSC_FAST, ZMQ,
+    BASELINE, E2B, LOCAL_ISOLATED, LOCAL_NONE, OURS, OURS_ENV, OURS_LOCAL, RAW_BARE, RAW_HOOK,
+    RAW_PARSE, Results, WSC, WSC_FAST, ZMQ,
 };
 
 pub struct Machine {
