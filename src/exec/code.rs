@@ -77,7 +77,9 @@ impl<'a> CodeBuilder<'a> {
         self
     }
 
-    /// Environment variables visible to this execution only. Defaults to none.
+    /// Environment variables visible to this execution only. Defaults to none. In Python
+    /// kernels they travel in the request and the kernel restores them after the cell, so they
+    /// cost no extra round trip.
     pub fn envs<I, K, V>(mut self, envs: I) -> Self
     where
         I: IntoIterator<Item = (K, V)>,
@@ -162,6 +164,13 @@ impl<'a> CodeBuilder<'a> {
         let timeout = self.timeout.unwrap_or(sandbox.config().timeouts.execution);
         sandbox.ensure_prepared(&kernel)?;
         let envs = std::mem::take(&mut self.envs);
+        if !envs.is_empty() && kernel.hooked() {
+            // The hook sets them before the cell and restores them after it, in the kernel:
+            // no extra round trip, and restored even if this client is cut off.
+            let request = crate::kernel::envs::in_metadata(self.request(&kernel), &envs)?;
+            let driver = Driver::send(kernel.clone(), request)?;
+            return self.execute(driver, timeout);
+        }
         let Some(cells) = crate::kernel::envs::for_one_execution(&kernel, &envs)? else {
             let driver = Driver::send(kernel.clone(), self.request(&kernel))?;
             return self.execute(driver, timeout);

@@ -185,6 +185,8 @@ pub(crate) struct Outgoing {
     pub(crate) msg_id: String,
     pub(crate) header: Value,
     pub(crate) content: Value,
+    /// The message's metadata: `{}` unless a request carries something for the kernel's hook.
+    pub(crate) metadata: Value,
 }
 
 impl Outgoing {
@@ -209,6 +211,7 @@ impl Outgoing {
             msg_id,
             header,
             content,
+            metadata: json!({}),
         }
     }
 
@@ -220,7 +223,17 @@ impl Outgoing {
             .as_str()
             .unwrap_or("execute_request");
         let session = self.header["session"].as_str().unwrap_or_default();
-        Outgoing::request(self.channel, msg_type, session, self.content.clone())
+        let mut renewed = Outgoing::request(self.channel, msg_type, session, self.content.clone());
+        renewed.metadata = self.metadata.clone();
+        renewed
+    }
+
+    /// The same request with `value` under `key` in its metadata.
+    pub(crate) fn with_metadata(mut self, key: &str, value: Value) -> Outgoing {
+        if let Value::Object(map) = &mut self.metadata {
+            map.insert(key.to_string(), value);
+        }
+        self
     }
 
     /// An `execute_request` on the shell channel.
@@ -245,7 +258,7 @@ impl Outgoing {
         json!({
             "header": self.header,
             "parent_header": {},
-            "metadata": {},
+            "metadata": self.metadata,
             "content": self.content,
             "channel": self.channel,
         })
@@ -257,7 +270,7 @@ impl Outgoing {
             self.channel.as_bytes().to_vec(),
             self.header.to_string().into_bytes(),
             b"{}".to_vec(),
-            b"{}".to_vec(),
+            self.metadata.to_string().into_bytes(),
             self.content.to_string().into_bytes(),
         ];
         let count = parts.len() + 1;

@@ -7,15 +7,22 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::error::Error;
+use crate::jupyter::wire::Outgoing;
 use crate::kernel::Kernel;
 
 /// A Python dict literal of strings. JSON string escapes mean the same in Python.
 pub(super) fn py_dict(pairs: &[(String, String)]) -> String {
-    let map: serde_json::Map<String, Value> = pairs
-        .iter()
-        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-        .collect();
-    Value::Object(map).to_string()
+    string_map(pairs).to_string()
+}
+
+/// `pairs` as a JSON object of strings.
+fn string_map(pairs: &[(String, String)]) -> Value {
+    Value::Object(
+        pairs
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect(),
+    )
 }
 
 pub(super) fn validate(pairs: &[(String, String)]) -> Result<(), Error> {
@@ -54,7 +61,17 @@ pub(crate) fn set(
     kernel.run_silent(&code, timeout).map(drop)
 }
 
-/// The cells around one execution with its own variables: `setup` saves the previous values
+/// `request` carrying `pairs` for the kernel's hook (`hook.py`), which sets them for that cell
+/// only.
+pub(crate) fn in_metadata(
+    request: Outgoing,
+    pairs: &[(String, String)],
+) -> Result<Outgoing, Error> {
+    validate(pairs)?;
+    Ok(request.with_metadata("e2b_envs", string_map(pairs)))
+}
+
+/// The cells around one execution with its own variables, for kernels without the hook: `setup` saves the previous values
 /// and sets the new ones, `restore` puts the previous values back. `restore` can run twice (a
 /// resent request) and still leaves the same state.
 pub(crate) struct AroundCells {

@@ -203,7 +203,44 @@ def _install():
         from IPython.display import publish_display_data
         publish_display_data({"application/x-e2b-replay+json": out})
 
+    # Per-execution env vars travel in the execute_request's metadata ("e2b_envs"): set before
+    # the cell runs and put back after it, in the kernel, so they cost no extra round trip and
+    # are restored even if the client is cut off. Silent cells (set-up, replays) fire neither.
+    ip = get_ipython()
+    saved_env = []
+
+    def _pre_run_cell(info=None):
+        import os
+        try:
+            envs = (ip.kernel.get_parent("shell") or {}).get("metadata", {}).get("e2b_envs")
+        except Exception:
+            envs = None
+        if not envs:
+            return
+        saved_env.append({k: os.environ.get(k) for k in envs})
+        os.environ.update(envs)
+
+    def _post_run_cell(result=None):
+        import os
+        while saved_env:
+            for k, v in saved_env.pop().items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+    for name, fn in (("pre_run_cell", _pre_run_cell), ("post_run_cell", _post_run_cell)):
+        old = getattr(existing, name, None)
+        if old is not None:
+            try:
+                ip.events.unregister(name, old)
+            except ValueError:
+                pass
+        ip.events.register(name, fn)
+
     mod = types.ModuleType("__e2b_hook")
+    mod.pre_run_cell = _pre_run_cell
+    mod.post_run_cell = _post_run_cell
     mod.session = session
     # Where the kernel started: set-up resolves a relative cwd against it, so running set-up
     # again (after a cut) lands in the same directory.
