@@ -372,16 +372,27 @@ fn valgrind(exe: &Path, envs: &[(&str, &str)], limit: Duration) -> Finished {
     done
 }
 
+// Valgrind runs are slow (each program ~10x): one test per program, so they run side by side.
+
 #[test]
-fn c_programs_have_no_memory_errors_or_definite_leaks_under_valgrind() {
+fn the_c_quickstart_has_no_memory_errors_or_definite_leaks_under_valgrind() {
     support::require_tool("valgrind", VALGRIND_HINT);
     let quickstart = compile("examples/c/quickstart.c", "quickstart_vg", false);
     let done = valgrind(&quickstart, &[], VALGRIND_LIMIT);
     assert_quickstart_output(&done.stdout);
+}
+
+#[test]
+fn the_c_error_paths_have_no_memory_errors_or_definite_leaks_under_valgrind() {
+    support::require_tool("valgrind", VALGRIND_HINT);
     let errors = compile("tests/c/abi_errors.c", "abi_errors_vg", false);
     let done = valgrind(&errors, &[], VALGRIND_LIMIT);
     assert!(done.stdout.contains("checks hold"), "{}", done.describe());
+}
 
+#[test]
+fn c_connect_jupyter_has_no_memory_errors_or_definite_leaks_under_valgrind() {
+    support::require_tool("valgrind", VALGRIND_HINT);
     let connect = compile("tests/c/connect_jupyter.c", "connect_jupyter_vg", false);
     let server = JupyterServer::start();
     let before = server.kernel_ids();
