@@ -15,10 +15,9 @@ use crate::config::ConnectionConfig;
 use crate::error::{Error, TimeoutPhase};
 use crate::jupyter::delivery::Delivery;
 use crate::jupyter::state::{ConnectionState, ConnectionWatch};
-use crate::jupyter::transport::{self, Limits, Socket, Target};
+use crate::jupyter::transport::{self, Limits, Target};
 use crate::jupyter::wire::{Framing, Outgoing};
 use crate::jupyter::worker::{Command, Shared, WAKE, Worker};
-use crate::retry::Retry;
 
 pub(crate) struct Connection {
     commands: Sender<Command>,
@@ -47,37 +46,6 @@ fn io_setup(e: std::io::Error) -> Error {
     }
 }
 
-/// The first connect to a new kernel, retried under the reconnect policy when the link breaks
-/// (not when the server answers no), all within `kernel_start`.
-fn first_connect(target: &Target, config: &ConnectionConfig) -> Result<Socket, Error> {
-    let limits = Limits::new_kernel(&config.timeouts);
-    let mut retry = Retry::new(&config.reconnect);
-    loop {
-        let Some(this) = limits.after(retry.started().elapsed()) else {
-            return Err(limits.timeout());
-        };
-        let e = match transport::connect(
-            target,
-            this,
-            (!config.binary_framing).then_some(Framing::Legacy),
-            config.max_message_size,
-        ) {
-            Ok(socket) => return Ok(socket),
-            Err(e @ Error::Transport { .. }) => e,
-            Err(e) => return Err(e),
-        };
-        let Some(next) = retry.failed() else {
-            return Err(e);
-        };
-        log::debug!(
-            "kernel {}: first connect failed ({}); retrying",
-            target.kernel_id,
-            e.report()
-        );
-        std::thread::sleep(next.saturating_duration_since(std::time::Instant::now()));
-    }
-}
-
 impl Connection {
     /// Connects on the caller's thread, so handshake errors come back directly, then hands the
     /// socket to a new worker thread.
@@ -87,7 +55,15 @@ impl Connection {
         backend: Arc<dyn Backend>,
     ) -> Result<Connection, Error> {
         let shared = Arc::new(Shared::new(&target.kernel_id));
-        let socket = first_connect(&target, &config)?;
+        let socket = transport::first_connect(
+            &format!("kernel {}", target.kernel_id),
+            Limits::new_kernel(&config.timeouts),
+            &config.reconnect,
+            |limits| {
+                let framing = (!config.binary_framing).then_some(Framing::Legacy);
+                transport::connect(&target, limits, framing, config.max_message_size)
+            },
+        )?;
         let poll = Poll::new().map_err(io_setup)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKE).map_err(io_setup)?);
         let (commands, command_rx) = crossbeam_channel::unbounded();

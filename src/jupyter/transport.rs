@@ -16,11 +16,12 @@ use tungstenite::http::uri::{Authority, InvalidUri};
 use tungstenite::protocol::{Role, WebSocketConfig};
 use tungstenite::stream::MaybeTlsStream;
 
-use crate::config::Timeouts;
+use crate::config::{ReconnectPolicy, Timeouts};
 use crate::conn::Conn;
 use crate::error::{Error, TimeoutPhase};
 use crate::http::{Endpoint, encode_component};
 use crate::jupyter::wire::{Framing, V1_SUBPROTOCOL};
+use crate::retry::Retry;
 
 /// Bytes tungstenite reads (and zero-fills) per read() call.
 const READ_BUFFER: usize = 16 * 1024;
@@ -128,6 +129,32 @@ impl Limits {
             phase: TimeoutPhase::Connect,
             after: self.tcp,
         }
+    }
+}
+
+/// The first connect of a new link (a kernel's or a terminal's): `attempt` retried under
+/// `policy` when the link breaks (not when the server answers no), all within `limits`.
+pub(crate) fn first_connect(
+    label: &str,
+    limits: Limits,
+    policy: &ReconnectPolicy,
+    mut attempt: impl FnMut(Limits) -> Result<Socket, Error>,
+) -> Result<Socket, Error> {
+    let mut retry = Retry::new(policy);
+    loop {
+        let Some(this) = limits.after(retry.started().elapsed()) else {
+            return Err(limits.timeout());
+        };
+        let e = match attempt(this) {
+            Ok(socket) => return Ok(socket),
+            Err(e @ Error::Transport { .. }) => e,
+            Err(e) => return Err(e),
+        };
+        let Some(next) = retry.failed() else {
+            return Err(e);
+        };
+        log::debug!("{label}: first connect failed ({}); retrying", e.report());
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
     }
 }
 

@@ -8,13 +8,12 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use mio::{Poll, Waker};
 
-use crate::error::{Error, TimeoutPhase};
+use crate::error::Error;
 use crate::jupyter::delivery::Failure;
 use crate::jupyter::state::{ConnectionState, ConnectionWatch};
-use crate::jupyter::transport::{self, Limits, Socket};
+use crate::jupyter::transport::{self, Limits};
 use crate::pty::session::{self, Cmd, Item, Session, Shared, WAKE};
 use crate::pty::{PtyEnd, PtyEvent, PtyGap, PtyOptions, PtySize, rest, wire};
-use crate::retry::Retry;
 use crate::sandbox::Sandbox;
 use crate::sync::lock;
 
@@ -121,7 +120,13 @@ impl Terminal {
     ) -> Result<Terminal, Error> {
         let config = sandbox.config().connection.clone();
         let endpoint = sandbox.http().endpoint().clone();
-        let socket = first_connect(&session::route(&endpoint, &name), &config)?;
+        let route = session::route(&endpoint, &name);
+        let socket = transport::first_connect(
+            &route.label,
+            Limits::reconnect(config.timeouts.connect),
+            &config.reconnect,
+            |limits| transport::connect_plain(&route, limits, config.max_message_size),
+        )?;
         let shared = Arc::new(Shared::new(&name));
         let poll = Poll::new().map_err(io_setup)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKE).map_err(io_setup)?);
@@ -468,36 +473,4 @@ fn resolve_cwd(sandbox: &Sandbox, cwd: Option<&str>) -> Result<String, Error> {
     }
     let root = sandbox.server_root()?;
     Ok(format!("{}/{}", root.trim_end_matches('/'), cwd))
-}
-
-/// The first connect, retried under the reconnect policy when the link breaks (not when the
-/// server answers no), all within the connect timeout.
-fn first_connect(
-    route: &transport::Route<'_>,
-    config: &crate::config::ConnectionConfig,
-) -> Result<Socket, Error> {
-    let limits = Limits::reconnect(config.timeouts.connect);
-    let mut retry = Retry::new(&config.reconnect);
-    loop {
-        let Some(this) = limits.after(retry.started().elapsed()) else {
-            return Err(Error::Timeout {
-                phase: TimeoutPhase::Connect,
-                after: config.timeouts.connect,
-            });
-        };
-        let e = match transport::connect_plain(route, this, config.max_message_size) {
-            Ok(socket) => return Ok(socket),
-            Err(e @ Error::Transport { .. }) => e,
-            Err(e) => return Err(e),
-        };
-        let Some(next) = retry.failed() else {
-            return Err(e);
-        };
-        log::debug!(
-            "{}: first connect failed ({}); retrying",
-            route.label,
-            e.report()
-        );
-        std::thread::sleep(next.saturating_duration_since(Instant::now()));
-    }
 }
