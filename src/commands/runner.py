@@ -5,6 +5,22 @@
 # run_code output. Its start (pid) and end (exit code, and whether it was killed) are published
 # as display data of a private MIME type. The timeout is enforced here, in the sandbox, by
 # killing the process group; a kernel interrupt (KeyboardInterrupt) kills it too.
+def _report(event, **fields):
+    # A command's start, end or failure, after what it printed so far: a display message of a
+    # private MIME type that the client's driver numbers and replays like output.
+    import sys
+
+    from IPython.display import publish_display_data
+
+    fields["event"] = event
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    publish_display_data({"application/x-e2b-command+json": fields})
+
+
 def _e2b_command(spec):
     import codecs
     import os
@@ -14,24 +30,13 @@ def _e2b_command(spec):
     import sys
     import time
 
-    from IPython.display import publish_display_data
-
-    def report(event, **fields):
-        fields["event"] = event
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except Exception:
-                pass
-        publish_display_data({"application/x-e2b-command+json": fields})
-
     cwd = spec.get("cwd") or None
     if cwd is not None:
         cwd = os.path.expanduser(cwd)
         if not os.path.exists(cwd):
-            return report("error", kind="not_found", path=spec["cwd"])
+            return _report("error", kind="not_found", path=spec["cwd"])
         if not os.path.isdir(cwd):
-            return report("error", kind="not_a_directory", path=spec["cwd"])
+            return _report("error", kind="not_a_directory", path=spec["cwd"])
     env = dict(os.environ)
     env.update(spec.get("envs") or {})
     shell = "/bin/bash" if os.path.exists("/bin/bash") else "/bin/sh"
@@ -71,7 +76,7 @@ def _e2b_command(spec):
             ctl_keep = os.open(ctl_path, os.O_WRONLY)
         except OSError as e:
             close_fifos()
-            return report("error", kind="os", message="stdin: " + str(e))
+            return _report("error", kind="os", message="stdin: " + str(e))
     try:
         proc = subprocess.Popen(
             [shell, "-c", spec["cmd"]],
@@ -85,10 +90,10 @@ def _e2b_command(spec):
         )
     except PermissionError as e:
         close_fifos()
-        return report("error", kind="permission_denied", path=spec.get("cwd") or shell, message=str(e))
+        return _report("error", kind="permission_denied", path=spec.get("cwd") or shell, message=str(e))
     except OSError as e:
         close_fifos()
-        return report("error", kind="os", message=str(e))
+        return _report("error", kind="os", message=str(e))
     # A command that is not `background` dies with this kernel: a Jupyter server shutting the
     # kernel down kills the kernel's process group, not the command's own session.
     guard = None if spec.get("background") else _guard(proc.pid)
@@ -144,7 +149,7 @@ def _e2b_command(spec):
                 sel.register(fd, selectors.EVENT_READ)
             if ctl is not None:
                 sel.register(ctl, selectors.EVENT_READ)
-            report("start", pid=proc.pid, stdin=fifo_dir)
+            _report("start", pid=proc.pid, stdin=fifo_dir)
             exited_at = None
             while any(fd in outs for fd in sel.get_map()):
                 now = time.monotonic()
@@ -223,7 +228,7 @@ def _e2b_command(spec):
                 pass
         proc.stdout.close()
         proc.stderr.close()
-    report("exit", exit_code=code, outcome=outcome)
+    _report("exit", exit_code=code, outcome=outcome)
 
 
 def _registry_dir():
@@ -420,17 +425,6 @@ def _e2b_follow(spec):
     import sys
     import time
 
-    from IPython.display import publish_display_data
-
-    def report(event, **fields):
-        fields["event"] = event
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except Exception:
-                pass
-        publish_display_data({"application/x-e2b-command+json": fields})
-
     pid = int(spec["pid"])
     d = _registry_dir()
     record = None
@@ -448,8 +442,8 @@ def _e2b_follow(spec):
         done = [p for p in glob.glob(os.path.join(d, "%d-*.out" % pid)) if os.path.exists(os.path.join(p, "done"))]
         path = max(done, key=os.path.getmtime) if done else None
     if path is None or not os.path.isdir(path):
-        return report("error", kind="process_not_found", path="pid %d" % pid)
-    report("start", pid=pid, stdin=(record or {}).get("stdin"))
+        return _report("error", kind="process_not_found", path="pid %d" % pid)
+    _report("start", pid=pid, stdin=(record or {}).get("stdin"))
 
     outs = {
         b"o": [sys.stdout, codecs.getincrementaldecoder("utf-8")("replace"), 0.0],
@@ -496,7 +490,7 @@ def _e2b_follow(spec):
                     later = [s for s in segments() if s > n]
                     if later:
                         # Rotated away before it was read: the ring kept only the newest.
-                        report("truncated", segments=later[0] - n)
+                        _report("truncated", segments=later[0] - n)
                         n, state["buf"] = later[0], b""
                         continue
             chunk = f.read(1 << 20) if f is not None else b""
@@ -519,16 +513,16 @@ def _e2b_follow(spec):
                     # end: the runner's kernel died with it.
                     consume(f.read() if f is not None else b"")
                     if state["exit"] is None:
-                        return report("error", kind="os", message="the command's runner ended without reporting its exit")
+                        return _report("error", kind="os", message="the command's runner ended without reporting its exit")
             time.sleep(0.02)
     except KeyboardInterrupt:
-        return report("detached")
+        return _report("detached")
     exit_record = state["exit"]
     for out in outs.values():
         text = out[1].decode(b"", True)
         if text:
             out[0].write(text)
-    report("exit", exit_code=exit_record.get("exit_code"), outcome=exit_record.get("outcome", "exited"))
+    _report("exit", exit_code=exit_record.get("exit_code"), outcome=exit_record.get("outcome", "exited"))
 
 
 def _install():
