@@ -12,7 +12,7 @@ use crate::jupyter::rest::{self, KernelSpecs};
 use crate::kernel::Kernel;
 use crate::sync::lock;
 
-use super::{Sandbox, SandboxConfig};
+use super::{Kernels, Sandbox, SandboxConfig};
 
 impl Sandbox {
     pub(crate) fn http(&self) -> &Http {
@@ -90,21 +90,30 @@ impl Sandbox {
         kernel: Arc<Kernel>,
         default_for: Option<String>,
     ) -> Result<Arc<Kernel>, Error> {
+        self.track(&kernel, |k| {
+            if let Some(lang) = default_for {
+                k.defaults.insert(lang, kernel.id.clone());
+            }
+            k.order.push(kernel.id.clone());
+            k.by_id.insert(kernel.id.clone(), kernel.clone());
+        })?;
+        Ok(kernel)
+    }
+
+    /// Records `kernel` in the registry with `record`, unless the sandbox was killed: then
+    /// shuts the kernel down and fails with [`Error::Closed`]. Checked under the registry lock,
+    /// which kill() takes after setting `closed`: either kill() finds the kernel, or this sees
+    /// `closed`.
+    fn track(&self, kernel: &Kernel, record: impl FnOnce(&mut Kernels)) -> Result<(), Error> {
         let mut k = self.inner.lock_kernels();
-        // Checked under the registry lock, which kill() takes after setting `closed`: either
-        // kill() finds the kernel listed, or this sees `closed`.
         if self.inner.closed.load(Ordering::SeqCst) {
             drop(k);
             log::debug!("kernel {} started after the sandbox closed", kernel.id);
-            self.discard(&kernel);
+            self.discard(kernel);
             return Err(Error::Closed);
         }
-        if let Some(lang) = default_for {
-            k.defaults.insert(lang, kernel.id.clone());
-        }
-        k.order.push(kernel.id.clone());
-        k.by_id.insert(kernel.id.clone(), kernel.clone());
-        Ok(kernel)
+        record(&mut k);
+        Ok(())
     }
 
     /// Stops a kernel nobody can use: its worker, and the kernel on the server.
@@ -142,17 +151,10 @@ impl Sandbox {
         kernel.cwd = cwd.map(str::to_string);
         kernel.envs = envs.to_vec();
         let kernel = Arc::new(kernel);
-        {
-            let mut k = self.inner.lock_kernels();
-            // Under the registry lock, as in `register`: either kill() finds the kernel among
-            // those being set up, or this sees `closed`.
-            if self.inner.closed.load(Ordering::SeqCst) {
-                drop(k);
-                self.discard(&kernel);
-                return Err(Error::Closed);
-            }
+        // Listed while it is set up, so that kill() can stop a set-up under way.
+        self.track(&kernel, |k| {
             k.preparing.insert(kernel.id.clone(), kernel.clone());
-        }
+        })?;
         let prepared = self.prepare(&kernel);
         self.inner.lock_kernels().preparing.remove(&kernel.id);
         if let Err(e) = prepared {
