@@ -97,18 +97,7 @@ impl Files {
         let path = api_path(rel);
         let endpoint = describe(Method::Put, &path);
         log::trace!("{endpoint} ({} bytes)", body.len());
-        let mut req = http.agent().put(http.endpoint().url(&path));
-        for (name, value) in http.headers() {
-            req = req.header(name, value);
-        }
-        let t = Some(http.request_timeout());
-        let resp = req
-            .config()
-            .timeout_global(None)
-            .timeout_per_write(t)
-            .timeout_per_read(t)
-            .timeout_recv_response(t)
-            .build()
+        let resp = per_io_deadlines(http, http.agent().put(http.endpoint().url(&path)))
             .header("Content-Type", "application/json")
             .send(body)
             .map_err(|e| http.transport_error(&endpoint, e))?;
@@ -127,17 +116,7 @@ impl Files {
         let path = files_path(rel);
         let endpoint = describe(Method::Get, &path);
         log::trace!("{endpoint}");
-        let mut req = http.agent().get(http.endpoint().url(&path));
-        for (name, value) in http.headers() {
-            req = req.header(name, value);
-        }
-        let t = Some(http.request_timeout());
-        let resp = req
-            .config()
-            .timeout_global(None)
-            .timeout_per_read(t)
-            .timeout_recv_response(t)
-            .build()
+        let resp = per_io_deadlines(http, http.agent().get(http.endpoint().url(&path)))
             .call()
             .map_err(|e| http.transport_error(&endpoint, e))?;
         if resp.status().is_success() {
@@ -151,6 +130,22 @@ impl Files {
             Err(e) => Err(e),
         }
     }
+}
+
+/// `req` with the sandbox's headers and its request timeout per socket read or write (and for
+/// the answer) instead of for the whole request, so a large transfer over a slow link does not
+/// time out while data keeps flowing.
+fn per_io_deadlines<B>(http: &Http, mut req: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+    for (name, value) in http.headers() {
+        req = req.header(name, value);
+    }
+    let t = Some(http.request_timeout());
+    req.config()
+        .timeout_global(None)
+        .timeout_per_write(t)
+        .timeout_per_read(t)
+        .timeout_recv_response(t)
+        .build()
 }
 
 /// Reads a (small) response body into a [`Response`] to judge its status.
