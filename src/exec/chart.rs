@@ -240,7 +240,8 @@ where
 }
 
 fn typed<T: DeserializeOwned>(value: &Value) -> Option<T> {
-    match serde_json::from_value(value.clone()) {
+    // A `&Value` deserializes in place: no copy of the data before the typed one.
+    match T::deserialize(value) {
         Ok(t) => Some(t),
         Err(e) => {
             log::debug!("chart data does not have its type's shape ({e}); kept as unknown");
