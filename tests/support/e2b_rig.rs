@@ -13,7 +13,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -56,7 +56,6 @@ struct Shared {
     seen: Mutex<Vec<Seen>>,
     live: Mutex<Vec<TcpStream>>,
     threads: Threads,
-    next: AtomicU64,
 }
 
 /// The stand-in for E2B's sandbox proxy.
@@ -82,7 +81,6 @@ impl SandboxProxy {
             seen: Mutex::new(Vec::new()),
             live: Mutex::new(Vec::new()),
             threads: Threads::default(),
-            next: AtomicU64::new(0),
         });
         let listener = {
             let (a, b) = (shared.clone(), shared.clone());
@@ -91,10 +89,9 @@ impl SandboxProxy {
                 move || a.stopping(),
                 move |client| {
                     let s = b.clone();
-                    let n = b.next.fetch_add(1, Ordering::SeqCst);
                     let _ = b
                         .threads
-                        .spawn(format!("e2b-proxy-{n}"), move || serve(&s, client));
+                        .spawn_numbered("e2b-proxy", move || serve(&s, client));
                 },
             )?
         };

@@ -22,6 +22,8 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(20);
 pub struct Threads {
     stop: AtomicBool,
     handles: Mutex<Vec<JoinHandle<()>>>,
+    /// Numbers the threads `spawn_numbered` names.
+    spawned: std::sync::atomic::AtomicU64,
 }
 
 impl Threads {
@@ -31,6 +33,16 @@ impl Threads {
 
     pub fn stop(&self) {
         self.stop.store(true, Ordering::SeqCst);
+    }
+
+    /// [`Threads::spawn`] under `prefix-N`, N counting from 0: one thread per client.
+    pub fn spawn_numbered(
+        &self,
+        prefix: &str,
+        f: impl FnOnce() + Send + 'static,
+    ) -> std::io::Result<()> {
+        let n = self.spawned.fetch_add(1, Ordering::SeqCst);
+        self.spawn(format!("{prefix}-{n}"), f)
     }
 
     /// Starts a named thread and keeps its handle; finished ones are reaped here, so a long

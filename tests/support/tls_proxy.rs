@@ -67,7 +67,6 @@ struct Shared {
     config: Arc<rustls::ServerConfig>,
     threads: Threads,
     live: Mutex<Vec<TcpStream>>,
-    next: AtomicU64,
     handshakes: AtomicU64,
 }
 
@@ -84,7 +83,6 @@ impl TlsProxy {
             config: ca.server_config(),
             threads: Threads::default(),
             live: Mutex::new(Vec::new()),
-            next: AtomicU64::new(0),
             handshakes: AtomicU64::new(0),
         });
         let listener = {
@@ -94,10 +92,9 @@ impl TlsProxy {
                 move || a.stopping(),
                 move |client| {
                     let s = b.clone();
-                    let n = b.next.fetch_add(1, Ordering::SeqCst);
                     let _ = b
                         .threads
-                        .spawn(format!("tls-proxy-{n}"), move || serve(&s, client));
+                        .spawn_numbered("tls-proxy", move || serve(&s, client));
                 },
             )?
         };
