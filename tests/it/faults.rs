@@ -116,6 +116,29 @@ fn when_reconnects_keep_failing_every_call_fails_fast_and_typed() {
     });
 }
 
+/// Six cells (each after `prefix`) printing 20 numbered lines over a second: each one's output
+/// arrives whole, in order, with its result, and its continuity is known.
+fn run_six_streaming_cells(sbx: &Sandbox, prefix: &str) {
+    for n in 0..6 {
+        let code = format!(
+            "{prefix}import time\nfor i in range(20):\n    print(f'{n} {{i}}', flush=True)\n    \
+             time.sleep(0.05)\n{{'cell': {n}}}"
+        );
+        let exec = sbx
+            .code(code)
+            .timeout(Duration::from_secs(60))
+            .run()
+            .unwrap();
+        let expected: String = (0..20).map(|i| format!("{n} {i}\n")).collect();
+        assert_eq!(exec.logs.stdout.concat(), expected, "cell {n}");
+        assert_eq!(
+            exec.text().map(str::to_string),
+            Some(format!("{{'cell': {n}}}"))
+        );
+        assert_ne!(exec.continuity, Continuity::Unverified, "cell {n}");
+    }
+}
+
 /// JSON framing (`binary_framing(false)`, for servers without the local sandbox's patch)
 /// recovers output across cuts exactly as binary framing does.
 #[test]
@@ -126,24 +149,7 @@ fn json_framing_keeps_executions_whole_across_random_cuts() {
         let (proxy, sbx) = through_proxy_with_framing(&owner, Sandbox::builder(), false);
         let chaos =
             proxy.start_random_cuts(Duration::from_millis(100), Duration::from_millis(400), 7);
-        for n in 0..6 {
-            let code = format!(
-                "import time\nfor i in range(20):\n    print(f'{n} {{i}}', flush=True)\n    \
-                 time.sleep(0.05)\n{{'cell': {n}}}"
-            );
-            let exec = sbx
-                .code(code)
-                .timeout(Duration::from_secs(60))
-                .run()
-                .unwrap();
-            let expected: String = (0..20).map(|i| format!("{n} {i}\n")).collect();
-            assert_eq!(exec.logs.stdout.concat(), expected, "cell {n}");
-            assert_eq!(
-                exec.text().map(str::to_string),
-                Some(format!("{{'cell': {n}}}"))
-            );
-            assert_ne!(exec.continuity, Continuity::Unverified, "cell {n}");
-        }
+        run_six_streaming_cells(&sbx, "");
         drop(chaos);
         assert!(proxy.cuts() >= 5, "only {} cuts", proxy.cuts());
     });
@@ -166,24 +172,7 @@ fn an_isolated_sandbox_over_unix_sockets_keeps_executions_whole_across_random_cu
         let _ = sbx.run_code("runs = 0").unwrap();
         let chaos =
             proxy.start_random_cuts(Duration::from_millis(100), Duration::from_millis(400), 11);
-        for n in 0..6 {
-            let code = format!(
-                "runs += 1\nimport time\nfor i in range(20):\n    print(f'{n} {{i}}', flush=True)\n    \
-                 time.sleep(0.05)\n{{'cell': {n}}}"
-            );
-            let exec = sbx
-                .code(code)
-                .timeout(Duration::from_secs(60))
-                .run()
-                .unwrap();
-            let expected: String = (0..20).map(|i| format!("{n} {i}\n")).collect();
-            assert_eq!(exec.logs.stdout.concat(), expected, "cell {n}");
-            assert_eq!(
-                exec.text().map(str::to_string),
-                Some(format!("{{'cell': {n}}}"))
-            );
-            assert_ne!(exec.continuity, Continuity::Unverified, "cell {n}");
-        }
+        run_six_streaming_cells(&sbx, "runs += 1\n");
         drop(chaos);
         assert!(proxy.cuts() >= 5, "only {} cuts", proxy.cuts());
         // Each cell ran exactly once, however often its request was replayed.
