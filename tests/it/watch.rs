@@ -294,10 +294,11 @@ fn stdin_lines_arrive_exactly_once_under_cuts() {
             .spawn()
             .unwrap();
         let pid = cat.pid().unwrap();
-        // Kernels for the writer and the follower start before the cuts: REST calls are not
-        // retried.
-        cat.send_stdin("line 0\n").unwrap();
+        // Kernels for the follower and then the writer start before the cuts (the writer's
+        // goes back to the pool after each write and is reused): a kernel started under cuts
+        // this dense may not finish its set-up within the request timeout.
         let mut follower = sbx.commands().connect(pid).unwrap();
+        cat.send_stdin("line 0\n").unwrap();
         let reader = std::thread::spawn(move || follower.wait());
         let chaos = proxy.start_random_cuts(
             Duration::from_millis(100),
