@@ -1,6 +1,5 @@
-//! The C ABI as C and Python see it: the library is built by a nested `cargo build` into its own
-//! target dir (so this never waits on the `cargo test` that runs it), C programs are compiled
-//! with the system `cc` against `include/e2b_blocking.h`, and run against local sandboxes
+//! The C ABI as C and Python see it: C programs are compiled with the system `cc` against
+//! `include/e2b_blocking.h` and the library `cargo test` built, and run against local sandboxes
 //! (and a jupyter_server this process starts, for `e2b_sandbox_connect_jupyter`), also under
 //! valgrind. A missing `cc`, `valgrind` or `python3` fails its test with one line saying what
 //! to install.
@@ -11,14 +10,10 @@ mod support;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use e2b_blocking::Sandbox;
 
-/// A cold build of the library and its dependencies takes under a minute on two cores; allow
-/// for a busy machine.
-const BUILD_LIMIT: Duration = Duration::from_secs(900);
 /// One C or Python program: a sandbox or two and a few dozen runs.
 const RUN_LIMIT: Duration = Duration::from_secs(300);
 /// The same under valgrind, which slows the library's own code down many times.
@@ -32,17 +27,22 @@ fn manifest_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// `target/` of the running `cargo test` (this binary is `target/<profile>/deps/ffi_c-…`).
-fn target_dir() -> PathBuf {
+/// Where `cargo test` put this package's libraries: next to this test binary
+/// (`target/<profile>/deps/`), since integration tests need the library target built, and it is
+/// built with every crate type `Cargo.toml` gives it (cdylib and staticlib included).
+fn library_dir() -> PathBuf {
     std::env::current_exe()
         .ok()
-        .and_then(|exe| Some(exe.parent()?.parent()?.parent()?.to_path_buf()))
-        .unwrap_or_else(|| manifest_dir().join("target"))
+        .and_then(|exe| Some(exe.parent()?.to_path_buf()))
+        .unwrap_or_else(|| manifest_dir().join("target/debug/deps"))
 }
 
-/// Where this test builds the C library and its programs.
-fn ffi_dir() -> PathBuf {
-    target_dir().join("ffi-build")
+/// Where this test puts the C programs it compiles.
+fn programs_dir() -> PathBuf {
+    library_dir()
+        .parent()
+        .map_or_else(|| manifest_dir().join("target"), Path::to_path_buf)
+        .join("c-programs")
 }
 
 struct Finished {
@@ -60,22 +60,8 @@ impl Finished {
     }
 }
 
-/// `LD_LIBRARY_PATH` without the entries `cargo test` adds: they hold the outer build's copy
-/// of the library, which would shadow the one the C programs are linked against.
-fn library_path_without_target() -> std::ffi::OsString {
-    let target = target_dir();
-    let kept: Vec<PathBuf> = std::env::var_os("LD_LIBRARY_PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|p| !p.starts_with(&target))
-        .collect();
-    std::env::join_paths(kept).unwrap_or_default()
-}
-
 /// Runs a command to completion, killing it if it outlives `limit`.
 fn run(mut cmd: Command, limit: Duration) -> Finished {
-    cmd.env("LD_LIBRARY_PATH", library_path_without_target());
     let what = format!("{cmd:?}");
     let mut child = cmd
         .stdin(Stdio::null())
@@ -119,33 +105,26 @@ fn run_ok(cmd: Command, limit: Duration) -> Finished {
     done
 }
 
-/// Builds the library once per test binary and returns the directory holding
-/// `libe2b_blocking_ffi.so` and `libe2b_blocking_ffi.a`.
-fn library() -> &'static Path {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--lib", "--manifest-path"])
-            .arg(manifest_dir().join("Cargo.toml"))
-            // A target dir of its own: the outer `cargo test` never waits on it, and its build
-            // never replaces the outer one's library.
-            .env("CARGO_TARGET_DIR", ffi_dir())
-            // Line tables are enough for valgrind's stack traces, and build faster and smaller
-            // (measured: 37 s and 0.4 GB cold, against 48 s and 0.8 GB with full debug info).
-            .env("CARGO_PROFILE_DEV_DEBUG", "line-tables-only");
-        let started = Instant::now();
-        run_ok(cmd, BUILD_LIMIT);
-        eprintln!("built the C library in {:?}", started.elapsed());
-        ffi_dir().join("debug")
-    })
+/// The directory holding `libe2b_blocking_ffi.so` and `libe2b_blocking_ffi.a`.
+fn library() -> PathBuf {
+    let dir = library_dir();
+    for lib in ["libe2b_blocking_ffi.so", "libe2b_blocking_ffi.a"] {
+        assert!(
+            dir.join(lib).is_file(),
+            "{lib} is not in {}: run this test through `cargo test`, which builds it",
+            dir.display()
+        );
+    }
+    dir
 }
 
 /// Compiles a C file against the header and the shared library (or the static one).
 fn compile(source: &str, name: &str, static_link: bool) -> PathBuf {
     support::require_tool("cc", CC_HINT);
     let lib = library();
-    let exe = ffi_dir().join(name);
+    let dir = programs_dir();
+    std::fs::create_dir_all(&dir).expect("create the C programs' directory");
+    let exe = dir.join(name);
     let mut cmd = Command::new("cc");
     cmd.args([
         "-std=c11",
@@ -173,7 +152,7 @@ fn compile(source: &str, name: &str, static_link: bool) -> PathBuf {
         ]);
     } else {
         cmd.arg("-L")
-            .arg(lib)
+            .arg(&lib)
             .arg("-le2b_blocking_ffi")
             .arg(format!("-Wl,-rpath,{}", lib.display()));
     }

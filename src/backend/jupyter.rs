@@ -4,7 +4,7 @@
 use crate::backend::{Backend, Liveness};
 use crate::config::{Secret, Timeouts};
 use crate::error::Error;
-use crate::http::{Endpoint, Http, Method};
+use crate::net::{Endpoint, Http, Method};
 
 #[derive(Debug)]
 pub(crate) struct JupyterBackend {

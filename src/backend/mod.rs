@@ -10,7 +10,7 @@ pub(crate) mod local;
 use std::fmt;
 
 use crate::error::Error;
-use crate::http::Endpoint;
+use crate::net::Endpoint;
 
 /// Whether a sandbox still exists, as far as its backend can tell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

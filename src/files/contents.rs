@@ -1,13 +1,10 @@
 //! The contents API plumbing under [`Files`]: models, `mkdir -p`, PUTs with per-socket
 //! deadlines, downloads, and the typed errors of failed responses.
 
-use std::io::Read;
-use std::time::Duration;
-
 use serde_json::json;
 
 use crate::error::Error;
-use crate::http::{Http, Method, Response, describe};
+use crate::net::{Http, Method, Response, describe};
 
 use super::entry::*;
 use super::path::*;
@@ -151,35 +148,11 @@ fn per_io_deadlines<B>(http: &Http, mut req: ureq::RequestBuilder<B>) -> ureq::R
 /// Reads a (small) response body into a [`Response`] to judge its status.
 pub(super) fn read_small(
     http: &Http,
-    mut resp: ureq::http::Response<ureq::Body>,
+    resp: ureq::http::Response<ureq::Body>,
     endpoint: String,
 ) -> Result<Response, Error> {
-    let status = resp.status().as_u16();
-    let header = |name: &str| {
-        resp.headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    };
-    let content_type = header("content-type")
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    let retry_after = header("retry-after")
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
-    let mut body = Vec::new();
-    resp.body_mut()
-        .as_reader()
-        .take(SMALL_BODY)
-        .read_to_end(&mut body)
-        .map_err(|e| http.transport_error(&endpoint, ureq::Error::Io(e)))?;
-    Ok(Response {
-        status,
-        body,
-        content_type,
-        endpoint,
-        retry_after,
-    })
+    Response::read(resp, endpoint.clone(), SMALL_BODY)
+        .map_err(|e| http.transport_error(&endpoint, ureq::Error::Io(e)))
 }
 
 /// Maps a failed contents API response to the typed file errors.

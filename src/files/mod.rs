@@ -16,7 +16,7 @@ use std::path::Path;
 use serde_json::{Value, json};
 
 use crate::error::Error;
-use crate::http::{Http, Method};
+use crate::net::{Http, Method};
 use crate::sandbox::Sandbox;
 
 use self::contents::*;

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use crate::error::Error;
-use crate::http::encode_component;
+use crate::net::encode_component;
 
 /// True when a component of `rel` starts with a dot (what jupyter_server calls hidden).
 pub(super) fn is_hidden(rel: &str) -> bool {

@@ -8,7 +8,7 @@ use base64::Engine;
 use serde_json::json;
 
 use crate::error::{Error, TimeoutPhase};
-use crate::http::{Method, describe};
+use crate::net::{Method, describe};
 
 use super::entry::*;
 use super::path::*;

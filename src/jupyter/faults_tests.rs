@@ -13,11 +13,11 @@ use tungstenite::{Message, WebSocket};
 use crate::backend::{Backend, Liveness};
 use crate::config::{ConnectionConfig, ReconnectPolicy, Secret};
 use crate::error::Error;
-use crate::http::Endpoint;
 use crate::jupyter::connection::Connection;
 use crate::jupyter::delivery::{Delivery, Failure};
 use crate::jupyter::transport::Target;
 use crate::jupyter::wire::Outgoing;
+use crate::net::Endpoint;
 
 #[derive(Debug)]
 struct FakeBackend(Endpoint);

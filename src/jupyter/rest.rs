@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::error::Error;
-use crate::http::{Http, Method, encode_component, link_broke};
+use crate::net::{Http, Method, encode_component, link_broke};
 
 /// A kernel as the server describes it.
 #[derive(Debug, Clone, Deserialize)]

@@ -19,8 +19,8 @@ use tungstenite::stream::MaybeTlsStream;
 use crate::config::{ReconnectPolicy, Timeouts};
 use crate::conn::Conn;
 use crate::error::{Error, TimeoutPhase};
-use crate::http::{Endpoint, encode_component};
 use crate::jupyter::wire::{Framing, V1_SUBPROTOCOL};
+use crate::net::{Endpoint, encode_component};
 use crate::retry::Retry;
 
 /// Bytes tungstenite reads (and zero-fills) per read() call.
@@ -517,7 +517,7 @@ mod tests {
 
     use super::*;
     use crate::config::Secret;
-    use crate::http::Endpoint;
+    use crate::net::Endpoint;
 
     type Answer = fn(&str) -> Vec<u8>;
     type Expect = fn(&Error) -> bool;

@@ -16,13 +16,13 @@ use crate::config::ConnectionConfig;
 use crate::error::{Error, TimeoutPhase};
 use crate::exec::driver::Driver;
 use crate::exec::models::Execution;
-use crate::http::Http;
 use crate::jupyter::connection::Connection;
 use crate::jupyter::delivery::{self, Delivery};
 use crate::jupyter::rest;
 use crate::jupyter::state::ConnectionState;
 use crate::jupyter::transport::Target;
 use crate::jupyter::wire::Outgoing;
+use crate::net::Http;
 use crate::sync::lock;
 
 #[derive(Debug)]

@@ -4,7 +4,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::error::Error;
-use crate::http::{Http, Method, encode_component, link_broke};
+use crate::net::{Http, Method, encode_component, link_broke};
 
 #[derive(Debug, Deserialize)]
 struct Model {

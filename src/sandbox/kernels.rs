@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use crate::context::{self, Context};
 use crate::error::Error;
-use crate::http::Http;
 use crate::jupyter::rest::{self, KernelSpecs};
 use crate::kernel::Kernel;
+use crate::net::Http;
 use crate::sync::lock;
 
 use super::{Kernels, Sandbox, SandboxConfig};

@@ -21,10 +21,10 @@ use crate::context::{Context, ContextOptions};
 use crate::error::Error;
 use crate::exec::code::CodeBuilder;
 use crate::exec::models::Execution;
-use crate::http::{Http, Method};
 use crate::jupyter::rest::{self, KernelSpecs};
 use crate::jupyter::state::{ConnectionState, ConnectionWatch};
 use crate::kernel::Kernel;
+use crate::net::{Http, Method};
 
 /// A code-interpreter sandbox: stateful kernels, their output, and the sandbox's lifetime.
 ///

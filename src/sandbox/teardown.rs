@@ -6,11 +6,11 @@ use std::sync::{Arc, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, TimeoutPhase};
-use crate::http::Http;
 use crate::jupyter::delivery::Failure;
 use crate::jupyter::rest;
 use crate::jupyter::state::ConnectionState;
 use crate::kernel::Kernel;
+use crate::net::Http;
 use crate::sync::lock;
 
 use super::{Inner, Kernels};

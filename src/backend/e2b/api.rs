@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::error::Error;
-use crate::http::{Method, encode_component};
+use crate::net::{Method, Response, encode_component};
 
 use super::config::E2bConfig;
 use super::models::{
@@ -15,7 +15,7 @@ use super::models::{
     whole_seconds,
 };
 use super::options::E2bOptions;
-use super::transport::{ApiResponse, Retry, Transport};
+use super::transport::{Retry, Transport};
 
 /// Longest keep-alive `refresh` accepts (the spec's maximum).
 const MAX_REFRESH: Duration = Duration::from_secs(3600);
@@ -132,8 +132,11 @@ impl E2bClient {
         let r = self
             .transport
             .send(Method::Get, &path, None, Retry::Idempotent)?;
-        let next_token = r.next_token.clone();
-        let total_running = r.total_running;
+        let next_token = r
+            .header("x-next-token")
+            .filter(|v| !v.is_empty())
+            .map(str::to_string);
+        let total_running = r.header("x-total-running").and_then(|v| v.parse().ok());
         let sandboxes: Vec<SandboxInfo> = ok_json(r, None)?;
         Ok(SandboxPage {
             sandboxes,
@@ -183,11 +186,11 @@ impl E2bClient {
         let r = self
             .transport
             .send(Method::Delete, &path, None, Retry::Idempotent)?;
-        if r.response.status == 404 {
+        if r.status == 404 {
             log::debug!("E2B sandbox {sandbox_id} was already gone");
             return Ok(false);
         }
-        r.response.error_for_status()?;
+        r.error_for_status()?;
         log::debug!("killed E2B sandbox {sandbox_id}");
         Ok(true)
     }
@@ -246,24 +249,24 @@ fn to_value<T: serde::Serialize>(body: &T) -> Result<Value, Error> {
 }
 
 /// A 404 about a sandbox means it does not exist (any more).
-fn status_error(r: ApiResponse, sandbox_id: Option<&str>) -> Error {
-    match (r.response.status, sandbox_id) {
+fn status_error(r: Response, sandbox_id: Option<&str>) -> Error {
+    match (r.status, sandbox_id) {
         (404, Some(id)) => Error::SandboxNotFound {
             sandbox_id: id.to_string(),
         },
-        _ => r.response.into_error(),
+        _ => r.into_error(),
     }
 }
 
-fn ok_json<T: DeserializeOwned>(r: ApiResponse, sandbox_id: Option<&str>) -> Result<T, Error> {
-    if !r.response.is_success() {
+fn ok_json<T: DeserializeOwned>(r: Response, sandbox_id: Option<&str>) -> Result<T, Error> {
+    if !r.is_success() {
         return Err(status_error(r, sandbox_id));
     }
-    r.response.json()
+    r.json()
 }
 
-fn ok_empty(r: ApiResponse, sandbox_id: &str) -> Result<(), Error> {
-    if !r.response.is_success() {
+fn ok_empty(r: Response, sandbox_id: &str) -> Result<(), Error> {
+    if !r.is_success() {
         return Err(status_error(r, Some(sandbox_id)));
     }
     Ok(())

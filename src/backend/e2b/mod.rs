@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use crate::backend::{Backend, Liveness};
 use crate::config::{Secret, Timeouts};
 use crate::error::{Error, TimeoutPhase};
-use crate::http::{Endpoint, Http, Method};
+use crate::net::{Endpoint, Http, Method};
 
 pub use api::E2bClient;
 pub use config::{DEFAULT_DOMAIN, E2bConfig};
@@ -315,7 +315,7 @@ enum ProxyAnswer {
 }
 
 impl ProxyAnswer {
-    fn of(r: &crate::http::Response) -> ProxyAnswer {
+    fn of(r: &crate::net::Response) -> ProxyAnswer {
         let message = r.message().to_ascii_lowercase();
         if message.contains("sandbox was not found") {
             ProxyAnswer::NotFound

@@ -7,7 +7,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::config::Secret;
 use crate::error::Error;
-use crate::http::encode_component;
+use crate::net::encode_component;
 
 use super::options::E2bOptions;
 

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use crate::backend::{Backend, Liveness};
 use crate::config::{Secret, Timeouts};
 use crate::error::Error;
-use crate::http::Endpoint;
+use crate::net::Endpoint;
 
 pub use handle::LocalSandbox;
 pub use python::{CACHE_ENV, PYTHON_ENV};

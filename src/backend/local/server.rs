@@ -12,7 +12,7 @@ use crate::backend::local::python::{self, Python};
 use crate::backend::local::{Isolation, LocalOptions};
 use crate::config::{Secret, Timeouts};
 use crate::error::{Error, TimeoutPhase};
-use crate::http::{Endpoint, Http, Method};
+use crate::net::{Endpoint, Http, Method};
 
 /// Loaded by jupyter_server from the config dir. It lifts the IOPub rate limits (which would
 /// otherwise drop large output) and kills the server and its kernels if the SDK's process

@@ -1,0 +1,197 @@
+//! An HTTP answer read whole, and what its status means as an [`Error`].
+
+use std::io::Read;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use ureq::http::HeaderMap;
+
+use crate::error::Error;
+
+/// A response whose status the caller still has to judge.
+#[derive(Debug)]
+pub(crate) struct Response {
+    pub(crate) status: u16,
+    pub(crate) body: Vec<u8>,
+    pub(crate) content_type: String,
+    pub(crate) endpoint: String,
+    pub(crate) retry_after: Option<Duration>,
+    pub(crate) headers: HeaderMap,
+}
+
+impl Response {
+    /// Reads `resp` and at most `limit` bytes of its body. The error is the body reader's:
+    /// ureq's own errors come wrapped in it.
+    pub(crate) fn read(
+        mut resp: ureq::http::Response<ureq::Body>,
+        endpoint: String,
+        limit: u64,
+    ) -> std::io::Result<Response> {
+        let mut body = Vec::new();
+        resp.body_mut()
+            .as_reader()
+            .take(limit)
+            .read_to_end(&mut body)?;
+        let (parts, _) = resp.into_parts();
+        let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+        Ok(Response {
+            status: parts.status.as_u16(),
+            content_type: header("content-type")
+                .unwrap_or_default()
+                .to_ascii_lowercase(),
+            retry_after: header("retry-after")
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs),
+            body,
+            endpoint,
+            headers: parts.headers,
+        })
+    }
+
+    /// A header's value, trimmed, if it is there and text.
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    }
+
+    pub(crate) fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// Turns a non-2xx status into the matching error.
+    pub(crate) fn error_for_status(self) -> Result<Response, Error> {
+        if self.is_success() {
+            return Ok(self);
+        }
+        Err(self.into_error())
+    }
+
+    pub(crate) fn into_error(self) -> Error {
+        match self.status {
+            401 | 403 => Error::Authentication {
+                status: self.status,
+                endpoint: self.endpoint,
+            },
+            429 => Error::RateLimited {
+                endpoint: self.endpoint,
+                retry_after: self.retry_after,
+            },
+            502 if self.sandbox_gone().is_some() => Error::SandboxNotFound {
+                sandbox_id: self.sandbox_gone().unwrap_or_default(),
+            },
+            status => Error::Http {
+                status,
+                message: self.message(),
+                endpoint: self.endpoint,
+            },
+        }
+    }
+
+    /// The sandbox id when this is E2B's sandbox proxy saying the sandbox is gone (`502`
+    /// `{"sandboxId": …, "message": "The sandbox was not found"}`).
+    pub(crate) fn sandbox_gone(&self) -> Option<String> {
+        if self.status != 502 {
+            return None;
+        }
+        let v: Value = serde_json::from_slice(&self.body).ok()?;
+        let message = v.get("message")?.as_str()?;
+        if !message
+            .to_ascii_lowercase()
+            .contains("sandbox was not found")
+        {
+            return None;
+        }
+        Some(
+            v.get("sandboxId")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+        )
+    }
+
+    /// The server's own message: `message`/`reason` of a JSON body, or the start of the text.
+    pub(crate) fn message(&self) -> String {
+        if let Ok(v) = serde_json::from_slice::<Value>(&self.body) {
+            for key in ["message", "reason", "detail", "error"] {
+                if let Some(s) = v.get(key).and_then(Value::as_str) {
+                    return shorten(s);
+                }
+            }
+        }
+        if self.content_type.contains("html") {
+            return format!("{} byte HTML page", self.body.len());
+        }
+        shorten(&String::from_utf8_lossy(&self.body))
+    }
+
+    pub(crate) fn json<T: DeserializeOwned>(&self) -> Result<T, Error> {
+        if self.content_type.contains("html") {
+            return Err(Error::protocol(format!(
+                "{} answered an HTML page where JSON was expected",
+                self.endpoint
+            )));
+        }
+        serde_json::from_slice(&self.body)
+            .map_err(|e| Error::protocol_from(format!("bad JSON from {}", self.endpoint), e))
+    }
+}
+
+fn shorten(s: &str) -> String {
+    const MAX: usize = 300;
+    let s = s.trim();
+    match s.char_indices().nth(MAX) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: u16, content_type: &str, body: &str) -> Response {
+        Response {
+            status,
+            body: body.as_bytes().to_vec(),
+            content_type: content_type.into(),
+            endpoint: "GET /api/kernels".into(),
+            retry_after: None,
+            headers: HeaderMap::new(),
+        }
+    }
+
+    #[test]
+    fn e2b_proxy_not_found_is_sandbox_not_found() {
+        let r = |status, body| answer(status, "application/json", body);
+        let gone = r(
+            502,
+            r#"{"sandboxId":"sbx1","message":"The sandbox was not found","code":502}"#,
+        );
+        assert!(matches!(
+            gone.into_error(),
+            Error::SandboxNotFound { sandbox_id } if sandbox_id == "sbx1"
+        ));
+        let closed = r(
+            502,
+            r#"{"sandboxId":"sbx1","message":"The sandbox is running but port is not open"}"#,
+        );
+        assert!(matches!(
+            closed.into_error(),
+            Error::Http { status: 502, .. }
+        ));
+        assert!(
+            r(404, r#"{"message":"The sandbox was not found"}"#)
+                .sandbox_gone()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn html_body_is_a_protocol_error() {
+        let r = answer(200, "text/html; charset=utf-8", "<html></html>");
+        assert!(matches!(r.json::<Value>(), Err(Error::Protocol { .. })));
+    }
+}
