@@ -7,20 +7,31 @@ use crate::support::python_server::{PythonServer, venv_python};
 use crate::support::{deadline, init_logs, local_tcp, token_of};
 use e2b_blocking::{ContextOptions, Error, Sandbox, Secret, TimeoutPhase, Timeouts};
 
+/// The ids of the kernels a server lists. jupyter_server answers 500 to a list that meets a
+/// kernel whose start is under way (its `last_activity` is not set yet, see
+/// `MappingKernelManager.kernel_model`), so that answer is asked again.
 fn kernel_ids(url: &str, token: &str) -> Vec<String> {
-    let body = ureq::get(&format!("{url}/api/kernels"))
-        .header("Authorization", &format!("token {token}"))
-        .call()
-        .expect("list kernels")
-        .body_mut()
-        .read_to_string()
-        .expect("body");
-    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k["id"].as_str().unwrap().to_string())
-        .collect()
+    for _ in 0..50 {
+        let answer = ureq::get(&format!("{url}/api/kernels"))
+            .header("Authorization", &format!("token {token}"))
+            .call();
+        let mut resp = match answer {
+            Err(ureq::Error::StatusCode(500)) => {
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            }
+            other => other.expect("list kernels"),
+        };
+        let body = resp.body_mut().read_to_string().expect("body");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+        return v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["id"].as_str().unwrap().to_string())
+            .collect();
+    }
+    panic!("{url}/api/kernels answered 500 for a second");
 }
 
 #[test]

@@ -95,6 +95,14 @@ const TOKEN_CONFIG: &str = "jupyter_server_config.json";
 const KERNEL_CONFIG: &str =
     "c.InteractiveShell.colors = 'nocolor'\nc.HistoryManager.hist_file = ':memory:'\n";
 
+/// `python -m jupyter_server`, less one import: jsonschema imports `rfc3987_syntax` (installed
+/// by jupyter_events' format extra) only to check the `iri` string format, which no event
+/// schema of jupyter_server uses, and that module builds a parser as it is imported: measured
+/// 0.76 s of the 1.1 s a server start costs in CPU. jsonschema imports it under
+/// `suppress(ImportError)`, so a server without it is the server that package is missing from.
+const SERVER_MAIN: &str = "import sys; sys.modules['rfc3987_syntax'] = None; \
+    from jupyter_server.serverapp import launch_new_instance; launch_new_instance()";
+
 /// Numbered terminal input, for exactly-once input across reconnects (see the file).
 const TERMINALS_CONFIG: &str = include_str!("terminals.py");
 
@@ -155,7 +163,7 @@ impl LocalServer {
         let (token_file, log, log_err) =
             write_server_files(dir, token, &format!("{SERVER_CONFIG}\n{TERMINALS_CONFIG}"))?;
         let mut cmd = Command::new(&python.exe);
-        cmd.args(["-m", "jupyter_server"])
+        cmd.args(["-c", SERVER_MAIN])
             .arg("--ServerApp.ip=127.0.0.1")
             .arg("--ServerApp.port=0")
             .arg("--ServerApp.port_retries=0")
@@ -286,7 +294,7 @@ impl LocalServer {
         };
         let mut cmd = plan.command();
         cmd.arg(&python.exe)
-            .args(["-m", "jupyter_server"])
+            .args(["-c", SERVER_MAIN])
             .arg(format!("--ServerApp.sock={}", inside("sock/server.sock")))
             .arg("--ServerApp.sock_mode=0600")
             .arg(format!("--ServerApp.root_dir={}", bwrap::HOME))
