@@ -11,13 +11,15 @@
 //! boundary, and the client has delivered a prefix `D` of the same stream. What was missed is
 //! `R` minus its overlap with the end of `D`. This module keeps the last pieces delivered
 //! (each live chunk is one piece, each replayed remainder one piece) and looks for the
-//! overlap at piece boundaries:
+//! overlap where `R` can start: at piece boundaries, and anywhere inside a replayed remainder,
+//! which joins chunks whose boundaries are not known (a later replay, after the buffer
+//! wrapped, can start at any of them):
 //!
 //! - **Exact** when `D` is held whole and `R` starts with all of it (the buffer has not
-//!   wrapped: fewer than 1000 chunks so far), or when exactly one piece boundary lines up.
-//! - **Lost** when no boundary lines up: the cut lasted more than 1000 chunks (or beyond what
+//!   wrapped: fewer than 1000 chunks so far), or when exactly one start lines up.
+//! - **Lost** when no start lines up: the cut lasted more than 1000 chunks (or beyond what
 //!   is held here), so output between `D` and `R` is gone. `R` is delivered whole.
-//! - **Ambiguous** when several boundaries line up (periodic output, once the buffer wrapped):
+//! - **Ambiguous** when several starts line up (periodic output, once the buffer wrapped):
 //!   the longest overlap is assumed, which may hide output that repeated.
 //!
 //! The alignment is by content, so a stream that wrapped the buffer and whose replay happens
@@ -43,10 +45,22 @@ pub(crate) enum Alignment {
     Ambiguous,
 }
 
+/// Leading bytes of a replay looked for inside a replayed part, to find where in it the
+/// replay could start before comparing the rest.
+const PROBE: usize = 64;
+
+/// Output delivered in one go: a live chunk, or the new part of a replay.
+#[derive(Debug)]
+struct Piece {
+    text: String,
+    /// The new part of a replay: several chunks, joined, whose boundaries are not known.
+    joined: bool,
+}
+
 /// What has been delivered, as pieces that each start on a chunk boundary.
 #[derive(Debug, Default)]
 pub(crate) struct Delivered {
-    pieces: VecDeque<String>,
+    pieces: VecDeque<Piece>,
     chars: usize,
     /// Pieces were let go: the first held piece is not the start of the stream.
     trimmed: bool,
@@ -55,7 +69,7 @@ pub(crate) struct Delivered {
 impl Delivered {
     /// Records a live chunk (delivered as it is).
     pub(crate) fn live(&mut self, chunk: &str) {
-        self.push(chunk.to_string());
+        self.push(chunk.to_string(), false);
     }
 
     /// Aligns a replay with what was delivered: returns the byte offset in `replay` where the
@@ -63,7 +77,7 @@ impl Delivered {
     pub(crate) fn replay(&mut self, replay: &str) -> (usize, Alignment) {
         let (start, alignment) = self.align(replay);
         if start < replay.len() {
-            self.push(replay[start..].to_string());
+            self.push(replay[start..].to_string(), true);
         }
         (start, alignment)
     }
@@ -73,50 +87,83 @@ impl Delivered {
             return (0, Alignment::Exact);
         }
         // The whole stream is held and the buffer has not wrapped: the replay starts with it.
-        if !self.trimmed && self.starts_with_from(replay, 0).is_some() {
-            return (self.chars_len(0), Alignment::Exact);
+        if !self.trimmed
+            && let Some(len) = self.fit(replay, 0, 0)
+        {
+            return (len, Alignment::Exact);
         }
-        let first = usize::from(!self.trimmed);
-        let mut fits = (first..self.pieces.len()).filter_map(|i| self.starts_with_from(replay, i));
+        let mut fits = self
+            .starts(replay)
+            .filter_map(|(i, at)| self.fit(replay, i, at));
         match (fits.next(), fits.next()) {
             (None, _) => (0, Alignment::Lost),
             (Some(len), None) => (len, Alignment::Exact),
-            // Pieces are tried oldest first: the first fit is the longest overlap.
+            // Starts are tried oldest first: the first fit is the longest overlap.
             (Some(len), Some(_)) => (len, Alignment::Ambiguous),
         }
     }
 
-    /// `Some(byte length)` when `replay` starts with the pieces from `i` to the end joined.
-    fn starts_with_from(&self, replay: &str, i: usize) -> Option<usize> {
-        let mut at = 0;
-        for piece in self.pieces.range(i..) {
-            let end = at + piece.len();
-            if replay.get(at..end)? != piece {
+    /// Where in what is held the replay may start, oldest first, as (piece, byte offset): at
+    /// every piece (a chunk boundary; the very first only once pieces were let go, since the
+    /// whole stream is tried on its own), and inside a replayed part wherever the replay's
+    /// first bytes are found, since a later replay can begin at any chunk within it.
+    fn starts<'a>(&'a self, replay: &'a str) -> impl Iterator<Item = (usize, usize)> + 'a {
+        self.pieces.iter().enumerate().flat_map(move |(i, piece)| {
+            let edge = (i > 0 || self.trimmed).then_some((i, 0));
+            let inside = piece
+                .joined
+                .then(|| inner_starts(&piece.text, replay))
+                .into_iter()
+                .flatten()
+                .map(move |at| (i, at));
+            edge.into_iter().chain(inside)
+        })
+    }
+
+    /// `Some(byte length)` when `replay` starts with what was delivered from byte `at` of
+    /// piece `i` to the end.
+    fn fit(&self, replay: &str, i: usize, at: usize) -> Option<usize> {
+        let mut len = 0;
+        for (k, piece) in self.pieces.range(i..).enumerate() {
+            let text = if k == 0 {
+                piece.text.get(at..)?
+            } else {
+                piece.text.as_str()
+            };
+            let end = len + text.len();
+            if replay.get(len..end)? != text {
                 return None;
             }
-            at = end;
+            len = end;
         }
-        Some(at)
+        Some(len)
     }
 
-    fn chars_len(&self, i: usize) -> usize {
-        self.pieces.range(i..).map(String::len).sum()
-    }
-
-    fn push(&mut self, piece: String) {
-        self.chars += piece.len();
-        self.pieces.push_back(piece);
+    fn push(&mut self, text: String, joined: bool) {
+        self.chars += text.len();
+        self.pieces.push_back(Piece { text, joined });
         // Each piece holds at least one chunk, so the last TERMINADO_CHUNKS pieces cover
         // every chunk a replay can hold.
         while self.pieces.len() > TERMINADO_CHUNKS
             || (self.chars > MAX_CHARS && self.pieces.len() > 1)
         {
             if let Some(old) = self.pieces.pop_front() {
-                self.chars -= old.len();
+                self.chars -= old.text.len();
                 self.trimmed = true;
             }
         }
     }
+}
+
+/// The byte offsets after the first in `text` where `replay` could start: character
+/// boundaries where `text` agrees with the replay's first bytes for as long as both go.
+fn inner_starts<'a>(text: &'a str, replay: &'a str) -> impl Iterator<Item = usize> + 'a {
+    let probe = &replay.as_bytes()[..replay.len().min(PROBE)];
+    let bytes = text.as_bytes();
+    (1..bytes.len()).filter(move |&at| {
+        let n = probe.len().min(bytes.len() - at);
+        n > 0 && text.is_char_boundary(at) && bytes[at..at + n] == probe[..n]
+    })
 }
 
 #[cfg(test)]
@@ -183,6 +230,29 @@ mod tests {
         let want: String = (0..5000).map(chunk).collect();
         assert_eq!(
             run(5000, &[(1500, 10), (3000, 999), (4000, 0)], chunk),
+            want
+        );
+    }
+
+    /// After a long cut the missed part arrives as one piece whose chunk boundaries are not
+    /// known; a later replay (the buffer wrapped since) can start inside it.
+    #[test]
+    fn a_replay_starting_inside_an_earlier_replayed_part_resumes_exactly() {
+        let chunk = |i: usize| format!("line-{i}\r\n");
+        let want: String = (0..5000).map(chunk).collect();
+        assert_eq!(
+            run(
+                5000,
+                &[
+                    (1200, 700),
+                    (2100, 3),
+                    (2150, 40),
+                    (2300, 2),
+                    (3100, 900),
+                    (4200, 1)
+                ],
+                chunk
+            ),
             want
         );
     }
