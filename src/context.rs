@@ -21,7 +21,7 @@ pub struct Context {
 pub struct ContextOptions {
     pub(crate) language: Option<String>,
     pub(crate) cwd: Option<String>,
-    pub(crate) envs: Vec<(String, String)>,
+    pub(crate) envs: crate::env_vars::EnvVars,
 }
 
 impl ContextOptions {

@@ -112,6 +112,7 @@ mod commands;
 mod config;
 mod conn;
 mod context;
+mod env_vars;
 mod error;
 mod exec;
 mod files;

@@ -10,7 +10,7 @@ use super::error::{E2bErrorCode, FfiError};
 use e2b_blocking::{E2bConfig, E2bOptions, LocalOptions, SandboxBuilder, Timeouts};
 
 /// Options of `e2b_sandbox_local`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct LocalJson {
     /// A Python with jupyter_server and ipykernel.
@@ -38,7 +38,7 @@ impl LocalJson {
 
 /// Options of `e2b_sandbox_connect_jupyter`: those of `e2b_sandbox_local` that apply to a
 /// server someone else runs.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct JupyterJson {
     /// Environment variables of every context.
@@ -53,7 +53,7 @@ pub(crate) struct JupyterJson {
 
 /// Options of `e2b_sandbox_create`: where the control plane is, what to create, and the
 /// sandbox's call deadlines. Absent keys keep the Rust API's defaults.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct E2bJson {
     /// Overrides `$E2B_API_KEY`.
@@ -161,7 +161,7 @@ pub(crate) fn sandbox_builder(
 }
 
 /// Deadlines in milliseconds; an absent key keeps the default.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct TimeoutsJson {
     connect_ms: Option<u64>,
@@ -201,7 +201,7 @@ impl TimeoutsJson {
 }
 
 /// Options of `e2b_run`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RunJson {
     /// Deadline in milliseconds; `null` means none; absent keeps the sandbox's default.
@@ -215,7 +215,7 @@ pub(crate) struct RunJson {
 }
 
 /// Options of `e2b_commands_run`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CommandJson {
     /// Working directory; absent means the sandbox root.
@@ -260,6 +260,15 @@ pub(crate) fn parse<T: Default + for<'de> Deserialize<'de>>(
 mod tests {
     use super::*;
 
+    /// The error of a parse expected to fail (the option structs have no `Debug`: they hold
+    /// API keys and env values).
+    fn refused<T, E>(parsed: Result<T, E>) -> E {
+        match parsed {
+            Ok(_) => panic!("parsed what should have been refused"),
+            Err(e) => e,
+        }
+    }
+
     #[test]
     fn absent_null_and_number_timeouts_differ() {
         let r: RunJson = parse(Some(r#"{"timeout_ms": null}"#), "run options").unwrap();
@@ -281,11 +290,14 @@ mod tests {
             "[1]",
             "{",
         ] {
-            let e = parse::<RunJson>(Some(bad), "run options").unwrap_err();
+            let e = refused(parse::<RunJson>(Some(bad), "run options"));
             assert_eq!(e.code, E2bErrorCode::E2B_ERR_INVALID_ARGUMENT, "{bad}");
             assert!(e.message.starts_with("invalid run options JSON"), "{bad}");
         }
-        let e = parse::<LocalJson>(Some(r#"{"timeouts": {"exec_ms": 1}}"#), "x").unwrap_err();
+        let e = refused(parse::<LocalJson>(
+            Some(r#"{"timeouts": {"exec_ms": 1}}"#),
+            "x",
+        ));
         assert!(e.message.contains("exec_ms"), "{}", e.message);
     }
 
@@ -302,7 +314,7 @@ mod tests {
         );
         assert_eq!(o.envs.len(), 1);
         for bad in [r#"{"python": "/usr/bin/python3"}"#, r#"{"packages": []}"#] {
-            let e = parse::<JupyterJson>(Some(bad), "jupyter options").unwrap_err();
+            let e = refused(parse::<JupyterJson>(Some(bad), "jupyter options"));
             assert_eq!(e.code, E2bErrorCode::E2B_ERR_INVALID_ARGUMENT, "{bad}");
         }
     }
@@ -337,7 +349,7 @@ mod tests {
         assert!(!format!("{config:?}").contains("\"k\""));
         let o: E2bJson = parse(None, "E2B options").unwrap();
         assert_eq!(o.options(), E2bOptions::default());
-        let e = parse::<E2bJson>(Some(r#"{"apikey": "k"}"#), "E2B options").unwrap_err();
+        let e = refused(parse::<E2bJson>(Some(r#"{"apikey": "k"}"#), "E2B options"));
         assert_eq!(e.code, E2bErrorCode::E2B_ERR_INVALID_ARGUMENT);
     }
 
@@ -352,7 +364,7 @@ mod tests {
         assert_eq!(c.timeout_ms, Some(None));
         let c: CommandJson = parse(None, "command options").unwrap();
         assert_eq!((c.cwd, c.timeout_ms), (None, None));
-        let e = parse::<CommandJson>(Some(r#"{"language": "python"}"#), "x").unwrap_err();
+        let e = refused(parse::<CommandJson>(Some(r#"{"language": "python"}"#), "x"));
         assert_eq!(e.code, E2bErrorCode::E2B_ERR_INVALID_ARGUMENT);
     }
 

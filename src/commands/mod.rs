@@ -229,7 +229,7 @@ impl Commands {
             sandbox: self.sandbox.clone(),
             cmd: cmd.into(),
             cwd: None,
-            envs: Vec::new(),
+            envs: Default::default(),
             timeout: Some(DEFAULT_TIMEOUT),
             stdin: false,
             background: false,
@@ -248,7 +248,7 @@ pub struct CommandBuilder<'a> {
     sandbox: Sandbox,
     cmd: String,
     cwd: Option<String>,
-    envs: Vec<(String, String)>,
+    envs: crate::env_vars::EnvVars,
     timeout: Option<Duration>,
     stdin: bool,
     background: bool,
@@ -258,11 +258,10 @@ pub struct CommandBuilder<'a> {
 
 impl std::fmt::Debug for CommandBuilder<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let env_names: Vec<&str> = self.envs.iter().map(|(k, _)| k.as_str()).collect();
         f.debug_struct("CommandBuilder")
             .field("cmd", &self.cmd)
             .field("cwd", &self.cwd)
-            .field("envs", &env_names)
+            .field("envs", &self.envs)
             .field("timeout", &self.timeout)
             .field("stdin", &self.stdin)
             .field("background", &self.background)

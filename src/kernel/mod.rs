@@ -31,7 +31,7 @@ pub(crate) struct Kernel {
     pub(crate) language: String,
     pub(crate) cwd: Option<String>,
     /// The context's own env vars, set again after every restart.
-    pub(crate) envs: Vec<(String, String)>,
+    pub(crate) envs: crate::env_vars::EnvVars,
     pub(crate) conn: Connection,
     /// `conn.kernel_events()` when set-up (hook, env vars, cwd) last ran; a different count
     /// means the kernel restarted and set-up must run again.
@@ -76,7 +76,7 @@ impl Kernel {
             id: model.id,
             language: language.to_string(),
             cwd: None,
-            envs: Vec::new(),
+            envs: Default::default(),
             conn,
             prepared_at: AtomicU64::new(u64::MAX),
             hooked: AtomicBool::new(false),

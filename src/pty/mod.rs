@@ -93,8 +93,9 @@ impl PtySize {
     }
 }
 
-/// How a terminal is started. Plain settings with [`Default`]; chain the setters.
-#[derive(Debug, Clone)]
+/// How a terminal is started. Plain settings with [`Default`]; chain the setters. `Debug`
+/// shows env var names only.
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct PtyOptions {
     /// See [`PtyOptions::size`].
@@ -107,6 +108,21 @@ pub struct PtyOptions {
     pub timeout: Option<Duration>,
     /// See [`PtyOptions::kill_on_drop`].
     pub kill_on_drop: bool,
+}
+
+impl std::fmt::Debug for PtyOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PtyOptions")
+            .field("size", &self.size)
+            .field("cwd", &self.cwd)
+            .field(
+                "envs",
+                &crate::env_vars::names(self.envs.iter().map(|(k, _)| k.as_str())),
+            )
+            .field("timeout", &self.timeout)
+            .field("kill_on_drop", &self.kill_on_drop)
+            .finish()
+    }
 }
 
 impl Default for PtyOptions {

@@ -15,7 +15,7 @@ use super::{Backends, Sandbox};
 pub(crate) struct SandboxConfig {
     pub(crate) timeouts: Timeouts,
     pub(crate) connection: ConnectionConfig,
-    pub(crate) envs: Vec<(String, String)>,
+    pub(crate) envs: crate::env_vars::EnvVars,
 }
 
 /// Builds a [`Sandbox`]: set the shared options, then pick the backend.

@@ -149,7 +149,7 @@ impl Sandbox {
             &self.inner.config.connection,
         )?;
         kernel.cwd = cwd.map(str::to_string);
-        kernel.envs = envs.to_vec();
+        kernel.envs = envs.to_vec().into();
         let kernel = Arc::new(kernel);
         // Listed while it is set up, so that kill() can stop a set-up under way.
         self.track(&kernel, |k| {

@@ -9,8 +9,8 @@ pub const DEFAULT_TEMPLATE: &str = "code-interpreter-v1";
 /// How long a new sandbox lives unless extended: 300 s, as in E2B's SDKs.
 pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(300);
 
-/// Options for creating an E2B sandbox (`POST /sandboxes`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Options for creating an E2B sandbox (`POST /sandboxes`). `Debug` shows env var names only.
+#[derive(Clone, PartialEq, Eq)]
 pub struct E2bOptions {
     pub(crate) template: String,
     pub(crate) lifetime: Duration,
@@ -34,6 +34,24 @@ impl Default for E2bOptions {
             allow_internet_access: None,
             allow_public_traffic: None,
         }
+    }
+}
+
+impl std::fmt::Debug for E2bOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("E2bOptions")
+            .field("template", &self.template)
+            .field("lifetime", &self.lifetime)
+            .field("metadata", &self.metadata)
+            .field(
+                "envs",
+                &crate::env_vars::names(self.envs.keys().map(String::as_str)),
+            )
+            .field("secure", &self.secure)
+            .field("auto_pause", &self.auto_pause)
+            .field("allow_internet_access", &self.allow_internet_access)
+            .field("allow_public_traffic", &self.allow_public_traffic)
+            .finish()
     }
 }
 
