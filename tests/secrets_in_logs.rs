@@ -1,4 +1,4 @@
-//! The README promises that tokens never appear in logs. This binary installs its own logger
+//! The README promises that tokens, and the env var values the SDK sends, never appear in logs. This binary installs its own logger
 //! (the global logger can be set once per process, hence a binary of its own) that keeps every
 //! record of every target at trace level, drives a local sandbox through REST, websocket,
 //! files and commands calls and a forced reconnect, and an E2B sandbox whose control plane
@@ -111,6 +111,64 @@ fn no_log_record_carries_the_token_across_a_reconnect() {
         assert!(
             records.iter().any(|r| r.message.contains("reconnected")),
             "no reconnect logged"
+        );
+    });
+}
+
+/// Env var values are often API keys. The SDK sends them in an execution's metadata, a
+/// kernel's silent set-up cell and a command request's metadata: frames it writes itself
+/// (tungstenite logs only the frames it writes) and that the kernel does not echo back. So at
+/// trace level no record shows them, across a reconnect too.
+#[test]
+fn no_log_record_carries_env_values() {
+    use e2b_blocking::ContextOptions;
+
+    capture_logs();
+    deadline(|| {
+        let owner = support::local_tcp();
+        let values: Vec<String> = (0..4).map(|_| letters_token()).collect();
+        let (proxy, sbx) = through_proxy(
+            &owner,
+            Sandbox::builder().envs([("SANDBOX_KEY", values[0].as_str())]),
+        );
+        let ctx = sbx
+            .create_context(ContextOptions::new().envs([("CONTEXT_KEY", values[1].as_str())]))
+            .unwrap();
+        let lengths = "import os; [len(os.environ.get(k, '')) for k in \
+                       ('SANDBOX_KEY', 'CONTEXT_KEY', 'RUN_KEY')]";
+        let run = |sbx: &Sandbox| {
+            sbx.code(lengths)
+                .context(&ctx)
+                .envs([("RUN_KEY", values[2].as_str())])
+                .run()
+                .unwrap()
+        };
+        assert_eq!(run(&sbx).text(), Some("[32, 32, 32]"));
+        let command = |sbx: &Sandbox| {
+            sbx.commands()
+                .cmd("printf %s \"$SANDBOX_KEY$COMMAND_KEY\" | wc -c")
+                .env("COMMAND_KEY", values[3].as_str())
+                .run()
+                .unwrap()
+        };
+        assert_eq!(command(&sbx).stdout.trim(), "64");
+        assert!(proxy.cut_all() > 0);
+        assert_eq!(run(&sbx).text(), Some("[32, 32, 32]"));
+        assert_eq!(command(&sbx).stdout.trim(), "64");
+        drop(sbx);
+        drop(proxy);
+        owner.close().unwrap();
+
+        let records = RECORDS.lock().unwrap();
+        for value in &values {
+            assert_nothing_carries(&records, value);
+        }
+        // Not vacuous: tungstenite logged the frames it read.
+        assert!(
+            records
+                .iter()
+                .any(|r| r.target.starts_with("tungstenite") && r.message.contains("frame")),
+            "no frame logged by tungstenite"
         );
     });
 }

@@ -34,6 +34,7 @@ impl Commands {
     pub fn connect(&self, pid: u32) -> Result<CommandHandle, Error> {
         let launch = Launch {
             code: follow_cell(&json!({ "pid": pid })),
+            envs: Default::default(),
             timeout: None,
             stdin: false,
             background: false,

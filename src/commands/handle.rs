@@ -810,15 +810,9 @@ impl<'a> Running<'a> {
         if b.cwd.as_deref().is_some_and(|c| c.contains('\0')) {
             return Err(Error::InvalidArgument("cwd contains a NUL byte".into()));
         }
-        let envs: serde_json::Map<String, Value> = b
-            .envs
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-            .collect();
         let spec = json!({
             "cmd": b.cmd,
             "cwd": b.cwd,
-            "envs": envs,
             "timeout": b.timeout.map(|t| t.as_secs_f64()),
             "stdin": b.stdin,
             "background": b.background,
@@ -826,6 +820,7 @@ impl<'a> Running<'a> {
         let code = command_cell(&spec);
         let launch = Launch {
             code,
+            envs: b.envs.clone(),
             timeout: b.timeout,
             stdin: b.stdin,
             background: b.background,
@@ -851,6 +846,16 @@ impl<'a> Running<'a> {
         let code = launch.code;
         let mut request = Outgoing::execute(kernel.conn.session_id(), &code, false);
         request.content["store_history"] = Value::Bool(false);
+        // In the request's metadata, not the cell: the kernel's hook sets them around the cell
+        // (the runner starts the command with the cell's environment), and the kernel echoes
+        // a cell's code to every client (`execute_input`), which may log it.
+        let request = match crate::kernel::envs::in_metadata(request, &launch.envs) {
+            Ok(request) => request,
+            Err(e) => {
+                pool.release(sandbox, kernel, false);
+                return Err(e);
+            }
+        };
         let msg_id = request.msg_id.clone();
         let kernel_id = kernel.id.clone();
         let driver = match Driver::send(kernel.clone(), request) {
@@ -913,6 +918,8 @@ impl<'a> Running<'a> {
 /// What [`Running::launch`] runs: a command's cell, or a follower's.
 pub(super) struct Launch {
     pub(super) code: String,
+    /// The command's own env vars, on top of the sandbox's.
+    pub(super) envs: crate::env_vars::EnvVars,
     pub(super) timeout: Option<Duration>,
     pub(super) stdin: bool,
     pub(super) background: bool,

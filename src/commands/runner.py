@@ -37,8 +37,9 @@ def _e2b_command(spec):
             return _report("error", kind="not_found", path=spec["cwd"])
         if not os.path.isdir(cwd):
             return _report("error", kind="not_a_directory", path=spec["cwd"])
+    # The command's own env vars are in os.environ for this cell: the kernel's hook set them
+    # from the request's metadata.
     env = dict(os.environ)
-    env.update(spec.get("envs") or {})
     shell = "/bin/bash" if os.path.exists("/bin/bash") else "/bin/sh"
     # Stdin, when asked for, is a FIFO: this cell cannot receive messages while it runs, so the
     # client writes to the FIFO from a cell in another kernel. This cell holds a writer open so

@@ -19,6 +19,7 @@ use tungstenite::stream::MaybeTlsStream;
 use crate::config::{ReconnectPolicy, Timeouts};
 use crate::conn::Conn;
 use crate::error::{Error, TimeoutPhase};
+use crate::jupyter::link::Outbox;
 use crate::jupyter::wire::{Framing, V1_SUBPROTOCOL};
 use crate::net::{Endpoint, encode_component};
 use crate::retry::Retry;
@@ -28,7 +29,8 @@ const READ_BUFFER: usize = 16 * 1024;
 
 /// The websocket plus a second handle on its socket for socket options and readiness.
 pub(crate) struct Socket {
-    pub(crate) ws: WebSocket<MaybeTlsStream<Conn>>,
+    /// Data frames go into its [`Outbox`] directly (see there), not through `ws.write`.
+    pub(crate) ws: WebSocket<Outbox<MaybeTlsStream<Conn>>>,
     pub(crate) raw: Conn,
     pub(crate) framing: Framing,
 }
@@ -285,7 +287,8 @@ fn handshake(
     let (head, leftover) =
         exchange(&mut stream, &raw, &request.bytes, deadline).map_err(io_failed)?;
     let framing = judge(&head, &request.key, offer_v1, route, &endpoint)?;
-    let ws = WebSocket::from_partially_read(stream, leftover, Role::Client, Some(config));
+    let ws =
+        WebSocket::from_partially_read(Outbox::new(stream), leftover, Role::Client, Some(config));
     raw.set_read_timeout(None).map_err(transport)?;
     raw.set_write_timeout(None).map_err(transport)?;
     raw.set_nonblocking(true).map_err(transport)?;

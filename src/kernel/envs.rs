@@ -67,6 +67,9 @@ pub(crate) fn in_metadata(
     request: Outgoing,
     pairs: &[(String, String)],
 ) -> Result<Outgoing, Error> {
+    if pairs.is_empty() {
+        return Ok(request);
+    }
     validate(pairs)?;
     Ok(request.with_metadata("e2b_envs", string_map(pairs)))
 }

@@ -6,6 +6,7 @@
 //! [`Worker`]: crate::jupyter::worker::Worker
 //! [`Session`]: crate::pty::session::Session
 
+mod outbox;
 mod reconnect;
 
 use std::io;
@@ -24,6 +25,8 @@ use crate::jupyter::state::{ConnectionState, StateCell};
 use crate::jupyter::transport::{self, Socket};
 use crate::jupyter::wire::Framing;
 
+use outbox::DataFrame;
+pub(crate) use outbox::Outbox;
 use reconnect::Outage;
 pub(crate) use reconnect::Reconnect;
 
@@ -167,6 +170,16 @@ impl Link {
         let Some(sock) = self.socket.as_mut() else {
             return Err("not connected".into());
         };
+        // Data frames are encoded here, out of tungstenite's trace log (see outbox.rs).
+        let data = match &msg {
+            Message::Text(text) => Some((DataFrame::Text, text.as_bytes())),
+            Message::Binary(bytes) => Some((DataFrame::Binary, bytes.as_ref())),
+            _ => None,
+        };
+        if let Some((kind, payload)) = data {
+            sock.ws.get_mut().push(kind, payload);
+            return Ok(());
+        }
         match sock.ws.write(msg) {
             Ok(()) => Ok(()),
             // Tungstenite keeps the frame; the next flush sends it.
