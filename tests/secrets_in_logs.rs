@@ -116,17 +116,18 @@ fn no_log_record_carries_the_token_across_a_reconnect() {
 }
 
 /// Env var values are often API keys. The SDK sends them in an execution's metadata, a
-/// kernel's silent set-up cell and a command request's metadata: frames it writes itself
-/// (tungstenite logs only the frames it writes) and that the kernel does not echo back. So at
-/// trace level no record shows them, across a reconnect too.
+/// kernel's silent set-up cell and a command request's metadata (frames it writes itself,
+/// since tungstenite logs the frames it writes, and that the kernel does not echo back), and
+/// in a terminal's REST body (ureq logs no body it sends with a known length). So at trace
+/// level no record shows them, across a reconnect too.
 #[test]
 fn no_log_record_carries_env_values() {
-    use e2b_blocking::ContextOptions;
+    use e2b_blocking::{ContextOptions, PtyEvent, PtyOptions};
 
     capture_logs();
     deadline(|| {
         let owner = support::local_tcp();
-        let values: Vec<String> = (0..4).map(|_| letters_token()).collect();
+        let values: Vec<String> = (0..5).map(|_| letters_token()).collect();
         let (proxy, sbx) = through_proxy(
             &owner,
             Sandbox::builder().envs([("SANDBOX_KEY", values[0].as_str())]),
@@ -152,6 +153,21 @@ fn no_log_record_carries_env_values() {
                 .unwrap()
         };
         assert_eq!(command(&sbx).stdout.trim(), "64");
+        let term = sbx
+            .pty()
+            .create_with(PtyOptions::default().envs([("TERMINAL_KEY", values[4].as_str())]))
+            .unwrap();
+        term.send_input("echo len-${#TERMINAL_KEY}-$((1+1))\n")
+            .unwrap();
+        let mut screen = String::new();
+        while !screen.contains("len-32-2") {
+            match term.recv_timeout(Duration::from_secs(30)).unwrap() {
+                Some(PtyEvent::Output(text)) => screen.push_str(&text),
+                Some(_) => {}
+                None => panic!("no terminal output; so far: {screen:?}"),
+            }
+        }
+        drop(term);
         assert!(proxy.cut_all() > 0);
         assert_eq!(run(&sbx).text(), Some("[32, 32, 32]"));
         assert_eq!(command(&sbx).stdout.trim(), "64");
@@ -208,7 +224,7 @@ fn assert_nothing_carries(records: &[Record], secret: &str) {
 #[test]
 fn no_log_record_carries_the_e2b_access_tokens() {
     use e2b_blocking::{E2bClient, E2bConfig, E2bOptions};
-    use support::e2b_plane::{assert_created_then_killed, control_plane_answering};
+    use support::e2b_plane::{assert_created_then_killed, control_plane_recording};
     use support::python_server::PythonServer;
 
     capture_logs();
@@ -217,7 +233,8 @@ fn no_log_record_carries_the_e2b_access_tokens() {
         let envd = letters_token();
         let traffic = letters_token();
         let jupyter = PythonServer::tokenless_jupyter();
-        let (plane, seen) = control_plane_answering(serde_json::json!({
+        let env_value = letters_token();
+        let (plane, seen, bodies) = control_plane_recording(serde_json::json!({
             "envdAccessToken": envd, "trafficAccessToken": traffic,
         }));
         let config = E2bConfig::default()
@@ -225,7 +242,10 @@ fn no_log_record_carries_the_e2b_access_tokens() {
             .api_url(plane.http_url())
             .sandbox_url(jupyter.url.clone());
         let sbx = Sandbox::builder()
-            .e2b_with(&config, &E2bOptions::default())
+            .e2b_with(
+                &config,
+                &E2bOptions::default().envs([("E2B_KEY", env_value.as_str())]),
+            )
             .unwrap();
         assert_eq!(sbx.run_code("6 * 7").unwrap().text(), Some("42"));
         // Connecting answers with the tokens too, and the client must still read them.
@@ -246,9 +266,14 @@ fn no_log_record_carries_the_e2b_access_tokens() {
         );
         drop(sbx);
         assert_created_then_killed(&seen);
+        // The env value reached the control plane in the create body, which ureq does not log
+        // (it logs bodies it sends only when they are chunked).
+        let created: serde_json::Value =
+            serde_json::from_slice(&bodies.lock().unwrap()[0]).expect("a JSON create body");
+        assert_eq!(created["envVars"]["E2B_KEY"], env_value.as_str());
 
         let records = RECORDS.lock().unwrap();
-        for secret in [&envd, &traffic] {
+        for secret in [&envd, &traffic, &env_value] {
             assert_nothing_carries(&records, secret);
         }
         // Not vacuous: ureq dumped the answer to the create at trace level.

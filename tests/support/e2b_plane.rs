@@ -15,18 +15,29 @@ pub fn control_plane() -> (ScriptedWs, Arc<Mutex<Vec<String>>>) {
 /// [`control_plane`] whose answers to creating and connecting to `sbx-local` also carry the
 /// fields of `extra` (access tokens, say).
 pub fn control_plane_answering(extra: Value) -> (ScriptedWs, Arc<Mutex<Vec<String>>>) {
+    let (plane, seen, _) = control_plane_recording(extra);
+    (plane, seen)
+}
+
+/// Requests' bodies, in the order they came.
+pub type Bodies = Arc<Mutex<Vec<Vec<u8>>>>;
+
+/// [`control_plane_answering`] that also keeps every request's body.
+pub fn control_plane_recording(extra: Value) -> (ScriptedWs, Arc<Mutex<Vec<String>>>, Bodies) {
     let mut access = json!({"sandboxID": "sbx-local", "templateID": "code-interpreter-v1",
                             "clientID": "c", "envdVersion": "0.2.0"});
     if let (Some(access), Some(extra)) = (access.as_object_mut(), extra.as_object()) {
         access.extend(extra.clone());
     }
     let seen: Arc<Mutex<Vec<String>>> = Arc::default();
-    let log = seen.clone();
+    let bodies: Bodies = Arc::default();
+    let (log, kept) = (seen.clone(), bodies.clone());
     let plane = ScriptedWs::start_with(
         Options::new().http_with(move |req| {
             log.lock()
                 .unwrap()
                 .push(format!("{} {}", req.method, req.target));
+            kept.lock().unwrap().push(req.body.clone());
             let key_ok = req
                 .headers
                 .iter()
@@ -47,7 +58,7 @@ pub fn control_plane_answering(extra: Value) -> (ScriptedWs, Arc<Mutex<Vec<Strin
         |_| {},
     )
     .unwrap();
-    (plane, seen)
+    (plane, seen, bodies)
 }
 
 pub fn assert_created_then_killed(seen: &Mutex<Vec<String>>) {
