@@ -18,7 +18,9 @@
 //! - **Exact** when `D` is held whole and `R` starts with all of it (the buffer has not
 //!   wrapped: fewer than 1000 chunks so far), or when exactly one start lines up.
 //! - **Lost** when no start lines up: the cut lasted more than 1000 chunks (or beyond what
-//!   is held here), so output between `D` and `R` is gone. `R` is delivered whole.
+//!   is held here), so output between `D` and `R` is gone; or a chunk is missing from the
+//!   middle of `D` (a stock terminado can skip a client, see `terminals.py`). `R` is
+//!   delivered from after the end of `D` when that is found in it once, else whole.
 //! - **Ambiguous** when several starts line up (periodic output, once the buffer wrapped):
 //!   the longest overlap is assumed, which may hide output that repeated.
 //!
@@ -48,6 +50,9 @@ pub(crate) enum Alignment {
 /// Leading bytes of a replay looked for inside a replayed part, to find where in it the
 /// replay could start before comparing the rest.
 const PROBE: usize = 64;
+/// Bytes of the last output delivered that a misaligned replay must hold exactly once to be
+/// resumed after them.
+const TAIL: usize = 64;
 
 /// Output delivered in one go: a live chunk, or the new part of a replay.
 #[derive(Debug)]
@@ -96,7 +101,7 @@ impl Delivered {
             .starts(replay)
             .filter_map(|(i, at)| self.fit(replay, i, at));
         match (fits.next(), fits.next()) {
-            (None, _) => (0, Alignment::Lost),
+            (None, _) => (self.after_tail(replay).unwrap_or(0), Alignment::Lost),
             (Some(len), None) => (len, Alignment::Exact),
             // Starts are tried oldest first: the first fit is the longest overlap.
             (Some(len), Some(_)) => (len, Alignment::Ambiguous),
@@ -118,6 +123,29 @@ impl Delivered {
                 .map(move |at| (i, at));
             edge.into_iter().chain(inside)
         })
+    }
+
+    /// Where `replay` goes on after the last output delivered, when that output is found in
+    /// it exactly once: for a replay that no start fits because output is missing from the
+    /// middle of what was delivered (a stock terminado can skip one client for a chunk; see
+    /// `src/backend/local/terminals.py`), so that only what follows is delivered, not the
+    /// whole replay again. The last pieces are taken until they hold [`TAIL`] bytes.
+    fn after_tail(&self, replay: &str) -> Option<usize> {
+        let mut tail = String::new();
+        for piece in self.pieces.iter().rev() {
+            tail.insert_str(0, &piece.text);
+            if tail.len() >= TAIL {
+                break;
+            }
+        }
+        if tail.len() < TAIL {
+            return None;
+        }
+        let mut found = replay.match_indices(tail.as_str());
+        match (found.next(), found.next()) {
+            (Some((at, _)), None) => Some(at + tail.len()),
+            _ => None,
+        }
     }
 
     /// `Some(byte length)` when `replay` starts with what was delivered from byte `at` of
@@ -255,6 +283,22 @@ mod tests {
             ),
             want
         );
+    }
+
+    /// A chunk terminado never sent this client: no start fits, the gap is reported, and
+    /// only what follows the last delivered output is delivered, not the whole replay again.
+    #[test]
+    fn a_chunk_missing_from_the_middle_is_a_gap_and_nothing_repeats() {
+        let chunk = |i: usize| format!("line-{i}\r\n");
+        let mut d = Delivered::default();
+        d.live("$ loop\r\n");
+        for i in (0..720).filter(|i| *i != 659) {
+            d.live(&chunk(i));
+        }
+        let replay = format!("$ loop\r\n{}", (0..730).map(chunk).collect::<String>());
+        let (start, a) = d.replay(&replay);
+        assert_eq!(a, Alignment::Lost);
+        assert_eq!(&replay[start..], (720..730).map(chunk).collect::<String>());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 # Appended to the local sandbox's jupyter_server config: exactly-once terminal input across
-# reconnects. terminado writes every `["stdin", text]` it reads, and a client cut off right
-# after sending cannot tell whether it was read. A client may instead number its input,
+# reconnects, and output that a closing connection cannot hold back from the others (below).
+# terminado writes every `["stdin", text]` it reads, and a client cut off right after sending
+# cannot tell whether it was read. A client may instead number its input,
 # `["e2b_stdin", n, text]`: the terminal remembers the highest number it took and drops any
 # number it already took, and every new connection is told that number right after terminado's
 # own greeting, `["e2b_stdin_seq", n]`, so the client sends again exactly what did not arrive.
@@ -37,7 +38,21 @@ try:
             return self.stdin_to_ptyproc(text)
         return _term_on_message(self, message)
 
+    # terminado hands each PTY read to every client in turn, and a client whose websocket is
+    # closing (a connection cut, its close not processed yet) raises from write_message: that
+    # ended the loop, so the client that replaced it never got the chunk, though the chunk is
+    # in the replay buffer. The SDK then sees output missing from the middle of the stream.
+    # A closing client now misses the chunk alone.
+    _term_on_pty_read = _TermSocket.on_pty_read
+
+    def _e2b_term_on_pty_read(self, text):
+        try:
+            _term_on_pty_read(self, text)
+        except Exception as e:
+            self.log.debug("terminal output not sent to a closing websocket: %s", e)
+
     _TermSocket.open = _e2b_term_open
     _TermSocket.on_message = _e2b_term_on_message
+    _TermSocket.on_pty_read = _e2b_term_on_pty_read
 except Exception as _e:
     print(f"e2b-blocking: numbered terminal input not installed: {_e}")
