@@ -14,9 +14,7 @@ use crate::error::Error;
 pub(crate) struct Response {
     pub(crate) status: u16,
     pub(crate) body: Vec<u8>,
-    pub(crate) content_type: String,
     pub(crate) endpoint: String,
-    pub(crate) retry_after: Option<Duration>,
     pub(crate) headers: HeaderMap,
 }
 
@@ -34,15 +32,8 @@ impl Response {
             .take(limit)
             .read_to_end(&mut body)?;
         let (parts, _) = resp.into_parts();
-        let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
         Ok(Response {
             status: parts.status.as_u16(),
-            content_type: header("content-type")
-                .unwrap_or_default()
-                .to_ascii_lowercase(),
-            retry_after: header("retry-after")
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(Duration::from_secs),
             body,
             endpoint,
             headers: parts.headers,
@@ -55,6 +46,19 @@ impl Response {
             .get(name)
             .and_then(|v| v.to_str().ok())
             .map(str::trim)
+    }
+
+    /// Whether the body is an HTML page (a proxy's or login page, not an API answer).
+    fn is_html(&self) -> bool {
+        self.header("content-type")
+            .is_some_and(|t| t.to_ascii_lowercase().contains("html"))
+    }
+
+    /// `Retry-After` in seconds, as rate limits give it.
+    fn retry_after(&self) -> Option<Duration> {
+        self.header("retry-after")
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(Duration::from_secs)
     }
 
     pub(crate) fn is_success(&self) -> bool {
@@ -70,17 +74,17 @@ impl Response {
     }
 
     pub(crate) fn into_error(self) -> Error {
+        if let Some(sandbox_id) = self.sandbox_gone() {
+            return Error::SandboxNotFound { sandbox_id };
+        }
         match self.status {
             401 | 403 => Error::Authentication {
                 status: self.status,
                 endpoint: self.endpoint,
             },
             429 => Error::RateLimited {
+                retry_after: self.retry_after(),
                 endpoint: self.endpoint,
-                retry_after: self.retry_after,
-            },
-            502 if self.sandbox_gone().is_some() => Error::SandboxNotFound {
-                sandbox_id: self.sandbox_gone().unwrap_or_default(),
             },
             status => Error::Http {
                 status,
@@ -121,14 +125,14 @@ impl Response {
                 }
             }
         }
-        if self.content_type.contains("html") {
+        if self.is_html() {
             return format!("{} byte HTML page", self.body.len());
         }
         shorten(&String::from_utf8_lossy(&self.body))
     }
 
     pub(crate) fn json<T: DeserializeOwned>(&self) -> Result<T, Error> {
-        if self.content_type.contains("html") {
+        if self.is_html() {
             return Err(Error::protocol(format!(
                 "{} answered an HTML page where JSON was expected",
                 self.endpoint
@@ -153,13 +157,16 @@ mod tests {
     use super::*;
 
     fn answer(status: u16, content_type: &str, body: &str) -> Response {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "content-type",
+            content_type.parse().expect("a valid header value"),
+        );
         Response {
             status,
             body: body.as_bytes().to_vec(),
-            content_type: content_type.into(),
             endpoint: "GET /api/kernels".into(),
-            retry_after: None,
-            headers: HeaderMap::new(),
+            headers,
         }
     }
 
