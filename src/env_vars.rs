@@ -58,6 +58,16 @@ impl fmt::Debug for EnvVars {
     }
 }
 
+/// Name-value pairs as the builders' `envs(..)` and `metadata(..)` setters take them, owned.
+pub(crate) fn owned<I, K, V>(pairs: I) -> impl Iterator<Item = (String, String)>
+where
+    I: IntoIterator<Item = (K, V)>,
+    K: Into<String>,
+    V: Into<String>,
+{
+    pairs.into_iter().map(|(k, v)| (k.into(), v.into()))
+}
+
 /// A `Debug` view of env vars by name: `{"API_KEY": ***}`.
 pub(crate) fn names<'a>(names: impl IntoIterator<Item = &'a str>) -> impl fmt::Debug + 'a {
     struct Hidden;

@@ -290,8 +290,7 @@ impl<'a> CommandBuilder<'a> {
         K: Into<String>,
         V: Into<String>,
     {
-        self.envs
-            .extend(envs.into_iter().map(|(k, v)| (k.into(), v.into())));
+        self.envs.extend(crate::env_vars::owned(envs));
         self
     }
 

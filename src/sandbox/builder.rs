@@ -120,9 +120,7 @@ impl SandboxBuilder {
         K: Into<String>,
         V: Into<String>,
     {
-        self.config
-            .envs
-            .extend(envs.into_iter().map(|(k, v)| (k.into(), v.into())));
+        self.config.envs.extend(crate::env_vars::owned(envs));
         self
     }
 

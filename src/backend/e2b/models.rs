@@ -197,8 +197,7 @@ impl ListQuery {
         K: Into<String>,
         V: Into<String>,
     {
-        self.metadata
-            .extend(metadata.into_iter().map(|(k, v)| (k.into(), v.into())));
+        self.metadata.extend(crate::env_vars::owned(metadata));
         self
     }
 

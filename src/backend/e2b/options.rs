@@ -83,8 +83,7 @@ impl E2bOptions {
         K: Into<String>,
         V: Into<String>,
     {
-        self.metadata
-            .extend(metadata.into_iter().map(|(k, v)| (k.into(), v.into())));
+        self.metadata.extend(crate::env_vars::owned(metadata));
         self
     }
 
@@ -98,8 +97,7 @@ impl E2bOptions {
         K: Into<String>,
         V: Into<String>,
     {
-        self.envs
-            .extend(envs.into_iter().map(|(k, v)| (k.into(), v.into())));
+        self.envs.extend(crate::env_vars::owned(envs));
         self
     }
 
