@@ -412,15 +412,18 @@ impl Watcher<'_> {
         }
         let module = "__import__('sys').modules['__e2b_watch']";
         let id = Value::String(id);
+        let stop = || {
+            call(
+                kernel,
+                &format!("__e2b_watch_out = {module}.stop({id})"),
+                timeout,
+            )
+            .map(drop)
+        };
         let mut after = 0u64;
         loop {
             if self.shared.stop.load(Ordering::SeqCst) {
-                call(
-                    kernel,
-                    &format!("__e2b_watch_out = {module}.stop({id})"),
-                    timeout,
-                )?;
-                return Ok(());
+                return stop();
             }
             let code = format!(
                 "__e2b_watch_out = {module}.poll({id}, {after}, {})",
@@ -465,12 +468,7 @@ impl Watcher<'_> {
             self.shared.ready.notify_all();
             if let Some(reason) = ok["ended"].as_str() {
                 log::debug!("watch {id} ended: {reason}");
-                call(
-                    kernel,
-                    &format!("__e2b_watch_out = {module}.stop({id})"),
-                    timeout,
-                )?;
-                return Ok(());
+                return stop();
             }
         }
     }
