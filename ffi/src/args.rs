@@ -66,6 +66,23 @@ pub(crate) fn to_json_bytes<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec())
 }
 
+/// [`string_out`] for a result the caller may decline: with `out` NULL, `f` still runs and its
+/// string is dropped.
+///
+/// # Safety
+/// `out` is NULL or valid for one write; `f` may read the caller's C strings.
+pub(crate) unsafe fn optional_string_out(
+    out: *mut *mut c_char,
+    what: &str,
+    f: impl FnOnce() -> Result<String, FfiError>,
+) -> E2bErrorCode {
+    if out.is_null() {
+        return guard(|| f().map(drop));
+    }
+    // SAFETY: forwarded from the caller.
+    unsafe { string_out(out, what, f) }
+}
+
 /// The body of a function whose result is one string for the caller: `*out` is NULL until `f`
 /// succeeds, then the string (freed with `e2b_string_free`).
 ///

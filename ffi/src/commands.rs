@@ -49,11 +49,7 @@ pub unsafe extern "C" fn e2b_commands_run(
     callbacks: *const E2bRunCallbacks,
     out_json: *mut *mut c_char,
 ) -> E2bErrorCode {
-    guard(|| {
-        if !out_json.is_null() {
-            // SAFETY: forwarded from the caller.
-            unsafe { clear_out(out_json, std::ptr::null_mut(), "out_json")? };
-        }
+    let body = || {
         // SAFETY: forwarded from the caller.
         let (cmd, json) = unsafe {
             (
@@ -96,14 +92,10 @@ pub unsafe extern "C" fn e2b_commands_run(
                 handle.wait()
             }
         })?;
-        if !out_json.is_null() {
-            let json = serde_json::to_string(&result).unwrap_or_else(|_| "{}".into());
-            let json = into_c_string(json)?;
-            // SAFETY: checked non-NULL above.
-            unsafe { out_json.write(json) };
-        }
-        Ok(())
-    })
+        Ok(serde_json::to_string(&result).unwrap_or_else(|_| "{}".into()))
+    };
+    // SAFETY: forwarded from the caller.
+    unsafe { optional_string_out(out_json, "out_json", body) }
 }
 
 /// The commands started through this sandbox that still run, as a JSON array of

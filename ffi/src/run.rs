@@ -6,7 +6,6 @@ use std::time::Duration;
 use crate::args::*;
 use crate::callbacks::*;
 use crate::error::E2bErrorCode::{self};
-use crate::error::guard;
 use crate::options::RunJson;
 use crate::registry::*;
 
@@ -67,11 +66,7 @@ pub unsafe extern "C" fn e2b_run(
     callbacks: *const E2bRunCallbacks,
     out_json: *mut *mut c_char,
 ) -> E2bErrorCode {
-    guard(|| {
-        if !out_json.is_null() {
-            // SAFETY: forwarded from the caller.
-            unsafe { clear_out(out_json, std::ptr::null_mut(), "out_json")? };
-        }
+    let body = || {
         // SAFETY: forwarded from the caller.
         let code = unsafe { str_arg(code, "code")? };
         // SAFETY: forwarded from the caller.
@@ -113,11 +108,8 @@ pub unsafe extern "C" fn e2b_run(
             "the run was abandoned and its kernel interrupted",
             || run.run(),
         )?;
-        if !out_json.is_null() {
-            let json = into_c_string(exec.to_json())?;
-            // SAFETY: checked non-NULL above.
-            unsafe { out_json.write(json) };
-        }
-        Ok(())
-    })
+        Ok(exec.to_json())
+    };
+    // SAFETY: forwarded from the caller.
+    unsafe { optional_string_out(out_json, "out_json", body) }
 }

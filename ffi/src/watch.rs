@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use e2b_blocking::WatchHandle;
 
-use crate::args::{clear_out, into_c_string, str_arg};
+use crate::args::{clear_out, into_c_string, optional_string_out, str_arg};
 use crate::callbacks::{AbortSlot, E2bRunCallbacks, UserData, deliver, with_callbacks};
 use crate::error::E2bErrorCode::{self, *};
 use crate::error::{FfiError, guard, guard_infallible};
@@ -43,11 +43,7 @@ pub unsafe extern "C" fn e2b_commands_connect(
     callbacks: *const E2bRunCallbacks,
     out_json: *mut *mut c_char,
 ) -> E2bErrorCode {
-    guard(|| {
-        if !out_json.is_null() {
-            // SAFETY: forwarded from the caller.
-            unsafe { clear_out(out_json, std::ptr::null_mut(), "out_json")? };
-        }
+    let body = || {
         // SAFETY: NULL or a valid struct, as the caller promises; it is Copy.
         let cbs = unsafe { callbacks.as_ref() }.copied();
         let sbx = lookup(sandbox)?;
@@ -69,14 +65,10 @@ pub unsafe extern "C" fn e2b_commands_connect(
             }
             handle.wait()
         })?;
-        if !out_json.is_null() {
-            let json = serde_json::to_string(&result).unwrap_or_else(|_| "{}".into());
-            let json = into_c_string(json)?;
-            // SAFETY: checked non-NULL above.
-            unsafe { out_json.write(json) };
-        }
-        Ok(())
-    })
+        Ok(serde_json::to_string(&result).unwrap_or_else(|_| "{}".into()))
+    };
+    // SAFETY: forwarded from the caller.
+    unsafe { optional_string_out(out_json, "out_json", body) }
 }
 
 type Watches = BTreeMap<E2bWatch, Arc<Mutex<WatchHandle>>>;
