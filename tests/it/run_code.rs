@@ -26,23 +26,33 @@ fn state_persists_across_calls() {
 fn streams_results_and_callbacks_arrive_in_order() {
     deadline(|| {
         let sbx = local();
+        // In callback order: stream text, or a result. Output between two results is compared
+        // per stream: stdout and stderr are separate buffers in the kernel, flushed
+        // independently (which of out1 and err1 comes first is the kernel's choice, and a slow
+        // kernel may flush one print in two messages, `err1` and then `\n`); a display flushes
+        // both, so everything is ordered around the results.
+        enum Seen {
+            Out(String),
+            Err(String),
+            Result(String),
+        }
         let seen = RefCell::new(Vec::new());
         let code = "import sys\nfrom IPython.display import display, HTML\n\
                     print('out1')\nprint('err1', file=sys.stderr)\n\
                     display(HTML('<i>shown</i>'))\nprint('out2')\n6 * 7";
         let exec = sbx
             .code(code)
-            .on_stdout(|m| seen.borrow_mut().push(format!("stdout:{}", m.line.trim())))
+            .on_stdout(|m| seen.borrow_mut().push(Seen::Out(m.line.clone())))
             .on_stderr(|m| {
                 assert!(m.error);
-                seen.borrow_mut().push(format!("stderr:{}", m.line.trim()))
+                seen.borrow_mut().push(Seen::Err(m.line.clone()))
             })
             .on_result(|r| {
-                seen.borrow_mut().push(format!(
-                    "result:{}:{}",
+                seen.borrow_mut().push(Seen::Result(format!(
+                    "{}:{}",
                     r.is_main_result,
                     r.formats().join(",")
-                ))
+                )))
             })
             .run()
             .unwrap();
@@ -53,19 +63,29 @@ fn streams_results_and_callbacks_arrive_in_order() {
         assert_eq!(exec.results[0].html.as_deref(), Some("<i>shown</i>"));
         assert!(exec.results[1].is_main_result);
         assert_eq!(exec.text(), Some("42"));
-        // stdout and stderr are separate buffers in the kernel, flushed independently, so
-        // which of out1 and err1 comes first is the kernel's choice (seen both ways); both
-        // come before the display, which flushes them, and everything after is ordered.
-        let mut seen = seen.into_inner();
-        seen[..2].sort();
+        let mut order = Vec::new();
+        let (mut out, mut err) = (String::new(), String::new());
+        for event in seen.into_inner() {
+            match event {
+                Seen::Out(text) => out.push_str(&text),
+                Seen::Err(text) => err.push_str(&text),
+                Seen::Result(result) => {
+                    order.push(format!("stdout:{out:?} stderr:{err:?}"));
+                    order.push(format!("result:{result}"));
+                    out.clear();
+                    err.clear();
+                }
+            }
+        }
+        order.push(format!("stdout:{out:?} stderr:{err:?}"));
         assert_eq!(
-            seen,
+            order,
             [
-                "stderr:err1",
-                "stdout:out1",
+                r#"stdout:"out1\n" stderr:"err1\n""#,
                 "result:false:text,html",
-                "stdout:out2",
-                "result:true:text"
+                r#"stdout:"out2\n" stderr:"""#,
+                "result:true:text",
+                r#"stdout:"" stderr:"""#,
             ]
         );
     });

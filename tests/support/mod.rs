@@ -29,18 +29,38 @@ pub fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send +
         out
     });
     match rx.recv_timeout(limit) {
-        Ok(()) => handle
-            .join()
-            .unwrap_or_else(|p| std::panic::resume_unwind(p)),
-        Err(mpsc::RecvTimeoutError::Disconnected) => {
-            // `f` panicked: surface its panic.
-            match handle.join() {
-                Ok(v) => v,
-                Err(p) => std::panic::resume_unwind(p),
-            }
-        }
+        Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => match handle.join() {
+            Ok(v) => v,
+            Err(p) => panic_again(p),
+        },
         Err(mpsc::RecvTimeoutError::Timeout) => panic!("test did not finish within {limit:?}"),
     }
+}
+
+/// Fails the test again with the message of a panic in `f`, shortened: the panic printed it
+/// where it happened, but the logs of everything torn down after it come next, and a CI page
+/// that shows a failed test's first and last lines would not show it at all.
+fn panic_again(payload: Box<dyn std::any::Any + Send>) -> ! {
+    const KEEP: usize = 1500;
+    let message = payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied())
+        .unwrap_or("(not a text)");
+    if message.len() <= 2 * KEEP {
+        panic!("failed (again, after its teardown): {message}");
+    }
+    let head = (0..=KEEP).rev().find(|&i| message.is_char_boundary(i)).unwrap_or(0);
+    let from = message.len() - KEEP;
+    let tail = (from..message.len())
+        .find(|&i| message.is_char_boundary(i))
+        .unwrap_or(message.len());
+    panic!(
+        "failed (again, after its teardown): {} [... {} bytes ...] {}",
+        &message[..head],
+        tail - head,
+        &message[tail..]
+    );
 }
 
 /// The first line `program --version` prints. When `program` is missing or does not run,
