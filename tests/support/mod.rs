@@ -50,7 +50,10 @@ fn panic_again(payload: Box<dyn std::any::Any + Send>) -> ! {
     if message.len() <= 2 * KEEP {
         panic!("failed (again, after its teardown): {message}");
     }
-    let head = (0..=KEEP).rev().find(|&i| message.is_char_boundary(i)).unwrap_or(0);
+    let head = (0..=KEEP)
+        .rev()
+        .find(|&i| message.is_char_boundary(i))
+        .unwrap_or(0);
     let from = message.len() - KEEP;
     let tail = (from..message.len())
         .find(|&i| message.is_char_boundary(i))
