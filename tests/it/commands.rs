@@ -251,21 +251,18 @@ fn spawned_commands_run_concurrently_and_stream_through_an_iterator() {
     deadline(|| {
         let sbx = local();
         let cmds = sbx.commands();
-        // Warm two kernels so the timing below measures the commands, not kernel starts.
-        let a = cmds.spawn("true").unwrap();
-        let b = cmds.spawn("true").unwrap();
-        drop((a, b));
-        let started = Instant::now();
-        // One after the other they would take 4 s or more.
-        let mut a = cmds.spawn("sleep 2; echo a").unwrap();
-        let mut b = cmds.spawn("sleep 2; echo b").unwrap();
-        assert_eq!(a.wait().unwrap().stdout, "a\n");
-        assert_eq!(b.wait().unwrap().stdout, "b\n");
-        assert!(
-            started.elapsed() < Duration::from_millis(3600),
-            "ran one after the other: {:?}",
-            started.elapsed()
-        );
+        // Each waits for a file only the other creates: one after the other, the first would
+        // give up waiting (after 60 s, a hang bound).
+        let meet = |me: &str, other: &str| {
+            format!(
+                "touch {me}; for i in $(seq 600); do [ -e {other} ] && break; sleep 0.1; done; \
+                 [ -e {other} ] && echo {me}-met || echo {me}-alone"
+            )
+        };
+        let mut a = cmds.spawn(meet("a", "b")).unwrap();
+        let mut b = cmds.spawn(meet("b", "a")).unwrap();
+        assert_eq!(a.wait().unwrap().stdout, "a-met\n");
+        assert_eq!(b.wait().unwrap().stdout, "b-met\n");
 
         let mut h = cmds
             .spawn("for i in 1 2 3; do echo $i; sleep 0.1; done; echo done >&2; exit 4")

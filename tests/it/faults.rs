@@ -234,6 +234,7 @@ fn a_silent_link_ends_within_the_reconnect_budget_and_close_returns_at_once() {
         let pong_timeout = Duration::from_millis(300);
         let max_elapsed = Duration::from_secs(3);
         let connect = Duration::from_secs(1);
+        let close_budget = Duration::from_secs(30);
         let (proxy, sbx) = through_proxy(
             &owner,
             Sandbox::builder()
@@ -243,7 +244,11 @@ fn a_silent_link_ends_within_the_reconnect_budget_and_close_returns_at_once() {
                         .pong_timeout(pong_timeout),
                 )
                 .reconnect(ReconnectPolicy::default().max_elapsed(max_elapsed))
-                .timeouts(e2b_blocking::Timeouts::default().connect(connect)),
+                .timeouts(
+                    e2b_blocking::Timeouts::default()
+                        .connect(connect)
+                        .close(close_budget),
+                ),
         );
         let (result, silent_for) = std::thread::scope(|s| {
             let run = s.spawn(|| sbx.code("import time\ntime.sleep(60)").timeout(None).run());
@@ -264,7 +269,8 @@ fn a_silent_link_ends_within_the_reconnect_budget_and_close_returns_at_once() {
         let started = std::time::Instant::now();
         sbx.close().unwrap();
         let took = started.elapsed();
-        assert!(took < Duration::from_secs(1), "close took {took:?}");
+        // Spending the budget would take all of it; the bound leaves a loaded machine room.
+        assert!(took < close_budget / 3, "close took {took:?}");
         proxy.set_stall(false);
     });
 }

@@ -230,7 +230,7 @@ fn a_slow_kernel_start_blocks_neither_other_contexts_nor_kill() {
         sbx.kill().unwrap();
         let took = started.elapsed();
         // Hang bound, far below the 8 s start that the calls used to wait for.
-        assert!(took < Duration::from_secs(4), "took {took:?}");
+        assert!(took < Duration::from_secs(6), "took {took:?}");
 
         let err = starting.join().unwrap().unwrap_err();
         assert!(matches!(err, Error::Closed), "{err:?}");
