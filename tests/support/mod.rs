@@ -37,9 +37,10 @@ pub fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send +
     }
 }
 
-/// Fails the test again with the message of a panic in `f`, shortened: the panic printed it
-/// where it happened, but the logs of everything torn down after it come next, and a CI page
-/// that shows a failed test's first and last lines would not show it at all.
+/// Prints the message of a panic in `f` again, shortened, then goes on unwinding with it: the
+/// panic printed it where it happened, but the logs of everything torn down after it come
+/// next, and a CI page that shows a failed test's first and last lines would not show it.
+/// (Panicking anew would print a backtrace after it.)
 fn panic_again(payload: Box<dyn std::any::Any + Send>) -> ! {
     const KEEP: usize = 1500;
     let message = payload
@@ -48,22 +49,23 @@ fn panic_again(payload: Box<dyn std::any::Any + Send>) -> ! {
         .or_else(|| payload.downcast_ref::<&str>().copied())
         .unwrap_or("(not a text)");
     if message.len() <= 2 * KEEP {
-        panic!("failed (again, after its teardown): {message}");
+        println!("\ntest failed: {message}");
+    } else {
+        let head = (0..=KEEP)
+            .rev()
+            .find(|&i| message.is_char_boundary(i))
+            .unwrap_or(0);
+        let tail = (message.len() - KEEP..message.len())
+            .find(|&i| message.is_char_boundary(i))
+            .unwrap_or(message.len());
+        println!(
+            "\ntest failed: {} [... {} bytes ...] {}",
+            &message[..head],
+            tail - head,
+            &message[tail..]
+        );
     }
-    let head = (0..=KEEP)
-        .rev()
-        .find(|&i| message.is_char_boundary(i))
-        .unwrap_or(0);
-    let from = message.len() - KEEP;
-    let tail = (from..message.len())
-        .find(|&i| message.is_char_boundary(i))
-        .unwrap_or(message.len());
-    panic!(
-        "failed (again, after its teardown): {} [... {} bytes ...] {}",
-        &message[..head],
-        tail - head,
-        &message[tail..]
-    );
+    std::panic::resume_unwind(payload)
 }
 
 /// The first line `program --version` prints. When `program` is missing or does not run,
