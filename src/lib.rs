@@ -93,7 +93,10 @@
 //! # Logging
 //!
 //! Through the `log` crate: `debug` for connects, reconnects and closes, `trace` per message,
-//! `warn` for handled oddities. Tokens and API keys never appear in logs or `Debug` output.
+//! `warn` for handled oddities. When a local sandbox stops, what its jupyter_server logged at
+//! warning level or above (a kernel that did not answer, a traceback) is logged at `debug`,
+//! since the server's log goes with its directory. Tokens and API keys never appear in logs or
+//! `Debug` output.
 //!
 //! # Platforms
 //!

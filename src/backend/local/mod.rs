@@ -8,6 +8,7 @@ pub(crate) mod forward;
 mod handle;
 pub(crate) mod python;
 mod server;
+mod server_log;
 
 use std::path::{Path, PathBuf};
 

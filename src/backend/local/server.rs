@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::backend::local::bwrap::{self, Plan, SandboxUser};
 use crate::backend::local::python::{self, Python};
+use crate::backend::local::server_log;
 use crate::backend::local::{Isolation, LocalOptions};
 use crate::config::{Secret, Timeouts};
 use crate::error::{Error, TimeoutPhase};
@@ -428,16 +429,13 @@ impl LocalServer {
         )))
     }
 
-    /// The server's last log lines. jupyter_server masks its token in URLs it logs; the token
-    /// is scrubbed here too, so no other line can carry it into an error or a log.
+    /// The server's last log lines, scrubbed of its token.
     pub(crate) fn log_tail(&self) -> String {
-        let text = fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        let tail = lines[lines.len().saturating_sub(12)..].join("\n");
-        match self.token.expose() {
-            "" => tail,
-            token => tail.replace(token, "[token]"),
-        }
+        server_log::scrub(server_log::tail(&self.read_log(), 12), self.token.expose())
+    }
+
+    fn read_log(&self) -> String {
+        fs::read_to_string(self.dir.join(server_log::FILE)).unwrap_or_default()
     }
 
     pub(crate) fn endpoint(&self) -> &Endpoint {
@@ -499,6 +497,16 @@ impl LocalServer {
             log::debug!("killed jupyter_server pid {}", self.pid);
         }
         drop(child);
+        if log::log_enabled!(log::Level::Debug) {
+            let said = server_log::warnings(&self.read_log(), 40);
+            if !said.is_empty() {
+                log::debug!(
+                    "jupyter_server pid {} logged these warnings:\n{}",
+                    self.pid,
+                    server_log::scrub(said, self.token.expose())
+                );
+            }
+        }
         if self.dir.exists()
             && let Err(e) = fs::remove_dir_all(&self.dir)
         {
@@ -545,7 +553,7 @@ fn write_server_files(
     )
     .map_err(|e| Error::setup("cannot write the server's token config", e))?;
     write_kernel_config(dir)?;
-    let log = fs::File::create(dir.join("server.log"))
+    let log = fs::File::create(dir.join(server_log::FILE))
         .map_err(|e| Error::setup("cannot create the server log", e))?;
     let log_err = log
         .try_clone()
