@@ -132,12 +132,10 @@ impl Files {
 /// `req` with the sandbox's headers and its request timeout per socket read or write (and for
 /// the answer) instead of for the whole request, so a large transfer over a slow link does not
 /// time out while data keeps flowing.
-fn per_io_deadlines<B>(http: &Http, mut req: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
-    for (name, value) in http.headers() {
-        req = req.header(name, value);
-    }
+fn per_io_deadlines<B>(http: &Http, req: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
     let t = Some(http.request_timeout());
-    req.config()
+    http.headed(req)
+        .config()
         .timeout_global(None)
         .timeout_per_write(t)
         .timeout_per_read(t)

@@ -102,25 +102,22 @@ impl Http {
         self
     }
 
-    /// The same client with every request bounded by `limit` (for calls that must not hang).
-    pub(crate) fn with_request_timeout(mut self, limit: Duration) -> Http {
-        self.request_timeout = self.request_timeout.min(limit);
-        self
-    }
-
     pub(crate) fn endpoint(&self) -> &Endpoint {
         &self.endpoint
     }
 
     /// The agent, for requests the helpers above do not cover (streamed bodies, per-request
-    /// timeouts). Callers add [`Http::headers`] themselves.
+    /// timeouts). Callers add the endpoint's headers with [`Http::headed`].
     pub(crate) fn agent(&self) -> &ureq::Agent {
         &self.agent
     }
 
-    /// The endpoint's headers, masked: what requests through [`Http::agent`] carry.
-    pub(crate) fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.headers.iter()
+    /// `req` with the endpoint's headers, masked as this client's agent must be given them.
+    pub(crate) fn headed<B>(&self, mut req: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        for (name, value) in self.headers.iter() {
+            req = req.header(name, value);
+        }
+        req
     }
 
     /// The per-request deadline this client was built with.
@@ -220,26 +217,25 @@ impl Http {
         }
         let result = match method {
             Method::Get | Method::Delete => {
-                let mut req = match method {
+                let req = match method {
                     Method::Get => self.agent.get(&url),
                     _ => self.agent.delete(&url),
                 };
-                for (name, value) in self.headers.iter() {
-                    req = req.header(name, value);
-                }
-                req.config().timeout_global(Some(timeout)).build().call()
+                self.headed(req)
+                    .config()
+                    .timeout_global(Some(timeout))
+                    .build()
+                    .call()
             }
             Method::Post | Method::Put | Method::Patch => {
-                let mut req = match method {
+                let req = match method {
                     Method::Post => self.agent.post(&url),
                     Method::Put => self.agent.put(&url),
                     _ => self.agent.patch(&url),
                 };
-                for (name, value) in self.headers.iter() {
-                    req = req.header(name, value);
-                }
                 let body = body.map_or_else(|| "{}".to_string(), Value::to_string);
-                req.header("Content-Type", "application/json")
+                self.headed(req)
+                    .header("Content-Type", "application/json")
                     .config()
                     .timeout_global(Some(timeout))
                     .build()

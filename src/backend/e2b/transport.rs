@@ -72,10 +72,9 @@ impl Transport {
     }
 
     /// The same client with every call bounded by `budget` in total (for probes and the
-    /// kill on close, which must not hang).
+    /// kill on close, which must not hang): each attempt gets what is left of it.
     pub(crate) fn bounded(&self, budget: Duration) -> Transport {
         Transport {
-            http: self.http.clone().with_request_timeout(budget),
             budget: Some(budget),
             ..self.clone()
         }
