@@ -32,14 +32,15 @@
 //! # Backends
 //!
 //! The local sandbox's server and a stock jupyter_server have terminals (terminado comes with
-//! jupyter_server). E2B's code-interpreter template (`template/` in e2b-dev/code-interpreter)
-//! runs a stock jupyter_server 2.20 whose config does not turn terminals off, reached on port
-//! 8888 like the kernels, so they work there too: tested against a server started as the
-//! template starts it behind a stand-in for E2B's proxy, not against E2B itself. There the
-//! shell is jupyter_server's `$SHELL -l` (or `sh -l`), as root, unlike the bash that E2B's own
-//! envd PTY starts as `user`. Jupyter
-//! Kernel Gateway and Enterprise Gateway have no terminals: creating one fails with
-//! [`Error::Http`] (404).
+//! jupyter_server). The local sandbox's shell is `bash -i -l`, as E2B's envd starts its own
+//! terminals, whatever `$SHELL` the host has (jupyter_server alone starts `$SHELL -l`, or
+//! `sh -l` where it is unset). E2B's code-interpreter template (`template/` in
+//! e2b-dev/code-interpreter) runs a stock jupyter_server 2.20 whose config does not turn
+//! terminals off, reached on port 8888 like the kernels, so they work there too: tested
+//! against a server started as the template starts it behind a stand-in for E2B's proxy, not
+//! against E2B itself. There the shell is jupyter_server's `$SHELL -l` (or `sh -l`), as root,
+//! unlike the bash that E2B's own envd PTY starts as `user`. Jupyter Kernel Gateway and
+//! Enterprise Gateway have no terminals: creating one fails with [`Error::Http`] (404).
 
 mod replay;
 mod rest;

@@ -86,11 +86,14 @@ fn assert_each_once_in_order(numbered: &[usize], n: usize) {
     );
 }
 
-/// The numbers of the lines `line-N`, in the order shown.
+/// The numbers of the lines that end with `line-N`, in the order shown. A line may start
+/// with a prompt: `sh` prints its prompt after the tty echoed input typed before it was ready,
+/// so the first line of output follows it (`# line-1`). The command lines' own echo holds
+/// `line-$i`, never a number.
 fn line_numbers(text: &str) -> Vec<usize> {
     lines(text)
         .iter()
-        .filter_map(|l| l.strip_prefix("line-")?.parse().ok())
+        .filter_map(|l| l.rsplit_once("line-")?.1.parse().ok())
         .collect()
 }
 
@@ -139,14 +142,40 @@ fn echo_then_exit(sbx: &Sandbox) {
     );
 }
 
+/// The local sandbox's terminals run bash, as E2B's do, whatever the host's `$SHELL` (unset in
+/// the isolated sandbox, where jupyter_server alone would start `sh`).
+fn runs_bash(sbx: &Sandbox) {
+    let term = sbx.pty().create(PtySize::default()).unwrap();
+    term.send_input("echo \"shell-${BASH_VERSION:+ba\"\"sh}\"\n")
+        .unwrap();
+    let mut screen = Screen::default();
+    screen.read_until(&term, |l, _| {
+        l.iter()
+            .any(|l| l.ends_with("shell-bash") || l.ends_with("shell-"))
+    });
+    assert!(
+        has_line("shell-bash")(&lines(&screen.text), &[]),
+        "{:?}",
+        screen.text
+    );
+}
+
 #[test]
 fn echo_and_exit_on_the_isolated_local_sandbox() {
-    deadline(|| echo_then_exit(&local()));
+    deadline(|| {
+        let sbx = local();
+        runs_bash(&sbx);
+        echo_then_exit(&sbx);
+    });
 }
 
 #[test]
 fn echo_and_exit_on_the_unisolated_local_sandbox() {
-    deadline(|| echo_then_exit(&local_tcp()));
+    deadline(|| {
+        let sbx = local_tcp();
+        runs_bash(&sbx);
+        echo_then_exit(&sbx);
+    });
 }
 
 #[test]

@@ -1,5 +1,6 @@
-# Appended to the local sandbox's jupyter_server config: exactly-once terminal input across
-# reconnects, and output that a closing connection cannot hold back from the others (below).
+# Appended to the local sandbox's jupyter_server config: the terminals' shell, exactly-once
+# terminal input across reconnects, and output that a closing connection cannot hold back from
+# the others (below).
 # terminado writes every `["stdin", text]` it reads, and a client cut off right after sending
 # cannot tell whether it was read. A client may instead number its input,
 # `["e2b_stdin", n, text]`: the terminal remembers the highest number it took and drops any
@@ -7,6 +8,16 @@
 # own greeting, `["e2b_stdin_seq", n]`, so the client sends again exactly what did not arrive.
 # Plain `stdin` and every other message are untouched; stock servers ignore `e2b_stdin`, and
 # the SDK only uses it after a server announced support.
+#
+# The shell is bash as E2B's own terminals start it (`bash -i -l`), whatever the host's
+# `$SHELL`: jupyter_server would start `$SHELL -l`, and `sh -l` where it is unset (always so in
+# the isolated sandbox, whose environment is built from nothing), so the same code would meet
+# a different shell from one machine to the next. Without bash, jupyter_server's choice stands.
+import shutil as _shutil
+
+_bash = _shutil.which("bash")
+if _bash:
+    c.ServerApp.terminado_settings = {"shell_command": [_bash, "-i", "-l"]}
 try:
     import json as _json
 
