@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use e2b_blocking::{Error, PtyEvent, PtySize, Sandbox, Terminal};
+use e2b_blocking::{Error, PtyEnd, PtyEvent, PtySize, Sandbox, Terminal};
 
 /// Prints output until a line ending with `marker` shows up, for at most `limit`.
 fn show_until(term: &Terminal, marker: &str, limit: Duration) -> Result<(), Error> {
@@ -51,9 +51,12 @@ fn main() -> Result<(), Error> {
     term.send_input("stty size; echo do\"\"ne\n")?;
     show_until(&term, "done", Duration::from_secs(10))?;
 
-    term.send_input("exit\n")?;
+    term.send_input("exit 3\n")?;
     let out = term.wait()?;
     print!("{}", out.output);
-    println!("\nended: {:?}", out.end);
+    match out.end {
+        PtyEnd::Exited { code: Some(code) } => println!("\nthe shell exited with status {code}"),
+        end => println!("\nended: {end:?}"),
+    }
     Ok(())
 }

@@ -220,8 +220,13 @@ pub enum PtyGap {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum PtyEnd {
-    /// The shell exited (`exit`, end of input, a signal). terminado reports no exit code.
-    Exited,
+    /// The shell exited (`exit`, end of input, a signal).
+    Exited {
+        /// Its exit status, as `$?` would show it (128 + the signal's number when a signal
+        /// ended it). `None` where the server does not report it: stock terminado tells its
+        /// clients only that the shell is gone; the local sandbox's server tells the status.
+        code: Option<i32>,
+    },
     /// [`Terminal::kill`] or [`Pty::kill`] killed it.
     Killed,
     /// [`PtyOptions::timeout`] passed and the terminal was killed.

@@ -101,6 +101,8 @@ pub(crate) struct Session {
     announced: Option<u64>,
     /// Whether the server takes numbered input (learned at each greeting).
     numbered: bool,
+    /// The shell's exit status, from `e2b_exit` just before `disconnect`.
+    exit_code: Option<i32>,
     ended: bool,
 }
 
@@ -142,6 +144,7 @@ impl Session {
             hello: None,
             announced: None,
             numbered: false,
+            exit_code: None,
             ended: false,
         }
     }
@@ -366,11 +369,14 @@ impl Session {
                 }
             }
             FromTerm::StdinSeq(taken) => self.announced = Some(taken),
+            FromTerm::Exit(code) => self.exit_code = Some(code),
             FromTerm::Disconnect => {
                 let end = if self.shared.killed.load(Ordering::SeqCst) {
                     PtyEnd::Killed
                 } else {
-                    PtyEnd::Exited
+                    PtyEnd::Exited {
+                        code: self.exit_code,
+                    }
                 };
                 self.end(end);
             }

@@ -1,6 +1,7 @@
 //! terminado's websocket messages: JSON arrays in text frames, `["stdin", s]` and
 //! `["set_size", rows, cols, ...]` to the server, `["setup", {}]`, `["stdout", s]` and
-//! `["disconnect", 1]` from it.
+//! `["disconnect", 1]` from it; and the local sandbox's additions, `e2b_stdin`,
+//! `e2b_stdin_seq` and `e2b_exit`.
 
 use serde_json::{Value, json};
 
@@ -16,6 +17,10 @@ pub(crate) enum FromTerm {
     Stdout(String),
     /// The shell exited; terminado closes the websocket next.
     Disconnect,
+    /// How the shell ended, as a shell's `$?` shows it (128 + the signal's number when a
+    /// signal ended it): `["e2b_exit", status, signal]`, sent just before `disconnect` by
+    /// servers that report it (the local sandbox's).
+    Exit(i32),
     /// The highest numbered input the terminal took (`["e2b_stdin_seq", n]`, sent on connect
     /// by servers that take numbered input: the local sandbox's).
     StdinSeq(u64),
@@ -44,6 +49,7 @@ pub(crate) fn decode(text: &str) -> Result<FromTerm, Error> {
                 .to_string(),
         ),
         "disconnect" => FromTerm::Disconnect,
+        "e2b_exit" => FromTerm::Exit(exit_code(items)?),
         "e2b_stdin_seq" => FromTerm::StdinSeq(
             items
                 .get(1)
@@ -52,6 +58,24 @@ pub(crate) fn decode(text: &str) -> Result<FromTerm, Error> {
         ),
         other => FromTerm::Other(other.to_string()),
     })
+}
+
+/// The code of `["e2b_exit", status, signal]`: the status, or 128 + the signal when the
+/// status is null.
+fn exit_code(items: &[Value]) -> Result<i32, Error> {
+    let number = |i: usize| {
+        items
+            .get(i)
+            .and_then(Value::as_i64)
+            .and_then(|n| i32::try_from(n).ok())
+    };
+    match (number(1), number(2)) {
+        (Some(status), _) => Ok(status),
+        (None, Some(signal)) if (1..=127).contains(&signal) => Ok(128 + signal),
+        _ => Err(Error::protocol(
+            "terminal e2b_exit message has neither status nor signal",
+        )),
+    }
 }
 
 /// `["stdin", text]`.
@@ -87,6 +111,14 @@ mod tests {
             FromTerm::Disconnect
         );
         assert_eq!(
+            decode(r#"["e2b_exit", 3, null]"#).unwrap(),
+            FromTerm::Exit(3)
+        );
+        assert_eq!(
+            decode(r#"["e2b_exit", null, 9]"#).unwrap(),
+            FromTerm::Exit(137)
+        );
+        assert_eq!(
             decode(r#"["new", 1]"#).unwrap(),
             FromTerm::Other("new".into())
         );
@@ -102,6 +134,10 @@ mod tests {
             r#"["stdout"]"#,
             r#"["stdout", 3]"#,
             r#"["e2b_stdin_seq", -1]"#,
+            r#"["e2b_exit"]"#,
+            r#"["e2b_exit", null, null]"#,
+            r#"["e2b_exit", null, 300]"#,
+            r#"["e2b_exit", "3", null]"#,
         ] {
             assert!(
                 matches!(decode(bad), Err(Error::Protocol { .. })),

@@ -115,9 +115,10 @@ fn has_line(want: &str) -> impl Fn(&[String], &[PtyGap]) -> bool + '_ {
     move |lines, _| lines.iter().any(|l| l.ends_with(want))
 }
 
-/// `echo`, `printf` and `exit` in a fresh terminal of `sbx`. The command line's echo holds
-/// `hel""lo` and `$((6*7))`, so only the shell's output has the lines `hello` and `42`.
-fn echo_then_exit(sbx: &Sandbox) {
+/// `echo`, `printf` and `exit 3` in a fresh terminal of `sbx`, which reports the exit status
+/// as `code`. The command line's echo holds `hel""lo` and `$((6*7))`, so only the shell's
+/// output has the lines `hello` and `42`.
+fn echo_then_exit(sbx: &Sandbox, code: Option<i32>) {
     let term = sbx.pty().create(PtySize::new(100, 30)).unwrap();
     assert!(term.name().starts_with("e2b"), "{}", term.name());
     assert!(sbx.pty().list().unwrap().contains(&term.name().to_string()));
@@ -127,9 +128,9 @@ fn echo_then_exit(sbx: &Sandbox) {
     screen.read_until(&term, |l, g| {
         has_line("hello")(l, g) && has_line("42")(l, g)
     });
-    term.send_input("exit\n").unwrap();
+    term.send_input("exit 3\n").unwrap();
     let out = term.wait().unwrap();
-    assert_eq!(out.end, PtyEnd::Exited, "{:?}", screen.text);
+    assert_eq!(out.end, PtyEnd::Exited { code }, "{:?}", screen.text);
     assert!(screen.gaps.is_empty() && out.gaps.is_empty());
     // Over for good: input is refused with a typed error, and the end stays readable.
     assert!(matches!(
@@ -138,7 +139,7 @@ fn echo_then_exit(sbx: &Sandbox) {
     ));
     assert_eq!(
         term.recv_timeout(Duration::ZERO).unwrap(),
-        Some(PtyEvent::End(PtyEnd::Exited))
+        Some(PtyEvent::End(PtyEnd::Exited { code }))
     );
 }
 
@@ -165,7 +166,7 @@ fn echo_and_exit_on_the_isolated_local_sandbox() {
     deadline(|| {
         let sbx = local();
         runs_bash(&sbx);
-        echo_then_exit(&sbx);
+        echo_then_exit(&sbx, Some(3));
     });
 }
 
@@ -174,7 +175,18 @@ fn echo_and_exit_on_the_unisolated_local_sandbox() {
     deadline(|| {
         let sbx = local_tcp();
         runs_bash(&sbx);
-        echo_then_exit(&sbx);
+        echo_then_exit(&sbx, Some(3));
+    });
+}
+
+/// A shell ended by a signal reports 128 + its number, as `$?` would.
+#[test]
+fn a_shell_killed_by_a_signal_reports_128_plus_its_number() {
+    deadline(|| {
+        let sbx = local();
+        let term = sbx.pty().create(PtySize::default()).unwrap();
+        term.send_input("kill -9 $$\n").unwrap();
+        assert_eq!(term.wait().unwrap().end, PtyEnd::Exited { code: Some(137) });
     });
 }
 
@@ -183,7 +195,8 @@ fn echo_and_exit_on_a_stock_jupyter_server() {
     deadline(|| {
         let server = PythonServer::tokenless_jupyter();
         let sbx = Sandbox::jupyter(&server.url, "").unwrap();
-        echo_then_exit(&sbx);
+        // Stock terminado tells only that the shell is gone.
+        echo_then_exit(&sbx, None);
     });
 }
 
@@ -197,7 +210,7 @@ fn echo_and_exit_on_an_e2b_template_server() {
         let sbx = Sandbox::builder()
             .e2b_with(&rig.config(), &e2b_blocking::E2bOptions::default())
             .unwrap();
-        echo_then_exit(&sbx);
+        echo_then_exit(&sbx, None);
         assert!(
             rig.proxy
                 .seen()

@@ -1,6 +1,6 @@
 # Appended to the local sandbox's jupyter_server config: the terminals' shell, exactly-once
-# terminal input across reconnects, and output that a closing connection cannot hold back from
-# the others (below).
+# terminal input across reconnects, output that a closing connection cannot hold back from
+# the others, and the shell's exit status (below).
 # terminado writes every `["stdin", text]` it reads, and a client cut off right after sending
 # cannot tell whether it was read. A client may instead number its input,
 # `["e2b_stdin", n, text]`: the terminal remembers the highest number it took and drops any
@@ -62,8 +62,29 @@ try:
         except Exception as e:
             self.log.debug("terminal output not sent to a closing websocket: %s", e)
 
+    # terminado tells its clients only that the shell is gone (`["disconnect", 1]`). Its exit
+    # status is known by then (terminado closed the PTY and reaped the shell just before), so
+    # each client is told it first: `["e2b_exit", status, signal]`, one of them null. The same
+    # loop as above calls every client in turn, so a closing one must not end it either.
+    _term_on_pty_died = _TermSocket.on_pty_died
+
+    def _e2b_term_on_pty_died(self):
+        proc = getattr(self.terminal, "ptyproc", None)
+        status = getattr(proc, "exitstatus", None)
+        signal = getattr(proc, "signalstatus", None)
+        try:
+            if status is not None or signal is not None:
+                self.send_json_message(["e2b_exit", status, signal])
+        except Exception as e:
+            self.log.debug("terminal exit status not sent to a closing websocket: %s", e)
+        try:
+            _term_on_pty_died(self)
+        except Exception as e:
+            self.log.debug("terminal end not sent to a closing websocket: %s", e)
+
     _TermSocket.open = _e2b_term_open
     _TermSocket.on_message = _e2b_term_on_message
     _TermSocket.on_pty_read = _e2b_term_on_pty_read
+    _TermSocket.on_pty_died = _e2b_term_on_pty_died
 except Exception as _e:
     print(f"e2b-blocking: numbered terminal input not installed: {_e}")
