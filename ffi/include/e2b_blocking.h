@@ -25,8 +25,9 @@
  * sandbox run one after another in its kernel, commands each in a private kernel of their own.
  * e2b_sandbox_destroy() kills the sandbox and retires the id for good: calls with it afterwards
  * (or with an id that was never issued) return E2B_ERR_CLOSED instead of touching freed
- * memory. Callbacks run on the thread that called e2b_run() or e2b_commands_run(). Destroy
- * every handle before the process exits, or local servers outlive it.
+ * memory. Watches (e2b_watch_t) and terminals (e2b_terminal_t) are ids in the same way.
+ * Callbacks run on the thread that called e2b_run() or e2b_commands_run(). Destroy every handle
+ * before the process exits, or local servers outlive it.
  */
 
 
@@ -166,6 +167,11 @@ enum e2b_error_code_t
    */
   E2B_ERR_PROCESS_NOT_FOUND = 25,
   /**
+   * No terminal has that name, or it has ended (`e2b_pty_connect()`,
+   * `e2b_pty_send_input()`, `e2b_pty_resize()`).
+   */
+  E2B_ERR_TERMINAL_NOT_FOUND = 26,
+  /**
    * Any other failure; the message says what.
    */
   E2B_ERR_OTHER = 99,
@@ -241,6 +247,13 @@ typedef struct {
  * handle; ids are never reused, and a destroyed one gives `E2B_ERR_CLOSED`.
  */
 typedef uint64_t e2b_watch_t;
+
+/**
+ * A terminal: an opaque, non-zero id, like `e2b_sandbox_t`. 0 is never a valid handle; ids
+ * are never reused, and a destroyed one gives `E2B_ERR_CLOSED`. One thread may wait in
+ * `e2b_pty_next()` while others type, resize or kill.
+ */
+typedef uint64_t e2b_terminal_t;
 
 /**
  * A host handle from `e2b_sandbox_get_host()`: an opaque, non-zero id that keeps the address
@@ -735,6 +748,113 @@ int e2b_watch_finished(e2b_watch_t watch);
  * destroy returns `E2B_ERR_CLOSED`.
  */
 e2b_error_code_t e2b_watch_destroy(e2b_watch_t watch);
+
+/**
+ * Starts a shell on a new PTY in the sandbox and puts its handle in `*out_terminal` (0 on
+ * failure). Free it with `e2b_pty_destroy()`.
+ *
+ * `options_json` may be NULL or `""` for defaults, or a JSON object with any of:
+ * - `"cols"`, `"rows"`: the size (default 80 × 24);
+ * - `"cwd"`: the shell's working directory, relative to the sandbox root or absolute
+ *   (default: the root);
+ * - `"envs"`: `{"NAME": "value"}` environment variables for the shell, on top of the
+ *   sandbox's own;
+ * - `"timeout_ms"`: the terminal is killed this long after it starts and ends as
+ *   `"timed_out"` (default: no limit);
+ * - `"kill_on_destroy"`: `false` leaves it running after `e2b_pty_destroy()`, for
+ *   `e2b_pty_connect()` (default `true`).
+ *
+ * A server without terminals (Jupyter Kernel Gateway) is `E2B_ERR_HTTP`.
+ *
+ * # Safety
+ * `options_json` is NULL or a NUL-terminated string; `out_terminal` is valid for one write.
+ */
+e2b_error_code_t e2b_pty_create(e2b_sandbox_t sandbox,
+                                const char *options_json,
+                                e2b_terminal_t *out_terminal);
+
+/**
+ * Attaches to the running terminal called `name` (see `e2b_pty_name()`; one left running by
+ * `"kill_on_destroy": false`, or started by another client) and puts a new handle in
+ * `*out_terminal` (0 on failure). Its first output is what the server kept of the terminal's
+ * recent output. `kill_on_destroy` non-zero makes `e2b_pty_destroy()` kill it. An unknown
+ * name is `E2B_ERR_TERMINAL_NOT_FOUND`.
+ *
+ * # Safety
+ * `name` is a NUL-terminated string; `out_terminal` is valid for one write.
+ */
+e2b_error_code_t e2b_pty_connect(e2b_sandbox_t sandbox,
+                                 const char *name,
+                                 int kill_on_destroy,
+                                 e2b_terminal_t *out_terminal);
+
+/**
+ * The terminal's name on the server, for `e2b_pty_connect()`, in `*out`: a new string the
+ * caller frees with `e2b_string_free()`; NULL on failure.
+ *
+ * # Safety
+ * `out` is valid for one write.
+ */
+e2b_error_code_t e2b_pty_name(e2b_terminal_t terminal,
+                              char **out);
+
+/**
+ * Types `text` into the terminal: a line needs its `"\n"`, Ctrl-C is `"\x03"`. Returns once
+ * queued; input typed while the connection is down is written once it is back. A terminal
+ * that has ended is `E2B_ERR_TERMINAL_NOT_FOUND`.
+ *
+ * # Safety
+ * `text` is a NUL-terminated string.
+ */
+e2b_error_code_t e2b_pty_send_input(e2b_terminal_t terminal,
+                                    const char *text);
+
+/**
+ * Resizes the terminal to `cols` × `rows` (each at least 1: 0 is `E2B_ERR_INVALID_ARGUMENT`).
+ */
+e2b_error_code_t e2b_pty_resize(e2b_terminal_t terminal,
+                                uint16_t cols,
+                                uint16_t rows);
+
+/**
+ * Waits at most `timeout_ms` for the terminal's next event. On `E2B_OK`, `*out_json` is the
+ * event, a new string the caller frees with `e2b_string_free()`, or NULL when none came in
+ * time. Events, in order:
+ * - `{"kind": "output", "text": "..."}`: what the PTY printed (the echo of input and escape
+ *   sequences included; invalid UTF-8 replaced by U+FFFD);
+ * - `{"kind": "gap", "gap": "output_lost" | "output_ambiguous"}`: output around a reconnect
+ *   was lost, or could not be proven whole; `{"kind": "gap", "gap": "input_unconfirmed",
+ *   "input": "..."}`: input a broken connection left unconfirmed, not sent again;
+ * - `{"kind": "end", "end": "exited" | "killed" | "timed_out" | "gone", "exit_code": 3}`:
+ *   the terminal is over (`exit_code` is the shell's exit status where the server reports
+ *   it, as the local sandbox does, else `null`). Every later call returns it again at once.
+ *
+ * A connection lost for good is returned as its error, on every later call too.
+ *
+ * # Safety
+ * `out_json` is valid for one write.
+ */
+e2b_error_code_t e2b_pty_next(e2b_terminal_t terminal,
+                              uint64_t timeout_ms,
+                              char **out_json);
+
+/**
+ * Kills the terminal (its shell and everything in it), waiting for the server to confirm;
+ * it then ends as `"killed"`. `out_killed` may be NULL; otherwise it gets 1, or 0 when the
+ * terminal had already ended.
+ *
+ * # Safety
+ * `out_killed` is NULL or valid for one write.
+ */
+e2b_error_code_t e2b_pty_kill(e2b_terminal_t terminal,
+                              int *out_killed);
+
+/**
+ * Frees the handle and kills the terminal unless it was made with `"kill_on_destroy": false`
+ * (or connected with 0); a call waiting in `e2b_pty_next()` on another thread returns first.
+ * 0 is ignored; a second destroy returns `E2B_ERR_CLOSED`.
+ */
+e2b_error_code_t e2b_pty_destroy(e2b_terminal_t terminal);
 
 /**
  * The address of `port` inside the sandbox, as seen from this machine (E2B's `getHost`), in

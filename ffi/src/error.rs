@@ -78,13 +78,16 @@ pub enum E2bErrorCode {
     E2B_ERR_COMMAND_FAILED = 24,
     /// No command with that pid was started through the sandbox (`e2b_commands_connect()`).
     E2B_ERR_PROCESS_NOT_FOUND = 25,
+    /// No terminal has that name, or it has ended (`e2b_pty_connect()`,
+    /// `e2b_pty_send_input()`, `e2b_pty_resize()`).
+    E2B_ERR_TERMINAL_NOT_FOUND = 26,
     /// Any other failure; the message says what.
     E2B_ERR_OTHER = 99,
 }
 
 impl E2bErrorCode {
     /// Every code, for `e2b_error_code_name` and the tests.
-    pub(crate) const ALL: [E2bErrorCode; 27] = [
+    pub(crate) const ALL: [E2bErrorCode; 28] = [
         E2bErrorCode::E2B_OK,
         E2bErrorCode::E2B_ERR_NULL_ARG,
         E2bErrorCode::E2B_ERR_INVALID_UTF8,
@@ -111,6 +114,7 @@ impl E2bErrorCode {
         E2bErrorCode::E2B_ERR_IO,
         E2bErrorCode::E2B_ERR_COMMAND_FAILED,
         E2bErrorCode::E2B_ERR_PROCESS_NOT_FOUND,
+        E2bErrorCode::E2B_ERR_TERMINAL_NOT_FOUND,
         E2bErrorCode::E2B_ERR_OTHER,
     ];
 
@@ -143,6 +147,7 @@ impl E2bErrorCode {
             E2bErrorCode::E2B_ERR_IO => "E2B_ERR_IO\0",
             E2bErrorCode::E2B_ERR_COMMAND_FAILED => "E2B_ERR_COMMAND_FAILED\0",
             E2bErrorCode::E2B_ERR_PROCESS_NOT_FOUND => "E2B_ERR_PROCESS_NOT_FOUND\0",
+            E2bErrorCode::E2B_ERR_TERMINAL_NOT_FOUND => "E2B_ERR_TERMINAL_NOT_FOUND\0",
             E2bErrorCode::E2B_ERR_OTHER => "E2B_ERR_OTHER\0",
         }
     }
@@ -191,6 +196,7 @@ impl From<Error> for FfiError {
             Error::Io { .. } => E2B_ERR_IO,
             Error::CommandFailed { .. } => E2B_ERR_COMMAND_FAILED,
             Error::ProcessNotFound { .. } => E2B_ERR_PROCESS_NOT_FOUND,
+            Error::TerminalNotFound { .. } => E2B_ERR_TERMINAL_NOT_FOUND,
             Error::InvalidArgument(_) | Error::RequestTooLarge { .. } => E2B_ERR_INVALID_ARGUMENT,
             Error::Setup { .. } | Error::IsolationUnavailable { .. } => E2B_ERR_SETUP,
             // Our own callback wrappers never panic on purpose (an abort is recognised before
@@ -409,6 +415,12 @@ mod tests {
                     stderr: "boom\n".into(),
                 },
                 E2B_ERR_COMMAND_FAILED,
+            ),
+            (
+                Error::TerminalNotFound {
+                    name: "e2b1".into(),
+                },
+                E2B_ERR_TERMINAL_NOT_FOUND,
             ),
         ];
         for (error, code) in cases {

@@ -31,6 +31,8 @@ mod files;
 mod commands;
 mod watch;
 
+mod pty;
+
 mod host;
 
 mod args;
@@ -44,6 +46,7 @@ pub use error::E2bErrorCode;
 pub use files::*;
 pub use host::*;
 pub use last_error::*;
+pub use pty::*;
 pub use registry::E2bSandbox;
 pub use run::*;
 pub use sandbox::*;

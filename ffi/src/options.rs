@@ -7,7 +7,9 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 use super::error::{E2bErrorCode, FfiError};
-use e2b_blocking::{E2bConfig, E2bOptions, LocalOptions, SandboxBuilder, Timeouts};
+use e2b_blocking::{
+    E2bConfig, E2bOptions, LocalOptions, PtyOptions, PtySize, SandboxBuilder, Timeouts,
+};
 
 /// Options of `e2b_sandbox_local`.
 #[derive(Default, Deserialize)]
@@ -228,6 +230,53 @@ pub(crate) struct CommandJson {
     pub(crate) timeout_ms: Option<Option<u64>>,
     /// Text for the command's stdin, closed after it; absent means `/dev/null`.
     pub(crate) stdin: Option<String>,
+}
+
+/// Options of `e2b_pty_create`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct PtyJson {
+    pub(crate) cols: u16,
+    pub(crate) rows: u16,
+    /// Working directory; absent means the sandbox root.
+    pub(crate) cwd: Option<String>,
+    /// Environment variables of the shell.
+    pub(crate) envs: BTreeMap<String, String>,
+    /// Lifetime in milliseconds; absent means until the shell exits or is killed.
+    pub(crate) timeout_ms: Option<u64>,
+    /// Whether `e2b_pty_destroy()` kills the terminal.
+    pub(crate) kill_on_destroy: bool,
+}
+
+impl Default for PtyJson {
+    fn default() -> Self {
+        let size = PtySize::default();
+        let options = PtyOptions::default();
+        PtyJson {
+            cols: size.cols,
+            rows: size.rows,
+            cwd: None,
+            envs: BTreeMap::new(),
+            timeout_ms: None,
+            kill_on_destroy: options.kill_on_drop,
+        }
+    }
+}
+
+impl PtyJson {
+    pub(crate) fn pty_options(self) -> PtyOptions {
+        let mut options = PtyOptions::new()
+            .size(PtySize::new(self.cols, self.rows))
+            .envs(self.envs)
+            .kill_on_drop(self.kill_on_destroy);
+        if let Some(cwd) = self.cwd {
+            options = options.cwd(cwd);
+        }
+        if let Some(ms) = self.timeout_ms {
+            options = options.timeout(Duration::from_millis(ms));
+        }
+        options
+    }
 }
 
 /// Tells a key given as `null` (`Some(None)`) from an absent key (`None`, via `default`).

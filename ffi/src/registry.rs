@@ -1,5 +1,5 @@
-//! Sandboxes as integer handles in a registry, so a destroyed or made-up handle is an error
-//! code instead of a use-after-free.
+//! Sandboxes, watches and terminals as integer handles in tables, so a destroyed or made-up
+//! handle is an error code instead of a use-after-free.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,19 +18,67 @@ use crate::error::{FfiError, guard};
 /// `e2b_sandbox_destroy()`, every call with the old value returns `E2B_ERR_CLOSED`.
 pub type E2bSandbox = u64;
 
-pub(crate) static SANDBOXES: Mutex<BTreeMap<u64, Arc<Sandbox>>> = Mutex::new(BTreeMap::new());
-pub(crate) static NEXT_HANDLE: AtomicU64 = AtomicU64::new(1);
-
-pub(crate) fn sandboxes() -> MutexGuard<'static, BTreeMap<u64, Arc<Sandbox>>> {
-    // Nothing panics while holding the lock, but a poisoned map is still consistent.
-    SANDBOXES.lock().unwrap_or_else(|p| p.into_inner())
+/// Live objects of one kind by handle. Handles start at 1 and are never reused; a call holds
+/// its own `Arc`, so destroying a handle while another thread uses it is safe.
+pub(crate) struct Handles<T> {
+    kind: &'static str,
+    live: Mutex<BTreeMap<u64, Arc<T>>>,
+    next: AtomicU64,
 }
 
-pub(crate) fn register(sandbox: Sandbox) -> E2bSandbox {
-    let handle = NEXT_HANDLE.fetch_add(1, Ordering::Relaxed);
-    sandboxes().insert(handle, Arc::new(sandbox));
-    handle
+impl<T> Handles<T> {
+    pub(crate) const fn new(kind: &'static str) -> Handles<T> {
+        Handles {
+            kind,
+            live: Mutex::new(BTreeMap::new()),
+            next: AtomicU64::new(1),
+        }
+    }
+
+    fn live(&self) -> MutexGuard<'_, BTreeMap<u64, Arc<T>>> {
+        // Nothing panics while holding the lock, but a poisoned map is still consistent.
+        self.live
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn insert(&self, value: T) -> u64 {
+        let handle = self.next.fetch_add(1, Ordering::Relaxed);
+        self.live().insert(handle, Arc::new(value));
+        handle
+    }
+
+    /// The object of `handle`; `E2B_ERR_NULL_ARG` for 0, `E2B_ERR_CLOSED` for one that is
+    /// not live.
+    pub(crate) fn get(&self, handle: u64) -> Result<Arc<T>, FfiError> {
+        if handle == 0 {
+            return Err(FfiError::null(&format!("{} handle", self.kind)));
+        }
+        self.live()
+            .get(&handle)
+            .cloned()
+            .ok_or_else(|| self.not_live(handle))
+    }
+
+    /// Frees `handle`; the object goes when the last call using it returns.
+    pub(crate) fn remove(&self, handle: u64) -> Result<Arc<T>, FfiError> {
+        self.live()
+            .remove(&handle)
+            .ok_or_else(|| self.not_live(handle))
+    }
+
+    fn not_live(&self, handle: u64) -> FfiError {
+        FfiError::new(
+            E2B_ERR_CLOSED,
+            format!(
+                "{} handle {handle} is not live (destroyed, or never created)",
+                self.kind
+            ),
+        )
+    }
 }
+
+pub(crate) static SANDBOXES: Handles<Sandbox> = Handles::new("sandbox");
 
 /// What every constructor does around making its sandbox: `*out` is 0 until the sandbox is
 /// registered, then its handle.
@@ -44,7 +92,7 @@ pub(crate) unsafe fn create_into(
     guard(|| {
         // SAFETY: forwarded from the caller.
         unsafe { clear_out(out, 0, "out")? };
-        let handle = register(make()?);
+        let handle = SANDBOXES.insert(make()?);
         // SAFETY: checked non-NULL above.
         unsafe { out.write(handle) };
         Ok(())
@@ -52,18 +100,5 @@ pub(crate) unsafe fn create_into(
 }
 
 pub(crate) fn lookup(handle: E2bSandbox) -> Result<Arc<Sandbox>, FfiError> {
-    if handle == 0 {
-        return Err(FfiError::null("sandbox handle"));
-    }
-    sandboxes()
-        .get(&handle)
-        .cloned()
-        .ok_or_else(|| not_live(handle))
-}
-
-pub(crate) fn not_live(handle: E2bSandbox) -> FfiError {
-    FfiError::new(
-        E2B_ERR_CLOSED,
-        format!("sandbox handle {handle} is not live (destroyed, or never created)"),
-    )
+    SANDBOXES.get(handle)
 }

@@ -166,8 +166,7 @@ pub extern "C" fn e2b_sandbox_destroy(sandbox: E2bSandbox) -> E2bErrorCode {
         if sandbox == 0 {
             return Ok(());
         }
-        let removed = sandboxes().remove(&sandbox);
-        let sbx = removed.ok_or_else(|| not_live(sandbox))?;
+        let sbx = SANDBOXES.remove(sandbox)?;
         let result = sbx.kill();
         // The Sandbox itself is dropped here, or when the last in-flight call returns.
         drop(sbx);

@@ -2,19 +2,17 @@
 //! until it exits) and directory watches (`e2b_files_watch_dir()`, `e2b_watch_next()`,
 //! `e2b_watch_destroy()`).
 
-use std::collections::BTreeMap;
 use std::ffi::{c_char, c_int};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use e2b_blocking::WatchHandle;
 
 use crate::args::{clear_out, into_c_string, optional_string_out, str_arg};
 use crate::callbacks::{AbortSlot, E2bRunCallbacks, UserData, deliver, with_callbacks};
-use crate::error::E2bErrorCode::{self, *};
-use crate::error::{FfiError, guard, guard_infallible};
-use crate::registry::{E2bSandbox, lookup};
+use crate::error::E2bErrorCode;
+use crate::error::{guard, guard_infallible};
+use crate::registry::{E2bSandbox, Handles, lookup};
 
 /// A directory watch: an opaque, non-zero id, like `e2b_sandbox_t`. 0 is never a valid
 /// handle; ids are never reused, and a destroyed one gives `E2B_ERR_CLOSED`.
@@ -71,26 +69,7 @@ pub unsafe extern "C" fn e2b_commands_connect(
     unsafe { optional_string_out(out_json, "out_json", body) }
 }
 
-type Watches = BTreeMap<E2bWatch, Arc<Mutex<WatchHandle>>>;
-
-fn watches() -> MutexGuard<'static, Watches> {
-    static WATCHES: Mutex<Watches> = Mutex::new(BTreeMap::new());
-    WATCHES
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn watch_of(handle: E2bWatch) -> Result<Arc<Mutex<WatchHandle>>, FfiError> {
-    if handle == 0 {
-        return Err(FfiError::null("watch handle"));
-    }
-    watches().get(&handle).cloned().ok_or_else(|| {
-        FfiError::new(
-            E2B_ERR_CLOSED,
-            format!("watch handle {handle} is not live (destroyed, or never created)"),
-        )
-    })
-}
+static WATCHES: Handles<Mutex<WatchHandle>> = Handles::new("watch");
 
 /// Starts watching directory `path` (relative to the sandbox root; `recursive` non-zero to
 /// include every directory below) and puts the watch in `*out_watch` (0 on failure). Every
@@ -107,15 +86,13 @@ pub unsafe extern "C" fn e2b_files_watch_dir(
     recursive: c_int,
     out_watch: *mut E2bWatch,
 ) -> E2bErrorCode {
-    static NEXT: AtomicU64 = AtomicU64::new(1);
     guard(|| {
         // SAFETY: forwarded from the caller.
         unsafe { clear_out(out_watch, 0, "out_watch")? };
         // SAFETY: forwarded from the caller.
         let path = unsafe { str_arg(path, "path")? };
         let watch = lookup(sandbox)?.files().watch_dir(path, recursive != 0)?;
-        let id = NEXT.fetch_add(1, Ordering::Relaxed);
-        watches().insert(id, Arc::new(Mutex::new(watch)));
+        let id = WATCHES.insert(Mutex::new(watch));
         // SAFETY: checked non-NULL by clear_out.
         unsafe { out_watch.write(id) };
         Ok(())
@@ -141,7 +118,7 @@ pub unsafe extern "C" fn e2b_watch_next(
     guard(|| {
         // SAFETY: forwarded from the caller.
         unsafe { clear_out(out_json, std::ptr::null_mut(), "out_json")? };
-        let handle = watch_of(watch)?;
+        let handle = WATCHES.get(watch)?;
         let mut handle = handle
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -160,7 +137,7 @@ pub unsafe extern "C" fn e2b_watch_next(
 #[unsafe(no_mangle)]
 pub extern "C" fn e2b_watch_finished(watch: E2bWatch) -> c_int {
     guard_infallible(0, || {
-        watch_of(watch).map_or(0, |w| {
+        WATCHES.get(watch).map_or(0, |w| {
             let w = w.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             c_int::from(w.is_finished())
         })
@@ -175,12 +152,7 @@ pub extern "C" fn e2b_watch_destroy(watch: E2bWatch) -> E2bErrorCode {
         if watch == 0 {
             return Ok(());
         }
-        let handle = watches().remove(&watch).ok_or_else(|| {
-            FfiError::new(
-                E2B_ERR_CLOSED,
-                format!("watch handle {watch} is not live (destroyed, or never created)"),
-            )
-        })?;
+        let handle = WATCHES.remove(watch)?;
         let mut handle = handle
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);

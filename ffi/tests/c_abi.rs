@@ -400,6 +400,19 @@ fn c_connect_and_watch_follow_commands_and_directories() {
     );
 }
 
+/// Terminals from C: a shell's output, resize, exit status, reattaching, kill and the error
+/// codes, with and without valgrind.
+#[test]
+fn c_terminals_type_read_resize_and_end() {
+    let exe = compile("tests/c/pty.c", "pty", false);
+    let done = run_ok(Command::new(&exe), RUN_LIMIT);
+    assert!(done.stdout.contains("pty: all"), "{}", done.describe());
+    support::require_tool("valgrind", VALGRIND_HINT);
+    let exe = compile("tests/c/pty.c", "pty_vg", false);
+    let done = valgrind(&exe, &[], VALGRIND_LIMIT);
+    assert!(done.stdout.contains("pty: all"), "{}", done.describe());
+}
+
 /// What every tool check above does when its tool is absent: one line naming what to install.
 #[test]
 fn a_missing_tool_fails_with_one_line_saying_what_to_install() {

@@ -80,6 +80,14 @@ fn header_declares_every_exported_function() {
         "e2b_watch_next",
         "e2b_watch_finished",
         "e2b_watch_destroy",
+        "e2b_pty_create",
+        "e2b_pty_connect",
+        "e2b_pty_name",
+        "e2b_pty_send_input",
+        "e2b_pty_resize",
+        "e2b_pty_next",
+        "e2b_pty_kill",
+        "e2b_pty_destroy",
     ] {
         let declared = [" ", "*"]
             .iter()
@@ -90,4 +98,6 @@ fn header_declares_every_exported_function() {
     assert!(header.contains("E2B_ERR_IS_A_DIRECTORY = 21"));
     assert!(header.contains("E2B_ERR_COMMAND_FAILED = 24"));
     assert!(header.contains("E2B_ERR_PROCESS_NOT_FOUND = 25"));
+    assert!(header.contains("E2B_ERR_TERMINAL_NOT_FOUND = 26"));
+    assert!(header.contains("typedef uint64_t e2b_terminal_t;"));
 }
