@@ -9,7 +9,7 @@ use e2b_blocking::{PtyEnd, PtyEvent, PtyGap, PtySize, Terminal};
 use serde_json::{Value, json};
 
 use crate::args::{clear_out, into_c_string, opt_str_arg, str_arg, string_out};
-use crate::error::{E2bErrorCode, FfiError, guard};
+use crate::error::{E2bErrorCode, guard};
 use crate::options::PtyJson;
 use crate::registry::{E2bSandbox, Handles, lookup};
 
@@ -19,24 +19,6 @@ use crate::registry::{E2bSandbox, Handles, lookup};
 pub type E2bTerminal = u64;
 
 static TERMINALS: Handles<Terminal> = Handles::new("terminal");
-
-/// Puts a terminal made by `make` into `*out_terminal` (0 on failure).
-///
-/// # Safety
-/// `out` is NULL or valid for one write; `make` may read the caller's C strings.
-unsafe fn terminal_into(
-    out: *mut E2bTerminal,
-    make: impl FnOnce() -> Result<Terminal, FfiError>,
-) -> E2bErrorCode {
-    guard(|| {
-        // SAFETY: forwarded from the caller.
-        unsafe { clear_out(out, 0, "out_terminal")? };
-        let handle = TERMINALS.insert(make()?);
-        // SAFETY: checked non-NULL by clear_out.
-        unsafe { out.write(handle) };
-        Ok(())
-    })
-}
 
 /// Starts a shell on a new PTY in the sandbox and puts its handle in `*out_terminal` (0 on
 /// failure). Free it with `e2b_pty_destroy()`.
@@ -69,7 +51,7 @@ pub unsafe extern "C" fn e2b_pty_create(
         Ok(lookup(sandbox)?.pty().create_with(options.pty_options())?)
     };
     // SAFETY: forwarded from the caller.
-    unsafe { terminal_into(out_terminal, make) }
+    unsafe { TERMINALS.insert_into(out_terminal, "out_terminal", make) }
 }
 
 /// Attaches to the running terminal called `name` (see `e2b_pty_name()`; one left running by
@@ -95,7 +77,7 @@ pub unsafe extern "C" fn e2b_pty_connect(
         Ok(terminal)
     };
     // SAFETY: forwarded from the caller.
-    unsafe { terminal_into(out_terminal, make) }
+    unsafe { TERMINALS.insert_into(out_terminal, "out_terminal", make) }
 }
 
 /// The terminal's name on the server, for `e2b_pty_connect()`, in `*out`: a new string the

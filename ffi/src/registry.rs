@@ -42,10 +42,31 @@ impl<T> Handles<T> {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    pub(crate) fn insert(&self, value: T) -> u64 {
+    fn insert(&self, value: T) -> u64 {
         let handle = self.next.fetch_add(1, Ordering::Relaxed);
         self.live().insert(handle, Arc::new(value));
         handle
+    }
+
+    /// The body of a constructor: `*out` is 0 until `make`'s object is in the table, then its
+    /// handle.
+    ///
+    /// # Safety
+    /// `out` is NULL or valid for one write; `make` may read the caller's C strings.
+    pub(crate) unsafe fn insert_into(
+        &self,
+        out: *mut u64,
+        what: &str,
+        make: impl FnOnce() -> Result<T, FfiError>,
+    ) -> E2bErrorCode {
+        guard(|| {
+            // SAFETY: forwarded from the caller.
+            unsafe { clear_out(out, 0, what)? };
+            let handle = self.insert(make()?);
+            // SAFETY: checked non-NULL by clear_out.
+            unsafe { out.write(handle) };
+            Ok(())
+        })
     }
 
     /// The object of `handle`; `E2B_ERR_NULL_ARG` for 0, `E2B_ERR_CLOSED` for one that is
@@ -79,25 +100,6 @@ impl<T> Handles<T> {
 }
 
 pub(crate) static SANDBOXES: Handles<Sandbox> = Handles::new("sandbox");
-
-/// What every constructor does around making its sandbox: `*out` is 0 until the sandbox is
-/// registered, then its handle.
-///
-/// # Safety
-/// `out` is NULL or valid for writes; `make` may read the caller's C strings.
-pub(crate) unsafe fn create_into(
-    out: *mut E2bSandbox,
-    make: impl FnOnce() -> Result<Sandbox, FfiError>,
-) -> E2bErrorCode {
-    guard(|| {
-        // SAFETY: forwarded from the caller.
-        unsafe { clear_out(out, 0, "out")? };
-        let handle = SANDBOXES.insert(make()?);
-        // SAFETY: checked non-NULL above.
-        unsafe { out.write(handle) };
-        Ok(())
-    })
-}
 
 pub(crate) fn lookup(handle: E2bSandbox) -> Result<Arc<Sandbox>, FfiError> {
     SANDBOXES.get(handle)

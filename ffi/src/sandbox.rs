@@ -33,7 +33,7 @@ pub unsafe extern "C" fn e2b_sandbox_local(
 ) -> E2bErrorCode {
     // SAFETY: forwarded from the caller.
     unsafe {
-        create_into(out, || {
+        SANDBOXES.insert_into(out, "out", || {
             let json = opt_str_arg(options_json, "options_json")?;
             let opts: LocalJson = crate::options::parse(json, "local sandbox options")?;
             Ok(
@@ -75,7 +75,7 @@ pub unsafe extern "C" fn e2b_sandbox_create(
 ) -> E2bErrorCode {
     // SAFETY: forwarded from the caller.
     unsafe {
-        create_into(out, || {
+        SANDBOXES.insert_into(out, "out", || {
             let json = opt_str_arg(options_json, "options_json")?;
             let opts: E2bJson = crate::options::parse(json, "E2B sandbox options")?;
             let sandbox =
@@ -121,7 +121,7 @@ pub unsafe extern "C" fn e2b_sandbox_connect_jupyter(
 ) -> E2bErrorCode {
     // SAFETY: forwarded from the caller.
     unsafe {
-        create_into(out, || {
+        SANDBOXES.insert_into(out, "out", || {
             let url = str_arg(url, "url")?;
             let token = opt_str_arg(token, "token")?;
             let json = opt_str_arg(options_json, "options_json")?;

@@ -86,17 +86,14 @@ pub unsafe extern "C" fn e2b_files_watch_dir(
     recursive: c_int,
     out_watch: *mut E2bWatch,
 ) -> E2bErrorCode {
-    guard(|| {
-        // SAFETY: forwarded from the caller.
-        unsafe { clear_out(out_watch, 0, "out_watch")? };
+    let make = || {
         // SAFETY: forwarded from the caller.
         let path = unsafe { str_arg(path, "path")? };
         let watch = lookup(sandbox)?.files().watch_dir(path, recursive != 0)?;
-        let id = WATCHES.insert(Mutex::new(watch));
-        // SAFETY: checked non-NULL by clear_out.
-        unsafe { out_watch.write(id) };
-        Ok(())
-    })
+        Ok(Mutex::new(watch))
+    };
+    // SAFETY: forwarded from the caller.
+    unsafe { WATCHES.insert_into(out_watch, "out_watch", make) }
 }
 
 /// Waits at most `timeout_ms` for the watch's next event. On `E2B_OK`, `*out_json` is the
