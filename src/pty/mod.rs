@@ -32,9 +32,11 @@
 //! # Backends
 //!
 //! The local sandbox's server and a stock jupyter_server have terminals (terminado comes with
-//! jupyter_server). The local sandbox's shell is `bash -i -l`, as E2B's envd starts its own
-//! terminals, whatever `$SHELL` the host has (jupyter_server alone starts `$SHELL -l`, or
-//! `sh -l` where it is unset). E2B's code-interpreter template (`template/` in
+//! jupyter_server). The local sandbox's shell is bash, whatever `$SHELL` the host has
+//! (jupyter_server alone starts `$SHELL -l`, or `sh -l` where it is unset): interactive, it
+//! reads what a login shell reads, as E2B's envd starts its own terminals (`bash -i -l`), then
+//! puts the kernel's venv first on PATH, as commands have it, so `python` and `pip` in a
+//! terminal are the kernel's. E2B's code-interpreter template (`template/` in
 //! e2b-dev/code-interpreter) runs a stock jupyter_server 2.20 whose config does not turn
 //! terminals off, reached on port 8888 like the kernels, so they work there too: tested
 //! against a server started as the template starts it behind a stand-in for E2B's proxy, not

@@ -144,18 +144,25 @@ fn echo_then_exit(sbx: &Sandbox, code: Option<i32>) {
 }
 
 /// The local sandbox's terminals run bash, as E2B's do, whatever the host's `$SHELL` (unset in
-/// the isolated sandbox, where jupyter_server alone would start `sh`).
-fn runs_bash(sbx: &Sandbox) {
-    let term = sbx.pty().create(PtySize::default()).unwrap();
-    term.send_input("echo \"shell-${BASH_VERSION:+ba\"\"sh}\"\n")
+/// the isolated sandbox, where jupyter_server alone would start `sh`), and find the kernel's
+/// `python` first, as commands do (a login shell's /etc/profile sets PATH anew).
+fn runs_bash_with_the_kernels_python(sbx: &Sandbox) {
+    let term = sbx.pty().create(PtySize::new(250, 30)).unwrap();
+    term.send_input("echo \"shell-${BASH_VERSION:+ba\"\"sh} py=$(command -v python)\"\n")
         .unwrap();
     let mut screen = Screen::default();
-    screen.read_until(&term, |l, _| {
-        l.iter()
-            .any(|l| l.ends_with("shell-bash") || l.ends_with("shell-"))
-    });
-    assert!(
-        has_line("shell-bash")(&lines(&screen.text), &[]),
+    // The typed line's echo holds `shell-${BASH_VERSION...`; the output, what it expanded to.
+    let answer = |lines: &[String]| {
+        lines.iter().find_map(|l| {
+            let after = l.rsplit_once("shell-")?.1;
+            (!after.starts_with('$')).then(|| after.to_string())
+        })
+    };
+    screen.read_until(&term, |l, _| answer(l).is_some());
+    let python = sbx.commands().run("command -v python").unwrap().stdout;
+    assert_eq!(
+        answer(&lines(&screen.text)).unwrap(),
+        format!("bash py={}", python.trim()),
         "{:?}",
         screen.text
     );
@@ -165,7 +172,7 @@ fn runs_bash(sbx: &Sandbox) {
 fn echo_and_exit_on_the_isolated_local_sandbox() {
     deadline(|| {
         let sbx = local();
-        runs_bash(&sbx);
+        runs_bash_with_the_kernels_python(&sbx);
         echo_then_exit(&sbx, Some(3));
     });
 }
@@ -174,7 +181,7 @@ fn echo_and_exit_on_the_isolated_local_sandbox() {
 fn echo_and_exit_on_the_unisolated_local_sandbox() {
     deadline(|| {
         let sbx = local_tcp();
-        runs_bash(&sbx);
+        runs_bash_with_the_kernels_python(&sbx);
         echo_then_exit(&sbx, Some(3));
     });
 }

@@ -107,6 +107,9 @@ const SERVER_MAIN: &str = "import sys; sys.modules['rfc3987_syntax'] = None; \
 /// Numbered terminal input, for exactly-once input across reconnects (see the file).
 const TERMINALS_CONFIG: &str = include_str!("terminals.py");
 
+/// What a terminal's bash reads as it starts (see terminals.py).
+const TERMINAL_RC: &str = include_str!("terminal_rc.sh");
+
 /// Registers the `e2b/data` and `e2b/chart` rich formats in every kernel.
 const STARTUP: &str = include_str!("startup.py");
 
@@ -543,6 +546,7 @@ fn write_server_files(
     config: &str,
 ) -> Result<(PathBuf, fs::File, fs::File), Error> {
     fs::write(dir.join("config").join("jupyter_server_config.py"), config)
+        .and_then(|()| fs::write(dir.join("config").join("terminal_rc.sh"), TERMINAL_RC))
         .map_err(|e| Error::setup("cannot write the server config", e))?;
     let token_file = dir.join("config").join(TOKEN_CONFIG);
     write_private(

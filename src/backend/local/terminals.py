@@ -9,15 +9,19 @@
 # Plain `stdin` and every other message are untouched; stock servers ignore `e2b_stdin`, and
 # the SDK only uses it after a server announced support.
 #
-# The shell is bash as E2B's own terminals start it (`bash -i -l`), whatever the host's
-# `$SHELL`: jupyter_server would start `$SHELL -l`, and `sh -l` where it is unset (always so in
-# the isolated sandbox, whose environment is built from nothing), so the same code would meet
-# a different shell from one machine to the next. Without bash, jupyter_server's choice stands.
+# The shell is bash, as E2B's own terminals start it, whatever the host's `$SHELL`:
+# jupyter_server would start `$SHELL -l`, and `sh -l` where it is unset (always so in the
+# isolated sandbox, whose environment is built from nothing), so the same code would meet a
+# different shell from one machine to the next. It reads what a login shell reads, then puts
+# the kernel's venv first on PATH (`terminal_rc.sh`, beside this config). Without bash,
+# jupyter_server's choice stands.
+import os as _os
 import shutil as _shutil
 
 _bash = _shutil.which("bash")
-if _bash:
-    c.ServerApp.terminado_settings = {"shell_command": [_bash, "-i", "-l"]}
+_rc = _os.path.join(_os.environ.get("JUPYTER_CONFIG_DIR", ""), "terminal_rc.sh")
+if _bash and _os.path.isfile(_rc):
+    c.ServerApp.terminado_settings = {"shell_command": [_bash, "--rcfile", _rc, "-i"]}
 try:
     import json as _json
 
