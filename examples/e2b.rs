@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use e2b_blocking::{E2bConfig, E2bOptions, Error, Sandbox};
+use e2b_blocking::{E2bConfig, E2bOptions, Error, MetricsQuery, Sandbox};
 
 fn main() -> Result<(), Error> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
@@ -24,6 +24,22 @@ fn main() -> Result<(), Error> {
     println!("result: {}", exec.text().unwrap_or("?"));
     if let Some(e2b) = sbx.as_e2b() {
         e2b.set_timeout(Duration::from_secs(120))?; // the sandbox's lifetime, from now
+        // E2B samples resource use every few seconds; debug mode has no control plane to ask.
+        match e2b.metrics(&MetricsQuery::new()) {
+            Ok(samples) => {
+                if let Some(m) = samples.last() {
+                    println!(
+                        "cpu {:.1} % of {} cores, memory {} of {} MiB",
+                        m.cpu_used_pct,
+                        m.cpu_count,
+                        m.mem_used >> 20,
+                        m.mem_total >> 20
+                    );
+                }
+            }
+            Err(Error::InvalidArgument(why)) => println!("no metrics: {why}"),
+            Err(e) => return Err(e),
+        }
     }
     sbx.close() // kills the sandbox
 }

@@ -132,7 +132,8 @@ mod unix_url;
 
 pub use backend::e2b::{
     DEFAULT_DOMAIN, DEFAULT_LIFETIME, DEFAULT_TEMPLATE, E2bClient, E2bConfig, E2bOptions,
-    E2bSandbox, ListQuery, SandboxAccess, SandboxInfo, SandboxLifecycle, SandboxPage, SandboxState,
+    E2bSandbox, ListQuery, MetricsQuery, SandboxAccess, SandboxInfo, SandboxLifecycle,
+    SandboxMetric, SandboxPage, SandboxState,
 };
 pub use backend::local::{
     CACHE_ENV, Isolation, LocalOptions, LocalSandbox, PYTHON_ENV, ResourceLimits,

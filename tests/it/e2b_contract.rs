@@ -14,7 +14,9 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use crate::support::{TEST_DEADLINE, within};
-use e2b_blocking::{E2bClient, E2bConfig, E2bOptions, Error, ListQuery, SandboxState};
+use e2b_blocking::{
+    E2bClient, E2bConfig, E2bOptions, Error, ListQuery, MetricsQuery, SandboxState,
+};
 use prism::Prism;
 
 /// The official spec, vendored with its provenance in `tests/spec/README.md`.
@@ -136,6 +138,20 @@ fn every_call_is_valid_and_parses() {
         let info = client.get_info(id).unwrap_or_else(|e| fail("get_info", e));
         assert!(!info.started_at.is_empty() && info.cpu_count >= 1);
 
+        let samples = client
+            .metrics(id, &MetricsQuery::new())
+            .unwrap_or_else(|e| fail("metrics", e));
+        assert!(samples.iter().all(|m| m.mem_total >= m.mem_used));
+        let hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+        client
+            .metrics(
+                id,
+                &MetricsQuery::new()
+                    .start(hour_ago)
+                    .end(std::time::SystemTime::now()),
+            )
+            .unwrap_or_else(|e| fail("metrics in a range", e));
+
         let page = client
             .list(&ListQuery::new())
             .unwrap_or_else(|e| fail("list", e));
@@ -174,7 +190,7 @@ fn every_call_is_valid_and_parses() {
             .lines()
             .filter(|l| l.contains("Request received") && !l.contains("/health"))
             .count();
-        assert_eq!(requests, 9, "{log}");
+        assert_eq!(requests, 11, "{log}");
         assert!(
             !log.contains("Violation") && !log.contains("did not pass"),
             "Prism flagged a request:\n{log}"
@@ -202,6 +218,10 @@ fn not_found_is_sandbox_not_found_and_kill_says_false() {
             "set_timeout",
         );
         not_found(client.refresh(id, Duration::from_secs(60)), "refresh");
+        not_found(
+            client.metrics(id, &MetricsQuery::new()).map(drop),
+            "metrics",
+        );
         assert!(matches!(client.kill(id), Ok(false)));
     });
 }
@@ -274,6 +294,9 @@ fn random_valid_responses_parse() {
                 .connect("x", Duration::from_secs(60))
                 .unwrap_or_else(|e| fail("connect", e));
             client.get_info("x").unwrap_or_else(|e| fail("get_info", e));
+            client
+                .metrics("x", &MetricsQuery::new())
+                .unwrap_or_else(|e| fail("metrics", e));
             client
                 .list(&ListQuery::new().limit(5))
                 .unwrap_or_else(|e| fail("list", e));

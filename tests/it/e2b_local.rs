@@ -248,6 +248,10 @@ fn debug_mode_makes_no_control_plane_call() {
         let e2b = sbx.as_e2b().unwrap();
         e2b.set_timeout(Duration::from_secs(60)).unwrap();
         assert!(matches!(e2b.info(), Err(Error::InvalidArgument(_))));
+        assert!(matches!(
+            e2b.metrics(&e2b_blocking::MetricsQuery::new()),
+            Err(Error::InvalidArgument(_))
+        ));
         drop(sbx);
         assert!(
             rig.plane_requests().is_empty(),

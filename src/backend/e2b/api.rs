@@ -10,6 +10,7 @@ use crate::error::Error;
 use crate::net::{Method, Response, encode_component};
 
 use super::config::E2bConfig;
+use super::metrics::{MetricsQuery, SandboxMetric};
 use super::models::{
     ListQuery, NewSandbox, RefreshBody, SandboxAccess, SandboxInfo, SandboxPage, TimeoutBody,
     whole_seconds,
@@ -24,7 +25,7 @@ const MAX_REFRESH: Duration = Duration::from_secs(3600);
 const MAX_PAGES: usize = 10_000;
 
 /// A blocking client for the E2B control plane (`https://api.{domain}`): create, look up,
-/// list, extend and kill sandboxes.
+/// list, extend, measure and kill sandboxes.
 ///
 /// Cheap to clone; clones share one connection pool. Idempotent calls are retried on 5xx and
 /// network errors with jittered backoff ([`E2bConfig::max_attempts`]); creating is not.
@@ -115,6 +116,26 @@ impl E2bClient {
     /// [`E2bClient::create`].
     pub fn get_info(&self, sandbox_id: &str) -> Result<SandboxInfo, Error> {
         let path = sandbox_path(sandbox_id)?;
+        let r = self
+            .transport
+            .send(Method::Get, &path, None, Retry::Idempotent)?;
+        ok_json(r, Some(sandbox_id))
+    }
+
+    /// Samples of a sandbox's resource use (`GET /sandboxes/{id}/metrics`, E2B's
+    /// `get_metrics`), as the API returns them: CPU, memory and disk, one sample every few
+    /// seconds while it runs.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::SandboxNotFound`] for an unknown or killed sandbox; otherwise as for
+    /// [`E2bClient::create`].
+    pub fn metrics(
+        &self,
+        sandbox_id: &str,
+        query: &MetricsQuery,
+    ) -> Result<Vec<SandboxMetric>, Error> {
+        let path = format!("{}/metrics{}", sandbox_path(sandbox_id)?, query.to_query());
         let r = self
             .transport
             .send(Method::Get, &path, None, Retry::Idempotent)?;

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::backend::e2b::{E2bBackend, SandboxAccess, SandboxInfo};
+use crate::backend::e2b::{E2bBackend, MetricsQuery, SandboxAccess, SandboxInfo, SandboxMetric};
 use crate::error::Error;
 
 /// The E2B side of a sandbox: its lifetime, its control-plane record, and whether closing the
@@ -35,6 +35,16 @@ impl<'a> E2bSandbox<'a> {
     /// As for [`E2bSandbox::set_timeout`].
     pub fn info(&self) -> Result<SandboxInfo, Error> {
         self.backend.info()
+    }
+
+    /// Samples of the sandbox's resource use (E2B's `get_metrics`): CPU, memory and disk.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] in debug mode (no control plane); as for
+    /// [`E2bSandbox::set_timeout`].
+    pub fn metrics(&self, query: &MetricsQuery) -> Result<Vec<SandboxMetric>, Error> {
+        self.backend.metrics(query)
     }
 
     /// Whether closing (or dropping the last clone of) the handle kills the sandbox: `true`

@@ -11,6 +11,7 @@
 mod api;
 mod config;
 mod handle;
+mod metrics;
 mod models;
 mod options;
 mod transport;
@@ -29,6 +30,7 @@ use crate::net::{Endpoint, Http, Method};
 pub use api::E2bClient;
 pub use config::{DEFAULT_DOMAIN, E2bConfig};
 pub use handle::E2bSandbox;
+pub use metrics::{MetricsQuery, SandboxMetric};
 pub use models::{
     ListQuery, SandboxAccess, SandboxInfo, SandboxLifecycle, SandboxPage, SandboxState,
 };
@@ -280,6 +282,16 @@ impl E2bBackend {
             ));
         }
         self.client.get_info(&self.id)
+    }
+
+    /// Samples of the sandbox's resource use; none in debug mode, which has no control plane.
+    pub(crate) fn metrics(&self, query: &MetricsQuery) -> Result<Vec<SandboxMetric>, Error> {
+        if self.debug {
+            return Err(Error::InvalidArgument(
+                "E2B debug mode has no control plane to ask about the sandbox".into(),
+            ));
+        }
+        self.client.metrics(&self.id, query)
     }
 
     /// Sets how long the sandbox lives from now; skipped in debug mode, as in E2B's SDKs.
