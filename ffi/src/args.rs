@@ -93,12 +93,27 @@ pub(crate) unsafe fn string_out(
     what: &str,
     f: impl FnOnce() -> Result<String, FfiError>,
 ) -> E2bErrorCode {
+    // SAFETY: forwarded from the caller.
+    unsafe { maybe_string_out(out, what, || f().map(Some)) }
+}
+
+/// [`string_out`] for a result that may be nothing (no event in time): `*out` stays NULL then.
+///
+/// # Safety
+/// As for [`string_out`].
+pub(crate) unsafe fn maybe_string_out(
+    out: *mut *mut c_char,
+    what: &str,
+    f: impl FnOnce() -> Result<Option<String>, FfiError>,
+) -> E2bErrorCode {
     guard(|| {
         // SAFETY: forwarded from the caller.
         unsafe { clear_out(out, std::ptr::null_mut(), what)? };
-        let s = into_c_string(f()?)?;
-        // SAFETY: checked non-NULL by clear_out.
-        unsafe { out.write(s) };
+        if let Some(s) = f()? {
+            let s = into_c_string(s)?;
+            // SAFETY: checked non-NULL by clear_out.
+            unsafe { out.write(s) };
+        }
         Ok(())
     })
 }

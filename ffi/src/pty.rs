@@ -8,7 +8,7 @@ use std::time::Duration;
 use e2b_blocking::{PtyEnd, PtyEvent, PtyGap, PtySize, Terminal};
 use serde_json::{Value, json};
 
-use crate::args::{clear_out, into_c_string, opt_str_arg, str_arg, string_out};
+use crate::args::{maybe_string_out, opt_str_arg, str_arg, string_out};
 use crate::error::{E2bErrorCode, guard};
 use crate::options::PtyJson;
 use crate::registry::{E2bSandbox, Handles, lookup};
@@ -170,17 +170,13 @@ pub unsafe extern "C" fn e2b_pty_next(
     timeout_ms: u64,
     out_json: *mut *mut c_char,
 ) -> E2bErrorCode {
-    guard(|| {
-        // SAFETY: forwarded from the caller.
-        unsafe { clear_out(out_json, std::ptr::null_mut(), "out_json")? };
+    let next = || {
         let terminal = TERMINALS.get(terminal)?;
-        if let Some(event) = terminal.recv_timeout(Duration::from_millis(timeout_ms))? {
-            let json = into_c_string(event_json(event).to_string())?;
-            // SAFETY: checked non-NULL by clear_out.
-            unsafe { out_json.write(json) };
-        }
-        Ok(())
-    })
+        let event = terminal.recv_timeout(Duration::from_millis(timeout_ms))?;
+        Ok(event.map(|e| event_json(e).to_string()))
+    };
+    // SAFETY: forwarded from the caller.
+    unsafe { maybe_string_out(out_json, "out_json", next) }
 }
 
 /// Kills the terminal (its shell and everything in it), waiting for the server to confirm;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use e2b_blocking::WatchHandle;
 
-use crate::args::{clear_out, into_c_string, optional_string_out, str_arg};
+use crate::args::{maybe_string_out, optional_string_out, str_arg};
 use crate::callbacks::{AbortSlot, E2bRunCallbacks, UserData, deliver, with_callbacks};
 use crate::error::E2bErrorCode;
 use crate::error::{guard, guard_infallible};
@@ -112,21 +112,16 @@ pub unsafe extern "C" fn e2b_watch_next(
     timeout_ms: u64,
     out_json: *mut *mut c_char,
 ) -> E2bErrorCode {
-    guard(|| {
-        // SAFETY: forwarded from the caller.
-        unsafe { clear_out(out_json, std::ptr::null_mut(), "out_json")? };
+    let next = || {
         let handle = WATCHES.get(watch)?;
         let mut handle = handle
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(event) = handle.next_timeout(Duration::from_millis(timeout_ms))? {
-            let json = serde_json::to_string(&event).unwrap_or_else(|_| "{}".into());
-            let json = into_c_string(json)?;
-            // SAFETY: checked non-NULL by clear_out.
-            unsafe { out_json.write(json) };
-        }
-        Ok(())
-    })
+        let event = handle.next_timeout(Duration::from_millis(timeout_ms))?;
+        Ok(event.map(|e| serde_json::to_string(&e).unwrap_or_else(|_| "{}".into())))
+    };
+    // SAFETY: forwarded from the caller.
+    unsafe { maybe_string_out(out_json, "out_json", next) }
 }
 
 /// 1 once the watch has ended (stopped, or its directory removed) and every event was read;
