@@ -232,48 +232,39 @@ pub(crate) struct CommandJson {
     pub(crate) stdin: Option<String>,
 }
 
-/// Options of `e2b_pty_create`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, default)]
+/// Options of `e2b_pty_create`; absent keys keep the Rust API's defaults.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct PtyJson {
-    pub(crate) cols: u16,
-    pub(crate) rows: u16,
+    cols: Option<u16>,
+    rows: Option<u16>,
     /// Working directory; absent means the sandbox root.
-    pub(crate) cwd: Option<String>,
+    cwd: Option<String>,
     /// Environment variables of the shell.
-    pub(crate) envs: BTreeMap<String, String>,
+    #[serde(default)]
+    envs: BTreeMap<String, String>,
     /// Lifetime in milliseconds; absent means until the shell exits or is killed.
-    pub(crate) timeout_ms: Option<u64>,
+    timeout_ms: Option<u64>,
     /// Whether `e2b_pty_destroy()` kills the terminal.
-    pub(crate) kill_on_destroy: bool,
-}
-
-impl Default for PtyJson {
-    fn default() -> Self {
-        let size = PtySize::default();
-        let options = PtyOptions::default();
-        PtyJson {
-            cols: size.cols,
-            rows: size.rows,
-            cwd: None,
-            envs: BTreeMap::new(),
-            timeout_ms: None,
-            kill_on_destroy: options.kill_on_drop,
-        }
-    }
+    kill_on_destroy: Option<bool>,
 }
 
 impl PtyJson {
     pub(crate) fn pty_options(self) -> PtyOptions {
-        let mut options = PtyOptions::new()
-            .size(PtySize::new(self.cols, self.rows))
-            .envs(self.envs)
-            .kill_on_drop(self.kill_on_destroy);
+        let mut options = PtyOptions::new().envs(self.envs);
+        let size = options.size;
+        options = options.size(PtySize::new(
+            self.cols.unwrap_or(size.cols),
+            self.rows.unwrap_or(size.rows),
+        ));
         if let Some(cwd) = self.cwd {
             options = options.cwd(cwd);
         }
         if let Some(ms) = self.timeout_ms {
             options = options.timeout(Duration::from_millis(ms));
+        }
+        if let Some(kill) = self.kill_on_destroy {
+            options = options.kill_on_drop(kill);
         }
         options
     }

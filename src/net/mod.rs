@@ -93,6 +93,15 @@ pub(crate) fn describe(method: Method, path: &str) -> String {
     format!("{} {}", method.as_str(), path)
 }
 
+/// `?a=1&b=2` from parts already encoded, or empty when there are none.
+pub(crate) fn query_string(parts: &[String]) -> String {
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", parts.join("&"))
+    }
+}
+
 /// Percent-encodes one path segment or query value.
 pub(crate) fn encode_component(s: &str) -> String {
     let mut out = String::with_capacity(s.len());

@@ -4,6 +4,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
 
+use crate::net::query_string;
+
 /// One sample of a sandbox's resource use (the spec's `SandboxMetric`). Integer types are the
 /// spec's (`int32`, `int64`).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -64,11 +66,7 @@ impl MetricsQuery {
             .into_iter()
             .filter_map(|(name, t)| Some(format!("{name}={}", seconds(t?))))
             .collect();
-        if parts.is_empty() {
-            String::new()
-        } else {
-            format!("?{}", parts.join("&"))
-        }
+        query_string(&parts)
     }
 }
 

@@ -274,24 +274,25 @@ impl E2bBackend {
         &self.access
     }
 
-    /// Looks the sandbox up on the control plane.
-    pub(crate) fn info(&self) -> Result<SandboxInfo, Error> {
+    /// The control plane, for questions about the sandbox that only it can answer; debug mode
+    /// has none.
+    fn control_plane(&self) -> Result<&E2bClient, Error> {
         if self.debug {
             return Err(Error::InvalidArgument(
                 "E2B debug mode has no control plane to ask about the sandbox".into(),
             ));
         }
-        self.client.get_info(&self.id)
+        Ok(&self.client)
     }
 
-    /// Samples of the sandbox's resource use; none in debug mode, which has no control plane.
+    /// Looks the sandbox up on the control plane.
+    pub(crate) fn info(&self) -> Result<SandboxInfo, Error> {
+        self.control_plane()?.get_info(&self.id)
+    }
+
+    /// Samples of the sandbox's resource use.
     pub(crate) fn metrics(&self, query: &MetricsQuery) -> Result<Vec<SandboxMetric>, Error> {
-        if self.debug {
-            return Err(Error::InvalidArgument(
-                "E2B debug mode has no control plane to ask about the sandbox".into(),
-            ));
-        }
-        self.client.metrics(&self.id, query)
+        self.control_plane()?.metrics(&self.id, query)
     }
 
     /// Sets how long the sandbox lives from now; skipped in debug mode, as in E2B's SDKs.

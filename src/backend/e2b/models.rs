@@ -7,7 +7,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::config::Secret;
 use crate::error::Error;
-use crate::net::encode_component;
+use crate::net::{encode_component, query_string};
 
 use super::options::E2bOptions;
 
@@ -261,11 +261,7 @@ impl ListQuery {
         if let Some(t) = &self.next_token {
             parts.push(format!("nextToken={}", encode_component(t)));
         }
-        if parts.is_empty() {
-            String::new()
-        } else {
-            format!("?{}", parts.join("&"))
-        }
+        query_string(&parts)
     }
 }
 
