@@ -26,12 +26,20 @@ use crate::pty::replay::{Alignment, Delivered};
 use crate::pty::wire::{self, FromTerm};
 use crate::pty::{PtyEnd, PtyEvent, PtyGap, PtySize};
 
+/// How long after a confirmed kill the server may take to say the terminal ended. The shell
+/// is dead by then and its last output on the way, but a stock terminado says nothing while
+/// any process the shell started holds the PTY open (one that ignored the hangup): the
+/// terminal then ends here, so `wait` returns.
+const KILL_SETTLE: Duration = Duration::from_secs(5);
+
 /// Requests from the handle.
 pub(crate) enum Cmd {
     Input(String),
     Resize(PtySize),
     /// Kill the terminal once this much time has passed.
     Expire(Duration),
+    /// The server confirmed killing the terminal.
+    Killed,
     Shutdown,
 }
 
@@ -81,6 +89,9 @@ pub(crate) struct Session {
     http: Http,
     /// When the terminal is killed by its own timeout; `None`: never.
     expires: Option<Instant>,
+    /// After a kill the server confirmed, when the terminal ends here if the server has not
+    /// said so (see [`KILL_SETTLE`]).
+    settle_kill: Option<Instant>,
     delivered: Delivered,
     /// `setup` arrived: the next `stdout` is terminado's replay of its buffer.
     replay_next: bool,
@@ -134,6 +145,7 @@ impl Session {
             events,
             shared,
             expires: None,
+            settle_kill: None,
             delivered: Delivered::default(),
             replay_next: false,
             size: None,
@@ -181,10 +193,18 @@ impl Session {
                 }
                 self.end(PtyEnd::TimedOut);
             }
+            if !self.ended && self.settle_kill.is_some_and(|t| Instant::now() >= t) {
+                log::warn!(
+                    "terminal {}: killed, but the server did not say it ended; ending it here",
+                    self.name
+                );
+                self.end(PtyEnd::Killed);
+            }
             if self.ended {
                 break;
             }
-            self.link.wait(&mut events, self.expires);
+            let wake = [self.expires, self.settle_kill].into_iter().flatten().min();
+            self.link.wait(&mut events, wake);
         }
         self.finish();
     }
@@ -204,6 +224,10 @@ impl Session {
                 }
                 Ok(Cmd::Expire(after)) => {
                     self.expires = Some(Instant::now() + after);
+                    Ok(())
+                }
+                Ok(Cmd::Killed) => {
+                    self.settle_kill = Some(Instant::now() + KILL_SETTLE);
                     Ok(())
                 }
                 Ok(Cmd::Shutdown) => return false,

@@ -251,8 +251,10 @@ impl Terminal {
     }
 
     /// Kills the terminal on the server (its shell and everything in it), waiting for the
-    /// server to confirm; its end then reads [`PtyEnd::Killed`]. Returns `false` when it had
-    /// already ended. Takes at most the sandbox's request timeout.
+    /// server to confirm; its end then reads [`PtyEnd::Killed`], within seconds even where
+    /// the server never says the terminal ended (a stock terminado, while a job that ignored
+    /// the hangup holds the PTY open). Returns `false` when it had already ended. Takes at
+    /// most the sandbox's request timeout.
     ///
     /// # Errors
     ///
@@ -261,7 +263,12 @@ impl Terminal {
     pub fn kill(&self) -> Result<bool, Error> {
         self.sandbox.ensure_open()?;
         self.shared.killed.store(true, Ordering::SeqCst);
-        rest::delete(self.sandbox.http(), &self.name)
+        let killed = rest::delete(self.sandbox.http(), &self.name)?;
+        if killed {
+            // Over already if the worker ended it meanwhile; nothing to settle then.
+            let _ = self.command(Cmd::Killed);
+        }
+        Ok(killed)
     }
 
     /// The next event, waiting at most `timeout`; `Ok(None)` when none came in time. After

@@ -278,6 +278,56 @@ fn kill_ends_the_terminal_and_wait_returns() {
     });
 }
 
+/// A job that ignores the hangup keeps the PTY open after its shell is killed. The local
+/// sandbox's server kills the rest of the terminal's session too, so it sees the terminal end,
+/// says so, and forgets it.
+#[test]
+fn a_kill_ends_a_job_that_ignores_the_hangup() {
+    deadline(|| {
+        let sbx = local();
+        let term = sbx.pty().create(PtySize::default()).unwrap();
+        let name = term.name().to_string();
+        let mut screen = Screen::default();
+        term.send_input("(trap '' HUP; exec sleep 1234) & echo sta\"\"rted\n")
+            .unwrap();
+        screen.read_until(&term, has_line("started"));
+        assert!(term.kill().unwrap());
+        assert_eq!(term.wait().unwrap().end, PtyEnd::Killed);
+        assert!(!sbx.pty().list().unwrap().contains(&name));
+    });
+}
+
+/// The pid a line `job-<pid>` shows.
+fn job_pid(lines: &[String]) -> Option<u32> {
+    lines
+        .iter()
+        .find_map(|l| l.rsplit_once("job-")?.1.parse().ok())
+}
+
+/// On a stock server such a job outlives the kill and the server never says the terminal
+/// ended; the handle ends it itself shortly after the server confirmed the kill.
+#[test]
+fn a_killed_terminal_ends_even_where_the_server_never_says_so() {
+    deadline(|| {
+        let server = PythonServer::tokenless_jupyter();
+        let sbx = Sandbox::jupyter(&server.url, "").unwrap();
+        let term = sbx.pty().create(PtySize::default()).unwrap();
+        let name = term.name().to_string();
+        let mut screen = Screen::default();
+        term.send_input("(trap '' HUP; exec sleep 120) & echo \"job-$!\"\n")
+            .unwrap();
+        screen.read_until(&term, |l, _| job_pid(l).is_some());
+        assert!(term.kill().unwrap());
+        assert_eq!(term.wait().unwrap().end, PtyEnd::Killed);
+        // The owner's server still has it, held open by the job; end the job here.
+        assert!(sbx.pty().list().unwrap().contains(&name));
+        let pid = job_pid(&lines(&screen.text)).unwrap();
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status();
+    });
+}
+
 #[test]
 fn cwd_envs_timeout_and_reattaching() {
     deadline(|| {

@@ -55,16 +55,23 @@ except Exception as _e:
     print(f"e2b-blocking: replaced-websocket guard not installed: {_e}")
 _parent = int(os.environ.get("E2B_BLOCKING_PARENT_PID", "0") or 0)
 
-def _descendants(root):
-    kids = {}
+def _proc_table():
+    # (pid, parent pid, session id) of every process the server can see.
+    table = []
     for d in os.listdir("/proc"):
         if d.isdigit():
             try:
                 with open(f"/proc/{d}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-                kids.setdefault(ppid, []).append(int(d))
+                    fields = f.read().rsplit(")", 1)[1].split()
+                table.append((int(d), int(fields[1]), int(fields[3])))
             except Exception:
                 pass
+    return table
+
+def _descendants(root):
+    kids = {}
+    for pid, ppid, _session in _proc_table():
+        kids.setdefault(ppid, []).append(pid)
     out, todo = [], [root]
     while todo:
         for k in kids.get(todo.pop(), []):
@@ -104,7 +111,7 @@ const KERNEL_CONFIG: &str =
 const SERVER_MAIN: &str = "import sys; sys.modules['rfc3987_syntax'] = None; \
     from jupyter_server.serverapp import launch_new_instance; launch_new_instance()";
 
-/// Numbered terminal input, for exactly-once input across reconnects (see the file).
+/// The terminals' shell and terminado patches (see the file).
 const TERMINALS_CONFIG: &str = include_str!("terminals.py");
 
 /// What a terminal's bash reads as it starts (see terminals.py).

@@ -1,6 +1,7 @@
-# Appended to the local sandbox's jupyter_server config: the terminals' shell, exactly-once
-# terminal input across reconnects, output that a closing connection cannot hold back from
-# the others, and the shell's exit status (below).
+# Appended to the local sandbox's jupyter_server config (after server.rs's SERVER_CONFIG): the
+# terminals' shell, exactly-once terminal input across reconnects, output that a closing
+# connection cannot hold back from the others, the shell's exit status, and a kill that ends
+# everything in the terminal (below).
 # terminado writes every `["stdin", text]` it reads, and a client cut off right after sending
 # cannot tell whether it was read. A client may instead number its input,
 # `["e2b_stdin", n, text]`: the terminal remembers the highest number it took and drops any
@@ -86,6 +87,31 @@ try:
         except Exception as e:
             self.log.debug("terminal end not sent to a closing websocket: %s", e)
 
+    # terminado kills a terminal by signalling its shell alone. A job the shell was starting
+    # as the hangup came can miss it (bash passes SIGHUP on to the jobs it knows of, and the
+    # kernel to the terminal's foreground group, which the new job may not be yet): it lives
+    # on with the PTY open, so terminado never reads the PTY's end, never tells its clients
+    # and never forgets the terminal. After terminado's own signals, the rest of the shell's
+    # session is killed. (`_proc_table` is the server config's, which this file follows.)
+    import signal as _signal
+
+    from terminado.management import PtyWithClients as _PtyWithClients
+
+    _pty_terminate = _PtyWithClients.terminate
+
+    async def _e2b_pty_terminate(self, force=False):
+        done = await _pty_terminate(self, force)
+        if force:
+            session = self.ptyproc.pid
+            for pid, _ppid, sid in _proc_table():
+                if sid == session:
+                    try:
+                        _os.kill(pid, _signal.SIGKILL)
+                    except Exception:
+                        pass
+        return done
+
+    _PtyWithClients.terminate = _e2b_pty_terminate
     _TermSocket.open = _e2b_term_open
     _TermSocket.on_message = _e2b_term_on_message
     _TermSocket.on_pty_read = _e2b_term_on_pty_read
