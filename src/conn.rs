@@ -93,6 +93,60 @@ impl Write for &Conn {
     }
 }
 
+/// Connects to the Unix socket at `path`, refusing a symbolic link (or anything but a socket) in
+/// its last component. The isolated local sandbox's sockets live in directories its code can
+/// write: a link planted there must not send the SDK's requests, its token, or a relayed
+/// client to a socket of the host.
+pub(crate) fn connect_unix(path: &Path) -> io::Result<UnixStream> {
+    use std::os::unix::fs::FileTypeExt;
+    let not_a_socket = |what: &str| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} is {what}, not a socket", path.display()),
+        )
+    };
+    #[cfg(target_os = "linux")]
+    {
+        use nix::fcntl::{OFlag, open};
+        use nix::sys::stat::Mode;
+        // O_PATH | O_NOFOLLOW opens a link itself, so that what is checked is what is used.
+        let fd = open(
+            path,
+            OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(io::Error::from)?;
+        let file = std::fs::File::from(fd);
+        let kind = file.metadata()?.file_type();
+        if kind.is_symlink() {
+            return Err(not_a_socket("a symbolic link"));
+        }
+        if !kind.is_socket() {
+            return Err(not_a_socket("another kind of file"));
+        }
+        match UnixStream::connect(format!("/proc/self/fd/{}", file.as_raw_fd())) {
+            // No /proc: the socket was checked a moment ago; connect by its path.
+            Err(e)
+                if e.kind() == io::ErrorKind::NotFound && !Path::new("/proc/self/fd").exists() =>
+            {
+                UnixStream::connect(path)
+            }
+            connected => connected,
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let kind = std::fs::symlink_metadata(path)?.file_type();
+        if kind.is_symlink() {
+            return Err(not_a_socket("a symbolic link"));
+        }
+        if !kind.is_socket() {
+            return Err(not_a_socket("another kind of file"));
+        }
+        UnixStream::connect(path)
+    }
+}
+
 /// A ureq connector that opens every connection to one Unix socket, whatever the URL's host:
 /// URLs stay `http://localhost/...`, which is also the Host jupyter_server accepts.
 #[derive(Debug, Clone)]
@@ -107,7 +161,7 @@ impl Connector<()> for UnixConnector {
         _: Option<()>,
     ) -> Result<Option<Self::Out>, ureq::Error> {
         // A local connect completes or fails at once: no timeout to apply.
-        let stream = UnixStream::connect(&self.0)?;
+        let stream = connect_unix(&self.0)?;
         let config = details.config;
         let buffers = LazyBuffers::new(config.input_buffer_size(), config.output_buffer_size());
         let stream = Arc::new(Shared(stream));

@@ -3,6 +3,9 @@
 
 mod support;
 
+#[path = "isolation/attacks.rs"]
+mod attacks;
+
 use std::net::TcpListener;
 use std::time::Duration;
 

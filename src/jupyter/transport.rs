@@ -6,7 +6,6 @@
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use tungstenite::WebSocket;
@@ -258,7 +257,7 @@ fn handshake(
 
     let tcp = match route.endpoint.unix_socket() {
         // A local connect completes or fails at once.
-        Some(path) => UnixStream::connect(path).map(Conn::Unix),
+        Some(path) => crate::conn::connect_unix(path).map(Conn::Unix),
         None => open_tcp(&host, port, started + limits.tcp).map(Conn::Tcp),
     }
     .map_err(|e| match e.kind() {

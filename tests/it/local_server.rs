@@ -64,16 +64,9 @@ fn a_frame_on_a_replaced_websocket_is_dropped_without_stalling_the_server() {
         old.send(tungstenite::Message::Binary(encode_v1(&request).into()))
             .unwrap();
 
-        let log_path = sbx
-            .as_local()
-            .unwrap()
-            .root()
-            .parent()
-            .unwrap()
-            .join("server.log");
         let until = Instant::now() + Duration::from_secs(60);
         let log = loop {
-            let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let text = sbx.as_local().unwrap().server_log();
             if text.contains(DROPPED) || text.contains("struct.error") || Instant::now() > until {
                 break text;
             }

@@ -12,12 +12,14 @@
 
 use std::fs;
 use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::sync::mpsc;
 use std::sync::{Mutex, OnceLock};
 
-use crate::backend::local::ResourceLimits;
+use crate::backend::local::cgroup::MemoryCgroup;
+use crate::backend::local::{ResourceLimits, child, seccomp};
 use crate::error::Error;
 
 /// Where the sandbox root appears inside, as on E2B.
@@ -119,17 +121,23 @@ pub(crate) struct Plan<'a> {
     pub(crate) env: &'a [(String, String)],
     /// Who bubblewrap runs as, when not as the calling user (who is root).
     pub(crate) user: Option<SandboxUser>,
+    pub(crate) limits: &'a ResourceLimits,
+    /// The memory cgroup the sandbox joins before bubblewrap starts, where the host has one.
+    pub(crate) cgroup: Option<&'a MemoryCgroup>,
+}
+
+/// A bubblewrap command ready for its payload, with the descriptors it reads its environment
+/// and seccomp filter from, which must stay open until it is spawned.
+pub(crate) struct Prepared {
+    pub(crate) cmd: Command,
+    _fds: Vec<OwnedFd>,
 }
 
 impl Plan<'_> {
     /// `bwrap [options] --` followed by nothing: the caller appends the command to run inside.
-    pub(crate) fn command(&self) -> Command {
+    pub(crate) fn command(&self) -> Result<Prepared, Error> {
+        let features = features(self.bwrap);
         let mut cmd = Command::new(self.bwrap);
-        if let Some(user) = self.user {
-            // std drops root's supplementary groups too before it changes user.
-            std::os::unix::process::CommandExt::gid(&mut cmd, user.gid);
-            std::os::unix::process::CommandExt::uid(&mut cmd, user.uid);
-        }
         cmd.args([
             "--unshare-user",
             "--unshare-pid",
@@ -137,6 +145,11 @@ impl Plan<'_> {
             "--unshare-uts",
             "--unshare-cgroup-try",
         ]);
+        if features.disable_userns {
+            // Code inside may not make user namespaces of its own, whose full capabilities
+            // open most of the kernel's attack surface (mounts, netfilter, ...).
+            cmd.arg("--disable-userns");
+        }
         if !self.internet {
             cmd.arg("--unshare-net");
         }
@@ -156,7 +169,17 @@ impl Plan<'_> {
                 _ => {}
             }
         }
-        cmd.args(["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]);
+        cmd.args(["--proc", "/proc", "--dev", "/dev"]);
+        // tmpfs is memory outside every process's RLIMIT_AS: each one gets a size.
+        for (path, size) in [
+            ("/tmp", self.limits.tmp_size),
+            ("/dev/shm", self.limits.shm_size),
+        ] {
+            if let (Some(size), true) = (size, features.tmpfs_size) {
+                cmd.arg("--size").arg(size.to_string());
+            }
+            cmd.args(["--tmpfs", path]);
+        }
         if self.internet {
             // /etc/resolv.conf often points into /run, which is otherwise hidden.
             cmd.args([
@@ -182,17 +205,79 @@ impl Plan<'_> {
                 .arg(self.dir.join(name))
                 .arg(Path::new(STATE).join(name));
         }
-        cmd.arg("--bind")
-            .arg(self.dir.join("root"))
-            .arg(HOME)
-            .args(["--chdir", HOME, "--clearenv"]);
+        cmd.arg("--bind").arg(self.dir.join("root")).arg(HOME);
+        // bubblewrap's own root is a tmpfs of half the host's RAM: writable only where the
+        // README says (the root, /tmp, /dev/shm and the server's directories, all mounted
+        // above, which keep their own flags).
+        cmd.args(["--remount-ro", "/", "--chdir", HOME, "--clearenv"]);
+
+        let mut fds = Vec::new();
+        // The environment's values may be secrets: read from a descriptor, not the command
+        // line, which every local user sees with `ps`.
+        let mut args = Vec::new();
         for (k, v) in self.env {
-            cmd.arg("--setenv").arg(k).arg(v);
+            for part in ["--setenv", k, v] {
+                args.extend_from_slice(part.as_bytes());
+                args.push(0);
+            }
+        }
+        let env_fd = child::memory_file(c"e2b-sandbox-env", &args)
+            .map_err(|e| Error::setup("cannot pass the sandbox's environment", e))?;
+        cmd.arg("--args").arg(env_fd.as_raw_fd().to_string());
+        fds.push(env_fd);
+        if let Some(filter) = seccomp::filter()? {
+            let fd = child::memory_file(c"e2b-sandbox-seccomp", &filter)
+                .map_err(|e| Error::setup("cannot pass the sandbox's seccomp filter", e))?;
+            cmd.arg("--seccomp").arg(fd.as_raw_fd().to_string());
+            fds.push(fd);
         }
         cmd.arg("--");
         cmd.env_clear();
-        cmd
+        child::only_stdio_and(&mut cmd, &child::raw(&fds));
+        if let Some(cgroup) = self.cgroup {
+            cgroup.join_before_exec(&mut cmd);
+        }
+        if let Some(user) = self.user {
+            // After the cgroup is joined, which the new user may not be allowed to do.
+            user.become_before_exec(&mut cmd);
+        }
+        Ok(Prepared { cmd, _fds: fds })
     }
+}
+
+/// What this bubblewrap can do beyond the basics every supported version has.
+#[derive(Debug, Clone, Copy)]
+struct Features {
+    /// `--disable-userns` (0.8.0).
+    disable_userns: bool,
+    /// `--size` before `--tmpfs` (0.8.0).
+    tmpfs_size: bool,
+}
+
+/// Reads [`Features`] from `bwrap --help` once per process; an older bubblewrap runs the
+/// sandbox without them, with a warning that names what is missing.
+fn features(bwrap: &Path) -> Features {
+    static FEATURES: OnceLock<Features> = OnceLock::new();
+    *FEATURES.get_or_init(|| {
+        let help = Command::new(bwrap)
+            .arg("--help")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        let found = Features {
+            disable_userns: help.contains("--disable-userns"),
+            tmpfs_size: help.contains("--size"),
+        };
+        if !(found.disable_userns && found.tmpfs_size) {
+            log::warn!(
+                "{} is older than 0.8.0: the sandbox may create user namespaces and its /tmp \
+                 and /dev/shm are not size-limited ({found:?})",
+                bwrap.display()
+            );
+        }
+        found
+    })
 }
 
 /// Python code for the server config that applies `limits` to the server and everything it
@@ -203,6 +288,11 @@ pub(crate) fn rlimit_config(limits: &ResourceLimits) -> String {
     if let Some(n) = limits.max_processes {
         out.push_str(&format!(
             "_resource.setrlimit(_resource.RLIMIT_NPROC, ({n}, {n}))\n"
+        ));
+    }
+    if let Some(n) = limits.max_open_files {
+        out.push_str(&format!(
+            "_resource.setrlimit(_resource.RLIMIT_NOFILE, ({n}, {n}))\n"
         ));
     }
     if let Some(m) = limits.max_memory {
@@ -262,6 +352,12 @@ impl SandboxUser {
         })
     }
 
+    /// Makes `cmd`'s process this user (no supplementary groups) just before it execs, after
+    /// the other preparations that need the caller's privileges.
+    pub(crate) fn become_before_exec(self, cmd: &mut Command) {
+        child::become_user(cmd, self.uid, self.gid);
+    }
+
     /// Hands the sandbox's host directory (`dir` and everything in it) to this user, so the
     /// server it runs can write its root, sockets and runtime files and read its config.
     pub(crate) fn own(self, dir: &Path) -> io::Result<()> {
@@ -277,10 +373,18 @@ impl SandboxUser {
 
 type SpawnRequest = (Command, mpsc::Sender<io::Result<Child>>);
 
-/// Spawns `cmd` from a thread that lives as long as the process. `--die-with-parent` ends the
-/// sandbox when the thread that spawned bubblewrap exits (PR_SET_PDEATHSIG is per thread), and
-/// a sandbox must outlive the thread that created it.
-pub(crate) fn spawn(cmd: Command) -> io::Result<Child> {
+/// Spawns the command from a thread that lives as long as the process. `--die-with-parent` ends
+/// the sandbox when the thread that spawned bubblewrap exits (PR_SET_PDEATHSIG is per thread),
+/// and a sandbox must outlive the thread that created it. The command's descriptors stay open
+/// here until it has started.
+pub(crate) fn spawn(prepared: Prepared) -> io::Result<Child> {
+    let Prepared { cmd, _fds: fds } = prepared;
+    let child = spawn_from_keeper(cmd);
+    drop(fds);
+    child
+}
+
+fn spawn_from_keeper(cmd: Command) -> io::Result<Child> {
     static KEEPER: OnceLock<Mutex<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
     let keeper = KEEPER.get_or_init(|| {
         let (tx, rx) = mpsc::channel::<SpawnRequest>();

@@ -67,7 +67,7 @@ pub(crate) fn start(sandbox: &Sandbox, dir: &Path, port: u16) -> Result<(String,
         .timeout(None)
         .spawn()?;
     let deadline = Instant::now() + RELAY_START;
-    while !socket.exists() {
+    while std::fs::symlink_metadata(&socket).is_err() {
         if let Some(done) = relay.try_wait()? {
             return Err(Error::setup_msg(format!(
                 "the relay for port {port} exited with {}: {}",
@@ -147,7 +147,7 @@ fn accept_loop(listener: &TcpListener, stop: &AtomicBool, links: &Arc<Links>, so
 /// Connects `client` to the relay's socket and copies both ways on two threads; the link is
 /// forgotten once both directions end.
 fn join(client: TcpStream, links: &Arc<Links>, socket: &Path) -> io::Result<()> {
-    let inner = UnixStream::connect(socket)?;
+    let inner = crate::conn::connect_unix(socket)?;
     let _ = client.set_nodelay(true);
     let id = {
         let mut links = crate::sync::lock(links);

@@ -33,6 +33,13 @@ impl<'a> LocalSandbox<'a> {
         self.backend.socket_path()
     }
 
+    /// The end of the server's log: its last 64 KiB (what jupyter_server, its kernels and
+    /// anything they start wrote to their inherited stdout and stderr), scrubbed of its token.
+    /// The SDK keeps no more than that, whatever the sandbox writes.
+    pub fn server_log(&self) -> String {
+        self.backend.server_log()
+    }
+
     /// The jupyter_server process's id.
     pub fn pid(&self) -> u32 {
         self.backend.pid()

@@ -4,9 +4,14 @@
 //! calling user.
 
 mod bwrap;
+mod cgroup;
+mod child;
 pub(crate) mod forward;
 mod handle;
 pub(crate) mod python;
+mod sandbox_dir;
+#[cfg(target_os = "linux")]
+mod seccomp;
 mod server;
 mod server_log;
 
@@ -42,30 +47,47 @@ pub enum Isolation {
 
 /// Resource limits of an isolated local sandbox (ignored with [`Isolation::None`]).
 ///
-/// They are rlimits, which hold per process (memory) or per sandbox (processes), not a cap on
-/// the sandbox's total memory. The process limit holds for root's sandboxes too, which run as
-/// `nobody`.
+/// Some hold per process (address space, open files), some per sandbox (processes, total
+/// memory, the size of `/tmp` and `/dev/shm`). The process limit holds for root's sandboxes
+/// too, which run as `nobody`. Disk space in the root (`/home/user`) is not limited: it is a
+/// directory of the host's file system.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ResourceLimits {
     pub(crate) max_processes: Option<u32>,
     pub(crate) max_memory: Option<u64>,
+    pub(crate) max_total_memory: Option<u64>,
+    pub(crate) max_open_files: Option<u64>,
+    pub(crate) tmp_size: Option<u64>,
+    pub(crate) shm_size: Option<u64>,
 }
 
 /// Default of [`ResourceLimits::max_processes`].
 const DEFAULT_MAX_PROCESSES: u32 = 1024;
+/// Default of [`ResourceLimits::max_open_files`]: what jupyter_server raises its own soft
+/// limit to, and enough for a server with a hundred kernels.
+const DEFAULT_MAX_OPEN_FILES: u64 = 4096;
+/// Default of [`ResourceLimits::tmp_size_bytes`].
+const DEFAULT_TMP_SIZE: u64 = 1 << 30;
+/// Default of [`ResourceLimits::shm_size_bytes`], Docker's.
+const DEFAULT_SHM_SIZE: u64 = 64 << 20;
 
 impl Default for ResourceLimits {
     fn default() -> Self {
         ResourceLimits {
             max_processes: Some(DEFAULT_MAX_PROCESSES),
             max_memory: physical_memory(),
+            max_total_memory: physical_memory().map(|m| m / 2),
+            max_open_files: Some(DEFAULT_MAX_OPEN_FILES),
+            tmp_size: Some(DEFAULT_TMP_SIZE),
+            shm_size: Some(DEFAULT_SHM_SIZE),
         }
     }
 }
 
 impl ResourceLimits {
-    /// The defaults: 1024 processes and threads, and the machine's physical memory as each
-    /// process's address space.
+    /// The defaults: 1024 processes and threads, the machine's physical memory as each
+    /// process's address space, half of it for the whole sandbox, 4096 open files per
+    /// process, a 1 GiB `/tmp` and a 64 MiB `/dev/shm`.
     pub fn new() -> Self {
         Self::default()
     }
@@ -85,6 +107,42 @@ impl ResourceLimits {
     /// sanitizers) need a higher limit or `None`.
     pub fn max_memory_bytes(mut self, max: Option<u64>) -> Self {
         self.max_memory = max;
+        self
+    }
+
+    /// Most memory the whole sandbox holds at once, in bytes: its processes and what it
+    /// writes to `/tmp` and `/dev/shm` together. Past it the kernel's OOM killer ends a process
+    /// of the sandbox (usually the kernel: [`Error::KernelDisrupted`](crate::Error::KernelDisrupted)),
+    /// never one of the host. `None` for no cap. Defaults to half the machine's physical
+    /// memory. Enforced by a memory cgroup where the host lets the SDK make one (root, cgroup
+    /// v1, or a cgroup v2 subtree delegated to the user); elsewhere only the per-process
+    /// limit holds and the first sandbox logs a warning.
+    pub fn max_total_memory_bytes(mut self, max: Option<u64>) -> Self {
+        self.max_total_memory = max;
+        self
+    }
+
+    /// Most files each process of the sandbox may have open (RLIMIT_NOFILE); `None` keeps the
+    /// SDK's own limit. Defaults to 4096.
+    pub fn max_open_files(mut self, max: Option<u64>) -> Self {
+        self.max_open_files = max;
+        self
+    }
+
+    /// Size of the sandbox's `/tmp` (a tmpfs: memory), in bytes; a write past it fails with
+    /// "No space left on device". `None` for the kernel's default, half the host's RAM.
+    /// Defaults to 1 GiB. Needs bubblewrap 0.8.0 or later.
+    pub fn tmp_size_bytes(mut self, size: Option<u64>) -> Self {
+        self.tmp_size = size;
+        self
+    }
+
+    /// Size of the sandbox's `/dev/shm` (a tmpfs: memory), in bytes. `None` for the kernel's
+    /// default, half the host's RAM. Defaults to 64 MiB, as Docker's: raise it for libraries
+    /// that share large arrays between processes (PyTorch's `DataLoader` workers). Needs
+    /// bubblewrap 0.8.0 or later.
+    pub fn shm_size_bytes(mut self, size: Option<u64>) -> Self {
+        self.shm_size = size;
         self
     }
 }
@@ -226,6 +284,11 @@ impl LocalBackend {
         self.server.socket_path()
     }
 
+    /// What the server's log keeps, scrubbed of its token.
+    pub(crate) fn server_log(&self) -> String {
+        self.server.log_tail(usize::MAX)
+    }
+
     /// The server's process id.
     pub(crate) fn pid(&self) -> u32 {
         self.server.pid()
@@ -259,6 +322,6 @@ impl Backend for LocalBackend {
     }
 
     fn server_log_tail(&self) -> Option<String> {
-        Some(self.server.log_tail())
+        Some(self.server.log_tail(12))
     }
 }

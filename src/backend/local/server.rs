@@ -8,9 +8,11 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::backend::local::bwrap::{self, Plan, SandboxUser};
+use crate::backend::local::cgroup::MemoryCgroup;
 use crate::backend::local::python::{self, Python};
-use crate::backend::local::server_log;
+use crate::backend::local::server_log::{self, ServerLog};
 use crate::backend::local::{Isolation, LocalOptions};
+use crate::backend::local::{child, sandbox_dir};
 use crate::config::{Secret, Timeouts};
 use crate::error::{Error, TimeoutPhase};
 use crate::net::{Endpoint, Http, Method};
@@ -98,6 +100,16 @@ if _parent:
 /// `ps` shows to every local user) nor its environment (which kernels and commands inherit).
 const TOKEN_CONFIG: &str = "jupyter_server_config.json";
 
+/// Kernels talk to the server over Unix sockets in the sandbox's runtime dir rather than TCP
+/// ports: with `allow_internet_access` the sandbox shares the host's network, where any local
+/// user (or another sandbox) could otherwise subscribe to a kernel's output or send it code.
+fn ipc_kernels_config(runtime_inside: &str) -> String {
+    format!(
+        "c.KernelManager.transport = 'ipc'\nc.KernelManager.ip = {:?}\n",
+        format!("{runtime_inside}/kernel-ipc")
+    )
+}
+
 /// Plain tracebacks, as in E2B's template (ANSI colours make `ExecutionError` hard to read),
 /// and history in memory: the sandbox is throw-away, and a SQLite write per cell costs latency.
 const KERNEL_CONFIG: &str =
@@ -131,8 +143,11 @@ pub(crate) struct LocalServer {
     endpoint: Endpoint,
     /// Kept to scrub it from log lines we pass on.
     token: Secret,
+    log: ServerLog,
     /// The host path of the server's Unix socket, when it runs isolated.
     socket: Option<PathBuf>,
+    /// Caps the isolated sandbox's memory; dropped after `kill`, once its processes are gone.
+    _cgroup: Option<MemoryCgroup>,
 }
 
 impl LocalServer {
@@ -144,12 +159,8 @@ impl LocalServer {
         options: &LocalOptions,
         bwrap: Option<&Path>,
     ) -> Result<LocalServer, Error> {
-        let dir = std::env::temp_dir().join(format!("e2b-local-{}", uuid::Uuid::new_v4().simple()));
-        let sub = |name: &str| dir.join(name);
-        for d in ["root", "runtime", "config", "data", "ipython"] {
-            fs::create_dir_all(sub(d))
-                .map_err(|e| Error::setup(format!("cannot create {}", sub(d).display()), e))?;
-        }
+        let dir = sandbox_dir::create(&["root", "runtime", "config", "data", "ipython"])
+            .map_err(|e| Error::setup("cannot create the sandbox's directory", e))?;
         let result = match bwrap {
             Some(bwrap) if options.isolation == Isolation::Bubblewrap => {
                 Self::spawn_isolated(python, token, envs, timeouts, &dir, bwrap, options)
@@ -157,7 +168,7 @@ impl LocalServer {
             _ => Self::spawn(python, token, envs, timeouts, &dir),
         };
         if result.is_err() {
-            let _ = fs::remove_dir_all(&dir);
+            let _ = sandbox_dir::remove(&dir);
         }
         result
     }
@@ -171,7 +182,7 @@ impl LocalServer {
     ) -> Result<LocalServer, Error> {
         let root = dir.join("root");
         let runtime = dir.join("runtime");
-        let (token_file, log, log_err) =
+        let (token_file, server_log, log, log_err) =
             write_server_files(dir, token, &format!("{SERVER_CONFIG}\n{TERMINALS_CONFIG}"))?;
         let mut cmd = Command::new(&python.exe);
         cmd.args(["-c", SERVER_MAIN])
@@ -203,6 +214,7 @@ impl LocalServer {
             .stderr(log_err);
         #[cfg(unix)]
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        child::only_stdio_and(&mut cmd, &[]);
         let child = cmd
             .spawn()
             .map_err(|e| Error::setup(format!("cannot run {}", python.exe.display()), e))?;
@@ -216,7 +228,9 @@ impl LocalServer {
             runtime,
             endpoint: Endpoint::new("http://127.0.0.1:1")?,
             token: token.clone(),
+            log: server_log,
             socket: None,
+            _cgroup: None,
         };
         // From here on, dropping `server` cleans up the process and the directory.
         let server = server.wait_ready(token, timeouts)?;
@@ -253,10 +267,11 @@ impl LocalServer {
         let root = dir.join("root");
         let runtime = dir.join("runtime");
         let config = format!(
-            "{}\n{SERVER_CONFIG}\n{TERMINALS_CONFIG}",
-            bwrap::rlimit_config(&options.limits)
+            "{}\n{SERVER_CONFIG}\n{TERMINALS_CONFIG}\n{}",
+            bwrap::rlimit_config(&options.limits),
+            ipc_kernels_config(&inside("runtime")),
         );
-        let (token_file, log, log_err) = write_server_files(dir, token, &config)?;
+        let (token_file, server_log, log, log_err) = write_server_files(dir, token, &config)?;
 
         // The environment is built from nothing: no host variable (API keys, tokens) gets in.
         let mut path = String::new();
@@ -295,6 +310,10 @@ impl LocalServer {
             user.own(dir)
                 .map_err(|e| Error::setup("cannot hand the sandbox's directory to its user", e))?;
         }
+        let cgroup = options.limits.max_total_memory.and_then(|limit| {
+            let id = dir.file_name()?.to_string_lossy().into_owned();
+            MemoryCgroup::create(&id, limit)
+        });
         let plan = Plan {
             bwrap,
             dir,
@@ -302,9 +321,13 @@ impl LocalServer {
             internet: options.internet,
             env: &env,
             user,
+            limits: &options.limits,
+            cgroup: cgroup.as_ref(),
         };
-        let mut cmd = plan.command();
-        cmd.arg(&python.exe)
+        let mut prepared = plan.command()?;
+        prepared
+            .cmd
+            .arg(&python.exe)
             .args(["-c", SERVER_MAIN])
             .arg(format!("--ServerApp.sock={}", inside("sock/server.sock")))
             .arg("--ServerApp.sock_mode=0600")
@@ -313,8 +336,8 @@ impl LocalServer {
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err);
-        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        let child = bwrap::spawn(cmd)
+        std::os::unix::process::CommandExt::process_group(&mut prepared.cmd, 0);
+        let child = bwrap::spawn(prepared)
             .map_err(|e| Error::setup(format!("cannot run {}", bwrap.display()), e))?;
         let pid = child.id();
         log::debug!(
@@ -329,7 +352,9 @@ impl LocalServer {
             runtime,
             endpoint: Endpoint::new("http://localhost")?,
             token: token.clone(),
+            log: server_log,
             socket: Some(dir.join("sock").join("server.sock")),
+            _cgroup: cgroup,
         };
         let server = server.wait_ready(token, timeouts)?;
         if let Err(e) = fs::remove_file(&token_file) {
@@ -422,7 +447,7 @@ impl LocalServer {
     }
 
     fn start_timeout(&self, after: Duration) -> Error {
-        log::warn!("jupyter_server did not start: {}", self.log_tail());
+        log::warn!("jupyter_server did not start: {}", self.log_tail(12));
         Error::Timeout {
             phase: TimeoutPhase::SandboxStart,
             after,
@@ -435,17 +460,13 @@ impl LocalServer {
         }
         Err(Error::setup_msg(format!(
             "jupyter_server exited during start-up: {}",
-            self.log_tail()
+            self.log_tail(12)
         )))
     }
 
-    /// The server's last log lines, scrubbed of its token.
-    pub(crate) fn log_tail(&self) -> String {
-        server_log::scrub(server_log::tail(&self.read_log(), 12), self.token.expose())
-    }
-
-    fn read_log(&self) -> String {
-        fs::read_to_string(self.dir.join(server_log::FILE)).unwrap_or_default()
+    /// The server's last `lines` log lines, scrubbed of its token.
+    pub(crate) fn log_tail(&self, lines: usize) -> String {
+        server_log::scrub(self.log.tail(lines), self.token.expose())
     }
 
     pub(crate) fn endpoint(&self) -> &Endpoint {
@@ -508,7 +529,7 @@ impl LocalServer {
         }
         drop(child);
         if log::log_enabled!(log::Level::Debug) {
-            let said = server_log::warnings(&self.read_log(), 40);
+            let said = self.log.warnings();
             if !said.is_empty() {
                 log::debug!(
                     "jupyter_server pid {} logged these warnings:\n{}",
@@ -517,9 +538,7 @@ impl LocalServer {
                 );
             }
         }
-        if self.dir.exists()
-            && let Err(e) = fs::remove_dir_all(&self.dir)
-        {
+        if let Err(e) = sandbox_dir::remove(&self.dir) {
             log::warn!("could not remove {}: {e}", self.dir.display());
         }
     }
@@ -545,13 +564,13 @@ impl Drop for LocalServer {
 }
 
 /// What a server reads from its directory, isolated or not: its config, its token in a private
-/// file (never on a command line), the kernels' profile; and its log, opened twice for stdout
-/// and stderr. Returns the token file's path and the two log handles.
+/// file (never on a command line), the kernels' profile; and its log. Returns the token file's
+/// path, the log and what the server's stdout and stderr write to.
 fn write_server_files(
     dir: &Path,
     token: &Secret,
     config: &str,
-) -> Result<(PathBuf, fs::File, fs::File), Error> {
+) -> Result<(PathBuf, ServerLog, Stdio, Stdio), Error> {
     fs::write(dir.join("config").join("jupyter_server_config.py"), config)
         .and_then(|()| fs::write(dir.join("config").join("terminal_rc.sh"), TERMINAL_RC))
         .map_err(|e| Error::setup("cannot write the server config", e))?;
@@ -564,12 +583,10 @@ fn write_server_files(
     )
     .map_err(|e| Error::setup("cannot write the server's token config", e))?;
     write_kernel_config(dir)?;
-    let log = fs::File::create(dir.join(server_log::FILE))
+    let name = dir.file_name().unwrap_or_default().to_string_lossy();
+    let (log, out, err) = ServerLog::start(name.trim_start_matches("e2b-local-"))
         .map_err(|e| Error::setup("cannot create the server log", e))?;
-    let log_err = log
-        .try_clone()
-        .map_err(|e| Error::setup("cannot create the server log", e))?;
-    Ok((token_file, log, log_err))
+    Ok((token_file, log, out, err))
 }
 
 /// The IPython profile every kernel loads: [`KERNEL_CONFIG`] and the [`STARTUP`] file.
