@@ -3,6 +3,7 @@
 //! bubblewrap and listens on a Unix socket; with [`Isolation::None`], on 127.0.0.1 as the
 //! calling user.
 
+mod beneath;
 mod bwrap;
 pub(crate) mod forward;
 mod handle;
