@@ -135,9 +135,18 @@ mod tests {
 
     use super::*;
 
+    /// A directory removed on drop, also when the test fails.
+    struct Scratch(std::path::PathBuf);
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
     /// A scratch root with `dir/file.txt`, a link to a file outside, a link to a directory
     /// outside, a link inside and a FIFO.
-    fn scratch() -> (std::path::PathBuf, std::path::PathBuf) {
+    fn scratch() -> (Scratch, std::path::PathBuf) {
         let base = std::env::temp_dir().join(format!("e2b-beneath-{}", uuid::Uuid::new_v4()));
         let root = base.join("root");
         let outside = base.join("outside");
@@ -149,7 +158,7 @@ mod tests {
         symlink(&outside, root.join("to-dir")).unwrap();
         symlink("dir/file.txt", root.join("in-root")).unwrap();
         nix::unistd::mkfifo(&root.join("fifo"), Mode::from_bits_truncate(0o600)).unwrap();
-        (base, root)
+        (Scratch(base), root)
     }
 
     #[test]
@@ -181,10 +190,10 @@ mod tests {
             );
         }
         assert_eq!(
-            std::fs::read_to_string(base.join("outside/secret")).unwrap(),
+            std::fs::read_to_string(base.0.join("outside/secret")).unwrap(),
             "secret"
         );
-        assert!(!base.join("outside/planted").exists());
+        assert!(!base.0.join("outside/planted").exists());
         for access in [Access::Read, Access::Create] {
             let err = open_beneath(&root, "fifo", access).unwrap_err();
             assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
@@ -203,6 +212,5 @@ mod tests {
             let err = open_beneath(&root, bad, Access::Read).unwrap_err();
             assert!(matches!(err, Error::InvalidArgument(_)), "{bad}: {err:?}");
         }
-        std::fs::remove_dir_all(&base).unwrap();
     }
 }
