@@ -2,7 +2,8 @@
 //! `commands().connect(pid)`, and measures how long a change takes to reach the handle.
 //!
 //! `cargo run --release --example watch`. Prints the latency from writing a file (on the host,
-//! into the sandbox's root) to its `Create` event, beside a command's round trip for scale.
+//! into the sandbox's root, with `as_local().create`, which refuses links the sandbox could
+//! have planted) to its `Create` event, beside a command's round trip for scale.
 
 use std::time::{Duration, Instant};
 
@@ -11,9 +12,8 @@ use e2b_blocking::{Error, FsEventKind, Sandbox};
 fn main() -> Result<(), Error> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let sbx = Sandbox::local()?;
-    let root = sbx
+    let local = sbx
         .as_local()
-        .map(|l| l.root().to_path_buf())
         .ok_or_else(|| Error::InvalidArgument("not a local sandbox".into()))?;
     sbx.files().make_dir("watched")?;
 
@@ -34,10 +34,7 @@ fn main() -> Result<(), Error> {
     for i in 0..rounds {
         let name = format!("f{i}");
         let t = Instant::now();
-        std::fs::File::create(root.join("watched").join(&name)).map_err(|e| Error::Io {
-            path: name.clone(),
-            source: e,
-        })?;
+        local.create(&format!("watched/{name}"))?;
         loop {
             match watch.next_timeout(Duration::from_secs(5))? {
                 Some(e) if e.kind == FsEventKind::Create && e.path == name => break,

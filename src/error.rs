@@ -177,28 +177,34 @@ pub enum Error {
     /// A file or directory in the sandbox does not exist.
     #[error("{path}: no such file or directory")]
     FileNotFound {
-        /// The path, relative to the sandbox root.
+        /// The path: relative to the sandbox root, or absolute when the call named an
+        /// absolute path or the path is outside the root.
         path: String,
     },
 
     /// A path that must be a directory is a file, or the other way round.
     #[error("{path}: not a directory")]
     NotADirectory {
-        /// The path, relative to the sandbox root.
+        /// The path: relative to the sandbox root, or absolute when the call named an
+        /// absolute path or the path is outside the root.
         path: String,
     },
 
     /// A path that must be a file is a directory (reading or downloading a directory).
     #[error("{path}: is a directory")]
     IsADirectory {
-        /// The path, relative to the sandbox root.
+        /// The path: relative to the sandbox root, or absolute when the call named an
+        /// absolute path or the path is outside the root.
         path: String,
     },
 
-    /// The sandbox refused access to a path.
+    /// The sandbox refused access to a path; from
+    /// [`LocalSandbox::open`](crate::LocalSandbox::open) and
+    /// [`create`](crate::LocalSandbox::create), also a symbolic link on the path.
     #[error("{path}: permission denied")]
     PermissionDenied {
-        /// The path, relative to the sandbox root.
+        /// The path: relative to the sandbox root, or absolute when the call named an
+        /// absolute path or the path is outside the root.
         path: String,
     },
 

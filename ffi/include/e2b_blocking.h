@@ -496,9 +496,9 @@ e2b_error_code_t e2b_run(e2b_sandbox_t sandbox,
 /**
  * Reads a whole file of the sandbox into memory.
  *
- * `path` is relative to the sandbox root (`"data/x.csv"`); `.` and `..` are resolved, and a
- * path that would climb above the root is `E2B_ERR_INVALID_ARGUMENT`. An absolute path is
- * accepted for a local sandbox when it lies inside its root directory.
+ * `path` means what it means to code in the sandbox, as on E2B: relative to the sandbox root
+ * (`"data/x.csv"`), or absolute (`"/home/user/data/x.csv"`, `"/tmp/x"`); `.` and `..` are
+ * resolved lexically. In an isolated local sandbox no path reaches the host's files.
  *
  * On `E2B_OK`, `*out_data` points to `*out_len` bytes followed by one NUL byte (not counted in
  * `*out_len`), so a text file can be used as a C string. The buffer is owned by the caller,
@@ -550,7 +550,8 @@ e2b_error_code_t e2b_files_write(e2b_sandbox_t sandbox,
  *
  * On `E2B_OK`, `*out_json` is a JSON array with one object per entry:
  * `{"name": "x.csv", "path": "data/x.csv", "type": "file" | "dir", "size": 123 | null,
- * "modified": 1717000000000 | null}`: `path` is relative to the sandbox root, `size` is in
+ * "modified": 1717000000000 | null}`: `path` is relative to the sandbox root (absolute for
+ * entries outside it), `size` is in
  * bytes (`null` for directories), `modified` is in milliseconds since the Unix epoch
  * (`null` when the server does not say). A new string the caller frees with
  * `e2b_string_free()`; NULL on failure. Listing a file is `E2B_ERR_NOT_A_DIRECTORY`, a
@@ -579,8 +580,9 @@ e2b_error_code_t e2b_files_exists(e2b_sandbox_t sandbox,
                                   int *out);
 
 /**
- * Removes a file, or a directory with everything in it. A missing path is
- * `E2B_ERR_FILE_NOT_FOUND`; the sandbox root cannot be removed (`E2B_ERR_INVALID_ARGUMENT`).
+ * Removes a file, or a directory with everything in it. A missing path is not an error (as
+ * on E2B); the sandbox root, or a directory that holds it, cannot be removed
+ * (`E2B_ERR_INVALID_ARGUMENT`).
  *
  * From any thread, concurrently with any other call on the same handle.
  *

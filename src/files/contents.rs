@@ -101,11 +101,14 @@ impl Files {
         read_small(http, resp, endpoint)
     }
 
-    /// Opens `GET /files/<path>`; errors are classified through the contents API.
+    /// Opens `GET /files/<path>`; errors are classified through the contents API. `None`
+    /// when the server will not serve the file by name though it exists: a symbolic link
+    /// that leads out of the root (or to what is not a regular file), which `/files/`
+    /// (tornado's static file handler) refuses with a 403 and a kernel reads as code would.
     pub(super) fn open_download(
         &self,
         rel: &str,
-    ) -> Result<ureq::http::Response<ureq::Body>, Error> {
+    ) -> Result<Option<ureq::http::Response<ureq::Body>>, Error> {
         if rel.is_empty() {
             return Err(Error::IsADirectory { path: shown(rel) });
         }
@@ -117,16 +120,36 @@ impl Files {
             .call()
             .map_err(|e| http.transport_error(&endpoint, e))?;
         if resp.status().is_success() {
-            return Ok(resp);
+            return Ok(Some(resp));
         }
         let failed = read_small(http, resp, endpoint)?;
-        // /files/ answers 404 HTML pages and 403 for directories: ask the contents API why.
+        // /files/ answers 404 HTML pages, 403 for directories and a redirect to its login
+        // page for a token it does not take: ask the contents API why, which says 403 to a
+        // bad token.
         match self.model(rel) {
             Ok(m) if m.kind == "directory" => Err(Error::IsADirectory { path: shown(rel) }),
+            Ok(_) if refused_by_name(&failed) => {
+                log::debug!(
+                    "{} is not served by name; reading it through a kernel",
+                    shown(rel)
+                );
+                Ok(None)
+            }
+            // The token just worked for the contents API: this 403 refuses the path.
+            Ok(_) if failed.status == 403 => Err(Error::PermissionDenied { path: shown(rel) }),
             Ok(_) => Err(contents_error(failed, rel)),
             Err(e) => Err(e),
         }
     }
+}
+
+/// Whether a failed `/files/` answer is tornado's refusal of the path itself, not of the
+/// token: a 403 whose page says the resolved file is outside the root or not a regular file.
+/// (A bad token gets a redirect to the login page there, and a 403 from the contents API.)
+fn refused_by_name(resp: &Response) -> bool {
+    let body = String::from_utf8_lossy(&resp.body);
+    resp.status == 403
+        && (body.contains("is not in root static directory") || body.contains("is not a file"))
 }
 
 /// `req` with the sandbox's headers and its request timeout per socket read or write (and for
@@ -136,6 +159,9 @@ fn per_io_deadlines<B>(http: &Http, req: ureq::RequestBuilder<B>) -> ureq::Reque
     let t = Some(http.request_timeout());
     http.headed(req)
         .config()
+        // A redirect here is jupyter_server sending a bad token to its login page, whose
+        // HTML must not be taken for the file.
+        .max_redirects(0)
         .timeout_global(None)
         .timeout_per_write(t)
         .timeout_per_read(t)

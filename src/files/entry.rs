@@ -22,7 +22,8 @@ pub enum FileType {
 pub struct EntryInfo {
     /// The last path component.
     pub name: String,
-    /// The path relative to the sandbox root, `/`-separated.
+    /// The path relative to the sandbox root, `/`-separated; absolute for an entry outside
+    /// the root (`/tmp/x`).
     pub path: String,
     /// File or directory.
     pub kind: FileType,

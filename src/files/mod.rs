@@ -1,4 +1,5 @@
-//! `sandbox.files()`: files in the sandbox over the Jupyter contents API. See [`Files`].
+//! `sandbox.files()`: files in the sandbox, over the Jupyter contents API in the root and
+//! through a private kernel elsewhere. See [`Files`].
 
 mod contents;
 mod entry;
@@ -7,11 +8,9 @@ mod transfer;
 pub(crate) mod watch;
 
 pub use entry::{EntryInfo, FileType};
-pub(crate) use path::normalize;
 pub use transfer::{Download, Upload};
 
 use std::io::{Read, Write};
-use std::path::Path;
 
 use serde_json::{Value, json};
 
@@ -26,13 +25,33 @@ use self::transfer::*;
 
 /// Files in the sandbox. Get one with [`Sandbox::files`].
 ///
-/// Paths are relative to the sandbox root (the directory the Jupyter server serves, its
-/// `root_dir`; E2B: `/home/user`), the same directory relative paths mean in code, commands and
-/// context cwds. `.` and `..` are resolved on the client, and a path that would leave the root
-/// is refused with [`Error::InvalidArgument`] before any request is sent. An absolute path is
-/// accepted when it lies inside the root (`/home/user/x` on E2B); on servers other than the
-/// local one the first absolute path costs a kernel call to learn the root
-/// ([`Sandbox::server_root`]).
+/// # Paths
+///
+/// A path means what it means to code in the sandbox, as with E2B's `files`: a relative path
+/// is relative to the sandbox root (the directory the Jupyter server serves, and the cwd of
+/// code, commands and contexts: `/home/user` on E2B and in the isolated local sandbox, see
+/// [`Sandbox::server_root`]); an absolute path is the one code would open, in the root
+/// (`/home/user/data.csv`) or anywhere else the sandbox's user may reach (`/tmp/x`). `.` and
+/// `..` are resolved on the client, lexically, as E2B's envd does.
+///
+/// Paths in the root go through the Jupyter contents API (streamed, chunked); paths elsewhere,
+/// and links in the root that lead out of it (which the server's `/files/` will not follow),
+/// through a private kernel of the sandbox, in 4 MiB pieces. The kernel sees the file system
+/// as code does and acts as the sandbox's user, as E2B's envd does: in the isolated local
+/// sandbox that is the sandbox's own `/tmp` and read-only system directories, never the
+/// host's, so no path given here reaches further than code could. The server stays rooted at
+/// the root rather than at `/`: its checks of hidden files and links keep their meaning, and
+/// an unisolated server does not serve the whole host. Without isolation
+/// ([`Isolation::None`](crate::Isolation::None)) code runs on the host as your user, and an
+/// absolute path there is the host's: `files().read("/tmp/x")` reads the host's `/tmp/x` with
+/// your user's rights, as code could; where paths come from untrusted input, keep the sandbox
+/// isolated. On a server other than the local sandbox's the first absolute path, or relative
+/// one whose `..` climbs above the root, costs a kernel call to learn the root.
+///
+/// Entries ([`EntryInfo::path`]) name paths relative to the root, or absolute for entries
+/// elsewhere; errors name the path in the caller's terms: absolute when the call named an
+/// absolute path. Removing or renaming the root, or a directory that holds it, is refused
+/// with [`Error::InvalidArgument`].
 ///
 /// # Servers with default contents settings
 ///
@@ -40,8 +59,7 @@ use self::transfer::*;
 /// deletes go to the trash and hidden paths are refused. So on those servers
 /// [`Files::remove`] and every operation on a hidden path (`.env`, `.config/x`) run in a
 /// private kernel of the sandbox instead (as the kernel's user: root on E2B), in pieces of
-/// 4 MiB per request. Still out of reach: paths outside the root (use
-/// [`Sandbox::commands`] or code), listing a non-hidden directory shows no hidden entries
+/// 4 MiB per request. Listing a non-hidden directory in the root shows no hidden entries
 /// (the server filters them; list the hidden path itself, or use a command), and Jupyter
 /// Kernel Gateway, which has no contents API, supports only what goes through the kernel.
 ///
@@ -109,21 +127,16 @@ impl Files {
         watch::WatchBuilder::new(self.clone(), path)
     }
 
-    pub(crate) fn path(&self, path: &str) -> Result<String, Error> {
+    pub(crate) fn path(&self, path: &str) -> Result<SandboxPath, Error> {
         self.sandbox.ensure_open()?;
-        let local = self.sandbox.as_local().map(|l| l.root());
-        if path.starts_with('/') && local.is_none() {
-            // Only an absolute path needs the root's own path, which costs a kernel to learn.
-            let root = self.sandbox.server_root()?;
-            return normalize(path, Some(Path::new(&root)));
-        }
-        normalize(path, local)
+        resolve(path, || self.sandbox.root_names())
     }
 
-    /// True when `rel` must go through a kernel: a hidden path on a server whose contents API
-    /// keeps jupyter_server's default `allow_hidden=False` (every server but the local one).
+    /// True when `rel` must go through a kernel: a path outside the root, which the contents
+    /// API does not serve, or a hidden path on a server whose contents API keeps
+    /// jupyter_server's default `allow_hidden=False` (every server but the local one).
     fn via_kernel(&self, rel: &str) -> bool {
-        self.sandbox.as_local().is_none() && is_hidden(rel)
+        rel.starts_with('/') || (self.sandbox.as_local().is_none() && is_hidden(rel))
     }
 
     fn kernel(&self, op: Value) -> Result<Value, Error> {
@@ -140,10 +153,7 @@ impl Files {
     ///
     /// # Errors
     ///
-    /// [`Error::FileNotFound`], [`Error::IsADirectory`]; [`Error::InvalidArgument`] for a file that
-    /// is not UTF-8; [`Error::InvalidArgument`] for a path that leaves the sandbox root;
-    /// [`Error::Closed`] after [`Sandbox::kill`](crate::Sandbox::kill); [`Error::Http`],
-    /// [`Error::Transport`] or [`Error::Timeout`] when the server refuses or cannot be reached.
+    /// As for [`Files::read_bytes`]; [`Error::InvalidArgument`] for a file that is not UTF-8.
     pub fn read(&self, path: &str) -> Result<String, Error> {
         let bytes = self.read_bytes(path)?;
         String::from_utf8(bytes).map_err(|_| {
@@ -153,14 +163,17 @@ impl Files {
         })
     }
 
-    /// Reads a file's bytes.
+    /// Reads a file's bytes. A symbolic link is followed as code would follow it: through a
+    /// kernel when it leads out of the root, so it reads what code in the sandbox would read.
     ///
     /// # Errors
     ///
-    /// [`Error::FileNotFound`], [`Error::IsADirectory`]; [`Error::InvalidArgument`] for a path that
-    /// leaves the sandbox root; [`Error::Closed`] after [`Sandbox::kill`](crate::Sandbox::kill);
-    /// [`Error::Http`], [`Error::Transport`] or [`Error::Timeout`] when the server refuses or
-    /// cannot be reached.
+    /// [`Error::FileNotFound`] (also for a link to nothing the sandbox can see);
+    /// [`Error::IsADirectory`]; [`Error::PermissionDenied`]; [`Error::InvalidArgument`] for
+    /// what is not a regular file (a FIFO, a device); [`Error::Closed`] after
+    /// [`Sandbox::kill`](crate::Sandbox::kill); [`Error::Authentication`] when the server no
+    /// longer accepts the token; [`Error::Http`], [`Error::Transport`] or [`Error::Timeout`]
+    /// when the server refuses or cannot be reached.
     pub fn read_bytes(&self, path: &str) -> Result<Vec<u8>, Error> {
         self.download(path).to_vec()
     }
@@ -169,10 +182,7 @@ impl Files {
     ///
     /// # Errors
     ///
-    /// [`Error::FileNotFound`], [`Error::IsADirectory`]; [`Error::Io`] when `sink` fails;
-    /// [`Error::InvalidArgument`] for a path that leaves the sandbox root; [`Error::Closed`] after
-    /// [`Sandbox::kill`](crate::Sandbox::kill); [`Error::Http`], [`Error::Transport`] or
-    /// [`Error::Timeout`] when the server refuses or cannot be reached.
+    /// As for [`Files::read_bytes`]; [`Error::Io`] when `sink` fails.
     pub fn read_to(&self, path: &str, sink: impl Write) -> Result<u64, Error> {
         self.download(path).to_writer(sink)
     }
@@ -183,9 +193,10 @@ impl Files {
     /// # Errors
     ///
     /// [`Error::NotADirectory`] when a parent is a file; [`Error::IsADirectory`];
-    /// [`Error::PermissionDenied`]; [`Error::InvalidArgument`] for a path that leaves the sandbox
-    /// root; [`Error::Closed`] after [`Sandbox::kill`](crate::Sandbox::kill); [`Error::Http`],
-    /// [`Error::Transport`] or [`Error::Timeout`] when the server refuses or cannot be reached.
+    /// [`Error::PermissionDenied`]; [`Error::InvalidArgument`] for what is not a regular file
+    /// (outside the root); [`Error::Closed`] after [`Sandbox::kill`](crate::Sandbox::kill);
+    /// [`Error::Http`], [`Error::Transport`] or [`Error::Timeout`] when the server refuses or
+    /// cannot be reached.
     pub fn write(&self, path: &str, data: impl AsRef<[u8]>) -> Result<EntryInfo, Error> {
         self.upload(path).bytes(data.as_ref())
     }
@@ -205,10 +216,9 @@ impl Files {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidArgument`] for a path that climbs above the root (nothing written);
-    /// the typed error of the first write that failed, naming its path
-    /// ([`Error::IsADirectory`], [`Error::NotADirectory`], [`Error::PermissionDenied`], ...);
-    /// connection errors.
+    /// [`Error::IsADirectory`] for the root (nothing written); the typed error of the first
+    /// write that failed, naming its path ([`Error::IsADirectory`], [`Error::NotADirectory`],
+    /// [`Error::PermissionDenied`], ...); connection errors.
     pub fn write_many<I, P, D>(&self, files: I) -> Result<Vec<EntryInfo>, Error>
     where
         I: IntoIterator<Item = (P, D)>,
@@ -217,12 +227,23 @@ impl Files {
     {
         let mut checked = Vec::new();
         for (path, data) in files {
-            let rel = self.path(path.as_ref())?;
-            if rel.is_empty() {
-                return Err(Error::IsADirectory { path: shown(&rel) });
+            let resolved = self.path(path.as_ref())?;
+            if resolved.rel.is_empty() {
+                return Err(resolved.named(Error::IsADirectory { path: shown("") }));
             }
-            checked.push((path, rel, data));
+            checked.push((path, resolved, data));
         }
+        // An error names the batch's path that failed: in the terms that path was given in.
+        let named = |mut e: Error| {
+            let failed = file_error_path(&mut e).cloned();
+            match checked
+                .iter()
+                .find(|(_, p, _)| failed.as_deref() == Some(shown(&p.rel).as_str()))
+            {
+                Some((_, p, _)) => p.named(e),
+                None => e,
+            }
+        };
         let piece = crate::kernel::helper::PIECE;
         let mut out = Vec::with_capacity(checked.len());
         let mut batch = Vec::new();
@@ -231,13 +252,15 @@ impl Files {
             if batch.is_empty() {
                 return Ok(());
             }
-            let done = self.kernel(json!({"op": "write_many", "files": std::mem::take(batch)}))?;
+            let done = self
+                .kernel(json!({"op": "write_many", "files": std::mem::take(batch)}))
+                .map_err(named)?;
             let models: Vec<Model> = serde_json::from_value(done["entries"].clone())
                 .map_err(|e| Error::protocol_from("bad file models from the kernel", e))?;
             out.extend(models.iter().map(Model::info));
             Ok(())
         };
-        for (path, rel, data) in &checked {
+        for (path, resolved, data) in &checked {
             let data = data.as_ref();
             if data.len() > piece {
                 flush(&mut batch, &mut out)?;
@@ -250,7 +273,7 @@ impl Files {
                 batch_bytes = 0;
             }
             batch_bytes += data.len();
-            batch.push(json!({"path": rel, "data": crate::kernel::helper::encode(data)}));
+            batch.push(json!({"path": resolved.rel, "data": crate::kernel::helper::encode(data)}));
         }
         flush(&mut batch, &mut out)?;
         Ok(out)
@@ -260,10 +283,7 @@ impl Files {
     ///
     /// # Errors
     ///
-    /// as for [`Files::write`]; [`Error::Io`] when `reader` fails; [`Error::InvalidArgument`] for a
-    /// path that leaves the sandbox root; [`Error::Closed`] after
-    /// [`Sandbox::kill`](crate::Sandbox::kill); [`Error::Http`], [`Error::Transport`] or
-    /// [`Error::Timeout`] when the server refuses or cannot be reached.
+    /// As for [`Files::write`]; [`Error::Io`] when `reader` fails.
     pub fn write_from(&self, path: &str, reader: impl Read) -> Result<EntryInfo, Error> {
         self.upload(path).reader(reader)
     }
@@ -292,13 +312,17 @@ impl Files {
     ///
     /// # Errors
     ///
-    /// [`Error::FileNotFound`]; [`Error::NotADirectory`] for a file; [`Error::InvalidArgument`] for
-    /// a path that leaves the sandbox root; [`Error::Closed`] after
+    /// [`Error::FileNotFound`]; [`Error::NotADirectory`] for a file;
+    /// [`Error::PermissionDenied`]; [`Error::Closed`] after
     /// [`Sandbox::kill`](crate::Sandbox::kill); [`Error::Http`], [`Error::Transport`] or
     /// [`Error::Timeout`] when the server refuses or cannot be reached.
     pub fn list(&self, path: &str) -> Result<Vec<EntryInfo>, Error> {
-        let rel = self.path(path)?;
-        if self.via_kernel(&rel) {
+        let resolved = self.path(path)?;
+        self.list_rel(&resolved.rel).map_err(|e| resolved.named(e))
+    }
+
+    fn list_rel(&self, rel: &str) -> Result<Vec<EntryInfo>, Error> {
+        if self.via_kernel(rel) {
             let listing = self.kernel(json!({"op": "list", "path": rel}))?;
             let entries: Vec<Model> = serde_json::from_value(listing["entries"].clone())
                 .map_err(|e| Error::protocol_from("bad listing from the kernel", e))?;
@@ -306,17 +330,17 @@ impl Files {
         }
         let resp = self.http().send(
             Method::Get,
-            &format!("{}?type=directory&content=1", api_path(&rel)),
+            &format!("{}?type=directory&content=1", api_path(rel)),
             None,
         )?;
         if !resp.is_success() {
-            return Err(contents_error(resp, &rel));
+            return Err(contents_error(resp, rel));
         }
         let model: Model = resp.json()?;
         let Value::Array(items) = model.content else {
             return Err(Error::protocol(format!(
                 "listing of {} has no entries",
-                shown(&rel)
+                shown(rel)
             )));
         };
         let mut out = Vec::with_capacity(items.len());
@@ -333,22 +357,21 @@ impl Files {
     ///
     /// # Errors
     ///
-    /// [`Error::FileNotFound`]; [`Error::InvalidArgument`] for a path that leaves the sandbox root;
-    /// [`Error::Closed`] after [`Sandbox::kill`](crate::Sandbox::kill); [`Error::Http`],
-    /// [`Error::Transport`] or [`Error::Timeout`] when the server refuses or cannot be reached.
+    /// [`Error::FileNotFound`]; [`Error::PermissionDenied`]; [`Error::Closed`] after
+    /// [`Sandbox::kill`](crate::Sandbox::kill); [`Error::Http`], [`Error::Transport`] or
+    /// [`Error::Timeout`] when the server refuses or cannot be reached.
     pub fn get_info(&self, path: &str) -> Result<EntryInfo, Error> {
-        let rel = self.path(path)?;
-        self.model(&rel).map(|m| m.info())
+        let resolved = self.path(path)?;
+        self.model(&resolved.rel)
+            .map(|m| m.info())
+            .map_err(|e| resolved.named(e))
     }
 
     /// True when a file or directory exists at `path`.
     ///
     /// # Errors
     ///
-    /// A missing path is `Ok(false)`, not an error; [`Error::InvalidArgument`] for a path that
-    /// leaves the sandbox root; [`Error::Closed`] after [`Sandbox::kill`](crate::Sandbox::kill);
-    /// [`Error::Http`], [`Error::Transport`] or [`Error::Timeout`] when the server refuses or
-    /// cannot be reached.
+    /// A missing path is `Ok(false)`, not an error; otherwise as for [`Files::get_info`].
     pub fn exists(&self, path: &str) -> Result<bool, Error> {
         match self.get_info(path) {
             Ok(_) => Ok(true),
@@ -357,7 +380,9 @@ impl Files {
         }
     }
 
-    /// Removes a file, or a directory with everything in it, for good.
+    /// Removes a file, or a directory with everything in it, for good. A symbolic link is
+    /// removed, not what it points to. As with E2B, a missing path is not an error: once this
+    /// returns, nothing is at `path`.
     ///
     /// On every server but the local sandbox's this runs in a private kernel: jupyter_server's
     /// contents API moves deletes to the trash by default (`delete_to_trash=True`, E2B's
@@ -365,21 +390,27 @@ impl Files {
     ///
     /// # Errors
     ///
-    /// A missing path is not an error; [`Error::PermissionDenied`]; [`Error::InvalidArgument`] for
-    /// a path that leaves the sandbox root; [`Error::Closed`] after
+    /// [`Error::InvalidArgument`] for the sandbox root or a directory that holds it (`/`,
+    /// `/home`); [`Error::PermissionDenied`]; [`Error::Closed`] after
     /// [`Sandbox::kill`](crate::Sandbox::kill); [`Error::Http`], [`Error::Transport`] or
     /// [`Error::Timeout`] when the server refuses or cannot be reached.
     pub fn remove(&self, path: &str) -> Result<(), Error> {
-        let rel = self.path(path)?;
-        if rel.is_empty() {
-            return Err(Error::InvalidArgument(
-                "refusing to remove the sandbox root".into(),
-            ));
+        let resolved = self.path(path)?;
+        if resolved.holds_root() {
+            return Err(Error::InvalidArgument(format!(
+                "refusing to remove {path:?}: it is the sandbox root or holds it"
+            )));
         }
-        if self.sandbox.as_local().is_none() {
-            return self.kernel(json!({"op": "remove", "path": rel})).map(drop);
+        let removed = if self.sandbox.as_local().is_none() || resolved.outside() {
+            self.kernel(json!({"op": "remove", "path": resolved.rel}))
+                .map(drop)
+        } else {
+            self.remove_rel(&resolved.rel)
+        };
+        match removed {
+            Err(Error::FileNotFound { .. }) => Ok(()),
+            other => other.map_err(|e| resolved.named(e)),
         }
-        self.remove_rel(&rel)
     }
 
     fn remove_rel(&self, rel: &str) -> Result<(), Error> {
@@ -392,7 +423,7 @@ impl Files {
             log::debug!("removing {rel} entry by entry");
             let model = self.model(rel)?;
             if model.kind == "directory" {
-                for entry in self.list(rel)? {
+                for entry in self.list_rel(rel)? {
                     self.remove_rel(&entry.path)?;
                 }
                 let resp = self.http().send(Method::Delete, &api_path(rel), None)?;
@@ -406,42 +437,46 @@ impl Files {
     }
 
     /// Renames or moves a file or directory, creating missing parent directories of the
-    /// destination. Moving onto an existing path fails (HTTP 409 from jupyter_server).
+    /// destination. Moving onto an existing path fails (HTTP 409, as from jupyter_server).
     ///
     /// # Errors
     ///
-    /// [`Error::FileNotFound`] for a missing source; [`Error::NotADirectory`] when a parent of the
-    /// destination is a file; [`Error::InvalidArgument`] for a path that leaves the sandbox root;
-    /// [`Error::Closed`] after [`Sandbox::kill`](crate::Sandbox::kill); [`Error::Http`],
-    /// [`Error::Transport`] or [`Error::Timeout`] when the server refuses or cannot be reached.
+    /// [`Error::FileNotFound`] for a missing source; [`Error::NotADirectory`] when a parent of
+    /// the destination is a file; [`Error::InvalidArgument`] for the sandbox root or a
+    /// directory that holds it; [`Error::Closed`] after
+    /// [`Sandbox::kill`](crate::Sandbox::kill); [`Error::Http`], [`Error::Transport`] or
+    /// [`Error::Timeout`] when the server refuses or cannot be reached.
     pub fn rename(&self, from: &str, to: &str) -> Result<EntryInfo, Error> {
         let old = self.path(from)?;
         let new = self.path(to)?;
-        if old.is_empty() || new.is_empty() {
+        if old.holds_root() || new.holds_root() {
             return Err(Error::InvalidArgument(
-                "the sandbox root cannot be renamed or replaced".into(),
+                "the sandbox root, and directories that hold it, cannot be renamed or replaced"
+                    .into(),
             ));
         }
-        if self.via_kernel(&old) || self.via_kernel(&new) {
+        self.rename_rel(&old.rel, &new.rel)
+            .map_err(|e| old.named(new.named(e)))
+    }
+
+    fn rename_rel(&self, old: &str, new: &str) -> Result<EntryInfo, Error> {
+        if self.via_kernel(old) || self.via_kernel(new) {
             return self
                 .kernel_model(json!({"op": "rename", "path": old, "to": new}))
                 .map(|m| m.info());
         }
         let body = json!({ "path": new });
-        let send = || {
-            self.http()
-                .send(Method::Patch, &api_path(&old), Some(&body))
-        };
+        let send = || self.http().send(Method::Patch, &api_path(old), Some(&body));
         let mut resp = send()?;
         // A missing destination directory shows up as 404 (os.rename's ENOENT) or 500.
         if !resp.is_success()
             && (resp.status == 404 || resp.status >= 500)
-            && self.fix_parent(&new)?
+            && self.fix_parent(new)?
         {
             resp = send()?;
         }
         if !resp.is_success() {
-            return Err(contents_error(resp, &old));
+            return Err(contents_error(resp, old));
         }
         Ok(resp.json::<Model>()?.info())
     }
@@ -450,20 +485,19 @@ impl Files {
     ///
     /// # Errors
     ///
-    /// [`Error::NotADirectory`] when the path or a parent is a file; [`Error::InvalidArgument`] for
-    /// a path that leaves the sandbox root; [`Error::Closed`] after
+    /// [`Error::NotADirectory`] when the path or a parent is a file;
+    /// [`Error::PermissionDenied`]; [`Error::Closed`] after
     /// [`Sandbox::kill`](crate::Sandbox::kill); [`Error::Http`], [`Error::Transport`] or
     /// [`Error::Timeout`] when the server refuses or cannot be reached.
     pub fn make_dir(&self, path: &str) -> Result<bool, Error> {
-        let rel = self.path(path)?;
-        match self.model(&rel) {
+        let resolved = self.path(path)?;
+        let rel = resolved.rel.as_str();
+        let made = match self.model(rel) {
             Ok(m) if m.kind == "directory" => Ok(false),
-            Ok(_) => Err(Error::NotADirectory { path: rel }),
-            Err(Error::FileNotFound { .. }) => {
-                self.make_dirs(&rel)?;
-                Ok(true)
-            }
+            Ok(_) => Err(Error::NotADirectory { path: shown(rel) }),
+            Err(Error::FileNotFound { .. }) => self.make_dirs(rel).map(|()| true),
             Err(e) => Err(e),
-        }
+        };
+        made.map_err(|e| resolved.named(e))
     }
 }

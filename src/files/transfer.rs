@@ -72,22 +72,27 @@ impl<'a> Upload<'a> {
     /// As for [`Files::write`](super::Files::write); [`Error::CallbackPanicked`] when the progress
     /// callback panicked.
     pub fn bytes(mut self, data: &[u8]) -> Result<EntryInfo, Error> {
-        let rel = self.files.path(&self.path)?;
+        let resolved = self.files.path(&self.path)?;
         self.total = Some(data.len() as u64);
+        self.bytes_to(&resolved.rel, data)
+            .map_err(|e| resolved.named(e))
+    }
+
+    fn bytes_to(mut self, rel: &str, data: &[u8]) -> Result<EntryInfo, Error> {
         if rel.is_empty() {
-            return Err(Error::IsADirectory { path: shown(&rel) });
+            return Err(Error::IsADirectory { path: shown(rel) });
         }
-        if self.files.via_kernel(&rel) {
-            return self.through_kernel(&rel, data, "<memory>");
+        if self.files.via_kernel(rel) {
+            return self.through_kernel(rel, data, "<memory>");
         }
         if data.len() <= self.chunk_size {
-            let model = self.files.put(&rel, &body(None, data))?;
+            let model = self.files.put(rel, &body(None, data))?;
             self.report(data.len() as u64)?;
             return Ok(model.info());
         }
         log::debug!(
             "uploading {} ({} bytes) in chunks of {}",
-            shown(&rel),
+            shown(rel),
             data.len(),
             self.chunk_size
         );
@@ -96,7 +101,7 @@ impl<'a> Upload<'a> {
         let mut last = None;
         for (i, piece) in data.chunks(self.chunk_size).enumerate() {
             let number = if i + 1 == count { -1 } else { i as i64 + 1 };
-            last = Some(self.files.put(&rel, &body(Some(number), piece))?);
+            last = Some(self.files.put(rel, &body(Some(number), piece))?);
             done += piece.len() as u64;
             self.report(done)?;
         }
@@ -131,13 +136,23 @@ impl<'a> Upload<'a> {
         self.send(reader, "<reader>")
     }
 
-    fn send(mut self, mut reader: impl Read, source: &str) -> Result<EntryInfo, Error> {
-        let rel = self.files.path(&self.path)?;
+    fn send(self, reader: impl Read, source: &str) -> Result<EntryInfo, Error> {
+        let resolved = self.files.path(&self.path)?;
+        self.send_to(&resolved.rel, reader, source)
+            .map_err(|e| resolved.named(e))
+    }
+
+    fn send_to(
+        mut self,
+        rel: &str,
+        mut reader: impl Read,
+        source: &str,
+    ) -> Result<EntryInfo, Error> {
         if rel.is_empty() {
-            return Err(Error::IsADirectory { path: shown(&rel) });
+            return Err(Error::IsADirectory { path: shown(rel) });
         }
-        if self.files.via_kernel(&rel) {
-            return self.through_kernel(&rel, reader, source);
+        if self.files.via_kernel(rel) {
+            return self.through_kernel(rel, reader, source);
         }
         let io_err = |source_err| Error::Io {
             path: source.to_string(),
@@ -153,15 +168,15 @@ impl<'a> Upload<'a> {
         }
         if next.is_empty() {
             // Everything fits in one request: a plain, atomic save.
-            let model = files.put(&rel, &body(None, &cur))?;
+            let model = files.put(rel, &body(None, &cur))?;
             self.report(cur.len() as u64)?;
             return Ok(model.info());
         }
-        log::debug!("uploading {} in chunks of {chunk} bytes", shown(&rel));
+        log::debug!("uploading {} in chunks of {chunk} bytes", shown(rel));
         let mut number: i64 = 1;
         let mut done: u64 = 0;
         loop {
-            files.put(&rel, &body(Some(number), &cur))?;
+            files.put(rel, &body(Some(number), &cur))?;
             done += cur.len() as u64;
             self.report(done)?;
             std::mem::swap(&mut cur, &mut next);
@@ -171,7 +186,7 @@ impl<'a> Upload<'a> {
                 next.clear();
             }
             if next.is_empty() {
-                let model = files.put(&rel, &body(Some(-1), &cur))?;
+                let model = files.put(rel, &body(Some(-1), &cur))?;
                 done += cur.len() as u64;
                 self.report(done)?;
                 return Ok(model.info());
@@ -283,24 +298,38 @@ impl<'a> Download<'a> {
     }
 
     fn stream<W: Write>(
-        mut self,
+        self,
         sink: &mut W,
         sink_name: &str,
         on_total: impl FnOnce(&mut W, Option<u64>),
     ) -> Result<u64, Error> {
-        let rel = self.files.path(&self.path)?;
-        if self.files.via_kernel(&rel) {
-            return self.through_kernel(&rel, sink, sink_name, on_total);
+        let resolved = self.files.path(&self.path)?;
+        self.stream_from(&resolved.rel, sink, sink_name, on_total)
+            .map_err(|e| resolved.named(e))
+    }
+
+    fn stream_from<W: Write>(
+        mut self,
+        rel: &str,
+        sink: &mut W,
+        sink_name: &str,
+        on_total: impl FnOnce(&mut W, Option<u64>),
+    ) -> Result<u64, Error> {
+        if self.files.via_kernel(rel) {
+            return self.through_kernel(rel, sink, sink_name, on_total);
         }
+        let Some(mut resp) = self.files.open_download(rel)? else {
+            // A link out of the root, which /files/ does not follow: read what code reads.
+            return self.through_kernel(rel, sink, sink_name, on_total);
+        };
         let http = self.files.http();
-        let mut resp = self.files.open_download(&rel)?;
         let total = resp
             .headers()
             .get("content-length")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok());
         on_total(sink, total);
-        let endpoint = describe(Method::Get, &files_path(&rel));
+        let endpoint = describe(Method::Get, &files_path(rel));
         let sink_err = |source| Error::Io {
             path: sink_name.to_string(),
             source,
@@ -333,7 +362,7 @@ impl<'a> Download<'a> {
         {
             return Err(Error::protocol(format!(
                 "download of {} ended after {done} of {t} bytes",
-                shown(&rel)
+                shown(rel)
             )));
         }
         Ok(done)

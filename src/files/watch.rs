@@ -126,12 +126,13 @@ impl WatchBuilder {
     /// # Errors
     ///
     /// [`Error::FileNotFound`] for a missing directory, [`Error::NotADirectory`] for a file,
-    /// [`Error::PermissionDenied`], [`Error::InvalidArgument`] for a path outside the root;
-    /// [`Error::Closed`] and connection errors.
+    /// [`Error::PermissionDenied`]; [`Error::Closed`] and connection errors.
     pub fn start(self) -> Result<WatchHandle, Error> {
-        let rel = self.files.path(&self.path)?;
+        let resolved = self.files.path(&self.path)?;
+        let rel = resolved.rel.as_str();
         let sandbox = self.files.sandbox().clone();
-        let spec = json!({"path": if rel.is_empty() { "." } else { rel.as_str() }, "recursive": self.recursive});
+        let spec =
+            json!({"path": if rel.is_empty() { "." } else { rel }, "recursive": self.recursive});
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue {
                 events: VecDeque::new(),
@@ -163,7 +164,7 @@ impl WatchBuilder {
         };
         match rx.recv_timeout(limit) {
             Ok(Ok(())) => Ok(handle),
-            Ok(Err(e)) => Err(e),
+            Ok(Err(e)) => Err(resolved.named(e)),
             Err(_) => {
                 let _ = handle.stop();
                 Err(Error::Timeout {

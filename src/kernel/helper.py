@@ -1,7 +1,8 @@
 # File operations for e2b-blocking's `sandbox.files()` that the contents API of a server with
 # default settings refuses or gets wrong: deletes (it moves them to the trash, freeing no
-# disk), hidden paths (`allow_hidden=False` refuses them) and the root's own absolute path.
-# Runs in a private kernel whose cwd is the server's root_dir; paths are relative to it. The
+# disk), hidden paths (`allow_hidden=False` refuses them), paths outside its root_dir and
+# links that lead there, and the root's own absolute path. Runs in a private kernel whose cwd
+# is the server's root_dir; paths are relative to it or absolute, as code sees them. The
 # result is base64 of a JSON object, read back through `user_expressions`, so that no output
 # message is involved and nothing depends on IOPub.
 def __e2b_fs(op):
@@ -10,6 +11,7 @@ def __e2b_fs(op):
     import json
     import os
     import shutil
+    import stat
 
     def info(rel):
         st = os.stat(rel or ".")
@@ -71,6 +73,19 @@ def __e2b_fs(op):
     # The path a batch operation was at when it failed, for the error.
     where = {}
 
+    class NotAFile(Exception):
+        pass
+
+    def regular(path):
+        # Refuses what is there and not a regular file: opening a FIFO blocks until its other
+        # end is opened, and a device may never end.
+        try:
+            mode = os.stat(path).st_mode
+        except FileNotFoundError:
+            return
+        if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+            raise NotAFile(path)
+
     def run():
         kind = op["op"]
         path = op.get("path") or "."
@@ -97,6 +112,7 @@ def __e2b_fs(op):
             if parent:
                 os.makedirs(parent, exist_ok=True)
             data = base64.b64decode(op["data"])
+            regular(path)
             with open(path, "ab" if op.get("append") else "wb") as f:
                 f.write(data)
             return info(op["path"])
@@ -107,6 +123,7 @@ def __e2b_fs(op):
                 parent = os.path.dirname(f["path"])
                 if parent:
                     os.makedirs(parent, exist_ok=True)
+                regular(f["path"])
                 with open(f["path"], "wb") as fh:
                     fh.write(base64.b64decode(f["data"]))
                 written.append(info(f["path"]))
@@ -116,6 +133,7 @@ def __e2b_fs(op):
         if kind == "read":
             if os.path.isdir(path):
                 raise IsADirectoryError(path)
+            regular(path)
             with open(path, "rb") as f:
                 f.seek(op.get("offset", 0))
                 data = f.read(op["limit"])
@@ -127,7 +145,8 @@ def __e2b_fs(op):
             parent = os.path.dirname(dest)
             if parent:
                 os.makedirs(parent, exist_ok=True)
-            os.rename(path, dest)
+            # Across file systems too (the root to /tmp), as `mv` does.
+            shutil.move(path, dest)
             return info(dest)
         raise ValueError("unknown operation " + kind)
 
@@ -143,6 +162,8 @@ def __e2b_fs(op):
         out = {"error": "permission_denied"}
     except FileExistsError:
         out = {"error": "exists"}
+    except NotAFile:
+        out = {"error": "not_a_file"}
     except Exception as e:
         out = {"error": "other", "message": type(e).__name__ + ": " + str(e)}
     if "error" in out and "path" in where:

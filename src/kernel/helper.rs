@@ -1,6 +1,7 @@
 //! The sandbox's private helper kernel (`helper.py`): file operations the contents API of a
 //! server with default settings refuses or gets wrong (removing for good instead of moving to
-//! the trash, hidden paths, the root's absolute path), and listing and killing commands.
+//! the trash, hidden paths, paths outside the root, the root's absolute path), and listing
+//! and killing commands.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,6 +46,9 @@ pub(crate) fn call(sandbox: &Sandbox, op: Value) -> Result<Value, Error> {
         "not_a_directory" => Error::NotADirectory { path: shown },
         "is_a_directory" => Error::IsADirectory { path: shown },
         "permission_denied" => Error::PermissionDenied { path: shown },
+        "not_a_file" => Error::InvalidArgument(format!(
+            "{shown} is not a regular file (a FIFO, socket or device); use a command for it"
+        )),
         "exists" => Error::Http {
             status: 409,
             endpoint: format!("{} in the sandbox", op["op"].as_str().unwrap_or("file op")),

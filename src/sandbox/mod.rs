@@ -410,19 +410,29 @@ impl Sandbox {
         }
     }
 
-    /// The absolute path of the server's root directory, the one relative paths mean (E2B:
-    /// `/home/user`). Asked of a kernel the first time (the contents API does not say), then
-    /// kept.
+    /// The absolute path of the sandbox root as code in the sandbox sees it: the directory
+    /// relative paths mean in [`Sandbox::files`], code, commands and context cwds, so a cwd
+    /// or a path built from it works everywhere. `/home/user` on E2B and in the isolated local
+    /// sandbox; without isolation the host directory the sandbox runs in (also
+    /// [`LocalSandbox::root`](crate::LocalSandbox::root)); on another Jupyter server its
+    /// `root_dir`, asked of a kernel the first time (the contents API does not say), then kept.
     ///
     /// # Errors
     ///
-    /// The errors of running a cell in the sandbox's private files kernel.
+    /// On servers other than the local sandbox's, the errors of running a cell in the
+    /// sandbox's private files kernel.
     pub fn server_root(&self) -> Result<String, Error> {
-        if let Some(local) = self.as_local() {
-            return Ok(local.root().display().to_string());
+        Ok(self.root_names()?.swap_remove(0))
+    }
+
+    /// The root as code sees it ([`Sandbox::server_root`]), then any other name of the same
+    /// directory (the host's spelling of an unisolated root, before symlinks are resolved).
+    pub(crate) fn root_names(&self) -> Result<Vec<String>, Error> {
+        if let Backends::Local(b) = &self.inner.backend {
+            return Ok(b.root_names().to_vec());
         }
         if let Some(root) = self.inner.server_root.get() {
-            return Ok(root.clone());
+            return Ok(vec![root.clone()]);
         }
         let out = crate::kernel::helper::call(self, serde_json::json!({"op": "root"}))?;
         let root = out["root"]
@@ -430,7 +440,7 @@ impl Sandbox {
             .filter(|r| r.starts_with('/'))
             .ok_or_else(|| Error::protocol("the kernel did not report an absolute root path"))?
             .to_string();
-        Ok(self.inner.server_root.get_or_init(|| root).clone())
+        Ok(vec![self.inner.server_root.get_or_init(|| root).clone()])
     }
 
     /// What only a local sandbox has (its directory, its server's pid); `None` for others.

@@ -1,5 +1,6 @@
 //! sandbox.files() against a real local jupyter_server: round trips (text, binary, 50 MB),
-//! listing, rename, remove, directories, dotfiles, path escapes and typed errors.
+//! listing, rename, remove, directories, dotfiles, paths above the root and typed errors.
+//! (Absolute paths, `/tmp` and planted links: `files_paths`.)
 
 use std::cell::RefCell;
 use std::io::Write;
@@ -58,9 +59,14 @@ fn text_round_trip_list_rename_and_remove() {
         assert_eq!(info.path, "notes/day 1/a.txt");
         assert_eq!(info.kind, FileType::File);
         assert_eq!(files.read("notes/day 1/a.txt").unwrap(), "héllo\n");
-        // The same file, seen from the local root.
-        let on_disk = sbx.as_local().unwrap().root().join("notes/day 1/a.txt");
-        assert_eq!(std::fs::read_to_string(&on_disk).unwrap(), "héllo\n");
+        // The same file, opened from the host.
+        let mut on_disk = String::new();
+        std::io::Read::read_to_string(
+            &mut sbx.as_local().unwrap().open("notes/day 1/a.txt").unwrap(),
+            &mut on_disk,
+        )
+        .unwrap();
+        assert_eq!(on_disk, "héllo\n");
         // Overwrite.
         files.write("notes/day 1/a.txt", "second").unwrap();
         assert_eq!(files.read("notes/day 1/a.txt").unwrap(), "second");
@@ -228,41 +234,35 @@ fn dotfiles_and_directories() {
     });
 }
 
+/// `..` above the root means what it means to code: in the isolated sandbox a path of the
+/// sandbox, never of the host, whose directory next to the root stays out of reach.
 #[test]
-fn paths_that_leave_the_root_are_rejected_before_any_request() {
+fn paths_above_the_root_are_the_sandbox_s_not_the_host_s() {
     deadline(|| {
         let sbx = local();
         let files = sbx.files();
         let root = sbx.as_local().unwrap().root().to_path_buf();
-        // A file just outside the root, which a working escape would reach.
+        // A file just outside the root on the host, which a working escape would reach.
         let outside = root.parent().unwrap().join("outside.txt");
         std::fs::write(&outside, "secret").unwrap();
-        for bad in [
-            "../outside.txt",
-            "a/../../outside.txt",
-            "./..",
-            "/etc/passwd",
-        ] {
-            match files.read(bad) {
-                Err(Error::InvalidArgument(msg)) => assert!(msg.contains(bad), "{msg}"),
-                other => panic!("{bad}: expected InvalidArgument, got {other:?}"),
-            }
-            assert!(matches!(
-                files.write(bad, "x"),
-                Err(Error::InvalidArgument(_))
-            ));
-            assert!(matches!(files.remove(bad), Err(Error::InvalidArgument(_))));
-            assert!(matches!(
-                files.rename("x", bad),
-                Err(Error::InvalidArgument(_))
-            ));
+        let host_path = outside.display().to_string();
+        for path in ["../outside.txt", "a/../../outside.txt", host_path.as_str()] {
+            assert!(
+                matches!(files.read(path), Err(Error::FileNotFound { .. })),
+                "{path}: {:?}",
+                files.read(path)
+            );
+            files.remove(path).unwrap();
         }
+        // The host's path names a file in the sandbox's own /tmp.
+        files.write(&host_path, "inside").unwrap();
+        let exec = sbx.run_code(format!("open({host_path:?}).read()")).unwrap();
+        assert_eq!(exec.text(), Some("'inside'"));
         assert_eq!(std::fs::read_to_string(&outside).unwrap(), "secret");
-        // An absolute path inside the (local) root is fine.
-        let inside = root.join("abs.txt");
-        files.write(inside.to_str().unwrap(), "abs").unwrap();
-        assert_eq!(files.read("abs.txt").unwrap(), "abs");
-        assert!(matches!(files.remove(""), Err(Error::InvalidArgument(_))));
+        assert_eq!(files.get_info("..").unwrap().path, "/home");
+        for held in ["", "..", "/home/user/.."] {
+            assert!(matches!(files.remove(held), Err(Error::InvalidArgument(_))));
+        }
     });
 }
 
@@ -281,7 +281,7 @@ fn missing_paths_and_wrong_kinds_are_typed_errors() {
             "no/such/file"
         );
         assert_eq!(not_found(files.get_info("nope.txt").map(drop)), "nope.txt");
-        assert_eq!(not_found(files.remove("nope.txt")), "nope.txt");
+        files.remove("nope.txt").unwrap();
         assert_eq!(not_found(files.list("nope").map(drop)), "nope");
         assert_eq!(
             not_found(files.rename("nope.txt", "x.txt").map(drop)),
@@ -353,12 +353,12 @@ fn write_many_writes_all_and_names_the_failing_path() {
         let none: [(&str, &str); 0] = [];
         assert!(files.write_many(none).unwrap().is_empty());
 
-        // A path above the root fails before anything is written.
-        let escape = files.write_many([("many/first.txt", "1"), ("../x", "2")]);
-        assert!(
-            matches!(escape, Err(Error::InvalidArgument(_))),
-            "{escape:?}"
-        );
+        // The root is no file: refused before anything is written.
+        let root = files.write_many([("many/first.txt", "1"), ("/home/user", "2")]);
+        match root {
+            Err(Error::IsADirectory { path }) => assert_eq!(path, "/home/user"),
+            other => panic!("{other:?}"),
+        }
         assert!(!files.exists("many/first.txt").unwrap());
 
         // A directory in the way: the earlier file stays, the error names the directory.

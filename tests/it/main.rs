@@ -12,6 +12,7 @@ mod e2b_contract;
 mod e2b_local;
 mod faults;
 mod files;
+mod files_paths;
 mod jupyter_backend;
 mod kills;
 mod local_python;

@@ -129,7 +129,7 @@ fn watch_errors_are_typed() {
         ));
         assert!(matches!(
             sbx.files().watch_dir("../up", false),
-            Err(Error::InvalidArgument(_))
+            Err(Error::FileNotFound { path }) if path == "/home/up"
         ));
     });
 }

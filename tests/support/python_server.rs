@@ -137,6 +137,63 @@ impl PythonServer {
         })
     }
 
+    /// A stock jupyter_server from the local sandbox's venv that takes `token`, until
+    /// [`PythonServer::rotate_token`] gives it another (as a restarted server would have).
+    pub fn jupyter_with_rotating_token(token: &str) -> PythonServer {
+        let token = token.to_string();
+        PythonServer::start(&venv_python(&[]), move |port, dir| {
+            let root = dir.join("root");
+            let _ = std::fs::create_dir_all(&root);
+            let config = dir.join("rotate_token.py");
+            let _ = std::fs::write(
+                &config,
+                format!(
+                    "import os, threading, time\n\
+                     def _rotate():\n    \
+                         from jupyter_server.serverapp import ServerApp\n    \
+                         path = {next:?}\n    \
+                         while True:\n        \
+                             time.sleep(0.02)\n        \
+                             if os.path.exists(path):\n            \
+                                 with open(path) as f:\n                \
+                                     ServerApp.instance().identity_provider.token = f.read()\n            \
+                                 os.remove(path)\n\
+                     threading.Thread(target=_rotate, daemon=True).start()\n",
+                    next = dir.join("next-token").display().to_string()
+                ),
+            );
+            vec![
+                "-m".into(),
+                "jupyter_server".into(),
+                format!("--config={}", config.display()),
+                "--ServerApp.ip=127.0.0.1".into(),
+                "--allow-root".into(),
+                format!("--ServerApp.port={port}"),
+                "--ServerApp.port_retries=0".into(),
+                format!("--IdentityProvider.token={token}"),
+                format!("--ServerApp.root_dir={}", root.display()),
+            ]
+        })
+    }
+
+    /// Makes a server from [`PythonServer::jupyter_with_rotating_token`] take only `token`
+    /// from now on; returns once it does.
+    pub fn rotate_token(&self, token: &str) {
+        let next = self.dir.join("next-token");
+        // Renamed into place, so the server never reads half a token.
+        let partial = self.dir.join("next-token.partial");
+        std::fs::write(&partial, token).unwrap();
+        std::fs::rename(&partial, &next).unwrap();
+        let until = Instant::now() + Duration::from_secs(30);
+        while next.exists() {
+            assert!(
+                Instant::now() < until,
+                "the server did not take the new token"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Jupyter Enterprise Gateway from PyPI with local (process) kernels, in a venv of its own
     /// under the target directory (it pins jupyter_server < 2 and jupyter_client < 7, which
     /// must not leak into the local sandbox's venv). Built on first use.

@@ -3,6 +3,7 @@
 //! bubblewrap and listens on a Unix socket; with [`Isolation::None`], on 127.0.0.1 as the
 //! calling user.
 
+mod beneath;
 mod bwrap;
 mod cgroup;
 mod child;
@@ -225,6 +226,9 @@ impl LocalOptions {
 pub(crate) struct LocalBackend {
     id: String,
     server: LocalServer,
+    /// The root as code sees it, then the host's other spelling of it (see
+    /// [`LocalBackend::root_names`]).
+    root_names: Vec<String>,
     /// Whether the sandbox has a network of its own, which `get_host` must forward into.
     own_network: bool,
 }
@@ -252,16 +256,37 @@ impl LocalBackend {
         ));
         let server =
             LocalServer::start(&python, &token, envs, timeouts, options, bwrap.as_deref())?;
+        let root_names = match bwrap {
+            Some(_) => vec![bwrap::HOME.to_string()],
+            None => {
+                // Code sees the root as the kernel's getcwd() reports it: symlinks resolved
+                // (macOS: /var is /private/var).
+                let host = server.root();
+                let seen = host.canonicalize().unwrap_or_else(|_| host.to_path_buf());
+                let mut names = vec![seen.display().to_string()];
+                if seen != host {
+                    names.push(host.display().to_string());
+                }
+                names
+            }
+        };
         Ok(LocalBackend {
             id: format!("local-{}", server.pid()),
             server,
+            root_names,
             own_network: bwrap.is_some() && !options.internet,
         })
     }
 
-    /// The directory the sandbox's files live in.
+    /// The directory the sandbox's files live in, on the host.
     pub(crate) fn root(&self) -> &Path {
         self.server.root()
+    }
+
+    /// The root as code in the sandbox sees it (`/home/user` inside bubblewrap, the host
+    /// directory without isolation), then other names of the same directory.
+    pub(crate) fn root_names(&self) -> &[String] {
+        &self.root_names
     }
 
     /// Where kernel connection files are written (for direct ZMQ access in benchmarks).
