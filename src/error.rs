@@ -253,6 +253,17 @@ pub enum Error {
         source: Option<BoxError>,
     },
 
+    /// JupyterHub could not start the user's server: its spawner failed, or the server did not
+    /// come up within the Hub's own timeouts. `message` is the Hub's (its log says more);
+    /// asking again starts a new spawn.
+    #[error("JupyterHub could not start server {server}: {message}")]
+    SpawnFailed {
+        /// JupyterHub's name for the server: `user`, or `user/name` for a named server.
+        server: String,
+        /// What the Hub reported.
+        message: String,
+    },
+
     /// The local sandbox cannot be isolated here: no bubblewrap, or no user namespaces for it.
     /// Install bubblewrap, or opt out explicitly with
     /// [`LocalOptions::isolation`](crate::LocalOptions::isolation)`(`[`Isolation::None`](crate::Isolation::None)`)`.

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::backend::e2b::{DEFAULT_LIFETIME, E2bBackend, E2bConfig, E2bOptions};
 use crate::backend::jupyter::JupyterBackend;
+use crate::backend::jupyterhub::{JupyterHubBackend, JupyterHubOptions};
 use crate::backend::local::{LocalBackend, LocalOptions};
 use crate::config::{ConnectionConfig, Keepalive, ReconnectPolicy, Secret, Timeouts};
 use crate::error::Error;
@@ -149,6 +150,63 @@ impl SandboxBuilder {
         let tls = crate::tls::TlsRoots::new(&self.tls_roots)?;
         let backend = JupyterBackend::connect(url, &token.into(), &self.config.timeouts, tls)?;
         Sandbox::open(Backends::Jupyter(Arc::new(backend)), self.config_for(false))
+    }
+
+    /// Uses `user`'s default server on a JupyterHub, left running on close; see
+    /// [`SandboxBuilder::jupyterhub_with`].
+    ///
+    /// # Errors
+    ///
+    /// As for [`SandboxBuilder::jupyterhub_with`].
+    pub fn jupyterhub(
+        self,
+        hub_url: &str,
+        user: &str,
+        token: impl Into<Secret>,
+    ) -> Result<Sandbox, Error> {
+        self.jupyterhub_with(hub_url, user, token, &JupyterHubOptions::default())
+    }
+
+    /// Uses a server of `user` on the JupyterHub at `hub_url` (the Hub's address, with its
+    /// `base_url` prefix if it has one; any page under `/hub/` is taken too). `token` is an
+    /// API token of the user (the Hub's token page, or `JUPYTERHUB_API_TOKEN` inside a
+    /// user's server) or of a service allowed to start and access the server. The Hub is
+    /// asked for the server (`GET /hub/api/users/{user}`); when it is not running it is
+    /// started (`POST .../server`) and a pending spawn is waited for within
+    /// [`Timeouts::start`]. Then everything goes through the Hub's proxy at the server's URL
+    /// (`/user/{user}/`), as for [`SandboxBuilder::jupyter`], with the same token. When a
+    /// connection is lost for good, the Hub says whether the server still runs: a stopped
+    /// server is [`Error::SandboxNotFound`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::SpawnFailed`] when the Hub could not start the server (with the Hub's
+    /// message); [`Error::Timeout`] with
+    /// [`TimeoutPhase::SandboxStart`](crate::TimeoutPhase::SandboxStart) when it is not
+    /// ready within [`Timeouts::start`]; [`Error::Authentication`] for a token the Hub or the
+    /// server refuses; [`Error::InvalidArgument`] for a malformed URL or certificate, or a
+    /// user the Hub does not know (or the token may not see); [`Error::Transport`] when the
+    /// Hub cannot be reached; then the errors of starting the default context's kernel.
+    pub fn jupyterhub_with(
+        self,
+        hub_url: &str,
+        user: &str,
+        token: impl Into<Secret>,
+        options: &JupyterHubOptions,
+    ) -> Result<Sandbox, Error> {
+        let tls = crate::tls::TlsRoots::new(&self.tls_roots)?;
+        let backend = JupyterHubBackend::connect(
+            hub_url,
+            user,
+            &token.into(),
+            options,
+            &self.config.timeouts,
+            tls,
+        )?;
+        Sandbox::open(
+            Backends::JupyterHub(Arc::new(backend)),
+            self.config_for(false),
+        )
     }
 
     /// Creates an E2B sandbox with [`E2bConfig::from_env`] and default [`E2bOptions`].

@@ -13,6 +13,7 @@ mod e2b_local;
 mod faults;
 mod files;
 mod jupyter_backend;
+mod jupyterhub;
 mod kills;
 mod local_python;
 mod local_server;

@@ -5,6 +5,7 @@
 pub mod e2b_plane;
 pub mod e2b_rig;
 pub mod fault_proxy;
+pub mod jupyterhub;
 pub mod listener;
 pub mod python_server;
 pub mod scripted_ws;
