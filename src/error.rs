@@ -163,6 +163,24 @@ pub enum Error {
         source: BoxError,
     },
 
+    /// The server's TLS certificate is not trusted: `reason` says what is wrong with it and
+    /// the message what to do (trust its CA with
+    /// [`SandboxBuilder::add_root_certificate`](crate::SandboxBuilder::add_root_certificate),
+    /// or exactly this certificate with
+    /// [`SandboxBuilder::trust_server_certificate`](crate::SandboxBuilder::trust_server_certificate)).
+    #[error("the TLS certificate of {endpoint} is not trusted: {reason}; {hint}")]
+    UntrustedCertificate {
+        /// Method and path, or the host, whose certificate was refused.
+        endpoint: String,
+        /// What is wrong with the certificate.
+        reason: String,
+        /// What to do about it.
+        hint: &'static str,
+        /// The TLS library's error.
+        #[source]
+        source: BoxError,
+    },
+
     /// The server sent something this client cannot understand (malformed JSON, a bad frame,
     /// an HTML page where JSON was expected, an oversize message).
     #[error("protocol error: {message}")]

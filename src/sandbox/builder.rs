@@ -28,6 +28,8 @@ pub struct SandboxBuilder {
     binary_framing: Option<bool>,
     /// PEM bundles or DER certificates given to [`SandboxBuilder::add_root_certificate`].
     tls_roots: Vec<Vec<u8>>,
+    /// Server certificates given to [`SandboxBuilder::trust_server_certificate`].
+    tls_pins: Vec<Vec<u8>>,
 }
 
 impl SandboxBuilder {
@@ -82,6 +84,27 @@ impl SandboxBuilder {
     pub fn add_root_certificate(mut self, pem_or_der: impl Into<Vec<u8>>) -> Self {
         self.tls_roots.push(pem_or_der.into());
         self
+    }
+
+    /// Trusts exactly the server certificate `pem_or_der` (PEM or DER; a PEM bundle pins each
+    /// certificate in it) for `https://` and `wss://` connections to a Jupyter server or
+    /// JupyterHub: for a server with its own self-signed certificate, such as one made the
+    /// way Jupyter's docs show (`openssl req -x509 …`, which marks it `CA:TRUE`, so it cannot
+    /// serve as a root for itself). A server presenting this certificate is trusted whatever
+    /// its issuer, names, dates or CA bit; the TLS handshake still proves the server holds its
+    /// key. Any other certificate must chain to a root given to
+    /// [`SandboxBuilder::add_root_certificate`]: with pins and no roots, Mozilla's roots and
+    /// `SSL_CERT_FILE` are not used. Not used for E2B. Defaults to none. A certificate that does
+    /// not parse fails the backend method with [`Error::InvalidArgument`]; a server whose
+    /// certificate is not trusted fails with [`Error::UntrustedCertificate`].
+    pub fn trust_server_certificate(mut self, pem_or_der: impl Into<Vec<u8>>) -> Self {
+        self.tls_pins.push(pem_or_der.into());
+        self
+    }
+
+    /// What a Jupyter server or JupyterHub's certificate must be.
+    fn tls(&self) -> Result<crate::tls::TlsRoots, Error> {
+        crate::tls::TlsRoots::new(&self.tls_roots)?.pinning(&self.tls_pins)
     }
 
     /// `config` plus the roots given to this builder.
@@ -147,7 +170,7 @@ impl SandboxBuilder {
     /// for a wrong token; [`Error::Transport`] or [`Error::Timeout`] when the server cannot be
     /// reached; the errors of starting the default context's kernel.
     pub fn jupyter(self, url: &str, token: impl Into<Secret>) -> Result<Sandbox, Error> {
-        let tls = crate::tls::TlsRoots::new(&self.tls_roots)?;
+        let tls = self.tls()?;
         let backend = JupyterBackend::connect(url, &token.into(), &self.config.timeouts, tls)?;
         Sandbox::open(Backends::Jupyter(Arc::new(backend)), self.config_for(false))
     }
@@ -194,7 +217,7 @@ impl SandboxBuilder {
         token: impl Into<Secret>,
         options: &JupyterHubOptions,
     ) -> Result<Sandbox, Error> {
-        let tls = crate::tls::TlsRoots::new(&self.tls_roots)?;
+        let tls = self.tls()?;
         let backend = JupyterHubBackend::connect(
             hub_url,
             user,

@@ -18,6 +18,7 @@ mod kills;
 mod local_python;
 mod local_server;
 mod malformed;
+mod nginx;
 mod pty;
 mod rich;
 mod run_code;
