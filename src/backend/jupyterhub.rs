@@ -367,11 +367,11 @@ fn server_state(model: &Value, name: &str) -> ServerState {
 fn failure_message(events: &str) -> Option<String> {
     events
         .lines()
+        .rev()
         .filter_map(|l| l.strip_prefix("data:"))
         .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
         .filter(|e| e.get("failed").and_then(Value::as_bool) == Some(true))
-        .filter_map(|e| e.get("message").and_then(Value::as_str).map(str::to_string))
-        .last()
+        .find_map(|e| e.get("message").and_then(Value::as_str).map(str::to_string))
 }
 
 #[cfg(test)]
