@@ -191,9 +191,14 @@ fn reconnects_after_cuts_on_either_side_of_the_hubs_proxy() {
     deadline(|| {
         let real = free_port();
         let routed = FaultProxy::start(([127, 0, 0, 1], real).into()).unwrap();
+        // The single-user servers load the repo's TCP_NODELAY extension, as the README says.
+        let ext = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("server");
         let setup = HubSetup {
             alice_route: Some((real, routed.addr().port())),
-            ..HubSetup::default()
+            server_config: format!(
+                "import sys\nsys.path.insert(0, {:?})\nc.ServerApp.jpserver_extensions = {{'e2b_nodelay': True}}\n",
+                ext.display().to_string()
+            ),
         };
         let hub = Hub::start(&setup);
         let token = hub.user_token("alice");
@@ -233,6 +238,11 @@ fn reconnects_after_cuts_on_either_side_of_the_hubs_proxy() {
         }
         assert_eq!(sbx.run_code("n").unwrap().text(), Some("3"));
         assert!(front.cuts() > 0 && routed.cuts() > 0);
+        assert!(
+            hub.log()
+                .contains("e2b_nodelay: TCP_NODELAY on every websocket"),
+            "the single-user server did not load e2b_nodelay"
+        );
     });
 }
 

@@ -9,7 +9,7 @@ use crate::support::deadline;
 use crate::support::fault_proxy::FaultProxy;
 use crate::support::nginx::{Nginx, SelfSigned};
 use crate::support::python_server::{PythonServer, venv_python};
-use e2b_blocking::{Error, PtyEvent, PtySize, Sandbox};
+use e2b_blocking::{ConnectionConfig, Error, PtyEvent, PtySize, Sandbox};
 
 const TOKEN: &str = "nginx-test-token";
 
@@ -84,10 +84,12 @@ fn an_openssl_default_self_signed_certificate_is_explained_then_pinned() {
             .unwrap_err();
         assert!(matches!(err, Error::UntrustedCertificate { .. }), "{err:?}");
 
-        // Pinned: trusted by its bytes, whatever name the URL uses (its CN is localhost).
-        for url in [nginx.url_by_name(), nginx.url()] {
+        // Pinned: trusted by its bytes, whatever name the URL uses (its CN is localhost); the
+        // second connection also nudges the proxy's ACKs.
+        for (url, nudge) in [(nginx.url_by_name(), false), (nginx.url(), true)] {
             let sbx = Sandbox::builder()
                 .trust_server_certificate(cert.pem())
+                .connection(ConnectionConfig::default().ack_nudge(nudge))
                 .jupyter(&url, TOKEN)
                 .unwrap();
             assert_eq!(sbx.run_code("6 * 7").unwrap().text(), Some("42"));
