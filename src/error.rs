@@ -163,6 +163,24 @@ pub enum Error {
         source: BoxError,
     },
 
+    /// The server's TLS certificate is not trusted: `reason` says what is wrong with it and
+    /// the message what to do (trust its CA with
+    /// [`SandboxBuilder::add_root_certificate`](crate::SandboxBuilder::add_root_certificate),
+    /// or exactly this certificate with
+    /// [`SandboxBuilder::trust_server_certificate`](crate::SandboxBuilder::trust_server_certificate)).
+    #[error("the TLS certificate of {endpoint} is not trusted: {reason}; {hint}")]
+    UntrustedCertificate {
+        /// Method and path, or the host, whose certificate was refused.
+        endpoint: String,
+        /// What is wrong with the certificate.
+        reason: String,
+        /// What to do about it.
+        hint: &'static str,
+        /// The TLS library's error.
+        #[source]
+        source: BoxError,
+    },
+
     /// The server sent something this client cannot understand (malformed JSON, a bad frame,
     /// an HTML page where JSON was expected, an oversize message).
     #[error("protocol error: {message}")]
@@ -257,6 +275,17 @@ pub enum Error {
         /// What made it fail.
         #[source]
         source: Option<BoxError>,
+    },
+
+    /// JupyterHub could not start the user's server: its spawner failed, or the server did not
+    /// come up within the Hub's own timeouts. `message` is the Hub's (its log says more);
+    /// asking again starts a new spawn.
+    #[error("JupyterHub could not start server {server}: {message}")]
+    SpawnFailed {
+        /// JupyterHub's name for the server: `user`, or `user/name` for a named server.
+        server: String,
+        /// What the Hub reported.
+        message: String,
     },
 
     /// The local sandbox cannot be isolated here: no bubblewrap, or no user namespaces for it.

@@ -136,6 +136,7 @@ pub use backend::e2b::{
     E2bSandbox, ListQuery, MetricsQuery, SandboxAccess, SandboxInfo, SandboxLifecycle,
     SandboxMetric, SandboxPage, SandboxState,
 };
+pub use backend::jupyterhub::JupyterHubOptions;
 pub use backend::local::{
     CACHE_ENV, Isolation, LocalOptions, LocalSandbox, PYTHON_ENV, ResourceLimits,
 };

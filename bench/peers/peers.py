@@ -92,6 +92,14 @@ def kernel_pid(kernel_id):
     return None
 
 
+def ssl_context():
+    """For https:// and wss:// URLs: the certificate in $E2B_BENCH_CAFILE (a self-signed server
+    certificate, which Python's ssl takes as its own trust anchor), else the system's roots."""
+    import ssl
+
+    return ssl.create_default_context(cafile=os.environ.get("E2B_BENCH_CAFILE") or None)
+
+
 def rest(args, method, path, body=None):
     """One Jupyter REST call with the token header; returns the decoded JSON (or None)."""
     import urllib.request
@@ -100,7 +108,7 @@ def rest(args, method, path, body=None):
     req = urllib.request.Request(args.url.rstrip("/") + path, data=data, method=method,
                                  headers={"Authorization": f"token {args.token}",
                                           "Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=args.timeout) as resp:
+    with urllib.request.urlopen(req, timeout=args.timeout, context=ssl_context()) as resp:
         raw = resp.read()
     return json.loads(raw) if raw else None
 
@@ -310,7 +318,8 @@ class WebsocketClientPeer:
     def connect(self):
         self.ws = self.websocket.create_connection(
             self.url, header=self.header, timeout=self.timeout,
-            skip_utf8_validation=self.skip_utf8)
+            skip_utf8_validation=self.skip_utf8,
+            sslopt={"context": ssl_context()} if self.url.startswith("wss://") else {})
 
     def execute(self, code, tally=None):
         msg_id, frame = new_execute_msg(self.session, code)

@@ -104,8 +104,17 @@ pub fn run(raw_args: &[String]) -> Res<()> {
     std::process::exit(code);
 }
 
+/// The sandbox on the bench's server; E2B_BENCH_CERT pins the server certificate of a
+/// TLS proxy in front of it, E2B_BENCH_ACK_NUDGE=1 turns on `ConnectionConfig::ack_nudge`.
 fn sandbox(a: &Args) -> Res<Sandbox> {
-    Ok(Sandbox::jupyter(&a.url, a.token.as_str())?)
+    let mut builder = Sandbox::builder();
+    if let Ok(cert) = std::env::var("E2B_BENCH_CERT") {
+        builder = builder.trust_server_certificate(std::fs::read(cert)?);
+    }
+    if std::env::var("E2B_BENCH_ACK_NUDGE").is_ok_and(|v| v == "1") {
+        builder = builder.connection(e2b_blocking::ConnectionConfig::default().ack_nudge(true));
+    }
+    Ok(builder.jupyter(&a.url, a.token.as_str())?)
 }
 
 fn put_samples(out: &mut serde_json::Map<String, Value>, key: &str, prefix: &str, s: &[f64]) {

@@ -7,7 +7,7 @@
 //! Every client runs in its own process (ours re-executes this binary with `--child`), on its
 //! own fresh kernel, and the clients of one measurement take turns round by round.
 //!
-//! Environment: E2B_BENCH_ONLY=roundtrip,stream,reconnect,create,concurrent,local (subset),
+//! Environment: E2B_BENCH_ONLY=roundtrip,stream,reconnect,create,concurrent,local,nginx (subset),
 //! E2B_BENCH_QUICK=1 (fewer rounds and iterations, for a smoke run),
 //! E2B_BENCH_ROUNDS=N (round-trip rounds, default 5), E2B_BENCH_NO_DOCS=1 (print only),
 //! E2B_BENCH_CLIENTS=a,b (round trip, stream, reconnect: only clients whose name contains one),
@@ -20,6 +20,9 @@ mod child;
 mod fault_proxy;
 #[path = "../../tests/support/listener.rs"]
 mod listener;
+#[path = "../../tests/support/nginx.rs"]
+mod nginx;
+mod proxied;
 mod raw;
 mod report;
 mod util;
@@ -82,7 +85,10 @@ fn client(name: &'static str, kind: Kind, extra: &[&'static str]) -> Client {
     }
 }
 
+#[derive(Clone)]
 pub struct Bench {
+    /// More environment for the clients (a path's certificate, options).
+    env: Vec<(String, String)>,
     exe: PathBuf,
     server_pid: u32,
     baseline: Option<PathBuf>,
@@ -140,7 +146,8 @@ impl Bench {
             .env("E2B_BENCH_TOKEN", &self.token)
             .env("JUPYTER_RUNTIME_DIR", &self.runtime)
             .env("E2B_BENCH_SERVER_PID", self.server_pid.to_string())
-            .env("PYTHONWARNINGS", "ignore");
+            .env("PYTHONWARNINGS", "ignore")
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
         let log = self.logs.join(format!(
             "{}-{}.log",
             measurement,
@@ -232,6 +239,7 @@ fn orchestrate() -> Res<()> {
     );
     let token = token_of(&sbx)?;
     let bench = Bench {
+        env: Vec::new(),
         exe: std::env::current_exe()?,
         server_pid: sbx.as_local().map(|l| l.pid()).ok_or("no server pid")?,
         baseline: std::env::var_os("E2B_BENCH_BASELINE").map(PathBuf::from),
@@ -267,6 +275,11 @@ fn orchestrate() -> Res<()> {
     }
     if wanted("local") {
         local(&bench, &mut results, quick);
+    }
+    if wanted("nginx")
+        && let Err(e) = proxied::nginx(&bench, &mut results, quick)
+    {
+        eprintln!("compare: nginx: {e}");
     }
     let elapsed = t_all.elapsed();
     let load_end = report::loadavg();

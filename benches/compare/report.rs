@@ -246,6 +246,7 @@ impl Report<'_> {
         self.ratios(&mut s);
         self.targets(&mut s);
         self.local(&mut s);
+        self.proxied(&mut s);
         self.details(&mut s);
         let _ = writeln!(
             s,
@@ -301,6 +302,44 @@ impl Report<'_> {
                 q(LOCAL_NONE, "first_result_samples_ms", 50.0)
             )),
         );
+    }
+
+    /// (7): round trips through nginx, before and after the server-side fix; only when that
+    /// measurement ran.
+    fn proxied(&self, s: &mut String) {
+        use crate::proxied::{CLIENTS, OURS, PATHS, WSC, key};
+        let r = self.results;
+        if r.get("nginx").is_none_or(|m| m.is_empty()) {
+            return;
+        }
+        let _ = writeln!(
+            s,
+            "### Round trip through nginx (TLS)\n\n**(7)** `run_code(\"1\")` (websocket-client: execute `1`, wait for reply and idle) through Debian's nginx with TLS and the usual websocket configuration, in front of a stock jupyter_server and in front of one that loads `server/e2b_nodelay.py` (TCP_NODELAY on its websockets); the stock server direct for reference. Each server has its own nginx; clients take turns.\n"
+        );
+        table_head(
+            s,
+            "| path | e2b-blocking p50 / p99 ms | with `ack_nudge(true)` p50 / p99 ms | websocket-client p50 / p99 ms | ours / websocket-client p50 |",
+        );
+        for path in PATHS {
+            let q = |c: &str, p: f64| pct(&pooled(r, "nginx", &key(path, c), "samples_ms"), p);
+            let cells: Vec<String> = CLIENTS
+                .iter()
+                .map(|c| format!("{} / {}", f(q(c, 50.0)), f(q(c, 99.0))))
+                .collect();
+            let notes: String = CLIENTS
+                .iter()
+                .map(|c| problems(r, "nginx", &key(path, c)))
+                .collect();
+            let _ = writeln!(
+                s,
+                "| {path} | {} | {} | {} | **{}** |{notes}",
+                cells[0],
+                cells[1],
+                cells[2],
+                f(ratio(q(OURS, 50.0), q(WSC, 50.0)))
+            );
+        }
+        let _ = writeln!(s);
     }
 
     fn ratios(&self, s: &mut String) {

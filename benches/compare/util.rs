@@ -102,6 +102,7 @@ pub fn last_json(out: &str) -> Option<Value> {
 }
 
 /// Minimal Jupyter REST for the orchestrator: start and delete kernels.
+#[derive(Clone)]
 pub struct Rest {
     agent: ureq::Agent,
     base: String,

@@ -186,7 +186,8 @@ impl From<Error> for FfiError {
             | Error::KernelDisrupted { .. }
             | Error::KernelSetup { .. } => E2B_ERR_KERNEL,
             Error::Http { .. } => E2B_ERR_HTTP,
-            Error::Transport { .. } => E2B_ERR_TRANSPORT,
+            // A refused certificate was a transport error before it had a variant of its own.
+            Error::Transport { .. } | Error::UntrustedCertificate { .. } => E2B_ERR_TRANSPORT,
             Error::Protocol { .. } => E2B_ERR_PROTOCOL,
             Error::FileNotFound { .. } => E2B_ERR_FILE_NOT_FOUND,
             Error::NotADirectory { .. } => E2B_ERR_NOT_A_DIRECTORY,
@@ -198,7 +199,9 @@ impl From<Error> for FfiError {
             Error::ProcessNotFound { .. } => E2B_ERR_PROCESS_NOT_FOUND,
             Error::TerminalNotFound { .. } => E2B_ERR_TERMINAL_NOT_FOUND,
             Error::InvalidArgument(_) | Error::RequestTooLarge { .. } => E2B_ERR_INVALID_ARGUMENT,
-            Error::Setup { .. } | Error::IsolationUnavailable { .. } => E2B_ERR_SETUP,
+            Error::Setup { .. }
+            | Error::IsolationUnavailable { .. }
+            | Error::SpawnFailed { .. } => E2B_ERR_SETUP,
             // Our own callback wrappers never panic on purpose (an abort is recognised before
             // this conversion), so a panic here is a bug in this library.
             Error::CallbackPanicked { .. } => E2B_ERR_PANIC,

@@ -1,5 +1,6 @@
 //! An existing Jupyter server (jupyter_server, Jupyter Kernel Gateway, Enterprise Gateway):
-//! nothing to create; the SDK starts its own kernels and shuts down only those.
+//! nothing to create; the SDK starts its own kernels and shuts down only those. (A server
+//! behind JupyterHub, which may have to be started first, is `jupyterhub.rs`.)
 
 use crate::backend::{Backend, Liveness};
 use crate::config::{Secret, Timeouts};
@@ -45,7 +46,7 @@ impl JupyterBackend {
 }
 
 /// The host of the URL `base` with `port`.
-fn host_of(base: &str, port: u16) -> String {
+pub(crate) fn host_of(base: &str, port: u16) -> String {
     {
         let authority = base
             .split("://")

@@ -5,6 +5,7 @@
 
 pub(crate) mod e2b;
 pub(crate) mod jupyter;
+pub(crate) mod jupyterhub;
 pub(crate) mod local;
 
 use std::fmt;

@@ -278,10 +278,14 @@ fn handshake(
     // connect's timeout, anything else a transport failure of this websocket.
     let io_failed = |e: io::Error| match e.kind() {
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => timeout_err(),
-        _ => Attempt::Failed(Error::Transport {
-            endpoint: endpoint.clone(),
-            source: Box::new(e),
-        }),
+        _ => Attempt::Failed(
+            crate::tls::untrusted(&endpoint, Box::new(e)).unwrap_or_else(|source| {
+                Error::Transport {
+                    endpoint: endpoint.clone(),
+                    source,
+                }
+            }),
+        ),
     };
     let (head, leftover) =
         exchange(&mut stream, &raw, &request.bytes, deadline).map_err(io_failed)?;

@@ -71,10 +71,17 @@ impl Http {
         if let Some(tls) = endpoint.tls().ureq() {
             config = config.tls_config(tls);
         }
+        // Pinned certificates need the SDK's own verifier, which ureq's TLS cannot take.
+        let own_tls = endpoint
+            .tls()
+            .has_pins()
+            .then(|| endpoint.tls().rustls())
+            .and_then(|c| c.inspect_err(|e| log::warn!("TLS set-up failed: {e}")).ok());
         let (agent, headers) = mask::agent(
             config.build(),
             endpoint.secret_headers(),
             endpoint.unix_socket(),
+            own_tls,
             hide_bodies,
         );
         Http {
@@ -280,10 +287,9 @@ impl Http {
         if let Some((phase, after)) = expired(&e, self.connect_timeout, timeout) {
             return Error::Timeout { phase, after };
         }
-        Error::Transport {
-            endpoint: format!("{endpoint} at {}", self.endpoint.base()),
-            source: BoxError::from(e),
-        }
+        let endpoint = format!("{endpoint} at {}", self.endpoint.base());
+        crate::tls::untrusted(&endpoint, BoxError::from(e))
+            .unwrap_or_else(|source| Error::Transport { endpoint, source })
     }
 }
 

@@ -18,11 +18,13 @@ use std::sync::Arc;
 
 use ureq::unversioned::resolver::DefaultResolver;
 use ureq::unversioned::transport::{
-    Buffers, ConnectionDetails, Connector, DefaultConnector, LazyBuffers, NextTimeout, Transport,
+    Buffers, ConnectProxyConnector, ConnectionDetails, Connector, DefaultConnector, LazyBuffers,
+    NextTimeout, TcpConnector, Transport,
 };
 
 use crate::config::Secret;
 use crate::conn::UnixConnector;
+use crate::net::RustlsConnector;
 
 /// One header whose value is swapped in on the way out.
 struct Swap {
@@ -59,6 +61,7 @@ pub(crate) fn agent<'a>(
     config: ureq::config::Config,
     headers: impl Iterator<Item = (&'a str, &'a Secret)>,
     unix: Option<&Arc<Path>>,
+    tls: Option<Arc<rustls::ClientConfig>>,
     hide_bodies: bool,
 ) -> (ureq::Agent, MaskedHeaders) {
     let mut shown = Vec::new();
@@ -76,13 +79,22 @@ pub(crate) fn agent<'a>(
         swaps: Arc::new(swaps),
         hide_bodies,
     };
-    let agent = match unix {
-        Some(path) => ureq::Agent::with_parts(
+    let agent = match (unix, tls) {
+        (Some(path), _) => ureq::Agent::with_parts(
             config,
             UnixConnector(path.clone()).chain(unmask),
             DefaultResolver::default(),
         ),
-        None => ureq::Agent::with_parts(
+        // ureq's default chain, with the SDK's TLS in place of ureq's.
+        (None, Some(tls)) => ureq::Agent::with_parts(
+            config,
+            ().chain(ConnectProxyConnector::default())
+                .chain(TcpConnector::default())
+                .chain(RustlsConnector(tls))
+                .chain(unmask),
+            DefaultResolver::default(),
+        ),
+        (None, None) => ureq::Agent::with_parts(
             config,
             DefaultConnector::new().chain(unmask),
             DefaultResolver::default(),

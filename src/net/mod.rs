@@ -7,12 +7,14 @@ mod client;
 mod endpoint;
 pub(crate) mod mask;
 mod response;
+mod rustls_connector;
 
 use std::time::Duration;
 
 pub(crate) use client::Http;
 pub(crate) use endpoint::Endpoint;
 pub(crate) use response::Response;
+pub(crate) use rustls_connector::RustlsConnector;
 
 use crate::error::{Error, TimeoutPhase};
 

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::backend::e2b::{DEFAULT_LIFETIME, E2bBackend, E2bConfig, E2bOptions};
 use crate::backend::jupyter::JupyterBackend;
+use crate::backend::jupyterhub::{JupyterHubBackend, JupyterHubOptions};
 use crate::backend::local::{LocalBackend, LocalOptions};
 use crate::config::{ConnectionConfig, Keepalive, ReconnectPolicy, Secret, Timeouts};
 use crate::error::Error;
@@ -27,6 +28,8 @@ pub struct SandboxBuilder {
     binary_framing: Option<bool>,
     /// PEM bundles or DER certificates given to [`SandboxBuilder::add_root_certificate`].
     tls_roots: Vec<Vec<u8>>,
+    /// Server certificates given to [`SandboxBuilder::trust_server_certificate`].
+    tls_pins: Vec<Vec<u8>>,
 }
 
 impl SandboxBuilder {
@@ -81,6 +84,27 @@ impl SandboxBuilder {
     pub fn add_root_certificate(mut self, pem_or_der: impl Into<Vec<u8>>) -> Self {
         self.tls_roots.push(pem_or_der.into());
         self
+    }
+
+    /// Trusts exactly the server certificate `pem_or_der` (PEM or DER; a PEM bundle pins each
+    /// certificate in it) for `https://` and `wss://` connections to a Jupyter server or
+    /// JupyterHub: for a server with its own self-signed certificate, such as one made the
+    /// way Jupyter's docs show (`openssl req -x509 …`, which marks it `CA:TRUE`, so it cannot
+    /// serve as a root for itself). A server presenting this certificate is trusted whatever
+    /// its issuer, names, dates or CA bit; the TLS handshake still proves the server holds its
+    /// key. Any other certificate must chain to a root given to
+    /// [`SandboxBuilder::add_root_certificate`]: with pins and no roots, Mozilla's roots and
+    /// `SSL_CERT_FILE` are not used. Not used for E2B. Defaults to none. A certificate that does
+    /// not parse fails the backend method with [`Error::InvalidArgument`]; a server whose
+    /// certificate is not trusted fails with [`Error::UntrustedCertificate`].
+    pub fn trust_server_certificate(mut self, pem_or_der: impl Into<Vec<u8>>) -> Self {
+        self.tls_pins.push(pem_or_der.into());
+        self
+    }
+
+    /// What a Jupyter server or JupyterHub's certificate must be.
+    fn tls(&self) -> Result<crate::tls::TlsRoots, Error> {
+        crate::tls::TlsRoots::new(&self.tls_roots)?.pinning(&self.tls_pins)
     }
 
     /// `config` plus the roots given to this builder.
@@ -146,9 +170,66 @@ impl SandboxBuilder {
     /// for a wrong token; [`Error::Transport`] or [`Error::Timeout`] when the server cannot be
     /// reached; the errors of starting the default context's kernel.
     pub fn jupyter(self, url: &str, token: impl Into<Secret>) -> Result<Sandbox, Error> {
-        let tls = crate::tls::TlsRoots::new(&self.tls_roots)?;
+        let tls = self.tls()?;
         let backend = JupyterBackend::connect(url, &token.into(), &self.config.timeouts, tls)?;
         Sandbox::open(Backends::Jupyter(Arc::new(backend)), self.config_for(false))
+    }
+
+    /// Uses `user`'s default server on a JupyterHub, left running on close; see
+    /// [`SandboxBuilder::jupyterhub_with`].
+    ///
+    /// # Errors
+    ///
+    /// As for [`SandboxBuilder::jupyterhub_with`].
+    pub fn jupyterhub(
+        self,
+        hub_url: &str,
+        user: &str,
+        token: impl Into<Secret>,
+    ) -> Result<Sandbox, Error> {
+        self.jupyterhub_with(hub_url, user, token, &JupyterHubOptions::default())
+    }
+
+    /// Uses a server of `user` on the JupyterHub at `hub_url` (the Hub's address, with its
+    /// `base_url` prefix if it has one; any page under `/hub/` is taken too). `token` is an
+    /// API token of the user (the Hub's token page, or `JUPYTERHUB_API_TOKEN` inside a
+    /// user's server) or of a service allowed to start and access the server. The Hub is
+    /// asked for the server (`GET /hub/api/users/{user}`); when it is not running it is
+    /// started (`POST .../server`) and a pending spawn is waited for within
+    /// [`Timeouts::start`]. Then everything goes through the Hub's proxy at the server's URL
+    /// (`/user/{user}/`), as for [`SandboxBuilder::jupyter`], with the same token. When a
+    /// connection is lost for good, the Hub says whether the server still runs: a stopped
+    /// server is [`Error::SandboxNotFound`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::SpawnFailed`] when the Hub could not start the server (with the Hub's
+    /// message); [`Error::Timeout`] with
+    /// [`TimeoutPhase::SandboxStart`](crate::TimeoutPhase::SandboxStart) when it is not
+    /// ready within [`Timeouts::start`]; [`Error::Authentication`] for a token the Hub or the
+    /// server refuses; [`Error::InvalidArgument`] for a malformed URL or certificate, or a
+    /// user the Hub does not know (or the token may not see); [`Error::Transport`] when the
+    /// Hub cannot be reached; then the errors of starting the default context's kernel.
+    pub fn jupyterhub_with(
+        self,
+        hub_url: &str,
+        user: &str,
+        token: impl Into<Secret>,
+        options: &JupyterHubOptions,
+    ) -> Result<Sandbox, Error> {
+        let tls = self.tls()?;
+        let backend = JupyterHubBackend::connect(
+            hub_url,
+            user,
+            &token.into(),
+            options,
+            &self.config.timeouts,
+            tls,
+        )?;
+        Sandbox::open(
+            Backends::JupyterHub(Arc::new(backend)),
+            self.config_for(false),
+        )
     }
 
     /// Creates an E2B sandbox with [`E2bConfig::from_env`] and default [`E2bOptions`].

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::backend::e2b::{E2bBackend, E2bSandbox};
 use crate::backend::jupyter::JupyterBackend;
+use crate::backend::jupyterhub::JupyterHubBackend;
 use crate::backend::local::{LocalBackend, LocalSandbox};
 use crate::backend::{Backend, Liveness};
 use crate::config::Secret;
@@ -43,6 +44,7 @@ pub struct Sandbox {
 pub(crate) enum Backends {
     Local(Arc<LocalBackend>),
     Jupyter(Arc<JupyterBackend>),
+    JupyterHub(Arc<JupyterHubBackend>),
     E2b(Arc<E2bBackend>),
 }
 
@@ -52,6 +54,7 @@ impl Backends {
         match self {
             Backends::Local(b) => b.clone(),
             Backends::Jupyter(b) => b.clone(),
+            Backends::JupyterHub(b) => b.clone(),
             Backends::E2b(b) => b.clone(),
         }
     }
@@ -60,6 +63,7 @@ impl Backends {
         match self {
             Backends::Local(b) => &**b,
             Backends::Jupyter(b) => &**b,
+            Backends::JupyterHub(b) => &**b,
             Backends::E2b(b) => &**b,
         }
     }
@@ -131,6 +135,21 @@ impl Sandbox {
     /// As for [`SandboxBuilder::jupyter`].
     pub fn jupyter(url: &str, token: impl Into<Secret>) -> Result<Sandbox, Error> {
         Sandbox::builder().jupyter(url, token)
+    }
+
+    /// Uses `user`'s default server on the JupyterHub at `hub_url`, starting it when it is not
+    /// running, with an API token of that user (from the Hub's token page) or of a service
+    /// allowed to start and access it. See [`SandboxBuilder::jupyterhub`].
+    ///
+    /// # Errors
+    ///
+    /// As for [`SandboxBuilder::jupyterhub_with`].
+    pub fn jupyterhub(
+        hub_url: &str,
+        user: &str,
+        token: impl Into<Secret>,
+    ) -> Result<Sandbox, Error> {
+        Sandbox::builder().jupyterhub(hub_url, user, token)
     }
 
     /// Creates an E2B sandbox from the environment (`E2B_API_KEY`, …) with default options.
@@ -406,6 +425,7 @@ impl Sandbox {
         match &self.inner.backend {
             Backends::Local(b) => b.host(self, port),
             Backends::Jupyter(b) => Ok(crate::Host::direct(b.host(port))),
+            Backends::JupyterHub(b) => Ok(crate::Host::direct(b.host(port))),
             Backends::E2b(b) => Ok(crate::Host::direct(b.host(port))),
         }
     }

@@ -352,8 +352,13 @@ fn tls_with_a_private_ca() {
         let addr = server.url.trim_start_matches("http://").parse().unwrap();
         let proxy = crate::support::tls_proxy::TlsProxy::start(addr, &ca).unwrap();
 
+        // Its issuer is unknown: the error says how to trust it.
         let err = Sandbox::jupyter(&proxy.url(), "").unwrap_err();
-        assert!(matches!(err, Error::Transport { .. }), "{err:?}");
+        let Error::UntrustedCertificate { reason, .. } = &err else {
+            panic!("{err:?}")
+        };
+        assert!(reason.contains("issuer"), "{reason}");
+        assert!(err.to_string().contains("add_root_certificate"), "{err}");
         let err = Sandbox::builder()
             .add_root_certificate("not a certificate")
             .jupyter(&proxy.url(), "")

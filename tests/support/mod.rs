@@ -5,7 +5,9 @@
 pub mod e2b_plane;
 pub mod e2b_rig;
 pub mod fault_proxy;
+pub mod jupyterhub;
 pub mod listener;
+pub mod nginx;
 pub mod python_server;
 pub mod scripted_ws;
 pub mod tls_proxy;

@@ -73,6 +73,8 @@ pub(crate) struct Link {
     ping_sent: Option<Instant>,
     outage: Option<Outage>,
     reconnects: u64,
+    /// A data frame was read since the last nudge (see [`ConnectionConfig::ack_nudge`]).
+    nudge_due: bool,
 }
 
 impl Link {
@@ -93,6 +95,7 @@ impl Link {
             ping_sent: None,
             outage: None,
             reconnects: 0,
+            nudge_due: false,
         }
     }
 
@@ -223,14 +226,30 @@ impl Link {
                 Ok(m) => {
                     self.last_rx = Instant::now();
                     self.ping_sent = None;
+                    self.nudge_due |= m.is_text() || m.is_binary();
                     return Read::Frame(m);
                 }
                 Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if std::mem::take(&mut self.nudge_due) && self.config.ack_nudge {
+                        self.nudge();
+                    }
                     return Read::Drained;
                 }
                 Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Read::Failed(e),
             }
+        }
+    }
+
+    /// One empty pong after a batch of data frames: its bytes carry a proxy's ACK to the
+    /// server, whose Nagle holds the next frames until then. A failure shows on the next
+    /// read or write.
+    fn nudge(&mut self) {
+        if self
+            .write(Message::Pong(Vec::new().into()), "nudge")
+            .is_ok()
+        {
+            let _ = self.flush();
         }
     }
 
