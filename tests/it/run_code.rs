@@ -200,6 +200,39 @@ fn large_output_arrives_whole() {
 }
 
 #[test]
+fn an_execution_keeps_the_tail_of_each_stream_and_counts_the_rest() {
+    deadline(|| {
+        let sbx = local();
+        let (mut out, mut err) = (String::new(), String::new());
+        let exec = sbx
+            .code(
+                "import sys\nfor i in range(2000):\n    print(i)\n    print(f'e{i}', file=sys.stderr)",
+            )
+            .max_output(100)
+            .on_stdout(|m| out.push_str(&m.line))
+            .on_stderr(|m| err.push_str(&m.line))
+            .run()
+            .unwrap();
+        let all_out: String = (0..2000).map(|i| format!("{i}\n")).collect();
+        let all_err: String = (0..2000).map(|i| format!("e{i}\n")).collect();
+        assert_eq!((out.as_str(), err.as_str()), (&all_out[..], &all_err[..]));
+        assert_eq!(exec.logs.stdout.concat(), all_out[all_out.len() - 100..]);
+        assert_eq!(exec.logs.stderr.concat(), all_err[all_err.len() - 100..]);
+        assert_eq!(exec.dropped.stdout_bytes, all_out.len() as u64 - 100);
+        assert_eq!(exec.dropped.stderr_bytes, all_err.len() as u64 - 100);
+        assert!(exec.dropped.any());
+
+        // Nothing kept, everything counted; a result that fits is no part of it.
+        let exec = sbx.code("print('hello')\n42").max_output(0).run().unwrap();
+        assert!(exec.logs.stdout.is_empty() && exec.results.is_empty());
+        assert_eq!((exec.dropped.stdout_bytes, exec.dropped.results), (6, 1));
+        let exec = sbx.run_code("print('hello')\n42").unwrap();
+        assert!(!exec.dropped.any());
+        assert_eq!(exec.text(), Some("42"));
+    });
+}
+
+#[test]
 fn calls_from_several_threads_share_one_sandbox() {
     deadline(|| {
         let sbx = local();
