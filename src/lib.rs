@@ -39,6 +39,11 @@
 //! # Ok::<(), e2b_blocking::Error>(())
 //! ```
 //!
+//! The [`Execution`] keeps the last 16 MiB ([`DEFAULT_MAX_OUTPUT`]) of stdout, of stderr and
+//! of rich results, so a flood costs the caller bounded memory; the callbacks see every byte,
+//! [`Execution::dropped`] counts what was left out, and [`CodeBuilder::max_output`] changes the
+//! cap (commands: [`CommandBuilder::max_output`], [`CommandBuilder::retain_output`]).
+//!
 //! A timeout is a deadline: the kernel is interrupted and the call returns [`Error::Timeout`]
 //! once it is idle, or [`Error::InterruptIgnored`] after [`Timeouts::interrupt_grace`] when the
 //! code ignores the interrupt (restart the context, or ask for it with
@@ -124,6 +129,7 @@ mod host;
 mod jupyter;
 mod kernel;
 mod net;
+mod output;
 mod pty;
 mod retry;
 mod sandbox;
@@ -156,6 +162,7 @@ pub use files::watch::{DEFAULT_WATCH_CAPACITY, FsEvent, FsEventKind, WatchBuilde
 pub use files::{Download, EntryInfo, FileType, Files, Upload};
 pub use host::Host;
 pub use jupyter::state::{CloseReason, ConnectionState, ConnectionWatch};
+pub use output::{DEFAULT_MAX_OUTPUT, DroppedOutput};
 pub use pty::{Pty, PtyEnd, PtyEvent, PtyGap, PtyIter, PtyOptions, PtyOutput, PtySize, Terminal};
 pub use sandbox::{Sandbox, SandboxBuilder};
 

@@ -253,8 +253,10 @@ fn ours_stream(a: &Args, out: &mut serde_json::Map<String, Value>) -> Res<()> {
     let _ = sbx.run_code("1")?;
     stream_common(a, out, |code| {
         let (mut bytes, mut msgs) = (0usize, 0usize);
+        // Keeps all of it (over the 16 MiB default cap), as the peers do.
         let exec = sbx
             .code(code)
+            .max_output(usize::MAX)
             .on_stdout(|m| {
                 bytes += m.line.len();
                 msgs += 1;

@@ -453,8 +453,11 @@ e2b_error_code_t e2b_sandbox_jupyter_url(e2b_sandbox_t sandbox,
  * On `E2B_OK`, `*out_json` is the execution as a JSON object: a new string the caller frees
  * with `e2b_string_free()`. Its shape:
  * `{"results": [{"text", "html", "png", …, "is_main_result"}], "logs": {"stdout": [...],
- * "stderr": [...]}, "error": null | {"name", "value", "traceback"}, "execution_count"}`.
- * An exception raised by the code is not a failure: it is the `"error"` field.
+ * "stderr": [...]}, "error": null | {"name", "value", "traceback"}, "execution_count",
+ * "dropped": {"stdout_bytes", "stderr_bytes", "results", "result_bytes"}}`.
+ * An exception raised by the code is not a failure: it is the `"error"` field. The execution
+ * keeps the last 16 MiB of stdout, of stderr and of rich results (the newest that fit);
+ * `"dropped"` counts what it left out (see `"max_output"` of `e2b_run()`).
  * On failure `*out_json` is NULL.
  *
  * # Safety
@@ -473,7 +476,9 @@ e2b_error_code_t e2b_run_code(e2b_sandbox_t sandbox,
  *   call returns `E2B_ERR_TIMEOUT`;
  * - `"language"`: run in the sandbox's default context for this language (default
  *   `"python"`);
- * - `"envs"`: `{"NAME": "value"}` environment variables for this run only.
+ * - `"envs"`: `{"NAME": "value"}` environment variables for this run only;
+ * - `"max_output"`: the most bytes the execution keeps of stdout, of stderr and of rich
+ *   results (each), the last ones; `0` keeps none (default 16 MiB). Callbacks see all of it.
  *
  * `callbacks` may be NULL, as may any of its members; they are called on this thread, see
  * `e2b_output_fn`. A callback returning non-zero ends the run with `E2B_ERR_CALLBACK`.
@@ -632,7 +637,11 @@ e2b_error_code_t e2b_files_make_dir(e2b_sandbox_t sandbox,
  *   the command's process group is killed and the call returns `E2B_ERR_TIMEOUT`;
  * - `"stdin"`: text written to the command's stdin, which is then closed (default: stdin is
  *   `/dev/null`). Written once even across reconnects; a command that ends before reading
- *   it all is `E2B_ERR_OTHER` ("stdin is closed").
+ *   it all is `E2B_ERR_OTHER` ("stdin is closed");
+ * - `"max_output"`: the most bytes the result keeps of stdout, and of stderr, the last ones
+ *   (default 16 MiB);
+ * - `"retain_output"`: `false` keeps none of the output in the result (default `true`).
+ *   Callbacks see all of it either way.
  *
  * `callbacks` may be NULL; of its members only `on_stdout` and `on_stderr` are used (each
  * chunk of output as it arrives, on this thread, see `e2b_output_fn`), `on_result` and
@@ -641,9 +650,11 @@ e2b_error_code_t e2b_files_make_dir(e2b_sandbox_t sandbox,
  *
  * A non-zero exit code is data, not an error: the call returns `E2B_OK`. `out_json` may be
  * NULL if you do not want the result; otherwise on `E2B_OK` it gets
- * `{"stdout": "...", "stderr": "...", "exit_code": 3}` (the whole output; invalid UTF-8
- * replaced by U+FFFD; `exit_code` is negative when a signal ended the command), a new string
- * the caller frees with `e2b_string_free()`, and NULL on failure.
+ * `{"stdout": "...", "stderr": "...", "exit_code": 3, "dropped": {"stdout_bytes": 0,
+ * "stderr_bytes": 0, "results": 0, "result_bytes": 0}}` (the output kept, invalid UTF-8
+ * replaced by U+FFFD; `"dropped"` counts the bytes left out of it; `exit_code` is negative
+ * when a signal ended the command), a new string the caller frees with `e2b_string_free()`,
+ * and NULL on failure.
  *
  * From any thread, concurrently with other calls on the same handle: each running command
  * has a private kernel of its own, apart from the contexts `e2b_run()` uses.
@@ -694,8 +705,9 @@ e2b_error_code_t e2b_commands_kill(e2b_sandbox_t sandbox,
  * `E2B_ERR_CALLBACK`.
  *
  * `out_json` may be NULL; otherwise on `E2B_OK` it gets the same JSON as `e2b_commands_run()`
- * (`{"stdout": ..., "stderr": ..., "exit_code": ...}`), a new string the caller frees with
- * `e2b_string_free()`, and NULL on failure. An unknown pid is `E2B_ERR_PROCESS_NOT_FOUND`.
+ * (`{"stdout": ..., "stderr": ..., "exit_code": ..., "dropped": {...}}`, the last 16 MiB of
+ * each stream), a new string the caller frees with `e2b_string_free()`, and NULL on failure.
+ * An unknown pid is `E2B_ERR_PROCESS_NOT_FOUND`.
  * `e2b_commands_kill()` from another thread ends the command, and this call with
  * `"exit_code": -9`.
  *

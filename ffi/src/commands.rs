@@ -21,7 +21,11 @@ use crate::registry::*;
 ///   the command's process group is killed and the call returns `E2B_ERR_TIMEOUT`;
 /// - `"stdin"`: text written to the command's stdin, which is then closed (default: stdin is
 ///   `/dev/null`). Written once even across reconnects; a command that ends before reading
-///   it all is `E2B_ERR_OTHER` ("stdin is closed").
+///   it all is `E2B_ERR_OTHER` ("stdin is closed");
+/// - `"max_output"`: the most bytes the result keeps of stdout, and of stderr, the last ones
+///   (default 16 MiB);
+/// - `"retain_output"`: `false` keeps none of the output in the result (default `true`).
+///   Callbacks see all of it either way.
 ///
 /// `callbacks` may be NULL; of its members only `on_stdout` and `on_stderr` are used (each
 /// chunk of output as it arrives, on this thread, see `e2b_output_fn`), `on_result` and
@@ -30,9 +34,11 @@ use crate::registry::*;
 ///
 /// A non-zero exit code is data, not an error: the call returns `E2B_OK`. `out_json` may be
 /// NULL if you do not want the result; otherwise on `E2B_OK` it gets
-/// `{"stdout": "...", "stderr": "...", "exit_code": 3}` (the whole output; invalid UTF-8
-/// replaced by U+FFFD; `exit_code` is negative when a signal ended the command), a new string
-/// the caller frees with `e2b_string_free()`, and NULL on failure.
+/// `{"stdout": "...", "stderr": "...", "exit_code": 3, "dropped": {"stdout_bytes": 0,
+/// "stderr_bytes": 0, "results": 0, "result_bytes": 0}}` (the output kept, invalid UTF-8
+/// replaced by U+FFFD; `"dropped"` counts the bytes left out of it; `exit_code` is negative
+/// when a signal ended the command), a new string the caller frees with `e2b_string_free()`,
+/// and NULL on failure.
 ///
 /// From any thread, concurrently with other calls on the same handle: each running command
 /// has a private kernel of its own, apart from the contexts `e2b_run()` uses.
@@ -69,6 +75,12 @@ pub unsafe extern "C" fn e2b_commands_run(
         }
         if let Some(timeout) = opts.timeout_ms {
             command = command.timeout(timeout.map(Duration::from_millis));
+        }
+        if let Some(retain) = opts.retain_output {
+            command = command.retain_output(retain);
+        }
+        if let Some(bytes) = opts.max_output {
+            command = command.max_output(bytes);
         }
         if let Some(cbs) = cbs {
             let ud = UserData(cbs.user_data);

@@ -214,6 +214,8 @@ pub(crate) struct RunJson {
     /// Environment variables of this execution only.
     #[serde(default)]
     pub(crate) envs: BTreeMap<String, String>,
+    /// The most bytes of each stream (and of rich results) the execution keeps.
+    pub(crate) max_output: Option<usize>,
 }
 
 /// Options of `e2b_commands_run`.
@@ -230,6 +232,10 @@ pub(crate) struct CommandJson {
     pub(crate) timeout_ms: Option<Option<u64>>,
     /// Text for the command's stdin, closed after it; absent means `/dev/null`.
     pub(crate) stdin: Option<String>,
+    /// `false` keeps none of the output in the result.
+    pub(crate) retain_output: Option<bool>,
+    /// The most bytes of stdout, and of stderr, the result keeps.
+    pub(crate) max_output: Option<usize>,
 }
 
 /// Options of `e2b_pty_create`; absent keys keep the Rust API's defaults.

@@ -15,8 +15,11 @@ use crate::registry::*;
 /// On `E2B_OK`, `*out_json` is the execution as a JSON object: a new string the caller frees
 /// with `e2b_string_free()`. Its shape:
 /// `{"results": [{"text", "html", "png", …, "is_main_result"}], "logs": {"stdout": [...],
-/// "stderr": [...]}, "error": null | {"name", "value", "traceback"}, "execution_count"}`.
-/// An exception raised by the code is not a failure: it is the `"error"` field.
+/// "stderr": [...]}, "error": null | {"name", "value", "traceback"}, "execution_count",
+/// "dropped": {"stdout_bytes", "stderr_bytes", "results", "result_bytes"}}`.
+/// An exception raised by the code is not a failure: it is the `"error"` field. The execution
+/// keeps the last 16 MiB of stdout, of stderr and of rich results (the newest that fit);
+/// `"dropped"` counts what it left out (see `"max_output"` of `e2b_run()`).
 /// On failure `*out_json` is NULL.
 ///
 /// # Safety
@@ -45,7 +48,9 @@ pub unsafe extern "C" fn e2b_run_code(
 ///   call returns `E2B_ERR_TIMEOUT`;
 /// - `"language"`: run in the sandbox's default context for this language (default
 ///   `"python"`);
-/// - `"envs"`: `{"NAME": "value"}` environment variables for this run only.
+/// - `"envs"`: `{"NAME": "value"}` environment variables for this run only;
+/// - `"max_output"`: the most bytes the execution keeps of stdout, of stderr and of rich
+///   results (each), the last ones; `0` keeps none (default 16 MiB). Callbacks see all of it.
 ///
 /// `callbacks` may be NULL, as may any of its members; they are called on this thread, see
 /// `e2b_output_fn`. A callback returning non-zero ends the run with `E2B_ERR_CALLBACK`.
@@ -87,6 +92,9 @@ pub unsafe extern "C" fn e2b_run(
         }
         if !opts.envs.is_empty() {
             run = run.envs(opts.envs);
+        }
+        if let Some(bytes) = opts.max_output {
+            run = run.max_output(bytes);
         }
         if let Some(cbs) = cbs {
             let ud = UserData(cbs.user_data);

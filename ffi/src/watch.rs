@@ -26,8 +26,9 @@ pub type E2bWatch = u64;
 /// `E2B_ERR_CALLBACK`.
 ///
 /// `out_json` may be NULL; otherwise on `E2B_OK` it gets the same JSON as `e2b_commands_run()`
-/// (`{"stdout": ..., "stderr": ..., "exit_code": ...}`), a new string the caller frees with
-/// `e2b_string_free()`, and NULL on failure. An unknown pid is `E2B_ERR_PROCESS_NOT_FOUND`.
+/// (`{"stdout": ..., "stderr": ..., "exit_code": ..., "dropped": {...}}`, the last 16 MiB of
+/// each stream), a new string the caller frees with `e2b_string_free()`, and NULL on failure.
+/// An unknown pid is `E2B_ERR_PROCESS_NOT_FOUND`.
 /// `e2b_commands_kill()` from another thread ends the command, and this call with
 /// `"exit_code": -9`.
 ///

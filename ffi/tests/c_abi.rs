@@ -173,7 +173,8 @@ fn assert_quickstart_output(out: &str) {
         "listing: [{\"name\":\"hello.txt\",\"path\":\"notes/hello.txt\",\"type\":\"file\",\"size\":13,",
         "cmd stdout: hi\n",
         "cmd stderr: err\n",
-        "command: {\"stdout\":\"hi\\n\",\"stderr\":\"err\\n\",\"exit_code\":3}",
+        "command: {\"stdout\":\"hi\\n\",\"stderr\":\"err\\n\",\"exit_code\":3,\"dropped\":\
+         {\"stdout_bytes\":0,\"stderr_bytes\":0,\"results\":0,\"result_bytes\":0}}",
     ] {
         assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
     }
@@ -297,7 +298,8 @@ fn python_ctypes_quickstart_runs() {
         "after stop: 'still here'",
         "read back: b'bytes \\x00 and text'",
         "missing file: E2B_ERR_FILE_NOT_FOUND",
-        "command: {'stdout': 'hi\\n', 'stderr': 'err\\n', 'exit_code': 3}",
+        "command: {'stdout': 'hi\\n', 'stderr': 'err\\n', 'exit_code': 3, 'dropped': \
+         {'stdout_bytes': 0, 'stderr_bytes': 0, 'results': 0, 'result_bytes': 0}}",
         "command streamed: ['hi\\n']",
         "after destroy: E2B_ERR_CLOSED",
     ] {

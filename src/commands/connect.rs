@@ -19,7 +19,9 @@ impl Commands {
     /// runs (or ended less than a minute ago), by pid (see [`Commands::list`]): from another
     /// thread or process, or after the handle of a [`background`](super::CommandBuilder::background)
     /// command was dropped. Its output starts with what the command printed since it started
-    /// (the last 8 MiB of it), then follows live; [`CommandHandle::wait`] gives its exit code,
+    /// (the last 8 MiB of it), then follows live; the handle keeps the last
+    /// [`DEFAULT_MAX_OUTPUT`](crate::DEFAULT_MAX_OUTPUT) bytes of each stream (use
+    /// [`CommandHandle::output`] to see all of it). [`CommandHandle::wait`] gives its exit code,
     /// [`CommandHandle::kill`] kills it, and [`CommandHandle::send_stdin`] writes to it when it
     /// was started with `stdin(true)`.
     ///
@@ -39,6 +41,7 @@ impl Commands {
             stdin: false,
             background: false,
             follow: Some(pid),
+            max_output: crate::output::DEFAULT_MAX_OUTPUT,
         };
         Running::launch(&self.sandbox, launch, None, None).map(CommandHandle)
     }

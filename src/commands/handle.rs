@@ -19,6 +19,7 @@ use crate::jupyter::delivery::Failure;
 use crate::jupyter::rest;
 use crate::jupyter::wire::{Incoming, Outgoing};
 use crate::kernel::{Kernel, SilentError};
+use crate::output::{DroppedOutput, Tail};
 use crate::sandbox::Sandbox;
 
 /// Why a command ended, kept so that every `wait` can rebuild the same outcome.
@@ -45,7 +46,7 @@ enum Fault {
 }
 
 impl Fault {
-    fn to_error(&self, stdout: &str, stderr: &str) -> Error {
+    fn to_error(&self, stdout: &Tail, stderr: &Tail) -> Error {
         match self {
             Fault::Timeout(after) => Error::Timeout {
                 phase: TimeoutPhase::Command,
@@ -59,8 +60,9 @@ impl Fault {
             Fault::Runner(message) => Error::protocol(message.clone()),
             Fault::Lost(missing) => {
                 let mut partial = Execution::default();
-                partial.logs.stdout.push(stdout.to_string());
-                partial.logs.stderr.push(stderr.to_string());
+                partial.logs.stdout.push(stdout.text().to_string());
+                partial.logs.stderr.push(stderr.text().to_string());
+                partial.dropped = dropped(stdout, stderr);
                 Error::OutputLost {
                     missing: *missing,
                     partial: Box::new(partial),
@@ -82,15 +84,24 @@ impl Fault {
 }
 
 impl Ending {
-    fn to_result(&self, stdout: &str, stderr: &str) -> Result<CommandResult, Error> {
+    fn to_result(&self, stdout: &Tail, stderr: &Tail) -> Result<CommandResult, Error> {
         match self {
             Ending::Exited(code) => Ok(CommandResult {
-                stdout: stdout.to_string(),
-                stderr: stderr.to_string(),
+                stdout: stdout.text().to_string(),
+                stderr: stderr.text().to_string(),
                 exit_code: *code,
+                dropped: dropped(stdout, stderr),
             }),
             Ending::Failed(fault) => Err(fault.to_error(stdout, stderr)),
         }
+    }
+}
+
+fn dropped(stdout: &Tail, stderr: &Tail) -> DroppedOutput {
+    DroppedOutput {
+        stdout_bytes: stdout.dropped(),
+        stderr_bytes: stderr.dropped(),
+        ..DroppedOutput::default()
     }
 }
 
@@ -120,14 +131,15 @@ impl CommandHandle {
         self.0.ending.is_some()
     }
 
-    /// Stdout received so far.
+    /// Stdout received so far: its last [`max_output`](CommandBuilder::max_output) bytes,
+    /// none with [`retain_output(false)`](CommandBuilder::retain_output).
     pub fn stdout(&self) -> &str {
-        &self.0.stdout
+        self.0.stdout.text()
     }
 
-    /// Stderr received so far.
+    /// Stderr received so far, as for [`CommandHandle::stdout`].
     pub fn stderr(&self) -> &str {
-        &self.0.stderr
+        self.0.stderr.text()
     }
 
     /// Waits for the command to end. Bounded by the command's timeout (plus a grace period
@@ -223,8 +235,9 @@ pub(super) struct Running<'a> {
     exit: Option<(i32, String)>,
     start_error: Option<Fault>,
     python_error: Option<String>,
-    stdout: String,
-    stderr: String,
+    /// What the result keeps of the output, each stream as one text.
+    stdout: Tail,
+    stderr: Tail,
     timeout: Option<Duration>,
     backstop: Option<Instant>,
     kill_requested: bool,
@@ -571,9 +584,9 @@ impl<'a> Running<'a> {
                 let text = c["text"].as_str().unwrap_or("").to_string();
                 let is_err = c["name"] == "stderr";
                 if is_err {
-                    self.stderr.push_str(&text);
+                    self.stderr.append(&text);
                 } else {
-                    self.stdout.push_str(&text);
+                    self.stdout.append(&text);
                 }
                 self.notify(is_err, &text);
                 if self.queueing {
@@ -825,6 +838,7 @@ impl<'a> Running<'a> {
             stdin: b.stdin,
             background: b.background,
             follow: None,
+            max_output: if b.retain_output { b.max_output } else { 0 },
         };
         Running::launch(&b.sandbox, launch, b.on_stdout, b.on_stderr)
     }
@@ -874,8 +888,8 @@ impl<'a> Running<'a> {
             exit: None,
             start_error: None,
             python_error: None,
-            stdout: String::new(),
-            stderr: String::new(),
+            stdout: Tail::new(launch.max_output),
+            stderr: Tail::new(launch.max_output),
             timeout: launch.timeout,
             backstop: launch.timeout.map(|t| Instant::now() + t + BACKSTOP),
             kill_requested: false,
@@ -925,4 +939,6 @@ pub(super) struct Launch {
     pub(super) background: bool,
     /// The pid a follower follows; `None` for a command's own cell.
     pub(super) follow: Option<u32>,
+    /// The most bytes of each stream the handle keeps.
+    pub(super) max_output: usize,
 }

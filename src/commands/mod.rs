@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::error::Error;
+use crate::output::{DEFAULT_MAX_OUTPUT, DroppedOutput};
 use crate::sandbox::Sandbox;
 
 use handle::Running;
@@ -35,12 +36,15 @@ type Callback<'a> = Box<dyn FnMut(&str) + Send + 'a>;
 #[non_exhaustive]
 #[must_use = "a non-zero exit code is data; use `.check()` to turn it into an Err"]
 pub struct CommandResult {
-    /// Everything written to stdout (invalid UTF-8 replaced by U+FFFD).
+    /// What the command wrote to stdout, invalid UTF-8 replaced by U+FFFD: all of it, or its
+    /// last [`max_output`](CommandBuilder::max_output) bytes.
     pub stdout: String,
-    /// Everything written to stderr (invalid UTF-8 replaced by U+FFFD).
+    /// What the command wrote to stderr, as for `stdout`.
     pub stderr: String,
     /// The exit code; negative when a signal ended the process (`-9` after a kill).
     pub exit_code: i32,
+    /// What `stdout` and `stderr` do not hold to stay within the cap (the callbacks saw it).
+    pub dropped: DroppedOutput,
 }
 
 impl CommandResult {
@@ -233,6 +237,8 @@ impl Commands {
             timeout: Some(DEFAULT_TIMEOUT),
             stdin: false,
             background: false,
+            retain_output: true,
+            max_output: DEFAULT_MAX_OUTPUT,
             on_stdout: None,
             on_stderr: None,
         }
@@ -252,6 +258,8 @@ pub struct CommandBuilder<'a> {
     timeout: Option<Duration>,
     stdin: bool,
     background: bool,
+    retain_output: bool,
+    max_output: usize,
     on_stdout: Option<Callback<'a>>,
     on_stderr: Option<Callback<'a>>,
 }
@@ -265,6 +273,8 @@ impl std::fmt::Debug for CommandBuilder<'_> {
             .field("timeout", &self.timeout)
             .field("stdin", &self.stdin)
             .field("background", &self.background)
+            .field("retain_output", &self.retain_output)
+            .field("max_output", &self.max_output)
             .finish_non_exhaustive()
     }
 }
@@ -327,6 +337,27 @@ impl<'a> CommandBuilder<'a> {
         self
     }
 
+    /// Whether the result and the handle keep the output. `false` keeps none of it: for
+    /// output that only the callbacks or [`CommandHandle::output`] consume (a server's log,
+    /// a stream piped elsewhere), so a command may print for ever at no memory cost to the
+    /// caller; [`CommandResult::dropped`] still counts it. E2B's SDKs have no such switch
+    /// (their handles keep everything). Defaults to `true`, within
+    /// [`CommandBuilder::max_output`].
+    pub fn retain_output(mut self, retain: bool) -> Self {
+        self.retain_output = retain;
+        self
+    }
+
+    /// The most bytes of stdout, and of stderr, that the result (and
+    /// [`CommandHandle::stdout`]) keeps: the last `bytes` of each stream, since the end of a
+    /// log holds its outcome (the error, the summary) while the start of a flood is more of
+    /// the same. [`CommandResult::dropped`] says how much was left out; the callbacks see
+    /// everything. Defaults to [`DEFAULT_MAX_OUTPUT`](crate::DEFAULT_MAX_OUTPUT), 16 MiB.
+    pub fn max_output(mut self, bytes: usize) -> Self {
+        self.max_output = bytes;
+        self
+    }
+
     /// Called with each piece of stdout as it arrives, on the thread that waits.
     pub fn on_stdout(mut self, f: impl FnMut(&str) + Send + 'a) -> Self {
         self.on_stdout = Some(Box::new(f));
@@ -379,6 +410,7 @@ mod tests {
             stdout: "x".into(),
             stderr: String::new(),
             exit_code: 0,
+            dropped: DroppedOutput::default(),
         };
         assert!(ok.clone().check().is_ok());
         let bad = CommandResult {

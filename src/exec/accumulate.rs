@@ -2,23 +2,53 @@
 
 use crate::exec::models::{Execution, ExecutionError, OutputMessage, RichResult};
 use crate::jupyter::wire::Incoming;
+use crate::output::{DroppedOutput, ResultTail, Tail, json_size};
 
 /// What a message means to the user's callbacks.
 pub(super) enum Event {
     None,
     Stdout(OutputMessage),
     Stderr(OutputMessage),
-    Result(Box<RichResult>),
+    /// A rich result and the size of its MIME bundle.
+    Result(Box<RichResult>, usize),
     Error(ExecutionError),
 }
 
-/// Builds an [`Execution`] from the messages of one request.
-#[derive(Default)]
+/// Builds an [`Execution`] from the messages of one request, keeping the last `cap` bytes of
+/// each stream and of the rich results.
 pub(super) struct Accumulator {
-    pub(super) execution: Execution,
+    execution: Execution,
+    stdout: Tail,
+    stderr: Tail,
+    results: ResultTail<RichResult>,
 }
 
 impl Accumulator {
+    pub(super) fn new(cap: usize) -> Accumulator {
+        Accumulator {
+            execution: Execution::default(),
+            stdout: Tail::new(cap),
+            stderr: Tail::new(cap),
+            results: ResultTail::new(cap),
+        }
+    }
+
+    /// The execution: what was kept, and what was dropped.
+    pub(super) fn finish(self) -> Execution {
+        let (results, dropped_results, dropped_bytes) = self.results.finish();
+        let mut execution = self.execution;
+        execution.dropped = DroppedOutput {
+            stdout_bytes: self.stdout.dropped(),
+            stderr_bytes: self.stderr.dropped(),
+            results: dropped_results,
+            result_bytes: dropped_bytes,
+        };
+        execution.logs.stdout = self.stdout.into_chunks();
+        execution.logs.stderr = self.stderr.into_chunks();
+        execution.results = results;
+        execution
+    }
+
     /// What a message means; [`Accumulator::keep`] then stores it in the execution. The two
     /// steps let the callbacks borrow the output before it is moved into the execution, so
     /// output is never copied (a 64 KiB stream chunk used to be copied twice).
@@ -44,7 +74,7 @@ impl Accumulator {
             }
             "display_data" | "execute_result" => {
                 let r = RichResult::from_bundle(&c["data"], m.msg_type == "execute_result");
-                Event::Result(Box::new(r))
+                Event::Result(Box::new(r), json_size(&c["data"]))
             }
             "error" => Event::Error(error_from(c)),
             "execute_input" => {
@@ -73,9 +103,9 @@ impl Accumulator {
     pub(super) fn keep(&mut self, event: Event) {
         match event {
             Event::None => {}
-            Event::Stdout(m) => self.execution.logs.stdout.push(m.line),
-            Event::Stderr(m) => self.execution.logs.stderr.push(m.line),
-            Event::Result(r) => self.execution.results.push(*r),
+            Event::Stdout(m) => self.stdout.push(m.line),
+            Event::Stderr(m) => self.stderr.push(m.line),
+            Event::Result(r, size) => self.results.push(*r, size),
             Event::Error(e) => self.execution.error = Some(e),
         }
     }

@@ -29,6 +29,7 @@ pub struct CodeBuilder<'a> {
     envs: crate::env_vars::EnvVars,
     timeout: Option<Option<Duration>>,
     restart_on_timeout: bool,
+    max_output: usize,
     on_stdout: Option<Callback<'a, OutputMessage>>,
     on_stderr: Option<Callback<'a, OutputMessage>>,
     on_result: Option<Callback<'a, RichResult>>,
@@ -42,6 +43,7 @@ impl std::fmt::Debug for CodeBuilder<'_> {
             .field("context", &self.context.map(|c| &c.id))
             .field("language", &self.language)
             .field("timeout", &self.timeout)
+            .field("max_output", &self.max_output)
             .finish_non_exhaustive()
     }
 }
@@ -56,6 +58,7 @@ impl<'a> CodeBuilder<'a> {
             envs: Default::default(),
             timeout: None,
             restart_on_timeout: false,
+            max_output: crate::output::DEFAULT_MAX_OUTPUT,
             on_stdout: None,
             on_stderr: None,
             on_result: None,
@@ -108,6 +111,18 @@ impl<'a> CodeBuilder<'a> {
     /// `false`: the kernel is left running the code.
     pub fn restart_on_timeout(mut self, restart: bool) -> Self {
         self.restart_on_timeout = restart;
+        self
+    }
+
+    /// The most bytes of output the [`Execution`] keeps, per stream: the last `bytes` of stdout,
+    /// the last `bytes` of stderr, and the newest rich results that fit in `bytes` (counted by
+    /// the size of their MIME bundles). The tail, because the end of a log holds its outcome
+    /// (the traceback, the summary line) while the start of a flood is more of the same.
+    /// [`Execution::dropped`] says what was left out; the callbacks see everything. `0` keeps
+    /// nothing, for output that only the callbacks consume; `usize::MAX` keeps everything.
+    /// Defaults to [`DEFAULT_MAX_OUTPUT`](crate::DEFAULT_MAX_OUTPUT), 16 MiB.
+    pub fn max_output(mut self, bytes: usize) -> Self {
+        self.max_output = bytes;
         self
     }
 
@@ -206,7 +221,7 @@ impl<'a> CodeBuilder<'a> {
         let kernel = driver.kernel().clone();
         let deadline = timeout.map(|t| Instant::now() + t);
         let grace = self.sandbox.config().timeouts.interrupt_grace;
-        let mut acc = Accumulator::default();
+        let mut acc = Accumulator::new(self.max_output);
         let mut panicked: Option<Error> = None;
         let mut timed_out = false;
         // A callback failed: interrupt the cell unless it ends within SETTLE.
@@ -242,7 +257,7 @@ impl<'a> CodeBuilder<'a> {
                 }
                 Err(stop) => {
                     let phase = (TimeoutPhase::Execution, timeout.unwrap_or_default());
-                    return Err(stop.into_error(&kernel.id, phase, || acc.execution));
+                    return Err(stop.into_error(&kernel.id, phase, || acc.finish()));
                 }
             };
             for m in ready {
@@ -258,14 +273,15 @@ impl<'a> CodeBuilder<'a> {
                 acc.keep(event);
             }
             if driver.finished() {
+                let mut execution = acc.finish();
                 if driver.lost() > 0 {
-                    return Err(output_lost(Some(driver.lost()), acc.execution));
+                    return Err(output_lost(Some(driver.lost()), execution));
                 }
-                acc.execution.continuity = driver.continuity();
+                execution.continuity = driver.continuity();
                 return match (panicked, timed_out) {
                     (Some(p), _) => Err(p),
                     (None, true) => Err(timeout_error(timeout)),
-                    (None, false) => Ok(acc.execution),
+                    (None, false) => Ok(execution),
                 };
             }
         }
@@ -314,7 +330,7 @@ impl<'a> CodeBuilder<'a> {
                     .as_mut()
                     .map(|f| catch_unwind(AssertUnwindSafe(|| f(m)))),
             ),
-            Event::Result(r) => (
+            Event::Result(r, _) => (
                 "on_result",
                 self.on_result
                     .as_mut()

@@ -7,6 +7,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::Error;
+use crate::output::DroppedOutput;
 
 /// The outcome of running one cell.
 ///
@@ -16,9 +17,12 @@ use crate::error::Error;
 #[non_exhaustive]
 #[must_use = "an execution may hold an exception in `.error`; use `.check()` to turn it into an Err"]
 pub struct Execution {
-    /// Rich results in arrival order: `display()` calls and the cell's value (the main result).
+    /// Rich results in arrival order: `display()` calls and the cell's value (the main result);
+    /// the newest that fit in the execution's cap
+    /// ([`CodeBuilder::max_output`](crate::CodeBuilder::max_output)).
     pub results: Vec<RichResult>,
-    /// Everything printed to stdout and stderr.
+    /// What was printed to stdout and stderr: the last
+    /// [`max_output`](crate::CodeBuilder::max_output) bytes of each.
     pub logs: Logs,
     /// The exception the cell raised, if any.
     pub error: Option<ExecutionError>,
@@ -26,6 +30,8 @@ pub struct Execution {
     pub execution_count: Option<u32>,
     /// Whether the output is known to be complete despite connection cuts.
     pub continuity: Continuity,
+    /// What the execution did not keep to stay within its cap (the callbacks saw it).
+    pub dropped: DroppedOutput,
 }
 
 /// How sure the SDK is that an [`Execution`]'s output is complete.

@@ -25,9 +25,8 @@ def _install():
     lock = threading.RLock()
     records = collections.OrderedDict()  # parent msg_id -> _Record, oldest first
     seen = collections.OrderedDict()  # parent msg_ids that reached the kernel
-    limits = {"records": 64, "seen": 8192, "bytes": 64 << 20}
-    # Up to 1 MiB of UTF-8 per stream message.
-    split_chars = 256 << 10
+    # "split": characters per stream message, up to 1 MiB of UTF-8.
+    limits = {"records": 64, "seen": 8192, "bytes": 64 << 20, "split": 256 << 10}
     totals = {"bytes": 0}
     # What is numbered: what carries output, and the reply and idle that end an execution.
     # A lost `busy` or `execute_input` carries nothing the client needs, so it is not
@@ -92,12 +91,48 @@ def _install():
         else:
             return None
         text = body.get("text")
-        if not isinstance(text, str) or len(text) <= split_chars:
+        split = limits["split"]
+        if not isinstance(text, str) or len(text) <= split:
             return None
         return [
-            session.msg("stream", dict(body, text=text[i:i + split_chars]), parent=parent_header)
-            for i in range(0, len(text), split_chars)
+            session.msg("stream", dict(body, text=text[i:i + split]), parent=parent_header)
+            for i in range(0, len(text), split)
         ]
+
+    iopub = getattr(get_ipython().kernel, "iopub_thread", None)
+
+    def _lossless(thread):
+        # IOPub is a PUB socket: at its high-water mark (1000 messages per subscriber) it drops
+        # what it is given, the idle that ends an execution and the answer to a replay request
+        # included, and the client then waits for them for ever. ipykernel 7's XPUB can wait
+        # for the subscriber instead, so a flood goes at the pace jupyter_server reads it.
+        try:
+            import zmq
+
+            sock = getattr(thread, "socket", None)
+            if sock is not None and sock.socket_type == zmq.XPUB:
+                sock.setsockopt(zmq.XPUB_NODROP, 1)
+        except Exception:
+            pass
+
+    if iopub is not None and hasattr(iopub, "schedule"):
+        # The socket belongs to the IOPub thread: set it there.
+        iopub.schedule(lambda: _lossless(iopub))
+        # A flush waits for the IOPub thread to have sent what came before, which now goes at
+        # the server's pace: past ipykernel's 10 s, the kernel writes "IOStream.flush timed
+        # out" into the cell's stderr (a 1 GiB print takes ~15 s). Nothing is lost either way.
+        for out in (sys.stdout, sys.stderr):
+            if hasattr(out, "flush_timeout"):
+                out.flush_timeout = 120
+
+    def _io_socket():
+        # The IOPub socket itself when this runs on the IOPub thread (OutStream's flush), else
+        # None. Sending a stream's pieces through the thread's event pipe from the thread
+        # itself fills that pipe (1000 + 1000 events) with no one left to empty it: the
+        # thread blocks for ever, and the kernel's output with it (a 512 MiB print).
+        if iopub is None or threading.current_thread() is not getattr(iopub, "thread", None):
+            return None
+        return getattr(iopub, "socket", None)
 
     def send(stream, msg_or_type, content=None, parent=None, ident=None, buffers=None,
              track=False, header=None, metadata=None):
@@ -106,9 +141,10 @@ def _install():
             # ipykernel batches a fast writer's output into one message per flush, tens of MB
             # for a tight loop. Smaller pieces cross a link that keeps being cut, and a replay
             # (at least one message per answer) stays small too.
+            target = _io_socket() or stream
             msg = None
             for piece in pieces:
-                msg = send(stream, piece, ident=ident, buffers=buffers, track=track,
+                msg = send(target, piece, ident=ident, buffers=buffers, track=track,
                            metadata=metadata)
             return msg
         pid = None

@@ -48,6 +48,54 @@ fn stdout_stderr_and_exit_code_stay_separate() {
 }
 
 #[test]
+fn a_result_keeps_the_tail_of_each_stream_or_none_of_it() {
+    deadline(|| {
+        let sbx = local();
+        let mut seen = String::new();
+        let out = sbx
+            .commands()
+            .cmd("seq 1 20000; echo oops >&2")
+            .max_output(100)
+            .on_stdout(|s| seen.push_str(s))
+            .run()
+            .unwrap();
+        let all: String = (1..=20000).map(|i| format!("{i}\n")).collect();
+        assert!(seen == all, "the callback missed output");
+        assert_eq!(out.stdout, all[all.len() - 100..]);
+        assert_eq!(out.dropped.stdout_bytes, (all.len() - 100) as u64);
+        assert_eq!(
+            (out.stderr.as_str(), out.dropped.stderr_bytes),
+            ("oops\n", 0)
+        );
+
+        // Nothing kept, on the handle either; its output iterator still sees everything.
+        let mut handle = sbx
+            .commands()
+            .cmd("seq 1 1000; echo bad >&2; exit 3")
+            .retain_output(false)
+            .spawn()
+            .unwrap();
+        let streamed: String = handle
+            .output()
+            .filter(|o| !o.is_stderr())
+            .map(|o| o.text().to_string())
+            .collect();
+        assert_eq!(
+            streamed,
+            (1..=1000).map(|i| format!("{i}\n")).collect::<String>()
+        );
+        assert_eq!((handle.stdout(), handle.stderr()), ("", ""));
+        let out = handle.wait().unwrap();
+        assert_eq!(
+            (out.stdout.as_str(), out.stderr.as_str(), out.exit_code),
+            ("", "", 3)
+        );
+        assert_eq!(out.dropped.stdout_bytes, streamed.len() as u64);
+        assert_eq!(out.dropped.stderr_bytes, 4);
+    });
+}
+
+#[test]
 fn callbacks_stream_output_as_it_arrives() {
     deadline(|| {
         let sbx = local();

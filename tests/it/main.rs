@@ -1,7 +1,8 @@
 //! The integration tests that can share one process, in one binary (each binary is ~66 MB of
 //! linking). Tests that need a process of their own stay apart: `lifecycle` counts the
 //! process's threads, `secrets_in_logs` installs the global logger, `isolation` and
-//! `local_venv_rebuild` set environment variables, and `soak` runs long under heavy load.
+//! `local_venv_rebuild` set environment variables, `output_memory` measures the process's peak
+//! memory, and `soak` runs long under heavy load.
 
 #[path = "../support/mod.rs"]
 mod support;

@@ -1,6 +1,6 @@
 //! Rich results from real plotting and data libraries, installed into the local sandbox's venv.
 
-use crate::support::{deadline, init_logs};
+use crate::support::{deadline, init_logs, local};
 use e2b_blocking::{Chart, ChartValue, LocalOptions, Sandbox};
 
 #[test]
@@ -87,6 +87,43 @@ fn a_matplotlib_line_chart_is_typed() {
         assert_eq!(
             line.elements[0].points,
             [(n(1.0), n(4.0)), (n(2.0), n(5.0)), (n(3.0), n(6.0))]
+        );
+    });
+}
+
+/// Rich results count against the execution's cap too: it keeps the newest that fit (the main
+/// result, which comes last, among them) and counts the others, which `on_result` still saw.
+#[test]
+fn an_execution_keeps_the_newest_rich_results_that_fit_its_cap() {
+    deadline(|| {
+        let sbx = local();
+        let mut seen = 0;
+        let exec = sbx
+            .code(
+                "import base64\nfrom IPython.display import display\n\
+                 for i in range(40):\n    \
+                 display({'image/png': base64.b64encode(bytes([i]) * (192 << 10)).decode()}, raw=True)\n\
+                 'done'",
+            )
+            .max_output(1 << 20)
+            .on_result(|_| seen += 1)
+            .run()
+            .unwrap();
+        assert_eq!(seen, 41);
+        assert_eq!(exec.text(), Some("'done'"));
+        let kept: Vec<u8> = exec
+            .results
+            .iter()
+            .filter_map(|r| r.png_bytes().unwrap())
+            .map(|png| png[0])
+            .collect();
+        // Each image is 256 KiB of base64: three fit in 1 MiB beside the main result.
+        assert_eq!(kept, [37, 38, 39]);
+        assert_eq!(exec.dropped.results, 37);
+        assert!(exec.dropped.result_bytes >= 37 * (256 << 10));
+        assert_eq!(
+            (exec.dropped.stdout_bytes, exec.dropped.stderr_bytes),
+            (0, 0)
         );
     });
 }

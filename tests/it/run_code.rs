@@ -200,6 +200,99 @@ fn large_output_arrives_whole() {
 }
 
 #[test]
+fn an_execution_keeps_the_tail_of_each_stream_and_counts_the_rest() {
+    deadline(|| {
+        let sbx = local();
+        let (mut out, mut err) = (String::new(), String::new());
+        let exec = sbx
+            .code(
+                "import sys\nfor i in range(2000):\n    print(i)\n    print(f'e{i}', file=sys.stderr)",
+            )
+            .max_output(100)
+            .on_stdout(|m| out.push_str(&m.line))
+            .on_stderr(|m| err.push_str(&m.line))
+            .run()
+            .unwrap();
+        let all_out: String = (0..2000).map(|i| format!("{i}\n")).collect();
+        let all_err: String = (0..2000).map(|i| format!("e{i}\n")).collect();
+        assert_eq!((out.as_str(), err.as_str()), (&all_out[..], &all_err[..]));
+        assert_eq!(exec.logs.stdout.concat(), all_out[all_out.len() - 100..]);
+        assert_eq!(exec.logs.stderr.concat(), all_err[all_err.len() - 100..]);
+        assert_eq!(exec.dropped.stdout_bytes, all_out.len() as u64 - 100);
+        assert_eq!(exec.dropped.stderr_bytes, all_err.len() as u64 - 100);
+        assert!(exec.dropped.any());
+
+        // Nothing kept, everything counted; a result that fits is no part of it.
+        let exec = sbx.code("print('hello')\n42").max_output(0).run().unwrap();
+        assert!(exec.logs.stdout.is_empty() && exec.results.is_empty());
+        assert_eq!((exec.dropped.stdout_bytes, exec.dropped.results), (6, 1));
+        let exec = sbx.run_code("print('hello')\n42").unwrap();
+        assert!(!exec.dropped.any());
+        assert_eq!(exec.text(), Some("42"));
+    });
+}
+
+/// ipykernel sends a print that was not flushed as one message, which the kernel's hook splits
+/// into 1024 pieces of 256 Ki characters for 256 MiB. The IOPub socket used to drop those past
+/// its 1000-message mark, the end of the execution with them (the call ended in
+/// `InterruptIgnored` at its timeout), and from 512 MiB the kernel's IOPub thread blocked for
+/// good on its own event pipe. Now the pieces go at the pace the server reads them.
+#[test]
+fn a_256_mib_unflushed_print_streams_whole() {
+    deadline(|| {
+        let sbx = local();
+        let mut seen = 0usize;
+        let started = Instant::now();
+        let exec = sbx
+            .code("print('x' * (256 << 20))")
+            .on_stdout(|m| seen += m.line.len())
+            .timeout(Duration::from_secs(120))
+            .run()
+            .unwrap();
+        println!("256 MiB print streamed in {:?}", started.elapsed());
+        let total = (256 << 20) + 1;
+        assert_eq!(seen, total);
+        let kept: usize = exec.logs.stdout.iter().map(String::len).sum();
+        assert!(kept <= e2b_blocking::DEFAULT_MAX_OUTPUT);
+        assert_eq!(exec.dropped.stdout_bytes, (total - kept) as u64);
+        assert!(exec.logs.stdout.concat().ends_with("xx\n"));
+        assert_eq!(sbx.run_code("1 + 1").unwrap().text(), Some("2"));
+    });
+}
+
+/// The same flood in pieces of 1 KiB (the hook's split size lowered), so that a small print
+/// makes far more pieces than IOPub's mark and the IOPub thread's event pipe (1000 + 1000)
+/// hold: 16 MiB in 16384 messages, each of which arrives, in order.
+#[test]
+fn a_print_split_into_thousands_of_messages_arrives_whole_and_in_order() {
+    deadline(|| {
+        let sbx = local();
+        let _ = sbx
+            .run_code("__import__('__e2b_hook').limits['split'] = 1024")
+            .unwrap();
+        let (mut seen, mut messages) = (0usize, 0usize);
+        let exec = sbx
+            .code("print(''.join(f'{i:09d}\\n' for i in range((16 << 20) // 10)))")
+            .on_stdout(|m| {
+                seen += m.line.len();
+                messages += 1;
+            })
+            .max_output(64 << 20)
+            .timeout(Duration::from_secs(120))
+            .run()
+            .unwrap();
+        assert!(messages > 16000, "{messages} messages");
+        let text = exec.logs.stdout.concat();
+        let expected: String = (0..(16 << 20) / 10)
+            .map(|i| format!("{i:09}\n"))
+            .chain(["\n".to_string()])
+            .collect();
+        assert_eq!(seen, expected.len());
+        assert!(text == expected, "the output is not whole and in order");
+    });
+}
+
+#[test]
 fn calls_from_several_threads_share_one_sandbox() {
     deadline(|| {
         let sbx = local();

@@ -178,8 +178,8 @@ class Sandbox:
             self.lib.e2b_bytes_free(data, length)
 
     def run_command(self, cmd, on_stdout=None, cwd=None, timeout_ms=None):
-        """Runs a shell command: {"stdout", "stderr", "exit_code"}. A non-zero exit code is
-        data, not an exception; on_stdout(text) gets output as it arrives."""
+        """Runs a shell command: {"stdout", "stderr", "exit_code", "dropped"}. A non-zero exit
+        code is data, not an exception; on_stdout(text) gets output as it arrives."""
 
         def stdout(data, length, _user_data):
             try:

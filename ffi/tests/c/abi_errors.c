@@ -336,6 +336,17 @@ static void commands_checks(e2b_sandbox_t sbx) {
     CHECK(contains(json, "\"exit_code\":0"));
     e2b_string_free(json);
     json = NULL;
+    /* The result keeps the tail of each stream and counts the rest, or keeps none of it. */
+    CHECK_CODE(e2b_commands_run(sbx, "echo 0123456789", "{\"max_output\": 4}", NULL, &json),
+               E2B_OK);
+    CHECK(contains(json, "\"stdout\":\"789\\n\""));
+    CHECK(contains(json, "\"stdout_bytes\":7"));
+    e2b_string_free(json);
+    CHECK_CODE(e2b_commands_run(sbx, "echo hi", "{\"retain_output\": false}", NULL, &json),
+               E2B_OK);
+    CHECK(contains(json, "\"stdout\":\"\"") && contains(json, "\"stdout_bytes\":3"));
+    e2b_string_free(json);
+    json = NULL;
     CHECK_CODE(e2b_commands_run(sbx, "true", "{\"cwd\": \"no-such-dir\"}", NULL, &json),
                E2B_ERR_FILE_NOT_FOUND);
     CHECK(json == NULL);
@@ -498,6 +509,15 @@ static void with_sandbox(void) {
                        NULL, &json),
                E2B_OK);
     CHECK(contains(json, "\"text\":\"'1'\""));
+    e2b_string_free(json);
+
+    /* The execution keeps the tail of each stream and counts the rest (one write: print()
+     * writes its newline apart, and a slow kernel may send it apart). */
+    CHECK_CODE(e2b_run(sbx, "import sys; sys.stdout.write('0123456789\\n')",
+                       "{\"max_output\": 4}", NULL, &json),
+               E2B_OK);
+    CHECK(contains(json, "\"stdout\":[\"789\\n\"]"));
+    CHECK(contains(json, "\"stdout_bytes\":7"));
     e2b_string_free(json);
 
     /* A callback that returns non-zero stops the run at once and the kernel is usable. */
