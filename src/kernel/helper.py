@@ -99,6 +99,9 @@ def __e2b_fs(op):
             rel = op.get("path") or ""
             return {"entries": [info(os.path.join(rel, n)) for n in sorted(os.listdir(path))]}
         if kind == "remove":
+            # Checked first: on a read-only file system unlink says EROFS even of a missing name.
+            if not os.path.lexists(path):
+                raise FileNotFoundError(path)
             if os.path.isdir(path) and not os.path.islink(path):
                 shutil.rmtree(path)
             else:

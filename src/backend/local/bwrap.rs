@@ -2,9 +2,12 @@
 //! can create namespaces here, resource limits, and a long-lived thread to spawn from.
 //!
 //! The sandbox's view of the file system: `/usr`, `/etc`, `/opt` and `/sys` read-only (with the
-//! usual top-level symlinks), a fresh `/proc`, `/dev` and `/tmp`, the sandbox root writable at
-//! `/home/user`, and the Python it runs bound back read-only. Nothing else of the host is
-//! there: no home directories, no `/root`, no `/run` (and its sockets), no `/var`, no `/mnt`.
+//! usual top-level symlinks), a fresh `/proc` and `/dev`, sized tmpfs at `/tmp` and `/dev/shm`,
+//! the sandbox root writable at `/home/user`, the Python it runs bound back read-only, and `/`
+//! itself read-only. Nothing else of the host is there: no home directories, no `/root`, no
+//! `/run` (and its sockets), no `/var`, no `/mnt`. The environment comes through a descriptor
+//! (`--args`), the seccomp filter likewise (`--seccomp`), and nothing else the SDK's process
+//! holds is inherited (see `child.rs`).
 //!
 //! When the SDK runs as root, bubblewrap itself runs as the unprivileged host user `nobody`
 //! ([`SandboxUser`]): inside its user namespace root maps to host root, which, even without
