@@ -483,7 +483,8 @@ print("flooded")
                 let meta = entry.metadata().unwrap();
                 if meta.is_dir() {
                     todo.push(entry.path());
-                } else {
+                } else if entry.file_name() != "root.img" {
+                    // (root.img is the root's own file system, capped on its own.)
                     assert!(meta.len() < 1 << 20, "{} grew", entry.path().display());
                 }
             }
@@ -548,5 +549,43 @@ fn a_killed_sdks_sandbox_directory_is_removed_at_the_next_start() {
         child.wait().unwrap();
         let _next = local();
         assert!(!dir.exists(), "{} was left", dir.display());
+    });
+}
+
+/// Finding 6: the root's size is capped (where the SDK runs as root, which may mount): a write
+/// past it fails inside, the host's disk is untouched, and nothing stays mounted afterwards.
+#[test]
+fn the_roots_size_is_capped() {
+    deadline(|| {
+        init_logs();
+        let limits = ResourceLimits::new().max_disk_bytes(Some(64 << 20));
+        let sbx = Sandbox::builder()
+            .local_with(LocalOptions::new().resource_limits(limits))
+            .unwrap();
+        let root = sbx.as_local().unwrap().root().to_path_buf();
+        let mounted = || {
+            std::fs::read_to_string("/proc/mounts")
+                .unwrap()
+                .contains(&format!(" {} ", root.display()))
+        };
+        if !nix::unistd::geteuid().is_root() {
+            assert!(!mounted());
+            eprintln!("skipped: only root may mount the root's file system");
+            return;
+        }
+        assert!(mounted(), "{} is not a mount point", root.display());
+        let shell = sh(
+            &sbx,
+            "{ head -c 100M /dev/zero > /home/user/big; } 2>&1 || echo root-full; \
+             ls /home/user; rm /home/user/big; echo small > /home/user/ok && cat /home/user/ok",
+        );
+        assert!(shell.contains("No space left on device"), "{shell}");
+        assert!(shell.contains("root-full"), "{shell}");
+        assert!(shell.ends_with("small\n"), "{shell}");
+        assert!(!shell.contains("lost+found"), "{shell}");
+        assert_eq!(sbx.files().read("ok").unwrap(), "small\n");
+        sbx.kill().unwrap();
+        assert!(!mounted(), "{} stays mounted", root.display());
+        assert!(!root.exists());
     });
 }

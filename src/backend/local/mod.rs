@@ -7,6 +7,7 @@ mod beneath;
 mod bwrap;
 mod cgroup;
 mod child;
+mod disk;
 pub(crate) mod forward;
 mod handle;
 pub(crate) mod python;
@@ -50,8 +51,7 @@ pub enum Isolation {
 ///
 /// Some hold per process (address space, open files), some per sandbox (processes, total
 /// memory, the size of `/tmp` and `/dev/shm`). The process limit holds for root's sandboxes
-/// too, which run as `nobody`. Disk space in the root (`/home/user`) is not limited: it is a
-/// directory of the host's file system.
+/// too, which run as `nobody`. The root's size is capped only where the SDK runs as root.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ResourceLimits {
     pub(crate) max_processes: Option<u32>,
@@ -60,6 +60,7 @@ pub struct ResourceLimits {
     pub(crate) max_open_files: Option<u64>,
     pub(crate) tmp_size: Option<u64>,
     pub(crate) shm_size: Option<u64>,
+    pub(crate) max_disk: Option<u64>,
 }
 
 /// Default of [`ResourceLimits::max_processes`].
@@ -71,6 +72,8 @@ const DEFAULT_MAX_OPEN_FILES: u64 = 4096;
 const DEFAULT_TMP_SIZE: u64 = 1 << 30;
 /// Default of [`ResourceLimits::shm_size_bytes`], Docker's.
 const DEFAULT_SHM_SIZE: u64 = 64 << 20;
+/// Default of [`ResourceLimits::max_disk_bytes`], as an E2B sandbox's disk.
+const DEFAULT_MAX_DISK: u64 = 10 << 30;
 
 impl Default for ResourceLimits {
     fn default() -> Self {
@@ -81,6 +84,7 @@ impl Default for ResourceLimits {
             max_open_files: Some(DEFAULT_MAX_OPEN_FILES),
             tmp_size: Some(DEFAULT_TMP_SIZE),
             shm_size: Some(DEFAULT_SHM_SIZE),
+            max_disk: Some(DEFAULT_MAX_DISK),
         }
     }
 }
@@ -88,7 +92,8 @@ impl Default for ResourceLimits {
 impl ResourceLimits {
     /// The defaults: 1024 processes and threads, the machine's physical memory as each
     /// process's address space, half of it for the whole sandbox, 4096 open files per
-    /// process, a 1 GiB `/tmp` and a 64 MiB `/dev/shm`.
+    /// process, a 1 GiB `/tmp`, a 64 MiB `/dev/shm` and a 10 GiB root (where the SDK runs as
+    /// root).
     pub fn new() -> Self {
         Self::default()
     }
@@ -135,6 +140,17 @@ impl ResourceLimits {
     /// Defaults to 1 GiB. Needs bubblewrap 0.8.0 or later.
     pub fn tmp_size_bytes(mut self, size: Option<u64>) -> Self {
         self.tmp_size = size;
+        self
+    }
+
+    /// Most bytes the sandbox may store in its root (`/home/user`); past it a write fails with
+    /// "No space left on device" instead of filling the host's disk. `None` for no cap.
+    /// Defaults to 10 GiB. Enforced where the SDK runs as root: the root is then an ext4 file
+    /// system in a sparse image file in the sandbox's directory (host disk is used only as
+    /// the sandbox writes), loop-mounted over the root directory; an ordinary user may not
+    /// mount, so there the root is a plain directory and the first sandbox logs a warning.
+    pub fn max_disk_bytes(mut self, max: Option<u64>) -> Self {
+        self.max_disk = max;
         self
     }
 

@@ -31,10 +31,12 @@ pub(crate) fn create(subdirs: &[&str]) -> io::Result<PathBuf> {
     }
 }
 
-/// Removes `dir` and everything in it, after its processes are gone. Directories the sandbox
+/// Removes `dir` and everything in it, after its processes are gone, its root's file system
+/// unmounted first where it has one. Directories the sandbox
 /// made unreadable (`chmod 000`, which stops even their owner from listing them) are opened up
 /// first; links are never followed.
 pub(crate) fn remove(dir: &Path) -> io::Result<()> {
+    super::disk::unmount(&dir.join("root"));
     match fs::remove_dir_all(dir) {
         Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
             open_up(dir);

@@ -12,7 +12,7 @@ use crate::backend::local::cgroup::MemoryCgroup;
 use crate::backend::local::python::{self, Python};
 use crate::backend::local::server_log::{self, ServerLog};
 use crate::backend::local::{Isolation, LocalOptions};
-use crate::backend::local::{child, sandbox_dir};
+use crate::backend::local::{child, disk, sandbox_dir};
 use crate::config::{Secret, Timeouts};
 use crate::error::{Error, TimeoutPhase};
 use crate::net::{Endpoint, Http, Method};
@@ -295,6 +295,9 @@ impl LocalServer {
         }
         env.extend(envs.iter().cloned());
         let python_paths = python::sandbox_paths(python)?;
+        if let Some(size) = options.limits.max_disk {
+            disk::mount_root(dir, size);
+        }
         let user = SandboxUser::for_this_process();
         if let Some(user) = user {
             if let Some(hidden) = python_paths.iter().find(|p| !user.can_reach(p)) {
