@@ -1,7 +1,6 @@
 //! What an attacker's code inside a local sandbox tried, through the public API only, and the
 //! containment each finding now has (one test per finding).
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -10,36 +9,18 @@ use e2b_blocking::{Error, Isolation, LocalOptions, ResourceLimits, Sandbox};
 use super::{out, sh};
 use crate::support::{deadline, init_logs, local};
 
-/// Every process below `root` (by /proc's parent ids).
-fn descendants(root: u32) -> Vec<u32> {
-    let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        if let Some(ppid) = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-            .and_then(|s| s.parse().ok())
-        {
-            children.entry(ppid).or_default().push(pid);
-        }
-    }
-    let (mut out, mut todo) = (vec![root], vec![root]);
-    while let Some(p) = todo.pop() {
-        for &c in children.get(&p).map(Vec::as_slice).unwrap_or(&[]) {
-            out.push(c);
-            todo.push(c);
-        }
-    }
-    out
+/// The sandbox's server (bubblewrap's process) and every process below it.
+fn processes(sbx: &Sandbox) -> Vec<u32> {
+    let root = sbx.as_local().unwrap().pid();
+    std::iter::once(root)
+        .chain(crate::support::descendants(root))
+        .collect()
+}
+
+/// The sandbox's host directory.
+fn sandbox_dir(sbx: &Sandbox) -> std::path::PathBuf {
+    let runtime = sbx.as_local().unwrap().runtime_dir();
+    runtime.parent().unwrap().to_path_buf()
 }
 
 /// Where each open descriptor of `pids` points.
@@ -116,7 +97,7 @@ print("hits", hits)
         assert_eq!(out(&isolated, code), "hits []\n");
         let wanted = host_dir.display().to_string();
         for sbx in [&isolated, &unisolated] {
-            let pids = descendants(sbx.as_local().unwrap().pid());
+            let pids = processes(sbx);
             let links = open_files(&pids);
             assert!(!links.is_empty(), "no descriptor seen at all");
             assert!(!links.contains(&wanted), "{wanted} is open in {pids:?}");
@@ -324,7 +305,7 @@ fn with_internet_access_no_kernel_channel_is_on_the_host_network() {
         }
         assert!(kernels >= 2, "{kernels} connection files");
 
-        let pids = descendants(sbx.as_local().unwrap().pid());
+        let pids = processes(&sbx);
         let links = open_files(&pids);
         assert!(links.iter().any(|l| l.starts_with("socket:[")));
         for (inode, addr) in listening() {
@@ -470,14 +451,7 @@ print("flooded")
         }
         let grown = rss_kib().saturating_sub(before);
         assert!(grown < 32 << 10, "the SDK grew by {grown} KiB");
-        let dir = sbx
-            .as_local()
-            .unwrap()
-            .runtime_dir()
-            .parent()
-            .unwrap()
-            .to_path_buf();
-        let mut todo = vec![dir];
+        let mut todo = vec![sandbox_dir(&sbx)];
         while let Some(d) = todo.pop() {
             for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
                 let meta = entry.metadata().unwrap();
@@ -509,13 +483,7 @@ fn a_killed_sdks_sandbox_directory_is_removed_at_the_next_start() {
     if std::env::var_os(CHILD).is_some() {
         // The child: start a sandbox, say where its directory is, wait to be killed.
         let sbx = local();
-        let dir = sbx
-            .as_local()
-            .unwrap()
-            .runtime_dir()
-            .parent()
-            .unwrap()
-            .to_path_buf();
+        let dir = sandbox_dir(&sbx);
         println!("DIR {}", dir.display());
         std::thread::sleep(Duration::from_secs(600));
         return;
