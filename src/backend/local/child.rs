@@ -96,6 +96,12 @@ pub(crate) fn memory_file(name: &std::ffi::CStr, data: &[u8]) -> io::Result<Owne
     Ok(file.into())
 }
 
+/// Bubblewrap runs on Linux only, and so does what it reads.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn memory_file(_name: &std::ffi::CStr, _data: &[u8]) -> io::Result<OwnedFd> {
+    Err(io::Error::from(io::ErrorKind::Unsupported))
+}
+
 /// The raw numbers of `fds`, for [`only_stdio_and`] and the command line that names them.
 pub(crate) fn raw(fds: &[OwnedFd]) -> Vec<RawFd> {
     fds.iter().map(AsRawFd::as_raw_fd).collect()

@@ -12,7 +12,6 @@ pub(crate) mod forward;
 mod handle;
 pub(crate) mod python;
 mod sandbox_dir;
-#[cfg(target_os = "linux")]
 mod seccomp;
 mod server;
 mod server_log;

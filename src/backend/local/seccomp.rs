@@ -17,7 +17,10 @@ use crate::error::Error;
 
 /// The filter as bubblewrap reads it (an array of `struct sock_filter`), or `None` where this
 /// architecture has none.
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
 pub(crate) fn filter() -> Result<Option<Vec<u8>>, Error> {
     use seccompiler::{BpfProgram, SeccompAction, SeccompFilter};
     let rules = DENIED.iter().map(|&nr| (nr, Vec::new())).collect();
@@ -42,7 +45,10 @@ pub(crate) fn filter() -> Result<Option<Vec<u8>>, Error> {
     Ok(Some(bytes))
 }
 
-#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+#[cfg(not(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+)))]
 pub(crate) fn filter() -> Result<Option<Vec<u8>>, Error> {
     static WARNED: std::sync::Once = std::sync::Once::new();
     WARNED.call_once(|| {
@@ -54,7 +60,10 @@ pub(crate) fn filter() -> Result<Option<Vec<u8>>, Error> {
     Ok(None)
 }
 
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
 const DENIED: &[i64] = &[
     libc::SYS_keyctl,
     libc::SYS_add_key,
