@@ -456,15 +456,24 @@ fn next_token(r: &Response) -> Option<String> {
 /// The spec's `Error` body.
 #[derive(Debug, Deserialize)]
 struct ApiError {
-    code: u16,
+    code: i64,
     #[serde(default)]
     message: String,
 }
 
 impl ApiError {
-    /// The error for one fork that did not start, mapped as an answer of that status.
+    /// The error for one fork that did not start, mapped as an answer of that status; a code
+    /// that is no HTTP status is a [`Error::Protocol`] naming it.
     fn into_error(self, endpoint: &str) -> Error {
-        crate::net::status_error(self.code, endpoint.to_string(), self.message, None)
+        match u16::try_from(self.code) {
+            Ok(status) if (100..600).contains(&status) => {
+                crate::net::status_error(status, endpoint.to_string(), self.message, None)
+            }
+            _ => Error::protocol(format!(
+                "{endpoint}: a fork failed with code {}: {}",
+                self.code, self.message
+            )),
+        }
     }
 }
 

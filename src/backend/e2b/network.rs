@@ -182,8 +182,8 @@ pub struct NetworkInfo {
     pub allow_public_traffic: Option<bool>,
     /// The host the proxy sends instead of the request's.
     pub mask_request_host: Option<String>,
-    /// Ports reached over HTTPS inside the sandbox.
-    pub https_ports: Option<Vec<u16>>,
+    /// Ports reached over HTTPS inside the sandbox, as the API reports them.
+    pub https_ports: Option<Vec<i64>>,
 }
 
 #[cfg(test)]

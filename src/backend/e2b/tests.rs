@@ -856,3 +856,91 @@ fn get_host_names_the_port_under_the_sandbox_domain() {
         E2bBackend::connect(&debug, "ignored", &ConnectOptions::new(), &timeouts()).unwrap();
     assert_eq!(backend.host(3000), "localhost:3000");
 }
+
+/// One result per fork, each error mapped as an answer of its code would be; a paused sandbox
+/// that can only be rebooted is `GuestUnresponsive`.
+#[test]
+fn fork_results_and_resume_refusals_are_typed() {
+    let fake = Fake::start(|req, _| match req.path.as_str() {
+        "/sandboxes/sbx1/fork" => reply(
+            201,
+            &format!(
+                r#"[{{"sandbox":{CREATED}}},{{"error":{{"code":429,"message":"too many"}}}},
+                   {{"error":{{"code":503,"message":"no capacity"}}}},{{"error":{{"code":-1,"message":"odd"}}}},{{}}]"#
+            ),
+        ),
+        "/v2/sandboxes/wedged/connect" => reply(
+            409,
+            r#"{"code":409,"message":"guest agent unresponsive at pause","error_code":"sandbox_snapshot_guest_agent_unresponsive"}"#,
+        ),
+        "/v2/sandboxes/moving/connect" => {
+            reply(409, r#"{"code":409,"message":"still transitioning"}"#)
+        }
+        _ => reply(500, "unexpected"),
+    });
+    let client = E2bClient::new(&config(&fake)).unwrap();
+    let forks = client.fork("sbx1", &ForkOptions::new().count(5)).unwrap();
+    assert_eq!(fake.seen()[0].body, r#"{"count":5}"#);
+    assert_eq!(forks.len(), 5);
+    assert!(matches!(&forks[0], Ok(a) if a.sandbox_id == "sbx1"));
+    assert!(matches!(&forks[1], Err(Error::RateLimited { .. })));
+    assert!(
+        matches!(&forks[2], Err(Error::ServiceBusy { message, .. }) if message == "no capacity")
+    );
+    assert!(matches!(&forks[3], Err(Error::Protocol { .. })));
+    assert!(matches!(&forks[4], Err(Error::Protocol { .. })));
+    assert!(matches!(
+        client.fork("sbx1", &ForkOptions::new().count(21)),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        client.connect("wedged", &ConnectOptions::new()),
+        Err(Error::GuestUnresponsive { sandbox_id }) if sandbox_id == "wedged"
+    ));
+    assert!(matches!(
+        client.connect("moving", &ConnectOptions::new()),
+        Err(Error::Http { status: 409, .. })
+    ));
+}
+
+/// The same paginator serves sandboxes and snapshots: pages follow `X-Next-Token` lazily.
+#[test]
+fn paginators_follow_tokens_lazily() {
+    let fake = Fake::start(|req, _| {
+        let token = req.path.split("nextToken=").nth(1).unwrap_or("");
+        let next = match token {
+            "" => Some("p2"),
+            _ => None,
+        };
+        let headers = next
+            .map(|t| vec![("X-Next-Token", t.to_string())])
+            .unwrap_or_default();
+        let body = if req.path.starts_with("/snapshots") {
+            format!(
+                r#"[{{"snapshotID":"snap-{token}:default","names":["team/snap-{token}:default"]}}]"#
+            )
+        } else {
+            format!("[{INFO}]")
+        };
+        Some((200, headers, body))
+    });
+    let client = E2bClient::new(&config(&fake)).unwrap();
+    let mut snapshots = client.list_snapshots(&SnapshotQuery::new().name("snap"));
+    assert!(
+        fake.seen().is_empty(),
+        "nothing fetched before it is iterated"
+    );
+    let ids: Vec<String> = snapshots.by_ref().map(|s| s.unwrap().snapshot_id).collect();
+    assert_eq!(ids, ["snap-:default", "snap-p2:default"]);
+    assert!(!snapshots.has_next());
+    let paths: Vec<String> = fake.seen().into_iter().map(|r| r.path).collect();
+    assert_eq!(
+        paths,
+        ["/snapshots?name=snap", "/snapshots?name=snap&nextToken=p2"]
+    );
+    let sandboxes: Vec<SandboxInfo> = client
+        .list_paged(&ListQuery::new().order(Order::Descending))
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(sandboxes.len(), 2);
+}
