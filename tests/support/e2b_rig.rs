@@ -352,8 +352,10 @@ pub fn control_plane(gone: Arc<AtomicBool>) -> (ScriptedWs, PlaneLog) {
                 ))
             };
             match (req.method.as_str(), req.path()) {
-                ("POST", "/sandboxes") => Some(HttpAnswer::json(201, &access)),
-                ("POST", p) if p == format!("{path}/connect") => {
+                ("POST", "/sandboxes" | "/v2/sandboxes") => Some(HttpAnswer::json(201, &access)),
+                ("POST", p)
+                    if p == format!("{path}/connect") || p == format!("/v2{path}/connect") =>
+                {
                     if is_gone {
                         not_found()
                     } else {
