@@ -488,7 +488,7 @@ struct ForkResult {
 
 /// A 404 about a sandbox means it does not exist (any more); a 409 whose `error_code` says so,
 /// that it can only be resumed by a reboot.
-fn status_error(r: Response, sandbox_id: Option<&str>) -> Error {
+fn sandbox_error(r: Response, sandbox_id: Option<&str>) -> Error {
     match (r.status, sandbox_id) {
         (404, Some(id)) => Error::SandboxNotFound {
             sandbox_id: id.to_string(),
@@ -504,14 +504,14 @@ fn status_error(r: Response, sandbox_id: Option<&str>) -> Error {
 
 fn ok_json<T: DeserializeOwned>(r: Response, sandbox_id: Option<&str>) -> Result<T, Error> {
     if !r.is_success() {
-        return Err(status_error(r, sandbox_id));
+        return Err(sandbox_error(r, sandbox_id));
     }
     r.json()
 }
 
 fn ok_empty(r: Response, sandbox_id: &str) -> Result<(), Error> {
     if !r.is_success() {
-        return Err(status_error(r, Some(sandbox_id)));
+        return Err(sandbox_error(r, Some(sandbox_id)));
     }
     Ok(())
 }
