@@ -114,8 +114,20 @@ impl E2bBackend {
             return E2bBackend::debug(client, config, timeouts);
         }
         let access = client.create(options)?;
+        let backend = E2bBackend::started(&client, config, access, timeouts)?;
+        Ok(backend.resuming(options.lifecycle.resumes()))
+    }
+
+    /// The backend of a sandbox just made (created or forked), once its Jupyter server
+    /// answers; it kills the sandbox on close. If it cannot be reached, the sandbox is killed
+    /// before the error returns.
+    fn started(
+        client: &E2bClient,
+        config: &E2bConfig,
+        access: SandboxAccess,
+        timeouts: &Timeouts,
+    ) -> Result<E2bBackend, Error> {
         let backend = match E2bBackend::from_access(client.clone(), config, access, true, timeouts)
-            .map(|b| b.resuming(options.lifecycle.resumes()))
         {
             Ok(b) => b,
             Err((e, id)) => {
@@ -158,8 +170,7 @@ impl E2bBackend {
     }
 
     /// Forks sandbox `sandbox_id`: one backend per fork that started and answers (each killed
-    /// on close, as a created sandbox is), or why it did not. A fork that started but never
-    /// answered is killed before its error is returned.
+    /// on close, as a created sandbox is), or why it did not.
     pub(crate) fn fork(
         config: &E2bConfig,
         sandbox_id: &str,
@@ -175,26 +186,7 @@ impl E2bBackend {
         let forks = client.fork(sandbox_id, options)?;
         Ok(forks
             .into_iter()
-            .map(|access| {
-                let backend =
-                    E2bBackend::from_access(client.clone(), config, access?, true, timeouts)
-                        .map_err(|(e, id)| {
-                            if let Err(kill) = client.bounded(timeouts.close).kill(&id) {
-                                log::warn!("could not kill fork {id} after a failed start: {kill}");
-                            }
-                            e
-                        })?;
-                if let Err(e) = backend.wait_ready(timeouts) {
-                    if let Err(kill) = backend.shutdown() {
-                        log::warn!(
-                            "could not kill fork {} after a failed start: {kill}",
-                            backend.id
-                        );
-                    }
-                    return Err(e);
-                }
-                Ok(backend)
-            })
+            .map(|access| E2bBackend::started(&client, config, access?, timeouts))
             .collect())
     }
 
