@@ -352,6 +352,9 @@ pub fn control_plane(
 ) -> (ScriptedWs, PlaneLog) {
     let seen: PlaneLog = Arc::default();
     let log = seen.clone();
+    // A pause and a resume each run whole, one after the other, as E2B's own transitions do:
+    // a resume that came in while a pause was stopping the processes would otherwise be undone.
+    let transition = Mutex::new(());
     let plane = ScriptedWs::start_with(
         Options::new().http_with(move |req| {
             log.lock()
@@ -376,6 +379,7 @@ pub fn control_plane(
             match (req.method.as_str(), req.path()) {
                 ("POST", "/sandboxes" | "/v2/sandboxes") => Some(HttpAnswer::json(201, &access)),
                 ("POST", p) if p == format!("{path}/connect") || p == format!("/v2{path}/connect") => {
+                    let _whole = transition.lock().unwrap();
                     if is_gone {
                         not_found()
                     } else if paused.load(Ordering::SeqCst) {
@@ -387,6 +391,7 @@ pub fn control_plane(
                     }
                 }
                 ("POST", p) if p == format!("{path}/pause") => {
+                    let _whole = transition.lock().unwrap();
                     if is_gone {
                         not_found()
                     } else if paused.swap(true, Ordering::SeqCst) {
