@@ -159,7 +159,9 @@ fn every_call_is_valid_and_parses() {
                 .on_timeout(OnTimeout::Pause)
                 .pause_mode(PauseMode::Filesystem),
         );
-        for options in [E2bOptions::new(), full_options(), filesystem] {
+        // A snapshot is a template: a sandbox starts from one by its id.
+        let from_snapshot = E2bOptions::new().template("team-slug/my-snapshot:default");
+        for options in [E2bOptions::new(), full_options(), filesystem, from_snapshot] {
             let access = client
                 .create(&options)
                 .unwrap_or_else(|e| fail("create", e));
