@@ -24,6 +24,63 @@ pub enum Error {
         sandbox_id: String,
     },
 
+    /// The sandbox is paused (by this handle, another client, or its lifecycle's `on_timeout`
+    /// pause). Nothing runs in it until it is resumed: resume it with
+    /// [`E2bSandbox::resume`](crate::E2bSandbox::resume) (or connect to it by id), or create
+    /// it with [`Lifecycle::auto_resume`](crate::Lifecycle::auto_resume) so that the next call
+    /// resumes it.
+    #[error("sandbox {sandbox_id} is paused: resume it (connect) before using it")]
+    SandboxPaused {
+        /// The sandbox's id.
+        sandbox_id: String,
+    },
+
+    /// The sandbox could not be reached while it is not known to be stopped: E2B's proxy says
+    /// it runs but the port is not open (its network or the service inside is down), or it
+    /// gave another 502. Retrying later may work; [`E2bSandbox::info`](crate::E2bSandbox::info)
+    /// tells the sandbox's state.
+    #[error("sandbox {sandbox_id} is unreachable: {message}")]
+    SandboxUnreachable {
+        /// The sandbox's id.
+        sandbox_id: String,
+        /// What the proxy said.
+        message: String,
+    },
+
+    /// A paused sandbox cannot be resumed with its memory: its snapshot was taken while the
+    /// guest agent (envd) did not answer, and restoring that memory would bring the
+    /// unresponsive agent back. Resume it with
+    /// [`OnResume::Reboot`](crate::OnResume::Reboot), which cold-boots it from disk.
+    #[error(
+        "sandbox {sandbox_id} was paused with an unresponsive guest agent: resume it with OnResume::Reboot"
+    )]
+    GuestUnresponsive {
+        /// The sandbox's id.
+        sandbox_id: String,
+    },
+
+    /// The service refused the call because it is busy right now (HTTP 503): no capacity to
+    /// place a sandbox, or the sandbox's node cannot serve the request yet (a strict pause
+    /// whose guest does not answer). Nothing was changed; the same call may be retried after
+    /// a short wait.
+    #[error("service busy: HTTP 503 from {endpoint}: {message}")]
+    ServiceBusy {
+        /// Method and path of the request.
+        endpoint: String,
+        /// The service's message, shortened.
+        message: String,
+    },
+
+    /// The sandbox's disk is full (HTTP 507). Free space in the sandbox, or create it from a
+    /// template with a larger disk.
+    #[error("not enough space: {endpoint}: {message}")]
+    NotEnoughSpace {
+        /// Method and path of the request.
+        endpoint: String,
+        /// The server's message, shortened.
+        message: String,
+    },
+
     /// A deadline passed. `phase` says which one; for [`TimeoutPhase::Execution`] the kernel was
     /// interrupted and went idle, so it is usable again (when it ignores the interrupt the error
     /// is [`Error::InterruptIgnored`] instead).
@@ -441,7 +498,7 @@ impl Error {
     }
 
     /// True when this handle cannot be used any more ([`Error::Closed`],
-    /// [`Error::SandboxNotFound`]).
+    /// [`Error::SandboxNotFound`]). A paused sandbox is not fatal: it can be resumed.
     pub fn is_fatal(&self) -> bool {
         matches!(self, Error::Closed | Error::SandboxNotFound { .. })
     }

@@ -138,9 +138,12 @@ mod tls;
 mod unix_url;
 
 pub use backend::e2b::{
-    DEFAULT_DOMAIN, DEFAULT_LIFETIME, DEFAULT_TEMPLATE, E2bClient, E2bConfig, E2bOptions,
-    E2bSandbox, ListQuery, MetricsQuery, SandboxAccess, SandboxInfo, SandboxLifecycle,
-    SandboxMetric, SandboxPage, SandboxState,
+    ALL_TRAFFIC, ConnectOptions, DEFAULT_DOMAIN, DEFAULT_LIFETIME, DEFAULT_TEMPLATE, E2bClient,
+    E2bConfig, E2bOptions, E2bSandbox, FileUrlOptions, ForkOptions, Lifecycle, ListQuery,
+    MAX_FORK_COUNT, MetricsQuery, NetworkInfo, NetworkOptions, NetworkUpdate, OnResume, OnTimeout,
+    Order, Paginator, PauseMode, PauseOptions, SandboxAccess, SandboxInfo, SandboxLifecycle,
+    SandboxMetric, SandboxPage, SandboxState, SnapshotInfo, SnapshotOptions, SnapshotQuery,
+    VolumeMount,
 };
 pub use backend::jupyterhub::JupyterHubOptions;
 pub use backend::local::{

@@ -251,7 +251,10 @@ fn no_log_record_carries_the_e2b_access_tokens() {
         // Connecting answers with the tokens too, and the client must still read them.
         let access = E2bClient::new(&config)
             .unwrap()
-            .connect(sbx.sandbox_id(), Duration::from_secs(300))
+            .connect(
+                sbx.sandbox_id(),
+                &e2b_blocking::ConnectOptions::new().lifetime(Duration::from_secs(300)),
+            )
             .unwrap();
         assert_eq!(
             access.envd_access_token.as_ref().map(|t| t.expose_secret()),

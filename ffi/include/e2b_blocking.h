@@ -172,6 +172,29 @@ enum e2b_error_code_t
    */
   E2B_ERR_TERMINAL_NOT_FOUND = 26,
   /**
+   * The E2B sandbox is paused. Resume it (`e2b_sandbox_resume()`, or connect to it by id)
+   * or create it with `"auto_resume": true` in its lifecycle.
+   */
+  E2B_ERR_SANDBOX_PAUSED = 27,
+  /**
+   * The sandbox could not be reached while not known to be stopped (E2B's proxy says its
+   * port is not open). Retrying later may work.
+   */
+  E2B_ERR_SANDBOX_UNREACHABLE = 28,
+  /**
+   * A paused E2B sandbox cannot be resumed with its memory (its guest agent did not answer
+   * when it was paused): resume it with `"on_resume": "reboot"`.
+   */
+  E2B_ERR_GUEST_UNRESPONSIVE = 29,
+  /**
+   * The service is busy right now (HTTP 503); nothing was changed. Retry after a short wait.
+   */
+  E2B_ERR_SERVICE_BUSY = 30,
+  /**
+   * The sandbox's disk is full (HTTP 507).
+   */
+  E2B_ERR_NOT_ENOUGH_SPACE = 31,
+  /**
    * Any other failure; the message says what.
    */
   E2B_ERR_OTHER = 99,
@@ -445,6 +468,116 @@ e2b_error_code_t e2b_sandbox_id(e2b_sandbox_t sandbox,
  */
 e2b_error_code_t e2b_sandbox_jupyter_url(e2b_sandbox_t sandbox,
                                          char **out);
+
+/**
+ * Connects to an existing E2B sandbox by id, resuming it if it is paused, and waits until its
+ * Jupyter server answers; closing the handle leaves the sandbox running unless
+ * `"kill_on_close": true`.
+ *
+ * `options_json` may be NULL or `""`, or a JSON object with the control-plane keys of
+ * `e2b_sandbox_create()` (`"api_key"`, `"domain"`, `"api_url"`, `"sandbox_url"`, `"debug"`,
+ * `"request_timeout_ms"`), `"envs"`, `"timeouts"`, `"binary_framing"`, `"kill_on_close"`, and:
+ * - `"lifetime_ms"`: how long the sandbox lives from now at least (E2B's default 300000);
+ * - `"on_resume"`: `"restore"` (default: memory and kernel state come back) or `"reboot"`
+ *   (cold boot from disk, for `E2B_ERR_GUEST_UNRESPONSIVE`).
+ *
+ * The keys only creating takes (`"template"`, `"lifecycle"`, …) are
+ * `E2B_ERR_INVALID_ARGUMENT`. An unknown or killed sandbox is `E2B_ERR_SANDBOX_NOT_FOUND`.
+ * On success `*out` is the new handle; on failure it is 0.
+ *
+ * # Safety
+ * `sandbox_id` is a NUL-terminated string; `options_json` is NULL or one; `out` is valid for
+ * one write.
+ */
+e2b_error_code_t e2b_sandbox_e2b_connect(const char *sandbox_id,
+                                         const char *options_json,
+                                         e2b_sandbox_t *out);
+
+/**
+ * Pauses an E2B sandbox. `options_json` may be NULL or `""`, or `{"mode": "full" |
+ * "filesystem", "strict": true}` (`"filesystem"` keeps the files only: resuming cold-boots
+ * and kernel state is lost; `"strict"` refuses with `E2B_ERR_SERVICE_BUSY`, leaving it
+ * running, when its guest agent does not answer). `*out_paused` (may be NULL) is 1 when this
+ * call paused it, 0 when it was paused already, which is not an error. Until
+ * `e2b_sandbox_resume()`, calls on the handle fail with `E2B_ERR_SANDBOX_PAUSED` (or resume
+ * it first when it was created with `"auto_resume": true`).
+ *
+ * # Safety
+ * `options_json` is NULL or a NUL-terminated string; `out_paused` is NULL or valid for one
+ * write.
+ */
+e2b_error_code_t e2b_sandbox_pause(e2b_sandbox_t sandbox,
+                                   const char *options_json,
+                                   int *out_paused);
+
+/**
+ * Resumes a paused E2B sandbox (E2B's connect) and waits until it answers again; on a running
+ * one it only makes sure it lives long enough. `options_json` may be NULL or `""`, or
+ * `{"lifetime_ms": …, "on_resume": "restore" | "reboot"}` as for
+ * `e2b_sandbox_e2b_connect()`.
+ *
+ * # Safety
+ * `options_json` is NULL or a NUL-terminated string.
+ */
+e2b_error_code_t e2b_sandbox_resume(e2b_sandbox_t sandbox,
+                                    const char *options_json);
+
+/**
+ * Sets how long an E2B sandbox lives from now, in milliseconds (rounded up to whole
+ * seconds); it can shorten its life as well as extend it.
+ */
+e2b_error_code_t e2b_sandbox_set_timeout(e2b_sandbox_t sandbox,
+                                         uint64_t lifetime_ms);
+
+/**
+ * The E2B sandbox as the control plane sees it now, as a JSON object in `*out` (free it
+ * with `e2b_string_free()`): `"sandbox_id"`, `"template_id"`, `"alias"`, `"state"`
+ * (`"running"`, `"paused"`), `"started_at"`, `"end_at"` (RFC 3339), `"cpu_count"`,
+ * `"memory_mb"`, `"disk_size_mb"`, `"metadata"`, `"envd_version"`, `"lifecycle"`
+ * (`{"on_timeout", "auto_resume"}` or null), `"pause_mode"`, `"envd_unresponsive_at_pause"`,
+ * `"allow_internet_access"`, `"network"` (`{"allow_out", "deny_out", "dns_servers",
+ * "allow_public_traffic", "mask_request_host", "https_ports"}` or null). No access token.
+ *
+ * # Safety
+ * `out` is valid for one write.
+ */
+e2b_error_code_t e2b_sandbox_info(e2b_sandbox_t sandbox,
+                                  char **out);
+
+/**
+ * Takes a persistent snapshot of an E2B sandbox (it keeps running); `*out` is
+ * `{"snapshot_id": …, "names": […]}` (free it with `e2b_string_free()`). Create sandboxes
+ * from it with `"template": <snapshot_id>` in `e2b_sandbox_create()`. `options_json` may be
+ * NULL or `""`, or `{"name": …, "mode": "full" | "filesystem"}`.
+ *
+ * # Safety
+ * `options_json` is NULL or a NUL-terminated string; `out` is valid for one write.
+ */
+e2b_error_code_t e2b_sandbox_snapshot(e2b_sandbox_t sandbox,
+                                      const char *options_json,
+                                      char **out);
+
+/**
+ * Forks the running E2B sandbox `sandbox_id` into `count` new sandboxes (1 to 20) that start
+ * from a checkpoint of it, kernel state included; the source keeps its id and lifetime.
+ * Each fork succeeds or fails on its own: `out_sandboxes[i]` is the handle of fork `i` (0 when
+ * it failed) and `out_codes[i]` its code (`E2B_OK`, or why it did not start or answer, such as
+ * `E2B_ERR_RATE_LIMITED`). The handles kill their sandbox on `e2b_sandbox_destroy()`.
+ *
+ * `options_json` takes the control-plane keys of `e2b_sandbox_create()`, `"envs"`,
+ * `"timeouts"`, `"binary_framing"` and `"lifetime_ms"` (how long each fork lives). The
+ * function's own code is `E2B_OK` when the forks were attempted, even if some failed; any
+ * other code means none was (then every `out_sandboxes[i]` is 0 and `out_codes[i]` that code).
+ *
+ * # Safety
+ * `sandbox_id` is a NUL-terminated string; `options_json` is NULL or one; `out_sandboxes`
+ * and `out_codes` are each valid for `count` writes.
+ */
+e2b_error_code_t e2b_sandbox_fork(const char *sandbox_id,
+                                  const char *options_json,
+                                  size_t count,
+                                  e2b_sandbox_t *out_sandboxes,
+                                  e2b_error_code_t *out_codes);
 
 /**
  * Runs `code` in the sandbox's default Python context and waits for it, with the sandbox's

@@ -81,13 +81,26 @@ pub enum E2bErrorCode {
     /// No terminal has that name, or it has ended (`e2b_pty_connect()`,
     /// `e2b_pty_send_input()`, `e2b_pty_resize()`).
     E2B_ERR_TERMINAL_NOT_FOUND = 26,
+    /// The E2B sandbox is paused. Resume it (`e2b_sandbox_resume()`, or connect to it by id)
+    /// or create it with `"auto_resume": true` in its lifecycle.
+    E2B_ERR_SANDBOX_PAUSED = 27,
+    /// The sandbox could not be reached while not known to be stopped (E2B's proxy says its
+    /// port is not open). Retrying later may work.
+    E2B_ERR_SANDBOX_UNREACHABLE = 28,
+    /// A paused E2B sandbox cannot be resumed with its memory (its guest agent did not answer
+    /// when it was paused): resume it with `"on_resume": "reboot"`.
+    E2B_ERR_GUEST_UNRESPONSIVE = 29,
+    /// The service is busy right now (HTTP 503); nothing was changed. Retry after a short wait.
+    E2B_ERR_SERVICE_BUSY = 30,
+    /// The sandbox's disk is full (HTTP 507).
+    E2B_ERR_NOT_ENOUGH_SPACE = 31,
     /// Any other failure; the message says what.
     E2B_ERR_OTHER = 99,
 }
 
 impl E2bErrorCode {
     /// Every code, for `e2b_error_code_name` and the tests.
-    pub(crate) const ALL: [E2bErrorCode; 28] = [
+    pub(crate) const ALL: [E2bErrorCode; 33] = [
         E2bErrorCode::E2B_OK,
         E2bErrorCode::E2B_ERR_NULL_ARG,
         E2bErrorCode::E2B_ERR_INVALID_UTF8,
@@ -115,6 +128,11 @@ impl E2bErrorCode {
         E2bErrorCode::E2B_ERR_COMMAND_FAILED,
         E2bErrorCode::E2B_ERR_PROCESS_NOT_FOUND,
         E2bErrorCode::E2B_ERR_TERMINAL_NOT_FOUND,
+        E2bErrorCode::E2B_ERR_SANDBOX_PAUSED,
+        E2bErrorCode::E2B_ERR_SANDBOX_UNREACHABLE,
+        E2bErrorCode::E2B_ERR_GUEST_UNRESPONSIVE,
+        E2bErrorCode::E2B_ERR_SERVICE_BUSY,
+        E2bErrorCode::E2B_ERR_NOT_ENOUGH_SPACE,
         E2bErrorCode::E2B_ERR_OTHER,
     ];
 
@@ -148,6 +166,11 @@ impl E2bErrorCode {
             E2bErrorCode::E2B_ERR_COMMAND_FAILED => "E2B_ERR_COMMAND_FAILED\0",
             E2bErrorCode::E2B_ERR_PROCESS_NOT_FOUND => "E2B_ERR_PROCESS_NOT_FOUND\0",
             E2bErrorCode::E2B_ERR_TERMINAL_NOT_FOUND => "E2B_ERR_TERMINAL_NOT_FOUND\0",
+            E2bErrorCode::E2B_ERR_SANDBOX_PAUSED => "E2B_ERR_SANDBOX_PAUSED\0",
+            E2bErrorCode::E2B_ERR_SANDBOX_UNREACHABLE => "E2B_ERR_SANDBOX_UNREACHABLE\0",
+            E2bErrorCode::E2B_ERR_GUEST_UNRESPONSIVE => "E2B_ERR_GUEST_UNRESPONSIVE\0",
+            E2bErrorCode::E2B_ERR_SERVICE_BUSY => "E2B_ERR_SERVICE_BUSY\0",
+            E2bErrorCode::E2B_ERR_NOT_ENOUGH_SPACE => "E2B_ERR_NOT_ENOUGH_SPACE\0",
             E2bErrorCode::E2B_ERR_OTHER => "E2B_ERR_OTHER\0",
         }
     }
@@ -206,6 +229,11 @@ impl From<Error> for FfiError {
             // this conversion), so a panic here is a bug in this library.
             Error::CallbackPanicked { .. } => E2B_ERR_PANIC,
             Error::Closed => E2B_ERR_CLOSED,
+            Error::SandboxPaused { .. } => E2B_ERR_SANDBOX_PAUSED,
+            Error::SandboxUnreachable { .. } => E2B_ERR_SANDBOX_UNREACHABLE,
+            Error::GuestUnresponsive { .. } => E2B_ERR_GUEST_UNRESPONSIVE,
+            Error::ServiceBusy { .. } => E2B_ERR_SERVICE_BUSY,
+            Error::NotEnoughSpace { .. } => E2B_ERR_NOT_ENOUGH_SPACE,
             // Variants added later map here until they get a code of their own.
             #[allow(unreachable_patterns)]
             _ => E2B_ERR_OTHER,

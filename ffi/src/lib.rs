@@ -23,6 +23,8 @@ mod last_error;
 mod registry;
 mod sandbox;
 
+mod lifecycle;
+
 mod callbacks;
 mod run;
 
@@ -46,6 +48,7 @@ pub use error::E2bErrorCode;
 pub use files::*;
 pub use host::*;
 pub use last_error::*;
+pub use lifecycle::*;
 pub use pty::*;
 pub use registry::E2bSandbox;
 pub use run::*;

@@ -8,7 +8,9 @@ use serde::{Deserialize, Deserializer};
 
 use super::error::{E2bErrorCode, FfiError};
 use e2b_blocking::{
-    E2bConfig, E2bOptions, LocalOptions, PtyOptions, PtySize, SandboxBuilder, Timeouts,
+    ConnectOptions, E2bConfig, E2bOptions, ForkOptions, Lifecycle, LocalOptions, NetworkOptions,
+    OnResume, OnTimeout, PauseMode, PauseOptions, PtyOptions, PtySize, SandboxBuilder,
+    SnapshotOptions, Timeouts,
 };
 
 /// Options of `e2b_sandbox_local`.
@@ -74,10 +76,16 @@ pub(crate) struct E2bJson {
     /// The sandbox's own environment variables (the API's `envVars`).
     #[serde(default)]
     sandbox_envs: BTreeMap<String, String>,
+    /// Ignored, as E2B's v2 API does: every sandbox is secured.
     secure: Option<bool>,
     auto_pause: Option<bool>,
     allow_internet_access: Option<bool>,
     allow_public_traffic: Option<bool>,
+    network: Option<NetworkJson>,
+    lifecycle: Option<LifecycleJson>,
+    idempotency_key: Option<String>,
+    /// How a paused sandbox comes back (`e2b_sandbox_e2b_connect()` only).
+    on_resume: Option<OnResumeJson>,
     /// `false` leaves the sandbox running after `e2b_sandbox_destroy()`.
     kill_on_close: Option<bool>,
     /// Environment variables of every context.
@@ -126,24 +134,236 @@ impl E2bJson {
         if let Some(v) = self.lifetime_ms {
             o = o.lifetime(Duration::from_millis(v));
         }
-        if let Some(v) = self.secure {
-            o = o.secure(v);
-        }
         if let Some(v) = self.auto_pause {
             o = o.auto_pause(v);
         }
         if let Some(v) = self.allow_internet_access {
             o = o.allow_internet_access(v);
         }
+        if let Some(v) = &self.network {
+            o = o.network(v.options());
+        }
         if let Some(v) = self.allow_public_traffic {
             o = o.allow_public_traffic(v);
         }
+        if let Some(v) = &self.lifecycle {
+            o = o.lifecycle(v.lifecycle());
+        }
+        if let Some(v) = &self.idempotency_key {
+            o = o.idempotency_key(v);
+        }
         o
+    }
+
+    /// The options of a connect by id; the keys that only creating takes are refused.
+    pub(crate) fn connect_options(&self) -> Result<ConnectOptions, FfiError> {
+        let create_only = [
+            ("template", self.template.is_some()),
+            ("metadata", !self.metadata.is_empty()),
+            ("sandbox_envs", !self.sandbox_envs.is_empty()),
+            ("secure", self.secure.is_some()),
+            ("auto_pause", self.auto_pause.is_some()),
+            (
+                "allow_internet_access",
+                self.allow_internet_access.is_some(),
+            ),
+            ("allow_public_traffic", self.allow_public_traffic.is_some()),
+            ("network", self.network.is_some()),
+            ("lifecycle", self.lifecycle.is_some()),
+            ("idempotency_key", self.idempotency_key.is_some()),
+        ];
+        if let Some((key, _)) = create_only.iter().find(|(_, given)| *given) {
+            return Err(FfiError::new(
+                E2bErrorCode::E2B_ERR_INVALID_ARGUMENT,
+                format!("\"{key}\" applies to creating a sandbox, not to connecting to one"),
+            ));
+        }
+        Ok(ResumeJson {
+            lifetime_ms: self.lifetime_ms,
+            on_resume: self.on_resume,
+        }
+        .options())
     }
 
     pub(crate) fn kill_on_close(&self) -> Option<bool> {
         self.kill_on_close
     }
+}
+
+/// `"network"` of `e2b_sandbox_create`.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NetworkJson {
+    allow_out: Option<Vec<String>>,
+    deny_out: Option<Vec<String>>,
+    dns_servers: Option<Vec<String>>,
+    allow_public_traffic: Option<bool>,
+    mask_request_host: Option<String>,
+    https_ports: Option<Vec<u16>>,
+}
+
+impl NetworkJson {
+    fn options(&self) -> NetworkOptions {
+        let mut n = NetworkOptions::new();
+        if let Some(v) = &self.allow_out {
+            n = n.allow_out(v.clone());
+        }
+        if let Some(v) = &self.deny_out {
+            n = n.deny_out(v.clone());
+        }
+        if let Some(v) = &self.dns_servers {
+            n = n.dns_servers(v.clone());
+        }
+        if let Some(v) = self.allow_public_traffic {
+            n = n.allow_public_traffic(v);
+        }
+        if let Some(v) = &self.mask_request_host {
+            n = n.mask_request_host(v);
+        }
+        if let Some(v) = &self.https_ports {
+            n = n.https_ports(v.clone());
+        }
+        n
+    }
+}
+
+/// `"on_timeout"` of a lifecycle.
+#[derive(Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum OnTimeoutJson {
+    Kill,
+    Pause,
+}
+
+/// `"mode"` of a pause or snapshot, `"pause_mode"` of a lifecycle.
+#[derive(Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum ModeJson {
+    Full,
+    Filesystem,
+}
+
+impl From<ModeJson> for PauseMode {
+    fn from(m: ModeJson) -> PauseMode {
+        match m {
+            ModeJson::Full => PauseMode::Full,
+            ModeJson::Filesystem => PauseMode::Filesystem,
+        }
+    }
+}
+
+/// `"on_resume"` of a resume or connect.
+#[derive(Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum OnResumeJson {
+    Restore,
+    Reboot,
+}
+
+/// `"lifecycle"` of `e2b_sandbox_create`.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LifecycleJson {
+    on_timeout: Option<OnTimeoutJson>,
+    pause_mode: Option<ModeJson>,
+    auto_resume: Option<bool>,
+}
+
+impl LifecycleJson {
+    fn lifecycle(&self) -> Lifecycle {
+        let mut l = Lifecycle::new();
+        if let Some(t) = self.on_timeout {
+            l = l.on_timeout(match t {
+                OnTimeoutJson::Kill => OnTimeout::Kill,
+                OnTimeoutJson::Pause => OnTimeout::Pause,
+            });
+        }
+        if let Some(m) = self.pause_mode {
+            l = l.pause_mode(m.into());
+        }
+        if let Some(r) = self.auto_resume {
+            l = l.auto_resume(r);
+        }
+        l
+    }
+}
+
+/// Options of `e2b_sandbox_pause`.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PauseJson {
+    mode: Option<ModeJson>,
+    #[serde(default)]
+    strict: bool,
+}
+
+impl PauseJson {
+    pub(crate) fn options(&self) -> PauseOptions {
+        let o = PauseOptions::new().strict(self.strict);
+        match self.mode {
+            Some(m) => o.mode(m.into()),
+            None => o,
+        }
+    }
+}
+
+/// Options of `e2b_sandbox_resume`.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ResumeJson {
+    lifetime_ms: Option<u64>,
+    on_resume: Option<OnResumeJson>,
+}
+
+impl ResumeJson {
+    pub(crate) fn options(&self) -> ConnectOptions {
+        let mut o = ConnectOptions::new();
+        if let Some(ms) = self.lifetime_ms {
+            o = o.lifetime(Duration::from_millis(ms));
+        }
+        if let Some(OnResumeJson::Reboot) = self.on_resume {
+            o = o.on_resume(OnResume::Reboot);
+        }
+        o
+    }
+}
+
+/// Options of `e2b_sandbox_snapshot`.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SnapshotJson {
+    name: Option<String>,
+    mode: Option<ModeJson>,
+}
+
+impl SnapshotJson {
+    pub(crate) fn options(&self) -> SnapshotOptions {
+        let mut o = SnapshotOptions::new();
+        if let Some(n) = &self.name {
+            o = o.name(n);
+        }
+        if let Some(m) = self.mode {
+            o = o.mode(m.into());
+        }
+        o
+    }
+}
+
+/// The fork options of `e2b_sandbox_fork`'s JSON (the rest is `e2b_sandbox_create`'s control
+/// plane keys).
+pub(crate) fn fork_options(opts: &E2bJson, count: u32) -> Result<ForkOptions, FfiError> {
+    opts.connect_options()?;
+    if opts.on_resume.is_some() {
+        return Err(FfiError::new(
+            E2bErrorCode::E2B_ERR_INVALID_ARGUMENT,
+            "\"on_resume\" applies to connecting, not to forking",
+        ));
+    }
+    let mut o = ForkOptions::new().count(count);
+    if let Some(ms) = opts.lifetime_ms {
+        o = o.lifetime(Duration::from_millis(ms));
+    }
+    Ok(o)
 }
 
 /// A sandbox builder with the options every constructor takes; `binary_framing` only for
@@ -372,6 +592,10 @@ mod tests {
                 r#"{"api_key": "k", "api_url": "http://127.0.0.1:9", "template": "t",
                     "lifetime_ms": 60000, "metadata": {"m": "1"}, "sandbox_envs": {"S": "2"},
                     "secure": false, "kill_on_close": false, "envs": {"A": "3"},
+                    "network": {"deny_out": ["0.0.0.0/0"], "https_ports": [3000]},
+                    "lifecycle": {"on_timeout": "pause", "pause_mode": "full",
+                                  "auto_resume": true},
+                    "idempotency_key": "k-1",
                     "timeouts": {"connect_ms": 10}}"#,
             ),
             "E2B options",
@@ -382,7 +606,18 @@ mod tests {
             .lifetime(Duration::from_secs(60))
             .metadata([("m", "1")])
             .envs([("S", "2")])
-            .secure(false);
+            .network(
+                NetworkOptions::new()
+                    .deny_out(["0.0.0.0/0"])
+                    .https_ports([3000]),
+            )
+            .lifecycle(
+                Lifecycle::new()
+                    .on_timeout(OnTimeout::Pause)
+                    .pause_mode(PauseMode::Full)
+                    .auto_resume(true),
+            )
+            .idempotency_key("k-1");
         assert_eq!(o.options(), expected);
         assert_eq!(o.kill_on_close(), Some(false));
         let config = o.config();
@@ -397,6 +632,50 @@ mod tests {
         assert_eq!(o.options(), E2bOptions::default());
         let e = refused(parse::<E2bJson>(Some(r#"{"apikey": "k"}"#), "E2B options"));
         assert_eq!(e.code, E2bErrorCode::E2B_ERR_INVALID_ARGUMENT);
+        for bad in [
+            r#"{"lifecycle": {"on_timeout": "hibernate"}}"#,
+            r#"{"network": {"allowOut": []}}"#,
+            r#"{"on_resume": "later"}"#,
+        ] {
+            let e = refused(parse::<E2bJson>(Some(bad), "E2B options"));
+            assert_eq!(e.code, E2bErrorCode::E2B_ERR_INVALID_ARGUMENT, "{bad}");
+        }
+    }
+
+    #[test]
+    fn connect_and_fork_refuse_what_only_creating_takes() {
+        let o: E2bJson = parse(
+            Some(r#"{"api_key": "k", "lifetime_ms": 1500, "on_resume": "reboot"}"#),
+            "E2B options",
+        )
+        .unwrap();
+        assert_eq!(
+            o.connect_options().unwrap(),
+            ConnectOptions::new()
+                .lifetime(Duration::from_millis(1500))
+                .on_resume(OnResume::Reboot)
+        );
+        assert!(fork_options(&o, 2).is_err(), "on_resume is no fork option");
+        let o: E2bJson = parse(Some(r#"{"template": "t"}"#), "E2B options").unwrap();
+        let e = o.connect_options().unwrap_err();
+        assert!(e.message.contains("template"), "{}", e.message);
+        let o: E2bJson = parse(Some(r#"{"lifetime_ms": 60000}"#), "E2B options").unwrap();
+        assert_eq!(
+            fork_options(&o, 3).unwrap(),
+            ForkOptions::new()
+                .count(3)
+                .lifetime(Duration::from_secs(60))
+        );
+        let p: PauseJson = parse(Some(r#"{"mode": "filesystem", "strict": true}"#), "p").unwrap();
+        assert_eq!(
+            p.options(),
+            PauseOptions::new().mode(PauseMode::Filesystem).strict(true)
+        );
+        let s: SnapshotJson = parse(Some(r#"{"name": "n", "mode": "full"}"#), "s").unwrap();
+        assert_eq!(
+            s.options(),
+            SnapshotOptions::new().name("n").mode(PauseMode::Full)
+        );
     }
 
     #[test]

@@ -42,7 +42,8 @@ impl<T> Handles<T> {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn insert(&self, value: T) -> u64 {
+    /// Puts `value` in the table and returns its new handle.
+    pub(crate) fn insert(&self, value: T) -> u64 {
         let handle = self.next.fetch_add(1, Ordering::Relaxed);
         self.live().insert(handle, Arc::new(value));
         handle

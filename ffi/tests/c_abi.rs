@@ -436,3 +436,45 @@ fn a_missing_tool_fails_with_one_line_saying_what_to_install() {
         assert!(!support::require_tool("cc", CC_HINT).is_empty());
     });
 }
+
+/// An E2B sandbox's life cycle from C (pause, resume, lifetime, info, snapshot, fork, connect
+/// by id) against a scripted control plane and a tokenless jupyter_server standing in for the
+/// sandbox; then the same under valgrind.
+#[test]
+fn c_lifecycle_calls_drive_the_control_plane_also_under_valgrind() {
+    let jupyter = support::python_server::PythonServer::tokenless_jupyter();
+    for (name, under_valgrind) in [("lifecycle", false), ("lifecycle_vg", true)] {
+        let (plane, seen) = support::e2b_plane::lifecycle_plane();
+        let exe = compile("tests/c/lifecycle.c", name, false);
+        let api = plane.http_url();
+        let envs = [
+            ("E2B_TEST_API_URL", api.as_str()),
+            ("E2B_TEST_JUPYTER_URL", jupyter.url.as_str()),
+        ];
+        let done = if under_valgrind {
+            support::require_tool("valgrind", VALGRIND_HINT);
+            valgrind(&exe, &envs, VALGRIND_LIMIT)
+        } else {
+            let mut cmd = Command::new(&exe);
+            cmd.envs(envs);
+            run_ok(cmd, RUN_LIMIT)
+        };
+        assert!(
+            done.stdout.contains("lifecycle: all"),
+            "{}",
+            done.describe()
+        );
+        let seen = seen.lock().unwrap().clone();
+        for call in [
+            "POST /v2/sandboxes",
+            "POST /sandboxes/sbx-local/timeout",
+            "POST /sandboxes/sbx-local/pause",
+            "POST /v2/sandboxes/sbx-local/connect",
+            "POST /sandboxes/sbx-local/snapshots",
+            "POST /sandboxes/sbx-local/fork",
+            "DELETE /sandboxes/sbx-local",
+        ] {
+            assert!(seen.iter().any(|s| s == call), "no {call}: {seen:?}");
+        }
+    }
+}

@@ -62,6 +62,13 @@ fn header_declares_every_exported_function() {
         "e2b_sandbox_destroy",
         "e2b_sandbox_id",
         "e2b_sandbox_jupyter_url",
+        "e2b_sandbox_e2b_connect",
+        "e2b_sandbox_pause",
+        "e2b_sandbox_resume",
+        "e2b_sandbox_set_timeout",
+        "e2b_sandbox_info",
+        "e2b_sandbox_snapshot",
+        "e2b_sandbox_fork",
         "e2b_run_code",
         "e2b_run",
         "e2b_files_read",
@@ -99,5 +106,6 @@ fn header_declares_every_exported_function() {
     assert!(header.contains("E2B_ERR_COMMAND_FAILED = 24"));
     assert!(header.contains("E2B_ERR_PROCESS_NOT_FOUND = 25"));
     assert!(header.contains("E2B_ERR_TERMINAL_NOT_FOUND = 26"));
+    assert!(header.contains("E2B_ERR_NOT_ENOUGH_SPACE = 31"));
     assert!(header.contains("typedef uint64_t e2b_terminal_t;"));
 }

@@ -18,6 +18,8 @@ use crate::net::Endpoint;
 pub(crate) enum Liveness {
     Alive,
     Gone,
+    /// The sandbox exists but is paused: nothing answers until it is resumed (E2B).
+    Paused,
     /// The backend could not tell (its own API did not answer).
     Unknown,
 }

@@ -60,6 +60,9 @@ pub(crate) enum Failure {
     SandboxGone {
         sandbox_id: String,
     },
+    SandboxPaused {
+        sandbox_id: String,
+    },
     KernelGone {
         kernel_id: String,
     },
@@ -90,6 +93,9 @@ impl Failure {
         match self {
             Failure::Closed => Error::Closed,
             Failure::SandboxGone { sandbox_id } => Error::SandboxNotFound {
+                sandbox_id: sandbox_id.clone(),
+            },
+            Failure::SandboxPaused { sandbox_id } => Error::SandboxPaused {
                 sandbox_id: sandbox_id.clone(),
             },
             Failure::KernelGone { kernel_id } => Error::KernelNotFound {

@@ -105,6 +105,9 @@ pub(crate) struct Worker {
     pub(crate) seen: Seen,
     /// Requests to write once connected, each with how many writes of it broke the link.
     pub(crate) queued: VecDeque<(Outgoing, u32)>,
+    /// The sandbox was found paused: no reconnect runs until a request comes, which tries once
+    /// more and fails at once while it is still paused.
+    pub(crate) paused: bool,
 }
 
 impl Worker {
@@ -131,6 +134,7 @@ impl Worker {
             routes: Routes::default(),
             seen: Seen::new(SEEN_CAPACITY),
             queued: VecDeque::new(),
+            paused: false,
         }
     }
 
@@ -188,6 +192,14 @@ impl Worker {
             self.send_or_queue(msg, 0);
         } else {
             self.queued.push_back((msg, 0));
+            if self.paused && !self.link.in_outage() {
+                // Resumed since, perhaps: reconnect, asking the backend again if that fails.
+                self.paused = false;
+                let cause = "the sandbox was paused".to_string();
+                if let Err(failure) = self.link.begin_outage(cause, &self.shared.state) {
+                    self.give_up(failure);
+                }
+            }
         }
     }
 
@@ -403,6 +415,15 @@ impl Worker {
 
     fn give_up(&mut self, failure: Failure) {
         let reason = self.link.give_up(&failure);
+        if matches!(failure, Failure::SandboxPaused { .. }) {
+            // Not for good: a resume brings the sandbox back, so no failure is kept and the
+            // next request reconnects (see `submit`).
+            self.paused = true;
+            self.shared.state.set(ConnectionState::Closed { reason });
+            self.routes.fail_all(&failure);
+            self.queued.clear();
+            return;
+        }
         // State first: a caller woken by its failed request must already read `Closed`.
         self.shared.set_failure(failure.clone());
         self.shared.state.set(ConnectionState::Closed { reason });

@@ -172,7 +172,7 @@ impl Http {
                 Some(budget) => budget.saturating_sub(start.elapsed()),
                 None => self.request_timeout,
             };
-            let outcome = self.send_within(method, path, body, timeout);
+            let outcome = self.send_within(method, path, body, &[], timeout);
             if !again(&outcome) {
                 return outcome;
             }
@@ -206,14 +206,17 @@ impl Http {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Response, Error> {
-        self.send_within(method, path, body, self.request_timeout)
+        self.send_within(method, path, body, &[], self.request_timeout)
     }
 
-    fn send_within(
+    /// Sends a request once with `headers` besides the endpoint's, bounded by `timeout`, and
+    /// reads the whole body, whatever the status.
+    pub(crate) fn send_within(
         &self,
         method: Method,
         path: &str,
         body: Option<&Value>,
+        headers: &[(&str, &str)],
         timeout: Duration,
     ) -> Result<Response, Error> {
         let url = self.endpoint.url(path);
@@ -228,11 +231,11 @@ impl Http {
                     Method::Get => self.agent.get(&url),
                     _ => self.agent.delete(&url),
                 };
-                self.headed(req)
-                    .config()
-                    .timeout_global(Some(timeout))
-                    .build()
-                    .call()
+                let mut req = self.headed(req);
+                for (name, value) in headers {
+                    req = req.header(*name, *value);
+                }
+                req.config().timeout_global(Some(timeout)).build().call()
             }
             Method::Post | Method::Put | Method::Patch => {
                 let req = match method {
@@ -241,8 +244,11 @@ impl Http {
                     _ => self.agent.patch(&url),
                 };
                 let body = body.map_or_else(|| "{}".to_string(), Value::to_string);
-                self.headed(req)
-                    .header("Content-Type", "application/json")
+                let mut req = self.headed(req);
+                for (name, value) in headers {
+                    req = req.header(*name, *value);
+                }
+                req.header("Content-Type", "application/json")
                     .config()
                     .timeout_global(Some(timeout))
                     .build()

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 pub(crate) use client::Http;
 pub(crate) use endpoint::Endpoint;
-pub(crate) use response::Response;
+pub(crate) use response::{Response, status_error};
 pub(crate) use rustls_connector::RustlsConnector;
 
 use crate::error::{Error, TimeoutPhase};

@@ -77,25 +77,32 @@ impl Response {
         if let Some(sandbox_id) = self.sandbox_gone() {
             return Error::SandboxNotFound { sandbox_id };
         }
-        match self.status {
-            401 | 403 => Error::Authentication {
-                status: self.status,
-                endpoint: self.endpoint,
-            },
-            429 => Error::RateLimited {
-                retry_after: self.retry_after(),
-                endpoint: self.endpoint,
-            },
-            status => Error::Http {
-                status,
+        if let Some(sandbox_id) = self.proxy_sandbox_id().filter(|_| self.status == 502) {
+            // E2B's proxy answered for the sandbox, but not that it is gone: the port is not
+            // open, or the sandbox could not be routed to.
+            return Error::SandboxUnreachable {
+                sandbox_id,
                 message: self.message(),
-                endpoint: self.endpoint,
-            },
+            };
         }
+        let retry_after = self.retry_after();
+        status_error(
+            self.status,
+            self.endpoint.clone(),
+            self.message(),
+            retry_after,
+        )
+    }
+
+    /// The `error_code` of an E2B API error body, if it has one.
+    pub(crate) fn error_code(&self) -> Option<String> {
+        let v: Value = serde_json::from_slice(&self.body).ok()?;
+        v.get("error_code")?.as_str().map(str::to_string)
     }
 
     /// The sandbox id when this is E2B's sandbox proxy saying the sandbox is gone (`502`
-    /// `{"sandboxId": …, "message": "The sandbox was not found"}`).
+    /// `{"sandboxId": …, "message": "The sandbox was not found"}`): killed, timed out, or
+    /// paused without auto-resume (the proxy cannot tell those apart; the control plane can).
     pub(crate) fn sandbox_gone(&self) -> Option<String> {
         if self.status != 502 {
             return None;
@@ -114,6 +121,13 @@ impl Response {
                 .unwrap_or("")
                 .to_string(),
         )
+    }
+
+    /// The `sandboxId` of a JSON answer E2B's sandbox proxy made itself (not one it passed on
+    /// from the sandbox).
+    fn proxy_sandbox_id(&self) -> Option<String> {
+        let v: Value = serde_json::from_slice(&self.body).ok()?;
+        v.get("sandboxId")?.as_str().map(str::to_string)
     }
 
     /// The server's own message: `message`/`reason` of a JSON body, or the start of the text.
@@ -140,6 +154,37 @@ impl Response {
         }
         serde_json::from_slice(&self.body)
             .map_err(|e| Error::protocol_from(format!("bad JSON from {}", self.endpoint), e))
+    }
+}
+
+/// The error for an answer of `status` from `endpoint` saying `message`: one place for the
+/// statuses every server's answers share, so that an error inside a 2xx body (a fork that did
+/// not start) maps as the same status would.
+pub(crate) fn status_error(
+    status: u16,
+    endpoint: String,
+    message: String,
+    retry_after: Option<Duration>,
+) -> Error {
+    match status {
+        401 | 403 => Error::Authentication { status, endpoint },
+        429 => Error::RateLimited {
+            retry_after,
+            endpoint,
+        },
+        503 => Error::ServiceBusy {
+            message: shorten(&message),
+            endpoint,
+        },
+        507 => Error::NotEnoughSpace {
+            message: shorten(&message),
+            endpoint,
+        },
+        status => Error::Http {
+            status,
+            message: shorten(&message),
+            endpoint,
+        },
     }
 }
 
@@ -187,7 +232,20 @@ mod tests {
         );
         assert!(matches!(
             closed.into_error(),
+            Error::SandboxUnreachable { sandbox_id, message }
+                if sandbox_id == "sbx1" && message.contains("port is not open")
+        ));
+        assert!(matches!(
+            r(502, "<html>bad gateway</html>").into_error(),
             Error::Http { status: 502, .. }
+        ));
+        assert!(matches!(
+            r(503, r#"{"code":503,"message":"no capacity"}"#).into_error(),
+            Error::ServiceBusy { message, .. } if message == "no capacity"
+        ));
+        assert!(matches!(
+            r(507, r#"{"code":507,"message":"disk full"}"#).into_error(),
+            Error::NotEnoughSpace { .. }
         ));
         assert!(
             r(404, r#"{"message":"The sandbox was not found"}"#)

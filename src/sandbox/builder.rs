@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use crate::backend::e2b::{DEFAULT_LIFETIME, E2bBackend, E2bConfig, E2bOptions};
+use crate::backend::e2b::{
+    ConnectOptions, DEFAULT_LIFETIME, E2bBackend, E2bConfig, E2bOptions, ForkOptions,
+};
 use crate::backend::jupyter::JupyterBackend;
 use crate::backend::jupyterhub::{JupyterHubBackend, JupyterHubOptions};
 use crate::backend::local::{LocalBackend, LocalOptions};
@@ -280,11 +282,59 @@ impl SandboxBuilder {
     /// [`Error::SandboxNotFound`] for an unknown or killed sandbox; otherwise as for
     /// [`SandboxBuilder::e2b_with`].
     pub fn e2b_connect(self, config: &E2bConfig, sandbox_id: &str) -> Result<Sandbox, Error> {
+        let options = ConnectOptions::new().lifetime(DEFAULT_LIFETIME);
+        self.e2b_connect_with(config, sandbox_id, &options)
+    }
+
+    /// [`SandboxBuilder::e2b_connect`] with the connect's own options: how long the sandbox
+    /// lives at least, and how a paused one comes back ([`OnResume`](crate::OnResume)).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::GuestUnresponsive`] when the sandbox must be resumed with
+    /// [`OnResume::Reboot`](crate::OnResume::Reboot); otherwise as for
+    /// [`SandboxBuilder::e2b_connect`].
+    pub fn e2b_connect_with(
+        self,
+        config: &E2bConfig,
+        sandbox_id: &str,
+        options: &ConnectOptions,
+    ) -> Result<Sandbox, Error> {
         let config = &self.e2b_config(config);
         let timeouts = self.config.timeouts.clone();
         let sandbox_config = self.config_for(false);
-        let backend = E2bBackend::connect(config, sandbox_id, DEFAULT_LIFETIME, &timeouts)?;
+        let backend = E2bBackend::connect(config, sandbox_id, options, &timeouts)?;
         Sandbox::open(Backends::E2b(Arc::new(backend)), sandbox_config)
+    }
+
+    /// Forks the running E2B sandbox `sandbox_id` (E2B's `fork`): it is checkpointed in place
+    /// (briefly paused; its id and lifetime stay) and [`ForkOptions::count`] new sandboxes
+    /// start from that checkpoint, kernel state included. One result per fork, in order: a
+    /// `Sandbox` (created, so closing it kills it) or why that fork did not start or could not
+    /// be reached. The env vars of the source are not known here: pass them again with
+    /// [`SandboxBuilder::envs`] if code needs them.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] for a count outside 1 to
+    /// [`MAX_FORK_COUNT`](crate::MAX_FORK_COUNT); [`Error::SandboxNotFound`] for an unknown
+    /// source; otherwise as for [`SandboxBuilder::e2b_with`]. Then no fork was attempted.
+    pub fn e2b_fork(
+        self,
+        config: &E2bConfig,
+        sandbox_id: &str,
+        options: &ForkOptions,
+    ) -> Result<Vec<Result<Sandbox, Error>>, Error> {
+        let config = &self.e2b_config(config);
+        let sandbox_config = self.config_for(false);
+        let forks = E2bBackend::fork(config, sandbox_id, options, &sandbox_config.timeouts)?;
+        Ok(forks
+            .into_iter()
+            .map(|fork| {
+                let backend = fork?;
+                Sandbox::open(Backends::E2b(Arc::new(backend)), sandbox_config.clone())
+            })
+            .collect())
     }
 
     /// Starts a local sandbox: a `jupyter server` child process, inside bubblewrap unless

@@ -495,7 +495,7 @@ impl Sandbox {
         }
         match self.inner.backend.get().running() {
             Liveness::Alive => true,
-            Liveness::Gone => false,
+            Liveness::Gone | Liveness::Paused => false,
             Liveness::Unknown => match self.http().send_once(Method::Get, "/api", None) {
                 Ok(r) => r.is_success(),
                 Err(e) => {

@@ -4,7 +4,9 @@
 //! Prism rejects any request that breaks the spec (400/401/422 with an `sl-violations`
 //! header), so every call below that returns `Ok` was a valid request, and its response
 //! (generated from the spec) parsed into this crate's models. The mock runs on a copy of the
-//! spec whose request bodies forbid unknown fields, so a misspelt field name fails too.
+//! spec whose request bodies forbid unknown fields, so a misspelt field name fails too. The
+//! copy also carries what E2B's SDK 2.63 calls beyond the newest published spec
+//! (`tests/spec/e2b-openapi-sdk-2.63.yml`, see `tests/spec/README.md`).
 
 #[path = "../support/prism.rs"]
 mod prism;
@@ -15,7 +17,9 @@ use std::time::Duration;
 
 use crate::support::{TEST_DEADLINE, within};
 use e2b_blocking::{
-    E2bClient, E2bConfig, E2bOptions, Error, ListQuery, MetricsQuery, SandboxState,
+    ALL_TRAFFIC, ConnectOptions, E2bClient, E2bConfig, E2bOptions, Error, ForkOptions, Lifecycle,
+    ListQuery, MetricsQuery, NetworkOptions, NetworkUpdate, OnResume, OnTimeout, Order, PauseMode,
+    PauseOptions, SandboxState, SnapshotOptions, SnapshotQuery,
 };
 use prism::Prism;
 
@@ -24,13 +28,23 @@ fn spec() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/spec/e2b-openapi.yml")
 }
 
-/// Request schemas that get `additionalProperties: false` in the strict copy.
+/// What E2B's SDK 2.63 calls beyond the published spec, transcribed from its client.
+fn overlay() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/spec/e2b-openapi-sdk-2.63.yml")
+}
+
+/// Request schemas that get `additionalProperties: false` in the strict copy: every body this
+/// SDK sends.
 const STRICT_SCHEMAS: &[&str] = &[
-    "NewSandbox",
+    "NewSandboxV2",
     "SandboxNetworkConfig",
+    "SandboxNetworkUpdateConfig",
     "SandboxTimeoutRequest",
     "SandboxRefreshRequest",
-    "ConnectSandbox",
+    "ConnectSandboxV2",
+    "SandboxPauseRequest",
+    "SandboxSnapshotRequest",
+    "SandboxForkRequest",
 ];
 
 /// A copy of the spec whose request schemas refuse unknown properties. Prism follows only
@@ -41,7 +55,9 @@ fn strict_spec() -> PathBuf {
 }
 
 fn write_strict_spec() -> PathBuf {
-    let text = std::fs::read_to_string(spec()).expect("read the E2B spec");
+    let published = std::fs::read_to_string(spec()).expect("read the E2B spec");
+    let additions = std::fs::read_to_string(overlay()).expect("read the SDK 2.63 additions");
+    let text = prism::merge_overlay(&published, &additions);
     for line in text.lines().filter(|l| l.contains("$ref")) {
         assert!(
             line.contains("\"#/") || line.contains("'#/"),
@@ -107,10 +123,23 @@ fn full_options() -> E2bOptions {
         .lifetime(Duration::from_secs(600))
         .metadata([("user", "alice b"), ("app", "x&y=z")])
         .envs([("FOO", "bar")])
-        .secure(true)
-        .auto_pause(false)
         .allow_internet_access(true)
-        .allow_public_traffic(false)
+        .network(
+            NetworkOptions::new()
+                .allow_out(["api.example.com", "8.8.8.8/32"])
+                .deny_out([ALL_TRAFFIC])
+                .dns_servers(["1.1.1.1"])
+                .allow_public_traffic(false)
+                .mask_request_host("${PORT}-app.example.com")
+                .https_ports([3000]),
+        )
+        .lifecycle(
+            Lifecycle::new()
+                .on_timeout(OnTimeout::Pause)
+                .pause_mode(PauseMode::Full)
+                .auto_resume(true),
+        )
+        .idempotency_key("0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0")
 }
 
 /// Every call the SDK makes, on a Prism of its own so that its log holds only these requests:
@@ -122,21 +151,40 @@ fn every_call_is_valid_and_parses() {
         let client = E2bClient::new(&config(&prism)).unwrap();
         let id = "i1a2b3c4d5e6f7g8h9j0";
         let fail = |what: &str, e: Error| -> ! { panic!("{what}: {e:?}\n{}", prism.log_text()) };
+        let mut sent = 0;
+        let mut count = |n: usize| sent += n;
 
-        for options in [E2bOptions::new(), full_options()] {
+        let filesystem = E2bOptions::new().lifecycle(
+            Lifecycle::new()
+                .on_timeout(OnTimeout::Pause)
+                .pause_mode(PauseMode::Filesystem),
+        );
+        // A snapshot is a template: a sandbox starts from one by its id.
+        let from_snapshot = E2bOptions::new().template("team-slug/my-snapshot:default");
+        for options in [E2bOptions::new(), full_options(), filesystem, from_snapshot] {
             let access = client
                 .create(&options)
                 .unwrap_or_else(|e| fail("create", e));
             assert!(!access.sandbox_id.is_empty());
+            count(1);
         }
 
-        let access = client
-            .connect(id, Duration::from_secs(300))
-            .unwrap_or_else(|e| fail("connect", e));
-        assert!(!access.sandbox_id.is_empty());
+        for options in [
+            ConnectOptions::new(),
+            ConnectOptions::new()
+                .lifetime(Duration::from_secs(300))
+                .on_resume(OnResume::Reboot),
+        ] {
+            let access = client
+                .connect(id, &options)
+                .unwrap_or_else(|e| fail("connect", e));
+            assert!(!access.sandbox_id.is_empty());
+            count(1);
+        }
 
         let info = client.get_info(id).unwrap_or_else(|e| fail("get_info", e));
         assert!(!info.started_at.is_empty() && info.cpu_count >= 1);
+        count(1);
 
         let samples = client
             .metrics(id, &MetricsQuery::new())
@@ -151,6 +199,7 @@ fn every_call_is_valid_and_parses() {
                     .end(std::time::SystemTime::now()),
             )
             .unwrap_or_else(|e| fail("metrics in a range", e));
+        count(2);
 
         let page = client
             .list(&ListQuery::new())
@@ -164,11 +213,99 @@ fn every_call_is_valid_and_parses() {
             .metadata([("user", "alice b"), ("app", "x&y=z")])
             .states([SandboxState::Running, SandboxState::Paused])
             .template("code-interpreter-v1")
+            .started_after(hour_ago)
+            .order(Order::Ascending)
             .limit(10)
             .next_token(token);
         client
             .list(&query)
             .unwrap_or_else(|e| fail("list with every filter", e));
+        count(2);
+        // Prism names its one example token on every page: the paginator takes the first
+        // page, then refuses to follow the same token again.
+        let mut pages = client.list_paged(&query);
+        let first = pages
+            .next_page()
+            .expect("a page")
+            .unwrap_or_else(|e| fail("list_paged", e));
+        assert!(!first.is_empty());
+        count(1);
+        assert!(matches!(
+            pages.next_page(),
+            Some(Err(Error::Protocol { .. }))
+        ));
+        count(1);
+        assert!(pages.next_page().is_none());
+
+        for options in [
+            PauseOptions::new(),
+            PauseOptions::new().mode(PauseMode::Filesystem).strict(true),
+        ] {
+            assert!(
+                client
+                    .pause(id, &options)
+                    .unwrap_or_else(|e| fail("pause", e))
+            );
+            count(1);
+        }
+
+        for options in [
+            SnapshotOptions::new(),
+            SnapshotOptions::new()
+                .name("my-snapshot")
+                .mode(PauseMode::Full),
+        ] {
+            let snapshot = client
+                .create_snapshot(id, &options)
+                .unwrap_or_else(|e| fail("create_snapshot", e));
+            assert!(!snapshot.snapshot_id.is_empty());
+            count(1);
+        }
+        let mut snapshots = client.list_snapshots(
+            &SnapshotQuery::new()
+                .sandbox_id(id)
+                .name("my-snapshot:v1")
+                .limit(5),
+        );
+        let first = snapshots
+            .next()
+            .expect("a snapshot")
+            .unwrap_or_else(|e| fail("list_snapshots", e));
+        assert!(!first.snapshot_id.is_empty());
+        count(1);
+        assert!(
+            client
+                .delete_snapshot(&first.snapshot_id)
+                .unwrap_or_else(|e| fail("delete_snapshot", e))
+        );
+        count(1);
+
+        for options in [
+            ForkOptions::new(),
+            ForkOptions::new()
+                .count(3)
+                .lifetime(Duration::from_secs(60)),
+        ] {
+            let forks = client
+                .fork(id, &options)
+                .unwrap_or_else(|e| fail("fork", e));
+            assert!(!forks.is_empty());
+            count(1);
+        }
+
+        for update in [
+            NetworkUpdate::new(),
+            NetworkUpdate::new()
+                .allow_out(["example.com"])
+                .deny_out([ALL_TRAFFIC])
+                .dns_servers(["1.1.1.1"])
+                .allow_internet_access(false),
+        ] {
+            client
+                .update_network(id, &update)
+                .unwrap_or_else(|e| fail("update_network", e));
+            count(1);
+        }
 
         client
             .set_timeout(id, Duration::from_secs(120))
@@ -177,6 +314,7 @@ fn every_call_is_valid_and_parses() {
             .refresh(id, Duration::from_secs(3600))
             .unwrap_or_else(|e| fail("refresh", e));
         assert!(client.kill(id).unwrap_or_else(|e| fail("kill", e)));
+        count(3);
 
         // Prism logs asynchronously; wait for the last request to show up.
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
@@ -190,7 +328,7 @@ fn every_call_is_valid_and_parses() {
             .lines()
             .filter(|l| l.contains("Request received") && !l.contains("/health"))
             .count();
-        assert_eq!(requests, 11, "{log}");
+        assert_eq!(requests, sent, "{log}");
         assert!(
             !log.contains("Violation") && !log.contains("did not pass"),
             "Prism flagged a request:\n{log}"
@@ -210,8 +348,20 @@ fn not_found_is_sandbox_not_found_and_kill_says_false() {
         };
         not_found(client.get_info(id).map(drop), "get_info");
         not_found(
-            client.connect(id, Duration::from_secs(60)).map(drop),
+            client.connect(id, &ConnectOptions::new()).map(drop),
             "connect",
+        );
+        not_found(client.pause(id, &PauseOptions::new()).map(drop), "pause");
+        not_found(
+            client
+                .create_snapshot(id, &SnapshotOptions::new())
+                .map(drop),
+            "create_snapshot",
+        );
+        not_found(client.fork(id, &ForkOptions::new()).map(drop), "fork");
+        not_found(
+            client.update_network(id, &NetworkUpdate::new()),
+            "update_network",
         );
         not_found(
             client.set_timeout(id, Duration::from_secs(60)),
@@ -250,7 +400,7 @@ fn missing_or_rejected_key_is_authentication() {
 }
 
 #[test]
-fn server_errors_are_http_errors_with_the_api_message() {
+fn server_errors_are_typed_with_the_api_message() {
     within(TEST_DEADLINE, || {
         let prism = prism();
         let client = client_preferring(&prism, "code=500");
@@ -258,6 +408,7 @@ fn server_errors_are_http_errors_with_the_api_message() {
             client.get_info("x").map(drop),
             client.create(&E2bOptions::new()).map(drop),
             client.list(&ListQuery::new()).map(drop),
+            client.pause("x", &PauseOptions::new()).map(drop),
         ] {
             match r {
                 Err(Error::Http {
@@ -269,9 +420,31 @@ fn server_errors_are_http_errors_with_the_api_message() {
             }
         }
         let busy = client_preferring(&prism, "code=503");
+        for r in [
+            busy.create(&E2bOptions::new()).map(drop),
+            busy.pause("x", &PauseOptions::new().strict(true)).map(drop),
+            busy.fork("x", &ForkOptions::new()).map(drop),
+            busy.connect("x", &ConnectOptions::new()).map(drop),
+        ] {
+            assert!(matches!(r, Err(Error::ServiceBusy { .. })), "{r:?}");
+        }
+        let limited = client_preferring(&prism, "code=429");
+        for r in [
+            limited.create(&E2bOptions::new()).map(drop),
+            limited.pause("x", &PauseOptions::new()).map(drop),
+            limited.connect("x", &ConnectOptions::new()).map(drop),
+        ] {
+            assert!(matches!(r, Err(Error::RateLimited { .. })), "{r:?}");
+        }
+        // E2B answers 409 to a pause of a paused sandbox: the pause's outcome already holds.
+        let conflict = client_preferring(&prism, "code=409");
         assert!(matches!(
-            busy.create(&E2bOptions::new()),
-            Err(Error::Http { status: 503, .. })
+            conflict.pause("x", &PauseOptions::new()),
+            Ok(false)
+        ));
+        assert!(matches!(
+            conflict.update_network("x", &NetworkUpdate::new()),
+            Err(Error::Http { status: 409, .. })
         ));
     });
 }
@@ -291,8 +464,23 @@ fn random_valid_responses_parse() {
                 .create(&full_options())
                 .unwrap_or_else(|e| fail("create", e));
             client
-                .connect("x", Duration::from_secs(60))
+                .connect("x", &ConnectOptions::new())
                 .unwrap_or_else(|e| fail("connect", e));
+            client
+                .pause("x", &PauseOptions::new())
+                .unwrap_or_else(|e| fail("pause", e));
+            client
+                .create_snapshot("x", &SnapshotOptions::new())
+                .unwrap_or_else(|e| fail("create_snapshot", e));
+            client
+                .fork("x", &ForkOptions::new().count(2))
+                .unwrap_or_else(|e| fail("fork", e));
+            if let Some(Err(e)) = client.list_snapshots(&SnapshotQuery::new()).next() {
+                fail("list_snapshots", e);
+            }
+            if let Some(Err(e)) = client.list_paged(&ListQuery::new()).next() {
+                fail("list_paged", e);
+            }
             client.get_info("x").unwrap_or_else(|e| fail("get_info", e));
             client
                 .metrics("x", &MetricsQuery::new())
@@ -330,15 +518,23 @@ fn prism_rejects_invalid_requests() {
                 .map(str::to_string)
         };
         for (path, body) in [
-            ("/sandboxes", r#"{"templateID": 5}"#),
+            ("/v2/sandboxes", r#"{"templateID": 5}"#),
             (
-                "/sandboxes",
+                "/v2/sandboxes",
                 r#"{"templateID": "t", "envvars": {"A": "1"}}"#,
             ),
-            ("/sandboxes", r#"{"templateID": "t", "timeout": -1}"#),
+            ("/v2/sandboxes", r#"{"templateID": "t", "timeout": 0}"#),
+            ("/v2/sandboxes", r#"{"templateID": "t", "secure": true}"#),
+            (
+                "/v2/sandboxes",
+                r#"{"templateID": "t", "network": {"dnsServer": ["1.1.1.1"]}}"#,
+            ),
             ("/sandboxes/x/refreshes", r#"{"duration": 4000}"#),
             ("/sandboxes/x/timeout", r#"{"timeout": 1, "extra": true}"#),
-            ("/sandboxes/x/connect", r#"{}"#),
+            ("/v2/sandboxes/x/connect", r#"{"onResume": "reboot"}"#),
+            ("/sandboxes/x/pause", r#"{"strict": true}"#),
+            ("/sandboxes/x/fork", r#"{"count": 0}"#),
+            ("/sandboxes/x/snapshots", r#"{"mode": "full"}"#),
         ] {
             let r = post(path, body);
             // A 400 or 401 the spec defines carries the violations in a header; Prism's own
@@ -351,10 +547,18 @@ fn prism_rejects_invalid_requests() {
             );
         }
         let ok = post(
-            "/sandboxes",
+            "/v2/sandboxes",
             r#"{"templateID": "t", "envVars": {"A": "1"}}"#,
         );
         assert_eq!(ok.status().as_u16(), 201, "{:?}", violations(&ok));
+        let bad_key = agent
+            .post(format!("{}/v2/sandboxes", prism.url()))
+            .header("X-API-KEY", "e2b_00")
+            .header("Idempotency-Key", "Not_Lowercase")
+            .header("Content-Type", "application/json")
+            .send(r#"{"templateID": "t"}"#)
+            .expect("Prism answers");
+        assert!(bad_key.status().is_client_error(), "{}", bad_key.status());
         let bad_query = agent
             .get(format!("{}/v2/sandboxes?state=bogus", prism.url()))
             .header("X-API-KEY", "e2b_00")

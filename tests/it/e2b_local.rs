@@ -63,7 +63,10 @@ fn through_the_proxy_every_request_carries_the_routing_headers() {
             assert_eq!(s.subprotocols, None, "{s:?}");
         }
         let plane = rig.plane_requests();
-        assert_eq!(plane.first().map(String::as_str), Some("POST /sandboxes"));
+        assert_eq!(
+            plane.first().map(String::as_str),
+            Some("POST /v2/sandboxes")
+        );
         assert_eq!(
             plane.last().map(String::as_str),
             Some(format!("DELETE /sandboxes/{SANDBOX_ID}").as_str())

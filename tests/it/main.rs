@@ -11,6 +11,7 @@ mod commands;
 mod contexts;
 mod e2b_contract;
 mod e2b_local;
+mod e2b_pause;
 mod faults;
 mod files;
 mod files_paths;

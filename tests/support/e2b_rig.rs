@@ -51,6 +51,8 @@ struct Shared {
     target: SocketAddr,
     sandbox_id: String,
     gone: Arc<AtomicBool>,
+    /// Paused without auto-resume: E2B's proxy answers as for a sandbox that is not there.
+    paused: Arc<AtomicBool>,
     port_open: AtomicBool,
     header_routing: AtomicBool,
     seen: Mutex<Vec<Seen>>,
@@ -66,16 +68,18 @@ pub struct SandboxProxy {
 
 impl SandboxProxy {
     /// Proxies sandbox `sandbox_id`'s port 8888 to `target`.
-    /// `gone` is shared with the control plane: a kill there is seen here.
+    /// `gone` and `paused` are shared with the control plane: a kill or pause there is seen here.
     pub fn start(
         target: SocketAddr,
         sandbox_id: &str,
         gone: Arc<AtomicBool>,
+        paused: Arc<AtomicBool>,
     ) -> io::Result<SandboxProxy> {
         let shared = Arc::new(Shared {
             target,
             sandbox_id: sandbox_id.to_string(),
             gone,
+            paused,
             port_open: AtomicBool::new(true),
             header_routing: AtomicBool::new(true),
             seen: Mutex::new(Vec::new()),
@@ -125,9 +129,7 @@ impl SandboxProxy {
     }
 
     pub fn cut_all(&self) {
-        for s in std::mem::take(&mut *self.shared.live.lock().unwrap()) {
-            let _ = s.shutdown(Shutdown::Both);
-        }
+        self.shared.cut_all();
     }
 
     /// Every request seen so far.
@@ -149,6 +151,17 @@ impl Drop for SandboxProxy {
 impl Shared {
     fn stopping(&self) -> bool {
         self.threads.stopping()
+    }
+
+    fn cut_all(&self) {
+        for s in std::mem::take(&mut *self.live.lock().unwrap()) {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
+
+    /// Killed, or paused: nothing answers for the sandbox.
+    fn unreachable(&self) -> bool {
+        self.gone.load(Ordering::SeqCst) || self.paused.load(Ordering::SeqCst)
     }
 }
 
@@ -221,7 +234,7 @@ fn serve(shared: &Shared, mut client: TcpStream) {
             "Bad Request",
             json!({"message": "Invalid host", "code": 400}),
         )),
-        Some((id, _)) if id != shared.sandbox_id || shared.gone.load(Ordering::SeqCst) => Some((
+        Some((id, _)) if id != shared.sandbox_id || shared.unreachable() => Some((
             502,
             "Bad Gateway",
             json!({"sandboxId": id, "message": "The sandbox was not found", "code": 502}),
@@ -276,7 +289,7 @@ fn serve(shared: &Shared, mut client: TcpStream) {
             live.push(s);
         }
     }
-    if shared.gone.load(Ordering::SeqCst) {
+    if shared.unreachable() {
         let _ = client.shutdown(Shutdown::Both);
         let _ = server.shutdown(Shutdown::Both);
         return;
@@ -325,11 +338,23 @@ fn route(
 /// What the rig's control plane was asked, as "METHOD /target".
 pub type PlaneLog = Arc<Mutex<Vec<String>>>;
 
-/// A control plane for sandbox [`SANDBOX_ID`]: create, connect, get (404 once gone), kill
-/// (which marks it gone through `on_kill`).
-pub fn control_plane(gone: Arc<AtomicBool>) -> (ScriptedWs, PlaneLog) {
+/// What pausing (`true`) or resuming (`false`) the sandbox does besides the control plane's
+/// own state.
+pub type PauseHook = Arc<dyn Fn(bool) + Send + Sync>;
+
+/// A control plane for sandbox [`SANDBOX_ID`]: create, connect (which resumes a paused
+/// sandbox), get (404 once gone; running or paused), pause (409 once paused), kill (which
+/// marks it gone). Pausing and resuming call `on_pause`.
+pub fn control_plane(
+    gone: Arc<AtomicBool>,
+    paused: Arc<AtomicBool>,
+    on_pause: PauseHook,
+) -> (ScriptedWs, PlaneLog) {
     let seen: PlaneLog = Arc::default();
     let log = seen.clone();
+    // A pause and a resume each run whole, one after the other, as E2B's own transitions do:
+    // a resume that came in while a pause was stopping the processes would otherwise be undone.
+    let transition = Mutex::new(());
     let plane = ScriptedWs::start_with(
         Options::new().http_with(move |req| {
             log.lock()
@@ -352,12 +377,31 @@ pub fn control_plane(gone: Arc<AtomicBool>) -> (ScriptedWs, PlaneLog) {
                 ))
             };
             match (req.method.as_str(), req.path()) {
-                ("POST", "/sandboxes") => Some(HttpAnswer::json(201, &access)),
-                ("POST", p) if p == format!("{path}/connect") => {
+                ("POST", "/sandboxes" | "/v2/sandboxes") => Some(HttpAnswer::json(201, &access)),
+                ("POST", p) if p == format!("{path}/connect") || p == format!("/v2{path}/connect") => {
+                    let _whole = transition.lock().unwrap();
                     if is_gone {
                         not_found()
+                    } else if paused.load(Ordering::SeqCst) {
+                        on_pause(false);
+                        paused.store(false, Ordering::SeqCst);
+                        Some(HttpAnswer::json(201, &access))
                     } else {
                         Some(HttpAnswer::json(200, &access))
+                    }
+                }
+                ("POST", p) if p == format!("{path}/pause") => {
+                    let _whole = transition.lock().unwrap();
+                    if is_gone {
+                        not_found()
+                    } else if paused.swap(true, Ordering::SeqCst) {
+                        Some(HttpAnswer::json(
+                            409,
+                            &json!({"code": 409, "message": "sandbox is already paused"}),
+                        ))
+                    } else {
+                        on_pause(true);
+                        Some(HttpAnswer::text(204, ""))
                     }
                 }
                 ("GET", p) if p == path => {
@@ -369,7 +413,8 @@ pub fn control_plane(gone: Arc<AtomicBool>) -> (ScriptedWs, PlaneLog) {
                             &json!({"templateID": "code-interpreter-v1", "sandboxID": SANDBOX_ID,
                                 "clientID": "c", "startedAt": "2026-01-01T00:00:00Z",
                                 "endAt": "2026-01-01T01:00:00Z", "cpuCount": 2, "memoryMB": 512,
-                                "diskSizeMB": 1024, "envdVersion": "0.2.0", "state": "running"}),
+                                "diskSizeMB": 1024, "envdVersion": "0.2.0",
+                                "state": if paused.load(Ordering::SeqCst) { "paused" } else { "running" }}),
                         ))
                     }
                 }
@@ -393,6 +438,16 @@ pub struct Rig {
     pub plane: ScriptedWs,
     pub plane_log: PlaneLog,
     pub gone: Arc<AtomicBool>,
+    pub paused: Arc<AtomicBool>,
+}
+
+/// Sends `signal` to the server `root` and every process under it (its kernels).
+fn signal_tree(root: u32, signal: nix::sys::signal::Signal) {
+    let mut pids = vec![root];
+    pids.extend(super::descendants(root));
+    for pid in pids {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal);
+    }
 }
 
 impl Rig {
@@ -404,14 +459,32 @@ impl Rig {
             .parse()
             .expect("host:port");
         let gone = Arc::new(AtomicBool::new(false));
-        let proxy = SandboxProxy::start(addr, SANDBOX_ID, gone.clone()).expect("proxy starts");
-        let (plane, plane_log) = control_plane(gone.clone());
+        let paused = Arc::new(AtomicBool::new(false));
+        let proxy = SandboxProxy::start(addr, SANDBOX_ID, gone.clone(), paused.clone())
+            .expect("proxy starts");
+        // A pause as E2B makes one: the proxy stops routing (the control plane's flag), the
+        // connections through it break, and everything in the sandbox stops where it is,
+        // memory kept; a resume lets it go on.
+        let on_pause: PauseHook = {
+            let (shared, pid) = (proxy.shared.clone(), jupyter.pid());
+            Arc::new(move |pause| {
+                if pause {
+                    shared.paused.store(true, Ordering::SeqCst);
+                    shared.cut_all();
+                    signal_tree(pid, nix::sys::signal::Signal::SIGSTOP);
+                } else {
+                    signal_tree(pid, nix::sys::signal::Signal::SIGCONT);
+                }
+            })
+        };
+        let (plane, plane_log) = control_plane(gone.clone(), paused.clone(), on_pause);
         Rig {
             jupyter,
             proxy,
             plane,
             plane_log,
             gone,
+            paused,
         }
     }
 
@@ -429,7 +502,21 @@ impl Rig {
         self.proxy.mark_gone();
     }
 
+    /// Whether the control plane has the sandbox paused.
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::SeqCst)
+    }
+
     pub fn plane_requests(&self) -> Vec<String> {
         self.plane_log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Rig {
+    /// A test that fails while the sandbox is paused leaves no stopped processes behind.
+    fn drop(&mut self) {
+        if self.is_paused() {
+            signal_tree(self.jupyter.pid(), nix::sys::signal::Signal::SIGCONT);
+        }
     }
 }

@@ -159,6 +159,69 @@ pub fn ensure_installed() -> PathBuf {
     bin
 }
 
+/// The entries of the YAML mapping that starts after the line `header`, whose keys sit at
+/// `indent`: each entry is its key line with everything below it, shifted right by `shift`.
+/// Comment lines go with the entry before them. Also returns the line range the mapping spans.
+fn entries(
+    lines: &[&str],
+    header: &str,
+    indent: usize,
+    shift: usize,
+) -> (Vec<(String, Vec<String>)>, std::ops::Range<usize>) {
+    let start = lines
+        .iter()
+        .position(|l| *l == header)
+        .unwrap_or_else(|| panic!("no {header:?} line"))
+        + 1;
+    let depth = |l: &str| l.len() - l.trim_start().len();
+    let is_content = |l: &str| !l.trim().is_empty() && !l.trim_start().starts_with('#');
+    let mut end = start;
+    while end < lines.len() && !(is_content(lines[end]) && depth(lines[end]) < indent) {
+        end += 1;
+    }
+    let mut out: Vec<(String, Vec<String>)> = Vec::new();
+    for line in &lines[start..end] {
+        let shifted = if line.trim().is_empty() {
+            String::new()
+        } else {
+            format!("{}{line}", " ".repeat(shift))
+        };
+        if is_content(line) && depth(line) == indent {
+            let key = line.trim().trim_end_matches(':').to_string();
+            out.push((key, vec![shifted]));
+        } else if let Some((_, block)) = out.last_mut() {
+            block.push(shifted);
+        }
+    }
+    (out, start..end)
+}
+
+/// `spec` (an OpenAPI YAML file with `paths:` and `components:` → `schemas:` laid out as E2B's
+/// is) with the entries of `overlay` (a YAML file of top-level `paths:` and `schemas:`)
+/// replacing the spec's entries of the same name, or added after them.
+pub fn merge_overlay(spec: &str, overlay: &str) -> String {
+    let over: Vec<&str> = overlay.lines().collect();
+    let mut text = spec.to_string();
+    for (spec_header, over_header, indent) in
+        [("paths:", "paths:", 2), ("  schemas:", "schemas:", 4)]
+    {
+        let lines: Vec<&str> = text.lines().collect();
+        let (mut merged, range) = entries(&lines, spec_header, indent, 0);
+        let (added, _) = entries(&over, over_header, 2, indent - 2);
+        for (key, block) in added {
+            match merged.iter_mut().find(|(k, _)| *k == key) {
+                Some(entry) => entry.1 = block,
+                None => merged.push((key, block)),
+            }
+        }
+        let mut out: Vec<String> = lines[..range.start].iter().map(|l| l.to_string()).collect();
+        out.extend(merged.into_iter().flat_map(|(_, block)| block));
+        out.extend(lines[range.end..].iter().map(|l| l.to_string()));
+        text = out.join("\n") + "\n";
+    }
+    text
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

@@ -14,6 +14,11 @@ pub(crate) const API_URL_ENV: &str = "E2B_API_URL";
 pub(crate) const SANDBOX_URL_ENV: &str = "E2B_SANDBOX_URL";
 /// Reads debug mode (`true`, any case, turns it on).
 pub(crate) const DEBUG_ENV: &str = "E2B_DEBUG";
+/// Reads how often a connection that could not be opened is tried again.
+pub(crate) const CONNECTION_RETRIES_ENV: &str = "E2B_CONNECTION_RETRIES";
+
+/// The port of E2B's daemon (envd) in every sandbox: files, commands, signed file URLs.
+pub(crate) const ENVD_PORT: u16 = 49983;
 
 /// The domain E2B's SDKs use today.
 pub const DEFAULT_DOMAIN: &str = "e2b.app";
@@ -35,6 +40,7 @@ pub struct E2bConfig {
     pub(crate) debug: bool,
     pub(crate) request_timeout: Duration,
     pub(crate) max_attempts: u32,
+    pub(crate) connection_retries: u32,
     pub(crate) headers: Vec<(String, Secret)>,
     /// PEM or DER roots for the control plane and the sandbox (see
     /// `SandboxBuilder::add_root_certificate`).
@@ -42,7 +48,8 @@ pub struct E2bConfig {
 }
 
 impl Default for E2bConfig {
-    /// No API key, domain `e2b.app`, no overrides, not debug, 60 s per request, 3 attempts.
+    /// No API key, domain `e2b.app`, no overrides, not debug, 60 s per call, 4 attempts
+    /// (E2B's 3 retries), 3 connection retries.
     fn default() -> Self {
         E2bConfig {
             api_key: Secret::default(),
@@ -51,7 +58,8 @@ impl Default for E2bConfig {
             sandbox_url: None,
             debug: false,
             request_timeout: Duration::from_secs(60),
-            max_attempts: 3,
+            max_attempts: 4,
+            connection_retries: 3,
             headers: Vec::new(),
             tls_roots: Vec::new(),
         }
@@ -67,7 +75,8 @@ fn env_var(name: &str) -> Option<String> {
 
 impl E2bConfig {
     /// The defaults, overridden by `E2B_API_KEY`, `E2B_DOMAIN`, `E2B_API_URL`,
-    /// `E2B_SANDBOX_URL` and `E2B_DEBUG` where set (empty counts as unset).
+    /// `E2B_SANDBOX_URL`, `E2B_DEBUG` and `E2B_CONNECTION_RETRIES` where set (empty counts as
+    /// unset; a count that does not parse is ignored).
     pub fn from_env() -> Self {
         let mut config = E2bConfig::default();
         if let Some(key) = env_var(API_KEY_ENV) {
@@ -79,6 +88,9 @@ impl E2bConfig {
         config.api_url = env_var(API_URL_ENV);
         config.sandbox_url = env_var(SANDBOX_URL_ENV);
         config.debug = env_var(DEBUG_ENV).is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        if let Some(n) = env_var(CONNECTION_RETRIES_ENV).and_then(|v| v.parse().ok()) {
+            config.connection_retries = n;
+        }
         config
     }
 
@@ -125,18 +137,30 @@ impl E2bConfig {
         self
     }
 
-    /// Deadline for one control-plane request (creating a sandbox included). Defaults to 60 s,
-    /// as in E2B's SDKs.
+    /// Deadline for one control-plane call, its retries and the waits between them included
+    /// (creating a sandbox included), as in E2B's SDKs. Defaults to 60 s.
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;
         self
     }
 
-    /// Attempts for idempotent control-plane calls (get, list, kill, set timeout, connect)
-    /// that fail with a 5xx status or a network error; at least 1. Creating a sandbox is
-    /// never retried. Defaults to 3.
+    /// Attempts for one control-plane call, at least 1, under E2B's retry policy: an answer
+    /// marked `Should-Retry: true`, or a 429, 502, 503 or 504 without that header, is tried
+    /// again after its `Retry-After` or a jittered backoff (0.1 s doubling, at most 10 s),
+    /// within [`request_timeout`](Self::request_timeout). Only calls that are safe to send
+    /// twice are retried once sent: lookups, kill, timeouts, network rules, connect, pause,
+    /// and create (which carries an idempotency key); never a snapshot or a fork. Defaults
+    /// to 4 (E2B's 3 retries).
     pub fn max_attempts(mut self, attempts: u32) -> Self {
         self.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// How often a connection to the control plane that could not be opened (refused, timed
+    /// out, unknown host) is tried again, apart from [`max_attempts`](Self::max_attempts); the
+    /// request never left, so any call may be. Defaults to `E2B_CONNECTION_RETRIES`, else 3.
+    pub fn connection_retries(mut self, retries: u32) -> Self {
+        self.connection_retries = retries;
         self
     }
 
@@ -163,6 +187,17 @@ impl E2bConfig {
             (None, true) => "http://localhost:3000".to_string(),
             (None, false) => format!("https://api.{}", self.domain),
         }
+    }
+
+    /// The base URL of a sandbox's envd, for signed file URLs: `https://49983-{id}.{domain}`,
+    /// `http://localhost:49983` in debug mode. The sandbox URL override names the Jupyter
+    /// server only, so it does not apply.
+    pub(crate) fn envd_url(&self, sandbox_id: &str, domain: Option<&str>) -> String {
+        if self.debug {
+            return format!("http://localhost:{ENVD_PORT}");
+        }
+        let domain = domain.filter(|d| !d.is_empty()).unwrap_or(&self.domain);
+        format!("https://{ENVD_PORT}-{sandbox_id}.{domain}")
     }
 
     /// The base URL of a sandbox's Jupyter server. `domain` is what the control plane said

@@ -11,16 +11,22 @@
 mod api;
 mod config;
 mod handle;
+mod lifecycle;
 mod metrics;
 mod models;
+mod network;
 mod options;
+mod pager;
+mod retry;
+mod signature;
+mod snapshots;
 mod transport;
 
 #[cfg(test)]
 mod tests;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::backend::{Backend, Liveness};
 use crate::config::{Secret, Timeouts};
@@ -30,11 +36,20 @@ use crate::net::{Endpoint, Http, Method};
 pub use api::E2bClient;
 pub use config::{DEFAULT_DOMAIN, E2bConfig};
 pub use handle::E2bSandbox;
+pub use lifecycle::{
+    ConnectOptions, ForkOptions, Lifecycle, MAX_FORK_COUNT, OnResume, OnTimeout, PauseMode,
+    PauseOptions,
+};
 pub use metrics::{MetricsQuery, SandboxMetric};
 pub use models::{
-    ListQuery, SandboxAccess, SandboxInfo, SandboxLifecycle, SandboxPage, SandboxState,
+    ListQuery, Order, SandboxAccess, SandboxInfo, SandboxLifecycle, SandboxPage, SandboxState,
+    VolumeMount,
 };
+pub use network::{ALL_TRAFFIC, NetworkInfo, NetworkOptions, NetworkUpdate};
 pub use options::{DEFAULT_LIFETIME, DEFAULT_TEMPLATE, E2bOptions};
+pub use pager::Paginator;
+pub use signature::FileUrlOptions;
+pub use snapshots::{SnapshotInfo, SnapshotOptions, SnapshotQuery};
 
 /// The header E2B's proxy wants when a sandbox's traffic is not public.
 const TRAFFIC_TOKEN_HEADER: &str = "E2B-Traffic-Access-Token";
@@ -60,6 +75,14 @@ const READY_POLL: Duration = Duration::from_millis(200);
 #[derive(Debug)]
 pub(crate) struct E2bBackend {
     id: String,
+    /// Whether this handle resumes its sandbox when it finds it paused.
+    auto_resume: AtomicBool,
+    /// Whether this handle paused the sandbox and has not resumed it since.
+    paused: AtomicBool,
+    /// envd's base URL, for signed file URLs.
+    envd_base: String,
+    /// The handle's deadlines, for waiting out a resume.
+    timeouts: Timeouts,
     client: E2bClient,
     /// The same client bounded by the close deadline, for the probe and the kill on close.
     quick: E2bClient,
@@ -91,6 +114,19 @@ impl E2bBackend {
             return E2bBackend::debug(client, config, timeouts);
         }
         let access = client.create(options)?;
+        let backend = E2bBackend::started(&client, config, access, timeouts)?;
+        Ok(backend.resuming(options.lifecycle.resumes()))
+    }
+
+    /// The backend of a sandbox just made (created or forked), once its Jupyter server
+    /// answers; it kills the sandbox on close. If it cannot be reached, the sandbox is killed
+    /// before the error returns.
+    fn started(
+        client: &E2bClient,
+        config: &E2bConfig,
+        access: SandboxAccess,
+        timeouts: &Timeouts,
+    ) -> Result<E2bBackend, Error> {
         let backend = match E2bBackend::from_access(client.clone(), config, access, true, timeouts)
         {
             Ok(b) => b,
@@ -114,23 +150,44 @@ impl E2bBackend {
     }
 
     /// Connects to an existing sandbox by id, resuming it if paused and making sure it lives
-    /// at least `lifetime` more; waits until its Jupyter server answers. Closing the handle
-    /// leaves this sandbox running unless [`E2bBackend::set_kill_on_close`] says otherwise.
+    /// as `options` say; waits until its Jupyter server answers. Closing the handle leaves
+    /// this sandbox running unless [`E2bBackend::set_kill_on_close`] says otherwise.
     pub(crate) fn connect(
         config: &E2bConfig,
         sandbox_id: &str,
-        lifetime: Duration,
+        options: &ConnectOptions,
         timeouts: &Timeouts,
     ) -> Result<E2bBackend, Error> {
         let client = E2bClient::new(config)?;
         if config.debug {
             return E2bBackend::debug(client, config, timeouts);
         }
-        let access = client.connect(sandbox_id, lifetime)?;
+        let access = client.connect(sandbox_id, options)?;
         let backend =
             E2bBackend::from_access(client, config, access, false, timeouts).map_err(|(e, _)| e)?;
         backend.wait_ready(timeouts)?;
         Ok(backend)
+    }
+
+    /// Forks sandbox `sandbox_id`: one backend per fork that started and answers (each killed
+    /// on close, as a created sandbox is), or why it did not.
+    pub(crate) fn fork(
+        config: &E2bConfig,
+        sandbox_id: &str,
+        options: &ForkOptions,
+        timeouts: &Timeouts,
+    ) -> Result<Vec<Result<E2bBackend, Error>>, Error> {
+        let client = E2bClient::new(config)?;
+        if config.debug {
+            return Err(Error::InvalidArgument(
+                "E2B debug mode has no control plane to fork a sandbox".into(),
+            ));
+        }
+        let forks = client.fork(sandbox_id, options)?;
+        Ok(forks
+            .into_iter()
+            .map(|access| E2bBackend::started(&client, config, access?, timeouts))
+            .collect())
     }
 
     /// Debug mode, as in E2B's SDKs: no control-plane call at all. The sandbox is the template
@@ -179,6 +236,10 @@ impl E2bBackend {
             .filter(|d| !d.is_empty())
             .unwrap_or_else(|| config.domain.clone());
         Ok(E2bBackend {
+            auto_resume: AtomicBool::new(false),
+            paused: AtomicBool::new(false),
+            envd_base: config.envd_url(&id, access.domain.as_deref()),
+            timeouts: timeouts.clone(),
             quick: client.bounded(timeouts.close),
             client,
             endpoint,
@@ -304,6 +365,91 @@ impl E2bBackend {
         self.client.set_timeout(&self.id, lifetime)
     }
 
+    /// The same backend, resuming its sandbox when it finds it paused if `resume`.
+    fn resuming(self, resume: bool) -> E2bBackend {
+        self.auto_resume.store(resume, Ordering::SeqCst);
+        self
+    }
+
+    /// See [`E2bSandbox::set_auto_resume`].
+    pub(crate) fn set_auto_resume(&self, resume: bool) {
+        self.auto_resume.store(resume, Ordering::SeqCst);
+    }
+
+    /// Pauses the sandbox; `Ok(false)` when it was paused already.
+    pub(crate) fn pause(&self, options: &PauseOptions) -> Result<bool, Error> {
+        let paused = self.control_plane()?.pause(&self.id, options)?;
+        self.paused.store(true, Ordering::SeqCst);
+        Ok(paused)
+    }
+
+    /// Resumes the sandbox if it is paused (connect), then waits until its Jupyter server
+    /// answers again.
+    pub(crate) fn resume(&self, options: &ConnectOptions) -> Result<(), Error> {
+        let access = self.control_plane()?.connect(&self.id, options)?;
+        if access.sandbox_id != self.id {
+            return Err(Error::protocol(format!(
+                "connecting to E2B sandbox {} answered for sandbox {}",
+                self.id, access.sandbox_id
+            )));
+        }
+        self.paused.store(false, Ordering::SeqCst);
+        self.wait_ready(&self.timeouts)
+    }
+
+    /// Fails fast with [`Error::SandboxPaused`] when this handle paused its sandbox, or
+    /// resumes it first when the handle auto-resumes: for calls that need it running.
+    pub(crate) fn ensure_running(&self) -> Result<(), Error> {
+        if !self.paused.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        if !self.auto_resume.load(Ordering::SeqCst) {
+            return Err(Error::SandboxPaused {
+                sandbox_id: self.id.clone(),
+            });
+        }
+        log::debug!("E2B sandbox {} is paused: resuming it first", self.id);
+        self.resume(&ConnectOptions::new())
+    }
+
+    /// Takes a snapshot of the sandbox.
+    pub(crate) fn create_snapshot(&self, options: &SnapshotOptions) -> Result<SnapshotInfo, Error> {
+        self.control_plane()?.create_snapshot(&self.id, options)
+    }
+
+    /// The snapshots taken of this sandbox.
+    pub(crate) fn list_snapshots(
+        &self,
+        query: &SnapshotQuery,
+    ) -> Result<Paginator<SnapshotInfo>, Error> {
+        let query = query.clone().sandbox_id(self.id.clone());
+        Ok(self.control_plane()?.list_snapshots(&query))
+    }
+
+    /// Replaces the sandbox's egress rules.
+    pub(crate) fn update_network(&self, update: &NetworkUpdate) -> Result<(), Error> {
+        self.control_plane()?.update_network(&self.id, update)
+    }
+
+    /// A URL to read (`Read`) or write (`Write`) `path` in the sandbox through envd, signed
+    /// with the sandbox's access token when it has one.
+    pub(crate) fn file_url(
+        &self,
+        path: &str,
+        operation: signature::Operation,
+        options: &FileUrlOptions,
+    ) -> Result<String, Error> {
+        signature::file_url(
+            &self.envd_base,
+            &self.access.envd_version,
+            self.access.envd_access_token.as_ref(),
+            path,
+            operation,
+            options,
+            SystemTime::now(),
+        )
+    }
+
     /// Whether closing the handle kills the sandbox: `true` for a created sandbox, `false`
     /// for one connected to by id, until changed. `false` detaches: the sandbox lives on until
     /// its lifetime ends, and only the kernels the handle started are shut down.
@@ -368,8 +514,9 @@ impl Backend for E2bBackend {
         &self.endpoint
     }
 
-    /// Asks the control plane: 404 → gone. A paused sandbox counts as alive (connecting
-    /// resumes it); an API that does not answer within the close deadline → unknown.
+    /// Asks the control plane: 404 → gone; paused → resumed first when the handle
+    /// auto-resumes (then alive), else paused; an API that does not answer within the close
+    /// deadline → unknown.
     fn probe(&self) -> Liveness {
         if self.debug {
             return match self.jupyter_probe.send(Method::Get, "/api", None) {
@@ -381,6 +528,25 @@ impl Backend for E2bBackend {
             };
         }
         match self.quick.get_info(&self.id) {
+            Ok(info) if info.state == SandboxState::Paused => {
+                if !self.auto_resume.load(Ordering::SeqCst) {
+                    log::debug!("E2B sandbox {} is paused", self.id);
+                    return Liveness::Paused;
+                }
+                // Resuming is what the lost connection needs; the reconnect that follows
+                // finds the sandbox running.
+                log::debug!("E2B sandbox {} is paused: resuming it", self.id);
+                match self.quick.connect(&self.id, &ConnectOptions::new()) {
+                    Ok(_) => {
+                        self.paused.store(false, Ordering::SeqCst);
+                        Liveness::Alive
+                    }
+                    Err(e) => {
+                        log::warn!("could not resume E2B sandbox {}: {e}", self.id);
+                        Liveness::Paused
+                    }
+                }
+            }
             Ok(info) => {
                 log::debug!("E2B sandbox {} is {}", self.id, info.state.as_str());
                 Liveness::Alive
@@ -399,6 +565,7 @@ impl Backend for E2bBackend {
         }
         match self.quick.get_info(&self.id) {
             Ok(info) if info.state == SandboxState::Running => Liveness::Alive,
+            Ok(info) if info.state == SandboxState::Paused => Liveness::Paused,
             Ok(info) => {
                 log::debug!("E2B sandbox {} is {}", self.id, info.state.as_str());
                 Liveness::Gone

@@ -1,7 +1,7 @@
 //! The control plane's request and response bodies, named as in E2B's OpenAPI spec.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -9,6 +9,8 @@ use crate::config::Secret;
 use crate::error::Error;
 use crate::net::{encode_component, query_string};
 
+use super::lifecycle::{AutoResume, PauseMode};
+use super::network::{NetworkBody, NetworkInfo};
 use super::options::E2bOptions;
 
 fn secret<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Secret>, D::Error> {
@@ -160,6 +162,29 @@ pub struct SandboxInfo {
     /// What happens when its lifetime ends (detail only).
     #[serde(default)]
     pub lifecycle: Option<SandboxLifecycle>,
+    /// Its network settings (detail only).
+    #[serde(default)]
+    pub network: Option<NetworkInfo>,
+    /// What its latest pause kept (detail only, once paused).
+    #[serde(default)]
+    pub pause_mode: Option<PauseMode>,
+    /// True when it was paused while its guest agent did not answer: it can only be resumed
+    /// with [`OnResume::Reboot`](crate::OnResume::Reboot).
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub envd_unresponsive_at_pause: bool,
+    /// The volumes mounted in it.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub volume_mounts: Vec<VolumeMount>,
+}
+
+/// A volume mounted in a sandbox (the spec's `SandboxVolumeMount`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[non_exhaustive]
+pub struct VolumeMount {
+    /// The volume's name.
+    pub name: String,
+    /// Where it is mounted.
+    pub path: String,
 }
 
 /// One page of [`E2bClient::list`](super::E2bClient::list).
@@ -180,8 +205,20 @@ pub struct ListQuery {
     pub(crate) metadata: BTreeMap<String, String>,
     pub(crate) states: Vec<SandboxState>,
     pub(crate) template: Option<String>,
+    pub(crate) started_after: Option<SystemTime>,
+    pub(crate) order: Option<Order>,
     pub(crate) limit: Option<u32>,
     pub(crate) next_token: Option<String>,
+}
+
+/// Which way a listing is sorted by start time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Order {
+    /// Oldest first.
+    Ascending,
+    /// Newest first (the API's default).
+    Descending,
 }
 
 impl ListQuery {
@@ -215,6 +252,19 @@ impl ListQuery {
         self
     }
 
+    /// Only sandboxes started at or after `time` (whole seconds). Defaults to no filter.
+    pub fn started_after(mut self, time: SystemTime) -> Self {
+        self.started_after = Some(time);
+        self
+    }
+
+    /// Sort by start time, applied to the whole result before paging. Defaults to the API's
+    /// (newest first).
+    pub fn order(mut self, order: Order) -> Self {
+        self.order = Some(order);
+        self
+    }
+
     /// Page size, 1 to 100 (clamped). Defaults to the server's (100).
     pub fn limit(mut self, limit: u32) -> Self {
         self.limit = Some(limit.clamp(1, 100));
@@ -232,6 +282,11 @@ impl ListQuery {
     /// (`k=v&k2=v2`, each part encoded), encoded once more as one value; `state` is a
     /// comma list (form style, not exploded).
     pub(crate) fn to_query(&self) -> String {
+        self.page_query(self.next_token.as_deref())
+    }
+
+    /// The query string for the page after `token` (the first page when `None`).
+    pub(crate) fn page_query(&self, token: Option<&str>) -> String {
         let mut parts = Vec::new();
         if !self.metadata.is_empty() {
             let inner: Vec<String> = self
@@ -255,49 +310,76 @@ impl ListQuery {
         if let Some(t) = &self.template {
             parts.push(format!("template={}", encode_component(t)));
         }
+        if let Some(t) = self.started_after {
+            parts.push(format!("startedAfter={}", encode_component(&rfc3339(t))));
+        }
+        if let Some(order) = self.order {
+            let order = match order {
+                Order::Ascending => "asc",
+                Order::Descending => "desc",
+            };
+            parts.push(format!("order={order}"));
+        }
         if let Some(n) = self.limit {
             parts.push(format!("limit={n}"));
         }
-        if let Some(t) = &self.next_token {
+        if let Some(t) = token {
             parts.push(format!("nextToken={}", encode_component(t)));
         }
         query_string(&parts)
     }
 }
 
+/// `time` as an RFC 3339 UTC date-time in whole seconds; before 1970 as the epoch.
+pub(crate) fn rfc3339(time: SystemTime) -> String {
+    let secs = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Howard Hinnant's civil_from_days, for days since 1970-01-01.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 fn encode_twice(s: &str) -> String {
     encode_component(&encode_component(s))
 }
 
-/// `NewSandbox`.
+/// `NewSandboxV2`: `secure` is gone (every sandbox is secured).
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct NewSandbox<'a> {
     #[serde(rename = "templateID")]
     template_id: &'a str,
     timeout: u32,
-    secure: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     auto_pause: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auto_pause_memory: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auto_resume: Option<AutoResume>,
     // The spec spells this one in snake case.
     #[serde(
         rename = "allow_internet_access",
         skip_serializing_if = "Option::is_none"
     )]
     allow_internet_access: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    network: Option<NetworkConfig>,
+    network: NetworkBody<'a>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     metadata: &'a BTreeMap<String, String>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     env_vars: &'a BTreeMap<String, String>,
-}
-
-/// `SandboxNetworkConfig`, the part this SDK sets.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct NetworkConfig {
-    allow_public_traffic: bool,
 }
 
 impl<'a> NewSandbox<'a> {
@@ -305,39 +387,22 @@ impl<'a> NewSandbox<'a> {
         if options.template.trim().is_empty() {
             return Err(Error::InvalidArgument("the E2B template is empty".into()));
         }
+        let lifecycle = options.effective_lifecycle().body()?;
         Ok(NewSandbox {
             template_id: &options.template,
             timeout: whole_seconds(options.lifetime, "sandbox lifetime")?,
-            secure: options.secure,
-            auto_pause: options.auto_pause,
+            auto_pause: lifecycle.auto_pause,
+            auto_pause_memory: lifecycle.auto_pause_memory,
+            auto_resume: lifecycle.auto_resume,
             allow_internet_access: options.allow_internet_access,
-            network: network(options)?,
+            network: options.network.body(),
             metadata: &options.metadata,
             env_vars: &options.envs,
         })
     }
 }
 
-/// Private traffic needs `secure` (the API refuses it otherwise), so an insecure sandbox must
-/// ask for public traffic explicitly: a silently public one would let anyone with its URL run
-/// code as root through its token-less Jupyter server.
-fn network(options: &E2bOptions) -> Result<Option<NetworkConfig>, Error> {
-    match (options.allow_public_traffic, options.secure) {
-        (Some(allow_public_traffic), _) => Ok(Some(NetworkConfig {
-            allow_public_traffic,
-        })),
-        (None, true) => Ok(Some(NetworkConfig {
-            allow_public_traffic: false,
-        })),
-        (None, false) => Err(Error::InvalidArgument(
-            "secure(false) cannot keep traffic private: call allow_public_traffic(true) to \
-             create a sandbox anyone with its URL can reach"
-                .into(),
-        )),
-    }
-}
-
-/// `SandboxTimeoutRequest` and `ConnectSandbox`.
+/// `SandboxTimeoutRequest`.
 #[derive(Debug, Serialize)]
 pub(crate) struct TimeoutBody {
     pub(crate) timeout: u32,
@@ -378,7 +443,6 @@ mod tests {
             serde_json::json!({
                 "templateID": "code-interpreter-v1",
                 "timeout": 2,
-                "secure": true,
                 "autoPause": true,
                 "allow_internet_access": false,
                 "network": {"allowPublicTraffic": false},
@@ -390,19 +454,27 @@ mod tests {
             serde_json::to_value(NewSandbox::from_options(&E2bOptions::new()).unwrap()).unwrap();
         assert_eq!(
             minimal,
-            serde_json::json!({"templateID": "code-interpreter-v1", "timeout": 300, "secure": true,
+            serde_json::json!({"templateID": "code-interpreter-v1", "timeout": 300,
                                "network": {"allowPublicTraffic": false}})
         );
         let public = E2bOptions::new().allow_public_traffic(true);
         let body = serde_json::to_value(NewSandbox::from_options(&public).unwrap()).unwrap();
         assert_eq!(body["network"]["allowPublicTraffic"], true);
-        let insecure = E2bOptions::new().secure(false);
+        let paused = E2bOptions::new().lifecycle(
+            crate::Lifecycle::new()
+                .on_timeout(crate::OnTimeout::Pause)
+                .pause_mode(PauseMode::Full)
+                .auto_resume(true),
+        );
+        let body = serde_json::to_value(NewSandbox::from_options(&paused).unwrap()).unwrap();
+        assert_eq!(body["autoPause"], true);
+        assert_eq!(body["autoPauseMemory"], true);
+        assert_eq!(body["autoResume"], serde_json::json!({"enabled": true}));
+        let bad = E2bOptions::new().lifecycle(crate::Lifecycle::new().auto_resume(true));
         assert!(matches!(
-            NewSandbox::from_options(&insecure),
+            NewSandbox::from_options(&bad),
             Err(Error::InvalidArgument(_))
         ));
-        let insecure = insecure.allow_public_traffic(true);
-        assert!(NewSandbox::from_options(&insecure).is_ok());
     }
 
     #[test]
@@ -430,12 +502,20 @@ mod tests {
                 SandboxState::Running,
             ])
             .template("code-interpreter-v1")
+            .started_after(UNIX_EPOCH + Duration::from_secs(1_767_225_600))
+            .order(Order::Ascending)
             .limit(500)
             .next_token("t/1");
         assert_eq!(
             q.to_query(),
             "?metadata=app%3Dx%252526y%25253Dz%26user%3Da%252520b&state=running,paused\
-             &template=code-interpreter-v1&limit=100&nextToken=t%2F1"
+             &template=code-interpreter-v1&startedAfter=2026-01-01T00%3A00%3A00Z&order=asc\
+             &limit=100&nextToken=t%2F1"
+        );
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_secs(951_825_599)),
+            "2000-02-29T11:59:59Z"
         );
     }
 

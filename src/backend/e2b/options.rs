@@ -1,7 +1,13 @@
-//! What kind of E2B sandbox to create: template, lifetime, metadata, env vars, network.
+//! What kind of E2B sandbox to create: template, lifetime, metadata, env vars, network,
+//! lifecycle, idempotency key.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
+
+use crate::error::Error;
+
+use super::lifecycle::{Lifecycle, OnTimeout};
+use super::network::NetworkOptions;
 
 /// The template of E2B's code-interpreter sandboxes (Jupyter on port 8888).
 pub const DEFAULT_TEMPLATE: &str = "code-interpreter-v1";
@@ -9,17 +15,19 @@ pub const DEFAULT_TEMPLATE: &str = "code-interpreter-v1";
 /// How long a new sandbox lives unless extended: 300 s, as in E2B's SDKs.
 pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(300);
 
-/// Options for creating an E2B sandbox (`POST /sandboxes`). `Debug` shows env var names only.
+/// Options for creating an E2B sandbox (`POST /v2/sandboxes`). `Debug` shows env var names
+/// only.
 #[derive(Clone, PartialEq, Eq)]
 pub struct E2bOptions {
     pub(crate) template: String,
     pub(crate) lifetime: Duration,
     pub(crate) metadata: BTreeMap<String, String>,
     pub(crate) envs: BTreeMap<String, String>,
-    pub(crate) secure: bool,
     pub(crate) auto_pause: Option<bool>,
     pub(crate) allow_internet_access: Option<bool>,
-    pub(crate) allow_public_traffic: Option<bool>,
+    pub(crate) network: NetworkOptions,
+    pub(crate) lifecycle: Lifecycle,
+    pub(crate) idempotency_key: Option<String>,
 }
 
 impl Default for E2bOptions {
@@ -29,10 +37,11 @@ impl Default for E2bOptions {
             lifetime: DEFAULT_LIFETIME,
             metadata: BTreeMap::new(),
             envs: BTreeMap::new(),
-            secure: true,
             auto_pause: None,
             allow_internet_access: None,
-            allow_public_traffic: None,
+            network: NetworkOptions::default(),
+            lifecycle: Lifecycle::default(),
+            idempotency_key: None,
         }
     }
 }
@@ -47,10 +56,10 @@ impl std::fmt::Debug for E2bOptions {
                 "envs",
                 &crate::env_vars::names(self.envs.keys().map(String::as_str)),
             )
-            .field("secure", &self.secure)
-            .field("auto_pause", &self.auto_pause)
             .field("allow_internet_access", &self.allow_internet_access)
-            .field("allow_public_traffic", &self.allow_public_traffic)
+            .field("network", &self.network)
+            .field("lifecycle", &self.effective_lifecycle())
+            .field("idempotency_key", &self.idempotency_key)
             .finish()
     }
 }
@@ -61,8 +70,11 @@ impl E2bOptions {
         Self::default()
     }
 
-    /// Template id or alias. It must run a Jupyter server on port 8888, as E2B's
-    /// code-interpreter template does. Defaults to `code-interpreter-v1`.
+    /// Template id or alias, or a snapshot's id ([`SnapshotInfo::snapshot_id`]) to start from
+    /// a snapshot. It must run a Jupyter server on port 8888, as E2B's code-interpreter
+    /// template does. Defaults to `code-interpreter-v1`.
+    ///
+    /// [`SnapshotInfo::snapshot_id`]: crate::SnapshotInfo::snapshot_id
     pub fn template(mut self, template: impl Into<String>) -> Self {
         self.template = template.into();
         self
@@ -101,33 +113,107 @@ impl E2bOptions {
         self
     }
 
-    /// Secure the sandbox's own daemon (envd) with an access token. Defaults to `true`, as in
-    /// E2B's SDKs.
-    pub fn secure(mut self, secure: bool) -> Self {
-        self.secure = secure;
+    /// Kept for E2B's older API: every sandbox is secured now (the v2 API has no such
+    /// field), so this does nothing.
+    pub fn secure(self, _secure: bool) -> Self {
         self
     }
 
-    /// Pause the sandbox instead of killing it when its lifetime ends. Defaults to the API's
-    /// default (off). A handle that kills on close still kills.
+    /// Pause the sandbox instead of killing it when its lifetime ends: a shorthand for
+    /// [`Lifecycle::on_timeout`] with [`OnTimeout::Pause`] (`true`) or [`OnTimeout::Kill`]
+    /// (`false`), used when [`lifecycle`](Self::lifecycle) does not say. Defaults to the
+    /// API's default (kill). A handle that kills on close still kills.
     pub fn auto_pause(mut self, auto_pause: bool) -> Self {
         self.auto_pause = Some(auto_pause);
         self
     }
 
-    /// Let the sandbox reach the internet. Defaults to the API's default (allowed).
+    /// What the sandbox's timeout does, and whether traffic resumes it once paused (see
+    /// [`Lifecycle`]). Defaults to the API's choice (kill, no auto-resume).
+    pub fn lifecycle(mut self, lifecycle: Lifecycle) -> Self {
+        self.lifecycle = lifecycle;
+        self
+    }
+
+    /// Let the sandbox reach the internet; `false` is the same as denying
+    /// [`ALL_TRAFFIC`](crate::ALL_TRAFFIC) outbound. Defaults to the API's default (allowed).
     pub fn allow_internet_access(mut self, allow: bool) -> Self {
         self.allow_internet_access = Some(allow);
         self
     }
 
-    /// Let anyone who knows the sandbox's URLs reach them. Defaults to `false`: the Jupyter
-    /// server of E2B's template has no token, so public traffic would let anyone with the URL
-    /// run code as root. When `false` the sandbox must be [`secure`](Self::secure) (the API's
-    /// rule) and the SDK sends the sandbox's traffic token (`E2B-Traffic-Access-Token`) with
-    /// every Jupyter request. With `secure(false)` this must be set to `true` explicitly.
-    pub fn allow_public_traffic(mut self, allow: bool) -> Self {
-        self.allow_public_traffic = Some(allow);
+    /// Network rules: outbound allow and deny lists, DNS servers, public traffic, masked
+    /// host, HTTPS ports (see [`NetworkOptions`]). Defaults to the API's, public traffic off.
+    pub fn network(mut self, network: NetworkOptions) -> Self {
+        self.network = network;
         self
+    }
+
+    /// Let anyone who knows the sandbox's URLs reach them: a shorthand for
+    /// [`NetworkOptions::allow_public_traffic`]. Defaults to `false`.
+    pub fn allow_public_traffic(mut self, allow: bool) -> Self {
+        self.network = self.network.allow_public_traffic(allow);
+        self
+    }
+
+    /// The `Idempotency-Key` of the create request: a second create with the same key returns
+    /// the same sandbox instead of a new one. 1 to 255 lowercase ASCII letters, digits or
+    /// hyphens (a lowercase UUID), else creating fails with [`Error::InvalidArgument`].
+    /// Defaults to a new random key for every create, which its own retries reuse.
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
+    }
+
+    /// The lifecycle with [`auto_pause`](Self::auto_pause) applied where it does not say.
+    pub(crate) fn effective_lifecycle(&self) -> Lifecycle {
+        match (self.lifecycle.on_timeout, self.auto_pause) {
+            (None, Some(pause)) => self.lifecycle.on_timeout(if pause {
+                OnTimeout::Pause
+            } else {
+                OnTimeout::Kill
+            }),
+            _ => self.lifecycle,
+        }
+    }
+
+    /// The key for one create: the caller's, checked, or a new random one.
+    pub(crate) fn create_key(&self) -> Result<String, Error> {
+        match &self.idempotency_key {
+            None => Ok(uuid::Uuid::new_v4().to_string()),
+            Some(key) => {
+                let valid = (1..=255).contains(&key.len())
+                    && key
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+                if valid {
+                    Ok(key.clone())
+                } else {
+                    Err(Error::InvalidArgument(format!(
+                        "an idempotency key is 1 to 255 lowercase letters, digits or hyphens, \
+                         not {key:?}"
+                    )))
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idempotency_keys_are_checked_or_made_up() {
+        let a = E2bOptions::new().create_key().unwrap();
+        let b = E2bOptions::new().create_key().unwrap();
+        assert_ne!(a, b);
+        assert!(E2bOptions::new().idempotency_key(&a).create_key().is_ok());
+        for bad in ["", "ABC", "a_b", "ü", &"a".repeat(256)] {
+            assert!(matches!(
+                E2bOptions::new().idempotency_key(bad).create_key(),
+                Err(Error::InvalidArgument(_))
+            ));
+        }
     }
 }

@@ -224,26 +224,155 @@ fn statuses_map_to_typed_errors() {
 }
 
 #[test]
-fn idempotent_calls_retry_5xx_and_create_does_not() {
+fn answers_are_retried_only_where_sending_again_is_safe() {
     let fake = Fake::start(|req, _| match (req.method.as_str(), req.path.as_str()) {
-        ("GET", "/sandboxes/flaky") | ("POST", "/sandboxes") | ("DELETE", _) => {
-            reply(503, r#"{"code":503,"message":"busy"}"#)
-        }
+        ("GET", "/sandboxes/flaky")
+        | ("POST", "/v2/sandboxes")
+        | ("DELETE", _)
+        | ("POST", "/sandboxes/x/fork")
+        | ("POST", "/sandboxes/x/snapshots") => reply(503, r#"{"code":503,"message":"busy"}"#),
+        ("GET", "/sandboxes/internal") => reply(500, r#"{"code":500,"message":"oops"}"#),
         _ => reply(200, INFO),
     });
     let client = E2bClient::new(&config(&fake).max_attempts(3)).unwrap();
+    let count = |method: &str, path: &str| {
+        fake.seen()
+            .iter()
+            .filter(|r| r.method == method && r.path == path)
+            .count()
+    };
     assert!(matches!(
         client.get_info("flaky"),
-        Err(Error::Http { status: 503, .. })
+        Err(Error::ServiceBusy { message, .. }) if message == "busy"
     ));
-    assert_eq!(fake.seen().len(), 3, "GET is tried max_attempts times");
+    assert_eq!(
+        count("GET", "/sandboxes/flaky"),
+        3,
+        "tried max_attempts times"
+    );
+    assert!(matches!(
+        client.get_info("internal"),
+        Err(Error::Http { status: 500, .. })
+    ));
+    assert_eq!(count("GET", "/sandboxes/internal"), 1, "500 is not retried");
+
     assert!(matches!(
         client.create(&E2bOptions::new()),
-        Err(Error::Http { status: 503, .. })
+        Err(Error::ServiceBusy { .. })
     ));
-    assert_eq!(fake.seen().len(), 4, "create is never retried");
+    let creates: Vec<Seen> = fake
+        .seen()
+        .into_iter()
+        .filter(|r| r.path == "/v2/sandboxes")
+        .collect();
+    assert_eq!(creates.len(), 3, "create carries a key, so it is retried");
+    let key = creates[0]
+        .header("idempotency-key")
+        .expect("a key")
+        .to_string();
+    assert_eq!(key.len(), 36, "a UUID: {key}");
+    assert!(
+        creates
+            .iter()
+            .all(|r| r.header("idempotency-key") == Some(key.as_str()))
+    );
+    client.create(&E2bOptions::new()).unwrap_err();
+    let second = fake
+        .seen()
+        .into_iter()
+        .rfind(|r| r.path == "/v2/sandboxes")
+        .unwrap();
+    assert_ne!(
+        second.header("idempotency-key"),
+        Some(key.as_str()),
+        "a new key per create"
+    );
+
+    assert!(client.fork("x", &ForkOptions::new()).is_err());
+    assert_eq!(
+        count("POST", "/sandboxes/x/fork"),
+        1,
+        "a fork is never sent twice"
+    );
+    assert!(
+        client
+            .create_snapshot("x", &SnapshotOptions::new())
+            .is_err()
+    );
+    assert_eq!(count("POST", "/sandboxes/x/snapshots"), 1);
     assert!(client.kill("x").is_err());
-    assert_eq!(fake.seen().len(), 7);
+    assert_eq!(count("DELETE", "/sandboxes/x"), 3);
+}
+
+#[test]
+fn should_retry_decides_and_retry_after_is_honoured_within_the_budget() {
+    let fake = Fake::start(|req, i| match req.path.as_str() {
+        // Marked retryable whatever the status; answered on the second attempt.
+        "/sandboxes/marked" if i == 0 => Some((
+            500,
+            vec![("Should-Retry", "true".into()), ("Retry-After", "1".into())],
+            r#"{"code":500,"message":"try again"}"#.into(),
+        )),
+        "/sandboxes/refused" => Some((
+            503,
+            vec![("Should-Retry", "false".into())],
+            r#"{"code":503,"message":"no"}"#.into(),
+        )),
+        "/sandboxes/later" => Some((
+            429,
+            vec![("Retry-After", "30".into())],
+            r#"{"code":429,"message":"slow down"}"#.into(),
+        )),
+        _ => reply(200, INFO),
+    });
+    let client = E2bClient::new(&config(&fake)).unwrap();
+    let start = Instant::now();
+    assert_eq!(client.get_info("marked").unwrap().sandbox_id, "sbx1");
+    assert!(
+        start.elapsed() >= Duration::from_secs(1),
+        "Retry-After waited"
+    );
+    assert!(matches!(
+        client.get_info("refused"),
+        Err(Error::ServiceBusy { .. })
+    ));
+    let start = Instant::now();
+    assert!(matches!(
+        client.get_info("later"),
+        Err(Error::RateLimited { retry_after: Some(d), .. }) if d == Duration::from_secs(30)
+    ));
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "a wait past the 5 s budget is not started"
+    );
+    let tries = |p: &str| fake.seen().iter().filter(|r| r.path == p).count();
+    assert_eq!(
+        (
+            tries("/sandboxes/marked"),
+            tries("/sandboxes/refused"),
+            tries("/sandboxes/later")
+        ),
+        (2, 1, 1)
+    );
+}
+
+#[test]
+fn an_unanswered_call_ends_within_its_budget_retries_included() {
+    let fake = Fake::start(|_, _| reply(503, r#"{"code":503,"message":"busy"}"#));
+    let client = E2bClient::new(
+        &config(&fake)
+            .request_timeout(Duration::from_millis(700))
+            .max_attempts(100),
+    )
+    .unwrap();
+    let start = Instant::now();
+    assert!(client.get_info("x").is_err());
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(fake.seen().len() >= 3, "backoff starts at 50-100 ms");
 }
 
 #[test]
@@ -364,7 +493,7 @@ fn refresh_longer_than_an_hour_is_refused_locally() {
 /// A control plane plus a Jupyter stand-in that answers 502 for its first `not_ready` probes.
 fn cloud(not_ready: usize) -> (Fake, Fake) {
     let api = Fake::start(|req, _| match (req.method.as_str(), req.path.as_str()) {
-        ("POST", "/sandboxes") | ("POST", "/sandboxes/sbx1/connect") => reply(201, CREATED),
+        ("POST", "/v2/sandboxes") | ("POST", "/v2/sandboxes/sbx1/connect") => reply(201, CREATED),
         ("GET", "/sandboxes/sbx1") => reply(404, r#"{"code":404,"message":"gone"}"#),
         ("DELETE", _) => reply(204, ""),
         _ => reply(500, "unexpected"),
@@ -427,19 +556,19 @@ fn created_sandbox_waits_for_jupyter_and_is_killed_on_close() {
 fn connected_sandbox_is_left_running_unless_taken_over() {
     let (api, jupyter) = cloud(0);
     let config = config(&api).sandbox_url(jupyter.url());
-    let backend =
-        E2bBackend::connect(&config, "sbx1", Duration::from_secs(60), &timeouts()).unwrap();
+    let options = ConnectOptions::new().lifetime(Duration::from_secs(60));
+    let backend = E2bBackend::connect(&config, "sbx1", &options, &timeouts()).unwrap();
     let connect = &api.seen()[0];
     assert_eq!(
         (connect.path.as_str(), connect.body.as_str()),
-        ("/sandboxes/sbx1/connect", r#"{"timeout":60}"#)
+        ("/v2/sandboxes/sbx1/connect", r#"{"timeout":60}"#)
     );
     assert!(!backend.owns_server());
     backend.shutdown().unwrap();
     assert!(api.seen().iter().all(|r| r.method != "DELETE"));
 
     let backend =
-        E2bBackend::connect(&config, "sbx1", Duration::from_secs(60), &timeouts()).unwrap();
+        E2bBackend::connect(&config, "sbx1", &ConnectOptions::new(), &timeouts()).unwrap();
     backend.set_kill_on_close(true);
     assert!(backend.owns_server());
     backend.shutdown().unwrap();
@@ -488,7 +617,7 @@ fn probe_is_unknown_when_the_api_is_silent() {
     let (api, jupyter) = cloud(0);
     let config = config(&api).sandbox_url(jupyter.url());
     let backend =
-        E2bBackend::connect(&config, "sbx1", Duration::from_secs(60), &timeouts()).unwrap();
+        E2bBackend::connect(&config, "sbx1", &ConnectOptions::new(), &timeouts()).unwrap();
     drop(api);
     let silent = Fake::start(|_, _| None);
     let mut backend = backend;
@@ -603,7 +732,7 @@ fn hidden_bodies_arrive_whole_over_chunked_and_kept_alive_answers() {
     let info = client.get_info("sbx1").unwrap();
     assert_eq!(info.sandbox_id, "sbx1");
     let (create, get) = server.join().unwrap();
-    assert!(create.starts_with("POST /sandboxes "), "{create}");
+    assert!(create.starts_with("POST /v2/sandboxes "), "{create}");
     assert!(create.contains("accept-encoding: identity\r\n"), "{create}");
     assert!(get.starts_with("GET /sandboxes/sbx1 "), "{get}");
 }
@@ -612,13 +741,13 @@ fn hidden_bodies_arrive_whole_over_chunked_and_kept_alive_answers() {
 fn running_is_only_the_running_state() {
     for (state, want) in [
         ("running", Liveness::Alive),
-        ("paused", Liveness::Gone),
+        ("paused", Liveness::Paused),
         ("pausing", Liveness::Gone),
     ] {
         let info = INFO.replace(r#""state":"running""#, &format!(r#""state":"{state}""#));
         let api = Fake::start(
             move |req, _| match (req.method.as_str(), req.path.as_str()) {
-                ("POST", "/sandboxes/sbx1/connect") => reply(201, CREATED),
+                ("POST", "/v2/sandboxes/sbx1/connect") => reply(201, CREATED),
                 ("GET", "/sandboxes/sbx1") => reply(200, &info),
                 _ => reply(500, "unexpected"),
             },
@@ -626,10 +755,88 @@ fn running_is_only_the_running_state() {
         let jupyter = Fake::start(|_, _| reply(200, r#"{"default":"python3","kernelspecs":{}}"#));
         let config = config(&api).sandbox_url(jupyter.url());
         let backend =
-            E2bBackend::connect(&config, "sbx1", Duration::from_secs(60), &timeouts()).unwrap();
+            E2bBackend::connect(&config, "sbx1", &ConnectOptions::new(), &timeouts()).unwrap();
         assert_eq!(backend.running(), want, "{state}");
-        assert_eq!(backend.probe(), Liveness::Alive, "{state}: it exists");
+        let exists = if state == "paused" {
+            Liveness::Paused
+        } else {
+            Liveness::Alive
+        };
+        assert_eq!(backend.probe(), exists, "{state}: it exists");
     }
+}
+
+/// A handle across a pause: it fails fast with `SandboxPaused`, or, auto-resuming, resumes
+/// through connect first (its own pause, or one it finds when a connection is lost).
+#[test]
+fn a_paused_sandbox_fails_fast_or_is_resumed_first() {
+    let paused = Arc::new(AtomicBool::new(false));
+    let api = {
+        let paused = paused.clone();
+        Fake::start(
+            move |req, _| match (req.method.as_str(), req.path.as_str()) {
+                ("POST", "/sandboxes/sbx1/pause") => {
+                    let was = paused.swap(true, Ordering::SeqCst);
+                    if was {
+                        reply(409, r#"{"code":409,"message":"already paused"}"#)
+                    } else {
+                        reply(204, "")
+                    }
+                }
+                ("POST", "/v2/sandboxes/sbx1/connect") => {
+                    paused.store(false, Ordering::SeqCst);
+                    reply(201, CREATED)
+                }
+                ("GET", "/sandboxes/sbx1") => {
+                    let state = if paused.load(Ordering::SeqCst) {
+                        "paused"
+                    } else {
+                        "running"
+                    };
+                    reply(200, &INFO.replace("running", state))
+                }
+                _ => reply(500, "unexpected"),
+            },
+        )
+    };
+    let jupyter = Fake::start(|_, _| reply(200, r#"{"default":"python3","kernelspecs":{}}"#));
+    let config = config(&api).sandbox_url(jupyter.url());
+    let backend =
+        E2bBackend::connect(&config, "sbx1", &ConnectOptions::new(), &timeouts()).unwrap();
+    let connects = || {
+        api.seen()
+            .iter()
+            .filter(|r| r.path.ends_with("/connect"))
+            .count()
+    };
+
+    assert!(
+        backend
+            .pause(&PauseOptions::new().mode(PauseMode::Full))
+            .unwrap()
+    );
+    assert!(
+        !backend.pause(&PauseOptions::new()).unwrap(),
+        "already paused is success"
+    );
+    assert_eq!(api.seen()[1].body, r#"{"memory":true}"#);
+    assert!(matches!(
+        backend.ensure_running(),
+        Err(Error::SandboxPaused { sandbox_id }) if sandbox_id == "sbx1"
+    ));
+    assert_eq!(backend.probe(), Liveness::Paused, "paused, not gone");
+    assert_eq!(connects(), 1, "nothing resumed it");
+
+    backend.set_auto_resume(true);
+    backend.ensure_running().unwrap();
+    assert_eq!(connects(), 2, "resumed through connect");
+    assert_eq!(backend.probe(), Liveness::Alive);
+
+    // Paused by someone else: found by the probe after a lost connection, and resumed.
+    paused.store(true, Ordering::SeqCst);
+    assert_eq!(backend.probe(), Liveness::Alive);
+    assert_eq!(connects(), 3);
+    assert!(!paused.load(Ordering::SeqCst));
 }
 
 /// `get_host` as E2B's SDKs: `{port}-{id}.{domain}`, the domain being the configured one when
@@ -641,11 +848,99 @@ fn get_host_names_the_port_under_the_sandbox_domain() {
         .sandbox_url(jupyter.url())
         .domain("example.org");
     let backend =
-        E2bBackend::connect(&config, "sbx1", Duration::from_secs(60), &timeouts()).unwrap();
+        E2bBackend::connect(&config, "sbx1", &ConnectOptions::new(), &timeouts()).unwrap();
     assert_eq!(backend.host(3000), "3000-sbx1.example.org");
     backend.shutdown().unwrap();
     let debug = E2bConfig::default().debug(true).sandbox_url(jupyter.url());
     let backend =
-        E2bBackend::connect(&debug, "ignored", Duration::from_secs(60), &timeouts()).unwrap();
+        E2bBackend::connect(&debug, "ignored", &ConnectOptions::new(), &timeouts()).unwrap();
     assert_eq!(backend.host(3000), "localhost:3000");
+}
+
+/// One result per fork, each error mapped as an answer of its code would be; a paused sandbox
+/// that can only be rebooted is `GuestUnresponsive`.
+#[test]
+fn fork_results_and_resume_refusals_are_typed() {
+    let fake = Fake::start(|req, _| match req.path.as_str() {
+        "/sandboxes/sbx1/fork" => reply(
+            201,
+            &format!(
+                r#"[{{"sandbox":{CREATED}}},{{"error":{{"code":429,"message":"too many"}}}},
+                   {{"error":{{"code":503,"message":"no capacity"}}}},{{"error":{{"code":-1,"message":"odd"}}}},{{}}]"#
+            ),
+        ),
+        "/v2/sandboxes/wedged/connect" => reply(
+            409,
+            r#"{"code":409,"message":"guest agent unresponsive at pause","error_code":"sandbox_snapshot_guest_agent_unresponsive"}"#,
+        ),
+        "/v2/sandboxes/moving/connect" => {
+            reply(409, r#"{"code":409,"message":"still transitioning"}"#)
+        }
+        _ => reply(500, "unexpected"),
+    });
+    let client = E2bClient::new(&config(&fake)).unwrap();
+    let forks = client.fork("sbx1", &ForkOptions::new().count(5)).unwrap();
+    assert_eq!(fake.seen()[0].body, r#"{"count":5}"#);
+    assert_eq!(forks.len(), 5);
+    assert!(matches!(&forks[0], Ok(a) if a.sandbox_id == "sbx1"));
+    assert!(matches!(&forks[1], Err(Error::RateLimited { .. })));
+    assert!(
+        matches!(&forks[2], Err(Error::ServiceBusy { message, .. }) if message == "no capacity")
+    );
+    assert!(matches!(&forks[3], Err(Error::Protocol { .. })));
+    assert!(matches!(&forks[4], Err(Error::Protocol { .. })));
+    assert!(matches!(
+        client.fork("sbx1", &ForkOptions::new().count(21)),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        client.connect("wedged", &ConnectOptions::new()),
+        Err(Error::GuestUnresponsive { sandbox_id }) if sandbox_id == "wedged"
+    ));
+    assert!(matches!(
+        client.connect("moving", &ConnectOptions::new()),
+        Err(Error::Http { status: 409, .. })
+    ));
+}
+
+/// The same paginator serves sandboxes and snapshots: pages follow `X-Next-Token` lazily.
+#[test]
+fn paginators_follow_tokens_lazily() {
+    let fake = Fake::start(|req, _| {
+        let token = req.path.split("nextToken=").nth(1).unwrap_or("");
+        let next = match token {
+            "" => Some("p2"),
+            _ => None,
+        };
+        let headers = next
+            .map(|t| vec![("X-Next-Token", t.to_string())])
+            .unwrap_or_default();
+        let body = if req.path.starts_with("/snapshots") {
+            format!(
+                r#"[{{"snapshotID":"snap-{token}:default","names":["team/snap-{token}:default"]}}]"#
+            )
+        } else {
+            format!("[{INFO}]")
+        };
+        Some((200, headers, body))
+    });
+    let client = E2bClient::new(&config(&fake)).unwrap();
+    let mut snapshots = client.list_snapshots(&SnapshotQuery::new().name("snap"));
+    assert!(
+        fake.seen().is_empty(),
+        "nothing fetched before it is iterated"
+    );
+    let ids: Vec<String> = snapshots.by_ref().map(|s| s.unwrap().snapshot_id).collect();
+    assert_eq!(ids, ["snap-:default", "snap-p2:default"]);
+    assert!(!snapshots.has_next());
+    let paths: Vec<String> = fake.seen().into_iter().map(|r| r.path).collect();
+    assert_eq!(
+        paths,
+        ["/snapshots?name=snap", "/snapshots?name=snap&nextToken=p2"]
+    );
+    let sandboxes: Vec<SandboxInfo> = client
+        .list_paged(&ListQuery::new().order(Order::Descending))
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(sandboxes.len(), 2);
 }

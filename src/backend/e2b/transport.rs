@@ -1,44 +1,32 @@
 //! The E2B control plane over [`Http`]: the `X-API-KEY` header, bodies hidden from ureq's trace
-//! dumps (they carry sandboxes' access tokens), and bounded, jittered retries for idempotent
-//! calls.
+//! dumps (they carry sandboxes' access tokens), and E2B's retry policy ([`super::retry`]) within
+//! each call's budget.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::config::ReconnectPolicy;
-use crate::error::Error;
-use crate::net::{Endpoint, Http, Method, Response};
+use crate::error::{Error, TimeoutPhase};
+use crate::net::{Endpoint, Http, Method, Response, describe};
 use crate::tls::TlsRoots;
 
 use super::config::E2bConfig;
+use super::retry::{Next, Policy, Replay, unit_random};
 
 /// Largest control-plane response read into memory.
 const MAX_BODY: u64 = 32 * 1024 * 1024;
 
-/// Delay before the second attempt; doubled (jittered) for each later one, up to
-/// [`MAX_DELAY`].
-const FIRST_DELAY: Duration = Duration::from_millis(200);
-const MAX_DELAY: Duration = Duration::from_secs(2);
-/// A call without a budget is bounded by its attempts alone.
-const UNBOUNDED: Duration = Duration::from_secs(24 * 3600);
-
-/// Whether a call may be sent twice.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Retry {
-    /// GET, DELETE and the POSTs that only set a deadline: retried on 5xx and network errors.
-    Idempotent,
-    /// Creating a sandbox: a retry could leave a second sandbox running.
-    Once,
-}
+/// The header that makes a create safe to send again.
+pub(crate) const IDEMPOTENCY_KEY_HEADER: &str = "Idempotency-Key";
 
 /// The control plane's client plus how its calls are retried.
 #[derive(Debug, Clone)]
 pub(crate) struct Transport {
     http: Http,
-    max_attempts: u32,
-    /// Bound on all attempts of one call together, retries and their delays included.
-    budget: Option<Duration>,
+    max_retries: u32,
+    connection_retries: u32,
+    /// Bound on all attempts of one call together, retries and their waits included.
+    budget: Duration,
 }
 
 impl Transport {
@@ -66,16 +54,17 @@ impl Transport {
             .with_max_body(MAX_BODY);
         Ok(Transport {
             http,
-            max_attempts: config.max_attempts.max(1),
-            budget: None,
+            max_retries: config.max_attempts.max(1) - 1,
+            connection_retries: config.connection_retries,
+            budget: config.request_timeout,
         })
     }
 
     /// The same client with every call bounded by `budget` in total (for probes and the
-    /// kill on close, which must not hang): each attempt gets what is left of it.
+    /// kill on close, which must not hang).
     pub(crate) fn bounded(&self, budget: Duration) -> Transport {
         Transport {
-            budget: Some(budget),
+            budget,
             ..self.clone()
         }
     }
@@ -84,35 +73,61 @@ impl Transport {
         self.http.endpoint().base()
     }
 
-    /// Sends one call, retrying an idempotent one on 5xx and network errors.
+    /// Sends one call under E2B's retry policy; `replay` says whether it may be sent again once
+    /// the server may have seen it.
     pub(crate) fn send(
         &self,
         method: Method,
         path: &str,
         body: Option<&Value>,
-        retry: Retry,
+        replay: Replay,
     ) -> Result<Response, Error> {
-        let attempts = match retry {
-            Retry::Idempotent => self.max_attempts,
-            Retry::Once => 1,
-        };
-        // The control plane's own pace, and the call's budget when there is one.
-        let policy = ReconnectPolicy::default()
-            .first_delay(FIRST_DELAY)
-            .max_delay(MAX_DELAY)
-            .max_attempts(attempts)
-            .max_elapsed(self.budget.unwrap_or(UNBOUNDED));
-        self.http.send_retrying(
-            method,
-            path,
-            body,
-            &policy,
-            self.budget,
-            |outcome| match outcome {
-                Ok(r) => matches!(r.status, 500 | 502 | 503 | 504),
-                Err(e) => matches!(e, Error::Transport { .. }),
-            },
-        )
+        self.send_with(method, path, body, &[], replay)
+    }
+
+    /// [`Transport::send`] with extra headers (the idempotency key), the same on every attempt.
+    pub(crate) fn send_with(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+        replay: Replay,
+    ) -> Result<Response, Error> {
+        let start = Instant::now();
+        let deadline = start + self.budget;
+        let mut policy = Policy::new(replay, self.max_retries, self.connection_retries);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Error::Timeout {
+                    phase: TimeoutPhase::Request,
+                    after: self.budget,
+                });
+            }
+            let outcome = self.http.send_within(method, path, body, headers, left);
+            let delay = match policy.next(&outcome, unit_random()) {
+                Next::Done => return outcome,
+                Next::RetryAfter(delay) => delay,
+            };
+            // A wait that would use up the budget leaves no time for the attempt after it.
+            if Instant::now() + delay >= deadline {
+                log::debug!(
+                    "{}: no retry, a wait of {delay:?} would pass the call's budget",
+                    describe(method, path)
+                );
+                return outcome;
+            }
+            log::debug!(
+                "{} answered {}; retrying in {delay:?}",
+                describe(method, path),
+                match &outcome {
+                    Ok(r) => format!("HTTP {}", r.status),
+                    Err(e) => e.report(),
+                },
+            );
+            std::thread::sleep(delay);
+        }
     }
 }
 

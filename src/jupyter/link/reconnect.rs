@@ -141,8 +141,11 @@ impl Link {
             .is_none_or(|t| now.duration_since(t) >= PROBE_INTERVAL);
         if probe_due {
             outage.last_probe = Some(now);
-            if self.backend.probe() == Liveness::Gone {
-                return Reconnect::GiveUp(self.sandbox_gone());
+            match self.backend.probe() {
+                Liveness::Gone => return Reconnect::GiveUp(self.sandbox_gone()),
+                // Nothing answers until someone resumes it: fail now, not at the budget's end.
+                Liveness::Paused => return Reconnect::GiveUp(self.sandbox_paused()),
+                Liveness::Alive | Liveness::Unknown => {}
             }
         }
         Reconnect::Waiting
@@ -155,6 +158,12 @@ impl Link {
 
     pub(crate) fn sandbox_gone(&self) -> Failure {
         Failure::SandboxGone {
+            sandbox_id: self.backend.sandbox_id().to_string(),
+        }
+    }
+
+    fn sandbox_paused(&self) -> Failure {
+        Failure::SandboxPaused {
             sandbox_id: self.backend.sandbox_id().to_string(),
         }
     }
@@ -179,6 +188,7 @@ impl Link {
         };
         match liveness {
             Liveness::Gone => self.sandbox_gone(),
+            Liveness::Paused => self.sandbox_paused(),
             _ => Failure::Lost {
                 kernel_id: self.names.lost_id.clone(),
                 cause,
