@@ -154,6 +154,9 @@ fn compile(source: &str, name: &str, static_link: bool) -> PathBuf {
         cmd.arg("-L")
             .arg(&lib)
             .arg("-le2b_blocking_ffi")
+            // DT_RPATH, which wins over the LD_LIBRARY_PATH cargo sets: that also lists
+            // target/debug, where a `cargo build` leaves an older copy of the library.
+            .arg("-Wl,--disable-new-dtags")
             .arg(format!("-Wl,-rpath,{}", lib.display()));
     }
     run_ok(cmd, Duration::from_secs(120));
