@@ -43,7 +43,7 @@ fn try_mount(dir: &Path, size: u64) -> io::Result<()> {
     fs::File::create(&image)?.set_len(size)?;
     // No reserved blocks (the sandbox is the only user) and lazy initialisation: the image
     // stays sparse until written.
-    run(Command::new("mkfs.ext4")
+    run(Command::new(system_tool("mkfs.ext4"))
         .args([
             "-q",
             "-F",
@@ -54,7 +54,7 @@ fn try_mount(dir: &Path, size: u64) -> io::Result<()> {
         ])
         .arg(&image))?;
     let root = dir.join("root");
-    run(Command::new("mount")
+    run(Command::new(system_tool("mount"))
         .args(["-o", "loop,nosuid,nodev"])
         .arg(&image)
         .arg(&root))?;
@@ -69,7 +69,7 @@ pub(crate) fn unmount(root: &Path) {
         return;
     }
     // Lazy: a process of a dying sandbox may still hold a file open for a moment.
-    if let Err(e) = run(Command::new("umount").arg("-l").arg(root)) {
+    if let Err(e) = run(Command::new(system_tool("umount")).arg("-l").arg(root)) {
         log::warn!("could not unmount {}: {e}", root.display());
     }
 }
@@ -80,6 +80,16 @@ fn is_mount_point(path: &Path) -> bool {
         (Ok(own), Some(Ok(parent))) => own.is_dir() && own.dev() != parent.dev(),
         _ => false,
     }
+}
+
+/// `name` from PATH, else from the system directories a user's PATH may lack.
+fn system_tool(name: &str) -> std::path::PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(Into::into))
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| name.into())
 }
 
 /// Runs `cmd`; its error output becomes the error.
