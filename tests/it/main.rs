@@ -10,6 +10,7 @@ mod commands;
 mod contexts;
 mod e2b_contract;
 mod e2b_local;
+mod e2b_official_sdk;
 mod faults;
 mod files;
 mod files_paths;

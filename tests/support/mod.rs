@@ -2,6 +2,7 @@
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
+pub mod data_rig;
 pub mod e2b_plane;
 pub mod e2b_rig;
 pub mod fault_proxy;
