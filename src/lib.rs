@@ -124,6 +124,7 @@ mod host;
 mod jupyter;
 mod kernel;
 mod net;
+mod plane;
 mod pty;
 mod retry;
 mod sandbox;
@@ -156,6 +157,7 @@ pub use files::watch::{DEFAULT_WATCH_CAPACITY, FsEvent, FsEventKind, WatchBuilde
 pub use files::{Download, EntryInfo, FileType, Files, Upload};
 pub use host::Host;
 pub use jupyter::state::{CloseReason, ConnectionState, ConnectionWatch};
+pub use plane::DataPlane;
 pub use pty::{Pty, PtyEnd, PtyEvent, PtyGap, PtyIter, PtyOptions, PtyOutput, PtySize, Terminal};
 pub use sandbox::{Sandbox, SandboxBuilder};
 

@@ -4,7 +4,7 @@ use crate::exec::models::{Execution, ExecutionError, OutputMessage, RichResult};
 use crate::jupyter::wire::Incoming;
 
 /// What a message means to the user's callbacks.
-pub(super) enum Event {
+pub(crate) enum Event {
     None,
     Stdout(OutputMessage),
     Stderr(OutputMessage),
@@ -14,8 +14,8 @@ pub(super) enum Event {
 
 /// Builds an [`Execution`] from the messages of one request.
 #[derive(Default)]
-pub(super) struct Accumulator {
-    pub(super) execution: Execution,
+pub(crate) struct Accumulator {
+    pub(crate) execution: Execution,
 }
 
 impl Accumulator {
@@ -70,7 +70,7 @@ impl Accumulator {
     }
 
     /// Stores what [`Accumulator::apply`] made of a message, after the callbacks saw it.
-    pub(super) fn keep(&mut self, event: Event) {
+    pub(crate) fn keep(&mut self, event: Event) {
         match event {
             Event::None => {}
             Event::Stdout(m) => self.execution.logs.stdout.push(m.line),

@@ -7,6 +7,7 @@ mod path;
 mod transfer;
 pub(crate) mod watch;
 
+pub(crate) use entry::parse_rfc3339;
 pub use entry::{EntryInfo, FileType};
 pub use transfer::{Download, Upload};
 

@@ -71,6 +71,14 @@ pub struct FsEvent {
 }
 
 impl FsEvent {
+    pub(crate) fn new(kind: FsEventKind, path: &str) -> FsEvent {
+        FsEvent {
+            kind,
+            path: path.to_string(),
+            dropped: None,
+        }
+    }
+
     fn overflow(dropped: Option<u64>) -> FsEvent {
         FsEvent {
             kind: FsEventKind::Overflow,

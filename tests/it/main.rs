@@ -11,6 +11,7 @@ mod contexts;
 mod e2b_contract;
 mod e2b_local;
 mod e2b_official_sdk;
+mod e2b_plane;
 mod faults;
 mod files;
 mod files_paths;

@@ -63,26 +63,27 @@ def result_line(bundle, is_main):
     return out
 
 
-def set_env_code(language, envs):
+def set_env_code(language, envs, save=False):
     if not envs:
         return None
     if language == "python":
-        return f"import os as __os\n__os.environ.update({json.dumps(envs)})\ndel __os"
+        saved = f"__e2b_saved_envs = {{k: __os.environ.get(k) for k in {json.dumps(list(envs))}}}\n" if save else ""
+        return f"import os as __os\n{saved}__os.environ.update({json.dumps(envs)})\ndel __os"
     if language == "bash":
         return "\n".join(f"export {k}={json.dumps(v)}" for k, v in envs.items())
     return None
 
 
-def unset_env_code(language, envs, before):
+def unset_env_code(language, envs):
     if not envs:
         return None
     if language == "python":
         return (
             "import os as __os\n"
-            f"for __k, __v in {json.dumps(before)}.items():\n"
+            "for __k, __v in __e2b_saved_envs.items():\n"
             "    if __v is None: __os.environ.pop(__k, None)\n"
             "    else: __os.environ[__k] = __v\n"
-            "del __os"
+            "del __os, __e2b_saved_envs"
         )
     if language == "bash":
         return "\n".join(f"unset {k}" for k in envs)
@@ -201,48 +202,48 @@ class Context:
             if not self.envs_loaded:
                 self.envs_loaded = True
                 await self.silent(set_env_code(self.language, await self.server.global_envs(token)))
-            before = {}
-            if env_vars and self.language == "python":
-                before = await self.environ_of(list(env_vars))
-            await self.silent(set_env_code(self.language, env_vars))
+            await self.silent(set_env_code(self.language, env_vars, save=True))
             try:
                 async for line in self.outputs(code):
                     yield line
             finally:
-                await self.silent(unset_env_code(self.language, env_vars, before))
-
-    async def environ_of(self, names):
-        values = {}
-        async for msg in self.run(
-            f"import os as __os, json as __j\nprint(__j.dumps({{k: __os.environ.get(k) for k in {json.dumps(names)}}}))\ndel __os, __j",
-            True,
-        ):
-            if msg["msg_type"] == "stream":
-                values.update(json.loads(msg["content"]["text"]))
-        return values
+                await self.silent(unset_env_code(self.language, env_vars))
 
     async def outputs(self, code):
-        messages = self.run(code, False)
-        pending = asyncio.ensure_future(messages.__anext__())
-        errored = False
+        """The output lines of one cell, with a keepalive line while it is quiet."""
+        msg_id, message = self.request(code, False)
+        q = asyncio.Queue()
+        self.routes[msg_id] = q
         try:
-            while True:
-                done, _ = await asyncio.wait({pending}, timeout=KEEPALIVE_INTERVAL)
-                if not done:
+            await self.ws.send(json.dumps(message))
+            accepted = replied = idle = errored = False
+            while not (replied and idle):
+                try:
+                    msg = await asyncio.wait_for(q.get(), KEEPALIVE_INTERVAL)
+                except asyncio.TimeoutError:
                     yield {"type": "keepalive"}
                     continue
-                try:
-                    msg = pending.result()
-                except StopAsyncIteration:
-                    return
-                except ConnectionError:
+                if msg is None:
                     yield {"type": "error", "name": "WebSocketError",
                            "value": "The connections was lost, rerun the code to get the results",
                            "traceback": ""}
+                    yield {"type": "unexpected_end_of_execution"}
                     return
-                pending = asyncio.ensure_future(messages.__anext__())
                 kind, content = msg["msg_type"], msg["content"]
-                if kind == "stream":
+                if kind == "execute_input":
+                    accepted = True
+                    yield {"type": "number_of_executions", "execution_count": content["execution_count"]}
+                elif kind == "execute_reply":
+                    replied = True
+                    if content.get("status") == "aborted":
+                        # A cell queued behind one that failed (stop_on_error), as after an
+                        # interrupt: the kernel never ran it.
+                        yield {"type": "error", "name": "ExecutionAborted",
+                               "value": "Execution was aborted", "traceback": ""}
+                        return
+                elif kind == "status":
+                    idle = idle or (content["execution_state"] == "idle" and accepted)
+                elif kind == "stream":
                     yield {"type": content["name"], "text": content["text"],
                            "timestamp": msg["header"].get("date")}
                 elif kind in ("display_data", "execute_result"):
@@ -251,12 +252,8 @@ class Context:
                     errored = True
                     yield {"type": "error", "name": content["ename"], "value": content["evalue"],
                            "traceback": "\n".join(content["traceback"])}
-                elif kind == "execute_input":
-                    yield {"type": "number_of_executions", "execution_count": content["execution_count"]}
         finally:
-            if not pending.done():
-                pending.cancel()
-            await messages.aclose()
+            self.routes.pop(msg_id, None)
 
 
 class Interpreter:

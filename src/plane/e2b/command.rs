@@ -1,0 +1,366 @@
+//! A shell command run through envd: `/bin/bash -l -c <cmd>` as E2B's SDKs start it, its
+//! stdout and stderr apart, its exit code from envd's end event, E2B's 60 s default timeout
+//! enforced by killing it.
+
+use std::collections::VecDeque;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::E2bPlane;
+use super::process::{E2bProcess, ProcessEvent, ProcessStart, Utf8Pieces};
+use crate::commands::{CommandOutput, CommandResult};
+use crate::error::{Error, TimeoutPhase};
+use crate::exec::models::Execution;
+
+/// How long a killed command may take to report its end.
+const SETTLE: Duration = Duration::from_secs(5);
+
+type Callback<'a> = Box<dyn FnMut(&str) + Send + 'a>;
+
+/// Why a command ended other than by exiting, kept so every `wait` gives the same error.
+#[derive(Debug, Clone)]
+enum Fault {
+    Timeout(Duration),
+    SandboxGone(String),
+    Lost,
+    Panicked(&'static str, String),
+    Other(String),
+}
+
+/// A running (or ended) command and the wait for it.
+pub(crate) struct E2bCommand<'a> {
+    process: E2bProcess,
+    stdout: String,
+    stderr: String,
+    decode_out: Utf8Pieces,
+    decode_err: Utf8Pieces,
+    on_stdout: Option<Callback<'a>>,
+    on_stderr: Option<Callback<'a>>,
+    queue: VecDeque<CommandOutput>,
+    pub(crate) queueing: bool,
+    timeout: Option<Duration>,
+    deadline: Option<Instant>,
+    ending: Option<Result<i32, Fault>>,
+    background: bool,
+    stdin: bool,
+    stdin_open: bool,
+}
+
+impl std::fmt::Debug for E2bCommand<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CommandHandle")
+            .field("pid", &self.process.pid())
+            .field("finished", &self.ending.is_some())
+            .field("plane", &"e2b")
+            .finish_non_exhaustive()
+    }
+}
+
+/// What to run, and how.
+pub(crate) struct CommandSpec<'s, 'a> {
+    pub(crate) start: ProcessStart<'s>,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) background: bool,
+    pub(crate) on_stdout: Option<Callback<'a>>,
+    pub(crate) on_stderr: Option<Callback<'a>>,
+}
+
+impl<'a> E2bCommand<'a> {
+    /// Starts `cmd` with bash, as E2B's SDKs do.
+    pub(crate) fn start(
+        plane: &Arc<E2bPlane>,
+        cmd: &str,
+        spec: CommandSpec<'_, 'a>,
+    ) -> Result<E2bCommand<'a>, Error> {
+        if cmd.contains('\0') {
+            return Err(Error::InvalidArgument("command contains a NUL byte".into()));
+        }
+        let start = ProcessStart {
+            cmd: "/bin/bash",
+            args: vec!["-l".into(), "-c".into(), cmd.to_string()],
+            ..spec.start
+        };
+        let stdin = start.stdin;
+        let process = plane.start_process(&start)?;
+        Ok(E2bCommand::around(
+            process,
+            spec.timeout,
+            spec.background,
+            stdin,
+            spec.on_stdout,
+            spec.on_stderr,
+        ))
+    }
+
+    /// A handle on a command that runs already (`connect` by pid): its output from now on.
+    pub(crate) fn connect(plane: &Arc<E2bPlane>, pid: u32) -> Result<E2bCommand<'a>, Error> {
+        let process = plane.connect_process(pid)?;
+        Ok(E2bCommand::around(process, None, true, true, None, None))
+    }
+
+    fn around(
+        process: E2bProcess,
+        timeout: Option<Duration>,
+        background: bool,
+        stdin: bool,
+        on_stdout: Option<Callback<'a>>,
+        on_stderr: Option<Callback<'a>>,
+    ) -> E2bCommand<'a> {
+        E2bCommand {
+            process,
+            stdout: String::new(),
+            stderr: String::new(),
+            decode_out: Utf8Pieces::default(),
+            decode_err: Utf8Pieces::default(),
+            on_stdout,
+            on_stderr,
+            queue: VecDeque::new(),
+            queueing: false,
+            timeout,
+            deadline: timeout.map(|t| Instant::now() + t),
+            ending: None,
+            background,
+            stdin,
+            stdin_open: stdin,
+        }
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
+    pub(crate) fn is_finished(&self) -> bool {
+        self.ending.is_some()
+    }
+
+    pub(crate) fn stdout(&self) -> &str {
+        &self.stdout
+    }
+
+    pub(crate) fn stderr(&self) -> &str {
+        &self.stderr
+    }
+
+    pub(crate) fn wait(&mut self) -> Result<CommandResult, Error> {
+        self.pump(None);
+        self.outcome()
+    }
+
+    pub(crate) fn wait_timeout(&mut self, limit: Duration) -> Result<Option<CommandResult>, Error> {
+        self.pump(Some(Instant::now() + limit));
+        if self.ending.is_none() {
+            return Ok(None);
+        }
+        self.outcome().map(Some)
+    }
+
+    /// The next output while `queueing` (the `output()` iterator); `None` once it ended.
+    pub(crate) fn next_output(&mut self) -> Option<CommandOutput> {
+        loop {
+            if let Some(out) = self.queue.pop_front() {
+                return Some(out);
+            }
+            if self.ending.is_some() {
+                return None;
+            }
+            self.pump(None);
+        }
+    }
+
+    pub(crate) fn stop_queueing(&mut self) {
+        self.queueing = false;
+        self.queue.clear();
+    }
+
+    pub(crate) fn kill(&mut self) -> Result<bool, Error> {
+        if self.ending.is_some() {
+            return Ok(false);
+        }
+        let killed = self.process.plane().kill_process(self.pid())?;
+        self.pump(Some(Instant::now() + SETTLE));
+        if self.ending.is_none() {
+            return Err(Error::Timeout {
+                phase: TimeoutPhase::Command,
+                after: SETTLE,
+            });
+        }
+        Ok(killed)
+    }
+
+    pub(crate) fn send_stdin(&mut self, data: &[u8]) -> Result<(), Error> {
+        if !self.stdin {
+            return Err(Error::InvalidArgument(
+                "the command was not started with stdin(true)".into(),
+            ));
+        }
+        if !self.stdin_open {
+            return Err(Error::StdinClosed);
+        }
+        self.process.plane().send_input(self.pid(), data, false)
+    }
+
+    pub(crate) fn close_stdin(&mut self) -> Result<(), Error> {
+        if !self.stdin {
+            return Err(Error::InvalidArgument(
+                "the command was not started with stdin(true)".into(),
+            ));
+        }
+        if !self.stdin_open || self.ending.is_some() {
+            return Ok(());
+        }
+        self.stdin_open = false;
+        match self.process.plane().close_stdin(self.pid()) {
+            Err(Error::ProcessNotFound { .. }) => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Handles events until the command ends or `until` passes (`None`: until it ends).
+    fn pump(&mut self, until: Option<Instant>) {
+        while self.ending.is_none() {
+            let limit = match (until, self.deadline) {
+                (Some(u), Some(d)) => Some(u.min(d)),
+                (u, d) => u.or(d),
+            };
+            match self.process.next(limit) {
+                Ok(Some(ProcessEvent::Stdout(bytes))) => {
+                    let text = self.decode_out.push(&bytes);
+                    self.deliver(false, text);
+                }
+                Ok(Some(ProcessEvent::Stderr(bytes) | ProcessEvent::Pty(bytes))) => {
+                    let text = self.decode_err.push(&bytes);
+                    self.deliver(true, text);
+                }
+                Ok(Some(ProcessEvent::End {
+                    exit_code, error, ..
+                })) => {
+                    let (out, err) = (self.decode_out.finish(), self.decode_err.finish());
+                    self.deliver(false, out);
+                    self.deliver(true, err);
+                    if let Some(e) = error.filter(|e| !e.is_empty()) {
+                        log::debug!("command {}: envd says {e}", self.pid());
+                    }
+                    if self.ending.is_none() {
+                        self.ending = Some(Ok(exit_code));
+                    }
+                }
+                Ok(None) => {
+                    if self.deadline.is_some_and(|d| Instant::now() >= d) {
+                        self.time_out();
+                    } else {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    self.ending = Some(Err(match e {
+                        Error::SandboxNotFound { sandbox_id } => Fault::SandboxGone(sandbox_id),
+                        Error::ConnectionLost { .. }
+                        | Error::Transport { .. }
+                        | Error::Timeout { .. } => {
+                            log::debug!("command {}: its stream broke: {e}", self.pid());
+                            Fault::Lost
+                        }
+                        e => Fault::Other(e.to_string()),
+                    }));
+                }
+            }
+        }
+    }
+
+    /// The command ran past its timeout: kill it, and say so once it ended.
+    fn time_out(&mut self) {
+        let after = self.timeout.unwrap_or_default();
+        self.deadline = None;
+        log::debug!(
+            "command {} timed out after {after:?}; killing it",
+            self.pid()
+        );
+        if let Err(e) = self.process.plane().kill_process(self.pid()) {
+            log::warn!(
+                "command {}: could not kill it at its timeout: {e}",
+                self.pid()
+            );
+        }
+        self.pump(Some(Instant::now() + SETTLE));
+        self.ending = Some(Err(Fault::Timeout(after)));
+    }
+
+    fn deliver(&mut self, stderr: bool, text: String) {
+        if text.is_empty() {
+            return;
+        }
+        let callback = if stderr {
+            self.on_stderr.as_mut()
+        } else {
+            self.on_stdout.as_mut()
+        };
+        if let Some(f) = callback
+            && let Err(payload) = catch_unwind(AssertUnwindSafe(|| f(&text)))
+        {
+            let name = if stderr { "on_stderr" } else { "on_stdout" };
+            let message = crate::exec::code::panic_message(payload.as_ref());
+            log::warn!(
+                "command {}: {name} panicked; killing the command",
+                self.pid()
+            );
+            let _ = self.process.plane().kill_process(self.pid());
+            self.ending = Some(Err(Fault::Panicked(name, message)));
+        }
+        if self.queueing {
+            self.queue.push_back(if stderr {
+                CommandOutput::Stderr(text.clone())
+            } else {
+                CommandOutput::Stdout(text.clone())
+            });
+        }
+        if stderr {
+            self.stderr.push_str(&text);
+        } else {
+            self.stdout.push_str(&text);
+        }
+    }
+
+    fn outcome(&self) -> Result<CommandResult, Error> {
+        match self.ending.as_ref().expect("outcome after the end") {
+            Ok(code) => Ok(CommandResult {
+                stdout: self.stdout.clone(),
+                stderr: self.stderr.clone(),
+                exit_code: *code,
+            }),
+            Err(fault) => Err(match fault {
+                Fault::Timeout(after) => Error::Timeout {
+                    phase: TimeoutPhase::Command,
+                    after: *after,
+                },
+                Fault::SandboxGone(id) => Error::SandboxNotFound {
+                    sandbox_id: id.clone(),
+                },
+                Fault::Lost => {
+                    let mut partial = Execution::default();
+                    partial.logs.stdout.push(self.stdout.clone());
+                    partial.logs.stderr.push(self.stderr.clone());
+                    Error::OutputLost {
+                        missing: None,
+                        partial: Box::new(partial),
+                    }
+                }
+                Fault::Panicked(callback, message) => Error::CallbackPanicked {
+                    callback,
+                    message: message.clone(),
+                },
+                Fault::Other(message) => Error::protocol(message.clone()),
+            }),
+        }
+    }
+}
+
+impl Drop for E2bCommand<'_> {
+    fn drop(&mut self) {
+        if !self.background && self.ending.is_none() {
+            if let Err(e) = self.process.plane().kill_process(self.pid()) {
+                log::warn!("command {}: could not kill it on drop: {e}", self.pid());
+            }
+        }
+    }
+}
