@@ -5,14 +5,11 @@
 use std::time::Duration;
 
 use crate::support::data_rig::{DataRig, ENVD_VERSION};
-use crate::support::{deadline, init_logs};
-use e2b_blocking::{ContextOptions, DataPlane, E2bOptions, Error, Sandbox};
+use crate::support::deadline;
+use e2b_blocking::{ContextOptions, DataPlane, Error, Sandbox};
 
 fn sandbox(rig: &DataRig) -> Sandbox {
-    init_logs();
-    Sandbox::builder()
-        .e2b_with(&rig.config(), &E2bOptions::default())
-        .expect("sandbox on the rig")
+    rig.sandbox()
 }
 
 #[test]

@@ -230,6 +230,14 @@ impl DataRig {
             .request_timeout(Duration::from_secs(30))
     }
 
+    /// A sandbox on the rig, with default options.
+    pub fn sandbox(&self) -> e2b_blocking::Sandbox {
+        super::init_logs();
+        e2b_blocking::Sandbox::builder()
+            .e2b_with(&self.config(), &e2b_blocking::E2bOptions::default())
+            .expect("sandbox on the rig")
+    }
+
     /// The sandbox dies: the control plane says 404, the proxy 502.
     pub fn kill_sandbox(&self) {
         self.gone.store(true, Ordering::SeqCst);
