@@ -32,6 +32,10 @@ impl Commands {
     /// [`Error::ProcessNotFound`] when no command with that pid was started through the
     /// sandbox (or its record is gone); [`Error::Closed`] and connection errors.
     pub fn connect(&self, pid: u32) -> Result<CommandHandle, Error> {
+        if let crate::plane::Plane::E2b(plane) = self.sandbox.plane()? {
+            return crate::plane::e2b::E2bCommand::connect(plane, pid)
+                .map(|c| CommandHandle(super::plane::Proc::E2b(c)));
+        }
         let launch = Launch {
             code: follow_cell(&json!({ "pid": pid })),
             envs: Default::default(),
@@ -40,6 +44,7 @@ impl Commands {
             background: false,
             follow: Some(pid),
         };
-        Running::launch(&self.sandbox, launch, None, None).map(CommandHandle)
+        Running::launch(&self.sandbox, launch, None, None)
+            .map(|r| CommandHandle(super::plane::Proc::Jupyter(r)))
     }
 }

@@ -18,7 +18,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 pub(crate) use command::{CommandSpec, E2bCommand};
-pub(crate) use files::{E2bDownload, E2bFiles, E2bWatch};
+pub(crate) use files::{E2bDownload, E2bFiles};
 pub(crate) use interpreter::CodeRequest;
 pub(crate) use process::ProcessStart;
 pub(crate) use terminal::E2bTerminal;
@@ -94,15 +94,6 @@ impl E2bPlane {
             version: access.envd_version,
             timeouts: timeouts.clone(),
         })
-    }
-
-    pub(crate) fn sandbox_id(&self) -> &str {
-        &self.sandbox_id
-    }
-
-    /// The envd version the control plane reported (the newest known, in debug mode).
-    pub(crate) fn envd_version(&self) -> &EnvdVersion {
-        &self.version
     }
 
     /// envd's `GET /health` (204 while it runs): `Ok(true)` running, `Ok(false)` when the proxy

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use super::E2bPlane;
 use super::process::{E2bProcess, ProcessEvent, ProcessStart, Utf8Pieces};
 use crate::error::Error;
+use crate::jupyter::state::{CloseReason, ConnectionState, ConnectionWatch, StateCell};
 use crate::pty::{PtyEnd, PtyEvent};
 use crate::sync::lock;
 
@@ -29,6 +30,8 @@ pub(crate) struct E2bTerminal {
     reading: Mutex<Reading>,
     killed: AtomicBool,
     pub(crate) kill_on_drop: bool,
+    /// `Connected` while its stream is read, `Closed` once it ended or failed.
+    state: StateCell,
 }
 
 impl E2bTerminal {
@@ -96,7 +99,20 @@ impl E2bTerminal {
             }),
             killed: AtomicBool::new(false),
             kill_on_drop,
+            state: {
+                let state = StateCell::new(&format!("terminal:{pid}"));
+                state.set(ConnectionState::Connected);
+                state
+            },
         }
+    }
+
+    pub(crate) fn connection_state(&self) -> ConnectionState {
+        self.state.get()
+    }
+
+    pub(crate) fn watch_connection(&self) -> ConnectionWatch {
+        self.state.watch()
     }
 
     pub(crate) fn name(&self) -> &str {
@@ -184,6 +200,9 @@ impl E2bTerminal {
                         PtyEnd::TimedOut
                     };
                     r.over = Some(Ok(end));
+                    self.state.set(ConnectionState::Closed {
+                        reason: CloseReason::Requested,
+                    });
                     let rest = r.decode.finish();
                     if !rest.is_empty() {
                         return Ok(Some(PtyEvent::Output(rest)));
@@ -202,8 +221,10 @@ impl E2bTerminal {
                     return Ok(None);
                 }
                 Err(e) => {
-                    let message = e.to_string();
-                    r.over = Some(Err(message));
+                    r.over = Some(Err(e.to_string()));
+                    self.state.set(ConnectionState::Closed {
+                        reason: CloseReason::GaveUp,
+                    });
                     return Err(e);
                 }
             }
