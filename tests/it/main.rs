@@ -13,6 +13,7 @@ mod e2b_local;
 mod e2b_official_sdk;
 mod e2b_plane;
 mod e2b_plane_commands;
+mod e2b_plane_faults;
 mod e2b_plane_files;
 mod faults;
 mod files;

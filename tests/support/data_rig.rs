@@ -85,6 +85,10 @@ pub struct Options {
     pub envs: Vec<(String, String)>,
     /// Traffic not public: the proxy wants [`TRAFFIC_TOKEN`].
     pub private: bool,
+    /// The control plane hands out this envd token instead of [`ENVD_TOKEN`].
+    pub envd_token: Option<String>,
+    /// The control plane reports this envd version instead of [`ENVD_VERSION`].
+    pub envd_version: Option<String>,
 }
 
 /// The stand-ins' process and where they listen.
@@ -206,7 +210,10 @@ impl DataRig {
             gone.clone(),
         )
         .expect("proxy starts");
-        let mut access = json!({"envdVersion": ENVD_VERSION, "envdAccessToken": ENVD_TOKEN});
+        let mut access = json!({
+            "envdVersion": options.envd_version.as_deref().unwrap_or(ENVD_VERSION),
+            "envdAccessToken": options.envd_token.as_deref().unwrap_or(ENVD_TOKEN),
+        });
         if options.private {
             proxy.require_traffic_token(TRAFFIC_TOKEN);
             access["trafficAccessToken"] = json!(TRAFFIC_TOKEN);

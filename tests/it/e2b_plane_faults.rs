@@ -1,0 +1,200 @@
+//! The E2B data plane's promises on the rig: typed errors for a sandbox that is gone, a link
+//! that is down or stalled, a token that is refused, an envd too old; a cut in the middle of an
+//! execution that never loses output silently nor runs the cell twice.
+
+use std::time::{Duration, Instant};
+
+use crate::support::data_rig::{DataRig, Options};
+use crate::support::deadline;
+use crate::support::fault_proxy::FaultProxy;
+use e2b_blocking::{DataPlane, E2bOptions, Error, Sandbox, Timeouts};
+
+#[test]
+fn a_sandbox_that_is_gone_is_sandbox_not_found_everywhere() {
+    deadline(|| {
+        let rig = DataRig::start();
+        let sbx = rig.sandbox();
+        let mut spawned = sbx
+            .commands()
+            .cmd("sleep 30")
+            .timeout(None)
+            .spawn()
+            .unwrap();
+        rig.kill_sandbox();
+        assert!(!sbx.is_running());
+        let gone = |e: Error| assert!(matches!(e, Error::SandboxNotFound { .. }), "{e:?}");
+        gone(sbx.run_code("1").unwrap_err());
+        gone(sbx.files().read("x").unwrap_err());
+        gone(sbx.files().list("/").unwrap_err());
+        gone(sbx.files().write("x", "x").unwrap_err());
+        gone(sbx.commands().run("true").unwrap_err());
+        gone(sbx.list_contexts().unwrap_err());
+        // A stream that was open when the sandbox went.
+        gone(spawned.wait().unwrap_err());
+    });
+}
+
+#[test]
+fn a_refused_envd_token_is_authentication_and_a_private_sandbox_sends_its_traffic_token() {
+    deadline(|| {
+        let rig = DataRig::start_with(&Options {
+            envd_token: Some("not-the-token".into()),
+            ..Default::default()
+        });
+        let sbx = rig.sandbox();
+        let auth = |e: Error| assert!(matches!(e, Error::Authentication { .. }), "{e:?}");
+        auth(sbx.files().read("x").unwrap_err());
+        auth(sbx.files().list("/").unwrap_err());
+        auth(sbx.commands().run("true").unwrap_err());
+        auth(sbx.run_code("1").unwrap_err());
+
+        let rig = DataRig::start_with(&Options {
+            private: true,
+            ..Default::default()
+        });
+        let sbx = rig.sandbox();
+        assert_eq!(sbx.run_code("1 + 1").unwrap().text(), Some("2"));
+        assert_eq!(sbx.commands().run("echo t").unwrap().stdout, "t\n");
+        // Nothing was refused for want of the token (the proxy answers 403 then).
+        assert!(rig.proxy.seen().iter().all(|s| s.answered != Some(403)));
+    });
+}
+
+#[test]
+fn an_old_envd_is_refused_by_name_and_version() {
+    deadline(|| {
+        let rig = DataRig::start_with(&Options {
+            envd_version: Some("0.1.0".into()),
+            ..Default::default()
+        });
+        let sbx = rig.sandbox();
+        let err = sbx.commands().cmd("cat").stdin(true).spawn().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "a command's stdin needs envd 0.3.0; the sandbox has envd 0.1.0"
+        );
+        // Older envds take multipart uploads and want the user named: both still work.
+        sbx.files().write("old.txt", "o").unwrap();
+        assert_eq!(sbx.files().read("old.txt").unwrap(), "o");
+        let err = sbx.files().watch_dir("/home/user", true).unwrap_err();
+        assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
+        let _ = sbx.files().watch_dir("/home/user", false).unwrap();
+    });
+}
+
+#[test]
+fn the_plane_can_be_chosen() {
+    deadline(|| {
+        let rig = DataRig::start();
+        let e2b = Sandbox::builder()
+            .e2b_with(
+                &rig.config().data_plane(DataPlane::E2b),
+                &E2bOptions::default(),
+            )
+            .unwrap();
+        assert_eq!(e2b.data_plane(), DataPlane::E2b);
+        // The rig's template keeps Jupyter private: asking for it fails, saying why.
+        let err = Sandbox::builder()
+            .timeouts(Timeouts::default().start(Duration::from_secs(15)))
+            .e2b_with(
+                &rig.config().data_plane(DataPlane::Jupyter),
+                &E2bOptions::default(),
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("port 8888"), "{err}");
+    });
+}
+
+/// A sandbox on the rig reached through a fault proxy in front of the sandbox proxy.
+fn through_faults(rig: &DataRig, request: Duration) -> (FaultProxy, Sandbox) {
+    let faults = FaultProxy::start(rig.proxy.addr()).unwrap();
+    let sbx = Sandbox::builder()
+        .timeouts(Timeouts::default().request(request))
+        .e2b_with(
+            &rig.config()
+                .sandbox_url(format!("http://{}", faults.addr())),
+            &E2bOptions::default(),
+        )
+        .unwrap();
+    (faults, sbx)
+}
+
+#[test]
+fn unreachable_and_stalled_links_are_typed_and_bounded() {
+    deadline(|| {
+        let rig = DataRig::start();
+        let (faults, sbx) = through_faults(&rig, Duration::from_secs(2));
+        faults.set_stall(true);
+        let started = Instant::now();
+        let err = sbx.files().list("/").unwrap_err();
+        assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "{:?}",
+            started.elapsed()
+        );
+        faults.set_stall(false);
+        faults.set_refuse(true);
+        faults.cut_all();
+        let err = sbx.files().list("/").unwrap_err();
+        assert!(matches!(err, Error::Transport { .. }), "{err:?}");
+        assert!(!sbx.is_running());
+        faults.set_refuse(false);
+        assert!(sbx.is_running());
+        assert!(
+            sbx.files()
+                .list("/home")
+                .unwrap()
+                .iter()
+                .any(|e| e.name == "user")
+        );
+    });
+}
+
+#[test]
+fn a_cut_mid_execution_is_output_lost_with_what_arrived_and_the_cell_runs_once() {
+    deadline(|| {
+        let rig = DataRig::start();
+        let (faults, sbx) = through_faults(&rig, Duration::from_secs(10));
+        let mut seen = 0;
+        let err = sbx
+            .code(
+                "import time\nfor i in range(40):\n    print(i, flush=True)\n    \
+                 open('/tmp/ran-once', 'a').write(f'{i}\\n')\n    time.sleep(0.1)",
+            )
+            .on_stdout(|_| {
+                seen += 1;
+                if seen == 5 {
+                    faults.cut_all();
+                }
+            })
+            .run()
+            .unwrap_err();
+        let Error::OutputLost { partial, .. } = err else {
+            panic!("{err:?}");
+        };
+        let lines: Vec<String> = partial
+            .logs
+            .stdout
+            .concat()
+            .lines()
+            .map(String::from)
+            .collect();
+        let expected: Vec<String> = (0..lines.len()).map(|i| i.to_string()).collect();
+        assert_eq!(lines, expected, "what arrived is in order, each once");
+        assert!(lines.len() >= 5);
+        // The server interrupted the cell when the request dropped: it ran once, not to its end,
+        // and was not sent again.
+        std::thread::sleep(Duration::from_secs(7));
+        let ran = sbx.files().read("/tmp/ran-once").unwrap();
+        let ran: Vec<&str> = ran.lines().collect();
+        assert!(
+            ran.len() < 40,
+            "the cell was not interrupted: {} lines",
+            ran.len()
+        );
+        let unique: std::collections::BTreeSet<&str> = ran.iter().copied().collect();
+        assert_eq!(unique.len(), ran.len(), "the cell ran twice");
+        sbx.files().remove("/tmp/ran-once").unwrap();
+    });
+}
