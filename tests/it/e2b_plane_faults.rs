@@ -198,3 +198,27 @@ fn a_cut_mid_execution_is_output_lost_with_what_arrived_and_the_cell_runs_once()
         sbx.files().remove("/tmp/ran-once").unwrap();
     });
 }
+
+#[test]
+fn idempotent_calls_are_sent_again_when_the_link_breaks() {
+    deadline(|| {
+        let rig = DataRig::start();
+        let (faults, sbx) = through_faults(&rig, Duration::from_secs(10));
+        sbx.files().write("kept.txt", "k").unwrap();
+        let cuts =
+            faults.start_random_cuts(Duration::from_millis(20), Duration::from_millis(80), 22);
+        for _ in 0..40 {
+            assert_eq!(sbx.files().get_info("kept.txt").unwrap().size, Some(1));
+            assert!(
+                sbx.files()
+                    .list("/home/user")
+                    .unwrap()
+                    .iter()
+                    .any(|e| e.name == "kept.txt")
+            );
+            assert_eq!(sbx.files().read("kept.txt").unwrap(), "k");
+        }
+        drop(cuts);
+        assert!(faults.cuts() > 0, "no cut happened");
+    });
+}

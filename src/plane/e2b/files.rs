@@ -70,15 +70,25 @@ impl E2bFiles<'_> {
         let http = &self.plane.envd;
         let endpoint = "GET /files".to_string();
         let t = Some(http.request_timeout());
-        let resp = http
-            .headed(http.agent().get(self.files_url(path)))
-            .config()
-            .timeout_global(None)
-            .timeout_per_read(t)
-            .timeout_recv_response(t)
-            .build()
-            .call()
-            .map_err(|e| self.linked(http.transport_error(&endpoint, e)))?;
+        let open = || {
+            http.headed(http.agent().get(self.files_url(path)))
+                .config()
+                .timeout_global(None)
+                .timeout_per_read(t)
+                .timeout_recv_response(t)
+                .build()
+                .call()
+                .map_err(|e| http.transport_error(&endpoint, e))
+        };
+        // Nothing reached the sink yet: a GET that broke on its way is asked again, once.
+        let resp = match open() {
+            Err(e) if super::link_failure(&e) => {
+                log::debug!("{endpoint} failed ({e}); asking again");
+                open()
+            }
+            other => other,
+        }
+        .map_err(|e| self.linked(e))?;
         if !resp.status().is_success() {
             let resp = Response::read(resp, endpoint.clone(), 1 << 20)
                 .map_err(|e| http.transport_error(&endpoint, ureq::Error::Io(e)))?;

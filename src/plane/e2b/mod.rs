@@ -121,15 +121,31 @@ impl E2bPlane {
         Ok(resp.is_success() && self.health().unwrap_or(false))
     }
 
-    /// A unary envd call acting as `user`.
+    /// A unary envd call acting as `user`. A call whose repetition changes nothing
+    /// ([`IDEMPOTENT`]) is sent again when the link broke under it, up to [`ATTEMPTS`] times;
+    /// any other is sent once, since envd may have acted on it.
     fn call(&self, method: &str, user: Option<&str>, body: &Value) -> Result<Value, Failure> {
         let call = Call {
             http: &self.envd,
             method,
             user: self.version.user_for(user),
         };
-        call.unary(body, self.timeouts.request)
-            .map_err(|f| self.typed(f))
+        let attempts = if IDEMPOTENT.contains(&method) {
+            ATTEMPTS
+        } else {
+            1
+        };
+        let mut attempt = 1;
+        loop {
+            match call.unary(body, self.timeouts.request) {
+                Err(Failure::Other(e)) if attempt < attempts && link_failure(&e) => {
+                    log::debug!("{method} failed ({e}); attempt {attempt} of {attempts}");
+                    std::thread::sleep(RETRY_DELAY * 2u32.pow(attempt - 1));
+                    attempt += 1;
+                }
+                outcome => return outcome.map_err(|f| self.typed(f)),
+            }
+        }
     }
 
     /// A link error turned into `SandboxNotFound` when envd's health says the sandbox is gone
@@ -154,6 +170,19 @@ impl E2bPlane {
         }
     }
 }
+
+/// envd calls that may be sent twice: sending one again changes nothing.
+const IDEMPOTENT: &[&str] = &[
+    "filesystem.Filesystem/Stat",
+    "filesystem.Filesystem/ListDir",
+    "filesystem.Filesystem/Remove",
+    "process.Process/List",
+    "process.Process/Update",
+];
+/// Attempts of an idempotent call whose link broke.
+const ATTEMPTS: u32 = 5;
+/// Delay before the second attempt; doubled for each later one.
+const RETRY_DELAY: Duration = Duration::from_millis(50);
 
 /// A transport failure or a lost connection: the kind after which the sandbox may be gone.
 fn link_failure(e: &Error) -> bool {
