@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::config::Secret;
+use crate::config::{ReconnectPolicy, Secret};
 use crate::plane::DataPlane;
 
 /// Reads the API key.
@@ -41,6 +41,8 @@ pub struct E2bConfig {
     /// `SandboxBuilder::add_root_certificate`).
     pub(crate) tls_roots: Vec<Vec<u8>>,
     pub(crate) data_plane: DataPlane,
+    /// How idempotent data-plane calls are retried (the sandbox's reconnect policy).
+    pub(crate) reconnect: ReconnectPolicy,
 }
 
 impl Default for E2bConfig {
@@ -58,6 +60,7 @@ impl Default for E2bConfig {
             headers: Vec::new(),
             tls_roots: Vec::new(),
             data_plane: DataPlane::Auto,
+            reconnect: ReconnectPolicy::default(),
         }
     }
 }

@@ -408,6 +408,7 @@ fn e2b_access(config: &E2bConfig, access: &SandboxAccess) -> Result<Access, Erro
         envd_token: access.envd_access_token.clone(),
         envd_version: EnvdVersion::parse(&access.envd_version),
         tls: crate::tls::TlsRoots::new(&config.tls_roots)?,
+        reconnect: config.reconnect.clone(),
     })
 }
 

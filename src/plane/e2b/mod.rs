@@ -24,7 +24,7 @@ pub(crate) use process::ProcessStart;
 pub(crate) use terminal::E2bTerminal;
 pub(crate) use version::EnvdVersion;
 
-use crate::config::{Secret, Timeouts};
+use crate::config::{ReconnectPolicy, Secret, Timeouts};
 use crate::error::Error;
 use crate::net::{Endpoint, Http, Method};
 use connect::{Call, Failure, RpcError};
@@ -45,6 +45,8 @@ pub(crate) struct Access {
     pub(crate) envd_token: Option<Secret>,
     pub(crate) envd_version: EnvdVersion,
     pub(crate) tls: crate::tls::TlsRoots,
+    /// How idempotent calls are retried when the link breaks.
+    pub(crate) reconnect: ReconnectPolicy,
 }
 
 /// One sandbox's E2B data plane.
@@ -58,6 +60,7 @@ pub(crate) struct E2bPlane {
     interpreter_probe: Http,
     version: EnvdVersion,
     timeouts: Timeouts,
+    reconnect: ReconnectPolicy,
 }
 
 impl E2bPlane {
@@ -93,6 +96,7 @@ impl E2bPlane {
             sandbox_id: access.sandbox_id,
             version: access.envd_version,
             timeouts: timeouts.clone(),
+            reconnect: access.reconnect,
         })
     }
 
@@ -122,26 +126,25 @@ impl E2bPlane {
     }
 
     /// A unary envd call acting as `user`. A call whose repetition changes nothing
-    /// ([`IDEMPOTENT`]) is sent again when the link broke under it, up to [`ATTEMPTS`] times;
-    /// any other is sent once, since envd may have acted on it.
+    /// ([`IDEMPOTENT`]) is sent again when the link broke under it, under the sandbox's
+    /// reconnect policy; any other is sent once, since envd may have acted on it.
     fn call(&self, method: &str, user: Option<&str>, body: &Value) -> Result<Value, Failure> {
         let call = Call {
             http: &self.envd,
             method,
             user: self.version.user_for(user),
         };
-        let attempts = if IDEMPOTENT.contains(&method) {
-            ATTEMPTS
-        } else {
-            1
-        };
-        let mut attempt = 1;
+        let mut retry = IDEMPOTENT
+            .contains(&method)
+            .then(|| crate::retry::Retry::new(&self.reconnect));
         loop {
             match call.unary(body, self.timeouts.request) {
-                Err(Failure::Other(e)) if attempt < attempts && link_failure(&e) => {
-                    log::debug!("{method} failed ({e}); attempt {attempt} of {attempts}");
-                    std::thread::sleep(RETRY_DELAY * 2u32.pow(attempt - 1));
-                    attempt += 1;
+                Err(Failure::Other(e)) if link_failure(&e) => {
+                    let Some(next) = retry.as_mut().and_then(crate::retry::Retry::failed) else {
+                        return Err(self.typed(Failure::Other(e)));
+                    };
+                    log::debug!("{method} failed ({e}); sending it again");
+                    std::thread::sleep(next.saturating_duration_since(std::time::Instant::now()));
                 }
                 outcome => return outcome.map_err(|f| self.typed(f)),
             }
@@ -179,10 +182,6 @@ const IDEMPOTENT: &[&str] = &[
     "process.Process/List",
     "process.Process/Update",
 ];
-/// Attempts of an idempotent call whose link broke.
-const ATTEMPTS: u32 = 5;
-/// Delay before the second attempt; doubled for each later one.
-const RETRY_DELAY: Duration = Duration::from_millis(50);
 
 /// A transport failure or a lost connection: the kind after which the sandbox may be gone.
 fn link_failure(e: &Error) -> bool {
