@@ -1,5 +1,7 @@
-//! E2B cloud sandboxes: created on the E2B control plane, reached through the Jupyter server
-//! the code-interpreter template runs on port 8888 (`https://8888-{sandboxID}.{domain}`).
+//! E2B cloud sandboxes: created on the E2B control plane, then reached through E2B's data plane
+//! (envd and the code-interpreter server, `crate::plane::e2b`) or, for templates that still
+//! serve it, the Jupyter server on port 8888 (`https://8888-{sandboxID}.{domain}`); which one
+//! is settled while the sandbox starts (`E2bBackend::wait_ready`).
 //!
 //! Who kills the sandbox: a sandbox this SDK **created** is killed when the handle closes, as
 //! E2B's own SDKs do on leaving a `with` block. A sandbox it **connected to** by id belongs to
