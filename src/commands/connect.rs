@@ -34,7 +34,7 @@ impl Commands {
     pub fn connect(&self, pid: u32) -> Result<CommandHandle, Error> {
         if let crate::plane::Plane::E2b(plane) = self.sandbox.plane()? {
             return crate::plane::e2b::E2bCommand::connect(plane, pid)
-                .map(|c| CommandHandle(super::plane::Proc::E2b(c)));
+                .map(|c| CommandHandle(super::plane::Proc::E2b(Box::new(c))));
         }
         let launch = Launch {
             code: follow_cell(&json!({ "pid": pid })),
@@ -45,6 +45,6 @@ impl Commands {
             follow: Some(pid),
         };
         Running::launch(&self.sandbox, launch, None, None)
-            .map(|r| CommandHandle(super::plane::Proc::Jupyter(r)))
+            .map(|r| CommandHandle(super::plane::Proc::Jupyter(Box::new(r))))
     }
 }

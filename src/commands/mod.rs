@@ -206,17 +206,17 @@ impl Commands {
             return Ok(plane
                 .list_processes()?
                 .into_iter()
-                .map(|(pid, cmd, args, cwd)| ProcessInfo {
-                    pid,
+                .map(|p| ProcessInfo {
+                    pid: p.pid,
                     // A command started as `/bin/bash -l -c CMD` is shown as CMD.
-                    cmd: match args.as_slice() {
+                    cmd: match p.args.as_slice() {
                         [.., c, last] if c == "-c" => last.clone(),
-                        _ => std::iter::once(cmd)
-                            .chain(args)
+                        _ => std::iter::once(p.cmd)
+                            .chain(p.args)
                             .collect::<Vec<_>>()
                             .join(" "),
                     },
-                    cwd,
+                    cwd: p.cwd,
                     started_at: None,
                 })
                 .collect());

@@ -11,8 +11,8 @@ use crate::plane::Plane;
 use crate::plane::e2b::{CommandSpec, E2bCommand, ProcessStart};
 
 pub(crate) enum Proc<'a> {
-    Jupyter(Running<'a>),
-    E2b(E2bCommand<'a>),
+    Jupyter(Box<Running<'a>>),
+    E2b(Box<E2bCommand<'a>>),
 }
 
 impl std::fmt::Debug for Proc<'_> {
@@ -35,7 +35,7 @@ impl<'a> Proc<'a> {
                     found: "a Jupyter server, whose commands run as its own user".into(),
                 });
             }
-            return Running::start(b).map(Proc::Jupyter);
+            return Running::start(b).map(|r| Proc::Jupyter(Box::new(r)));
         };
         let plane = plane.clone();
         let envs: Vec<(String, String)> = b
@@ -59,7 +59,7 @@ impl<'a> Proc<'a> {
             on_stdout: b.on_stdout,
             on_stderr: b.on_stderr,
         };
-        E2bCommand::start(&plane, &b.cmd, spec).map(Proc::E2b)
+        E2bCommand::start(&plane, &b.cmd, spec).map(|c| Proc::E2b(Box::new(c)))
     }
 
     pub(super) fn pid(&self) -> Option<u32> {

@@ -319,10 +319,8 @@ impl Pty {
             return Ok(plane
                 .list_processes()?
                 .into_iter()
-                .filter(|(_, cmd, args, _)| {
-                    cmd == "/bin/bash" && args.first().is_some_and(|a| a == "-i")
-                })
-                .map(|(pid, ..)| pid.to_string())
+                .filter(|p| p.cmd == "/bin/bash" && p.args.first().is_some_and(|a| a == "-i"))
+                .map(|p| p.pid.to_string())
                 .collect());
         }
         rest::list(self.sandbox.http())

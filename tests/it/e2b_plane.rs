@@ -67,7 +67,7 @@ fn run_code_timeout_interrupts_and_the_context_stays_usable() {
     deadline(|| {
         let rig = DataRig::start();
         let sbx = sandbox(&rig);
-        sbx.run_code("x = 1").unwrap();
+        let _ = sbx.run_code("x = 1").unwrap().check().unwrap();
         let err = sbx
             .code("import time; time.sleep(30)")
             .timeout(Duration::from_secs(1))
@@ -125,7 +125,13 @@ fn contexts_have_their_own_state_cwd_and_envs() {
             .run()
             .unwrap();
         assert_eq!(exec.text(), Some("('/tmp', 'v')"));
-        sbx.code("y = 3").context(&ctx).run().unwrap();
+        let _ = sbx
+            .code("y = 3")
+            .context(&ctx)
+            .run()
+            .unwrap()
+            .check()
+            .unwrap();
         assert!(sbx.list_contexts().unwrap().iter().any(|c| c.id == ctx.id));
         sbx.restart_context(&ctx).unwrap();
         let exec = sbx.code("y").context(&ctx).run().unwrap();

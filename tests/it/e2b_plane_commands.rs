@@ -120,7 +120,7 @@ fn spawn_stream_stdin_kill_list_and_connect() {
         assert_eq!(sleeper.wait().unwrap().exit_code, -9);
         assert!(!sbx.commands().kill(pid).unwrap());
 
-        let mut bg = sbx
+        let bg = sbx
             .commands()
             .cmd("sleep 1; echo later")
             .background(true)

@@ -357,10 +357,11 @@ impl<'a> E2bCommand<'a> {
 
 impl Drop for E2bCommand<'_> {
     fn drop(&mut self) {
-        if !self.background && self.ending.is_none() {
-            if let Err(e) = self.process.plane().kill_process(self.pid()) {
-                log::warn!("command {}: could not kill it on drop: {e}", self.pid());
-            }
+        if !self.background
+            && self.ending.is_none()
+            && let Err(e) = self.process.plane().kill_process(self.pid())
+        {
+            log::warn!("command {}: could not kill it on drop: {e}", self.pid());
         }
     }
 }

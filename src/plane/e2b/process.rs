@@ -46,6 +46,15 @@ pub(crate) enum ProcessEvent {
     },
 }
 
+/// A process as envd's `List` describes it.
+#[derive(Debug, Clone)]
+pub(crate) struct Listed {
+    pub(crate) pid: u32,
+    pub(crate) cmd: String,
+    pub(crate) args: Vec<String>,
+    pub(crate) cwd: Option<String>,
+}
+
 /// A process envd runs, and the stream of its events this handle reads.
 #[derive(Debug)]
 pub(crate) struct E2bProcess {
@@ -149,33 +158,30 @@ impl E2bPlane {
         })
     }
 
-    /// The processes envd runs: `(pid, cmd, args, cwd)`.
-    pub(crate) fn list_processes(
-        &self,
-    ) -> Result<Vec<(u32, String, Vec<String>, Option<String>)>, Error> {
+    /// The processes envd runs.
+    pub(crate) fn list_processes(&self) -> Result<Vec<Listed>, Error> {
         let answer = self
             .call("process.Process/List", None, &json!({}))
             .map_err(|f| self.plain(f, "listing processes"))?;
+        let strings = |v: &Value| -> Vec<String> {
+            v.as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
         Ok(answer["processes"]
             .as_array()
             .map(|list| {
                 list.iter()
-                    .map(|p| {
-                        let config = &p["config"];
-                        (
-                            p["pid"].as_u64().unwrap_or(0) as u32,
-                            config["cmd"].as_str().unwrap_or_default().to_string(),
-                            config["args"]
-                                .as_array()
-                                .map(|a| {
-                                    a.iter()
-                                        .filter_map(Value::as_str)
-                                        .map(str::to_string)
-                                        .collect()
-                                })
-                                .unwrap_or_default(),
-                            config["cwd"].as_str().map(str::to_string),
-                        )
+                    .map(|p| Listed {
+                        pid: p["pid"].as_u64().unwrap_or(0) as u32,
+                        cmd: p["config"]["cmd"].as_str().unwrap_or_default().to_string(),
+                        args: strings(&p["config"]["args"]),
+                        cwd: p["config"]["cwd"].as_str().map(str::to_string),
                     })
                     .collect()
             })

@@ -234,10 +234,11 @@ impl E2bTerminal {
 
 impl Drop for E2bTerminal {
     fn drop(&mut self) {
-        if self.kill_on_drop && lock(&self.reading).over.is_none() {
-            if let Err(e) = self.plane.kill_process(self.pid) {
-                log::warn!("terminal {}: could not kill it: {e}", self.name);
-            }
+        if self.kill_on_drop
+            && lock(&self.reading).over.is_none()
+            && let Err(e) = self.plane.kill_process(self.pid)
+        {
+            log::warn!("terminal {}: could not kill it: {e}", self.name);
         }
     }
 }
