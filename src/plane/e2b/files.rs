@@ -59,40 +59,58 @@ impl E2bFiles<'_> {
         ))
     }
 
-    /// Streams a file into `sink`; the number of bytes.
+    /// Streams a file into `sink`; the number of bytes. A download whose link broke before a
+    /// byte reached the sink is asked for again under the reconnect policy; one that broke
+    /// later fails (the sink holds a prefix of the file).
     pub(crate) fn download(
         &self,
         path: &str,
         sink: &mut dyn Write,
         sink_name: &str,
-        download: E2bDownload<'_>,
+        mut download: E2bDownload<'_>,
     ) -> Result<u64, Error> {
+        let mut retry = crate::retry::Retry::new(&self.plane.reconnect);
+        loop {
+            match self.download_once(path, sink, sink_name, &mut download) {
+                Ok(n) => return Ok(n),
+                Err((e, 0)) if super::link_failure(&e) => match retry.failed() {
+                    Some(next) => {
+                        log::debug!("GET /files failed ({e}); asking again");
+                        std::thread::sleep(
+                            next.saturating_duration_since(std::time::Instant::now()),
+                        );
+                    }
+                    None => return Err(self.linked(e)),
+                },
+                Err((e, _)) => return Err(self.linked(e)),
+            }
+        }
+    }
+
+    /// One attempt of [`E2bFiles::download`]; its error comes with the bytes already written.
+    fn download_once(
+        &self,
+        path: &str,
+        sink: &mut dyn Write,
+        sink_name: &str,
+        download: &mut E2bDownload<'_>,
+    ) -> Result<u64, (Error, u64)> {
         let http = &self.plane.envd;
         let endpoint = "GET /files".to_string();
         let t = Some(http.request_timeout());
-        let open = || {
-            http.headed(http.agent().get(self.files_url(path)))
-                .config()
-                .timeout_global(None)
-                .timeout_per_read(t)
-                .timeout_recv_response(t)
-                .build()
-                .call()
-                .map_err(|e| http.transport_error(&endpoint, e))
-        };
-        // Nothing reached the sink yet: a GET that broke on its way is asked again, once.
-        let resp = match open() {
-            Err(e) if super::link_failure(&e) => {
-                log::debug!("{endpoint} failed ({e}); asking again");
-                open()
-            }
-            other => other,
-        }
-        .map_err(|e| self.linked(e))?;
+        let resp = http
+            .headed(http.agent().get(self.files_url(path)))
+            .config()
+            .timeout_global(None)
+            .timeout_per_read(t)
+            .timeout_recv_response(t)
+            .build()
+            .call()
+            .map_err(|e| (http.transport_error(&endpoint, e), 0))?;
         if !resp.status().is_success() {
             let resp = Response::read(resp, endpoint.clone(), 1 << 20)
-                .map_err(|e| http.transport_error(&endpoint, ureq::Error::Io(e)))?;
-            return Err(http_error(resp, path));
+                .map_err(|e| (http.transport_error(&endpoint, ureq::Error::Io(e)), 0))?;
+            return Err((http_error(resp, path), 0));
         }
         let total = resp
             .headers()
@@ -102,38 +120,49 @@ impl E2bFiles<'_> {
         let mut reader = resp.into_body().into_reader();
         let mut buf = vec![0u8; READ_BUF];
         let mut done = 0u64;
-        let sink_err = |source| Error::Io {
-            path: sink_name.to_string(),
-            source,
+        let sink_err = |source, done| {
+            (
+                Error::Io {
+                    path: sink_name.to_string(),
+                    source,
+                },
+                done,
+            )
         };
         loop {
             let n = match reader.read(&mut buf) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-                    return Err(Error::Timeout {
-                        phase: TimeoutPhase::Request,
-                        after: http.request_timeout(),
-                    });
+                    return Err((
+                        Error::Timeout {
+                            phase: TimeoutPhase::Request,
+                            after: http.request_timeout(),
+                        },
+                        done,
+                    ));
                 }
                 Err(e) => {
-                    return Err(self.linked(http.transport_error(&endpoint, ureq::Error::Io(e))));
+                    return Err((http.transport_error(&endpoint, ureq::Error::Io(e)), done));
                 }
             };
             if n == 0 {
                 break;
             }
-            sink.write_all(&buf[..n]).map_err(sink_err)?;
+            sink.write_all(&buf[..n]).map_err(|e| sink_err(e, done))?;
             done += n as u64;
-            (download.progress)(done, total)?;
+            (download.progress)(done, total).map_err(|e| (e, done))?;
         }
-        sink.flush().map_err(sink_err)?;
+        sink.flush().map_err(|e| sink_err(e, done))?;
         if let Some(t) = total
             && t != done
         {
-            return Err(Error::protocol(format!(
-                "download of {path} ended after {done} of {t} bytes"
-            )));
+            return Err((
+                Error::protocol(format!(
+                    "download of {path} ended after {done} of {t} bytes"
+                )),
+                done,
+            ));
         }
         Ok(done)
     }
