@@ -130,8 +130,16 @@ fn spawn_stream_stdin_kill_list_and_connect() {
         drop(bg);
         let mut again = sbx.commands().connect(pid).unwrap();
         assert_eq!(again.wait().unwrap().stdout, "later\n");
+        // A background command's record outlives it for a minute: connecting after its end
+        // still gives all of it, with its exit code.
+        let mut late = sbx.commands().connect(pid).unwrap();
+        let replayed = late.wait().unwrap();
+        assert_eq!(
+            (replayed.stdout.as_str(), replayed.exit_code),
+            ("later\n", 0)
+        );
         assert!(matches!(
-            sbx.commands().connect(pid),
+            sbx.commands().connect(999_999),
             Err(Error::ProcessNotFound { .. })
         ));
 

@@ -222,3 +222,43 @@ fn idempotent_calls_are_sent_again_when_the_link_breaks() {
         assert!(faults.cuts() > 0, "no cut happened");
     });
 }
+
+/// `n` numbered lines of `prefix`.
+fn numbered(prefix: &str, n: u32) -> String {
+    (1..=n).map(|i| format!("{prefix}-{i}\n")).collect()
+}
+
+#[test]
+fn background_output_is_exact_across_reattaches_and_from_another_client() {
+    deadline(|| {
+        let rig = DataRig::start();
+        let (faults, sbx) = through_faults(&rig, Duration::from_secs(10));
+        let script = "for i in $(seq 1 400); do echo out-$i; echo err-$i >&2; sleep 0.02; done";
+        let mut bg = sbx
+            .commands()
+            .cmd(script)
+            .background(true)
+            .timeout(None)
+            .spawn()
+            .unwrap();
+        let pid = bg.pid().unwrap();
+        // Another client of the same sandbox attaches while it runs: all of it, from the start.
+        let other = Sandbox::builder()
+            .e2b_connect(&rig.config(), crate::support::e2b_rig::SANDBOX_ID)
+            .unwrap();
+        let mut attached = other.commands().connect(pid).unwrap();
+        let cuts =
+            faults.start_random_cuts(Duration::from_millis(100), Duration::from_millis(500), 7);
+        let result = bg.wait().unwrap();
+        drop(cuts);
+        let cut = faults.cuts();
+        assert_eq!(result.stdout, numbered("out", 400));
+        assert_eq!(result.stderr, numbered("err", 400));
+        assert_eq!(result.exit_code, 0);
+        assert!(cut >= 10, "only {cut} cuts");
+        let seen = attached.wait().unwrap();
+        assert_eq!(seen.stdout, numbered("out", 400));
+        assert_eq!(seen.stderr, numbered("err", 400));
+        assert_eq!(seen.exit_code, 0);
+    });
+}

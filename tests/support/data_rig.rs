@@ -89,6 +89,9 @@ pub struct Options {
     pub envd_token: Option<String>,
     /// The control plane reports this envd version instead of [`ENVD_VERSION`].
     pub envd_version: Option<String>,
+    /// envd and the code-interpreter server take no access token (a sandbox created with
+    /// `secure=false`): for clients that cannot be given one, such as E2B's SDK in debug mode.
+    pub open: bool,
 }
 
 /// The stand-ins' process and where they listen.
@@ -102,7 +105,8 @@ pub struct Standins {
 }
 
 impl Standins {
-    /// Starts the stand-ins on free ports of 127.0.0.1, with envd's token [`ENVD_TOKEN`].
+    /// Starts the stand-ins on free ports of 127.0.0.1, with envd's token [`ENVD_TOKEN`]
+    /// unless [`Options::open`].
     pub fn start(options: &Options) -> Standins {
         let python = rig_python();
         let dir =
@@ -129,7 +133,11 @@ impl Standins {
             .arg(Path::new(RIG_DIR).join("main.py"))
             .arg("--state")
             .arg(dir.join("state"))
-            .args(["--token", ENVD_TOKEN, "--envs"])
+            .args([
+                "--token",
+                if options.open { "" } else { ENVD_TOKEN },
+                "--envs",
+            ])
             .arg(Value::Object(envs).to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -212,8 +220,10 @@ impl DataRig {
         .expect("proxy starts");
         let mut access = json!({
             "envdVersion": options.envd_version.as_deref().unwrap_or(ENVD_VERSION),
-            "envdAccessToken": options.envd_token.as_deref().unwrap_or(ENVD_TOKEN),
         });
+        if !options.open {
+            access["envdAccessToken"] = json!(options.envd_token.as_deref().unwrap_or(ENVD_TOKEN));
+        }
         if options.private {
             proxy.require_traffic_token(TRAFFIC_TOKEN);
             access["trafficAccessToken"] = json!(TRAFFIC_TOKEN);

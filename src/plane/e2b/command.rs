@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::E2bPlane;
 use super::process::{E2bProcess, ProcessEvent, ProcessStart, Utf8Pieces};
+use super::record::{self, Seen};
 use crate::commands::{CommandOutput, CommandResult};
 use crate::error::{Error, TimeoutPhase};
 use crate::exec::models::Execution;
@@ -30,7 +31,14 @@ enum Fault {
 
 /// A running (or ended) command and the wait for it.
 pub(crate) struct E2bCommand<'a> {
+    /// The command's pid (the recorder's, for a recorded one).
+    pid: u32,
+    /// The stream read now: the command's own, or a follower of its recorded output.
     process: E2bProcess,
+    /// For a recorded command (see `record`), the bytes delivered of each stream.
+    record: Option<Seen>,
+    /// Whether `process` follows the recorded output (after a cut, or a `connect`).
+    following: bool,
     stdout: String,
     stderr: String,
     decode_out: Utf8Pieces,
@@ -76,25 +84,41 @@ impl<'a> E2bCommand<'a> {
         if cmd.contains('\0') {
             return Err(Error::InvalidArgument("command contains a NUL byte".into()));
         }
-        let start = ProcessStart {
-            cmd: "/bin/bash",
-            args: vec!["-l".into(), "-c".into(), cmd.to_string()],
-            ..spec.start
+        // A background command is recorded, so that its output survives cuts and reattaches.
+        let start = if spec.background {
+            record::recorded(cmd, spec.start)
+        } else {
+            ProcessStart {
+                cmd: "/bin/bash",
+                args: vec!["-l".into(), "-c".into(), cmd.to_string()],
+                ..spec.start
+            }
         };
         let stdin = start.stdin;
         let process = plane.start_process(&start)?;
-        Ok(E2bCommand::around(
+        let mut command = E2bCommand::around(
             process,
             spec.timeout,
             spec.background,
             stdin,
             spec.on_stdout,
             spec.on_stderr,
-        ))
+        );
+        command.record = spec.background.then(Seen::default);
+        Ok(command)
     }
 
-    /// A handle on a command that runs already (`connect` by pid): its output from now on.
+    /// A handle on a command that runs already (`connect` by pid): a recorded (background)
+    /// command's output from its start; any other's from now on (envd keeps none).
     pub(crate) fn connect(plane: &Arc<E2bPlane>, pid: u32) -> Result<E2bCommand<'a>, Error> {
+        if record::is_recorded(plane, pid)? {
+            let follower = record::follow(plane, pid, Seen::default())?;
+            let mut command = E2bCommand::around(follower, None, true, true, None, None);
+            command.pid = pid;
+            command.record = Some(Seen::default());
+            command.following = true;
+            return Ok(command);
+        }
         let process = plane.connect_process(pid)?;
         Ok(E2bCommand::around(process, None, true, true, None, None))
     }
@@ -108,7 +132,10 @@ impl<'a> E2bCommand<'a> {
         on_stderr: Option<Callback<'a>>,
     ) -> E2bCommand<'a> {
         E2bCommand {
+            pid: process.pid(),
             process,
+            record: None,
+            following: false,
             stdout: String::new(),
             stderr: String::new(),
             decode_out: Utf8Pieces::default(),
@@ -127,7 +154,7 @@ impl<'a> E2bCommand<'a> {
     }
 
     pub(crate) fn pid(&self) -> u32 {
-        self.process.pid()
+        self.pid
     }
 
     pub(crate) fn is_finished(&self) -> bool {
@@ -225,10 +252,16 @@ impl<'a> E2bCommand<'a> {
             };
             match self.process.next(limit) {
                 Ok(Some(ProcessEvent::Stdout(bytes))) => {
+                    if let Some(seen) = &mut self.record {
+                        seen.out += bytes.len() as u64;
+                    }
                     let text = self.decode_out.push(&bytes);
                     self.deliver(false, text);
                 }
                 Ok(Some(ProcessEvent::Stderr(bytes) | ProcessEvent::Pty(bytes))) => {
+                    if let Some(seen) = &mut self.record {
+                        seen.err += bytes.len() as u64;
+                    }
                     let text = self.decode_err.push(&bytes);
                     self.deliver(true, text);
                 }
@@ -242,7 +275,7 @@ impl<'a> E2bCommand<'a> {
                         log::debug!("command {}: envd says {e}", self.pid());
                     }
                     if self.ending.is_none() {
-                        self.ending = Some(Ok(exit_code));
+                        self.ending = Some(self.exit_code(exit_code));
                     }
                 }
                 Ok(None) => {
@@ -250,6 +283,21 @@ impl<'a> E2bCommand<'a> {
                         self.time_out();
                     } else {
                         return;
+                    }
+                }
+                Err(e) if self.record.is_some() && super::link_failure(&e) => {
+                    log::debug!(
+                        "command {}: its stream broke ({e}); following its record",
+                        self.pid
+                    );
+                    if let Err(e) = self.reattach() {
+                        self.ending = Some(Err(match e {
+                            Error::SandboxNotFound { sandbox_id } => Fault::SandboxGone(sandbox_id),
+                            e => {
+                                log::debug!("command {}: could not follow it again: {e}", self.pid);
+                                Fault::Lost
+                            }
+                        }));
                     }
                 }
                 Err(e) => {
@@ -264,6 +312,49 @@ impl<'a> E2bCommand<'a> {
                         e => Fault::Other(e.to_string()),
                     }));
                 }
+            }
+        }
+    }
+
+    /// How the command ended: envd's exit code for its own stream; for a follower, the code
+    /// the recorder wrote (`-9` when there is none: the recorder was killed with it).
+    fn exit_code(&self, stream_code: i32) -> Result<i32, Fault> {
+        if !self.following {
+            return Ok(stream_code);
+        }
+        match record::exit_code(self.process.plane(), self.pid) {
+            Ok(code) => Ok(code.unwrap_or(-9)),
+            Err(Error::SandboxNotFound { sandbox_id }) => Err(Fault::SandboxGone(sandbox_id)),
+            Err(e) => Err(Fault::Other(format!(
+                "reading command {}'s exit code: {e}",
+                self.pid
+            ))),
+        }
+    }
+
+    /// Follows the recorded output from what was delivered, under the reconnect policy.
+    fn reattach(&mut self) -> Result<(), Error> {
+        let plane = self.process.plane().clone();
+        let seen = self.record.unwrap_or_default();
+        if self.following {
+            // The old follower's tails end with the command anyway; do not leave them waiting.
+            let _ = plane.kill_process(self.process.pid());
+        }
+        let mut retry = crate::retry::Retry::new(&plane.reconnect);
+        loop {
+            match record::follow(&plane, self.pid, seen) {
+                Ok(follower) => {
+                    self.process = follower;
+                    self.following = true;
+                    return Ok(());
+                }
+                Err(e) if super::link_failure(&e) => match retry.failed() {
+                    Some(next) => {
+                        std::thread::sleep(next.saturating_duration_since(Instant::now()))
+                    }
+                    None => return Err(e),
+                },
+                Err(e) => return Err(e),
             }
         }
     }
@@ -357,6 +448,9 @@ impl<'a> E2bCommand<'a> {
 
 impl Drop for E2bCommand<'_> {
     fn drop(&mut self) {
+        if self.following && self.ending.is_none() {
+            let _ = self.process.plane().kill_process(self.process.pid());
+        }
         if !self.background
             && self.ending.is_none()
             && let Err(e) = self.process.plane().kill_process(self.pid())

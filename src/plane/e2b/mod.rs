@@ -10,6 +10,7 @@ mod connect;
 mod files;
 mod interpreter;
 mod process;
+mod record;
 mod terminal;
 mod version;
 
