@@ -262,3 +262,63 @@ fn background_output_is_exact_across_reattaches_and_from_another_client() {
         assert_eq!(seen.exit_code, 0);
     });
 }
+
+#[test]
+fn streaming_cells_through_random_cuts_are_exact_or_typed_and_never_run_twice() {
+    deadline(|| {
+        let rig = DataRig::start();
+        let (faults, sbx) = through_faults(&rig, Duration::from_secs(10));
+        let cuts =
+            faults.start_random_cuts(Duration::from_millis(100), Duration::from_millis(500), 200);
+        let (mut exact, mut lost, mut aborted, mut other) = (0, 0, 0, Vec::new());
+        for cell in 0..200 {
+            let code = format!(
+                "open('/tmp/cells-ran', 'a').write('{cell}\\n')\n\
+                 for i in range(20):\n    print(f'{cell}-{{i}}', flush=True)"
+            );
+            let expected: String = (0..20).map(|i| format!("{cell}-{i}\n")).collect();
+            match sbx.code(code).timeout(Duration::from_secs(30)).run() {
+                Ok(exec)
+                    if exec
+                        .error
+                        .as_ref()
+                        .is_some_and(|e| e.name == "ExecutionAborted") =>
+                {
+                    aborted += 1
+                }
+                Ok(exec) => {
+                    assert_eq!(exec.logs.stdout.concat(), expected, "cell {cell}");
+                    exact += 1;
+                }
+                Err(Error::OutputLost { partial, .. }) => {
+                    let got = partial.logs.stdout.concat();
+                    assert!(expected.starts_with(&got), "cell {cell}: {got:?}");
+                    lost += 1;
+                }
+                Err(e) => other.push(e.to_string()),
+            }
+        }
+        drop(cuts);
+        let cut = faults.cuts();
+        println!(
+            "200 cells through {cut} cuts: {exact} exact, {lost} OutputLost (a prefix, in order), \
+             {aborted} aborted by the kernel after an interrupt, {} other typed errors {other:?}",
+            other.len()
+        );
+        assert!(cut > 10, "only {cut} cuts");
+        assert!(
+            other
+                .iter()
+                .all(|e| e.contains("could not reach") || e.contains("timed out")),
+            "{other:?}"
+        );
+        // No cell ran twice: nothing was sent again.
+        let ran = sbx.files().read("/tmp/cells-ran").unwrap();
+        let mut ids: Vec<&str> = ran.lines().collect();
+        let all = ids.len();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), all, "a cell ran twice");
+        assert!(all >= exact, "{all} ran, {exact} exact");
+    });
+}
