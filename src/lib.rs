@@ -80,7 +80,10 @@
 //! - **An existing Jupyter server** ([`Sandbox::jupyter`]): jupyter_server, Jupyter Kernel
 //!   Gateway or Enterprise Gateway; the sandbox starts its own kernels and shuts only those down.
 //! - **E2B** ([`Sandbox::create`], [`SandboxBuilder::e2b_with`]): a cloud sandbox created on
-//!   E2B's control plane and reached through its proxy. See [`E2bSandbox`].
+//!   E2B's control plane and reached through its proxy, over E2B's data plane (envd and the
+//!   code-interpreter server) or, for templates that still serve it, Jupyter on port 8888
+//!   ([`Sandbox::data_plane`] says which; [`E2bConfig::data_plane`] chooses). See
+//!   [`E2bSandbox`].
 //!
 //! # Threads and handles
 //!

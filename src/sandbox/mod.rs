@@ -378,7 +378,8 @@ impl Sandbox {
 
 /// Files and commands.
 impl Sandbox {
-    /// Files in the sandbox: read, write, list, rename, remove (over the Jupyter contents API).
+    /// Files in the sandbox: read, write, list, rename, remove, watch (over envd on E2B's data
+    /// plane, over the Jupyter contents API and a private kernel on the Jupyter plane).
     pub fn files(&self) -> crate::files::Files {
         crate::files::Files::new(self.clone())
     }
@@ -388,7 +389,8 @@ impl Sandbox {
         crate::commands::Commands::new(self.clone())
     }
 
-    /// Interactive terminals (PTYs) in the sandbox, over the Jupyter terminals API.
+    /// Interactive terminals (PTYs) in the sandbox: envd processes with a PTY on E2B's data
+    /// plane, the Jupyter terminals API on the Jupyter plane.
     pub fn pty(&self) -> crate::pty::Pty {
         crate::pty::Pty::new(self.clone())
     }
