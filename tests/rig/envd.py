@@ -367,7 +367,6 @@ class Process:
         self.master = master
         self.subscribers = []
         self.end = None
-        self.readers = 0
 
     def publish(self, ev):
         for q in list(self.subscribers):

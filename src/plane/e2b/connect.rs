@@ -259,3 +259,62 @@ impl Stream {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn envelope(flags: u8, json: &str) -> Vec<u8> {
+        let mut out = vec![flags];
+        out.extend_from_slice(&(json.len() as u32).to_be_bytes());
+        out.extend_from_slice(json.as_bytes());
+        out
+    }
+
+    fn stream(bytes: Vec<u8>) -> Stream {
+        Stream {
+            reader: Box::new(std::io::Cursor::new(bytes)),
+            endpoint: "POST /process.Process/Start".into(),
+            idle: Duration::from_secs(1),
+            ended: false,
+        }
+    }
+
+    #[test]
+    fn reads_messages_then_the_end_and_its_error() {
+        let mut bytes = envelope(0, r#"{"event":{"start":{"pid":7}}}"#);
+        bytes.extend(envelope(0, r#"{"event":{"data":{"stdout":"aGkK"}}}"#));
+        bytes.extend(envelope(
+            END_STREAM,
+            r#"{"error":{"code":"not_found","message":"gone"}}"#,
+        ));
+        let mut s = stream(bytes);
+        assert_eq!(s.next().unwrap().unwrap()["event"]["start"]["pid"], 7);
+        assert!(s.next().unwrap().is_some());
+        match s.next() {
+            Err(Failure::Rpc(r)) => {
+                assert_eq!((r.code.as_str(), r.message.as_str()), ("not_found", "gone"))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(s.next(), Ok(None)));
+
+        let mut clean = stream(envelope(END_STREAM, "{}"));
+        assert!(matches!(clean.next(), Ok(None)));
+    }
+
+    #[test]
+    fn a_cut_or_a_compressed_message_is_an_error() {
+        let mut bytes = envelope(0, r#"{"a":1}"#);
+        bytes.truncate(bytes.len() - 2);
+        assert!(matches!(
+            stream(bytes).next(),
+            Err(Failure::Other(Error::ConnectionLost { .. }))
+        ));
+        assert!(matches!(
+            stream(envelope(COMPRESSED, "{}")).next(),
+            Err(Failure::Other(Error::Protocol { .. }))
+        ));
+        assert_eq!(user_header("user"), "Basic dXNlcjo=");
+    }
+}

@@ -18,6 +18,8 @@ use crate::exec::accumulate::{Accumulator, Event};
 use crate::exec::models::{Execution, ExecutionError, OutputMessage, RichResult};
 use crate::net::{Method, Response};
 
+/// Bytes read from the stream at once.
+const READ_BUF: usize = 256 << 10;
 /// Largest single output line read (a big image travels as one line).
 const MAX_LINE: usize = 512 << 20;
 
@@ -90,7 +92,7 @@ impl E2bPlane {
                 .map_err(|e| http.transport_error(&endpoint, ureq::Error::Io(e)))?;
             return Err(self.execute_refused(resp, request));
         }
-        let mut reader = BufReader::new(resp.into_body().into_reader());
+        let mut reader = BufReader::with_capacity(READ_BUF, resp.into_body().into_reader());
         let mut acc = Accumulator::default();
         let mut line = Vec::new();
         loop {
@@ -120,14 +122,11 @@ impl E2bPlane {
                 };
                 return Err(self.lost(e, acc.execution));
             }
-            let value: Value = match serde_json::from_slice(&line) {
-                Ok(v) => v,
-                Err(e) if line.iter().all(u8::is_ascii_whitespace) => {
-                    let _ = e;
-                    continue;
-                }
-                Err(e) => return Err(Error::protocol_from("a bad output line from /execute", e)),
-            };
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let value: Value = serde_json::from_slice(&line)
+                .map_err(|e| Error::protocol_from("a bad output line from /execute", e))?;
             let event = match value["type"].as_str().unwrap_or_default() {
                 "end_of_execution" => return Ok(acc.execution),
                 "unexpected_end_of_execution" => {
