@@ -12,11 +12,13 @@ use crate::support::deadline;
 const SCRIPT: &str = r#"
 set -e
 ip link set lo up
-mount --bind "$HOME_DIR" /home
-"$PYTHON" "$RIG/main.py" --state "$STATE" --envd-port 49983 --interpreter-port 49999 \
-    --envs '{"RIG_GLOBAL": "from-envd"}' > "$STATE/ports" 2> "$STATE/rig.log" < <(sleep 600) &
-for _ in $(seq 300); do [ -s "$STATE/ports" ] && break; sleep 0.1; done
-[ -s "$STATE/ports" ] || { echo "the rig did not start"; cat "$STATE/rig.log"; exit 1; }
+mount --bind "$DIR/home" /home
+mount --bind "$DIR/tmp" /tmp
+state=/home/.rig
+"$PYTHON" "$RIG/main.py" --state "$state" --envd-port 49983 --interpreter-port 49999 \
+    --envs '{"RIG_GLOBAL": "from-envd"}' > "$state/ports" 2> "$state/rig.log" < <(sleep 600) &
+for _ in $(seq 300); do [ -s "$state/ports" ] && break; sleep 0.1; done
+[ -s "$state/ports" ] || { echo "the rig did not start"; cat "$state/rig.log"; exit 1; }
 E2B_DEBUG=true "$PYTHON" "$RIG/sdk_check.py"
 "#;
 
@@ -28,7 +30,8 @@ fn official_python_sdk_runs_its_flows_against_the_rig() {
         let dir =
             std::env::temp_dir().join(format!("e2b-sdk-check-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(dir.join("home/user")).unwrap();
-        std::fs::create_dir_all(dir.join("state")).unwrap();
+        std::fs::create_dir_all(dir.join("home/.rig")).unwrap();
+        std::fs::create_dir_all(dir.join("tmp")).unwrap();
         let out = Command::new("unshare")
             .args([
                 "-rnm",
@@ -39,8 +42,7 @@ fn official_python_sdk_runs_its_flows_against_the_rig() {
                 "private",
             ])
             .args(["bash", "-c", SCRIPT])
-            .env("HOME_DIR", dir.join("home"))
-            .env("STATE", dir.join("state"))
+            .env("DIR", &dir)
             .env("PYTHON", &python)
             .env("RIG", concat!(env!("CARGO_MANIFEST_DIR"), "/tests/rig"))
             .output()

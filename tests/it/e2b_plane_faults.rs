@@ -156,12 +156,14 @@ fn a_cut_mid_execution_is_output_lost_with_what_arrived_and_the_cell_runs_once()
     deadline(|| {
         let rig = DataRig::start();
         let (faults, sbx) = through_faults(&rig, Duration::from_secs(10));
+        // /tmp is the host's in the rig: a name of this run's own.
+        let ran_file = format!("/tmp/ran-once-{}", uuid::Uuid::new_v4().simple());
         let mut seen = 0;
         let err = sbx
-            .code(
+            .code(format!(
                 "import time\nfor i in range(40):\n    print(i, flush=True)\n    \
-                 open('/tmp/ran-once', 'a').write(f'{i}\\n')\n    time.sleep(0.1)",
-            )
+                 open('{ran_file}', 'a').write(f'{{i}}\\n')\n    time.sleep(0.1)"
+            ))
             .on_stdout(|_| {
                 seen += 1;
                 if seen == 5 {
@@ -186,7 +188,7 @@ fn a_cut_mid_execution_is_output_lost_with_what_arrived_and_the_cell_runs_once()
         // The server interrupted the cell when the request dropped: it ran once, not to its end,
         // and was not sent again.
         std::thread::sleep(Duration::from_secs(7));
-        let ran = sbx.files().read("/tmp/ran-once").unwrap();
+        let ran = sbx.files().read(&ran_file).unwrap();
         let ran: Vec<&str> = ran.lines().collect();
         assert!(
             ran.len() < 40,
@@ -195,7 +197,7 @@ fn a_cut_mid_execution_is_output_lost_with_what_arrived_and_the_cell_runs_once()
         );
         let unique: std::collections::BTreeSet<&str> = ran.iter().copied().collect();
         assert_eq!(unique.len(), ran.len(), "the cell ran twice");
-        sbx.files().remove("/tmp/ran-once").unwrap();
+        sbx.files().remove(&ran_file).unwrap();
     });
 }
 
@@ -270,10 +272,12 @@ fn streaming_cells_through_random_cuts_are_exact_or_typed_and_never_run_twice() 
         let (faults, sbx) = through_faults(&rig, Duration::from_secs(10));
         let cuts =
             faults.start_random_cuts(Duration::from_millis(100), Duration::from_millis(500), 200);
+        // /tmp is the host's in the rig: a name of this run's own.
+        let ran_file = format!("/tmp/cells-ran-{}", uuid::Uuid::new_v4().simple());
         let (mut exact, mut lost, mut aborted, mut other) = (0, 0, 0, Vec::new());
         for cell in 0..200 {
             let code = format!(
-                "open('/tmp/cells-ran', 'a').write('{cell}\\n')\n\
+                "open('{ran_file}', 'a').write('{cell}\\n')\n\
                  for i in range(20):\n    print(f'{cell}-{{i}}', flush=True)"
             );
             let expected: String = (0..20).map(|i| format!("{cell}-{i}\n")).collect();
@@ -313,7 +317,8 @@ fn streaming_cells_through_random_cuts_are_exact_or_typed_and_never_run_twice() 
             "{other:?}"
         );
         // No cell ran twice: nothing was sent again.
-        let ran = sbx.files().read("/tmp/cells-ran").unwrap();
+        let ran = sbx.files().read(&ran_file).unwrap();
+        sbx.files().remove(&ran_file).unwrap();
         let mut ids: Vec<&str> = ran.lines().collect();
         let all = ids.len();
         ids.sort_unstable();

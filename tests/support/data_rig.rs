@@ -2,8 +2,10 @@
 //! code-interpreter server, in front of a real jupyter_server on a 0600 Unix socket), behind
 //! the sandbox-proxy stand-in of [`super::e2b_rig`] and with its scripted control plane.
 //!
-//! The stand-ins run in a user and mount namespace of their own where a fresh directory is
-//! bound over `/home` (so `/home/user` is the sandbox's home, as on E2B), and in a PID
+//! The stand-ins run in a user and mount namespace of their own where fresh directories are
+//! bound over `/home` (so `/home/user` is the sandbox's home, as on E2B) and `/tmp` (so what
+//! the sandbox leaves in its `/tmp` goes with the rig; the stand-ins' own state is in
+//! `/home/.rig`), and in a PID
 //! namespace, so that dropping the rig ends every process started in it (commands started
 //! through envd run in sessions of their own). Their Python packages (`tests/rig/requirements.txt`)
 //! go into a venv under the target directory, built once and shared by every test process.
@@ -112,7 +114,8 @@ impl Standins {
         let dir =
             std::env::temp_dir().join(format!("e2b-data-rig-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(dir.join("home/user")).unwrap();
-        std::fs::create_dir_all(dir.join("state")).unwrap();
+        std::fs::create_dir_all(dir.join("home/.rig")).unwrap();
+        std::fs::create_dir_all(dir.join("tmp")).unwrap();
         let envs: serde_json::Map<String, Value> = options
             .envs
             .iter()
@@ -127,12 +130,15 @@ impl Standins {
                 "--propagation",
                 "private",
             ])
-            .args(["sh", "-c", "mount --bind \"$0\" /home && exec \"$@\""])
-            .arg(dir.join("home"))
+            .args([
+                "sh",
+                "-c",
+                "mount --bind \"$0/home\" /home && mount --bind \"$0/tmp\" /tmp && exec \"$@\"",
+            ])
+            .arg(&dir)
             .arg(&python)
             .arg(Path::new(RIG_DIR).join("main.py"))
-            .arg("--state")
-            .arg(dir.join("state"))
+            .args(["--state", "/home/.rig"])
             .args([
                 "--token",
                 if options.open { "" } else { ENVD_TOKEN },
@@ -182,7 +188,7 @@ impl Standins {
 
     /// The jupyter_server's log, for a failing test's message.
     pub fn jupyter_log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("state/jupyter.log")).unwrap_or_default()
+        std::fs::read_to_string(self.dir.join("home/.rig/jupyter.log")).unwrap_or_default()
     }
 }
 
