@@ -16,7 +16,13 @@ fn main() -> Result<(), Error> {
     }
     let options = E2bOptions::default().lifetime(Duration::from_secs(300));
     let sbx = Sandbox::builder().e2b_with(&config, &options)?;
-    println!("sandbox {} is up", sbx.sandbox_id());
+    // Templates from 0.4.7 on are reached through envd and the code-interpreter server (the
+    // E2B plane); older ones through Jupyter on port 8888.
+    println!(
+        "sandbox {} is up, data plane {:?}",
+        sbx.sandbox_id(),
+        sbx.data_plane()
+    );
     let exec = sbx
         .code("import platform\nprint(platform.platform())\n21 * 2")
         .on_stdout(|m| print!("{}", m.line))

@@ -323,6 +323,18 @@ pub enum Error {
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
 
+    /// The sandbox's software is too old, or of a kind that lacks what the call needs (on E2B:
+    /// its envd version, which the control plane reports).
+    #[error("{feature} needs {needs}; the sandbox has {found}")]
+    Unsupported {
+        /// What was asked for.
+        feature: &'static str,
+        /// What it needs (`envd 0.3.0`).
+        needs: String,
+        /// What the sandbox has.
+        found: String,
+    },
+
     /// Setting up the local sandbox failed: no suitable Python, the venv could not be built, or
     /// the server did not start. The message says which step; the cause is the source.
     #[error("local sandbox setup failed: {message}")]

@@ -85,7 +85,10 @@
 //! - **An existing Jupyter server** ([`Sandbox::jupyter`]): jupyter_server, Jupyter Kernel
 //!   Gateway or Enterprise Gateway; the sandbox starts its own kernels and shuts only those down.
 //! - **E2B** ([`Sandbox::create`], [`SandboxBuilder::e2b_with`]): a cloud sandbox created on
-//!   E2B's control plane and reached through its proxy. See [`E2bSandbox`].
+//!   E2B's control plane and reached through its proxy, over E2B's data plane (envd and the
+//!   code-interpreter server) or, for templates that still serve it, Jupyter on port 8888
+//!   ([`Sandbox::data_plane`] says which; [`E2bConfig::data_plane`] chooses). See
+//!   [`E2bSandbox`].
 //!
 //! # Threads and handles
 //!
@@ -130,6 +133,7 @@ mod jupyter;
 mod kernel;
 mod net;
 mod output;
+mod plane;
 mod pty;
 mod retry;
 mod sandbox;
@@ -166,6 +170,7 @@ pub use files::{Download, EntryInfo, FileType, Files, Upload};
 pub use host::Host;
 pub use jupyter::state::{CloseReason, ConnectionState, ConnectionWatch};
 pub use output::{DEFAULT_MAX_OUTPUT, DroppedOutput};
+pub use plane::DataPlane;
 pub use pty::{Pty, PtyEnd, PtyEvent, PtyGap, PtyIter, PtyOptions, PtyOutput, PtySize, Terminal};
 pub use sandbox::{Sandbox, SandboxBuilder};
 

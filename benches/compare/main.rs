@@ -7,7 +7,8 @@
 //! Every client runs in its own process (ours re-executes this binary with `--child`), on its
 //! own fresh kernel, and the clients of one measurement take turns round by round.
 //!
-//! Environment: E2B_BENCH_ONLY=roundtrip,stream,reconnect,create,concurrent,local,nginx (subset),
+//! Environment: E2B_BENCH_ONLY=roundtrip,stream,reconnect,create,concurrent,local,nginx,e2bplane
+//! (subset; `e2bplane` is the E2B data plane on its rig, beside E2B's official Python SDK),
 //! E2B_BENCH_QUICK=1 (fewer rounds and iterations, for a smoke run),
 //! E2B_BENCH_ROUNDS=N (round-trip rounds, default 5), E2B_BENCH_NO_DOCS=1 (print only),
 //! E2B_BENCH_CLIENTS=a,b (round trip, stream, reconnect: only clients whose name contains one),
@@ -16,16 +17,34 @@
 //! for before/after numbers from one run).
 
 mod child;
+#[path = "../../tests/support/data_rig.rs"]
+mod data_rig;
+mod e2b_plane;
+#[path = "../../tests/support/e2b_rig.rs"]
+mod e2b_rig;
 #[path = "../../tests/support/fault_proxy.rs"]
 mod fault_proxy;
 #[path = "../../tests/support/listener.rs"]
 mod listener;
 #[path = "../../tests/support/nginx.rs"]
 mod nginx;
+#[path = "../../tests/support/procs.rs"]
+mod procs;
 mod proxied;
+#[allow(dead_code)]
+#[path = "../../tests/support/python_server.rs"]
+mod python_server;
 mod raw;
 mod report;
+#[path = "../../tests/support/scripted_ws.rs"]
+mod scripted_ws;
 mod util;
+
+// The rigs find a server's processes through `super::descendants`.
+use procs::descendants;
+
+/// What the shared test support calls to set up logging (nothing here).
+fn init_logs() {}
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -225,6 +244,16 @@ fn orchestrate() -> Res<()> {
     std::fs::create_dir_all(&logs)?;
     for e in std::fs::read_dir(&logs)?.flatten() {
         let _ = std::fs::remove_file(e.path());
+    }
+    if wanted("e2bplane") {
+        let text = e2b_plane::run(&logs, quick)?;
+        println!("{text}");
+        if !env_flag("E2B_BENCH_NO_DOCS") {
+            e2b_plane::write(&repo.join("docs/PERFORMANCE.md"), &text)?;
+        }
+        if only.as_ref().is_some_and(|o| o.len() == 1) {
+            return Ok(());
+        }
     }
     let python = setup_peers(&repo, &logs)?;
 

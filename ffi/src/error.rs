@@ -221,7 +221,9 @@ impl From<Error> for FfiError {
             Error::CommandFailed { .. } => E2B_ERR_COMMAND_FAILED,
             Error::ProcessNotFound { .. } => E2B_ERR_PROCESS_NOT_FOUND,
             Error::TerminalNotFound { .. } => E2B_ERR_TERMINAL_NOT_FOUND,
-            Error::InvalidArgument(_) | Error::RequestTooLarge { .. } => E2B_ERR_INVALID_ARGUMENT,
+            Error::InvalidArgument(_)
+            | Error::RequestTooLarge { .. }
+            | Error::Unsupported { .. } => E2B_ERR_INVALID_ARGUMENT,
             Error::Setup { .. }
             | Error::IsolationUnavailable { .. }
             | Error::SpawnFailed { .. } => E2B_ERR_SETUP,

@@ -49,6 +49,12 @@ pub(crate) trait Backend: Send + Sync + fmt::Debug {
     /// Tears the sandbox down. Called once, from `close()` or `Drop`; must not hang.
     fn shutdown(&self) -> Result<(), Error>;
 
+    /// The data plane that carries the sandbox's capabilities: Jupyter unless the backend
+    /// found E2B's envd and code-interpreter server instead.
+    fn plane(&self) -> crate::plane::Plane {
+        crate::plane::Plane::Jupyter
+    }
+
     /// The last lines the server logged, where the SDK runs the server and can read them.
     fn server_log_tail(&self) -> Option<String> {
         None

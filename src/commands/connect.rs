@@ -34,6 +34,10 @@ impl Commands {
     /// [`Error::ProcessNotFound`] when no command with that pid was started through the
     /// sandbox (or its record is gone); [`Error::Closed`] and connection errors.
     pub fn connect(&self, pid: u32) -> Result<CommandHandle, Error> {
+        if let crate::plane::Plane::E2b(plane) = self.sandbox.plane()? {
+            return crate::plane::e2b::E2bCommand::connect(plane, pid)
+                .map(|c| CommandHandle(super::plane::Proc::E2b(Box::new(c))));
+        }
         let launch = Launch {
             code: follow_cell(&json!({ "pid": pid })),
             envs: Default::default(),
@@ -43,6 +47,7 @@ impl Commands {
             follow: Some(pid),
             max_output: crate::output::DEFAULT_MAX_OUTPUT,
         };
-        Running::launch(&self.sandbox, launch, None, None).map(CommandHandle)
+        Running::launch(&self.sandbox, launch, None, None)
+            .map(|r| CommandHandle(super::plane::Proc::Jupyter(Box::new(r))))
     }
 }

@@ -111,7 +111,7 @@ fn dropped(stdout: &Tail, stderr: &Tail) -> DroppedOutput {
 ///
 /// Dropping a handle whose command still runs kills the command, unless it was started with
 /// [`CommandBuilder::background`].
-pub struct CommandHandle(pub(super) Running<'static>);
+pub struct CommandHandle(pub(super) super::plane::Proc<'static>);
 
 impl std::fmt::Debug for CommandHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -122,24 +122,24 @@ impl std::fmt::Debug for CommandHandle {
 impl CommandHandle {
     /// The process id of the shell running the command, in the sandbox.
     pub fn pid(&self) -> Option<u32> {
-        self.0.pid
+        self.0.pid()
     }
 
     /// True once the command has ended (as far as this handle has seen; see
     /// [`CommandHandle::try_wait`]).
     pub fn is_finished(&self) -> bool {
-        self.0.ending.is_some()
+        self.0.is_finished()
     }
 
     /// Stdout received so far: its last [`max_output`](CommandBuilder::max_output) bytes,
     /// none with [`retain_output(false)`](CommandBuilder::retain_output).
     pub fn stdout(&self) -> &str {
-        self.0.stdout.text()
+        self.0.stdout()
     }
 
     /// Stderr received so far, as for [`CommandHandle::stdout`].
     pub fn stderr(&self) -> &str {
-        self.0.stderr.text()
+        self.0.stderr()
     }
 
     /// Waits for the command to end. Bounded by the command's timeout (plus a grace period
@@ -217,7 +217,7 @@ impl CommandHandle {
     /// [`CommandHandle::wait`] for the exit code, or for the error that ended it). Callbacks
     /// still run.
     pub fn output(&mut self) -> OutputIter<'_> {
-        self.0.queueing = true;
+        self.0.queue_output();
         OutputIter {
             handle: &mut self.0,
         }
@@ -231,13 +231,13 @@ pub(super) struct Running<'a> {
     /// The cell's execution on a system kernel, until the kernel goes back to the pool.
     driver: Option<Driver>,
     msg_id: String,
-    pid: Option<u32>,
+    pub(super) pid: Option<u32>,
     exit: Option<(i32, String)>,
     start_error: Option<Fault>,
     python_error: Option<String>,
     /// What the result keeps of the output, each stream as one text.
-    stdout: Tail,
-    stderr: Tail,
+    pub(super) stdout: Tail,
+    pub(super) stderr: Tail,
     timeout: Option<Duration>,
     backstop: Option<Instant>,
     kill_requested: bool,
@@ -246,8 +246,8 @@ pub(super) struct Running<'a> {
     ending: Option<Ending>,
     on_stdout: Option<Callback<'a>>,
     on_stderr: Option<Callback<'a>>,
-    queue: VecDeque<CommandOutput>,
-    queueing: bool,
+    pub(super) queue: VecDeque<CommandOutput>,
+    pub(super) queueing: bool,
     /// Set while `spawn` waits for the start record.
     starting: bool,
     /// Set while `kill` drives the wait (it keeps its own deadline and fallback).
@@ -284,12 +284,12 @@ impl<'a> Running<'a> {
             .unwrap_or_else(|| Err(Error::protocol("command wait ended without an outcome")))
     }
 
-    fn wait_timeout(&mut self, limit: Duration) -> Result<Option<CommandResult>, Error> {
+    pub(super) fn wait_timeout(&mut self, limit: Duration) -> Result<Option<CommandResult>, Error> {
         self.pump(Some(Instant::now() + limit));
         self.outcome().transpose()
     }
 
-    fn kill(&mut self) -> Result<bool, Error> {
+    pub(super) fn kill(&mut self) -> Result<bool, Error> {
         if self.ending.is_some() {
             return Ok(false);
         }
@@ -367,7 +367,7 @@ impl<'a> Running<'a> {
         }
     }
 
-    fn send_stdin(&mut self, data: &[u8]) -> Result<(), Error> {
+    pub(super) fn send_stdin(&mut self, data: &[u8]) -> Result<(), Error> {
         let dir = self.stdin_target()?;
         if !self.stdin_open || self.ending.is_some() {
             return Err(Error::StdinClosed);
@@ -385,7 +385,7 @@ impl<'a> Running<'a> {
         Ok(())
     }
 
-    fn close_stdin(&mut self) -> Result<(), Error> {
+    pub(super) fn close_stdin(&mut self) -> Result<(), Error> {
         let dir = self.stdin_target()?;
         if !self.stdin_open || self.ending.is_some() {
             return Ok(());
@@ -773,7 +773,7 @@ impl Drop for Running<'_> {
 
 /// Output of a running command as it arrives; see [`CommandHandle::output`].
 pub struct OutputIter<'h> {
-    handle: &'h mut Running<'static>,
+    handle: &'h mut super::plane::Proc<'static>,
 }
 
 impl std::fmt::Debug for OutputIter<'_> {
@@ -788,22 +788,32 @@ impl Iterator for OutputIter<'_> {
     type Item = CommandOutput;
 
     fn next(&mut self) -> Option<CommandOutput> {
-        loop {
-            if let Some(out) = self.handle.queue.pop_front() {
-                return Some(out);
-            }
-            if self.handle.ending.is_some() {
-                return None;
-            }
-            self.handle.pump(None);
-        }
+        self.handle.next_output()
     }
 }
 
 impl Drop for OutputIter<'_> {
     fn drop(&mut self) {
-        self.handle.queueing = false;
-        self.handle.queue.clear();
+        self.handle.stop_queueing();
+    }
+}
+
+impl Running<'_> {
+    pub(super) fn is_finished(&self) -> bool {
+        self.ending.is_some()
+    }
+
+    /// The next output kept for an [`OutputIter`]; `None` once the command ended.
+    pub(super) fn next_output(&mut self) -> Option<CommandOutput> {
+        loop {
+            if let Some(out) = self.queue.pop_front() {
+                return Some(out);
+            }
+            if self.ending.is_some() {
+                return None;
+            }
+            self.pump(None);
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod connect;
 mod handle;
+mod plane;
 mod pool;
 mod runner;
 
@@ -14,8 +15,8 @@ use crate::error::Error;
 use crate::output::{DEFAULT_MAX_OUTPUT, DroppedOutput};
 use crate::sandbox::Sandbox;
 
-use handle::Running;
 pub use handle::{CommandHandle, OutputIter};
+use plane::Proc;
 pub(crate) use pool::SystemKernels;
 
 /// Default timeout of a command, as in E2B.
@@ -205,6 +206,25 @@ impl Commands {
     /// [`Error::Closed`] and connection errors; [`Error::KernelSetup`] when the sandbox could
     /// not run the listing.
     pub fn list(&self) -> Result<Vec<ProcessInfo>, Error> {
+        if let crate::plane::Plane::E2b(plane) = self.sandbox.plane()? {
+            return Ok(plane
+                .list_processes()?
+                .into_iter()
+                .map(|p| ProcessInfo {
+                    pid: p.pid,
+                    // A command started as `/bin/bash -l -c CMD` is shown as CMD.
+                    cmd: match p.args.as_slice() {
+                        [.., c, last] if c == "-c" => last.clone(),
+                        _ => std::iter::once(p.cmd)
+                            .chain(p.args)
+                            .collect::<Vec<_>>()
+                            .join(" "),
+                    },
+                    cwd: p.cwd,
+                    started_at: None,
+                })
+                .collect());
+        }
         let out =
             crate::kernel::helper::call(&self.sandbox, serde_json::json!({"op": "commands"}))?;
         serde_json::from_value(out["commands"].clone())
@@ -221,6 +241,9 @@ impl Commands {
     /// [`Error::PermissionDenied`] for a process the sandbox's user may not signal;
     /// [`Error::Closed`] and connection errors.
     pub fn kill(&self, pid: u32) -> Result<bool, Error> {
+        if let crate::plane::Plane::E2b(plane) = self.sandbox.plane()? {
+            return plane.kill_process(pid);
+        }
         let op = serde_json::json!({"op": "kill", "pid": pid, "path": format!("pid {pid}")});
         let out = crate::kernel::helper::call(&self.sandbox, op)?;
         Ok(out["killed"].as_bool().unwrap_or(false))
@@ -239,6 +262,7 @@ impl Commands {
             background: false,
             retain_output: true,
             max_output: DEFAULT_MAX_OUTPUT,
+            user: None,
             on_stdout: None,
             on_stderr: None,
         }
@@ -260,6 +284,7 @@ pub struct CommandBuilder<'a> {
     background: bool,
     retain_output: bool,
     max_output: usize,
+    user: Option<String>,
     on_stdout: Option<Callback<'a>>,
     on_stderr: Option<Callback<'a>>,
 }
@@ -358,6 +383,14 @@ impl<'a> CommandBuilder<'a> {
         self
     }
 
+    /// Runs the command as `user` (E2B's `user` option: `user`, the default, or `root`).
+    /// Only the E2B data plane ([`DataPlane::E2b`](crate::DataPlane::E2b)) has users; on the
+    /// Jupyter plane the command fails to start with [`Error::Unsupported`].
+    pub fn user(mut self, user: impl Into<String>) -> Self {
+        self.user = Some(user.into());
+        self
+    }
+
     /// Called with each piece of stdout as it arrives, on the thread that waits.
     pub fn on_stdout(mut self, f: impl FnMut(&str) + Send + 'a) -> Self {
         self.on_stdout = Some(Box::new(f));
@@ -383,8 +416,8 @@ impl<'a> CommandBuilder<'a> {
     }
 
     /// Starts the command; returns once it is running (its pid is known).
-    fn start(self) -> Result<Running<'a>, Error> {
-        Running::start(self)
+    fn start(self) -> Result<Proc<'a>, Error> {
+        Proc::start(self)
     }
 }
 

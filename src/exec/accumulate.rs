@@ -5,7 +5,7 @@ use crate::jupyter::wire::Incoming;
 use crate::output::{DroppedOutput, ResultTail, Tail, json_size};
 
 /// What a message means to the user's callbacks.
-pub(super) enum Event {
+pub(crate) enum Event {
     None,
     Stdout(OutputMessage),
     Stderr(OutputMessage),
@@ -16,7 +16,7 @@ pub(super) enum Event {
 
 /// Builds an [`Execution`] from the messages of one request, keeping the last `cap` bytes of
 /// each stream and of the rich results.
-pub(super) struct Accumulator {
+pub(crate) struct Accumulator {
     execution: Execution,
     stdout: Tail,
     stderr: Tail,
@@ -24,7 +24,7 @@ pub(super) struct Accumulator {
 }
 
 impl Accumulator {
-    pub(super) fn new(cap: usize) -> Accumulator {
+    pub(crate) fn new(cap: usize) -> Accumulator {
         Accumulator {
             execution: Execution::default(),
             stdout: Tail::new(cap),
@@ -34,7 +34,7 @@ impl Accumulator {
     }
 
     /// The execution: what was kept, and what was dropped.
-    pub(super) fn finish(self) -> Execution {
+    pub(crate) fn finish(self) -> Execution {
         let (results, dropped_results, dropped_bytes) = self.results.finish();
         let mut execution = self.execution;
         execution.dropped = DroppedOutput {
@@ -100,7 +100,7 @@ impl Accumulator {
     }
 
     /// Stores what [`Accumulator::apply`] made of a message, after the callbacks saw it.
-    pub(super) fn keep(&mut self, event: Event) {
+    pub(crate) fn keep(&mut self, event: Event) {
         match event {
             Event::None => {}
             Event::Stdout(m) => self.stdout.push(m.line),
@@ -108,6 +108,11 @@ impl Accumulator {
             Event::Result(r, size) => self.results.push(*r, size),
             Event::Error(e) => self.execution.error = Some(e),
         }
+    }
+
+    /// The execution count, where the messages carry it apart from the code's reply.
+    pub(crate) fn set_execution_count(&mut self, count: Option<u32>) {
+        self.execution.execution_count = count;
     }
 
     fn set_count(&mut self, c: &serde_json::Value) {

@@ -170,6 +170,10 @@ impl<'a> CodeBuilder<'a> {
             ));
         }
         let sandbox = self.sandbox;
+        if let crate::plane::Plane::E2b(plane) = sandbox.plane()? {
+            let plane = plane.clone();
+            return self.run_on_e2b(&plane);
+        }
         let kernel = match (self.context, self.language.as_deref()) {
             (Some(ctx), _) => sandbox.kernel_of(ctx)?,
             (None, Some(lang)) => sandbox.default_kernel_for(lang)?,
@@ -207,6 +211,26 @@ impl<'a> CodeBuilder<'a> {
         let result = self.execute(cell, timeout);
         kernel.confirm_restore(restore, &cells.restore, request_timeout);
         result
+    }
+
+    /// Runs through E2B's code-interpreter server (see `plane::e2b`).
+    fn run_on_e2b(mut self, plane: &crate::plane::e2b::E2bPlane) -> Result<Execution, Error> {
+        let timeout = self
+            .timeout
+            .unwrap_or(self.sandbox.config().timeouts.execution);
+        let code = std::mem::take(&mut self.code);
+        let envs = std::mem::take(&mut self.envs);
+        let context_id = self.context.map(|c| c.id.clone());
+        let language = self.language.clone();
+        let request = crate::plane::e2b::CodeRequest {
+            code: &code,
+            context_id: context_id.as_deref(),
+            language: language.as_deref(),
+            envs: &envs,
+            timeout,
+            max_output: self.max_output,
+        };
+        plane.run_code(&request, &mut |event| self.notify(event))
     }
 
     fn request(&self, kernel: &Kernel) -> Outgoing {

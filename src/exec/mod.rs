@@ -3,7 +3,7 @@
 //! connection cuts ([`driver`], with [`recovery`]'s sequencing and replay records), what the
 //! messages mean ([`accumulate`]), and the models they end up in ([`models`], with [`chart`]'s typed charts).
 
-mod accumulate;
+pub(crate) mod accumulate;
 pub(crate) mod chart;
 pub(crate) mod code;
 pub(crate) mod driver;

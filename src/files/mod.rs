@@ -7,6 +7,7 @@ mod path;
 mod transfer;
 pub(crate) mod watch;
 
+pub(crate) use entry::parse_rfc3339;
 pub use entry::{EntryInfo, FileType};
 pub use transfer::{Download, Upload};
 
@@ -16,6 +17,8 @@ use serde_json::{Value, json};
 
 use crate::error::Error;
 use crate::net::{Http, Method};
+use crate::plane::Plane;
+use crate::plane::e2b::E2bFiles;
 use crate::sandbox::Sandbox;
 
 use self::contents::*;
@@ -95,11 +98,45 @@ use self::transfer::*;
 #[derive(Debug, Clone)]
 pub struct Files {
     sandbox: Sandbox,
+    /// The user files are read and written as (E2B's `user`), where the plane has users.
+    user: Option<String>,
 }
 
 impl Files {
     pub(crate) fn new(sandbox: Sandbox) -> Self {
-        Files { sandbox }
+        Files {
+            sandbox,
+            user: None,
+        }
+    }
+
+    /// The same files, read and written as `user` (E2B's `user` option: `user`, the default,
+    /// or `root`). Paths relative to nothing are relative to that user's home.
+    ///
+    /// Only the E2B data plane ([`DataPlane::E2b`](crate::DataPlane::E2b)) has users; on the
+    /// Jupyter plane files are those of the server's user, and every call of the returned
+    /// `Files` fails with [`Error::Unsupported`].
+    pub fn as_user(&self, user: impl Into<String>) -> Files {
+        Files {
+            sandbox: self.sandbox.clone(),
+            user: Some(user.into()),
+        }
+    }
+
+    /// E2B's plane for this call, or `None` for the Jupyter plane.
+    pub(crate) fn e2b(&self) -> Result<Option<E2bFiles<'_>>, Error> {
+        match self.sandbox.plane()? {
+            Plane::E2b(plane) => Ok(Some(E2bFiles {
+                plane,
+                user: self.user.as_deref(),
+            })),
+            Plane::Jupyter if self.user.is_some() => Err(Error::Unsupported {
+                feature: "acting on files as another user",
+                needs: "E2B's data plane (envd)".into(),
+                found: "a Jupyter server, whose files are its own user's".into(),
+            }),
+            Plane::Jupyter => Ok(None),
+        }
     }
 
     fn http(&self) -> &Http {
@@ -225,6 +262,14 @@ impl Files {
         P: AsRef<str>,
         D: AsRef<[u8]>,
     {
+        if let Some(e2b) = self.e2b()? {
+            let owned: Vec<(P, D)> = files.into_iter().collect();
+            let given: Vec<(&str, &[u8])> = owned
+                .iter()
+                .map(|(p, d)| (p.as_ref(), d.as_ref()))
+                .collect();
+            return e2b.write_many(&given);
+        }
         let mut checked = Vec::new();
         for (path, data) in files {
             let resolved = self.path(path.as_ref())?;
@@ -317,8 +362,38 @@ impl Files {
     /// [`Sandbox::kill`](crate::Sandbox::kill); [`Error::Http`], [`Error::Transport`] or
     /// [`Error::Timeout`] when the server refuses or cannot be reached.
     pub fn list(&self, path: &str) -> Result<Vec<EntryInfo>, Error> {
+        self.list_depth(path, 1)
+    }
+
+    /// Entries of a directory and of the directories below it, down to `depth` levels
+    /// (1: the directory's own entries, as [`Files::list`]); E2B's `list(path, depth)`. Links
+    /// to directories are not followed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] for depth 0; as for [`Files::list`].
+    pub fn list_depth(&self, path: &str, depth: u32) -> Result<Vec<EntryInfo>, Error> {
+        if depth == 0 {
+            return Err(Error::InvalidArgument(
+                "list depth must be at least 1".into(),
+            ));
+        }
+        if let Some(e2b) = self.e2b()? {
+            return e2b.list(path, depth);
+        }
         let resolved = self.path(path)?;
-        self.list_rel(&resolved.rel).map_err(|e| resolved.named(e))
+        let mut entries = self
+            .list_rel(&resolved.rel)
+            .map_err(|e| resolved.named(e))?;
+        if depth > 1 {
+            let mut below = Vec::new();
+            for dir in entries.iter().filter(|e| e.is_dir()) {
+                below.extend(self.list_depth(&dir.path, depth - 1)?);
+            }
+            entries.extend(below);
+            entries.sort_by(|a, b| a.path.cmp(&b.path));
+        }
+        Ok(entries)
     }
 
     fn list_rel(&self, rel: &str) -> Result<Vec<EntryInfo>, Error> {
@@ -361,6 +436,9 @@ impl Files {
     /// [`Sandbox::kill`](crate::Sandbox::kill); [`Error::Http`], [`Error::Transport`] or
     /// [`Error::Timeout`] when the server refuses or cannot be reached.
     pub fn get_info(&self, path: &str) -> Result<EntryInfo, Error> {
+        if let Some(e2b) = self.e2b()? {
+            return e2b.get_info(path);
+        }
         let resolved = self.path(path)?;
         self.model(&resolved.rel)
             .map(|m| m.info())
@@ -395,6 +473,9 @@ impl Files {
     /// [`Sandbox::kill`](crate::Sandbox::kill); [`Error::Http`], [`Error::Transport`] or
     /// [`Error::Timeout`] when the server refuses or cannot be reached.
     pub fn remove(&self, path: &str) -> Result<(), Error> {
+        if let Some(e2b) = self.e2b()? {
+            return e2b.remove(path);
+        }
         let resolved = self.path(path)?;
         if resolved.holds_root() {
             return Err(Error::InvalidArgument(format!(
@@ -447,6 +528,9 @@ impl Files {
     /// [`Sandbox::kill`](crate::Sandbox::kill); [`Error::Http`], [`Error::Transport`] or
     /// [`Error::Timeout`] when the server refuses or cannot be reached.
     pub fn rename(&self, from: &str, to: &str) -> Result<EntryInfo, Error> {
+        if let Some(e2b) = self.e2b()? {
+            return e2b.rename(from, to);
+        }
         let old = self.path(from)?;
         let new = self.path(to)?;
         if old.holds_root() || new.holds_root() {
@@ -490,6 +574,9 @@ impl Files {
     /// [`Sandbox::kill`](crate::Sandbox::kill); [`Error::Http`], [`Error::Transport`] or
     /// [`Error::Timeout`] when the server refuses or cannot be reached.
     pub fn make_dir(&self, path: &str) -> Result<bool, Error> {
+        if let Some(e2b) = self.e2b()? {
+            return e2b.make_dir(path);
+        }
         let resolved = self.path(path)?;
         let rel = resolved.rel.as_str();
         let made = match self.model(rel) {

@@ -72,6 +72,10 @@ impl<'a> Upload<'a> {
     /// As for [`Files::write`](super::Files::write); [`Error::CallbackPanicked`] when the progress
     /// callback panicked.
     pub fn bytes(mut self, data: &[u8]) -> Result<EntryInfo, Error> {
+        if self.files.e2b()?.is_some() {
+            self.total = Some(data.len() as u64);
+            return self.send(data, "<memory>");
+        }
         let resolved = self.files.path(&self.path)?;
         self.total = Some(data.len() as u64);
         self.bytes_to(&resolved.rel, data)
@@ -136,7 +140,15 @@ impl<'a> Upload<'a> {
         self.send(reader, "<reader>")
     }
 
-    fn send(self, reader: impl Read, source: &str) -> Result<EntryInfo, Error> {
+    fn send(mut self, mut reader: impl Read, source: &str) -> Result<EntryInfo, Error> {
+        if let Some(e2b) = self.files.e2b()? {
+            // Streamed in one request: envd writes it to a temporary file it renames into place.
+            let total = self.total;
+            let progress = &mut self.progress;
+            return e2b.upload(&self.path, &mut reader, source, &mut |done, _| {
+                call_progress(progress, done, total)
+            });
+        }
         let resolved = self.files.path(&self.path)?;
         self.send_to(&resolved.rel, reader, source)
             .map_err(|e| resolved.named(e))
@@ -298,11 +310,22 @@ impl<'a> Download<'a> {
     }
 
     fn stream<W: Write>(
-        self,
+        mut self,
         sink: &mut W,
         sink_name: &str,
         on_total: impl FnOnce(&mut W, Option<u64>),
     ) -> Result<u64, Error> {
+        if let Some(e2b) = self.files.e2b()? {
+            let progress = &mut self.progress;
+            return e2b.download(
+                &self.path,
+                sink,
+                sink_name,
+                crate::plane::e2b::E2bDownload {
+                    progress: &mut |done, total| call_progress(progress, done, total),
+                },
+            );
+        }
         let resolved = self.files.path(&self.path)?;
         self.stream_from(&resolved.rel, sink, sink_name, on_total)
             .map_err(|e| resolved.named(e))

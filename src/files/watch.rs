@@ -71,6 +71,14 @@ pub struct FsEvent {
 }
 
 impl FsEvent {
+    pub(crate) fn new(kind: FsEventKind, path: &str) -> FsEvent {
+        FsEvent {
+            kind,
+            path: path.to_string(),
+            dropped: None,
+        }
+    }
+
     fn overflow(dropped: Option<u64>) -> FsEvent {
         FsEvent {
             kind: FsEventKind::Overflow,
@@ -128,22 +136,15 @@ impl WatchBuilder {
     /// [`Error::FileNotFound`] for a missing directory, [`Error::NotADirectory`] for a file,
     /// [`Error::PermissionDenied`]; [`Error::Closed`] and connection errors.
     pub fn start(self) -> Result<WatchHandle, Error> {
+        if self.files.e2b()?.is_some() {
+            return self.start_on_e2b();
+        }
         let resolved = self.files.path(&self.path)?;
         let rel = resolved.rel.as_str();
         let sandbox = self.files.sandbox().clone();
         let spec =
             json!({"path": if rel.is_empty() { "." } else { rel }, "recursive": self.recursive});
-        let shared = Arc::new(Shared {
-            queue: Mutex::new(Queue {
-                events: VecDeque::new(),
-                capacity: self.capacity,
-                dropped: 0,
-                ended: false,
-                error: None,
-            }),
-            ready: Condvar::new(),
-            stop: AtomicBool::new(false),
-        });
+        let shared = Shared::new(self.capacity);
         let (tx, rx) = crossbeam_channel::bounded(1);
         let timeouts = &sandbox.config().timeouts;
         let limit = timeouts.kernel_start + timeouts.request + timeouts.connect;
@@ -173,6 +174,83 @@ impl WatchBuilder {
                 })
             }
         }
+    }
+}
+
+impl WatchBuilder {
+    /// A watch through envd's polling watcher (what E2B's sync SDK uses): created here, so
+    /// every change after this returns is reported; a thread polls it into the queue.
+    fn start_on_e2b(self) -> Result<WatchHandle, Error> {
+        let Some(e2b) = self.files.e2b()? else {
+            return Err(Error::protocol("the sandbox has no E2B plane"));
+        };
+        let watch = e2b.watch(&self.path, self.recursive)?;
+        let shared = Shared::new(self.capacity);
+        let files = self.files.clone();
+        let thread = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("e2b-watch".into())
+                .spawn(move || {
+                    let failure = (|| -> Result<(), Error> {
+                        let Some(e2b) = files.e2b()? else {
+                            return Ok(());
+                        };
+                        while !shared.stop.load(Ordering::SeqCst) {
+                            let events = e2b.poll(&watch)?;
+                            if !events.is_empty() {
+                                let mut q = crate::sync::lock(&shared.queue);
+                                for event in events {
+                                    q.push(event);
+                                }
+                                drop(q);
+                                shared.ready.notify_all();
+                            }
+                            std::thread::sleep(E2B_POLL);
+                        }
+                        e2b.unwatch(&watch)
+                    })()
+                    .err();
+                    if let Some(e) = &failure {
+                        log::debug!("watch ended: {e}");
+                    }
+                    let mut q = crate::sync::lock(&shared.queue);
+                    q.ended = true;
+                    if !shared.stop.load(Ordering::SeqCst) {
+                        q.error = failure;
+                    }
+                    drop(q);
+                    shared.ready.notify_all();
+                })
+                .map_err(|e| Error::Io {
+                    path: "watch thread".into(),
+                    source: e,
+                })?
+        };
+        Ok(WatchHandle {
+            shared,
+            thread: Some(thread),
+            path: self.path,
+        })
+    }
+}
+
+/// How often envd's watcher is polled.
+const E2B_POLL: Duration = Duration::from_millis(50);
+
+impl Shared {
+    fn new(capacity: usize) -> Arc<Shared> {
+        Arc::new(Shared {
+            queue: Mutex::new(Queue {
+                events: VecDeque::new(),
+                capacity,
+                dropped: 0,
+                ended: false,
+                error: None,
+            }),
+            ready: Condvar::new(),
+            stop: AtomicBool::new(false),
+        })
     }
 }
 

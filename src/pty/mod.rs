@@ -44,6 +44,7 @@
 //! unlike the bash that E2B's own envd PTY starts as `user`. Jupyter Kernel Gateway and
 //! Enterprise Gateway have no terminals: creating one fails with [`Error::Http`] (404).
 
+mod handle;
 mod replay;
 mod rest;
 mod session;
@@ -53,9 +54,12 @@ mod wire;
 use std::time::Duration;
 
 use crate::error::Error;
+use crate::plane::Plane;
+use crate::plane::e2b::E2bTerminal;
 use crate::sandbox::Sandbox;
+use terminal::JupyterTerminal;
 
-pub use terminal::{PtyIter, PtyOutput, Terminal};
+pub use handle::{PtyIter, PtyOutput, Terminal};
 
 /// Terminals in a sandbox. Get it with [`Sandbox::pty`].
 #[derive(Debug, Clone)]
@@ -85,7 +89,7 @@ impl PtySize {
         PtySize { cols, rows }
     }
 
-    fn check(self) -> Result<PtySize, Error> {
+    pub(crate) fn check(self) -> Result<PtySize, Error> {
         if self.cols == 0 || self.rows == 0 {
             return Err(Error::InvalidArgument(format!(
                 "a terminal needs at least one row and one column, not {}x{}",
@@ -263,7 +267,27 @@ impl Pty {
     /// disabled); [`Error::Authentication`], [`Error::Transport`], [`Error::Timeout`] when the
     /// server cannot be reached; [`Error::Closed`].
     pub fn create_with(&self, options: PtyOptions) -> Result<Terminal, Error> {
-        Terminal::create(&self.sandbox, options)
+        if let Plane::E2b(plane) = self.sandbox.plane()? {
+            let size = options.size.check()?;
+            let envs: Vec<(String, String)> = self
+                .sandbox
+                .config()
+                .envs
+                .iter()
+                .chain(&options.envs)
+                .cloned()
+                .collect();
+            return E2bTerminal::create(
+                plane,
+                (size.cols, size.rows),
+                options.cwd.as_deref(),
+                &envs,
+                options.timeout,
+                options.kill_on_drop,
+            )
+            .map(|t| Terminal(handle::Plane::E2b(t)));
+        }
+        JupyterTerminal::create(&self.sandbox, options).map(|t| Terminal(handle::Plane::Jupyter(t)))
     }
 
     /// Attaches to a running terminal by name (one left running with
@@ -276,7 +300,10 @@ impl Pty {
     ///
     /// [`Error::TerminalNotFound`] when no terminal has that name; as [`Pty::create_with`].
     pub fn connect(&self, name: &str) -> Result<Terminal, Error> {
-        Terminal::attach(&self.sandbox, name)
+        if let Plane::E2b(plane) = self.sandbox.plane()? {
+            return E2bTerminal::connect(plane, name).map(|t| Terminal(handle::Plane::E2b(t)));
+        }
+        JupyterTerminal::attach(&self.sandbox, name).map(|t| Terminal(handle::Plane::Jupyter(t)))
     }
 
     /// Names of the terminals running on the server (also those of other clients).
@@ -286,7 +313,16 @@ impl Pty {
     /// [`Error::Http`] (404) when the server has no terminals; [`Error::Transport`],
     /// [`Error::Timeout`], [`Error::Closed`].
     pub fn list(&self) -> Result<Vec<String>, Error> {
-        self.sandbox.ensure_open()?;
+        if let Plane::E2b(plane) = self.sandbox.plane()? {
+            // envd lists processes, not terminals: a terminal is a login shell started with a
+            // PTY, which envd does not mark; these are its interactive shells.
+            return Ok(plane
+                .list_processes()?
+                .into_iter()
+                .filter(|p| p.cmd == "/bin/bash" && p.args.first().is_some_and(|a| a == "-i"))
+                .map(|p| p.pid.to_string())
+                .collect());
+        }
         rest::list(self.sandbox.http())
     }
 
@@ -297,7 +333,12 @@ impl Pty {
     /// [`Error::Http`], [`Error::Transport`] or [`Error::Timeout`] when the server does not
     /// confirm; [`Error::Closed`].
     pub fn kill(&self, name: &str) -> Result<bool, Error> {
-        self.sandbox.ensure_open()?;
+        if let Plane::E2b(plane) = self.sandbox.plane()? {
+            return match name.parse::<u32>() {
+                Ok(pid) => plane.kill_process(pid),
+                Err(_) => Ok(false),
+            };
+        }
         rest::delete(self.sandbox.http(), name)
     }
 }

@@ -13,17 +13,13 @@ use crate::jupyter::delivery::Failure;
 use crate::jupyter::state::{ConnectionState, ConnectionWatch};
 use crate::jupyter::transport::{self, Limits};
 use crate::pty::session::{self, Cmd, Item, Session, Shared, WAKE};
-use crate::pty::{PtyEnd, PtyEvent, PtyGap, PtyOptions, PtySize, rest, wire};
+use crate::pty::{PtyEnd, PtyEvent, PtyOptions, PtySize, rest, wire};
 use crate::sandbox::Sandbox;
 use crate::sync::lock;
 
-/// A running terminal: a shell on a PTY in the sandbox. `Send + Sync`; it holds a clone of its
-/// [`Sandbox`], so the sandbox lives at least as long as it.
-///
-/// Read its output with [`Terminal::recv_timeout`], [`Terminal::iter`] or
-/// [`Terminal::wait`]; type with [`Terminal::send_input`]. Dropping it kills the terminal
-/// unless it was started with [`PtyOptions::kill_on_drop`]`(false)` or detached.
-pub struct Terminal {
+/// A terminado terminal over Jupyter's websocket, behind [`Terminal`](crate::Terminal). It
+/// holds a clone of its [`Sandbox`], so the sandbox lives at least as long as it.
+pub(crate) struct JupyterTerminal {
     name: String,
     sandbox: Sandbox,
     commands: Sender<Cmd>,
@@ -44,25 +40,13 @@ enum Over {
     Failed(Failure),
 }
 
-impl std::fmt::Debug for Terminal {
+impl std::fmt::Debug for JupyterTerminal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Terminal")
+        f.debug_struct("JupyterTerminal")
             .field("name", &self.name)
             .field("state", &self.shared.state.get())
             .finish_non_exhaustive()
     }
-}
-
-/// Everything a terminal printed until it ended, from [`Terminal::wait`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct PtyOutput {
-    /// How it ended.
-    pub end: PtyEnd,
-    /// The output not read before the call, in order.
-    pub output: String,
-    /// Gaps among that output (see [`PtyEvent::Gap`]), in order.
-    pub gaps: Vec<PtyGap>,
 }
 
 fn io_setup(e: std::io::Error) -> Error {
@@ -72,8 +56,8 @@ fn io_setup(e: std::io::Error) -> Error {
     }
 }
 
-impl Terminal {
-    pub(crate) fn create(sandbox: &Sandbox, options: PtyOptions) -> Result<Terminal, Error> {
+impl JupyterTerminal {
+    pub(crate) fn create(sandbox: &Sandbox, options: PtyOptions) -> Result<JupyterTerminal, Error> {
         sandbox.ensure_open()?;
         let size = options.size.check()?;
         for (k, _) in &options.envs {
@@ -92,7 +76,7 @@ impl Terminal {
         let name = format!("e2b{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         rest::create(sandbox.http(), &name, &cwd, &envs)?;
         log::debug!("terminal {name}: started in {cwd}");
-        let opened = Terminal::open(sandbox, name.clone(), Some(size), options.kill_on_drop)
+        let opened = JupyterTerminal::open(sandbox, name.clone(), Some(size), options.kill_on_drop)
             .and_then(|mut t| {
                 t.set_expiry(options.timeout)?;
                 Ok(t)
@@ -104,12 +88,12 @@ impl Terminal {
         opened
     }
 
-    pub(crate) fn attach(sandbox: &Sandbox, name: &str) -> Result<Terminal, Error> {
+    pub(crate) fn attach(sandbox: &Sandbox, name: &str) -> Result<JupyterTerminal, Error> {
         sandbox.ensure_open()?;
         if !rest::exists(sandbox.http(), name)? {
             return Err(Error::TerminalNotFound { name: name.into() });
         }
-        Terminal::open(sandbox, name.to_string(), None, true)
+        JupyterTerminal::open(sandbox, name.to_string(), None, true)
     }
 
     fn open(
@@ -117,7 +101,7 @@ impl Terminal {
         name: String,
         size: Option<PtySize>,
         kill_on_drop: bool,
-    ) -> Result<Terminal, Error> {
+    ) -> Result<JupyterTerminal, Error> {
         let config = sandbox.config().connection.clone();
         let endpoint = sandbox.http().endpoint().clone();
         let route = session::route(&endpoint, &name);
@@ -155,7 +139,7 @@ impl Terminal {
                 session.run();
             })
             .map_err(io_setup)?;
-        Ok(Terminal {
+        Ok(JupyterTerminal {
             name,
             sandbox: sandbox.clone(),
             commands,
@@ -177,24 +161,13 @@ impl Terminal {
         self.command(Cmd::Expire(timeout))
     }
 
-    /// The terminal's name on the server (what [`Pty::connect`](crate::Pty::connect) and
-    /// [`Pty::kill`](crate::Pty::kill) take).
-    pub fn name(&self) -> &str {
+    /// See [`Terminal::name`].
+    pub(super) fn name(&self) -> &str {
         &self.name
     }
 
-    /// Types `data` into the terminal (a line needs its `\n` or `\r`; Ctrl-C is `"\x03"`).
-    /// Returns once queued: the worker writes it in order, and input given while the
-    /// connection is down is written once it is back.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidArgument`] when `data` is not UTF-8 (terminado carries text only);
-    /// [`Error::RequestTooLarge`] when it would not fit in one websocket message (10 MiB by
-    /// default, see [`SandboxBuilder::max_request_size`](crate::SandboxBuilder::max_request_size));
-    /// [`Error::TerminalNotFound`] once the terminal has ended; the connection's error
-    /// ([`Error::ConnectionLost`], [`Error::SandboxNotFound`]) once it is gone for good.
-    pub fn send_input(&self, data: impl AsRef<[u8]>) -> Result<(), Error> {
+    /// See [`Terminal::send_input`].
+    pub(super) fn send_input(&self, data: impl AsRef<[u8]>) -> Result<(), Error> {
         let text = std::str::from_utf8(data.as_ref()).map_err(|e| {
             Error::InvalidArgument(format!("terminal input must be UTF-8 text: {e}"))
         })?;
@@ -211,12 +184,8 @@ impl Terminal {
         self.command(Cmd::Input(text.to_string()))
     }
 
-    /// Resizes the PTY (the shell gets `SIGWINCH`).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidArgument`] for a zero size; as [`Terminal::send_input`].
-    pub fn resize(&self, size: PtySize) -> Result<(), Error> {
+    /// See [`Terminal::resize`].
+    pub(super) fn resize(&self, size: PtySize) -> Result<(), Error> {
         self.command(Cmd::Resize(size.check()?))
     }
 
@@ -250,17 +219,8 @@ impl Terminal {
         }
     }
 
-    /// Kills the terminal on the server (its shell and everything in it), waiting for the
-    /// server to confirm; its end then reads [`PtyEnd::Killed`], within seconds even where
-    /// the server never says the terminal ended (a stock terminado, while a job that ignored
-    /// the hangup holds the PTY open). Returns `false` when it had already ended. Takes at
-    /// most the sandbox's request timeout.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Http`], [`Error::Transport`] or [`Error::Timeout`] when the server does not
-    /// confirm; [`Error::Closed`].
-    pub fn kill(&self) -> Result<bool, Error> {
+    /// See [`Terminal::kill`].
+    pub(super) fn kill(&self) -> Result<bool, Error> {
         self.sandbox.ensure_open()?;
         self.shared.killed.store(true, Ordering::SeqCst);
         let killed = rest::delete(self.sandbox.http(), &self.name)?;
@@ -271,28 +231,7 @@ impl Terminal {
         Ok(killed)
     }
 
-    /// The next event, waiting at most `timeout`; `Ok(None)` when none came in time. After
-    /// [`PtyEvent::End`], every call returns it again at once.
-    ///
-    /// # Errors
-    ///
-    /// The connection's error once it is gone for good ([`Error::ConnectionLost`] when the
-    /// reconnect budget ran out, [`Error::SandboxNotFound`], [`Error::Authentication`]),
-    /// again on every later call.
-    pub fn recv_timeout(&self, timeout: Duration) -> Result<Option<PtyEvent>, Error> {
-        self.next(Some(Instant::now() + timeout))
-    }
-
-    /// The next event if one is queued, without waiting.
-    ///
-    /// # Errors
-    ///
-    /// As [`Terminal::recv_timeout`].
-    pub fn try_recv(&self) -> Result<Option<PtyEvent>, Error> {
-        self.next(Some(Instant::now()))
-    }
-
-    fn next(&self, deadline: Option<Instant>) -> Result<Option<PtyEvent>, Error> {
+    pub(super) fn next(&self, deadline: Option<Instant>) -> Result<Option<PtyEvent>, Error> {
         if let Some(over) = lock(&self.over).clone() {
             return match over {
                 Over::End(end) => Ok(Some(PtyEvent::End(end))),
@@ -330,69 +269,19 @@ impl Terminal {
         Error::Closed
     }
 
-    /// Every event from now on, blocking for each, until [`PtyEvent::End`] (included) or an
-    /// error (included). A shell that never exits and never prints blocks it for good: use
-    /// [`Terminal::recv_timeout`] to bound each wait.
-    pub fn iter(&self) -> PtyIter<'_> {
-        PtyIter {
-            terminal: self,
-            done: false,
-        }
-    }
-
-    /// Waits until the terminal ends (its shell exits, it is killed, its timeout passes, or it
-    /// is gone) and returns the output not read before, with how it ended. Bounded by the
-    /// shell: type `exit` or kill it, or set [`PtyOptions::timeout`].
-    ///
-    /// # Errors
-    ///
-    /// As [`Terminal::recv_timeout`]; the output read so far is lost with the error.
-    pub fn wait(&self) -> Result<PtyOutput, Error> {
-        self.wait_with(|_| {})
-    }
-
-    /// [`Terminal::wait`], calling `on_output` with each piece of output as it arrives (E2B's
-    /// `on_data`).
-    ///
-    /// # Errors
-    ///
-    /// As [`Terminal::wait`].
-    pub fn wait_with(&self, mut on_output: impl FnMut(&str)) -> Result<PtyOutput, Error> {
-        let mut output = String::new();
-        let mut gaps = Vec::new();
-        loop {
-            match self.next(None)? {
-                Some(PtyEvent::Output(text)) => {
-                    on_output(&text);
-                    output.push_str(&text);
-                }
-                Some(PtyEvent::Gap(gap)) => gaps.push(gap),
-                Some(PtyEvent::End(end)) => return Ok(PtyOutput { end, output, gaps }),
-                None => {}
-            }
-        }
-    }
-
-    /// State of the terminal's websocket.
-    pub fn connection_state(&self) -> ConnectionState {
+    /// See [`Terminal::connection_state`].
+    pub(super) fn connection_state(&self) -> ConnectionState {
         self.shared.state.get()
     }
 
-    /// Every later state change of the terminal's websocket (reconnects included).
-    pub fn watch_connection(&self) -> ConnectionWatch {
+    /// See [`Terminal::watch_connection`].
+    pub(super) fn watch_connection(&self) -> ConnectionWatch {
         self.shared.state.watch()
     }
 
-    /// Whether dropping this handle kills the terminal. See [`PtyOptions::kill_on_drop`].
-    pub fn set_kill_on_drop(&mut self, kill: bool) {
+    /// See [`Terminal::set_kill_on_drop`].
+    pub(super) fn set_kill_on_drop(&mut self, kill: bool) {
         self.kill_on_drop = kill;
-    }
-
-    /// Lets go of the terminal but leaves it running on the server; returns its name, for
-    /// [`Pty::connect`](crate::Pty::connect).
-    pub fn detach(mut self) -> String {
-        self.kill_on_drop = false;
-        self.name.clone()
     }
 
     /// Stops the worker, waiting at most `timeout`.
@@ -413,7 +302,7 @@ impl Terminal {
     }
 }
 
-impl Drop for Terminal {
+impl Drop for JupyterTerminal {
     fn drop(&mut self) {
         let close = self.sandbox.config().timeouts.close;
         let over = lock(&self.over).is_some();
@@ -424,36 +313,6 @@ impl Drop for Terminal {
             }
         }
         self.stop(close);
-    }
-}
-
-/// Blocking iterator over a terminal's events; see [`Terminal::iter`].
-#[derive(Debug)]
-pub struct PtyIter<'a> {
-    terminal: &'a Terminal,
-    done: bool,
-}
-
-impl Iterator for PtyIter<'_> {
-    type Item = Result<PtyEvent, Error>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return None;
-        }
-        loop {
-            match self.terminal.next(None) {
-                Ok(Some(event)) => {
-                    self.done = matches!(event, PtyEvent::End(_));
-                    return Some(Ok(event));
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    self.done = true;
-                    return Some(Err(e));
-                }
-            }
-        }
     }
 }
 

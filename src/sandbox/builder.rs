@@ -113,6 +113,7 @@ impl SandboxBuilder {
     fn e2b_config(&self, config: &E2bConfig) -> E2bConfig {
         let mut config = config.clone();
         config.tls_roots.extend(self.tls_roots.iter().cloned());
+        config.reconnect = self.config.connection.reconnect.clone();
         config
     }
 

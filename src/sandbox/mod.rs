@@ -26,6 +26,7 @@ use crate::jupyter::rest::{self, KernelSpecs};
 use crate::jupyter::state::{ConnectionState, ConnectionWatch};
 use crate::kernel::Kernel;
 use crate::net::{Http, Method};
+use crate::plane::{DataPlane, Plane};
 
 /// A code-interpreter sandbox: stateful kernels, their output, and the sandbox's lifetime.
 ///
@@ -81,6 +82,8 @@ struct Inner {
     system: crate::commands::SystemKernels,
     /// The server's root_dir as an absolute path, once a kernel has told it.
     server_root: OnceLock<String>,
+    /// What carries code, files, commands and terminals.
+    plane: Plane,
 }
 
 #[derive(Debug, Default)]
@@ -111,6 +114,7 @@ impl std::fmt::Debug for Sandbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Sandbox")
             .field("sandbox_id", &self.inner.backend.get().sandbox_id())
+            .field("data_plane", &self.inner.plane.kind())
             .field("jupyter", self.inner.backend.get().jupyter())
             .field("closed", &self.inner.closed.load(Ordering::Relaxed))
             .finish_non_exhaustive()
@@ -169,6 +173,7 @@ impl Sandbox {
     fn open(backend: Backends, config: SandboxConfig) -> Result<Sandbox, Error> {
         let http = Http::new(backend.get().jupyter().clone(), &config.timeouts)
             .with_retry(config.connection.reconnect.clone());
+        let plane = backend.get().plane();
         let sandbox = Sandbox {
             inner: Arc::new(Inner {
                 backend,
@@ -179,11 +184,14 @@ impl Sandbox {
                 closed: AtomicBool::new(false),
                 system: Default::default(),
                 server_root: OnceLock::new(),
+                plane,
             }),
         };
         // The default Python context is made up front, as E2B's sandbox does, so the first
-        // run_code does not pay for a kernel start.
-        sandbox.default_kernel_for("python")?;
+        // run_code does not pay for a kernel start (E2B's code-interpreter server made its own).
+        if let Plane::Jupyter = sandbox.inner.plane {
+            sandbox.default_kernel_for("python")?;
+        }
         Ok(sandbox)
     }
 }
@@ -221,6 +229,13 @@ impl Sandbox {
     /// [`Error::FileNotFound`] or [`Error::NotADirectory`] for a cwd that cannot be entered;
     /// [`Error::Timeout`] with `KernelStart` when the kernel does not come up; [`Error::Closed`].
     pub fn create_context(&self, options: ContextOptions) -> Result<Context, Error> {
+        if let Plane::E2b(p) = self.plane()? {
+            return p.create_context(
+                options.language.as_deref(),
+                options.cwd.as_deref(),
+                &options.envs,
+            );
+        }
         let language = options.language.as_deref().unwrap_or("python");
         let kernel = self.start_kernel(language, options.cwd.as_deref(), &options.envs)?;
         Ok(context_of(&*self.register(kernel, None)?))
@@ -233,7 +248,9 @@ impl Sandbox {
     /// [`Error::Closed`] after [`Sandbox::kill`]; [`Error::ConnectionLost`] or
     /// [`Error::Timeout`] when the server cannot be asked.
     pub fn list_contexts(&self) -> Result<Vec<Context>, Error> {
-        self.ensure_open()?;
+        if let Plane::E2b(p) = self.plane()? {
+            return p.list_contexts();
+        }
         let k = self.inner.lock_kernels();
         Ok(k.order
             .iter()
@@ -251,6 +268,9 @@ impl Sandbox {
     /// [`Error::Closed`] after [`Sandbox::kill`]; the errors of starting and setting up a kernel
     /// ([`Error::Timeout`] with phase `KernelStart`, [`Error::KernelSetup`]).
     pub fn default_context(&self) -> Result<Context, Error> {
+        if let Plane::E2b(p) = self.plane()? {
+            return p.default_context();
+        }
         Ok(context_of(&*self.default_kernel_for("python")?))
     }
 
@@ -261,6 +281,9 @@ impl Sandbox {
     /// [`Error::KernelNotFound`] for a context that is gone; [`Error::Http`] when the server
     /// refuses; [`Error::Timeout`] when the restarted kernel does not answer; [`Error::Closed`].
     pub fn restart_context(&self, context: &Context) -> Result<(), Error> {
+        if let Plane::E2b(p) = self.plane()? {
+            return p.restart_context(&context.id);
+        }
         self.restart_kernel(&self.kernel_of(context)?)
     }
 
@@ -272,6 +295,15 @@ impl Sandbox {
     /// [`Sandbox::kill`]; [`Error::Http`] or [`Error::Transport`] when the server refuses or
     /// cannot be reached.
     pub fn interrupt(&self, context: &Context) -> Result<(), Error> {
+        if let Plane::E2b(_) = self.plane()? {
+            return Err(Error::Unsupported {
+                feature: "interrupting a context",
+                needs: "a Jupyter server".into(),
+                found: "E2B's code-interpreter server, which interrupts a cell only when its \
+                        run_code call is dropped (give run_code a timeout)"
+                    .into(),
+            });
+        }
         let kernel = self.kernel_of(context)?;
         rest::interrupt_kernel(&self.inner.http, &kernel.id)
     }
@@ -283,6 +315,9 @@ impl Sandbox {
     /// [`Error::KernelNotFound`] for a context that was never this sandbox's; [`Error::Http`] or
     /// [`Error::Transport`] when the server cannot shut the kernel down; [`Error::Closed`].
     pub fn remove_context(&self, context: &Context) -> Result<(), Error> {
+        if let Plane::E2b(p) = self.plane()? {
+            return p.remove_context(&context.id);
+        }
         let kernel = self.kernel_of(context)?;
         {
             let mut k = self.inner.lock_kernels();
@@ -343,7 +378,8 @@ impl Sandbox {
 
 /// Files and commands.
 impl Sandbox {
-    /// Files in the sandbox: read, write, list, rename, remove (over the Jupyter contents API).
+    /// Files in the sandbox: read, write, list, rename, remove, watch (over envd on E2B's data
+    /// plane, over the Jupyter contents API and a private kernel on the Jupyter plane).
     pub fn files(&self) -> crate::files::Files {
         crate::files::Files::new(self.clone())
     }
@@ -353,7 +389,8 @@ impl Sandbox {
         crate::commands::Commands::new(self.clone())
     }
 
-    /// Interactive terminals (PTYs) in the sandbox, over the Jupyter terminals API.
+    /// Interactive terminals (PTYs) in the sandbox: envd processes with a PTY on E2B's data
+    /// plane, the Jupyter terminals API on the Jupyter plane.
     pub fn pty(&self) -> crate::pty::Pty {
         crate::pty::Pty::new(self.clone())
     }
@@ -361,6 +398,20 @@ impl Sandbox {
 
 /// The sandbox and its server: ids, addresses, and what only one backend has.
 impl Sandbox {
+    /// The data plane that carries this sandbox's code, files, commands and terminals:
+    /// [`DataPlane::Jupyter`] for the local sandbox, Jupyter servers and E2B templates that
+    /// serve Jupyter on port 8888; [`DataPlane::E2b`] for E2B templates that keep Jupyter
+    /// private (0.4.7 on), reached through envd and the code-interpreter server.
+    pub fn data_plane(&self) -> DataPlane {
+        self.inner.plane.kind()
+    }
+
+    /// The plane, once the sandbox is known to be open.
+    pub(crate) fn plane(&self) -> Result<&Plane, Error> {
+        self.ensure_open()?;
+        Ok(&self.inner.plane)
+    }
+
     /// The sandbox's id: the E2B sandbox id, or `local-<pid>` for a local sandbox.
     pub fn sandbox_id(&self) -> &str {
         self.inner.backend.get().sandbox_id()
@@ -492,6 +543,12 @@ impl Sandbox {
     pub fn is_running(&self) -> bool {
         if self.ensure_open().is_err() {
             return false;
+        }
+        if let Plane::E2b(p) = &self.inner.plane {
+            return p.health().unwrap_or_else(|e| {
+                log::debug!("is_running: envd's health: {e}");
+                false
+            });
         }
         match self.inner.backend.get().running() {
             Liveness::Alive => true,

@@ -48,7 +48,10 @@ pub struct Seen {
 }
 
 struct Shared {
-    target: SocketAddr,
+    /// Where each of the sandbox's ports is served.
+    targets: Vec<(String, SocketAddr)>,
+    /// The traffic token the proxy wants, when the sandbox's traffic is not public.
+    traffic_token: Mutex<Option<String>>,
     sandbox_id: String,
     gone: Arc<AtomicBool>,
     /// Paused without auto-resume: E2B's proxy answers as for a sandbox that is not there.
@@ -75,8 +78,19 @@ impl SandboxProxy {
         gone: Arc<AtomicBool>,
         paused: Arc<AtomicBool>,
     ) -> io::Result<SandboxProxy> {
+        SandboxProxy::start_ports(&[(JUPYTER_PORT, target)], sandbox_id, gone, paused)
+    }
+
+    /// Proxies each of sandbox `sandbox_id`'s `ports` (`(port, target)`) to its target.
+    pub fn start_ports(
+        ports: &[(&str, SocketAddr)],
+        sandbox_id: &str,
+        gone: Arc<AtomicBool>,
+        paused: Arc<AtomicBool>,
+    ) -> io::Result<SandboxProxy> {
         let shared = Arc::new(Shared {
-            target,
+            targets: ports.iter().map(|(p, a)| (p.to_string(), *a)).collect(),
+            traffic_token: Mutex::new(None),
             sandbox_id: sandbox_id.to_string(),
             gone,
             paused,
@@ -128,6 +142,12 @@ impl SandboxProxy {
         self.shared.header_routing.store(on, Ordering::SeqCst);
     }
 
+    /// From now on every request needs `E2B-Traffic-Access-Token: token` (403 otherwise), as
+    /// for a sandbox created with `allowPublicTraffic: false`.
+    pub fn require_traffic_token(&self, token: &str) {
+        *self.shared.traffic_token.lock().unwrap() = Some(token.to_string());
+    }
+
     pub fn cut_all(&self) {
         self.shared.cut_all();
     }
@@ -162,6 +182,13 @@ impl Shared {
     /// Killed, or paused: nothing answers for the sandbox.
     fn unreachable(&self) -> bool {
         self.gone.load(Ordering::SeqCst) || self.paused.load(Ordering::SeqCst)
+    }
+
+    fn target(&self, port: &str) -> Option<SocketAddr> {
+        self.targets
+            .iter()
+            .find(|(p, _)| p == port)
+            .map(|(_, a)| *a)
     }
 }
 
@@ -222,13 +249,13 @@ fn serve(shared: &Shared, mut client: TcpStream) {
         subprotocols: header("sec-websocket-protocol"),
         answered: None,
     };
-    let route = route(
+    let route: Option<(String, String)> = route(
         &host,
         seen.sandbox_id.clone(),
         seen.sandbox_port.clone(),
         shared.header_routing.load(Ordering::SeqCst),
     );
-    let reply = match route {
+    let reply = match route.clone() {
         None => Some((
             400,
             "Bad Request",
@@ -239,7 +266,23 @@ fn serve(shared: &Shared, mut client: TcpStream) {
             "Bad Gateway",
             json!({"sandboxId": id, "message": "The sandbox was not found", "code": 502}),
         )),
-        Some((id, port)) if port != JUPYTER_PORT || !shared.port_open.load(Ordering::SeqCst) => {
+        Some(_)
+            if shared
+                .traffic_token
+                .lock()
+                .unwrap()
+                .as_ref()
+                .is_some_and(|t| header("e2b-traffic-access-token").as_ref() != Some(t)) =>
+        {
+            Some((
+                403,
+                "Forbidden",
+                json!({"message": "missing or invalid traffic access token", "code": 403}),
+            ))
+        }
+        Some((id, port))
+            if shared.target(&port).is_none() || !shared.port_open.load(Ordering::SeqCst) =>
+        {
             Some((
                 502,
                 "Bad Gateway",
@@ -256,7 +299,11 @@ fn serve(shared: &Shared, mut client: TcpStream) {
         return;
     }
     shared.seen.lock().unwrap().push(seen);
-    let Ok(mut server) = TcpStream::connect(shared.target) else {
+    let target = route
+        .as_ref()
+        .and_then(|(_, port)| shared.target(port))
+        .expect("a routed port");
+    let Ok(mut server) = TcpStream::connect(target) else {
         return;
     };
     let _ = client.set_read_timeout(None);
@@ -350,6 +397,17 @@ pub fn control_plane(
     paused: Arc<AtomicBool>,
     on_pause: PauseHook,
 ) -> (ScriptedWs, PlaneLog) {
+    control_plane_answering(gone, paused, on_pause, json!({}))
+}
+
+/// [`control_plane`] whose create and connect answers also carry the fields of `extra` (an
+/// envd version and tokens, say).
+pub fn control_plane_answering(
+    gone: Arc<AtomicBool>,
+    paused: Arc<AtomicBool>,
+    on_pause: PauseHook,
+    extra: serde_json::Value,
+) -> (ScriptedWs, PlaneLog) {
     let seen: PlaneLog = Arc::default();
     let log = seen.clone();
     // A pause and a resume each run whole, one after the other, as E2B's own transitions do:
@@ -366,8 +424,11 @@ pub fn control_plane(
                     &json!({"code": 401, "message": "bad key"}),
                 ));
             }
-            let access = json!({"sandboxID": SANDBOX_ID, "templateID": "code-interpreter-v1",
+            let mut access = json!({"sandboxID": SANDBOX_ID, "templateID": "code-interpreter-v1",
                                 "clientID": "c", "envdVersion": "0.2.0"});
+            if let (Some(a), Some(e)) = (access.as_object_mut(), extra.as_object()) {
+                a.extend(e.clone());
+            }
             let path = format!("/sandboxes/{SANDBOX_ID}");
             let is_gone = gone.load(Ordering::SeqCst);
             let not_found = || {

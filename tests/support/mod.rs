@@ -2,6 +2,9 @@
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
+mod procs;
+pub use procs::descendants;
+pub mod data_rig;
 pub mod e2b_plane;
 pub mod e2b_rig;
 pub mod fault_proxy;
@@ -192,39 +195,6 @@ pub fn through_unix_proxy(
         .jupyter(&url, token_of(owner).as_str())
         .expect("sandbox through the proxy");
     (proxy, sbx)
-}
-
-/// Pids of every process below `root`, from /proc.
-pub fn descendants(root: u32) -> Vec<u32> {
-    let mut children: std::collections::HashMap<u32, Vec<u32>> = Default::default();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        if let Some(ppid) = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-            .and_then(|s| s.parse::<u32>().ok())
-        {
-            children.entry(ppid).or_default().push(pid);
-        }
-    }
-    let mut out = Vec::new();
-    let mut todo = vec![root];
-    while let Some(p) = todo.pop() {
-        for &c in children.get(&p).map(Vec::as_slice).unwrap_or(&[]) {
-            out.push(c);
-            todo.push(c);
-        }
-    }
-    out
 }
 
 /// True while a process exists and is not a zombie.

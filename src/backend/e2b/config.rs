@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use crate::config::Secret;
+use crate::config::{ReconnectPolicy, Secret};
+use crate::plane::DataPlane;
 
 /// Reads the API key.
 pub(crate) const API_KEY_ENV: &str = "E2B_API_KEY";
@@ -45,11 +46,14 @@ pub struct E2bConfig {
     /// PEM or DER roots for the control plane and the sandbox (see
     /// `SandboxBuilder::add_root_certificate`).
     pub(crate) tls_roots: Vec<Vec<u8>>,
+    pub(crate) data_plane: DataPlane,
+    /// How idempotent data-plane calls are retried (the sandbox's reconnect policy).
+    pub(crate) reconnect: ReconnectPolicy,
 }
 
 impl Default for E2bConfig {
     /// No API key, domain `e2b.app`, no overrides, not debug, 60 s per call, 4 attempts
-    /// (E2B's 3 retries), 3 connection retries.
+    /// (E2B's 3 retries), 3 connection retries, the data plane detected.
     fn default() -> Self {
         E2bConfig {
             api_key: Secret::default(),
@@ -62,6 +66,8 @@ impl Default for E2bConfig {
             connection_retries: 3,
             headers: Vec::new(),
             tls_roots: Vec::new(),
+            data_plane: DataPlane::Auto,
+            reconnect: ReconnectPolicy::default(),
         }
     }
 }
@@ -115,10 +121,12 @@ impl E2bConfig {
         self
     }
 
-    /// The base URL of the sandbox's Jupyter server, for every sandbox made with this config
-    /// (a tunnel, a local stand-in). Defaults to `E2B_SANDBOX_URL`, else
-    /// `http://localhost:8888` in debug mode, else `https://8888-{sandboxID}.{domain}`, where
-    /// the domain is the one the control plane reports for the sandbox.
+    /// The base URL of the sandbox, for every sandbox made with this config (a tunnel, a local
+    /// stand-in): its Jupyter server, or a proxy that routes by the `E2b-Sandbox-Id` and
+    /// `E2b-Sandbox-Port` headers, which every request carries (envd and the code-interpreter
+    /// server are reached there too). Defaults to `E2B_SANDBOX_URL`, else
+    /// `http://localhost:{port}` in debug mode, else `https://{port}-{sandboxID}.{domain}`,
+    /// where the domain is the one the control plane reports for the sandbox.
     pub fn sandbox_url(mut self, url: impl Into<String>) -> Self {
         self.sandbox_url = Some(url.into());
         self
@@ -180,6 +188,17 @@ impl E2bConfig {
         self
     }
 
+    /// Which data plane carries code, files, commands and terminals. Defaults to
+    /// [`DataPlane::Auto`]: the template's Jupyter server on port 8888 when it serves one
+    /// (older and custom templates; also a Jupyter server at [`E2bConfig::sandbox_url`]), else
+    /// E2B's envd (49983) and code-interpreter server (49999), as in templates from 0.4.7 on,
+    /// which keep Jupyter on a private socket. [`DataPlane::Jupyter`] or [`DataPlane::E2b`]
+    /// skip the detection and wait for that plane only.
+    pub fn data_plane(mut self, plane: DataPlane) -> Self {
+        self.data_plane = plane;
+        self
+    }
+
     /// The control-plane base URL after overrides and debug mode.
     pub(crate) fn resolved_api_url(&self) -> String {
         match (&self.api_url, self.debug) {
@@ -203,14 +222,21 @@ impl E2bConfig {
     /// The base URL of a sandbox's Jupyter server. `domain` is what the control plane said
     /// for this sandbox, if anything.
     pub(crate) fn jupyter_url(&self, sandbox_id: &str, domain: Option<&str>) -> String {
+        self.port_url(sandbox_id, domain, JUPYTER_PORT)
+    }
+
+    /// The base URL of a port of the sandbox: the sandbox URL when set (a proxy that routes by
+    /// the `E2b-Sandbox-Port` header), `http://localhost:{port}` in debug mode, else
+    /// `https://{port}-{sandboxID}.{domain}`.
+    pub(crate) fn port_url(&self, sandbox_id: &str, domain: Option<&str>, port: u16) -> String {
         if let Some(url) = &self.sandbox_url {
             return url.clone();
         }
         if self.debug {
-            return format!("http://localhost:{JUPYTER_PORT}");
+            return format!("http://localhost:{port}");
         }
         let domain = domain.filter(|d| !d.is_empty()).unwrap_or(&self.domain);
-        format!("https://{JUPYTER_PORT}-{sandbox_id}.{domain}")
+        format!("https://{port}-{sandbox_id}.{domain}")
     }
 }
 

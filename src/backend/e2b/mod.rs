@@ -1,5 +1,7 @@
-//! E2B cloud sandboxes: created on the E2B control plane, reached through the Jupyter server
-//! the code-interpreter template runs on port 8888 (`https://8888-{sandboxID}.{domain}`).
+//! E2B cloud sandboxes: created on the E2B control plane, then reached through E2B's data plane
+//! (envd and the code-interpreter server, `crate::plane::e2b`) or, for templates that still
+//! serve it, the Jupyter server on port 8888 (`https://8888-{sandboxID}.{domain}`); which one
+//! is settled while the sandbox starts (`E2bBackend::wait_ready`).
 //!
 //! Who kills the sandbox: a sandbox this SDK **created** is killed when the handle closes, as
 //! E2B's own SDKs do on leaving a `with` block. A sandbox it **connected to** by id belongs to
@@ -26,12 +28,15 @@ mod transport;
 mod tests;
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::backend::{Backend, Liveness};
 use crate::config::{Secret, Timeouts};
 use crate::error::{Error, TimeoutPhase};
 use crate::net::{Endpoint, Http, Method};
+use crate::plane::e2b::{Access, E2bPlane, EnvdVersion};
+use crate::plane::{DataPlane, Plane};
 
 pub use api::E2bClient;
 pub use config::{DEFAULT_DOMAIN, E2bConfig};
@@ -96,6 +101,12 @@ pub(crate) struct E2bBackend {
     jupyter_probe: Http,
     /// The domain the sandbox's ports are served under.
     host_domain: String,
+    /// Which data plane was asked for.
+    wanted: DataPlane,
+    /// E2B's data plane of the sandbox, whether or not it is the one used.
+    e2b_plane: Arc<E2bPlane>,
+    /// The plane found once the sandbox answered.
+    plane: OnceLock<Plane>,
 }
 
 impl E2bBackend {
@@ -235,11 +246,21 @@ impl E2bBackend {
             .clone()
             .filter(|d| !d.is_empty())
             .unwrap_or_else(|| config.domain.clone());
+        let e2b_plane = Arc::new(
+            E2bPlane::new(
+                e2b_access(config, &access).map_err(|e| (e, id.clone()))?,
+                timeouts,
+            )
+            .map_err(|e| (e, id.clone()))?,
+        );
         Ok(E2bBackend {
             auto_resume: AtomicBool::new(false),
             paused: AtomicBool::new(false),
             envd_base: config.envd_url(&id, access.domain.as_deref()),
             timeouts: timeouts.clone(),
+            wanted: config.data_plane,
+            e2b_plane,
+            plane: OnceLock::new(),
             quick: client.bounded(timeouts.close),
             client,
             endpoint,
@@ -262,63 +283,56 @@ impl E2bBackend {
         format!("{port}-{}.{}", self.id, self.host_domain)
     }
 
-    /// Polls Jupyter until it answers. A refused connection, a proxy 409 (mid-transition) or
-    /// a proxy 502 "port is not open" mean it is not ready yet; the proxy's 502 "sandbox not
-    /// found" past a short grace means the sandbox is gone; a port still closed after
-    /// [`PORT_GRACE`] means the template has no Jupyter server. 400 (the proxy could not route
-    /// the request) and 401/403 fail at once.
+    /// Waits until the sandbox's data plane answers (at most `timeouts.start`) and settles which
+    /// one it is: with [`DataPlane::Auto`], Jupyter when it answers on port 8888, else E2B's
+    /// envd and code-interpreter server once both answer.
+    ///
+    /// A refused connection, a proxy 409 (mid-transition) or a proxy 502 "port is not open"
+    /// mean not ready yet; the proxy's 502 "sandbox not found" past a short grace means the
+    /// sandbox is gone; Jupyter's port still closed after [`PORT_GRACE`] while E2B's plane does
+    /// not answer either means the template serves neither. 400 (the proxy could not route the
+    /// request) and 401/403 fail at once.
     fn wait_ready(&self, timeouts: &Timeouts) -> Result<(), Error> {
         let start = Instant::now();
         loop {
-            // Each poll gets what is left of the start deadline, so the wait ends on time.
-            let left = timeouts.start.saturating_sub(start.elapsed());
-            let http = Http::new(
-                self.endpoint.clone(),
-                &timeouts
-                    .clone()
-                    .request(timeouts.request.min(left))
-                    .connect(timeouts.connect.min(left)),
-            );
-            let outcome = http.send(Method::Get, "/api/kernelspecs", None);
-            match outcome {
-                Ok(r) if r.is_success() => {
-                    log::debug!(
-                        "E2B sandbox {}: Jupyter answered after {:?}",
-                        self.id,
-                        start.elapsed()
-                    );
-                    return Ok(());
-                }
-                Ok(r) if matches!(r.status, 400 | 401 | 403) => return Err(r.into_error()),
-                Ok(r) if r.status == 502 => match ProxyAnswer::of(&r) {
-                    ProxyAnswer::NotFound if start.elapsed() >= NOT_FOUND_GRACE => {
+            let jupyter = match self.wanted {
+                DataPlane::E2b => Probe::NotYet,
+                _ => self.probe_jupyter(timeouts, start)?,
+            };
+            let e2b = match (self.wanted, &jupyter) {
+                (DataPlane::Jupyter, _) | (_, Probe::Ready) => false,
+                _ => match self.e2b_plane.answers() {
+                    Ok(answers) => answers,
+                    Err(Error::SandboxNotFound { .. }) if start.elapsed() >= NOT_FOUND_GRACE => {
                         return Err(Error::SandboxNotFound {
                             sandbox_id: self.id.clone(),
                         });
                     }
-                    ProxyAnswer::PortClosed if start.elapsed() >= PORT_GRACE => {
-                        return Err(Error::Http {
-                            status: 502,
-                            endpoint: r.endpoint,
-                            message: format!(
-                                "sandbox {} is running but nothing listens on port {}: its \
-                                 template has no Jupyter server there (E2B's code-interpreter \
-                                 template runs one)",
-                                self.id,
-                                config::JUPYTER_PORT
-                            ),
-                        });
-                    }
-                    answer => {
-                        log::trace!("E2B sandbox {}: Jupyter not ready: 502 {answer:?}", self.id)
+                    Err(e) => {
+                        log::trace!("E2B sandbox {}: envd not ready: {e}", self.id);
+                        false
                     }
                 },
-                Ok(r) => log::trace!(
-                    "E2B sandbox {}: Jupyter not ready: HTTP {}",
+            };
+            let plane = match (jupyter, e2b) {
+                (Probe::Ready, _) => Some(Plane::Jupyter),
+                (_, true) => Some(Plane::E2b(self.e2b_plane.clone())),
+                (Probe::PortClosed(e), false)
+                    if start.elapsed() >= PORT_GRACE && self.wanted != DataPlane::E2b =>
+                {
+                    return Err(e);
+                }
+                _ => None,
+            };
+            if let Some(plane) = plane {
+                log::debug!(
+                    "E2B sandbox {}: {:?} plane answered after {:?}",
                     self.id,
-                    r.status
-                ),
-                Err(e) => log::trace!("E2B sandbox {}: Jupyter not ready: {e}", self.id),
+                    plane.kind(),
+                    start.elapsed()
+                );
+                let _ = self.plane.set(plane);
+                return Ok(());
             }
             if start.elapsed() + READY_POLL >= timeouts.start {
                 return Err(Error::Timeout {
@@ -327,6 +341,57 @@ impl E2bBackend {
                 });
             }
             std::thread::sleep(READY_POLL);
+        }
+    }
+
+    /// One poll of the Jupyter server on port 8888.
+    fn probe_jupyter(&self, timeouts: &Timeouts, start: Instant) -> Result<Probe, Error> {
+        // Each poll gets what is left of the start deadline, so the wait ends on time.
+        let left = timeouts.start.saturating_sub(start.elapsed());
+        let http = Http::new(
+            self.endpoint.clone(),
+            &timeouts
+                .clone()
+                .request(timeouts.request.min(left))
+                .connect(timeouts.connect.min(left)),
+        );
+        match http.send(Method::Get, "/api/kernelspecs", None) {
+            Ok(r) if r.is_success() => Ok(Probe::Ready),
+            Ok(r) if matches!(r.status, 400 | 401 | 403) => Err(r.into_error()),
+            Ok(r) if r.status == 502 => match ProxyAnswer::of(&r) {
+                ProxyAnswer::NotFound if start.elapsed() >= NOT_FOUND_GRACE => {
+                    Err(Error::SandboxNotFound {
+                        sandbox_id: self.id.clone(),
+                    })
+                }
+                ProxyAnswer::PortClosed => Ok(Probe::PortClosed(Error::Http {
+                    status: 502,
+                    endpoint: r.endpoint,
+                    message: format!(
+                        "sandbox {} is running but nothing listens on port {}: its template \
+                         has no Jupyter server there (E2B's templates from 0.4.7 on keep it \
+                         private; use DataPlane::Auto or DataPlane::E2b)",
+                        self.id,
+                        config::JUPYTER_PORT
+                    ),
+                })),
+                answer => {
+                    log::trace!("E2B sandbox {}: Jupyter not ready: 502 {answer:?}", self.id);
+                    Ok(Probe::NotYet)
+                }
+            },
+            Ok(r) => {
+                log::trace!(
+                    "E2B sandbox {}: Jupyter not ready: HTTP {}",
+                    self.id,
+                    r.status
+                );
+                Ok(Probe::NotYet)
+            }
+            Err(e) => {
+                log::trace!("E2B sandbox {}: Jupyter not ready: {e}", self.id);
+                Ok(Probe::NotYet)
+            }
         }
     }
 
@@ -463,6 +528,38 @@ impl E2bBackend {
     }
 }
 
+/// What one poll of Jupyter's port found.
+#[derive(Debug)]
+enum Probe {
+    Ready,
+    NotYet,
+    /// The proxy says nothing listens on the port (the error to give if it stays so).
+    PortClosed(Error),
+}
+
+/// How E2B's data plane of a sandbox is reached: the ports' URLs, the routing headers, envd's
+/// token and version.
+fn e2b_access(config: &E2bConfig, access: &SandboxAccess) -> Result<Access, Error> {
+    let url = |port| config.port_url(&access.sandbox_id, access.domain.as_deref(), port);
+    use crate::plane::e2b::{ENVD_PORT, INTERPRETER_PORT};
+    Ok(Access {
+        sandbox_id: access.sandbox_id.clone(),
+        urls: [
+            (ENVD_PORT, url(ENVD_PORT)),
+            (INTERPRETER_PORT, url(INTERPRETER_PORT)),
+        ],
+        headers: access
+            .traffic_access_token
+            .iter()
+            .map(|t| (TRAFFIC_TOKEN_HEADER.to_string(), t.clone()))
+            .collect(),
+        envd_token: access.envd_access_token.clone(),
+        envd_version: EnvdVersion::parse(&access.envd_version),
+        tls: crate::tls::TlsRoots::new(&config.tls_roots)?,
+        reconnect: config.reconnect.clone(),
+    })
+}
+
 /// What E2B's sandbox proxy meant by a 502 (its JSON body's `message`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ProxyAnswer {
@@ -514,10 +611,21 @@ impl Backend for E2bBackend {
         &self.endpoint
     }
 
+    fn plane(&self) -> Plane {
+        self.plane.get().cloned().unwrap_or(Plane::Jupyter)
+    }
+
     /// Asks the control plane: 404 → gone; paused → resumed first when the handle
     /// auto-resumes (then alive), else paused; an API that does not answer within the close
     /// deadline → unknown.
     fn probe(&self) -> Liveness {
+        if self.debug && matches!(self.plane(), Plane::E2b(_)) {
+            return match self.e2b_plane.health() {
+                Ok(true) => Liveness::Alive,
+                Ok(false) => Liveness::Gone,
+                Err(_) => Liveness::Unknown,
+            };
+        }
         if self.debug {
             return match self.jupyter_probe.send(Method::Get, "/api", None) {
                 Ok(r) if r.is_success() => Liveness::Alive,
