@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use crate::support::data_rig::DataRig;
 use crate::support::deadline;
-use e2b_blocking::{Error, FileType, FsEventKind};
+use crate::support::e2b_rig::SANDBOX_ID;
+use e2b_blocking::{Error, FileType, FileUrlOptions, FsEventKind};
 
 #[test]
 fn write_read_list_stat_rename_remove_with_e2b_paths() {
@@ -207,5 +208,78 @@ fn watch_dir_reports_changes_recursively() {
             sbx.files().watch_dir("watched/missing", false),
             Err(Error::FileNotFound { .. })
         ));
+    });
+}
+
+/// The query of a URL the SDK signed, sent to the rig's envd through its proxy (the URL's own
+/// host is E2B's, which a test does not reach): `GET`, or `POST` with a multipart `body`.
+fn send_signed(rig: &DataRig, url: &str, body: Option<&str>) -> (u16, String) {
+    let query = url.split_once('?').map_or("", |(_, q)| q);
+    let target = format!("{}/files?{query}", rig.proxy.url());
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let answer = match body {
+        None => agent
+            .get(&target)
+            .header("E2b-Sandbox-Id", SANDBOX_ID)
+            .header("E2b-Sandbox-Port", "49983")
+            .call(),
+        Some(text) => {
+            let boundary = "e2b-signed-upload";
+            let form = format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; \
+                 filename=\"up.txt\"\r\nContent-Type: application/octet-stream\r\n\r\n\
+                 {text}\r\n--{boundary}--\r\n"
+            );
+            agent
+                .post(&target)
+                .header("E2b-Sandbox-Id", SANDBOX_ID)
+                .header("E2b-Sandbox-Port", "49983")
+                .header(
+                    "Content-Type",
+                    &format!("multipart/form-data; boundary={boundary}"),
+                )
+                .send(form)
+        }
+    };
+    let mut answer = answer.unwrap();
+    let status = answer.status().as_u16();
+    (
+        status,
+        answer.body_mut().read_to_string().unwrap_or_default(),
+    )
+}
+
+/// E2B issue 23, item 7: what the SDK signs (E2B's `v1` scheme) envd accepts with no other
+/// credentials, for reading and writing, and refuses once tampered with or for another path.
+#[test]
+fn signed_file_urls_are_accepted_by_envd_and_tampering_is_refused() {
+    deadline(|| {
+        let rig = DataRig::start();
+        let sbx = rig.sandbox();
+        sbx.files()
+            .write("/home/user/signed.txt", "signed")
+            .unwrap();
+        let e2b = sbx.as_e2b().unwrap();
+        let options = FileUrlOptions::new().expires_in(Duration::from_secs(300));
+        let down = e2b.download_url("/home/user/signed.txt", &options).unwrap();
+        assert!(down.contains("signature=v1_"), "{down}");
+        assert_eq!(send_signed(&rig, &down, None), (200, "signed".into()));
+        let tampered = down.replace("signed.txt", "other.txt");
+        assert_eq!(send_signed(&rig, &tampered, None).0, 401);
+        let unsigned = down.split("&signature=").next().unwrap().to_string();
+        assert_eq!(send_signed(&rig, &unsigned, None).0, 401);
+        let up = e2b
+            .upload_url("/home/user/uploaded.txt", &FileUrlOptions::new())
+            .unwrap();
+        assert_eq!(send_signed(&rig, &up, Some("uploaded")).0, 200);
+        assert_eq!(
+            sbx.files().read("/home/user/uploaded.txt").unwrap(),
+            "uploaded"
+        );
+        // A read URL does not write.
+        assert_eq!(send_signed(&rig, &down, Some("overwritten")).0, 401);
     });
 }

@@ -18,6 +18,8 @@ import base64
 import ctypes
 import fcntl
 import grp
+import hashlib
+import hmac
 import json
 import os
 import pty
@@ -738,6 +740,28 @@ async def upload(receive, send, headers, query, user):
         return await respond(send, 401, {"message": f"permission denied: '{path}'", "code": 401})
 
 
+def signed(query, method, token):
+    """Whether a /files request carries a valid signature instead of the access token, as
+    envd checks one: `v1_` + unpadded base64 of SHA-256 over `path:operation:username:token`
+    (then `:expiration` when given), operation `read` for GET and `write` for POST, and an
+    expiration (Unix seconds) not yet past."""
+    first = lambda key: query.get(key, [""])[0]
+    signature = first("signature")
+    if not signature:
+        return False
+    operation = {"GET": "read", "POST": "write"}.get(method)
+    if operation is None:
+        return False
+    raw = f"{first('path')}:{operation}:{first('username')}:{token}"
+    expiration = first("signature_expiration")
+    if expiration:
+        if not expiration.isdigit() or int(expiration) < time.time():
+            return False
+        raw += f":{expiration}"
+    digest = base64.b64encode(hashlib.sha256(raw.encode()).digest()).decode().rstrip("=")
+    return hmac.compare_digest(signature, "v1_" + digest)
+
+
 class Envd:
     """The ASGI application: Connect routes to connectrpc, the rest to the HTTP handlers."""
 
@@ -753,13 +777,17 @@ class Envd:
         path = scope["path"]
         if path == "/health":
             return await respond(send, 204)
-        if self.sandbox.token and headers.get("x-access-token") != self.sandbox.token:
+        query = urllib.parse.parse_qs(scope.get("query_string", b"").decode())
+        if (
+            self.sandbox.token
+            and headers.get("x-access-token") != self.sandbox.token
+            and not (path == "/files" and signed(query, scope["method"], self.sandbox.token))
+        ):
             return await respond(send, 401, {"message": "unauthorized access, please provide a valid access token", "code": 401})
         if path.startswith("/process.Process/"):
             return await self.process(scope, receive, send)
         if path.startswith("/filesystem.Filesystem/"):
             return await self.filesystem(scope, receive, send)
-        query = urllib.parse.parse_qs(scope.get("query_string", b"").decode())
         if path == "/envs" and scope["method"] == "GET":
             return await respond(send, 200, self.sandbox.envs)
         if path == "/files":
