@@ -2,12 +2,14 @@
 //! (jupyter_client over ZMQ, websocket-client, E2B's websocket-era client) and a raw
 //! tungstenite reader, all against ONE local jupyter_server in the same run.
 //!
-//! `cargo bench --bench compare` (about 10 min on 2 cores). Writes docs/PERFORMANCE.md
-//! (between its GENERATED markers), docs/perf-latency.png and target/compare/results.json.
+//! `cargo bench --bench compare` (about 15 min on 2 cores). Writes docs/PERFORMANCE.md
+//! (between its GENERATED markers), docs/perf-latency.png, docs/perf-scale.png and
+//! target/compare/results.json.
 //! Every client runs in its own process (ours re-executes this binary with `--child`), on its
 //! own fresh kernel, and the clients of one measurement take turns round by round.
 //!
-//! Environment: E2B_BENCH_ONLY=roundtrip,stream,reconnect,create,concurrent,local,nginx (subset),
+//! Environment: E2B_BENCH_ONLY=roundtrip,stream,reconnect,create,concurrent,scale,local,nginx
+//! (subset),
 //! E2B_BENCH_QUICK=1 (fewer rounds and iterations, for a smoke run),
 //! E2B_BENCH_ROUNDS=N (round-trip rounds, default 5), E2B_BENCH_NO_DOCS=1 (print only),
 //! E2B_BENCH_CLIENTS=a,b (round trip, stream, reconnect: only clients whose name contains one),
@@ -239,7 +241,10 @@ fn orchestrate() -> Res<()> {
     );
     let token = token_of(&sbx)?;
     let bench = Bench {
-        env: Vec::new(),
+        // The server is the local sandbox's, patched against the replaced-socket stall: ours
+        // speaks the binary framing a local sandbox speaks (`Sandbox::jupyter` cannot know the
+        // patch and would pick JSON; the "JSON framing" rows show that).
+        env: vec![("E2B_BENCH_FRAMING".into(), "binary".into())],
         exe: std::env::current_exe()?,
         server_pid: sbx.as_local().map(|l| l.pid()).ok_or("no server pid")?,
         baseline: std::env::var_os("E2B_BENCH_BASELINE").map(PathBuf::from),
@@ -272,6 +277,9 @@ fn orchestrate() -> Res<()> {
     }
     if wanted("concurrent") {
         concurrent(&bench, &mut results, quick);
+    }
+    if wanted("scale") {
+        scale(&bench, &mut results, quick);
     }
     if wanted("local") {
         local(&bench, &mut results, quick);
@@ -316,6 +324,23 @@ fn orchestrate() -> Res<()> {
         ) {
             Ok((true, _)) => eprintln!("compare: wrote {}", png.display()),
             other => eprintln!("compare: chart failed: {:?}", other.map(|(ok, _)| ok)),
+        }
+        if results.contains_key("scale") {
+            let spec = out_dir.join("scale.json");
+            std::fs::write(&spec, serde_json::to_string(&rep.scale_spec())?)?;
+            let png = docs.join("perf-scale.png");
+            let mut cmd = Command::new(&bench.python);
+            cmd.arg(repo.join("bench/peers/plot_scale.py"))
+                .arg(&spec)
+                .arg(&png);
+            match run_with_deadline(
+                &mut cmd,
+                Duration::from_secs(120),
+                &bench.logs.join("plot.log"),
+            ) {
+                Ok((true, _)) => eprintln!("compare: wrote {}", png.display()),
+                other => eprintln!("compare: scale chart failed: {:?}", other.map(|(ok, _)| ok)),
+            }
         }
         eprintln!("compare: wrote {}", docs.join("PERFORMANCE.md").display());
     }
@@ -420,6 +445,8 @@ fn rounds(
 pub const OURS: &str = "e2b-blocking";
 /// Ours with one per-execution env var (`.envs(..)`): set-up, cell and restore in one round trip.
 pub const OURS_ENV: &str = "e2b-blocking, one per-execution env var";
+/// Ours with JSON framing: what `Sandbox::jupyter` speaks to a server the SDK did not start.
+pub const OURS_JSON: &str = "e2b-blocking, JSON framing (stock servers)";
 pub const RAW_HOOK: &str = "raw tungstenite (hooked kernel)";
 pub const RAW_BARE: &str = "raw tungstenite (plain kernel)";
 pub const RAW_PARSE: &str = "raw tungstenite + decode and keep text (hooked)";
@@ -436,6 +463,7 @@ fn roundtrip(bench: &Bench, results: &mut Results, quick: bool) {
     let clients = vec![
         client(OURS, Kind::Ours, &[]),
         client(OURS_ENV, Kind::Ours, &["--env"]),
+        client(OURS_JSON, Kind::Ours, &["--framing", "json"]),
         client(ZMQ, Kind::Peer("zmq"), &[]),
         client(WSC, Kind::Peer("websocket-client"), &[]),
         client(E2B, Kind::Peer("e2b-ws"), &[]),
@@ -459,6 +487,7 @@ fn roundtrip(bench: &Bench, results: &mut Results, quick: bool) {
 fn stream(bench: &Bench, results: &mut Results, quick: bool) {
     let clients = vec![
         client(OURS, Kind::Ours, &[]),
+        client(OURS_JSON, Kind::Ours, &["--framing", "json"]),
         client(RAW_HOOK, Kind::Raw, &["--hook"]),
         client(RAW_PARSE, Kind::Raw, &["--hook", "--parse"]),
         client(RAW_BARE, Kind::Raw, &[]),
@@ -552,9 +581,11 @@ fn concurrent(bench: &Bench, results: &mut Results, quick: bool) {
         "2",
     ]);
     eprintln!("compare: concurrent: {conns} connections");
-    let ours = client(OURS, Kind::Ours, &[]);
-    let v = bench.run(&ours, "concurrent", None, &args, Duration::from_secs(900));
-    push(results, "concurrent", OURS, v);
+    for (name, extra) in [(OURS, &[][..]), (OURS_JSON, &["--framing", "json"][..])] {
+        let ours = client(name, Kind::Ours, extra);
+        let v = bench.run(&ours, "concurrent", None, &args, Duration::from_secs(900));
+        push(results, "concurrent", name, v);
+    }
     // The peers share one set of kernels, zmq first (see bench/peers/README.md: a websocket
     // peer that leaves makes the server buffer that kernel's output).
     let mut kernels = Vec::new();
@@ -583,6 +614,29 @@ fn concurrent(bench: &Bench, results: &mut Results, quick: bool) {
     }
     for k in &kernels {
         bench.rest.delete_kernel(k);
+    }
+}
+
+/// How cost grows with work: ours with 8, 32 and 128 concurrent contexts of one sandbox, and
+/// as many sandboxes (`Sandbox::jupyter` handles, one default context each) on the server.
+/// Stored under "scale" as "contexts N" / "sandboxes N".
+pub const SCALE_SIZES: [usize; 3] = [8, 32, 128];
+
+fn scale(bench: &Bench, results: &mut Results, quick: bool) {
+    let duration = if quick { "3" } else { "8" };
+    for mode in ["contexts", "sandboxes"] {
+        for n in SCALE_SIZES {
+            let mut args = strings(&["--duration", duration, "--settle", "2"]);
+            args.extend(["--connections".into(), n.to_string()]);
+            if mode == "sandboxes" {
+                args.push("--sandboxes".into());
+            }
+            let name = format!("{mode} {n}");
+            eprintln!("compare: scale: {name}");
+            let c = client(OURS, Kind::Ours, &[]);
+            let v = bench.run(&c, "concurrent", None, &args, Duration::from_secs(900));
+            push(results, "scale", &name, v);
+        }
     }
 }
 
