@@ -380,7 +380,12 @@ fn ours_local(a: &Args, out: &mut serde_json::Map<String, Value>) -> Res<()> {
         Some("bwrap") | None => Isolation::Bubblewrap,
         Some(other) => return Err(format!("unknown --isolation {other}").into()),
     };
-    let options = LocalOptions::new().isolation(isolation);
+    // --warm-spare: LocalOptions::warm_spare, with --pause-ms of "work" after each start (a
+    // spare needs the time to come up).
+    let options = LocalOptions::new()
+        .isolation(isolation)
+        .warm_spare(a.flag("warm-spare"));
+    let pause = Duration::from_millis(a.count("pause-ms", 0) as u64);
     let (creates, n, w) = (
         a.count("creates", 3),
         a.count("iterations", 200),
@@ -398,6 +403,7 @@ fn ours_local(a: &Args, out: &mut serde_json::Map<String, Value>) -> Res<()> {
         if let Some(old) = last.replace(sbx) {
             old.close()?;
         }
+        std::thread::sleep(pause);
     }
     let sbx = last.ok_or("no sandbox")?;
     for _ in 0..w {

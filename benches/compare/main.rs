@@ -11,7 +11,8 @@
 //! Environment: E2B_BENCH_ONLY=roundtrip,stream,reconnect,create,concurrent,scale,local,nginx
 //! (subset),
 //! E2B_BENCH_QUICK=1 (fewer rounds and iterations, for a smoke run),
-//! E2B_BENCH_ROUNDS=N (round-trip rounds, default 5), E2B_BENCH_NO_DOCS=1 (print only),
+//! E2B_BENCH_ROUNDS=N (round-trip rounds, default 5), E2B_BENCH_CONCURRENT_ROUNDS=N (default 2),
+//! E2B_BENCH_NO_DOCS=1 (print only),
 //! E2B_BENCH_CLIENTS=a,b (round trip, stream, reconnect: only clients whose name contains one),
 //! E2B_BENCH_BASELINE=PATH (this bench built against an older commit of the SDK: its
 //! `--child ours` runs join round trip, stream and reconnect as "e2b-blocking (baseline)",
@@ -458,6 +459,7 @@ pub const OURS_LOCAL: &str = "e2b-blocking Sandbox::local()";
 pub const BASELINE: &str = "e2b-blocking (baseline)";
 pub const LOCAL_ISOLATED: &str = "Sandbox::local(), isolated (bubblewrap, Unix socket)";
 pub const LOCAL_NONE: &str = "Sandbox::local(), Isolation::None (127.0.0.1 TCP)";
+pub const LOCAL_SPARE: &str = "Sandbox::local(), isolated, warm_spare(true), 1 s between starts";
 
 fn roundtrip(bench: &Bench, results: &mut Results, quick: bool) {
     let clients = vec![
@@ -580,14 +582,35 @@ fn concurrent(bench: &Bench, results: &mut Results, quick: bool) {
         "--settle",
         "2",
     ]);
-    eprintln!("compare: concurrent: {conns} connections");
-    for (name, extra) in [(OURS, &[][..]), (OURS_JSON, &["--framing", "json"][..])] {
-        let ours = client(name, Kind::Ours, extra);
-        let v = bench.run(&ours, "concurrent", None, &args, Duration::from_secs(900));
-        push(results, "concurrent", name, v);
+    let n = env_num("E2B_BENCH_CONCURRENT_ROUNDS", if quick { 1 } else { 2 });
+    eprintln!("compare: concurrent: {conns} connections, {n} round(s)");
+    // Other jobs on the machine come and go within minutes: ours and the peers take turns,
+    // round by round, ours (binary, then JSON) first in even rounds and last in odd ones.
+    let ours = [
+        client(OURS, Kind::Ours, &[]),
+        client(OURS_JSON, Kind::Ours, &["--framing", "json"]),
+    ];
+    for r in 0..n {
+        if r % 2 == 0 {
+            concurrent_ours(bench, results, &ours, &args);
+        }
+        concurrent_peers(bench, results, conns, &args[2..]);
+        if r % 2 == 1 {
+            concurrent_ours(bench, results, &ours, &args);
+        }
     }
-    // The peers share one set of kernels, zmq first (see bench/peers/README.md: a websocket
-    // peer that leaves makes the server buffer that kernel's output).
+}
+
+fn concurrent_ours(bench: &Bench, results: &mut Results, ours: &[Client], args: &[String]) {
+    for c in ours {
+        let v = bench.run(c, "concurrent", None, args, Duration::from_secs(900));
+        push(results, "concurrent", c.name, v);
+    }
+}
+
+/// The peers of one round on one fresh set of kernels, zmq first (see bench/peers/README.md:
+/// a websocket peer that leaves makes the server buffer that kernel's output).
+fn concurrent_peers(bench: &Bench, results: &mut Results, conns: usize, args: &[String]) {
     let mut kernels = Vec::new();
     for _ in 0..conns {
         match bench.rest.start_kernel() {
@@ -606,7 +629,7 @@ fn concurrent(bench: &Bench, results: &mut Results, quick: bool) {
                 &c,
                 "concurrent",
                 Some(&list),
-                &args[2..],
+                args,
                 Duration::from_secs(900),
             );
             push(results, "concurrent", name, v);
@@ -646,6 +669,11 @@ fn local(bench: &Bench, results: &mut Results, quick: bool) {
     let clients = [
         client(LOCAL_ISOLATED, Kind::Ours, &["--isolation", "bwrap"]),
         client(LOCAL_NONE, Kind::Ours, &["--isolation", "none"]),
+        client(
+            LOCAL_SPARE,
+            Kind::Ours,
+            &["--isolation", "bwrap", "--warm-spare", "--pause-ms", "1000"],
+        ),
     ];
     let n = env_num("E2B_BENCH_ROUNDS", if quick { 1 } else { 3 });
     let (it, creates) = if quick { ("30", "2") } else { ("200", "3") };
