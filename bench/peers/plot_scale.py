@@ -41,6 +41,8 @@ def main():
         ax.set_xticks([8, 32, 128], ["8", "32", "128"])
         if "log" in title:
             ax.set_yscale("log")
+        else:
+            ax.set_ylim(bottom=0)
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("concurrent connections")
         ax.grid(True, which="both", alpha=0.3)

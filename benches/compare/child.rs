@@ -393,6 +393,7 @@ fn ours_local(a: &Args, out: &mut serde_json::Map<String, Value>) -> Res<()> {
     );
     // One unmeasured start first: the venv check and page cache, as a warmed-up process.
     Sandbox::builder().local_with(options.clone())?.close()?;
+    std::thread::sleep(pause);
     let mut first = Vec::new();
     let mut last = None;
     for _ in 0..creates.max(1) {

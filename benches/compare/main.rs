@@ -459,7 +459,7 @@ pub const OURS_LOCAL: &str = "e2b-blocking Sandbox::local()";
 pub const BASELINE: &str = "e2b-blocking (baseline)";
 pub const LOCAL_ISOLATED: &str = "Sandbox::local(), isolated (bubblewrap, Unix socket)";
 pub const LOCAL_NONE: &str = "Sandbox::local(), Isolation::None (127.0.0.1 TCP)";
-pub const LOCAL_SPARE: &str = "Sandbox::local(), isolated, warm_spare(true), 1 s between starts";
+pub const LOCAL_SPARE: &str = "Sandbox::local(), isolated, warm_spare(true), 2 s between starts";
 
 fn roundtrip(bench: &Bench, results: &mut Results, quick: bool) {
     let clients = vec![
@@ -672,7 +672,7 @@ fn local(bench: &Bench, results: &mut Results, quick: bool) {
         client(
             LOCAL_SPARE,
             Kind::Ours,
-            &["--isolation", "bwrap", "--warm-spare", "--pause-ms", "1000"],
+            &["--isolation", "bwrap", "--warm-spare", "--pause-ms", "2000"],
         ),
     ];
     let n = env_num("E2B_BENCH_ROUNDS", if quick { 1 } else { 3 });

@@ -271,7 +271,7 @@ impl Report<'_> {
         }
         let _ = writeln!(
             s,
-            "### Local sandbox: isolated (default) vs `Isolation::None`\n\n**(6)** Each client process starts its own `Sandbox::local_with(…)` (after one unmeasured start), times start → first `run_code(\"1\")` result over a few starts, then the round trip `run_code(\"1\")` on the last one. Isolated: jupyter_server and kernels inside bubblewrap, reached over a Unix socket. `Isolation::None`: on the host, 127.0.0.1 TCP. With `warm_spare(true)` each start takes the spare the one before left, after 1 s of \"work\". They take turns, round by round.\n"
+            "### Local sandbox: isolated (default) vs `Isolation::None`\n\n**(6)** Each client process starts its own `Sandbox::local_with(…)` (after one unmeasured start), times start → first `run_code(\"1\")` result over a few starts, then the round trip `run_code(\"1\")` on the last one. Isolated: jupyter_server and kernels inside bubblewrap, reached over a Unix socket. `Isolation::None`: on the host, 127.0.0.1 TCP. With `warm_spare(true)` each start takes the spare the one before left, after 2 s of \"work\". They take turns, round by round.\n"
         );
         table_head(
             s,
@@ -781,7 +781,7 @@ impl Report<'_> {
         if !na(warm) {
             let _ = writeln!(
                 s,
-                "| (5) the same with the opt-in `warm_spare(true)`, 1 s of work between starts | {} ms | {} |",
+                "| (5) the same with the opt-in `warm_spare(true)`, 2 s of work between starts | {} ms | {} |",
                 f(warm),
                 verdict(warm, warm <= 250.0)
             );
