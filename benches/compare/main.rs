@@ -16,7 +16,8 @@
 //! E2B_BENCH_CLIENTS=a,b (round trip, stream, reconnect: only clients whose name contains one),
 //! E2B_BENCH_BASELINE=PATH (this bench built against an older commit of the SDK: its
 //! `--child ours` runs join round trip, stream and reconnect as "e2b-blocking (baseline)",
-//! for before/after numbers from one run).
+//! for before/after numbers from one run; copy the binary out of the target dir, or build
+//! the old commit with a CARGO_TARGET_DIR of its own: it has the same file name as this one).
 
 mod child;
 #[path = "../../tests/support/fault_proxy.rs"]
