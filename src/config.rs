@@ -219,7 +219,7 @@ impl Keepalive {
 }
 
 /// Everything that shapes one kernel connection.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ConnectionConfig {
     pub(crate) timeouts: Timeouts,
     pub(crate) reconnect: ReconnectPolicy,

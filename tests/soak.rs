@@ -151,7 +151,12 @@ fn large_output_under_random_cuts_is_exact_or_lost_and_server_memory_stays_bound
                 );
                 let line = |i: usize| format!("{i:08}{}\n", "x".repeat(1015));
                 let started = std::time::Instant::now();
-                let outcome = sbx.code(code).timeout(Duration::from_secs(240)).run();
+                // Whole: the test compares every byte (a result keeps 16 MiB by default).
+                let outcome = sbx
+                    .code(code)
+                    .timeout(Duration::from_secs(240))
+                    .max_output(usize::MAX)
+                    .run();
                 let took = started.elapsed();
                 match outcome {
                     Ok(exec) => {

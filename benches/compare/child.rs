@@ -114,6 +114,20 @@ fn sandbox(a: &Args) -> Res<Sandbox> {
     if std::env::var("E2B_BENCH_ACK_NUDGE").is_ok_and(|v| v == "1") {
         builder = builder.connection(e2b_blocking::ConnectionConfig::default().ack_nudge(true));
     }
+    // --framing json|binary (else E2B_BENCH_FRAMING): the SDK's default for a server it did
+    // not start is JSON; the bench's own server is the local sandbox's, patched against the
+    // replaced-socket stall, so the orchestrator asks for the binary framing the local sandbox
+    // speaks.
+    let framing = a
+        .opts
+        .get("framing")
+        .cloned()
+        .or_else(|| std::env::var("E2B_BENCH_FRAMING").ok());
+    match framing.as_deref() {
+        Some("json") => builder = builder.binary_framing(false),
+        Some("binary") => builder = builder.binary_framing(true),
+        _ => {}
+    }
     Ok(builder.jupyter(&a.url, a.token.as_str())?)
 }
 
@@ -368,7 +382,12 @@ fn ours_local(a: &Args, out: &mut serde_json::Map<String, Value>) -> Res<()> {
         Some("bwrap") | None => Isolation::Bubblewrap,
         Some(other) => return Err(format!("unknown --isolation {other}").into()),
     };
-    let options = LocalOptions::new().isolation(isolation);
+    // --warm-spare: LocalOptions::warm_spare, with --pause-ms of "work" after each start (a
+    // spare needs the time to come up).
+    let options = LocalOptions::new()
+        .isolation(isolation)
+        .warm_spare(a.flag("warm-spare"));
+    let pause = Duration::from_millis(a.count("pause-ms", 0) as u64);
     let (creates, n, w) = (
         a.count("creates", 3),
         a.count("iterations", 200),
@@ -376,6 +395,7 @@ fn ours_local(a: &Args, out: &mut serde_json::Map<String, Value>) -> Res<()> {
     );
     // One unmeasured start first: the venv check and page cache, as a warmed-up process.
     Sandbox::builder().local_with(options.clone())?.close()?;
+    std::thread::sleep(pause);
     let mut first = Vec::new();
     let mut last = None;
     for _ in 0..creates.max(1) {
@@ -386,6 +406,7 @@ fn ours_local(a: &Args, out: &mut serde_json::Map<String, Value>) -> Res<()> {
         if let Some(old) = last.replace(sbx) {
             old.close()?;
         }
+        std::thread::sleep(pause);
     }
     let sbx = last.ok_or("no sandbox")?;
     for _ in 0..w {
@@ -406,26 +427,53 @@ fn ours_local(a: &Args, out: &mut serde_json::Map<String, Value>) -> Res<()> {
     Ok(())
 }
 
+/// One connection of the concurrent measurement.
+enum Conn {
+    Context(e2b_blocking::Context),
+    Sandbox(Sandbox),
+}
+
+impl Conn {
+    /// `"1"` in this context of `sbx`, or in this sandbox's default context.
+    fn run(&self, sbx: &Sandbox, timeout: Duration) -> Result<(), e2b_blocking::Error> {
+        let _ = match self {
+            Conn::Context(ctx) => sbx.code("1").context(ctx).timeout(timeout).run()?,
+            Conn::Sandbox(own) => own.code("1").timeout(timeout).run()?,
+        };
+        Ok(())
+    }
+}
+
 fn ours_concurrent(a: &Args, out: &mut serde_json::Map<String, Value>) -> Res<()> {
     let n = a.count("connections", 32);
     let duration = Duration::from_secs_f64(a.num("duration", 10.0));
     let settle = Duration::from_secs_f64(a.num("settle", 1.0));
+    // --sandboxes: each connection is a sandbox of its own (a `Sandbox::jupyter` handle and its
+    // default context) instead of a context of one sandbox.
+    let own_sandboxes = a.flag("sandboxes");
     let sbx = sandbox(a)?;
     let _ = sbx.run_code("1")?;
     let rss0 = proc_status("VmRSS").unwrap_or(0);
     let thr0 = proc_status("Threads").unwrap_or(0);
-    // Contexts are created from 8 threads at once (kernel start-up dominates); those threads
-    // are joined before the "connected" reading.
-    let made: Mutex<Vec<e2b_blocking::Context>> = Mutex::new(Vec::new());
+    // Contexts (or sandboxes) are created from 8 threads at once (kernel start-up dominates);
+    // those threads are joined before the "connected" reading.
+    let made: Mutex<Vec<Conn>> = Mutex::new(Vec::new());
     let failed: Mutex<Option<String>> = Mutex::new(None);
     std::thread::scope(|s| {
         for t in 0..8 {
             let (sbx, made, failed) = (&sbx, &made, &failed);
             s.spawn(move || {
                 for _ in (t..n).step_by(8) {
-                    match sbx.create_context(ContextOptions::new()) {
+                    let conn = if own_sandboxes {
+                        sandbox(a).map(Conn::Sandbox).map_err(|e| e.to_string())
+                    } else {
+                        sbx.create_context(ContextOptions::new())
+                            .map(Conn::Context)
+                            .map_err(|e| e.to_string())
+                    };
+                    match conn {
                         Ok(c) => made.lock().unwrap().push(c),
-                        Err(e) => *failed.lock().unwrap() = Some(e.to_string()),
+                        Err(e) => *failed.lock().unwrap() = Some(e),
                     }
                 }
             });
@@ -436,8 +484,8 @@ fn ours_concurrent(a: &Args, out: &mut serde_json::Map<String, Value>) -> Res<()
     }
     let contexts = made.into_inner()?;
     // One execution each, then a pause, so kernel start-up work is over (as for the peers).
-    for ctx in &contexts {
-        let _ = sbx.code("1").context(ctx).run()?;
+    for conn in &contexts {
+        conn.run(&sbx, Duration::from_secs(60))?;
     }
     std::thread::sleep(Duration::from_secs(2));
     let rss1 = proc_status("VmRSS").unwrap_or(0);
@@ -475,11 +523,7 @@ fn ours_concurrent(a: &Args, out: &mut serde_json::Map<String, Value>) -> Res<()
                         if t0 >= stop_at || stop.load(Ordering::Relaxed) {
                             break;
                         }
-                        let _ = sbx
-                            .code("1")
-                            .context(ctx)
-                            .timeout(Duration::from_secs(60))
-                            .run()
+                        ctx.run(sbx, Duration::from_secs(60))
                             .map_err(|e| e.to_string())?;
                         let t1 = Instant::now();
                         if t0 >= measure_from && t1 <= stop_at {

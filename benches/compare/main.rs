@@ -2,19 +2,23 @@
 //! (jupyter_client over ZMQ, websocket-client, E2B's websocket-era client) and a raw
 //! tungstenite reader, all against ONE local jupyter_server in the same run.
 //!
-//! `cargo bench --bench compare` (about 10 min on 2 cores). Writes docs/PERFORMANCE.md
-//! (between its GENERATED markers), docs/perf-latency.png and target/compare/results.json.
+//! `cargo bench --bench compare` (about 15 min on 2 cores). Writes docs/PERFORMANCE.md
+//! (between its GENERATED markers), docs/perf-latency.png, docs/perf-scale.png and
+//! target/compare/results.json.
 //! Every client runs in its own process (ours re-executes this binary with `--child`), on its
 //! own fresh kernel, and the clients of one measurement take turns round by round.
 //!
-//! Environment: E2B_BENCH_ONLY=roundtrip,stream,reconnect,create,concurrent,local,nginx,e2bplane
-//! (subset; `e2bplane` is the E2B data plane on its rig, beside E2B's official Python SDK),
+//! Environment: E2B_BENCH_ONLY=roundtrip,stream,reconnect,create,concurrent,scale,local,nginx,
+//! e2bplane (subset; `e2bplane` is the E2B data plane on its rig, beside E2B's official Python
+//! SDK),
 //! E2B_BENCH_QUICK=1 (fewer rounds and iterations, for a smoke run),
-//! E2B_BENCH_ROUNDS=N (round-trip rounds, default 5), E2B_BENCH_NO_DOCS=1 (print only),
+//! E2B_BENCH_ROUNDS=N (round-trip rounds, default 5), E2B_BENCH_CONCURRENT_ROUNDS=N (default 2),
+//! E2B_BENCH_NO_DOCS=1 (print only),
 //! E2B_BENCH_CLIENTS=a,b (round trip, stream, reconnect: only clients whose name contains one),
 //! E2B_BENCH_BASELINE=PATH (this bench built against an older commit of the SDK: its
 //! `--child ours` runs join round trip, stream and reconnect as "e2b-blocking (baseline)",
-//! for before/after numbers from one run).
+//! for before/after numbers from one run; copy the binary out of the target dir, or build
+//! the old commit with a CARGO_TARGET_DIR of its own: it has the same file name as this one).
 
 mod child;
 #[path = "../../tests/support/data_rig.rs"]
@@ -268,7 +272,10 @@ fn orchestrate() -> Res<()> {
     );
     let token = token_of(&sbx)?;
     let bench = Bench {
-        env: Vec::new(),
+        // The server is the local sandbox's, patched against the replaced-socket stall: ours
+        // speaks the binary framing a local sandbox speaks (`Sandbox::jupyter` cannot know the
+        // patch and would pick JSON; the "JSON framing" rows show that).
+        env: vec![("E2B_BENCH_FRAMING".into(), "binary".into())],
         exe: std::env::current_exe()?,
         server_pid: sbx.as_local().map(|l| l.pid()).ok_or("no server pid")?,
         baseline: std::env::var_os("E2B_BENCH_BASELINE").map(PathBuf::from),
@@ -301,6 +308,9 @@ fn orchestrate() -> Res<()> {
     }
     if wanted("concurrent") {
         concurrent(&bench, &mut results, quick);
+    }
+    if wanted("scale") {
+        scale(&bench, &mut results, quick);
     }
     if wanted("local") {
         local(&bench, &mut results, quick);
@@ -345,6 +355,23 @@ fn orchestrate() -> Res<()> {
         ) {
             Ok((true, _)) => eprintln!("compare: wrote {}", png.display()),
             other => eprintln!("compare: chart failed: {:?}", other.map(|(ok, _)| ok)),
+        }
+        if results.contains_key("scale") {
+            let spec = out_dir.join("scale.json");
+            std::fs::write(&spec, serde_json::to_string(&rep.scale_spec())?)?;
+            let png = docs.join("perf-scale.png");
+            let mut cmd = Command::new(&bench.python);
+            cmd.arg(repo.join("bench/peers/plot_scale.py"))
+                .arg(&spec)
+                .arg(&png);
+            match run_with_deadline(
+                &mut cmd,
+                Duration::from_secs(120),
+                &bench.logs.join("plot.log"),
+            ) {
+                Ok((true, _)) => eprintln!("compare: wrote {}", png.display()),
+                other => eprintln!("compare: scale chart failed: {:?}", other.map(|(ok, _)| ok)),
+            }
         }
         eprintln!("compare: wrote {}", docs.join("PERFORMANCE.md").display());
     }
@@ -449,6 +476,8 @@ fn rounds(
 pub const OURS: &str = "e2b-blocking";
 /// Ours with one per-execution env var (`.envs(..)`): set-up, cell and restore in one round trip.
 pub const OURS_ENV: &str = "e2b-blocking, one per-execution env var";
+/// Ours with JSON framing: what `Sandbox::jupyter` speaks to a server the SDK did not start.
+pub const OURS_JSON: &str = "e2b-blocking, JSON framing (stock servers)";
 pub const RAW_HOOK: &str = "raw tungstenite (hooked kernel)";
 pub const RAW_BARE: &str = "raw tungstenite (plain kernel)";
 pub const RAW_PARSE: &str = "raw tungstenite + decode and keep text (hooked)";
@@ -460,11 +489,13 @@ pub const OURS_LOCAL: &str = "e2b-blocking Sandbox::local()";
 pub const BASELINE: &str = "e2b-blocking (baseline)";
 pub const LOCAL_ISOLATED: &str = "Sandbox::local(), isolated (bubblewrap, Unix socket)";
 pub const LOCAL_NONE: &str = "Sandbox::local(), Isolation::None (127.0.0.1 TCP)";
+pub const LOCAL_SPARE: &str = "Sandbox::local(), isolated, warm_spare(true), 2 s between starts";
 
 fn roundtrip(bench: &Bench, results: &mut Results, quick: bool) {
     let clients = vec![
         client(OURS, Kind::Ours, &[]),
         client(OURS_ENV, Kind::Ours, &["--env"]),
+        client(OURS_JSON, Kind::Ours, &["--framing", "json"]),
         client(ZMQ, Kind::Peer("zmq"), &[]),
         client(WSC, Kind::Peer("websocket-client"), &[]),
         client(E2B, Kind::Peer("e2b-ws"), &[]),
@@ -488,6 +519,7 @@ fn roundtrip(bench: &Bench, results: &mut Results, quick: bool) {
 fn stream(bench: &Bench, results: &mut Results, quick: bool) {
     let clients = vec![
         client(OURS, Kind::Ours, &[]),
+        client(OURS_JSON, Kind::Ours, &["--framing", "json"]),
         client(RAW_HOOK, Kind::Raw, &["--hook"]),
         client(RAW_PARSE, Kind::Raw, &["--hook", "--parse"]),
         client(RAW_BARE, Kind::Raw, &[]),
@@ -580,12 +612,35 @@ fn concurrent(bench: &Bench, results: &mut Results, quick: bool) {
         "--settle",
         "2",
     ]);
-    eprintln!("compare: concurrent: {conns} connections");
-    let ours = client(OURS, Kind::Ours, &[]);
-    let v = bench.run(&ours, "concurrent", None, &args, Duration::from_secs(900));
-    push(results, "concurrent", OURS, v);
-    // The peers share one set of kernels, zmq first (see bench/peers/README.md: a websocket
-    // peer that leaves makes the server buffer that kernel's output).
+    let n = env_num("E2B_BENCH_CONCURRENT_ROUNDS", if quick { 1 } else { 2 });
+    eprintln!("compare: concurrent: {conns} connections, {n} round(s)");
+    // Other jobs on the machine come and go within minutes: ours and the peers take turns,
+    // round by round, ours (binary, then JSON) first in even rounds and last in odd ones.
+    let ours = [
+        client(OURS, Kind::Ours, &[]),
+        client(OURS_JSON, Kind::Ours, &["--framing", "json"]),
+    ];
+    for r in 0..n {
+        if r % 2 == 0 {
+            concurrent_ours(bench, results, &ours, &args);
+        }
+        concurrent_peers(bench, results, conns, &args[2..]);
+        if r % 2 == 1 {
+            concurrent_ours(bench, results, &ours, &args);
+        }
+    }
+}
+
+fn concurrent_ours(bench: &Bench, results: &mut Results, ours: &[Client], args: &[String]) {
+    for c in ours {
+        let v = bench.run(c, "concurrent", None, args, Duration::from_secs(900));
+        push(results, "concurrent", c.name, v);
+    }
+}
+
+/// The peers of one round on one fresh set of kernels, zmq first (see bench/peers/README.md:
+/// a websocket peer that leaves makes the server buffer that kernel's output).
+fn concurrent_peers(bench: &Bench, results: &mut Results, conns: usize, args: &[String]) {
     let mut kernels = Vec::new();
     for _ in 0..conns {
         match bench.rest.start_kernel() {
@@ -604,7 +659,7 @@ fn concurrent(bench: &Bench, results: &mut Results, quick: bool) {
                 &c,
                 "concurrent",
                 Some(&list),
-                &args[2..],
+                args,
                 Duration::from_secs(900),
             );
             push(results, "concurrent", name, v);
@@ -615,12 +670,40 @@ fn concurrent(bench: &Bench, results: &mut Results, quick: bool) {
     }
 }
 
+/// How cost grows with work: ours with 8, 32 and 128 concurrent contexts of one sandbox, and
+/// as many sandboxes (`Sandbox::jupyter` handles, one default context each) on the server.
+/// Stored under "scale" as "contexts N" / "sandboxes N".
+pub const SCALE_SIZES: [usize; 3] = [8, 32, 128];
+
+fn scale(bench: &Bench, results: &mut Results, quick: bool) {
+    let duration = if quick { "3" } else { "8" };
+    for mode in ["contexts", "sandboxes"] {
+        for n in SCALE_SIZES {
+            let mut args = strings(&["--duration", duration, "--settle", "2"]);
+            args.extend(["--connections".into(), n.to_string()]);
+            if mode == "sandboxes" {
+                args.push("--sandboxes".into());
+            }
+            let name = format!("{mode} {n}");
+            eprintln!("compare: scale: {name}");
+            let c = client(OURS, Kind::Ours, &[]);
+            let v = bench.run(&c, "concurrent", None, &args, Duration::from_secs(900));
+            push(results, "scale", &name, v);
+        }
+    }
+}
+
 /// The local sandbox on its own server, isolated (the default) and not: round trip and
 /// create → first result, the two taking turns round by round.
 fn local(bench: &Bench, results: &mut Results, quick: bool) {
     let clients = [
         client(LOCAL_ISOLATED, Kind::Ours, &["--isolation", "bwrap"]),
         client(LOCAL_NONE, Kind::Ours, &["--isolation", "none"]),
+        client(
+            LOCAL_SPARE,
+            Kind::Ours,
+            &["--isolation", "bwrap", "--warm-spare", "--pause-ms", "2000"],
+        ),
     ];
     let n = env_num("E2B_BENCH_ROUNDS", if quick { 1 } else { 3 });
     let (it, creates) = if quick { ("30", "2") } else { ("200", "3") };

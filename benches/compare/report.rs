@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 
 use crate::util::{Res, pct};
 use crate::{
-    BASELINE, E2B, LOCAL_ISOLATED, LOCAL_NONE, OURS, OURS_ENV, OURS_LOCAL, RAW_BARE, RAW_HOOK,
-    RAW_PARSE, Results, WSC, WSC_FAST, ZMQ,
+    BASELINE, E2B, LOCAL_ISOLATED, LOCAL_NONE, LOCAL_SPARE, OURS, OURS_ENV, OURS_JSON, OURS_LOCAL,
+    RAW_BARE, RAW_HOOK, RAW_PARSE, Results, SCALE_SIZES, WSC, WSC_FAST, ZMQ,
 };
 
 pub struct Machine {
@@ -193,8 +193,13 @@ impl Report<'_> {
     /// Median over rounds of f(ours in round r) / f(peer in round r). The clients of one round
     /// run back to back, so this cancels load that drifts from round to round.
     fn paired(&self, m: &str, peer: &str, f: impl Fn(&Value) -> Option<f64>) -> f64 {
+        self.paired_of(m, OURS, peer, f)
+    }
+
+    /// [`Report::paired`] with another client than ours as the numerator.
+    fn paired_of(&self, m: &str, of: &str, peer: &str, f: impl Fn(&Value) -> Option<f64>) -> f64 {
         let ok = |v: &&Value| v.get("error").is_none() && v.get("unsupported").is_none();
-        let a = runs(self.results, m, OURS);
+        let a = runs(self.results, m, of);
         let b = runs(self.results, m, peer);
         let v: Vec<f64> = a
             .iter()
@@ -245,9 +250,11 @@ impl Report<'_> {
         );
         self.ratios(&mut s);
         self.targets(&mut s);
+        self.issue_targets(&mut s);
         self.local(&mut s);
         self.proxied(&mut s);
         self.details(&mut s);
+        self.scale(&mut s);
         let _ = writeln!(
             s,
             "![latency distributions](perf-latency.png)\n\nRaw samples: `target/compare/results.json`; per-client logs: `target/compare/logs/`."
@@ -264,13 +271,16 @@ impl Report<'_> {
         }
         let _ = writeln!(
             s,
-            "### Local sandbox: isolated (default) vs `Isolation::None`\n\n**(6)** Each client process starts its own `Sandbox::local_with(…)` (after one unmeasured start), times start → first `run_code(\"1\")` result over a few starts, then the round trip `run_code(\"1\")` on the last one. Isolated: jupyter_server and kernels inside bubblewrap, reached over a Unix socket. `Isolation::None`: on the host, 127.0.0.1 TCP. The two take turns, round by round.\n"
+            "### Local sandbox: isolated (default) vs `Isolation::None`\n\n**(6)** Each client process starts its own `Sandbox::local_with(…)` (after one unmeasured start), times start → first `run_code(\"1\")` result over a few starts, then the round trip `run_code(\"1\")` on the last one. Isolated: jupyter_server and kernels inside bubblewrap, reached over a Unix socket. `Isolation::None`: on the host, 127.0.0.1 TCP. With `warm_spare(true)` each start takes the spare the one before left, after 2 s of \"work\". They take turns, round by round.\n"
         );
         table_head(
             s,
             "| client | round trips | p50 / p99 ms | starts | start → first result p50 / max ms |",
         );
-        for c in [LOCAL_ISOLATED, LOCAL_NONE] {
+        for c in [LOCAL_ISOLATED, LOCAL_NONE, LOCAL_SPARE] {
+            if runs(r, "local", c).is_empty() {
+                continue;
+            }
             let x = pooled(r, "local", c, "samples_ms");
             let y = pooled(r, "local", c, "first_result_samples_ms");
             let _ = writeln!(
@@ -526,7 +536,9 @@ impl Report<'_> {
             s,
             "| client | samples | p50 ms | p90 ms | p99 ms | per-round p50 | CPU µs per cell: client · server · kernel |",
         );
-        for c in [OURS, OURS_ENV, BASELINE, ZMQ, WSC, E2B, RAW_HOOK, RAW_BARE] {
+        for c in [
+            OURS, OURS_ENV, OURS_JSON, BASELINE, ZMQ, WSC, E2B, RAW_HOOK, RAW_BARE,
+        ] {
             if runs(r, "roundtrip", c).is_empty() {
                 continue;
             }
@@ -567,7 +579,7 @@ impl Report<'_> {
             "| client | MiB/s (median) | per-iteration MiB/s | complete | peak RSS MiB | growth MiB |",
         );
         for c in [
-            OURS, BASELINE, RAW_HOOK, RAW_PARSE, RAW_BARE, ZMQ, WSC, WSC_FAST, E2B,
+            OURS, OURS_JSON, BASELINE, RAW_HOOK, RAW_PARSE, RAW_BARE, ZMQ, WSC, WSC_FAST, E2B,
         ] {
             if runs(r, "stream", c).is_empty() {
                 continue;
@@ -663,7 +675,10 @@ impl Report<'_> {
             s,
             "| client | cells/s | latency p50 / p99 ms | MiB per connection | threads per connection | threads while running |",
         );
-        for c in [OURS, ZMQ, WSC, E2B] {
+        for c in [OURS, OURS_JSON, ZMQ, WSC, E2B] {
+            if runs(r, "concurrent", c).is_empty() {
+                continue;
+            }
             let x = pooled(r, "concurrent", c, "samples_ms");
             let _ = writeln!(
                 s,
@@ -678,6 +693,177 @@ impl Report<'_> {
             );
         }
         let _ = writeln!(s);
+    }
+
+    /// The goals of issue 25, each as a ratio within this run.
+    fn issue_targets(&self, s: &mut String) {
+        let r = self.results;
+        let _ = writeln!(s, "### Targets of issue 25\n");
+        table_head(s, "| target | measured | verdict |");
+        let na = |x: f64| x.is_nan();
+        // A ratio that could not be formed (a measurement not run) decides nothing.
+        let verdict = |x: f64, ok: bool| match (na(x), ok) {
+            (true, _) => "not measured",
+            (false, true) => "**met**",
+            (false, false) => "**missed**",
+        };
+        let conns = ok_runs(r, "concurrent", OURS)
+            .first()
+            .and_then(|v| v["connections"].as_u64())
+            .unwrap_or(32);
+        // (1) stream.
+        let rate = |v: &Value| v["mib_per_s_p50"].as_f64();
+        let q = self.paired("stream", RAW_PARSE, rate);
+        let json = self.paired_of("stream", OURS_JSON, RAW_PARSE, rate);
+        let growth = self.stream_growth(OURS);
+        let _ = writeln!(
+            s,
+            "| (1) stream throughput ≥ 0.95× raw tungstenite + decode and keep text (paired), peak memory growth ≤ kept output (20 MiB) + 16 MiB | paired {q:.2} (JSON framing {json:.2}); growth {} MiB | {} |",
+            f(growth),
+            verdict(q, q >= 0.95 && growth <= 36.0)
+        );
+        // (2) server CPU per cell.
+        let srv = |v: &Value| v["server_cpu_us_per_iter"].as_f64();
+        let q = self.paired("roundtrip", RAW_HOOK, srv);
+        let json = self.paired_of("roundtrip", OURS_JSON, RAW_HOOK, srv);
+        let _ = writeln!(
+            s,
+            "| (2) jupyter_server CPU per cell ≤ 1.1× raw tungstenite on the same hooked kernel (paired) | {q:.2}; {} vs {} µs (JSON framing {json:.2}) | {} |",
+            f(self.scalar("roundtrip", OURS, "server_cpu_us_per_iter")),
+            f(self.scalar("roundtrip", RAW_HOOK, "server_cpu_us_per_iter")),
+            verdict(q, q <= 1.1)
+        );
+        // (3) 32 contexts.
+        let cps = |c: &str| self.scalar("concurrent", c, "cells_per_s");
+        let q = self.paired("concurrent", ZMQ, |v| v["cells_per_s"].as_f64());
+        let _ = writeln!(
+            s,
+            "| (3) {conns} contexts: cells/s ≥ 1.0× ZMQ (paired) | {q:.2}; {} vs {} cells/s (JSON framing {}) | {} |",
+            f(cps(OURS)),
+            f(cps(ZMQ)),
+            f(cps(OURS_JSON)),
+            verdict(q, q >= 1.0)
+        );
+        let p99 = |c: &str| pct(&pooled(r, "concurrent", c, "samples_ms"), 99.0);
+        let best = [ZMQ, WSC, E2B]
+            .into_iter()
+            .map(|c| (p99(c), c))
+            .filter(|(x, _)| !x.is_nan())
+            .min_by(|a, b| a.0.total_cmp(&b.0));
+        if let Some((b, who)) = best {
+            let q = ratio(p99(OURS), b);
+            let _ = writeln!(
+                s,
+                "| (3) {conns} contexts: latency p99 ≤ 1.5× the best peer's p99 | {q:.2}; {} ms vs {} ms ({who}); JSON framing {} ms | {} |",
+                f(p99(OURS)),
+                f(b),
+                f(p99(OURS_JSON)),
+                verdict(q, q <= 1.5)
+            );
+        }
+        // (5) local start.
+        let first = pct(
+            &pooled(r, "local", LOCAL_ISOLATED, "first_result_samples_ms"),
+            50.0,
+        );
+        if !na(first) {
+            let _ = writeln!(
+                s,
+                "| (5) local sandbox start → first result ≤ 250 ms p50 (isolated), cold | {} ms | {} |",
+                f(first),
+                verdict(first, first <= 250.0)
+            );
+        }
+        let warm = pct(
+            &pooled(r, "local", LOCAL_SPARE, "first_result_samples_ms"),
+            50.0,
+        );
+        if !na(warm) {
+            let _ = writeln!(
+                s,
+                "| (5) the same with the opt-in `warm_spare(true)`, 2 s of work between starts | {} ms | {} |",
+                f(warm),
+                verdict(warm, warm <= 250.0)
+            );
+        }
+        // (6) round trip.
+        let p50 = |v: &Value| v["p50_ms"].as_f64();
+        let q = self.paired("roundtrip", ZMQ, p50);
+        let json = self.paired_of("roundtrip", OURS_JSON, ZMQ, p50);
+        let _ = writeln!(
+            s,
+            "| (6) round trip p50 ≤ 1.0× ZMQ (paired) | {q:.2} (JSON framing {json:.2}) | {} |\n",
+            verdict(q, q <= 1.0)
+        );
+    }
+
+    /// (8): how cost grows with concurrent work; only when that measurement ran.
+    fn scale(&self, s: &mut String) {
+        let r = self.results;
+        if r.get("scale").is_none_or(|m| m.is_empty()) {
+            return;
+        }
+        let _ = writeln!(
+            s,
+            "### How cost grows with concurrency\n\n**(8)** Ours only, as (5): N threads each running `\"1\"` back to back in its own context of one sandbox (\"contexts\"), or in the default context of its own `Sandbox::jupyter` handle on the same server (\"sandboxes\"). Memory and threads per connection: the client process before and after connecting, divided by N.\n"
+        );
+        table_head(
+            s,
+            "| connections | cells/s | latency p50 / p99 ms | client MiB per connection | threads per connection |",
+        );
+        for mode in ["contexts", "sandboxes"] {
+            for n in SCALE_SIZES {
+                let name = format!("{mode} {n}");
+                if runs(r, "scale", &name).is_empty() {
+                    continue;
+                }
+                let x = pooled(r, "scale", &name, "samples_ms");
+                let one = |k: &str| median(&per_round(r, "scale", &name, |v| v[k].as_f64()));
+                let _ = writeln!(
+                    s,
+                    "| {name} | {} | {} / {} | {} | {} |{}",
+                    f(one("cells_per_s")),
+                    f(pct(&x, 50.0)),
+                    f(pct(&x, 99.0)),
+                    f(one("rss_per_connection_kib") / 1024.0),
+                    f(one("threads_per_connection")),
+                    problems(r, "scale", &name)
+                );
+            }
+        }
+        let _ = writeln!(s, "\n![scale curve](perf-scale.png)\n");
+    }
+
+    /// The scale curve's points for bench/peers/plot_scale.py.
+    pub fn scale_spec(&self) -> Value {
+        let r = self.results;
+        let mut series = serde_json::Map::new();
+        for mode in ["contexts", "sandboxes"] {
+            let points: Vec<Value> = SCALE_SIZES
+                .iter()
+                .filter_map(|n| {
+                    let name = format!("{mode} {n}");
+                    let v = ok_runs(r, "scale", &name).into_iter().next()?;
+                    let x = pooled(r, "scale", &name, "samples_ms");
+                    Some(json!({
+                        "n": n,
+                        "cells_per_s": v["cells_per_s"],
+                        "p50_ms": pct(&x, 50.0),
+                        "p99_ms": pct(&x, 99.0),
+                        "mib_per_connection": v["rss_per_connection_kib"].as_f64().map(|k| k / 1024.0),
+                        "threads_per_connection": v["threads_per_connection"],
+                    }))
+                })
+                .collect();
+            series.insert(mode.to_string(), Value::Array(points));
+        }
+        json!({
+            "caption": format!(
+                "cargo bench --bench compare · nproc {} · load average at start {} · e2b-blocking only",
+                self.machine.nproc, self.machine.loadavg
+            ),
+            "series": series,
+        })
     }
 
     pub fn chart_spec(&self) -> Value {

@@ -186,23 +186,23 @@ impl<'a> CodeBuilder<'a> {
             // The hook sets them before the cell and restores them after it, in the kernel:
             // no extra round trip, and restored even if this client is cut off.
             let request = crate::kernel::envs::in_metadata(self.request(&kernel), &envs)?;
-            let driver = Driver::send(kernel.clone(), request)?;
+            let driver = self.send(&kernel, request)?;
             return self.execute(driver, timeout);
         }
         let Some(cells) = crate::kernel::envs::for_one_execution(&kernel, &envs)? else {
-            let driver = Driver::send(kernel.clone(), self.request(&kernel))?;
+            let driver = self.send(&kernel, self.request(&kernel))?;
             return self.execute(driver, timeout);
         };
         // Set-up, cell and restore go to the kernel back to back: one round trip, and the
         // kernel runs the restore after the cell even if this client is cut off or gives up,
         // so the variables never leak into a later cell.
         let session = kernel.conn.session_id();
-        let mut setup = Driver::send(
+        let mut setup = Driver::send_until_end(
             kernel.clone(),
             Outgoing::execute(session, &cells.setup, true),
         )?;
-        let cell = Driver::send(kernel.clone(), self.request(&kernel))?;
-        let restore = Driver::send(
+        let cell = self.send(&kernel, self.request(&kernel))?;
+        let restore = Driver::send_until_end(
             kernel.clone(),
             Outgoing::execute(session, &cells.restore, true),
         )?;
@@ -235,6 +235,20 @@ impl<'a> CodeBuilder<'a> {
 
     fn request(&self, kernel: &Kernel) -> Outgoing {
         Outgoing::execute(kernel.conn.session_id(), &self.code, false)
+    }
+
+    /// Sends the cell; without callbacks there is nothing to do before it ends, so the caller
+    /// is woken once, at the end.
+    fn send(&self, kernel: &Arc<Kernel>, request: Outgoing) -> Result<Driver, Error> {
+        let callbacks = self.on_stdout.is_some()
+            || self.on_stderr.is_some()
+            || self.on_result.is_some()
+            || self.on_error.is_some();
+        if callbacks {
+            Driver::send(kernel.clone(), request)
+        } else {
+            Driver::send_until_end(kernel.clone(), request)
+        }
     }
 
     fn execute(

@@ -23,7 +23,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use crate::error::{Error, TimeoutPhase};
 use crate::exec::models::{Continuity, Execution};
 use crate::exec::recovery::{Replay, Sequencer, probe_request, replay_request};
-use crate::jupyter::delivery::{self, Delivery, Failure};
+use crate::jupyter::delivery::{self, Delivery, Failure, WakeOn};
 use crate::jupyter::wire::{Incoming, Outgoing};
 use crate::kernel::Kernel;
 use crate::sandbox::Sandbox;
@@ -102,10 +102,25 @@ impl std::fmt::Debug for Driver {
 }
 
 impl Driver {
-    /// Sends `request` to the kernel and returns the driver that follows it.
+    /// Sends `request` to the kernel and returns the driver that follows it; its waiter is
+    /// woken for every message it acts on.
     pub(crate) fn send(kernel: Arc<Kernel>, request: Outgoing) -> Result<Driver, Error> {
+        Driver::send_waking(kernel, request, WakeOn::Output)
+    }
+
+    /// [`Driver::send`] for a caller with nothing to do before the execution ends (no
+    /// callbacks): its thread is woken once, at the end, unless a cut calls for more.
+    pub(crate) fn send_until_end(kernel: Arc<Kernel>, request: Outgoing) -> Result<Driver, Error> {
+        Driver::send_waking(kernel, request, WakeOn::End)
+    }
+
+    fn send_waking(
+        kernel: Arc<Kernel>,
+        request: Outgoing,
+        wake_on: WakeOn,
+    ) -> Result<Driver, Error> {
         let (tx, rx) = crossbeam_channel::unbounded();
-        kernel.conn.send_on(request.clone(), tx.clone())?;
+        kernel.conn.send_on(request.clone(), tx.clone(), wake_on)?;
         Ok(Driver {
             kernel,
             request,
@@ -129,11 +144,11 @@ impl Driver {
         })
     }
 
-    /// [`Driver::send`] for a cell that may safely run twice: without the kernel's hook (which
-    /// is what such a cell installs) it is sent again after every reconnect, since whether
-    /// its reply was lost in the cut cannot be asked.
+    /// [`Driver::send_until_end`] for a cell that may safely run twice: without the kernel's
+    /// hook (which is what such a cell installs) it is sent again after every reconnect, since
+    /// whether its reply was lost in the cut cannot be asked.
     pub(crate) fn send_idempotent(kernel: Arc<Kernel>, request: Outgoing) -> Result<Driver, Error> {
-        let mut driver = Driver::send(kernel, request)?;
+        let mut driver = Driver::send_until_end(kernel, request)?;
         driver.resend_on_reconnect = true;
         Ok(driver)
     }
@@ -403,13 +418,15 @@ impl Driver {
         }
     }
 
+    /// Sends a replay, a probe or a copy of the request, all after a reconnect: the waiter is
+    /// woken for each of their messages.
     fn resend(&mut self, msg: Outgoing) -> Result<(), Stop> {
         if self.owner != Some(std::thread::current().id()) {
             self.owner = None;
         }
         self.kernel
             .conn
-            .send_on(msg, self.tx.clone())
+            .send_on(msg, self.tx.clone(), WakeOn::Output)
             .map_err(|_| Stop::Failed(self.kernel.conn.failure().unwrap_or(Failure::Closed)))
     }
 

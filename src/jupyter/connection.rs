@@ -13,7 +13,7 @@ use mio::{Poll, Waker};
 use crate::backend::Backend;
 use crate::config::ConnectionConfig;
 use crate::error::{Error, TimeoutPhase};
-use crate::jupyter::delivery::Delivery;
+use crate::jupyter::delivery::{Delivery, WakeOn};
 use crate::jupyter::state::{ConnectionState, ConnectionWatch};
 use crate::jupyter::transport::{self, Limits, Target};
 use crate::jupyter::wire::{Framing, Outgoing};
@@ -103,14 +103,19 @@ impl Connection {
     /// Queues a request; its replies arrive on the returned channel.
     pub(crate) fn send(&self, msg: Outgoing) -> Result<Receiver<Delivery>, Error> {
         let (tx, rx) = crossbeam_channel::unbounded();
-        self.send_on(msg, tx)?;
+        self.send_on(msg, tx, WakeOn::Output)?;
         Ok(rx)
     }
 
     /// Queues a request whose replies go to an existing channel (several requests, one waiter).
-    /// The calling thread is unparked whenever a reply needs attention; wait for them with
-    /// [`crate::jupyter::delivery::next`] (a plain blocking `recv` works too).
-    pub(crate) fn send_on(&self, msg: Outgoing, reply: Sender<Delivery>) -> Result<(), Error> {
+    /// The calling thread is unparked when a reply needs attention (as `wake_on` says); wait
+    /// for them with [`crate::jupyter::delivery::next`] (a plain blocking `recv` works too).
+    pub(crate) fn send_on(
+        &self,
+        msg: Outgoing,
+        reply: Sender<Delivery>,
+        wake_on: WakeOn,
+    ) -> Result<(), Error> {
         if let Some(f) = self.failure() {
             return Err(f.to_error());
         }
@@ -119,6 +124,7 @@ impl Connection {
                 msg,
                 reply,
                 waiter: std::thread::current(),
+                wake_on,
             })
             .map_err(|_| Error::Closed)?;
         self.wake();

@@ -8,6 +8,19 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 use crate::error::{Error, KernelEvent};
 use crate::jupyter::wire::Incoming;
 
+/// When the worker wakes the thread waiting for a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WakeOn {
+    /// For every message the waiter acts on as it comes (output for callbacks, the reply, the
+    /// final idle).
+    Output,
+    /// Only for the end of the request (its reply and idle together), a failure or a
+    /// reconnect: for a waiter with nothing to do before the end, which then takes every
+    /// message at once. Each wake-up saved is a switch between threads, which on a busy
+    /// machine waits for a time slice.
+    End,
+}
+
 /// One item on a request's reply channel.
 #[derive(Debug)]
 pub(crate) enum Delivery {

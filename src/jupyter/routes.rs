@@ -5,7 +5,7 @@ use std::thread::Thread;
 
 use crossbeam_channel::Sender;
 
-use crate::jupyter::delivery::{Delivery, Failure};
+use crate::jupyter::delivery::{Delivery, Failure, WakeOn};
 use crate::jupyter::wire::Incoming;
 
 /// A request is finished once its shell reply and its iopub `idle` have both arrived; they
@@ -15,6 +15,7 @@ struct Route {
     tx: Sender<Delivery>,
     /// The thread that sent the request; it waits with [`crate::jupyter::delivery::next`].
     waiter: Thread,
+    wake_on: WakeOn,
     replied: bool,
     idle: bool,
 }
@@ -57,12 +58,19 @@ fn is_rate_notice(msg: &Incoming) -> bool {
 }
 
 impl Routes {
-    pub(crate) fn add(&mut self, msg_id: String, tx: Sender<Delivery>, waiter: Thread) {
+    pub(crate) fn add(
+        &mut self,
+        msg_id: String,
+        tx: Sender<Delivery>,
+        waiter: Thread,
+        wake_on: WakeOn,
+    ) {
         self.routes.insert(
             msg_id,
             Route {
                 tx,
                 waiter,
+                wake_on,
                 replied: false,
                 idle: false,
             },
@@ -105,9 +113,11 @@ impl Routes {
         }
         let finished = route.replied && route.idle;
         // Listed once per batch: a burst of output for one waiter is one entry, not hundreds.
-        if (finished || needs_waiter(&msg))
-            && !self.to_wake.iter().any(|t| t.id() == route.waiter.id())
-        {
+        let wanted = match route.wake_on {
+            WakeOn::Output => needs_waiter(&msg),
+            WakeOn::End => false,
+        };
+        if (finished || wanted) && !self.to_wake.iter().any(|t| t.id() == route.waiter.id()) {
             self.to_wake.push(route.waiter.clone());
         }
         let parent = msg.parent_id.clone();
@@ -118,9 +128,12 @@ impl Routes {
         true
     }
 
-    /// Tells every pending request that the connection was re-established.
-    pub(crate) fn notify_reconnected(&self, epoch: u64) {
-        for route in self.routes.values() {
+    /// Tells every pending request that the connection was re-established. From now on their
+    /// waiters are woken for every message: after a cut some may be missing, which a waiter
+    /// notices (and asks for) as the others come.
+    pub(crate) fn notify_reconnected(&mut self, epoch: u64) {
+        for route in self.routes.values_mut() {
+            route.wake_on = WakeOn::Output;
             let _ = route.tx.send(Delivery::Reconnected { epoch });
             route.waiter.unpark();
         }
@@ -202,7 +215,7 @@ mod tests {
         for reply_first in [true, false] {
             let mut r = Routes::default();
             let (tx, rx) = crossbeam_channel::unbounded();
-            r.add("p".into(), tx, std::thread::current());
+            r.add("p".into(), tx, std::thread::current(), WakeOn::Output);
             let reply = msg("shell", "execute_reply", "p", json!({"status": "ok"}));
             let idle = msg("iopub", "status", "p", json!({"execution_state": "idle"}));
             let (a, b) = if reply_first {
@@ -216,6 +229,47 @@ mod tests {
             assert!(r.is_empty());
             assert_eq!(rx.len(), 2);
         }
+    }
+
+    #[test]
+    fn a_waiter_for_the_end_is_woken_at_the_end_until_a_reconnect() {
+        let mut r = Routes::default();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        r.add("p".into(), tx, std::thread::current(), WakeOn::End);
+        let result = msg("iopub", "execute_result", "p", json!({"data": {}}));
+        assert!(r.deliver(result.clone()));
+        assert!(r.to_wake.is_empty(), "woken for output");
+        r.notify_reconnected(1);
+        assert!(r.deliver(Incoming {
+            msg_id: "again".into(),
+            ..result
+        }));
+        assert_eq!(r.to_wake.len(), 1, "not woken after a reconnect");
+        r.wake();
+        assert!(r.deliver(msg("shell", "execute_reply", "p", json!({}))));
+        assert!(r.deliver(msg(
+            "iopub",
+            "status",
+            "p",
+            json!({"execution_state": "idle"})
+        )));
+        assert_eq!(r.to_wake.len(), 1);
+        assert!(r.is_empty());
+        // Reconnected, both results, the reply and the idle.
+        assert_eq!(rx.len(), 5);
+        r.wake();
+
+        let (tx, _rx) = crossbeam_channel::unbounded();
+        r.add("q".into(), tx, std::thread::current(), WakeOn::End);
+        assert!(r.deliver(msg("shell", "execute_reply", "q", json!({}))));
+        assert!(r.to_wake.is_empty(), "woken before the idle");
+        assert!(r.deliver(msg(
+            "iopub",
+            "status",
+            "q",
+            json!({"execution_state": "idle"})
+        )));
+        assert_eq!(r.to_wake.len(), 1, "not woken at the end");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use tungstenite::Message;
 use crate::backend::Backend;
 use crate::config::ConnectionConfig;
 use crate::error::KernelEvent;
-use crate::jupyter::delivery::{Delivery, Failure};
+use crate::jupyter::delivery::{Delivery, Failure, WakeOn};
 pub(crate) use crate::jupyter::link::WAKE;
 use crate::jupyter::link::{self, Link, Names, Read, Reconnect};
 use crate::jupyter::routes::{Routes, Seen};
@@ -59,6 +59,7 @@ pub(crate) enum Command {
         reply: Sender<Delivery>,
         /// The thread to unpark when a reply arrives.
         waiter: std::thread::Thread,
+        wake_on: WakeOn,
     },
     Forget {
         msg_id: String,
@@ -168,7 +169,12 @@ impl Worker {
     fn drain_commands(&mut self) -> bool {
         loop {
             match self.commands.try_recv() {
-                Ok(Command::Send { msg, reply, waiter }) => self.submit(msg, reply, waiter),
+                Ok(Command::Send {
+                    msg,
+                    reply,
+                    waiter,
+                    wake_on,
+                }) => self.submit(msg, reply, waiter, wake_on),
                 Ok(Command::Forget { msg_id }) => {
                     self.routes.remove(&msg_id);
                     self.queued.retain(|(m, _)| m.msg_id != msg_id);
@@ -181,13 +187,19 @@ impl Worker {
         }
     }
 
-    fn submit(&mut self, msg: Outgoing, reply: Sender<Delivery>, waiter: std::thread::Thread) {
+    fn submit(
+        &mut self,
+        msg: Outgoing,
+        reply: Sender<Delivery>,
+        waiter: std::thread::Thread,
+        wake_on: WakeOn,
+    ) {
         if let Some(f) = self.shared.failure() {
             let _ = reply.send(Delivery::Failed(f));
             waiter.unpark();
             return;
         }
-        self.routes.add(msg.msg_id.clone(), reply, waiter);
+        self.routes.add(msg.msg_id.clone(), reply, waiter, wake_on);
         if self.link.is_connected() {
             self.send_or_queue(msg, 0);
         } else {

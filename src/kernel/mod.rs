@@ -170,7 +170,7 @@ impl Kernel {
         timeout: Duration,
     ) -> Result<Value, Error> {
         let request = Outgoing::execute(self.conn.session_id(), code, true);
-        finish_silent(&mut Driver::send(self.clone(), request)?, timeout)
+        finish_silent(&mut Driver::send_until_end(self.clone(), request)?, timeout)
     }
 
     /// Waits for the cell that restores a per-execution env var's previous value. When its end

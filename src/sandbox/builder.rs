@@ -14,7 +14,7 @@ use crate::error::Error;
 use super::{Backends, Sandbox};
 
 /// Settings every sandbox has, whatever its backend.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct SandboxConfig {
     pub(crate) timeouts: Timeouts,
     pub(crate) connection: ConnectionConfig,
@@ -22,7 +22,7 @@ pub(crate) struct SandboxConfig {
 }
 
 /// Builds a [`Sandbox`]: set the shared options, then pick the backend.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 #[must_use = "a builder does nothing until a backend method such as .local() is called"]
 pub struct SandboxBuilder {
     config: SandboxConfig,
@@ -348,7 +348,24 @@ impl SandboxBuilder {
     /// venv can be had or the server does not start; [`Error::Timeout`] with
     /// [`TimeoutPhase::SandboxStart`](crate::TimeoutPhase::SandboxStart) or `KernelStart`.
     pub fn local_with(self, options: LocalOptions) -> Result<Sandbox, Error> {
-        let backend = LocalBackend::start(&options, &self.config.envs, &self.config.timeouts)?;
+        if !options.warm_spare {
+            return self.start_local(&options);
+        }
+        if let Some(spare) = super::spare::take(&self, &options) {
+            super::spare::replenish(&self, &options);
+            return Ok(spare);
+        }
+        // The caller's sandbox first: a spare starting beside it would slow it down.
+        let sandbox = self.clone().start_local(&options);
+        if sandbox.is_ok() {
+            super::spare::replenish(&self, &options);
+        }
+        sandbox
+    }
+
+    /// Starts a local sandbox now, whatever [`LocalOptions::warm_spare`] says.
+    pub(super) fn start_local(self, options: &LocalOptions) -> Result<Sandbox, Error> {
+        let backend = LocalBackend::start(options, &self.config.envs, &self.config.timeouts)?;
         Sandbox::open(Backends::Local(Arc::new(backend)), self.config_for(true))
     }
 }

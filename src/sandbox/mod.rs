@@ -2,6 +2,7 @@
 
 mod builder;
 mod kernels;
+mod spare;
 mod teardown;
 
 pub use builder::SandboxBuilder;

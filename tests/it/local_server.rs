@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::scripted_ws::{V1_SUBPROTOCOL, encode_v1};
 use crate::support::{deadline, descendants, local_tcp, server_addr, token_of};
+use e2b_blocking::{Isolation, LocalOptions, Sandbox};
 use serde_json::json;
 use tungstenite::client::IntoClientRequest;
 use tungstenite::http::HeaderValue;
@@ -155,5 +156,69 @@ fn the_token_is_in_no_command_line_and_no_kernel_environment() {
             unauthenticated_status(server_addr(&sbx), "/api/kernels"),
             403
         );
+    });
+}
+
+/// Servers of this test process whose environment holds `marker` (tests run side by side in
+/// this process, so the marker tells the servers of one test from the others').
+fn servers_marked(marker: &str) -> Vec<u32> {
+    let me = std::process::id().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            let ppid = stat.rsplit(')').next()?.split_whitespace().nth(1)?;
+            let environ = std::fs::read(e.path().join("environ")).ok()?;
+            let marked = environ.split(|&b| b == 0).any(|v| v == marker.as_bytes());
+            (ppid == me && marked).then_some(pid)
+        })
+        .collect()
+}
+
+/// Waits for a server marked with `marker` that is not in `known`: a spare.
+fn new_server(marker: &str, known: &[u32]) -> u32 {
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(pid) = servers_marked(marker)
+            .into_iter()
+            .find(|p| !known.contains(p))
+        {
+            return pid;
+        }
+        assert!(Instant::now() < until, "no spare sandbox was started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// With `warm_spare`, a start leaves a spare starting behind it; the next start with equal
+/// settings is handed that spare (its server was running before the call), which works like
+/// any sandbox, and leaves the next spare behind it. Other settings get a sandbox of their own.
+#[test]
+fn the_next_start_takes_the_warm_spare_started_behind_the_last() {
+    deadline(|| {
+        // Unisolated, so that the marker is in the server's environment.
+        let tag = uuid::Uuid::new_v4().simple().to_string();
+        let marker = format!("E2B_SPARE_TEST={tag}");
+        let builder = || Sandbox::builder().envs([("E2B_SPARE_TEST", tag.as_str())]);
+        let options = LocalOptions::new()
+            .isolation(Isolation::None)
+            .warm_spare(true);
+        let first = builder().local_with(options.clone()).unwrap();
+        let mut known = vec![first.as_local().unwrap().pid()];
+        let spare = new_server(&marker, &known);
+
+        let second = builder().local_with(options.clone()).unwrap();
+        assert_eq!(second.as_local().unwrap().pid(), spare);
+        assert_eq!(second.run_code("6 * 7").unwrap().text(), Some("42"));
+        known.push(spare);
+        let next = new_server(&marker, &known);
+
+        let other = builder()
+            .local_with(options.clone().allow_internet_access(true))
+            .unwrap();
+        assert_ne!(other.as_local().unwrap().pid(), next);
+        assert_eq!(first.run_code("1 + 1").unwrap().text(), Some("2"));
     });
 }

@@ -178,13 +178,14 @@ fn physical_memory() -> Option<u64> {
 }
 
 /// Options of the local sandbox, beyond what every sandbox has.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct LocalOptions {
     pub(crate) python: Option<PathBuf>,
     pub(crate) packages: Vec<String>,
     pub(crate) isolation: Isolation,
     pub(crate) internet: bool,
     pub(crate) limits: ResourceLimits,
+    pub(crate) warm_spare: bool,
 }
 
 impl LocalOptions {
@@ -232,6 +233,18 @@ impl LocalOptions {
     /// Resource limits of the isolated sandbox. Defaults to [`ResourceLimits::default`].
     pub fn resource_limits(mut self, limits: ResourceLimits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    /// Keeps a spare sandbox with these options (and the builder's settings) starting in the
+    /// background, for a process that opens sandboxes one after another: the next start with
+    /// equal settings takes the spare, whose server and default context are up already (or
+    /// waits for it, when it is still starting: it began earlier), and a new spare starts
+    /// behind it. A spare costs what an idle sandbox costs (a server, a kernel, a thread while
+    /// it starts); one not taken ends with the process, as a dropped sandbox would. Defaults to
+    /// `false`: each start starts a sandbox then.
+    pub fn warm_spare(mut self, warm: bool) -> Self {
+        self.warm_spare = warm;
         self
     }
 }
