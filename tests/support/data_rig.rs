@@ -80,6 +80,23 @@ pub fn rig_python() -> PathBuf {
     python
 }
 
+/// The host paths the rig runs from, `:`-separated: the repository (the rig's scripts) and the
+/// venv with the Python it was made from.
+fn keep_paths(python: &Path) -> String {
+    let venv = python.parent().and_then(Path::parent).unwrap_or(python);
+    let mut keep = vec![
+        Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf(),
+        venv.to_path_buf(),
+    ];
+    if let Ok(real) = std::fs::canonicalize(python) {
+        keep.extend(real.parent().and_then(Path::parent).map(Path::to_path_buf));
+    }
+    keep.iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
 /// What the rig's sandbox is like.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -130,11 +147,17 @@ impl Standins {
                 "--propagation",
                 "private",
             ])
+            // The rig's own /tmp hides the host's; what it runs from (the repository, the
+            // venv) may be under /tmp (a clone there), so those are bound back at their paths.
             .args([
                 "sh",
                 "-c",
-                "mount --bind \"$0/home\" /home && mount --bind \"$0/tmp\" /tmp && exec \"$@\"",
+                "mount --bind \"$0/home\" /home && IFS=: && \
+                 for p in $E2B_RIG_KEEP; do case \"$p\" in /tmp/*) \
+                   mkdir -p \"$0/tmp${p#/tmp}\" && mount --bind \"$p\" \"$0/tmp${p#/tmp}\" || exit 1;; \
+                 esac; done; unset IFS; mount --bind \"$0/tmp\" /tmp && exec \"$@\"",
             ])
+            .env("E2B_RIG_KEEP", keep_paths(&python))
             .arg(&dir)
             .arg(&python)
             .arg(Path::new(RIG_DIR).join("main.py"))
