@@ -155,7 +155,7 @@ impl Standins {
                 "mount --bind \"$0/home\" /home && IFS=: && \
                  for p in $E2B_RIG_KEEP; do case \"$p\" in /tmp/*) \
                    mkdir -p \"$0/tmp${p#/tmp}\" && mount --bind \"$p\" \"$0/tmp${p#/tmp}\" || exit 1;; \
-                 esac; done; unset IFS; mount --bind \"$0/tmp\" /tmp && exec \"$@\"",
+                 esac; done; unset IFS; mount --rbind \"$0/tmp\" /tmp && exec \"$@\"",
             ])
             .env("E2B_RIG_KEEP", keep_paths(&python))
             .arg(&dir)
