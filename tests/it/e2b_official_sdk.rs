@@ -6,14 +6,20 @@
 
 use std::process::Command;
 
-use crate::support::data_rig::rig_python;
+use crate::support::data_rig::{keep_paths, rig_python};
 use crate::support::deadline;
 
 const SCRIPT: &str = r#"
 set -e
 ip link set lo up
 mount --bind "$DIR/home" /home
-mount --bind "$DIR/tmp" /tmp
+# The rig's /tmp hides the host's: what runs from there (a clone under /tmp) is bound back.
+IFS=:
+for p in $E2B_RIG_KEEP; do
+  case "$p" in /tmp/*) mkdir -p "$DIR/tmp${p#/tmp}"; mount --bind "$p" "$DIR/tmp${p#/tmp}";; esac
+done
+unset IFS
+mount --rbind "$DIR/tmp" /tmp
 state=/home/.rig
 "$PYTHON" "$RIG/main.py" --state "$state" --envd-port 49983 --interpreter-port 49999 \
     --envs '{"RIG_GLOBAL": "from-envd"}' > "$state/ports" 2> "$state/rig.log" < <(sleep 600) &
@@ -44,6 +50,7 @@ fn official_python_sdk_runs_its_flows_against_the_rig() {
             .args(["bash", "-c", SCRIPT])
             .env("DIR", &dir)
             .env("PYTHON", &python)
+            .env("E2B_RIG_KEEP", keep_paths(&python))
             .env("RIG", concat!(env!("CARGO_MANIFEST_DIR"), "/tests/rig"))
             .output()
             .expect("unshare runs");

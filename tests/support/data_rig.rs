@@ -82,7 +82,7 @@ pub fn rig_python() -> PathBuf {
 
 /// The host paths the rig runs from, `:`-separated: the repository (the rig's scripts) and the
 /// venv with the Python it was made from.
-fn keep_paths(python: &Path) -> String {
+pub fn keep_paths(python: &Path) -> String {
     let venv = python.parent().and_then(Path::parent).unwrap_or(python);
     let mut keep = vec![
         Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf(),
