@@ -312,6 +312,30 @@ impl Report<'_> {
                 q(LOCAL_NONE, "first_result_samples_ms", 50.0)
             )),
         );
+        // Round by round the two run back to back, so their ratio cancels load that drifts
+        // between rounds, which the pooled percentiles above do not.
+        let p50_of = |key: &'static str| {
+            move |v: &Value| {
+                let x: Vec<f64> = v[key]
+                    .as_array()?
+                    .iter()
+                    .filter_map(Value::as_f64)
+                    .collect();
+                Some(pct(&x, 50.0)).filter(|p| !p.is_nan())
+            }
+        };
+        let rounds = runs(r, "local", LOCAL_ISOLATED).len();
+        let _ = writeln!(
+            s,
+            "Paired by round (median over {rounds} rounds of isolated / `Isolation::None` in the same round): round trip p50 **{}**; start → first result p50 **{}**.\n",
+            f(self.paired_of("local", LOCAL_ISOLATED, LOCAL_NONE, p50_of("samples_ms"))),
+            f(self.paired_of(
+                "local",
+                LOCAL_ISOLATED,
+                LOCAL_NONE,
+                p50_of("first_result_samples_ms")
+            )),
+        );
     }
 
     /// (7): round trips through nginx, before and after the server-side fix; only when that

@@ -175,8 +175,7 @@ pub(super) fn read_small(
     resp: ureq::http::Response<ureq::Body>,
     endpoint: String,
 ) -> Result<Response, Error> {
-    Response::read(resp, endpoint.clone(), SMALL_BODY)
-        .map_err(|e| http.transport_error(&endpoint, ureq::Error::Io(e)))
+    http.read_response(resp, &endpoint, SMALL_BODY)
 }
 
 /// Maps a failed contents API response to the typed file errors.

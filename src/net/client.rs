@@ -259,6 +259,7 @@ impl Http {
         let resp = result.map_err(fail)?;
         let mut resp = Response::read(resp, endpoint.clone(), self.max_body)
             .map_err(|e| fail(ureq::Error::Io(e)))?;
+        resp.gone = self.endpoint.gone.clone();
         if self.hide_bodies {
             // ureq read as many `*` as the body has bytes; the transport kept the bytes.
             let mut bytes = mask::take_hidden_body().unwrap_or_default();
@@ -282,6 +283,20 @@ impl Http {
         body: Option<&Value>,
     ) -> Result<T, Error> {
         self.send(method, path, body)?.error_for_status()?.json()
+    }
+
+    /// Reads at most `limit` bytes of the body of `resp`, an answer to `endpoint` (a request
+    /// described as "METHOD /path") this client's agent sent, to judge its status.
+    pub(crate) fn read_response(
+        &self,
+        resp: ureq::http::Response<ureq::Body>,
+        endpoint: &str,
+        limit: u64,
+    ) -> Result<Response, Error> {
+        let mut resp = Response::read(resp, endpoint.to_string(), limit)
+            .map_err(|e| self.transport_error(endpoint, ureq::Error::Io(e)))?;
+        resp.gone = self.endpoint.gone.clone();
+        Ok(resp)
     }
 
     /// The error for a request that got no answer under the request timeout.

@@ -19,6 +19,32 @@ pub(crate) struct Endpoint {
     unix: Option<Arc<Path>>,
     /// The `http+unix://` form of the URL, when `unix` is set: what users are shown.
     unix_url: Option<String>,
+    /// What a proxy's "sandbox not found" from this server means.
+    pub(super) gone: Option<GoneCheck>,
+}
+
+/// Tells what a sandbox proxy's "sandbox not found" means for one sandbox, asked once such an
+/// answer arrives. E2B's proxy gives the same answer for a killed sandbox as for a paused one;
+/// only the control plane tells them apart, so the backend that knows it hands this in.
+#[derive(Clone)]
+pub(crate) struct GoneCheck(Arc<dyn Fn(&str) -> Error + Send + Sync>);
+
+impl GoneCheck {
+    /// `check` turns the sandbox id the proxy named into the error to report.
+    pub(crate) fn new(check: impl Fn(&str) -> Error + Send + Sync + 'static) -> GoneCheck {
+        GoneCheck(Arc::new(check))
+    }
+
+    /// The error for sandbox `sandbox_id`, which the proxy says it cannot find.
+    pub(crate) fn error(&self, sandbox_id: &str) -> Error {
+        (self.0)(sandbox_id)
+    }
+}
+
+impl fmt::Debug for GoneCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("GoneCheck")
+    }
 }
 
 impl fmt::Debug for Endpoint {
@@ -58,6 +84,7 @@ impl Endpoint {
             tls: Default::default(),
             unix: None,
             unix_url: None,
+            gone: None,
         })
     }
 
@@ -99,6 +126,23 @@ impl Endpoint {
         }
         let value = Secret::new(format!("token {}", token.expose()));
         self.with_header("Authorization", value)
+    }
+
+    /// The same endpoint, whose proxy's "sandbox not found" answers `check` judges.
+    pub(crate) fn with_gone_check(mut self, check: GoneCheck) -> Endpoint {
+        self.gone = Some(check);
+        self
+    }
+
+    /// The error for the proxy's "sandbox `sandbox_id` not found": what the endpoint's
+    /// [`GoneCheck`] says, else [`Error::SandboxNotFound`].
+    pub(crate) fn gone_error(&self, sandbox_id: &str) -> Error {
+        match &self.gone {
+            Some(check) => check.error(sandbox_id),
+            None => Error::SandboxNotFound {
+                sandbox_id: sandbox_id.to_string(),
+            },
+        }
     }
 
     /// The same endpoint, trusting `roots` for `https://` and `wss://`.

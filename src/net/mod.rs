@@ -12,7 +12,7 @@ mod rustls_connector;
 use std::time::Duration;
 
 pub(crate) use client::Http;
-pub(crate) use endpoint::Endpoint;
+pub(crate) use endpoint::{Endpoint, GoneCheck};
 pub(crate) use response::{Response, status_error};
 pub(crate) use rustls_connector::RustlsConnector;
 

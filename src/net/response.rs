@@ -16,6 +16,8 @@ pub(crate) struct Response {
     pub(crate) body: Vec<u8>,
     pub(crate) endpoint: String,
     pub(crate) headers: HeaderMap,
+    /// What "sandbox not found" from the proxy means, when the server's endpoint knows.
+    pub(crate) gone: Option<crate::net::GoneCheck>,
 }
 
 impl Response {
@@ -37,6 +39,7 @@ impl Response {
             body,
             endpoint,
             headers: parts.headers,
+            gone: None,
         })
     }
 
@@ -75,7 +78,10 @@ impl Response {
 
     pub(crate) fn into_error(self) -> Error {
         if let Some(sandbox_id) = self.sandbox_gone() {
-            return Error::SandboxNotFound { sandbox_id };
+            return match &self.gone {
+                Some(check) => check.error(&sandbox_id),
+                None => Error::SandboxNotFound { sandbox_id },
+            };
         }
         if let Some(sandbox_id) = self.proxy_sandbox_id().filter(|_| self.status == 502) {
             // E2B's proxy answered for the sandbox, but not that it is gone: the port is not
@@ -212,6 +218,7 @@ mod tests {
             body: body.as_bytes().to_vec(),
             endpoint: "GET /api/kernels".into(),
             headers,
+            gone: None,
         }
     }
 

@@ -66,6 +66,11 @@ fn a_pause_by_another_client_is_reported_as_paused() {
         assert!(sbx.run_code("y = 1").unwrap().error.is_none());
         let other = E2bClient::new(&rig.config()).unwrap();
         assert!(other.pause(sbx.sandbox_id(), &PauseOptions::new()).unwrap());
+        // A REST call meets the proxy's "sandbox not found", which the control plane explains.
+        assert!(matches!(
+            sbx.files().list("/home/user"),
+            Err(Error::SandboxPaused { .. })
+        ));
         assert!(matches!(
             sbx.run_code("y"),
             Err(Error::SandboxPaused { .. })

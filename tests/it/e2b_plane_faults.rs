@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use crate::support::data_rig::{DataRig, Options};
 use crate::support::deadline;
 use crate::support::fault_proxy::FaultProxy;
-use e2b_blocking::{DataPlane, E2bOptions, Error, Sandbox, Timeouts};
+use e2b_blocking::{
+    ConnectOptions, DataPlane, E2bClient, E2bOptions, Error, PauseOptions, Sandbox, Timeouts,
+};
 
 #[test]
 fn a_sandbox_that_is_gone_is_sandbox_not_found_everywhere() {
@@ -31,6 +33,39 @@ fn a_sandbox_that_is_gone_is_sandbox_not_found_everywhere() {
         gone(sbx.list_contexts().unwrap_err());
         // A stream that was open when the sandbox went.
         gone(spawned.wait().unwrap_err());
+    });
+}
+
+/// E2B's proxy answers "sandbox not found" for a paused sandbox as for a killed one; every
+/// call, REST or stream, asks the control plane and says which, and works again after a resume.
+#[test]
+fn a_sandbox_paused_by_another_client_is_sandbox_paused_everywhere() {
+    deadline(|| {
+        let rig = DataRig::start();
+        let sbx = rig.sandbox();
+        sbx.files().write("kept.txt", "kept").unwrap();
+        let mut spawned = sbx
+            .commands()
+            .cmd("sleep 30")
+            .timeout(None)
+            .spawn()
+            .unwrap();
+        let other = E2bClient::new(&rig.config()).unwrap();
+        assert!(other.pause(sbx.sandbox_id(), &PauseOptions::new()).unwrap());
+        let paused = |e: Error| assert!(matches!(e, Error::SandboxPaused { .. }), "{e:?}");
+        paused(sbx.run_code("1").unwrap_err());
+        paused(sbx.files().read("kept.txt").unwrap_err());
+        paused(sbx.files().list("/").unwrap_err());
+        paused(sbx.files().write("x", "x").unwrap_err());
+        paused(sbx.commands().run("true").unwrap_err());
+        paused(sbx.list_contexts().unwrap_err());
+        paused(spawned.wait().unwrap_err());
+
+        other
+            .connect(sbx.sandbox_id(), &ConnectOptions::new())
+            .unwrap();
+        assert_eq!(sbx.files().read("kept.txt").unwrap(), "kept");
+        assert_eq!(sbx.run_code("1 + 1").unwrap().text(), Some("2"));
     });
 }
 

@@ -259,9 +259,10 @@ impl DataRig {
             proxy.require_traffic_token(TRAFFIC_TOKEN);
             access["trafficAccessToken"] = json!(TRAFFIC_TOKEN);
         }
-        // The data-plane rig is never paused: its processes run in namespaces of their own.
+        // A pause here is the proxy's part of one only (see `SandboxProxy::pause_hook`); the
+        // stand-ins run on, in namespaces of their own.
         let (plane, plane_log) =
-            control_plane_answering(gone.clone(), paused, Arc::new(|_| {}), access);
+            control_plane_answering(gone.clone(), paused, proxy.pause_hook(), access);
         DataRig {
             standins,
             proxy,

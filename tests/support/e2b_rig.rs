@@ -152,6 +152,18 @@ impl SandboxProxy {
         self.shared.cut_all();
     }
 
+    /// What a pause does to the proxy, as E2B's does: it stops routing to the sandbox (its
+    /// answer is "sandbox not found") and the connections through it break.
+    pub fn pause_hook(&self) -> PauseHook {
+        let shared = self.shared.clone();
+        Arc::new(move |pause| {
+            if pause {
+                shared.paused.store(true, Ordering::SeqCst);
+                shared.cut_all();
+            }
+        })
+    }
+
     /// Every request seen so far.
     pub fn seen(&self) -> Vec<Seen> {
         self.shared.seen.lock().unwrap().clone()
@@ -527,11 +539,10 @@ impl Rig {
         // connections through it break, and everything in the sandbox stops where it is,
         // memory kept; a resume lets it go on.
         let on_pause: PauseHook = {
-            let (shared, pid) = (proxy.shared.clone(), jupyter.pid());
+            let (routing, pid) = (proxy.pause_hook(), jupyter.pid());
             Arc::new(move |pause| {
+                routing(pause);
                 if pause {
-                    shared.paused.store(true, Ordering::SeqCst);
-                    shared.cut_all();
                     signal_tree(pid, nix::sys::signal::Signal::SIGSTOP);
                 } else {
                     signal_tree(pid, nix::sys::signal::Signal::SIGCONT);

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::backend::{Backend, Liveness};
 use crate::config::{Secret, Timeouts};
 use crate::error::{Error, TimeoutPhase};
-use crate::net::{Endpoint, Http, Method};
+use crate::net::{Endpoint, GoneCheck, Http, Method};
 use crate::plane::e2b::{Access, E2bPlane, EnvdVersion};
 use crate::plane::{DataPlane, Plane};
 
@@ -229,7 +229,12 @@ impl E2bBackend {
         timeouts: &Timeouts,
     ) -> Result<E2bBackend, (Error, String)> {
         let id = access.sandbox_id.clone();
-        let endpoint = jupyter_endpoint(config, &access).map_err(|e| (e, id.clone()))?;
+        let gone = (!config.debug).then(|| gone_check(&client, timeouts));
+        let with_gone = |endpoint: Endpoint| match &gone {
+            Some(check) => endpoint.with_gone_check(check.clone()),
+            None => endpoint,
+        };
+        let endpoint = with_gone(jupyter_endpoint(config, &access).map_err(|e| (e, id.clone()))?);
         log::debug!(
             "E2B sandbox {id}: Jupyter at {}, kill on close: {kill_on_close}",
             endpoint.base()
@@ -250,6 +255,7 @@ impl E2bBackend {
             E2bPlane::new(
                 e2b_access(config, &access).map_err(|e| (e, id.clone()))?,
                 timeouts,
+                with_gone,
             )
             .map_err(|e| (e, id.clone()))?,
         );
@@ -587,6 +593,23 @@ impl ProxyAnswer {
 /// send on every sandbox request, and the traffic token when traffic is not public. Jupyter
 /// itself has no token in the code-interpreter template; envd's `X-Access-Token` is not sent
 /// to it.
+/// Asks the control plane what the proxy's "sandbox not found" means: the proxy answers so for
+/// a paused sandbox as for a killed one. Bounded by the close deadline, as the probe is.
+fn gone_check(client: &E2bClient, timeouts: &Timeouts) -> GoneCheck {
+    let control = client.bounded(timeouts.close);
+    GoneCheck::new(move |sandbox_id| {
+        let sandbox_id = sandbox_id.to_string();
+        match control.get_info(&sandbox_id) {
+            Ok(info) if info.state == SandboxState::Paused => Error::SandboxPaused { sandbox_id },
+            Ok(_) | Err(Error::SandboxNotFound { .. }) => Error::SandboxNotFound { sandbox_id },
+            Err(e) => {
+                log::debug!("could not ask the control plane about sandbox {sandbox_id}: {e}");
+                Error::SandboxNotFound { sandbox_id }
+            }
+        }
+    })
+}
+
 fn jupyter_endpoint(config: &E2bConfig, access: &SandboxAccess) -> Result<Endpoint, Error> {
     let url = config.jupyter_url(&access.sandbox_id, access.domain.as_deref());
     let mut endpoint = Endpoint::new(&url)?

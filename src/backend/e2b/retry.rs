@@ -185,6 +185,7 @@ mod tests {
             body: Vec::new(),
             endpoint: "POST /v2/sandboxes".into(),
             headers: map,
+            gone: None,
         }
     }
 

@@ -25,6 +25,7 @@ type Callback<'a> = Box<dyn FnMut(&str) + Send + 'a>;
 enum Fault {
     Timeout(Duration),
     SandboxGone(String),
+    SandboxPaused(String),
     Lost,
     Panicked(&'static str, String),
     Other(String),
@@ -299,6 +300,7 @@ impl<'a> E2bCommand<'a> {
                     if let Err(e) = self.reattach() {
                         self.ending = Some(Err(match e {
                             Error::SandboxNotFound { sandbox_id } => Fault::SandboxGone(sandbox_id),
+                            Error::SandboxPaused { sandbox_id } => Fault::SandboxPaused(sandbox_id),
                             e => {
                                 log::debug!("command {}: could not follow it again: {e}", self.pid);
                                 Fault::Lost
@@ -309,6 +311,7 @@ impl<'a> E2bCommand<'a> {
                 Err(e) => {
                     self.ending = Some(Err(match e {
                         Error::SandboxNotFound { sandbox_id } => Fault::SandboxGone(sandbox_id),
+                        Error::SandboxPaused { sandbox_id } => Fault::SandboxPaused(sandbox_id),
                         Error::ConnectionLost { .. }
                         | Error::Transport { .. }
                         | Error::Timeout { .. } => {
@@ -331,6 +334,7 @@ impl<'a> E2bCommand<'a> {
         match record::exit_code(self.process.plane(), self.pid) {
             Ok(code) => Ok(code.unwrap_or(-9)),
             Err(Error::SandboxNotFound { sandbox_id }) => Err(Fault::SandboxGone(sandbox_id)),
+            Err(Error::SandboxPaused { sandbox_id }) => Err(Fault::SandboxPaused(sandbox_id)),
             Err(e) => Err(Fault::Other(format!(
                 "reading command {}'s exit code: {e}",
                 self.pid
@@ -436,6 +440,9 @@ impl<'a> E2bCommand<'a> {
                     after: *after,
                 },
                 Fault::SandboxGone(id) => Error::SandboxNotFound {
+                    sandbox_id: id.clone(),
+                },
+                Fault::SandboxPaused(id) => Error::SandboxPaused {
                     sandbox_id: id.clone(),
                 },
                 Fault::Lost => {

@@ -96,8 +96,9 @@ impl Call<'_> {
         let resp = req
             .send(body.to_string())
             .map_err(|e| self.http.transport_error(&endpoint, e))?;
-        let resp = Response::read(resp, endpoint.clone(), MAX_MESSAGE as u64)
-            .map_err(|e| self.http.transport_error(&endpoint, ureq::Error::Io(e)))?;
+        let resp = self
+            .http
+            .read_response(resp, &endpoint, MAX_MESSAGE as u64)?;
         if resp.is_success() {
             return serde_json::from_slice(&resp.body).map_err(|e| {
                 Failure::Other(Error::protocol_from(format!("{endpoint}: bad JSON"), e))
@@ -140,8 +141,9 @@ impl Call<'_> {
             .send(&envelope[..])
             .map_err(|e| self.http.transport_error(&endpoint, e))?;
         if !resp.status().is_success() {
-            let resp = Response::read(resp, endpoint.clone(), MAX_MESSAGE as u64)
-                .map_err(|e| self.http.transport_error(&endpoint, ureq::Error::Io(e)))?;
+            let resp = self
+                .http
+                .read_response(resp, &endpoint, MAX_MESSAGE as u64)?;
             return Err(error_of(resp));
         }
         Ok(Stream {

@@ -108,8 +108,9 @@ impl E2bFiles<'_> {
             .call()
             .map_err(|e| (http.transport_error(&endpoint, e), 0))?;
         if !resp.status().is_success() {
-            let resp = Response::read(resp, endpoint.clone(), 1 << 20)
-                .map_err(|e| (http.transport_error(&endpoint, ureq::Error::Io(e)), 0))?;
+            let resp = http
+                .read_response(resp, &endpoint, 1 << 20)
+                .map_err(|e| (e, 0))?;
             return Err((http_error(resp, path), 0));
         }
         let total = resp
@@ -213,8 +214,7 @@ impl E2bFiles<'_> {
             return Err(e);
         }
         let resp = sent.map_err(|e| self.linked(http.transport_error(&endpoint, e)))?;
-        let resp = Response::read(resp, endpoint.clone(), 1 << 20)
-            .map_err(|e| http.transport_error(&endpoint, ureq::Error::Io(e)))?;
+        let resp = http.read_response(resp, &endpoint, 1 << 20)?;
         if !resp.is_success() {
             return Err(http_error(resp, path));
         }
@@ -286,8 +286,7 @@ impl E2bFiles<'_> {
             )
             .send(&body[..])
             .map_err(|e| self.linked(http.transport_error(&endpoint, e)))?;
-        let resp = Response::read(resp, endpoint.clone(), 1 << 20)
-            .map_err(|e| http.transport_error(&endpoint, ureq::Error::Io(e)))?;
+        let resp = http.read_response(resp, &endpoint, 1 << 20)?;
         if !resp.is_success() {
             return Err(http_error(resp, batch[0].0));
         }

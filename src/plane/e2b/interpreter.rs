@@ -91,8 +91,7 @@ impl E2bPlane {
             self.execution_failure(http.transport_error(&endpoint, e), request.timeout)
         })?;
         if !resp.status().is_success() {
-            let resp = Response::read(resp, endpoint.clone(), 1 << 20)
-                .map_err(|e| http.transport_error(&endpoint, ureq::Error::Io(e)))?;
+            let resp = http.read_response(resp, &endpoint, 1 << 20)?;
             return Err(self.execute_refused(resp, request));
         }
         let mut reader = BufReader::with_capacity(READ_BUF, resp.into_body().into_reader());
@@ -186,9 +185,7 @@ impl E2bPlane {
     /// A cut mid-execution: the sandbox is gone, or the output is lost (never resent).
     fn lost(&self, cause: Error, partial: Execution) -> Error {
         if let Ok(false) = self.health() {
-            return Error::SandboxNotFound {
-                sandbox_id: self.sandbox_id.clone(),
-            };
+            return self.stopped();
         }
         log::debug!("execution cut off: {cause}");
         Error::OutputLost {
@@ -204,9 +201,7 @@ impl E2bPlane {
                 after: timeout.unwrap_or_default(),
             },
             e if super::link_failure(&e) => match self.health() {
-                Ok(false) => Error::SandboxNotFound {
-                    sandbox_id: self.sandbox_id.clone(),
-                },
+                Ok(false) => self.stopped(),
                 _ => e,
             },
             e => e,

@@ -65,7 +65,12 @@ pub(crate) struct E2bPlane {
 }
 
 impl E2bPlane {
-    pub(crate) fn new(access: Access, timeouts: &Timeouts) -> Result<E2bPlane, Error> {
+    /// `finish` completes each server's endpoint (the backend's judge of "sandbox not found").
+    pub(crate) fn new(
+        access: Access,
+        timeouts: &Timeouts,
+        finish: impl Fn(Endpoint) -> Endpoint,
+    ) -> Result<E2bPlane, Error> {
         let http = |port: u16, timeouts: &Timeouts| -> Result<Http, Error> {
             let url = &access
                 .urls
@@ -83,7 +88,7 @@ impl E2bPlane {
             if let Some(token) = &access.envd_token {
                 endpoint = endpoint.with_header("X-Access-Token", token.clone());
             }
-            Ok(Http::new(endpoint, timeouts))
+            Ok(Http::new(finish(endpoint), timeouts))
         };
         let probing = timeouts
             .clone()
@@ -121,7 +126,7 @@ impl E2bPlane {
             .interpreter_probe
             .send_once(Method::Get, "/health", None)?;
         if let Some(sandbox_id) = resp.sandbox_gone() {
-            return Err(Error::SandboxNotFound { sandbox_id });
+            return Err(self.interpreter_probe.endpoint().gone_error(&sandbox_id));
         }
         Ok(resp.is_success() && self.health().unwrap_or(false))
     }
@@ -152,18 +157,22 @@ impl E2bPlane {
         }
     }
 
-    /// A link error turned into `SandboxNotFound` when envd's health says the sandbox is gone
-    /// (a killed, paused or timed-out sandbox).
+    /// A link error turned into [`E2bPlane::stopped`] when envd's health says the sandbox is
+    /// not running.
     fn typed(&self, failure: Failure) -> Failure {
         match failure {
             Failure::Other(e) if link_failure(&e) => match self.health() {
-                Ok(false) => Failure::Other(Error::SandboxNotFound {
-                    sandbox_id: self.sandbox_id.clone(),
-                }),
+                Ok(false) => Failure::Other(self.stopped()),
                 _ => Failure::Other(e),
             },
             other => other,
         }
+    }
+
+    /// The error for a sandbox the proxy no longer routes to: [`Error::SandboxPaused`] when the
+    /// control plane says it is paused, else [`Error::SandboxNotFound`] (killed or timed out).
+    fn stopped(&self) -> Error {
+        self.envd.endpoint().gone_error(&self.sandbox_id)
     }
 
     /// The error for a failure with no more specific meaning.
