@@ -13,14 +13,22 @@ use super::{
     BACKSTOP, Callback, CommandBuilder, CommandOutput, CommandResult, REINTERRUPT, SETTLE,
 };
 use crate::error::{Error, TimeoutPhase};
-use crate::exec::driver::{Driver, Stop};
 use crate::exec::models::Execution;
 use crate::jupyter::delivery::Failure;
 use crate::jupyter::rest;
 use crate::jupyter::wire::{Incoming, Outgoing};
-use crate::kernel::{Kernel, SilentError};
+use crate::kernel::Kernel;
+use crate::kernel::driver::{Driver, Stop};
+use crate::kernel::fault::SandboxFault;
+use crate::kernel::module::PyModule;
+use crate::kernel::pool::{self, Lease};
 use crate::output::{DroppedOutput, Tail};
 use crate::sandbox::Sandbox;
+
+const STDIN: PyModule = PyModule {
+    name: "__e2b_stdin",
+    source: include_str!("stdin.py"),
+};
 
 /// Why a command ended, kept so that every `wait` can rebuild the same outcome.
 #[derive(Debug)]
@@ -228,8 +236,10 @@ impl CommandHandle {
 /// [`CommandBuilder::run`] waits on directly with callbacks that borrow.
 pub(super) struct Running<'a> {
     sandbox: Sandbox,
-    /// The cell's execution on a system kernel, until the kernel goes back to the pool.
+    /// The cell's execution on a private kernel, until the kernel goes back to the pool.
     driver: Option<Driver>,
+    /// The private kernel, given back when the command ends (after the driver is dropped).
+    lease: Option<Lease<Sandbox>>,
     msg_id: String,
     pub(super) pid: Option<u32>,
     exit: Option<(i32, String)>,
@@ -411,65 +421,25 @@ impl<'a> Running<'a> {
             .ok_or_else(|| Error::protocol("the command runner reported no stdin FIFO"))
     }
 
-    /// Writes `data` to the FIFO at `path` from another system kernel (this command's kernel
+    /// Writes `data` to the FIFO at `path` from another private kernel (this command's kernel
     /// is busy running it). A FIFO without a reader, or one removed, means the command is gone.
     fn stdin_cell(&self, path: &str, data: &[u8]) -> Result<(), Error> {
-        const CLOSED: &str = "e2b-stdin-closed";
-        let code = format!(
-            "def __e2b_stdin_write(path, data):\n    \
-             import errno, os\n    \
-             try:\n        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)\n    \
-             except OSError as e:\n        \
-             if e.errno in (errno.ENXIO, errno.ENOENT):\n            \
-             raise RuntimeError({closed}) from None\n        raise\n    \
-             try:\n        os.set_blocking(fd, True)\n        view = memoryview(data)\n        \
-             while view:\n            view = view[os.write(fd, view):]\n    \
-             except BrokenPipeError:\n        raise RuntimeError({closed}) from None\n    \
-             finally:\n        os.close(fd)\n\
-             __e2b_stdin_write({path}, __import__('base64').b64decode({data}))\n",
-            closed = Value::String(CLOSED.into()),
-            path = Value::String(path.into()),
-            data = Value::String(crate::kernel::helper::encode(data)),
-        );
-        let sandbox = &self.sandbox;
-        let pool = sandbox.system_kernels();
-        let kernel = pool.acquire(sandbox)?;
-        if let Err(e) = sandbox.ensure_prepared(&kernel) {
-            pool.release(sandbox, kernel, false);
-            return Err(e);
+        let args = [json!(path), json!(crate::kernel::helper::encode(data))];
+        let out = pool::call(&self.sandbox, &STDIN, "write", &args)?;
+        if out.get("ok").is_some() {
+            return Ok(());
         }
-        let outcome = kernel.run_silent_reply(&code, sandbox.config().timeouts.request);
-        // A write that timed out may still be blocked in the cell: do not reuse that kernel.
-        pool.release(sandbox, kernel.clone(), outcome.is_ok());
-        let reply = outcome?;
-        match SilentError::of(&reply) {
-            None => Ok(()),
-            Some(e) if e.value == CLOSED => Err(Error::StdinClosed),
-            Some(e) => Err(Error::KernelSetup {
-                kernel_id: kernel.id.clone(),
-                message: format!("writing to stdin: {e}"),
+        Err(
+            SandboxFault::of(&out, path).to_error("writing to stdin", |message| {
+                Error::protocol(format!("writing to stdin: {message}"))
             }),
-        }
+        )
     }
-
-    /// `killpg(pid, SIGKILL)` run in another system kernel.
+    /// `killpg(pid, SIGKILL)` run in another private kernel.
     fn kill_from_elsewhere(&self, pid: u32) {
-        let sandbox = &self.sandbox;
-        let pool = sandbox.system_kernels();
-        match pool.acquire(sandbox) {
-            Ok(kernel) => {
-                let code = format!(
-                    "import os as __e2b_os, signal as __e2b_signal\n\
-                     try:\n    __e2b_os.killpg({pid}, __e2b_signal.SIGKILL)\n\
-                     except OSError:\n    pass"
-                );
-                let done = kernel.run_silent(&code, sandbox.config().timeouts.request);
-                if let Err(e) = &done {
-                    log::warn!("could not kill pid {pid} from kernel {}: {e}", kernel.id);
-                }
-                pool.release(sandbox, kernel, done.is_ok());
-            }
-            Err(e) => log::warn!("no kernel to kill pid {pid} from: {e}"),
+        let op = json!({"op": "kill", "pid": pid, "group": true, "path": format!("pid {pid}")});
+        if let Err(e) = crate::kernel::helper::call(&self.sandbox, op) {
+            log::warn!("could not kill pid {pid} from another kernel: {e}");
         }
     }
 
@@ -556,7 +526,7 @@ impl<'a> Running<'a> {
 
     fn interrupt(&mut self) {
         if let Some(driver) = self.driver.as_mut() {
-            driver.interrupt(&self.sandbox, SETTLE);
+            driver.interrupt(SETTLE);
         }
     }
 
@@ -719,13 +689,11 @@ impl<'a> Running<'a> {
             log::debug!("command {} failed: {fault:?}", self.msg_id);
         }
         self.ending = Some(ending);
-        if let Some(driver) = self.driver.take() {
-            let kernel = driver.kernel().clone();
-            // Dropping an unfinished driver stops the routing of its messages.
-            drop(driver);
-            self.sandbox
-                .system_kernels()
-                .release(&self.sandbox, kernel, clean);
+        // Dropping an unfinished driver stops the routing of its messages; then the lease
+        // gives the kernel back.
+        self.driver = None;
+        if let Some(mut lease) = self.lease.take() {
+            lease.clean(clean);
         }
     }
 }
@@ -734,25 +702,24 @@ impl Drop for Running<'_> {
     fn drop(&mut self) {
         if self.ending.is_none()
             && self.follower
-            && let Some(driver) = self.driver.take()
+            && self.driver.take().is_some()
+            && let Some(lease) = self.lease.take()
         {
             // Stops the following (the cell ends at the interrupt); the command runs on.
-            let kernel = driver.kernel().clone();
-            drop(driver);
-            self.sandbox
-                .interrupt_kernel(&kernel, self.sandbox.config().timeouts.request);
-            self.sandbox.system_kernels().detach(kernel);
+            lease
+                .kernel()
+                .interrupt(self.sandbox.config().timeouts.request);
+            lease.detach();
             return;
         }
         if self.ending.is_none()
             && self.background
-            && let Some(driver) = self.driver.take()
+            && self.driver.take().is_some()
+            && let Some(lease) = self.lease.take()
         {
             log::debug!("leaving background command {} running", self.msg_id);
-            let kernel = driver.kernel().clone();
             // Without its driver the command's output is no longer routed or kept.
-            drop(driver);
-            self.sandbox.system_kernels().detach(kernel);
+            lease.detach();
             return;
         }
         if self.ending.is_none() {
@@ -761,13 +728,9 @@ impl Drop for Running<'_> {
                 log::debug!("killing command {} on drop: {e}", self.msg_id);
             }
         }
-        if let Some(driver) = self.driver.take() {
-            let kernel = driver.kernel().clone();
-            drop(driver);
-            self.sandbox
-                .system_kernels()
-                .release(&self.sandbox, kernel, false);
-        }
+        // The driver first: a kernel goes back only once its messages are no longer routed.
+        self.driver = None;
+        self.lease = None;
     }
 }
 
@@ -861,38 +824,24 @@ impl<'a> Running<'a> {
         on_stdout: Option<Callback<'a>>,
         on_stderr: Option<Callback<'a>>,
     ) -> Result<Running<'a>, Error> {
-        let pool = sandbox.system_kernels();
-        let kernel = pool.acquire(sandbox)?;
-        if let Err(e) = sandbox.ensure_prepared(&kernel) {
-            pool.release(sandbox, kernel, false);
-            return Err(e);
-        }
+        // Dropped on every early return: the kernel is then shut down.
+        let lease = Lease::take(sandbox)?;
+        let kernel = lease.kernel().clone();
         let code = launch.code;
         let mut request = Outgoing::execute(kernel.conn.session_id(), &code, false);
         request.content["store_history"] = Value::Bool(false);
         // In the request's metadata, not the cell: the kernel's hook sets them around the cell
         // (the runner starts the command with the cell's environment), and the kernel echoes
         // a cell's code to every client (`execute_input`), which may log it.
-        let request = match crate::kernel::envs::in_metadata(request, &launch.envs) {
-            Ok(request) => request,
-            Err(e) => {
-                pool.release(sandbox, kernel, false);
-                return Err(e);
-            }
-        };
+        let request = crate::kernel::envs::in_metadata(request, &launch.envs)?;
         let msg_id = request.msg_id.clone();
         let kernel_id = kernel.id.clone();
-        let driver = match Driver::send(kernel.clone(), request) {
-            Ok(d) => d,
-            Err(e) => {
-                pool.release(sandbox, kernel, false);
-                return Err(e);
-            }
-        };
+        let driver = Driver::send(kernel, request)?;
         log::debug!("command {msg_id} on kernel {kernel_id}");
         let mut handle = Running {
             sandbox: sandbox.clone(),
             driver: Some(driver),
+            lease: Some(lease),
             msg_id,
             pid: None,
             exit: None,

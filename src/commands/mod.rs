@@ -4,7 +4,6 @@
 mod connect;
 mod handle;
 mod plane;
-mod pool;
 mod runner;
 
 use std::time::Duration;
@@ -17,7 +16,6 @@ use crate::sandbox::Sandbox;
 
 pub use handle::{CommandHandle, OutputIter};
 use plane::Proc;
-pub(crate) use pool::SystemKernels;
 
 /// Default timeout of a command, as in E2B.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -27,8 +25,6 @@ const BACKSTOP: Duration = Duration::from_secs(10);
 const SETTLE: Duration = Duration::from_secs(5);
 /// How often an interrupt is repeated while a kill is pending.
 const REINTERRUPT: Duration = Duration::from_secs(1);
-/// Idle system kernels kept for the next command.
-const MAX_IDLE: usize = 2;
 
 type Callback<'a> = Box<dyn FnMut(&str) + Send + 'a>;
 

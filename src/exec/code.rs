@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 use crate::context::Context;
 use crate::error::{Error, TimeoutPhase};
 use crate::exec::accumulate::{Accumulator, Event};
-use crate::exec::driver::{Driver, Stop};
 use crate::exec::models::{Execution, ExecutionError, OutputMessage, RichResult};
 use crate::jupyter::wire::Outgoing;
 use crate::kernel::Kernel;
+use crate::kernel::driver::{Driver, Stop};
 use crate::sandbox::Sandbox;
 
 /// How long a cell whose callback failed may take to end by itself before it is interrupted.
@@ -274,12 +274,12 @@ impl<'a> CodeBuilder<'a> {
                         kernel.id
                     );
                     timed_out = true;
-                    driver.interrupt(self.sandbox, grace);
+                    driver.interrupt(grace);
                     continue;
                 }
                 Err(Stop::TimedOut) if interrupt_due => {
                     interrupt_due = false;
-                    driver.interrupt(self.sandbox, grace);
+                    driver.interrupt(grace);
                     continue;
                 }
                 Err(Stop::TimedOut) => {

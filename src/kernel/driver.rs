@@ -22,11 +22,10 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::error::{Error, TimeoutPhase};
 use crate::exec::models::{Continuity, Execution};
-use crate::exec::recovery::{Replay, Sequencer, probe_request, replay_request};
 use crate::jupyter::delivery::{self, Delivery, Failure, WakeOn};
 use crate::jupyter::wire::{Incoming, Outgoing};
 use crate::kernel::Kernel;
-use crate::sandbox::Sandbox;
+use crate::kernel::recovery::{Replay, Sequencer, probe_request, replay_request};
 
 /// Largest replay answer the hook sends at once (it always sends at least one message).
 /// Small enough to cross a link that is cut every few hundred milliseconds, large enough that
@@ -432,8 +431,8 @@ impl Driver {
 
     /// Interrupts the kernel (the HTTP call bounded by `grace`) and gives the execution `grace`
     /// to end: the interrupt-then-settle every consumer uses to stop an execution.
-    pub(crate) fn interrupt(&mut self, sandbox: &Sandbox, grace: Duration) {
-        sandbox.interrupt_kernel(&self.kernel, grace);
+    pub(crate) fn interrupt(&mut self, grace: Duration) {
+        self.kernel.interrupt(grace);
         self.settle(grace);
     }
 
