@@ -5,6 +5,7 @@ mod connect;
 mod handle;
 mod plane;
 mod runner;
+mod running;
 
 use std::time::Duration;
 
@@ -339,7 +340,7 @@ impl<'a> CommandBuilder<'a> {
     ///
     /// The runner cell cannot receive messages while it runs, so stdin is a FIFO in the
     /// sandbox's temp directory that each `send_stdin` writes to from a small cell in another
-    /// system kernel.
+    /// private kernel.
     pub fn stdin(mut self, stdin: bool) -> Self {
         self.stdin = stdin;
         self
@@ -350,7 +351,7 @@ impl<'a> CommandBuilder<'a> {
     /// dropping the handle kills the command, and so does closing the sandbox (also on a
     /// Jupyter server the sandbox does not own, where a background command outlives the
     /// sandbox). [`Commands::connect`] gives a new handle on it, with its output from the
-    /// start; the system kernel running it is reused once it ends. Its handle's
+    /// start; the private kernel running it is reused once it ends. Its handle's
     /// [`CommandHandle::kill`] kills it by pid, since its runner ignores kernel interrupts (a
     /// Jupyter server interrupts a kernel it shuts down).
     pub fn background(mut self, background: bool) -> Self {

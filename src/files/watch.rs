@@ -1,6 +1,6 @@
 //! `files().watch_dir()`: changes in a directory of the sandbox, as they happen.
 //!
-//! A watcher thread in one of the sandbox's private system kernels (`watch.py`: inotify
+//! A watcher thread in one of the sandbox's private kernels (`watch.py`: inotify
 //! through ctypes, Linux) numbers events into a bounded buffer, and a thread per watch here
 //! long-polls it with short silent cells through the one execution driver, each asking for
 //! the events after the last one it has. A cell's reply lost in a cut is recovered by the

@@ -1,5 +1,11 @@
 //! One kernel the SDK started, with its connection: the unit a context wraps. Its set-up
 //! (the output hook in `hook.py`, env vars in [`envs`]) runs in it silently.
+//!
+//! The layer below the facade: it never names `Sandbox`. Here too are what runs in kernels:
+//! the [`driver`] that follows an execution across cuts ([`recovery`]: replay records),
+//! kernelspecs ([`spec`]), and the private-kernel service: the [`pool`] a [`pool::Lease`]
+//! borrows from, the SDK's Python modules called with JSON arguments ([`module`]), the one
+//! table from their faults to `Error` ([`fault`]), and the file [`helper`].
 
 pub(crate) mod driver;
 pub(crate) mod envs;
