@@ -42,8 +42,6 @@ KNOWN = {
     # `Error::OutputLost` and `Error::ExecutionFailed` carry the public result types.
     "error -> exec::models": "Error carries Execution and ExecutionError",
     "kernel -> exec::models": "a driver's stop carries the partial Execution",
-    # The connection asks the backend whether the sandbox is alive when the link breaks.
-    "jupyter -> backend": "the Backend trait (liveness, server log) lives in backend/",
     # E2B's data plane returns the public types of the facade's children.
     "plane -> commands": "CommandOutput, CommandResult",
     "plane -> exec::accumulate": "the shared output accumulator",

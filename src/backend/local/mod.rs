@@ -17,7 +17,7 @@ mod server_log;
 
 use std::path::{Path, PathBuf};
 
-use crate::backend::{Backend, Liveness};
+use crate::backend::{Backend, Liveness, SandboxProbe};
 use crate::config::{Secret, Timeouts};
 use crate::error::Error;
 use crate::net::Endpoint;
@@ -348,13 +348,9 @@ impl LocalBackend {
     }
 }
 
-impl Backend for LocalBackend {
+impl SandboxProbe for LocalBackend {
     fn sandbox_id(&self) -> &str {
         &self.id
-    }
-
-    fn jupyter(&self) -> &Endpoint {
-        self.server.endpoint()
     }
 
     fn probe(&self) -> Liveness {
@@ -363,6 +359,12 @@ impl Backend for LocalBackend {
         } else {
             Liveness::Gone
         }
+    }
+}
+
+impl Backend for LocalBackend {
+    fn jupyter(&self) -> &Endpoint {
+        self.server.endpoint()
     }
 
     fn owns_server(&self) -> bool {
