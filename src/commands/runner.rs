@@ -7,6 +7,7 @@ use crate::kernel::module::PyModule;
 /// The runner, installed as the module `__e2b_command`.
 const RUNNER: PyModule = PyModule {
     name: "__e2b_command",
+    about: "command runner",
     source: include_str!("runner.py"),
 };
 /// MIME type of the runner's start, exit and error records.

@@ -28,6 +28,7 @@ use crate::sandbox::Sandbox;
 /// The watcher's source.
 const WATCHER: PyModule = PyModule {
     name: "__e2b_watch",
+    about: "directory watch",
     source: include_str!("watch.py"),
 };
 /// Events a [`WatchHandle`] holds for its reader by default.

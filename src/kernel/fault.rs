@@ -30,14 +30,19 @@ impl SandboxFault {
         }
     }
 
-    /// The error for the fault, in an operation described by `what` (`rename`, `watch`, …);
-    /// a kind the table does not know becomes `other(message)`.
-    pub(crate) fn to_error(&self, what: &str, other: impl FnOnce(&str) -> Error) -> Error {
-        let path = if self.path.is_empty() {
+    /// The path as errors show it: `.` for the root.
+    pub(crate) fn shown_path(&self) -> String {
+        if self.path.is_empty() {
             ".".to_string()
         } else {
             self.path.clone()
-        };
+        }
+    }
+
+    /// The error for the fault, in an operation described by `what` (`rename`, `watch`, …);
+    /// a kind the table does not know becomes `other(message)`.
+    pub(crate) fn to_error(&self, what: &str, other: impl FnOnce(&str) -> Error) -> Error {
+        let path = self.shown_path();
         match self.kind.as_str() {
             "not_found" => Error::FileNotFound { path },
             "not_a_directory" => Error::NotADirectory { path },

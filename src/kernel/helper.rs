@@ -13,6 +13,7 @@ use crate::kernel::pool::{self, KernelSource};
 
 const HELPER: PyModule = PyModule {
     name: "__e2b_fs",
+    about: "file operation",
     source: include_str!("helper.py"),
 };
 
@@ -31,11 +32,7 @@ pub(crate) fn call(source: &impl KernelSource, op: Value) -> Result<Value, Error
     let fault = SandboxFault::of(&out, op["path"].as_str().unwrap_or(""));
     let what = op["op"].as_str().unwrap_or("file op");
     Err(fault.to_error(what, |message| Error::Io {
-        path: if fault.path.is_empty() {
-            ".".into()
-        } else {
-            fault.path.clone()
-        },
+        path: fault.shown_path(),
         source: std::io::Error::other(message.to_string()),
     }))
 }

@@ -20,6 +20,8 @@ use crate::sync::lock;
 #[derive(Debug)]
 pub(crate) struct PyModule {
     pub(crate) name: &'static str,
+    /// What its calls do, for errors ("file operation").
+    pub(crate) about: &'static str,
     pub(crate) source: &'static str,
 }
 
@@ -76,7 +78,7 @@ impl PyModule {
         let mut msg = Outgoing::execute(kernel.conn.session_id(), &code, true);
         msg.content["user_expressions"] = json!({ "out": "__e2b_out" });
         let reply = finish_silent(&mut Driver::send(kernel.clone(), msg)?, timeout)?;
-        let out = decode(kernel, self.name, &reply)?;
+        let out = decode(kernel, self.about, &reply)?;
         if !installed {
             let mut modules = lock(&kernel.modules);
             if modules.0 != events {
@@ -89,10 +91,10 @@ impl PyModule {
 }
 
 /// The JSON value a module's function returned, from a silent cell's reply.
-fn decode(kernel: &Kernel, module: &str, reply: &Value) -> Result<Value, Error> {
+fn decode(kernel: &Kernel, about: &str, reply: &Value) -> Result<Value, Error> {
     let bad = |what: &str| Error::KernelSetup {
         kernel_id: kernel.id.clone(),
-        message: format!("{module}: {what}"),
+        message: format!("{about}: {what}"),
     };
     if reply["status"] != "ok" {
         return Err(bad(&format!(
@@ -111,7 +113,7 @@ fn decode(kernel: &Kernel, module: &str, reply: &Value) -> Result<Value, Error> 
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(b64)
         .map_err(|_| bad("result is not base64"))?;
-    serde_json::from_slice(&bytes).map_err(|e| Error::protocol_from(format!("{module} result"), e))
+    serde_json::from_slice(&bytes).map_err(|e| Error::protocol_from(format!("{about} result"), e))
 }
 
 #[cfg(test)]
@@ -120,6 +122,7 @@ mod tests {
 
     const MODULE: PyModule = PyModule {
         name: "__e2b_test",
+        about: "test",
         source: "def f(a):\n    return a\n",
     };
 

@@ -11,6 +11,7 @@ use crate::kernel::pool;
 
 const STDIN: PyModule = PyModule {
     name: "__e2b_stdin",
+    about: "writing to stdin",
     source: include_str!("stdin.py"),
 };
 
