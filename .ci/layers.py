@@ -62,7 +62,9 @@ def root_exports():
     """Names lib.rs re-exports, mapped to the top-level module they come from."""
     text = (SRC / "lib.rs").read_text()
     exports = {}
-    for m in re.finditer(r"pub use (\w+)(?:::[\w:]*)?(?:::\{([^}]*)\}|::(\w+))?;", text, re.S):
+    for m in re.finditer(
+        r"pub use (?:crate::)?(\w+)(?:::[\w:]*)?(?:::\{([^}]*)\}|::(\w+))?;", text, re.S
+    ):
         names = (m.group(2) or m.group(3) or "").replace("\n", " ")
         for name in re.split(r"[,\s]+", names):
             if name:
@@ -78,8 +80,14 @@ def code_lines(path):
         yield line.split("//", 1)[0]
 
 
+def modules():
+    """The crate's top-level modules: src/*.rs and src/*/, besides lib.rs."""
+    return {p.name.removesuffix(".rs") for p in SRC.iterdir() if p.name != "lib.rs"}
+
+
 def edges():
     exports = root_exports()
+    known = modules()
     found = {}
     for path in sorted(SRC.rglob("*.rs")):
         if path == SRC / "lib.rs":
@@ -92,7 +100,8 @@ def edges():
                     target, sub = exports.get(first), ""
                 else:
                     target, sub = first, second if second and second[0].islower() else ""
-                if target is None or target == src:
+                # Not a module of its own (a module lib.rs declares inline, a macro): skipped.
+                if target not in known or target == src:
                     continue
                 found.setdefault((src, target, sub), f"{path.relative_to(SRC.parent)}:{number}")
     return found
