@@ -11,7 +11,7 @@ use crate::error::Error;
 /// can be waited on, or killed, from another thread.
 ///
 /// Dropping a handle whose command still runs kills the command, unless it was started with
-/// [`CommandBuilder::background`].
+/// [`CommandBuilder::background`](super::CommandBuilder::background).
 pub struct CommandHandle(pub(super) super::plane::Proc<'static>);
 
 impl std::fmt::Debug for CommandHandle {
@@ -32,8 +32,8 @@ impl CommandHandle {
         self.0.is_finished()
     }
 
-    /// Stdout received so far: its last [`max_output`](CommandBuilder::max_output) bytes,
-    /// none with [`retain_output(false)`](CommandBuilder::retain_output).
+    /// Stdout received so far: its last [`max_output`](super::CommandBuilder::max_output) bytes,
+    /// none with [`retain_output(false)`](super::CommandBuilder::retain_output).
     pub fn stdout(&self) -> &str {
         self.0.stdout()
     }
@@ -87,7 +87,7 @@ impl CommandHandle {
         self.0.kill()
     }
 
-    /// Writes `data` to the command's stdin (see [`CommandBuilder::stdin`]). Returns once the
+    /// Writes `data` to the command's stdin (see [`CommandBuilder::stdin`](super::CommandBuilder::stdin)). Returns once the
     /// bytes are in the command's stdin pipe; while that pipe is full (the command does not
     /// read), this waits for it, up to the request timeout. Each call is one cell that the
     /// client resends across reconnects only when the kernel never received it, so the bytes
