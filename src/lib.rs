@@ -128,7 +128,6 @@ mod env_vars;
 mod error;
 mod exec;
 mod files;
-mod host;
 mod jupyter;
 mod kernel;
 mod net;
@@ -167,12 +166,11 @@ pub use exec::code::CodeBuilder;
 pub use exec::models::{Continuity, Execution, ExecutionError, Logs, OutputMessage, RichResult};
 pub use files::watch::{DEFAULT_WATCH_CAPACITY, FsEvent, FsEventKind, WatchBuilder, WatchHandle};
 pub use files::{Download, EntryInfo, FileType, Files, Upload};
-pub use host::Host;
 pub use jupyter::state::{CloseReason, ConnectionState, ConnectionWatch};
 pub use output::{DEFAULT_MAX_OUTPUT, DroppedOutput};
 pub use plane::DataPlane;
 pub use pty::{Pty, PtyEnd, PtyEvent, PtyGap, PtyIter, PtyOptions, PtyOutput, PtySize, Terminal};
-pub use sandbox::{Sandbox, SandboxBuilder};
+pub use sandbox::{Host, Sandbox, SandboxBuilder};
 
 /// `Result` with this crate's [`Error`] by default, so `fn main() -> Result<()>` works under
 /// `use e2b_blocking::*`.

@@ -2,7 +2,7 @@
 //! nothing to create; the SDK starts its own kernels and shuts down only those. (A server
 //! behind JupyterHub, which may have to be started first, is `jupyterhub.rs`.)
 
-use crate::backend::{Backend, Liveness};
+use crate::backend::{Backend, Liveness, SandboxProbe};
 use crate::config::{Secret, Timeouts};
 use crate::error::Error;
 use crate::net::{Endpoint, Http, Method};
@@ -64,13 +64,9 @@ pub(crate) fn host_of(base: &str, port: u16) -> String {
     }
 }
 
-impl Backend for JupyterBackend {
+impl SandboxProbe for JupyterBackend {
     fn sandbox_id(&self) -> &str {
         &self.id
-    }
-
-    fn jupyter(&self) -> &Endpoint {
-        &self.endpoint
     }
 
     /// A server that does not answer may come back, so this backend never says `Gone`; only
@@ -78,6 +74,12 @@ impl Backend for JupyterBackend {
     /// server would only spend the reconnect budget on a request through the same broken link.
     fn probe(&self) -> Liveness {
         Liveness::Unknown
+    }
+}
+
+impl Backend for JupyterBackend {
+    fn jupyter(&self) -> &Endpoint {
+        &self.endpoint
     }
 
     fn owns_server(&self) -> bool {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::backend::jupyter::host_of;
-use crate::backend::{Backend, Liveness};
+use crate::backend::{Backend, Liveness, SandboxProbe};
 use crate::config::{ReconnectPolicy, Secret, Timeouts};
 use crate::error::{Error, TimeoutPhase};
 use crate::net::{Endpoint, Http, Method, encode_component, link_broke};
@@ -244,13 +244,9 @@ impl JupyterHubBackend {
     }
 }
 
-impl Backend for JupyterHubBackend {
+impl SandboxProbe for JupyterHubBackend {
     fn sandbox_id(&self) -> &str {
         &self.id
-    }
-
-    fn jupyter(&self) -> &Endpoint {
-        &self.endpoint
     }
 
     /// Asks the Hub: a server it no longer lists as running is gone (stopped by its user, an
@@ -277,6 +273,12 @@ impl Backend for JupyterHubBackend {
         };
         *last = Some((Instant::now(), liveness));
         liveness
+    }
+}
+
+impl Backend for JupyterHubBackend {
+    fn jupyter(&self) -> &Endpoint {
+        &self.endpoint
     }
 
     fn owns_server(&self) -> bool {

@@ -8,32 +8,16 @@ pub(crate) mod jupyter;
 pub(crate) mod jupyterhub;
 pub(crate) mod local;
 
-use std::fmt;
-
 use crate::error::Error;
 use crate::net::Endpoint;
 
-/// Whether a sandbox still exists, as far as its backend can tell.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Liveness {
-    Alive,
-    Gone,
-    /// The sandbox exists but is paused: nothing answers until it is resumed (E2B).
-    Paused,
-    /// The backend could not tell (its own API did not answer).
-    Unknown,
-}
+pub(crate) use crate::jupyter::liveness::{Liveness, SandboxProbe};
 
-/// The life cycle of one sandbox.
-pub(crate) trait Backend: Send + Sync + fmt::Debug {
-    /// The id used in errors and logs: the E2B sandbox id, or a local or server name.
-    fn sandbox_id(&self) -> &str;
-
+/// The life cycle of one sandbox; its id and liveness are the [`SandboxProbe`] its
+/// connections hold.
+pub(crate) trait Backend: SandboxProbe {
     /// Where the sandbox's Jupyter server answers, with the headers it needs.
     fn jupyter(&self) -> &Endpoint;
-
-    /// Asked after a connection is lost for good, to tell `SandboxNotFound` from a network fault.
-    fn probe(&self) -> Liveness;
 
     /// Whether the sandbox runs now, for `Sandbox::is_running`: like [`Backend::probe`], but a
     /// paused sandbox is not running. `Unknown` leaves the answer to the Jupyter server.

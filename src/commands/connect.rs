@@ -2,15 +2,15 @@
 //!
 //! A command's output travels in its runner cell, which only the handle that started it reads.
 //! The runner also appends it to a bounded ring of files in the sandbox (8 segments of 1 MiB,
-//! see `_Log` in runner.py); connecting runs a follower cell on another system kernel that
+//! see `_Log` in runner.py); connecting runs a follower cell on another private kernel that
 //! replays that ring from the start and then follows it live until the command's exit record.
 //! Its output is ordinary cell output, so it is numbered, buffered and replayed across
 //! connection cuts like any command's.
 
 use serde_json::json;
 
-use super::handle::{Launch, Running};
 use super::runner::follow_cell;
+use super::running::{Launch, Running};
 use super::{CommandHandle, Commands};
 use crate::error::Error;
 

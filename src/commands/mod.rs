@@ -4,8 +4,8 @@
 mod connect;
 mod handle;
 mod plane;
-mod pool;
 mod runner;
+mod running;
 
 use std::time::Duration;
 
@@ -17,7 +17,6 @@ use crate::sandbox::Sandbox;
 
 pub use handle::{CommandHandle, OutputIter};
 use plane::Proc;
-pub(crate) use pool::SystemKernels;
 
 /// Default timeout of a command, as in E2B.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -27,8 +26,6 @@ const BACKSTOP: Duration = Duration::from_secs(10);
 const SETTLE: Duration = Duration::from_secs(5);
 /// How often an interrupt is repeated while a kill is pending.
 const REINTERRUPT: Duration = Duration::from_secs(1);
-/// Idle system kernels kept for the next command.
-const MAX_IDLE: usize = 2;
 
 type Callback<'a> = Box<dyn FnMut(&str) + Send + 'a>;
 
@@ -343,7 +340,7 @@ impl<'a> CommandBuilder<'a> {
     ///
     /// The runner cell cannot receive messages while it runs, so stdin is a FIFO in the
     /// sandbox's temp directory that each `send_stdin` writes to from a small cell in another
-    /// system kernel.
+    /// private kernel.
     pub fn stdin(mut self, stdin: bool) -> Self {
         self.stdin = stdin;
         self
@@ -354,7 +351,7 @@ impl<'a> CommandBuilder<'a> {
     /// dropping the handle kills the command, and so does closing the sandbox (also on a
     /// Jupyter server the sandbox does not own, where a background command outlives the
     /// sandbox). [`Commands::connect`] gives a new handle on it, with its output from the
-    /// start; the system kernel running it is reused once it ends. Its handle's
+    /// start; the private kernel running it is reused once it ends. Its handle's
     /// [`CommandHandle::kill`] kills it by pid, since its runner ignores kernel interrupts (a
     /// Jupyter server interrupts a kernel it shuts down).
     pub fn background(mut self, background: bool) -> Self {

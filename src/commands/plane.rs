@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::handle::Running;
+use super::running::Running;
 use super::{CommandBuilder, CommandOutput, CommandResult};
 use crate::error::Error;
 use crate::plane::Plane;

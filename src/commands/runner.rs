@@ -2,14 +2,19 @@
 
 use serde_json::Value;
 
-/// The runner's source.
-const RUNNER: &str = include_str!("runner.py");
+use crate::kernel::module::PyModule;
+
+/// The runner, installed as the module `__e2b_command`.
+const RUNNER: PyModule = PyModule {
+    name: "__e2b_command",
+    about: "command runner",
+    source: include_str!("runner.py"),
+};
 /// MIME type of the runner's start, exit and error records.
 pub(super) const COMMAND_MIME: &str = "application/x-e2b-command+json";
 
 /// The cell that runs one command. The runner is installed as a module on first use in a
-/// kernel (again after a restart); its source travels as one string literal, which IPython's
-/// input transformers pass over cheaply, and is compiled only when it is missing.
+/// kernel (again after a restart; see [`PyModule::cell`]).
 pub(super) fn command_cell(spec: &Value) -> String {
     cell("run", spec)
 }
@@ -21,14 +26,7 @@ pub(super) fn follow_cell(spec: &Value) -> String {
 }
 
 fn cell(function: &str, spec: &Value) -> String {
-    let source = Value::String(RUNNER.to_string());
-    let spec = Value::String(spec.to_string());
-    format!(
-        "import sys as __e2b_sys\n\
-         if '__e2b_command' not in __e2b_sys.modules:\n    \
-         exec({source}, {{'__name__': '__e2b_command_install'}})\n\
-         __e2b_sys.modules['__e2b_command'].{function}(__import__('json').loads({spec}))\n"
-    )
+    RUNNER.cell(function, std::slice::from_ref(spec), None)
 }
 
 #[cfg(test)]
@@ -38,8 +36,8 @@ mod tests {
 
     #[test]
     fn runner_source_is_embedded() {
-        assert!(RUNNER.contains("def _e2b_command(spec)"));
-        assert!(RUNNER.contains(COMMAND_MIME));
+        assert!(RUNNER.source.contains("def _e2b_command(spec)"));
+        assert!(RUNNER.source.contains(COMMAND_MIME));
         let cell = command_cell(&json!({"cmd": "echo 'hi'\n", "envs": {}}));
         assert_eq!(cell.lines().count(), 4, "{cell}");
         assert!(cell.contains(r#"\"cmd\":\"echo 'hi'\\n\""#), "{cell}");

@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 use crate::context::Context;
 use crate::error::{Error, TimeoutPhase};
 use crate::exec::accumulate::{Accumulator, Event};
-use crate::exec::driver::{Driver, Stop};
 use crate::exec::models::{Execution, ExecutionError, OutputMessage, RichResult};
 use crate::jupyter::wire::Outgoing;
 use crate::kernel::Kernel;
+use crate::kernel::driver::{Driver, Waited};
 use crate::sandbox::Sandbox;
 
 /// How long a cell whose callback failed may take to end by itself before it is interrupted.
@@ -265,24 +265,18 @@ impl<'a> CodeBuilder<'a> {
         // A callback failed: interrupt the cell unless it ends within SETTLE.
         let mut interrupt_due = false;
         loop {
-            let ready = match driver.next(driver.settle_until().or(deadline)) {
-                Ok(ready) => ready,
-                Err(Stop::TimedOut) if driver.settle_until().is_none() => {
-                    log::debug!(
-                        "execution {} timed out; interrupting kernel {}",
-                        driver.msg_id(),
-                        kernel.id
-                    );
+            let ready = match driver.wait(deadline, None, grace) {
+                Ok(Waited::Ready(ready)) => ready,
+                Ok(Waited::Interrupted) => {
                     timed_out = true;
-                    driver.interrupt(self.sandbox, grace);
                     continue;
                 }
-                Err(Stop::TimedOut) if interrupt_due => {
+                Ok(Waited::Unsettled) if interrupt_due => {
                     interrupt_due = false;
-                    driver.interrupt(self.sandbox, grace);
+                    driver.interrupt(grace);
                     continue;
                 }
-                Err(Stop::TimedOut) => {
+                Ok(Waited::Unsettled | Waited::Paused) => {
                     driver.abandon();
                     if timed_out && panicked.is_none() {
                         return Err(self.interrupt_ignored(&kernel, timeout));

@@ -1,6 +1,6 @@
 //! `files().watch_dir()`: changes in a directory of the sandbox, as they happen.
 //!
-//! A watcher thread in one of the sandbox's private system kernels (`watch.py`: inotify
+//! A watcher thread in one of the sandbox's private kernels (`watch.py`: inotify
 //! through ctypes, Linux) numbers events into a bounded buffer, and a thread per watch here
 //! long-polls it with short silent cells through the one execution driver, each asking for
 //! the events after the last one it has. A cell's reply lost in a cut is recovered by the
@@ -19,14 +19,18 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::error::{Error, TimeoutPhase};
-use crate::exec::driver::Driver;
 use crate::files::Files;
-use crate::jupyter::wire::Outgoing;
-use crate::kernel::{Kernel, finish_silent};
+use crate::kernel::fault::SandboxFault;
+use crate::kernel::module::PyModule;
+use crate::kernel::pool::Lease;
 use crate::sandbox::Sandbox;
 
 /// The watcher's source.
-const WATCHER: &str = include_str!("watch.py");
+const WATCHER: PyModule = PyModule {
+    name: "__e2b_watch",
+    about: "directory watch",
+    source: include_str!("watch.py"),
+};
 /// Events a [`WatchHandle`] holds for its reader by default.
 pub const DEFAULT_WATCH_CAPACITY: usize = 4096;
 /// How long one poll waits in the sandbox for an event: also how long a stop may wait for
@@ -449,66 +453,37 @@ impl Watcher<'_> {
         shared.ready.notify_all();
     }
 
+    /// Runs the watch in a private kernel, leased for as long as it lasts: it goes back to
+    /// the pool after a watch that ended cleanly, and is shut down after a poll that failed
+    /// (which may leave the watcher running in it).
     fn watch(&mut self, sandbox: &Sandbox, spec: &Value) -> Result<(), Error> {
-        let pool = sandbox.system_kernels();
-        let kernel = pool.acquire(sandbox)?;
-        if let Err(e) = sandbox.ensure_prepared(&kernel) {
-            pool.release(sandbox, kernel, false);
-            return Err(e);
-        }
-        let outcome = self.follow(sandbox, &kernel, spec);
-        // A poll that failed may leave the watcher running in that kernel: do not reuse it.
-        pool.release(sandbox, kernel, outcome.is_ok());
-        outcome
-    }
-
-    fn follow(
-        &mut self,
-        sandbox: &Sandbox,
-        kernel: &Arc<Kernel>,
-        spec: &Value,
-    ) -> Result<(), Error> {
+        let mut lease = Lease::take(sandbox)?;
         let timeout = sandbox.config().timeouts.request;
-        let source = Value::String(WATCHER.to_string());
-        let spec = Value::String(spec.to_string());
-        let start = call(
-            kernel,
-            &format!(
-                "import sys as __e2b_sys\n\
-                 if '__e2b_watch' not in __e2b_sys.modules:\n    \
-                 exec({source}, {{'__name__': '__e2b_watch_install'}})\n\
-                 __e2b_watch_out = __e2b_sys.modules['__e2b_watch'].start(__import__('json').loads({spec}))"
-            ),
-            timeout,
-        )?;
+        let start = lease.call(&WATCHER, "start", std::slice::from_ref(spec), timeout)?;
         let id = match start.get("ok") {
             Some(ok) => ok["id"].as_str().unwrap_or("").to_string(),
             None => return Err(failure_of(&start)),
         };
-        log::debug!("watching {spec} on kernel {} (watch {id})", kernel.id);
+        log::debug!(
+            "watching {spec} on kernel {} (watch {id})",
+            lease.kernel().id
+        );
         if let Some(tx) = self.started.take() {
             let _ = tx.send(Ok(()));
         }
-        let module = "__import__('sys').modules['__e2b_watch']";
         let id = Value::String(id);
-        let stop = || {
-            call(
-                kernel,
-                &format!("__e2b_watch_out = {module}.stop({id})"),
-                timeout,
-            )
-            .map(drop)
+        let stop = |lease: &mut Lease<Sandbox>| {
+            lease
+                .call(&WATCHER, "stop", std::slice::from_ref(&id), timeout)
+                .map(drop)
         };
         let mut after = 0u64;
         loop {
             if self.shared.stop.load(Ordering::SeqCst) {
-                return stop();
+                return stop(&mut lease);
             }
-            let code = format!(
-                "__e2b_watch_out = {module}.poll({id}, {after}, {})",
-                POLL.as_secs_f64()
-            );
-            let out = call(kernel, &code, timeout + POLL)?;
+            let args = [id.clone(), json!(after), json!(POLL.as_secs_f64())];
+            let out = lease.call(&WATCHER, "poll", &args, timeout + POLL)?;
             let Some(ok) = out.get("ok") else {
                 return Err(failure_of(&out));
             };
@@ -547,29 +522,14 @@ impl Watcher<'_> {
             self.shared.ready.notify_all();
             if let Some(reason) = ok["ended"].as_str() {
                 log::debug!("watch {id} ended: {reason}");
-                return stop();
+                return stop(&mut lease);
             }
         }
     }
 }
 
-/// One watcher call as a silent cell through the execution driver (so a reply lost in a cut
-/// is recovered), its result read from `user_expressions`.
-fn call(kernel: &Arc<Kernel>, code: &str, timeout: Duration) -> Result<Value, Error> {
-    let mut msg = Outgoing::execute(kernel.conn.session_id(), code, true);
-    msg.content["user_expressions"] = json!({ "out": "__e2b_watch_out" });
-    let reply = finish_silent(&mut Driver::send(kernel.clone(), msg)?, timeout)?;
-    crate::kernel::helper::decode(kernel, &reply)
-}
-
 fn failure_of(out: &Value) -> Error {
-    let path = out["path"].as_str().unwrap_or("").to_string();
-    let message = out["message"].as_str().unwrap_or("").to_string();
-    match out["error"].as_str() {
-        Some("not_found") => Error::FileNotFound { path },
-        Some("not_a_directory") => Error::NotADirectory { path },
-        Some("permission_denied") => Error::PermissionDenied { path },
-        Some("unsupported") => Error::InvalidArgument(message),
-        _ => Error::protocol(format!("the sandbox's watcher failed: {message}")),
-    }
+    SandboxFault::of(out, "").to_error("watch", |message| {
+        Error::protocol(format!("the sandbox's watcher failed: {message}"))
+    })
 }

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 use mio::{Poll, Waker};
 
-use crate::backend::Backend;
 use crate::config::ConnectionConfig;
 use crate::error::{Error, TimeoutPhase};
 use crate::jupyter::delivery::{Delivery, WakeOn};
+use crate::jupyter::liveness::SandboxProbe;
 use crate::jupyter::state::{ConnectionState, ConnectionWatch};
 use crate::jupyter::transport::{self, Limits, Target};
 use crate::jupyter::wire::{Framing, Outgoing};
@@ -52,7 +52,7 @@ impl Connection {
     pub(crate) fn open(
         target: Target,
         config: ConnectionConfig,
-        backend: Arc<dyn Backend>,
+        backend: Arc<dyn SandboxProbe>,
     ) -> Result<Connection, Error> {
         let shared = Arc::new(Shared::new(&target.kernel_id));
         let socket = transport::first_connect(

@@ -10,33 +10,26 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tungstenite::{Message, WebSocket};
 
-use crate::backend::{Backend, Liveness};
 use crate::config::{ConnectionConfig, ReconnectPolicy, Secret};
 use crate::error::Error;
 use crate::jupyter::connection::Connection;
 use crate::jupyter::delivery::{Delivery, Failure};
+use crate::jupyter::liveness::{Liveness, SandboxProbe};
 use crate::jupyter::transport::Target;
 use crate::jupyter::wire::Outgoing;
 use crate::net::Endpoint;
 
+/// A sandbox that is always there.
 #[derive(Debug)]
-struct FakeBackend(Endpoint);
+struct FakeBackend;
 
-impl Backend for FakeBackend {
+impl SandboxProbe for FakeBackend {
     fn sandbox_id(&self) -> &str {
         "fake"
     }
-    fn jupyter(&self) -> &Endpoint {
-        &self.0
-    }
+
     fn probe(&self) -> Liveness {
         Liveness::Alive
-    }
-    fn owns_server(&self) -> bool {
-        true
-    }
-    fn shutdown(&self) -> Result<(), Error> {
-        Ok(())
     }
 }
 
@@ -78,7 +71,7 @@ fn open(port: u16, config: ConnectionConfig) -> Connection {
         kernel_id: "k1".into(),
         session_id: "s1".into(),
     };
-    Connection::open(target, config, Arc::new(FakeBackend(endpoint))).unwrap()
+    Connection::open(target, config, Arc::new(FakeBackend)).unwrap()
 }
 
 fn no_reconnect() -> ConnectionConfig {

@@ -3,6 +3,7 @@
 pub(crate) mod connection;
 pub(crate) mod delivery;
 pub(crate) mod link;
+pub(crate) mod liveness;
 pub(crate) mod rest;
 pub(crate) mod routes;
 pub(crate) mod state;

@@ -11,12 +11,12 @@ use crossbeam_channel::{Receiver, Sender};
 use mio::{Events, Poll};
 use tungstenite::Message;
 
-use crate::backend::Backend;
 use crate::config::ConnectionConfig;
 use crate::error::KernelEvent;
 use crate::jupyter::delivery::{Delivery, Failure, WakeOn};
 pub(crate) use crate::jupyter::link::WAKE;
 use crate::jupyter::link::{self, Link, Names, Read, Reconnect};
+use crate::jupyter::liveness::SandboxProbe;
 use crate::jupyter::routes::{Routes, Seen};
 use crate::jupyter::state::{CloseReason, ConnectionState, StateCell};
 use crate::jupyter::transport::{self, Socket, Target};
@@ -115,7 +115,7 @@ impl Worker {
     pub(crate) fn new(
         target: Target,
         config: ConnectionConfig,
-        backend: Arc<dyn Backend>,
+        backend: Arc<dyn SandboxProbe>,
         commands: Receiver<Command>,
         poll: Poll,
         shared: Arc<Shared>,

@@ -103,7 +103,7 @@ pub(crate) fn for_one_execution(
                     Value::Array(keys),
                     py_dict(pairs)
                 ),
-                restore: "import os as __e2b_os\nfor __e2b_k, __e2b_v in globals().pop('__e2b_saved_env', {}).items():\n    if __e2b_v is None:\n        __e2b_os.environ.pop(__e2b_k, None)\n    else:\n        __e2b_os.environ[__e2b_k] = __e2b_v\ndel __e2b_os".to_string(),
+                restore: include_str!("env_restore.py").to_string(),
             }
         }
         "bash" => {

@@ -61,7 +61,7 @@ def __e2b_fs(op):
             return {"commands": [{k: r.get(k) for k in keys} for r in records.values()]}
         pid = int(op["pid"])
         try:
-            if pid in records:
+            if op.get("group") or pid in records:
                 # The runner starts each command in a session of its own: kill all of it.
                 os.killpg(pid, signal.SIGKILL)
             else:
@@ -163,12 +163,24 @@ def __e2b_fs(op):
         out = {"error": "is_a_directory"}
     except PermissionError:
         out = {"error": "permission_denied"}
-    except FileExistsError:
-        out = {"error": "exists"}
+    except FileExistsError as e:
+        out = {"error": "exists", "path": e.filename if e.filename is not None else str(e)}
     except NotAFile:
         out = {"error": "not_a_file"}
     except Exception as e:
         out = {"error": "other", "message": type(e).__name__ + ": " + str(e)}
     if "error" in out and "path" in where:
-        out["path"] = where["path"]
+        out.setdefault("path", where["path"])
     return base64.b64encode(json.dumps(out).encode("utf-8")).decode("ascii")
+
+
+def _install():
+    import sys
+    import types
+
+    mod = types.ModuleType("__e2b_fs")
+    mod.run = __e2b_fs
+    sys.modules["__e2b_fs"] = mod
+
+
+_install()

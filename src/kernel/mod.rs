@@ -1,9 +1,21 @@
 //! One kernel the SDK started, with its connection: the unit a context wraps. Its set-up
 //! (the output hook in `hook.py`, env vars in [`envs`]) runs in it silently.
+//!
+//! The layer below the facade: it never names `Sandbox`. Here too are what runs in kernels:
+//! the [`driver`] that follows an execution across cuts ([`recovery`]: replay records),
+//! kernelspecs ([`spec`]), and the private-kernel service: the [`pool`] a [`pool::Lease`]
+//! borrows from, the SDK's Python modules called with JSON arguments ([`module`]), the one
+//! table from their faults to `Error` ([`fault`]), and the file [`helper`].
 
+pub(crate) mod driver;
 pub(crate) mod envs;
+pub(crate) mod fault;
 pub(crate) mod helper;
+pub(crate) mod module;
+pub(crate) mod pool;
+pub(crate) mod recovery;
 mod setup;
+pub(crate) mod spec;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,7 +26,6 @@ use serde_json::Value;
 use crate::backend::Backend;
 use crate::config::ConnectionConfig;
 use crate::error::{Error, TimeoutPhase};
-use crate::exec::driver::Driver;
 use crate::exec::models::Execution;
 use crate::jupyter::connection::Connection;
 use crate::jupyter::delivery::{self, Delivery};
@@ -22,7 +33,8 @@ use crate::jupyter::rest;
 use crate::jupyter::state::ConnectionState;
 use crate::jupyter::transport::Target;
 use crate::jupyter::wire::Outgoing;
-use crate::net::Http;
+use crate::kernel::driver::Driver;
+use crate::net::{Endpoint, Http};
 use crate::sync::lock;
 
 #[derive(Debug)]
@@ -33,6 +45,10 @@ pub(crate) struct Kernel {
     /// The context's own env vars, set again after every restart.
     pub(crate) envs: crate::env_vars::EnvVars,
     pub(crate) conn: Connection,
+    /// The server and the connection settings the kernel was started with, for its REST
+    /// interrupt.
+    endpoint: Endpoint,
+    config: ConnectionConfig,
     /// `conn.kernel_events()` when set-up (hook, env vars, cwd) last ran; a different count
     /// means the kernel restarted and set-up must run again.
     prepared_at: AtomicU64,
@@ -40,6 +56,9 @@ pub(crate) struct Kernel {
     /// A restore of per-execution env vars whose end was not confirmed; runs before the next
     /// execution.
     pending_restore: Mutex<Option<String>>,
+    /// The SDK's Python modules installed in the kernel (see [`module`]), and the
+    /// `conn.kernel_events()` they were installed at: a restart empties `sys.modules`.
+    modules: Mutex<(u64, Vec<&'static str>)>,
 }
 
 impl Kernel {
@@ -78,9 +97,12 @@ impl Kernel {
             cwd: None,
             envs: Default::default(),
             conn,
+            endpoint: http.endpoint().clone(),
+            config: config.clone(),
             prepared_at: AtomicU64::new(u64::MAX),
             hooked: AtomicBool::new(false),
             pending_restore: Mutex::new(None),
+            modules: Mutex::new((u64::MAX, Vec::new())),
         })
     }
 
@@ -93,6 +115,15 @@ impl Kernel {
     /// True when set-up has not run since the kernel last (re)started.
     pub(crate) fn needs_prepare(&self) -> bool {
         self.prepared_at.load(Ordering::SeqCst) != self.conn.kernel_events()
+    }
+
+    /// Interrupts the kernel through the server's REST API, giving the request at most
+    /// `within`; a failure is logged (the caller's wait then ends by its own deadline).
+    pub(crate) fn interrupt(&self, within: Duration) {
+        let http = http_within(&self.endpoint, &self.config, within);
+        if let Err(e) = rest::interrupt_kernel(&http, &self.id) {
+            log::warn!("could not interrupt kernel {}: {e}", self.id);
+        }
     }
 
     pub(crate) fn state(&self) -> ConnectionState {
@@ -209,6 +240,18 @@ impl Kernel {
         }
         Ok(())
     }
+}
+
+/// A client of `endpoint` whose calls end within `limit` (interrupts, teardown), with the
+/// timeouts and reconnect policy of `config` cut to it.
+pub(crate) fn http_within(endpoint: &Endpoint, config: &ConnectionConfig, limit: Duration) -> Http {
+    let limit = limit.max(Duration::from_millis(1));
+    let timeouts = config
+        .timeouts
+        .clone()
+        .request(limit)
+        .connect(config.timeouts.connect.min(limit));
+    Http::new(endpoint.clone(), &timeouts).with_retry(config.reconnect.clone().max_elapsed(limit))
 }
 
 /// Waits up to `timeout` for a silent cell sent with `driver` to finish; returns its reply.

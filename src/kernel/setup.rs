@@ -10,12 +10,12 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::context::{chdir_code, chdir_error};
 use crate::error::Error;
-use crate::exec::driver::Driver;
-use crate::exec::recovery::install_code;
 use crate::jupyter::wire::Outgoing;
+use crate::kernel::driver::Driver;
 use crate::kernel::envs;
+use crate::kernel::recovery::install_code;
+use crate::kernel::spec::{chdir_code, chdir_error};
 use crate::kernel::{Kernel, SilentError, finish_silent};
 
 impl Kernel {

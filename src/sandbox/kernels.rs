@@ -5,10 +5,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use crate::context::{self, Context};
+use crate::context::Context;
 use crate::error::Error;
 use crate::jupyter::rest::{self, KernelSpecs};
-use crate::kernel::Kernel;
+use crate::kernel::pool::{KernelPool, KernelSource};
+use crate::kernel::{Kernel, spec};
 use crate::net::Http;
 use crate::sync::lock;
 
@@ -27,15 +28,6 @@ impl Sandbox {
     /// The backend, for connections that outlive a borrow of the sandbox.
     pub(crate) fn backend_shared(&self) -> Arc<dyn crate::backend::Backend> {
         self.inner.backend.shared()
-    }
-
-    pub(crate) fn system_kernels(&self) -> &crate::commands::SystemKernels {
-        &self.inner.system
-    }
-
-    /// A Python kernel set up like a context (hook, sandbox env vars) but not listed as one.
-    pub(crate) fn start_system_kernel(&self) -> Result<Arc<Kernel>, Error> {
-        self.start_kernel("python", None, &[])
     }
 
     pub(crate) fn config(&self) -> &SandboxConfig {
@@ -63,7 +55,7 @@ impl Sandbox {
     }
 
     pub(crate) fn default_kernel_for(&self, language: &str) -> Result<Arc<Kernel>, Error> {
-        let lang = context::normalize_language(language);
+        let lang = spec::normalize_language(language);
         let gate = {
             self.ensure_open()?;
             let mut k = self.inner.lock_kernels();
@@ -140,7 +132,7 @@ impl Sandbox {
         envs: &[(String, String)],
     ) -> Result<Arc<Kernel>, Error> {
         self.ensure_open()?;
-        let (spec, lang) = context::spec_for(self.kernel_specs()?, language)?;
+        let (spec, lang) = spec::spec_for(self.kernel_specs()?, language)?;
         let mut kernel = Kernel::start(
             &self.inner.http,
             &self.inner.backend.shared(),
@@ -200,17 +192,38 @@ impl Sandbox {
         self.prepare(kernel)
     }
 
-    /// Interrupts a kernel, giving the request at most `within`.
-    pub(crate) fn interrupt_kernel(&self, kernel: &Kernel, within: Duration) {
-        if let Err(e) = rest::interrupt_kernel(&self.inner.http_within(within), &kernel.id) {
-            log::warn!("could not interrupt kernel {}: {e}", kernel.id);
-        }
-    }
-
     /// Restarts a kernel on the server and sets it up again (hook, env vars, cwd).
     pub(crate) fn restart_kernel(&self, kernel: &Arc<Kernel>) -> Result<(), Error> {
         rest::restart_kernel(&self.inner.http, &kernel.id)?;
         self.prepare_restarted(kernel)
+    }
+}
+
+/// The sandbox's private kernels (commands, file operations, watchers) come from its pool.
+impl KernelSource for Sandbox {
+    fn pool(&self) -> &KernelPool {
+        &self.inner.system
+    }
+
+    fn rest(&self) -> &Http {
+        &self.inner.http
+    }
+
+    /// A Python kernel set up like a context (hook, sandbox env vars) but not listed as one.
+    fn start_private(&self) -> Result<Arc<Kernel>, Error> {
+        self.start_kernel("python", None, &[])
+    }
+
+    fn prepare(&self, kernel: &Arc<Kernel>) -> Result<(), Error> {
+        self.ensure_prepared(kernel)
+    }
+
+    fn close_timeout(&self) -> Duration {
+        self.inner.config.timeouts.close
+    }
+
+    fn request_timeout(&self) -> Duration {
+        self.inner.config.timeouts.request
     }
 }
 

@@ -1,12 +1,15 @@
 //! `Sandbox`: the blocking facade over one sandbox's kernels, whatever its backend.
 
 mod builder;
+mod forward;
+mod host;
 mod kernels;
 mod spare;
 mod teardown;
 
 pub use builder::SandboxBuilder;
 pub(crate) use builder::SandboxConfig;
+pub use host::Host;
 use kernels::context_of;
 
 use std::collections::HashMap;
@@ -80,7 +83,7 @@ struct Inner {
     specs: OnceLock<KernelSpecs>,
     closed: AtomicBool,
     /// Private kernels that run commands (`sandbox.commands()`), apart from user contexts.
-    system: crate::commands::SystemKernels,
+    system: crate::kernel::pool::KernelPool,
     /// The server's root_dir as an absolute path, once a kernel has told it.
     server_root: OnceLock<String>,
     /// What carries code, files, commands and terminals.
@@ -467,7 +470,7 @@ impl Sandbox {
     /// [`Error::InvalidArgument`] for port 0; [`Error::Closed`]; for an isolated local sandbox
     /// [`Error::Setup`] when `socat` is missing or its relay does not start, and the errors of
     /// starting a command.
-    pub fn get_host(&self, port: u16) -> Result<crate::Host, Error> {
+    pub fn get_host(&self, port: u16) -> Result<Host, Error> {
         if port == 0 {
             return Err(Error::InvalidArgument(
                 "get_host: port 0 names no port; pass the port the service listens on".into(),
@@ -475,10 +478,14 @@ impl Sandbox {
         }
         self.ensure_open()?;
         match &self.inner.backend {
-            Backends::Local(b) => b.host(self, port),
-            Backends::Jupyter(b) => Ok(crate::Host::direct(b.host(port))),
-            Backends::JupyterHub(b) => Ok(crate::Host::direct(b.host(port))),
-            Backends::E2b(b) => Ok(crate::Host::direct(b.host(port))),
+            Backends::Local(b) if b.own_network() => {
+                let (addr, forward) = forward::start(self, b.server_dir(), port)?;
+                Ok(Host::forwarded(addr, forward))
+            }
+            Backends::Local(_) => Ok(Host::direct(format!("127.0.0.1:{port}"))),
+            Backends::Jupyter(b) => Ok(Host::direct(b.host(port))),
+            Backends::JupyterHub(b) => Ok(Host::direct(b.host(port))),
+            Backends::E2b(b) => Ok(Host::direct(b.host(port))),
         }
     }
 

@@ -128,15 +128,7 @@ impl Inner {
 
     /// A client for calls that must end within `limit` (teardown, interrupts).
     pub(super) fn http_within(&self, limit: Duration) -> Http {
-        let limit = limit.max(Duration::from_millis(1));
-        let timeouts = self
-            .config
-            .timeouts
-            .clone()
-            .request(limit)
-            .connect(self.config.timeouts.connect.min(limit));
-        Http::new(self.backend.get().jupyter().clone(), &timeouts)
-            .with_retry(self.config.connection.reconnect.clone().max_elapsed(limit))
+        crate::kernel::http_within(self.backend.get().jupyter(), &self.config.connection, limit)
     }
 }
 

@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::backend::{Backend, Liveness};
+use crate::backend::{Backend, Liveness, SandboxProbe};
 use crate::config::{Secret, Timeouts};
 use crate::error::{Error, TimeoutPhase};
 use crate::net::{Endpoint, GoneCheck, Http, Method};
@@ -625,17 +625,9 @@ fn jupyter_endpoint(config: &E2bConfig, access: &SandboxAccess) -> Result<Endpoi
     Ok(endpoint)
 }
 
-impl Backend for E2bBackend {
+impl SandboxProbe for E2bBackend {
     fn sandbox_id(&self) -> &str {
         &self.id
-    }
-
-    fn jupyter(&self) -> &Endpoint {
-        &self.endpoint
-    }
-
-    fn plane(&self) -> Plane {
-        self.plane.get().cloned().unwrap_or(Plane::Jupyter)
     }
 
     /// Asks the control plane: 404 → gone; paused → resumed first when the handle
@@ -688,6 +680,16 @@ impl Backend for E2bBackend {
                 Liveness::Unknown
             }
         }
+    }
+}
+
+impl Backend for E2bBackend {
+    fn jupyter(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    fn plane(&self) -> Plane {
+        self.plane.get().cloned().unwrap_or(Plane::Jupyter)
     }
 
     fn running(&self) -> Liveness {

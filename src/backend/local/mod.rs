@@ -4,11 +4,10 @@
 //! calling user.
 
 mod beneath;
-mod bwrap;
+pub(crate) mod bwrap;
 mod cgroup;
 mod child;
 mod disk;
-pub(crate) mod forward;
 mod handle;
 pub(crate) mod python;
 mod sandbox_dir;
@@ -18,7 +17,7 @@ mod server_log;
 
 use std::path::{Path, PathBuf};
 
-use crate::backend::{Backend, Liveness};
+use crate::backend::{Backend, Liveness, SandboxProbe};
 use crate::config::{Secret, Timeouts};
 use crate::error::Error;
 use crate::net::Endpoint;
@@ -322,14 +321,15 @@ impl LocalBackend {
         self.server.runtime_dir()
     }
 
-    /// `Sandbox::get_host`: `127.0.0.1:port` where the sandbox shares the host's network, else
-    /// a forward into the sandbox's own.
-    pub(crate) fn host(&self, sandbox: &crate::Sandbox, port: u16) -> Result<crate::Host, Error> {
-        if !self.own_network {
-            return Ok(crate::Host::direct(format!("127.0.0.1:{port}")));
-        }
-        let (addr, forward) = forward::start(sandbox, self.server.dir(), port)?;
-        Ok(crate::Host::forwarded(addr, forward))
+    /// Whether the sandbox has a network namespace of its own (isolated, without internet
+    /// access): its ports are then reached through a forward, else on the host's 127.0.0.1.
+    pub(crate) fn own_network(&self) -> bool {
+        self.own_network
+    }
+
+    /// The server's directory on the host, where a forward's Unix socket is bound in.
+    pub(crate) fn server_dir(&self) -> &Path {
+        self.server.dir()
     }
 
     /// The isolated server's Unix socket.
@@ -348,13 +348,9 @@ impl LocalBackend {
     }
 }
 
-impl Backend for LocalBackend {
+impl SandboxProbe for LocalBackend {
     fn sandbox_id(&self) -> &str {
         &self.id
-    }
-
-    fn jupyter(&self) -> &Endpoint {
-        self.server.endpoint()
     }
 
     fn probe(&self) -> Liveness {
@@ -363,6 +359,12 @@ impl Backend for LocalBackend {
         } else {
             Liveness::Gone
         }
+    }
+}
+
+impl Backend for LocalBackend {
+    fn jupyter(&self) -> &Endpoint {
+        self.server.endpoint()
     }
 
     fn owns_server(&self) -> bool {

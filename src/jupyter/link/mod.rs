@@ -19,8 +19,8 @@ use mio::{Events, Interest, Poll, Token};
 use tungstenite::Message;
 use tungstenite::protocol::CloseFrame;
 
-use crate::backend::Backend;
 use crate::config::ConnectionConfig;
+use crate::jupyter::liveness::SandboxProbe;
 use crate::jupyter::state::{ConnectionState, StateCell};
 use crate::jupyter::transport::{self, Socket};
 use crate::jupyter::wire::Framing;
@@ -63,7 +63,7 @@ pub(crate) enum Read {
 pub(crate) struct Link {
     names: Names,
     config: ConnectionConfig,
-    backend: Arc<dyn Backend>,
+    backend: Arc<dyn SandboxProbe>,
     poll: Poll,
     socket: Option<Socket>,
     /// Whether the socket is registered for writability: only while a flush is unfinished,
@@ -81,7 +81,7 @@ impl Link {
     pub(crate) fn new(
         names: Names,
         config: ConnectionConfig,
-        backend: Arc<dyn Backend>,
+        backend: Arc<dyn SandboxProbe>,
         poll: Poll,
     ) -> Link {
         Link {

@@ -7,9 +7,9 @@
 use std::time::{Duration, Instant};
 
 use super::Link;
-use crate::backend::Liveness;
 use crate::error::Error;
 use crate::jupyter::delivery::Failure;
+use crate::jupyter::liveness::Liveness;
 use crate::jupyter::state::{CloseReason, ConnectionState, StateCell};
 use crate::jupyter::transport::{Limits, Socket};
 use crate::retry::Retry;

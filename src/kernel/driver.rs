@@ -22,11 +22,10 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::error::{Error, TimeoutPhase};
 use crate::exec::models::{Continuity, Execution};
-use crate::exec::recovery::{Replay, Sequencer, probe_request, replay_request};
 use crate::jupyter::delivery::{self, Delivery, Failure, WakeOn};
 use crate::jupyter::wire::{Incoming, Outgoing};
 use crate::kernel::Kernel;
-use crate::sandbox::Sandbox;
+use crate::kernel::recovery::{Replay, Sequencer, probe_request, replay_request};
 
 /// Largest replay answer the hook sends at once (it always sends at least one message).
 /// Small enough to cross a link that is cut every few hundred milliseconds, large enough that
@@ -50,6 +49,19 @@ pub(crate) enum Stop {
     Lost { missing: Option<u64> },
     /// The request was sent `sends` times and the kernel never received it.
     NeverArrived { sends: u32 },
+}
+
+/// How [`Driver::wait`] ended, when the execution did not fail.
+#[derive(Debug)]
+pub(crate) enum Waited {
+    /// The execution's messages it released, in order (possibly none).
+    Ready(Vec<Incoming>),
+    /// The deadline passed: the kernel was interrupted, and the execution has `grace` to end.
+    Interrupted,
+    /// The settling period passed and the execution has not ended.
+    Unsettled,
+    /// The caller's own limit (`until`) passed first.
+    Paused,
 }
 
 /// The replay request waiting for its answer.
@@ -432,9 +444,47 @@ impl Driver {
 
     /// Interrupts the kernel (the HTTP call bounded by `grace`) and gives the execution `grace`
     /// to end: the interrupt-then-settle every consumer uses to stop an execution.
-    pub(crate) fn interrupt(&mut self, sandbox: &Sandbox, grace: Duration) {
-        sandbox.interrupt_kernel(&self.kernel, grace);
+    pub(crate) fn interrupt(&mut self, grace: Duration) {
+        self.kernel.interrupt(grace);
         self.settle(grace);
+    }
+
+    /// Waits for the execution's next messages under its `deadline`, the loop every consumer
+    /// stopping an execution shares: when the deadline passes the kernel is interrupted
+    /// ([`Driver::interrupt`]) and the execution has `grace` to end; once a settling period
+    /// (an interrupt's, or one from [`Driver::settle`]) passes unended, that is reported. The
+    /// deadline counts only while no settling period runs. `until` bounds this one wait.
+    pub(crate) fn wait(
+        &mut self,
+        deadline: Option<Instant>,
+        until: Option<Instant>,
+        grace: Duration,
+    ) -> Result<Waited, Stop> {
+        let guard = self.settle_until.or(deadline);
+        let wait_until = match (until, guard) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        match self.next(wait_until) {
+            Ok(ready) => Ok(Waited::Ready(ready)),
+            Err(Stop::TimedOut) => {
+                let now = Instant::now();
+                Ok(match self.settle_until {
+                    Some(settle) if now >= settle => Waited::Unsettled,
+                    None if deadline.is_some_and(|d| now >= d) => {
+                        log::debug!(
+                            "execution {} outlived its deadline; interrupting kernel {}",
+                            self.msg_id(),
+                            self.kernel.id
+                        );
+                        self.interrupt(grace);
+                        Waited::Interrupted
+                    }
+                    _ => Waited::Paused,
+                })
+            }
+            Err(stop) => Err(stop),
+        }
     }
 
     /// Gives the execution `grace` to end by itself, from now (an interrupt sent after it ended

@@ -13,7 +13,7 @@ use std::fmt;
 pub struct Host {
     addr: String,
     /// What keeps the address working, for an isolated local sandbox.
-    _forward: Option<crate::backend::local::forward::Forward>,
+    _forward: Option<super::forward::Forward>,
 }
 
 impl Host {
@@ -24,10 +24,7 @@ impl Host {
         }
     }
 
-    pub(crate) fn forwarded(
-        addr: String,
-        forward: crate::backend::local::forward::Forward,
-    ) -> Host {
+    pub(crate) fn forwarded(addr: String, forward: super::forward::Forward) -> Host {
         Host {
             addr,
             _forward: Some(forward),

@@ -1,0 +1,78 @@
+# The local sandbox's jupyter_server config (server.rs writes it to the server's config dir,
+# followed by terminals.py); jupyter_server runs it with its config object `c` in scope. It
+# lifts the IOPub rate limits (which would otherwise drop large output), lets the contents API
+# serve dotfiles and delete for good, and kills the server and its kernels if the SDK's
+# process dies without running `Drop`.
+import os, signal, threading, time
+c.ZMQChannelsWebsocketConnection.limit_rate = False
+c.FileContentsManager.delete_to_trash = False
+# Users write `.env` and other dotfiles; the contents API refuses them by default.
+c.ContentsManager.allow_hidden = True
+# `files().remove(dir)` removes a directory with its contents, as `rm -r` would.
+c.FileContentsManager.always_delete_dir = True
+c.ServerApp.open_browser = False
+# Notice a dead kernel within half a second instead of three, so in-flight calls fail fast.
+c.KernelRestarter.time_to_dead = 0.5
+
+# When a client reconnects with the same session, jupyter_server closes the old handler, but
+# frames already read from the old socket are still dispatched. The closed handler can no
+# longer say which subprotocol it agreed, so a v1 binary frame is decoded as the legacy format,
+# whose first four bytes then ask `struct` for ~100 million fields: the server's event loop
+# stops for 5-40 s and every kernel's connection stalls. Drop those frames, as the server
+# already does once the old connection is fully closed; the SDK recovers requests lost with
+# a connection (the replay hook) either way.
+try:
+    from jupyter_server.services.kernels.connection.channels import (
+        ZMQChannelsWebsocketConnection as _Conn,
+    )
+
+    _incoming = _Conn.handle_incoming_message
+
+    def _handle_incoming_message(self, msg):
+        if getattr(self.websocket_handler, "ws_connection", None) is None:
+            self.log.warning("dropped a message that arrived on a replaced websocket")
+            return None
+        return _incoming(self, msg)
+
+    _Conn.handle_incoming_message = _handle_incoming_message
+except Exception as _e:
+    print(f"e2b-blocking: replaced-websocket guard not installed: {_e}")
+_parent = int(os.environ.get("E2B_BLOCKING_PARENT_PID", "0") or 0)
+
+def _proc_table():
+    # (pid, parent pid, session id) of every process the server can see.
+    table = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                table.append((int(d), int(fields[1]), int(fields[3])))
+            except Exception:
+                pass
+    return table
+
+def _descendants(root):
+    kids = {}
+    for pid, ppid, _session in _proc_table():
+        kids.setdefault(ppid, []).append(pid)
+    out, todo = [], [root]
+    while todo:
+        for k in kids.get(todo.pop(), []):
+            out.append(k)
+            todo.append(k)
+    return out
+
+def _watch_parent():
+    while True:
+        time.sleep(0.5)
+        if os.getppid() != _parent:
+            for pid in _descendants(os.getpid()):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except Exception:
+                    pass
+            os.killpg(0, signal.SIGKILL)
+
+if _parent:
+    threading.Thread(target=_watch_parent, daemon=True, name="e2b-parent-watch").start()
