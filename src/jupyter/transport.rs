@@ -1,25 +1,25 @@
 //! Opening one kernel websocket: TCP with the latency options set, TLS when the URL says so,
 //! the handshake with subprotocol negotiation, and the mapping of handshake failures to errors.
 //!
-//! The upgrade request is written and its answer checked here, not by tungstenite: its client
-//! logs the whole request at trace level, and the request carries the server's token.
+//! The upgrade request is written and its answer's head read by [`upgrade`], not by
+//! tungstenite, whose client logs the whole request, and the server's token with it.
 
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use tungstenite::WebSocket;
 use tungstenite::handshake::derive_accept_key;
 use tungstenite::http::Uri;
-use tungstenite::http::uri::{Authority, InvalidUri};
+use tungstenite::http::uri::InvalidUri;
 use tungstenite::protocol::{Role, WebSocketConfig};
 use tungstenite::stream::MaybeTlsStream;
 
 use crate::config::{ReconnectPolicy, Timeouts};
 use crate::conn::Conn;
 use crate::error::{Error, TimeoutPhase};
-use crate::jupyter::link::Outbox;
 use crate::jupyter::wire::{Framing, V1_SUBPROTOCOL};
+use crate::net::redact::{Outbox, upgrade};
 use crate::net::{Endpoint, encode_component};
 use crate::retry::Retry;
 
@@ -244,7 +244,8 @@ fn handshake(
         .clone();
     let host = authority.host().trim_matches(['[', ']']).to_string();
     let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
-    let request = upgrade_request(&uri, &authority, offer_v1, route.endpoint.headers())
+    let subprotocol = offer_v1.then_some(V1_SUBPROTOCOL);
+    let request = upgrade::request(&uri, &authority, subprotocol, route.endpoint.headers())
         .map_err(Attempt::Failed)?;
     let deadline = started + limits.total;
     let timeout_err = || Attempt::Failed(limits.timeout());
@@ -288,7 +289,7 @@ fn handshake(
         ),
     };
     let (head, leftover) =
-        exchange(&mut stream, &raw, &request.bytes, deadline).map_err(io_failed)?;
+        upgrade::exchange(&mut stream, &raw, &request.bytes, deadline).map_err(io_failed)?;
     let framing = judge(&head, &request.key, offer_v1, route, &endpoint)?;
     let ws =
         WebSocket::from_partially_read(Outbox::new(stream), leftover, Role::Client, Some(config));
@@ -297,104 +298,6 @@ fn handshake(
     raw.set_nonblocking(true).map_err(transport)?;
     log::debug!("connected to {} ({framing:?} framing)", route.label);
     Ok(Socket { ws, raw, framing })
-}
-
-/// An upgrade request and the key its answer must be derived from.
-struct Upgrade {
-    bytes: Vec<u8>,
-    key: String,
-}
-
-/// Writes the upgrade request here rather than in tungstenite, whose client logs the whole
-/// request (auth headers included) at trace level.
-fn upgrade_request<'a>(
-    uri: &Uri,
-    authority: &Authority,
-    offer_v1: bool,
-    headers: impl Iterator<Item = (&'a str, &'a str)>,
-) -> Result<Upgrade, Error> {
-    let key = tungstenite::handshake::client::generate_key();
-    let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    // A userinfo part is never sent in the Host header.
-    let host = authority
-        .as_str()
-        .rsplit_once('@')
-        .map_or(authority.as_str(), |(_, h)| h);
-    let mut req = format!(
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n"
-    );
-    if offer_v1 {
-        req.push_str(&format!("Sec-WebSocket-Protocol: {V1_SUBPROTOCOL}\r\n"));
-    }
-    for (name, value) in headers {
-        if name.is_empty() || !name.bytes().all(is_token_byte) {
-            return Err(Error::InvalidArgument(format!("bad header name {name:?}")));
-        }
-        if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
-            return Err(Error::InvalidArgument(format!(
-                "header {name} has characters not allowed in HTTP"
-            )));
-        }
-        req.push_str(&format!("{name}: {value}\r\n"));
-    }
-    req.push_str("\r\n");
-    Ok(Upgrade {
-        bytes: req.into_bytes(),
-        key,
-    })
-}
-
-/// RFC 9110 `tchar`: what a header name may consist of.
-fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
-
-/// Largest upgrade response head accepted.
-const MAX_HEAD: usize = 64 * 1024;
-
-/// Sends the request and reads the response head. Returns the head and whatever was read past
-/// it: frames the server sent right after the upgrade, which belong to the websocket.
-fn exchange(
-    stream: &mut MaybeTlsStream<Conn>,
-    raw: &Conn,
-    request: &[u8],
-    deadline: Instant,
-) -> io::Result<(Vec<u8>, Vec<u8>)> {
-    let left = || {
-        deadline
-            .checked_duration_since(Instant::now())
-            .filter(|d| !d.is_zero())
-            .ok_or_else(|| io::Error::from(io::ErrorKind::TimedOut))
-    };
-    raw.set_write_timeout(Some(left()?))?;
-    raw.set_read_timeout(Some(left()?))?;
-    stream.write_all(request)?;
-    stream.flush()?;
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 4096];
-    loop {
-        let scan_from = buf.len().saturating_sub(3);
-        let n = stream.read(&mut chunk)?;
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "the server closed the connection during the websocket upgrade",
-            ));
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(at) = buf[scan_from..].windows(4).position(|w| w == b"\r\n\r\n") {
-            let rest = buf.split_off(scan_from + at + 4);
-            return Ok((buf, rest));
-        }
-        if buf.len() > MAX_HEAD {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "websocket upgrade response head is too large",
-            ));
-        }
-        raw.set_read_timeout(Some(left()?))?;
-    }
 }
 
 /// Checks the upgrade response as RFC 6455 4.1 asks and picks the framing from the
@@ -518,6 +421,7 @@ pub(crate) fn quickack(raw: &Conn) {
 
 #[cfg(test)]
 mod tests {
+    use std::io::{Read, Write};
     use std::net::TcpListener;
     use std::thread::JoinHandle;
 

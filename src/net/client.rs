@@ -1,5 +1,5 @@
 //! A blocking HTTP client bound to one [`Endpoint`]: one `ureq::Agent` whose secret headers
-//! only the transport below it sees (see [`super::mask`]), per-call deadlines, and retries under
+//! only the transport below it sees (see [`super::redact`]), per-call deadlines, and retries under
 //! a [`ReconnectPolicy`] for the calls a caller says may be sent again.
 
 use std::fmt;
@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::mask::{self, MaskedHeaders};
+use super::redact::{self, MaskedHeaders};
 use super::{Endpoint, Method, Response, describe, expired, link_broke};
 use crate::config::{ReconnectPolicy, Timeouts};
 use crate::error::{BoxError, Error};
@@ -64,10 +64,6 @@ impl Http {
             .timeout_connect(Some(connect))
             .timeout_global(Some(request))
             .user_agent(concat!("e2b-blocking/", env!("CARGO_PKG_VERSION")));
-        if hide_bodies {
-            // ureq could not decode a body it only sees as `*`.
-            config = config.accept_encoding("identity");
-        }
         if let Some(tls) = endpoint.tls().ureq() {
             config = config.tls_config(tls);
         }
@@ -77,8 +73,8 @@ impl Http {
             .has_pins()
             .then(|| endpoint.tls().rustls())
             .and_then(|c| c.inspect_err(|e| log::warn!("TLS set-up failed: {e}")).ok());
-        let (agent, headers) = mask::agent(
-            config.build(),
+        let (agent, headers) = redact::agent(
+            config,
             endpoint.secret_headers(),
             endpoint.unix_socket(),
             own_tls,
@@ -223,7 +219,7 @@ impl Http {
         let endpoint = describe(method, path);
         let started = Instant::now();
         if self.hide_bodies {
-            mask::forget_hidden_body();
+            redact::forget_hidden_body();
         }
         let result = match method {
             Method::Get | Method::Delete => {
@@ -261,7 +257,7 @@ impl Http {
             .map_err(|e| fail(ureq::Error::Io(e)))?;
         if self.hide_bodies {
             // ureq read as many `*` as the body has bytes; the transport kept the bytes.
-            let mut bytes = mask::take_hidden_body().unwrap_or_default();
+            let mut bytes = redact::take_hidden_body().unwrap_or_default();
             if bytes.len() < resp.body.len() {
                 return Err(Error::protocol(format!(
                     "{endpoint}: the response body was lost on its way in"

@@ -5,7 +5,7 @@
 
 mod client;
 mod endpoint;
-pub(crate) mod mask;
+pub(crate) mod redact;
 mod response;
 mod rustls_connector;
 

@@ -671,7 +671,7 @@ fn read_head(stream: &mut TcpStream) -> Vec<u8> {
     head
 }
 
-/// The control plane's bodies reach ureq hidden (see crate::net::mask): a chunked answer written in
+/// The control plane's bodies reach ureq hidden (see crate::net::redact): a chunked answer written in
 /// small pieces, then a `Content-Length` one on the same kept-alive connection, both arrive
 /// whole and in order.
 #[test]

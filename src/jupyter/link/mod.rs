@@ -6,7 +6,6 @@
 //! [`Worker`]: crate::jupyter::worker::Worker
 //! [`Session`]: crate::pty::session::Session
 
-mod outbox;
 mod reconnect;
 
 use std::io;
@@ -24,9 +23,8 @@ use crate::config::ConnectionConfig;
 use crate::jupyter::state::{ConnectionState, StateCell};
 use crate::jupyter::transport::{self, Socket};
 use crate::jupyter::wire::Framing;
+use crate::net::redact::DataFrame;
 
-use outbox::DataFrame;
-pub(crate) use outbox::Outbox;
 use reconnect::Outage;
 pub(crate) use reconnect::Reconnect;
 
@@ -173,7 +171,7 @@ impl Link {
         let Some(sock) = self.socket.as_mut() else {
             return Err("not connected".into());
         };
-        // Data frames are encoded here, out of tungstenite's trace log (see outbox.rs).
+        // Data frames are encoded here, out of tungstenite's trace log (see net::redact).
         let data = match &msg {
             Message::Text(text) => Some((DataFrame::Text, text.as_bytes())),
             Message::Binary(bytes) => Some((DataFrame::Binary, bytes.as_ref())),
