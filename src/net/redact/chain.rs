@@ -91,11 +91,7 @@ impl Connector<Box<dyn Transport>> for Unmask {
         chained: Option<Box<dyn Transport>>,
     ) -> Result<Option<Self::Out>, ureq::Error> {
         let hiding = self.hide_bodies.then(|| Hiding {
-            // ureq's own transports size theirs the same way; LazyBuffers wants neither 0.
-            buffers: LazyBuffers::new(
-                details.config.input_buffer_size().max(1),
-                details.config.output_buffer_size().max(1),
-            ),
+            buffers: crate::net::transport_buffers(details),
             framing: Framing::Idle,
         });
         Ok(chained.map(|inner| Unmasking {
