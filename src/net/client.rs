@@ -75,7 +75,7 @@ impl Http {
             .and_then(|c| c.inspect_err(|e| log::warn!("TLS set-up failed: {e}")).ok());
         let (agent, headers) = redact::agent(
             config,
-            endpoint.secret_headers(),
+            endpoint.headers(),
             endpoint.unix_socket(),
             own_tls,
             hide_bodies,

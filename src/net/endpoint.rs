@@ -115,11 +115,8 @@ impl Endpoint {
         &self.base
     }
 
-    pub(crate) fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.headers.iter().map(|(n, v)| (n.as_str(), v.expose()))
-    }
-
-    pub(crate) fn secret_headers(&self) -> impl Iterator<Item = (&str, &Secret)> {
+    /// The headers every request carries; only [`super::redact`] puts their values on the wire.
+    pub(crate) fn headers(&self) -> impl Iterator<Item = (&str, &Secret)> {
         self.headers.iter().map(|(n, v)| (n.as_str(), v))
     }
 

@@ -640,7 +640,7 @@ fn jupyter_endpoint_uses_the_sandbox_domain() {
     // Only the proxy's routing headers; Jupyter in the template has no token.
     let headers: Vec<(String, String)> = e
         .headers()
-        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .map(|(n, v)| (n.to_string(), v.expose().to_string()))
         .collect();
     assert_eq!(
         headers,

@@ -10,6 +10,7 @@ use tungstenite::http::Uri;
 use tungstenite::http::uri::Authority;
 use tungstenite::stream::MaybeTlsStream;
 
+use crate::config::Secret;
 use crate::conn::Conn;
 use crate::error::Error;
 
@@ -19,13 +20,12 @@ pub(crate) struct Upgrade {
     pub(crate) key: String,
 }
 
-/// The upgrade request for `uri`, offering `subprotocol` if given, with `headers` (whose
-/// values may be secrets) in it.
+/// The upgrade request for `uri`, offering `subprotocol` if given, with `headers` in it.
 pub(crate) fn request<'a>(
     uri: &Uri,
     authority: &Authority,
     subprotocol: Option<&str>,
-    headers: impl Iterator<Item = (&'a str, &'a str)>,
+    headers: impl Iterator<Item = (&'a str, &'a Secret)>,
 ) -> Result<Upgrade, Error> {
     let key = tungstenite::handshake::client::generate_key();
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
@@ -42,6 +42,7 @@ pub(crate) fn request<'a>(
         req.push_str(&format!("Sec-WebSocket-Protocol: {subprotocol}\r\n"));
     }
     for (name, value) in headers {
+        let value = value.expose();
         if name.is_empty() || !name.bytes().all(is_token_byte) {
             return Err(Error::InvalidArgument(format!("bad header name {name:?}")));
         }
