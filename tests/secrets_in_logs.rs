@@ -245,7 +245,7 @@ fn assert_nothing_carries(records: &[Record], secret: &str) {
 /// every response it reads at trace level, and none of those dumps may show them.
 #[test]
 fn no_log_record_carries_the_e2b_access_tokens() {
-    use e2b_blocking::{E2bClient, E2bConfig, E2bOptions};
+    use e2b_blocking::{E2bClient, E2bConfig, E2bOptions, FileUrlOptions};
     use support::e2b_plane::{assert_created_then_killed, control_plane_recording};
     use support::python_server::PythonServer;
 
@@ -287,10 +287,26 @@ fn no_log_record_carries_the_e2b_access_tokens() {
                 .map(|t| t.expose_secret()),
             Some(traffic.as_str())
         );
+        // A signed file URL is handed to the caller only: its signature is as secret as a token.
+        let e2b = sbx.as_e2b().expect("an E2B sandbox");
+        let url = e2b
+            .download_url(
+                "/home/user/signed.txt",
+                &FileUrlOptions::new().expires_in(Duration::from_secs(60)),
+            )
+            .unwrap();
+        let signature = url
+            .split(['?', '&'])
+            .find_map(|p| p.strip_prefix("signature="))
+            .expect("a signed URL")
+            .replace("%2B", "+")
+            .replace("%2F", "/");
+        assert!(signature.starts_with("v1_"), "{url}");
         let shown = [
             format!("{config:?}"),
             format!("{options:?}"),
             format!("{sbx:?}"),
+            format!("{e2b:?}"),
             format!("{access:?}"),
         ];
         drop(sbx);
@@ -302,7 +318,7 @@ fn no_log_record_carries_the_e2b_access_tokens() {
         assert_eq!(created["envVars"]["E2B_KEY"], env_value.as_str());
 
         let records = RECORDS.lock().unwrap_or_else(|p| p.into_inner());
-        for secret in [envd.as_str(), &traffic, &env_value, api_key] {
+        for secret in [envd.as_str(), &traffic, &env_value, api_key, &signature] {
             assert_no_text_carries(&shown, secret);
             assert_nothing_carries(&records, secret);
         }

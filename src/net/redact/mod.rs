@@ -14,7 +14,9 @@
 //! - env var values: in the websocket frames the SDK writes (an execution's metadata, a
 //!   kernel's silent set-up cell, a command's request), and in REST request bodies (a
 //!   terminal's, E2B's `envVars`);
-//! - the payload of every websocket data frame the SDK sends (code, command and terminal input).
+//! - the payload of every websocket data frame the SDK sends (code, command and terminal input);
+//! - the signature of a signed file URL (`E2bSandbox::download_url`, `upload_url`), which is
+//!   handed to the caller only: the SDK neither sends nor logs it.
 //!
 //! Not covered: what a server sends back, which tungstenite logs for every frame it reads and
 //! ureq for every response it reads from a client that does not hide bodies (file contents,
@@ -47,9 +49,9 @@
 //! `tests/secrets_in_logs.rs`, a binary of its own so that its logger keeps every record of
 //! every target at `trace`: with random secrets, it drives a local sandbox through REST,
 //! websocket, files, commands and terminal calls across a forced reconnect, and an E2B sandbox
-//! through its control plane, then asserts that no record carries any 12-byte piece of any
-//! secret, as text or hex-dumped, and that the `Debug` output of what holds them does not
-//! either. Each test also checks that ureq and tungstenite did log, so that it cannot pass for
+//! through its control plane (and asks it for a signed URL), then asserts that no record
+//! carries any 12-byte piece of any secret, as text or hex-dumped, and that the `Debug` output
+//! of what holds them does not either. Each test also checks that ureq and tungstenite did log, so that it cannot pass for
 //! want of records.
 
 mod bodies;
