@@ -55,13 +55,24 @@ fn capture_logs() {
 
 /// Pieces of `secret` long enough to identify it: whole 12-character windows of it and of its
 /// hex encoding, so a hex dump that splits the token over rows is caught too.
+///
+/// ureq-proto dumps 16 bytes a row, one record per row, so a secret of 31 bytes or more fills
+/// at least one row whole wherever it starts: its hex windows are then 16 bytes (32 hex
+/// characters) long, which still catch every such dump, and which random hex in a record (a
+/// mask, a message id, a frame's payload) cannot match by chance as 6 bytes of a hex token can.
 fn fingerprints(secret: &str) -> Vec<String> {
     const WINDOW: usize = 12;
+    const DUMP_ROW: usize = 16;
     let hex: String = secret.bytes().map(|b| format!("{b:02x}")).collect();
+    let hex_window = if secret.len() >= 2 * DUMP_ROW - 1 {
+        2 * DUMP_ROW
+    } else {
+        WINDOW
+    };
     let mut out = Vec::new();
-    for s in [secret, hex.as_str()] {
+    for (s, window) in [(secret, WINDOW), (hex.as_str(), hex_window)] {
         let chars: Vec<char> = s.chars().collect();
-        for w in chars.windows(WINDOW.min(chars.len())) {
+        for w in chars.windows(window.min(chars.len())) {
             out.push(w.iter().collect());
         }
     }
@@ -120,6 +131,52 @@ fn no_log_record_carries_the_token_across_a_reconnect() {
         assert!(
             records.iter().any(|r| r.message.contains("reconnected")),
             "no reconnect logged"
+        );
+    });
+}
+
+/// The same over each of the agent's other connector chains: ureq's TLS (a private CA trusted),
+/// the SDK's own TLS (a pinned certificate) and an isolated sandbox's Unix socket; rustls logs
+/// too.
+#[test]
+fn no_log_record_carries_the_token_over_tls_or_a_unix_socket() {
+    use support::tls_proxy::{TestCa, TlsProxy};
+
+    capture_logs();
+    deadline(|| {
+        let owner = support::local_tcp();
+        let token = token_of(&owner);
+        let ca = TestCa::new();
+        let proxy = TlsProxy::start(support::server_addr(&owner), &ca).unwrap();
+        let over_tls = |builder: e2b_blocking::SandboxBuilder| {
+            builder.jupyter(&proxy.url(), token.as_str()).unwrap()
+        };
+        let isolated = support::local();
+        let unix_token = token_of(&isolated);
+        assert!(isolated.jupyter_url().starts_with("http+unix://"));
+        let sandboxes = [
+            over_tls(Sandbox::builder().add_root_certificate(ca.ca_pem.clone())),
+            over_tls(Sandbox::builder().trust_server_certificate(ca.leaf_pem.clone())),
+            isolated,
+        ];
+        for s in &sandboxes {
+            assert_eq!(s.run_code("6 * 7").unwrap().text(), Some("42"));
+            let files = s.files();
+            files.write("secret-test.txt", "hello").unwrap();
+            assert_eq!(files.read("secret-test.txt").unwrap(), "hello");
+            files.remove("secret-test.txt").unwrap();
+        }
+        assert!(proxy.handshakes() >= 4, "{}", proxy.handshakes());
+        drop(sandboxes);
+        drop(proxy);
+        owner.close().unwrap();
+
+        let records = RECORDS.lock().unwrap_or_else(|p| p.into_inner());
+        assert_nothing_carries(&records, &token);
+        assert_nothing_carries(&records, &unix_token);
+        assert!(
+            records.iter().any(|r| r.target.starts_with("rustls")),
+            "no record from rustls"
         );
     });
 }
