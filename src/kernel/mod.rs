@@ -20,7 +20,7 @@ use crate::jupyter::connection::Connection;
 use crate::jupyter::delivery::{self, Delivery};
 use crate::jupyter::rest;
 use crate::jupyter::state::ConnectionState;
-use crate::jupyter::transport::Target;
+use crate::jupyter::websocket::Target;
 use crate::jupyter::wire::Outgoing;
 use crate::net::Http;
 use crate::sync::lock;

@@ -12,7 +12,7 @@ use super::redact::{self, MaskedHeaders};
 use super::{Endpoint, Method, Response, describe, expired, link_broke};
 use crate::config::{ReconnectPolicy, Timeouts};
 use crate::error::{BoxError, Error};
-use crate::retry::Retry;
+use crate::retry::Attempts;
 
 /// Largest response body read into memory by default.
 const MAX_BODY: u64 = 256 * 1024 * 1024;
@@ -162,7 +162,7 @@ impl Http {
         again: impl Fn(&Result<Response, Error>) -> bool,
     ) -> Result<Response, Error> {
         let start = Instant::now();
-        let mut retry = Retry::new(policy);
+        let mut retry = Attempts::new(policy);
         loop {
             let timeout = match budget {
                 Some(budget) => budget.saturating_sub(start.elapsed()),

@@ -12,6 +12,7 @@
 
 mod api;
 mod config;
+mod control_http;
 mod handle;
 mod lifecycle;
 mod metrics;
@@ -22,7 +23,6 @@ mod pager;
 mod retry;
 mod signature;
 mod snapshots;
-mod transport;
 
 #[cfg(test)]
 mod tests;

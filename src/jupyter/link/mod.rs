@@ -21,7 +21,7 @@ use tungstenite::protocol::CloseFrame;
 use crate::backend::Backend;
 use crate::config::ConnectionConfig;
 use crate::jupyter::state::{ConnectionState, StateCell};
-use crate::jupyter::transport::{self, Socket};
+use crate::jupyter::websocket::{self, Socket};
 use crate::jupyter::wire::Framing;
 use crate::net::redact::DataFrame;
 
@@ -128,9 +128,9 @@ impl Link {
     /// Sleeps until the socket or the waker wakes the link, a keepalive or reconnect is due,
     /// or `wake_at` passes.
     pub(crate) fn wait(&mut self, events: &mut Events, wake_at: Option<Instant>) {
-        // Once per sleep is enough: see transport::quickack.
+        // Once per sleep is enough: see websocket::quickack.
         if let Some(s) = &self.socket {
-            transport::quickack(&s.raw);
+            websocket::quickack(&s.raw);
         }
         let timeout = self.poll_timeout(wake_at);
         if let Err(e) = self.poll.poll(events, timeout)

@@ -137,11 +137,11 @@ impl E2bPlane {
         };
         let mut retry = IDEMPOTENT
             .contains(&method)
-            .then(|| crate::retry::Retry::new(&self.reconnect));
+            .then(|| crate::retry::Attempts::new(&self.reconnect));
         loop {
             match call.unary(body, self.timeouts.request) {
                 Err(Failure::Other(e)) if link_failure(&e) => {
-                    let Some(next) = retry.as_mut().and_then(crate::retry::Retry::failed) else {
+                    let Some(next) = retry.as_mut().and_then(crate::retry::Attempts::failed) else {
                         return Err(self.typed(Failure::Other(e)));
                     };
                     log::debug!("{method} failed ({e}); sending it again");

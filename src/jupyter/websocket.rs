@@ -21,7 +21,7 @@ use crate::error::{Error, TimeoutPhase};
 use crate::jupyter::wire::{Framing, V1_SUBPROTOCOL};
 use crate::net::redact::{Outbox, upgrade};
 use crate::net::{Endpoint, encode_component};
-use crate::retry::Retry;
+use crate::retry::Attempts;
 
 /// Bytes tungstenite reads (and zero-fills) per read() call.
 const READ_BUFFER: usize = 16 * 1024;
@@ -141,7 +141,7 @@ pub(crate) fn first_connect(
     policy: &ReconnectPolicy,
     mut attempt: impl FnMut(Limits) -> Result<Socket, Error>,
 ) -> Result<Socket, Error> {
-    let mut retry = Retry::new(policy);
+    let mut retry = Attempts::new(policy);
     loop {
         let Some(this) = limits.after(retry.started().elapsed()) else {
             return Err(limits.timeout());
