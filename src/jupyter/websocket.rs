@@ -1,5 +1,6 @@
-//! Opening one kernel websocket: TCP with the latency options set, TLS when the URL says so,
-//! the handshake with subprotocol negotiation, and the mapping of handshake failures to errors.
+//! Opening one websocket on a Jupyter server (a kernel's channels, a terminal): TCP with the
+//! latency options set, TLS when the URL says so, the handshake with subprotocol negotiation,
+//! and the mapping of handshake failures to errors.
 //!
 //! The upgrade request is written and its answer's head read by [`upgrade`], not by
 //! tungstenite, whose client logs the whole request, and the server's token with it.
