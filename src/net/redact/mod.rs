@@ -32,7 +32,7 @@
 //!   and before TLS, puts the secrets in place of their masks. With hidden bodies, that transport
 //!   takes each response body for itself on its way in and hands ureq as many `*` bytes
 //!   ([`bodies`]). ureq logs a request body it sends only when it is chunked; the SDK sends
-//!   every body with a known length.
+//!   the bodies that carry env values (JSON) with a known length.
 //! - tungstenite's client logs the whole upgrade request at `trace`: the SDK writes it and
 //!   reads the answer's head itself ([`upgrade`]).
 //! - tungstenite logs every frame it writes at `trace`, payload included: the SDK encodes its
