@@ -17,12 +17,12 @@ use tungstenite::protocol::{Role, WebSocketConfig};
 use tungstenite::stream::MaybeTlsStream;
 
 use crate::config::{ReconnectPolicy, Timeouts};
-use crate::conn::Conn;
 use crate::error::{Error, TimeoutPhase};
 use crate::jupyter::wire::{Framing, V1_SUBPROTOCOL};
+use crate::net::Attempts;
+use crate::net::conn::Conn;
 use crate::net::redact::{Outbox, upgrade};
 use crate::net::{Endpoint, encode_component};
-use crate::retry::Attempts;
 
 /// Bytes tungstenite reads (and zero-fills) per read() call.
 const READ_BUFFER: usize = 16 * 1024;
@@ -259,7 +259,7 @@ fn handshake(
 
     let tcp = match route.endpoint.unix_socket() {
         // A local connect completes or fails at once.
-        Some(path) => crate::conn::connect_unix(path).map(Conn::Unix),
+        Some(path) => crate::net::conn::connect_unix(path).map(Conn::Unix),
         None => open_tcp(&host, port, started + limits.tcp).map(Conn::Tcp),
     }
     .map_err(|e| match e.kind() {
@@ -281,7 +281,7 @@ fn handshake(
     let io_failed = |e: io::Error| match e.kind() {
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => timeout_err(),
         _ => Attempt::Failed(
-            crate::tls::untrusted(&endpoint, Box::new(e)).unwrap_or_else(|source| {
+            crate::net::tls::untrusted(&endpoint, Box::new(e)).unwrap_or_else(|source| {
                 Error::Transport {
                     endpoint: endpoint.clone(),
                     source,
@@ -373,7 +373,7 @@ fn judge(
 fn tls_client(
     tcp: Conn,
     host: &str,
-    roots: &crate::tls::TlsRoots,
+    roots: &crate::net::tls::TlsRoots,
 ) -> Result<rustls::StreamOwned<rustls::ClientConnection, Conn>, Error> {
     let config = roots.rustls()?;
     let name = rustls::pki_types::ServerName::try_from(host.to_string())

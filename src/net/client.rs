@@ -12,7 +12,7 @@ use super::redact::{self, MaskedHeaders};
 use super::{Endpoint, Method, Response, describe, expired, link_broke};
 use crate::config::{ReconnectPolicy, Timeouts};
 use crate::error::{BoxError, Error};
-use crate::retry::Attempts;
+use crate::net::Attempts;
 
 /// Largest response body read into memory by default.
 const MAX_BODY: u64 = 256 * 1024 * 1024;
@@ -290,7 +290,7 @@ impl Http {
             return Error::Timeout { phase, after };
         }
         let endpoint = format!("{endpoint} at {}", self.endpoint.base());
-        crate::tls::untrusted(&endpoint, BoxError::from(e))
+        crate::net::tls::untrusted(&endpoint, BoxError::from(e))
             .unwrap_or_else(|source| Error::Transport { endpoint, source })
     }
 }

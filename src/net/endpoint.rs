@@ -14,7 +14,7 @@ pub(crate) struct Endpoint {
     base: String,
     headers: Vec<(String, Secret)>,
     /// Roots its TLS certificate must chain to.
-    tls: crate::tls::TlsRoots,
+    tls: crate::net::tls::TlsRoots,
     /// Where every connection goes instead of the URL's host, for a server on a Unix socket.
     unix: Option<Arc<Path>>,
     /// The `http+unix://` form of the URL, when `unix` is set: what users are shown.
@@ -37,7 +37,7 @@ impl Endpoint {
     /// `base` is `http(s)://host:port[/prefix]`, or `http+unix://{percent-encoded socket
     /// path}[/prefix]` for a server on a Unix socket; a trailing slash is dropped.
     pub(crate) fn new(base: &str) -> Result<Endpoint, Error> {
-        if let Some(parsed) = crate::unix_url::parse(base) {
+        if let Some(parsed) = crate::net::unix_url::parse(base) {
             let (path, prefix) = parsed?;
             return Ok(Endpoint::new(&format!("http://localhost{prefix}"))?.with_unix_socket(&path));
         }
@@ -70,7 +70,7 @@ impl Endpoint {
         } else {
             format!("/{prefix}")
         };
-        self.unix_url = Some(crate::unix_url::format(path, &prefix));
+        self.unix_url = Some(crate::net::unix_url::format(path, &prefix));
         self
     }
 
@@ -102,12 +102,12 @@ impl Endpoint {
     }
 
     /// The same endpoint, trusting `roots` for `https://` and `wss://`.
-    pub(crate) fn with_tls(mut self, roots: crate::tls::TlsRoots) -> Endpoint {
+    pub(crate) fn with_tls(mut self, roots: crate::net::tls::TlsRoots) -> Endpoint {
         self.tls = roots;
         self
     }
 
-    pub(crate) fn tls(&self) -> &crate::tls::TlsRoots {
+    pub(crate) fn tls(&self) -> &crate::net::tls::TlsRoots {
         &self.tls
     }
 

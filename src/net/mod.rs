@@ -1,16 +1,23 @@
-//! HTTP, for both servers the SDK talks to: a sandbox's Jupyter server (and E2B's proxy in
-//! front of it) and E2B's control plane. One client ([`Http`]) with one way to send, read and
-//! judge a request, retried under a [`crate::config::ReconnectPolicy`]; each caller only says
-//! what may be sent again.
+//! The network layer. HTTP, for both servers the SDK talks to: a sandbox's Jupyter server (and
+//! E2B's proxy in front of it) and E2B's control plane. One client ([`Http`]) with one way to
+//! send, read and judge a request, retried under a [`crate::config::ReconnectPolicy`] (the one
+//! backoff: [`Attempts`]); each caller only says what may be sent again. Below it: the streams
+//! ([`conn`]: TCP or a Unix socket, and [`unix_url`]), which certificates are trusted ([`tls`]),
+//! and the secrets kept out of ureq's and tungstenite's logs ([`redact`]).
 
+mod attempts;
 mod client;
+pub(crate) mod conn;
 mod endpoint;
 pub(crate) mod redact;
 mod response;
 mod rustls_connector;
+pub(crate) mod tls;
+mod unix_url;
 
 use std::time::Duration;
 
+pub(crate) use attempts::Attempts;
 pub(crate) use client::Http;
 pub(crate) use endpoint::Endpoint;
 pub(crate) use response::{Response, status_error};

@@ -1,4 +1,4 @@
-//! TLS for ureq with the SDK's own rustls client settings ([`crate::tls::TlsRoots::rustls`]),
+//! TLS for ureq with the SDK's own rustls client settings ([`crate::net::tls::TlsRoots::rustls`]),
 //! for what ureq's TLS settings cannot say: a pinned server certificate. Otherwise ureq's own
 //! TLS is used.
 

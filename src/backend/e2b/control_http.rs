@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::error::{Error, TimeoutPhase};
+use crate::net::tls::TlsRoots;
 use crate::net::{Endpoint, Http, Method, Response, describe};
-use crate::tls::TlsRoots;
 
 use super::config::E2bConfig;
 use super::retry::{Next, Policy, Replay, unit_random};

@@ -12,7 +12,7 @@ use crate::error::Error;
 use crate::jupyter::delivery::Failure;
 use crate::jupyter::state::{CloseReason, ConnectionState, StateCell};
 use crate::jupyter::websocket::{Limits, Socket};
-use crate::retry::Attempts;
+use crate::net::Attempts;
 
 /// Least time between two liveness probes of the backend during one outage.
 pub(super) const PROBE_INTERVAL: Duration = Duration::from_millis(200);

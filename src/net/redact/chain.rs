@@ -16,8 +16,8 @@ use ureq::unversioned::transport::{
 use super::bodies::Framing;
 use super::headers::{MaskedHeaders, Swap, request_method, unmask};
 use crate::config::Secret;
-use crate::conn::UnixConnector;
 use crate::net::RustlsConnector;
+use crate::net::conn::UnixConnector;
 
 /// An agent with `config` whose requests may carry `headers` through [`MaskedHeaders`]. With
 /// `hide_bodies`, ureq reads `*` for every response body and the caller takes the real one

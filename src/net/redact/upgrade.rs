@@ -11,8 +11,8 @@ use tungstenite::http::uri::Authority;
 use tungstenite::stream::MaybeTlsStream;
 
 use crate::config::Secret;
-use crate::conn::Conn;
 use crate::error::Error;
+use crate::net::conn::Conn;
 
 /// An upgrade request and the key its answer must be derived from.
 pub(crate) struct Upgrade {
