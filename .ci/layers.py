@@ -23,8 +23,7 @@ import sys
 SRC = pathlib.Path(__file__).resolve().parent.parent / "src"
 
 LAYERS = [
-    {"error", "config", "output", "sync", "env_vars", "context", "conn", "tls", "unix_url",
-     "retry"},
+    {"error", "config", "output", "sync", "env_vars", "context"},
     {"net"},
     {"jupyter"},
     {"plane"},

@@ -122,7 +122,6 @@ compile_error!("e2b-blocking supports Unix only today (Linux is tested, macOS bu
 mod backend;
 mod commands;
 mod config;
-mod conn;
 mod context;
 mod env_vars;
 mod error;
@@ -134,11 +133,8 @@ mod net;
 mod output;
 mod plane;
 mod pty;
-mod retry;
 mod sandbox;
 mod sync;
-mod tls;
-mod unix_url;
 
 pub use backend::e2b::{
     ALL_TRAFFIC, ConnectOptions, DEFAULT_DOMAIN, DEFAULT_LIFETIME, DEFAULT_TEMPLATE, E2bClient,

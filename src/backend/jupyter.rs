@@ -19,7 +19,7 @@ impl JupyterBackend {
         url: &str,
         token: &Secret,
         timeouts: &Timeouts,
-        tls: crate::tls::TlsRoots,
+        tls: crate::net::tls::TlsRoots,
     ) -> Result<Self, Error> {
         let endpoint = Endpoint::new(url)?.with_jupyter_token(token).with_tls(tls);
         let id = endpoint

@@ -11,8 +11,8 @@ use crate::backend::jupyter::host_of;
 use crate::backend::{Backend, Liveness, SandboxProbe};
 use crate::config::{ReconnectPolicy, Secret, Timeouts};
 use crate::error::{Error, TimeoutPhase};
+use crate::net::tls::TlsRoots;
 use crate::net::{Endpoint, Http, Method, encode_component, link_broke};
-use crate::tls::TlsRoots;
 
 /// Which of a user's JupyterHub servers a sandbox uses, and what closing it does.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

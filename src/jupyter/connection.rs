@@ -15,7 +15,7 @@ use crate::error::{Error, TimeoutPhase};
 use crate::jupyter::delivery::{Delivery, WakeOn};
 use crate::jupyter::liveness::SandboxProbe;
 use crate::jupyter::state::{ConnectionState, ConnectionWatch};
-use crate::jupyter::transport::{self, Limits, Target};
+use crate::jupyter::websocket::{self, Limits, Target};
 use crate::jupyter::wire::{Framing, Outgoing};
 use crate::jupyter::worker::{Command, Shared, WAKE, Worker};
 
@@ -55,13 +55,13 @@ impl Connection {
         backend: Arc<dyn SandboxProbe>,
     ) -> Result<Connection, Error> {
         let shared = Arc::new(Shared::new(&target.kernel_id));
-        let socket = transport::first_connect(
+        let socket = websocket::first_connect(
             &format!("kernel {}", target.kernel_id),
             Limits::new_kernel(&config.timeouts),
             &config.reconnect,
             |limits| {
                 let framing = (!config.binary_framing).then_some(Framing::Legacy);
-                transport::connect(&target, limits, framing, config.max_message_size)
+                websocket::connect(&target, limits, framing, config.max_message_size)
             },
         )?;
         let poll = Poll::new().map_err(io_setup)?;

@@ -15,7 +15,7 @@ use crate::error::Error;
 use crate::jupyter::connection::Connection;
 use crate::jupyter::delivery::{Delivery, Failure};
 use crate::jupyter::liveness::{Liveness, SandboxProbe};
-use crate::jupyter::transport::Target;
+use crate::jupyter::websocket::Target;
 use crate::jupyter::wire::Outgoing;
 use crate::net::Endpoint;
 

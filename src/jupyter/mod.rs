@@ -7,7 +7,7 @@ pub(crate) mod liveness;
 pub(crate) mod rest;
 pub(crate) mod routes;
 pub(crate) mod state;
-pub(crate) mod transport;
+pub(crate) mod websocket;
 pub(crate) mod wire;
 pub(crate) mod worker;
 

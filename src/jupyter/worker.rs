@@ -19,7 +19,7 @@ use crate::jupyter::link::{self, Link, Names, Read, Reconnect};
 use crate::jupyter::liveness::SandboxProbe;
 use crate::jupyter::routes::{Routes, Seen};
 use crate::jupyter::state::{CloseReason, ConnectionState, StateCell};
-use crate::jupyter::transport::{self, Socket, Target};
+use crate::jupyter::websocket::{self, Socket, Target};
 use crate::jupyter::wire::{self, Framing, Incoming, Outgoing};
 
 /// Messages read per batch before they are routed.
@@ -393,7 +393,7 @@ impl Worker {
         let attempt = self
             .link
             .reconnect(&self.shared.state, |limits, max_message_size| {
-                transport::connect(target, limits, framing, max_message_size)
+                websocket::connect(target, limits, framing, max_message_size)
             });
         match attempt {
             Reconnect::Waiting => {}

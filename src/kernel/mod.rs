@@ -31,7 +31,7 @@ use crate::jupyter::connection::Connection;
 use crate::jupyter::delivery::{self, Delivery};
 use crate::jupyter::rest;
 use crate::jupyter::state::ConnectionState;
-use crate::jupyter::transport::Target;
+use crate::jupyter::websocket::Target;
 use crate::jupyter::wire::Outgoing;
 use crate::kernel::driver::Driver;
 use crate::net::{Endpoint, Http};

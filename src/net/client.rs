@@ -1,5 +1,5 @@
 //! A blocking HTTP client bound to one [`Endpoint`]: one `ureq::Agent` whose secret headers
-//! only the transport below it sees (see [`super::mask`]), per-call deadlines, and retries under
+//! only the transport below it sees (see [`super::redact`]), per-call deadlines, and retries under
 //! a [`ReconnectPolicy`] for the calls a caller says may be sent again.
 
 use std::fmt;
@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::mask::{self, MaskedHeaders};
+use super::redact::{self, MaskedHeaders};
 use super::{Endpoint, Method, Response, describe, expired, link_broke};
 use crate::config::{ReconnectPolicy, Timeouts};
 use crate::error::{BoxError, Error};
-use crate::retry::Retry;
+use crate::net::Attempts;
 
 /// Largest response body read into memory by default.
 const MAX_BODY: u64 = 256 * 1024 * 1024;
@@ -64,10 +64,6 @@ impl Http {
             .timeout_connect(Some(connect))
             .timeout_global(Some(request))
             .user_agent(concat!("e2b-blocking/", env!("CARGO_PKG_VERSION")));
-        if hide_bodies {
-            // ureq could not decode a body it only sees as `*`.
-            config = config.accept_encoding("identity");
-        }
         if let Some(tls) = endpoint.tls().ureq() {
             config = config.tls_config(tls);
         }
@@ -77,9 +73,9 @@ impl Http {
             .has_pins()
             .then(|| endpoint.tls().rustls())
             .and_then(|c| c.inspect_err(|e| log::warn!("TLS set-up failed: {e}")).ok());
-        let (agent, headers) = mask::agent(
-            config.build(),
-            endpoint.secret_headers(),
+        let (agent, headers) = redact::agent(
+            config,
+            endpoint.headers(),
             endpoint.unix_socket(),
             own_tls,
             hide_bodies,
@@ -166,7 +162,7 @@ impl Http {
         again: impl Fn(&Result<Response, Error>) -> bool,
     ) -> Result<Response, Error> {
         let start = Instant::now();
-        let mut retry = Retry::new(policy);
+        let mut retry = Attempts::new(policy);
         loop {
             let timeout = match budget {
                 Some(budget) => budget.saturating_sub(start.elapsed()),
@@ -223,7 +219,7 @@ impl Http {
         let endpoint = describe(method, path);
         let started = Instant::now();
         if self.hide_bodies {
-            mask::forget_hidden_body();
+            redact::forget_hidden_body();
         }
         let result = match method {
             Method::Get | Method::Delete => {
@@ -262,7 +258,7 @@ impl Http {
         resp.gone = self.endpoint.gone.clone();
         if self.hide_bodies {
             // ureq read as many `*` as the body has bytes; the transport kept the bytes.
-            let mut bytes = mask::take_hidden_body().unwrap_or_default();
+            let mut bytes = redact::take_hidden_body().unwrap_or_default();
             if bytes.len() < resp.body.len() {
                 return Err(Error::protocol(format!(
                     "{endpoint}: the response body was lost on its way in"
@@ -309,7 +305,7 @@ impl Http {
             return Error::Timeout { phase, after };
         }
         let endpoint = format!("{endpoint} at {}", self.endpoint.base());
-        crate::tls::untrusted(&endpoint, BoxError::from(e))
+        crate::net::tls::untrusted(&endpoint, BoxError::from(e))
             .unwrap_or_else(|source| Error::Transport { endpoint, source })
     }
 }

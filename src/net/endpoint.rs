@@ -14,7 +14,7 @@ pub(crate) struct Endpoint {
     base: String,
     headers: Vec<(String, Secret)>,
     /// Roots its TLS certificate must chain to.
-    tls: crate::tls::TlsRoots,
+    tls: crate::net::tls::TlsRoots,
     /// Where every connection goes instead of the URL's host, for a server on a Unix socket.
     unix: Option<Arc<Path>>,
     /// The `http+unix://` form of the URL, when `unix` is set: what users are shown.
@@ -63,7 +63,7 @@ impl Endpoint {
     /// `base` is `http(s)://host:port[/prefix]`, or `http+unix://{percent-encoded socket
     /// path}[/prefix]` for a server on a Unix socket; a trailing slash is dropped.
     pub(crate) fn new(base: &str) -> Result<Endpoint, Error> {
-        if let Some(parsed) = crate::unix_url::parse(base) {
+        if let Some(parsed) = crate::net::unix_url::parse(base) {
             let (path, prefix) = parsed?;
             return Ok(Endpoint::new(&format!("http://localhost{prefix}"))?.with_unix_socket(&path));
         }
@@ -97,7 +97,7 @@ impl Endpoint {
         } else {
             format!("/{prefix}")
         };
-        self.unix_url = Some(crate::unix_url::format(path, &prefix));
+        self.unix_url = Some(crate::net::unix_url::format(path, &prefix));
         self
     }
 
@@ -146,12 +146,12 @@ impl Endpoint {
     }
 
     /// The same endpoint, trusting `roots` for `https://` and `wss://`.
-    pub(crate) fn with_tls(mut self, roots: crate::tls::TlsRoots) -> Endpoint {
+    pub(crate) fn with_tls(mut self, roots: crate::net::tls::TlsRoots) -> Endpoint {
         self.tls = roots;
         self
     }
 
-    pub(crate) fn tls(&self) -> &crate::tls::TlsRoots {
+    pub(crate) fn tls(&self) -> &crate::net::tls::TlsRoots {
         &self.tls
     }
 
@@ -159,11 +159,8 @@ impl Endpoint {
         &self.base
     }
 
-    pub(crate) fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.headers.iter().map(|(n, v)| (n.as_str(), v.expose()))
-    }
-
-    pub(crate) fn secret_headers(&self) -> impl Iterator<Item = (&str, &Secret)> {
+    /// The headers every request carries; only [`super::redact`] puts their values on the wire.
+    pub(crate) fn headers(&self) -> impl Iterator<Item = (&str, &Secret)> {
         self.headers.iter().map(|(n, v)| (n.as_str(), v))
     }
 

@@ -1,16 +1,23 @@
-//! HTTP, for both servers the SDK talks to: a sandbox's Jupyter server (and E2B's proxy in
-//! front of it) and E2B's control plane. One client ([`Http`]) with one way to send, read and
-//! judge a request, retried under a [`crate::config::ReconnectPolicy`]; each caller only says
-//! what may be sent again.
+//! The network layer. HTTP, for both servers the SDK talks to: a sandbox's Jupyter server (and
+//! E2B's proxy in front of it) and E2B's control plane. One client ([`Http`]) with one way to
+//! send, read and judge a request, retried under a [`crate::config::ReconnectPolicy`] (the one
+//! backoff: [`Attempts`]); each caller only says what may be sent again. Below it: the streams
+//! ([`conn`]: TCP or a Unix socket, and [`unix_url`]), which certificates are trusted ([`tls`]),
+//! and the secrets kept out of ureq's and tungstenite's logs ([`redact`]).
 
+mod attempts;
 mod client;
+pub(crate) mod conn;
 mod endpoint;
-pub(crate) mod mask;
+pub(crate) mod redact;
 mod response;
 mod rustls_connector;
+pub(crate) mod tls;
+mod unix_url;
 
 use std::time::Duration;
 
+pub(crate) use attempts::Attempts;
 pub(crate) use client::Http;
 pub(crate) use endpoint::{Endpoint, GoneCheck};
 pub(crate) use response::{Response, status_error};
@@ -89,6 +96,17 @@ fn expired(
     }
 }
 
+/// Buffers for one of the SDK's ureq transports, sized by the agent's config as ureq sizes those
+/// of its own (`LazyBuffers` wants neither size 0).
+pub(crate) fn transport_buffers(
+    details: &ureq::unversioned::transport::ConnectionDetails,
+) -> ureq::unversioned::transport::LazyBuffers {
+    ureq::unversioned::transport::LazyBuffers::new(
+        details.config.input_buffer_size().max(1),
+        details.config.output_buffer_size().max(1),
+    )
+}
+
 /// `METHOD /path` without the query string, for error messages and logs.
 pub(crate) fn describe(method: Method, path: &str) -> String {
     let path = path.split('?').next().unwrap_or(path);
@@ -106,8 +124,13 @@ pub(crate) fn query_string(parts: &[String]) -> String {
 
 /// Percent-encodes one path segment or query value.
 pub(crate) fn encode_component(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
+    encode_bytes(s.as_bytes())
+}
+
+/// Percent-encodes every byte but RFC 3986's unreserved characters.
+pub(crate) fn encode_bytes(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for &b in bytes {
         match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
                 out.push(b as char)

@@ -1,4 +1,4 @@
-//! TLS for ureq with the SDK's own rustls client settings ([`crate::tls::TlsRoots::rustls`]),
+//! TLS for ureq with the SDK's own rustls client settings ([`crate::net::tls::TlsRoots::rustls`]),
 //! for what ureq's TLS settings cannot say: a pinned server certificate. Otherwise ureq's own
 //! TLS is used.
 
@@ -46,10 +46,7 @@ impl<In: Transport> Connector<In> for RustlsConnector {
         let mut sock = TransportAdapter::new(transport.boxed(), details.current_time.clone());
         sock.set_timeout(details.timeout);
         conn.complete_io(&mut sock)?;
-        let buffers = LazyBuffers::new(
-            details.config.input_buffer_size(),
-            details.config.output_buffer_size(),
-        );
+        let buffers = super::transport_buffers(details);
         Ok(Some(Box::new(RustlsTransport {
             buffers,
             stream: StreamOwned { conn, sock },

@@ -20,7 +20,7 @@ use crate::jupyter::delivery::Failure;
 pub(crate) use crate::jupyter::link::WAKE;
 use crate::jupyter::link::{self, Link, Names, Read, Reconnect};
 use crate::jupyter::state::{CloseReason, ConnectionState, StateCell};
-use crate::jupyter::transport::{self, Route, Socket};
+use crate::jupyter::websocket::{self, Route, Socket};
 use crate::net::{Endpoint, Http, encode_component};
 use crate::pty::replay::{Alignment, Delivered};
 use crate::pty::wire::{self, FromTerm};
@@ -442,7 +442,7 @@ impl Session {
         let attempt = self
             .link
             .reconnect(&self.shared.state, |limits, max_message_size| {
-                transport::connect_plain(&route, limits, max_message_size)
+                websocket::connect_plain(&route, limits, max_message_size)
             });
         match attempt {
             Reconnect::Waiting => {}

@@ -11,7 +11,7 @@ use mio::{Poll, Waker};
 use crate::error::Error;
 use crate::jupyter::delivery::Failure;
 use crate::jupyter::state::{ConnectionState, ConnectionWatch};
-use crate::jupyter::transport::{self, Limits};
+use crate::jupyter::websocket::{self, Limits};
 use crate::pty::session::{self, Cmd, Item, Session, Shared, WAKE};
 use crate::pty::{PtyEnd, PtyEvent, PtyOptions, PtySize, rest, wire};
 use crate::sandbox::Sandbox;
@@ -105,11 +105,11 @@ impl JupyterTerminal {
         let config = sandbox.config().connection.clone();
         let endpoint = sandbox.http().endpoint().clone();
         let route = session::route(&endpoint, &name);
-        let socket = transport::first_connect(
+        let socket = websocket::first_connect(
             &route.label,
             Limits::reconnect(config.timeouts.connect),
             &config.reconnect,
-            |limits| transport::connect_plain(&route, limits, config.max_message_size),
+            |limits| websocket::connect_plain(&route, limits, config.max_message_size),
         )?;
         let shared = Arc::new(Shared::new(&name));
         let poll = Poll::new().map_err(io_setup)?;

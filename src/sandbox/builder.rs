@@ -105,8 +105,8 @@ impl SandboxBuilder {
     }
 
     /// What a Jupyter server or JupyterHub's certificate must be.
-    fn tls(&self) -> Result<crate::tls::TlsRoots, Error> {
-        crate::tls::TlsRoots::new(&self.tls_roots)?.pinning(&self.tls_pins)
+    fn tls(&self) -> Result<crate::net::tls::TlsRoots, Error> {
+        crate::net::tls::TlsRoots::new(&self.tls_roots)?.pinning(&self.tls_pins)
     }
 
     /// `config` plus the roots given to this builder.

@@ -147,7 +147,7 @@ fn accept_loop(listener: &TcpListener, stop: &AtomicBool, links: &Arc<Links>, so
 /// Connects `client` to the relay's socket and copies both ways on two threads; the link is
 /// forgotten once both directions end.
 fn join(client: TcpStream, links: &Arc<Links>, socket: &Path) -> io::Result<()> {
-    let inner = crate::conn::connect_unix(socket)?;
+    let inner = crate::net::conn::connect_unix(socket)?;
     let _ = client.set_nodelay(true);
     let id = {
         let mut links = crate::sync::lock(links);

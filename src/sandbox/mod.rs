@@ -440,7 +440,7 @@ impl Sandbox {
             .get()
             .jupyter()
             .headers()
-            .map(|(n, v)| (n.to_string(), Secret::new(v)))
+            .map(|(n, v)| (n.to_string(), v.clone()))
             .collect()
     }
 
@@ -453,7 +453,7 @@ impl Sandbox {
             .jupyter()
             .headers()
             .find(|(name, _)| name.eq_ignore_ascii_case("authorization"))
-            .and_then(|(_, v)| v.strip_prefix("token "))
+            .and_then(|(_, v)| v.expose().strip_prefix("token "))
             .map(Secret::new)
     }
 

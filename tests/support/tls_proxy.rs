@@ -22,6 +22,8 @@ const POLL: Duration = Duration::from_millis(5);
 pub struct TestCa {
     /// The CA certificate, PEM: what a client must be told to trust.
     pub ca_pem: String,
+    /// The proxy's own certificate, PEM: what a client pins to trust exactly it.
+    pub leaf_pem: String,
     chain: Vec<CertificateDer<'static>>,
     key: Vec<u8>,
 }
@@ -43,6 +45,7 @@ impl TestCa {
             .expect("leaf certificate");
         TestCa {
             ca_pem: ca_cert.pem(),
+            leaf_pem: leaf.pem(),
             chain: vec![leaf.der().clone(), ca_cert.der().clone()],
             key: leaf_key.serialize_der(),
         }

@@ -11,6 +11,7 @@ use crate::error::Error;
 use crate::net::{Method, Response, encode_component};
 
 use super::config::E2bConfig;
+use super::control_http::{ControlHttp, IDEMPOTENCY_KEY_HEADER};
 use super::lifecycle::{ConnectOptions, ForkOptions, PauseOptions};
 use super::metrics::{MetricsQuery, SandboxMetric};
 use super::models::{
@@ -22,7 +23,6 @@ use super::options::E2bOptions;
 use super::pager::Paginator;
 use super::retry::Replay;
 use super::snapshots::{SnapshotInfo, SnapshotOptions, SnapshotQuery};
-use super::transport::{IDEMPOTENCY_KEY_HEADER, Transport};
 
 /// Longest keep-alive `refresh` accepts (the spec's maximum).
 const MAX_REFRESH: Duration = Duration::from_secs(3600);
@@ -45,7 +45,7 @@ const GUEST_UNRESPONSIVE_CODE: &str = "sandbox_snapshot_guest_agent_unresponsive
 /// [`Error::Timeout`], an unreadable body → [`Error::Protocol`].
 #[derive(Debug, Clone)]
 pub struct E2bClient {
-    transport: Transport,
+    http: ControlHttp,
 }
 
 impl E2bClient {
@@ -57,20 +57,20 @@ impl E2bClient {
     /// not http(s).
     pub fn new(config: &E2bConfig) -> Result<E2bClient, Error> {
         Ok(E2bClient {
-            transport: Transport::new(config)?,
+            http: ControlHttp::new(config)?,
         })
     }
 
     /// The same client, each call bounded by `budget` in total, retries included.
     pub(crate) fn bounded(&self, budget: Duration) -> E2bClient {
         E2bClient {
-            transport: self.transport.bounded(budget),
+            http: self.http.bounded(budget),
         }
     }
 
     /// The control-plane base URL this client talks to.
     pub fn api_url(&self) -> &str {
-        self.transport.base()
+        self.http.base()
     }
 
     /// Creates a sandbox (`POST /v2/sandboxes`). It lives for [`E2bOptions::lifetime`] unless
@@ -87,7 +87,7 @@ impl E2bClient {
     pub fn create(&self, options: &E2bOptions) -> Result<SandboxAccess, Error> {
         let body = to_value(&NewSandbox::from_options(options)?)?;
         let key = options.create_key()?;
-        let r = self.transport.send_with(
+        let r = self.http.send_with(
             Method::Post,
             "/v2/sandboxes",
             Some(&body),
@@ -122,7 +122,7 @@ impl E2bClient {
         let path = format!("/v2{}/connect", sandbox_path(sandbox_id)?);
         // Connecting twice is harmless: the second finds it running and only extends.
         let r = self
-            .transport
+            .http
             .send(Method::Post, &path, Some(&body), Replay::Idempotent)?;
         let access: SandboxAccess = ok_json(r, Some(sandbox_id))?;
         log::debug!("connected to E2B sandbox {}", access.sandbox_id);
@@ -143,7 +143,7 @@ impl E2bClient {
         let path = format!("{}/pause", sandbox_path(sandbox_id)?);
         // A second pause finds it paused, which is the outcome asked for.
         let r = self
-            .transport
+            .http
             .send(Method::Post, &path, Some(&body), Replay::Idempotent)?;
         if r.status == 409 {
             log::debug!("E2B sandbox {sandbox_id} was paused already");
@@ -171,7 +171,7 @@ impl E2bClient {
         let body = to_value(&options.body()?)?;
         let path = format!("{}/snapshots", sandbox_path(sandbox_id)?);
         let r = self
-            .transport
+            .http
             .send(Method::Post, &path, Some(&body), Replay::Never)?;
         let snapshot: SnapshotInfo = ok_json(r, Some(sandbox_id))?;
         log::debug!(
@@ -189,7 +189,7 @@ impl E2bClient {
         Paginator::new(query.next_token.clone(), move |token| {
             let path = format!("/snapshots{}", query.to_query(token));
             let r = client
-                .transport
+                .http
                 .send(Method::Get, &path, None, Replay::Idempotent)?;
             let next = next_token(&r);
             Ok((ok_json(r, None)?, next))
@@ -208,7 +208,7 @@ impl E2bClient {
         }
         let path = format!("/templates/{}", encode_component(snapshot_id));
         let r = self
-            .transport
+            .http
             .send(Method::Delete, &path, None, Replay::Idempotent)?;
         if r.status == 404 {
             return Ok(false);
@@ -235,7 +235,7 @@ impl E2bClient {
         let body = to_value(&options.body()?)?;
         let path = format!("{}/fork", sandbox_path(sandbox_id)?);
         let r = self
-            .transport
+            .http
             .send(Method::Post, &path, Some(&body), Replay::Never)?;
         let endpoint = r.endpoint.clone();
         let results: Vec<ForkResult> = ok_json(r, Some(sandbox_id))?;
@@ -268,7 +268,7 @@ impl E2bClient {
         let body = to_value(update)?;
         let path = format!("{}/network", sandbox_path(sandbox_id)?);
         let r = self
-            .transport
+            .http
             .send(Method::Put, &path, Some(&body), Replay::Idempotent)?;
         ok_empty(r, sandbox_id)
     }
@@ -282,7 +282,7 @@ impl E2bClient {
     pub fn get_info(&self, sandbox_id: &str) -> Result<SandboxInfo, Error> {
         let path = sandbox_path(sandbox_id)?;
         let r = self
-            .transport
+            .http
             .send(Method::Get, &path, None, Replay::Idempotent)?;
         ok_json(r, Some(sandbox_id))
     }
@@ -302,7 +302,7 @@ impl E2bClient {
     ) -> Result<Vec<SandboxMetric>, Error> {
         let path = format!("{}/metrics{}", sandbox_path(sandbox_id)?, query.to_query());
         let r = self
-            .transport
+            .http
             .send(Method::Get, &path, None, Replay::Idempotent)?;
         ok_json(r, Some(sandbox_id))
     }
@@ -316,7 +316,7 @@ impl E2bClient {
     pub fn list(&self, query: &ListQuery) -> Result<SandboxPage, Error> {
         let path = format!("/v2/sandboxes{}", query.to_query());
         let r = self
-            .transport
+            .http
             .send(Method::Get, &path, None, Replay::Idempotent)?;
         let next_token = next_token(&r);
         let total_running = r.header("x-total-running").and_then(|v| v.parse().ok());
@@ -336,7 +336,7 @@ impl E2bClient {
         Paginator::new(query.next_token.clone(), move |token| {
             let path = format!("/v2/sandboxes{}", query.page_query(token));
             let r = client
-                .transport
+                .http
                 .send(Method::Get, &path, None, Replay::Idempotent)?;
             let next = next_token(&r);
             Ok((ok_json(r, None)?, next))
@@ -382,7 +382,7 @@ impl E2bClient {
     pub fn kill(&self, sandbox_id: &str) -> Result<bool, Error> {
         let path = sandbox_path(sandbox_id)?;
         let r = self
-            .transport
+            .http
             .send(Method::Delete, &path, None, Replay::Idempotent)?;
         if r.status == 404 {
             log::debug!("E2B sandbox {sandbox_id} was already gone");
@@ -406,7 +406,7 @@ impl E2bClient {
         })?;
         let path = format!("{}/timeout", sandbox_path(sandbox_id)?);
         let r = self
-            .transport
+            .http
             .send(Method::Post, &path, Some(&body), Replay::Idempotent)?;
         ok_empty(r, sandbox_id)
     }
@@ -429,7 +429,7 @@ impl E2bClient {
         })?;
         let path = format!("{}/refreshes", sandbox_path(sandbox_id)?);
         let r = self
-            .transport
+            .http
             .send(Method::Post, &path, Some(&body), Replay::Idempotent)?;
         ok_empty(r, sandbox_id)
     }

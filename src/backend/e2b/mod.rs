@@ -12,6 +12,7 @@
 
 mod api;
 mod config;
+mod control_http;
 mod handle;
 mod lifecycle;
 mod metrics;
@@ -22,7 +23,6 @@ mod pager;
 mod retry;
 mod signature;
 mod snapshots;
-mod transport;
 
 #[cfg(test)]
 mod tests;
@@ -561,7 +561,7 @@ fn e2b_access(config: &E2bConfig, access: &SandboxAccess) -> Result<Access, Erro
             .collect(),
         envd_token: access.envd_access_token.clone(),
         envd_version: EnvdVersion::parse(&access.envd_version),
-        tls: crate::tls::TlsRoots::new(&config.tls_roots)?,
+        tls: crate::net::tls::TlsRoots::new(&config.tls_roots)?,
         reconnect: config.reconnect.clone(),
     })
 }
@@ -613,7 +613,7 @@ fn gone_check(client: &E2bClient, timeouts: &Timeouts) -> GoneCheck {
 fn jupyter_endpoint(config: &E2bConfig, access: &SandboxAccess) -> Result<Endpoint, Error> {
     let url = config.jupyter_url(&access.sandbox_id, access.domain.as_deref());
     let mut endpoint = Endpoint::new(&url)?
-        .with_tls(crate::tls::TlsRoots::new(&config.tls_roots)?)
+        .with_tls(crate::net::tls::TlsRoots::new(&config.tls_roots)?)
         .with_header(SANDBOX_ID_HEADER, Secret::new(access.sandbox_id.as_str()))
         .with_header(
             SANDBOX_PORT_HEADER,

@@ -640,7 +640,7 @@ fn jupyter_endpoint_uses_the_sandbox_domain() {
     // Only the proxy's routing headers; Jupyter in the template has no token.
     let headers: Vec<(String, String)> = e
         .headers()
-        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .map(|(n, v)| (n.to_string(), v.expose().to_string()))
         .collect();
     assert_eq!(
         headers,
@@ -671,7 +671,7 @@ fn read_head(stream: &mut TcpStream) -> Vec<u8> {
     head
 }
 
-/// The control plane's bodies reach ureq hidden (see crate::net::mask): a chunked answer written in
+/// The control plane's bodies reach ureq hidden (see crate::net::redact): a chunked answer written in
 /// small pieces, then a `Content-Length` one on the same kept-alive connection, both arrive
 /// whole and in order.
 #[test]

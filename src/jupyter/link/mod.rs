@@ -6,7 +6,6 @@
 //! [`Worker`]: crate::jupyter::worker::Worker
 //! [`Session`]: crate::pty::session::Session
 
-mod outbox;
 mod reconnect;
 
 use std::io;
@@ -22,11 +21,10 @@ use tungstenite::protocol::CloseFrame;
 use crate::config::ConnectionConfig;
 use crate::jupyter::liveness::SandboxProbe;
 use crate::jupyter::state::{ConnectionState, StateCell};
-use crate::jupyter::transport::{self, Socket};
+use crate::jupyter::websocket::{self, Socket};
 use crate::jupyter::wire::Framing;
+use crate::net::redact::DataFrame;
 
-use outbox::DataFrame;
-pub(crate) use outbox::Outbox;
 use reconnect::Outage;
 pub(crate) use reconnect::Reconnect;
 
@@ -130,9 +128,9 @@ impl Link {
     /// Sleeps until the socket or the waker wakes the link, a keepalive or reconnect is due,
     /// or `wake_at` passes.
     pub(crate) fn wait(&mut self, events: &mut Events, wake_at: Option<Instant>) {
-        // Once per sleep is enough: see transport::quickack.
+        // Once per sleep is enough: see websocket::quickack.
         if let Some(s) = &self.socket {
-            transport::quickack(&s.raw);
+            websocket::quickack(&s.raw);
         }
         let timeout = self.poll_timeout(wake_at);
         if let Err(e) = self.poll.poll(events, timeout)
@@ -173,7 +171,7 @@ impl Link {
         let Some(sock) = self.socket.as_mut() else {
             return Err("not connected".into());
         };
-        // Data frames are encoded here, out of tungstenite's trace log (see outbox.rs).
+        // Data frames are encoded here, out of tungstenite's trace log (see net::redact).
         let data = match &msg {
             Message::Text(text) => Some((DataFrame::Text, text.as_bytes())),
             Message::Binary(bytes) => Some((DataFrame::Binary, bytes.as_ref())),

@@ -1,5 +1,5 @@
 //! The outage after a cut: reconnect attempts under the [`ReconnectPolicy`] (through
-//! [`Retry`]), liveness probes of the backend, and which failure ends the link when the
+//! [`Attempts`]), liveness probes of the backend, and which failure ends the link when the
 //! attempts run out.
 //!
 //! [`ReconnectPolicy`]: crate::ReconnectPolicy
@@ -11,15 +11,15 @@ use crate::error::Error;
 use crate::jupyter::delivery::Failure;
 use crate::jupyter::liveness::Liveness;
 use crate::jupyter::state::{CloseReason, ConnectionState, StateCell};
-use crate::jupyter::transport::{Limits, Socket};
-use crate::retry::Retry;
+use crate::jupyter::websocket::{Limits, Socket};
+use crate::net::Attempts;
 
 /// Least time between two liveness probes of the backend during one outage.
 pub(super) const PROBE_INTERVAL: Duration = Duration::from_millis(200);
 
 /// Book-keeping for one period of being disconnected.
 pub(super) struct Outage {
-    retry: Retry,
+    retry: Attempts,
     pub(super) next_attempt: Instant,
     last_probe: Option<Instant>,
     last_cause: String,
@@ -71,7 +71,7 @@ impl Link {
             return Err(self.unreachable(cause));
         }
         self.outage = Some(Outage {
-            retry: Retry::new(policy),
+            retry: Attempts::new(policy),
             next_attempt: Instant::now(),
             last_probe: None,
             last_cause: cause,

@@ -350,7 +350,7 @@ impl<'a> E2bCommand<'a> {
             // The old follower's tails end with the command anyway; do not leave them waiting.
             let _ = plane.kill_process(self.process.pid());
         }
-        let mut retry = crate::retry::Retry::new(&plane.reconnect);
+        let mut retry = crate::net::Attempts::new(&plane.reconnect);
         loop {
             match record::follow(&plane, self.pid, seen) {
                 Ok(follower) => {

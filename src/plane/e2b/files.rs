@@ -69,7 +69,7 @@ impl E2bFiles<'_> {
         sink_name: &str,
         mut download: E2bDownload<'_>,
     ) -> Result<u64, Error> {
-        let mut retry = crate::retry::Retry::new(&self.plane.reconnect);
+        let mut retry = crate::net::Attempts::new(&self.plane.reconnect);
         loop {
             match self.download_once(path, sink, sink_name, &mut download) {
                 Ok(n) => return Ok(n),

@@ -45,7 +45,7 @@ pub(crate) struct Access {
     pub(crate) headers: Vec<(String, Secret)>,
     pub(crate) envd_token: Option<Secret>,
     pub(crate) envd_version: EnvdVersion,
-    pub(crate) tls: crate::tls::TlsRoots,
+    pub(crate) tls: crate::net::tls::TlsRoots,
     /// How idempotent calls are retried when the link breaks.
     pub(crate) reconnect: ReconnectPolicy,
 }
@@ -142,11 +142,11 @@ impl E2bPlane {
         };
         let mut retry = IDEMPOTENT
             .contains(&method)
-            .then(|| crate::retry::Retry::new(&self.reconnect));
+            .then(|| crate::net::Attempts::new(&self.reconnect));
         loop {
             match call.unary(body, self.timeouts.request) {
                 Err(Failure::Other(e)) if link_failure(&e) => {
-                    let Some(next) = retry.as_mut().and_then(crate::retry::Retry::failed) else {
+                    let Some(next) = retry.as_mut().and_then(crate::net::Attempts::failed) else {
                         return Err(self.typed(Failure::Other(e)));
                     };
                     log::debug!("{method} failed ({e}); sending it again");

@@ -13,16 +13,8 @@ pub(crate) const SCHEME: &str = "http+unix://";
 
 /// `http+unix://{path}{prefix}`, `prefix` empty or starting with `/`.
 pub(crate) fn format(path: &Path, prefix: &str) -> String {
-    let mut out = String::from(SCHEME);
-    for &b in path.as_os_str().as_encoded_bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out.push_str(prefix);
-    out
+    let path = crate::net::encode_bytes(path.as_os_str().as_encoded_bytes());
+    format!("{SCHEME}{path}{prefix}")
 }
 
 /// The socket path and the path prefix (empty or starting with `/`) of an `http+unix://` URL;

@@ -8,8 +8,8 @@ use backoff::backoff::Backoff;
 use crate::config::ReconnectPolicy;
 
 /// One run of retries: the first retry at once, then growing, jittered delays, until the
-/// policy's attempts or time are used up. Each attempt should be cut to [`Retry::left`].
-pub(crate) struct Retry {
+/// policy's attempts or time are used up. Each attempt should be cut to [`Attempts::left`].
+pub(crate) struct Attempts {
     started: Instant,
     failed: u32,
     max_attempts: u32,
@@ -19,9 +19,9 @@ pub(crate) struct Retry {
     backoff: backoff::ExponentialBackoff,
 }
 
-impl Retry {
-    pub(crate) fn new(policy: &ReconnectPolicy) -> Retry {
-        Retry {
+impl Attempts {
+    pub(crate) fn new(policy: &ReconnectPolicy) -> Attempts {
+        Attempts {
             started: Instant::now(),
             failed: 0,
             max_attempts: policy.max_attempts,
@@ -86,17 +86,21 @@ mod tests {
 
     #[test]
     fn attempts_and_time_both_end_a_run() {
-        let mut r = Retry::new(&ReconnectPolicy::default().max_attempts(3));
+        let mut r = Attempts::new(&ReconnectPolicy::default().max_attempts(3));
         assert!(r.failed().is_some());
         assert!(r.failed().is_some());
         assert!(r.failed().is_none());
-        assert!(Retry::new(&ReconnectPolicy::disabled()).failed().is_none());
+        assert!(
+            Attempts::new(&ReconnectPolicy::disabled())
+                .failed()
+                .is_none()
+        );
 
-        let mut r = Retry::new(&ReconnectPolicy::default().max_elapsed(Duration::ZERO));
+        let mut r = Attempts::new(&ReconnectPolicy::default().max_elapsed(Duration::ZERO));
         assert!(r.failed().is_none());
 
         let budget = Duration::from_millis(50);
-        let mut r = Retry::new(
+        let mut r = Attempts::new(
             &ReconnectPolicy::default()
                 .max_elapsed(budget)
                 .first_delay(Duration::from_secs(10)),

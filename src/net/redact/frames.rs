@@ -1,4 +1,4 @@
-//! The write side of a websocket, kept out of tungstenite's trace logs.
+//! The write side of a websocket client, kept out of tungstenite's trace logs.
 //!
 //! tungstenite logs every frame it writes at trace level, payload included, and the SDK's
 //! frames carry code, terminal input and env var values (API keys, often). So the SDK encodes

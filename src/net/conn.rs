@@ -162,8 +162,7 @@ impl Connector<()> for UnixConnector {
     ) -> Result<Option<Self::Out>, ureq::Error> {
         // A local connect completes or fails at once: no timeout to apply.
         let stream = connect_unix(&self.0)?;
-        let config = details.config;
-        let buffers = LazyBuffers::new(config.input_buffer_size(), config.output_buffer_size());
+        let buffers = crate::net::transport_buffers(details);
         let stream = Arc::new(Shared(stream));
         (details.register_shutdown)(Arc::downgrade(&stream) as _)?;
         Ok(Some(Box::new(UnixTransport {

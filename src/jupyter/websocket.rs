@@ -1,27 +1,28 @@
-//! Opening one kernel websocket: TCP with the latency options set, TLS when the URL says so,
-//! the handshake with subprotocol negotiation, and the mapping of handshake failures to errors.
+//! Opening one websocket on a Jupyter server (a kernel's channels, a terminal): TCP with the
+//! latency options set, TLS when the URL says so, the handshake with subprotocol negotiation,
+//! and the mapping of handshake failures to errors.
 //!
-//! The upgrade request is written and its answer checked here, not by tungstenite: its client
-//! logs the whole request at trace level, and the request carries the server's token.
+//! The upgrade request is written and its answer's head read by [`upgrade`], not by
+//! tungstenite, whose client logs the whole request, and the server's token with it.
 
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use tungstenite::WebSocket;
 use tungstenite::handshake::derive_accept_key;
 use tungstenite::http::Uri;
-use tungstenite::http::uri::{Authority, InvalidUri};
+use tungstenite::http::uri::InvalidUri;
 use tungstenite::protocol::{Role, WebSocketConfig};
 use tungstenite::stream::MaybeTlsStream;
 
 use crate::config::{ReconnectPolicy, Timeouts};
-use crate::conn::Conn;
 use crate::error::{Error, TimeoutPhase};
-use crate::jupyter::link::Outbox;
 use crate::jupyter::wire::{Framing, V1_SUBPROTOCOL};
+use crate::net::Attempts;
+use crate::net::conn::Conn;
+use crate::net::redact::{Outbox, upgrade};
 use crate::net::{Endpoint, encode_component};
-use crate::retry::Retry;
 
 /// Bytes tungstenite reads (and zero-fills) per read() call.
 const READ_BUFFER: usize = 16 * 1024;
@@ -141,7 +142,7 @@ pub(crate) fn first_connect(
     policy: &ReconnectPolicy,
     mut attempt: impl FnMut(Limits) -> Result<Socket, Error>,
 ) -> Result<Socket, Error> {
-    let mut retry = Retry::new(policy);
+    let mut retry = Attempts::new(policy);
     loop {
         let Some(this) = limits.after(retry.started().elapsed()) else {
             return Err(limits.timeout());
@@ -244,7 +245,8 @@ fn handshake(
         .clone();
     let host = authority.host().trim_matches(['[', ']']).to_string();
     let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
-    let request = upgrade_request(&uri, &authority, offer_v1, route.endpoint.headers())
+    let subprotocol = offer_v1.then_some(V1_SUBPROTOCOL);
+    let request = upgrade::request(&uri, &authority, subprotocol, route.endpoint.headers())
         .map_err(Attempt::Failed)?;
     let deadline = started + limits.total;
     let timeout_err = || Attempt::Failed(limits.timeout());
@@ -257,7 +259,7 @@ fn handshake(
 
     let tcp = match route.endpoint.unix_socket() {
         // A local connect completes or fails at once.
-        Some(path) => crate::conn::connect_unix(path).map(Conn::Unix),
+        Some(path) => crate::net::conn::connect_unix(path).map(Conn::Unix),
         None => open_tcp(&host, port, started + limits.tcp).map(Conn::Tcp),
     }
     .map_err(|e| match e.kind() {
@@ -279,7 +281,7 @@ fn handshake(
     let io_failed = |e: io::Error| match e.kind() {
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => timeout_err(),
         _ => Attempt::Failed(
-            crate::tls::untrusted(&endpoint, Box::new(e)).unwrap_or_else(|source| {
+            crate::net::tls::untrusted(&endpoint, Box::new(e)).unwrap_or_else(|source| {
                 Error::Transport {
                     endpoint: endpoint.clone(),
                     source,
@@ -288,7 +290,7 @@ fn handshake(
         ),
     };
     let (head, leftover) =
-        exchange(&mut stream, &raw, &request.bytes, deadline).map_err(io_failed)?;
+        upgrade::exchange(&mut stream, &raw, &request.bytes, deadline).map_err(io_failed)?;
     let framing = judge(&head, &request.key, offer_v1, route, &endpoint)?;
     let ws =
         WebSocket::from_partially_read(Outbox::new(stream), leftover, Role::Client, Some(config));
@@ -297,104 +299,6 @@ fn handshake(
     raw.set_nonblocking(true).map_err(transport)?;
     log::debug!("connected to {} ({framing:?} framing)", route.label);
     Ok(Socket { ws, raw, framing })
-}
-
-/// An upgrade request and the key its answer must be derived from.
-struct Upgrade {
-    bytes: Vec<u8>,
-    key: String,
-}
-
-/// Writes the upgrade request here rather than in tungstenite, whose client logs the whole
-/// request (auth headers included) at trace level.
-fn upgrade_request<'a>(
-    uri: &Uri,
-    authority: &Authority,
-    offer_v1: bool,
-    headers: impl Iterator<Item = (&'a str, &'a str)>,
-) -> Result<Upgrade, Error> {
-    let key = tungstenite::handshake::client::generate_key();
-    let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    // A userinfo part is never sent in the Host header.
-    let host = authority
-        .as_str()
-        .rsplit_once('@')
-        .map_or(authority.as_str(), |(_, h)| h);
-    let mut req = format!(
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n"
-    );
-    if offer_v1 {
-        req.push_str(&format!("Sec-WebSocket-Protocol: {V1_SUBPROTOCOL}\r\n"));
-    }
-    for (name, value) in headers {
-        if name.is_empty() || !name.bytes().all(is_token_byte) {
-            return Err(Error::InvalidArgument(format!("bad header name {name:?}")));
-        }
-        if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
-            return Err(Error::InvalidArgument(format!(
-                "header {name} has characters not allowed in HTTP"
-            )));
-        }
-        req.push_str(&format!("{name}: {value}\r\n"));
-    }
-    req.push_str("\r\n");
-    Ok(Upgrade {
-        bytes: req.into_bytes(),
-        key,
-    })
-}
-
-/// RFC 9110 `tchar`: what a header name may consist of.
-fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
-
-/// Largest upgrade response head accepted.
-const MAX_HEAD: usize = 64 * 1024;
-
-/// Sends the request and reads the response head. Returns the head and whatever was read past
-/// it: frames the server sent right after the upgrade, which belong to the websocket.
-fn exchange(
-    stream: &mut MaybeTlsStream<Conn>,
-    raw: &Conn,
-    request: &[u8],
-    deadline: Instant,
-) -> io::Result<(Vec<u8>, Vec<u8>)> {
-    let left = || {
-        deadline
-            .checked_duration_since(Instant::now())
-            .filter(|d| !d.is_zero())
-            .ok_or_else(|| io::Error::from(io::ErrorKind::TimedOut))
-    };
-    raw.set_write_timeout(Some(left()?))?;
-    raw.set_read_timeout(Some(left()?))?;
-    stream.write_all(request)?;
-    stream.flush()?;
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 4096];
-    loop {
-        let scan_from = buf.len().saturating_sub(3);
-        let n = stream.read(&mut chunk)?;
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "the server closed the connection during the websocket upgrade",
-            ));
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(at) = buf[scan_from..].windows(4).position(|w| w == b"\r\n\r\n") {
-            let rest = buf.split_off(scan_from + at + 4);
-            return Ok((buf, rest));
-        }
-        if buf.len() > MAX_HEAD {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "websocket upgrade response head is too large",
-            ));
-        }
-        raw.set_read_timeout(Some(left()?))?;
-    }
 }
 
 /// Checks the upgrade response as RFC 6455 4.1 asks and picks the framing from the
@@ -469,7 +373,7 @@ fn judge(
 fn tls_client(
     tcp: Conn,
     host: &str,
-    roots: &crate::tls::TlsRoots,
+    roots: &crate::net::tls::TlsRoots,
 ) -> Result<rustls::StreamOwned<rustls::ClientConnection, Conn>, Error> {
     let config = roots.rustls()?;
     let name = rustls::pki_types::ServerName::try_from(host.to_string())
@@ -518,6 +422,7 @@ pub(crate) fn quickack(raw: &Conn) {
 
 #[cfg(test)]
 mod tests {
+    use std::io::{Read, Write};
     use std::net::TcpListener;
     use std::thread::JoinHandle;
 

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::error::{Error, TimeoutPhase};
+use crate::net::tls::TlsRoots;
 use crate::net::{Endpoint, Http, Method, Response, describe};
-use crate::tls::TlsRoots;
 
 use super::config::E2bConfig;
 use super::retry::{Next, Policy, Replay, unit_random};
@@ -21,7 +21,7 @@ pub(crate) const IDEMPOTENCY_KEY_HEADER: &str = "Idempotency-Key";
 
 /// The control plane's client plus how its calls are retried.
 #[derive(Debug, Clone)]
-pub(crate) struct Transport {
+pub(crate) struct ControlHttp {
     http: Http,
     max_retries: u32,
     connection_retries: u32,
@@ -29,8 +29,8 @@ pub(crate) struct Transport {
     budget: Duration,
 }
 
-impl Transport {
-    pub(crate) fn new(config: &E2bConfig) -> Result<Transport, Error> {
+impl ControlHttp {
+    pub(crate) fn new(config: &E2bConfig) -> Result<ControlHttp, Error> {
         let base = config.resolved_api_url();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(Error::InvalidArgument(format!(
@@ -52,7 +52,7 @@ impl Transport {
         let connect_timeout = config.request_timeout.min(Duration::from_secs(10));
         let http = Http::hiding_bodies(endpoint, connect_timeout, config.request_timeout)
             .with_max_body(MAX_BODY);
-        Ok(Transport {
+        Ok(ControlHttp {
             http,
             max_retries: config.max_attempts.max(1) - 1,
             connection_retries: config.connection_retries,
@@ -62,8 +62,8 @@ impl Transport {
 
     /// The same client with every call bounded by `budget` in total (for probes and the
     /// kill on close, which must not hang).
-    pub(crate) fn bounded(&self, budget: Duration) -> Transport {
-        Transport {
+    pub(crate) fn bounded(&self, budget: Duration) -> ControlHttp {
+        ControlHttp {
             budget,
             ..self.clone()
         }
@@ -85,7 +85,7 @@ impl Transport {
         self.send_with(method, path, body, &[], replay)
     }
 
-    /// [`Transport::send`] with extra headers (the idempotency key), the same on every attempt.
+    /// [`ControlHttp::send`] with extra headers (the idempotency key), the same on every attempt.
     pub(crate) fn send_with(
         &self,
         method: Method,
@@ -138,19 +138,19 @@ mod tests {
     #[test]
     fn missing_key_is_refused_except_in_debug() {
         assert!(matches!(
-            Transport::new(&E2bConfig::default()),
+            ControlHttp::new(&E2bConfig::default()),
             Err(Error::InvalidArgument(_))
         ));
-        assert!(Transport::new(&E2bConfig::default().debug(true)).is_ok());
+        assert!(ControlHttp::new(&E2bConfig::default().debug(true)).is_ok());
         assert!(matches!(
-            Transport::new(&E2bConfig::default().api_key("k").api_url("ftp://x")),
+            ControlHttp::new(&E2bConfig::default().api_key("k").api_url("ftp://x")),
             Err(Error::InvalidArgument(_))
         ));
     }
 
     #[test]
     fn debug_shows_header_names_only() {
-        let t = Transport::new(&E2bConfig::default().api_key("e2b_cafe")).unwrap();
+        let t = ControlHttp::new(&E2bConfig::default().api_key("e2b_cafe")).unwrap();
         let dbg = format!("{t:?}");
         assert!(dbg.contains("X-API-KEY") && !dbg.contains("cafe"), "{dbg}");
     }
