@@ -457,10 +457,11 @@ impl Sandbox {
     /// The address of `port` inside the sandbox, as seen from here (E2B's `getHost`): for E2B
     /// `{port}-{sandbox_id}.{domain}`; for an existing Jupyter server its host with `port`
     /// (the port must be reachable there: the SDK forwards nothing); for a local sandbox
-    /// without isolation or with [`LocalOptions::allow_internet_access`], `127.0.0.1:{port}`;
-    /// for an isolated local sandbox, a new `127.0.0.1` port that the SDK forwards into the
-    /// sandbox's network for as long as the returned [`Host`](crate::Host) lives (through
-    /// `socat`, which must be installed).
+    /// without isolation or with
+    /// [`LocalOptions::allow_internet_access`](crate::LocalOptions::allow_internet_access),
+    /// `127.0.0.1:{port}`; for an isolated local sandbox, a new `127.0.0.1` port that the SDK
+    /// forwards into the sandbox's network for as long as the returned [`Host`](crate::Host)
+    /// lives (through `socat`, which must be installed).
     ///
     /// # Errors
     ///
