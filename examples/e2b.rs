@@ -6,7 +6,8 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use e2b_blocking::{E2bConfig, E2bOptions, Error, MetricsQuery, Sandbox};
+use e2b_blocking::e2b::MetricsQuery;
+use e2b_blocking::{E2bConfig, E2bOptions, Error, Sandbox};
 
 fn main() -> ExitCode {
     // An error prints as its message and causes (`Error::report`), not its `Debug` form.

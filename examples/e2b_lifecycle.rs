@@ -6,11 +6,11 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use e2b_blocking::{
-    ALL_TRAFFIC, ConnectOptions, E2bClient, E2bConfig, E2bOptions, Error, FileUrlOptions,
-    ForkOptions, Lifecycle, ListQuery, NetworkOptions, NetworkUpdate, OnTimeout, PauseMode,
-    PauseOptions, Sandbox, SnapshotOptions,
+use e2b_blocking::e2b::{
+    ALL_TRAFFIC, ConnectOptions, E2bClient, FileUrlOptions, ForkOptions, Lifecycle, ListQuery,
+    NetworkOptions, NetworkUpdate, OnTimeout, PauseMode, PauseOptions, SnapshotOptions,
 };
+use e2b_blocking::{E2bConfig, E2bOptions, Error, Sandbox};
 
 fn main() -> ExitCode {
     // An error prints as its message and causes (`Error::report`), not its `Debug` form.

@@ -4,7 +4,7 @@
 use std::ffi::{c_char, c_int};
 use std::time::Duration;
 
-use e2b_blocking::{E2bSandbox as E2bSide, SandboxInfo};
+use e2b_blocking::e2b::{E2bSandbox as E2bSide, SandboxInfo};
 use serde_json::json;
 
 use crate::args::*;

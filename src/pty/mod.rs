@@ -59,7 +59,7 @@ use crate::plane::e2b::E2bTerminal;
 use crate::sandbox::Sandbox;
 use terminal::JupyterTerminal;
 
-pub use handle::{PtyIter, PtyOutput, Terminal};
+pub use handle::{PtyIter, PtyResult, Terminal};
 
 /// Terminals in a sandbox. Get it with [`Sandbox::pty`].
 #[derive(Debug, Clone)]

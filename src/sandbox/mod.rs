@@ -577,7 +577,7 @@ impl Sandbox {
     /// relative paths mean in [`Sandbox::files`], code, commands and context cwds, so a cwd
     /// or a path built from it works everywhere. `/home/user` on E2B and in the isolated local
     /// sandbox; without isolation the host directory the sandbox runs in (also
-    /// [`LocalSandbox::root`](crate::LocalSandbox::root)); on another Jupyter server its
+    /// [`LocalSandbox::root`](crate::local::LocalSandbox::root)); on another Jupyter server its
     /// `root_dir`, asked of a kernel the first time (the contents API does not say), then kept.
     ///
     /// # Errors

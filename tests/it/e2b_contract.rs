@@ -16,11 +16,12 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use crate::support::{TEST_DEADLINE, within};
-use e2b_blocking::{
-    ALL_TRAFFIC, ConnectOptions, E2bClient, E2bConfig, E2bOptions, Error, ForkOptions, Lifecycle,
-    ListQuery, MetricsQuery, NetworkOptions, NetworkUpdate, OnResume, OnTimeout, Order, PauseMode,
-    PauseOptions, SandboxState, SnapshotOptions, SnapshotQuery,
+use e2b_blocking::e2b::{
+    ALL_TRAFFIC, ConnectOptions, E2bClient, ForkOptions, Lifecycle, ListQuery, MetricsQuery,
+    NetworkOptions, NetworkUpdate, OnResume, OnTimeout, Order, PauseMode, PauseOptions,
+    SandboxState, SnapshotOptions, SnapshotQuery,
 };
+use e2b_blocking::{E2bConfig, E2bOptions, Error};
 use prism::Prism;
 
 /// The official spec, vendored with its provenance in `tests/spec/README.md`.

@@ -252,7 +252,7 @@ fn debug_mode_makes_no_control_plane_call() {
         e2b.set_timeout(Duration::from_secs(60)).unwrap();
         assert!(matches!(e2b.info(), Err(Error::InvalidArgument(_))));
         assert!(matches!(
-            e2b.metrics(&e2b_blocking::MetricsQuery::new()),
+            e2b.metrics(&e2b_blocking::e2b::MetricsQuery::new()),
             Err(Error::InvalidArgument(_))
         ));
         drop(sbx);

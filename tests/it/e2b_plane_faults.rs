@@ -95,7 +95,7 @@ fn the_plane_can_be_chosen() {
         assert_eq!(e2b.data_plane(), DataPlane::E2b);
         // The rig's template keeps Jupyter private: asking for it fails, saying why.
         let err = Sandbox::builder()
-            .timeouts(Timeouts::default().start(Duration::from_secs(15)))
+            .timeouts(Timeouts::default().sandbox_start(Duration::from_secs(15)))
             .e2b_with(
                 &rig.config().data_plane(DataPlane::Jupyter),
                 &E2bOptions::default(),

@@ -112,7 +112,7 @@ impl E2bClient {
     ///
     /// [`Error::SandboxNotFound`] for an unknown or killed sandbox;
     /// [`Error::GuestUnresponsive`] for one that must be resumed with
-    /// [`OnResume::Reboot`](crate::OnResume::Reboot); otherwise as for [`E2bClient::create`].
+    /// [`OnResume::Reboot`](crate::e2b::OnResume::Reboot); otherwise as for [`E2bClient::create`].
     pub fn connect(
         &self,
         sandbox_id: &str,

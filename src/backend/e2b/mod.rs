@@ -110,8 +110,9 @@ pub(crate) struct E2bBackend {
 }
 
 impl E2bBackend {
-    /// Creates a sandbox and waits until its Jupyter server answers (at most `timeouts.start`).
-    /// If anything fails after the sandbox exists, it is killed before the error returns.
+    /// Creates a sandbox and waits until its Jupyter server answers (at most
+    /// `timeouts.sandbox_start`). If anything fails after the sandbox exists, it is killed before
+    /// the error returns.
     pub(crate) fn create(
         config: &E2bConfig,
         options: &E2bOptions,
@@ -283,8 +284,8 @@ impl E2bBackend {
         format!("{port}-{}.{}", self.id, self.host_domain)
     }
 
-    /// Waits until the sandbox's data plane answers (at most `timeouts.start`) and settles which
-    /// one it is: with [`DataPlane::Auto`], Jupyter when it answers on port 8888, else E2B's
+    /// Waits until the sandbox's data plane answers (at most `timeouts.sandbox_start`) and settles
+    /// which one it is: with [`DataPlane::Auto`], Jupyter when it answers on port 8888, else E2B's
     /// envd and code-interpreter server once both answer.
     ///
     /// A refused connection, a proxy 409 (mid-transition) or a proxy 502 "port is not open"
@@ -334,10 +335,10 @@ impl E2bBackend {
                 let _ = self.plane.set(plane);
                 return Ok(());
             }
-            if start.elapsed() + READY_POLL >= timeouts.start {
+            if start.elapsed() + READY_POLL >= timeouts.sandbox_start {
                 return Err(Error::Timeout {
                     phase: TimeoutPhase::SandboxStart,
-                    after: timeouts.start,
+                    after: timeouts.sandbox_start,
                 });
             }
             std::thread::sleep(READY_POLL);
@@ -347,7 +348,7 @@ impl E2bBackend {
     /// One poll of the Jupyter server on port 8888.
     fn probe_jupyter(&self, timeouts: &Timeouts, start: Instant) -> Result<Probe, Error> {
         // Each poll gets what is left of the start deadline, so the wait ends on time.
-        let left = timeouts.start.saturating_sub(start.elapsed());
+        let left = timeouts.sandbox_start.saturating_sub(start.elapsed());
         let http = Http::new(
             self.endpoint.clone(),
             &timeouts

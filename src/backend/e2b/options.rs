@@ -74,7 +74,7 @@ impl E2bOptions {
     /// a snapshot. It must run a Jupyter server on port 8888, as E2B's code-interpreter
     /// template does. Defaults to `code-interpreter-v1`.
     ///
-    /// [`SnapshotInfo::snapshot_id`]: crate::SnapshotInfo::snapshot_id
+    /// [`SnapshotInfo::snapshot_id`]: crate::e2b::SnapshotInfo::snapshot_id
     pub fn template(mut self, template: impl Into<String>) -> Self {
         self.template = template.into();
         self
@@ -136,7 +136,7 @@ impl E2bOptions {
     }
 
     /// Let the sandbox reach the internet; `false` is the same as denying
-    /// [`ALL_TRAFFIC`](crate::ALL_TRAFFIC) outbound. Defaults to the API's default (allowed).
+    /// [`ALL_TRAFFIC`](crate::e2b::ALL_TRAFFIC) outbound. Defaults to the API's default (allowed).
     pub fn allow_internet_access(mut self, allow: bool) -> Self {
         self.allow_internet_access = Some(allow);
         self
