@@ -42,7 +42,7 @@ fn run() -> Result<(), Error> {
         .run()?;
     println!("result: {}", exec.text().unwrap_or("?"));
     if let Some(e2b) = sbx.as_e2b() {
-        e2b.set_timeout(Duration::from_secs(120))?; // the sandbox's lifetime, from now
+        e2b.set_lifetime(Duration::from_secs(120))?; // the sandbox's lifetime, from now
         // E2B samples resource use every few seconds; debug mode has no control plane to ask.
         match e2b.metrics(&MetricsQuery::new()) {
             Ok(samples) => {

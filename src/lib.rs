@@ -125,12 +125,14 @@
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 // `cargo doc` (CI denies its warnings): every intra-doc link resolves, no item's doc is lost.
-#![warn(rustdoc::broken_intra_doc_links, rustdoc::private_intra_doc_links)]
 #![warn(
+    rustdoc::broken_intra_doc_links,
+    rustdoc::private_intra_doc_links,
     rustdoc::missing_crate_level_docs,
-    rustdoc::invalid_codeblock_attributes
+    rustdoc::invalid_codeblock_attributes,
+    rustdoc::bare_urls,
+    rustdoc::unescaped_backticks
 )]
-#![warn(rustdoc::bare_urls, rustdoc::unescaped_backticks)]
 #![warn(missing_debug_implementations)]
 
 #[cfg(not(unix))]

@@ -526,8 +526,8 @@ e2b_error_code_t e2b_sandbox_resume(e2b_sandbox_t sandbox,
  * Sets how long an E2B sandbox lives from now, in milliseconds (rounded up to whole
  * seconds); it can shorten its life as well as extend it.
  */
-e2b_error_code_t e2b_sandbox_set_timeout(e2b_sandbox_t sandbox,
-                                         uint64_t lifetime_ms);
+e2b_error_code_t e2b_sandbox_set_lifetime(e2b_sandbox_t sandbox,
+                                          uint64_t lifetime_ms);
 
 /**
  * The E2B sandbox as the control plane sees it now, as a JSON object in `*out` (free it

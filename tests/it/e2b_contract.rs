@@ -309,8 +309,8 @@ fn every_call_is_valid_and_parses() {
         }
 
         client
-            .set_timeout(id, Duration::from_secs(120))
-            .unwrap_or_else(|e| fail("set_timeout", e));
+            .set_lifetime(id, Duration::from_secs(120))
+            .unwrap_or_else(|e| fail("set_lifetime", e));
         client
             .refresh(id, Duration::from_secs(3600))
             .unwrap_or_else(|e| fail("refresh", e));
@@ -365,8 +365,8 @@ fn not_found_is_sandbox_not_found_and_kill_says_false() {
             "update_network",
         );
         not_found(
-            client.set_timeout(id, Duration::from_secs(60)),
-            "set_timeout",
+            client.set_lifetime(id, Duration::from_secs(60)),
+            "set_lifetime",
         );
         not_found(client.refresh(id, Duration::from_secs(60)), "refresh");
         not_found(

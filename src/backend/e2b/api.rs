@@ -400,7 +400,7 @@ impl E2bClient {
     ///
     /// [`Error::SandboxNotFound`] for an unknown or killed sandbox; otherwise as for
     /// [`E2bClient::create`].
-    pub fn set_timeout(&self, sandbox_id: &str, lifetime: Duration) -> Result<(), Error> {
+    pub fn set_lifetime(&self, sandbox_id: &str, lifetime: Duration) -> Result<(), Error> {
         let body = to_value(&TimeoutBody {
             timeout: whole_seconds(lifetime, "sandbox lifetime")?,
         })?;

@@ -44,8 +44,8 @@ impl<'a> E2bSandbox<'a> {
     /// [`Error::SandboxNotFound`] when the sandbox is gone; [`Error::Authentication`],
     /// [`Error::RateLimited`], [`Error::ServiceBusy`], [`Error::Http`] or
     /// [`Error::Transport`] from the control plane.
-    pub fn set_timeout(&self, lifetime: Duration) -> Result<(), Error> {
-        self.backend.set_timeout(lifetime)
+    pub fn set_lifetime(&self, lifetime: Duration) -> Result<(), Error> {
+        self.backend.set_lifetime(lifetime)
     }
 
     /// The sandbox as the control plane sees it now (E2B's `get_info`): state, lifetime,
@@ -54,7 +54,7 @@ impl<'a> E2bSandbox<'a> {
     /// # Errors
     ///
     /// [`Error::InvalidArgument`] in debug mode (no control plane); as for
-    /// [`E2bSandbox::set_timeout`].
+    /// [`E2bSandbox::set_lifetime`].
     pub fn info(&self) -> Result<SandboxInfo, Error> {
         self.backend.info()
     }

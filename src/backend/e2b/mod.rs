@@ -204,7 +204,7 @@ impl E2bBackend {
 
     /// Debug mode, as in E2B's SDKs: no control-plane call at all. The sandbox is the template
     /// container reachable at the sandbox URL (`E2B_SANDBOX_URL`, else `http://localhost:8888`);
-    /// closing the handle and `set_timeout` leave it alone.
+    /// closing the handle and `set_lifetime` leave it alone.
     fn debug(
         client: E2bClient,
         config: &E2bConfig,
@@ -423,12 +423,12 @@ impl E2bBackend {
     }
 
     /// Sets how long the sandbox lives from now; skipped in debug mode, as in E2B's SDKs.
-    pub(crate) fn set_timeout(&self, lifetime: Duration) -> Result<(), Error> {
+    pub(crate) fn set_lifetime(&self, lifetime: Duration) -> Result<(), Error> {
         if self.debug {
-            log::debug!("E2B debug mode: set_timeout skipped");
+            log::debug!("E2B debug mode: set_lifetime skipped");
             return Ok(());
         }
-        self.client.set_timeout(&self.id, lifetime)
+        self.client.set_lifetime(&self.id, lifetime)
     }
 
     /// The same backend, resuming its sandbox when it finds it paused if `resume`.

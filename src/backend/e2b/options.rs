@@ -81,7 +81,7 @@ impl E2bOptions {
     }
 
     /// How long the sandbox lives before E2B kills it (the API's `timeout`, whole seconds,
-    /// rounded up), unless extended with `set_timeout`. Defaults to 300 s; the account's tier
+    /// rounded up), unless extended with `set_lifetime`. Defaults to 300 s; the account's tier
     /// caps it (1 h on Hobby, 24 h on Pro).
     pub fn lifetime(mut self, lifetime: Duration) -> Self {
         self.lifetime = lifetime;

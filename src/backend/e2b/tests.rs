@@ -186,7 +186,7 @@ fn statuses_map_to_typed_errors() {
         Err(Error::SandboxNotFound { sandbox_id }) if sandbox_id == "gone"
     ));
     assert!(matches!(
-        client.set_timeout("gone", Duration::from_secs(1)),
+        client.set_lifetime("gone", Duration::from_secs(1)),
         Err(Error::SandboxNotFound { .. })
     ));
     assert!(matches!(client.kill("gone"), Ok(false)));
