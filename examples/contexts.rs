@@ -3,9 +3,22 @@
 //!
 //! `cargo run --example contexts`
 
+use std::process::ExitCode;
+
 use e2b_blocking::{ContextOptions, Result, Sandbox};
 
-fn main() -> Result<()> {
+fn main() -> ExitCode {
+    // An error prints as its message and causes (`Error::report`), not its `Debug` form.
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", e.report());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let sbx = Sandbox::builder().envs([("STAGE", "demo")]).local()?;
     // `check` turns an exception in the cell into an Err; the result itself is not needed.

@@ -3,11 +3,24 @@
 //! `E2B_API_KEY=e2b_… cargo run --example e2b`. Without a key it explains and exits.
 //! `E2B_DOMAIN`, `E2B_API_URL`, `E2B_SANDBOX_URL` and `E2B_DEBUG` are honoured.
 
+use std::process::ExitCode;
 use std::time::Duration;
 
-use e2b_blocking::{E2bConfig, E2bOptions, Error, MetricsQuery, Sandbox};
+use e2b_blocking::e2b::MetricsQuery;
+use e2b_blocking::{E2bConfig, E2bOptions, Error, Sandbox};
 
-fn main() -> Result<(), Error> {
+fn main() -> ExitCode {
+    // An error prints as its message and causes (`Error::report`), not its `Debug` form.
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", e.report());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<(), Error> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let config = E2bConfig::from_env();
     if std::env::var_os("E2B_API_KEY").is_none() && std::env::var_os("E2B_DEBUG").is_none() {
@@ -29,7 +42,7 @@ fn main() -> Result<(), Error> {
         .run()?;
     println!("result: {}", exec.text().unwrap_or("?"));
     if let Some(e2b) = sbx.as_e2b() {
-        e2b.set_timeout(Duration::from_secs(120))?; // the sandbox's lifetime, from now
+        e2b.set_lifetime(Duration::from_secs(120))?; // the sandbox's lifetime, from now
         // E2B samples resource use every few seconds; debug mode has no control plane to ask.
         match e2b.metrics(&MetricsQuery::new()) {
             Ok(samples) => {

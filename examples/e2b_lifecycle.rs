@@ -3,15 +3,27 @@
 //!
 //! `E2B_API_KEY=e2b_… cargo run --example e2b_lifecycle`. Without a key it explains and exits.
 
+use std::process::ExitCode;
 use std::time::Duration;
 
-use e2b_blocking::{
-    ALL_TRAFFIC, ConnectOptions, E2bClient, E2bConfig, E2bOptions, Error, FileUrlOptions,
-    ForkOptions, Lifecycle, ListQuery, NetworkOptions, NetworkUpdate, OnTimeout, PauseMode,
-    PauseOptions, Sandbox, SnapshotOptions,
+use e2b_blocking::e2b::{
+    ALL_TRAFFIC, ConnectOptions, E2bClient, FileUrlOptions, ForkOptions, Lifecycle, ListQuery,
+    NetworkOptions, NetworkUpdate, OnTimeout, PauseMode, PauseOptions, SnapshotOptions,
 };
+use e2b_blocking::{E2bConfig, E2bOptions, Error, Sandbox};
 
-fn main() -> Result<(), Error> {
+fn main() -> ExitCode {
+    // An error prints as its message and causes (`Error::report`), not its `Debug` form.
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", e.report());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<(), Error> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     if std::env::var_os("E2B_API_KEY").is_none() {
         eprintln!("set E2B_API_KEY to run this example against E2B");

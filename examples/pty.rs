@@ -3,6 +3,7 @@
 //! `cargo run --example pty`. Set `RUST_LOG=e2b_blocking=debug` to watch the terminal's
 //! connection.
 
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use e2b_blocking::{Error, PtyEnd, PtyEvent, PtySize, Sandbox, Terminal};
@@ -35,7 +36,18 @@ fn show_until(term: &Terminal, marker: &str, limit: Duration) -> Result<(), Erro
     Ok(())
 }
 
-fn main() -> Result<(), Error> {
+fn main() -> ExitCode {
+    // An error prints as its message and causes (`Error::report`), not its `Debug` form.
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", e.report());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<(), Error> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let sbx = Sandbox::local()?;
 

@@ -3,11 +3,23 @@
 //! `cargo run --example quickstart` (the first run builds the local Python environment once).
 //! Set `RUST_LOG=e2b_blocking=debug` to watch connections come and go.
 
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use e2b_blocking::{Error, Sandbox};
 
-fn main() -> Result<(), Error> {
+fn main() -> ExitCode {
+    // An error prints as its message and causes (`Error::report`), not its `Debug` form.
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", e.report());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<(), Error> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
 
     let started = Instant::now();

@@ -5,11 +5,23 @@
 //! into the sandbox's root, with `as_local().create`, which refuses links the sandbox could
 //! have planted) to its `Create` event, beside a command's round trip for scale.
 
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use e2b_blocking::{Error, FsEventKind, Sandbox};
 
-fn main() -> Result<(), Error> {
+fn main() -> ExitCode {
+    // An error prints as its message and causes (`Error::report`), not its `Debug` form.
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", e.report());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<(), Error> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let sbx = Sandbox::local()?;
     let local = sbx

@@ -18,8 +18,8 @@ pub struct Timeouts {
     pub request: Duration,
     /// See [`Timeouts::execution`].
     pub execution: Option<Duration>,
-    /// See [`Timeouts::start`].
-    pub start: Duration,
+    /// See [`Timeouts::sandbox_start`].
+    pub sandbox_start: Duration,
     /// See [`Timeouts::close`].
     pub close: Duration,
     /// See [`Timeouts::interrupt_grace`].
@@ -33,7 +33,7 @@ impl Default for Timeouts {
             kernel_start: Duration::from_secs(60),
             request: Duration::from_secs(30),
             execution: Some(Duration::from_secs(300)),
-            start: Duration::from_secs(120),
+            sandbox_start: Duration::from_secs(120),
             close: Duration::from_secs(5),
             interrupt_grace: Duration::from_millis(500),
         }
@@ -48,10 +48,11 @@ impl Timeouts {
         self
     }
 
-    /// Deadline for a kernel the SDK just started to answer: jupyter_server holds the first
-    /// websocket handshake until the kernel is alive and has replied to `kernel_info` (for up
-    /// to 60 s by its own default), so this covers the kernel's start-up. Opening the TCP
-    /// connection is still bounded by [`Timeouts::connect`]. Defaults to 60 s.
+    /// Deadline for a kernel the SDK just started, or one that restarted, to answer:
+    /// jupyter_server holds the first websocket handshake until the kernel is alive and has
+    /// replied to `kernel_info` (for up to 60 s by its own default), so this covers the
+    /// kernel's start-up. Opening the TCP connection is still bounded by
+    /// [`Timeouts::connect`]. Defaults to 60 s.
     pub fn kernel_start(mut self, d: Duration) -> Self {
         self.kernel_start = d;
         self
@@ -71,11 +72,12 @@ impl Timeouts {
         self
     }
 
-    /// Deadline for a sandbox to become usable: the local server answering, or a cloud sandbox
-    /// created. Does not include building the local Python environment the first time.
-    /// Defaults to 120 s.
-    pub fn start(mut self, d: Duration) -> Self {
-        self.start = d;
+    /// Deadline for a sandbox to become usable: the local server answering, an E2B sandbox
+    /// created (or resumed) and answering, a JupyterHub user's server spawned. Does not
+    /// include building the local Python environment the first time (nor starting a kernel:
+    /// [`Timeouts::kernel_start`]). Defaults to 120 s.
+    pub fn sandbox_start(mut self, d: Duration) -> Self {
+        self.sandbox_start = d;
         self
     }
 

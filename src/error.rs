@@ -26,8 +26,8 @@ pub enum Error {
 
     /// The sandbox is paused (by this handle, another client, or its lifecycle's `on_timeout`
     /// pause). Nothing runs in it until it is resumed: resume it with
-    /// [`E2bSandbox::resume`](crate::E2bSandbox::resume) (or connect to it by id), or create
-    /// it with [`Lifecycle::auto_resume`](crate::Lifecycle::auto_resume) so that the next call
+    /// [`E2bSandbox::resume`](crate::e2b::E2bSandbox::resume) (or connect to it by id), or create
+    /// it with [`Lifecycle::auto_resume`](crate::e2b::Lifecycle::auto_resume) so that the next call
     /// resumes it.
     #[error("sandbox {sandbox_id} is paused: resume it (connect) before using it")]
     SandboxPaused {
@@ -35,9 +35,9 @@ pub enum Error {
         sandbox_id: String,
     },
 
-    /// The sandbox could not be reached while it is not known to be stopped: E2B's proxy says
-    /// it runs but the port is not open (its network or the service inside is down), or it
-    /// gave another 502. Retrying later may work; [`E2bSandbox::info`](crate::E2bSandbox::info)
+    /// The sandbox could not be reached while it is not known to be stopped: E2B's proxy says it
+    /// runs but the port is not open (its network or the service inside is down), or it gave
+    /// another 502. Retrying later may work; [`E2bSandbox::info`](crate::e2b::E2bSandbox::info)
     /// tells the sandbox's state.
     #[error("sandbox {sandbox_id} is unreachable: {message}")]
     SandboxUnreachable {
@@ -50,7 +50,7 @@ pub enum Error {
     /// A paused sandbox cannot be resumed with its memory: its snapshot was taken while the
     /// guest agent (envd) did not answer, and restoring that memory would bring the
     /// unresponsive agent back. Resume it with
-    /// [`OnResume::Reboot`](crate::OnResume::Reboot), which cold-boots it from disk.
+    /// [`OnResume::Reboot`](crate::e2b::OnResume::Reboot), which cold-boots it from disk.
     #[error(
         "sandbox {sandbox_id} was paused with an unresponsive guest agent: resume it with OnResume::Reboot"
     )]
@@ -100,11 +100,11 @@ pub enum Error {
     /// [`Sandbox::default_context`](crate::Sandbox::default_context) for the default one), or
     /// ask for that up front with
     /// [`CodeBuilder::restart_on_timeout`](crate::CodeBuilder::restart_on_timeout).
-    #[error("execution timed out after {after:?} and kernel {context_id} ignored the interrupt; {}",
+    #[error("execution timed out after {after:?} and kernel {kernel_id} ignored the interrupt; {}",
         if *restarted { "it was restarted and its state is lost" } else { "it is still busy: restart the context" })]
     InterruptIgnored {
-        /// The context (kernel id) that ran the execution.
-        context_id: String,
+        /// The kernel (the context's id) that ran the execution.
+        kernel_id: String,
         /// The execution's deadline.
         after: Duration,
         /// Whether the context was restarted (state lost, usable again).
@@ -220,10 +220,10 @@ pub enum Error {
         source: BoxError,
     },
 
-    /// The server's TLS certificate is not trusted: `reason` says what is wrong with it and
-    /// the message what to do (trust its CA with
-    /// [`SandboxBuilder::add_root_certificate`](crate::SandboxBuilder::add_root_certificate),
-    /// or exactly this certificate with
+    /// The server's TLS certificate is not trusted: `reason` says what is wrong with it and the
+    /// message what to do (trust its CA with
+    /// [`SandboxBuilder::add_root_certificate`](crate::SandboxBuilder::add_root_certificate), or
+    /// exactly this certificate with
     /// [`SandboxBuilder::trust_server_certificate`](crate::SandboxBuilder::trust_server_certificate)).
     #[error("the TLS certificate of {endpoint} is not trusted: {reason}; {hint}")]
     UntrustedCertificate {
@@ -274,8 +274,8 @@ pub enum Error {
     },
 
     /// The sandbox refused access to a path; from
-    /// [`LocalSandbox::open`](crate::LocalSandbox::open) and
-    /// [`create`](crate::LocalSandbox::create), also a symbolic link on the path.
+    /// [`LocalSandbox::open`](crate::local::LocalSandbox::open) and
+    /// [`create`](crate::local::LocalSandbox::create), also a symbolic link on the path.
     #[error("{path}: permission denied")]
     PermissionDenied {
         /// The path: relative to the sandbox root, or absolute when the call named an

@@ -81,14 +81,24 @@
 //!
 //! - **Local** ([`Sandbox::local`]): the SDK starts `jupyter server` with a random token and a
 //!   fresh root directory. It finds a Python with jupyter_server and ipykernel via
-//!   `E2B_LOCAL_PYTHON`, or builds a venv once in the user's cache dir. See [`LocalSandbox`].
+//!   `E2B_LOCAL_PYTHON`, or builds a venv once in the user's cache dir. See [`local`].
 //! - **An existing Jupyter server** ([`Sandbox::jupyter`]): jupyter_server, Jupyter Kernel
 //!   Gateway or Enterprise Gateway; the sandbox starts its own kernels and shuts only those down.
 //! - **E2B** ([`Sandbox::create`], [`SandboxBuilder::e2b_with`]): a cloud sandbox created on
 //!   E2B's control plane and reached through its proxy, over E2B's data plane (envd and the
 //!   code-interpreter server) or, for templates that still serve it, Jupyter on port 8888
 //!   ([`Sandbox::data_plane`] says which; [`E2bConfig::data_plane`] chooses). See
-//!   [`E2bSandbox`].
+//!   [`e2b`].
+//!
+//! # Where things are
+//!
+//! What every backend shares is at the crate root: the [`Sandbox`] and its builder, code
+//! ([`Execution`], [`RichResult`]), files, commands, terminals, contexts, connection state,
+//! configuration and [`Error`]. What belongs to one backend or one kind of result is in a
+//! module of its own: [`e2b`] (the control plane, pause and resume, snapshots, networking),
+//! [`local`] (isolation, resource limits, the local sandbox's own calls) and [`chart`] (the
+//! charts extracted from matplotlib figures). The options of the backends' constructors,
+//! [`LocalOptions`], [`Isolation`], [`E2bConfig`] and [`E2bOptions`], are at the root too.
 //!
 //! # Threads and handles
 //!
@@ -114,6 +124,15 @@
 // One module needs `unsafe` (backend/local/child.rs: code between fork and exec); it says so.
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
+// `cargo doc` (CI denies its warnings): every intra-doc link resolves, no item's doc is lost.
+#![warn(
+    rustdoc::broken_intra_doc_links,
+    rustdoc::private_intra_doc_links,
+    rustdoc::missing_crate_level_docs,
+    rustdoc::invalid_codeblock_attributes,
+    rustdoc::bare_urls,
+    rustdoc::unescaped_backticks
+)]
 #![warn(missing_debug_implementations)]
 
 #[cfg(not(unix))]
@@ -136,28 +155,15 @@ mod pty;
 mod sandbox;
 mod sync;
 
-pub use backend::e2b::{
-    ALL_TRAFFIC, ConnectOptions, DEFAULT_DOMAIN, DEFAULT_LIFETIME, DEFAULT_TEMPLATE, E2bClient,
-    E2bConfig, E2bOptions, E2bSandbox, FileUrlOptions, ForkOptions, Lifecycle, ListQuery,
-    MAX_FORK_COUNT, MetricsQuery, NetworkInfo, NetworkOptions, NetworkUpdate, OnResume, OnTimeout,
-    Order, Paginator, PauseMode, PauseOptions, SandboxAccess, SandboxInfo, SandboxLifecycle,
-    SandboxMetric, SandboxPage, SandboxState, SnapshotInfo, SnapshotOptions, SnapshotQuery,
-    VolumeMount,
-};
+pub use backend::e2b::{E2bConfig, E2bOptions};
 pub use backend::jupyterhub::JupyterHubOptions;
-pub use backend::local::{
-    CACHE_ENV, Isolation, LocalOptions, LocalSandbox, PYTHON_ENV, ResourceLimits,
-};
+pub use backend::local::{Isolation, LocalOptions};
 pub use commands::{
     CommandBuilder, CommandHandle, CommandOutput, CommandResult, Commands, OutputIter, ProcessInfo,
 };
 pub use config::{ConnectionConfig, Keepalive, ReconnectPolicy, Secret, Timeouts};
 pub use context::{Context, ContextOptions};
 pub use error::{BoxError, Error, KernelEvent, TimeoutPhase};
-pub use exec::chart::{
-    BarChart, BarData, BoxAndWhiskerChart, BoxAndWhiskerData, Chart, ChartValue, PieChart, PieData,
-    PointChart, PointData, SuperChart,
-};
 pub use exec::code::CodeBuilder;
 pub use exec::models::{Continuity, Execution, ExecutionError, Logs, OutputMessage, RichResult};
 pub use files::watch::{DEFAULT_WATCH_CAPACITY, FsEvent, FsEventKind, WatchBuilder, WatchHandle};
@@ -165,8 +171,44 @@ pub use files::{Download, EntryInfo, FileType, Files, Upload};
 pub use jupyter::state::{CloseReason, ConnectionState, ConnectionWatch};
 pub use output::{DEFAULT_MAX_OUTPUT, DroppedOutput};
 pub use plane::DataPlane;
-pub use pty::{Pty, PtyEnd, PtyEvent, PtyGap, PtyIter, PtyOptions, PtyOutput, PtySize, Terminal};
+pub use pty::{Pty, PtyEnd, PtyEvent, PtyGap, PtyIter, PtyOptions, PtyResult, PtySize, Terminal};
 pub use sandbox::{Host, Sandbox, SandboxBuilder};
+
+/// Charts a kernel extracted from a matplotlib figure ([`RichResult::chart`]), as E2B's
+/// code-interpreter models them: a [`Chart`](chart::Chart) of one kind, or a
+/// [`SuperChart`](chart::SuperChart) of several.
+pub mod chart {
+    pub use crate::exec::chart::{
+        BarChart, BarData, BoxAndWhiskerChart, BoxAndWhiskerData, Chart, ChartValue, PieChart,
+        PieData, PointChart, PointData, SuperChart,
+    };
+}
+
+/// E2B: what only a cloud sandbox has. [`E2bClient`](e2b::E2bClient) for the control plane
+/// (list, pause, resume, snapshots, metrics, without a sandbox at hand),
+/// [`E2bSandbox`](e2b::E2bSandbox) for one sandbox ([`Sandbox::as_e2b`]), and the options of
+/// creating, connecting to, forking, pausing and networking a sandbox. The two every E2B user
+/// needs, [`E2bConfig`] and [`E2bOptions`], are also at the crate root.
+pub mod e2b {
+    pub use crate::backend::e2b::{
+        ALL_TRAFFIC, ConnectOptions, DEFAULT_DOMAIN, DEFAULT_LIFETIME, DEFAULT_TEMPLATE, E2bClient,
+        E2bConfig, E2bOptions, E2bSandbox, FileUrlOptions, ForkOptions, Lifecycle, ListQuery,
+        MAX_FORK_COUNT, MetricsQuery, NetworkInfo, NetworkOptions, NetworkUpdate, OnResume,
+        OnTimeout, Order, Paginator, PauseMode, PauseOptions, SandboxAccess, SandboxInfo,
+        SandboxLifecycle, SandboxMetric, SandboxPage, SandboxState, SnapshotInfo, SnapshotOptions,
+        SnapshotQuery, VolumeMount,
+    };
+}
+
+/// The local sandbox: [`LocalOptions`] (also at the crate root) with its
+/// [`Isolation`] and [`ResourceLimits`](local::ResourceLimits), what only a local sandbox has
+/// ([`LocalSandbox`](local::LocalSandbox), from [`Sandbox::as_local`]), and the environment
+/// variables it reads.
+pub mod local {
+    pub use crate::backend::local::{
+        CACHE_ENV, Isolation, LocalOptions, LocalSandbox, PYTHON_ENV, ResourceLimits,
+    };
+}
 
 /// `Result` with this crate's [`Error`] by default, so `fn main() -> Result<()>` works under
 /// `use e2b_blocking::*`.

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use e2b_blocking::{CACHE_ENV, PYTHON_ENV, Sandbox};
+use e2b_blocking::Sandbox;
+use e2b_blocking::local::{CACHE_ENV, PYTHON_ENV};
 use support::deadline;
 
 /// Written last by a venv build; its presence means the build finished.

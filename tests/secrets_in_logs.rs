@@ -302,7 +302,8 @@ fn assert_nothing_carries(records: &[Record], secret: &str) {
 /// every response it reads at trace level, and none of those dumps may show them.
 #[test]
 fn no_log_record_carries_the_e2b_access_tokens() {
-    use e2b_blocking::{E2bClient, E2bConfig, E2bOptions, FileUrlOptions};
+    use e2b_blocking::e2b::{E2bClient, FileUrlOptions};
+    use e2b_blocking::{E2bConfig, E2bOptions};
     use support::e2b_plane::{assert_created_then_killed, control_plane_recording};
     use support::python_server::PythonServer;
 
@@ -330,7 +331,7 @@ fn no_log_record_carries_the_e2b_access_tokens() {
             .unwrap()
             .connect(
                 sbx.sandbox_id(),
-                &e2b_blocking::ConnectOptions::new().lifetime(Duration::from_secs(300)),
+                &e2b_blocking::e2b::ConnectOptions::new().lifetime(Duration::from_secs(300)),
             )
             .unwrap();
         assert_eq!(

@@ -615,7 +615,7 @@ def m_concurrent(args, out):
     out["cells"] = total
     out["cells_per_s"] = round(total / args.duration, 2)
     out["cells_per_connection"] = counts
-    samples = sorted(x for l in lat for x in l)
+    samples = sorted(x for per_connection in lat for x in per_connection)
     out["samples_ms"] = samples
     out.update(summary(samples))
     out["peak_rss_kib"] = proc_status("VmHWM")

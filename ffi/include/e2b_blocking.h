@@ -351,7 +351,7 @@ void e2b_string_free(char *s);
  * - `"packages"`: extra PyPI packages to make importable, e.g. `["numpy"]`;
  * - `"envs"`: `{"NAME": "value"}` environment variables of every context;
  * - `"timeouts"`: `{"connect_ms", "kernel_start_ms", "request_ms", "execution_ms",
- *   "start_ms", "close_ms"}`, each a number of milliseconds; `"execution_ms": null` means
+ *   "sandbox_start_ms", "close_ms"}`, each a number of milliseconds; `"execution_ms": null` means
  *   executions have no deadline.
  *
  * Unknown keys are `E2B_ERR_INVALID_ARGUMENT`. On success `*out` is the new handle; on
@@ -526,8 +526,8 @@ e2b_error_code_t e2b_sandbox_resume(e2b_sandbox_t sandbox,
  * Sets how long an E2B sandbox lives from now, in milliseconds (rounded up to whole
  * seconds); it can shorten its life as well as extend it.
  */
-e2b_error_code_t e2b_sandbox_set_timeout(e2b_sandbox_t sandbox,
-                                         uint64_t lifetime_ms);
+e2b_error_code_t e2b_sandbox_set_lifetime(e2b_sandbox_t sandbox,
+                                          uint64_t lifetime_ms);
 
 /**
  * The E2B sandbox as the control plane sees it now, as a JSON object in `*out` (free it

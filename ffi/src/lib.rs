@@ -12,6 +12,11 @@
 //! - every string returned is owned by the caller and freed with `e2b_string_free`, every
 //!   byte buffer with `e2b_bytes_free`.
 
+// `cargo doc` (CI denies its warnings): the doc comments are the C documentation too.
+#![deny(missing_docs)]
+#![warn(rustdoc::broken_intra_doc_links, rustdoc::private_intra_doc_links)]
+#![warn(rustdoc::bare_urls, rustdoc::unescaped_backticks)]
+
 // Panics become E2B_ERR_PANIC and callbacks stop runs by unwinding: both need unwinding.
 #[cfg(panic = "abort")]
 compile_error!("the C ABI needs panic = \"unwind\" (the default)");

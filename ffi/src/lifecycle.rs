@@ -4,7 +4,7 @@
 use std::ffi::{c_char, c_int};
 use std::time::Duration;
 
-use e2b_blocking::{E2bSandbox as E2bSide, SandboxInfo};
+use e2b_blocking::e2b::{E2bSandbox as E2bSide, SandboxInfo};
 use serde_json::json;
 
 use crate::args::*;
@@ -127,10 +127,10 @@ pub unsafe extern "C" fn e2b_sandbox_resume(
 /// Sets how long an E2B sandbox lives from now, in milliseconds (rounded up to whole
 /// seconds); it can shorten its life as well as extend it.
 #[unsafe(no_mangle)]
-pub extern "C" fn e2b_sandbox_set_timeout(sandbox: E2bSandbox, lifetime_ms: u64) -> E2bErrorCode {
+pub extern "C" fn e2b_sandbox_set_lifetime(sandbox: E2bSandbox, lifetime_ms: u64) -> E2bErrorCode {
     guard(|| {
         with_e2b(sandbox, |e2b| {
-            e2b.set_timeout(Duration::from_millis(lifetime_ms))
+            e2b.set_lifetime(Duration::from_millis(lifetime_ms))
         })
     })
 }

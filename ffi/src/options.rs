@@ -7,10 +7,12 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 use super::error::{E2bErrorCode, FfiError};
+use e2b_blocking::e2b::{
+    ConnectOptions, ForkOptions, Lifecycle, NetworkOptions, OnResume, OnTimeout, PauseMode,
+    PauseOptions, SnapshotOptions,
+};
 use e2b_blocking::{
-    ConnectOptions, E2bConfig, E2bOptions, ForkOptions, Lifecycle, LocalOptions, NetworkOptions,
-    OnResume, OnTimeout, PauseMode, PauseOptions, PtyOptions, PtySize, SandboxBuilder,
-    SnapshotOptions, Timeouts,
+    E2bConfig, E2bOptions, LocalOptions, PtyOptions, PtySize, SandboxBuilder, Timeouts,
 };
 
 /// Options of `e2b_sandbox_local`.
@@ -392,7 +394,7 @@ pub(crate) struct TimeoutsJson {
     /// `null` means no deadline.
     #[serde(default, deserialize_with = "present")]
     execution_ms: Option<Option<u64>>,
-    start_ms: Option<u64>,
+    sandbox_start_ms: Option<u64>,
     close_ms: Option<u64>,
 }
 
@@ -412,8 +414,8 @@ impl TimeoutsJson {
         if let Some(v) = self.execution_ms {
             t = t.execution(v.map(ms));
         }
-        if let Some(v) = self.start_ms {
-            t = t.start(ms(v));
+        if let Some(v) = self.sandbox_start_ms {
+            t = t.sandbox_start(ms(v));
         }
         if let Some(v) = self.close_ms {
             t = t.close(ms(v));

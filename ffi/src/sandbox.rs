@@ -18,7 +18,7 @@ use crate::registry::*;
 /// - `"packages"`: extra PyPI packages to make importable, e.g. `["numpy"]`;
 /// - `"envs"`: `{"NAME": "value"}` environment variables of every context;
 /// - `"timeouts"`: `{"connect_ms", "kernel_start_ms", "request_ms", "execution_ms",
-///   "start_ms", "close_ms"}`, each a number of milliseconds; `"execution_ms": null` means
+///   "sandbox_start_ms", "close_ms"}`, each a number of milliseconds; `"execution_ms": null` means
 ///   executions have no deadline.
 ///
 /// Unknown keys are `E2B_ERR_INVALID_ARGUMENT`. On success `*out` is the new handle; on

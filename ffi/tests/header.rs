@@ -65,7 +65,7 @@ fn header_declares_every_exported_function() {
         "e2b_sandbox_e2b_connect",
         "e2b_sandbox_pause",
         "e2b_sandbox_resume",
-        "e2b_sandbox_set_timeout",
+        "e2b_sandbox_set_lifetime",
         "e2b_sandbox_info",
         "e2b_sandbox_snapshot",
         "e2b_sandbox_fork",

@@ -118,7 +118,7 @@ impl JupyterHubBackend {
             close_timeout: timeouts.close,
             last_probe: Mutex::new(None),
         };
-        let location = backend.start(timeouts.start)?;
+        let location = backend.start(timeouts.sandbox_start)?;
         let url = server_url(base, &location);
         backend.endpoint = Endpoint::new(&url)?.with_jupyter_token(token).with_tls(tls);
         log::debug!("using JupyterHub server {} at {url}", backend.id);

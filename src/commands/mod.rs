@@ -180,6 +180,24 @@ impl Commands {
     /// # Errors
     ///
     /// As for [`CommandBuilder::run`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # std::thread::spawn(|| { std::thread::sleep(std::time::Duration::from_secs(120)); eprintln!("doctest deadline passed"); std::process::exit(1) });
+    /// use e2b_blocking::Sandbox;
+    ///
+    /// let sbx = Sandbox::local()?;
+    /// let out = sbx.commands().run("echo hi; echo oops >&2; exit 3")?;
+    /// assert_eq!((out.stdout.as_str(), out.stderr.as_str()), ("hi\n", "oops\n"));
+    /// assert_eq!(out.exit_code, 3); // data, not an Err...
+    /// assert!(out.check().is_err()); // ...until you ask for one
+    ///
+    /// let mut job = sbx.commands().spawn("sleep 30")?;
+    /// job.kill()?;
+    /// assert_eq!(job.wait()?.exit_code, -9);
+    /// # Ok::<(), e2b_blocking::Error>(())
+    /// ```
     pub fn run(&self, cmd: impl Into<String>) -> Result<CommandResult, Error> {
         self.cmd(cmd).run()
     }
@@ -189,6 +207,23 @@ impl Commands {
     /// # Errors
     ///
     /// As for [`CommandBuilder::spawn`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// # let sbx = e2b_blocking::Sandbox::local()?;
+    ///
+    /// let mut job = sbx.commands().spawn("for i in 1 2 3; do echo $i; sleep 1; done")?;
+    /// // The handle is Send: wait on it, or kill it, from any thread.
+    /// match job.wait_timeout(Duration::from_secs(10))? {
+    ///     Some(done) => println!("exited {}: {}", done.exit_code, done.stdout),
+    ///     None => {
+    ///         job.kill()?;
+    ///     }
+    /// }
+    /// # Ok::<(), e2b_blocking::Error>(())
+    /// ```
     pub fn spawn(&self, cmd: impl Into<String>) -> Result<CommandHandle, Error> {
         self.cmd(cmd).spawn()
     }

@@ -340,7 +340,7 @@ impl<'a> CodeBuilder<'a> {
                 }
             };
         Error::InterruptIgnored {
-            context_id: kernel.id.clone(),
+            kernel_id: kernel.id.clone(),
             after: timeout.unwrap_or_default(),
             restarted,
         }

@@ -144,7 +144,7 @@ pub struct RichResult {
     /// `e2b/data`: tabular data (a pandas DataFrame as columns) where the kernel provides it.
     pub data: Option<Value>,
     /// `e2b/chart`: structured chart data where the kernel provides it, typed as in E2B's
-    /// SDK; [`Chart::raw`](crate::Chart::raw) gives the value as sent.
+    /// SDK; [`Chart::raw`](crate::chart::Chart::raw) gives the value as sent.
     pub chart: Option<crate::exec::chart::Chart>,
     /// True for the cell's value (`execute_result`), false for `display()` output.
     pub is_main_result: bool,

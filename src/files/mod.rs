@@ -154,6 +154,21 @@ impl Files {
     /// # Errors
     ///
     /// As for [`WatchBuilder::start`](crate::WatchBuilder::start).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// # let sbx = e2b_blocking::Sandbox::local()?;
+    ///
+    /// sbx.files().make_dir("inbox")?;
+    /// let mut watch = sbx.files().watch_dir("inbox", false)?;
+    /// sbx.files().write("inbox/a.txt", "hello")?;
+    /// while let Some(event) = watch.next_timeout(Duration::from_secs(1))? {
+    ///     println!("{:?} {}", event.kind, event.path); // Create a.txt, Write a.txt
+    /// }
+    /// # Ok::<(), e2b_blocking::Error>(())
+    /// ```
     pub fn watch_dir(&self, path: &str, recursive: bool) -> Result<crate::WatchHandle, Error> {
         self.watch(path).recursive(recursive).start()
     }
@@ -191,6 +206,16 @@ impl Files {
     /// # Errors
     ///
     /// As for [`Files::read_bytes`]; [`Error::InvalidArgument`] for a file that is not UTF-8.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # let sbx = e2b_blocking::Sandbox::local()?;
+    /// // Relative to the sandbox root, or absolute as the code sees it (`/home/user/...`).
+    /// let config = sbx.files().read("config.toml")?;
+    /// let hosts = sbx.files().read("/etc/hosts")?;
+    /// # Ok::<(), e2b_blocking::Error>(())
+    /// ```
     pub fn read(&self, path: &str) -> Result<String, Error> {
         let bytes = self.read_bytes(path)?;
         String::from_utf8(bytes).map_err(|_| {
@@ -234,6 +259,25 @@ impl Files {
     /// (outside the root); [`Error::Closed`] after [`Sandbox::kill`](crate::Sandbox::kill);
     /// [`Error::Http`], [`Error::Transport`] or [`Error::Timeout`] when the server refuses or
     /// cannot be reached.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # std::thread::spawn(|| { std::thread::sleep(std::time::Duration::from_secs(120)); eprintln!("doctest deadline passed"); std::process::exit(1) });
+    /// use e2b_blocking::{FileType, Sandbox};
+    ///
+    /// let sbx = Sandbox::local()?;
+    /// let files = sbx.files();
+    /// files.write("data/in.csv", "a,b\n1,2\n")?; // parents created
+    /// files.write("data/blob.bin", [0u8, 1, 2])?;
+    /// assert_eq!(files.read("/home/user/data/in.csv")?, "a,b\n1,2\n"); // as the code sees it
+    ///
+    /// let names: Vec<_> = files.list("data")?.into_iter().map(|e| e.name).collect();
+    /// assert_eq!(names, ["blob.bin", "in.csv"]);
+    /// # let data = files.list("")?.into_iter().find(|e| e.name == "data");
+    /// # assert_eq!(data.map(|e| e.kind), Some(FileType::Dir));
+    /// # Ok::<(), e2b_blocking::Error>(())
+    /// ```
     pub fn write(&self, path: &str, data: impl AsRef<[u8]>) -> Result<EntryInfo, Error> {
         self.upload(path).bytes(data.as_ref())
     }
@@ -361,6 +405,20 @@ impl Files {
     /// [`Error::PermissionDenied`]; [`Error::Closed`] after
     /// [`Sandbox::kill`](crate::Sandbox::kill); [`Error::Http`], [`Error::Transport`] or
     /// [`Error::Timeout`] when the server refuses or cannot be reached.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use e2b_blocking::FileType;
+    /// # let sbx = e2b_blocking::Sandbox::local()?;
+    ///
+    /// for entry in sbx.files().list("")? {
+    ///     let size = entry.size.map(|s| s.to_string()).unwrap_or_default();
+    ///     let slash = if entry.kind == FileType::Dir { "/" } else { "" };
+    ///     println!("{}{slash} {size}", entry.name);
+    /// }
+    /// # Ok::<(), e2b_blocking::Error>(())
+    /// ```
     pub fn list(&self, path: &str) -> Result<Vec<EntryInfo>, Error> {
         self.list_depth(path, 1)
     }

@@ -33,7 +33,7 @@ pub(super) enum Plane {
 /// Everything a terminal printed until it ended, from [`Terminal::wait`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct PtyOutput {
+pub struct PtyResult {
     /// How it ended.
     pub end: PtyEnd,
     /// The output not read before the call, in order.
@@ -146,7 +146,7 @@ impl Terminal {
     /// # Errors
     ///
     /// As [`Terminal::recv_timeout`]; the output read so far is lost with the error.
-    pub fn wait(&self) -> Result<PtyOutput, Error> {
+    pub fn wait(&self) -> Result<PtyResult, Error> {
         self.wait_with(|_| {})
     }
 
@@ -156,7 +156,7 @@ impl Terminal {
     /// # Errors
     ///
     /// As [`Terminal::wait`].
-    pub fn wait_with(&self, mut on_output: impl FnMut(&str)) -> Result<PtyOutput, Error> {
+    pub fn wait_with(&self, mut on_output: impl FnMut(&str)) -> Result<PtyResult, Error> {
         let mut output = String::new();
         let mut gaps = Vec::new();
         loop {
@@ -166,7 +166,7 @@ impl Terminal {
                     output.push_str(&text);
                 }
                 Some(PtyEvent::Gap(gap)) => gaps.push(gap),
-                Some(PtyEvent::End(end)) => return Ok(PtyOutput { end, output, gaps }),
+                Some(PtyEvent::End(end)) => return Ok(PtyResult { end, output, gaps }),
                 None => {}
             }
         }

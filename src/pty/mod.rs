@@ -59,7 +59,7 @@ use crate::plane::e2b::E2bTerminal;
 use crate::sandbox::Sandbox;
 use terminal::JupyterTerminal;
 
-pub use handle::{PtyIter, PtyOutput, Terminal};
+pub use handle::{PtyIter, PtyResult, Terminal};
 
 /// Terminals in a sandbox. Get it with [`Sandbox::pty`].
 #[derive(Debug, Clone)]
@@ -253,6 +253,21 @@ impl Pty {
     /// # Errors
     ///
     /// As [`Pty::create_with`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # std::thread::spawn(|| { std::thread::sleep(std::time::Duration::from_secs(120)); eprintln!("doctest deadline passed"); std::process::exit(1) });
+    /// use e2b_blocking::{PtyEnd, PtySize, Sandbox};
+    ///
+    /// let sbx = Sandbox::local()?;
+    /// let term = sbx.pty().create(PtySize::new(80, 24))?;
+    /// term.send_input("echo $((6 * 7)); exit 3\n")?;
+    /// let out = term.wait()?; // the shell's output, echo and prompts included
+    /// assert!(out.output.contains("42"), "{}", out.output);
+    /// assert_eq!(out.end, PtyEnd::Exited { code: Some(3) });
+    /// # Ok::<(), e2b_blocking::Error>(())
+    /// ```
     pub fn create(&self, size: PtySize) -> Result<Terminal, Error> {
         self.create_with(PtyOptions::new().size(size))
     }

@@ -194,25 +194,24 @@ impl SandboxBuilder {
     }
 
     /// Uses a server of `user` on the JupyterHub at `hub_url` (the Hub's address, with its
-    /// `base_url` prefix if it has one; any page under `/hub/` is taken too). `token` is an
-    /// API token of the user (the Hub's token page, or `JUPYTERHUB_API_TOKEN` inside a
-    /// user's server) or of a service allowed to start and access the server. The Hub is
-    /// asked for the server (`GET /hub/api/users/{user}`); when it is not running it is
-    /// started (`POST .../server`) and a pending spawn is waited for within
-    /// [`Timeouts::start`]. Then everything goes through the Hub's proxy at the server's URL
-    /// (`/user/{user}/`), as for [`SandboxBuilder::jupyter`], with the same token. When a
-    /// connection is lost for good, the Hub says whether the server still runs: a stopped
-    /// server is [`Error::SandboxNotFound`].
+    /// `base_url` prefix if it has one; any page under `/hub/` is taken too). `token` is an API
+    /// token of the user (the Hub's token page, or `JUPYTERHUB_API_TOKEN` inside a user's server)
+    /// or of a service allowed to start and access the server. The Hub is asked for the server
+    /// (`GET /hub/api/users/{user}`); when it is not running it is started (`POST .../server`) and
+    /// a pending spawn is waited for within [`Timeouts::sandbox_start`]. Then everything goes
+    /// through the Hub's proxy at the server's URL (`/user/{user}/`), as for
+    /// [`SandboxBuilder::jupyter`], with the same token. When a connection is lost for good, the
+    /// Hub says whether the server still runs: a stopped server is [`Error::SandboxNotFound`].
     ///
     /// # Errors
     ///
-    /// [`Error::SpawnFailed`] when the Hub could not start the server (with the Hub's
-    /// message); [`Error::Timeout`] with
-    /// [`TimeoutPhase::SandboxStart`](crate::TimeoutPhase::SandboxStart) when it is not
-    /// ready within [`Timeouts::start`]; [`Error::Authentication`] for a token the Hub or the
-    /// server refuses; [`Error::InvalidArgument`] for a malformed URL or certificate, or a
-    /// user the Hub does not know (or the token may not see); [`Error::Transport`] when the
-    /// Hub cannot be reached; then the errors of starting the default context's kernel.
+    /// [`Error::SpawnFailed`] when the Hub could not start the server (with the Hub's message);
+    /// [`Error::Timeout`] with [`TimeoutPhase::SandboxStart`](crate::TimeoutPhase::SandboxStart)
+    /// when it is not ready within [`Timeouts::sandbox_start`]; [`Error::Authentication`] for a
+    /// token the Hub or the server refuses; [`Error::InvalidArgument`] for a malformed URL or
+    /// certificate, or a user the Hub does not know (or the token may not see);
+    /// [`Error::Transport`] when the Hub cannot be reached; then the errors of starting the default
+    /// context's kernel.
     pub fn jupyterhub_with(
         self,
         hub_url: &str,
@@ -274,9 +273,9 @@ impl SandboxBuilder {
     }
 
     /// Connects to a running or paused E2B sandbox by id; closing the handle leaves it running (see
-    /// [`E2bSandbox::set_kill_on_close`](crate::E2bSandbox::set_kill_on_close)). The env vars it
-    /// was created with are not known here: pass them again with [`SandboxBuilder::envs`] if code
-    /// needs them.
+    /// [`E2bSandbox::set_kill_on_close`](crate::e2b::E2bSandbox::set_kill_on_close)). The env vars
+    /// it was created with are not known here: pass them again with [`SandboxBuilder::envs`] if
+    /// code needs them.
     ///
     /// # Errors
     ///
@@ -288,12 +287,12 @@ impl SandboxBuilder {
     }
 
     /// [`SandboxBuilder::e2b_connect`] with the connect's own options: how long the sandbox
-    /// lives at least, and how a paused one comes back ([`OnResume`](crate::OnResume)).
+    /// lives at least, and how a paused one comes back ([`OnResume`](crate::e2b::OnResume)).
     ///
     /// # Errors
     ///
     /// [`Error::GuestUnresponsive`] when the sandbox must be resumed with
-    /// [`OnResume::Reboot`](crate::OnResume::Reboot); otherwise as for
+    /// [`OnResume::Reboot`](crate::e2b::OnResume::Reboot); otherwise as for
     /// [`SandboxBuilder::e2b_connect`].
     pub fn e2b_connect_with(
         self,
@@ -318,7 +317,7 @@ impl SandboxBuilder {
     /// # Errors
     ///
     /// [`Error::InvalidArgument`] for a count outside 1 to
-    /// [`MAX_FORK_COUNT`](crate::MAX_FORK_COUNT); [`Error::SandboxNotFound`] for an unknown
+    /// [`MAX_FORK_COUNT`](crate::e2b::MAX_FORK_COUNT); [`Error::SandboxNotFound`] for an unknown
     /// source; otherwise as for [`SandboxBuilder::e2b_with`]. Then no fork was attempted.
     pub fn e2b_fork(
         self,

@@ -188,7 +188,7 @@ impl Sandbox {
     /// subscription to the new process joins later than shell, so set-up sent right away
     /// could lose its `idle` and time out: wait until the kernel answers on both first.
     pub(super) fn prepare_restarted(&self, kernel: &Arc<Kernel>) -> Result<(), Error> {
-        kernel.wait_ready(self.inner.config.timeouts.start)?;
+        kernel.wait_ready(self.inner.config.timeouts.kernel_start)?;
         self.prepare(kernel)
     }
 

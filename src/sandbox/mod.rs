@@ -132,6 +132,18 @@ impl Sandbox {
     /// # Errors
     ///
     /// As for [`SandboxBuilder::local_with`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # std::thread::spawn(|| { std::thread::sleep(std::time::Duration::from_secs(120)); eprintln!("doctest deadline passed"); std::process::exit(1) });
+    /// use e2b_blocking::Sandbox;
+    ///
+    /// let sbx = Sandbox::local()?; // torn down when the last clone is dropped
+    /// let exec = sbx.run_code("x = 6 * 7\nx")?;
+    /// assert_eq!(exec.text(), Some("42"));
+    /// # Ok::<(), e2b_blocking::Error>(())
+    /// ```
     pub fn local() -> Result<Sandbox, Error> {
         Sandbox::builder().local()
     }
@@ -141,6 +153,17 @@ impl Sandbox {
     /// # Errors
     ///
     /// As for [`SandboxBuilder::jupyter`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use e2b_blocking::Sandbox;
+    ///
+    /// // jupyter_server, Jupyter Kernel Gateway or Enterprise Gateway, with its token.
+    /// let sbx = Sandbox::jupyter("http://127.0.0.1:8888", "my-token")?;
+    /// println!("{}", sbx.run_code("import sys; sys.version")?.text().unwrap_or_default());
+    /// # Ok::<(), e2b_blocking::Error>(())
+    /// ```
     pub fn jupyter(url: &str, token: impl Into<Secret>) -> Result<Sandbox, Error> {
         Sandbox::builder().jupyter(url, token)
     }
@@ -165,11 +188,39 @@ impl Sandbox {
     /// # Errors
     ///
     /// As for [`SandboxBuilder::e2b_with`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use e2b_blocking::Sandbox;
+    ///
+    /// // Reads E2B_API_KEY (and E2B_DOMAIN, …) from the environment.
+    /// let sbx = Sandbox::create()?;
+    /// let exec = sbx.run_code("1 + 1")?;
+    /// assert_eq!(exec.text(), Some("2"));
+    /// sbx.kill()?; // an E2B sandbox lives until its timeout otherwise
+    /// # Ok::<(), e2b_blocking::Error>(())
+    /// ```
     pub fn create() -> Result<Sandbox, Error> {
         Sandbox::builder().e2b()
     }
 
-    /// A builder for options shared by every backend.
+    /// A builder for options shared by every backend; it ends with the backend
+    /// ([`SandboxBuilder::local_with`], [`SandboxBuilder::jupyter`],
+    /// [`SandboxBuilder::e2b_with`], …).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use e2b_blocking::{LocalOptions, Sandbox, Timeouts};
+    ///
+    /// let sbx = Sandbox::builder()
+    ///     .timeouts(Timeouts::default().execution(Some(Duration::from_secs(60))))
+    ///     .envs([("MODE", "test")]) // for every execution and command
+    ///     .local_with(LocalOptions::new().packages(["numpy==2.2.6"]))?;
+    /// # Ok::<(), e2b_blocking::Error>(())
+    /// ```
     pub fn builder() -> SandboxBuilder {
         SandboxBuilder::default()
     }
@@ -213,11 +264,40 @@ impl Sandbox {
     /// [`Error::SandboxNotFound`], [`Error::KernelDisrupted`] or [`Error::Closed`] when the
     /// connection, the sandbox or the kernel is gone; [`Error::RequestTooLarge`] for code over
     /// the message limit.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # let sbx = e2b_blocking::Sandbox::local()?;
+    /// let exec = sbx.run_code("print('hi'); 1 / 0")?;
+    /// assert_eq!(exec.logs.stdout.concat(), "hi\n");
+    /// // An exception is data, not an Err...
+    /// assert_eq!(exec.error.as_ref().map(|e| e.name.as_str()), Some("ZeroDivisionError"));
+    /// // ...until you ask for one.
+    /// assert!(exec.check().is_err());
+    /// # Ok::<(), e2b_blocking::Error>(())
+    /// ```
     pub fn run_code(&self, code: impl Into<String>) -> Result<Execution, Error> {
         self.code(code).run()
     }
 
-    /// Starts describing an execution: callbacks, timeout, context, env vars.
+    /// Starts describing an execution: callbacks, timeout, context, env vars; `.run()` runs it.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// # let sbx = e2b_blocking::Sandbox::local()?;
+    ///
+    /// let exec = sbx
+    ///     .code("for i in range(3): print(i)")
+    ///     .on_stdout(|m| print!("{}", m.line)) // on this thread, as output arrives
+    ///     .timeout(Duration::from_secs(10)) // then the kernel is interrupted: Err(Timeout)
+    ///     .envs([("FOO", "bar")]) // for this execution only
+    ///     .run()?;
+    /// assert_eq!(exec.logs.stdout.concat(), "0\n1\n2\n");
+    /// # Ok::<(), e2b_blocking::Error>(())
+    /// ```
     pub fn code(&self, code: impl Into<String>) -> CodeBuilder<'_> {
         CodeBuilder::new(self, code.into())
     }
@@ -460,16 +540,27 @@ impl Sandbox {
     /// The address of `port` inside the sandbox, as seen from here (E2B's `getHost`): for E2B
     /// `{port}-{sandbox_id}.{domain}`; for an existing Jupyter server its host with `port`
     /// (the port must be reachable there: the SDK forwards nothing); for a local sandbox
-    /// without isolation or with [`LocalOptions::allow_internet_access`], `127.0.0.1:{port}`;
-    /// for an isolated local sandbox, a new `127.0.0.1` port that the SDK forwards into the
-    /// sandbox's network for as long as the returned [`Host`](crate::Host) lives (through
-    /// `socat`, which must be installed).
+    /// without isolation or with
+    /// [`LocalOptions::allow_internet_access`](crate::LocalOptions::allow_internet_access),
+    /// `127.0.0.1:{port}`; for an isolated local sandbox, a new `127.0.0.1` port that the SDK
+    /// forwards into the sandbox's network for as long as the returned [`Host`](crate::Host)
+    /// lives (through `socat`, which must be installed).
     ///
     /// # Errors
     ///
     /// [`Error::InvalidArgument`] for port 0; [`Error::Closed`]; for an isolated local sandbox
     /// [`Error::Setup`] when `socat` is missing or its relay does not start, and the errors of
     /// starting a command.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # let sbx = e2b_blocking::Sandbox::local()?;
+    /// let _server = sbx.commands().spawn("python3 -m http.server 8000")?;
+    /// let host = sbx.get_host(8000)?; // keep it while you use the address
+    /// println!("the server answers at http://{host}/");
+    /// # Ok::<(), e2b_blocking::Error>(())
+    /// ```
     pub fn get_host(&self, port: u16) -> Result<Host, Error> {
         if port == 0 {
             return Err(Error::InvalidArgument(
@@ -493,7 +584,7 @@ impl Sandbox {
     /// relative paths mean in [`Sandbox::files`], code, commands and context cwds, so a cwd
     /// or a path built from it works everywhere. `/home/user` on E2B and in the isolated local
     /// sandbox; without isolation the host directory the sandbox runs in (also
-    /// [`LocalSandbox::root`](crate::LocalSandbox::root)); on another Jupyter server its
+    /// [`LocalSandbox::root`](crate::local::LocalSandbox::root)); on another Jupyter server its
     /// `root_dir`, asked of a kernel the first time (the contents API does not say), then kept.
     ///
     /// # Errors

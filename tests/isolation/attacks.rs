@@ -4,7 +4,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use e2b_blocking::{Error, Isolation, LocalOptions, ResourceLimits, Sandbox};
+use e2b_blocking::local::ResourceLimits;
+use e2b_blocking::{Error, Isolation, LocalOptions, Sandbox};
 
 use super::{out, sh};
 use crate::support::{deadline, init_logs, local};

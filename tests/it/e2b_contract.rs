@@ -16,11 +16,12 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use crate::support::{TEST_DEADLINE, within};
-use e2b_blocking::{
-    ALL_TRAFFIC, ConnectOptions, E2bClient, E2bConfig, E2bOptions, Error, ForkOptions, Lifecycle,
-    ListQuery, MetricsQuery, NetworkOptions, NetworkUpdate, OnResume, OnTimeout, Order, PauseMode,
-    PauseOptions, SandboxState, SnapshotOptions, SnapshotQuery,
+use e2b_blocking::e2b::{
+    ALL_TRAFFIC, ConnectOptions, E2bClient, ForkOptions, Lifecycle, ListQuery, MetricsQuery,
+    NetworkOptions, NetworkUpdate, OnResume, OnTimeout, Order, PauseMode, PauseOptions,
+    SandboxState, SnapshotOptions, SnapshotQuery,
 };
+use e2b_blocking::{E2bConfig, E2bOptions, Error};
 use prism::Prism;
 
 /// The official spec, vendored with its provenance in `tests/spec/README.md`.
@@ -308,8 +309,8 @@ fn every_call_is_valid_and_parses() {
         }
 
         client
-            .set_timeout(id, Duration::from_secs(120))
-            .unwrap_or_else(|e| fail("set_timeout", e));
+            .set_lifetime(id, Duration::from_secs(120))
+            .unwrap_or_else(|e| fail("set_lifetime", e));
         client
             .refresh(id, Duration::from_secs(3600))
             .unwrap_or_else(|e| fail("refresh", e));
@@ -364,8 +365,8 @@ fn not_found_is_sandbox_not_found_and_kill_says_false() {
             "update_network",
         );
         not_found(
-            client.set_timeout(id, Duration::from_secs(60)),
-            "set_timeout",
+            client.set_lifetime(id, Duration::from_secs(60)),
+            "set_lifetime",
         );
         not_found(client.refresh(id, Duration::from_secs(60)), "refresh");
         not_found(

@@ -249,10 +249,10 @@ fn debug_mode_makes_no_control_plane_call() {
         assert_eq!(sbx.sandbox_id(), "debug_sandbox_id");
         assert_eq!(sbx.run_code("6 * 7").unwrap().text(), Some("42"));
         let e2b = sbx.as_e2b().unwrap();
-        e2b.set_timeout(Duration::from_secs(60)).unwrap();
+        e2b.set_lifetime(Duration::from_secs(60)).unwrap();
         assert!(matches!(e2b.info(), Err(Error::InvalidArgument(_))));
         assert!(matches!(
-            e2b.metrics(&e2b_blocking::MetricsQuery::new()),
+            e2b.metrics(&e2b_blocking::e2b::MetricsQuery::new()),
             Err(Error::InvalidArgument(_))
         ));
         drop(sbx);

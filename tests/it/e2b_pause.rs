@@ -7,10 +7,10 @@
 
 use crate::support::e2b_rig::Rig;
 use crate::support::{deadline, init_logs};
-use e2b_blocking::{
-    ConnectOptions, E2bClient, E2bOptions, Error, Lifecycle, OnTimeout, PauseMode, PauseOptions,
-    Sandbox, SandboxState,
+use e2b_blocking::e2b::{
+    ConnectOptions, E2bClient, Lifecycle, OnTimeout, PauseMode, PauseOptions, SandboxState,
 };
+use e2b_blocking::{E2bOptions, Error, Sandbox};
 
 fn create(rig: &Rig, options: &E2bOptions) -> Sandbox {
     Sandbox::builder().e2b_with(&rig.config(), options).unwrap()

@@ -7,9 +7,8 @@ use std::time::{Duration, Instant};
 use crate::support::data_rig::{DataRig, Options};
 use crate::support::deadline;
 use crate::support::fault_proxy::FaultProxy;
-use e2b_blocking::{
-    ConnectOptions, DataPlane, E2bClient, E2bOptions, Error, PauseOptions, Sandbox, Timeouts,
-};
+use e2b_blocking::e2b::{ConnectOptions, E2bClient, PauseOptions};
+use e2b_blocking::{DataPlane, E2bOptions, Error, Sandbox, Timeouts};
 
 #[test]
 fn a_sandbox_that_is_gone_is_sandbox_not_found_everywhere() {
@@ -130,7 +129,7 @@ fn the_plane_can_be_chosen() {
         assert_eq!(e2b.data_plane(), DataPlane::E2b);
         // The rig's template keeps Jupyter private: asking for it fails, saying why.
         let err = Sandbox::builder()
-            .timeouts(Timeouts::default().start(Duration::from_secs(15)))
+            .timeouts(Timeouts::default().sandbox_start(Duration::from_secs(15)))
             .e2b_with(
                 &rig.config().data_plane(DataPlane::Jupyter),
                 &E2bOptions::default(),

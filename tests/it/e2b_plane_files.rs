@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use crate::support::data_rig::DataRig;
 use crate::support::deadline;
 use crate::support::e2b_rig::SANDBOX_ID;
-use e2b_blocking::{Error, FileType, FileUrlOptions, FsEventKind};
+use e2b_blocking::e2b::FileUrlOptions;
+use e2b_blocking::{Error, FileType, FsEventKind};
 
 #[test]
 fn write_read_list_stat_rename_remove_with_e2b_paths() {

@@ -144,7 +144,7 @@ fn hub_errors_are_typed_and_bounded() {
         let limit = Duration::from_secs(4);
         let started = Instant::now();
         let err = Sandbox::builder()
-            .timeouts(Timeouts::default().start(limit))
+            .timeouts(Timeouts::default().sandbox_start(limit))
             .jupyterhub(&hub.url, STUCK_USER, token.as_str())
             .unwrap_err();
         assert!(

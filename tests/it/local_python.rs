@@ -6,7 +6,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::support::{deadline, local};
-use e2b_blocking::{Error, LocalOptions, PYTHON_ENV, Sandbox};
+use e2b_blocking::local::PYTHON_ENV;
+use e2b_blocking::{Error, LocalOptions, Sandbox};
 
 /// Written last by a venv build; its presence means the build finished.
 const MARKER: &str = ".e2b-blocking-complete";

@@ -1,7 +1,8 @@
 //! Rich results from real plotting and data libraries, installed into the local sandbox's venv.
 
 use crate::support::{deadline, init_logs, local};
-use e2b_blocking::{Chart, ChartValue, LocalOptions, Sandbox};
+use e2b_blocking::chart::{Chart, ChartValue};
+use e2b_blocking::{LocalOptions, Sandbox};
 
 #[test]
 fn the_chart_example_makes_a_real_png_and_chart_data() {

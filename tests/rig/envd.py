@@ -745,7 +745,10 @@ def signed(query, method, token):
     envd checks one: `v1_` + unpadded base64 of SHA-256 over `path:operation:username:token`
     (then `:expiration` when given), operation `read` for GET and `write` for POST, and an
     expiration (Unix seconds) not yet past."""
-    first = lambda key: query.get(key, [""])[0]
+
+    def first(key):
+        return query.get(key, [""])[0]
+
     signature = first("signature")
     if not signature:
         return False

@@ -16,7 +16,6 @@ The kernels offered are those installed: python, and bash when bash_kernel is.
 import asyncio
 import datetime
 import json
-import urllib.parse
 import uuid
 
 import httpx

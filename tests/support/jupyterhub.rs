@@ -97,7 +97,8 @@ pub fn ensure_venv() -> PathBuf {
 
 /// configurable-http-proxy, installed once with npm; returns its executable.
 pub fn ensure_chp() -> PathBuf {
-    const NODE: &str = "install Node.js 18 or later and npm (Debian: apt-get install nodejs npm)";
+    const NODE: &str =
+        "install Node.js 18 or later and npm (Debian: apt-get install nodejs, and npm if missing)";
     crate::support::require_tool("node", NODE);
     crate::support::require_tool("npm", NODE);
     let dir = target_dir().join("chp");

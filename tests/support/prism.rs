@@ -31,8 +31,8 @@ pub const PRISM_VERSION: &str = "5.14.2";
 pub const NODE_MIN: (u32, u32, u32) = (18, 20, 1);
 
 /// What to install when Node.js or npm is missing or too old.
-const NODE_HINT: &str = "install Node.js 18.20.1 or later and npm (Debian: apt-get install nodejs npm; Debian 12's \
-     nodejs is 18.19, too old: use Debian 13 or NodeSource)";
+const NODE_HINT: &str = "install Node.js 18.20.1 or later and npm (Debian: apt-get install nodejs, then npm \
+     unless nodejs has it, as NodeSource's does; Debian 12 before its 18.20.4 update is too old)";
 
 /// Deadline for `npm install`.
 const INSTALL_DEADLINE: Duration = Duration::from_secs(300);

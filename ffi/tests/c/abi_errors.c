@@ -58,7 +58,7 @@ static void without_sandbox(void) {
     CHECK_CODE(e2b_sandbox_local("{not json", &out), E2B_ERR_INVALID_ARGUMENT);
     CHECK_CODE(e2b_sandbox_local("{\"pythn\": \"x\"}", &out), E2B_ERR_INVALID_ARGUMENT);
     CHECK(contains(e2b_last_error_message(), "pythn"));
-    CHECK_CODE(e2b_sandbox_local("{\"timeouts\": {\"start_ms\": -1}}", &out),
+    CHECK_CODE(e2b_sandbox_local("{\"timeouts\": {\"sandbox_start_ms\": -1}}", &out),
                E2B_ERR_INVALID_ARGUMENT);
 
     /* E2B: options are checked before anything is sent; an unreachable control plane is a

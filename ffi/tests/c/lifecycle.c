@@ -55,7 +55,7 @@ int main(void) {
         fprintf(stderr, "lifecycle: %d of %d checks failed\n", failures + 1, checks);
         return 1;
     }
-    CHECK_CODE(e2b_sandbox_set_timeout(sbx, 120000), E2B_OK);
+    CHECK_CODE(e2b_sandbox_set_lifetime(sbx, 120000), E2B_OK);
     info_has(sbx, "\"state\":\"running\"");
     info_has(sbx, "\"on_timeout\":\"pause\"");
     CHECK(!contains(options, "envd-tok"));
@@ -117,7 +117,7 @@ int main(void) {
 
     /* Handles that are not live, or not E2B sandboxes' at all. */
     CHECK_CODE(e2b_sandbox_pause(0, NULL, NULL), E2B_ERR_NULL_ARG);
-    CHECK_CODE(e2b_sandbox_set_timeout(987654, 1000), E2B_ERR_CLOSED);
+    CHECK_CODE(e2b_sandbox_set_lifetime(987654, 1000), E2B_ERR_CLOSED);
     CHECK_CODE(e2b_sandbox_info(sbx, NULL), E2B_ERR_NULL_ARG);
 
     CHECK_CODE(e2b_sandbox_destroy(sbx), E2B_OK);

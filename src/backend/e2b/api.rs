@@ -112,7 +112,7 @@ impl E2bClient {
     ///
     /// [`Error::SandboxNotFound`] for an unknown or killed sandbox;
     /// [`Error::GuestUnresponsive`] for one that must be resumed with
-    /// [`OnResume::Reboot`](crate::OnResume::Reboot); otherwise as for [`E2bClient::create`].
+    /// [`OnResume::Reboot`](crate::e2b::OnResume::Reboot); otherwise as for [`E2bClient::create`].
     pub fn connect(
         &self,
         sandbox_id: &str,
@@ -400,7 +400,7 @@ impl E2bClient {
     ///
     /// [`Error::SandboxNotFound`] for an unknown or killed sandbox; otherwise as for
     /// [`E2bClient::create`].
-    pub fn set_timeout(&self, sandbox_id: &str, lifetime: Duration) -> Result<(), Error> {
+    pub fn set_lifetime(&self, sandbox_id: &str, lifetime: Duration) -> Result<(), Error> {
         let body = to_value(&TimeoutBody {
             timeout: whole_seconds(lifetime, "sandbox lifetime")?,
         })?;

@@ -135,7 +135,7 @@ impl E2bConfig {
     /// Debug mode, as in E2B's SDKs: **no control-plane call at all**. The sandbox is a
     /// template container you run yourself, reached at the sandbox URL (`E2B_SANDBOX_URL`,
     /// else `http://localhost:8888`) over plain http; its id is `debug_sandbox_id`; closing
-    /// the handle and `set_timeout` leave it alone; `get_info` fails. No API key needed.
+    /// the handle and `set_lifetime` leave it alone; `get_info` fails. No API key needed.
     /// Defaults to `E2B_DEBUG` being `true`, else off.
     ///
     /// To run E2B's code-interpreter template locally for it, start its Jupyter server the

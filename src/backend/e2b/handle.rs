@@ -22,7 +22,7 @@ use crate::error::Error;
 /// request. A call that needs the sandbox then fails fast with [`Error::SandboxPaused`]
 /// (the SDK asks the control plane when a connection is lost, instead of retrying until its
 /// reconnect budget ends), unless the handle auto-resumes
-/// ([`Lifecycle::auto_resume`](crate::Lifecycle::auto_resume) at creation, or
+/// ([`Lifecycle::auto_resume`](crate::e2b::Lifecycle::auto_resume) at creation, or
 /// [`E2bSandbox::set_auto_resume`]): then it resumes the sandbox through connect first.
 /// After [`E2bSandbox::resume`] the same handle works again; a full pause keeps kernel state
 /// (variables, running processes), a file-system-only one does not.
@@ -44,8 +44,8 @@ impl<'a> E2bSandbox<'a> {
     /// [`Error::SandboxNotFound`] when the sandbox is gone; [`Error::Authentication`],
     /// [`Error::RateLimited`], [`Error::ServiceBusy`], [`Error::Http`] or
     /// [`Error::Transport`] from the control plane.
-    pub fn set_timeout(&self, lifetime: Duration) -> Result<(), Error> {
-        self.backend.set_timeout(lifetime)
+    pub fn set_lifetime(&self, lifetime: Duration) -> Result<(), Error> {
+        self.backend.set_lifetime(lifetime)
     }
 
     /// The sandbox as the control plane sees it now (E2B's `get_info`): state, lifetime,
@@ -54,7 +54,7 @@ impl<'a> E2bSandbox<'a> {
     /// # Errors
     ///
     /// [`Error::InvalidArgument`] in debug mode (no control plane); as for
-    /// [`E2bSandbox::set_timeout`].
+    /// [`E2bSandbox::set_lifetime`].
     pub fn info(&self) -> Result<SandboxInfo, Error> {
         self.backend.info()
     }
@@ -80,21 +80,21 @@ impl<'a> E2bSandbox<'a> {
         self.backend.pause(options)
     }
 
-    /// Resumes the sandbox if it is paused (E2B's `connect`), as `options` say, and waits
-    /// until it answers again (within [`Timeouts::start`](crate::Timeouts::start)); on a
+    /// Resumes the sandbox if it is paused (E2B's `connect`), as `options` say, and waits until it
+    /// answers again (within [`Timeouts::sandbox_start`](crate::Timeouts::sandbox_start)); on a
     /// running sandbox it only makes sure it lives [`ConnectOptions::lifetime`] more.
     ///
     /// # Errors
     ///
-    /// [`Error::GuestUnresponsive`]: resume with [`OnResume::Reboot`](crate::OnResume::Reboot);
-    /// [`Error::Timeout`] (phase `SandboxStart`) when it does not answer in time; as for
-    /// [`E2bSandbox::info`].
+    /// [`Error::GuestUnresponsive`]: resume with
+    /// [`OnResume::Reboot`](crate::e2b::OnResume::Reboot); [`Error::Timeout`] (phase
+    /// `SandboxStart`) when it does not answer in time; as for [`E2bSandbox::info`].
     pub fn resume(&self, options: &ConnectOptions) -> Result<(), Error> {
         self.backend.resume(options)
     }
 
     /// Whether this handle resumes its sandbox itself when it finds it paused. Defaults to
-    /// the creating options' [`Lifecycle::auto_resume`](crate::Lifecycle::auto_resume) (off
+    /// the creating options' [`Lifecycle::auto_resume`](crate::e2b::Lifecycle::auto_resume) (off
     /// for a sandbox connected to by id).
     pub fn set_auto_resume(&self, resume: bool) {
         self.backend.set_auto_resume(resume);

@@ -31,7 +31,7 @@ pub struct SandboxMetric {
     pub disk_total: i64,
 }
 
-/// Which samples [`E2bClient::metrics`](crate::E2bClient::metrics) asks for. Plain settings
+/// Which samples [`E2bClient::metrics`](crate::e2b::E2bClient::metrics) asks for. Plain settings
 /// with [`Default`]: every sample the API keeps.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MetricsQuery {

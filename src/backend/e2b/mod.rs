@@ -110,8 +110,9 @@ pub(crate) struct E2bBackend {
 }
 
 impl E2bBackend {
-    /// Creates a sandbox and waits until its Jupyter server answers (at most `timeouts.start`).
-    /// If anything fails after the sandbox exists, it is killed before the error returns.
+    /// Creates a sandbox and waits until its Jupyter server answers (at most
+    /// `timeouts.sandbox_start`). If anything fails after the sandbox exists, it is killed before
+    /// the error returns.
     pub(crate) fn create(
         config: &E2bConfig,
         options: &E2bOptions,
@@ -203,7 +204,7 @@ impl E2bBackend {
 
     /// Debug mode, as in E2B's SDKs: no control-plane call at all. The sandbox is the template
     /// container reachable at the sandbox URL (`E2B_SANDBOX_URL`, else `http://localhost:8888`);
-    /// closing the handle and `set_timeout` leave it alone.
+    /// closing the handle and `set_lifetime` leave it alone.
     fn debug(
         client: E2bClient,
         config: &E2bConfig,
@@ -289,8 +290,8 @@ impl E2bBackend {
         format!("{port}-{}.{}", self.id, self.host_domain)
     }
 
-    /// Waits until the sandbox's data plane answers (at most `timeouts.start`) and settles which
-    /// one it is: with [`DataPlane::Auto`], Jupyter when it answers on port 8888, else E2B's
+    /// Waits until the sandbox's data plane answers (at most `timeouts.sandbox_start`) and settles
+    /// which one it is: with [`DataPlane::Auto`], Jupyter when it answers on port 8888, else E2B's
     /// envd and code-interpreter server once both answer.
     ///
     /// A refused connection, a proxy 409 (mid-transition) or a proxy 502 "port is not open"
@@ -340,10 +341,10 @@ impl E2bBackend {
                 let _ = self.plane.set(plane);
                 return Ok(());
             }
-            if start.elapsed() + READY_POLL >= timeouts.start {
+            if start.elapsed() + READY_POLL >= timeouts.sandbox_start {
                 return Err(Error::Timeout {
                     phase: TimeoutPhase::SandboxStart,
-                    after: timeouts.start,
+                    after: timeouts.sandbox_start,
                 });
             }
             std::thread::sleep(READY_POLL);
@@ -353,7 +354,7 @@ impl E2bBackend {
     /// One poll of the Jupyter server on port 8888.
     fn probe_jupyter(&self, timeouts: &Timeouts, start: Instant) -> Result<Probe, Error> {
         // Each poll gets what is left of the start deadline, so the wait ends on time.
-        let left = timeouts.start.saturating_sub(start.elapsed());
+        let left = timeouts.sandbox_start.saturating_sub(start.elapsed());
         let http = Http::new(
             self.endpoint.clone(),
             &timeouts
@@ -428,12 +429,12 @@ impl E2bBackend {
     }
 
     /// Sets how long the sandbox lives from now; skipped in debug mode, as in E2B's SDKs.
-    pub(crate) fn set_timeout(&self, lifetime: Duration) -> Result<(), Error> {
+    pub(crate) fn set_lifetime(&self, lifetime: Duration) -> Result<(), Error> {
         if self.debug {
-            log::debug!("E2B debug mode: set_timeout skipped");
+            log::debug!("E2B debug mode: set_lifetime skipped");
             return Ok(());
         }
-        self.client.set_timeout(&self.id, lifetime)
+        self.client.set_lifetime(&self.id, lifetime)
     }
 
     /// The same backend, resuming its sandbox when it finds it paused if `resume`.

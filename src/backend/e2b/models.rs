@@ -169,7 +169,7 @@ pub struct SandboxInfo {
     #[serde(default)]
     pub pause_mode: Option<PauseMode>,
     /// True when it was paused while its guest agent did not answer: it can only be resumed
-    /// with [`OnResume::Reboot`](crate::OnResume::Reboot).
+    /// with [`OnResume::Reboot`](crate::e2b::OnResume::Reboot).
     #[serde(default, deserialize_with = "null_as_default")]
     pub envd_unresponsive_at_pause: bool,
     /// The volumes mounted in it.
@@ -461,8 +461,8 @@ mod tests {
         let body = serde_json::to_value(NewSandbox::from_options(&public).unwrap()).unwrap();
         assert_eq!(body["network"]["allowPublicTraffic"], true);
         let paused = E2bOptions::new().lifecycle(
-            crate::Lifecycle::new()
-                .on_timeout(crate::OnTimeout::Pause)
+            crate::e2b::Lifecycle::new()
+                .on_timeout(crate::e2b::OnTimeout::Pause)
                 .pause_mode(PauseMode::Full)
                 .auto_resume(true),
         );
@@ -470,7 +470,7 @@ mod tests {
         assert_eq!(body["autoPause"], true);
         assert_eq!(body["autoPauseMemory"], true);
         assert_eq!(body["autoResume"], serde_json::json!({"enabled": true}));
-        let bad = E2bOptions::new().lifecycle(crate::Lifecycle::new().auto_resume(true));
+        let bad = E2bOptions::new().lifecycle(crate::e2b::Lifecycle::new().auto_resume(true));
         assert!(matches!(
             NewSandbox::from_options(&bad),
             Err(Error::InvalidArgument(_))

@@ -74,14 +74,14 @@ impl E2bOptions {
     /// a snapshot. It must run a Jupyter server on port 8888, as E2B's code-interpreter
     /// template does. Defaults to `code-interpreter-v1`.
     ///
-    /// [`SnapshotInfo::snapshot_id`]: crate::SnapshotInfo::snapshot_id
+    /// [`SnapshotInfo::snapshot_id`]: crate::e2b::SnapshotInfo::snapshot_id
     pub fn template(mut self, template: impl Into<String>) -> Self {
         self.template = template.into();
         self
     }
 
     /// How long the sandbox lives before E2B kills it (the API's `timeout`, whole seconds,
-    /// rounded up), unless extended with `set_timeout`. Defaults to 300 s; the account's tier
+    /// rounded up), unless extended with `set_lifetime`. Defaults to 300 s; the account's tier
     /// caps it (1 h on Hobby, 24 h on Pro).
     pub fn lifetime(mut self, lifetime: Duration) -> Self {
         self.lifetime = lifetime;
@@ -136,7 +136,7 @@ impl E2bOptions {
     }
 
     /// Let the sandbox reach the internet; `false` is the same as denying
-    /// [`ALL_TRAFFIC`](crate::ALL_TRAFFIC) outbound. Defaults to the API's default (allowed).
+    /// [`ALL_TRAFFIC`](crate::e2b::ALL_TRAFFIC) outbound. Defaults to the API's default (allowed).
     pub fn allow_internet_access(mut self, allow: bool) -> Self {
         self.allow_internet_access = Some(allow);
         self

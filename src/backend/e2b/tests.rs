@@ -186,7 +186,7 @@ fn statuses_map_to_typed_errors() {
         Err(Error::SandboxNotFound { sandbox_id }) if sandbox_id == "gone"
     ));
     assert!(matches!(
-        client.set_timeout("gone", Duration::from_secs(1)),
+        client.set_lifetime("gone", Duration::from_secs(1)),
         Err(Error::SandboxNotFound { .. })
     ));
     assert!(matches!(client.kill("gone"), Ok(false)));
@@ -510,7 +510,7 @@ fn cloud(not_ready: usize) -> (Fake, Fake) {
 
 fn timeouts() -> Timeouts {
     Timeouts::default()
-        .start(Duration::from_secs(10))
+        .sandbox_start(Duration::from_secs(10))
         .close(Duration::from_secs(2))
 }
 
@@ -582,7 +582,7 @@ fn connected_sandbox_is_left_running_unless_taken_over() {
 fn a_sandbox_whose_jupyter_never_answers_is_killed() {
     let (api, jupyter) = cloud(usize::MAX);
     let config = config(&api).sandbox_url(jupyter.url());
-    let t = timeouts().start(Duration::from_millis(800));
+    let t = timeouts().sandbox_start(Duration::from_millis(800));
     let start = Instant::now();
     let err = E2bBackend::create(&config, &E2bOptions::new(), &t).unwrap_err();
     assert!(

@@ -296,7 +296,7 @@ impl LocalServer {
     /// to answer.
     fn wait_ready(mut self, token: &Secret, timeouts: &Timeouts) -> Result<LocalServer, Error> {
         let started = Instant::now();
-        let deadline = started + timeouts.start;
+        let deadline = started + timeouts.sandbox_start;
         let info = self.runtime.join(format!("jpserver-{}.json", self.pid));
         let listening = match &self.socket {
             Some(socket) => {
@@ -312,7 +312,7 @@ impl LocalServer {
                         break port;
                     }
                     if Instant::now() >= deadline {
-                        return Err(self.start_timeout(timeouts.start));
+                        return Err(self.start_timeout(timeouts.sandbox_start));
                     }
                     std::thread::sleep(Duration::from_millis(20));
                 };
@@ -333,7 +333,7 @@ impl LocalServer {
                 _ => {}
             }
             if Instant::now() >= deadline {
-                return Err(self.start_timeout(timeouts.start));
+                return Err(self.start_timeout(timeouts.sandbox_start));
             }
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -3,7 +3,10 @@
 # lifts the IOPub rate limits (which would otherwise drop large output), lets the contents API
 # serve dotfiles and delete for good, and kills the server and its kernels if the SDK's
 # process dies without running `Drop`.
-import os, signal, threading, time
+import os
+import signal
+import threading
+import time
 c.ZMQChannelsWebsocketConnection.limit_rate = False
 c.FileContentsManager.delete_to_trash = False
 # Users write `.env` and other dotfiles; the contents API refuses them by default.

@@ -103,7 +103,7 @@ try:
         done = await _pty_terminate(self, force)
         if force:
             session = self.ptyproc.pid
-            for pid, _ppid, sid in _proc_table():
+            for pid, _ppid, sid in _proc_table():  # noqa: F821 (the server config defines it)
                 if sid == session:
                     try:
                         _os.kill(pid, _signal.SIGKILL)
