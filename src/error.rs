@@ -196,7 +196,7 @@ pub enum Error {
         /// How many messages are missing, when known.
         missing: Option<u64>,
         /// Everything that did arrive.
-        partial: Box<crate::exec::models::Execution>,
+        partial: Box<crate::model::execution::Execution>,
     },
 
     /// The server answered an HTTP request with an unexpected status.
@@ -297,7 +297,7 @@ pub enum Error {
     /// [`Execution::check`](crate::Execution::check): an exception is data
     /// ([`Execution::error`](crate::Execution::error)), not an error, until then.
     #[error("the code raised {}: {}", .0.name, .0.value)]
-    ExecutionFailed(Box<crate::exec::models::ExecutionError>),
+    ExecutionFailed(Box<crate::model::execution::ExecutionError>),
 
     /// A command exited with a non-zero code. Only produced on request, by
     /// `CommandResult::check`: a non-zero exit code is data, not an error, until then.

@@ -148,6 +148,7 @@ mod exec;
 mod files;
 mod jupyter;
 mod kernel;
+mod model;
 mod net;
 mod output;
 mod plane;
@@ -158,27 +159,31 @@ mod sync;
 pub use backend::e2b::{E2bConfig, E2bOptions};
 pub use backend::jupyterhub::JupyterHubOptions;
 pub use backend::local::{Isolation, LocalOptions};
-pub use commands::{
-    CommandBuilder, CommandHandle, CommandOutput, CommandResult, Commands, OutputIter, ProcessInfo,
-};
+pub use commands::{CommandBuilder, CommandHandle, Commands, OutputIter, ProcessInfo};
 pub use config::{ConnectionConfig, Keepalive, ReconnectPolicy, Secret, Timeouts};
 pub use context::{Context, ContextOptions};
 pub use error::{BoxError, Error, KernelEvent, TimeoutPhase};
 pub use exec::code::CodeBuilder;
-pub use exec::models::{Continuity, Execution, ExecutionError, Logs, OutputMessage, RichResult};
-pub use files::watch::{DEFAULT_WATCH_CAPACITY, FsEvent, FsEventKind, WatchBuilder, WatchHandle};
-pub use files::{Download, EntryInfo, FileType, Files, Upload};
+pub use files::watch::{DEFAULT_WATCH_CAPACITY, WatchBuilder, WatchHandle};
+pub use files::{Download, Files, Upload};
 pub use jupyter::state::{CloseReason, ConnectionState, ConnectionWatch};
+pub use model::command::{CommandOutput, CommandResult};
+pub use model::entry::{EntryInfo, FileType};
+pub use model::execution::{
+    Continuity, Execution, ExecutionError, Logs, OutputMessage, RichResult,
+};
+pub use model::fs_event::{FsEvent, FsEventKind};
+pub use model::terminal::{PtyEnd, PtyEvent, PtyGap};
 pub use output::{DEFAULT_MAX_OUTPUT, DroppedOutput};
 pub use plane::DataPlane;
-pub use pty::{Pty, PtyEnd, PtyEvent, PtyGap, PtyIter, PtyOptions, PtyResult, PtySize, Terminal};
+pub use pty::{Pty, PtyIter, PtyOptions, PtyResult, PtySize, Terminal};
 pub use sandbox::{Host, Sandbox, SandboxBuilder};
 
 /// Charts a kernel extracted from a matplotlib figure ([`RichResult::chart`]), as E2B's
 /// code-interpreter models them: a [`Chart`](chart::Chart) of one kind, or a
 /// [`SuperChart`](chart::SuperChart) of several.
 pub mod chart {
-    pub use crate::exec::chart::{
+    pub use crate::model::chart::{
         BarChart, BarData, BoxAndWhiskerChart, BoxAndWhiskerData, Chart, ChartValue, PieChart,
         PieData, PointChart, PointData, SuperChart,
     };

@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 
 use crate::context::Context;
 use crate::error::{Error, TimeoutPhase};
-use crate::exec::accumulate::{Accumulator, Event};
-use crate::exec::models::{Execution, ExecutionError, OutputMessage, RichResult};
+use crate::jupyter::accumulate::{Accumulator, Event};
 use crate::jupyter::wire::Outgoing;
 use crate::kernel::Kernel;
 use crate::kernel::driver::{Driver, Waited};
+use crate::model::execution::{Execution, ExecutionError, OutputMessage, RichResult};
 use crate::sandbox::Sandbox;
 
 /// How long a cell whose callback failed may take to end by itself before it is interrupted.
@@ -378,7 +378,7 @@ impl<'a> CodeBuilder<'a> {
         match outcome {
             Some(Err(payload)) => Err(Error::CallbackPanicked {
                 callback: name,
-                message: panic_message(payload.as_ref()),
+                message: crate::sync::panic_message(payload.as_ref()),
             }),
             _ => Ok(()),
         }
@@ -396,15 +396,5 @@ fn timeout_error(timeout: Option<Duration>) -> Error {
     Error::Timeout {
         phase: TimeoutPhase::Execution,
         after: timeout.unwrap_or_default(),
-    }
-}
-
-pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        s.to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "non-string panic payload".into()
     }
 }

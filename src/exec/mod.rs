@@ -1,8 +1,5 @@
 //! One execution of code, from request to result: the builder and its wait ([`code`], on the
-//! kernel layer's driver, `kernel::driver`), what the messages mean ([`accumulate`]), and the
-//! models they end up in ([`models`], with [`chart`]'s typed charts).
+//! kernel layer's driver, `kernel::driver`). What the messages add up to is
+//! `jupyter::accumulate`; the models they end up in are `model::execution` and `model::chart`.
 
-pub(crate) mod accumulate;
-pub(crate) mod chart;
 pub(crate) mod code;
-pub(crate) mod models;

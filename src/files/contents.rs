@@ -6,8 +6,10 @@ use serde_json::json;
 use crate::error::Error;
 use crate::net::{Http, Method, Response, describe};
 
-use super::entry::*;
 use super::path::*;
+use crate::model::entry::{EntryInfo, FileType, parse_rfc3339};
+use serde::Deserialize;
+use serde_json::Value;
 
 use super::Files;
 
@@ -191,5 +193,43 @@ pub(super) fn contents_error(resp: Response, rel: &str) -> Error {
         500 if message.contains("is a directory") => Error::IsADirectory { path },
         500 if message.contains("permission denied") => Error::PermissionDenied { path },
         _ => resp.into_error(),
+    }
+}
+
+/// A model of the contents API, without content (or with a directory listing).
+#[derive(Debug, Deserialize)]
+pub(super) struct Model {
+    #[serde(default)]
+    pub(super) name: String,
+    #[serde(default)]
+    pub(super) path: String,
+    #[serde(rename = "type", default)]
+    pub(super) kind: String,
+    #[serde(default)]
+    pub(super) size: Option<u64>,
+    #[serde(default)]
+    pub(super) last_modified: Option<String>,
+    #[serde(default)]
+    pub(super) content: Value,
+}
+
+impl Model {
+    pub(super) fn info(&self) -> EntryInfo {
+        let kind = if self.kind == "directory" {
+            FileType::Dir
+        } else {
+            FileType::File
+        };
+        EntryInfo {
+            name: self.name.clone(),
+            path: self.path.clone(),
+            kind,
+            size: if kind == FileType::Dir {
+                None
+            } else {
+                self.size
+            },
+            modified: self.last_modified.as_deref().and_then(parse_rfc3339),
+        }
     }
 }

@@ -2,13 +2,11 @@
 //! through a private kernel elsewhere. See [`Files`].
 
 mod contents;
-mod entry;
 mod path;
 mod transfer;
 pub(crate) mod watch;
 
-pub(crate) use entry::parse_rfc3339;
-pub use entry::{EntryInfo, FileType};
+use crate::model::entry::EntryInfo;
 pub use transfer::{Download, Upload};
 
 use std::io::{Read, Write};
@@ -22,7 +20,6 @@ use crate::plane::e2b::E2bFiles;
 use crate::sandbox::Sandbox;
 
 use self::contents::*;
-use self::entry::*;
 use self::path::*;
 use self::transfer::*;
 

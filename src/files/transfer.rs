@@ -10,8 +10,8 @@ use serde_json::json;
 use crate::error::{Error, TimeoutPhase};
 use crate::net::{Method, describe};
 
-use super::entry::*;
 use super::path::*;
+use crate::model::entry::EntryInfo;
 
 use super::Files;
 
@@ -446,7 +446,7 @@ pub(super) fn call_progress(
     };
     catch_unwind(AssertUnwindSafe(|| f(done, total))).map_err(|payload| Error::CallbackPanicked {
         callback: "on_progress",
-        message: crate::exec::code::panic_message(payload.as_ref()),
+        message: crate::sync::panic_message(payload.as_ref()),
     })
 }
 

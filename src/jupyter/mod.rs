@@ -1,5 +1,6 @@
 //! Everything Jupyter-specific: REST calls, message framing, and the connection worker.
 
+pub(crate) mod accumulate;
 pub(crate) mod connection;
 pub(crate) mod delivery;
 pub(crate) mod link;

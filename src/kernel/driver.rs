@@ -21,11 +21,11 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::error::{Error, TimeoutPhase};
-use crate::exec::models::{Continuity, Execution};
 use crate::jupyter::delivery::{self, Delivery, Failure, WakeOn};
 use crate::jupyter::wire::{Incoming, Outgoing};
 use crate::kernel::Kernel;
 use crate::kernel::recovery::{Replay, Sequencer, probe_request, replay_request};
+use crate::model::execution::{Continuity, Execution};
 
 /// Largest replay answer the hook sends at once (it always sends at least one message).
 /// Small enough to cross a link that is cut every few hundred milliseconds, large enough that

@@ -26,7 +26,6 @@ use serde_json::Value;
 use crate::backend::Backend;
 use crate::config::ConnectionConfig;
 use crate::error::{Error, TimeoutPhase};
-use crate::exec::models::Execution;
 use crate::jupyter::connection::Connection;
 use crate::jupyter::delivery::{self, Delivery};
 use crate::jupyter::rest;
@@ -34,6 +33,7 @@ use crate::jupyter::state::ConnectionState;
 use crate::jupyter::websocket::Target;
 use crate::jupyter::wire::Outgoing;
 use crate::kernel::driver::Driver;
+use crate::model::execution::Execution;
 use crate::net::{Endpoint, Http};
 use crate::sync::lock;
 

@@ -25,10 +25,10 @@ use crate::config::Secret;
 use crate::context::{Context, ContextOptions};
 use crate::error::Error;
 use crate::exec::code::CodeBuilder;
-use crate::exec::models::Execution;
 use crate::jupyter::rest::{self, KernelSpecs};
 use crate::jupyter::state::{ConnectionState, ConnectionWatch};
 use crate::kernel::Kernel;
+use crate::model::execution::Execution;
 use crate::net::{Http, Method};
 use crate::plane::{DataPlane, Plane};
 

@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use super::Running;
 use crate::commands::runner::COMMAND_MIME;
-use crate::commands::{CommandOutput, CommandResult};
 use crate::error::{Error, TimeoutPhase};
-use crate::exec::models::Execution;
 use crate::jupyter::delivery::Failure;
 use crate::jupyter::wire::Incoming;
 use crate::kernel::driver::{Driver, Stop};
 use crate::kernel::fault::SandboxFault;
+use crate::model::command::{CommandOutput, CommandResult};
+use crate::model::execution::Execution;
 use crate::output::{DroppedOutput, Tail};
 
 /// Why a command ended, kept so that every `wait` can rebuild the same outcome.
@@ -195,7 +195,7 @@ impl Running<'_> {
         };
         let Some(f) = f else { return };
         if let Err(payload) = catch_unwind(AssertUnwindSafe(|| f(text))) {
-            self.panicked = Some((name, crate::exec::code::panic_message(payload.as_ref())));
+            self.panicked = Some((name, crate::sync::panic_message(payload.as_ref())));
             self.kill_requested = true;
             match self.pid {
                 Some(pid) if self.background || self.follower => self.kill_from_elsewhere(pid),

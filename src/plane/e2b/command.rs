@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use super::E2bPlane;
 use super::process::{E2bProcess, ProcessEvent, ProcessStart, Utf8Pieces};
 use super::record::{self, Seen};
-use crate::commands::{CommandOutput, CommandResult};
 use crate::error::{Error, TimeoutPhase};
-use crate::exec::models::Execution;
+use crate::model::command::{CommandOutput, CommandResult};
+use crate::model::execution::Execution;
 use crate::output::{DEFAULT_MAX_OUTPUT, DroppedOutput, Tail};
 
 /// How long a killed command may take to report its end.
@@ -400,7 +400,7 @@ impl<'a> E2bCommand<'a> {
             && let Err(payload) = catch_unwind(AssertUnwindSafe(|| f(&text)))
         {
             let name = if stderr { "on_stderr" } else { "on_stdout" };
-            let message = crate::exec::code::panic_message(payload.as_ref());
+            let message = crate::sync::panic_message(payload.as_ref());
             log::warn!(
                 "command {}: {name} panicked; killing the command",
                 self.pid()

@@ -11,8 +11,8 @@ use super::E2bPlane;
 use super::connect::{Failure, RpcError};
 use super::version::{OCTET_STREAM_UPLOAD, RECURSIVE_WATCH};
 use crate::error::{Error, TimeoutPhase};
-use crate::files::watch::{FsEvent, FsEventKind};
-use crate::files::{EntryInfo, FileType};
+use crate::model::entry::{EntryInfo, FileType};
+use crate::model::fs_event::{FsEvent, FsEventKind};
 use crate::net::{Response, encode_component};
 
 /// Size of one read from a download.
@@ -500,7 +500,7 @@ fn entry_of(v: &Value) -> EntryInfo {
         size: if kind == FileType::Dir { None } else { size },
         modified: v["modifiedTime"]
             .as_str()
-            .and_then(crate::files::parse_rfc3339),
+            .and_then(crate::model::entry::parse_rfc3339),
     }
 }
 

@@ -14,8 +14,8 @@ use serde_json::{Map, Value, json};
 use super::E2bPlane;
 use crate::context::Context;
 use crate::error::{Error, TimeoutPhase};
-use crate::exec::accumulate::{Accumulator, Event};
-use crate::exec::models::{Execution, ExecutionError, OutputMessage, RichResult};
+use crate::jupyter::accumulate::{Accumulator, Event};
+use crate::model::execution::{Execution, ExecutionError, OutputMessage, RichResult};
 use crate::net::{Method, Response};
 use crate::output::json_size;
 

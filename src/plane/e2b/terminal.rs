@@ -9,7 +9,7 @@ use super::E2bPlane;
 use super::process::{E2bProcess, ProcessEvent, ProcessStart, Utf8Pieces};
 use crate::error::Error;
 use crate::jupyter::state::{CloseReason, ConnectionState, ConnectionWatch, StateCell};
-use crate::pty::{PtyEnd, PtyEvent};
+use crate::model::terminal::{PtyEnd, PtyEvent};
 use crate::sync::lock;
 
 /// A terminal's state behind the facade's `&self` methods.

@@ -1,7 +1,7 @@
 //! What an execution's messages mean: callback events, and the [`Execution`] they build.
 
-use crate::exec::models::{Execution, ExecutionError, OutputMessage, RichResult};
 use crate::jupyter::wire::Incoming;
+use crate::model::execution::{Execution, ExecutionError, OutputMessage, RichResult};
 use crate::output::{DroppedOutput, ResultTail, Tail, json_size};
 
 /// What a message means to the user's callbacks.
@@ -52,7 +52,7 @@ impl Accumulator {
     /// What a message means; [`Accumulator::keep`] then stores it in the execution. The two
     /// steps let the callbacks borrow the output before it is moved into the execution, so
     /// output is never copied (a 64 KiB stream chunk used to be copied twice).
-    pub(super) fn apply(&mut self, mut m: Incoming) -> Event {
+    pub(crate) fn apply(&mut self, mut m: Incoming) -> Event {
         let c = &m.content;
         match m.msg_type.as_str() {
             "stream" => {

@@ -145,7 +145,7 @@ pub struct RichResult {
     pub data: Option<Value>,
     /// `e2b/chart`: structured chart data where the kernel provides it, typed as in E2B's
     /// SDK; [`Chart::raw`](crate::chart::Chart::raw) gives the value as sent.
-    pub chart: Option<crate::exec::chart::Chart>,
+    pub chart: Option<crate::model::chart::Chart>,
     /// True for the cell's value (`execute_result`), false for `display()` output.
     pub is_main_result: bool,
     /// Every other MIME type, keyed by MIME type.
@@ -192,7 +192,7 @@ impl RichResult {
                 "application/json" => r.json = Some(value.clone()),
                 "application/javascript" => r.javascript = text(),
                 "e2b/data" => r.data = Some(value.clone()),
-                "e2b/chart" => r.chart = Some(crate::exec::chart::Chart::from_value(value)),
+                "e2b/chart" => r.chart = Some(crate::model::chart::Chart::from_value(value)),
                 other => {
                     r.extra.insert(other.to_string(), value.clone());
                 }

@@ -2,8 +2,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde::Serialize;
 
 /// Whether an entry is a file or a directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -37,44 +36,6 @@ impl EntryInfo {
     /// True for a directory.
     pub fn is_dir(&self) -> bool {
         self.kind == FileType::Dir
-    }
-}
-
-/// A model of the contents API, without content (or with a directory listing).
-#[derive(Debug, Deserialize)]
-pub(super) struct Model {
-    #[serde(default)]
-    pub(super) name: String,
-    #[serde(default)]
-    pub(super) path: String,
-    #[serde(rename = "type", default)]
-    pub(super) kind: String,
-    #[serde(default)]
-    pub(super) size: Option<u64>,
-    #[serde(default)]
-    pub(super) last_modified: Option<String>,
-    #[serde(default)]
-    pub(super) content: Value,
-}
-
-impl Model {
-    pub(super) fn info(&self) -> EntryInfo {
-        let kind = if self.kind == "directory" {
-            FileType::Dir
-        } else {
-            FileType::File
-        };
-        EntryInfo {
-            name: self.name.clone(),
-            path: self.path.clone(),
-            kind,
-            size: if kind == FileType::Dir {
-                None
-            } else {
-                self.size
-            },
-            modified: self.last_modified.as_deref().and_then(parse_rfc3339),
-        }
     }
 }
 
