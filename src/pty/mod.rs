@@ -44,7 +44,7 @@
 //! unlike the bash that E2B's own envd PTY starts as `user`. Jupyter Kernel Gateway and
 //! Enterprise Gateway have no terminals: creating one fails with [`Error::Http`] (404).
 
-mod handle;
+mod jupyter_terminal;
 mod replay;
 mod rest;
 mod session;
@@ -57,10 +57,10 @@ use crate::error::Error;
 use crate::plane::Plane;
 use crate::plane::e2b::E2bTerminal;
 use crate::sandbox::Sandbox;
-use terminal::JupyterTerminal;
+use jupyter_terminal::JupyterTerminal;
 
 pub(crate) use crate::model::terminal::{PtyEnd, PtyEvent, PtyGap};
-pub use handle::{PtyIter, PtyResult, Terminal};
+pub use terminal::{PtyIter, PtyResult, Terminal};
 
 /// Terminals in a sandbox. Get it with [`Sandbox::pty`].
 #[derive(Debug, Clone)]
@@ -251,9 +251,10 @@ impl Pty {
                 options.timeout,
                 options.kill_on_drop,
             )
-            .map(|t| Terminal(handle::Plane::E2b(t)));
+            .map(|t| Terminal(terminal::Plane::E2b(t)));
         }
-        JupyterTerminal::create(&self.sandbox, options).map(|t| Terminal(handle::Plane::Jupyter(t)))
+        JupyterTerminal::create(&self.sandbox, options)
+            .map(|t| Terminal(terminal::Plane::Jupyter(t)))
     }
 
     /// Attaches to a running terminal by name (one left running with
@@ -267,9 +268,9 @@ impl Pty {
     /// [`Error::TerminalNotFound`] when no terminal has that name; as [`Pty::create_with`].
     pub fn connect(&self, name: &str) -> Result<Terminal, Error> {
         if let Plane::E2b(plane) = self.sandbox.plane()? {
-            return E2bTerminal::connect(plane, name).map(|t| Terminal(handle::Plane::E2b(t)));
+            return E2bTerminal::connect(plane, name).map(|t| Terminal(terminal::Plane::E2b(t)));
         }
-        JupyterTerminal::attach(&self.sandbox, name).map(|t| Terminal(handle::Plane::Jupyter(t)))
+        JupyterTerminal::attach(&self.sandbox, name).map(|t| Terminal(terminal::Plane::Jupyter(t)))
     }
 
     /// Names of the terminals running on the server (also those of other clients).

@@ -13,7 +13,7 @@
 mod api;
 mod config;
 mod control_http;
-mod handle;
+mod e2b_sandbox;
 mod lifecycle;
 mod metrics;
 mod models;
@@ -40,7 +40,7 @@ use crate::plane::{DataPlane, Plane};
 
 pub use api::E2bClient;
 pub use config::{DEFAULT_DOMAIN, E2bConfig};
-pub use handle::E2bSandbox;
+pub use e2b_sandbox::E2bSandbox;
 pub use lifecycle::{
     ConnectOptions, ForkOptions, Lifecycle, MAX_FORK_COUNT, OnResume, OnTimeout, PauseMode,
     PauseOptions,

@@ -8,7 +8,7 @@ pub(crate) mod bwrap;
 mod cgroup;
 mod child;
 mod disk;
-mod handle;
+mod local_sandbox;
 pub(crate) mod python;
 mod sandbox_dir;
 mod seccomp;
@@ -22,7 +22,7 @@ use crate::config::{Secret, Timeouts};
 use crate::error::Error;
 use crate::net::Endpoint;
 
-pub use handle::LocalSandbox;
+pub use local_sandbox::LocalSandbox;
 pub use python::{CACHE_ENV, PYTHON_ENV};
 use server::LocalServer;
 
