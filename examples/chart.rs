@@ -3,22 +3,11 @@
 //! `cargo run --example chart [out.png]`. The local sandbox installs matplotlib into its
 //! managed venv the first time (a minute at most).
 
-use std::process::ExitCode;
+use e2b_blocking::{LocalOptions, Report, Sandbox};
 
-use e2b_blocking::{Error, LocalOptions, Sandbox};
-
-fn main() -> ExitCode {
-    // An error prints as its message and causes (`Error::report`), not its `Debug` form.
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {}", e.report());
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn run() -> Result<(), Error> {
+// `Report` prints a failed run's error as its message and causes (`Error::report`), not
+// as the `Debug` form of `Error`.
+fn main() -> Result<(), Report> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let out = std::env::args()
         .nth(1)

@@ -3,22 +3,11 @@
 //!
 //! `cargo run --example contexts`
 
-use std::process::ExitCode;
+use e2b_blocking::{ContextOptions, Report, Result, Sandbox};
 
-use e2b_blocking::{ContextOptions, Result, Sandbox};
-
-fn main() -> ExitCode {
-    // An error prints as its message and causes (`Error::report`), not its `Debug` form.
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {}", e.report());
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn run() -> Result<()> {
+// `Report` prints a failed run's error as its message and causes (`Error::report`), not
+// as the `Debug` form of `Error`.
+fn main() -> Result<(), Report> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let sbx = Sandbox::builder().envs([("STAGE", "demo")]).local()?;
     // `check` turns an exception in the cell into an Err; the result itself is not needed.

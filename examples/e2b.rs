@@ -3,24 +3,14 @@
 //! `E2B_API_KEY=e2b_… cargo run --example e2b`. Without a key it explains and exits.
 //! `E2B_DOMAIN`, `E2B_API_URL`, `E2B_SANDBOX_URL` and `E2B_DEBUG` are honoured.
 
-use std::process::ExitCode;
 use std::time::Duration;
 
 use e2b_blocking::e2b::MetricsQuery;
-use e2b_blocking::{E2bConfig, E2bOptions, Error, Sandbox};
+use e2b_blocking::{E2bConfig, E2bOptions, Error, Report, Sandbox};
 
-fn main() -> ExitCode {
-    // An error prints as its message and causes (`Error::report`), not its `Debug` form.
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {}", e.report());
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn run() -> Result<(), Error> {
+// `Report` prints a failed run's error as its message and causes (`Error::report`), not
+// as the `Debug` form of `Error`.
+fn main() -> Result<(), Report> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let config = E2bConfig::from_env();
     if std::env::var_os("E2B_API_KEY").is_none() && std::env::var_os("E2B_DEBUG").is_none() {
@@ -57,8 +47,8 @@ fn run() -> Result<(), Error> {
                 }
             }
             Err(Error::InvalidArgument(why)) => println!("no metrics: {why}"),
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         }
     }
-    sbx.close() // kills the sandbox
+    Ok(sbx.close()?) // kills the sandbox
 }

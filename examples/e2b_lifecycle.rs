@@ -3,27 +3,17 @@
 //!
 //! `E2B_API_KEY=e2b_… cargo run --example e2b_lifecycle`. Without a key it explains and exits.
 
-use std::process::ExitCode;
 use std::time::Duration;
 
 use e2b_blocking::e2b::{
     ALL_TRAFFIC, ConnectOptions, E2bClient, FileUrlOptions, ForkOptions, Lifecycle, ListQuery,
     NetworkOptions, NetworkUpdate, OnTimeout, PauseMode, PauseOptions, SnapshotOptions,
 };
-use e2b_blocking::{E2bConfig, E2bOptions, Error, Sandbox};
+use e2b_blocking::{E2bConfig, E2bOptions, Report, Sandbox};
 
-fn main() -> ExitCode {
-    // An error prints as its message and causes (`Error::report`), not its `Debug` form.
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {}", e.report());
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn run() -> Result<(), Error> {
+// `Report` prints a failed run's error as its message and causes (`Error::report`), not
+// as the `Debug` form of `Error`.
+fn main() -> Result<(), Report> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     if std::env::var_os("E2B_API_KEY").is_none() {
         eprintln!("set E2B_API_KEY to run this example against E2B");
@@ -95,5 +85,5 @@ fn run() -> Result<(), Error> {
     }
     client.delete_snapshot(&snapshot.snapshot_id)?;
     from_snapshot.close()?;
-    sbx.close()
+    Ok(sbx.close()?)
 }

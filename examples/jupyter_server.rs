@@ -6,22 +6,11 @@
 //! isolated (the default on Linux) its URL is `http+unix://` and its Unix socket's path, which
 //! `Sandbox::jupyter` takes as it takes `http://host:port`.
 
-use std::process::ExitCode;
+use e2b_blocking::{Report, Sandbox, Secret};
 
-use e2b_blocking::{Error, Sandbox, Secret};
-
-fn main() -> ExitCode {
-    // An error prints as its message and causes (`Error::report`), not its `Debug` form.
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {}", e.report());
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn run() -> Result<(), Error> {
+// `Report` prints a failed run's error as its message and causes (`Error::report`), not
+// as the `Debug` form of `Error`.
+fn main() -> Result<(), Report> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let mut args = std::env::args().skip(1);
     let (_owner, url, token) = match (args.next(), args.next()) {
@@ -47,5 +36,5 @@ fn run() -> Result<(), Error> {
         .on_stdout(|m| print!("{}", m.line))
         .run()?;
     println!("sum = {}", exec.text().unwrap_or("?"));
-    sbx.close()
+    Ok(sbx.close()?)
 }

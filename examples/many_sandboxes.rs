@@ -4,23 +4,13 @@
 //!
 //! `cargo run --example many_sandboxes`
 
-use std::process::ExitCode;
 use std::time::Instant;
 
-use e2b_blocking::{LocalOptions, Result, Sandbox};
+use e2b_blocking::{LocalOptions, Report, Result, Sandbox};
 
-fn main() -> ExitCode {
-    // An error prints as its message and causes (`Error::report`), not its `Debug` form.
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {}", e.report());
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn run() -> Result<()> {
+// `Report` prints a failed run's error as its message and causes (`Error::report`), not
+// as the `Debug` form of `Error`.
+fn main() -> Result<(), Report> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let options = LocalOptions::new().warm_spare(true);
     for task in 0..3 {

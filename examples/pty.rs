@@ -3,10 +3,9 @@
 //! `cargo run --example pty`. Set `RUST_LOG=e2b_blocking=debug` to watch the terminal's
 //! connection.
 
-use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use e2b_blocking::{Error, PtyEnd, PtyEvent, PtySize, Sandbox, Terminal};
+use e2b_blocking::{Error, PtyEnd, PtyEvent, PtySize, Report, Sandbox, Terminal};
 
 /// Prints output until a line ending with `marker` shows up, for at most `limit`.
 fn show_until(term: &Terminal, marker: &str, limit: Duration) -> Result<(), Error> {
@@ -36,18 +35,9 @@ fn show_until(term: &Terminal, marker: &str, limit: Duration) -> Result<(), Erro
     Ok(())
 }
 
-fn main() -> ExitCode {
-    // An error prints as its message and causes (`Error::report`), not its `Debug` form.
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {}", e.report());
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn run() -> Result<(), Error> {
+// `Report` prints a failed run's error as its message and causes (`Error::report`), not
+// as the `Debug` form of `Error`.
+fn main() -> Result<(), Report> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let sbx = Sandbox::local()?;
 

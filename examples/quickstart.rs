@@ -3,23 +3,13 @@
 //! `cargo run --example quickstart` (the first run builds the local Python environment once).
 //! Set `RUST_LOG=e2b_blocking=debug` to watch connections come and go.
 
-use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use e2b_blocking::{Error, Sandbox};
+use e2b_blocking::{Report, Sandbox};
 
-fn main() -> ExitCode {
-    // An error prints as its message and causes (`Error::report`), not its `Debug` form.
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {}", e.report());
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn run() -> Result<(), Error> {
+// `Report` prints a failed run's error as its message and causes (`Error::report`), not
+// as the `Debug` form of `Error`.
+fn main() -> Result<(), Report> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
 
     let started = Instant::now();

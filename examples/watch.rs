@@ -5,23 +5,13 @@
 //! into the sandbox's root, with `as_local().create`, which refuses links the sandbox could
 //! have planted) to its `Create` event, beside a command's round trip for scale.
 
-use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use e2b_blocking::{Error, FsEventKind, Sandbox};
+use e2b_blocking::{Error, FsEventKind, Report, Sandbox};
 
-fn main() -> ExitCode {
-    // An error prints as its message and causes (`Error::report`), not its `Debug` form.
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {}", e.report());
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn run() -> Result<(), Error> {
+// `Report` prints a failed run's error as its message and causes (`Error::report`), not
+// as the `Debug` form of `Error`.
+fn main() -> Result<(), Report> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let sbx = Sandbox::local()?;
     let local = sbx
@@ -51,7 +41,7 @@ fn run() -> Result<(), Error> {
             match watch.next_timeout(Duration::from_secs(5))? {
                 Some(e) if e.kind == FsEventKind::Create && e.path == name => break,
                 Some(_) => {}
-                None => return Err(Error::InvalidArgument(format!("no event for {name}"))),
+                None => return Err(Error::InvalidArgument(format!("no event for {name}")).into()),
             }
         }
         lat.push(t.elapsed());
@@ -91,7 +81,7 @@ fn run() -> Result<(), Error> {
     let mut again = sbx.commands().connect(pid)?;
     let out = again.wait()?;
     print!("connected to {pid}:\n{}", out.stdout);
-    sbx.close()
+    Ok(sbx.close()?)
 }
 
 fn percentiles(v: &mut [Duration]) -> (Duration, Duration) {

@@ -463,6 +463,54 @@ fn last_line(stderr: &str) -> String {
     }
 }
 
+/// An [`Error`] whose `Debug` form is its [report](Error::report): the message and its causes
+/// on one line. It is the error type for a `main` that should print errors the way a user
+/// reads them: `?` turns an [`Error`] into it, and Rust prints a failed `main`'s error with
+/// `Debug`, which for [`Error`] itself lists every field.
+///
+/// # Examples
+///
+/// ```no_run
+/// use e2b_blocking::{Report, Sandbox};
+///
+/// fn main() -> Result<(), Report> {
+///     let sbx = Sandbox::local()?; // without bubblewrap: "Error: the local sandbox cannot be isolated: …"
+///     println!("{:?}", sbx.run_code("1 + 1")?.text());
+///     Ok(())
+/// }
+/// ```
+pub struct Report(Error);
+
+impl Report {
+    /// The error, to match on its variant.
+    pub fn error(&self) -> &Error {
+        &self.0
+    }
+
+    /// The error, taken back.
+    pub fn into_error(self) -> Error {
+        self.0
+    }
+}
+
+impl From<Error> for Report {
+    fn from(error: Error) -> Report {
+        Report(error)
+    }
+}
+
+impl fmt::Debug for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.report())
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.report())
+    }
+}
+
 impl Error {
     /// The message followed by every cause in `source()` order, joined with ": ": one line
     /// for a log or a user (the C ABI's error messages are made of it). An empty cause, or one

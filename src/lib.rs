@@ -162,7 +162,7 @@ pub use backend::local::{Isolation, LocalOptions};
 pub use commands::{CommandBuilder, CommandHandle, Commands, OutputIter, ProcessInfo};
 pub use config::{ConnectionConfig, Keepalive, ReconnectPolicy, Secret, Timeouts};
 pub use context::{Context, ContextOptions};
-pub use error::{BoxError, Error, KernelEvent, TimeoutPhase};
+pub use error::{BoxError, Error, KernelEvent, Report, TimeoutPhase};
 pub use exec::code::CodeBuilder;
 pub use files::watch::{DEFAULT_WATCH_CAPACITY, WatchBuilder, WatchHandle};
 pub use files::{Download, Files, Upload};
