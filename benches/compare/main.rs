@@ -28,6 +28,8 @@ mod e2b_plane;
 mod e2b_rig;
 #[path = "../../tests/support/fault_proxy.rs"]
 mod fault_proxy;
+#[path = "../../tests/support/installs.rs"]
+mod installs;
 #[path = "../../tests/support/listener.rs"]
 mod listener;
 #[path = "../../tests/support/nginx.rs"]
@@ -343,35 +345,23 @@ fn orchestrate() -> Res<()> {
         report::write_between_markers(&docs.join("PERFORMANCE.md"), &text)?;
         let spec = out_dir.join("latency.json");
         std::fs::write(&spec, serde_json::to_string(&rep.chart_spec())?)?;
-        let png = docs.join("perf-latency.png");
-        let mut cmd = Command::new(&bench.python);
-        cmd.arg(repo.join("bench/peers/plot_latency.py"))
-            .arg(&spec)
-            .arg(&png);
-        match run_with_deadline(
-            &mut cmd,
-            Duration::from_secs(120),
-            &bench.logs.join("plot.log"),
-        ) {
-            Ok((true, _)) => eprintln!("compare: wrote {}", png.display()),
-            other => eprintln!("compare: chart failed: {:?}", other.map(|(ok, _)| ok)),
-        }
+        plot(
+            &bench,
+            &repo,
+            "plot_latency.py",
+            &spec,
+            &docs.join("perf-latency.png"),
+        );
         if results.contains_key("scale") {
             let spec = out_dir.join("scale.json");
             std::fs::write(&spec, serde_json::to_string(&rep.scale_spec())?)?;
-            let png = docs.join("perf-scale.png");
-            let mut cmd = Command::new(&bench.python);
-            cmd.arg(repo.join("bench/peers/plot_scale.py"))
-                .arg(&spec)
-                .arg(&png);
-            match run_with_deadline(
-                &mut cmd,
-                Duration::from_secs(120),
-                &bench.logs.join("plot.log"),
-            ) {
-                Ok((true, _)) => eprintln!("compare: wrote {}", png.display()),
-                other => eprintln!("compare: scale chart failed: {:?}", other.map(|(ok, _)| ok)),
-            }
+            plot(
+                &bench,
+                &repo,
+                "plot_scale.py",
+                &spec,
+                &docs.join("perf-scale.png"),
+            );
         }
         eprintln!("compare: wrote {}", docs.join("PERFORMANCE.md").display());
     }
@@ -408,6 +398,27 @@ fn serve(seconds: u64) -> Res<()> {
 }
 
 /// bench/peers/setup.sh, plus matplotlib for the chart; returns the venv's python.
+/// Draws `png` from the chart spec `spec` with `bench/peers/{script}`; a failure is reported,
+/// not fatal (the tables are written either way).
+fn plot(bench: &Bench, repo: &Path, script: &str, spec: &Path, png: &Path) {
+    let mut cmd = Command::new(&bench.python);
+    cmd.arg(repo.join("bench/peers").join(script))
+        .arg(spec)
+        .arg(png);
+    match run_with_deadline(
+        &mut cmd,
+        Duration::from_secs(120),
+        &bench.logs.join("plot.log"),
+    ) {
+        Ok((true, _)) => eprintln!("compare: wrote {}", png.display()),
+        other => eprintln!(
+            "compare: {} failed: {:?}",
+            png.display(),
+            other.map(|(ok, _)| ok)
+        ),
+    }
+}
+
 fn setup_peers(repo: &Path, logs: &Path) -> Res<PathBuf> {
     let mut cmd = Command::new("bash");
     cmd.arg(repo.join("bench/peers/setup.sh"));

@@ -13,6 +13,7 @@ use mio::{Poll, Waker};
 use crate::config::ConnectionConfig;
 use crate::error::{Error, TimeoutPhase};
 use crate::jupyter::delivery::{Delivery, WakeOn};
+use crate::jupyter::link::io_setup;
 use crate::jupyter::liveness::SandboxProbe;
 use crate::jupyter::state::{ConnectionState, ConnectionWatch};
 use crate::jupyter::websocket::{self, Limits, Target};
@@ -36,13 +37,6 @@ impl std::fmt::Debug for Connection {
             .field("kernel_id", &self.kernel_id)
             .field("state", &self.shared.state.get())
             .finish_non_exhaustive()
-    }
-}
-
-fn io_setup(e: std::io::Error) -> Error {
-    Error::Transport {
-        endpoint: "local event loop".into(),
-        source: Box::new(e),
     }
 }
 

@@ -35,9 +35,15 @@ impl GoneCheck {
         GoneCheck(Arc::new(check))
     }
 
-    /// The error for sandbox `sandbox_id`, which the proxy says it cannot find.
-    pub(crate) fn error(&self, sandbox_id: &str) -> Error {
-        (self.0)(sandbox_id)
+    /// The error for sandbox `sandbox_id`, which the proxy says it cannot find: what `check`
+    /// says, else [`Error::SandboxNotFound`].
+    pub(crate) fn judge(check: Option<&GoneCheck>, sandbox_id: &str) -> Error {
+        match check {
+            Some(check) => (check.0)(sandbox_id),
+            None => Error::SandboxNotFound {
+                sandbox_id: sandbox_id.to_string(),
+            },
+        }
     }
 }
 
@@ -137,12 +143,7 @@ impl Endpoint {
     /// The error for the proxy's "sandbox `sandbox_id` not found": what the endpoint's
     /// [`GoneCheck`] says, else [`Error::SandboxNotFound`].
     pub(crate) fn gone_error(&self, sandbox_id: &str) -> Error {
-        match &self.gone {
-            Some(check) => check.error(sandbox_id),
-            None => Error::SandboxNotFound {
-                sandbox_id: sandbox_id.to_string(),
-            },
-        }
+        GoneCheck::judge(self.gone.as_ref(), sandbox_id)
     }
 
     /// The same endpoint, trusting `roots` for `https://` and `wss://`.

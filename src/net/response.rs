@@ -78,10 +78,7 @@ impl Response {
 
     pub(crate) fn into_error(self) -> Error {
         if let Some(sandbox_id) = self.sandbox_gone() {
-            return match &self.gone {
-                Some(check) => check.error(&sandbox_id),
-                None => Error::SandboxNotFound { sandbox_id },
-            };
+            return crate::net::GoneCheck::judge(self.gone.as_ref(), &sandbox_id);
         }
         if let Some(sandbox_id) = self.proxy_sandbox_id().filter(|_| self.status == 502) {
             // E2B's proxy answered for the sandbox, but not that it is gone: the port is not

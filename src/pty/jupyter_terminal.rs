@@ -11,6 +11,7 @@ use mio::{Poll, Waker};
 
 use crate::error::Error;
 use crate::jupyter::delivery::Failure;
+use crate::jupyter::link::io_setup;
 use crate::jupyter::state::{ConnectionState, ConnectionWatch};
 use crate::jupyter::websocket::{self, Limits};
 use crate::pty::session::{self, Cmd, Item, Session, Shared, WAKE};
@@ -47,13 +48,6 @@ impl std::fmt::Debug for JupyterTerminal {
             .field("name", &self.name)
             .field("state", &self.shared.state.get())
             .finish_non_exhaustive()
-    }
-}
-
-fn io_setup(e: std::io::Error) -> Error {
-    Error::Transport {
-        endpoint: "local event loop".into(),
-        source: Box::new(e),
     }
 }
 

@@ -8,30 +8,44 @@ use crate::support::data_rig::{DataRig, Options};
 use crate::support::deadline;
 use crate::support::fault_proxy::FaultProxy;
 use e2b_blocking::e2b::{ConnectOptions, E2bClient, PauseOptions};
-use e2b_blocking::{DataPlane, E2bOptions, Error, Sandbox, Timeouts};
+use e2b_blocking::{CommandHandle, DataPlane, E2bOptions, Error, Sandbox, Timeouts};
+
+/// Every kind of call on `sbx`, REST and stream, and the wait of `spawned` (a stream open
+/// since before): each must fail, and `expected` say its error is the right one.
+fn every_call_fails(sbx: &Sandbox, spawned: &mut CommandHandle, expected: fn(&Error) -> bool) {
+    let check = |e: Error| assert!(expected(&e), "{e:?}");
+    check(sbx.run_code("1").unwrap_err());
+    check(sbx.files().read("kept.txt").unwrap_err());
+    check(sbx.files().list("/").unwrap_err());
+    check(sbx.files().write("x", "x").unwrap_err());
+    check(sbx.commands().run("true").unwrap_err());
+    check(sbx.list_contexts().unwrap_err());
+    check(spawned.wait().unwrap_err());
+}
+
+/// A sandbox spawning `sleep 30` on `rig`, with `kept.txt` written.
+fn sleeping(rig: &DataRig) -> (Sandbox, CommandHandle) {
+    let sbx = rig.sandbox();
+    sbx.files().write("kept.txt", "kept").unwrap();
+    let spawned = sbx
+        .commands()
+        .cmd("sleep 30")
+        .timeout(None)
+        .spawn()
+        .unwrap();
+    (sbx, spawned)
+}
 
 #[test]
 fn a_sandbox_that_is_gone_is_sandbox_not_found_everywhere() {
     deadline(|| {
         let rig = DataRig::start();
-        let sbx = rig.sandbox();
-        let mut spawned = sbx
-            .commands()
-            .cmd("sleep 30")
-            .timeout(None)
-            .spawn()
-            .unwrap();
+        let (sbx, mut spawned) = sleeping(&rig);
         rig.kill_sandbox();
         assert!(!sbx.is_running());
-        let gone = |e: Error| assert!(matches!(e, Error::SandboxNotFound { .. }), "{e:?}");
-        gone(sbx.run_code("1").unwrap_err());
-        gone(sbx.files().read("x").unwrap_err());
-        gone(sbx.files().list("/").unwrap_err());
-        gone(sbx.files().write("x", "x").unwrap_err());
-        gone(sbx.commands().run("true").unwrap_err());
-        gone(sbx.list_contexts().unwrap_err());
-        // A stream that was open when the sandbox went.
-        gone(spawned.wait().unwrap_err());
+        every_call_fails(&sbx, &mut spawned, |e| {
+            matches!(e, Error::SandboxNotFound { .. })
+        });
     });
 }
 
@@ -41,24 +55,12 @@ fn a_sandbox_that_is_gone_is_sandbox_not_found_everywhere() {
 fn a_sandbox_paused_by_another_client_is_sandbox_paused_everywhere() {
     deadline(|| {
         let rig = DataRig::start();
-        let sbx = rig.sandbox();
-        sbx.files().write("kept.txt", "kept").unwrap();
-        let mut spawned = sbx
-            .commands()
-            .cmd("sleep 30")
-            .timeout(None)
-            .spawn()
-            .unwrap();
+        let (sbx, mut spawned) = sleeping(&rig);
         let other = E2bClient::new(&rig.config()).unwrap();
         assert!(other.pause(sbx.sandbox_id(), &PauseOptions::new()).unwrap());
-        let paused = |e: Error| assert!(matches!(e, Error::SandboxPaused { .. }), "{e:?}");
-        paused(sbx.run_code("1").unwrap_err());
-        paused(sbx.files().read("kept.txt").unwrap_err());
-        paused(sbx.files().list("/").unwrap_err());
-        paused(sbx.files().write("x", "x").unwrap_err());
-        paused(sbx.commands().run("true").unwrap_err());
-        paused(sbx.list_contexts().unwrap_err());
-        paused(spawned.wait().unwrap_err());
+        every_call_fails(&sbx, &mut spawned, |e| {
+            matches!(e, Error::SandboxPaused { .. })
+        });
 
         other
             .connect(sbx.sandbox_id(), &ConnectOptions::new())

@@ -38,46 +38,15 @@ const RIG_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/rig");
 /// The rig venv's Python, building the venv first when it is missing or older than
 /// `requirements.txt`. One build at a time across processes (a lock file beside it).
 pub fn rig_python() -> PathBuf {
-    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2b-rig-venv");
-    let python = venv.join("bin/python3");
     let requirements = Path::new(RIG_DIR).join("requirements.txt");
     let wanted = std::fs::read_to_string(&requirements).expect("tests/rig/requirements.txt");
-    let stamp = venv.join(".installed");
-    std::fs::create_dir_all(venv.parent().unwrap()).unwrap();
-    let lock = std::fs::File::create(venv.with_extension("lock")).unwrap();
-    lock.lock().expect("lock the rig venv");
-    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(wanted.as_str()) {
-        let _ = std::fs::remove_dir_all(&venv);
-        let ok = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .is_ok_and(|s| s.success())
-            && Command::new(&python)
-                .args([
-                    "-m",
-                    "pip",
-                    "install",
-                    "-q",
-                    "--disable-pip-version-check",
-                    "-r",
-                ])
-                .arg(&requirements)
-                .status()
-                .is_ok_and(|s| s.success())
-            && Command::new(&python)
-                .args(["-m", "bash_kernel.install", "--sys-prefix"])
-                .stdout(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-        assert!(
-            ok,
-            "could not build the rig's venv in {venv:?} from {requirements:?} (python3 with venv \
-             and PyPI must be reachable)"
-        );
-        std::fs::write(&stamp, &wanted).unwrap();
-    }
-    python
+    let requirements = requirements.display().to_string();
+    super::installs::python_venv(
+        &Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2b-rig-venv"),
+        &wanted,
+        &["-r", &requirements],
+        &[&["-m", "bash_kernel.install", "--sys-prefix"]],
+    )
 }
 
 /// The host paths the rig runs from, `:`-separated: the repository (the rig's scripts) and the

@@ -22,7 +22,6 @@ pub const CHP_VERSION: &str = "4.6.3";
 /// The local sandbox's pins, so the single-user servers are the server the SDK is tested on.
 const SERVER_PINS: [&str; 2] = ["jupyter_server==2.21.1", "ipykernel==7.4.0"];
 
-const INSTALL_DEADLINE: Duration = Duration::from_secs(600);
 const START_DEADLINE: Duration = Duration::from_secs(90);
 const STOP_DEADLINE: Duration = Duration::from_secs(15);
 
@@ -38,61 +37,22 @@ fn target_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("target")
 }
 
-/// Runs `cmd` with its output in `log`, killed past `limit`; true when it succeeded.
-fn run_logged(mut cmd: Command, limit: Duration, log: &Path) -> bool {
-    let out = File::create(log).expect("create an install log");
-    let err = out.try_clone().expect("clone the log handle");
-    let Ok(mut child) = cmd.stdin(Stdio::null()).stdout(out).stderr(err).spawn() else {
-        return false;
-    };
-    let start = Instant::now();
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return status.success(),
-            Ok(None) if start.elapsed() > limit => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return false;
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(100)),
-            Err(_) => return false,
-        }
-    }
-}
-
-/// The venv with jupyterhub, jupyter_server and ipykernel, built once (under a file lock, so
-/// parallel tests wait for one build); returns its `bin` directory.
+/// The venv with jupyterhub, jupyter_server and ipykernel, built once; returns its `bin`
+/// directory.
 pub fn ensure_venv() -> PathBuf {
-    let venv = target_dir().join("hub-venv");
-    fs::create_dir_all(target_dir()).expect("create target/");
-    let lock = File::create(target_dir().join(".hub-venv.lock")).expect("create the venv lock");
-    lock.lock().expect("lock the hub venv");
-    let stamp = venv.join(format!(".installed-{JUPYTERHUB_VERSION}"));
-    if !stamp.exists() {
-        crate::support::require_tool(
-            "python3",
-            "install Python 3.9 or later with venv (Debian: apt-get install python3 python3-venv)",
-        );
-        let _ = fs::remove_dir_all(&venv);
-        let log = target_dir().join("hub-venv-install.log");
-        let mut make = Command::new("python3");
-        make.args(["-m", "venv"]).arg(&venv);
-        let mut pip = Command::new(venv.join("bin/python3"));
-        pip.args(["-m", "pip", "install", "-q", "--disable-pip-version-check"])
-            .arg(format!("jupyterhub=={JUPYTERHUB_VERSION}"))
-            .args(SERVER_PINS);
-        let ok =
-            run_logged(make, INSTALL_DEADLINE, &log) && run_logged(pip, INSTALL_DEADLINE, &log);
-        assert!(
-            ok,
-            "could not install jupyterhub {JUPYTERHUB_VERSION} into {}; see {}",
-            venv.display(),
-            log.display()
-        );
-        fs::write(&stamp, "").unwrap();
-    }
-    drop(lock);
-    venv.join("bin")
+    crate::support::require_tool(
+        "python3",
+        "install Python 3.9 or later with venv (Debian: apt-get install python3 python3-venv)",
+    );
+    let hub = format!("jupyterhub=={JUPYTERHUB_VERSION}");
+    let install = [hub.as_str(), SERVER_PINS[0], SERVER_PINS[1]];
+    let python = super::installs::python_venv(
+        &target_dir().join("hub-venv"),
+        &install.join(" "),
+        &install,
+        &[],
+    );
+    python.parent().expect("the venv's bin").to_path_buf()
 }
 
 /// configurable-http-proxy, installed once with npm; returns its executable.
@@ -101,36 +61,12 @@ pub fn ensure_chp() -> PathBuf {
         "install Node.js 18 or later and npm (Debian: apt-get install nodejs, and npm if missing)";
     crate::support::require_tool("node", NODE);
     crate::support::require_tool("npm", NODE);
-    let dir = target_dir().join("chp");
-    fs::create_dir_all(&dir).expect("create target/chp");
-    let bin = dir.join("node_modules/.bin/configurable-http-proxy");
-    let lock = File::create(dir.join(".install.lock")).expect("create the install lock");
-    lock.lock().expect("lock target/chp");
-    let manifest = dir.join("node_modules/configurable-http-proxy/package.json");
-    let installed = fs::read_to_string(&manifest)
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .and_then(|v| v["version"].as_str().map(str::to_string));
-    if installed.as_deref() != Some(CHP_VERSION) || !bin.exists() {
-        let log = dir.join("npm-install.log");
-        let mut cmd = Command::new("npm");
-        cmd.args([
-            "install",
-            "--no-audit",
-            "--no-fund",
-            "--save-exact",
-            "--prefix",
-        ])
-        .arg(&dir)
-        .arg(format!("configurable-http-proxy@{CHP_VERSION}"));
-        assert!(
-            run_logged(cmd, INSTALL_DEADLINE, &log) && bin.exists(),
-            "npm install of configurable-http-proxy@{CHP_VERSION} failed; see {}",
-            log.display()
-        );
-    }
-    drop(lock);
-    bin
+    super::installs::npm_package(
+        &target_dir().join("chp"),
+        "configurable-http-proxy",
+        CHP_VERSION,
+        "configurable-http-proxy",
+    )
 }
 
 /// A port that was free a moment ago.

@@ -8,6 +8,7 @@ pub mod data_rig;
 pub mod e2b_plane;
 pub mod e2b_rig;
 pub mod fault_proxy;
+pub mod installs;
 pub mod jupyterhub;
 pub mod listener;
 pub mod nginx;

@@ -34,8 +34,6 @@ pub const NODE_MIN: (u32, u32, u32) = (18, 20, 1);
 const NODE_HINT: &str = "install Node.js 18.20.1 or later and npm (Debian: apt-get install nodejs, then npm \
      unless nodejs has it, as NodeSource's does; Debian 12 before its 18.20.4 update is too old)";
 
-/// Deadline for `npm install`.
-const INSTALL_DEADLINE: Duration = Duration::from_secs(300);
 /// Deadline for Prism to answer after it is spawned.
 const START_DEADLINE: Duration = Duration::from_secs(60);
 /// Ports tried before giving up (another process may grab the port we picked).
@@ -65,38 +63,6 @@ pub fn prism_dir() -> PathBuf {
         .join("prism")
 }
 
-/// Runs `cmd`, killing it if it outlives `limit`; returns whether it succeeded.
-fn run_with_deadline(mut cmd: Command, limit: Duration, log: &Path) -> bool {
-    let out = File::create(log).expect("create the npm log");
-    let err = out.try_clone().expect("clone the npm log handle");
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run npm (is Node.js installed?): {e}"));
-    let start = Instant::now();
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return status.success(),
-            Ok(None) if start.elapsed() > limit => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return false;
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(100)),
-            Err(e) => panic!("waiting for npm: {e}"),
-        }
-    }
-}
-
-fn installed_version(dir: &Path) -> Option<String> {
-    let manifest = dir.join("node_modules/@stoplight/prism-cli/package.json");
-    let text = fs::read_to_string(manifest).ok()?;
-    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
-    json.get("version")?.as_str().map(str::to_string)
-}
-
 /// `v20.11.0` → `(20, 11, 0)`.
 pub fn parse_node_version(text: &str) -> Option<(u32, u32, u32)> {
     let mut parts = text.trim().trim_start_matches('v').splitn(3, '.');
@@ -123,40 +89,13 @@ pub fn require_node() {
 /// Installs the pinned Prism once; returns the path of its `prism` executable.
 pub fn ensure_installed() -> PathBuf {
     require_node();
-    let dir = prism_dir();
-    fs::create_dir_all(&dir).expect("create target/prism");
-    let bin = dir.join("node_modules/.bin/prism");
-    let lock = File::create(dir.join(".install.lock")).expect("create the install lock");
-    lock.lock().expect("lock target/prism");
-    if installed_version(&dir).as_deref() != Some(PRISM_VERSION) || !bin.exists() {
-        crate::support::require_tool("npm", NODE_HINT);
-        let started = Instant::now();
-        let log = dir.join("npm-install.log");
-        let mut cmd = Command::new("npm");
-        cmd.args([
-            "install",
-            "--no-audit",
-            "--no-fund",
-            "--save-exact",
-            "--prefix",
-        ])
-        .arg(&dir)
-        .arg(format!("@stoplight/prism-cli@{PRISM_VERSION}"));
-        let ok = run_with_deadline(cmd, INSTALL_DEADLINE, &log);
-        let version = installed_version(&dir);
-        assert!(
-            ok && version.as_deref() == Some(PRISM_VERSION) && bin.exists(),
-            "npm install of @stoplight/prism-cli@{PRISM_VERSION} failed (got {version:?}); see {}",
-            log.display()
-        );
-        eprintln!(
-            "installed Prism {PRISM_VERSION} in {:.1?}",
-            started.elapsed()
-        );
-    }
-    // Dropping the file releases the lock.
-    drop(lock);
-    bin
+    crate::support::require_tool("npm", NODE_HINT);
+    crate::support::installs::npm_package(
+        &prism_dir(),
+        "@stoplight/prism-cli",
+        PRISM_VERSION,
+        "prism",
+    )
 }
 
 /// The entries of the YAML mapping that starts after the line `header`, whose keys sit at

@@ -198,32 +198,13 @@ impl PythonServer {
     /// under the target directory (it pins jupyter_server < 2 and jupyter_client < 7, which
     /// must not leak into the local sandbox's venv). Built on first use.
     pub fn enterprise_gateway(token: &str) -> PythonServer {
-        let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("eg-venv");
-        let python = venv.join("bin/python3");
-        let ready = venv.join(".installed");
-        if !ready.exists() {
-            let ok = Command::new("python3")
-                .args(["-m", "venv"])
-                .arg(&venv)
-                .status()
-                .is_ok_and(|s| s.success())
-                && Command::new(&python)
-                    .args([
-                        "-m",
-                        "pip",
-                        "install",
-                        "-q",
-                        "jupyter_enterprise_gateway",
-                        "ipykernel",
-                    ])
-                    .status()
-                    .is_ok_and(|s| s.success());
-            assert!(
-                ok,
-                "could not install jupyter_enterprise_gateway into {venv:?}"
-            );
-            std::fs::write(&ready, "").unwrap();
-        }
+        const PACKAGES: [&str; 2] = ["jupyter_enterprise_gateway", "ipykernel"];
+        let python = super::installs::python_venv(
+            &Path::new(env!("CARGO_TARGET_TMPDIR")).join("eg-venv"),
+            &PACKAGES.join(" "),
+            &PACKAGES,
+            &[],
+        );
         let token = token.to_string();
         PythonServer::start(python.to_str().unwrap(), move |port, dir| {
             let root = dir.join("root");

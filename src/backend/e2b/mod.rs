@@ -230,7 +230,8 @@ impl E2bBackend {
         timeouts: &Timeouts,
     ) -> Result<E2bBackend, (Error, String)> {
         let id = access.sandbox_id.clone();
-        let gone = (!config.debug).then(|| gone_check(&client, timeouts));
+        let quick = client.bounded(timeouts.close);
+        let gone = (!config.debug).then(|| gone_check(quick.clone()));
         let with_gone = |endpoint: Endpoint| match &gone {
             Some(check) => endpoint.with_gone_check(check.clone()),
             None => endpoint,
@@ -268,7 +269,7 @@ impl E2bBackend {
             wanted: config.data_plane,
             e2b_plane,
             plane: OnceLock::new(),
-            quick: client.bounded(timeouts.close),
+            quick,
             client,
             endpoint,
             access,
@@ -595,9 +596,9 @@ impl ProxyAnswer {
 /// itself has no token in the code-interpreter template; envd's `X-Access-Token` is not sent
 /// to it.
 /// Asks the control plane what the proxy's "sandbox not found" means: the proxy answers so for
-/// a paused sandbox as for a killed one. Bounded by the close deadline, as the probe is.
-fn gone_check(client: &E2bClient, timeouts: &Timeouts) -> GoneCheck {
-    let control = client.bounded(timeouts.close);
+/// a paused sandbox as for a killed one. `control` is the probe's client, bounded by the close
+/// deadline.
+fn gone_check(control: E2bClient) -> GoneCheck {
     GoneCheck::new(move |sandbox_id| {
         let sandbox_id = sandbox_id.to_string();
         match control.get_info(&sandbox_id) {

@@ -28,6 +28,15 @@ use crate::net::redact::DataFrame;
 use reconnect::Outage;
 pub(crate) use reconnect::Reconnect;
 
+/// The error for setting up a link's thread (its poll, waker or thread) that failed: the local
+/// event loop, not the server, is what could not be reached.
+pub(crate) fn io_setup(e: io::Error) -> crate::error::Error {
+    crate::error::Error::Transport {
+        endpoint: "local event loop".into(),
+        source: Box::new(e),
+    }
+}
+
 const SOCKET: Token = Token(0);
 /// The token of the waker that callers use to interrupt the link's sleep.
 pub(crate) const WAKE: Token = Token(1);

@@ -24,11 +24,31 @@ type Callback<'a> = Box<dyn FnMut(&str) + Send + 'a>;
 #[derive(Debug, Clone)]
 enum Fault {
     Timeout(Duration),
-    SandboxGone(String),
-    SandboxPaused(String),
+    /// The sandbox stopped under it: killed or timed out, or `paused`.
+    Sandbox {
+        id: String,
+        paused: bool,
+    },
     Lost,
     Panicked(&'static str, String),
     Other(String),
+}
+
+impl Fault {
+    /// The fault kept for an error that says the sandbox stopped; `None` for any other.
+    fn of_stopped_sandbox(e: &Error) -> Option<Fault> {
+        match e {
+            Error::SandboxNotFound { sandbox_id } => Some(Fault::Sandbox {
+                id: sandbox_id.clone(),
+                paused: false,
+            }),
+            Error::SandboxPaused { sandbox_id } => Some(Fault::Sandbox {
+                id: sandbox_id.clone(),
+                paused: true,
+            }),
+            _ => None,
+        }
+    }
 }
 
 /// A running (or ended) command and the wait for it.
@@ -298,20 +318,15 @@ impl<'a> E2bCommand<'a> {
                         self.pid
                     );
                     if let Err(e) = self.reattach() {
-                        self.ending = Some(Err(match e {
-                            Error::SandboxNotFound { sandbox_id } => Fault::SandboxGone(sandbox_id),
-                            Error::SandboxPaused { sandbox_id } => Fault::SandboxPaused(sandbox_id),
-                            e => {
-                                log::debug!("command {}: could not follow it again: {e}", self.pid);
-                                Fault::Lost
-                            }
-                        }));
+                        let fault = Fault::of_stopped_sandbox(&e).unwrap_or_else(|| {
+                            log::debug!("command {}: could not follow it again: {e}", self.pid);
+                            Fault::Lost
+                        });
+                        self.ending = Some(Err(fault));
                     }
                 }
                 Err(e) => {
-                    self.ending = Some(Err(match e {
-                        Error::SandboxNotFound { sandbox_id } => Fault::SandboxGone(sandbox_id),
-                        Error::SandboxPaused { sandbox_id } => Fault::SandboxPaused(sandbox_id),
+                    let fault = Fault::of_stopped_sandbox(&e).unwrap_or_else(|| match e {
                         Error::ConnectionLost { .. }
                         | Error::Transport { .. }
                         | Error::Timeout { .. } => {
@@ -319,7 +334,8 @@ impl<'a> E2bCommand<'a> {
                             Fault::Lost
                         }
                         e => Fault::Other(e.to_string()),
-                    }));
+                    });
+                    self.ending = Some(Err(fault));
                 }
             }
         }
@@ -333,12 +349,9 @@ impl<'a> E2bCommand<'a> {
         }
         match record::exit_code(self.process.plane(), self.pid) {
             Ok(code) => Ok(code.unwrap_or(-9)),
-            Err(Error::SandboxNotFound { sandbox_id }) => Err(Fault::SandboxGone(sandbox_id)),
-            Err(Error::SandboxPaused { sandbox_id }) => Err(Fault::SandboxPaused(sandbox_id)),
-            Err(e) => Err(Fault::Other(format!(
-                "reading command {}'s exit code: {e}",
-                self.pid
-            ))),
+            Err(e) => Err(Fault::of_stopped_sandbox(&e).unwrap_or_else(|| {
+                Fault::Other(format!("reading command {}'s exit code: {e}", self.pid))
+            })),
         }
     }
 
@@ -439,10 +452,10 @@ impl<'a> E2bCommand<'a> {
                     phase: TimeoutPhase::Command,
                     after: *after,
                 },
-                Fault::SandboxGone(id) => Error::SandboxNotFound {
+                Fault::Sandbox { id, paused: false } => Error::SandboxNotFound {
                     sandbox_id: id.clone(),
                 },
-                Fault::SandboxPaused(id) => Error::SandboxPaused {
+                Fault::Sandbox { id, paused: true } => Error::SandboxPaused {
                     sandbox_id: id.clone(),
                 },
                 Fault::Lost => {
