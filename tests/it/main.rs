@@ -1,8 +1,8 @@
-//! The integration tests that can share one process, in one binary (each binary is ~66 MB of
-//! linking). Tests that need a process of their own stay apart: `lifecycle` counts the
-//! process's threads, `secrets_in_logs` installs the global logger, `isolation` and
-//! `local_venv_rebuild` set environment variables, `output_memory` measures the process's peak
-//! memory, and `soak` runs long under heavy load.
+//! The integration tests, in one binary (each binary is ~66 MB of linking, and cargo runs
+//! binaries one after another while the tests of one binary run side by side). A test that
+//! needs a process of its own (it counts the process's threads, installs the global logger,
+//! sets environment variables or measures peak memory) runs itself in a child process through
+//! `support::own_process::in_own_process`.
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -20,14 +20,20 @@ mod e2b_plane_files;
 mod faults;
 mod files;
 mod files_paths;
+mod isolation;
 mod jupyter_backend;
 mod jupyterhub;
 mod kills;
+mod lifecycle;
 mod local_python;
 mod local_server;
 mod malformed;
 mod nginx;
+mod output_memory;
 mod pty;
 mod rich;
 mod run_code;
+mod secrets_in_logs;
+mod soak;
+mod venv_rebuild;
 mod watch;

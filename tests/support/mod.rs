@@ -12,6 +12,7 @@ pub mod installs;
 pub mod jupyterhub;
 pub mod listener;
 pub mod nginx;
+pub mod own_process;
 pub mod python_server;
 pub mod scripted_ws;
 pub mod tls_proxy;
@@ -29,11 +30,18 @@ pub const TEST_DEADLINE: Duration = Duration::from_secs(300);
 /// bug shows up as a failure, never as a hang. Panics inside `f` propagate.
 pub fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
     let (tx, rx) = mpsc::channel();
-    let handle = std::thread::spawn(move || {
-        let out = f();
-        let _ = tx.send(());
-        out
-    });
+    // Named as the test's own thread is, so panics and `own_process` still name the test.
+    let mut thread = std::thread::Builder::new();
+    if let Some(name) = std::thread::current().name() {
+        thread = thread.name(name.to_string());
+    }
+    let handle = thread
+        .spawn(move || {
+            let out = f();
+            let _ = tx.send(());
+            out
+        })
+        .expect("spawn the test's thread");
     match rx.recv_timeout(limit) {
         Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => match handle.join() {
             Ok(v) => v,

@@ -46,7 +46,7 @@
 //!
 //! # The spec
 //!
-//! `tests/secrets_in_logs.rs`, a binary of its own so that its logger keeps every record of
+//! `tests/it/secrets_in_logs.rs`, each test in a process of its own whose logger keeps every record of
 //! every target at `trace`: with random secrets, it drives a local sandbox through REST,
 //! websocket, files, commands and terminal calls across a forced reconnect, over each connector
 //! chain (plain TCP, ureq's TLS, the SDK's TLS for a pinned certificate, an isolated sandbox's

@@ -2,12 +2,10 @@
 //! points (half of them mid-chunk): every execution completes, every line arrives exactly once
 //! and in order, and no call exceeds its deadline.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::{init_logs, local_tcp, through_proxy, within};
 use e2b_blocking::{ContextOptions, Continuity, Error, ReconnectPolicy, Sandbox};
-use support::{init_logs, local_tcp, through_proxy, within};
 
 const CONTEXTS: usize = 4;
 const PER_CONTEXT: usize = 50;
@@ -45,7 +43,7 @@ fn soak_200_streaming_executions_under_random_cuts() {
                         for n in 0..PER_CONTEXT {
                             let tag = format!("c{c}e{n}");
                             let code = format!(
-                                "import time\nfor i in range({LINES}):\n    print(f'{tag} {{i}}', flush=True)\n    time.sleep(0.02)"
+                                "import time\nfor i in range({LINES}):\n    print(f'{tag} {{i}}', flush=True)\n    time.sleep(0.01)"
                             );
                             let mut streamed = String::new();
                             let exec = sbx

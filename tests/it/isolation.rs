@@ -1,16 +1,14 @@
 //! The local sandbox is a sandbox: what code inside a default (bubblewrap) local sandbox can
 //! and cannot reach, its resource limits, and the explicit opt-outs.
 
-mod support;
-
-#[path = "isolation/attacks.rs"]
 mod attacks;
 
 use std::net::TcpListener;
 use std::time::Duration;
 
+use crate::support::own_process::in_own_process;
+use crate::support::{deadline, init_logs, local};
 use e2b_blocking::{Error, Isolation, LocalOptions, Sandbox};
-use support::{deadline, init_logs, local};
 
 /// Runs `code` and returns its stdout, failing the test on any error.
 fn out(sbx: &Sandbox, code: &str) -> String {
@@ -61,54 +59,56 @@ open("made-inside.txt", "w").write("hi")
 
 #[test]
 fn the_host_home_environment_and_processes_are_invisible() {
-    deadline(|| {
-        init_logs();
-        let home = std::env::var("HOME").expect("HOME");
-        let marker = std::path::Path::new(&home)
-            .join(format!("e2b-isolation-marker-{}", std::process::id()));
-        std::fs::write(&marker, "secret").unwrap();
-        // Children inherit the test's environment; the sandbox must not.
-        // SAFETY: set before any sandbox (and its threads) exists in this test; no other test
-        // in this binary reads it.
-        unsafe { std::env::set_var("E2B_API_KEY", "e2b_leaked_key_value") };
-        let sbx = Sandbox::local().expect("local sandbox starts");
-        let me = std::process::id();
-        let code = format!(
-            r#"
-import os, signal
-print("marker", os.path.exists({marker:?}))
-print("home", sorted(os.listdir({home:?})) if os.path.isdir({home:?}) else "absent")
-print("key", os.environ.get("E2B_API_KEY"))
-print("leak", any("e2b_leaked_key_value" in v for v in os.environ.values()))
-try:
-    os.kill({me}, signal.SIGTERM)
-    print("signalled")
-except ProcessLookupError:
-    print("no such process")
-print("procs", [p for p in os.listdir("/proc") if p.isdigit() and int(p) == {me}])
-"#,
-            marker = marker.display().to_string(),
-        );
-        let text = out(&sbx, &code);
-        let _ = std::fs::remove_file(&marker);
-        assert!(text.contains("marker False"), "{text}");
-        // Only the mount points of the bound-back Python may show.
-        let name = marker.file_name().unwrap().to_string_lossy().to_string();
-        assert!(!text.contains(&name), "{text}");
-        assert!(text.contains("key None"), "{text}");
-        assert!(text.contains("leak False"), "{text}");
-        assert!(text.contains("no such process"), "{text}");
-        assert!(text.contains("procs []"), "{text}");
-        let shell = sh(
-            &sbx,
-            &format!(
-                "cat {} 2>&1; echo key=$E2B_API_KEY; kill -0 {me} 2>&1 && echo alive; ps ax | wc -l",
-                marker.display()
-            ),
-        );
-        assert!(!shell.contains("secret"), "{shell}");
-        assert!(shell.contains("key=\n"), "{shell}");
-        assert!(!shell.contains("alive"), "{shell}");
+    in_own_process(|| {
+        deadline(|| {
+            init_logs();
+            let home = std::env::var("HOME").expect("HOME");
+            let marker = std::path::Path::new(&home)
+                .join(format!("e2b-isolation-marker-{}", std::process::id()));
+            std::fs::write(&marker, "secret").unwrap();
+            // Children inherit the test's environment; the sandbox must not.
+            // SAFETY: this test runs alone in its own process, and sets it before any sandbox
+            // (and its threads) exists.
+            unsafe { std::env::set_var("E2B_API_KEY", "e2b_leaked_key_value") };
+            let sbx = Sandbox::local().expect("local sandbox starts");
+            let me = std::process::id();
+            let code = format!(
+                r#"
+    import os, signal
+    print("marker", os.path.exists({marker:?}))
+    print("home", sorted(os.listdir({home:?})) if os.path.isdir({home:?}) else "absent")
+    print("key", os.environ.get("E2B_API_KEY"))
+    print("leak", any("e2b_leaked_key_value" in v for v in os.environ.values()))
+    try:
+        os.kill({me}, signal.SIGTERM)
+        print("signalled")
+    except ProcessLookupError:
+        print("no such process")
+    print("procs", [p for p in os.listdir("/proc") if p.isdigit() and int(p) == {me}])
+    "#,
+                marker = marker.display().to_string(),
+            );
+            let text = out(&sbx, &code);
+            let _ = std::fs::remove_file(&marker);
+            assert!(text.contains("marker False"), "{text}");
+            // Only the mount points of the bound-back Python may show.
+            let name = marker.file_name().unwrap().to_string_lossy().to_string();
+            assert!(!text.contains(&name), "{text}");
+            assert!(text.contains("key None"), "{text}");
+            assert!(text.contains("leak False"), "{text}");
+            assert!(text.contains("no such process"), "{text}");
+            assert!(text.contains("procs []"), "{text}");
+            let shell = sh(
+                &sbx,
+                &format!(
+                    "cat {} 2>&1; echo key=$E2B_API_KEY; kill -0 {me} 2>&1 && echo alive; ps ax | wc -l",
+                    marker.display()
+                ),
+            );
+            assert!(!shell.contains("secret"), "{shell}");
+            assert!(shell.contains("key=\n"), "{shell}");
+            assert!(!shell.contains("alive"), "{shell}");
+        });
     });
 }
 

@@ -1,13 +1,14 @@
 //! What an attacker's code inside a local sandbox tried, through the public API only, and the
 //! containment each finding now has (one test per finding).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use e2b_blocking::local::ResourceLimits;
-use e2b_blocking::{Error, Isolation, LocalOptions, Sandbox};
+use e2b_blocking::{Error, Isolation, LocalOptions, ReconnectPolicy, Sandbox};
 
 use super::{out, sh};
+use crate::support::own_process::{in_own_process, this_test_again};
 use crate::support::{deadline, init_logs, local};
 
 /// The sandbox's server (bubblewrap's process) and every process below it.
@@ -357,7 +358,11 @@ fn a_planted_socket_link_is_never_followed() {
     deadline(|| {
         init_logs();
         let host = HostSocket::new("e2b-planted-target");
-        let sbx = local();
+        // The kernel connect below fails for good; a short reconnect budget says so sooner.
+        let sbx = Sandbox::builder()
+            .reconnect(ReconnectPolicy::default().max_elapsed(Duration::from_secs(2)))
+            .local()
+            .unwrap();
         let mut relay_target = sbx
             .commands()
             .cmd(
@@ -416,54 +421,81 @@ print("planted")
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        let _ = relay_target.kill();
+        // Put the sockets back from the host's side: the sandbox works again, and stopping the
+        // relay and the listener need not wait out their kill budgets against a server that
+        // cannot be reached.
+        let sock = unix_socket_of(sbx.jupyter_url());
+        let sandbox_dir = sock.parent().and_then(Path::parent).unwrap();
+        for dir in ["sock", "fwd"].map(|d| sandbox_dir.join(d)) {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let name = entry.unwrap().file_name().into_string().unwrap();
+                if let Some(original) = name.strip_prefix("moved-") {
+                    std::fs::remove_file(dir.join(original)).unwrap();
+                    std::fs::rename(dir.join(&name), dir.join(original)).unwrap();
+                }
+            }
+        }
+        assert_eq!(out(&sbx, "print('restored')"), "restored\n");
+        relay_target.kill().unwrap();
     });
+}
+
+/// The socket path of an `http+unix://` URL (its host, percent-encoded).
+fn unix_socket_of(url: &str) -> PathBuf {
+    let host = url
+        .strip_prefix("http+unix://")
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_else(|| panic!("not an http+unix URL: {url}"));
+    PathBuf::from(host.replace("%2F", "/").replace("%2f", "/"))
 }
 
 /// Finding 6: code that writes without end to the server's log (the descriptor its processes
 /// inherit) fills neither the host's disk nor the SDK's memory; the log's end is still read.
 #[test]
 fn a_flooded_server_log_stays_bounded() {
-    deadline(|| {
-        let sbx = local();
-        let before = rss_kib();
-        let flood = r#"
-import os
-# The kernel's own copy of the descriptor it inherited from the server (ipykernel keeps one
-# when it captures fd 2): the server's log.
-log = os.readlink(f"/proc/{os.getppid()}/fd/2")
-fd = next(int(n) for n in os.listdir("/proc/self/fd") if os.readlink(f"/proc/self/fd/{n}") == log)
-chunk = b"x" * (1 << 20)
-for _ in range(256):
-    os.write(fd, chunk)
-os.write(fd, b"\nthe last line\n")
-print("flooded")
-"#;
-        assert_eq!(out(&sbx, flood), "flooded\n");
-        let until = Instant::now() + Duration::from_secs(60);
-        while !sbx
-            .as_local()
-            .unwrap()
-            .server_log()
-            .ends_with("the last line")
-        {
-            assert!(Instant::now() < until, "the log's end never arrived");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let grown = rss_kib().saturating_sub(before);
-        assert!(grown < 32 << 10, "the SDK grew by {grown} KiB");
-        let mut todo = vec![sandbox_dir(&sbx)];
-        while let Some(d) = todo.pop() {
-            for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-                let meta = entry.metadata().unwrap();
-                if meta.is_dir() {
-                    todo.push(entry.path());
-                } else if entry.file_name() != "root.img" {
-                    // (root.img is the root's own file system, capped on its own.)
-                    assert!(meta.len() < 1 << 20, "{} grew", entry.path().display());
+    // It measures the resident memory of its process, which tests beside it would raise.
+    in_own_process(|| {
+        deadline(|| {
+            let sbx = local();
+            let before = rss_kib();
+            let flood = r#"
+    import os
+    # The kernel's own copy of the descriptor it inherited from the server (ipykernel keeps one
+    # when it captures fd 2): the server's log.
+    log = os.readlink(f"/proc/{os.getppid()}/fd/2")
+    fd = next(int(n) for n in os.listdir("/proc/self/fd") if os.readlink(f"/proc/self/fd/{n}") == log)
+    chunk = b"x" * (1 << 20)
+    for _ in range(256):
+        os.write(fd, chunk)
+    os.write(fd, b"\nthe last line\n")
+    print("flooded")
+    "#;
+            assert_eq!(out(&sbx, flood), "flooded\n");
+            let until = Instant::now() + Duration::from_secs(60);
+            while !sbx
+                .as_local()
+                .unwrap()
+                .server_log()
+                .ends_with("the last line")
+            {
+                assert!(Instant::now() < until, "the log's end never arrived");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let grown = rss_kib().saturating_sub(before);
+            assert!(grown < 32 << 10, "the SDK grew by {grown} KiB");
+            let mut todo = vec![sandbox_dir(&sbx)];
+            while let Some(d) = todo.pop() {
+                for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                    let meta = entry.metadata().unwrap();
+                    if meta.is_dir() {
+                        todo.push(entry.path());
+                    } else if entry.file_name() != "root.img" {
+                        // (root.img is the root's own file system, capped on its own.)
+                        assert!(meta.len() < 1 << 20, "{} grew", entry.path().display());
+                    }
                 }
             }
-        }
+        });
     });
 }
 
@@ -491,13 +523,7 @@ fn a_killed_sdks_sandbox_directory_is_removed_at_the_next_start() {
     }
     deadline(|| {
         use std::io::BufRead;
-        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "attacks::a_killed_sdks_sandbox_directory_is_removed_at_the_next_start",
-                "--nocapture",
-                "--test-threads=1",
-            ])
+        let mut child = this_test_again()
             .env(CHILD, "1")
             .stdout(std::process::Stdio::piped())
             .spawn()
