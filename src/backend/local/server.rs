@@ -52,7 +52,7 @@ fn kernels_arg(transport: &str, ip: &str, cwd: &str) -> String {
 const KERNEL_CONFIG: &str =
     "c.InteractiveShell.colors = 'nocolor'\nc.HistoryManager.hist_file = ':memory:'\n";
 
-/// Starts jupyter_server (`python -m jupyter_server`, less one import) with the default
+/// Starts jupyter_server (`python -m jupyter_server`, less some imports) with the default
 /// context's kernel started ahead of it (see the file). Its first argument is [`kernels_arg`].
 /// Run from a file in the config dir ([`MAIN_FILE`]) rather than with `-c`: the command line
 /// stays short, and does not name the kernel module as a kernel's does.
