@@ -140,68 +140,78 @@ except Exception as _e:
     _prestarted = None
 
 
-@atexit.register
 def _kill_unadopted():
+    global _prestarted
     if _prestarted is not None:
         _prestarted.kill()
+        _prestarted = None
 
 
-from importlib.metadata import EntryPoint  # noqa: E402
+atexit.register(_kill_unadopted)
 
-from jupyter_client.connect import LocalPortCache  # noqa: E402
-from jupyter_client.provisioning import LocalProvisioner  # noqa: E402
-from jupyter_client.provisioning.factory import KernelProvisionerFactory  # noqa: E402
+try:
+    from importlib.metadata import EntryPoint
 
+    from jupyter_client.connect import LocalPortCache
+    from jupyter_client.provisioning import LocalProvisioner
+    from jupyter_client.provisioning.factory import KernelProvisionerFactory
+except ImportError as _e:
+    # jupyter_client before 7.0 has no provisioners: every kernel launches as usual.
+    print(f"e2b-blocking: the kernel started ahead is not used: {_e}", file=sys.stderr)
+    _kill_unadopted()
+    LocalProvisioner = None
 
-class PrestartProvisioner(LocalProvisioner):
-    """jupyter_client's LocalProvisioner, which adopts the pre-started kernel for the one launch
-    that is the same as its own."""
+if LocalProvisioner is not None:
 
-    _adopted = None
+    class PrestartProvisioner(LocalProvisioner):
+        """jupyter_client's LocalProvisioner, which adopts the kernel started ahead for the one
+        launch that is the same as its own."""
 
-    async def launch_kernel(self, cmd, **kwargs):
-        global _prestarted
-        kernel, _prestarted = _prestarted, None
-        if kernel is not None:
-            why = kernel.mismatch(self.parent, cmd, kwargs)
-            if why is None:
-                return self._adopt(kernel)
-            self.log.warning("e2b-blocking: the kernel started ahead is not used: %s", why)
-            kernel.kill()
-        return await super().launch_kernel(cmd, **kwargs)
+        _adopted = None
 
-    def _adopt(self, kernel):
-        if self.ports_cached:
-            # pre_launch reserved TCP ports in jupyter_client's cache; the kernel's replace them.
-            cache = LocalPortCache.instance()
-            for name in _PORTS:
-                cache.return_port(self.connection_info[name])
-                cache.currently_used_ports.add(kernel.info[name])
-        self.process = kernel.process
-        self.pid = kernel.process.pid
-        try:
-            self.pgid = os.getpgid(self.pid)
-        except OSError:
-            self.pgid = None
-        self.cwd = kernel.cwd
-        self._adopted = kernel
-        # The KernelManager takes this as the truth and rewrites its connection file with it.
-        self.connection_info = {**kernel.info, "key": kernel.info["key"].encode()}
-        self.log.info("e2b-blocking: adopted the kernel started ahead (pid %s)", self.pid)
-        return self.connection_info
+        async def launch_kernel(self, cmd, **kwargs):
+            global _prestarted
+            kernel, _prestarted = _prestarted, None
+            if kernel is not None:
+                why = kernel.mismatch(self.parent, cmd, kwargs)
+                if why is None:
+                    return self._adopt(kernel)
+                self.log.warning("e2b-blocking: the kernel started ahead is not used: %s", why)
+                kernel.kill()
+            return await super().launch_kernel(cmd, **kwargs)
 
-    async def cleanup(self, restart=False):
-        await super().cleanup(restart=restart)
-        # The adopted process is gone; a restart launches with the manager's own file.
-        if self._adopted is not None:
-            self._adopted.remove_file()
-            self._adopted = None
+        def _adopt(self, kernel):
+            if self.ports_cached:
+                # pre_launch reserved TCP ports in jupyter_client's cache: the kernel's replace
+                # them.
+                cache = LocalPortCache.instance()
+                for name in _PORTS:
+                    cache.return_port(self.connection_info[name])
+                    cache.currently_used_ports.add(kernel.info[name])
+            self.process = kernel.process
+            self.pid = kernel.process.pid
+            try:
+                self.pgid = os.getpgid(self.pid)
+            except OSError:
+                self.pgid = None
+            self.cwd = kernel.cwd
+            self._adopted = kernel
+            # The KernelManager takes this as the truth and rewrites its connection file with it.
+            self.connection_info = {**kernel.info, "key": kernel.info["key"].encode()}
+            self.log.info("e2b-blocking: adopted the kernel started ahead (pid %s)", self.pid)
+            return self.connection_info
 
+        async def cleanup(self, restart=False):
+            await super().cleanup(restart=restart)
+            # The adopted process is gone; a restart launches with the manager's own file.
+            if self._adopted is not None:
+                self._adopted.remove_file()
+                self._adopted = None
 
-KernelProvisionerFactory.provisioners["e2b-prestart"] = EntryPoint(
-    "e2b-prestart", "__main__:PrestartProvisioner", KernelProvisionerFactory.GROUP_NAME
-)
-sys.argv.append("--KernelProvisionerFactory.default_provisioner_name=e2b-prestart")
+    KernelProvisionerFactory.provisioners["e2b-prestart"] = EntryPoint(
+        "e2b-prestart", "__main__:PrestartProvisioner", KernelProvisionerFactory.GROUP_NAME
+    )
+    sys.argv.append("--KernelProvisionerFactory.default_provisioner_name=e2b-prestart")
 
 from jupyter_server.serverapp import launch_new_instance  # noqa: E402
 
