@@ -21,7 +21,23 @@ const LAUNCH: &str = "\
 import os, resource, stat, sys
 (sorted(os.environ.items()), os.getcwd(), sys.executable, sys.argv[:-1], os.getppid(),
  os.getsid(0) == os.getpid(), stat.S_ISFIFO(os.fstat(0).st_mode),
- [resource.getrlimit(r) for r in (resource.RLIMIT_NPROC, resource.RLIMIT_NOFILE, resource.RLIMIT_AS)])";
+ [resource.getrlimit(r)
+  for r in (resource.RLIMIT_NPROC, resource.RLIMIT_NOFILE, resource.RLIMIT_AS)])";
+
+/// A `sitecustomize` that makes the first `ipykernel_launcher` to start (the one started ahead)
+/// exit as Python starts, and lets every later one be: the first creates `MARKER`.
+const FIRST_KERNEL_EXITS: &str = r#"
+import os
+with open("/proc/self/cmdline", "rb") as f:
+    args = f.read().split(b"\0")
+if b"ipykernel_launcher" in args:
+    try:
+        os.close(os.open(MARKER, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        pass
+    else:
+        os._exit(3)
+"#;
 
 fn pid_of(sbx: &Sandbox, ctx: &e2b_blocking::Context) -> String {
     let exec = sbx
@@ -119,20 +135,10 @@ fn a_kernel_started_ahead_that_died_is_replaced_by_a_normal_launch() {
         ));
         std::fs::create_dir_all(&dir).unwrap();
         let marker = dir.join("first-kernel-died");
+        let marker_literal = format!("{:?}", marker.display().to_string());
         std::fs::write(
             dir.join("sitecustomize.py"),
-            format!(
-                "import os\n\
-                 with open('/proc/self/cmdline', 'rb') as f:\n    \
-                     args = f.read().split(b'\\0')\n\
-                 if b'ipykernel_launcher' in args:\n    \
-                     try:\n        \
-                         os.close(os.open({marker:?}, os.O_CREAT | os.O_EXCL | os.O_WRONLY))\n        \
-                         os._exit(3)\n    \
-                     except FileExistsError:\n        \
-                         pass\n",
-                marker = marker.display().to_string()
-            ),
+            FIRST_KERNEL_EXITS.replace("MARKER", &marker_literal),
         )
         .unwrap();
         let sbx = Sandbox::builder()

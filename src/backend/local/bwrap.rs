@@ -284,8 +284,8 @@ fn features(bwrap: &Path) -> Features {
 }
 
 /// Python code, run first in the server's process, that applies `limits` to the server and
-/// everything it starts. RLIMIT_NPROC counts the tasks of one user in one user namespace, here the
-/// sandbox's own; it is set inside so that the host user's other processes do not count.
+/// everything it starts. RLIMIT_NPROC counts the tasks of one user in one user namespace, here
+/// the sandbox's own; it is set inside so that the host user's other processes do not count.
 pub(crate) fn rlimit_code(limits: &ResourceLimits) -> String {
     let mut out = String::from("import resource as _resource\n");
     if let Some(n) = limits.max_processes {

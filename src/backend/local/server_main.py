@@ -5,8 +5,8 @@
 # The kernel of the sandbox's default context starts first, before jupyter_server is imported,
 # and the server adopts it for the first kernel it is asked for: the kernel's start (~230 ms,
 # mostly imports) then overlaps the server's (~265 ms, mostly imports) instead of following it.
-# It is launched as jupyter_client's LocalProvisioner launches a kernel: the command the spec
-# gives (a `python` spec runs this interpreter), this process's environment, the root as its
+# It is launched as jupyter_client's LocalProvisioner launches a kernel: ipykernel's command
+# (which jupyter_client runs with this interpreter), this process's environment, the root as its
 # working directory, a session of its own, stdin a closed pipe, a child of this process. The
 # provisioner below takes its process and connection info over only when the launch it was
 # about to make is that same launch and the kernel is alive (when it is still starting, the
