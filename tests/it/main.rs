@@ -20,6 +20,7 @@ mod e2b_plane_files;
 mod faults;
 mod files;
 mod files_paths;
+mod first_kernel;
 mod isolation;
 mod jupyter_backend;
 mod jupyterhub;

@@ -283,10 +283,10 @@ fn features(bwrap: &Path) -> Features {
     })
 }
 
-/// Python code for the server config that applies `limits` to the server and everything it
-/// starts. RLIMIT_NPROC counts the tasks of one user in one user namespace, here the
-/// sandbox's own; it is set inside so that the host user's other processes do not count.
-pub(crate) fn rlimit_config(limits: &ResourceLimits) -> String {
+/// Python code, run first in the server's process, that applies `limits` to the server and
+/// everything it starts. RLIMIT_NPROC counts the tasks of one user in one user namespace, here
+/// the sandbox's own; it is set inside so that the host user's other processes do not count.
+pub(crate) fn rlimit_code(limits: &ResourceLimits) -> String {
     let mut out = String::from("import resource as _resource\n");
     if let Some(n) = limits.max_processes {
         out.push_str(&format!(

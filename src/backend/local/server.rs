@@ -32,8 +32,19 @@ const TOKEN_CONFIG: &str = "jupyter_server_config.json";
 fn ipc_kernels_config(runtime_inside: &str) -> String {
     format!(
         "c.KernelManager.transport = 'ipc'\nc.KernelManager.ip = {:?}\n",
-        format!("{runtime_inside}/kernel-ipc")
+        ipc_prefix(runtime_inside)
     )
+}
+
+/// Where an isolated sandbox's kernels' IPC sockets are (`{prefix}-{n}`).
+fn ipc_prefix(runtime_inside: &str) -> String {
+    format!("{runtime_inside}/kernel-ipc")
+}
+
+/// [`SERVER_MAIN`]'s own argument: how the server's kernels connect and where they start (the
+/// server's root), so that the kernel it starts ahead is launched as the server would launch it.
+fn kernels_arg(transport: &str, ip: &str, cwd: &str) -> String {
+    serde_json::json!({"transport": transport, "ip": ip, "cwd": cwd}).to_string()
 }
 
 /// Plain tracebacks, as in E2B's template (ANSI colours make `ExecutionError` hard to read),
@@ -41,13 +52,14 @@ fn ipc_kernels_config(runtime_inside: &str) -> String {
 const KERNEL_CONFIG: &str =
     "c.InteractiveShell.colors = 'nocolor'\nc.HistoryManager.hist_file = ':memory:'\n";
 
-/// `python -m jupyter_server`, less one import: jsonschema imports `rfc3987_syntax` (installed
-/// by jupyter_events' format extra) only to check the `iri` string format, which no event
-/// schema of jupyter_server uses, and that module builds a parser as it is imported: measured
-/// 0.76 s of the 1.1 s a server start costs in CPU. jsonschema imports it under
-/// `suppress(ImportError)`, so a server without it is the server that package is missing from.
-const SERVER_MAIN: &str = "import sys; sys.modules['rfc3987_syntax'] = None; \
-    from jupyter_server.serverapp import launch_new_instance; launch_new_instance()";
+/// Starts jupyter_server (`python -m jupyter_server`, less some imports) with the default
+/// context's kernel started ahead of it (see the file). Its first argument is [`kernels_arg`].
+/// Run from a file in the config dir ([`MAIN_FILE`]) rather than with `-c`: the command line
+/// stays short, and does not name the kernel module as a kernel's does.
+const SERVER_MAIN: &str = include_str!("server_main.py");
+
+/// [`SERVER_MAIN`]'s file in the server's config dir.
+const MAIN_FILE: &str = "server_main.py";
 
 /// The terminals' shell and terminado patches (see the file).
 const TERMINALS_CONFIG: &str = include_str!("terminals.py");
@@ -108,10 +120,15 @@ impl LocalServer {
     ) -> Result<LocalServer, Error> {
         let root = dir.join("root");
         let runtime = dir.join("runtime");
-        let (token_file, server_log, log, log_err) =
-            write_server_files(dir, token, &format!("{SERVER_CONFIG}\n{TERMINALS_CONFIG}"))?;
+        let (token_file, server_log, log, log_err) = write_server_files(
+            dir,
+            token,
+            SERVER_MAIN,
+            &format!("{SERVER_CONFIG}\n{TERMINALS_CONFIG}"),
+        )?;
         let mut cmd = Command::new(&python.exe);
-        cmd.args(["-c", SERVER_MAIN])
+        cmd.arg(dir.join("config").join(MAIN_FILE))
+            .arg(kernels_arg("tcp", "127.0.0.1", &root.display().to_string()))
             .arg("--ServerApp.ip=127.0.0.1")
             .arg("--ServerApp.port=0")
             .arg("--ServerApp.port_retries=0")
@@ -193,11 +210,13 @@ impl LocalServer {
         let root = dir.join("root");
         let runtime = dir.join("runtime");
         let config = format!(
-            "{}\n{SERVER_CONFIG}\n{TERMINALS_CONFIG}\n{}",
-            bwrap::rlimit_config(&options.limits),
+            "{SERVER_CONFIG}\n{TERMINALS_CONFIG}\n{}",
             ipc_kernels_config(&inside("runtime")),
         );
-        let (token_file, server_log, log, log_err) = write_server_files(dir, token, &config)?;
+        // The limits first, so that the kernel started ahead has them too.
+        let main = format!("{}{SERVER_MAIN}", bwrap::rlimit_code(&options.limits));
+        let (token_file, server_log, log, log_err) =
+            write_server_files(dir, token, &main, &config)?;
 
         // The environment is built from nothing: no host variable (API keys, tokens) gets in.
         let mut path = String::new();
@@ -257,7 +276,12 @@ impl LocalServer {
         prepared
             .cmd
             .arg(&python.exe)
-            .args(["-c", SERVER_MAIN])
+            .arg(inside(&format!("config/{MAIN_FILE}")))
+            .arg(kernels_arg(
+                "ipc",
+                &ipc_prefix(&inside("runtime")),
+                bwrap::HOME,
+            ))
             .arg(format!("--ServerApp.sock={}", inside("sock/server.sock")))
             .arg("--ServerApp.sock_mode=0600")
             .arg(format!("--ServerApp.root_dir={}", bwrap::HOME))
@@ -492,15 +516,17 @@ impl Drop for LocalServer {
     }
 }
 
-/// What a server reads from its directory, isolated or not: its config, its token in a private
-/// file (never on a command line), the kernels' profile; and its log. Returns the token file's
-/// path, the log and what the server's stdout and stderr write to.
+/// What a server reads from its directory, isolated or not: its start-up script (`main`), its
+/// config, its token in a private file (never on a command line), the kernels' profile; and its
+/// log. Returns the token file's path, the log and what the server's stdout and stderr write to.
 fn write_server_files(
     dir: &Path,
     token: &Secret,
+    main: &str,
     config: &str,
 ) -> Result<(PathBuf, ServerLog, Stdio, Stdio), Error> {
-    fs::write(dir.join("config").join("jupyter_server_config.py"), config)
+    fs::write(dir.join("config").join(MAIN_FILE), main)
+        .and_then(|()| fs::write(dir.join("config").join("jupyter_server_config.py"), config))
         .and_then(|()| fs::write(dir.join("config").join("terminal_rc.sh"), TERMINAL_RC))
         .map_err(|e| Error::setup("cannot write the server config", e))?;
     let token_file = dir.join("config").join(TOKEN_CONFIG);
