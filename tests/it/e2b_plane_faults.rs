@@ -8,7 +8,9 @@ use crate::support::data_rig::{DataRig, Options};
 use crate::support::deadline;
 use crate::support::fault_proxy::FaultProxy;
 use e2b_blocking::e2b::{ConnectOptions, E2bClient, PauseOptions};
-use e2b_blocking::{CommandHandle, DataPlane, E2bOptions, Error, Sandbox, Timeouts};
+use e2b_blocking::{
+    CommandHandle, DataPlane, E2bOptions, Error, ReconnectPolicy, Sandbox, SandboxBuilder, Timeouts,
+};
 
 /// Every kind of call on `sbx`, REST and stream, and the wait of `spawned` (a stream open
 /// since before): each must fail, and `expected` say its error is the right one.
@@ -143,9 +145,16 @@ fn the_plane_can_be_chosen() {
 
 /// A sandbox on the rig reached through a fault proxy in front of the sandbox proxy.
 fn through_faults(rig: &DataRig, request: Duration) -> (FaultProxy, Sandbox) {
+    through_faults_with(
+        rig,
+        Sandbox::builder().timeouts(Timeouts::default().request(request)),
+    )
+}
+
+/// [`through_faults`] with the sandbox's options given.
+fn through_faults_with(rig: &DataRig, builder: SandboxBuilder) -> (FaultProxy, Sandbox) {
     let faults = FaultProxy::start(rig.proxy.addr()).unwrap();
-    let sbx = Sandbox::builder()
-        .timeouts(Timeouts::default().request(request))
+    let sbx = builder
         .e2b_with(
             &rig.config()
                 .sandbox_url(format!("http://{}", faults.addr())),
@@ -159,7 +168,14 @@ fn through_faults(rig: &DataRig, request: Duration) -> (FaultProxy, Sandbox) {
 fn unreachable_and_stalled_links_are_typed_and_bounded() {
     deadline(|| {
         let rig = DataRig::start();
-        let (faults, sbx) = through_faults(&rig, Duration::from_secs(2));
+        // A refused link is retried for the reconnect budget before it is an error: 2 s of
+        // refusals prove that as the default 15 s do.
+        let (faults, sbx) = through_faults_with(
+            &rig,
+            Sandbox::builder()
+                .timeouts(Timeouts::default().request(Duration::from_secs(2)))
+                .reconnect(ReconnectPolicy::default().max_elapsed(Duration::from_secs(2))),
+        );
         faults.set_stall(true);
         let started = Instant::now();
         let err = sbx.files().list("/").unwrap_err();
