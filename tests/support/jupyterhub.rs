@@ -312,7 +312,8 @@ class TestSpawner(SimpleLocalProcessSpawner):
             self.port = ROUTES[name][0]
         if name == {broken:?}:
             self.cmd = ["/bin/sh", "-c", "echo this server cannot start >&2; exit 3"]
-            self.http_timeout = 3
+            # It never answers: the Hub gives up on it after this many seconds.
+            self.http_timeout = 1
         if name == {stuck:?}:
             self.cmd = ["/bin/sh", "-c", "exec sleep 600"]
         ip, port = await super().start()
