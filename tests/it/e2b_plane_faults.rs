@@ -287,7 +287,10 @@ fn background_output_is_exact_across_reattaches_and_from_another_client() {
     deadline(|| {
         let rig = DataRig::start();
         let (faults, sbx) = through_faults(&rig, Duration::from_secs(10));
-        let script = "for i in $(seq 1 400); do echo out-$i; echo err-$i >&2; sleep 0.02; done";
+        // Paced by bash's `read -t` on a pipe nothing writes to: a sleep without a process
+        // (its timeout is a failure, hence `|| :`).
+        let script = "exec {p}<> <(:); for i in $(seq 1 400); do echo out-$i; echo err-$i >&2; \
+                      read -t 0.02 -u $p || :; done";
         let mut bg = sbx
             .commands()
             .cmd(script)
