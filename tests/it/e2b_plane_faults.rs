@@ -238,8 +238,14 @@ fn a_cut_mid_execution_is_output_lost_with_what_arrived_and_the_cell_runs_once()
         assert_eq!(lines, expected, "what arrived is in order, each once");
         assert!(lines.len() >= 5);
         // The server interrupted the cell when the request dropped: it ran once, not to its end,
-        // and was not sent again.
-        std::thread::sleep(Duration::from_secs(7));
+        // and was not sent again. The kernel runs one cell at a time, so once a cell sent now
+        // is answered (run, or aborted as queued behind an interrupt), the cut one has ended,
+        // interrupted or at its end; no wait for the 4 s it would take needs guessing.
+        let _ = sbx
+            .code("1")
+            .timeout(Duration::from_secs(30))
+            .run()
+            .unwrap();
         let ran = sbx.files().read(&ran_file).unwrap();
         let ran: Vec<&str> = ran.lines().collect();
         assert!(
