@@ -327,6 +327,7 @@ c.JupyterHub.hub_port = {hub}
 c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{proxy_api}"
 c.ConfigurableHTTPProxy.command = [{chp:?}]
 c.ConfigurableHTTPProxy.auth_token = "e2b-test-proxy-token"
+# A killed proxy is noticed (and started again) within a second rather than 5.
 c.ConfigurableHTTPProxy.check_running_interval = 1
 c.JupyterHub.db_url = "sqlite:///" + os.path.join(DIR, "hub.sqlite")
 c.JupyterHub.cookie_secret_file = os.path.join(DIR, "cookie_secret")
