@@ -8,7 +8,9 @@ use crate::support::data_rig::{DataRig, Options};
 use crate::support::deadline;
 use crate::support::fault_proxy::FaultProxy;
 use e2b_blocking::e2b::{ConnectOptions, E2bClient, PauseOptions};
-use e2b_blocking::{CommandHandle, DataPlane, E2bOptions, Error, Sandbox, Timeouts};
+use e2b_blocking::{
+    CommandHandle, DataPlane, E2bOptions, Error, ReconnectPolicy, Sandbox, SandboxBuilder, Timeouts,
+};
 
 /// Every kind of call on `sbx`, REST and stream, and the wait of `spawned` (a stream open
 /// since before): each must fail, and `expected` say its error is the right one.
@@ -143,9 +145,16 @@ fn the_plane_can_be_chosen() {
 
 /// A sandbox on the rig reached through a fault proxy in front of the sandbox proxy.
 fn through_faults(rig: &DataRig, request: Duration) -> (FaultProxy, Sandbox) {
+    through_faults_with(
+        rig,
+        Sandbox::builder().timeouts(Timeouts::default().request(request)),
+    )
+}
+
+/// [`through_faults`] with the sandbox's options given.
+fn through_faults_with(rig: &DataRig, builder: SandboxBuilder) -> (FaultProxy, Sandbox) {
     let faults = FaultProxy::start(rig.proxy.addr()).unwrap();
-    let sbx = Sandbox::builder()
-        .timeouts(Timeouts::default().request(request))
+    let sbx = builder
         .e2b_with(
             &rig.config()
                 .sandbox_url(format!("http://{}", faults.addr())),
@@ -159,7 +168,14 @@ fn through_faults(rig: &DataRig, request: Duration) -> (FaultProxy, Sandbox) {
 fn unreachable_and_stalled_links_are_typed_and_bounded() {
     deadline(|| {
         let rig = DataRig::start();
-        let (faults, sbx) = through_faults(&rig, Duration::from_secs(2));
+        // A refused link is retried for the reconnect budget before it is an error: 2 s of
+        // refusals prove that as the default 15 s do.
+        let (faults, sbx) = through_faults_with(
+            &rig,
+            Sandbox::builder()
+                .timeouts(Timeouts::default().request(Duration::from_secs(2)))
+                .reconnect(ReconnectPolicy::default().max_elapsed(Duration::from_secs(2))),
+        );
         faults.set_stall(true);
         let started = Instant::now();
         let err = sbx.files().list("/").unwrap_err();
@@ -222,8 +238,14 @@ fn a_cut_mid_execution_is_output_lost_with_what_arrived_and_the_cell_runs_once()
         assert_eq!(lines, expected, "what arrived is in order, each once");
         assert!(lines.len() >= 5);
         // The server interrupted the cell when the request dropped: it ran once, not to its end,
-        // and was not sent again.
-        std::thread::sleep(Duration::from_secs(7));
+        // and was not sent again. The kernel runs one cell at a time, so once a cell sent now
+        // is answered (run, or aborted as queued behind an interrupt), the cut one has ended,
+        // interrupted or at its end; no wait for the 4 s it would take needs guessing.
+        let _ = sbx
+            .code("1")
+            .timeout(Duration::from_secs(30))
+            .run()
+            .unwrap();
         let ran = sbx.files().read(&ran_file).unwrap();
         let ran: Vec<&str> = ran.lines().collect();
         assert!(
@@ -271,7 +293,10 @@ fn background_output_is_exact_across_reattaches_and_from_another_client() {
     deadline(|| {
         let rig = DataRig::start();
         let (faults, sbx) = through_faults(&rig, Duration::from_secs(10));
-        let script = "for i in $(seq 1 400); do echo out-$i; echo err-$i >&2; sleep 0.02; done";
+        // Paced by bash's `read -t` on a pipe nothing writes to: a sleep without a process
+        // (its timeout is a failure, hence `|| :`).
+        let script = "exec {p}<> <(:); for i in $(seq 1 400); do echo out-$i; echo err-$i >&2; \
+                      read -t 0.02 -u $p || :; done";
         let mut bg = sbx
             .commands()
             .cmd(script)

@@ -114,17 +114,6 @@ fn a_slow_starting_kernel_is_bounded_by_kernel_start_not_connect() {
         server.add_kernelspec("slow", "python", &["sh", "-c", &slow, "{connection_file}"]);
         server.add_kernelspec("stuck", "python", &["sleep", "600"]);
 
-        let patient = Sandbox::builder()
-            .timeouts(Timeouts::default().connect(Duration::from_secs(1)))
-            .jupyter(&server.url, "")
-            .unwrap();
-        let ctx = patient
-            .create_context(ContextOptions::new().language("slow"))
-            .unwrap();
-        let exec = patient.code("6 * 7").context(&ctx).run().unwrap();
-        assert_eq!(exec.text(), Some("42"));
-        drop(patient);
-
         // Long enough for the sandbox's own Python kernel to start on a loaded machine.
         let limit = Duration::from_secs(10);
         let impatient = Sandbox::builder()
@@ -132,13 +121,32 @@ fn a_slow_starting_kernel_is_bounded_by_kernel_start_not_connect() {
             .jupyter(&server.url, "")
             .unwrap();
         let before = kernel_ids(&server.url, "");
-        let err = impatient
-            .create_context(ContextOptions::new().language("stuck"))
-            .unwrap_err();
-        assert!(
-            matches!(err, Error::Timeout { phase: TimeoutPhase::KernelStart, after } if after == limit),
-            "{err:?}"
-        );
+        std::thread::scope(|s| {
+            // The stuck kernel's wait is spent idle: the slow kernel starts meanwhile.
+            let stuck = s.spawn(|| {
+                impatient
+                    .create_context(ContextOptions::new().language("stuck"))
+                    .unwrap_err()
+            });
+
+            let patient = Sandbox::builder()
+                .timeouts(Timeouts::default().connect(Duration::from_secs(1)))
+                .jupyter(&server.url, "")
+                .unwrap();
+            let ctx = patient
+                .create_context(ContextOptions::new().language("slow"))
+                .unwrap();
+            let exec = patient.code("6 * 7").context(&ctx).run().unwrap();
+            assert_eq!(exec.text(), Some("42"));
+            drop(patient);
+
+            let err = stuck.join().unwrap();
+            assert!(
+                matches!(err, Error::Timeout { phase: TimeoutPhase::KernelStart, after } if after == limit),
+                "{err:?}"
+            );
+        });
+        // The patient sandbox shut down its kernels when dropped, as any sandbox does.
         assert_eq!(
             kernel_ids(&server.url, ""),
             before,

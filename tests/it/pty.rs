@@ -405,8 +405,11 @@ fn output_and_input_arrive_once_through_random_cuts() {
         const N: usize = 1500;
         let chaos =
             proxy.start_random_cuts(Duration::from_millis(100), Duration::from_millis(500), 11);
+        // Bash's `read -t` on a pipe nothing writes to paces the lines as `sleep` would,
+        // without starting a process for each.
         term.send_input(format!(
-            "for i in $(seq 1 {N}); do echo line-$i; sleep 0.004; done; echo lo\"\"op-done\n"
+            "exec {{p}}<> <(:); for i in $(seq 1 {N}); do echo line-$i; read -t 0.004 -u $p; \
+             done; echo lo\"\"op-done\n"
         ))
         .unwrap();
         screen.read_until(&term, has_line("loop-done"));
@@ -550,12 +553,13 @@ fn a_cut_longer_than_terminados_buffer_is_a_typed_gap() {
         let (proxy, sbx) = through_proxy(&owner, Sandbox::builder().reconnect(patient));
         let term = sbx.pty().create(PtySize::new(120, 40)).unwrap();
         let mut screen = Screen::default();
-        // One echo per PTY read or so (the sleeps keep reads apart), until told to stop: how
+        // One echo per PTY read or so (the waits keep reads apart; `read -t` as in
+        // `output_and_input_arrive_once_through_random_cuts`), until told to stop: how
         // many reads a number of lines takes depends on how busy the machine is, so the loss
         // is checked below, not assumed.
         term.send_input(
-            "i=0; while [ ! -e stop-loop ]; do i=$((i+1)); echo line-$i; sleep 0.002; done; \
-             echo lo\"\"op-done-$i\n",
+            "exec {p}<> <(:); i=0; while [ ! -e stop-loop ]; do i=$((i+1)); echo line-$i; \
+             read -t 0.002 -u $p; done; echo lo\"\"op-done-$i\n",
         )
         .unwrap();
         screen.read_until(&term, has_line("line-1"));

@@ -312,7 +312,8 @@ class TestSpawner(SimpleLocalProcessSpawner):
             self.port = ROUTES[name][0]
         if name == {broken:?}:
             self.cmd = ["/bin/sh", "-c", "echo this server cannot start >&2; exit 3"]
-            self.http_timeout = 3
+            # It never answers: the Hub gives up on it after this many seconds.
+            self.http_timeout = 1
         if name == {stuck:?}:
             self.cmd = ["/bin/sh", "-c", "exec sleep 600"]
         ip, port = await super().start()
@@ -326,6 +327,8 @@ c.JupyterHub.hub_port = {hub}
 c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{proxy_api}"
 c.ConfigurableHTTPProxy.command = [{chp:?}]
 c.ConfigurableHTTPProxy.auth_token = "e2b-test-proxy-token"
+# A killed proxy is noticed (and started again) within a second rather than 5.
+c.ConfigurableHTTPProxy.check_running_interval = 1
 c.JupyterHub.db_url = "sqlite:///" + os.path.join(DIR, "hub.sqlite")
 c.JupyterHub.cookie_secret_file = os.path.join(DIR, "cookie_secret")
 c.JupyterHub.pid_file = os.path.join(DIR, "hub.pid")
