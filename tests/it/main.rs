@@ -7,6 +7,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod apart;
 mod commands;
 mod contexts;
 mod e2b_contract;
@@ -25,16 +26,12 @@ mod isolation;
 mod jupyter_backend;
 mod jupyterhub;
 mod kills;
-mod lifecycle;
 mod local_python;
 mod local_server;
 mod malformed;
 mod nginx;
-mod output_memory;
 mod pty;
 mod rich;
 mod run_code;
-mod secrets_in_logs;
 mod soak;
-mod venv_rebuild;
 mod watch;

@@ -1,4 +1,4 @@
-//! Executions streaming output while a proxy cuts the connection every 50–500 ms at random
+//! Executions streaming output while a proxy cuts the connection every 50–250 ms at random
 //! points (half of them mid-chunk): every execution completes, every line arrives exactly once
 //! and in order, and no call exceeds its deadline.
 
@@ -43,7 +43,7 @@ fn soak_200_streaming_executions_under_random_cuts() {
                         for n in 0..PER_CONTEXT {
                             let tag = format!("c{c}e{n}");
                             let code = format!(
-                                "import time\nfor i in range({LINES}):\n    print(f'{tag} {{i}}', flush=True)\n    time.sleep(0.01)"
+                                "import time\nfor i in range({LINES}):\n    print(f'{tag} {{i}}', flush=True)\n    time.sleep(0.02)"
                             );
                             let mut streamed = String::new();
                             let exec = sbx

@@ -46,14 +46,14 @@
 //!
 //! # The spec
 //!
-//! `tests/it/secrets_in_logs.rs`, each test in a process of its own whose logger keeps every record of
-//! every target at `trace`: with random secrets, it drives a local sandbox through REST,
+//! `tests/it/apart/secrets_in_logs.rs`, each test in a process of its own whose logger keeps every
+//! record of every target at `trace`: with random secrets, it drives a local sandbox through REST,
 //! websocket, files, commands and terminal calls across a forced reconnect, over each connector
-//! chain (plain TCP, ureq's TLS, the SDK's TLS for a pinned certificate, an isolated sandbox's
-//! Unix socket), and an E2B sandbox through its control plane (and asks it for a signed URL),
-//! then asserts that no record carries a piece of any secret long enough to identify it, as
-//! text or hex-dumped, and that the `Debug` output of what holds them does not either. Each test also checks that ureq and tungstenite did log, so that it cannot pass for
-//! want of records.
+//! chain (plain TCP, ureq's TLS, the SDK's TLS for a pinned certificate, an isolated sandbox's Unix
+//! socket), and an E2B sandbox through its control plane (and asks it for a signed URL), then
+//! asserts that no record carries a piece of any secret long enough to identify it, as text or
+//! hex-dumped, and that the `Debug` output of what holds them does not either. Each test also
+//! checks that ureq and tungstenite did log, so that it cannot pass for want of records.
 
 mod bodies;
 mod chain;
