@@ -314,7 +314,10 @@ fn a_killed_terminal_ends_even_where_the_server_never_says_so() {
         let term = sbx.pty().create(PtySize::default()).unwrap();
         let name = term.name().to_string();
         let mut screen = Screen::default();
-        term.send_input("(trap '' HUP; exec sleep 120) & echo \"job-$!\"\n")
+        // The job names itself only once it ignores SIGHUP (ignored signals survive exec), so
+        // the kill cannot reach it before the trap is set; `sh -c` because a server started
+        // without SHELL runs `sh`, which has no $BASHPID.
+        term.send_input("(trap '' HUP; exec sh -c 'echo \"job-$$\"; exec sleep 120') &\n")
             .unwrap();
         screen.read_until(&term, |l, _| job_pid(l).is_some());
         assert!(term.kill().unwrap());
