@@ -13,12 +13,19 @@
 # rest of its start is still shorter than a whole one); otherwise it kills it and launches as
 # usual. Restarts, and every later kernel, launch as usual.
 import atexit
+import gc
 import json
 import os
 import signal
 import subprocess
 import sys
 import uuid
+
+# Importing and initializing the server allocates tens of thousands of objects that live as long
+# as it does, and the cyclic collector keeps walking them while they pile up: with it off until
+# the server starts, its import costs ~200 ms instead of ~247, and the server answers after
+# 314 ms instead of 362 (medians of 8 and 30 interleaved starts, the kernel starting beside it).
+gc.disable()
 
 # jsonschema imports these (installed by jupyter_events' format extra) only to check string
 # formats (`iri`, `uri`, `date-time`, `color`, `duration`...) that no event schema of
@@ -213,6 +220,15 @@ if LocalProvisioner is not None:
     )
     sys.argv.append("--KernelProvisionerFactory.default_provisioner_name=e2b-prestart")
 
-from jupyter_server.serverapp import launch_new_instance  # noqa: E402
+from jupyter_server.serverapp import ServerApp, launch_new_instance  # noqa: E402
 
+_start_server = ServerApp.start
+
+
+def _start_with_gc(self):
+    gc.enable()
+    _start_server(self)
+
+
+ServerApp.start = _start_with_gc
 launch_new_instance()
