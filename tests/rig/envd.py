@@ -613,6 +613,26 @@ async def body_of(receive):
             return b"".join(chunks)
 
 
+# Go's net/http, which envd runs on, reads up to 256 KiB of a body its handler left unread
+# before it writes the answer (and closes the connection after a longer one), so a client still
+# sending a small upload that is refused gets the answer, not a reset.
+GO_DISCARD_LIMIT = 256 << 10
+
+
+async def refuse(receive, send, status, body):
+    """Answers without handling the request, as envd's Go server would: after the body's first
+    256 KiB."""
+    left = GO_DISCARD_LIMIT
+    while left > 0:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+        left -= len(message.get("body", b""))
+        if not message.get("more_body"):
+            break
+    await respond(send, status, body)
+
+
 async def respond(send, status, body=b"", content_type="application/json", headers=()):
     if isinstance(body, (dict, list)):
         body = json.dumps(body).encode()
@@ -786,7 +806,7 @@ class Envd:
             and headers.get("x-access-token") != self.sandbox.token
             and not (path == "/files" and signed(query, scope["method"], self.sandbox.token))
         ):
-            return await respond(send, 401, {"message": "unauthorized access, please provide a valid access token", "code": 401})
+            return await refuse(receive, send, 401, {"message": "unauthorized access, please provide a valid access token", "code": 401})
         if path.startswith("/process.Process/"):
             return await self.process(scope, receive, send)
         if path.startswith("/filesystem.Filesystem/"):
@@ -796,7 +816,7 @@ class Envd:
         if path == "/files":
             user, name = http_user(query)
             if user is None:
-                return await respond(send, 401, {"message": f"error looking up user '{name}': user: unknown user {name}", "code": 401})
+                return await refuse(receive, send, 401, {"message": f"error looking up user '{name}': user: unknown user {name}", "code": 401})
             if scope["method"] == "GET":
                 target = query.get("path", [None])[0]
                 if not target:
@@ -804,4 +824,4 @@ class Envd:
                 return await download(send, resolve(target, user))
             if scope["method"] == "POST":
                 return await upload(receive, send, headers, query, user)
-        return await respond(send, 404, {"message": "not found", "code": 404})
+        return await refuse(receive, send, 404, {"message": "not found", "code": 404})
