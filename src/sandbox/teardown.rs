@@ -108,14 +108,13 @@ impl Inner {
                         log::debug!("could not shut down kernel {id}: {e}");
                         // A call's request timeout is what was left of the close budget, so on
                         // a busy machine a call can notice the budget is spent before this loop.
-                        let e = match e {
+                        first_err.get_or_insert_with(|| match e {
                             Error::Timeout {
                                 phase: TimeoutPhase::Request,
                                 ..
                             } => budget_spent(),
                             e => e,
-                        };
-                        first_err.get_or_insert(e);
+                        });
                     }
                 }
                 Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,

@@ -49,6 +49,25 @@ fn mib(bytes: u64) -> f64 {
     bytes as f64 / f64::from(1 << 20)
 }
 
+/// Runs the flood `f`, says how long it took and how far it raised the peak, and asserts that
+/// the peak grew by less than the kept output plus [`SLACK`].
+fn within_cap<T>(what: &str, f: impl FnOnce() -> T) -> T {
+    let started = std::time::Instant::now();
+    let (out, growth) = peak_growth(f);
+    println!(
+        "{what}: {} MiB in {:?}, peak RSS growth {:.1} MiB",
+        FLOOD >> 20,
+        started.elapsed(),
+        mib(growth)
+    );
+    assert!(
+        growth < DEFAULT_MAX_OUTPUT as u64 + SLACK,
+        "{what}: RSS grew by {:.1} MiB",
+        mib(growth)
+    );
+    out
+}
+
 #[test]
 fn a_command_that_writes_1_gib_costs_the_caller_at_most_the_cap() {
     in_own_process(|| {
@@ -57,8 +76,7 @@ fn a_command_that_writes_1_gib_costs_the_caller_at_most_the_cap() {
             let sbx = local();
             let _ = sbx.commands().run("true").unwrap();
             let mut seen = 0usize;
-            let started = std::time::Instant::now();
-            let (out, growth) = peak_growth(|| {
+            let out = within_cap("command", || {
                 sbx.commands()
                     .cmd(format!(
                         "head -c {FLOOD} /dev/zero | tr '\\0' x; echo END; echo fin >&2"
@@ -67,12 +85,6 @@ fn a_command_that_writes_1_gib_costs_the_caller_at_most_the_cap() {
                     .run()
                     .unwrap()
             });
-            println!(
-                "command: {} MiB in {:?}, peak RSS growth {:.1} MiB",
-                FLOOD >> 20,
-                started.elapsed(),
-                mib(growth)
-            );
             let total = FLOOD + "END\n".len();
             assert_eq!(seen, total, "the callback saw every byte");
             assert!(out.stdout.ends_with("xxEND\n"), "the tail is kept");
@@ -84,11 +96,6 @@ fn a_command_that_writes_1_gib_costs_the_caller_at_most_the_cap() {
             assert_eq!(
                 (out.stderr.as_str(), out.dropped.stderr_bytes),
                 ("fin\n", 0)
-            );
-            assert!(
-                growth < DEFAULT_MAX_OUTPUT as u64 + SLACK,
-                "RSS grew by {:.1} MiB",
-                mib(growth)
             );
         });
     });
@@ -102,24 +109,17 @@ fn a_cell_that_writes_1_gib_costs_the_caller_at_most_the_cap() {
             let sbx = local();
             let _ = sbx.run_code("1").unwrap();
             let mut seen = 0usize;
-            let started = std::time::Instant::now();
             // Unflushed 1 MiB writes: ipykernel sends what piled up every 0.2 s.
             let code = format!(
                 "import sys\nc = 'x' * (1 << 20)\nfor _ in range({}):\n    sys.stdout.write(c)\nprint('END')",
                 FLOOD >> 20
             );
-            let (exec, growth) = peak_growth(|| {
+            let exec = within_cap("run_code", || {
                 sbx.code(code)
                     .on_stdout(|m| seen += m.line.len())
                     .run()
                     .unwrap()
             });
-            println!(
-                "run_code: {} MiB in {:?}, peak RSS growth {:.1} MiB",
-                FLOOD >> 20,
-                started.elapsed(),
-                mib(growth)
-            );
             let total = FLOOD + "END\n".len();
             assert_eq!(seen, total, "the callback saw every byte");
             let kept = exec.logs.stdout.concat();
@@ -127,11 +127,6 @@ fn a_cell_that_writes_1_gib_costs_the_caller_at_most_the_cap() {
             assert!(kept.len() <= DEFAULT_MAX_OUTPUT && kept.len() + 3 >= DEFAULT_MAX_OUTPUT);
             assert_eq!(exec.dropped.stdout_bytes, (total - kept.len()) as u64);
             assert!(exec.logs.stderr.is_empty() && exec.dropped.stderr_bytes == 0);
-            assert!(
-                growth < DEFAULT_MAX_OUTPUT as u64 + SLACK,
-                "RSS grew by {:.1} MiB",
-                mib(growth)
-            );
         });
     });
 }
