@@ -114,8 +114,11 @@ def rest(args, method, path, body=None):
 
 
 def maxrss_kib():
-    # Linux: ru_maxrss is in KiB.
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # This process's own peak (KiB). Not ru_maxrss: Linux carries a process's ru_maxrss over
+    # exec from the process it was forked from, so every peer reported the bench's own peak
+    # (129 MiB, growth 0) once the bench had grown that big. VmHWM belongs to the new image.
+    hwm = proc_status("VmHWM")
+    return hwm if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def pct(sorted_vals, p):

@@ -596,7 +596,7 @@ impl Report<'_> {
         );
         let _ = writeln!(
             s,
-            "\n**(2) Streaming** a cell that prints 20 MiB as 64 KiB chunks (send → done). Memory: peak RSS (VmHWM / ru_maxrss) of the client process, and its growth from just before the first stream cell to the end. Ours runs in a child process of the bench, so its VmHWM is its own.\n"
+            "\n**(2) Streaming** a cell that prints 20 MiB as 64 KiB chunks (send → done). Memory: peak RSS (VmHWM) of the client process, and its growth from just before the first stream cell to the end. Every client runs in a process of its own, and VmHWM starts afresh at exec (ru_maxrss would carry the bench's own peak over).\n"
         );
         table_head(
             s,

@@ -607,3 +607,47 @@ fn gone_from_list(sbx: &Sandbox, pid: u32) -> bool {
     }
     false
 }
+
+/// An unisolated sandbox runs on the host, but what its commands and code put in the temporary
+/// directory (commands' output logs, `tempfile`) stays in the sandbox's own directory and goes
+/// with it at close: before, every such sandbox left its command logs in the host's /tmp.
+#[test]
+fn an_unisolated_sandbox_keeps_its_temporary_files_to_itself() {
+    deadline(|| {
+        let sbx = local_tcp();
+        let dir = sbx
+            .as_local()
+            .unwrap()
+            .root()
+            .parent()
+            .unwrap()
+            .to_path_buf();
+        assert_eq!(sbx.commands().run("echo hi").unwrap().stdout, "hi\n");
+        let made = sbx
+            .run_code("import tempfile\nprint(tempfile.mkdtemp(prefix='mine-'), end='')")
+            .unwrap()
+            .logs
+            .stdout
+            .concat();
+        let made = std::path::PathBuf::from(made);
+        assert!(
+            made.starts_with(&dir),
+            "{} is outside {}",
+            made.display(),
+            dir.display()
+        );
+        let logs: Vec<String> = std::fs::read_dir(made.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("e2b-blocking-commands-"))
+            .collect();
+        assert_eq!(logs.len(), 1, "the command's log directory: {logs:?}");
+        drop(sbx);
+        assert!(!dir.exists(), "{} left behind", dir.display());
+        assert!(
+            !std::env::temp_dir().join(&logs[0]).exists(),
+            "{} in the host's temporary directory",
+            logs[0]
+        );
+    });
+}

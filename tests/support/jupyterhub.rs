@@ -106,6 +106,8 @@ impl Hub {
         let dir = std::env::temp_dir().join(format!("e2b-hub-{}", uuid::Uuid::new_v4().simple()));
         fs::create_dir_all(dir.join("home")).unwrap();
         fs::create_dir_all(dir.join("etc")).unwrap();
+        // The users' servers keep their temporary files (commands' logs) here, not in /tmp.
+        fs::create_dir_all(dir.join("tmp")).unwrap();
         let mut last = String::new();
         for _ in 0..5 {
             let ports = [free_port(), free_port(), free_port()];
@@ -338,7 +340,7 @@ c.JupyterHub.spawner_class = TestSpawner
 c.SimpleLocalProcessSpawner.home_dir_template = os.path.join(DIR, "home", "{{username}}")
 c.Spawner.cmd = [{singleuser:?}]
 c.Spawner.args = ["--allow-root"]
-c.Spawner.environment = {{"JUPYTER_CONFIG_PATH": os.path.join(DIR, "etc")}}
+c.Spawner.environment = {{"JUPYTER_CONFIG_PATH": os.path.join(DIR, "etc"), "TMPDIR": os.path.join(DIR, "tmp")}}
 c.JupyterHub.services = [{{"name": "test-admin", "api_token": "{admin}"}}]
 c.JupyterHub.load_roles = [{{
     "name": "test-admin",

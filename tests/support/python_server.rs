@@ -45,7 +45,10 @@ impl PythonServer {
     pub fn start(python: &str, args: impl Fn(u16, &Path) -> Vec<String>) -> PythonServer {
         let dir =
             std::env::temp_dir().join(format!("e2b-server-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).unwrap();
+        // Its kernels' IPython profile goes to a home that exists (else IPython makes one in
+        // the host's /tmp and leaves it), its temporary files to its own directory.
+        std::fs::create_dir_all(dir.join("home")).unwrap();
+        std::fs::create_dir_all(dir.join("tmp")).unwrap();
         for _ in 0..5 {
             let port = TcpListener::bind("127.0.0.1:0")
                 .unwrap()
@@ -58,6 +61,7 @@ impl PythonServer {
                 .env("JUPYTER_DATA_DIR", dir.join("data"))
                 .env("JUPYTER_CONFIG_DIR", dir.join("config"))
                 .env("HOME", dir.join("home"))
+                .env("TMPDIR", dir.join("tmp"))
                 .env("XDG_DATA_HOME", dir.join("home/.local/share"))
                 .current_dir(&dir)
                 .stdout(Stdio::null())

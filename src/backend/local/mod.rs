@@ -42,6 +42,7 @@ pub enum Isolation {
     Bubblewrap,
     /// No isolation: the code runs on the host as the calling user, with the user's files,
     /// environment variables, processes and network. Only for code you would run yourself.
+    /// Its `TMPDIR` is a directory of its own, removed with the sandbox.
     None,
 }
 

@@ -150,10 +150,11 @@ pub(crate) fn ensure_packages(python: &Python, packages: &[String]) -> Result<()
             python.exe.display()
         )));
     };
-    let _lock = lock(venv.parent().unwrap_or(venv))?;
+    let cache = venv.parent().unwrap_or(venv);
+    let _lock = lock(cache)?;
     log::info!("installing {missing:?} into {}", venv.display());
     let args: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
-    pip_install(&python.exe, &args)
+    pip_install(&python.exe, &args, cache)
 }
 
 /// `scikit-learn` imports as `sklearn` and so on; the common cases are enough here.
@@ -241,7 +242,7 @@ fn ensure_venv(venv: &Path) -> Result<(), Error> {
             Command::new(&base).args(["-m", "venv"]).arg(venv),
             "create a venv",
         )?;
-        pip_install(&venv.join("bin").join("python"), PINS)?;
+        pip_install(&venv.join("bin").join("python"), PINS, parent)?;
         // Last, so that its presence means everything before it finished.
         fs::write(venv.join(MARKER), PINS.join("\n"))
             .map_err(|e| Error::setup("cannot write the venv marker", e))
@@ -298,9 +299,20 @@ fn base_python() -> Result<PathBuf, Error> {
     )))
 }
 
-fn pip_install(python: &Path, packages: &[&str]) -> Result<(), Error> {
+/// The directory in the cache where pip keeps its temporary files.
+const PIP_TMP: &str = "pip-tmp";
+
+/// Runs pip under the cache's lock. Its temporary files (downloads, unpacked wheels: tens of
+/// MiB) go to [`PIP_TMP`] in `cache`, emptied before and removed after: a pip that is killed
+/// (a user's Ctrl-C during the first build) leaves them where the next build clears them,
+/// not in the host's /tmp, where nothing would.
+fn pip_install(python: &Path, packages: &[&str], cache: &Path) -> Result<(), Error> {
     log::info!("pip install {}", packages.join(" "));
-    run(
+    let scratch = cache.join(PIP_TMP);
+    let _ = fs::remove_dir_all(&scratch);
+    fs::create_dir_all(&scratch)
+        .map_err(|e| Error::setup(format!("cannot create {}", scratch.display()), e))?;
+    let result = run(
         Command::new(python)
             .args([
                 "-m",
@@ -310,9 +322,17 @@ fn pip_install(python: &Path, packages: &[&str]) -> Result<(), Error> {
                 "--no-input",
                 "-q",
             ])
-            .args(packages),
+            .args(packages)
+            .env("TMPDIR", &scratch),
         "pip install",
-    )
+    );
+    if let Err(e) = fs::remove_dir_all(&scratch) {
+        log::warn!(
+            "could not remove pip's temporary files in {}: {e}",
+            scratch.display()
+        );
+    }
+    result
 }
 
 /// The modules `python` cannot find, asked of one interpreter without importing them (this

@@ -120,6 +120,12 @@ impl LocalServer {
     ) -> Result<LocalServer, Error> {
         let root = dir.join("root");
         let runtime = dir.join("runtime");
+        // The sandbox's temporary files (commands' output logs, what its code makes with
+        // `tempfile`) go where the sandbox's directory goes at close, not into the host's /tmp,
+        // where nothing would ever remove them; an isolated sandbox has a /tmp of its own.
+        let tmp = dir.join("tmp");
+        fs::create_dir(&tmp)
+            .map_err(|e| Error::setup("cannot create the sandbox's temporary directory", e))?;
         let (token_file, server_log, log, log_err) = write_server_files(
             dir,
             token,
@@ -139,6 +145,7 @@ impl LocalServer {
             .env("JUPYTER_DATA_DIR", dir.join("data"))
             .env("IPYTHONDIR", dir.join("ipython"))
             .env("JUPYTER_PLATFORM_DIRS", "1")
+            .env("TMPDIR", &tmp)
             .env("E2B_BLOCKING_PARENT_PID", std::process::id().to_string())
             .env("PYTHONUNBUFFERED", "1");
         if let (Some(bin), Some(venv)) = (python.scripts_dir(), python.venv_dir()) {

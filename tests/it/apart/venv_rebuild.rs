@@ -1,6 +1,7 @@
-//! A managed venv whose build was killed half-way is rebuilt, not used. The test runs in a
-//! process of its own because it points `E2B_LOCAL_CACHE` at a directory of its own, which
-//! would race any other test in the same process.
+//! A managed venv whose build was killed half-way is rebuilt, not used, and the killed pip's
+//! temporary files are cleared. The test runs in a process of its own because it points
+//! `E2B_LOCAL_CACHE` at a directory of its own, which would race any other test in the same
+//! process.
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -14,6 +15,9 @@ use e2b_blocking::local::{CACHE_ENV, PYTHON_ENV};
 
 /// Written last by a venv build; its presence means the build finished.
 const MARKER: &str = ".e2b-blocking-complete";
+
+/// Where the SDK's pip keeps its temporary files, in the cache.
+const PIP_TMP: &str = "pip-tmp";
 
 /// Set in the child process this test starts: there the test only builds, until killed.
 const BUILDER_ENV: &str = "E2B_TEST_VENV_BUILDER";
@@ -122,6 +126,14 @@ fn a_venv_build_killed_half_way_is_detected_and_rebuilt() {
                 !venv.join(MARKER).exists(),
                 "the build finished before it could be killed"
             );
+            // pip's temporary files are in the cache, where the rebuild clears them.
+            let scratch = dir.join(PIP_TMP);
+            let pip_left = std::fs::read_dir(&scratch).map_or(0, |d| d.count());
+            assert!(
+                pip_left > 0,
+                "the killed pip left nothing in {}",
+                scratch.display()
+            );
             let left = installed(&venv);
             std::fs::write(venv.join("leftover"), "from the killed build").expect("a leftover");
 
@@ -133,6 +145,10 @@ fn a_venv_build_killed_half_way_is_detected_and_rebuilt() {
             assert!(
                 !venv.join("leftover").exists(),
                 "the half-built venv ({left} site-packages entries) was reused"
+            );
+            assert!(
+                !scratch.exists(),
+                "pip's {pip_left} temporary entries are left"
             );
         });
     });
