@@ -12,7 +12,7 @@
 //! e2bplane (subset; `e2bplane` is the E2B data plane on its rig, beside E2B's official Python
 //! SDK),
 //! E2B_BENCH_QUICK=1 (fewer rounds and iterations, for a smoke run),
-//! E2B_BENCH_ROUNDS=N (round-trip rounds, default 5), E2B_BENCH_CONCURRENT_ROUNDS=N (default 2),
+//! E2B_BENCH_ROUNDS=N (round-trip rounds, default 5), E2B_BENCH_CONCURRENT_ROUNDS=N (default 3),
 //! E2B_BENCH_NO_DOCS=1 (print only),
 //! E2B_BENCH_CLIENTS=a,b (round trip, stream, reconnect: only clients whose name contains one),
 //! E2B_BENCH_BASELINE=PATH (this bench built against an older commit of the SDK: its
@@ -623,7 +623,8 @@ fn concurrent(bench: &Bench, results: &mut Results, quick: bool) {
         "--settle",
         "2",
     ]);
-    let n = env_num("E2B_BENCH_CONCURRENT_ROUNDS", if quick { 1 } else { 2 });
+    // Three rounds, so that the paired ratio (their median) is not moved by one disturbed round.
+    let n = env_num("E2B_BENCH_CONCURRENT_ROUNDS", if quick { 1 } else { 3 });
     eprintln!("compare: concurrent: {conns} connections, {n} round(s)");
     // Other jobs on the machine come and go within minutes: ours and the peers take turns,
     // round by round, ours (binary, then JSON) first in even rounds and last in odd ones.

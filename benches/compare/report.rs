@@ -168,8 +168,17 @@ fn ratio(a: f64, b: f64) -> f64 {
     }
 }
 
+/// The middle value, or the mean of the two middle ones: a nearest-rank p50 of an even count
+/// is its lower middle, which took the worse of two rounds' throughput ratios and the better
+/// of two latency ratios.
 fn median(v: &[f64]) -> f64 {
-    pct(v, 50.0)
+    let mut s: Vec<f64> = v.iter().copied().filter(|x| !x.is_nan()).collect();
+    s.sort_by(f64::total_cmp);
+    match s.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => s[n / 2],
+        n => (s[n / 2 - 1] + s[n / 2]) / 2.0,
+    }
 }
 
 fn range(v: &[f64]) -> String {
