@@ -93,7 +93,7 @@ pub fn run(raw_args: &[String]) -> Res<()> {
     let code = match result {
         Ok(()) => 0,
         Err(e) => {
-            out.insert("error".into(), json!(e.to_string()));
+            out.insert("error".into(), json!(with_causes(&*e)));
             1
         }
     };
@@ -427,6 +427,17 @@ fn ours_local(a: &Args, out: &mut serde_json::Map<String, Value>) -> Res<()> {
     Ok(())
 }
 
+/// An error with its chain of causes (an `Error`'s message leaves its cause to `source()`).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    text
+}
+
 /// One connection of the concurrent measurement.
 enum Conn {
     Context(e2b_blocking::Context),
@@ -465,11 +476,13 @@ fn ours_concurrent(a: &Args, out: &mut serde_json::Map<String, Value>) -> Res<()
             s.spawn(move || {
                 for _ in (t..n).step_by(8) {
                     let conn = if own_sandboxes {
-                        sandbox(a).map(Conn::Sandbox).map_err(|e| e.to_string())
+                        sandbox(a)
+                            .map(Conn::Sandbox)
+                            .map_err(|e| format!("opening a sandbox: {}", with_causes(&*e)))
                     } else {
                         sbx.create_context(ContextOptions::new())
                             .map(Conn::Context)
-                            .map_err(|e| e.to_string())
+                            .map_err(|e| format!("creating a context: {}", with_causes(&e)))
                     };
                     match conn {
                         Ok(c) => made.lock().unwrap().push(c),
@@ -485,7 +498,8 @@ fn ours_concurrent(a: &Args, out: &mut serde_json::Map<String, Value>) -> Res<()
     let contexts = made.into_inner()?;
     // One execution each, then a pause, so kernel start-up work is over (as for the peers).
     for conn in &contexts {
-        conn.run(&sbx, Duration::from_secs(60))?;
+        conn.run(&sbx, Duration::from_secs(60))
+            .map_err(|e| format!("the first cell: {}", with_causes(&e)))?;
     }
     std::thread::sleep(Duration::from_secs(2));
     let rss1 = proc_status("VmRSS").unwrap_or(0);
@@ -524,7 +538,7 @@ fn ours_concurrent(a: &Args, out: &mut serde_json::Map<String, Value>) -> Res<()
                             break;
                         }
                         ctx.run(sbx, Duration::from_secs(60))
-                            .map_err(|e| e.to_string())?;
+                            .map_err(|e| with_causes(&e))?;
                         let t1 = Instant::now();
                         if t0 >= measure_from && t1 <= stop_at {
                             lat.push(ms(t1 - t0));

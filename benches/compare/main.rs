@@ -65,6 +65,11 @@ use util::{Res, Rest, last_json, run_with_deadline};
 const MATPLOTLIB: &str = "matplotlib==3.10.9";
 
 fn main() {
+    // Warnings (handled oddities: a reconnect, what the server logged as it stopped) go to
+    // stderr, a child's to its log in target/compare/logs/, so that a failed run leaves its
+    // cause; RUST_LOG overrides.
+    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+        .try_init();
     let args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| a != "--bench")
