@@ -427,15 +427,10 @@ fn ours_local(a: &Args, out: &mut serde_json::Map<String, Value>) -> Res<()> {
     Ok(())
 }
 
-/// An error with its chain of causes (an `Error`'s message leaves its cause to `source()`).
-fn with_causes(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        text.push_str(&format!(": {c}"));
-        cause = c.source();
-    }
-    text
+/// An error with its causes: the SDK's own [`e2b_blocking::Error::report`] when it is one.
+fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
+    e.downcast_ref::<e2b_blocking::Error>()
+        .map_or_else(|| e.to_string(), e2b_blocking::Error::report)
 }
 
 /// One connection of the concurrent measurement.
@@ -482,7 +477,7 @@ fn ours_concurrent(a: &Args, out: &mut serde_json::Map<String, Value>) -> Res<()
                     } else {
                         sbx.create_context(ContextOptions::new())
                             .map(Conn::Context)
-                            .map_err(|e| format!("creating a context: {}", with_causes(&e)))
+                            .map_err(|e| format!("creating a context: {}", e.report()))
                     };
                     match conn {
                         Ok(c) => made.lock().unwrap().push(c),
@@ -499,7 +494,7 @@ fn ours_concurrent(a: &Args, out: &mut serde_json::Map<String, Value>) -> Res<()
     // One execution each, then a pause, so kernel start-up work is over (as for the peers).
     for conn in &contexts {
         conn.run(&sbx, Duration::from_secs(60))
-            .map_err(|e| format!("the first cell: {}", with_causes(&e)))?;
+            .map_err(|e| format!("the first cell: {}", e.report()))?;
     }
     std::thread::sleep(Duration::from_secs(2));
     let rss1 = proc_status("VmRSS").unwrap_or(0);
@@ -538,7 +533,7 @@ fn ours_concurrent(a: &Args, out: &mut serde_json::Map<String, Value>) -> Res<()
                             break;
                         }
                         ctx.run(sbx, Duration::from_secs(60))
-                            .map_err(|e| with_causes(&e))?;
+                            .map_err(|e| e.report())?;
                         let t1 = Instant::now();
                         if t0 >= measure_from && t1 <= stop_at {
                             lat.push(ms(t1 - t0));
