@@ -42,13 +42,19 @@ impl std::fmt::Debug for Forward {
 }
 
 /// Starts forwarding a new `127.0.0.1` port of the host to `port` inside the sandbox whose
-/// server directory is `dir`. Returns the host address and the forward.
+/// server directory is `dir` and whose network the host sees through `/proc/{netns_pid}/net`.
+/// Returns the host address and the forward.
 ///
 /// # Errors
 ///
 /// [`Error::Setup`] when `socat` is missing or the relay does not start; the errors of
 /// spawning a command.
-pub(crate) fn start(sandbox: &Sandbox, dir: &Path, port: u16) -> Result<(String, Forward), Error> {
+pub(crate) fn start(
+    sandbox: &Sandbox,
+    dir: &Path,
+    netns_pid: Option<u32>,
+    port: u16,
+) -> Result<(String, Forward), Error> {
     if !on_path("socat") {
         return Err(Error::setup_msg(
             "get_host on an isolated local sandbox relays through `socat`, which is not on \
@@ -67,7 +73,7 @@ pub(crate) fn start(sandbox: &Sandbox, dir: &Path, port: u16) -> Result<(String,
         .timeout(None)
         .spawn()?;
     let deadline = Instant::now() + RELAY_START;
-    while std::fs::symlink_metadata(&socket).is_err() {
+    while !relay_listening(&socket, &inside, netns_pid) {
         if let Some(done) = relay.try_wait()? {
             return Err(Error::setup_msg(format!(
                 "the relay for port {port} exited with {}: {}",
@@ -112,6 +118,43 @@ pub(crate) fn start(sandbox: &Sandbox, dir: &Path, port: u16) -> Result<(String,
             socket,
         },
     ))
+}
+
+/// True once the relay listens. socat makes its socket file at `bind()`, then chmods the path
+/// and only then listens: a connection in between is refused, and a link planted there in
+/// between makes the chmod fail and socat exit. So the file is not enough; the sandbox's own
+/// table of Unix sockets says when one bound to `inside` listens. Where the host cannot read
+/// that table, the file is all there is to go by.
+fn relay_listening(socket: &Path, inside: &Path, netns_pid: Option<u32>) -> bool {
+    if std::fs::symlink_metadata(socket).is_err() {
+        return false;
+    }
+    let Some(pid) = netns_pid else {
+        return true;
+    };
+    match std::fs::read_to_string(format!("/proc/{pid}/net/unix")) {
+        Ok(table) => unix_listening(&table, inside),
+        Err(e) => {
+            log::debug!("forward: cannot read the sandbox's Unix sockets: {e}");
+            true
+        }
+    }
+}
+
+/// Whether `/proc/net/unix` text lists a listening socket bound to `path`.
+fn unix_listening(table: &str, path: &Path) -> bool {
+    // `__SO_ACCEPTCON` in the Flags column: the socket is listening.
+    const ACCEPTING: u32 = 0x1_0000;
+    let Some(path) = path.to_str() else {
+        return false;
+    };
+    // Num RefCount Protocol Flags Type St Inode Path
+    table.lines().skip(1).any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        fields.len() == 8
+            && fields[7] == path
+            && u32::from_str_radix(fields[3], 16).is_ok_and(|flags| flags & ACCEPTING != 0)
+    })
 }
 
 fn on_path(program: &str) -> bool {
@@ -201,5 +244,27 @@ impl Drop for Forward {
             log::debug!("forward: could not stop the relay: {e}");
         }
         let _ = std::fs::remove_file(&self.socket);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TABLE: &str = "\
+Num       RefCount Protocol Flags    Type St Inode Path
+0000000060498235: 00000002 00000000 00010000 0001 01 16337532 /run/e2b-blocking/fwd/80-a.sock
+00000000f50a30d3: 00000002 00000000 00000000 0001 01 16337533 /run/e2b-blocking/fwd/81-b.sock
+0000000096922776: 00000003 00000000 00000000 0001 03  1197
+";
+
+    #[test]
+    fn only_a_listening_socket_of_that_path_counts() {
+        let listening = |p: &str| unix_listening(TABLE, Path::new(p));
+        assert!(listening("/run/e2b-blocking/fwd/80-a.sock"));
+        // Bound, not yet listening (socat between bind and listen).
+        assert!(!listening("/run/e2b-blocking/fwd/81-b.sock"));
+        assert!(!listening("/run/e2b-blocking/fwd/80-a"));
+        assert!(!listening("/run/e2b-blocking/fwd/82-c.sock"));
     }
 }

@@ -570,7 +570,7 @@ impl Sandbox {
         self.ensure_open()?;
         match &self.inner.backend {
             Backends::Local(b) if b.own_network() => {
-                let (addr, forward) = forward::start(self, b.server_dir(), port)?;
+                let (addr, forward) = forward::start(self, b.server_dir(), b.inner_pid(), port)?;
                 Ok(Host::forwarded(addr, forward))
             }
             Backends::Local(_) => Ok(Host::direct(format!("127.0.0.1:{port}"))),

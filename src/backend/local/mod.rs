@@ -333,6 +333,11 @@ impl LocalBackend {
         self.server.dir()
     }
 
+    /// See [`LocalServer::inner_pid`].
+    pub(crate) fn inner_pid(&self) -> Option<u32> {
+        self.server.inner_pid()
+    }
+
     /// The isolated server's Unix socket.
     pub(crate) fn socket_path(&self) -> Option<&Path> {
         self.server.socket_path()

@@ -5,6 +5,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::backend::local::bwrap::{self, Plan, SandboxUser};
@@ -86,6 +87,9 @@ pub(crate) struct LocalServer {
     socket: Option<PathBuf>,
     /// Caps the isolated sandbox's memory; dropped after `kill`, once its processes are gone.
     _cgroup: Option<MemoryCgroup>,
+    /// Set by the first `kill` (a close, then `Drop`), which alone reports the server's
+    /// warnings and removes its directory.
+    finished: AtomicBool,
 }
 
 impl LocalServer {
@@ -181,6 +185,7 @@ impl LocalServer {
             log: server_log,
             socket: None,
             _cgroup: None,
+            finished: AtomicBool::new(false),
         };
         // From here on, dropping `server` cleans up the process and the directory.
         let server = server.wait_ready(token, timeouts)?;
@@ -315,6 +320,7 @@ impl LocalServer {
             log: server_log,
             socket: Some(dir.join("sock").join("server.sock")),
             _cgroup: cgroup,
+            finished: AtomicBool::new(false),
         };
         let server = server.wait_ready(token, timeouts)?;
         if let Err(e) = fs::remove_file(&token_file) {
@@ -457,6 +463,15 @@ impl LocalServer {
         self.pid
     }
 
+    /// The host PID of a process inside the isolated server's namespaces (bubblewrap's
+    /// child), whose `/proc/PID/net` shows the sandbox's network to the host; `None` once the
+    /// server is gone.
+    pub(crate) fn inner_pid(&self) -> Option<u32> {
+        descendants(self.pid)
+            .first()
+            .and_then(|&pid| u32::try_from(pid).ok())
+    }
+
     pub(crate) fn is_alive(&self) -> bool {
         let mut child = crate::sync::lock(&self.child);
         matches!(child.try_wait(), Ok(None))
@@ -488,6 +503,9 @@ impl LocalServer {
             log::debug!("killed jupyter_server pid {}", self.pid);
         }
         drop(child);
+        if self.finished.swap(true, Ordering::SeqCst) {
+            return;
+        }
         if log::log_enabled!(log::Level::Debug) {
             let said = self.log.warnings();
             if !said.is_empty() {
