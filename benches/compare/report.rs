@@ -280,7 +280,7 @@ impl Report<'_> {
         }
         let _ = writeln!(
             s,
-            "### Local sandbox: isolated (default) vs `Isolation::None`\n\n**(6)** Each client process starts its own `Sandbox::local_with(…)` (after one unmeasured start), times start → first `run_code(\"1\")` result over a few starts, then the round trip `run_code(\"1\")` on the last one. Isolated: jupyter_server and kernels inside bubblewrap, reached over a Unix socket. `Isolation::None`: on the host, 127.0.0.1 TCP. With `warm_spare(true)` each start takes the spare the one before left, after 2 s of \"work\". They take turns, round by round.\n"
+            "### Local sandbox: isolated (default) vs `Isolation::None`\n\n**(6)** Each client process starts its own `Sandbox::local_with(…)` (after one unmeasured start), times start → first `run_code(\"1\")` result over a few starts, then the round trip `run_code(\"1\")` on the last one. Isolated: jupyter_server and kernels inside bubblewrap, reached over a Unix socket. `Isolation::None`: on the host, reached over 127.0.0.1 TCP. Kernels talk to their server over Unix sockets in both. With `warm_spare(true)` each start takes the spare the one before left, after 2 s of \"work\". They take turns, round by round.\n"
         );
         table_head(
             s,

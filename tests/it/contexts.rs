@@ -276,3 +276,46 @@ fn a_missing_or_file_cwd_is_a_typed_path_error() {
         assert_eq!(sbx.list_contexts().unwrap().len(), before);
     });
 }
+
+/// Contexts created at the same moment each get a kernel of their own, isolated or not: their
+/// kernels talk to the server over Unix sockets of their own. A prefix shared by every kernel
+/// gave kernels that started together the same sockets, and none of them came up; TCP ports
+/// picked ahead of the kernel could be taken before it bound them.
+#[test]
+fn contexts_created_at_once_each_get_a_kernel_of_their_own() {
+    deadline(|| {
+        for sbx in [local(), crate::support::local_tcp()] {
+            let gate = std::sync::Arc::new(std::sync::Barrier::new(6));
+            let threads: Vec<_> = (0..6)
+                .map(|i| {
+                    let (sbx, gate) = (sbx.clone(), gate.clone());
+                    std::thread::spawn(move || {
+                        gate.wait();
+                        let ctx = sbx.create_context(ContextOptions::new()).unwrap();
+                        let set = sbx.code(format!("v = {i}")).context(&ctx).run().unwrap();
+                        assert!(set.error.is_none(), "{:?}", set.error);
+                        (i, ctx)
+                    })
+                })
+                .collect();
+            for thread in threads {
+                let (i, ctx) = thread.join().unwrap();
+                let value = sbx.code("v").context(&ctx).run().unwrap();
+                assert_eq!(value.text(), Some(i.to_string().as_str()));
+            }
+            let runtime = sbx.as_local().unwrap().runtime_dir().to_path_buf();
+            let mut files = 0;
+            for entry in std::fs::read_dir(&runtime).unwrap() {
+                let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+                if name.starts_with("kernel-") && name.ends_with(".json") {
+                    let info: serde_json::Value =
+                        serde_json::from_slice(&std::fs::read(runtime.join(&name)).unwrap())
+                            .unwrap();
+                    assert_eq!(info["transport"], "ipc", "{name}: {info}");
+                    files += 1;
+                }
+            }
+            assert!(files >= 6, "{files} connection files");
+        }
+    });
+}

@@ -53,15 +53,17 @@ fn launch_of(sbx: &Sandbox, ctx: &e2b_blocking::Context) -> String {
     exec.text().unwrap().to_string()
 }
 
+/// Isolated or not (each kernel with Unix sockets of its own).
 #[test]
 fn the_adopted_first_kernel_is_launched_as_the_next_one() {
     deadline(|| {
-        let sbx = local();
-        assert!(sbx.as_local().unwrap().server_log().contains(ADOPTED));
-        let first = sbx.default_context().unwrap();
-        let second = sbx.create_context(ContextOptions::new()).unwrap();
-        assert_ne!(pid_of(&sbx, &first), pid_of(&sbx, &second));
-        assert_eq!(launch_of(&sbx, &first), launch_of(&sbx, &second));
+        for sbx in [local(), crate::support::local_tcp()] {
+            assert!(sbx.as_local().unwrap().server_log().contains(ADOPTED));
+            let first = sbx.default_context().unwrap();
+            let second = sbx.create_context(ContextOptions::new()).unwrap();
+            assert_ne!(pid_of(&sbx, &first), pid_of(&sbx, &second));
+            assert_eq!(launch_of(&sbx, &first), launch_of(&sbx, &second));
+        }
     });
 }
 

@@ -42,7 +42,9 @@ pub enum Isolation {
     Bubblewrap,
     /// No isolation: the code runs on the host as the calling user, with the user's files,
     /// environment variables, processes and network. Only for code you would run yourself.
-    /// Its `TMPDIR` is a directory of its own, removed with the sandbox.
+    /// Its `TMPDIR` is a directory of its own, removed with the sandbox. The server listens
+    /// on 127.0.0.1; its kernels talk to it over Unix sockets in the sandbox's directory
+    /// (over 127.0.0.1 TCP only where that directory's path is too long for a socket address).
     None,
 }
 

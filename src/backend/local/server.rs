@@ -27,25 +27,30 @@ const SERVER_CONFIG: &str = include_str!("server_config.py");
 /// `ps` shows to every local user) nor its environment (which kernels and commands inherit).
 const TOKEN_CONFIG: &str = "jupyter_server_config.json";
 
-/// Kernels talk to the server over Unix sockets in the sandbox's runtime dir rather than TCP
-/// ports: with `allow_internet_access` the sandbox shares the host's network, where any local
-/// user (or another sandbox) could otherwise subscribe to a kernel's output or send it code.
-fn ipc_kernels_config(runtime_inside: &str) -> String {
-    format!(
-        "c.KernelManager.transport = 'ipc'\nc.KernelManager.ip = {:?}\n",
-        ipc_prefix(runtime_inside)
-    )
-}
+/// Kernels talk to the server over Unix sockets beside their connection files rather than TCP
+/// ports. On TCP any local user could subscribe to a kernel's output (with
+/// `allow_internet_access` an isolated sandbox shares the host's network too), and ports are
+/// picked by binding port 0 and letting go: under a burst of kernel starts the server's own
+/// reconnecting channel could take a port (even connect to itself on it) before the kernel
+/// bound it, and the kernel then failed to start on every restart, which kept the same ports.
+/// No `ip` is set: jupyter_client then gives every kernel sockets of its own
+/// (`kernel-<id>-ipc-<n>`), where one shared prefix gave kernels starting at the same time the
+/// same sockets.
+const IPC_KERNELS_CONFIG: &str = "c.KernelManager.transport = 'ipc'\n";
 
-/// Where an isolated sandbox's kernels' IPC sockets are (`{prefix}-{n}`).
-fn ipc_prefix(runtime_inside: &str) -> String {
-    format!("{runtime_inside}/kernel-ipc")
+/// Whether jupyter_client's IPC socket paths for kernels whose connection files are in
+/// `runtime` (`{runtime}/kernel-{uuid}-ipc-{n}`) fit in a Unix socket address.
+fn ipc_fits(runtime: &Path) -> bool {
+    // `sun_path` less its terminating NUL.
+    const LONGEST: usize = if cfg!(target_os = "linux") { 107 } else { 103 };
+    let socket = "/kernel-".len() + 36 + "-ipc-".len() + 2;
+    runtime.as_os_str().len() + socket <= LONGEST
 }
 
 /// [`SERVER_MAIN`]'s own argument: how the server's kernels connect and where they start (the
 /// server's root), so that the kernel it starts ahead is launched as the server would launch it.
-fn kernels_arg(transport: &str, ip: &str, cwd: &str) -> String {
-    serde_json::json!({"transport": transport, "ip": ip, "cwd": cwd}).to_string()
+fn kernels_arg(transport: &str, cwd: &str) -> String {
+    serde_json::json!({"transport": transport, "cwd": cwd}).to_string()
 }
 
 /// Plain tracebacks, as in E2B's template (ANSI colours make `ExecutionError` hard to read),
@@ -130,15 +135,32 @@ impl LocalServer {
         let tmp = dir.join("tmp");
         fs::create_dir(&tmp)
             .map_err(|e| Error::setup("cannot create the sandbox's temporary directory", e))?;
+        // Kernels' sockets and connection files are the user's alone.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&runtime, fs::Permissions::from_mode(0o700))
+                .map_err(|e| Error::setup("cannot make the runtime directory private", e))?;
+        }
+        // Where the sandbox's directory has too long a path (a long TMPDIR; macOS's), kernels
+        // fall back to jupyter_client's default, TCP on 127.0.0.1.
+        let (transport, kernels_config) = if ipc_fits(&runtime) {
+            ("ipc", IPC_KERNELS_CONFIG)
+        } else {
+            log::debug!(
+                "kernels use TCP: their Unix socket paths under {} would be too long",
+                runtime.display()
+            );
+            ("tcp", "")
+        };
         let (token_file, server_log, log, log_err) = write_server_files(
             dir,
             token,
             SERVER_MAIN,
-            &format!("{SERVER_CONFIG}\n{TERMINALS_CONFIG}"),
+            &format!("{SERVER_CONFIG}\n{TERMINALS_CONFIG}\n{kernels_config}"),
         )?;
         let mut cmd = Command::new(&python.exe);
         cmd.arg(dir.join("config").join(MAIN_FILE))
-            .arg(kernels_arg("tcp", "127.0.0.1", &root.display().to_string()))
+            .arg(kernels_arg(transport, &root.display().to_string()))
             .arg("--ServerApp.ip=127.0.0.1")
             .arg("--ServerApp.port=0")
             .arg("--ServerApp.port_retries=0")
@@ -221,10 +243,7 @@ impl LocalServer {
             .map_err(|e| Error::setup("cannot create the server's socket directory", e))?;
         let root = dir.join("root");
         let runtime = dir.join("runtime");
-        let config = format!(
-            "{SERVER_CONFIG}\n{TERMINALS_CONFIG}\n{}",
-            ipc_kernels_config(&inside("runtime")),
-        );
+        let config = format!("{SERVER_CONFIG}\n{TERMINALS_CONFIG}\n{IPC_KERNELS_CONFIG}");
         // The limits first, so that the kernel started ahead has them too.
         let main = format!("{}{SERVER_MAIN}", bwrap::rlimit_code(&options.limits));
         let (token_file, server_log, log, log_err) =
@@ -289,11 +308,7 @@ impl LocalServer {
             .cmd
             .arg(&python.exe)
             .arg(inside(&format!("config/{MAIN_FILE}")))
-            .arg(kernels_arg(
-                "ipc",
-                &ipc_prefix(&inside("runtime")),
-                bwrap::HOME,
-            ))
+            .arg(kernels_arg("ipc", bwrap::HOME))
             .arg(format!("--ServerApp.sock={}", inside("sock/server.sock")))
             .arg("--ServerApp.sock_mode=0600")
             .arg(format!("--ServerApp.root_dir={}", bwrap::HOME))
@@ -632,4 +647,17 @@ fn descendants(root: u32) -> Vec<i32> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_sockets_fit_under_tmp_and_not_under_a_long_tmpdir() {
+        let dir = format!("/tmp/{}{}", sandbox_dir::PREFIX, "0".repeat(32));
+        assert!(ipc_fits(&Path::new(&dir).join("runtime")));
+        let long = format!("/var/folders/zz/{}/T/{dir}", "x".repeat(28));
+        assert!(!ipc_fits(&Path::new(&long).join("runtime")));
+    }
 }

@@ -1,6 +1,6 @@
 # How the local sandbox's jupyter_server starts: server.rs writes this to the server's config dir
 # (after the resource limits of an isolated sandbox) and runs it with one argument of its own
-# before the server's, the kernels' {"transport", "ip", "cwd"} as JSON.
+# before the server's, the kernels' {"transport", "cwd"} as JSON.
 #
 # The kernel of the sandbox's default context starts first, before jupyter_server is imported,
 # and the server adopts it for the first kernel it is asked for: the kernel's start (~230 ms,
@@ -49,13 +49,22 @@ for _name in (
 _PORTS = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
 
 
+def _default_ip(transport, connection_file):
+    """The address jupyter_client gives a kernel when none is configured: its own socket prefix
+    beside its connection file for IPC, loopback for TCP."""
+    if transport == "ipc":
+        return os.path.splitext(connection_file)[0] + "-ipc"
+    return "127.0.0.1"
+
+
 class _Prestarted:
     """The kernel launched before the server, until the server adopts it or kills it."""
 
-    def __init__(self, transport, ip, cwd):
+    def __init__(self, transport, cwd):
         self.cwd = os.path.normpath(cwd)
         runtime = os.environ["JUPYTER_RUNTIME_DIR"]
         self.file = os.path.realpath(os.path.join(runtime, f"kernel-{uuid.uuid4()}.json"))
+        ip = _default_ip(transport, self.file)
         key = os.urandom(16)
         self.info = {
             **dict(zip(_PORTS, _free_ports(transport, ip))),
@@ -85,7 +94,9 @@ class _Prestarted:
         code = self.process.poll()
         if code is not None:
             return f"it exited with status {code}"
-        if (km.transport, km.ip) != (self.info["transport"], self.info["ip"]):
+        if km.transport != self.info["transport"] or km.ip != _default_ip(
+            km.transport, km.connection_file
+        ):
             return "the kernels use another transport or address"
         if getattr(km, "curve_publickey", None):
             return "the kernels' transport is encrypted"
@@ -141,7 +152,7 @@ def _free_ports(transport, ip):
 
 _kernel = json.loads(sys.argv.pop(1))
 try:
-    _prestarted = _Prestarted(_kernel["transport"], _kernel["ip"], _kernel["cwd"])
+    _prestarted = _Prestarted(_kernel["transport"], _kernel["cwd"])
 except Exception as _e:
     print(f"e2b-blocking: no kernel started ahead of the server: {_e}", file=sys.stderr)
     _prestarted = None
