@@ -30,9 +30,10 @@ const TOKEN_CONFIG: &str = "jupyter_server_config.json";
 /// Kernels talk to the server over Unix sockets beside their connection files rather than TCP
 /// ports. On TCP any local user could subscribe to a kernel's output (with
 /// `allow_internet_access` an isolated sandbox shares the host's network too), and ports are
-/// picked by binding port 0 and letting go: under a burst of kernel starts the server's own
-/// reconnecting channel could take a port (even connect to itself on it) before the kernel
-/// bound it, and the kernel then failed to start on every restart, which kept the same ports.
+/// picked by binding port 0 and letting go, from the range outgoing connections take theirs
+/// from: under a burst of kernel starts a kernel failed to bind a port taken in between (most
+/// likely by one of the server's own connections), and again on every restart, which kept
+/// the same ports.
 /// No `ip` is set: jupyter_client then gives every kernel sockets of its own
 /// (`kernel-<id>-ipc-<n>`), where one shared prefix gave kernels starting at the same time the
 /// same sockets.
