@@ -303,19 +303,11 @@ fn contexts_created_at_once_each_get_a_kernel_of_their_own() {
                 let value = sbx.code("v").context(&ctx).run().unwrap();
                 assert_eq!(value.text(), Some(i.to_string().as_str()));
             }
-            let runtime = sbx.as_local().unwrap().runtime_dir().to_path_buf();
-            let mut files = 0;
-            for entry in std::fs::read_dir(&runtime).unwrap() {
-                let name = entry.unwrap().file_name().to_string_lossy().into_owned();
-                if name.starts_with("kernel-") && name.ends_with(".json") {
-                    let info: serde_json::Value =
-                        serde_json::from_slice(&std::fs::read(runtime.join(&name)).unwrap())
-                            .unwrap();
-                    assert_eq!(info["transport"], "ipc", "{name}: {info}");
-                    files += 1;
-                }
+            let kernels = crate::support::kernel_connection_files(&sbx);
+            for info in &kernels {
+                assert_eq!(info["transport"], "ipc", "{info}");
             }
-            assert!(files >= 6, "{files} connection files");
+            assert!(kernels.len() >= 6, "{} connection files", kernels.len());
         }
     });
 }

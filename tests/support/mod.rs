@@ -126,6 +126,20 @@ pub fn local_tcp() -> Sandbox {
         .expect("local sandbox starts")
 }
 
+/// Every kernel connection file of a local sandbox (`kernel-*.json` in its runtime dir), parsed.
+pub fn kernel_connection_files(sbx: &Sandbox) -> Vec<serde_json::Value> {
+    let runtime = sbx.as_local().expect("a local sandbox").runtime_dir();
+    std::fs::read_dir(runtime)
+        .expect("the runtime dir")
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with("kernel-") && name.ends_with(".json")
+        })
+        .map(|e| serde_json::from_slice(&std::fs::read(e.path()).unwrap()).unwrap())
+        .collect()
+}
+
 pub fn init_logs() {
     let _ = env_logger::builder().is_test(true).try_init();
 }

@@ -294,18 +294,11 @@ fn with_internet_access_no_kernel_channel_is_on_the_host_network() {
         );
         let pipes: Vec<u16> = pipes.iter().map(|p| p.trim().parse().unwrap()).collect();
 
-        let runtime = sbx.as_local().unwrap().runtime_dir().to_path_buf();
-        let mut kernels = 0;
-        for entry in std::fs::read_dir(&runtime).unwrap().flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with("kernel-") && name.ends_with(".json") {
-                let info: serde_json::Value =
-                    serde_json::from_slice(&std::fs::read(entry.path()).unwrap()).unwrap();
-                assert_eq!(info["transport"], "ipc", "{name}: {info}");
-                kernels += 1;
-            }
+        let kernels = crate::support::kernel_connection_files(&sbx);
+        for info in &kernels {
+            assert_eq!(info["transport"], "ipc", "{info}");
         }
-        assert!(kernels >= 2, "{kernels} connection files");
+        assert!(kernels.len() >= 2, "{} connection files", kernels.len());
 
         let pids = processes(&sbx);
         let links = open_files(&pids);
