@@ -37,6 +37,14 @@ impl JupyterHubOptions {
     /// Whether closing the sandbox stops the user's server through the Hub (its kernels and
     /// terminals go with it). Defaults to `false`: the server keeps running, as a user's
     /// JupyterLab would, and only the kernels this sandbox started are shut down.
+    ///
+    /// The Hub answers a stop once the server is gone, or with "under way" after its
+    /// `slow_stop_timeout` (10 s by default). A close budget ([`Timeouts::close`], 5 s by
+    /// default) shorter than the stop makes `close` return [`Error::Timeout`] while the Hub
+    /// goes on stopping the server.
+    ///
+    /// [`Timeouts::close`]: crate::Timeouts::close
+    /// [`Error::Timeout`]: crate::Error::Timeout
     pub fn stop_on_close(mut self, stop: bool) -> Self {
         self.stop_on_close = stop;
         self
