@@ -73,7 +73,8 @@ pub(crate) fn start(
         .timeout(None)
         .spawn()?;
     let deadline = Instant::now() + RELAY_START;
-    while !relay_listening(&socket, &inside, netns_pid) {
+    let table = socket_table(netns_pid);
+    while !relay_listening(&socket, &inside, table.as_deref()) {
         if let Some(done) = relay.try_wait()? {
             return Err(Error::setup_msg(format!(
                 "the relay for port {port} exited with {}: {}",
@@ -120,24 +121,30 @@ pub(crate) fn start(
     ))
 }
 
-/// True once the relay listens. socat makes its socket file at `bind()`, then chmods the path
-/// and only then listens: a connection in between is refused, and a link planted there in
-/// between makes the chmod fail and socat exit. So the file is not enough; the sandbox's own
-/// table of Unix sockets says when one bound to `inside` listens. Where the host cannot read
-/// that table, the file is all there is to go by.
-fn relay_listening(socket: &Path, inside: &Path, netns_pid: Option<u32>) -> bool {
-    if std::fs::symlink_metadata(socket).is_err() {
-        return false;
-    }
-    let Some(pid) = netns_pid else {
-        return true;
-    };
-    match std::fs::read_to_string(format!("/proc/{pid}/net/unix")) {
-        Ok(table) => unix_listening(&table, inside),
+/// The sandbox's own table of Unix sockets (`/proc/{netns_pid}/net/unix`), when the host can
+/// read it.
+fn socket_table(netns_pid: Option<u32>) -> Option<PathBuf> {
+    let table = PathBuf::from(format!("/proc/{}/net/unix", netns_pid?));
+    match std::fs::File::open(&table) {
+        Ok(_) => Some(table),
         Err(e) => {
             log::debug!("forward: cannot read the sandbox's Unix sockets: {e}");
-            true
+            None
         }
+    }
+}
+
+/// True once the relay listens. socat makes its socket file at `bind()`, then chmods the path
+/// and only then listens: a connection in between is refused, and a link planted there in
+/// between makes the chmod fail and socat exit. So the file is not enough; the sandbox's
+/// `table` of Unix sockets says when one bound to `inside` listens. Without the table, the
+/// file is all there is to go by.
+fn relay_listening(socket: &Path, inside: &Path, table: Option<&Path>) -> bool {
+    match table {
+        Some(table) => {
+            std::fs::read_to_string(table).is_ok_and(|table| unix_listening(&table, inside))
+        }
+        None => std::fs::symlink_metadata(socket).is_ok(),
     }
 }
 

@@ -12,11 +12,13 @@ pub(crate) const PREFIX: &str = "e2b-local-";
 /// The file naming the owner: `pid start-time`.
 const OWNER: &str = "owner";
 
-/// Makes a new sandbox directory with `subdirs`, after removing those of dead owners.
+/// Makes a new sandbox directory with `subdirs`, after removing those of dead owners. It is
+/// the owner's alone (0700): it holds the kernels' connection files and sockets.
 pub(crate) fn create(subdirs: &[&str]) -> io::Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
     sweep(&std::env::temp_dir());
     let dir = std::env::temp_dir().join(format!("{PREFIX}{}", uuid::Uuid::new_v4().simple()));
-    fs::create_dir(&dir)?;
+    fs::DirBuilder::new().mode(0o700).create(&dir)?;
     let made = fs::write(
         dir.join(OWNER),
         owner_of(std::process::id()).unwrap_or_default(),
@@ -104,6 +106,15 @@ fn owner_of(pid: u32) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_directory_is_its_owners_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = create(&["runtime"]).unwrap();
+        let mode = fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+        remove(&dir).unwrap();
+        assert_eq!(mode, 0o700);
+    }
 
     #[test]
     fn a_dead_owners_directory_is_swept_and_a_live_ones_kept() {

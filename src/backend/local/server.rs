@@ -136,12 +136,6 @@ impl LocalServer {
         let tmp = dir.join("tmp");
         fs::create_dir(&tmp)
             .map_err(|e| Error::setup("cannot create the sandbox's temporary directory", e))?;
-        // Kernels' sockets and connection files are the user's alone.
-        {
-            use std::os::unix::fs::PermissionsExt;
-            fs::set_permissions(&runtime, fs::Permissions::from_mode(0o700))
-                .map_err(|e| Error::setup("cannot make the runtime directory private", e))?;
-        }
         // Where the sandbox's directory has too long a path (a long TMPDIR; macOS's), kernels
         // fall back to jupyter_client's default, TCP on 127.0.0.1.
         let (transport, kernels_config) = if ipc_fits(&runtime) {
@@ -238,7 +232,6 @@ impl LocalServer {
         let fwd = dir.join(bwrap::FORWARDS);
         fs::create_dir_all(dir.join("sock"))
             .and_then(|()| fs::create_dir_all(&fwd))
-            .and_then(|()| fs::set_permissions(dir, private.clone()))
             .and_then(|()| fs::set_permissions(dir.join("sock"), private.clone()))
             .and_then(|()| fs::set_permissions(&fwd, private))
             .map_err(|e| Error::setup("cannot create the server's socket directory", e))?;
